@@ -1,0 +1,32 @@
+"""The asyncio binding: ``connect()``, ``serve()`` and ``Session``."""
+
+from .client import connect
+from .hello import Hello, Rejection, Welcome
+from .options import Options
+from .server import ConnectRequest, Refuse, Server, serve
+from .session import (
+    ConnectRefused,
+    ReleaseRefused,
+    Session,
+    SessionAborted,
+    SessionClosed,
+    SessionInfo,
+)
+
+__all__ = [
+    "connect",
+    "serve",
+    "Server",
+    "Session",
+    "SessionInfo",
+    "Options",
+    "ConnectRequest",
+    "Refuse",
+    "ConnectRefused",
+    "ReleaseRefused",
+    "SessionAborted",
+    "SessionClosed",
+    "Hello",
+    "Welcome",
+    "Rejection",
+]

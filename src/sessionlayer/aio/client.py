@@ -1,0 +1,126 @@
+"""``connect()``: open a session to a responder."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+from collections.abc import Mapping, Sequence
+
+from ..errors import DecodeError, RefuseReason
+from ..machine import SessionConfig, SessionMachine
+from ..machine import events as ev
+from ..spdu.types import ConnectionId
+from .hello import Hello, Rejection, Welcome, is_hello
+from .options import Options
+from .protocol import SessionProtocol
+from .session import ConnectRefused, Session, SessionAborted
+
+__all__ = ["connect", "new_session_id"]
+
+
+def new_session_id() -> bytes:
+    """16 random octets from :mod:`secrets`: unique and unguessable."""
+    return secrets.token_bytes(16)
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    credentials: Mapping[str, str] | None = None,
+    offers: Mapping[str, Sequence[str]] | None = None,
+    data: bytes = b"",
+    user_data: bytes | None = None,
+    config: SessionConfig | None = None,
+    options: Options | None = None,
+) -> Session:
+    """Open a session (S-CONNECT) to ``host:port`` and return it once accepted.
+
+    Between sessionlayer peers the CN carries a hello: ``offers`` (for each
+    application parameter, the values this side supports in preference
+    order), ``credentials`` for the responder's authentication callback, and
+    ``data`` for the responder's handler.  To talk to another OSI stack pass
+    ``user_data`` instead: it is sent as the CN user data, untouched (for
+    example the presentation/ACSE bytes an MMS client sends), and the AC's
+    user data is in ``session.peer_data``.
+
+    Raises :class:`ConnectRefused` (with the RF reason) when refused,
+    :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
+    after ``options.connect_timeout`` / ``options.handshake_timeout``.
+    """
+    options = options or Options()
+    config = config or SessionConfig()
+    loop = asyncio.get_running_loop()
+    machine = SessionMachine("initiator", config)
+    sid = new_session_id()
+    async with asyncio.timeout(options.connect_timeout):
+        _, protocol = await loop.create_connection(
+            lambda: SessionProtocol(machine, options),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=server_hostname if tls is not None else None,
+        )
+    native = user_data is None
+    if native:
+        user_data = Hello(
+            offers={k: list(v) for k, v in (offers or {}).items()},
+            credentials=dict(credentials) if credentials is not None else None,
+            data=data,
+        ).encode()
+    session = Session(protocol, sid.hex(), {})
+    try:
+        async with asyncio.timeout(options.handshake_timeout):
+            await protocol.transport_up
+            confirm = await session._confirm_any(
+                (ev.ConnectConfirm, ev.RefuseConfirm),
+                "connect",
+                user_data=user_data,
+                connection_id=ConnectionId(common_ref=sid),
+            )
+    except BaseException:
+        if protocol.transport is not None:
+            protocol.transport.abort()
+        raise
+    if isinstance(confirm, ev.RefuseConfirm):
+        if protocol.transport is not None:
+            protocol.transport.close()
+        raise _refused(confirm)
+    _welcome(session, confirm, native)
+    session.log.debug("session %s connected to %s", session.id, protocol.peer)
+    return session
+
+
+def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
+    text = ""
+    if is_hello(event.user_data):
+        try:
+            text = Rejection.decode(bytes(event.user_data or b"")).message
+        except DecodeError:
+            text = ""
+    try:
+        name = RefuseReason(event.reason).name.lower().replace("_", " ")
+    except ValueError:
+        name = f"reason {event.reason}"
+    return ConnectRefused(
+        f"session refused ({name}){': ' + text if text else ''}", event.reason, event.user_data
+    )
+
+
+def _welcome(session: Session, confirm: ev.ConnectConfirm, native: bool) -> None:
+    session.peer_data = confirm.user_data
+    if not native:
+        return
+    if not is_hello(confirm.user_data):
+        return  # not a sessionlayer responder: nothing negotiated beyond X.225
+    try:
+        welcome = Welcome.decode(bytes(confirm.user_data or b""))
+    except DecodeError as exc:
+        session.abort()
+        raise SessionAborted(f"malformed accept from the responder: {exc}") from None
+    session.chosen = dict(welcome.chosen)
+    session.peer_data = welcome.data
+    session._protocol.keepalive = welcome.keepalive

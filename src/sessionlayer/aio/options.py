@@ -1,0 +1,47 @@
+"""Settings of the asyncio binding: timeouts, liveness and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Options"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Timeouts (seconds), liveness and limits for one side of a session.
+
+    Every field has a safe default; pass your own to ``connect``/``serve``.
+    """
+
+    connect_timeout: float = 10.0
+    """TCP (and TLS) connection establishment."""
+
+    handshake_timeout: float = 10.0
+    """From TCP up to the AC (or RF): COTP CR/CC and the CN/AC exchange."""
+
+    release_timeout: float = 10.0
+    """How long an orderly release (FN) waits for DN/NF before aborting."""
+
+    keepalive_interval: float | None = 15.0
+    """Send a probe after this much silence from the peer (None: never).
+
+    Probes are sent only to sessionlayer peers that said they answer them;
+    on the wire a probe is a PLEASE TOKENS SPDU with no tokens and the answer
+    a GIVE TOKENS SPDU with no tokens, both valid X.225 that tshark decodes.
+    """
+
+    idle_timeout: float | None = 45.0
+    """Abort the session when nothing at all arrived for this long (None: never)."""
+
+    max_tsdu_size: int = 1 << 20
+    """Largest TSDU accepted from the peer (after COTP reassembly)."""
+
+    max_buffered_bytes: int = 1 << 20
+    """Received data held for a slow reader before reading from TCP pauses."""
+
+    write_buffer_high: int = 256 * 1024
+    """Outgoing bytes buffered before ``send`` waits (backpressure)."""
+
+    tpdu_size: int = 8192
+    """COTP TPDU size proposed or accepted (a power of 2, 128..8192)."""

@@ -1,0 +1,266 @@
+"""The glue between asyncio and the sans-I/O cores.
+
+``SessionProtocol`` is an :class:`asyncio.Protocol`: bytes from TCP go into
+the RFC 1006 connection, whole TSDUs into the session machine, and the
+machine's indications out to a :class:`~sessionlayer.aio.session.Session`.
+Everything the machine wants sent is written at once.  Timers (the
+machine's own, keepalive and idle) are armed on the loop's clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AbortReason, DecodeError, LocalError
+from ..machine import SessionMachine
+from ..machine import events as ev
+from ..transport import (
+    ConnectRequested,
+    ExpeditedReceived,
+    Rfc1006Connection,
+    TransportConnected,
+    TransportDisconnected,
+    TsduReceived,
+)
+from .options import Options
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["SessionProtocol", "PING", "PONG"]
+
+#: Keepalive probe and answer: PT and GT with empty parameter fields.
+PING = b"\x02\x00"
+PONG = b"\x01\x00"
+
+log = logging.getLogger("sessionlayer")
+
+
+class SessionProtocol(asyncio.Protocol):
+    """One TCP connection carrying one session."""
+
+    def __init__(
+        self,
+        machine: SessionMachine,
+        options: Options,
+        *,
+        on_transport_up: Callable[[SessionProtocol], None] | None = None,
+        on_connect_indication: Callable[[SessionProtocol, ev.ConnectIndication], None]
+        | None = None,
+    ) -> None:
+        self.machine = machine
+        self.options = options
+        role = "initiator" if machine.role == "initiator" else "responder"
+        self.rfc = Rfc1006Connection(
+            role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size
+        )
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.peer: Any = None
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport_up = asyncio.get_running_loop().create_future()
+        self.keepalive = False  # the peer answers probes (agreed in hello/welcome)
+        self._on_transport_up = on_transport_up
+        self._on_connect_indication = on_connect_indication
+        self._loop = asyncio.get_running_loop()
+        self._machine_timer: asyncio.TimerHandle | None = None
+        self._live_timer: asyncio.TimerHandle | None = None
+        self._last_heard = self._loop.time()
+        self._probe_sent = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._reading_paused = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.pending_events: list[ev.Event] = []
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=self.options.write_buffer_high)
+        if self.machine.role == "initiator":
+            self._write(self.rfc.connect(tpdu_size=self.options.tpdu_size))
+        self._arm_liveness()
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        self._last_heard = self._loop.time()
+        self._probe_sent = False
+        try:
+            tevents = self.rfc.receive_data(data)
+        except DecodeError as exc:
+            self._fail(f"transport protocol error: {exc}", exc.reason)
+            return
+        for tev in tevents:
+            if isinstance(tev, TsduReceived):
+                self._tsdu(tev.data)
+            elif isinstance(tev, ConnectRequested):
+                self._write(self.rfc.accept())
+                self._transport_ready()
+            elif isinstance(tev, TransportConnected):
+                self._transport_ready()
+            elif isinstance(tev, ExpeditedReceived):
+                self._feed(self.machine.receive_expedited, tev.data)
+            elif isinstance(tev, TransportDisconnected):
+                self._lost()
+        self._dispatch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        self._lost()
+        self._dispatch()
+        if not self.closed.done():
+            self.closed.set_result(None)
+        if not self.transport_up.done():
+            self.transport_up.set_exception(ConnectionError("connection closed"))
+            self.transport_up.exception()  # mark retrieved
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # ------------------------------------------------------------ sending
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        if not self._writable.is_set():
+            waiter = asyncio.ensure_future(self._writable.wait())
+            done, _ = await asyncio.wait({waiter, self.closed}, return_when=asyncio.FIRST_COMPLETED)
+            if waiter not in done:
+                waiter.cancel()
+
+    def flush(self) -> None:
+        """Write what the machine queued, arm its timer, deliver its events."""
+        machine = self.machine
+        for tsdu in machine.data_to_send():
+            self._write(self.rfc.send_tsdu(tsdu))
+        for tsdu in machine.expedited_to_send():
+            self._write(self.rfc.send_expedited(tsdu))
+        if machine.wants_transport_disconnect and self.transport is not None:
+            self.transport.close()
+        self._arm_machine_timer()
+        self._dispatch()
+
+    def write_raw_tsdu(self, tsdu: bytes) -> None:
+        """Send a TSDU the machine does not see (keepalive probes)."""
+        self._write(self.rfc.send_tsdu(tsdu))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    # ------------------------------------------------------------ receiving
+
+    def _transport_ready(self) -> None:
+        self.machine.transport_connected()
+        if not self.transport_up.done():
+            self.transport_up.set_result(None)
+        if self._on_transport_up is not None:
+            self._on_transport_up(self)
+        self.flush()
+
+    def _tsdu(self, data: bytes) -> None:
+        if data == PING and self.keepalive:
+            self.write_raw_tsdu(PONG)
+            return
+        if data == PONG and self.keepalive:
+            return
+        self._feed(self.machine.receive_tsdu, data)
+
+    def _feed(self, method: Callable[[bytes], None], data: bytes) -> None:
+        method(data)
+        self.flush()
+
+    def _lost(self) -> None:
+        try:
+            self.machine.transport_disconnected()
+        except LocalError:
+            pass
+        self.pending_events.extend(self.machine.events())
+
+    def _dispatch(self) -> None:
+        events = self.pending_events + self.machine.events()
+        self.pending_events = []
+        for event in events:
+            if isinstance(event, ev.ConnectIndication) and self._on_connect_indication:
+                self._on_connect_indication(self, event)
+            elif self.session is not None:
+                self.session._event(event)
+            else:
+                self.pending_events.append(event)
+
+    def _fail(self, message: str, reason: AbortReason) -> None:
+        log.warning("%s: %s", self.peer, message)
+        self.pending_events.append(ev.ProviderAbortIndication(reason=reason, message=message))
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------ timers
+
+    def _arm_machine_timer(self) -> None:
+        deadline = self.machine.get_timer()
+        if self._machine_timer is not None:
+            self._machine_timer.cancel()
+            self._machine_timer = None
+        if deadline is not None:
+            self._machine_timer = self._loop.call_at(deadline, self._machine_timeout)
+
+    def _machine_timeout(self) -> None:
+        self._machine_timer = None
+        self.machine.handle_timer(self._loop.time())
+        self.flush()
+
+    def _arm_liveness(self) -> None:
+        opts = self.options
+        periods = [p for p in (opts.keepalive_interval, opts.idle_timeout) if p is not None]
+        if periods:
+            self._live_timer = self._loop.call_later(min(periods) / 4, self._check_liveness)
+
+    def _check_liveness(self) -> None:
+        opts = self.options
+        silent = self._loop.time() - self._last_heard
+        if opts.idle_timeout is not None and silent >= opts.idle_timeout:
+            self._fail(
+                f"no traffic from the peer for {silent:.1f} s (idle timeout)",
+                AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
+            )
+            self._dispatch()
+            return
+        if (
+            self.keepalive
+            and opts.keepalive_interval is not None
+            and silent >= opts.keepalive_interval
+            and not self._probe_sent
+        ):
+            self._probe_sent = True
+            self.write_raw_tsdu(PING)
+        self._arm_liveness()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._machine_timer, self._live_timer):
+            if timer is not None:
+                timer.cancel()
+        self._machine_timer = self._live_timer = None
+
+    # ------------------------------------------------------------ reading backpressure
+
+    def update_reading(self, buffered: int) -> None:
+        """Pause TCP reading above the buffered-bytes limit; resume below half of it."""
+        if self.transport is None:
+            return
+        limit = self.options.max_buffered_bytes
+        if not self._reading_paused and buffered >= limit:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        elif self._reading_paused and buffered < limit // 2:
+            self._reading_paused = False
+            self.transport.resume_reading()

@@ -1,0 +1,255 @@
+"""``serve()``: accept sessions and run a handler for each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import DecodeError, RefuseReason, SessionLayerError
+from ..machine import SessionConfig, SessionMachine
+from ..machine import events as ev
+from ..spdu.types import ConnectionId
+from .hello import Hello, Rejection, Welcome, is_hello
+from .options import Options
+from .protocol import SessionProtocol
+from .session import Session, SessionInfo
+
+__all__ = ["serve", "Server", "Refuse", "ConnectRequest"]
+
+log = logging.getLogger("sessionlayer")
+
+Handler = Callable[[Session], Awaitable[None]]
+
+
+class Refuse(SessionLayerError):  # noqa: N818 -- it is raised to refuse
+    """Raise from ``authenticate`` or ``policy`` to refuse a session with a reason."""
+
+    def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class ConnectRequest:
+    """What the authentication callback and the policy see of a connect request."""
+
+    def __init__(self, peer: Any, hello: Hello | None, indication: ev.ConnectIndication,
+                 tls: Any) -> None:  # fmt: skip
+        self.peer = peer
+        self.credentials = hello.credentials if hello else None
+        self.offers = hello.offers if hello else {}
+        self.data = hello.data if hello else indication.user_data
+        self.indication = indication
+        self.tls = tls  #: the peer's TLS certificate (dict) when mutual TLS is in use
+
+
+def negotiate(
+    offers: Mapping[str, Sequence[str]], supported: Mapping[str, Sequence[str]]
+) -> dict[str, str]:
+    """For each parameter the initiator offers, the first of its values we support.
+
+    Parameters we do not know are ignored; one we know with no common value
+    refuses the session with a reason that names both lists.
+    """
+    chosen: dict[str, str] = {}
+    for name, values in offers.items():
+        ours = supported.get(name)
+        if ours is None:
+            continue
+        common = [v for v in values if v in ours]
+        if not common:
+            raise Refuse(
+                f"no common {name}: offered {list(values)}, supported {list(ours)}",
+                RefuseReason.USER_DATA,
+            )
+        chosen[name] = common[0]
+    return chosen
+
+
+class Server:
+    """A listening session server; ``async with server`` closes it on exit."""
+
+    def __init__(self, handler: Handler, options: Options, config: SessionConfig,
+                 authenticate: Callable[[ConnectRequest], Any] | None,
+                 supported: Mapping[str, Sequence[str]],
+                 accept_data: Callable[[ConnectRequest], bytes | None] | None,
+                 max_sessions: int) -> None:  # fmt: skip
+        self._handler = handler
+        self.options = options
+        self.config = config
+        self._authenticate = authenticate
+        self.supported = {k: list(v) for k, v in supported.items()}
+        self._accept_data = accept_data
+        self.max_sessions = max_sessions
+        self._server: asyncio.Server | None = None
+        self._live: dict[str, Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = 0
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def sessions(self) -> list[SessionInfo]:
+        """A snapshot of every live session."""
+        return [s.info() for s in self._live.values()]
+
+    def close(self) -> None:
+        """Stop listening and abort every session."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._live.values()):
+            session.abort()
+        for task in self._tasks:
+            task.cancel()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # ------------------------------------------------------------ connect handling
+
+    def _protocol(self) -> SessionProtocol:
+        machine = SessionMachine("responder", self.config)
+        return SessionProtocol(machine, self.options, on_connect_indication=self._indication)
+
+    def _indication(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
+        task = asyncio.ensure_future(self._answer(protocol, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
+        if len(self._live) + self._pending >= self.max_sessions:
+            self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
+            return
+        self._pending += 1
+        try:
+            try:
+                hello = Hello.decode(bytes(event.user_data or b"")) if is_hello(
+                    event.user_data) else None  # fmt: skip
+                request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
+                chosen = negotiate(request.offers, self.supported)
+                if self._authenticate is not None:
+                    verdict = self._authenticate(request)
+                    if inspect.isawaitable(verdict):
+                        verdict = await verdict
+                    if verdict is False:
+                        raise Refuse("authentication failed")
+            except DecodeError as exc:
+                self._refuse(protocol, Refuse(f"malformed connect request: {exc}"))
+                return
+            except Refuse as exc:
+                self._refuse(protocol, exc)
+                return
+            if protocol.transport is None or protocol.transport.is_closing():
+                return
+            session = self._accept(protocol, event, hello, request, chosen)
+        finally:
+            self._pending -= 1
+        await self._run(session)
+
+    def _accept(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+                hello: Hello | None, request: ConnectRequest,
+                chosen: dict[str, str]) -> Session:  # fmt: skip
+        cid = event.connection_id
+        common = cid.common_ref if cid is not None else None
+        sid = common if common and len(common) == 16 else secrets.token_bytes(16)
+        if sid.hex() in self._live:
+            sid = secrets.token_bytes(16)
+        if hello is not None:
+            user_data: bytes | None = Welcome(chosen=chosen).encode()
+            protocol.keepalive = hello.keepalive
+        else:
+            user_data = self._accept_data(request) if self._accept_data else None
+        session = Session(protocol, sid.hex(), chosen, request.data)
+        reply_cid = ConnectionId(common_ref=sid) if cid is not None else None
+        protocol.machine.accept(user_data=user_data, connection_id=reply_cid)
+        protocol.flush()
+        self._live[session.id] = session
+        session.log.info("session %s accepted from %s", session.id, protocol.peer)
+        return session
+
+    def _refuse(self, protocol: SessionProtocol, refusal: Refuse) -> None:
+        log.info("refusing session from %s: %s", protocol.peer, refusal.message)
+        with contextlib.suppress(SessionLayerError):
+            protocol.machine.refuse(
+                reason=refusal.reason, user_data=Rejection(refusal.message).encode()
+            )
+            protocol.flush()
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            protocol.transport.close()
+
+    async def _run(self, session: Session) -> None:
+        try:
+            await self._handler(session)
+        except asyncio.CancelledError:
+            session.abort()
+            raise
+        except SessionLayerError as exc:
+            session.log.info("session %s ended: %s", session.id, exc)
+        except Exception:
+            session.log.exception("handler of session %s failed; aborting it", session.id)
+            session.abort()
+        else:
+            if not session.closed:
+                with contextlib.suppress(SessionLayerError):
+                    await session.release()
+        finally:
+            self._live.pop(session.id, None)
+            session.abort()
+
+
+def _peer_cert(protocol: SessionProtocol) -> Any:
+    if protocol.transport is None:
+        return None
+    return protocol.transport.get_extra_info("peercert")
+
+
+async def serve(
+    handler: Handler,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    tls: ssl.SSLContext | None = None,
+    authenticate: Callable[[ConnectRequest], Any] | None = None,
+    supported: Mapping[str, Sequence[str]] | None = None,
+    accept_data: Callable[[ConnectRequest], bytes | None] | None = None,
+    config: SessionConfig | None = None,
+    options: Options | None = None,
+    max_sessions: int = 1000,
+) -> Server:
+    """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
+
+    ``authenticate(request)`` (sync or async) sees the credentials of each
+    connect request and returns False or raises :class:`Refuse` to refuse it
+    with an RF that reaches the initiator as :class:`ConnectRefused`.
+    ``supported`` maps application parameters to the values this server
+    supports; the initiator's offers are matched against it.  ``accept_data``
+    gives the AC user data for peers that are not sessionlayer (OSI stacks).
+    """
+    server = Server(
+        handler, options or Options(), config or SessionConfig(), authenticate,
+        supported or {}, accept_data, max_sessions,
+    )  # fmt: skip
+    loop = asyncio.get_running_loop()
+    server._server = await loop.create_server(server._protocol, host, port, ssl=tls)
+    return server

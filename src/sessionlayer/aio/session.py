@@ -1,0 +1,461 @@
+"""``Session``: one established session, as a Python developer uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import AbortReason, SessionLayerError
+from ..machine import events as ev
+from ..spdu.codes import Token
+from .protocol import SessionProtocol
+
+__all__ = [
+    "Session",
+    "SessionInfo",
+    "SessionClosed",
+    "SessionAborted",
+    "ConnectRefused",
+    "ReleaseRefused",
+]
+
+log = logging.getLogger("sessionlayer")
+
+
+class SessionClosed(SessionLayerError):
+    """The session ended by an orderly release; no more data will come."""
+
+
+class SessionAborted(SessionLayerError):
+    """The session was aborted (S-U-ABORT or S-P-ABORT).
+
+    ``reason`` is the X.225 Transport Disconnect value (:class:`AbortReason`);
+    ``by_peer`` says whether the peer's user asked for it.
+    """
+
+    def __init__(self, message: str, reason: int = 0, *, by_peer: bool = False,
+                 user_data: bytes | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.reason = AbortReason(reason)
+        self.by_peer = by_peer
+        self.user_data = user_data
+
+
+class ConnectRefused(SessionLayerError):
+    """The responder refused the session (an RF SPDU).
+
+    ``reason`` is the RF reason code (:class:`~sessionlayer.errors.RefuseReason`
+    value); ``message`` the responder's text, when it gave one.
+    """
+
+    def __init__(self, message: str, reason: int, user_data: bytes | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.user_data = user_data
+
+
+class ReleaseRefused(SessionLayerError):
+    """The peer answered our FINISH with NOT FINISHED (negotiated release)."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A snapshot of one live session, as ``server.sessions`` lists it."""
+
+    id: str
+    peer: Any
+    state: str
+    age: float
+    bytes_in: int
+    bytes_out: int
+    messages_in: int
+    messages_out: int
+    tokens: int
+    last_sync: int | None
+
+
+_END = object()
+
+
+class Session:
+    """A session between two SS-users.
+
+    Iterate it (``async for data in session``) or call :meth:`receive` for
+    S-DATA; indications other than data arrive on :meth:`events`.  Leaving
+    ``async with session`` releases it.
+    """
+
+    def __init__(self, protocol: SessionProtocol, session_id: str, chosen: dict[str, str],
+                 peer_data: bytes | None = None) -> None:  # fmt: skip
+        self._protocol = protocol
+        self.id = session_id
+        self.chosen = dict(chosen)
+        """Application parameters both sides agreed at connect (e.g. ``{"codec": "json"}``)."""
+        self.peer_data = peer_data
+        """User data the peer sent with its connect request or accept."""
+        self.started = time.monotonic()
+        self.messages_in = 0
+        self.messages_out = 0
+        self.last_sync: int | None = None
+        self.log = logging.LoggerAdapter(log, {"session_id": session_id})
+        self._data: collections.deque[Any] = collections.deque()
+        self._buffered = 0
+        self._events: asyncio.Queue[ev.Event | object] = asyncio.Queue()
+        self._readable = asyncio.Event()
+        self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
+        self._failure: SessionLayerError | None = None
+        self._released = False
+        protocol.session = self
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def machine(self) -> Any:
+        """The sans-I/O protocol machine (read its state; do not drive it)."""
+        return self._protocol.machine
+
+    @property
+    def peer(self) -> Any:
+        return self._protocol.peer
+
+    @property
+    def state(self) -> str:
+        if self._failure is not None:
+            return "aborted"
+        if self._released:
+            return "released"
+        return str(self.machine.state)
+
+    @property
+    def closed(self) -> bool:
+        return self._failure is not None or self._released
+
+    @property
+    def tokens(self) -> int:
+        return int(self.machine.tokens_owned)
+
+    def info(self) -> SessionInfo:
+        p = self._protocol
+        return SessionInfo(
+            id=self.id, peer=self.peer, state=self.state,
+            age=time.monotonic() - self.started, bytes_in=p.bytes_in, bytes_out=p.bytes_out,
+            messages_in=self.messages_in, messages_out=self.messages_out,
+            tokens=self.tokens, last_sync=self.last_sync,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------ data
+
+    async def send(self, data: bytes) -> None:
+        """S-DATA request; waits while the transport is congested (backpressure)."""
+        self._check_open()
+        self.machine.send_data(bytes(data))
+        self.messages_out += 1
+        self._protocol.flush()
+        await self._protocol.drain()
+
+    async def receive(self) -> bytes:
+        """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
+        while not self._data:
+            if self._failure is not None:
+                raise self._failure
+            if self._released:
+                raise SessionClosed("the session was released")
+            self._readable.clear()
+            await self._readable.wait()
+        item = self._data.popleft()
+        self._buffered -= len(item)
+        self._protocol.update_reading(self._buffered)
+        return bytes(item)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                yield await self.receive()
+            except SessionClosed:
+                return
+
+    async def send_typed(self, data: bytes) -> None:
+        """S-TYPED-DATA: data that may be sent without the data token."""
+        self._check_open()
+        self.machine.send_typed_data(bytes(data))
+        self._protocol.flush()
+        await self._protocol.drain()
+
+    async def send_expedited(self, data: bytes) -> None:
+        """S-EXPEDITED-DATA: up to 14 octets, ahead of normal data."""
+        self._check_open()
+        self.machine.send_expedited(bytes(data))
+        self._protocol.flush()
+
+    # ------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[ev.Event]:
+        """Indications other than data (tokens, sync points, activities, ...)."""
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                return
+            assert isinstance(item, ev.Event)
+            yield item
+
+    def next_event_nowait(self) -> ev.Event | None:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            item = self._events.get_nowait()
+            if isinstance(item, ev.Event):
+                return item
+        return None
+
+    # ------------------------------------------------------------ requests with confirms
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._check_open()
+        result = getattr(self.machine, method)(*args, **kwargs)
+        self._protocol.flush()
+        return result
+
+    async def _confirm(self, kind: type, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._confirm_any((kind,), method, *args, **kwargs)
+
+    async def _confirm_any(
+        self, kinds: tuple[type, ...], method: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Call a machine request and wait for the first event of one of ``kinds``."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        for kind in kinds:
+            self._waiters.setdefault(kind, collections.deque()).append(future)
+        try:
+            self._call(method, *args, **kwargs)
+            return await future
+        finally:
+            for kind in kinds:
+                with contextlib.suppress(ValueError):
+                    self._waiters[kind].remove(future)
+
+    async def sync(self, *, major: bool = False, confirm: bool = True,
+                   user_data: bytes | None = None) -> int:  # fmt: skip
+        """Set a synchronization point; return its serial number once the peer confirmed.
+
+        ``major=True`` is S-SYNC-MAJOR (always confirmed); otherwise
+        S-SYNC-MINOR, confirmed unless ``confirm=False``.
+        """
+        if major:
+            event = await self._confirm(ev.MajorSyncConfirm, "major_sync", user_data=user_data)
+        elif confirm:
+            event = await self._confirm(
+                ev.MinorSyncConfirm, "minor_sync", confirm=True, user_data=user_data
+            )
+        else:
+            serial = int(self._call("minor_sync", confirm=False, user_data=user_data))
+            self.last_sync = serial
+            return serial
+        self.last_sync = int(event.serial)
+        return self.last_sync
+
+    async def resync(self, kind: int = 0, serial: int | None = None,
+                     tokens: int | None = None, user_data: bytes | None = None) -> int:  # fmt: skip
+        """S-RESYNCHRONIZE (restart, abandon or set); returns the new serial number."""
+        event = await self._confirm(
+            ev.ResyncConfirm, "resync", kind, serial=serial, tokens=tokens, user_data=user_data
+        )
+        return int(event.serial)
+
+    def give_tokens(self, tokens: int) -> None:
+        """S-TOKEN-GIVE."""
+        self._call("give_tokens", Token(tokens))
+
+    def please_tokens(self, tokens: int, user_data: bytes | None = None) -> None:
+        """S-TOKEN-PLEASE."""
+        self._call("please_tokens", Token(tokens), user_data=user_data)
+
+    def give_control(self) -> None:
+        """S-CONTROL-GIVE: hand every available token to the peer."""
+        self._call("give_control")
+
+    def exception_report(self, reason: int, user_data: bytes | None = None) -> None:
+        """S-U-EXCEPTION-REPORT."""
+        self._call("exception_report", reason, user_data=user_data)
+
+    async def capability_data(self, data: bytes | None = None) -> bytes | None:
+        """S-CAPABILITY-DATA; returns the peer's reply data."""
+        event = await self._confirm(ev.CapabilityDataConfirm, "send_capability_data", data)
+        return event.user_data  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ activities
+
+    @contextlib.asynccontextmanager
+    async def activity(self, activity_id: bytes, user_data: bytes | None = None
+                       ) -> AsyncIterator[Session]:  # fmt: skip
+        """``async with session.activity(b"id"):`` -- S-ACTIVITY-START ... S-ACTIVITY-END.
+
+        An exception inside the block discards the activity instead of ending it.
+        """
+        self._call("activity_start", activity_id, user_data=user_data)
+        try:
+            yield self
+        except BaseException:
+            if not self.closed:
+                await self.discard_activity()
+            raise
+        await self.end_activity()
+
+    async def end_activity(self, user_data: bytes | None = None) -> int:
+        event = await self._confirm(ev.ActivityEndConfirm, "activity_end", user_data=user_data)
+        return int(event.serial)
+
+    async def interrupt_activity(self, reason: int = 0, user_data: bytes | None = None) -> None:
+        await self._confirm(
+            ev.ActivityInterruptConfirm, "activity_interrupt", reason=reason, user_data=user_data
+        )
+
+    async def discard_activity(self, reason: int = 0, user_data: bytes | None = None) -> None:
+        await self._confirm(
+            ev.ActivityDiscardConfirm, "activity_discard", reason=reason, user_data=user_data
+        )
+
+    def resume_activity(self, activity_id: bytes, old_activity_id: bytes, serial: int,
+                        user_data: bytes | None = None) -> None:  # fmt: skip
+        """S-ACTIVITY-RESUME of an interrupted activity at sync point ``serial``."""
+        self._call("activity_resume", activity_id, old_activity_id, serial, user_data=user_data)
+
+    # ------------------------------------------------------------ ending
+
+    async def release(self, user_data: bytes | None = None) -> None:
+        """S-RELEASE: orderly release (FN, answered by DN).
+
+        Raises :class:`ReleaseRefused` when the peer answered NF; aborts the
+        session when no answer comes within the release timeout.
+        """
+        if self._released:
+            return
+        try:
+            async with asyncio.timeout(self._protocol.options.release_timeout):
+                event = await self._confirm(ev.ReleaseConfirm, "release", user_data=user_data)
+        except TimeoutError:
+            self.abort()
+            raise SessionAborted(
+                "no answer to the release request (release timeout)",
+                AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
+            ) from None
+        if not event.accepted:
+            raise ReleaseRefused("the peer refused to release (NOT FINISHED)")
+
+    def abort(self, user_data: bytes | None = None) -> None:
+        """S-U-ABORT: end the session at once (AB); data in transit may be lost."""
+        if self.closed:
+            return
+        with contextlib.suppress(SessionLayerError):
+            self.machine.abort(user_data=user_data)
+            self._protocol.flush()
+        self._end(SessionAborted("aborted by the local user", AbortReason.USER_ABORT))
+        if self._protocol.transport is not None:
+            self._protocol.transport.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._protocol.closed)
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.closed:
+            return
+        if exc_type is None or issubclass(exc_type, SessionClosed | GeneratorExit):
+            await self.release()
+        else:
+            self.abort()
+
+    # ------------------------------------------------------------ internals
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._released:
+            raise SessionClosed("the session was released")
+
+    def _end(self, failure: SessionLayerError | None) -> None:
+        if failure is not None and self._failure is None and not self._released:
+            self._failure = failure
+        elif failure is None:
+            self._released = True
+        for queue in self._waiters.values():
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(
+                        self._failure or SessionClosed("the session was released")
+                    )
+        self._waiters.clear()
+        self._readable.set()
+        self._events.put_nowait(_END)
+
+    def _resolve(self, event: ev.Event) -> bool:
+        queue = self._waiters.get(type(event))
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_result(event)
+                return True
+        return False
+
+    def _event(self, event: ev.Event) -> None:
+        """Called by the protocol for each indication or confirm."""
+        if isinstance(event, ev.DataIndication):
+            self.messages_in += 1
+            self._data.append(event.data)
+            self._buffered += len(event.data)
+            self._protocol.update_reading(self._buffered)
+            self._readable.set()
+            return
+        if isinstance(event, ev.ReleaseIndication):
+            self._call("release_response", accept=True)
+            self._end(None)
+            return
+        if isinstance(event, ev.ReleaseConfirm):
+            self._resolve(event)
+            if event.accepted:
+                self._end(None)
+            return
+        if isinstance(event, ev.UserAbortIndication):
+            self._end(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
+                                     by_peer=True, user_data=event.user_data))  # fmt: skip
+            return
+        if isinstance(event, ev.ProviderAbortIndication):
+            self._end(SessionAborted(f"session aborted: {event.message}", event.reason))
+            return
+        self._auto_respond(event)
+        if not self._resolve(event):
+            self._events.put_nowait(event)
+
+    def _auto_respond(self, event: ev.Event) -> None:
+        """Confirm sync points and activity ends: the data before them has arrived."""
+        machine = self.machine
+        if isinstance(event, ev.MajorSyncIndication):
+            self.last_sync = event.serial
+            machine.major_sync_response()
+        elif isinstance(event, ev.MinorSyncIndication):
+            self.last_sync = event.serial
+            if event.confirm_required:
+                machine.minor_sync_response(event.serial)
+        elif isinstance(event, ev.ActivityEndIndication):
+            machine.activity_end_response()
+        elif isinstance(event, ev.ActivityInterruptIndication):
+            machine.activity_interrupt_response()
+        elif isinstance(event, ev.ActivityDiscardIndication):
+            machine.activity_discard_response()
+        elif isinstance(event, ev.ResyncIndication):
+            machine.resync_response()
+        elif isinstance(event, ev.CapabilityDataIndication):
+            machine.capability_data_response()
+        else:
+            return
+        self._protocol.flush()

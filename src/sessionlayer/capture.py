@@ -1,0 +1,288 @@
+"""Reading TCP byte streams out of pcap/pcapng captures, and writing them.
+
+:func:`read_tcp_streams` gives, per TCP connection direction, the payload
+bytes in sequence order with retransmitted data removed, and where each
+segment started (frame number, time).  :func:`write_pcap` does the reverse
+for one made-up connection, so bytes from our encoders can be shown to
+Wireshark/tshark.  dpkt does the file formats; any problem with a file is
+raised as :class:`~sessionlayer.errors.DecodeError`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal, NamedTuple, TypeAlias
+
+import dpkt
+
+from sessionlayer.errors import DecodeError
+
+__all__ = [
+    "Direction",
+    "Endpoint",
+    "Segment",
+    "Stream",
+    "read_tcp_streams",
+    "write_pcap",
+]
+
+Endpoint: TypeAlias = tuple[str, int]  #: (IP address as text, TCP port)
+Direction: TypeAlias = Literal["C->S", "S->C"]  #: as in the vectors' "dir" field
+
+_PCAP_MAGICS = {b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1"}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_LINK_ETHERNET = 1
+_LINK_NULL, _LINK_LOOP = 0, 108
+_LINK_RAW = frozenset({12, 14, 101, 228, 229})  # raw IP (BSD/OpenBSD variants, v4-, v6-only)
+_LINK_SLL, _LINK_SLL2 = 113, 276
+_VLAN_TYPES = frozenset({0x8100, 0x88A8, 0x9100})
+_TCP_SYN, _TCP_FIN, _TCP_ACK, _TCP_PSH = 0x02, 0x01, 0x10, 0x08
+_SEQ_MOD = 1 << 32
+
+
+class Segment(NamedTuple):
+    """Where a piece of :attr:`Stream.data` came from."""
+
+    frame: int  #: 1-based frame number in the capture
+    timestamp: float  #: seconds since the epoch
+    offset: int  #: position of its first new octet in the stream data
+    length: int  #: new octets it contributed
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The payload of one direction of one TCP connection."""
+
+    src: Endpoint
+    dst: Endpoint
+    data: bytes
+    segments: tuple[Segment, ...] = ()  #: in stream order, one per segment that added data
+    missing: int = 0  #: octets never captured (sequence gaps), skipped over
+
+    def locate(self, offset: int) -> Segment:
+        """The segment that carried the octet at *offset* of :attr:`data`."""
+        if not 0 <= offset < len(self.data):
+            raise IndexError(f"offset {offset} outside the {len(self.data)}-octet stream")
+        starts = [seg.offset for seg in self.segments]
+        return self.segments[bisect.bisect_right(starts, offset) - 1]
+
+
+# ------------------------------------------------------------------ reading
+
+
+@dataclass
+class _Piece:
+    seq: int
+    payload: bytes
+    frame: int
+    timestamp: float
+
+
+@dataclass
+class _Builder:
+    src: Endpoint
+    dst: Endpoint
+    first_frame: int
+    isn: int | None = None
+    pieces: list[_Piece] = field(default_factory=list)
+
+
+def read_tcp_streams(path: str | os.PathLike[str]) -> list[Stream]:
+    """Read a pcap or pcapng file; return its TCP streams that carried data.
+
+    Streams come in the order of their first packet; a new SYN on the same
+    addresses with another initial sequence number starts a new stream.
+    """
+    with open(path, "rb") as fileobj:
+        try:
+            builders = _collect(_packets(fileobj))
+        except DecodeError:
+            raise
+        except Exception as exc:  # dpkt raises many kinds; translate them here
+            raise DecodeError(f"{os.fspath(path)}: unreadable capture: {exc}") from exc
+    streams = (_assemble(b) for b in sorted(builders, key=lambda b: b.first_frame))
+    return [s for s in streams if s.data]
+
+
+def _packets(fileobj: BinaryIO) -> Iterator[tuple[int, float, bytes]]:
+    """Yield (link type, time, frame bytes) for each packet of the file."""
+    magic = fileobj.read(4)
+    fileobj.seek(0)
+    reader: Any
+    if magic == _PCAPNG_MAGIC:
+        reader = dpkt.pcapng.Reader(fileobj)
+    elif magic in _PCAP_MAGICS:
+        reader = dpkt.pcap.Reader(fileobj)
+    else:
+        raise DecodeError(f"not a pcap or pcapng file (starts {magic.hex() or 'empty'})")
+    linktype = int(reader.datalink())
+    for timestamp, frame in reader:
+        yield linktype, float(timestamp), bytes(frame)
+
+
+def _collect(packets: Iterator[tuple[int, float, bytes]]) -> list[_Builder]:
+    current: dict[tuple[Endpoint, Endpoint], _Builder] = {}
+    builders: list[_Builder] = []
+    for number, (linktype, timestamp, frame) in enumerate(packets, start=1):
+        parsed = _tcp(linktype, frame)
+        if parsed is None:
+            continue
+        src, dst, tcp = parsed
+        builder = current.get((src, dst))
+        syn = bool(tcp.flags & _TCP_SYN)
+        if builder is None or (syn and builder.isn not in (None, tcp.seq)):
+            builder = current[(src, dst)] = _Builder(src, dst, number)
+            builders.append(builder)
+        if syn:
+            builder.isn = int(tcp.seq)
+        elif tcp.data:
+            builder.pieces.append(_Piece(int(tcp.seq), bytes(tcp.data), number, timestamp))
+    return builders
+
+
+def _tcp(linktype: int, frame: bytes) -> tuple[Endpoint, Endpoint, Any] | None:
+    """The addresses and dpkt TCP object of a frame, or None if it holds no TCP."""
+    packet = _network_layer(linktype, frame)
+    if not packet:
+        return None
+    try:
+        if packet[0] >> 4 == 4:
+            ip: Any = dpkt.ip.IP(packet)
+            if ip.offset != 0 or ip.mf:
+                return None  # fragments are not reassembled
+        elif packet[0] >> 4 == 6:
+            ip = dpkt.ip6.IP6(packet)
+        else:
+            return None
+    except (dpkt.dpkt.Error, struct.error, ValueError, IndexError):
+        return None  # a malformed packet in a readable file: skip it, as Wireshark would
+    tcp = ip.data
+    if not isinstance(tcp, dpkt.tcp.TCP):
+        return None
+    src = (str(ipaddress.ip_address(bytes(ip.src))), int(tcp.sport))
+    dst = (str(ipaddress.ip_address(bytes(ip.dst))), int(tcp.dport))
+    return src, dst, tcp
+
+
+def _network_layer(linktype: int, frame: bytes) -> bytes | None:
+    if linktype == _LINK_ETHERNET:
+        offset, ethertype = 14, frame[12:14]
+        while len(ethertype) == 2 and int.from_bytes(ethertype, "big") in _VLAN_TYPES:
+            offset, ethertype = offset + 4, frame[offset + 2 : offset + 4]
+        return frame[offset:] if ethertype in (b"\x08\x00", b"\x86\xdd") else None
+    if linktype in _LINK_RAW:
+        return frame
+    if linktype in (_LINK_NULL, _LINK_LOOP):
+        return frame[4:]
+    if linktype == _LINK_SLL:
+        return frame[16:] if frame[14:16] in (b"\x08\x00", b"\x86\xdd") else None
+    if linktype == _LINK_SLL2:
+        return frame[20:] if frame[0:2] in (b"\x08\x00", b"\x86\xdd") else None
+    raise DecodeError(f"unsupported link type {linktype}")
+
+
+def _assemble(builder: _Builder) -> Stream:
+    """Lay the pieces out by sequence number, keeping the first copy of each octet."""
+    pieces = builder.pieces
+    if not pieces:
+        return Stream(builder.src, builder.dst, b"")
+    base = (builder.isn + 1) % _SEQ_MOD if builder.isn is not None else pieces[0].seq
+    rel = [(_seq_diff(p.seq, base), p.frame, p) for p in pieces]
+    if builder.isn is None:
+        low = min(r for r, _, _ in rel)
+        rel = [(r - low, f, p) for r, f, p in rel]
+    data = bytearray()
+    segments: list[Segment] = []
+    missing = 0
+    for start, _, piece in sorted(rel, key=lambda item: (item[0], item[1])):
+        end = start + len(piece.payload)
+        position = len(data) + missing
+        if end <= position:
+            continue  # retransmission of data already held
+        if start > position:
+            missing += start - position  # a gap in the capture
+            position = start
+        new = piece.payload[position - start :]
+        segments.append(Segment(piece.frame, piece.timestamp, len(data), len(new)))
+        data += new
+    return Stream(builder.src, builder.dst, bytes(data), tuple(segments), missing)
+
+
+def _seq_diff(seq: int, base: int) -> int:
+    """Signed distance from *base* to *seq* in 32-bit sequence space."""
+    return (seq - base + (1 << 31)) % _SEQ_MOD - (1 << 31)
+
+
+# ------------------------------------------------------------------ writing
+
+
+def write_pcap(
+    path: str | os.PathLike[str],
+    segments: Iterable[tuple[Direction, bytes]],
+    *,
+    client: Endpoint = ("127.0.0.1", 40000),
+    server: Endpoint = ("127.0.0.1", 102),
+    start_time: float = 1_700_000_000.0,
+    mss: int = 65483,
+) -> None:
+    """Write one TCP connection carrying *segments* as a classic pcap.
+
+    Each item is ("C->S" or "S->C", payload); payloads longer than *mss* are
+    split.  The connection opens with a three-way handshake and closes with
+    FINs; sequence numbers, lengths and checksums are valid.  Only IPv4.
+    """
+    packets = _connection_packets(client, server, segments, mss)
+    with open(path, "wb") as fileobj:
+        writer = dpkt.pcap.Writer(fileobj, snaplen=262144, linktype=dpkt.pcap.DLT_EN10MB)
+        for index, packet in enumerate(packets):
+            writer.writepkt(bytes(packet), ts=start_time + index * 0.001)
+
+
+def _connection_packets(
+    client: Endpoint, server: Endpoint, segments: Iterable[tuple[Direction, bytes]], mss: int
+) -> list[Any]:
+    seq = {"C->S": 1_000, "S->C": 5_000}  # next sequence number each side sends
+    ends = {"C->S": (client, server), "S->C": (server, client)}
+    other = {"C->S": "S->C", "S->C": "C->S"}
+    out: list[Any] = []
+
+    def emit(direction: str, flags: int, payload: bytes = b"") -> None:
+        (src, dst), reply = ends[direction], other[direction]
+        ack = seq[reply] if flags & _TCP_ACK else 0
+        out.append(_frame(src, dst, seq[direction], ack, flags, payload))
+        seq[direction] = (seq[direction] + len(payload) + bool(flags & (_TCP_SYN | _TCP_FIN)))
+
+    emit("C->S", _TCP_SYN)
+    emit("S->C", _TCP_SYN | _TCP_ACK)
+    emit("C->S", _TCP_ACK)
+    for direction, payload in segments:
+        if direction not in ends:
+            raise ValueError(f"direction must be 'C->S' or 'S->C', not {direction!r}")
+        for start in range(0, len(payload), mss):
+            emit(direction, _TCP_PSH | _TCP_ACK, bytes(payload[start : start + mss]))
+    emit("C->S", _TCP_FIN | _TCP_ACK)
+    emit("S->C", _TCP_FIN | _TCP_ACK)
+    emit("C->S", _TCP_ACK)
+    return out
+
+
+def _frame(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int, payload: bytes) -> Any:
+    tcp = dpkt.tcp.TCP(
+        sport=src[1], dport=dst[1], seq=seq, ack=ack, flags=flags, win=65535, data=payload
+    )
+    ip = dpkt.ip.IP(
+        src=ipaddress.IPv4Address(src[0]).packed,
+        dst=ipaddress.IPv4Address(dst[0]).packed,
+        p=dpkt.ip.IP_PROTO_TCP,
+        ttl=64,
+        data=tcp,
+    )
+    ip.df = 1
+    return dpkt.ethernet.Ethernet(
+        src=b"\x00" * 6, dst=b"\x00" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=ip
+    )

@@ -1,0 +1,156 @@
+"""The ``sessionlayer`` command line.
+
+Every failure a user can cause (bad hex, an unreadable capture, malformed
+SPDUs) ends in one clear line on stderr and exit status 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import string
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from . import __version__
+from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
+from .errors import DecodeError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """A user mistake reported as one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sessionlayer",
+        description="The OSI session layer (ISO 8327-1 / X.225) over RFC 1006.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessionlayer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    dec = sub.add_parser(
+        "decode",
+        help="decode TPKT/COTP/SPDU bytes from hex or a capture",
+        description=(
+            "Decode hex (arguments or standard input; whitespace ignored; a TPKT stream"
+            " starting 03 00, or bare SPDUs) or a pcap/pcapng capture (--pcap, TCP on any"
+            " port). Prints one line per TPDU and SPDU."
+        ),
+    )
+    dec.add_argument("hex", nargs="*", help="hex octets; read from standard input if absent")
+    dec.add_argument("--pcap", metavar="FILE", help="read a pcap or pcapng capture")
+    dec.add_argument("--json", action="store_true", help="print a JSON array of the SPDUs")
+    return parser
+
+
+def _read_hex(args: Sequence[str], stdin: TextIO) -> bytes:
+    text = "".join(args) if args else stdin.read()
+    cleaned = "".join(ch for ch in text if ch not in string.whitespace)
+    if cleaned.lower().startswith("0x"):
+        cleaned = cleaned[2:]
+    if not cleaned:
+        raise UsageError("no input: give hex octets as arguments or on standard input")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        bad = next((c for c in cleaned if c not in string.hexdigits), None)
+        if bad is not None:
+            raise UsageError(f"not hex: unexpected character {bad!r}") from None
+        raise UsageError("not hex: odd number of hex digits") from None
+
+
+def _records_from_hex(data: bytes) -> list[Record]:
+    if looks_like_tpkt(data):
+        dissector = StreamDissector()
+        return dissector.feed(data) + dissector.finish()
+    return dissect_spdus(data)
+
+
+def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
+    from .capture import read_tcp_streams  # dpkt is only needed here
+
+    try:
+        streams = read_tcp_streams(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    rows: list[tuple[float, int, str, Record]] = []
+    for stream in streams:
+        if not looks_like_tpkt(stream.data):
+            continue
+        label = f"{_endpoint(stream.src)} > {_endpoint(stream.dst)}"
+        dissector = StreamDissector()
+        for record in dissector.feed(stream.data) + dissector.finish():
+            offset = min(record.offset, len(stream.data) - 1)
+            segment = stream.locate(offset)
+            frame, ts = segment.frame, segment.timestamp
+            record.context = {"frame": frame, "stream": label}
+            rows.append((ts, frame, label, record))
+    rows.sort(key=lambda row: (row[0], row[1]))
+    return [(f"#{frame} {label}", record) for _, frame, label, record in rows]
+
+
+def _endpoint(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _decode(ns: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if ns.pcap and ns.hex:
+        raise UsageError("give either hex or --pcap, not both")
+    if ns.pcap:
+        labelled = _records_from_pcap(ns.pcap)
+        if not labelled:
+            raise UsageError(f"{ns.pcap}: no TPKT (RFC 1006) stream found")
+    else:
+        labelled = [("", r) for r in _records_from_hex(_read_hex(ns.hex, stdin))]
+    errors = [r.error for _, r in labelled if r.error is not None]
+    if ns.json:
+        spdus: list[dict[str, Any]] = [r.to_dict() for _, r in labelled if r.spdu is not None]
+        json.dump(spdus, out, indent=1)
+        out.write("\n")
+    else:
+        for label, record in labelled:
+            if record.error is None:
+                out.write(f"{label + '  ' if label else ''}{record_line(record)}\n")
+    for message in errors:
+        err.write(f"sessionlayer decode: {message}\n")
+    return EXIT_BAD_INPUT if errors else EXIT_OK
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Run the command line; return the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    try:
+        if ns.command == "decode":
+            return _decode(ns, out, err, stdin or sys.stdin)
+        parser.print_help(out)
+        return EXIT_OK
+    except (UsageError, DecodeError) as exc:
+        err.write(f"sessionlayer: {exc}\n")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        err.write("sessionlayer: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

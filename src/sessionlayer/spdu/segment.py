@@ -1,0 +1,112 @@
+"""Segmenting: one SSDU carried by several SPDUs, marked by the Enclosure Item.
+
+When a non-zero TSDU maximum size was agreed at connect (X.225 7.37, v2),
+an SPDU that would be larger is sent as several SPDUs of the same kind.
+The Enclosure Item (PI 25) says where each one sits: 1 = first, 0 = middle,
+2 = last, 3 = the whole SSDU.  The first segment carries every parameter
+the unsegmented SPDU would have had; the others carry only the enclosure
+and their share of the user data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import DecodeError, EncodeError
+from .codec import encode
+from .codes import Enclosure
+from .types import SPDU
+
+__all__ = ["segment", "SegmentAssembler"]
+
+_BEGIN = int(Enclosure.BEGIN)
+_END = int(Enclosure.END)
+
+
+def _empty_of(spdu: SPDU) -> SPDU:
+    """The same kind of SPDU with only the fields a later segment keeps."""
+    keep: dict[str, object] = {}
+    for f in dataclasses.fields(spdu):  # type: ignore[arg-type]
+        if f.name in ("enclosure", "user_data"):
+            continue
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            keep[f.name] = getattr(spdu, f.name)
+        else:
+            keep[f.name] = f.default
+    return dataclasses.replace(spdu, **keep)  # type: ignore[type-var]
+
+
+def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
+    """Split ``spdu`` so that each encoded SPDU is at most ``max_size`` octets.
+
+    An SPDU that fits is returned unchanged (no Enclosure Item).
+    """
+    if not hasattr(spdu, "enclosure") or not hasattr(spdu, "user_data"):
+        raise EncodeError(f"{spdu.kind} cannot be segmented")
+    if len(encode(spdu, version=version)) <= max_size:
+        return [spdu]
+    data = spdu.user_data or b""  # type: ignore[attr-defined]
+    head = dataclasses.replace(spdu, enclosure=_BEGIN, user_data=b"")  # type: ignore[call-arg]
+    rest = dataclasses.replace(_empty_of(spdu), enclosure=0, user_data=b"")  # type: ignore[call-arg]
+    head_room = max_size - len(encode(head, version=version)) - 2
+    rest_room = max_size - len(encode(rest, version=version)) - 2
+    if head_room < 1 or rest_room < 1:
+        raise EncodeError(f"TSDU maximum size {max_size} leaves no room for user data")
+    pieces: list[SPDU] = []
+    first = data[:head_room]
+    pieces.append(dataclasses.replace(head, user_data=first))  # type: ignore[call-arg]
+    pos = len(first)
+    while pos < len(data):
+        chunk = data[pos : pos + rest_room]
+        pos += len(chunk)
+        flag = _END if pos >= len(data) else 0
+        pieces.append(dataclasses.replace(rest, enclosure=flag, user_data=chunk))  # type: ignore[call-arg]
+    if len(pieces) == 1:
+        pieces[0] = dataclasses.replace(pieces[0], enclosure=_BEGIN | _END)  # type: ignore[call-arg]
+    return pieces
+
+
+class SegmentAssembler:
+    """Collects segments of one SSDU; gives back the whole SPDU at the end.
+
+    ``feed`` returns the reassembled SPDU (with enclosure None) when the
+    segment is the last or the only one, else None.  ``max_size`` bounds the
+    user data held, so a peer cannot make us buffer without limit.
+    """
+
+    def __init__(self, max_size: int = 1 << 24) -> None:
+        self.max_size = max_size
+        self._first: SPDU | None = None
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._first is not None
+
+    def feed(self, spdu: SPDU) -> SPDU | None:
+        flag = getattr(spdu, "enclosure", None)
+        data = getattr(spdu, "user_data", None) or b""
+        if self._first is None:
+            if flag is None or flag == _BEGIN | _END:
+                return dataclasses.replace(spdu, enclosure=None)  # type: ignore[call-arg]
+            if flag != _BEGIN:
+                raise DecodeError(f"{spdu.kind} segment arrived without a first segment")
+            self._first = spdu
+            self._parts = [data]
+            self._size = len(data)
+            return None
+        if type(spdu) is not type(self._first):
+            raise DecodeError(f"{spdu.kind} arrived inside a segmented {self._first.kind}")
+        if flag not in (0, _END):
+            raise DecodeError(f"{spdu.kind} segment with enclosure {flag} inside an SSDU")
+        self._size += len(data)
+        if self._size > self.max_size:
+            raise DecodeError(f"segmented SSDU exceeds {self.max_size} octets")
+        self._parts.append(data)
+        if flag != _END:
+            return None
+        whole = b"".join(self._parts)
+        first = self._first
+        self._first, self._parts, self._size = None, [], 0
+        return dataclasses.replace(first, enclosure=None, user_data=whole)  # type: ignore[call-arg]

@@ -1,0 +1,310 @@
+"""A sans-I/O RFC 1006 transport connection (ISO 8073 class 0 over TCP).
+
+Bytes from TCP go into :meth:`Rfc1006Connection.receive_data`, which returns
+events; the methods that act (:meth:`~Rfc1006Connection.connect`,
+:meth:`~Rfc1006Connection.accept`, :meth:`~Rfc1006Connection.send_tsdu`, ...)
+return the bytes to write.  No sockets, no clocks: class 0 has no timers.
+
+Malformed or unexpected input raises :class:`DecodeError` and leaves the
+connection failed (every later :meth:`receive_data` raises it again); misuse
+raises :class:`LocalError` (or :class:`EncodeError`) and sends nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from sessionlayer.errors import DecodeError, LocalError
+from sessionlayer.transport.cotp import (
+    TPDU,
+    ConnectionConfirm,
+    ConnectionRequest,
+    Data,
+    DisconnectReason,
+    DisconnectRequest,
+    Error,
+    ExpeditedData,
+    Parameter,
+    ParameterCode,
+    decode_tpdu,
+    encode_tpdu,
+    tpdu_size_code,
+)
+from sessionlayer.transport.reassembly import DEFAULT_MAX_TSDU_SIZE, TsduAssembler, segment_tsdu
+from sessionlayer.transport.tpkt import TpktParser, encode_tpkt
+
+__all__ = [
+    "DEFAULT_TPDU_SIZE",
+    "ConnectRequested",
+    "ConnectionState",
+    "ExpeditedReceived",
+    "Rfc1006Connection",
+    "TransportConnected",
+    "TransportDisconnected",
+    "TransportEvent",
+    "TsduReceived",
+]
+
+DEFAULT_TPDU_SIZE = 8192  #: what libiec61850 proposes (code 0x0d)
+CLASS0_DEFAULT_TPDU_SIZE = 128  #: ISO 8073 13.3.4 b: the size when none is given
+_EXPEDITED_OPTION = 0x01  #: Additional Option Selection bit for expedited data
+_EXPEDITED_PARAM = Parameter(ParameterCode.ADDITIONAL_OPTION_SELECTION, bytes([_EXPEDITED_OPTION]))
+
+
+@dataclass(frozen=True)
+class ConnectRequested:
+    """(Responder) A CR arrived: answer with :meth:`Rfc1006Connection.accept` or ``refuse``."""
+
+    cr: ConnectionRequest
+
+
+@dataclass(frozen=True)
+class TransportConnected:
+    """(Initiator) The CC arrived: the connection is open."""
+
+    tpdu_size: int  #: negotiated maximum TPDU size in octets
+    calling_tsap: bytes | None
+    called_tsap: bytes | None
+    expedited: bool = False  #: expedited data was agreed
+
+
+@dataclass(frozen=True)
+class TsduReceived:
+    """A whole TSDU (the user data of DTs up to the one with EOT)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ExpeditedReceived:
+    """The user data of one ED TPDU."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TransportDisconnected:
+    """The connection ended: a DR or ER arrived, or TCP closed (``tpdu`` None)."""
+
+    reason: int  #: a :class:`~sessionlayer.transport.cotp.DisconnectReason` value
+    tpdu: DisconnectRequest | Error | None = None
+
+
+TransportEvent: TypeAlias = (
+    ConnectRequested | TransportConnected | TsduReceived | ExpeditedReceived | TransportDisconnected
+)
+
+
+class ConnectionState(enum.Enum):
+    IDLE = "idle"
+    AWAITING_CC = "awaiting CC"  #: initiator, CR sent
+    AWAITING_ACCEPT = "awaiting accept"  #: responder, CR received, not yet answered
+    OPEN = "open"
+    CLOSED = "closed"
+    FAILED = "failed"  #: the peer broke the protocol
+
+
+Role: TypeAlias = Literal["initiator", "responder"]
+
+
+class Rfc1006Connection:
+    """One end of an RFC 1006 transport connection.
+
+    *max_tpdu_size* (octets, a power of 2 from 128 to 8192) bounds what this
+    side proposes or accepts; *max_tsdu_size* bounds a received TSDU;
+    *local_ref* is this side's source reference; *expedited* allows the
+    RFC 1006 expedited-data option (Additional Option Selection 0x01).
+    """
+
+    def __init__(
+        self,
+        role: Role = "initiator",
+        *,
+        max_tpdu_size: int = DEFAULT_TPDU_SIZE,
+        max_tsdu_size: int = DEFAULT_MAX_TSDU_SIZE,
+        local_ref: int = 1,
+        expedited: bool = False,
+    ) -> None:
+        if role not in ("initiator", "responder"):
+            raise LocalError(f"role must be 'initiator' or 'responder', not {role!r}")
+        tpdu_size_code(max_tpdu_size)  # validates
+        self.role: Role = role
+        self.max_tpdu_size = max_tpdu_size
+        self.local_ref = local_ref
+        self.allow_expedited = expedited
+        self.state = ConnectionState.IDLE
+        self.tpdu_size: int | None = None  #: negotiated, once open
+        self.expedited = False  #: expedited data agreed, once open
+        self.calling_tsap: bytes | None = None
+        self.called_tsap: bytes | None = None
+        self._request: ConnectionRequest | None = None
+        self._parser = TpktParser()
+        self._assembler = TsduAssembler(max_tsdu_size)
+        self._error: DecodeError | None = None
+
+    # ------------------------------------------------------------ sending
+
+    def connect(
+        self,
+        calling_tsap: bytes | None = None,
+        called_tsap: bytes | None = None,
+        tpdu_size: int | None = None,
+    ) -> bytes:
+        """(Initiator) Return the TPKT-framed CR proposing *tpdu_size* octets."""
+        self._require("initiator", ConnectionState.IDLE, "connect")
+        size = self.max_tpdu_size if tpdu_size is None else tpdu_size
+        options = (_EXPEDITED_PARAM,)
+        cr = ConnectionRequest(
+            src_ref=self.local_ref,
+            calling_tsap=calling_tsap,
+            called_tsap=called_tsap,
+            tpdu_size=tpdu_size_code(size),
+            other_params=options if self.allow_expedited else (),
+        )
+        out = encode_tpkt(encode_tpdu(cr))
+        self._request, self.calling_tsap, self.called_tsap = cr, calling_tsap, called_tsap
+        self.state = ConnectionState.AWAITING_CC
+        return out
+
+    def accept(self, max_tpdu_size: int | None = None) -> bytes:
+        """(Responder) Return the TPKT-framed CC answering the pending CR.
+
+        The TPDU size is the smaller of the proposal (128 if none) and this
+        side's maximum; the TSAPs and the parameter order are echoed.
+        """
+        cr = self._pending_request()
+        ours = self.max_tpdu_size if max_tpdu_size is None else max_tpdu_size
+        tpdu_size_code(ours)
+        size = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
+        expedited = self.allow_expedited and _wants_expedited(cr)
+        options = (_EXPEDITED_PARAM,)
+        cc = ConnectionConfirm(
+            dst_ref=cr.src_ref,
+            src_ref=self.local_ref,
+            calling_tsap=cr.calling_tsap,
+            called_tsap=cr.called_tsap,
+            tpdu_size=None if cr.tpdu_size is None else tpdu_size_code(size),
+            other_params=options if expedited else (),
+            param_order=cr.param_order,
+        )
+        out = encode_tpkt(encode_tpdu(cc))
+        self.tpdu_size, self.expedited = size, expedited
+        self.calling_tsap, self.called_tsap = cr.calling_tsap, cr.called_tsap
+        self.state = ConnectionState.OPEN
+        return out
+
+    def refuse(self, reason: int = DisconnectReason.NOT_SPECIFIED) -> bytes:
+        """(Responder) Return the TPKT-framed DR refusing the pending CR."""
+        cr = self._pending_request()
+        out = encode_tpkt(encode_tpdu(DisconnectRequest(cr.src_ref, self.local_ref, reason)))
+        self.state = ConnectionState.CLOSED
+        return out
+
+    def send_tsdu(self, tsdu: bytes) -> bytes:
+        """Return *tsdu* as TPKT-framed DT TPDUs of at most the negotiated size."""
+        self._require(self.role, ConnectionState.OPEN, "send a TSDU")
+        assert self.tpdu_size is not None
+        return b"".join(encode_tpkt(dt) for dt in segment_tsdu(tsdu, self.tpdu_size))
+
+    def send_expedited(self, data: bytes) -> bytes:
+        """Return *data* (1..16 octets) as one TPKT-framed ED TPDU."""
+        self._require(self.role, ConnectionState.OPEN, "send expedited data")
+        if not self.expedited:
+            raise LocalError("expedited data was not agreed on this connection")
+        return encode_tpkt(encode_tpdu(ExpeditedData(bytes(data))))
+
+    # ------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> list[TransportEvent]:
+        """Feed bytes read from TCP; return the events they complete."""
+        if self._error is not None:
+            raise self._error
+        events: list[TransportEvent] = []
+        if self.state is ConnectionState.CLOSED:
+            return events
+        try:
+            for payload in self._parser.feed(data):
+                events.extend(self._handle(decode_tpdu(payload)))
+                if events and isinstance(events[-1], TransportDisconnected):
+                    break  # what follows a DR or ER is not read
+        except DecodeError as exc:
+            self._error, self.state = exc, ConnectionState.FAILED
+            raise
+        return events
+
+    def connection_lost(self) -> list[TransportEvent]:
+        """TCP closed: return the disconnect event, if the connection was not over."""
+        if self.state in (ConnectionState.CLOSED, ConnectionState.FAILED):
+            return []
+        clean = self.state is ConnectionState.OPEN and not (
+            self._parser.buffered or self._assembler.pending
+        )
+        self.state = ConnectionState.CLOSED
+        reason = DisconnectReason.NORMAL if clean else DisconnectReason.NOT_SPECIFIED
+        return [TransportDisconnected(reason)]
+
+    def _handle(self, tpdu: TPDU) -> list[TransportEvent]:
+        if isinstance(tpdu, DisconnectRequest | Error):
+            return self._disconnected(tpdu)
+        state = self.state
+        if state is ConnectionState.OPEN and isinstance(tpdu, Data):
+            tsdu = self._assembler.feed(tpdu)
+            return [] if tsdu is None else [TsduReceived(tsdu)]
+        if state is ConnectionState.OPEN and isinstance(tpdu, ExpeditedData):
+            return [ExpeditedReceived(tpdu.user_data)]
+        if state is ConnectionState.AWAITING_CC and isinstance(tpdu, ConnectionConfirm):
+            return [self._confirmed(tpdu)]
+        if (
+            state is ConnectionState.IDLE
+            and self.role == "responder"
+            and isinstance(tpdu, ConnectionRequest)
+        ):
+            self._request, self.state = tpdu, ConnectionState.AWAITING_ACCEPT
+            return [ConnectRequested(tpdu)]
+        raise DecodeError(f"unexpected {type(tpdu).__name__} TPDU in state {state.value}")
+
+    def _confirmed(self, cc: ConnectionConfirm) -> TransportConnected:
+        if cc.protocol_class != 0:
+            raise DecodeError(f"CC selects protocol class {cc.protocol_class}, not 0")
+        assert self._request is not None
+        proposed = self._request.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE
+        size = min(proposed, cc.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE)
+        self.tpdu_size = size
+        self.expedited = _wants_expedited(self._request) and _wants_expedited(cc)
+        if cc.calling_tsap is not None:
+            self.calling_tsap = cc.calling_tsap
+        if cc.called_tsap is not None:
+            self.called_tsap = cc.called_tsap
+        self.state = ConnectionState.OPEN
+        return TransportConnected(size, self.calling_tsap, self.called_tsap, self.expedited)
+
+    def _disconnected(self, tpdu: DisconnectRequest | Error) -> list[TransportEvent]:
+        if self.state is ConnectionState.IDLE and self.role == "responder":
+            raise DecodeError(f"{type(tpdu).__name__} TPDU before any CR")
+        self.state = ConnectionState.CLOSED
+        if isinstance(tpdu, Error):
+            return [TransportDisconnected(DisconnectReason.PROTOCOL_ERROR, tpdu)]
+        return [TransportDisconnected(tpdu.reason, tpdu)]
+
+    # ------------------------------------------------------------ helpers
+
+    def _require(self, role: Role, state: ConnectionState, action: str) -> None:
+        if self.role != role:
+            raise LocalError(f"only the {role} can {action}")
+        if self.state is not state:
+            raise LocalError(f"cannot {action} in state {self.state.value}")
+
+    def _pending_request(self) -> ConnectionRequest:
+        self._require("responder", ConnectionState.AWAITING_ACCEPT, "answer a CR")
+        assert self._request is not None
+        return self._request
+
+
+def _wants_expedited(tpdu: ConnectionRequest | ConnectionConfirm) -> bool:
+    code = ParameterCode.ADDITIONAL_OPTION_SELECTION
+    return any(
+        p.code == code and bool(p.value) and bool(p.value[-1] & _EXPEDITED_OPTION)
+        for p in tpdu.other_params
+    )

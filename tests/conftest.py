@@ -1,0 +1,41 @@
+"""Shared fixtures: where the capture vectors are, and the libiec61850 JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+# No per-example deadline: CI machines are slow and shared; the pytest timeout still applies.
+settings.register_profile("sessionlayer", deadline=None)
+settings.load_profile("sessionlayer")
+
+
+def find_vectors_dir() -> Path:
+    """`<repo>/../shared/vectors` when present, else the copy in tests/vectors."""
+    shared = REPO.parent / "shared" / "vectors"
+    if (shared / "libiec61850.json").is_file():
+        return shared
+    return REPO / "tests" / "vectors"
+
+
+def load_libiec61850(vectors_dir: Path | None = None) -> list[dict[str, Any]]:
+    """The captured libiec61850 frames: name, frame, dir, tpkt, cotp, session (hex)."""
+    path = (vectors_dir or find_vectors_dir()) / "libiec61850.json"
+    vectors: list[dict[str, Any]] = json.loads(path.read_text())
+    return vectors
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return find_vectors_dir()
+
+
+@pytest.fixture(scope="session")
+def libiec61850(vectors_dir: Path) -> list[dict[str, Any]]:
+    return load_libiec61850(vectors_dir)

@@ -1,0 +1,243 @@
+"""Two sans-I/O RFC 1006 connections talking through memory, and misuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sessionlayer.errors import DecodeError, LocalError
+from sessionlayer.transport import (
+    ConnectionState,
+    ConnectRequested,
+    DisconnectReason,
+    DisconnectRequest,
+    Error,
+    ExpeditedReceived,
+    Rfc1006Connection,
+    TransportConnected,
+    TransportDisconnected,
+    TransportEvent,
+    TsduReceived,
+    encode_tpdu,
+    encode_tpkt,
+)
+
+TSAP = b"\x00\x01"
+
+
+def _pair(**responder: Any) -> tuple[Rfc1006Connection, Rfc1006Connection]:
+    return Rfc1006Connection("initiator"), Rfc1006Connection("responder", **responder)
+
+
+def _establish(
+    initiator: Rfc1006Connection, responder: Rfc1006Connection, **connect: Any
+) -> TransportConnected:
+    events = responder.receive_data(initiator.connect(TSAP, TSAP, **connect))
+    assert len(events) == 1
+    assert isinstance(events[0], ConnectRequested)
+    [connected] = initiator.receive_data(responder.accept())
+    assert isinstance(connected, TransportConnected)
+    return connected
+
+
+def test_establishment_matches_the_capture(libiec61850: list[dict[str, Any]]) -> None:
+    initiator, responder = _pair()
+    cr = initiator.connect(TSAP, TSAP, 8192)
+    assert cr.hex() == libiec61850[0]["tpkt"] + libiec61850[0]["cotp"]
+    [requested] = responder.receive_data(cr)
+    assert isinstance(requested, ConnectRequested)
+    assert requested.cr.tpdu_size_octets == 8192
+    cc = responder.accept()
+    assert cc.hex() == libiec61850[1]["tpkt"] + libiec61850[1]["cotp"]
+    assert initiator.receive_data(cc) == [TransportConnected(8192, TSAP, TSAP)]
+    assert initiator.state is responder.state is ConnectionState.OPEN
+    assert initiator.tpdu_size == responder.tpdu_size == 8192
+
+
+@pytest.mark.parametrize(
+    ("proposed", "responder_max", "agreed"),
+    [(8192, 8192, 8192), (8192, 2048, 2048), (1024, 8192, 1024), (128, 128, 128)],
+)
+def test_tpdu_size_negotiation(proposed: int, responder_max: int, agreed: int) -> None:
+    initiator, responder = _pair(max_tpdu_size=responder_max)
+    connected = _establish(initiator, responder, tpdu_size=proposed)
+    assert connected.tpdu_size == agreed
+    assert responder.tpdu_size == agreed
+    tsdu = bytes(5000)
+    wire = initiator.send_tsdu(tsdu)
+    assert wire.count(b"\x02\xf0") >= len(tsdu) // (agreed - 3)
+    assert responder.receive_data(wire) == [TsduReceived(tsdu)]
+
+
+def test_accept_may_lower_the_size() -> None:
+    initiator, responder = _pair()
+    responder.receive_data(initiator.connect(tpdu_size=8192))
+    [connected] = initiator.receive_data(responder.accept(max_tpdu_size=512))
+    assert isinstance(connected, TransportConnected)
+    assert connected.tpdu_size == 512
+
+
+def test_cr_without_size_means_128() -> None:
+    responder = Rfc1006Connection("responder")
+    [requested] = responder.receive_data(bytes.fromhex("0300000b06e00000000100"))
+    assert isinstance(requested, ConnectRequested)
+    cc = responder.accept()
+    assert cc.hex() == "0300000b06d00001000100"
+    assert responder.tpdu_size == 128
+
+
+def test_cc_without_calling_tsap_keeps_ours() -> None:
+    initiator = Rfc1006Connection()
+    initiator.connect(b"\x00\x02", TSAP, 8192)
+    [connected] = initiator.receive_data(bytes.fromhex("030000120dd00001000100c0010dc2020001"))
+    assert connected == TransportConnected(8192, b"\x00\x02", TSAP)
+
+
+def test_tsdus_both_ways_fed_byte_by_byte() -> None:
+    initiator, responder = _pair()
+    _establish(initiator, responder)
+    big = bytes(range(256)) * 248
+    wire = responder.send_tsdu(big) + responder.send_tsdu(b"small")
+    events: list[TransportEvent] = []
+    for i in range(len(wire)):
+        events += initiator.receive_data(wire[i : i + 1])
+    assert events == [TsduReceived(big), TsduReceived(b"small")]
+    assert responder.receive_data(initiator.send_tsdu(b"hello")) == [TsduReceived(b"hello")]
+
+
+def test_refuse() -> None:
+    initiator, responder = _pair()
+    responder.receive_data(initiator.connect())
+    dr = responder.refuse(DisconnectReason.ADDRESS_UNKNOWN)
+    assert dr.hex() == "0300000b06800001000103"
+    [event] = initiator.receive_data(dr)
+    assert event == TransportDisconnected(
+        DisconnectReason.ADDRESS_UNKNOWN, DisconnectRequest(1, 1, DisconnectReason.ADDRESS_UNKNOWN)
+    )
+    assert initiator.state is responder.state is ConnectionState.CLOSED
+    assert initiator.receive_data(b"ignored after the DR") == []
+
+
+def test_expedited_data_when_agreed() -> None:
+    initiator = Rfc1006Connection(expedited=True)
+    responder = Rfc1006Connection("responder", expedited=True)
+    assert _establish(initiator, responder).expedited
+    assert responder.receive_data(initiator.send_expedited(b"hurry")) == [
+        ExpeditedReceived(b"hurry")
+    ]
+
+
+def test_expedited_data_needs_both_sides() -> None:
+    initiator = Rfc1006Connection(expedited=True)
+    responder = Rfc1006Connection("responder")
+    assert not _establish(initiator, responder).expedited
+    with pytest.raises(LocalError):
+        initiator.send_expedited(b"x")
+
+
+def test_error_tpdu_ends_the_connection() -> None:
+    initiator, responder = _pair()
+    _establish(initiator, responder)
+    er = Error(1, 2)
+    [event] = initiator.receive_data(encode_tpkt(encode_tpdu(er)))
+    assert event == TransportDisconnected(DisconnectReason.PROTOCOL_ERROR, er)
+
+
+def test_connection_lost() -> None:
+    initiator, responder = _pair()
+    _establish(initiator, responder)
+    assert initiator.connection_lost() == [TransportDisconnected(DisconnectReason.NORMAL)]
+    assert initiator.connection_lost() == []
+    responder.receive_data(b"\x03\x00")
+    assert responder.connection_lost() == [TransportDisconnected(DisconnectReason.NOT_SPECIFIED)]
+
+
+def test_misuse_raises_local_error() -> None:
+    initiator, responder = _pair()
+    with pytest.raises(LocalError):
+        initiator.send_tsdu(b"too early")
+    with pytest.raises(LocalError):
+        initiator.accept()
+    with pytest.raises(LocalError):
+        responder.connect()
+    with pytest.raises(LocalError):
+        responder.accept()  # no CR yet
+    initiator.connect()
+    with pytest.raises(LocalError):
+        initiator.connect()
+    with pytest.raises(LocalError):
+        Rfc1006Connection("server")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("role", "wire"),
+    [
+        ("responder", "0300000702f080"),  # DT before any CR
+        ("responder", "0300001611d00001000100c0010dc2020001c1020001"),  # CC to a responder
+        ("responder", "0300000b06800001000100"),  # DR before any CR
+        ("initiator", "0300000702f080"),  # DT before connecting
+        ("responder", "0400000702f080"),  # not a TPKT
+        ("responder", "0300000802f08000"),  # not a TPDU
+    ],
+)
+def test_unexpected_input_raises_decode_error(role: Any, wire: str) -> None:
+    connection = Rfc1006Connection(role)
+    with pytest.raises(DecodeError):
+        connection.receive_data(bytes.fromhex(wire))
+    assert connection.state is ConnectionState.FAILED
+    with pytest.raises(DecodeError):
+        connection.receive_data(b"")
+
+
+def test_cc_with_another_class_is_refused() -> None:
+    initiator = Rfc1006Connection()
+    initiator.connect()
+    with pytest.raises(DecodeError, match="class 2"):
+        initiator.receive_data(bytes.fromhex("0300000b06d00001000120"))
+
+
+def test_oversized_tsdu_is_refused() -> None:
+    initiator = Rfc1006Connection()
+    responder = Rfc1006Connection("responder", max_tsdu_size=1000)
+    _establish(initiator, responder)
+    with pytest.raises(DecodeError, match="exceeds"):
+        responder.receive_data(initiator.send_tsdu(bytes(1001)))
+
+
+CAPTURED_CR = bytes.fromhex("0300001611e00000000100c0010dc2020001c1020001")
+framed_junk = st.lists(
+    st.one_of(
+        st.binary(min_size=3, max_size=40).map(encode_tpkt),
+        st.binary(min_size=1, max_size=40).map(lambda b: encode_tpkt(b"\x02\xf0" + b)),
+        st.binary(max_size=8),
+    ),
+    max_size=6,
+).map(b"".join)
+
+
+def _run(chunks: list[bytes], opened: bool) -> tuple[list[TransportEvent], bool]:
+    connection = Rfc1006Connection("responder")
+    if opened:
+        connection.receive_data(CAPTURED_CR)
+        connection.accept()
+    events: list[TransportEvent] = []
+    try:
+        for chunk in chunks:
+            events += connection.receive_data(chunk)
+    except DecodeError:
+        return events, True
+    return events, False
+
+
+@given(st.binary(max_size=120) | framed_junk, st.booleans())
+def test_fuzz_responder_whole_vs_bytewise(data: bytes, opened: bool) -> None:
+    whole, whole_failed = _run([data], opened)
+    single, single_failed = _run([data[i : i + 1] for i in range(len(data))], opened)
+    assert whole_failed == single_failed
+    if not whole_failed:
+        assert whole == single
+    else:
+        assert whole == single[: len(whole)]
