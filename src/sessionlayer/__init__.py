@@ -1,12 +1,96 @@
 """sessionlayer: the OSI session layer (ISO 8327-1 / ITU-T X.225) over RFC 1006.
 
-This module is the public API: it re-exports names only.
+This module is the public API: it re-exports names only.  The asyncio
+binding is imported on first use, so that ``import sessionlayer.spdu`` (or
+``.transport``, ``.machine``) loads no event loop.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AbortReason,
+    DecodeError,
+    EncodeError,
+    LocalError,
+    RefuseReason,
+    RemoteError,
+    SessionLayerError,
+)
+from .spdu.codes import FunctionalUnit, Token
+
+if TYPE_CHECKING:
+    from .aio import (
+        ConnectRefused,
+        ConnectRequest,
+        Options,
+        Refuse,
+        ReleaseRefused,
+        Server,
+        Session,
+        SessionAborted,
+        SessionClosed,
+        SessionInfo,
+        connect,
+        serve,
+    )
+    from .machine import SessionConfig
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "connect": "aio",
+    "serve": "aio",
+    "Server": "aio",
+    "Session": "aio",
+    "SessionInfo": "aio",
+    "Options": "aio",
+    "ConnectRequest": "aio",
+    "Refuse": "aio",
+    "ConnectRefused": "aio",
+    "ReleaseRefused": "aio",
+    "SessionAborted": "aio",
+    "SessionClosed": "aio",
+    "SessionConfig": "machine",
+}
 
 __all__ = [
     "__version__",
+    "connect",
+    "serve",
+    "Server",
+    "Session",
+    "SessionInfo",
+    "SessionConfig",
+    "Options",
+    "ConnectRequest",
+    "Refuse",
+    "FunctionalUnit",
+    "Token",
+    "SessionLayerError",
+    "LocalError",
+    "EncodeError",
+    "RemoteError",
+    "DecodeError",
+    "AbortReason",
+    "RefuseReason",
+    "ConnectRefused",
+    "ReleaseRefused",
+    "SessionAborted",
+    "SessionClosed",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sessionlayer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

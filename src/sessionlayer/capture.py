@@ -187,7 +187,11 @@ def _network_layer(linktype: int, frame: bytes) -> bytes | None:
 
 
 def _assemble(builder: _Builder) -> Stream:
-    """Lay the pieces out by sequence number, keeping the first copy of each octet."""
+    """Lay the pieces out by sequence number; overlapping octets are taken once.
+
+    Of two segments covering the same octet, the one starting earlier in
+    sequence space wins (ties: the earlier frame).
+    """
     pieces = builder.pieces
     if not pieces:
         return Stream(builder.src, builder.dst, b"")

@@ -10,11 +10,22 @@ It connects (COTP CR/CC, session CN/AC, MMS initiate), reads
 ``testmodelSENSORS/GGIO1.AnIn1.mag.f`` with FC MX, prints ``{"value": 42.5}`` (JSON, one line)
 on stdout, then ends the association:
 
-* default: ``IedConnection_release`` (MMS conclude, then session FN carrying ACSE RLRQ, which
-  the peer must answer with DN carrying RLRE), then ``IedConnection_close``;
-* ``--abort``: ``IedConnection_abort`` (session AB carrying ACSE ABRT; no reply expected).
+* default: ``IedConnection_release`` (MMS conclude; on the conclude response libiec61850 sends
+  session FN carrying ACSE RLRQ), then waits until the peer has ended the connection (DN, or
+  TCP closed), then ``IedConnection_close``;
+* ``--abort``: ``IedConnection_abort`` (session AB carrying ACSE ABRT); libiec61850 then waits
+  for the peer to close TCP and reports a timeout if it does not.
 
-Note that ``IedConnection_close`` alone sends neither FN nor AB: it just closes the TCP socket.
+``IedConnection_close`` alone sends neither FN nor AB: it just closes the TCP socket.
+
+libiec61850 1.6.1 client race (worked around here): ``MmsConnection_connectAsync`` sets the MMS
+state to CONNECTING *after* starting the association in its background thread. On a fast
+loopback peer the thread may finish the whole association (CR/CC, CN/AC, initiate) first; the
+late CONNECTING then overwrites CONNECTED, ``IedConnection_connect`` still reports success, and
+every request fails at once with "connection-lost" without anything being sent. The signature
+(read fails with connection-lost while ``IedConnection_getState`` still says CONNECTED) differs
+from a real loss (state CLOSED), so the client then drops that connection (TCP close) and
+connects again, up to ``--attempts`` times, saying so on stderr.
 
 Exit codes (a one-line reason is printed on stderr):
 0 ok; 1 connect failed; 2 pyiec61850 not usable; 3 read failed; 4 release/abort failed.
@@ -25,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 REFERENCE = "testmodelSENSORS/GGIO1.AnIn1.mag.f"
 
@@ -59,18 +71,12 @@ def _error_code(result: object) -> int:
     return int(result)  # type: ignore[call-overload]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--abort", action="store_true", help="abort (AB) instead of release (FN)")
-    ap.add_argument("--reference", default=REFERENCE, help="object reference to read (FC MX)")
-    ap.add_argument(
-        "--timeout-ms", type=int, default=5000, help="connect and per-request timeout (ms)"
-    )
-    args = ap.parse_args(argv)
+class _StaleConnect(Exception):
+    """The connect race above happened: this connection can never carry a request."""
 
-    iec = load_iec()
+
+def session(iec, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    """One connection: connect, read, release/abort. Raises _StaleConnect on the race."""
 
     def describe(err: int) -> str:
         return f"{iec.IedClientError_toString(err)} (IedClientError {err})"
@@ -86,22 +92,66 @@ def main(argv: list[str] | None = None) -> int:
 
         value, err = iec.IedConnection_readFloatValue(con, args.reference, iec.IEC61850_FC_MX)
         if err != iec.IED_ERROR_OK:
+            if (
+                err == iec.IED_ERROR_CONNECTION_LOST
+                and iec.IedConnection_getState(con) == iec.IED_STATE_CONNECTED
+            ):
+                raise _StaleConnect
             _err(f"read {args.reference} [MX] failed: {describe(err)}")
-            iec.IedConnection_abort(con)
             return EXIT_READ
         print(json.dumps({"value": value}), flush=True)
 
         if args.abort:
-            what, err = "abort", _error_code(iec.IedConnection_abort(con))
-        else:
-            what, err = "release", _error_code(iec.IedConnection_release(con))
+            err = _error_code(iec.IedConnection_abort(con))
+            if err != iec.IED_ERROR_OK:
+                _err(f"abort failed (peer did not close TCP after AB?): {describe(err)}")
+                return EXIT_END
+            return EXIT_OK
+
+        err = _error_code(iec.IedConnection_release(con))
         if err != iec.IED_ERROR_OK:
-            _err(f"{what} failed: {describe(err)}")
+            _err(f"release (MMS conclude) failed: {describe(err)}")
             return EXIT_END
+        # libiec61850 sends FN once the conclude response is in, and returns without waiting
+        # for DN; wait until the peer has ended the connection (DN or TCP close).
+        deadline = time.monotonic() + args.timeout_ms / 1000
+        while iec.IedConnection_getState(con) != iec.IED_STATE_CLOSED:
+            if time.monotonic() > deadline:
+                _err(f"peer did not end the connection within {args.timeout_ms} ms after FN")
+                return EXIT_END
+            time.sleep(0.002)
         return EXIT_OK
     finally:
         iec.IedConnection_close(con)
         iec.IedConnection_destroy(con)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--abort", action="store_true", help="abort (AB) instead of release (FN)")
+    ap.add_argument("--reference", default=REFERENCE, help="object reference to read (FC MX)")
+    ap.add_argument(
+        "--timeout-ms", type=int, default=5000, help="connect and per-request timeout (ms)"
+    )
+    ap.add_argument(
+        "--attempts", type=int, default=5, help="connections to try against the connect race"
+    )
+    args = ap.parse_args(argv)
+
+    iec = load_iec()
+    for attempt in range(1, args.attempts + 1):
+        try:
+            return session(iec, args)
+        except _StaleConnect:
+            _err(
+                f"attempt {attempt}/{args.attempts}: libiec61850 connect race (MMS state left "
+                "at CONNECTING, request not sent); connection dropped"
+                + ("; connecting again" if attempt < args.attempts else "")
+            )
+    _err(f"read {args.reference} [MX] failed: connect race on all {args.attempts} attempts")
+    return EXIT_READ
 
 
 if __name__ == "__main__":

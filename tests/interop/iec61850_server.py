@@ -17,7 +17,8 @@ which is the model the captured frames in shared/vectors/libiec61850.json were t
 
 Protocol with the parent process:
 * once the listening socket is up, exactly one line ``READY <port>`` is printed on stdout
-  (``--port 0`` picks a free port and reports it there);
+  (``--port 0`` picks a free port and reports it there); stdout is then redirected to stderr,
+  so the parent sees EOF on the pipe right after READY;
 * the server runs until its stdin reaches EOF, or it gets SIGTERM / SIGINT
   (``--no-stdin`` ignores stdin, for running it by hand in the background);
 * diagnostics go to stderr.
@@ -29,6 +30,7 @@ Exit codes: 0 clean stop, 2 pyiec61850 not usable, 3 could not listen on the por
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import selectors
 import signal
@@ -141,10 +143,8 @@ def wait_for_stop(watch_stdin: bool) -> str:
                 return got[0]
             for key, _ in sel.select():
                 if key.data == "signal":
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         os.read(rfd, 512)
-                    except BlockingIOError:
-                        pass
                 else:
                     try:
                         data = os.read(key.fd, 4096)
@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
         _err(f"{versions(iec)}; serving {REFERENCE} [MX] = {args.value} on {args.host}:{port}")
         print(f"READY {port}", flush=True)
+        # From here on stdout is stderr: the parent may stop reading the pipe after READY, and
+        # nothing (libiec61850's own printf included) can then block on a full pipe.
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
         why = wait_for_stop(watch_stdin=not args.no_stdin)
         _err(f"stopping ({why})")
         return EXIT_OK

@@ -178,6 +178,7 @@ def test_decode_rejects(hexed: str) -> None:
 
 refs = st.integers(0, 0xFFFF)
 octet = st.integers(0, 0xFF)
+nrs = st.integers(0, 127)
 small = st.binary(max_size=20)
 other_codes = octet.filter(lambda c: c not in (0xC0, 0xC1, 0xC2, 0xF0))
 other_params = st.lists(st.builds(Parameter, other_codes, small), max_size=3).map(tuple)
@@ -208,8 +209,8 @@ def connect_tpdus(draw: st.DrawFn) -> TPDU:
 tpdus = st.one_of(
     connect_tpdus(),
     st.builds(DisconnectRequest, refs, refs, octet, other_params, small),
-    st.builds(Data, st.binary(max_size=100), st.booleans(), st.integers(0, 127)),
-    st.builds(ExpeditedData, st.binary(min_size=1, max_size=16), st.booleans(), st.integers(0, 127)),
+    st.builds(Data, st.binary(max_size=100), st.booleans(), nrs),
+    st.builds(ExpeditedData, st.binary(min_size=1, max_size=16), st.booleans(), nrs),
     st.builds(Error, refs, octet, other_params),
 )
 

@@ -36,6 +36,8 @@ async def connect(
     user_data: bytes | None = None,
     config: SessionConfig | None = None,
     options: Options | None = None,
+    calling_tsel: bytes | None = None,
+    called_tsel: bytes | None = None,
 ) -> Session:
     """Open a session (S-CONNECT) to ``host:port`` and return it once accepted.
 
@@ -45,7 +47,8 @@ async def connect(
     ``data`` for the responder's handler.  To talk to another OSI stack pass
     ``user_data`` instead: it is sent as the CN user data, untouched (for
     example the presentation/ACSE bytes an MMS client sends), and the AC's
-    user data is in ``session.peer_data``.
+    user data is in ``session.peer_data``.  ``calling_tsel``/``called_tsel``
+    are the transport selectors of the COTP CR (libiec61850 uses ``00 01``).
 
     Raises :class:`ConnectRefused` (with the RF reason) when refused,
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
@@ -58,7 +61,7 @@ async def connect(
     sid = new_session_id()
     async with asyncio.timeout(options.connect_timeout):
         _, protocol = await loop.create_connection(
-            lambda: SessionProtocol(machine, options),
+            lambda: SessionProtocol(machine, options, tsaps=(calling_tsel, called_tsel)),
             host,
             port,
             ssl=tls,

@@ -10,6 +10,7 @@ machine's own, keepalive and idle) are armed on the loop's clock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,7 @@ class SessionProtocol(asyncio.Protocol):
         on_transport_up: Callable[[SessionProtocol], None] | None = None,
         on_connect_indication: Callable[[SessionProtocol, ev.ConnectIndication], None]
         | None = None,
+        tsaps: tuple[bytes | None, bytes | None] = (None, None),
     ) -> None:
         self.machine = machine
         self.options = options
@@ -63,6 +65,7 @@ class SessionProtocol(asyncio.Protocol):
         self.closed = asyncio.get_running_loop().create_future()
         self.transport_up = asyncio.get_running_loop().create_future()
         self.keepalive = False  # the peer answers probes (agreed in hello/welcome)
+        self._tsaps = tsaps
         self._on_transport_up = on_transport_up
         self._on_connect_indication = on_connect_indication
         self._loop = asyncio.get_running_loop()
@@ -85,7 +88,8 @@ class SessionProtocol(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.options.write_buffer_high)
         if self.machine.role == "initiator":
-            self._write(self.rfc.connect(tpdu_size=self.options.tpdu_size))
+            calling, called = self._tsaps
+            self._write(self.rfc.connect(calling, called, tpdu_size=self.options.tpdu_size))
         self._arm_liveness()
 
     def data_received(self, data: bytes) -> None:
@@ -181,10 +185,8 @@ class SessionProtocol(asyncio.Protocol):
         self.flush()
 
     def _lost(self) -> None:
-        try:
+        with contextlib.suppress(LocalError):
             self.machine.transport_disconnected()
-        except LocalError:
-            pass
         self.pending_events.extend(self.machine.events())
 
     def _dispatch(self) -> None:

@@ -27,7 +27,7 @@ log = logging.getLogger("sessionlayer")
 Handler = Callable[[Session], Awaitable[None]]
 
 
-class Refuse(SessionLayerError):  # noqa: N818 -- it is raised to refuse
+class Refuse(SessionLayerError):
     """Raise from ``authenticate`` or ``policy`` to refuse a session with a reason."""
 
     def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:

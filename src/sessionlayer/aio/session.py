@@ -329,14 +329,14 @@ class Session:
 
     # ------------------------------------------------------------ ending
 
-    async def release(self, user_data: bytes | None = None) -> None:
-        """S-RELEASE: orderly release (FN, answered by DN).
+    async def release(self, user_data: bytes | None = None) -> bytes | None:
+        """S-RELEASE: orderly release (FN, answered by DN); returns the DN's user data.
 
         Raises :class:`ReleaseRefused` when the peer answered NF; aborts the
         session when no answer comes within the release timeout.
         """
         if self._released:
-            return
+            return None
         try:
             async with asyncio.timeout(self._protocol.options.release_timeout):
                 event = await self._confirm(ev.ReleaseConfirm, "release", user_data=user_data)
@@ -348,6 +348,7 @@ class Session:
             ) from None
         if not event.accepted:
             raise ReleaseRefused("the peer refused to release (NOT FINISHED)")
+        return event.user_data  # type: ignore[no-any-return]
 
     def abort(self, user_data: bytes | None = None) -> None:
         """S-U-ABORT: end the session at once (AB); data in transit may be lost."""

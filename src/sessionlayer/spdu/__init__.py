@@ -2,9 +2,9 @@
 
 from .codec import decode_tsdu, encode, encode_tsdu
 from .codes import (
+    DEFAULT_REQUIREMENTS,
     PI,
     SI,
-    DEFAULT_REQUIREMENTS,
     Enclosure,
     ExceptionReason,
     FunctionalUnit,

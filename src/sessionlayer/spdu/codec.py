@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
 from .spec import Entry, Group, Grouped, Param, UserData
-from .types import SPDU, Connect, Refuse
+from .types import SPDU, ConnectAcceptItem, Connect, Refuse
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
 
 __all__ = ["encode", "encode_tsdu", "decode_tsdu", "V1_USER_DATA", "V2_CONNECT_USER_DATA"]
@@ -69,8 +69,11 @@ def _effective_version(spdu: SPDU, version: int) -> int:
         raise EncodeError(f"protocol version must be 1 or 2, not {version}")
     if isinstance(spdu, Connect):
         # A CN's limits follow the versions it proposes itself (X.225 7.1).
-        offered = spdu.item.version if spdu.item is not None else None
-        return 2 if offered is None or offered & 2 else 1
+        item = spdu.item
+        offered = item.version if isinstance(item, ConnectAcceptItem) else None
+        if not isinstance(offered, int):
+            return 2  # absent (or invalid, which the parameter checks refuse)
+        return 2 if offered & 2 else 1
     return version
 
 

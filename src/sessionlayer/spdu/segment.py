@@ -48,8 +48,9 @@ def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
     data = spdu.user_data or b""  # type: ignore[attr-defined]
     head = dataclasses.replace(spdu, enclosure=_BEGIN, user_data=b"")  # type: ignore[call-arg]
     rest = dataclasses.replace(_empty_of(spdu), enclosure=0, user_data=b"")  # type: ignore[call-arg]
-    head_room = max_size - len(encode(head, version=version)) - 2
-    rest_room = max_size - len(encode(rest, version=version)) - 2
+    most = max(len(data), 1)
+    head_room = _room(head, max_size, version, most)
+    rest_room = _room(rest, max_size, version, most)
     if head_room < 1 or rest_room < 1:
         raise EncodeError(f"TSDU maximum size {max_size} leaves no room for user data")
     pieces: list[SPDU] = []
@@ -64,6 +65,22 @@ def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
     if len(pieces) == 1:
         pieces[0] = dataclasses.replace(pieces[0], enclosure=_BEGIN | _END)  # type: ignore[call-arg]
     return pieces
+
+
+def _room(template: SPDU, max_size: int, version: int, most: int) -> int:
+    """How many octets of user data a segment shaped like *template* can carry.
+
+    Adding user data can lengthen two length indicators from one octet to
+    three (the User Data PGI's and the SPDU's) once they pass 254, so try the
+    estimate and step down until the encoded segment fits.
+    """
+    room = min(max_size - len(encode(template, version=version)), most)
+    while room > 0:
+        filled = dataclasses.replace(template, user_data=bytes(room))  # type: ignore[call-arg]
+        if len(encode(filled, version=version)) <= max_size:
+            break
+        room -= 1
+    return room
 
 
 class SegmentAssembler:

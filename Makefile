@@ -1,0 +1,51 @@
+# sessionlayer developer entry points.  `make test` is what CI runs (.ci/run).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The shared vectors sit beside the repo (../shared/vectors); shared/vectors, then the
+# copy in tests/vectors, are the fallbacks.
+VECTORS := $(firstword $(wildcard ../shared/vectors shared/vectors) tests/vectors)
+# Debian packages the test suite uses; each also names the command it provides.
+SYSDEPS := tshark redis-server
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: venv sysdeps test demo bench lint clean
+
+venv: $(STAMP)
+
+# Re-run whenever pyproject.toml changes (dependencies, extras).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+sysdeps:
+	@missing=""; \
+	for cmd in $(SYSDEPS); do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian:$$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: venv sysdeps
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/sessionlayer decode --pcap $(VECTORS)/libiec61850-read.pcapng
+
+bench: venv
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build dist .eggs src/*.egg-info
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

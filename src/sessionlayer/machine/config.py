@@ -1,0 +1,157 @@
+"""What one end of a session connection proposes and accepts at connect time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..spdu.codes import FunctionalUnit, Token, TokenSetting, Version
+
+__all__ = [
+    "SessionConfig",
+    "DEFAULT_FUNCTIONAL_UNITS",
+    "ALL_FUNCTIONAL_UNITS",
+    "FU_TOKENS",
+    "tokens_for",
+]
+
+#: Every functional unit this machine implements in full, with half-duplex (the token-driven
+#: mode).  Symmetric synchronize and data separation are not offered (docs/machine.md).
+ALL_FUNCTIONAL_UNITS = (
+    FunctionalUnit.HALF_DUPLEX
+    | FunctionalUnit.EXPEDITED
+    | FunctionalUnit.MINOR_SYNC
+    | FunctionalUnit.MAJOR_SYNC
+    | FunctionalUnit.RESYNC
+    | FunctionalUnit.ACTIVITY
+    | FunctionalUnit.NEGOTIATED_RELEASE
+    | FunctionalUnit.CAPABILITY_DATA
+    | FunctionalUnit.EXCEPTIONS
+    | FunctionalUnit.TYPED_DATA
+)
+
+#: Offered by default: duplex (data both ways, no data token) with expedited and typed data,
+#: minor and major synchronize and resynchronize.  The minor-sync and major/activity tokens
+#: start on the initiator's side.  Half-duplex, activities, capability data, exceptions and
+#: negotiated release are in ALL_FUNCTIONAL_UNITS (with activity management selected, X.215
+#: allows data only inside an activity).
+DEFAULT_FUNCTIONAL_UNITS = (
+    FunctionalUnit.DUPLEX
+    | FunctionalUnit.EXPEDITED
+    | FunctionalUnit.TYPED_DATA
+    | FunctionalUnit.MINOR_SYNC
+    | FunctionalUnit.MAJOR_SYNC
+    | FunctionalUnit.RESYNC
+)
+
+#: Which functional unit makes each token available (X.225 5.6).
+FU_TOKENS: tuple[tuple[Token, FunctionalUnit], ...] = (
+    (Token.DATA, FunctionalUnit.HALF_DUPLEX),
+    (Token.MINOR_SYNC, FunctionalUnit.MINOR_SYNC),
+    (Token.MAJOR_ACTIVITY, FunctionalUnit.MAJOR_SYNC | FunctionalUnit.ACTIVITY),
+    (Token.RELEASE, FunctionalUnit.NEGOTIATED_RELEASE),
+)
+
+
+def tokens_for(units: FunctionalUnit) -> Token:
+    """The tokens that exist on a connection with these functional units."""
+    out = Token(0)
+    for token, needs in FU_TOKENS:
+        if units & needs:
+            out |= token
+    return out
+
+
+def _frozen(mapping: Mapping[Token, TokenSetting]) -> Mapping[Token, TokenSetting]:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Connect-time parameters of one session protocol machine (X.225 7.1, 7.4)."""
+
+    functional_units: FunctionalUnit = DEFAULT_FUNCTIONAL_UNITS
+    """Session User Requirements (PI 20).  Initiator: what the CN proposes.  Responder: what
+    it is willing to accept; the result is the intersection with the CN's proposal."""
+
+    versions: Version = Version.V1 | Version.V2
+    """Protocol versions offered (PI 22).  ``Version.V2`` alone puts exactly 2 on the wire,
+    which libiec61850's server requires; the responder picks the highest common version."""
+
+    token_setting: Mapping[Token, TokenSetting] = field(default_factory=dict, hash=False)
+    """Initiator: initial position proposed for each token (PI 26); a token not named here
+    starts on the initiator's side.  ``TokenSetting.CALLED_CHOICE`` leaves it to the
+    responder.  Only tokens whose functional unit is proposed are sent."""
+
+    called_choice: Mapping[Token, TokenSetting] = field(default_factory=dict, hash=False)
+    """Responder: where each token left to "called SS-user's choice" goes when ``accept()``
+    is called without ``tokens=`` (default: the initiator's side)."""
+
+    tsdu_max_send: int = 0
+    """Largest TSDU this end will send (PI 21); 0 = no limit, no segmenting."""
+
+    tsdu_max_receive: int = 0
+    """Largest TSDU this end will accept (PI 21); 0 = no limit.  Segmenting needs version 2."""
+
+    extended_concatenation: bool = False
+    """Protocol Options bit 1 (PI 19): this end can receive extended concatenated SPDUs."""
+
+    initial_serial: int | None = None
+    """Initial Serial Number (PI 23) proposed when a synchronization functional unit is; the
+    responder sends its own if set, else echoes the CN's.  None: 0 is used, not sent."""
+
+    calling_ssel: bytes | None = None
+    """Calling Session Selector (PI 51) in the CN, at most 16 octets."""
+
+    called_ssel: bytes | None = None
+    """Called Session Selector (PI 52) in the CN, at most 16 octets."""
+
+    responding_ssel: bytes | None = None
+    """Responding Session Selector (PI 52) in the AC; None echoes the CN's called selector."""
+
+    max_user_data: int | None = None
+    """Cap on connect/accept user data; None = the version's limit (512 in v1, 10240 in v2).
+    The libiec61850 profile sets 232 so the CN's length indicator stays one octet."""
+
+    transport_expedited: bool = False
+    """The transport offers an expedited flow: EX SPDUs and PREPARE SPDUs go to
+    ``expedited_to_send()``.  RFC 1006 class 0 has none, so EX then travels on the normal
+    flow (a documented deviation)."""
+
+    abort_timeout: float = 30.0
+    """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
+    after this end sent AB, DN or RF before releasing it itself."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token_setting", _frozen(self.token_setting))
+        object.__setattr__(self, "called_choice", _frozen(self.called_choice))
+        if not self.versions & (Version.V1 | Version.V2):
+            raise ValueError("offer at least one protocol version")
+        if self.initial_serial is not None and not 0 <= self.initial_serial <= 999999:
+            raise ValueError("initial serial number must be 0..999999")
+        for size in (self.tsdu_max_send, self.tsdu_max_receive):
+            if size and not 64 <= size <= 65535:
+                raise ValueError("a TSDU maximum size is 0 or 64..65535")
+
+    @classmethod
+    def kernel_duplex(cls, **changes: object) -> SessionConfig:
+        """The duplex-only kernel profile of the MMS stack (libiec61850 and its peers).
+
+        Kernel + duplex, version 2 only, no tokens, no segmenting, user data capped at 232
+        octets so every length indicator is one octet.
+        """
+        base: dict[str, object] = {
+            "functional_units": FunctionalUnit.DUPLEX,
+            "versions": Version.V2,
+            "max_user_data": 232,
+        }
+        base.update(changes)
+        return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def libiec61850_profile(cls, **changes: object) -> SessionConfig:
+        """Alias of :meth:`kernel_duplex`, with libiec61850's default selectors (0x0001)."""
+        base: dict[str, object] = {"calling_ssel": b"\x00\x01", "called_ssel": b"\x00\x01"}
+        base.update(changes)
+        return cls.kernel_duplex(**base)

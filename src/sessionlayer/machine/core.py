@@ -1,0 +1,220 @@
+"""The machine's variables and the one place that walks the state table.
+
+``_Core`` holds every variable X.225 names (4.5, 5.8: V(A), V(M), V(R), Vsc, Vact, the
+tokens, the negotiated units and sizes) and three loops: ``_lookup``/``_apply`` for user
+requests, ``_receive_spdu`` for SPDUs, ``_protocol_error`` for everything the table rejects.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import AbortReason, EncodeError
+from ..spdu.codec import encode, encode_tsdu
+from ..spdu.codes import FunctionalUnit, ResyncType, Token, TokenSetting
+from ..spdu.segment import SegmentAssembler, segment
+from ..spdu.types import SPDU, Abort, Connect, ConnectionId, Finish, GiveTokens, PleaseTokens
+from ._make import make
+from .config import SessionConfig, tokens_for
+from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
+from .events import Event, ProviderAbortIndication
+from .negotiation import Negotiated
+from .table import PREDICATE_KINDS, SAME, TABLE, Row
+
+__all__ = ["Role", "Ctx", "Resync", "_Core"]
+
+Role = Literal["initiator", "responder"]
+PROTOCOL_ERROR = AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+_ERRORS: dict[str, type[Exception]] = {
+    "fu": FunctionalUnitError,
+    "token": TokenError,
+    "state": StateError,
+    "param": ParameterError,
+}
+
+
+@dataclass
+class Ctx:
+    """One input on its way through the table: the SPDU or the request's arguments, and the
+    TSDUs the request built (queued by the ``send`` action, only once every check passed)."""
+
+    spdu: Any = None
+    args: dict[str, Any] = field(default_factory=dict)
+    out: list[bytes] = field(default_factory=list)
+    exp: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Resync:
+    """A resynchronization under way: who asked, its type, serial number, token setting."""
+
+    mine: bool
+    type: ResyncType
+    serial: int
+    tokens: dict[Token, TokenSetting]
+
+
+class _Core:
+    """State, variables and the table walk shared by the machine's parts."""
+
+    def __init__(self, role: Role, config: SessionConfig | None = None) -> None:
+        if role not in ("initiator", "responder"):
+            raise ValueError(f"role must be 'initiator' or 'responder', not {role!r}")
+        self.role: Role = role
+        self.config = config if config is not None else SessionConfig()
+        self._state = "STA01"
+        self._ended = False
+        self._tc_up = False
+        self._events: deque[Event] = deque()
+        self._out: list[bytes] = []
+        self._out_exp: list[bytes] = []
+        self._tdis = False
+        self._now = 0.0
+        self._tim: float | None = None
+        # Negotiated at connect.
+        self._fu = FunctionalUnit(0)
+        self._version = 2 if self.config.versions & 2 else 1
+        self._tsdu_send = 0
+        self._tsdu_recv = 0
+        self._peer_extended = False
+        self._initial_serial: int | None = None
+        # Tokens and synchronization point variables (X.225 5.8, Table A-4).
+        self._owned = Token(0)
+        self._va = 0
+        self._vm = 0
+        self._vr = 0
+        self._vsc = False
+        self._vact = False
+        self._activity_id: bytes | None = None
+        self._resync: Resync | None = None
+        self._end_pending = False  # STA15A came from STA04B: SI 42 is AEA
+        # Connection establishment and release.
+        self._cn_bytes = b""
+        self._peer_cn: Connect | None = None
+        self._peer_connection_id: ConnectionId | None = None
+        self._peer_user_data: bytes | None = None
+        self._collision = False
+        self._kept_fn: Finish | None = None
+        self._assembler = SegmentAssembler()
+
+    # ------------------------------------------------------------ derived values
+
+    @property
+    def _available(self) -> Token:
+        return tokens_for(self._fu)
+
+    def _owns(self, token: Token) -> bool:
+        """This end may act as holder of ``token``: it is not available, or it is ours."""
+        return not self._available & token or bool(self._owned & token)
+
+    def _peer_owns(self, token: Token) -> bool:
+        return not self._available & token or not self._owned & token
+
+    # ------------------------------------------------------------ table walk
+
+    def _failing(self, row: Row, ctx: Ctx) -> str | None:
+        """The first predicate of ``row`` that does not hold, or None."""
+        for name in row.when:
+            negate = name.startswith("!")
+            check = getattr(self, "_p_" + name.lstrip("!"))
+            if bool(check(ctx)) == negate:
+                return name
+        return None
+
+    def _lookup(self, inp: str, ctx: Ctx) -> Row:
+        """The row a user request takes, or raise the LocalError its failure means."""
+        rows = () if self._ended else TABLE.get((self._state, inp), ())
+        if not rows:
+            where = "after the session ended" if self._ended else f"in state {self._state}"
+            raise StateError(f"{inp} is not allowed {where}")
+        first: str | None = None
+        for row in rows:
+            failed = self._failing(row, ctx)
+            if failed is None:
+                return row
+            first = first or failed
+        assert first is not None
+        kind = PREDICATE_KINDS.get(first.lstrip("!"), "state")
+        error = _ERRORS.get(kind, StateError)
+        raise error(f"{inp} refused in state {self._state}: condition {first!r} does not hold")
+
+    def _apply(self, row: Row, ctx: Ctx) -> None:
+        before = self._state
+        for action in row.do:
+            getattr(self, "_a_" + action)(ctx)
+        if row.next != SAME:
+            self._state = row.next
+        if self._state == "STA01" and (before != "STA01" or row.input == "TDISind"):
+            self._finish()
+
+    def _finish(self) -> None:
+        self._ended = True
+        self._tim = None
+        self._resync = None
+
+    def _receive_spdu(self, inp: str, spdu: SPDU) -> None:
+        ctx = Ctx(spdu=spdu)
+        for row in TABLE.get((self._state, inp), ()):
+            if self._failing(row, ctx) is None:
+                self._apply(row, ctx)
+                return
+        reflect = encode(spdu, version=self._version)[:9]
+        self._protocol_error(f"{inp} SPDU is not valid in state {self._state}", reflect)
+
+    def _protocol_error(self, message: str, reflect: bytes = b"") -> None:
+        """The peer broke the protocol: AB (0x05 + Reflect Parameter), S-P-ABORT, STA16."""
+        if self._ended or self._state == "STA16":
+            return
+        abort = make(Abort, transport_disconnect=int(PROTOCOL_ERROR), reflect=reflect[:9] or None)
+        self._out.append(encode_tsdu(abort, version=self._version))
+        self._events.append(ProviderAbortIndication(PROTOCOL_ERROR, message, local=True))
+        self._state = "STA16"
+        self._resync = None
+        self._start_tim()
+
+    def _start_tim(self) -> None:
+        self._tim = self._now + self.config.abort_timeout
+
+    # ------------------------------------------------------------ building TSDUs
+
+    def _encode(self, *spdus: SPDU) -> bytes:
+        try:
+            return encode_tsdu(*spdus, version=self._version)
+        except EncodeError as exc:
+            raise ParameterError(str(exc)) from None
+
+    def _tsdus(self, spdu: SPDU, leader: SPDU | None = None) -> list[bytes]:
+        """``spdu`` (after ``leader``, GT or PT) as TSDUs, segmented when a size was agreed."""
+        head = (leader,) if leader is not None else ()
+        whole = self._encode(*head, spdu)
+        limit = self._tsdu_send
+        if not limit or len(whole) <= limit or not hasattr(spdu, "enclosure"):
+            return [whole]
+        room = limit - (len(self._encode(*head)) if head else 0)
+        try:
+            pieces = segment(spdu, room, version=self._version)
+        except EncodeError as exc:
+            raise ParameterError(str(exc)) from None
+        return [self._encode(*head, piece) for piece in pieces]
+
+    def _gt(self, spdu: SPDU) -> list[bytes]:
+        return self._tsdus(spdu, make(GiveTokens))
+
+    def _pt(self, spdu: SPDU) -> list[bytes]:
+        return self._tsdus(spdu, make(PleaseTokens))
+
+    def _adopt(self, result: Negotiated) -> None:
+        """Take on the outcome of connect negotiation (Table A-4, SCONrsp / AC)."""
+        self._fu = result.functional_units
+        self._version = result.version
+        self._tsdu_send = result.tsdu_send
+        self._tsdu_recv = result.tsdu_receive
+        self._peer_extended = result.peer_extended
+        self._initial_serial = result.initial_serial
+        self._owned = result.owned & tokens_for(result.functional_units)
+        serial = result.initial_serial or 0
+        self._va = self._vm = serial
+        self._vr = 0
+        self._vsc = False

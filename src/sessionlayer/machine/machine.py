@@ -1,0 +1,233 @@
+"""``SessionMachine``: the transport side, the outputs, timers and read-only state."""
+
+from __future__ import annotations
+
+from ..errors import DecodeError
+from ..spdu.codec import decode_tsdu
+from ..spdu.codes import FunctionalUnit, Token
+from ..spdu.types import SPDU, ConnectionId, GiveTokens, MajorSyncAck, PleaseTokens
+from .config import SessionConfig
+from .core import Ctx, Role
+from .events import Event
+from .requests import _Requests
+from .table import STATES, TABLE
+
+__all__ = ["SessionMachine"]
+
+
+class SessionMachine(_Requests):
+    """One end of one session connection, as an X.225 session protocol machine.
+
+    Feed it user requests (methods such as :meth:`send_data`), TSDUs
+    (:meth:`receive_tsdu`), transport events and the time; read back events
+    (:meth:`next_event`) and TSDUs (:meth:`data_to_send`).  It never performs I/O.
+    """
+
+    def __init__(self, role: Role, config: SessionConfig | None = None) -> None:
+        super().__init__(role, config)
+
+    # ------------------------------------------------------------ transport side
+
+    def transport_connected(self) -> None:
+        """T-CONNECT confirm (initiator) or indication (responder)."""
+        self._tc_up = True
+        if self._state == "STA01B":
+            self._transport_event("TCONcnf")
+        elif self._state == "STA01" and self.role == "responder" and not self._ended:
+            self._transport_event("TCONind")
+
+    def transport_disconnected(self) -> None:
+        """T-DISCONNECT indication: the transport connection is gone."""
+        self._tc_up = False
+        if not self._ended:
+            self._transport_event("TDISind")
+        self._tim = None
+
+    def _transport_event(self, inp: str) -> None:
+        ctx = Ctx()
+        for row in TABLE.get((self._state, inp), ()):
+            if self._failing(row, ctx) is None:
+                self._apply(row, ctx)
+                return
+        if inp == "TDISind":
+            self._state = "STA01"
+            self._finish()
+
+    def receive_tsdu(self, data: bytes, *, now: float | None = None) -> None:
+        """T-DATA indication: one TSDU from the peer.  Never raises for bad input."""
+        if now is not None:
+            self._now = now
+        if self._ended:
+            return
+        self._tc_up = True
+        try:
+            spdus = decode_tsdu(
+                data, version=self._version, extended=self.config.extended_concatenation
+            )
+        except DecodeError as exc:
+            self._protocol_error(str(exc), exc.reflect or bytes(data[:9]))
+            return
+        for spdu in spdus:
+            aborting = self._state == "STA16"
+            self._receive_one(spdu, carrier=len(spdus) > 1)
+            if self._ended or (self._state == "STA16" and not aborting):
+                return  # the rest of a TSDU that caused an abort is not looked at
+
+    def receive_expedited(self, data: bytes, *, now: float | None = None) -> None:
+        """T-EXPEDITED-DATA indication: PR or EX on the transport expedited flow."""
+        self.receive_tsdu(data, now=now)
+
+    def _receive_one(self, spdu: SPDU, *, carrier: bool) -> None:
+        empty = isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens
+        if empty and (carrier or getattr(spdu, "user_data", None) is None):
+            return  # an empty GT/PT only carries the category-2 SPDU after it
+        if getattr(spdu, "enclosure", None) is not None:
+            try:
+                whole = self._assembler.feed(spdu)
+            except DecodeError as exc:
+                self._protocol_error(str(exc))
+                return
+            if whole is None:
+                return
+            spdu = whole
+        self._receive_spdu(self._input_name(spdu), spdu)
+
+    def _input_name(self, spdu: SPDU) -> str:
+        """The table input an SPDU is.  SI 42 is AEA while an activity end is awaited."""
+        if isinstance(spdu, MajorSyncAck) and (
+            self._state == "STA04B" or (self._end_pending and self._state == "STA15A")
+        ):
+            return "AEA"
+        return spdu.kind
+
+    # ------------------------------------------------------------ time
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should next be called (the caller's clock), or None."""
+        return self._tim
+
+    def handle_timer(self, now: float) -> None:
+        """Tell the machine the time; an expired TIM releases the transport."""
+        self._now = now
+        if self._tim is not None and now >= self._tim:
+            self._tim = None
+            self._transport_event("TIM")
+
+    # ------------------------------------------------------------ outputs
+
+    def next_event(self) -> Event | None:
+        """The oldest indication or confirm not yet read, or None."""
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> list[Event]:
+        """Every pending event, oldest first (drains the queue)."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def data_to_send(self) -> list[bytes]:
+        """TSDUs for the transport's normal flow, in order (drains the queue)."""
+        out, self._out = self._out, []
+        return out
+
+    def expedited_to_send(self) -> list[bytes]:
+        """TSDUs for the transport expedited flow (PR, and EX when configured)."""
+        out, self._out_exp = self._out_exp, []
+        return out
+
+    @property
+    def wants_transport_disconnect(self) -> bool:
+        """True once the machine asks for T-DISCONNECT (send ``data_to_send()`` first)."""
+        return self._tdis
+
+    # ------------------------------------------------------------ read-only state
+
+    @property
+    def state(self) -> str:
+        """The X.225 Annex A state, e.g. ``"STA713"``."""
+        return self._state
+
+    @property
+    def state_name(self) -> str:
+        return STATES[self._state]
+
+    @property
+    def is_open(self) -> bool:
+        """The session connection is established and not yet being torn down."""
+        return self._state not in ("STA01", "STA01B", "STA01C", "STA02A", "STA08", "STA16")
+
+    @property
+    def is_closed(self) -> bool:
+        """The session connection is over (released, refused or aborted)."""
+        return self._ended
+
+    @property
+    def tokens_owned(self) -> Token:
+        return self._owned
+
+    @property
+    def tokens_available(self) -> Token:
+        return self._available
+
+    @property
+    def functional_units(self) -> FunctionalUnit:
+        return self._fu
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def tsdu_max_send(self) -> int:
+        return self._tsdu_send
+
+    @property
+    def tsdu_max_receive(self) -> int:
+        return self._tsdu_recv
+
+    @property
+    def extended_concatenation(self) -> bool:
+        """The peer said it can receive extended concatenation (we never send it)."""
+        return self._peer_extended
+
+    @property
+    def va(self) -> int:
+        """V(A): the lowest serial number of a sync point still to be confirmed."""
+        return self._va
+
+    @property
+    def vm(self) -> int:
+        """V(M): the serial number of the next sync point."""
+        return self._vm
+
+    @property
+    def vr(self) -> int:
+        """V(R): the lowest serial number a resync restart may go back to."""
+        return self._vr
+
+    @property
+    def vsc(self) -> bool:
+        """Vsc: this user may answer minor sync points."""
+        return self._vsc
+
+    @property
+    def activity_in_progress(self) -> bool:
+        """Vact."""
+        return self._vact
+
+    @property
+    def activity_id(self) -> bytes | None:
+        return self._activity_id
+
+    @property
+    def initial_serial(self) -> int | None:
+        return self._initial_serial
+
+    @property
+    def peer_connection_id(self) -> ConnectionId | None:
+        return self._peer_connection_id
+
+    @property
+    def peer_user_data(self) -> bytes | None:
+        """User data of the peer's CN (responder) or AC (initiator)."""
+        return self._peer_user_data

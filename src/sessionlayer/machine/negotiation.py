@@ -1,0 +1,258 @@
+"""Connect-time negotiation (X.225 5.7, 7.1, 7.4): CN and AC built and read, pure functions.
+
+Versions: the responder picks the highest version both offer (no common one: RF 0x84).
+Functional units: the responder's choice is the intersection of the CN's Session User
+Requirements (default 0x0349 when PI 20 is absent) with what it supports, then trimmed so that
+exactly one of half-duplex/duplex remains and each unit's prerequisite is present.  Tokens:
+the CN's Token Setting Item places each available token on the initiator's side, the
+responder's, or leaves it to the called user's choice; the AC's Token Item names the tokens
+the responder took among those left to its choice.  TSDU maximum sizes: each direction uses
+the smaller non-zero value of sender's and receiver's proposal (0 = no limit), version 2 only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import RefuseReason
+from ..spdu.codes import DEFAULT_REQUIREMENTS, FunctionalUnit, Token, TokenSetting, Version
+from ..spdu.types import Accept, Connect, ConnectAcceptItem, ConnectionId
+from ._make import make
+from .config import SessionConfig, tokens_for
+
+__all__ = [
+    "Negotiated",
+    "TOKEN_SHIFT",
+    "encode_token_setting",
+    "decode_token_setting",
+    "build_connect",
+    "offered_versions",
+    "check_connect",
+    "respond",
+    "read_accept",
+]
+
+FU = FunctionalUnit
+SYNC_UNITS = FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.ACTIVITY
+#: Two bits per token in PI 26 (and in RS/RA), low bits first.
+TOKEN_SHIFT: dict[Token, int] = {
+    Token.DATA: 0,
+    Token.MINOR_SYNC: 2,
+    Token.MAJOR_ACTIVITY: 4,
+    Token.RELEASE: 6,
+}
+#: Functional units this machine never selects (see docs/machine.md, "Deviations").
+UNSUPPORTED = FU.SYMMETRIC_SYNC | FU.DATA_SEPARATION
+
+
+@dataclass(frozen=True)
+class Negotiated:
+    """The outcome of connect negotiation, from one end's point of view."""
+
+    functional_units: FunctionalUnit
+    version: int
+    tsdu_send: int
+    tsdu_receive: int
+    initial_serial: int | None
+    owned: Token
+    peer_extended: bool
+
+
+def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Token) -> int:
+    """PI 26 value for the available tokens (tokens not named: INITIATOR, i.e. 00)."""
+    value = 0
+    for token, shift in TOKEN_SHIFT.items():
+        if available & token:
+            value |= int(settings.get(token, TokenSetting.INITIATOR)) << shift
+    return value
+
+
+def decode_token_setting(value: int | None, available: Token) -> dict[Token, TokenSetting]:
+    """PI 26 value -> setting per available token (absent PI: all INITIATOR)."""
+    out: dict[Token, TokenSetting] = {}
+    for token, shift in TOKEN_SHIFT.items():
+        if available & token:
+            out[token] = TokenSetting(((value or 0) >> shift) & 3)
+    return out
+
+
+def _min0(a: int, b: int) -> int:
+    """The smaller of two sizes, 0 meaning "no limit"."""
+    if not a:
+        return b
+    if not b:
+        return a
+    return min(a, b)
+
+
+def trim_units(units: FunctionalUnit) -> FunctionalUnit:
+    """Drop what cannot be used: both duplex modes, units missing a prerequisite."""
+    units &= ~UNSUPPORTED
+    if units & FU.HALF_DUPLEX and units & FU.DUPLEX:
+        units &= ~FU.DUPLEX
+    if not units & FU.HALF_DUPLEX:
+        units &= ~FU.EXCEPTIONS
+    if not units & FU.ACTIVITY:
+        units &= ~FU.CAPABILITY_DATA
+    return units
+
+
+def build_connect(
+    config: SessionConfig, user_data: bytes | None, connection_id: ConnectionId | None
+) -> Connect:
+    """The CN an initiator sends for ``config``."""
+    units = config.functional_units
+    available = tokens_for(units)
+    v2 = bool(config.versions & Version.V2)
+    sizes = (config.tsdu_max_send, config.tsdu_max_receive)
+    item = ConnectAcceptItem(
+        protocol_options=1 if config.extended_concatenation else 0,
+        tsdu_max_size=sizes if v2 and any(sizes) else None,
+        version=int(config.versions),
+        initial_serial=config.initial_serial if units & SYNC_UNITS else None,
+        token_setting=encode_token_setting(config.token_setting, available) if available else None,
+    )
+    return make(
+        Connect,
+        connection_id=connection_id,
+        item=item,
+        requirements=int(units),
+        calling_ssel=config.calling_ssel,
+        called_ssel=config.called_ssel,
+        user_data=user_data,
+    )
+
+
+def offered_versions(cn: Connect) -> int:
+    """Version bits a CN offers; without PI 22, v2 if the user data needs it, else v1."""
+    if cn.item is not None and cn.item.version is not None:
+        return cn.item.version & 3
+    return 2 if cn.user_data is not None and len(cn.user_data) > 512 else 1
+
+
+def check_connect(cn: Connect, config: SessionConfig) -> RefuseReason | None:
+    """Why the SPM itself must refuse this CN, or None when the user may decide."""
+    if not offered_versions(cn) & int(config.versions):
+        return RefuseReason.VERSION_NOT_SUPPORTED
+    units = _responder_units(cn, config)
+    if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
+        return RefuseReason.IMPLEMENTATION_RESTRICTION
+    setting = cn.item.token_setting if cn.item is not None else None
+    for value in decode_token_setting(setting, tokens_for(units)).values():
+        if value == TokenSetting.RESERVED:
+            return RefuseReason.SPM_NO_REASON
+    return None
+
+
+def _responder_units(cn: Connect, config: SessionConfig) -> FunctionalUnit:
+    proposed = FU(cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS)
+    units = trim_units(proposed & config.functional_units)
+    if not offered_versions(cn) & int(config.versions) & 2:
+        units &= ~UNSUPPORTED
+    return units
+
+
+def respond(
+    cn: Connect,
+    config: SessionConfig,
+    units: FunctionalUnit | None,
+    choice: Token | None,
+) -> tuple[Negotiated, ConnectAcceptItem, Token | None]:
+    """Negotiate as responder: the outcome, the AC's Connect/Accept Item and Token Item.
+
+    ``units`` narrows the functional units further (the user's choice in accept());
+    ``choice`` names the tokens the responder takes among those left to its choice.
+    """
+    version = 2 if offered_versions(cn) & int(config.versions) & 2 else 1
+    selected = _responder_units(cn, config)
+    if units is not None:
+        selected = trim_units(selected & units) | (selected & (FU.HALF_DUPLEX | FU.DUPLEX))
+    available = tokens_for(selected)
+    item = cn.item or ConnectAcceptItem()
+    settings = decode_token_setting(item.token_setting, available)
+    owned, taken = _responder_tokens(settings, config, choice)
+    i2r, r2i = item.tsdu_max_size or (0, 0)
+    if version == 2:
+        i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
+    else:
+        i2r = r2i = 0
+    isn = config.initial_serial if config.initial_serial is not None else item.initial_serial
+    if not selected & SYNC_UNITS:
+        isn = None
+    result = Negotiated(
+        functional_units=selected,
+        version=version,
+        tsdu_send=r2i,
+        tsdu_receive=i2r,
+        initial_serial=isn,
+        owned=owned,
+        peer_extended=bool((item.protocol_options or 0) & 1),
+    )
+    ac_item = ConnectAcceptItem(
+        protocol_options=1 if config.extended_concatenation else 0,
+        tsdu_max_size=(i2r, r2i) if i2r or r2i else None,
+        version=version,
+        initial_serial=isn,
+    )
+    return result, ac_item, taken
+
+
+def _responder_tokens(
+    settings: dict[Token, TokenSetting], config: SessionConfig, choice: Token | None
+) -> tuple[Token, Token | None]:
+    owned = Token(0)
+    taken = Token(0)
+    has_choice = False
+    for token, value in settings.items():
+        if value == TokenSetting.RESPONDER:
+            owned |= token
+        elif value == TokenSetting.CALLED_CHOICE:
+            has_choice = True
+            if choice is not None:
+                mine = bool(choice & token)
+            else:
+                mine = config.called_choice.get(token) == TokenSetting.RESPONDER
+            if mine:
+                owned |= token
+                taken |= token
+    return owned, (taken if has_choice and taken else None)
+
+
+def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
+    """Negotiate as initiator from the AC; None when the AC is unacceptable."""
+    item = ac.item or ConnectAcceptItem()
+    offered = int(config.versions)
+    if item.version is None:
+        version = 1 if offered & 1 else 2
+    elif item.version in (1, 2) and item.version & offered:
+        version = item.version
+    else:
+        return None
+    answered = FU(ac.requirements if ac.requirements is not None else DEFAULT_REQUIREMENTS)
+    units = trim_units(answered & config.functional_units)
+    if version == 1:
+        units &= ~UNSUPPORTED
+    if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
+        return None
+    available = tokens_for(units)
+    owned = Token(0)
+    for token in TOKEN_SHIFT:
+        if not available & token:
+            continue
+        setting = config.token_setting.get(token, TokenSetting.INITIATOR)
+        if setting == TokenSetting.INITIATOR or (
+            setting == TokenSetting.CALLED_CHOICE and not (ac.tokens or 0) & token
+        ):
+            owned |= token
+    i2r, r2i = item.tsdu_max_size or (0, 0)
+    isn = item.initial_serial if item.initial_serial is not None else config.initial_serial
+    return Negotiated(
+        functional_units=units,
+        version=version,
+        tsdu_send=i2r if version == 2 else 0,
+        tsdu_receive=r2i if version == 2 else 0,
+        initial_serial=isn if units & SYNC_UNITS else None,
+        owned=owned,
+        peer_extended=bool((item.protocol_options or 0) & 1),
+    )

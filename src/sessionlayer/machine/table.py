@@ -1,0 +1,419 @@
+"""The X.225 state table, as data.
+
+Everything that moves the session protocol machine is in this file; the file does not know
+which role it plays.  Each row is keyed by (state, input) and says: when (predicates, all of
+which must hold; ``!name`` negates), do (actions, in order) and next (the new state, or
+``SAME``).  Rows with the same key are tried in order; the first whose predicates hold wins.
+
+A (state, input) pair with no row, or whose rows all fail, is invalid:
+
+* a user request (``S...req`` / ``S...rsp``) raises a :class:`~sessionlayer.errors.LocalError`
+  subclass chosen from the failing predicate (``PREDICATE_KINDS``) and sends nothing;
+* an SPDU or transport event is a protocol error: AB with Transport Disconnect = 0x05 is
+  queued, ``ProviderAbortIndication`` reported, and the machine goes to STA16.
+
+State names are those of X.225 (1988) Annex A; ``ref`` names the state table entry's state and
+the clause of section 7 whose element of procedure the row implements (7.x), plus Table A-4
+when the row updates the synchronization point variables.  Input names follow Annex A too:
+``SDTreq`` is an S-DATA request, ``SRELrsp+`` a positive S-RELEASE response, ``DT`` a
+received DATA TRANSFER SPDU, ``TDISind`` a T-DISCONNECT indication, ``TIM`` timer expiry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "Row",
+    "SAME",
+    "STATES",
+    "USER_INPUTS",
+    "SPDU_INPUTS",
+    "TRANSPORT_INPUTS",
+    "INPUTS",
+    "PREDICATE_KINDS",
+    "TABLE",
+    "ROWS",
+]
+
+SAME: Final = "="
+
+#: X.225 Annex A states used here, with their names.
+STATES: Final[dict[str, str]] = {
+    "STA01": "Idle, no transport connection",
+    "STA01B": "Wait for T-CONNECT confirm",
+    "STA01C": "Idle, transport connected",
+    "STA02A": "Wait for the ACCEPT SPDU",
+    "STA03": "Wait for the DISCONNECT SPDU",
+    "STA04A": "Wait for the MAJOR SYNC ACK SPDU or PREPARE SPDU",
+    "STA04B": "Wait for the ACTIVITY END ACK SPDU or PREPARE SPDU",
+    "STA05A": "Wait for the RESYNCHRONIZE ACK SPDU or PREPARE SPDU",
+    "STA05B": "Wait for the ACTIVITY INTERRUPT ACK SPDU or PREPARE SPDU",
+    "STA05C": "Wait for the ACTIVITY DISCARD ACK SPDU or PREPARE SPDU",
+    "STA08": "Wait for S-CONNECT response",
+    "STA09": "Wait for S-RELEASE response",
+    "STA10A": "Wait for S-SYNC-MAJOR response",
+    "STA10B": "Wait for S-ACTIVITY-END response",
+    "STA11A": "Wait for S-RESYNCHRONIZE response",
+    "STA11B": "Wait for S-ACTIVITY-INTERRUPT response",
+    "STA11C": "Wait for S-ACTIVITY-DISCARD response",
+    "STA15A": "After PREPARE, wait for MAJOR SYNC ACK or ACTIVITY END ACK SPDU",
+    "STA15B": "After PREPARE, wait for RESYNCHRONIZE, ACTIVITY INTERRUPT or DISCARD SPDU",
+    "STA15C": "After PREPARE, wait for RESYNCHRONIZE ACK SPDU",
+    "STA15D": "After PREPARE, wait for ABORT SPDU",
+    "STA16": "Wait for T-DISCONNECT indication",
+    "STA18": "Wait for GIVE TOKENS ACK SPDU",
+    "STA19": "Wait for a recovery request",
+    "STA20": "Wait for a recovery SPDU",
+    "STA21": "Wait for CAPABILITY DATA ACK SPDU",
+    "STA22": "Wait for S-CAPABILITY-DATA response",
+    "STA713": "Data transfer state",
+}
+
+USER_INPUTS: Final = (
+    "SCONreq", "SCONrsp+", "SCONrsp-", "SDTreq", "STDreq", "SEXreq", "SCDreq", "SCDrsp",
+    "SGTreq", "SPTreq", "SCGreq", "SSYNmreq", "SSYNmrsp", "SSYNMreq", "SSYNMrsp",
+    "SRSYNreq", "SRSYNrsp", "SUERreq", "SACTSreq", "SACTRreq", "SACTIreq", "SACTIrsp",
+    "SACTDreq", "SACTDrsp", "SACTEreq", "SACTErsp", "SRELreq", "SRELrsp+", "SRELrsp-",
+    "SUABreq",
+)  # fmt: skip
+
+SPDU_INPUTS: Final = (
+    "CN", "AC", "RF", "FN", "DN", "NF", "AB", "AA", "DT", "EX", "TD", "CD", "CDA", "GT", "PT",
+    "GTC", "GTA", "MIP", "MIA", "MAP", "MAA", "RS", "RA", "PR", "ER", "ED", "AS", "AR", "AI",
+    "AIA", "AD", "ADA", "AE", "AEA",
+)  # fmt: skip
+
+TRANSPORT_INPUTS: Final = ("TCONind", "TCONcnf", "TDISind", "TIM")
+
+INPUTS: Final = USER_INPUTS + SPDU_INPUTS + TRANSPORT_INPUTS
+
+#: What kind of local error a failing predicate means for a user request.
+PREDICATE_KINDS: Final[dict[str, str]] = {
+    **{p: "fu" for p in (
+        "fu_expedited", "fu_typed", "fu_cd", "fu_minor", "fu_major", "fu_resync",
+        "fu_activity", "fu_exceptions", "fu_negrel", "fu_major_or_act",
+    )},
+    **{p: "token" for p in (
+        "own_data", "own_minor", "own_major", "own_release", "own_all", "own_given",
+        "want_tokens", "lack_data", "give_data",
+    )},
+    **{p: "state" for p in (
+        "tc_up", "in_act", "no_act", "act_ok", "initiator", "collision", "pending_fn",
+    )},
+    **{p: "param" for p in ("sn_room", "mia_args", "rs_args", "ra_args")},
+    # Predicates on received SPDUs (a failure is a protocol error).
+    **{p: "remote" for p in (
+        "peer_data", "peer_minor", "peer_major", "peer_release", "peer_all", "cn_ok", "ac_ok",
+        "gt_ok", "pt_ok", "mip_ok", "mia_ok", "map_ok", "maa_ok", "ae_ok", "rs_ok", "rs_wins",
+        "ra_ok", "pr_maa", "pr_rs", "pr_ra", "pr_ab", "gt_data", "no_release_token",
+    )},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    """One entry of the state table."""
+
+    state: str
+    input: str
+    when: tuple[str, ...]
+    do: tuple[str, ...]
+    next: str
+    ref: str
+
+
+# (state, input, predicates, actions, next state, reference).  Predicates and actions are
+# space-separated names: predicate ``p`` is SessionMachine._p_p, action ``a`` is _a_a.
+_R = tuple[str, str, str, str, str, str]
+
+_CONNECT: list[_R] = [
+    ("STA01", "SCONreq", "tc_up", "send", "STA02A", "STA01; 7.1"),
+    ("STA01", "SCONreq", "", "", "STA01B", "STA01; 6.1 (T-CONNECT request by the binding)"),
+    ("STA01", "TCONind", "", "", "STA01C", "STA01; 6.1"),
+    ("STA01", "TDISind", "", "", "STA01", "STA01; 6.6"),
+    ("STA01", "CN", "cn_ok", "conn_ind", "STA08", "STA01C; 7.1"),
+    ("STA01", "CN", "", "refuse_spm start_tim", "STA16", "STA01C; 7.5"),
+    ("STA01B", "TCONcnf", "", "send_cn", "STA02A", "STA01B; 7.1"),
+    ("STA01B", "TDISind", "", "tdis_ind", "STA01", "STA01B; 6.6"),
+    ("STA01B", "SUABreq", "", "tdisreq", "STA01", "STA01B; 7.9"),
+    ("STA01C", "CN", "cn_ok", "conn_ind", "STA08", "STA01C; 7.1"),
+    ("STA01C", "CN", "", "refuse_spm start_tim", "STA16", "STA01C; 7.5"),
+    ("STA01C", "TDISind", "", "", "STA01", "STA01C; 6.6"),
+    ("STA02A", "AC", "ac_ok", "conn_cnf", "STA713", "STA02A; 7.4, Table A-4 (AC)"),
+    ("STA02A", "RF", "", "refuse_cnf tdisreq", "STA01", "STA02A; 7.5"),
+    ("STA08", "SCONrsp+", "", "accept send", "STA713", "STA08; 7.4, Table A-4 (SCONrsp)"),
+    ("STA08", "SCONrsp-", "", "send start_tim", "STA16", "STA08; 7.5"),
+]
+
+_DATA_TRANSFER: list[_R] = [
+    # Data, typed data, capability data (7.11, 7.13, 7.14, 7.15).
+    ("STA713", "SDTreq", "own_data act_ok", "send", SAME, "STA713; 7.11"),
+    ("STA713", "DT", "peer_data act_ok", "data_ind", SAME, "STA713; 7.11"),
+    ("STA713", "STDreq", "fu_typed", "send", SAME, "STA713; 7.13"),
+    ("STA713", "TD", "fu_typed", "typed_ind", SAME, "STA713; 7.13"),
+    ("STA713", "SCDreq", "fu_cd no_act own_all", "send", "STA21", "STA713; 7.14"),
+    ("STA713", "CD", "fu_cd no_act peer_all", "cd_ind", "STA22", "STA713; 7.14"),
+    ("STA21", "CDA", "", "cd_cnf", "STA713", "STA21; 7.15"),
+    ("STA22", "SCDrsp", "", "send", "STA713", "STA22; 7.15"),
+    # Tokens (7.16 - 7.19).
+    ("STA713", "SGTreq", "own_given", "send give", SAME, "STA713; 7.16"),
+    ("STA713", "GT", "gt_ok", "gt_ind", SAME, "STA713; 7.16"),
+    ("STA713", "SPTreq", "want_tokens", "send", SAME, "STA713; 7.17"),
+    ("STA713", "PT", "pt_ok", "pt_ind", SAME, "STA713; 7.17"),
+    ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
+    ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
+    ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
+    # Minor synchronize (7.20, 7.21).
+    (
+        "STA713",
+        "SSYNmreq",
+        "fu_minor own_minor own_data act_ok sn_room",
+        "send mip_sent",
+        SAME,
+        "STA713; 7.20, Table A-4 (SSYNmreq)",
+    ),
+    (
+        "STA713",
+        "MIP",
+        "fu_minor peer_minor peer_data act_ok mip_ok",
+        "mip_ind",
+        SAME,
+        "STA713; 7.20, Table A-4 (MIP)",
+    ),
+    (
+        "STA713",
+        "SSYNmrsp",
+        "fu_minor mia_args",
+        "send mia_sent",
+        SAME,
+        "STA713; 7.21, Table A-4 (SSYNmrsp)",
+    ),
+    ("STA713", "MIA", "fu_minor mia_ok", "mia_cnf", SAME, "STA713; 7.21, Table A-4 (MIA)"),
+    # Major synchronize (7.22, 7.23).
+    (
+        "STA713",
+        "SSYNMreq",
+        "fu_major own_major own_minor own_data act_ok sn_room",
+        "send map_sent",
+        "STA04A",
+        "STA713; 7.22, Table A-4 (SSYNMreq)",
+    ),
+    (
+        "STA713",
+        "MAP",
+        "fu_major peer_major act_ok map_ok",
+        "map_ind",
+        "STA10A",
+        "STA713; 7.22, Table A-4 (MAP)",
+    ),
+    ("STA10A", "SSYNMrsp", "", "send maa_sent", "STA713", "STA10A; 7.23, Table A-4 (SSYNMrsp)"),
+    ("STA04A", "MAA", "maa_ok", "maa_cnf", "STA713", "STA04A; 7.23, Table A-4 (MAA)"),
+    ("STA15A", "MAA", "maa_ok", "maa_cnf", "STA713", "STA15A; 7.23, 7.26"),
+    # Exceptions (7.27, 7.28).
+    ("STA713", "SUERreq", "fu_exceptions lack_data", "send", "STA20", "STA713; 7.28"),
+    ("STA713", "ED", "fu_exceptions own_data", "ed_ind", "STA19", "STA713; 7.28"),
+    ("STA713", "ER", "fu_exceptions", "er_ind", "STA19", "STA713; 7.27"),
+    ("STA19", "SGTreq", "give_data", "send give", "STA713", "STA19; 7.16"),
+    ("STA20", "GT", "gt_ok gt_data", "gt_ind", "STA713", "STA20; 7.16"),
+]
+
+_RESYNC: list[_R] = [
+    (
+        "STA713",
+        "SRSYNreq",
+        "fu_resync act_ok rs_args",
+        "send rs_sent",
+        "STA05A",
+        "STA713; 7.24, Table A-4 (SRSYNreq)",
+    ),
+    ("STA713", "RS", "fu_resync act_ok rs_ok", "rs_ind", "STA11A", "STA713; 7.24, Table A-4 (RS)"),
+    (
+        "STA11A",
+        "SRSYNrsp",
+        "ra_args",
+        "send ra_sent",
+        "STA713",
+        "STA11A; 7.25, Table A-4 (SRSYNrsp)",
+    ),
+    ("STA05A", "RA", "ra_ok", "ra_cnf", "STA713", "STA05A; 7.25, Table A-4 (RA)"),
+    ("STA15C", "RA", "ra_ok", "ra_cnf", "STA713", "STA15C; 7.25, 7.26"),
+    # Resync collisions (7.24): the winner keeps waiting for RA, the loser answers.
+    ("STA05A", "RS", "rs_ok rs_wins", "rs_ind", "STA11A", "STA05A; 7.24 (collision)"),
+    ("STA05A", "RS", "rs_ok", "discard", SAME, "STA05A; 7.24 (collision, ours wins)"),
+    # Resync and activity interrupt/discard take precedence over major sync / activity end.
+    *[
+        (st, "SRSYNreq", "fu_resync rs_args", "send rs_sent", "STA05A", f"{st}; 7.24")
+        for st in ("STA04A", "STA04B", "STA10A", "STA10B", "STA19", "STA20")
+    ],
+    *[
+        (st, "RS", "fu_resync rs_ok", "rs_ind", "STA11A", f"{st}; 7.24")
+        for st in ("STA04A", "STA04B", "STA10A", "STA10B", "STA15B", "STA20")
+    ],
+]
+
+_ACTIVITY: list[_R] = [
+    (
+        "STA713",
+        "SACTSreq",
+        "fu_activity no_act own_major own_minor own_data",
+        "send as_sent",
+        SAME,
+        "STA713; 7.29, Table A-4 (SACTSreq)",
+    ),
+    (
+        "STA713",
+        "AS",
+        "fu_activity no_act peer_major",
+        "as_ind",
+        SAME,
+        "STA713; 7.29, Table A-4 (AS)",
+    ),
+    (
+        "STA713",
+        "SACTRreq",
+        "fu_activity no_act own_major own_minor own_data",
+        "send ar_sent",
+        SAME,
+        "STA713; 7.30, Table A-4 (SACTRreq)",
+    ),
+    (
+        "STA713",
+        "AR",
+        "fu_activity no_act peer_major",
+        "ar_ind",
+        SAME,
+        "STA713; 7.30, Table A-4 (AR)",
+    ),
+    (
+        "STA713",
+        "SACTEreq",
+        "fu_activity in_act own_major own_minor own_data sn_room",
+        "send ae_sent",
+        "STA04B",
+        "STA713; 7.35, Table A-4 (SACTEreq)",
+    ),
+    (
+        "STA713",
+        "AE",
+        "fu_activity in_act peer_major ae_ok",
+        "ae_ind",
+        "STA10B",
+        "STA713; 7.35, Table A-4 (AE)",
+    ),
+    ("STA10B", "SACTErsp", "", "send aea_sent", "STA713", "STA10B; 7.36, Table A-4 (SACTErsp)"),
+    ("STA04B", "AEA", "maa_ok", "aea_cnf", "STA713", "STA04B; 7.36, Table A-4 (AEA)"),
+    ("STA15A", "AEA", "maa_ok", "aea_cnf", "STA713", "STA15A; 7.36, 7.26"),
+    *[
+        (st, "SACTIreq", "fu_activity in_act own_major", "send", "STA05B", f"{st}; 7.31")
+        for st in ("STA713", "STA04A", "STA04B", "STA19")
+    ],
+    *[
+        (st, "SACTDreq", "fu_activity in_act own_major", "send", "STA05C", f"{st}; 7.33")
+        for st in ("STA713", "STA04A", "STA04B", "STA19")
+    ],
+    *[
+        (st, "AI", "fu_activity in_act", "ai_ind", "STA11B", f"{st}; 7.31")
+        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA20")
+    ],
+    *[
+        (st, "AD", "fu_activity in_act", "ad_ind", "STA11C", f"{st}; 7.33")
+        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA20")
+    ],
+    ("STA11B", "SACTIrsp", "", "send act_over_peer", "STA713", "STA11B; 7.32"),
+    ("STA05B", "AIA", "", "aia_cnf", "STA713", "STA05B; 7.32"),
+    ("STA11C", "SACTDrsp", "", "send act_over_peer", "STA713", "STA11C; 7.34"),
+    ("STA05C", "ADA", "", "ada_cnf", "STA713", "STA05C; 7.34"),
+]
+
+_RELEASE: list[_R] = [
+    ("STA713", "SRELreq", "no_act own_all", "send", "STA03", "STA713; 7.6"),
+    ("STA713", "FN", "no_act peer_release", "fn_ind", "STA09", "STA713; 7.6"),
+    ("STA03", "DN", "pending_fn", "dn_cnf fn_ind", "STA09", "STA03; 7.7 (collision)"),
+    ("STA03", "DN", "", "dn_cnf tdisreq", "STA01", "STA03; 7.7"),
+    ("STA03", "NF", "fu_negrel", "nf_cnf", "STA713", "STA03; 7.8"),
+    # Release collision (no release token): the initiator's user answers first (7.6).
+    ("STA03", "FN", "no_release_token initiator", "fn_ind collide", "STA09", "STA03; 7.6"),
+    ("STA03", "FN", "no_release_token", "keep_fn", SAME, "STA03; 7.6 (collision)"),
+    ("STA03", "DT", "peer_data", "data_ind", SAME, "STA03; 7.11"),
+    ("STA03", "TD", "fu_typed", "typed_ind", SAME, "STA03; 7.13"),
+    ("STA09", "SRELrsp+", "collision", "send", "STA03", "STA09; 7.7 (collision)"),
+    ("STA09", "SRELrsp+", "", "send start_tim", "STA16", "STA09; 7.7"),
+    ("STA09", "SRELrsp-", "fu_negrel !collision", "send", "STA713", "STA09; 7.8"),
+    ("STA04A", "DT", "peer_data", "data_ind", SAME, "STA04A; 7.11 (duplex)"),
+    ("STA04B", "DT", "peer_data", "data_ind", SAME, "STA04B; 7.11 (duplex)"),
+]
+
+_PREPARE: list[_R] = [
+    ("STA04A", "PR", "pr_maa", "", "STA15A", "STA04A; 7.26"),
+    ("STA04B", "PR", "pr_maa", "", "STA15A", "STA04B; 7.26"),
+    ("STA05A", "PR", "pr_ra", "", "STA15C", "STA05A; 7.26"),
+    *[
+        (st, "PR", "pr_rs", "", "STA15B", f"{st}; 7.26")
+        for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA20")
+    ],
+]
+
+# States in which the connection exists (abort, expedited data, transport loss apply).
+CONNECTED: Final = (
+    "STA03", "STA04A", "STA04B", "STA05A", "STA05B", "STA05C", "STA09", "STA10A", "STA10B",
+    "STA11A", "STA11B", "STA11C", "STA15A", "STA15B", "STA15C", "STA15D", "STA18", "STA19",
+    "STA20", "STA21", "STA22", "STA713",
+)  # fmt: skip
+
+# States that throw away normal-flow SPDUs until the one they wait for (7.24, 7.26, 7.31).
+_DISCARDING: Final = ("STA05A", "STA05B", "STA05C", "STA15A", "STA15B", "STA15C", "STA15D",
+                      "STA20")  # fmt: skip
+_DISCARDED: Final = (
+    "DT", "TD", "CD", "CDA", "GT", "PT", "GTC", "GTA", "MIP", "MIA", "MAP", "MAA", "AEA", "AS",
+    "AR", "AE", "ED", "ER", "RS", "RA", "AI", "AIA", "AD", "ADA", "FN", "NF", "DN",
+)  # fmt: skip
+
+
+def _everywhere() -> list[_R]:
+    rows: list[_R] = []
+    for st in ("STA02A", "STA08", *CONNECTED):
+        rows.append((st, "SUABreq", "", "send start_tim", "STA16", f"{st}; 7.9"))
+        rows.append((st, "AB", "", "ab_ind tdisreq", "STA01", f"{st}; 7.9"))
+        rows.append((st, "TDISind", "", "tdis_ind", "STA01", f"{st}; 6.6"))
+    for st in CONNECTED:
+        rows.append((st, "SEXreq", "fu_expedited", "send", SAME, f"{st}; 7.12"))
+        rows.append((st, "EX", "fu_expedited", "ex_ind", SAME, f"{st}; 7.12"))
+        if st not in ("STA15D",):
+            rows.append((st, "PR", "pr_ab", "", "STA15D", f"{st}; 7.26"))
+    rows += [
+        ("STA16", "SUABreq", "", "", SAME, "STA16; 7.9 (already aborting)"),
+        ("STA16", "AA", "", "tdisreq", "STA01", "STA16; 7.10"),
+        ("STA16", "TDISind", "", "", "STA01", "STA16; 6.6"),
+        ("STA16", "TIM", "", "tdisreq", "STA01", "STA16; 4.3 (TIM)"),
+    ]
+    return rows
+
+
+def _discards(taken: set[tuple[str, str]]) -> list[_R]:
+    rows: list[_R] = []
+    for st in _DISCARDING:
+        for inp in _DISCARDED:
+            if (st, inp) not in taken:
+                rows.append((st, inp, "", "discard", SAME, f"{st}; 7.24, 7.26 (discarded)"))
+    for inp in SPDU_INPUTS:
+        if inp not in ("AA",):
+            rows.append(("STA16", inp, "", "discard", SAME, "STA16; 7.9 (ignored)"))
+    return rows
+
+
+def _build() -> tuple[tuple[Row, ...], dict[tuple[str, str], tuple[Row, ...]]]:
+    raw = _CONNECT + _DATA_TRANSFER + _RESYNC + _ACTIVITY + _RELEASE + _PREPARE + _everywhere()
+    raw += _discards({(r[0], r[1]) for r in raw})
+    rows = tuple(
+        Row(st, inp, tuple(when.split()), tuple(do.split()), nxt, "X.225 A " + ref)
+        for st, inp, when, do, nxt, ref in raw
+    )
+    table: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        table.setdefault((row.state, row.input), []).append(row)
+    return rows, {key: tuple(value) for key, value in table.items()}
+
+
+ROWS, TABLE = _build()

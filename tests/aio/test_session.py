@@ -1,0 +1,335 @@
+"""Sessions over real TCP (and TLS) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trustme
+
+import sessionlayer
+from sessionlayer import ConnectRefused, Options, SessionAborted
+from sessionlayer.errors import AbortReason, RefuseReason
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))  # type: ignore[arg-type]
+
+
+async def echo(session: sessionlayer.Session) -> None:
+    async for data in session:
+        await session.send(data)
+
+
+def test_echo_release_and_ids() -> None:
+    async def main() -> None:
+        seen: list[str] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            seen.append(session.id)
+            await echo(session)
+
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            async with session:
+                await session.send(b"hello")
+                assert await session.receive() == b"hello"
+                (info,) = server.sessions
+                assert info.id == session.id
+                assert info.messages_in == 1 and info.bytes_in > 0
+            assert session.closed and session.state == "released"
+            assert seen == [session.id]
+            assert len(session.id) == 32
+
+    run(main())
+
+
+def test_many_messages_in_order() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                for i in range(200):
+                    await session.send(i.to_bytes(4, "big") * (i % 50 + 1))
+                for i in range(200):
+                    assert await session.receive() == i.to_bytes(4, "big") * (i % 50 + 1)
+
+    run(main())
+
+
+def test_negotiation_picks_common_codec_in_initiator_order() -> None:
+    async def main() -> None:
+        chosen: list[dict[str, str]] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            chosen.append(session.chosen)
+
+        async with await sessionlayer.serve(
+            handler, supported={"codec": ["msgpack", "json"]}
+        ) as server:
+            session = await sessionlayer.connect(
+                "127.0.0.1", server.port, offers={"codec": ["cbor", "json", "msgpack"]}
+            )
+            assert session.chosen == {"codec": "json"}
+            await session.release()
+        assert chosen == [{"codec": "json"}]
+
+    run(main())
+
+
+def test_no_common_codec_is_refused_with_reason() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, supported={"codec": ["json"]}) as server:
+            with pytest.raises(ConnectRefused) as info:
+                await sessionlayer.connect("127.0.0.1", server.port, offers={"codec": ["xml"]})
+            assert info.value.reason == RefuseReason.USER_DATA
+            assert "no common codec" in str(info.value)
+            assert server.sessions == []
+
+    run(main())
+
+
+def check_password(request: sessionlayer.ConnectRequest) -> bool:
+    import hmac
+
+    creds = request.credentials or {}
+    return hmac.compare_digest(creds.get("password", "").encode(), b"s3cret")
+
+
+def test_authentication_accepts_and_refuses() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, authenticate=check_password) as server:
+            good = await sessionlayer.connect(
+                "127.0.0.1", server.port, credentials={"user": "a", "password": "s3cret"}
+            )
+            await good.release()
+            with pytest.raises(ConnectRefused) as info:
+                await sessionlayer.connect(
+                    "127.0.0.1", server.port, credentials={"user": "a", "password": "nope"}
+                )
+            assert "authentication failed" in str(info.value)
+            assert server.sessions == []
+
+    run(main())
+
+
+def test_async_authenticate_can_refuse_with_its_own_reason() -> None:
+    async def deny(request: sessionlayer.ConnectRequest) -> None:
+        await asyncio.sleep(0)
+        raise sessionlayer.Refuse("account locked")
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, authenticate=deny) as server:
+            with pytest.raises(ConnectRefused, match="account locked"):
+                await sessionlayer.connect("127.0.0.1", server.port)
+
+    run(main())
+
+
+def test_user_abort_reaches_the_peer() -> None:
+    async def main() -> None:
+        outcome: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                await session.receive()
+            except SessionAborted as exc:
+                outcome.set_result(exc)
+
+        async with await sessionlayer.serve(handler) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            session.abort()
+            exc = await outcome
+            assert isinstance(exc, SessionAborted) and exc.by_peer
+
+    run(main())
+
+
+def test_max_sessions_refuses_with_congestion() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def hold(session: sessionlayer.Session) -> None:
+            await gate.wait()
+
+        async with await sessionlayer.serve(hold, max_sessions=2) as server:
+            a = await sessionlayer.connect("127.0.0.1", server.port)
+            b = await sessionlayer.connect("127.0.0.1", server.port)
+            with pytest.raises(ConnectRefused) as info:
+                await sessionlayer.connect("127.0.0.1", server.port)
+            assert info.value.reason == RefuseReason.SPM_CONGESTION
+            gate.set()
+            for s in (a, b):
+                await s.wait_closed()
+
+    run(main())
+
+
+@pytest.fixture(scope="module")
+def tls_pair() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    ca.configure_trust(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    ca.issue_cert("client.example").configure_cert(client)
+    return server, client
+
+
+def test_mutual_tls(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, client_ctx = tls_pair
+
+    async def main() -> None:
+        certs: list[Any] = []
+
+        def who(request: sessionlayer.ConnectRequest) -> bool:
+            certs.append(request.tls)
+            return True
+
+        async with await sessionlayer.serve(echo, tls=server_ctx, authenticate=who) as server:
+            async with await sessionlayer.connect(
+                "127.0.0.1", server.port, tls=client_ctx, server_hostname="localhost"
+            ) as session:
+                await session.send(b"over tls")
+                assert await session.receive() == b"over tls"
+        subject = dict(x[0] for x in certs[0]["subject"])
+        assert "client.example" in str(certs[0]) or subject
+
+    run(main())
+
+
+def test_tls_client_without_trust_fails(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, _ = tls_pair
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, tls=server_ctx) as server:
+            with pytest.raises(ssl.SSLError):
+                await sessionlayer.connect(
+                    "127.0.0.1", server.port, tls=ssl.create_default_context(),
+                    server_hostname="localhost",
+                )
+
+    run(main())
+
+
+def test_sync_points_are_confirmed() -> None:
+    async def main() -> None:
+        config = sessionlayer.SessionConfig(
+            functional_units=sessionlayer.FunctionalUnit.DUPLEX
+            | sessionlayer.FunctionalUnit.MINOR_SYNC
+            | sessionlayer.FunctionalUnit.MAJOR_SYNC
+        )
+        async with await sessionlayer.serve(echo, config=config) as server:
+            async with await sessionlayer.connect(
+                "127.0.0.1", server.port, config=config
+            ) as session:
+                await session.send(b"a")
+                first = await session.sync(major=True)
+                second = await session.sync()
+                assert second == first + 1
+                assert await session.receive() == b"a"
+
+    run(main())
+
+
+def test_idle_timeout_detects_a_silent_peer() -> None:
+    """A peer that completes the handshake and then says nothing, and reads nothing."""
+
+    async def main() -> None:
+        stalled = asyncio.Event()
+
+        async def silent(session: sessionlayer.Session) -> None:
+            session._protocol.keepalive = False  # never answer probes
+            transport = session._protocol.transport
+            assert transport is not None
+            transport.pause_reading()
+            stalled.set()
+            await asyncio.Event().wait()
+
+        opts = Options(keepalive_interval=0.2, idle_timeout=0.6)
+        async with await sessionlayer.serve(silent) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            await stalled.wait()
+            with pytest.raises(SessionAborted) as info:
+                await session.receive()
+            assert "idle timeout" in str(info.value)
+            assert info.value.reason & AbortReason.NO_REASON
+
+    run(main())
+
+
+def test_keepalive_keeps_a_quiet_session_alive() -> None:
+    async def main() -> None:
+        opts = Options(keepalive_interval=0.1, idle_timeout=0.5)
+
+        async def quiet(session: sessionlayer.Session) -> None:
+            await asyncio.sleep(1.2)
+            await session.send(b"still here")
+
+        async with await sessionlayer.serve(quiet, options=opts) as server:
+            async with await sessionlayer.connect(
+                "127.0.0.1", server.port, options=opts
+            ) as session:
+                assert await session.receive() == b"still here"
+
+    run(main())
+
+
+def test_backpressure_with_a_non_reading_peer() -> None:
+    async def main() -> None:
+        started = asyncio.Event()
+        release = asyncio.Event()
+
+        async def lazy(session: sessionlayer.Session) -> None:
+            started.set()
+            await release.wait()
+            async for _ in session:
+                pass
+
+        limit = 64 * 1024
+        server_opts = Options(max_buffered_bytes=limit)
+        client_opts = Options(write_buffer_high=limit)
+        async with await sessionlayer.serve(lazy, options=server_opts) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port, options=client_opts)
+            await started.wait()
+            chunk = b"x" * 4096
+            sent = 0
+            blocked = False
+            for _ in range(2000):
+                try:
+                    await asyncio.wait_for(session.send(chunk), 0.5)
+                except TimeoutError:
+                    blocked = True
+                    break
+                sent += len(chunk)
+            assert blocked, "send never waited: no backpressure"
+            (info,) = server.sessions
+            assert info.bytes_in < 8 * 1024 * 1024
+            release.set()
+            session.abort()
+
+    run(main())
+
+
+def test_one_bad_peer_does_not_disturb_others() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            good = await sessionlayer.connect("127.0.0.1", server.port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x03\x00\x00\x07\x02\xf0\x80" + b"garbage not a tpkt")
+            await writer.drain()
+            assert await reader.read() == b""  # the server dropped that connection
+            writer.close()
+            await good.send(b"fine")
+            assert await good.receive() == b"fine"
+            await good.release()
+
+    run(main())
+
+
+Handler = Callable[[sessionlayer.Session], Awaitable[None]]
