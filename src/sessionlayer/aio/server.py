@@ -191,8 +191,11 @@ class Server:
     def _refuse(self, protocol: SessionProtocol, refusal: Refuse) -> None:
         log.info("refusing session from %s: %s", protocol.peer, refusal.message)
         with contextlib.suppress(SessionLayerError):
+            # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
+            with_text = refusal.reason == RefuseReason.USER_DATA
             protocol.machine.refuse(
-                reason=refusal.reason, user_data=Rejection(refusal.message).encode()
+                reason=refusal.reason,
+                user_data=Rejection(refusal.message).encode() if with_text else None,
             )
             protocol.flush()
         if protocol.transport is not None and not protocol.transport.is_closing():

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AbortReason, SessionLayerError
+from ..errors import AbortReason, LocalError, SessionLayerError
+from ..machine import TokenError
 from ..machine import events as ev
 from ..spdu.codes import Token
 from .protocol import SessionProtocol
@@ -112,6 +113,9 @@ class Session:
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
         self._failure: SessionLayerError | None = None
         self._released = False
+        self._tokens_changed = asyncio.Event()
+        self._asked = Token(0)  # tokens we asked the peer for
+        self._owed = Token(0)  # tokens the peer asked us for
         protocol.session = self
 
     # ------------------------------------------------------------ properties
@@ -155,7 +159,10 @@ class Session:
     async def send(self, data: bytes) -> None:
         """S-DATA request; waits while the transport is congested (backpressure)."""
         self._check_open()
-        self.machine.send_data(bytes(data))
+        try:
+            self.machine.send_data(data)
+        except TokenError:
+            await self._call_with_tokens("send_data", data)
         self.messages_out += 1
         self._protocol.flush()
         await self._protocol.drain()
@@ -223,6 +230,44 @@ class Session:
         self._protocol.flush()
         return result
 
+    async def _call_with_tokens(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a request; when it needs tokens the peer holds, ask for them first.
+
+        The peer's binding gives requested tokens as soon as it may, so a
+        user never has to move tokens by hand to send, sync or release.
+        """
+        while True:
+            try:
+                return self._call(method, *args, **kwargs)
+            except TokenError:
+                machine = self.machine
+                missing = Token(machine.tokens_available & ~machine.tokens_owned)
+                if not missing:
+                    raise
+                await self._acquire(missing)
+
+    async def _acquire(self, tokens: Token) -> None:
+        if not self._asked & tokens:
+            self._call("please_tokens", tokens)
+            self._asked |= tokens
+        while Token(self.machine.tokens_owned & tokens) != tokens:
+            self._check_open()
+            self._tokens_changed.clear()
+            await self._tokens_changed.wait()
+        self._asked &= ~tokens
+
+    def _give_owed(self) -> None:
+        """Give the tokens the peer asked for, once the machine allows it."""
+        owed = Token(self._owed & self.machine.tokens_owned)
+        if not owed:
+            return
+        try:
+            self.machine.give_tokens(owed)
+        except LocalError:
+            return  # not now (a confirm is pending); retried after the next event
+        self._owed &= ~owed
+        self._protocol.flush()
+
     async def _confirm(self, kind: type, method: str, *args: Any, **kwargs: Any) -> Any:
         return await self._confirm_any((kind,), method, *args, **kwargs)
 
@@ -234,11 +279,11 @@ class Session:
         for kind in kinds:
             self._waiters.setdefault(kind, collections.deque()).append(future)
         try:
-            self._call(method, *args, **kwargs)
+            await self._call_with_tokens(method, *args, **kwargs)
             return await future
         finally:
             for kind in kinds:
-                with contextlib.suppress(ValueError):
+                with contextlib.suppress(KeyError, ValueError):
                     self._waiters[kind].remove(future)
 
     async def sync(self, *, major: bool = False, confirm: bool = True,
@@ -255,7 +300,9 @@ class Session:
                 ev.MinorSyncConfirm, "minor_sync", confirm=True, user_data=user_data
             )
         else:
-            serial = int(self._call("minor_sync", confirm=False, user_data=user_data))
+            serial = int(
+                await self._call_with_tokens("minor_sync", confirm=False, user_data=user_data)
+            )
             self.last_sync = serial
             return serial
         self.last_sync = int(event.serial)
@@ -299,7 +346,7 @@ class Session:
 
         An exception inside the block discards the activity instead of ending it.
         """
-        self._call("activity_start", activity_id, user_data=user_data)
+        await self._call_with_tokens("activity_start", activity_id, user_data=user_data)
         try:
             yield self
         except BaseException:
@@ -397,6 +444,7 @@ class Session:
                     )
         self._waiters.clear()
         self._readable.set()
+        self._tokens_changed.set()
         self._events.put_nowait(_END)
 
     def _resolve(self, event: ev.Event) -> bool:
@@ -433,9 +481,13 @@ class Session:
         if isinstance(event, ev.ProviderAbortIndication):
             self._end(SessionAborted(f"session aborted: {event.message}", event.reason))
             return
+        if isinstance(event, ev.TokenPleaseIndication):
+            self._owed |= Token(event.tokens)
         self._auto_respond(event)
         if not self._resolve(event):
             self._events.put_nowait(event)
+        self._give_owed()
+        self._tokens_changed.set()
 
     def _auto_respond(self, event: ev.Event) -> None:
         """Confirm sync points and activity ends: the data before them has arrived."""

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
 from .spec import Entry, Group, Grouped, Param, UserData
-from .types import SPDU, ConnectAcceptItem, Connect, Refuse
+from .types import SPDU, Connect, ConnectAcceptItem, Refuse
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
 
 __all__ = ["encode", "encode_tsdu", "decode_tsdu", "V1_USER_DATA", "V2_CONNECT_USER_DATA"]
