@@ -33,6 +33,7 @@ sysdeps:
 
 test: venv sysdeps
 	$(BIN)/ruff check src tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 demo: venv

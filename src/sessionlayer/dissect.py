@@ -19,7 +19,6 @@ from .transport import (
     ConnectionRequest,
     Data,
     DisconnectRequest,
-    Error,
     ExpeditedData,
     TpktParser,
     TsduAssembler,
@@ -138,9 +137,7 @@ def tpdu_summary(tpdu: TPDU) -> str:
             f"COTP DR dst_ref=0x{tpdu.dst_ref:04x} src_ref=0x{tpdu.src_ref:04x}"
             f" reason={tpdu.reason}"
         )
-    if isinstance(tpdu, Error):
-        return f"COTP ER dst_ref=0x{tpdu.dst_ref:04x} cause={tpdu.cause}"
-    return f"COTP {type(tpdu).__name__}"
+    return f"COTP ER dst_ref=0x{tpdu.dst_ref:04x} cause={tpdu.cause}"
 
 
 def record_line(record: Record) -> str:

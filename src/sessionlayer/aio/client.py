@@ -104,12 +104,13 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
             text = Rejection.decode(bytes(event.user_data or b"")).message
         except DecodeError:
             text = ""
+    reason = int(event.reason) if event.reason is not None else 0
     try:
-        name = RefuseReason(event.reason).name.lower().replace("_", " ")
+        name = RefuseReason(reason).name.lower().replace("_", " ")
     except ValueError:
         name = f"reason {event.reason}"
     return ConnectRefused(
-        f"session refused ({name}){': ' + text if text else ''}", event.reason, event.user_data
+        f"session refused ({name}){': ' + text if text else ''}", reason, event.user_data
     )
 
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AbortReason, DecodeError, LocalError
 from ..machine import SessionMachine
@@ -55,7 +55,9 @@ class SessionProtocol(asyncio.Protocol):
     ) -> None:
         self.machine = machine
         self.options = options
-        role = "initiator" if machine.role == "initiator" else "responder"
+        role: Literal["initiator", "responder"] = (
+            "initiator" if machine.role == "initiator" else "responder"
+        )
         self.rfc = Rfc1006Connection(
             role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size
         )

@@ -122,7 +122,8 @@ class TsduSizes(Format):
         return None
 
     def encode(self, value: Any) -> bytes:
-        return value[0].to_bytes(2, "big") + value[1].to_bytes(2, "big")
+        first, second = int(value[0]), int(value[1])
+        return first.to_bytes(2, "big") + second.to_bytes(2, "big")
 
     def decode(self, raw: bytes) -> Any:
         if len(raw) != 4:

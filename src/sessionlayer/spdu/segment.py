@@ -11,6 +11,7 @@ and their share of the user data.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, cast
 
 from ..errors import DecodeError, EncodeError
 from .codec import encode
@@ -23,17 +24,23 @@ _BEGIN = int(Enclosure.BEGIN)
 _END = int(Enclosure.END)
 
 
+def _replace(spdu: SPDU, **changes: Any) -> SPDU:
+    """``dataclasses.replace`` for any SPDU class."""
+    new: SPDU = dataclasses.replace(cast(Any, spdu), **changes)
+    return new
+
+
 def _empty_of(spdu: SPDU) -> SPDU:
     """The same kind of SPDU with only the fields a later segment keeps."""
     keep: dict[str, object] = {}
-    for f in dataclasses.fields(spdu):  # type: ignore[arg-type]
+    for f in dataclasses.fields(cast(Any, spdu)):
         if f.name in ("enclosure", "user_data"):
             continue
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             keep[f.name] = getattr(spdu, f.name)
         else:
             keep[f.name] = f.default
-    return dataclasses.replace(spdu, **keep)  # type: ignore[type-var]
+    return _replace(spdu, **keep)
 
 
 def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
@@ -45,9 +52,9 @@ def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
         raise EncodeError(f"{spdu.kind} cannot be segmented")
     if len(encode(spdu, version=version)) <= max_size:
         return [spdu]
-    data = spdu.user_data or b""  # type: ignore[attr-defined]
-    head = dataclasses.replace(spdu, enclosure=_BEGIN, user_data=b"")  # type: ignore[call-arg]
-    rest = dataclasses.replace(_empty_of(spdu), enclosure=0, user_data=b"")  # type: ignore[call-arg]
+    data = spdu.user_data or b""
+    head = _replace(spdu, enclosure=_BEGIN, user_data=b"")
+    rest = _replace(_empty_of(spdu), enclosure=0, user_data=b"")
     most = max(len(data), 1)
     head_room = _room(head, max_size, version, most)
     rest_room = _room(rest, max_size, version, most)
@@ -55,15 +62,15 @@ def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
         raise EncodeError(f"TSDU maximum size {max_size} leaves no room for user data")
     pieces: list[SPDU] = []
     first = data[:head_room]
-    pieces.append(dataclasses.replace(head, user_data=first))  # type: ignore[call-arg]
+    pieces.append(_replace(head, user_data=first))
     pos = len(first)
     while pos < len(data):
         chunk = data[pos : pos + rest_room]
         pos += len(chunk)
         flag = _END if pos >= len(data) else 0
-        pieces.append(dataclasses.replace(rest, enclosure=flag, user_data=chunk))  # type: ignore[call-arg]
+        pieces.append(_replace(rest, enclosure=flag, user_data=chunk))
     if len(pieces) == 1:
-        pieces[0] = dataclasses.replace(pieces[0], enclosure=_BEGIN | _END)  # type: ignore[call-arg]
+        pieces[0] = _replace(pieces[0], enclosure=_BEGIN | _END)
     return pieces
 
 
@@ -76,7 +83,7 @@ def _room(template: SPDU, max_size: int, version: int, most: int) -> int:
     """
     room = min(max_size - len(encode(template, version=version)), most)
     while room > 0:
-        filled = dataclasses.replace(template, user_data=bytes(room))  # type: ignore[call-arg]
+        filled = _replace(template, user_data=bytes(room))
         if len(encode(filled, version=version)) <= max_size:
             break
         room -= 1
@@ -106,7 +113,7 @@ class SegmentAssembler:
         data = getattr(spdu, "user_data", None) or b""
         if self._first is None:
             if flag is None or flag == _BEGIN | _END:
-                return dataclasses.replace(spdu, enclosure=None)  # type: ignore[call-arg]
+                return _replace(spdu, enclosure=None)
             if flag != _BEGIN:
                 raise DecodeError(f"{spdu.kind} segment arrived without a first segment")
             self._first = spdu
@@ -126,4 +133,4 @@ class SegmentAssembler:
         whole = b"".join(self._parts)
         first = self._first
         self._first, self._parts, self._size = None, [], 0
-        return dataclasses.replace(first, enclosure=None, user_data=whole)  # type: ignore[call-arg]
+        return _replace(first, enclosure=None, user_data=whole)

@@ -9,8 +9,9 @@ them apart by category (AB/AI, AA/AIA, GT/DT) or by content (MAP/AE).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from .formats import REASON_AND_DATA, SERIAL, TSDU_SIZES, U8, U16, Octets
 from .spec import Entry, Group, Grouped, Param, UserData
@@ -163,10 +164,14 @@ class SPDU:
         return out
 
 
-def _spdu(kind: str, si: int, category: int, name: str) -> Any:
+_T = TypeVar("_T")
+
+
+@dataclass_transform(frozen_default=True)
+def _spdu(kind: str, si: int, category: int, name: str) -> Callable[[type[_T]], type[_T]]:
     """Class decorator: a frozen, slotted dataclass with its wire identity."""
 
-    def wrap(cls: type) -> type:
+    def wrap(cls: type[_T]) -> type[_T]:
         cls.kind = kind  # type: ignore[attr-defined]
         cls.si = si  # type: ignore[attr-defined]
         cls.category = category  # type: ignore[attr-defined]
