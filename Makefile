@@ -37,6 +37,9 @@ test: venv sysdeps
 	$(BIN)/python -m pytest -q
 
 demo: venv
+	$(BIN)/sessionlayer demo
+	@echo
+	@echo "== a real libiec61850 client and server, decoded from a capture =="
 	$(BIN)/sessionlayer decode --pcap $(VECTORS)/libiec61850-read.pcapng
 
 bench: venv

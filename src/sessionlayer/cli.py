@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
-from .errors import DecodeError
+from .errors import SessionLayerError
 
 __all__ = ["main"]
 
@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     dec.add_argument("hex", nargs="*", help="hex octets; read from standard input if absent")
     dec.add_argument("--pcap", metavar="FILE", help="read a pcap or pcapng capture")
     dec.add_argument("--json", action="store_true", help="print a JSON array of the SPDUs")
+    sub.add_parser(
+        "demo",
+        help="run a server and a client on loopback and show every SPDU they exchange",
+    )
     return parser
 
 
@@ -139,16 +143,20 @@ def main(
     try:
         if ns.command == "decode":
             return _decode(ns, out, err, stdin or sys.stdin)
+        if ns.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(out)
         parser.print_help(out)
         return EXIT_OK
-    except (UsageError, DecodeError) as exc:
+    except BrokenPipeError:
+        return EXIT_OK
+    except (UsageError, SessionLayerError, OSError, TimeoutError) as exc:
         err.write(f"sessionlayer: {exc}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         err.write("sessionlayer: interrupted\n")
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 def run() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import DecodeError, RefuseReason
 from ..machine import SessionConfig, SessionMachine
@@ -38,6 +38,7 @@ async def connect(
     options: Options | None = None,
     calling_tsel: bytes | None = None,
     called_tsel: bytes | None = None,
+    trace: Callable[[str, bytes], None] | None = None,
 ) -> Session:
     """Open a session (S-CONNECT) to ``host:port`` and return it once accepted.
 
@@ -49,6 +50,7 @@ async def connect(
     example the presentation/ACSE bytes an MMS client sends), and the AC's
     user data is in ``session.peer_data``.  ``calling_tsel``/``called_tsel``
     are the transport selectors of the COTP CR (libiec61850 uses ``00 01``).
+    ``trace("in" | "out", data)`` sees every chunk read from or written to TCP.
 
     Raises :class:`ConnectRefused` (with the RF reason) when refused,
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
@@ -59,9 +61,14 @@ async def connect(
     loop = asyncio.get_running_loop()
     machine = SessionMachine("initiator", config)
     sid = new_session_id()
+    def factory() -> SessionProtocol:
+        protocol = SessionProtocol(machine, options, tsaps=(calling_tsel, called_tsel))
+        protocol.tap = trace
+        return protocol
+
     async with asyncio.timeout(options.connect_timeout):
         _, protocol = await loop.create_connection(
-            lambda: SessionProtocol(machine, options, tsaps=(calling_tsel, called_tsel)),
+            factory,
             host,
             port,
             ssl=tls,

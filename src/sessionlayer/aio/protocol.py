@@ -81,6 +81,8 @@ class SessionProtocol(asyncio.Protocol):
         self.bytes_in = 0
         self.bytes_out = 0
         self.pending_events: list[ev.Event] = []
+        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
+        self.tap: Callable[[str, bytes], None] | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -95,6 +97,8 @@ class SessionProtocol(asyncio.Protocol):
         self._arm_liveness()
 
     def data_received(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap("in", data)
         self.bytes_in += len(data)
         self._last_heard = self._loop.time()
         self._probe_sent = False
@@ -161,6 +165,8 @@ class SessionProtocol(asyncio.Protocol):
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            if self.tap is not None:
+                self.tap("out", data)
             self.bytes_out += len(data)
             self.transport.write(data)
 
