@@ -20,11 +20,12 @@ _COMMON = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("spdu", max_examples=150, **_COMMON)  # type: ignore[arg-type]
-settings.register_profile("spdu-ci", max_examples=250, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("spdu", max_examples=300, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("spdu-ci", max_examples=500, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("spdu-thorough", max_examples=5000, **_COMMON)  # type: ignore[arg-type]
 
-_NAME = os.environ.get("SESSIONLAYER_SPDU_PROFILE") or ("spdu-ci" if os.environ.get("CI") else "spdu")
+_DEFAULT = "spdu-ci" if os.environ.get("CI") else "spdu"
+_NAME = os.environ.get("SESSIONLAYER_SPDU_PROFILE") or _DEFAULT
 PROFILE = settings(settings.get_profile(_NAME))
 #: For the slow properties (byte-at-a-time streaming, big user data): fewer examples.
 SLOW_PROFILE = settings(PROFILE, max_examples=max(20, PROFILE.max_examples // 4))

@@ -513,9 +513,7 @@ def spdu_and_version(draw: st.DrawFn, kinds: tuple[str, ...] | None = None) -> t
 
 
 @st.composite
-def pair(
-    draw: st.DrawFn, version: int, small: bool = False, *, inner: bool = False
-) -> list[SPDU]:
+def pair(draw: st.DrawFn, version: int, small: bool = False, *, inner: bool = False) -> list[SPDU]:
     """GT or PT, alone or followed by one category-2 SPDU it may carry.
 
     ``inner``: a pair that more SPDUs follow (extended concatenation): it must

@@ -44,6 +44,7 @@ from sessionlayer.spdu import (
     PleaseTokens,
     Refuse,
     SegmentAssembler,
+    codec,
     decode_tsdu,
     encode,
     encode_tsdu,
@@ -120,6 +121,20 @@ def test_activity_end_ack_decodes_as_major_sync_ack() -> None:
     maa = MajorSyncAck(serial_number=7, user_data=b"x")
     assert encode(aea) == encode(maa)
     assert decode_tsdu(encode_tsdu(PleaseTokens(), aea)) == (PleaseTokens(), maa)
+
+
+@PROFILE
+@given(user_data=st.binary(max_size=600), version=S.versions, extended=st.booleans(),
+       kind=st.sampled_from([bytes, bytearray, memoryview]))  # fmt: skip
+def test_gt_dt_fast_path_matches_general_path(
+    user_data: bytes, version: int, extended: bool, kind: type
+) -> None:
+    """decode_tsdu short-cuts `01 00 01 00` (GT + DT, no parameters): same result."""
+    tsdu = b"\x01\x00\x01\x00" + user_data
+    fast = decode_tsdu(kind(tsdu), version=version, extended=extended)
+    general = codec._decode_tsdu(tsdu, version, extended)
+    assert fast == general == (GiveTokens(), DataTransfer(user_data=user_data))
+    assert type(fast[1].user_data) is bytes  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ only DecodeError

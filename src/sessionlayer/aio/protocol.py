@@ -191,6 +191,9 @@ class SessionProtocol(asyncio.Protocol):
     def _feed(self, method: Callable[[bytes], None], data: bytes) -> None:
         method(data)
         self.flush()
+        if self.session is not None:
+            # Some SPDUs change the machine without an event (GTA ends STA18).
+            self.session._tokens_changed.set()
 
     def _lost(self) -> None:
         with contextlib.suppress(LocalError):
@@ -209,7 +212,10 @@ class SessionProtocol(asyncio.Protocol):
                 self.pending_events.append(event)
 
     def _fail(self, message: str, reason: AbortReason) -> None:
-        log.warning("%s: %s", self.peer, message)
+        if self.session is not None:
+            self.session.log.warning("session %s (%s): %s", self.session.id, self.peer, message)
+        else:
+            log.warning("%s: %s", self.peer, message)
         self.pending_events.append(ev.ProviderAbortIndication(reason=reason, message=message))
         if self.transport is not None:
             self.transport.abort()

@@ -7,14 +7,15 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AbortReason, LocalError, SessionLayerError
 from ..machine import TokenError
 from ..machine import events as ev
-from ..spdu.codes import Token
+from ..spdu.codes import ResyncType, Token, TokenSetting
+from ..spdu.types import ConnectionId
 from .protocol import SessionProtocol
 
 __all__ = [
@@ -84,6 +85,25 @@ class SessionInfo:
 
 _END = object()
 
+_SYNC = Token.DATA | Token.MINOR_SYNC
+_MAJOR = _SYNC | Token.MAJOR_ACTIVITY
+_EVERY = _MAJOR | Token.RELEASE
+#: The tokens each machine request needs (X.225 7.x), those of them that are available on
+#: the connection: what ``_call_with_tokens`` asks the peer for, and nothing more.
+_NEEDS: dict[str, Token] = {
+    "send_data": Token.DATA,
+    "minor_sync": _SYNC,
+    "major_sync": _MAJOR,
+    "activity_start": _MAJOR,
+    "activity_resume": _MAJOR,
+    "activity_end": _MAJOR,
+    "activity_interrupt": Token.MAJOR_ACTIVITY,
+    "activity_discard": Token.MAJOR_ACTIVITY,
+    "send_capability_data": _EVERY,
+    "give_control": _EVERY,
+    "release": _EVERY,
+}
+
 
 class Session:
     """A session between two SS-users.
@@ -113,9 +133,12 @@ class Session:
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
         self._failure: SessionLayerError | None = None
         self._released = False
-        self._tokens_changed = asyncio.Event()
-        self._asked = Token(0)  # tokens we asked the peer for
+        self._tokens_changed = asyncio.Event()  # set after every input from the peer
+        self._asked = Token(0)  # tokens we asked the peer for and have not used yet
         self._owed = Token(0)  # tokens the peer asked us for
+        self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
+        """Called with each S-RELEASE indication; return False to refuse the release (NOT
+        FINISHED, only with the negotiated release unit).  None accepts every release."""
         protocol.session = self
 
     # ------------------------------------------------------------ properties
@@ -235,30 +258,44 @@ class Session:
 
         The peer's binding gives requested tokens as soon as it may, so a
         user never has to move tokens by hand to send, sync or release.
+        Tokens asked for are kept until the request went out, even when the
+        peer asks for them back meanwhile; then they are given.
         """
-        while True:
-            try:
-                return self._call(method, *args, **kwargs)
-            except TokenError:
-                machine = self.machine
-                missing = Token(machine.tokens_available & ~machine.tokens_owned)
-                if not missing:
-                    raise
-                await self._acquire(missing)
+        asked = Token(0)
+        try:
+            while True:
+                try:
+                    return self._call(method, *args, **kwargs)
+                except TokenError:
+                    machine = self.machine
+                    needed = _NEEDS.get(method, _EVERY)
+                    missing = Token(needed & machine.tokens_available & ~machine.tokens_owned)
+                    if not missing:
+                        raise
+                    asked |= missing
+                    await self._acquire(missing)
+        finally:
+            if asked:
+                self._asked &= ~asked
+                if not self.closed:
+                    self._give_owed()
 
     async def _acquire(self, tokens: Token) -> None:
-        if not self._asked & tokens:
-            self._call("please_tokens", tokens)
-            self._asked |= tokens
+        new = Token(tokens & ~self._asked)
+        if new:
+            self._call("please_tokens", new)
+            self._asked |= new
         while Token(self.machine.tokens_owned & tokens) != tokens:
             self._check_open()
             self._tokens_changed.clear()
             await self._tokens_changed.wait()
-        self._asked &= ~tokens
 
     def _give_owed(self) -> None:
-        """Give the tokens the peer asked for, once the machine allows it."""
-        owed = Token(self._owed & self.machine.tokens_owned)
+        """Give the tokens the peer asked for, once the machine allows it.
+
+        Tokens this side asked for itself are kept until its request went out.
+        """
+        owed = Token(self._owed & self.machine.tokens_owned & ~self._asked)
         if not owed:
             return
         try:
@@ -285,6 +322,10 @@ class Session:
             for kind in kinds:
                 with contextlib.suppress(KeyError, ValueError):
                     self._waiters[kind].remove(future)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # the request failed before its confirm was awaited
 
     async def sync(self, *, major: bool = False, confirm: bool = True,
                    user_data: bytes | None = None) -> int:  # fmt: skip
@@ -308,9 +349,15 @@ class Session:
         self.last_sync = int(event.serial)
         return self.last_sync
 
-    async def resync(self, kind: int = 0, serial: int | None = None,
-                     tokens: int | None = None, user_data: bytes | None = None) -> int:  # fmt: skip
-        """S-RESYNCHRONIZE (restart, abandon or set); returns the new serial number."""
+    async def resync(self, kind: int = ResyncType.RESTART, serial: int | None = None,
+                     tokens: Mapping[Token, TokenSetting] | None = None,
+                     user_data: bytes | None = None) -> int:  # fmt: skip
+        """S-RESYNCHRONIZE (:class:`ResyncType` restart, abandon or set); returns the new serial.
+
+        ``serial``: restart needs V(R) <= serial <= V(M), set any; abandon takes V(M).
+        ``tokens``: where each token goes afterwards (``TokenSetting.INITIATOR`` = this side,
+        ``RESPONDER`` = the peer, ``CALLED_CHOICE`` = the peer's choice); None keeps them.
+        """
         event = await self._confirm(
             ev.ResyncConfirm, "resync", kind, serial=serial, tokens=tokens, user_data=user_data
         )
@@ -324,9 +371,16 @@ class Session:
         """S-TOKEN-PLEASE."""
         self._call("please_tokens", Token(tokens), user_data=user_data)
 
-    def give_control(self) -> None:
-        """S-CONTROL-GIVE: hand every available token to the peer."""
-        self._call("give_control")
+    async def give_control(self) -> None:
+        """S-CONTROL-GIVE: hand every available token to the peer.
+
+        Fetches the tokens it lacks first; returns once the peer acknowledged (GTA).
+        """
+        await self._call_with_tokens("give_control")
+        while self.machine.state == "STA18":  # waiting for GIVE TOKENS ACK
+            self._check_open()
+            self._tokens_changed.clear()
+            await self._tokens_changed.wait()
 
     def exception_report(self, reason: int, user_data: bytes | None = None) -> None:
         """S-U-EXCEPTION-REPORT."""
@@ -350,10 +404,19 @@ class Session:
         try:
             yield self
         except BaseException:
-            if not self.closed:
+            if self._in_activity(activity_id):
                 await self.discard_activity()
             raise
-        await self.end_activity()
+        if self._in_activity(activity_id):  # not interrupted or discarded in the block
+            await self.end_activity()
+
+    def _in_activity(self, activity_id: bytes) -> bool:
+        machine = self.machine
+        return (
+            not self.closed
+            and machine.activity_in_progress
+            and machine.activity_id == bytes(activity_id)
+        )
 
     async def end_activity(self, user_data: bytes | None = None) -> int:
         event = await self._confirm(ev.ActivityEndConfirm, "activity_end", user_data=user_data)
@@ -369,10 +432,19 @@ class Session:
             ev.ActivityDiscardConfirm, "activity_discard", reason=reason, user_data=user_data
         )
 
-    def resume_activity(self, activity_id: bytes, old_activity_id: bytes, serial: int,
-                        user_data: bytes | None = None) -> None:  # fmt: skip
-        """S-ACTIVITY-RESUME of an interrupted activity at sync point ``serial``."""
-        self._call("activity_resume", activity_id, old_activity_id, serial, user_data=user_data)
+    async def resume_activity(self, activity_id: bytes, old_activity_id: bytes, serial: int,
+                              old_connection_id: ConnectionId | None = None,
+                              user_data: bytes | None = None) -> None:  # fmt: skip
+        """S-ACTIVITY-RESUME of an interrupted activity at sync point ``serial``.
+
+        ``old_connection_id`` names the session connection the activity began on (linking
+        information; None: empty references, it began on this one).  End it with
+        :meth:`end_activity`.
+        """
+        await self._call_with_tokens(
+            "activity_resume", activity_id, old_activity_id, serial,
+            old_connection_id=old_connection_id, user_data=user_data,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ ending
 
@@ -388,23 +460,30 @@ class Session:
             async with asyncio.timeout(self._protocol.options.release_timeout):
                 event = await self._confirm(ev.ReleaseConfirm, "release", user_data=user_data)
         except TimeoutError:
-            self.abort()
-            raise SessionAborted(
+            failure = SessionAborted(
                 "no answer to the release request (release timeout)",
                 AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
-            ) from None
+            )
+            self.log.warning("session %s: %s", self.id, failure)
+            self._abort(failure)
+            raise failure from None
+        except SessionClosed:
+            return None  # the peer released first (while we waited for the tokens)
         if not event.accepted:
             raise ReleaseRefused("the peer refused to release (NOT FINISHED)")
         return event.user_data  # type: ignore[no-any-return]
 
     def abort(self, user_data: bytes | None = None) -> None:
         """S-U-ABORT: end the session at once (AB); data in transit may be lost."""
+        self._abort(SessionAborted("aborted by the local user", AbortReason.USER_ABORT), user_data)
+
+    def _abort(self, failure: SessionAborted, user_data: bytes | None = None) -> None:
         if self.closed:
             return
         with contextlib.suppress(SessionLayerError):
             self.machine.abort(user_data=user_data)
             self._protocol.flush()
-        self._end(SessionAborted("aborted by the local user", AbortReason.USER_ABORT))
+        self._end(failure)
         if self._protocol.transport is not None:
             self._protocol.transport.close()
 
@@ -466,6 +545,16 @@ class Session:
             self._readable.set()
             return
         if isinstance(event, ev.ReleaseIndication):
+            self._events.put_nowait(event)
+            if self.on_release is not None and not self.on_release(event):
+                try:
+                    self._call("release_response", accept=False)
+                except LocalError:
+                    self.log.warning("session %s: cannot refuse a release without the"
+                                     " negotiated release unit", self.id)  # fmt: skip
+                else:
+                    self._tokens_changed.set()
+                    return
             self._call("release_response", accept=True)
             self._end(None)
             return
@@ -479,6 +568,9 @@ class Session:
                                      by_peer=True, user_data=event.user_data))  # fmt: skip
             return
         if isinstance(event, ev.ProviderAbortIndication):
+            if event.local:  # the machine found a protocol error and sent AB
+                self.log.warning("session %s: protocol error, aborted: %s", self.id,
+                                 event.message)  # fmt: skip
             self._end(SessionAborted(f"session aborted: {event.message}", event.reason))
             return
         if isinstance(event, ev.TokenPleaseIndication):

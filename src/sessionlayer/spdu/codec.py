@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
 from .spec import Entry, Group, Grouped, Param, UserData
-from .types import SPDU, Connect, ConnectAcceptItem, Refuse
+from .types import SPDU, Connect, ConnectAcceptItem, DataTransfer, GiveTokens, Refuse
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
 
 __all__ = ["encode", "encode_tsdu", "decode_tsdu", "V1_USER_DATA", "V2_CONNECT_USER_DATA"]
@@ -24,6 +24,8 @@ __all__ = ["encode", "encode_tsdu", "decode_tsdu", "V1_USER_DATA", "V2_CONNECT_U
 V1_USER_DATA = 512
 V2_CONNECT_USER_DATA = 10240
 _EXTENDED_USER_DATA = 194
+_GT_DT_HEAD = b"\x01\x00\x01\x00"  #: GT (LI 0) + DT (LI 0): the MMS data TSDU
+_GIVE_TOKENS = GiveTokens()  #: immutable, so one instance serves every fast-path decode
 
 
 # ------------------------------------------------------------------ encoding
@@ -149,6 +151,16 @@ def decode_tsdu(
     concatenation, which only a peer that offered it may receive.
     """
     buf = bytes(data)
+    if buf[:4] == _GT_DT_HEAD:
+        # Fast path for the commonest TSDU (every MMS data exchange): GT and DT
+        # without parameters, then the user information.  The general path
+        # gives the same SPDUs; this one skips the parameter machinery.
+        return (_GIVE_TOKENS, DataTransfer(user_data=buf[4:]))
+    return _decode_tsdu(buf, version, extended)
+
+
+def _decode_tsdu(buf: bytes, version: int, extended: bool) -> tuple[SPDU, ...]:
+    """The general path of :func:`decode_tsdu`."""
     if not buf:
         raise DecodeError("empty TSDU", offset=0)
     spdus: list[SPDU] = []

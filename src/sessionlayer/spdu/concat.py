@@ -100,6 +100,7 @@ _ALLOWED_AFTER: dict[type[SPDU], frozenset[type[SPDU]]] = {
     PleaseTokens: frozenset(AFTER_PT.values()) | {ActivityEndAck},
 }
 
+
 def resolve(
     si: int,
     before: list[type[SPDU]],

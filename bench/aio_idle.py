@@ -1,0 +1,138 @@
+"""The server side of the idle-sessions benchmark, run as a child process.
+
+``python -m bench.aio_idle --impl {sessionlayer,baseline} --loop {asyncio,uvloop}``
+listens on 127.0.0.1 (a free port), prints ``port N`` on stdout, then answers
+commands read from stdin, one a line:
+
+``stat``  -> ``stat RSS LIVE``: resident set size in bytes (``/proc/self/statm``)
+             and how many sessions (connections) are live and established;
+``quit``  -> exits at once (the parent then closes its side).
+
+Running the server alone in its own process means its RSS is the server's alone:
+the parent holds the client sockets and sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import sys
+from typing import Any
+
+from bench.aio_baseline import FrameProtocol
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, in bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # not Linux: the peak, in KiB on Linux/BSD and bytes on macOS
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit; return (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+class _Live:
+    count = 0
+
+
+async def _serve_baseline(live: type[_Live]) -> Any:
+    """Raw asyncio: a connection is live once its hello was answered."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> FrameProtocol:
+        state = {"up": False}
+
+        def on_message(payload: bytes) -> None:
+            if not state["up"]:
+                state["up"] = True
+                live.count += 1
+            proto.write(payload)  # echo: the hello's answer, and any later message
+
+        def on_lost(_: FrameProtocol) -> None:
+            if state["up"]:
+                live.count -= 1
+
+        proto = FrameProtocol(on_message, on_lost=on_lost)
+        return proto
+
+    return await loop.create_server(factory, "127.0.0.1", 0)
+
+
+async def _serve_sessionlayer(live: type[_Live], max_sessions: int) -> Any:
+    import sessionlayer
+
+    options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None)
+
+    async def handler(session: sessionlayer.Session) -> None:
+        live.count += 1
+        try:
+            async for data in session:  # an idle session waits here
+                await session.send(data)
+        finally:
+            live.count -= 1
+
+    server = await sessionlayer.serve(
+        handler, "127.0.0.1", 0, options=options, max_sessions=max_sessions
+    )
+    return server
+
+
+async def main(impl: str, max_sessions: int) -> None:
+    loop = asyncio.get_running_loop()
+    if impl == "baseline":
+        server = await _serve_baseline(_Live)
+        port = server.sockets[0].getsockname()[1]
+    else:
+        server = await _serve_sessionlayer(_Live, max_sessions)
+        port = server.port
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(f"port {port}", flush=True)
+    while True:
+        line = (await reader.readline()).decode().strip()
+        if line == "stat":
+            gc.collect()
+            print(f"stat {rss_bytes()} {_Live.count}", flush=True)
+        elif line in ("quit", ""):
+            sys.stdout.flush()
+            os._exit(0)  # no orderly teardown of thousands of sessions: the parent closes
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--impl", choices=("sessionlayer", "baseline"), required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--max-sessions", type=int, default=100_000)
+    args = parser.parse_args()
+    raise_nofile()
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main(args.impl, args.max_sessions))
+
+
+if __name__ == "__main__":
+    _cli()

@@ -1,0 +1,186 @@
+"""Profiling aid for the sessionlayer data path: one side per process.
+
+bench/aio.py runs client and server on one loop; to see what each side costs on its
+own, this runs them as two processes, so a profiler attached to one sees one side:
+
+    python -m bench.aio_profile serve --case oneway --count 200000 [--cprofile out.prof]
+    python -m bench.aio_profile drive --case oneway --count 200000 --port PORT [--cprofile ...]
+
+``serve`` prints ``port N`` and serves one session: ``oneway`` counts ``--count``
+messages and then answers ``done``; ``echo`` echoes.  ``drive`` connects: ``oneway``
+sends ``--count`` messages of ``--size`` octets and waits for ``done``; ``pingpong``
+makes ``--count`` round trips.  Both stop after ``--time-limit`` seconds at the most.
+``--cprofile FILE`` wraps the event loop's run in cProfile; or run either command under
+``py-spy record -- python -m bench.aio_profile ...``.  ``--impl baseline`` profiles the
+raw-asyncio baseline the same way.
+
+``python -m bench.aio_profile both --case oneway --profile receiver --tool py-spy``
+does the pairing: it starts the other side plainly and the profiled one under the tool,
+writing ``profile-<case>-<side>.{prof,txt}`` in ``--out`` (default /tmp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sessionlayer
+from bench.aio import HOST, OPTIONS, WRITE_HIGH, BaselineClient, Client, SessionlayerClient
+from bench.aio_baseline import FrameProtocol
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def serve(case: str, count: int, limit: float, impl: str) -> None:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    if impl == "baseline":
+        def factory() -> FrameProtocol:
+            seen = 0
+
+            def on_message(m: bytes) -> None:
+                nonlocal seen
+                if case == "echo":
+                    proto.write(m)
+                    return
+                seen += 1
+                if seen == count:
+                    proto.write(b"done")
+
+            proto = FrameProtocol(on_message, write_buffer_high=WRITE_HIGH,
+                                  on_lost=lambda _: finished.done() or finished.set_result(None))
+            return proto  # fmt: skip
+
+        server = await loop.create_server(factory, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+    else:
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                seen = 0
+                async for data in session:
+                    if case == "echo":
+                        await session.send(data)
+                        continue
+                    seen += 1
+                    if seen == count:
+                        await session.send(b"done")
+            finally:
+                if not finished.done():
+                    finished.set_result(None)
+
+        sl = await sessionlayer.serve(handler, HOST, 0, options=OPTIONS)
+        port = sl.port
+    print(f"port {port}", flush=True)
+    await asyncio.wait_for(finished, limit)
+
+
+async def drive(case: str, count: int, size: int, port: int, limit: float, impl: str) -> None:
+    client: Client
+    if impl == "baseline":
+        client = await BaselineClient.open(port)
+    else:
+        client = await SessionlayerClient.open(port)
+    payload = os.urandom(size)
+    send, receive = client.send, client.receive
+    start = time.perf_counter()
+    deadline = start + limit
+    done = 0
+    if case == "oneway":
+        for _ in range(count):
+            await send(payload)
+            done += 1
+        await asyncio.wait_for(receive(), limit)
+    else:
+        for _ in range(count):
+            await send(payload)
+            await receive()
+            done += 1
+            if time.perf_counter() > deadline:
+                break
+    elapsed = time.perf_counter() - start
+    print(f"{case}: {done} in {elapsed:.2f} s = {done / elapsed:,.0f}/s", file=sys.stderr)
+    await client.close()
+
+
+def _run(coro_factory, cprofile: str | None) -> None:  # type: ignore[no-untyped-def]
+    profiler = cProfile.Profile() if cprofile else None
+    with asyncio.Runner() as runner:
+        if profiler is not None:
+            profiler.enable()
+        try:
+            runner.run(coro_factory())
+        finally:
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(cprofile)
+
+
+def both(args: argparse.Namespace) -> None:
+    """Start the other side plainly and the profiled side under the tool."""
+    out = Path(args.out)
+    server_case = "oneway" if args.case == "oneway" else "echo"
+    me = [sys.executable, "-m", "bench.aio_profile"]
+    common = ["--count", str(args.count), "--impl", args.impl, "--time-limit", str(args.time_limit)]
+    stem = out / f"profile-{args.impl}-{args.case}{args.size}-{args.profile}"
+
+    def wrap(cmd: list[str]) -> list[str]:
+        if args.tool == "cprofile":
+            return [*cmd, "--cprofile", f"{stem}.prof"]
+        py_spy = str(Path(sys.executable).parent / "py-spy")
+        return [py_spy, "record", "-r", "997", "-f", "raw", "-o", f"{stem}.txt", "--", *cmd]
+
+    server_cmd = [*me, "serve", "--case", server_case, *common]
+    if args.profile in ("receiver", "server"):
+        server_cmd = wrap(server_cmd)
+    server = subprocess.Popen(server_cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    while line and not line.startswith("port "):
+        line = server.stdout.readline()
+    port = line.split()[1]
+    drive_cmd = [*me, "drive", "--case", args.case, "--size", str(args.size), "--port", port,
+                 *common]  # fmt: skip
+    if args.profile in ("sender", "client"):
+        drive_cmd = wrap(drive_cmd)
+    subprocess.run(drive_cmd, cwd=REPO, check=True, timeout=args.time_limit + 30)
+    server.wait(timeout=args.time_limit + 30)
+    print(f"wrote {stem}.{'prof' if args.tool == 'cprofile' else 'txt'}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.aio_profile")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("serve", "drive", "both"):
+        p = sub.add_parser(name)
+        p.add_argument("--case", default="oneway")
+        p.add_argument("--count", type=int, default=200_000)
+        p.add_argument("--size", type=int, default=64)
+        p.add_argument("--impl", choices=("sessionlayer", "baseline"), default="sessionlayer")
+        p.add_argument("--time-limit", type=float, default=60.0)
+        p.add_argument("--cprofile")
+        if name == "drive":
+            p.add_argument("--port", type=int, required=True)
+        if name == "both":
+            p.add_argument("--profile", choices=("sender", "receiver", "client", "server"),
+                           required=True)  # fmt: skip
+            p.add_argument("--tool", choices=("cprofile", "py-spy"), default="py-spy")
+            p.add_argument("--out", default="/tmp")
+    args = parser.parse_args()
+    if args.cmd == "serve":
+        _run(lambda: serve(args.case, args.count, args.time_limit, args.impl), args.cprofile)
+    elif args.cmd == "drive":
+        _run(lambda: drive(args.case, args.count, args.size, args.port, args.time_limit,
+                           args.impl), args.cprofile)  # fmt: skip
+    else:
+        both(args)
+
+
+if __name__ == "__main__":
+    main()

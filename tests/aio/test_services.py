@@ -1,0 +1,481 @@
+"""Every X.215 service through the Session API, between two sessionlayer peers.
+
+Each test runs over real TCP and over real TLS on loopback.  ``pair()`` gives the
+initiator's session and the responder's (the one the server's handler got); the test
+drives both and reads what arrives on ``events()`` / ``receive()``.  Nothing sleeps: each
+step waits for the event or confirm it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import pytest
+import trustme
+
+import sessionlayer
+from sessionlayer import FunctionalUnit as FU
+from sessionlayer import ReleaseRefused, SessionAborted, SessionConfig, Token
+from sessionlayer.errors import AbortReason
+from sessionlayer.machine import events as ev
+from sessionlayer.spdu.codes import ExceptionReason, ResyncType, TokenSetting
+from sessionlayer.spdu.types import ConnectionId
+
+E = TypeVar("E", bound=ev.Event)
+
+DUPLEX = FU.DUPLEX | FU.EXPEDITED | FU.TYPED_DATA | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC
+HALF = FU.HALF_DUPLEX | FU.TYPED_DATA | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC
+ACTIVITIES = FU.DUPLEX | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.ACTIVITY
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 8))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture(params=["tcp", "tls"])
+def tls(
+    request: pytest.FixtureRequest, tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+    return tls_contexts if request.param == "tls" else None
+
+
+@contextlib.asynccontextmanager
+async def pair(
+    units: FU,
+    tls: tuple[ssl.SSLContext, ssl.SSLContext] | None,
+    **config: Any,
+) -> AsyncIterator[tuple[sessionlayer.Session, sessionlayer.Session]]:
+    """(initiator's session, responder's session) over loopback, with these units."""
+    cfg = SessionConfig(functional_units=units, **config)
+    accepted: asyncio.Future[sessionlayer.Session] = asyncio.get_running_loop().create_future()
+
+    async def handler(session: sessionlayer.Session) -> None:
+        accepted.set_result(session)
+        await session.wait_closed()
+
+    server_tls, client_tls = tls if tls is not None else (None, None)
+    async with await sessionlayer.serve(handler, config=cfg, tls=server_tls) as server:
+        client = await sessionlayer.connect(
+            "127.0.0.1", server.port, config=cfg, tls=client_tls,
+            server_hostname="localhost" if client_tls else None,
+        )  # fmt: skip
+        peer = await accepted
+        assert peer.id == client.id
+        assert client.machine.functional_units == units == peer.machine.functional_units
+        try:
+            yield client, peer
+        finally:
+            client.abort()
+
+
+async def next_event(session: sessionlayer.Session, kind: type[E]) -> E:
+    """The next event on ``session.events()``; it must be a ``kind``."""
+    async for event in session.events():
+        assert isinstance(event, kind), event
+        return event
+    raise AssertionError(f"the session ended before a {kind.__name__}")
+
+
+async def skip_to(session: sessionlayer.Session, kind: type[E]) -> E:
+    """The first event of ``kind``, skipping others (token traffic, for example)."""
+    async for event in session.events():
+        if isinstance(event, kind):
+            return event
+    raise AssertionError(f"the session ended before a {kind.__name__}")
+
+
+# ---------------------------------------------------------------- data services
+
+
+def test_typed_data_is_an_event(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(HALF, tls) as (client, peer):
+            assert not peer.tokens & Token.DATA  # typed data needs no data token
+            await peer.send_typed(b"typed from the responder")
+            got = await next_event(client, ev.TypedDataIndication)
+            assert got.data == b"typed from the responder"
+            await client.send_typed(b"and back")
+            assert (await next_event(peer, ev.TypedDataIndication)).data == b"and back"
+            await client.release()
+
+    run(main())
+
+
+def test_expedited_data(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(DUPLEX, tls) as (client, peer):
+            await client.send_expedited(b"urgent!")
+            got = await next_event(peer, ev.ExpeditedDataIndication)
+            assert got.data == b"urgent!"
+            await peer.send_expedited(b"x" * 14)
+            assert (await next_event(client, ev.ExpeditedDataIndication)).data == b"x" * 14
+            with pytest.raises(sessionlayer.LocalError):
+                await client.send_expedited(b"x" * 15)  # EX carries at most 14 octets
+            await client.send(b"still fine")
+            assert await peer.receive() == b"still fine"
+            await client.release()
+
+    run(main())
+
+
+def test_capability_data_both_ways(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(FU.DUPLEX | FU.ACTIVITY | FU.CAPABILITY_DATA, tls) as (client, peer):
+            assert await client.capability_data(b"caps?") is None
+            got = await next_event(peer, ev.CapabilityDataIndication)
+            assert got.user_data == b"caps?"
+            # The responder holds no token: the binding asks for them first.
+            assert peer.tokens == 0
+            assert await peer.capability_data(b"mine") is None
+            please = await next_event(client, ev.TokenPleaseIndication)
+            assert please.tokens == Token.MAJOR_ACTIVITY
+            cd = await next_event(client, ev.CapabilityDataIndication)
+            assert cd.user_data == b"mine"
+            await client.release()  # takes the tokens back first
+
+    run(main())
+
+
+def test_half_duplex_data_token_moves_by_itself(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(HALF, tls) as (client, peer):
+            assert client.tokens & Token.DATA and not peer.tokens & Token.DATA
+
+            async def echo() -> None:
+                async for data in peer:
+                    await peer.send(data.upper())
+
+            echoing = asyncio.ensure_future(echo())
+            for i in range(20):
+                await client.send(b"ping %d" % i)
+                assert await client.receive() == b"PING %d" % i
+            # Both sides sending at once: the token goes back and forth, nobody stalls.
+            words = [b"w%d" % i for i in range(50)]
+            for word in words:
+                await client.send(word)
+            for word in words:
+                assert await client.receive() == word.upper()
+            await client.release()
+            await echoing
+
+    run(main())
+
+
+def test_half_duplex_both_sides_write_concurrently(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(HALF, tls) as (client, peer):
+
+            count = 200
+
+            async def write(session: sessionlayer.Session, tag: bytes) -> None:
+                for i in range(count):
+                    await session.send(tag + b"%d" % i)
+                    # Let the other side run between sends, so that PLEASE TOKENS from
+                    # both sides cross on the wire (a token given back before it was used
+                    # once left one side waiting for ever).
+                    await asyncio.sleep(0)
+
+            async def read(session: sessionlayer.Session, tag: bytes) -> None:
+                for i in range(count):
+                    assert await session.receive() == tag + b"%d" % i
+
+            await asyncio.gather(
+                write(client, b"c"), write(peer, b"s"), read(peer, b"c"), read(client, b"s")
+            )
+            await client.release()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_token_give_please_and_control(tls: Any) -> None:
+    async def main() -> None:
+        units = FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.ACTIVITY
+        async with pair(units, tls) as (client, peer):
+            everything = Token.DATA | Token.MINOR_SYNC | Token.MAJOR_ACTIVITY
+            assert client.tokens == everything and peer.tokens == 0
+            # S-TOKEN-GIVE
+            client.give_tokens(Token.DATA)
+            assert (await next_event(peer, ev.TokenGiveIndication)).tokens == Token.DATA
+            assert peer.tokens == Token.DATA
+            # S-TOKEN-PLEASE: the peer's binding gives the token as soon as it may.
+            peer.please_tokens(Token.MINOR_SYNC, user_data=b"may I")
+            please = await next_event(client, ev.TokenPleaseIndication)
+            assert please.tokens == Token.MINOR_SYNC and please.user_data == b"may I"
+            assert (await next_event(peer, ev.TokenGiveIndication)).tokens == Token.MINOR_SYNC
+            assert peer.tokens == Token.DATA | Token.MINOR_SYNC
+            assert client.tokens == Token.MAJOR_ACTIVITY
+            # S-CONTROL-GIVE needs every token: the responder's binding asks for the last one.
+            await peer.give_control()
+            await skip_to(client, ev.ControlGiveIndication)
+            assert client.tokens == everything and peer.tokens == 0
+            # (the responder saw the major/activity token arrive before it gave control)
+            assert (await next_event(peer, ev.TokenGiveIndication)).tokens == Token.MAJOR_ACTIVITY
+            await client.give_control()
+            await next_event(peer, ev.ControlGiveIndication)
+            assert peer.tokens == everything and client.tokens == 0
+            async with peer.activity(b"ctl"):  # with activities, data goes in one
+                await peer.send(b"with every token")
+            assert await client.receive() == b"with every token"
+            await client.release()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- synchronization
+
+
+def test_minor_sync_with_and_without_confirmation(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(DUPLEX, tls, initial_serial=10) as (client, peer):
+            first = await client.sync(user_data=b"point")
+            assert first == 10
+            got = await next_event(peer, ev.MinorSyncIndication)
+            assert (got.serial, got.confirm_required, got.user_data) == (10, True, b"point")
+            second = await client.sync(confirm=False)
+            assert second == 11
+            got = await next_event(peer, ev.MinorSyncIndication)
+            assert (got.serial, got.confirm_required) == (11, False)
+            assert peer.last_sync == 11
+            # The responder lacks the minor-sync token: its binding asks for it.
+            third = await peer.sync()
+            assert third == 12
+            assert (await next_event(client, ev.TokenPleaseIndication)).tokens == Token.MINOR_SYNC
+            assert (await next_event(client, ev.MinorSyncIndication)).serial == 12
+            await client.release()
+
+    run(main())
+
+
+def test_major_sync(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(DUPLEX, tls) as (client, peer):
+            await client.send(b"before")
+            serial = await client.sync(major=True, user_data=b"checkpoint")
+            assert await peer.receive() == b"before"
+            got = await next_event(peer, ev.MajorSyncIndication)
+            assert (got.serial, got.user_data) == (serial, b"checkpoint")
+            assert client.last_sync == serial == peer.last_sync
+            assert client.machine.vr == serial + 1 == peer.machine.vr
+            # From the responder: major/activity and minor tokens are fetched first.
+            again = await peer.sync(major=True)
+            assert again == serial + 1
+            assert (await skip_to(client, ev.MajorSyncIndication)).serial == again
+            await client.release()
+
+    run(main())
+
+
+def test_resynchronize_restart_abandon_set(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(HALF, tls) as (client, peer):
+            base = await client.sync(major=True)
+            await next_event(peer, ev.MajorSyncIndication)
+            await client.sync()
+            await next_event(peer, ev.MinorSyncIndication)
+            # restart: back to the last major sync point
+            serial = await client.resync(ResyncType.RESTART, serial=base + 1, user_data=b"r")
+            assert serial == base + 1
+            got = await next_event(peer, ev.ResyncIndication)
+            assert (got.type, got.serial, got.user_data) == (ResyncType.RESTART, base + 1, b"r")
+            # abandon: a new serial number at least V(M)
+            serial = await client.resync(ResyncType.ABANDON)
+            got = await next_event(peer, ev.ResyncIndication)
+            assert got.type == ResyncType.ABANDON and serial == got.serial
+            # set: any serial number, and give the data token to the peer on the way
+            serial = await client.resync(
+                ResyncType.SET, serial=500, tokens={Token.DATA: TokenSetting.RESPONDER}
+            )
+            assert serial == 500
+            got = await next_event(peer, ev.ResyncIndication)
+            assert (got.type, got.serial) == (ResyncType.SET, 500)
+            assert got.tokens[Token.DATA] == TokenSetting.RESPONDER
+            assert peer.tokens & Token.DATA and not client.tokens & Token.DATA
+            assert client.machine.vm == 500 == peer.machine.vm
+            await peer.send(b"after resync")
+            assert await client.receive() == b"after resync"
+            # The responder asks for a resync too (no token needed).
+            assert await peer.resync(ResyncType.SET, serial=7) == 7
+            assert (await next_event(client, ev.ResyncIndication)).serial == 7
+            await client.release()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- activities
+
+
+def test_activity_start_data_sync_end(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(ACTIVITIES, tls) as (client, peer):
+            async with client.activity(b"act-1", user_data=b"go"):
+                await client.send(b"inside")
+                serial = await client.sync()
+            got = await next_event(peer, ev.ActivityStartIndication)
+            assert (got.activity_id, got.user_data) == (b"act-1", b"go")
+            assert await peer.receive() == b"inside"
+            assert (await next_event(peer, ev.MinorSyncIndication)).serial == serial
+            end = await next_event(peer, ev.ActivityEndIndication)
+            assert end.serial == serial + 1
+            assert not client.machine.activity_in_progress
+            assert not peer.machine.activity_in_progress
+            await client.release()
+
+    run(main())
+
+
+def test_activity_interrupt_then_resume_with_linking(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(ACTIVITIES, tls) as (client, peer):
+            async with client.activity(b"long"):
+                await client.send(b"part 1")
+                checkpoint = await client.sync()
+                await client.interrupt_activity(ExceptionReason.LOCAL_USER_ERROR, b"later")
+            assert not client.machine.activity_in_progress
+            await next_event(peer, ev.ActivityStartIndication)
+            assert await peer.receive() == b"part 1"
+            await next_event(peer, ev.MinorSyncIndication)
+            got = await next_event(peer, ev.ActivityInterruptIndication)
+            assert (got.reason, got.user_data) == (ExceptionReason.LOCAL_USER_ERROR, b"later")
+            # Resume it under a new id, pointing back at the old one and its checkpoint.
+            old = ConnectionId(common_ref=bytes.fromhex(client.id))
+            await client.resume_activity(
+                b"long-2", b"long", checkpoint, old_connection_id=old, user_data=b"again"
+            )
+            resumed = await next_event(peer, ev.ActivityResumeIndication)
+            assert resumed.activity_id == b"long-2"
+            assert resumed.old_activity_id == b"long"
+            assert resumed.serial == checkpoint
+            assert resumed.linking.common_ref == bytes.fromhex(client.id)
+            assert resumed.user_data == b"again"
+            await client.send(b"part 2")
+            assert await peer.receive() == b"part 2"
+            end_serial = await client.end_activity()
+            assert end_serial == checkpoint + 1
+            assert (await next_event(peer, ev.ActivityEndIndication)).serial == end_serial
+            await client.release()
+
+    run(main())
+
+
+def test_activity_discard_on_error_and_by_request(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(ACTIVITIES, tls) as (client, peer):
+            with pytest.raises(KeyError):
+                async with client.activity(b"doomed"):
+                    await client.send(b"half done")
+                    raise KeyError("application failure")
+            await next_event(peer, ev.ActivityStartIndication)
+            assert await peer.receive() == b"half done"
+            await next_event(peer, ev.ActivityDiscardIndication)
+            assert not client.machine.activity_in_progress
+            async with client.activity(b"expl"):
+                await client.discard_activity(ExceptionReason.SEQUENCE_ERROR, b"no")
+            await next_event(peer, ev.ActivityStartIndication)
+            got = await next_event(peer, ev.ActivityDiscardIndication)
+            assert (got.reason, got.user_data) == (ExceptionReason.SEQUENCE_ERROR, b"no")
+            await client.release()
+
+    run(main())
+
+
+def test_activity_started_by_the_responder(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(ACTIVITIES, tls) as (client, peer):
+            async with peer.activity(b"theirs"):  # the tokens are fetched first
+                await peer.send(b"from the responder")
+            got = await skip_to(client, ev.ActivityStartIndication)
+            assert got.activity_id == b"theirs"
+            assert await client.receive() == b"from the responder"
+            await next_event(client, ev.ActivityEndIndication)
+            await client.release()  # the tokens come back for the release
+
+    run(main())
+
+
+# ---------------------------------------------------------------- exceptions
+
+
+def test_user_exception_report_and_recovery(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(FU.HALF_DUPLEX | FU.EXCEPTIONS, tls) as (client, peer):
+            assert not peer.tokens & Token.DATA
+            peer.exception_report(ExceptionReason.RECEIVING_ABILITY_JEOPARDIZED, b"slow down")
+            got = await next_event(client, ev.UserExceptionReportIndication)
+            assert got.reason == ExceptionReason.RECEIVING_ABILITY_JEOPARDIZED
+            assert got.user_data == b"slow down"
+            client.give_tokens(Token.DATA)  # one of the recoveries X.215 allows
+            assert (await next_event(peer, ev.TokenGiveIndication)).tokens == Token.DATA
+            await peer.send(b"recovered")
+            assert await client.receive() == b"recovered"
+            await client.release()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- release and abort
+
+
+def test_release_refused_under_negotiated_release(tls: Any) -> None:
+    async def main() -> None:
+        units = FU.DUPLEX | FU.NEGOTIATED_RELEASE
+        async with pair(units, tls) as (client, peer):
+            assert client.tokens == Token.RELEASE
+            answers = [False, True]
+            peer.on_release = lambda event: answers.pop(0)
+            with pytest.raises(ReleaseRefused):
+                await client.release(b"done?")
+            got = await next_event(peer, ev.ReleaseIndication)
+            assert got.user_data == b"done?"
+            assert not client.closed and not peer.closed
+            await client.send(b"still open")
+            assert await peer.receive() == b"still open"
+            await client.release()
+            assert client.state == "released"
+            await peer.wait_closed()
+            assert peer.state == "released"
+
+    run(main())
+
+
+def test_release_by_the_responder_fetches_the_release_token(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(FU.DUPLEX | FU.NEGOTIATED_RELEASE, tls) as (client, peer):
+            assert peer.tokens == 0
+            await peer.release()
+            assert peer.state == "released"
+            with pytest.raises(sessionlayer.SessionClosed):
+                await client.receive()
+
+    run(main())
+
+
+def test_abort_with_user_data_reaches_the_peer(tls: Any) -> None:
+    async def main() -> None:
+        async with pair(DUPLEX, tls) as (client, peer):
+            client.abort(b"bye now")
+            with pytest.raises(SessionAborted) as info:
+                await peer.receive()
+            assert info.value.by_peer
+            assert info.value.user_data == b"bye now"
+            assert info.value.reason == AbortReason.USER_ABORT
+            assert [e async for e in peer.events()] == []  # the event stream ended
+            assert peer.state == "aborted"
+
+    run(main())
