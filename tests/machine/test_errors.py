@@ -14,6 +14,7 @@ from sessionlayer.machine import (
     FunctionalUnitError,
     ParameterError,
     ProviderAbortIndication,
+    ProviderExceptionReportIndication,
     SessionConfig,
     SessionMachine,
     StateError,
@@ -26,6 +27,7 @@ from sessionlayer.spdu import (
     ActivityEnd,
     Connect,
     DataTransfer,
+    ExceptionReport,
     FunctionalUnit,
     GiveTokens,
     MajorSyncAck,
@@ -89,6 +91,28 @@ def test_invalid_spdu_is_answered_with_ab(case: str, role: str, spdus: tuple[SPD
     assert m.wants_transport_disconnect and m.is_closed
     m.receive_tsdu(b"\x01\x00\x01\x00late")  # ignored once closed
     assert m.data_to_send() == [] and m.events() == []
+
+
+@pytest.mark.parametrize(
+    ("case", "role", "spdus"), BAD_IN_STA713, ids=[c for c, _, _ in BAD_IN_STA713]
+)
+def test_invalid_spdu_is_answered_with_er_when_configured(
+    case: str, role: str, spdus: tuple[SPDU, ...]
+) -> None:
+    """X.225 7.27: with exception reports on, the side without the data token (the
+    responder here) sends PT + ER with the Reflect Parameter Values; the other still AB."""
+    m = connected(role, exception_reports=True)
+    m.receive_tsdu(encode_tsdu(*spdus))
+    reportable = role == "responder" and spdus[-1].kind not in ("CN", "AC")
+    if not reportable:
+        assert_aborted(m, reflect=encode(spdus[-1])[:9])
+        return
+    (tsdu,) = m.data_to_send()
+    pt, er = decode(tsdu)
+    assert isinstance(pt, PleaseTokens) and isinstance(er, ExceptionReport)
+    assert er.reflect == encode(spdus[-1])[:9]
+    assert m.events() == [ProviderExceptionReportIndication(er.reflect, local=True)]
+    assert m.state == "STA20" and m.get_timer() is None
 
 
 @pytest.mark.parametrize(

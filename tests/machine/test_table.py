@@ -19,6 +19,7 @@ from sessionlayer.machine import (
     DEFAULT_FUNCTIONAL_UNITS,
     ROWS,
     STATES,
+    SYMMETRIC_FUNCTIONAL_UNITS,
     TABLE,
     ActivityDiscardIndication,
     ActivityEndIndication,
@@ -27,6 +28,7 @@ from sessionlayer.machine import (
     Event,
     MajorSyncIndication,
     ProviderAbortIndication,
+    ProviderExceptionReportIndication,
     ResyncIndication,
     SessionConfig,
     SessionMachine,
@@ -34,7 +36,14 @@ from sessionlayer.machine import (
     tokens_for,
 )
 from sessionlayer.machine.core import Resync
-from sessionlayer.machine.table import INPUTS, PREDICATE_KINDS, SAME, SPDU_INPUTS, USER_INPUTS
+from sessionlayer.machine.table import (
+    ER_INPUTS,
+    INPUTS,
+    PREDICATE_KINDS,
+    SAME,
+    SPDU_INPUTS,
+    USER_INPUTS,
+)
 from sessionlayer.spdu import (
     SPDU,
     Abort,
@@ -50,6 +59,8 @@ from sessionlayer.spdu import (
     CapabilityData,
     CapabilityDataAck,
     Connect,
+    ConnectAcceptItem,
+    ConnectDataOverflow,
     DataTransfer,
     Disconnect,
     ExceptionData,
@@ -65,6 +76,7 @@ from sessionlayer.spdu import (
     MinorSyncAck,
     MinorSyncPoint,
     NotFinished,
+    OverflowAccept,
     PleaseTokens,
     Prepare,
     Refuse,
@@ -81,6 +93,8 @@ from .helpers import SessionPair
 
 FU = FunctionalUnit
 ROOT = Path(__file__).resolve().parents[2]
+#: Version 2, half-duplex: symmetric synchronize and data separation with every other unit.
+SS_ALL = (ALL_FUNCTIONAL_UNITS & ~FU.MINOR_SYNC) | FU.SYMMETRIC_SYNC | FU.DATA_SEPARATION
 
 
 # ---------------------------------------------------------------- the table itself
@@ -150,7 +164,8 @@ USER_CALLS: dict[str, Callable[[SessionMachine], object]] = {
     "SPTreq": lambda m: m.please_tokens(Token.DATA),
     "SCGreq": lambda m: m.give_control(),
     "SSYNmreq": lambda m: m.minor_sync(),
-    "SSYNmrsp": lambda m: m.minor_sync_response(m.vm - 1),
+    "SSYNmdreq": lambda m: m.minor_sync(data_separation=True),
+    "SSYNmrsp": lambda m: m.minor_sync_response(m.vmr - 1),
     "SSYNMreq": lambda m: m.major_sync(),
     "SSYNMrsp": lambda m: m.major_sync_response(),
     "SRSYNreq": lambda m: m.resync(ResyncType.SET, 1),
@@ -173,6 +188,8 @@ USER_CALLS: dict[str, Callable[[SessionMachine], object]] = {
 GT, PT = GiveTokens(), PleaseTokens()
 SAMPLES: dict[str, tuple[SPDU, ...]] = {
     "CN": (Connect(requirements=int(ALL_FUNCTIONAL_UNITS)),),
+    "OA": (OverflowAccept(version=2),),
+    "CDO": (ConnectDataOverflow(enclosure=2, user_data=b"c"),),
     "AC": (Accept(),),
     "RF": (Refuse(reason=0),),
     "FN": (Finish(),),
@@ -190,6 +207,7 @@ SAMPLES: dict[str, tuple[SPDU, ...]] = {
     "GTC": (GiveTokensConfirm(),),
     "GTA": (GiveTokensAck(),),
     "MIP": (GT, MinorSyncPoint(serial_number=1)),
+    "MIP-d": (GT, MinorSyncPoint(sync_type=2, serial_number=1)),
     "MIA": (PT, MinorSyncAck(serial_number=0)),
     "MAP": (GT, MajorSyncPoint(serial_number=1)),
     "MAA": (PT, MajorSyncAck(serial_number=0)),
@@ -209,23 +227,33 @@ SAMPLES: dict[str, tuple[SPDU, ...]] = {
 }
 
 
-def forced(state: str, role: str, units: FunctionalUnit, owned: int, vact: bool) -> SessionMachine:
+def forced(
+    state: str, role: str, units: FunctionalUnit, owned: int, vact: bool, **config: Any
+) -> SessionMachine:
     """A machine put straight into ``state`` with plausible variables."""
-    m = SessionMachine(role, SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS))  # type: ignore[arg-type]
+    cfg = SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS, **config)
+    m = SessionMachine(role, cfg)  # type: ignore[arg-type]
     m._state = state
     m._tc_up = True
-    if state not in ("STA01", "STA01B", "STA01C", "STA02A", "STA08"):
+    if state not in ("STA01", "STA01B", "STA01C", "STA01D", "STA02A", "STA02B", "STA08"):
         m._fu = units
         m._owned = Token(owned) & tokens_for(units)
         m._vact = vact
         m._vm, m._va, m._vr = 1, 1, 1
-    if state == "STA08":
-        m._peer_cn = Connect(requirements=int(ALL_FUNCTIONAL_UNITS))
+        m._vmr, m._var, m._vrr = 1, 1, 1
+    if state in ("STA08", "STA01D"):
+        m._peer_cn = Connect(
+            requirements=int(ALL_FUNCTIONAL_UNITS),
+            item=ConnectAcceptItem(version=2),
+            data_overflow=1 if state == "STA01D" else None,
+        )
+    if state == "STA02B":
+        m._overflow_rest = b"more"
     if state in ("STA05A", "STA15C"):
         m._resync = Resync(True, ResyncType.SET, 1, {})
     if state == "STA11A":
         m._resync = Resync(False, ResyncType.SET, 1, {})
-    if state == "STA02A":
+    if state in ("STA02A", "STA02B"):
         m._cn_bytes = encode_tsdu(Connect())
     if state in ("STA04A", "STA04B", "STA10A", "STA10B"):
         m._vm = 2
@@ -240,7 +268,8 @@ pairs = st.tuples(
     st.sampled_from(sorted(STATES)),
     st.sampled_from(list(INPUTS)),
     st.sampled_from(["initiator", "responder"]),
-    st.sampled_from([FU.DUPLEX, FU.HALF_DUPLEX, ALL_FUNCTIONAL_UNITS, DEFAULT_FUNCTIONAL_UNITS]),
+    st.sampled_from([FU.DUPLEX, FU.HALF_DUPLEX, ALL_FUNCTIONAL_UNITS, DEFAULT_FUNCTIONAL_UNITS,
+                     SS_ALL, SYMMETRIC_FUNCTIONAL_UNITS]),
     st.integers(0, 0x55),
     st.booleans(),
 )  # fmt: skip
@@ -256,15 +285,21 @@ def test_every_state_input_pair_exhaustively() -> None:
     for state in STATES:
         for inp in INPUTS:
             for role in ("initiator", "responder"):
-                for units in (FU.DUPLEX, ALL_FUNCTIONAL_UNITS):
+                for units in (FU.DUPLEX, ALL_FUNCTIONAL_UNITS, SS_ALL):
                     for owned, vact in ((0, False), (0x55, True), (0x55, False)):
                         check_pair(state, inp, role, units, owned, vact)
 
 
 def check_pair(
-    state: str, inp: str, role: str, units: FunctionalUnit, owned: int, vact: bool
+    state: str,
+    inp: str,
+    role: str,
+    units: FunctionalUnit,
+    owned: int,
+    vact: bool,
+    **config: Any,
 ) -> None:
-    m = forced(state, role, units, owned, vact)
+    m = forced(state, role, units, owned, vact, **config)
     allowed = expected_states(state, inp)
     if inp in USER_INPUTS:
         before = (m.state, m.tokens_owned, m.vm, m.va, m.vr)
@@ -292,18 +327,35 @@ def check_pair(
         allowed = expected_states(state, "TCONind") | expected_states(state, "TCONcnf") | {state}
     if m.state in allowed:
         return
+    sent = [s for t in m.data_to_send() for s in decode_tsdu(t)]
+    if m.state == "STA20" and config.get("exception_reports"):
+        # Not in the table, reported instead (X.225 7.27): PT + ER, S-P-EXCEPTION-REPORT.
+        assert (state, inp in ER_INPUTS) == ("STA713", True), (state, inp)
+        assert [type(s) for s in sent] == [PleaseTokens, ExceptionReport]
+        assert any(isinstance(e, ProviderExceptionReportIndication) and e.local for e in m.events())
+        return
     # Not in the table: a protocol error, answered with AB 0x05.
     assert m.state == "STA16", (state, inp, m.state)
-    aborts = [s for t in m.data_to_send() for s in decode_tsdu(t) if isinstance(s, Abort)]
+    aborts = [s for s in sent if isinstance(s, Abort)]
     assert [a.transport_disconnect for a in aborts] == [0x05]
     assert any(isinstance(e, ProviderAbortIndication) and e.local for e in m.events())
+
+
+def test_exception_reports_replace_ab_in_data_transfer() -> None:
+    """With ``exception_reports``, errors in STA713 while the peer holds the data token are
+    answered with PT + ER (decoded by the codec); everything else still gets AB."""
+    for state in ("STA713", "STA03", "STA19", "STA20"):
+        for inp in SPDU_INPUTS:
+            for units in (ALL_FUNCTIONAL_UNITS, SS_ALL, FU.DUPLEX):
+                for owned, vact in ((0, True), (0x54, False), (0x55, True)):
+                    check_pair(state, inp, "initiator", units, owned, vact, exception_reports=True)
 
 
 # ---------------------------------------------------------------- random paired sequences
 
 OPS: list[str] = [
-    "data", "typed", "expedited", "give", "please", "minor", "minor_rsp", "major", "resync",
-    "act_start", "act_end", "act_interrupt", "act_discard", "control", "capability",
+    "data", "typed", "expedited", "give", "please", "minor", "minor_ds", "minor_rsp", "major",
+    "resync", "act_start", "act_end", "act_interrupt", "act_discard", "control", "capability",
     "exception",
 ]  # fmt: skip
 
@@ -317,7 +369,8 @@ def run_op(m: SessionMachine, op: str, arg: int) -> None:
         "give": lambda: m.give_tokens(token),
         "please": lambda: m.please_tokens(token),
         "minor": lambda: m.minor_sync(confirm=bool(arg & 1)),
-        "minor_rsp": lambda: m.minor_sync_response(m.vm - 1),
+        "minor_ds": lambda: m.minor_sync(data_separation=True),
+        "minor_rsp": lambda: m.minor_sync_response(m.vmr - 1),
         "major": lambda: m.major_sync(),
         "resync": lambda: m.resync(ResyncType(arg % 3), m.vm),
         "act_start": lambda: m.activity_start(bytes([arg % 200 + 1])),
@@ -366,8 +419,13 @@ def settle(p: SessionPair) -> None:
 
 @pytest.mark.parametrize(
     "units",
-    [ALL_FUNCTIONAL_UNITS, DEFAULT_FUNCTIONAL_UNITS],
-    ids=["with-activities", "without-activities"],
+    [
+        ALL_FUNCTIONAL_UNITS,
+        DEFAULT_FUNCTIONAL_UNITS,
+        SYMMETRIC_FUNCTIONAL_UNITS,
+        SYMMETRIC_FUNCTIONAL_UNITS | FU.ACTIVITY,
+    ],
+    ids=["with-activities", "without-activities", "symmetric", "symmetric-activities"],
 )
 @given(
     st.lists(
@@ -380,7 +438,9 @@ def settle(p: SessionPair) -> None:
 def test_random_requests_keep_the_pair_in_agreement(
     units: FunctionalUnit, script: list[tuple[str, str, int]]
 ) -> None:
-    p = SessionPair(SessionConfig(functional_units=units, initial_serial=3))
+    p = SessionPair(
+        SessionConfig(functional_units=units, initial_serial=3, second_initial_serial=20)
+    )
     p.connect()
     for who, op, arg in script:
         if who in ("init", "both"):
@@ -393,7 +453,10 @@ def test_random_requests_keep_the_pair_in_agreement(
             assert available == p.resp.tokens_available
             assert p.init.tokens_owned & p.resp.tokens_owned == 0
             assert p.init.tokens_owned | p.resp.tokens_owned == available
-            assert p.init.vm == p.resp.vm
-            assert p.init.vr == p.resp.vr
+            # Each flow's serial numbers agree at both ends (one shared flow without
+            # symmetric synchronize, where vms == vmr == vm).
+            assert (p.init.vms, p.init.vrs) == (p.resp.vmr, p.resp.vrr)
+            assert (p.init.vmr, p.init.vrr) == (p.resp.vms, p.resp.vrs)
+            assert p.init.vm == p.init.vms and p.init.vr == p.init.vrs
             assert p.init.activity_in_progress == p.resp.activity_in_progress
             assert p.init.activity_id == p.resp.activity_id

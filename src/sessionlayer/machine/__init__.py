@@ -7,7 +7,13 @@ socket, imports no event loop and reads no clock.  See docs/machine.md.
 
 from __future__ import annotations
 
-from .config import ALL_FUNCTIONAL_UNITS, DEFAULT_FUNCTIONAL_UNITS, SessionConfig, tokens_for
+from .config import (
+    ALL_FUNCTIONAL_UNITS,
+    DEFAULT_FUNCTIONAL_UNITS,
+    SYMMETRIC_FUNCTIONAL_UNITS,
+    SessionConfig,
+    tokens_for,
+)
 from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
 from .events import *  # noqa: F403
 from .events import __all__ as _events_all
@@ -19,6 +25,7 @@ __all__ = [
     "SessionConfig",
     "DEFAULT_FUNCTIONAL_UNITS",
     "ALL_FUNCTIONAL_UNITS",
+    "SYMMETRIC_FUNCTIONAL_UNITS",
     "tokens_for",
     "StateError",
     "TokenError",

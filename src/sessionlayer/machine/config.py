@@ -12,12 +12,14 @@ __all__ = [
     "SessionConfig",
     "DEFAULT_FUNCTIONAL_UNITS",
     "ALL_FUNCTIONAL_UNITS",
+    "SYMMETRIC_FUNCTIONAL_UNITS",
     "FU_TOKENS",
     "tokens_for",
 ]
 
-#: Every functional unit this machine implements in full, with half-duplex (the token-driven
-#: mode).  Symmetric synchronize and data separation are not offered (docs/machine.md).
+#: Every functional unit of version 1, with half-duplex (the token-driven mode).  Symmetric
+#: synchronize and data separation (version 2) are left out: symmetric synchronize replaces
+#: minor synchronize when both are selected (see SYMMETRIC_FUNCTIONAL_UNITS).
 ALL_FUNCTIONAL_UNITS = (
     FunctionalUnit.HALF_DUPLEX
     | FunctionalUnit.EXPEDITED
@@ -41,6 +43,18 @@ DEFAULT_FUNCTIONAL_UNITS = (
     | FunctionalUnit.EXPEDITED
     | FunctionalUnit.TYPED_DATA
     | FunctionalUnit.MINOR_SYNC
+    | FunctionalUnit.MAJOR_SYNC
+    | FunctionalUnit.RESYNC
+)
+
+#: The version-2 profile: duplex with expedited and typed data, symmetric synchronize (each
+#: direction numbers its own sync points), data separation, major synchronize, resynchronize.
+SYMMETRIC_FUNCTIONAL_UNITS = (
+    FunctionalUnit.DUPLEX
+    | FunctionalUnit.EXPEDITED
+    | FunctionalUnit.TYPED_DATA
+    | FunctionalUnit.SYMMETRIC_SYNC
+    | FunctionalUnit.DATA_SEPARATION
     | FunctionalUnit.MAJOR_SYNC
     | FunctionalUnit.RESYNC
 )
@@ -99,7 +113,12 @@ class SessionConfig:
 
     initial_serial: int | None = None
     """Initial Serial Number (PI 23) proposed when a synchronization functional unit is; the
-    responder sends its own if set, else echoes the CN's.  None: 0 is used, not sent."""
+    responder sends its own if set, else echoes the CN's.  None: 0 is used, not sent.  With
+    symmetric synchronize it numbers the initiator-to-responder flow."""
+
+    second_initial_serial: int | None = None
+    """Second Initial Serial Number (PI 55, version 2): with symmetric synchronize, the first
+    serial number of the responder-to-initiator flow.  Same rules as ``initial_serial``."""
 
     calling_ssel: bytes | None = None
     """Calling Session Selector (PI 51) in the CN, at most 16 octets."""
@@ -119,6 +138,11 @@ class SessionConfig:
     ``expedited_to_send()``.  RFC 1006 class 0 has none, so EX then travels on the normal
     flow (a documented deviation)."""
 
+    exception_reports: bool = False
+    """X.225 7.27: with the exceptions unit selected, answer a protocol error in data transfer
+    (an SPDU the state table rejects while the peer holds the data token) with PT + ER and
+    wait in STA20 for the peer's recovery, instead of aborting.  False: always AB."""
+
     abort_timeout: float = 30.0
     """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
     after this end sent AB, DN or RF before releasing it itself."""
@@ -128,8 +152,9 @@ class SessionConfig:
         object.__setattr__(self, "called_choice", _frozen(self.called_choice))
         if not self.versions & (Version.V1 | Version.V2):
             raise ValueError("offer at least one protocol version")
-        if self.initial_serial is not None and not 0 <= self.initial_serial <= 999999:
-            raise ValueError("initial serial number must be 0..999999")
+        for serial in (self.initial_serial, self.second_initial_serial):
+            if serial is not None and not 0 <= serial <= 999999:
+                raise ValueError("initial serial number must be 0..999999")
         for size in (self.tsdu_max_send, self.tsdu_max_receive):
             if size and not 64 <= size <= 65535:
                 raise ValueError("a TSDU maximum size is 0 or 64..65535")

@@ -1,8 +1,11 @@
 """The machine's variables and the one place that walks the state table.
 
 ``_Core`` holds every variable X.225 names (4.5, 5.8: V(A), V(M), V(R), Vsc, Vact, the
-tokens, the negotiated units and sizes) and three loops: ``_lookup``/``_apply`` for user
-requests, ``_receive_spdu`` for SPDUs, ``_protocol_error`` for everything the table rejects.
+tokens, the negotiated units and sizes; with symmetric synchronize V(As), V(Ms), V(Rs) for the
+sending flow, kept in V(A), V(M), V(R), and V(Ar), V(Mr), V(Rr) for the receiving flow; V(Ado)
+and V(Adi) for data separation) and three loops: ``_lookup``/``_apply`` for user requests,
+``_receive_spdu`` for SPDUs, ``_protocol_error`` (or ``_exception_report``) for everything
+the table rejects.
 """
 
 from __future__ import annotations
@@ -15,13 +18,22 @@ from ..errors import AbortReason, EncodeError
 from ..spdu.codec import encode, encode_tsdu
 from ..spdu.codes import FunctionalUnit, ResyncType, Token, TokenSetting
 from ..spdu.segment import SegmentAssembler, segment
-from ..spdu.types import SPDU, Abort, Connect, ConnectionId, Finish, GiveTokens, PleaseTokens
+from ..spdu.types import (
+    SPDU,
+    Abort,
+    Connect,
+    ConnectionId,
+    ExceptionReport,
+    Finish,
+    GiveTokens,
+    PleaseTokens,
+)
 from ._make import make
 from .config import SessionConfig, tokens_for
 from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
-from .events import Event, ProviderAbortIndication
+from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndication
 from .negotiation import Negotiated
-from .table import PREDICATE_KINDS, SAME, TABLE, Row
+from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row
 
 __all__ = ["Role", "Ctx", "Resync", "_Core"]
 
@@ -48,12 +60,18 @@ class Ctx:
 
 @dataclass(frozen=True)
 class Resync:
-    """A resynchronization under way: who asked, its type, serial number, token setting."""
+    """A resynchronization under way: who asked, its type, serial number, token setting.
+
+    Seen from this end: ``type``/``serial`` concern its sending flow (the only flow without
+    symmetric synchronize), ``second_type``/``second_serial`` its receiving flow.
+    """
 
     mine: bool
     type: ResyncType
     serial: int
     tokens: dict[Token, TokenSetting]
+    second_type: ResyncType | None = None
+    second_serial: int | None = None
 
 
 class _Core:
@@ -82,9 +100,15 @@ class _Core:
         self._initial_serial: int | None = None
         # Tokens and synchronization point variables (X.225 5.8, Table A-4).
         self._owned = Token(0)
-        self._va = 0
-        self._vm = 0
-        self._vr = 0
+        self._va = 0  # V(A), or V(As) with symmetric synchronize
+        self._vm = 0  # V(M) / V(Ms)
+        self._vr = 0  # V(R) / V(Rs)
+        self._var = 0  # V(Ar): symmetric synchronize, receiving flow
+        self._vmr = 0  # V(Mr)
+        self._vrr = 0  # V(Rr)
+        self._ado = -1  # V(Ado): last data-separation point sent
+        self._adi = -1  # V(Adi): last data-separation point received
+        self._second_initial_serial: int | None = None
         self._vsc = False
         self._vact = False
         self._activity_id: bytes | None = None
@@ -98,6 +122,10 @@ class _Core:
         self._collision = False
         self._kept_fn: Finish | None = None
         self._assembler = SegmentAssembler()
+        # Connect data overflow (7.2, 7.3).
+        self._overflow_rest = b""  # initiator: CN user data still to send in CDOs
+        self._overflow_in: list[bytes] = []  # responder: CDO user data received so far
+        self._overflow_size = 0
 
     # ------------------------------------------------------------ derived values
 
@@ -111,6 +139,11 @@ class _Core:
 
     def _peer_owns(self, token: Token) -> bool:
         return not self._available & token or not self._owned & token
+
+    @property
+    def _ss(self) -> bool:
+        """Symmetric synchronize is selected: each direction numbers its own sync points."""
+        return bool(self._fu & FunctionalUnit.SYMMETRIC_SYNC)
 
     # ------------------------------------------------------------ table walk
 
@@ -129,14 +162,16 @@ class _Core:
         if not rows:
             where = "after the session ended" if self._ended else f"in state {self._state}"
             raise StateError(f"{inp} is not allowed {where}")
-        first: str | None = None
+        failures: list[str] = []
         for row in rows:
             failed = self._failing(row, ctx)
             if failed is None:
                 return row
-            first = first or failed
-        assert first is not None
-        kind = PREDICATE_KINDS.get(first.lstrip("!"), "state")
+            failures.append(failed)
+        # The first failure that is not "unit not selected" says most (rows for other units).
+        kinds = [PREDICATE_KINDS.get(f.lstrip("!"), "state") for f in failures]
+        index = next((i for i, kind in enumerate(kinds) if kind != "fu"), 0)
+        first, kind = failures[index], kinds[index]
         error = _ERRORS.get(kind, StateError)
         raise error(f"{inp} refused in state {self._state}: condition {first!r} does not hold")
 
@@ -161,7 +196,29 @@ class _Core:
                 self._apply(row, ctx)
                 return
         reflect = encode(spdu, version=self._version)[:9]
+        if self._may_report(inp):
+            self._exception_report(reflect)
+            return
         self._protocol_error(f"{inp} SPDU is not valid in state {self._state}", reflect)
+
+    def _may_report(self, inp: str) -> bool:
+        """X.225 7.27: answer this protocol error with ER rather than AB?"""
+        units = FunctionalUnit.EXCEPTIONS | FunctionalUnit.HALF_DUPLEX
+        return (
+            self.config.exception_reports
+            and self._fu & units == units
+            and self._state in ER_STATES
+            and inp in ER_INPUTS
+            and not self._owned & Token.DATA
+        )
+
+    def _exception_report(self, reflect: bytes) -> None:
+        """PT + ER (Reflect Parameter Values), S-P-EXCEPTION-REPORT, wait for recovery."""
+        er = make(ExceptionReport, reflect=reflect)
+        self._out.append(encode_tsdu(make(PleaseTokens), er, version=self._version))
+        self._events.append(ProviderExceptionReportIndication(reflect, local=True))
+        self._state = "STA20"
+        self._assembler = SegmentAssembler()
 
     def _protocol_error(self, message: str, reflect: bytes = b"") -> None:
         """The peer broke the protocol: AB (0x05 + Reflect Parameter), S-P-ABORT, STA16."""
@@ -214,7 +271,12 @@ class _Core:
         self._peer_extended = result.peer_extended
         self._initial_serial = result.initial_serial
         self._owned = result.owned & tokens_for(result.functional_units)
-        serial = result.initial_serial or 0
-        self._va = self._vm = serial
-        self._vr = 0
+        self._second_initial_serial = result.second_initial_serial
+        first = result.initial_serial or 0
+        second = result.second_initial_serial or 0
+        if self._ss and self.role == "responder":
+            first, second = second, first  # PI 23 numbers the initiator's sending flow
+        self._va = self._vm = first
+        self._var = self._vmr = second if self._ss else first
+        self._vr = self._vrr = 0
         self._vsc = False

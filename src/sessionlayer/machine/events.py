@@ -62,6 +62,7 @@ class ConnectIndication(Event):
     token_setting: dict[Token, TokenSetting]  #: proposed placement of the available tokens
     initial_serial: int | None
     tsdu_max_size: tuple[int, int] | None  #: (initiator->responder, responder->initiator)
+    second_initial_serial: int | None = None  #: PI 55 (symmetric synchronize)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class ConnectConfirm(Event):
     version: int
     tokens: Token  #: tokens this end holds now
     initial_serial: int | None
+    second_initial_serial: int | None = None  #: responder-to-initiator flow (symmetric sync)
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,13 @@ class ControlGiveIndication(Event):
 
 @dataclass(frozen=True)
 class MinorSyncIndication(Event):
-    """S-SYNC-MINOR indication (MIP)."""
+    """S-SYNC-MINOR indication (MIP).  With symmetric synchronize ``serial`` numbers the
+    peer's sending flow; ``data_separation`` is set for a data-separation sync point."""
 
     serial: int
     confirm_required: bool
     user_data: bytes | None
+    data_separation: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,22 +182,28 @@ class ResyncIndication(Event):
     """S-RESYNCHRONIZE indication (RS).  Answer with ``resync_response()``.
 
     ``tokens`` is the proposed placement seen from the requestor: INITIATOR = the resync
-    requestor's side, RESPONDER = this side, CALLED_CHOICE = this user's choice.
+    requestor's side, RESPONDER = this side, CALLED_CHOICE = this user's choice.  With
+    symmetric synchronize ``type``/``serial`` concern this side's sending flow and
+    ``second_type``/``second_serial`` its receiving flow (None otherwise).
     """
 
     type: ResyncType
     serial: int
     tokens: dict[Token, TokenSetting]
     user_data: bytes | None
+    second_type: ResyncType | None = None
+    second_serial: int | None = None
 
 
 @dataclass(frozen=True)
 class ResyncConfirm(Event):
-    """S-RESYNCHRONIZE confirm (RA)."""
+    """S-RESYNCHRONIZE confirm (RA).  With symmetric synchronize ``serial`` is this side's
+    sending flow and ``second_serial`` its receiving flow."""
 
     serial: int
     tokens: Token  #: tokens this end holds after the resynchronization
     user_data: bytes | None
+    second_serial: int | None = None
 
 
 @dataclass(frozen=True)
@@ -207,9 +217,11 @@ class UserExceptionReportIndication(Event):
 
 @dataclass(frozen=True)
 class ProviderExceptionReportIndication(Event):
-    """S-P-EXCEPTION-REPORT indication (ER received)."""
+    """S-P-EXCEPTION-REPORT indication: ER received, or (``local``) this machine sent ER
+    for the SPDU whose first octets ``reflect`` holds.  Recovery follows (X.225 7.27)."""
 
     reflect: bytes
+    local: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from ..errors import DecodeError
 from ..spdu.codec import decode_tsdu
 from ..spdu.codes import FunctionalUnit, Token
-from ..spdu.types import SPDU, ConnectionId, GiveTokens, MajorSyncAck, PleaseTokens
+from ..spdu.types import (
+    SPDU,
+    ConnectDataOverflow,
+    ConnectionId,
+    GiveTokens,
+    MajorSyncAck,
+    MinorSyncPoint,
+    PleaseTokens,
+)
 from .config import SessionConfig
 from .core import Ctx, Role
 from .events import Event
@@ -81,7 +89,10 @@ class SessionMachine(_Requests):
         empty = isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens
         if empty and (carrier or getattr(spdu, "user_data", None) is None):
             return  # an empty GT/PT only carries the category-2 SPDU after it
-        if getattr(spdu, "enclosure", None) is not None:
+        # CDO's Enclosure Item belongs to connect data overflow (7.3), not to segmenting.
+        if getattr(spdu, "enclosure", None) is not None and not isinstance(
+            spdu, ConnectDataOverflow
+        ):
             try:
                 whole = self._assembler.feed(spdu)
             except DecodeError as exc:
@@ -93,11 +104,14 @@ class SessionMachine(_Requests):
         self._receive_spdu(self._input_name(spdu), spdu)
 
     def _input_name(self, spdu: SPDU) -> str:
-        """The table input an SPDU is.  SI 42 is AEA while an activity end is awaited."""
+        """The table input an SPDU is.  SI 42 is AEA while an activity end is awaited; a MIP
+        with Sync Type Item bit 2 is MIP-d (data separation)."""
         if isinstance(spdu, MajorSyncAck) and (
             self._state == "STA04B" or (self._end_pending and self._state == "STA15A")
         ):
             return "AEA"
+        if isinstance(spdu, MinorSyncPoint) and (spdu.sync_type or 0) & 2:
+            return "MIP-d"
         return spdu.kind
 
     # ------------------------------------------------------------ time
@@ -154,7 +168,9 @@ class SessionMachine(_Requests):
     @property
     def is_open(self) -> bool:
         """The session connection is established and not yet being torn down."""
-        return self._state not in ("STA01", "STA01B", "STA01C", "STA02A", "STA08", "STA16")
+        return self._state not in (
+            "STA01", "STA01B", "STA01C", "STA01D", "STA02A", "STA02B", "STA08", "STA16",
+        )  # fmt: skip
 
     @property
     def is_closed(self) -> bool:
@@ -206,6 +222,37 @@ class SessionMachine(_Requests):
         return self._vr
 
     @property
+    def vms(self) -> int:
+        """V(Ms): the next serial number on this side's sending flow (V(M) without symmetric
+        synchronize, where one numbering serves both directions)."""
+        return self._vm
+
+    @property
+    def vas(self) -> int:
+        """V(As): the lowest unconfirmed serial number on the sending flow (V(A))."""
+        return self._va
+
+    @property
+    def vrs(self) -> int:
+        """V(Rs): the lowest restart point on the sending flow (V(R))."""
+        return self._vr
+
+    @property
+    def vmr(self) -> int:
+        """V(Mr): the next serial number expected on the receiving flow (V(M))."""
+        return self._vmr if self._ss else self._vm
+
+    @property
+    def var(self) -> int:
+        """V(Ar): the lowest serial number on the receiving flow not yet confirmed (V(A))."""
+        return self._var if self._ss else self._va
+
+    @property
+    def vrr(self) -> int:
+        """V(Rr): the lowest restart point on the receiving flow (V(R))."""
+        return self._vrr if self._ss else self._vr
+
+    @property
     def vsc(self) -> bool:
         """Vsc: this user may answer minor sync points."""
         return self._vsc
@@ -222,6 +269,11 @@ class SessionMachine(_Requests):
     @property
     def initial_serial(self) -> int | None:
         return self._initial_serial
+
+    @property
+    def second_initial_serial(self) -> int | None:
+        """PI 55 as negotiated (symmetric synchronize): the responder-to-initiator flow."""
+        return self._second_initial_serial
 
     @property
     def peer_connection_id(self) -> ConnectionId | None:

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 from ..errors import RefuseReason
 from ..spdu.codes import DEFAULT_REQUIREMENTS, FunctionalUnit, Token, TokenSetting, Version
-from ..spdu.types import Accept, Connect, ConnectAcceptItem, ConnectionId
+from ..spdu.types import Accept, Connect, ConnectAcceptItem, ConnectionId, OverflowAccept
 from ._make import make
 from .config import SessionConfig, tokens_for
 
 __all__ = [
     "Negotiated",
+    "V2_UNITS",
+    "CN_DATA_MAX",
+    "trim_units",
     "TOKEN_SHIFT",
     "encode_token_setting",
     "decode_token_setting",
@@ -31,10 +34,11 @@ __all__ = [
     "check_connect",
     "respond",
     "read_accept",
+    "overflow_accept",
 ]
 
 FU = FunctionalUnit
-SYNC_UNITS = FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.ACTIVITY
+SYNC_UNITS = FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.ACTIVITY | FU.SYMMETRIC_SYNC
 #: Two bits per token in PI 26 (and in RS/RA), low bits first.
 TOKEN_SHIFT: dict[Token, int] = {
     Token.DATA: 0,
@@ -42,8 +46,10 @@ TOKEN_SHIFT: dict[Token, int] = {
     Token.MAJOR_ACTIVITY: 4,
     Token.RELEASE: 6,
 }
-#: Functional units this machine never selects (see docs/machine.md, "Deviations").
-UNSUPPORTED = FU.SYMMETRIC_SYNC | FU.DATA_SEPARATION
+#: Functional units that exist only in protocol version 2 (X.225 5.5).
+V2_UNITS = FU.SYMMETRIC_SYNC | FU.DATA_SEPARATION
+#: CN user data beyond this travels in CONNECT DATA OVERFLOW SPDUs (X.225 7.1, 7.3).
+CN_DATA_MAX = 10240
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Negotiated:
     initial_serial: int | None
     owned: Token
     peer_extended: bool
+    second_initial_serial: int | None = None
 
 
 def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Token) -> int:
@@ -86,33 +93,46 @@ def _min0(a: int, b: int) -> int:
     return min(a, b)
 
 
-def trim_units(units: FunctionalUnit) -> FunctionalUnit:
-    """Drop what cannot be used: both duplex modes, units missing a prerequisite."""
-    units &= ~UNSUPPORTED
+def trim_units(units: FunctionalUnit, version2: bool = True) -> FunctionalUnit:
+    """Drop what cannot be used: both duplex modes, units missing a prerequisite.
+
+    Symmetric synchronize and data separation need version 2; data separation needs
+    symmetric synchronize; symmetric synchronize replaces minor synchronize (docs/machine.md).
+    """
+    if not version2:
+        units &= ~V2_UNITS
     if units & FU.HALF_DUPLEX and units & FU.DUPLEX:
         units &= ~FU.DUPLEX
     if not units & FU.HALF_DUPLEX:
         units &= ~FU.EXCEPTIONS
     if not units & FU.ACTIVITY:
         units &= ~FU.CAPABILITY_DATA
+    if units & FU.SYMMETRIC_SYNC:
+        units &= ~FU.MINOR_SYNC
+    else:
+        units &= ~FU.DATA_SEPARATION
     return units
 
 
 def build_connect(
     config: SessionConfig, user_data: bytes | None, connection_id: ConnectionId | None
 ) -> Connect:
-    """The CN an initiator sends for ``config``."""
-    units = config.functional_units
-    available = tokens_for(units)
+    """The CN an initiator sends for ``config``; user data beyond 10240 octets is not in it
+    (Data Overflow = 1 says that CDOs will carry the rest, X.225 7.1)."""
     v2 = bool(config.versions & Version.V2)
+    units = config.functional_units if v2 else config.functional_units & ~V2_UNITS
+    available = tokens_for(units)
     sizes = (config.tsdu_max_send, config.tsdu_max_receive)
+    ss = bool(units & FU.SYMMETRIC_SYNC)
     item = ConnectAcceptItem(
         protocol_options=1 if config.extended_concatenation else 0,
         tsdu_max_size=sizes if v2 and any(sizes) else None,
         version=int(config.versions),
         initial_serial=config.initial_serial if units & SYNC_UNITS else None,
         token_setting=encode_token_setting(config.token_setting, available) if available else None,
+        second_initial_serial=config.second_initial_serial if ss else None,
     )
+    overflow = user_data is not None and len(user_data) > CN_DATA_MAX
     return make(
         Connect,
         connection_id=connection_id,
@@ -120,7 +140,8 @@ def build_connect(
         requirements=int(units),
         calling_ssel=config.calling_ssel,
         called_ssel=config.called_ssel,
-        user_data=user_data,
+        data_overflow=1 if overflow else None,
+        user_data=user_data[:CN_DATA_MAX] if user_data is not None else None,
     )
 
 
@@ -133,8 +154,9 @@ def offered_versions(cn: Connect) -> int:
 
 def check_connect(cn: Connect, config: SessionConfig) -> RefuseReason | None:
     """Why the SPM itself must refuse this CN, or None when the user may decide."""
-    if not offered_versions(cn) & int(config.versions):
-        return RefuseReason.VERSION_NOT_SUPPORTED
+    common = offered_versions(cn) & int(config.versions)
+    if not common or (cn.data_overflow and not common & 2):
+        return RefuseReason.VERSION_NOT_SUPPORTED  # Data Overflow needs version 2 (7.1)
     units = _responder_units(cn, config)
     if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
         return RefuseReason.IMPLEMENTATION_RESTRICTION
@@ -147,10 +169,8 @@ def check_connect(cn: Connect, config: SessionConfig) -> RefuseReason | None:
 
 def _responder_units(cn: Connect, config: SessionConfig) -> FunctionalUnit:
     proposed = FU(cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS)
-    units = trim_units(proposed & config.functional_units)
-    if not offered_versions(cn) & int(config.versions) & 2:
-        units &= ~UNSUPPORTED
-    return units
+    v2 = bool(offered_versions(cn) & int(config.versions) & 2)
+    return trim_units(proposed & config.functional_units, v2)
 
 
 def respond(
@@ -167,7 +187,8 @@ def respond(
     version = 2 if offered_versions(cn) & int(config.versions) & 2 else 1
     selected = _responder_units(cn, config)
     if units is not None:
-        selected = trim_units(selected & units) | (selected & (FU.HALF_DUPLEX | FU.DUPLEX))
+        narrowed = selected & units | (selected & (FU.HALF_DUPLEX | FU.DUPLEX))
+        selected = trim_units(narrowed, version == 2)
     available = tokens_for(selected)
     item = cn.item or ConnectAcceptItem()
     settings = decode_token_setting(item.token_setting, available)
@@ -177,9 +198,7 @@ def respond(
         i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
     else:
         i2r = r2i = 0
-    isn = config.initial_serial if config.initial_serial is not None else item.initial_serial
-    if not selected & SYNC_UNITS:
-        isn = None
+    isn, isn2 = _initial_serials(item, config, selected)
     result = Negotiated(
         functional_units=selected,
         version=version,
@@ -188,14 +207,29 @@ def respond(
         initial_serial=isn,
         owned=owned,
         peer_extended=bool((item.protocol_options or 0) & 1),
+        second_initial_serial=isn2,
     )
     ac_item = ConnectAcceptItem(
         protocol_options=1 if config.extended_concatenation else 0,
         tsdu_max_size=(i2r, r2i) if i2r or r2i else None,
         version=version,
         initial_serial=isn,
+        second_initial_serial=isn2,
     )
     return result, ac_item, taken
+
+
+def _initial_serials(
+    item: ConnectAcceptItem, config: SessionConfig, selected: FunctionalUnit
+) -> tuple[int | None, int | None]:
+    """The responder's Initial Serial Number and (symmetric synchronize) Second one."""
+    if not selected & SYNC_UNITS:
+        return None, None
+    isn = config.initial_serial if config.initial_serial is not None else item.initial_serial
+    if not selected & FU.SYMMETRIC_SYNC:
+        return isn, None
+    isn2 = config.second_initial_serial
+    return isn, isn2 if isn2 is not None else item.second_initial_serial
 
 
 def _responder_tokens(
@@ -230,9 +264,7 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
     else:
         return None
     answered = FU(ac.requirements if ac.requirements is not None else DEFAULT_REQUIREMENTS)
-    units = trim_units(answered & config.functional_units)
-    if version == 1:
-        units &= ~UNSUPPORTED
+    units = trim_units(answered & config.functional_units, version == 2)
     if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
         return None
     available = tokens_for(units)
@@ -247,6 +279,9 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
             owned |= token
     i2r, r2i = item.tsdu_max_size or (0, 0)
     isn = item.initial_serial if item.initial_serial is not None else config.initial_serial
+    isn2 = item.second_initial_serial
+    if isn2 is None:
+        isn2 = config.second_initial_serial
     return Negotiated(
         functional_units=units,
         version=version,
@@ -255,4 +290,14 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
         initial_serial=isn if units & SYNC_UNITS else None,
         owned=owned,
         peer_extended=bool((item.protocol_options or 0) & 1),
+        second_initial_serial=isn2 if units & FU.SYMMETRIC_SYNC else None,
     )
+
+
+def overflow_accept(cn: Connect, config: SessionConfig) -> OverflowAccept:
+    """The OA a responder sends for a CN with Data Overflow (X.225 7.2): version 2 and the
+    TSDU maximum sizes it will use (the smaller non-zero of the CN's and its own)."""
+    item = cn.item or ConnectAcceptItem()
+    i2r, r2i = item.tsdu_max_size or (0, 0)
+    i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
+    return make(OverflowAccept, tsdu_max_size=(i2r, r2i) if i2r or r2i else None, version=2)

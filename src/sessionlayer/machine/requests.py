@@ -19,6 +19,7 @@ from ..spdu.codes import (
     ResyncType,
     Token,
     TokenSetting,
+    Version,
 )
 from ..spdu.types import (
     SPDU,
@@ -58,7 +59,14 @@ from ..spdu.types import (
 from ._make import make
 from .core import Ctx
 from .errors import ParameterError, StateError
-from .negotiation import TOKEN_SHIFT, build_connect, encode_token_setting, offered_versions, respond
+from .negotiation import (
+    CN_DATA_MAX,
+    TOKEN_SHIFT,
+    build_connect,
+    encode_token_setting,
+    offered_versions,
+    respond,
+)
 from .rules import _Rules
 
 __all__ = ["_Requests"]
@@ -98,19 +106,28 @@ class _Requests(_Rules):
     def connect(
         self, user_data: bytes | None = None, connection_id: ConnectionId | None = None
     ) -> None:
-        """S-CONNECT request: send CN (now, or once the transport is connected)."""
+        """S-CONNECT request: send CN (now, or once the transport is connected).
+
+        More than 10240 octets of user data (version 2 only): the CN carries the first 10240
+        with Data Overflow, the rest follows in CONNECT DATA OVERFLOW SPDUs after the peer's
+        OVERFLOW ACCEPT (X.225 7.1-7.3).
+        """
         if self.role != "initiator":
             raise StateError("only the initiator sends S-CONNECT request")
         data = _data(user_data)
         self._check_size(data)
-        ctx = Ctx()
+        rest = data[CN_DATA_MAX:] if data is not None else b""
+        if rest and not self.config.versions & Version.V2:
+            raise ParameterError(f"{len(data or b'')} octets of connect data need version 2")
+        ctx = Ctx(args={"overflow": rest})
         row = self._lookup("SCONreq", ctx)
         cn = build_connect(self.config, data, connection_id)
         try:
-            self._cn_bytes = encode_tsdu(cn)
+            cn_bytes = encode_tsdu(cn)
         except EncodeError as exc:
             raise ParameterError(str(exc)) from None
-        ctx.out = [self._cn_bytes]
+        self._cn_bytes, self._overflow_rest = cn_bytes, rest
+        ctx.out = [cn_bytes]
         self._apply(row, ctx)
 
     def accept(
@@ -250,14 +267,26 @@ class _Requests(_Rules):
 
     # ------------------------------------------------------------ synchronization
 
-    def minor_sync(self, confirm: bool = True, user_data: bytes | None = None) -> int:
-        """S-SYNC-MINOR request: GT + MIP.  Returns the sync point's serial number."""
+    def minor_sync(
+        self,
+        confirm: bool = True,
+        user_data: bytes | None = None,
+        *,
+        data_separation: bool = False,
+    ) -> int:
+        """S-SYNC-MINOR request: GT + MIP.  Returns the sync point's serial number.
+
+        With symmetric synchronize the point numbers this side's sending flow and needs no
+        token; ``data_separation`` (data separation unit) sets Sync Type Item bit 2.
+        """
         data = _data(user_data)
         serial = self._vm
+        sync_type = (0 if confirm else 1) | (2 if data_separation else 0)
         mip = make(
-            MinorSyncPoint, sync_type=None if confirm else 1, serial_number=serial, user_data=data
+            MinorSyncPoint, sync_type=sync_type or None, serial_number=serial, user_data=data
         )
-        self._request("SSYNmreq", lambda ctx: self._set(ctx, self._gt(mip)))
+        inp = "SSYNmdreq" if data_separation else "SSYNmreq"
+        self._request(inp, lambda ctx: self._set(ctx, self._gt(mip)))
         return serial
 
     def minor_sync_response(self, serial: int, user_data: bytes | None = None) -> None:
@@ -285,7 +314,8 @@ class _Requests(_Rules):
 
         def build(ctx: Ctx) -> None:
             self._prepare(ctx, PrepareType.MAA)
-            ctx.out = self._pt(make(MajorSyncAck, serial_number=self._vm - 1, user_data=data))
+            serial = self._recv_next() - 1
+            ctx.out = self._pt(make(MajorSyncAck, serial_number=serial, user_data=data))
 
         self._request("SSYNMrsp", build)
 
@@ -295,19 +325,30 @@ class _Requests(_Rules):
         serial: int | None = None,
         tokens: Mapping[Token, TokenSetting] | None = None,
         user_data: bytes | None = None,
+        *,
+        second_type: ResyncType | None = None,
+        second_serial: int | None = None,
     ) -> None:
         """S-RESYNCHRONIZE request: GT + RS.
 
         ``serial``: needed for restart (V(R) <= serial <= V(M)) and set; abandon uses V(M).
         ``tokens``: where each available token goes afterwards (INITIATOR = this side, the
         requestor; RESPONDER = the peer; CALLED_CHOICE = the peer's choice).  None keeps
-        today's placement.
+        today's placement.  With symmetric synchronize ``type``/``serial`` concern this
+        side's sending flow and ``second_type`` (default: ``type``) / ``second_serial`` its
+        receiving flow (default: V(Mr) for abandon and restart, ``serial`` for set).
         """
         kind = ResyncType(type)
         if kind == ResyncType.ABANDON:
             serial = self._vm
         elif serial is None:
             raise ParameterError(f"resync {kind.name.lower()} needs a serial number")
+        second_kind: ResyncType | None = None
+        if self._ss:
+            second_kind = kind if second_type is None else ResyncType(second_type)
+            second_serial = self._second_point(second_kind, second_serial, serial)
+        elif second_type is not None or second_serial is not None:
+            raise ParameterError("a second resync type or serial needs symmetric synchronize")
         if tokens is None:
             setting = self._current_setting(mine=True)
         else:
@@ -323,34 +364,47 @@ class _Requests(_Rules):
                 token_setting=encode_token_setting(setting, available) if available else None,
                 resync_type=int(kind),
                 serial_number=int(ctx.args["serial"]),
+                second_resync_type=None if second_kind is None else int(second_kind),
+                second_serial_number=second_serial,
                 user_data=data,
             )
             ctx.out = self._gt(rs)
 
-        self._request("SRSYNreq", build, type=kind, serial=serial, tokens=setting)
+        args = {"second_type": second_kind, "second_serial": second_serial}
+        self._request("SRSYNreq", build, type=kind, serial=serial, tokens=setting, **args)
+
+    def _second_point(self, kind: ResyncType, serial: int | None, first: int) -> int:
+        """The receiving-flow resync point when the user gave none (symmetric synchronize)."""
+        if kind == ResyncType.ABANDON:
+            return self._vmr
+        if serial is not None:
+            return serial
+        return first if kind == ResyncType.SET else self._vmr
 
     def resync_response(
         self,
         serial: int | None = None,
         tokens: Token | None = None,
         user_data: bytes | None = None,
+        *,
+        second_serial: int | None = None,
     ) -> None:
         """S-RESYNCHRONIZE response: PT + RA.
 
         ``serial`` defaults to the RS's (restart, set) or V(M) (abandon); ``tokens`` names the
-        tokens this user takes among those the requestor left to its choice.
+        tokens this user takes among those the requestor left to its choice.  With symmetric
+        synchronize ``serial`` is this side's sending flow, ``second_serial`` its receiving
+        flow (defaults alike: the proposed point, or V(Mr) for abandon).
         """
         pending = self._resync
-        if serial is None and pending is not None:
-            serial = self._vm if pending.type == ResyncType.ABANDON else pending.serial
-        owned = Token(0)
-        choice = Token(tokens or 0)
         if pending is not None:
-            for token, value in pending.tokens.items():
-                if value == TokenSetting.RESPONDER or (
-                    value == TokenSetting.CALLED_CHOICE and choice & token
-                ):
-                    owned |= token
+            if serial is None:
+                serial = self._vm if pending.type == ResyncType.ABANDON else pending.serial
+            if self._ss and second_serial is None and pending.second_type is not None:
+                abandon = pending.second_type == ResyncType.ABANDON
+                second_serial = self._vmr if abandon else pending.second_serial
+        choice = Token(tokens or 0)
+        owned = self._tokens_after(pending, choice)
         data = _data(user_data)
 
         def build(ctx: Ctx) -> None:
@@ -363,10 +417,29 @@ class _Requests(_Rules):
                     for t in pending.tokens
                 }
                 setting = encode_token_setting(final, self._available)
-            ra = make(ResynchronizeAck, token_setting=setting, serial_number=serial, user_data=data)
+            ra = make(
+                ResynchronizeAck,
+                token_setting=setting,
+                serial_number=serial,
+                second_serial_number=second_serial if self._ss else None,
+                user_data=data,
+            )
             ctx.out = self._pt(ra)
 
-        self._request("SRSYNrsp", build, serial=serial, tokens=choice, owned=owned)
+        args = {"second_serial": second_serial}
+        self._request("SRSYNrsp", build, serial=serial, tokens=choice, owned=owned, **args)
+
+    @staticmethod
+    def _tokens_after(pending: Any, choice: Token) -> Token:
+        """The tokens the resync responder holds afterwards."""
+        owned = Token(0)
+        if pending is not None:
+            for token, value in pending.tokens.items():
+                if value == TokenSetting.RESPONDER or (
+                    value == TokenSetting.CALLED_CHOICE and choice & token
+                ):
+                    owned |= token
+        return owned
 
     # ------------------------------------------------------------ exceptions
 
@@ -462,7 +535,8 @@ class _Requests(_Rules):
 
         def build(ctx: Ctx) -> None:
             self._prepare(ctx, PrepareType.MAA)
-            ctx.out = self._pt(make(ActivityEndAck, serial_number=self._vm - 1, user_data=data))
+            serial = self._recv_next() - 1
+            ctx.out = self._pt(make(ActivityEndAck, serial_number=serial, user_data=data))
 
         self._request("SACTErsp", build)
 

@@ -1,27 +1,24 @@
 """The predicates (``_p_*``) and actions (``_a_*``) that table rows name.
 
 Predicates read the variables and the input; actions change variables, queue SPDUs and
-report events.  The serial-number arithmetic follows X.225 Table A-4; the token rules X.225
-5.6 and 7.16-7.19.  Nothing here chooses a next state: the table does.
+report events.  The serial-number arithmetic (Table A-4) is in ``sync.py``; the token rules
+here follow X.225 5.6 and 7.16-7.19, connect data overflow 7.1-7.3.  Nothing here chooses a
+next state: the table does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from ..errors import AbortReason, RefuseReason
+from ..errors import AbortReason, EncodeError, RefuseReason
 from ..spdu.codec import encode_tsdu
-from ..spdu.codes import (
-    DEFAULT_REQUIREMENTS,
-    FunctionalUnit,
-    PrepareType,
-    ResyncType,
-    Token,
-    TokenSetting,
-)
+from ..spdu.codes import DEFAULT_REQUIREMENTS, Enclosure, FunctionalUnit, PrepareType, Token
+from ..spdu.segment import segment
 from ..spdu.types import (
     Accept,
     Connect,
+    ConnectDataOverflow,
     Finish,
     GiveTokensAck,
     Refuse,
@@ -29,28 +26,30 @@ from ..spdu.types import (
 from . import events as ev
 from ._make import make
 from .config import tokens_for
-from .core import Ctx, Resync, _Core
+from .core import Ctx
 from .negotiation import (
-    TOKEN_SHIFT,
     check_connect,
     decode_token_setting,
     offered_versions,
+    overflow_accept,
     read_accept,
 )
+from .sync import _Sync
 
 __all__ = ["_Rules"]
 
 FU = FunctionalUnit
-MAX_SERIAL = 999999
-#: Which resync type wins a collision (X.225 7.24): abandon, then set, then restart.
-_RANK = {ResyncType.ABANDON: 3, ResyncType.SET: 2, ResyncType.RESTART: 1}
+#: Most CN user data a responder collects from CONNECT DATA OVERFLOW SPDUs.
+OVERFLOW_LIMIT = 1 << 24
+#: A CDO's size when the OA named no TSDU maximum size (its LI must stay under 65536).
+CDO_CHUNK = 65000
 
 
 def _tokens(spdu: Any) -> Token:
     return Token(getattr(spdu, "tokens", None) or 0)
 
 
-class _Rules(_Core):
+class _Rules(_Sync):
     """Predicates and actions, by the names the state table uses."""
 
     # ------------------------------------------------------------ predicates: units
@@ -63,9 +62,6 @@ class _Rules(_Core):
 
     def _p_fu_cd(self, ctx: Ctx) -> bool:
         return bool(self._fu & FU.CAPABILITY_DATA)
-
-    def _p_fu_minor(self, ctx: Ctx) -> bool:
-        return bool(self._fu & FU.MINOR_SYNC)
 
     def _p_fu_major(self, ctx: Ctx) -> bool:
         return bool(self._fu & FU.MAJOR_SYNC)
@@ -165,83 +161,6 @@ class _Rules(_Core):
     def _p_pending_fn(self, ctx: Ctx) -> bool:
         return self._kept_fn is not None
 
-    # ------------------------------------------------------------ predicates: serial numbers
-
-    def _p_sn_room(self, ctx: Ctx) -> bool:
-        return self._vm < MAX_SERIAL
-
-    def _p_mia_args(self, ctx: Ctx) -> bool:
-        serial = ctx.args.get("serial")
-        return isinstance(serial, int) and self._vsc and self._vm > serial >= self._va
-
-    def _p_mia_ok(self, ctx: Ctx) -> bool:
-        return not self._vsc and self._vm > ctx.spdu.serial_number >= self._va
-
-    def _p_mip_ok(self, ctx: Ctx) -> bool:
-        return bool(ctx.spdu.serial_number == self._vm)
-
-    _p_map_ok = _p_mip_ok
-    _p_ae_ok = _p_mip_ok
-
-    def _p_maa_ok(self, ctx: Ctx) -> bool:
-        return bool(ctx.spdu.serial_number == self._vm - 1)
-
-    def _settings_ok(self, tokens: dict[Token, TokenSetting]) -> bool:
-        return all(self._available & t and v != TokenSetting.RESERVED for t, v in tokens.items())
-
-    def _p_rs_args(self, ctx: Ctx) -> bool:
-        kind, serial = ctx.args["type"], ctx.args["serial"]
-        if not self._settings_ok(ctx.args["tokens"]):
-            return False
-        if kind == ResyncType.RESTART:
-            return bool(self._vm >= serial >= self._vr)
-        return bool(0 <= serial <= MAX_SERIAL)
-
-    def _p_rs_ok(self, ctx: Ctx) -> bool:
-        spdu = ctx.spdu
-        if spdu.resync_type not in (0, 1, 2):
-            return False
-        return not (spdu.resync_type == ResyncType.RESTART and spdu.serial_number < self._vr)
-
-    def _p_rs_wins(self, ctx: Ctx) -> bool:
-        """Collision: does the peer's RS beat ours? (X.225 7.24, see docs/machine.md)."""
-        ours = self._resync
-        if ours is None:
-            return True
-        theirs = ResyncType(ctx.spdu.resync_type)
-        if _RANK[theirs] != _RANK[ours.type]:
-            return _RANK[theirs] > _RANK[ours.type]
-        if theirs == ResyncType.RESTART and ctx.spdu.serial_number != ours.serial:
-            return bool(ctx.spdu.serial_number < ours.serial)
-        return self.role == "responder"  # the session initiator's request wins
-
-    def _p_ra_args(self, ctx: Ctx) -> bool:
-        pending = self._resync
-        if pending is None or pending.mine:
-            return False
-        serial = ctx.args["serial"]
-        choice = Token(ctx.args["tokens"] or 0)
-        free = Token(0)
-        for token, value in pending.tokens.items():
-            if value == TokenSetting.CALLED_CHOICE:
-                free |= token
-        if choice & ~free:
-            return False
-        if pending.type == ResyncType.RESTART:
-            return bool(serial == pending.serial)
-        return bool(0 <= serial <= MAX_SERIAL)
-
-    def _p_ra_ok(self, ctx: Ctx) -> bool:
-        pending = self._resync
-        if pending is None or not pending.mine:
-            return False
-        serial = ctx.spdu.serial_number
-        if pending.type == ResyncType.RESTART:
-            return bool(serial == pending.serial)
-        if pending.type == ResyncType.ABANDON:
-            return bool(serial >= self._vm)
-        return True
-
     # ------------------------------------------------------------ predicates: connect, PR
 
     def _p_cn_ok(self, ctx: Ctx) -> bool:
@@ -249,6 +168,24 @@ class _Rules(_Core):
 
     def _p_ac_ok(self, ctx: Ctx) -> bool:
         return read_accept(ctx.spdu, self.config) is not None
+
+    def _p_cn_overflow(self, ctx: Ctx) -> bool:
+        """p204: the CN says more than 10240 octets of user data follow (Data Overflow)."""
+        return bool(ctx.spdu.data_overflow)
+
+    def _p_overflow(self, ctx: Ctx) -> bool:
+        """p204 at the initiator: CN user data remains for CDOs."""
+        return bool(ctx.args.get("overflow") or self._overflow_rest)
+
+    def _p_cdo_room(self, ctx: Ctx) -> bool:
+        return self._overflow_size + len(ctx.spdu.user_data or b"") <= OVERFLOW_LIMIT
+
+    def _p_cdo_end(self, ctx: Ctx) -> bool:
+        """p202: the CDO carries the end of the user data (Enclosure Item bit 2)."""
+        return bool((ctx.spdu.enclosure or 0) & Enclosure.END)
+
+    def _p_oa_ok(self, ctx: Ctx) -> bool:
+        return bool(ctx.spdu.version & 2)
 
     def _p_pr_maa(self, ctx: Ctx) -> bool:
         return bool(ctx.spdu.prepare_type == PrepareType.MAA)
@@ -295,8 +232,42 @@ class _Rules(_Core):
     def _a_send_cn(self, ctx: Ctx) -> None:
         self._out.append(self._cn_bytes)
 
+    def _a_keep_cn(self, ctx: Ctx) -> None:
+        """[50]: keep the CN until the overflow data is complete."""
+        self._peer_cn = ctx.spdu
+        self._overflow_in, self._overflow_size = [], 0
+
+    def _a_send_oa(self, ctx: Ctx) -> None:
+        oa = overflow_accept(ctx.spdu, self.config)
+        self._out.append(encode_tsdu(oa, version=2))
+
+    def _a_keep_cdo(self, ctx: Ctx) -> None:
+        data = ctx.spdu.user_data or b""
+        self._overflow_in.append(data)
+        self._overflow_size += len(data)
+
+    def _a_send_cdo(self, ctx: Ctx) -> None:
+        """[51]: the rest of the CN user data in CDOs, each within the OA's TSDU size."""
+        i2r = (ctx.spdu.tsdu_max_size or (0, 0))[0]
+        limit = min(x for x in (i2r, self.config.tsdu_max_send, CDO_CHUNK) if x)
+        cdo = make(ConnectDataOverflow, user_data=self._overflow_rest)
+        try:
+            pieces = segment(cdo, limit, version=2)
+        except EncodeError:  # an OA size too small for any data: send what the LI allows
+            pieces = segment(cdo, CDO_CHUNK, version=2)
+        if len(pieces) == 1:
+            pieces = [dataclasses.replace(cdo, enclosure=int(Enclosure.BEGIN | Enclosure.END))]
+        self._out.extend(encode_tsdu(piece, version=2) for piece in pieces)
+        self._overflow_rest = b""
+
     def _a_conn_ind(self, ctx: Ctx) -> None:
-        cn: Connect = ctx.spdu
+        kept = ctx.spdu if isinstance(ctx.spdu, Connect) else self._peer_cn
+        assert kept is not None
+        cn: Connect = kept
+        if self._overflow_in:
+            whole = (cn.user_data or b"") + b"".join(self._overflow_in)
+            cn = dataclasses.replace(cn, user_data=whole)
+            self._overflow_in, self._overflow_size = [], 0
         self._peer_cn = cn
         self._peer_connection_id = cn.connection_id
         self._peer_user_data = cn.user_data
@@ -316,6 +287,7 @@ class _Rules(_Core):
                 ),
                 initial_serial=item.initial_serial if item else None,
                 tsdu_max_size=item.tsdu_max_size if item else None,
+                second_initial_serial=item.second_initial_serial if item else None,
             )
         )
 
@@ -344,6 +316,7 @@ class _Rules(_Core):
                 version=self._version,
                 tokens=self._owned,
                 initial_serial=self._initial_serial,
+                second_initial_serial=self._second_initial_serial,
             )
         )
 
@@ -386,167 +359,30 @@ class _Rules(_Core):
         self._out.append(self._encode(make(GiveTokensAck)))
         self._events.append(ev.ControlGiveIndication())
 
-    # ------------------------------------------------------------ actions: synchronization
-
-    def _sync_point_sent(self) -> None:
-        """Table A-4, SSYNmreq / SSYNMreq / SACTEreq."""
-        if self._vsc:
-            self._va = self._vm
-        self._vm += 1
-        self._vsc = False
-
-    def _a_mip_sent(self, ctx: Ctx) -> None:
-        self._sync_point_sent()
-
-    def _a_mip_ind(self, ctx: Ctx) -> None:
-        """Table A-4, MIP SPDU."""
-        serial = self._vm
-        if not self._vsc:
-            self._va = self._vm
-        self._vm += 1
-        self._vsc = True
-        confirm = not (ctx.spdu.sync_type or 0) & 1
-        self._events.append(ev.MinorSyncIndication(serial, confirm, ctx.spdu.user_data))
-
-    def _a_mia_sent(self, ctx: Ctx) -> None:
-        self._va = ctx.args["serial"] + 1
-
-    def _a_mia_cnf(self, ctx: Ctx) -> None:
-        self._va = ctx.spdu.serial_number + 1
-        self._events.append(ev.MinorSyncConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
-
-    def _a_map_sent(self, ctx: Ctx) -> None:
-        self._sync_point_sent()
-
-    def _major_point_received(self) -> int:
-        """Table A-4, MAP / AE SPDU."""
-        serial = self._vm
-        if not self._vsc:
-            self._va = self._vm
-        self._vm += 1
-        return serial
-
-    def _a_map_ind(self, ctx: Ctx) -> None:
-        serial = self._major_point_received()
-        self._events.append(ev.MajorSyncIndication(serial, ctx.spdu.user_data))
-
-    def _major_acked(self) -> None:
-        """Table A-4, SSYNMrsp / SACTErsp / MAA / AEA."""
-        self._va = self._vm
-        self._vr = self._vm
-
-    def _a_maa_sent(self, ctx: Ctx) -> None:
-        self._major_acked()
-
-    def _a_maa_cnf(self, ctx: Ctx) -> None:
-        self._major_acked()
-        self._events.append(ev.MajorSyncConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
-
-    def _a_ae_sent(self, ctx: Ctx) -> None:
-        self._sync_point_sent()
-        self._end_pending = True
-
-    def _a_ae_ind(self, ctx: Ctx) -> None:
-        serial = self._major_point_received()
-        self._events.append(ev.ActivityEndIndication(serial, ctx.spdu.user_data))
-
-    def _a_aea_sent(self, ctx: Ctx) -> None:
-        self._major_acked()
-        self._vact = False
-
-    def _a_aea_cnf(self, ctx: Ctx) -> None:
-        self._major_acked()
-        self._vact = False
-        self._end_pending = False
-        self._events.append(ev.ActivityEndConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
-
-    # ------------------------------------------------------------ actions: resynchronize
-
-    def _a_rs_sent(self, ctx: Ctx) -> None:
-        args = ctx.args
-        self._resync = Resync(True, args["type"], args["serial"], dict(args["tokens"]))
-
-    def _a_rs_ind(self, ctx: Ctx) -> None:
-        spdu = ctx.spdu
-        kind = ResyncType(spdu.resync_type)
-        tokens = decode_token_setting(spdu.token_setting, self._available)
-        if spdu.token_setting is None:
-            tokens = self._current_setting(mine=False)
-        self._resync = Resync(False, kind, spdu.serial_number, tokens)
-        if kind == ResyncType.ABANDON:
-            self._vm = max(spdu.serial_number, self._vm)
-        self._end_pending = False
-        self._assembler = type(self._assembler)()
-        self._events.append(ev.ResyncIndication(kind, spdu.serial_number, tokens, spdu.user_data))
-
-    def _current_setting(self, *, mine: bool) -> dict[Token, TokenSetting]:
-        """Today's token placement as a setting, INITIATOR meaning the resync requestor."""
-        out: dict[Token, TokenSetting] = {}
-        for token in TOKEN_SHIFT:
-            if self._available & token:
-                here = bool(self._owned & token)
-                out[token] = TokenSetting.INITIATOR if here == mine else TokenSetting.RESPONDER
-        return out
-
-    def _resynced(self, serial: int, owned: Token) -> None:
-        """Table A-4, SRSYNrsp / RA SPDU."""
-        assert self._resync is not None
-        kind = self._resync.type
-        self._va = self._vm = serial
-        if kind != ResyncType.RESTART:
-            self._vr = 0
-        self._owned = owned & self._available
-        self._resync = None
-        self._end_pending = False
-
-    def _a_ra_sent(self, ctx: Ctx) -> None:
-        self._resynced(ctx.args["serial"], ctx.args["owned"])
-
-    def _a_ra_cnf(self, ctx: Ctx) -> None:
-        assert self._resync is not None
-        spdu = ctx.spdu
-        chosen = Token(0)
-        if spdu.token_setting is not None:
-            # RA's setting is the acceptor's choice, seen from the requestor (00 = requestor).
-            for token, value in decode_token_setting(spdu.token_setting, self._available).items():
-                if value == TokenSetting.RESPONDER:
-                    chosen |= token
-        owned = Token(0)
-        for token, value in self._resync.tokens.items():
-            if value == TokenSetting.INITIATOR or (
-                value == TokenSetting.CALLED_CHOICE and not chosen & token
-            ):
-                owned |= token
-        self._resynced(spdu.serial_number, owned)
-        self._assembler = type(self._assembler)()
-        self._events.append(ev.ResyncConfirm(spdu.serial_number, self._owned, spdu.user_data))
-
     # ------------------------------------------------------------ actions: activities
 
     def _a_as_sent(self, ctx: Ctx) -> None:
         self._vact = True
         self._activity_id = ctx.args["activity_id"]
-        self._va = self._vm = self._vr = 1
+        self._set_serials(1)
 
     def _a_as_ind(self, ctx: Ctx) -> None:
         self._vact = True
         self._activity_id = ctx.spdu.activity_id
-        self._va = self._vm = self._vr = 1
+        self._set_serials(1)
         self._events.append(ev.ActivityStartIndication(ctx.spdu.activity_id, ctx.spdu.user_data))
 
     def _a_ar_sent(self, ctx: Ctx) -> None:
         self._vact = True
         self._activity_id = ctx.args["activity_id"]
-        self._va = self._vm = ctx.args["serial"] + 1
-        self._vr = 1
+        self._set_serials(ctx.args["serial"] + 1)
 
     def _a_ar_ind(self, ctx: Ctx) -> None:
         spdu = ctx.spdu
         link = spdu.linking
         self._vact = True
         self._activity_id = spdu.activity_id
-        self._va = self._vm = link.serial_number + 1
-        self._vr = 1
+        self._set_serials(link.serial_number + 1)
         self._events.append(
             ev.ActivityResumeIndication(
                 spdu.activity_id, link.old_activity_id, link.serial_number, link, spdu.user_data

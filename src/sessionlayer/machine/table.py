@@ -10,13 +10,18 @@ A (state, input) pair with no row, or whose rows all fail, is invalid:
 * a user request (``S...req`` / ``S...rsp``) raises a :class:`~sessionlayer.errors.LocalError`
   subclass chosen from the failing predicate (``PREDICATE_KINDS``) and sends nothing;
 * an SPDU or transport event is a protocol error: AB with Transport Disconnect = 0x05 is
-  queued, ``ProviderAbortIndication`` reported, and the machine goes to STA16.
+  queued, ``ProviderAbortIndication`` reported, and the machine goes to STA16 (or, when
+  exception reports are configured, PT + ER and STA20 for the cases ``ER_STATES`` x
+  ``ER_INPUTS`` name, X.225 7.27).
 
-State names are those of X.225 (1988) Annex A; ``ref`` names the state table entry's state and
-the clause of section 7 whose element of procedure the row implements (7.x), plus Table A-4
-when the row updates the synchronization point variables.  Input names follow Annex A too:
-``SDTreq`` is an S-DATA request, ``SRELrsp+`` a positive S-RELEASE response, ``DT`` a
-received DATA TRANSFER SPDU, ``TDISind`` a T-DISCONNECT indication, ``TIM`` timer expiry.
+State names are those of X.225 Annex A (STA01D and STA02B, connect data overflow, from the
+version-2 table); ``ref`` names the state table entry's state and the clause of section 7
+whose element of procedure the row implements (7.x), plus Table A-4 or the numbered action
+([nn]) when the row updates the synchronization point variables.  Input names follow Annex A
+too: ``SDTreq`` is an S-DATA request, ``SSYNmdreq`` an S-SYNC-MINOR request with data
+separation, ``SRELrsp+`` a positive S-RELEASE response, ``DT`` a received DATA TRANSFER SPDU,
+``MIP-d`` a MINOR SYNC POINT with data separation, ``TDISind`` a T-DISCONNECT indication,
+``TIM`` timer expiry.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ __all__ = [
     "TRANSPORT_INPUTS",
     "INPUTS",
     "PREDICATE_KINDS",
+    "ER_STATES",
+    "ER_INPUTS",
     "TABLE",
     "ROWS",
 ]
@@ -44,7 +51,9 @@ STATES: Final[dict[str, str]] = {
     "STA01": "Idle, no transport connection",
     "STA01B": "Wait for T-CONNECT confirm",
     "STA01C": "Idle, transport connected",
+    "STA01D": "Wait for the CONNECT DATA OVERFLOW SPDU",
     "STA02A": "Wait for the ACCEPT SPDU",
+    "STA02B": "Wait for the OVERFLOW ACCEPT SPDU",
     "STA03": "Wait for the DISCONNECT SPDU",
     "STA04A": "Wait for the MAJOR SYNC ACK SPDU or PREPARE SPDU",
     "STA04B": "Wait for the ACTIVITY END ACK SPDU or PREPARE SPDU",
@@ -73,16 +82,16 @@ STATES: Final[dict[str, str]] = {
 
 USER_INPUTS: Final = (
     "SCONreq", "SCONrsp+", "SCONrsp-", "SDTreq", "STDreq", "SEXreq", "SCDreq", "SCDrsp",
-    "SGTreq", "SPTreq", "SCGreq", "SSYNmreq", "SSYNmrsp", "SSYNMreq", "SSYNMrsp",
+    "SGTreq", "SPTreq", "SCGreq", "SSYNmreq", "SSYNmdreq", "SSYNmrsp", "SSYNMreq", "SSYNMrsp",
     "SRSYNreq", "SRSYNrsp", "SUERreq", "SACTSreq", "SACTRreq", "SACTIreq", "SACTIrsp",
     "SACTDreq", "SACTDrsp", "SACTEreq", "SACTErsp", "SRELreq", "SRELrsp+", "SRELrsp-",
     "SUABreq",
 )  # fmt: skip
 
 SPDU_INPUTS: Final = (
-    "CN", "AC", "RF", "FN", "DN", "NF", "AB", "AA", "DT", "EX", "TD", "CD", "CDA", "GT", "PT",
-    "GTC", "GTA", "MIP", "MIA", "MAP", "MAA", "RS", "RA", "PR", "ER", "ED", "AS", "AR", "AI",
-    "AIA", "AD", "ADA", "AE", "AEA",
+    "CN", "OA", "CDO", "AC", "RF", "FN", "DN", "NF", "AB", "AA", "DT", "EX", "TD", "CD", "CDA",
+    "GT", "PT", "GTC", "GTA", "MIP", "MIP-d", "MIA", "MAP", "MAA", "RS", "RA", "PR", "ER", "ED",
+    "AS", "AR", "AI", "AIA", "AD", "ADA", "AE", "AEA",
 )  # fmt: skip
 
 TRANSPORT_INPUTS: Final = ("TCONind", "TCONcnf", "TDISind", "TIM")
@@ -92,8 +101,8 @@ INPUTS: Final = USER_INPUTS + SPDU_INPUTS + TRANSPORT_INPUTS
 #: What kind of local error a failing predicate means for a user request.
 PREDICATE_KINDS: Final[dict[str, str]] = {
     **{p: "fu" for p in (
-        "fu_expedited", "fu_typed", "fu_cd", "fu_minor", "fu_major", "fu_resync",
-        "fu_activity", "fu_exceptions", "fu_negrel", "fu_major_or_act",
+        "fu_expedited", "fu_typed", "fu_cd", "fu_sync", "fu_major", "fu_resync",
+        "fu_activity", "fu_exceptions", "fu_negrel", "fu_ds", "fu_ss",
     )},
     **{p: "token" for p in (
         "own_data", "own_minor", "own_major", "own_release", "own_all", "own_given",
@@ -102,12 +111,13 @@ PREDICATE_KINDS: Final[dict[str, str]] = {
     **{p: "state" for p in (
         "tc_up", "in_act", "no_act", "act_ok", "initiator", "collision", "pending_fn",
     )},
-    **{p: "param" for p in ("sn_room", "mia_args", "rs_args", "ra_args")},
+    **{p: "param" for p in ("sn_room", "mia_args", "rs_args", "ra_args", "overflow")},
     # Predicates on received SPDUs (a failure is a protocol error).
     **{p: "remote" for p in (
         "peer_data", "peer_minor", "peer_major", "peer_release", "peer_all", "cn_ok", "ac_ok",
         "gt_ok", "pt_ok", "mip_ok", "mia_ok", "map_ok", "maa_ok", "ae_ok", "rs_ok", "rs_wins",
         "ra_ok", "pr_maa", "pr_rs", "pr_ra", "pr_ab", "gt_data", "no_release_token",
+        "cn_overflow", "cdo_room", "cdo_end", "oa_ok", "ds_clear", "ds_keep",
     )},
 }  # fmt: skip
 
@@ -129,18 +139,32 @@ class Row:
 _R = tuple[str, str, str, str, str, str]
 
 _CONNECT: list[_R] = [
+    ("STA01", "SCONreq", "tc_up overflow", "send", "STA02B", "STA01; 7.1 (Data Overflow)"),
     ("STA01", "SCONreq", "tc_up", "send", "STA02A", "STA01; 7.1"),
     ("STA01", "SCONreq", "", "", "STA01B", "STA01; 6.1 (T-CONNECT request by the binding)"),
     ("STA01", "TCONind", "", "", "STA01C", "STA01; 6.1"),
     ("STA01", "TDISind", "", "", "STA01", "STA01; 6.6"),
-    ("STA01", "CN", "cn_ok", "conn_ind", "STA08", "STA01C; 7.1"),
-    ("STA01", "CN", "", "refuse_spm start_tim", "STA16", "STA01C; 7.5"),
+    *[
+        row
+        for st in ("STA01", "STA01C")
+        for row in (
+            (st, "CN", "cn_ok cn_overflow", "keep_cn send_oa", "STA01D", f"{st}; 7.1, 7.2"),
+            (st, "CN", "cn_ok", "conn_ind", "STA08", f"{st}; 7.1"),
+            (st, "CN", "", "refuse_spm start_tim", "STA16", f"{st}; 7.5"),
+        )
+    ],
+    ("STA01B", "TCONcnf", "overflow", "send_cn", "STA02B", "STA01B; 7.1 (Data Overflow)"),
     ("STA01B", "TCONcnf", "", "send_cn", "STA02A", "STA01B; 7.1"),
     ("STA01B", "TDISind", "", "tdis_ind", "STA01", "STA01B; 6.6"),
     ("STA01B", "SUABreq", "", "tdisreq", "STA01", "STA01B; 7.9"),
-    ("STA01C", "CN", "cn_ok", "conn_ind", "STA08", "STA01C; 7.1"),
-    ("STA01C", "CN", "", "refuse_spm start_tim", "STA16", "STA01C; 7.5"),
     ("STA01C", "TDISind", "", "", "STA01", "STA01C; 6.6"),
+    # Connect data overflow (7.2, 7.3): OA answers the CN, CDOs carry the rest of its data.
+    ("STA01D", "CDO", "cdo_room !cdo_end", "keep_cdo", SAME, "STA01D; 7.3"),
+    ("STA01D", "CDO", "cdo_room", "keep_cdo conn_ind", "STA08", "STA01D; 7.3"),
+    ("STA01D", "AB", "", "tdisreq", "STA01", "STA01D; 7.9"),
+    ("STA01D", "TDISind", "", "", "STA01", "STA01D; 6.6"),
+    ("STA02B", "OA", "oa_ok", "send_cdo", "STA02A", "STA02B; 7.2, 7.3"),
+    ("STA02B", "RF", "", "refuse_cnf tdisreq", "STA01", "STA02B; 7.5"),
     ("STA02A", "AC", "ac_ok", "conn_cnf", "STA713", "STA02A; 7.4, Table A-4 (AC)"),
     ("STA02A", "RF", "", "refuse_cnf tdisreq", "STA01", "STA02A; 7.5"),
     ("STA08", "SCONrsp+", "", "accept send", "STA713", "STA08; 7.4, Table A-4 (SCONrsp)"),
@@ -165,32 +189,59 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
-    # Minor synchronize (7.20, 7.21).
+    # Minor synchronize (7.20, 7.21); with symmetric synchronize each direction has its own
+    # serial numbers (the predicates and actions follow FU(SS), Table A-4 and [62]-[66]).
     (
         "STA713",
         "SSYNmreq",
-        "fu_minor own_minor own_data act_ok sn_room",
+        "fu_sync own_minor own_data act_ok sn_room",
         "send mip_sent",
         SAME,
         "STA713; 7.20, Table A-4 (SSYNmreq)",
     ),
     (
         "STA713",
+        "SSYNmdreq",
+        "fu_ds own_data act_ok sn_room",
+        "send mip_sent ds_sent",
+        SAME,
+        "STA713; 7.20 (data separation), [42]",
+    ),
+    (
+        "STA713",
         "MIP",
-        "fu_minor peer_minor peer_data act_ok mip_ok",
+        "fu_sync peer_minor peer_data act_ok mip_ok",
         "mip_ind",
         SAME,
         "STA713; 7.20, Table A-4 (MIP)",
     ),
     (
         "STA713",
+        "MIP-d",
+        "fu_ds peer_data act_ok mip_ok",
+        "mip_ind ds_rcvd",
+        SAME,
+        "STA713; 7.20 (data separation), [45]",
+    ),
+    (
+        "STA713",
         "SSYNmrsp",
-        "fu_minor mia_args",
+        "fu_sync mia_args",
         "send mia_sent",
         SAME,
         "STA713; 7.21, Table A-4 (SSYNmrsp)",
     ),
-    ("STA713", "MIA", "fu_minor mia_ok", "mia_cnf", SAME, "STA713; 7.21, Table A-4 (MIA)"),
+    ("STA713", "MIA", "fu_sync mia_ok", "mia_cnf", SAME, "STA713; 7.21, Table A-4 (MIA)"),
+    # A minor sync ack or (symmetric synchronize) point crossing a major sync point.
+    *[
+        (st, "MIA", "fu_sync mia_ok !maa_ok", "mia_cnf", SAME, f"{st}; 7.21")
+        for st in ("STA04A", "STA04B", "STA15A")
+    ],
+    *[
+        (st, inp, f"{fu} fu_ss peer_data act_ok mip_ok", do, SAME, f"{st}; 7.20 (symmetric)")
+        for st in ("STA04A", "STA04B")
+        for inp, fu, do in (("MIP", "fu_sync", "mip_ind"), ("MIP-d", "fu_ds", "mip_ind ds_rcvd"))
+    ],
     # Major synchronize (7.22, 7.23).
     (
         "STA713",
@@ -249,7 +300,7 @@ _RESYNC: list[_R] = [
     ],
     *[
         (st, "RS", "fu_resync rs_ok", "rs_ind", "STA11A", f"{st}; 7.24")
-        for st in ("STA04A", "STA04B", "STA10A", "STA10B", "STA15B", "STA20")
+        for st in ("STA04A", "STA04B", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
 ]
 
@@ -307,19 +358,19 @@ _ACTIVITY: list[_R] = [
     ("STA15A", "AEA", "maa_ok", "aea_cnf", "STA713", "STA15A; 7.36, 7.26"),
     *[
         (st, "SACTIreq", "fu_activity in_act own_major", "send", "STA05B", f"{st}; 7.31")
-        for st in ("STA713", "STA04A", "STA04B", "STA19")
+        for st in ("STA713", "STA04A", "STA04B", "STA19", "STA20")
     ],
     *[
         (st, "SACTDreq", "fu_activity in_act own_major", "send", "STA05C", f"{st}; 7.33")
-        for st in ("STA713", "STA04A", "STA04B", "STA19")
+        for st in ("STA713", "STA04A", "STA04B", "STA19", "STA20")
     ],
     *[
         (st, "AI", "fu_activity in_act", "ai_ind", "STA11B", f"{st}; 7.31")
-        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA20")
+        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
     *[
         (st, "AD", "fu_activity in_act", "ad_ind", "STA11C", f"{st}; 7.33")
-        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA20")
+        for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
     ("STA11B", "SACTIrsp", "", "send act_over_peer", "STA713", "STA11B; 7.32"),
     ("STA05B", "AIA", "", "aia_cnf", "STA713", "STA05B; 7.32"),
@@ -338,6 +389,7 @@ _RELEASE: list[_R] = [
     ("STA03", "FN", "no_release_token", "keep_fn", SAME, "STA03; 7.6 (collision)"),
     ("STA03", "DT", "peer_data", "data_ind", SAME, "STA03; 7.11"),
     ("STA03", "TD", "fu_typed", "typed_ind", SAME, "STA03; 7.13"),
+    ("STA03", "PT", "pt_ok", "pt_ind", SAME, "STA03; 7.17 (a PT that crossed our FN)"),
     ("STA09", "SRELrsp+", "collision", "send", "STA03", "STA09; 7.7 (collision)"),
     ("STA09", "SRELrsp+", "", "send start_tim", "STA16", "STA09; 7.7"),
     ("STA09", "SRELrsp-", "fu_negrel !collision", "send", "STA713", "STA09; 7.8"),
@@ -350,9 +402,19 @@ _PREPARE: list[_R] = [
     ("STA04B", "PR", "pr_maa", "", "STA15A", "STA04B; 7.26"),
     ("STA05A", "PR", "pr_ra", "", "STA15C", "STA05A; 7.26"),
     *[
-        (st, "PR", "pr_rs", "", "STA15B", f"{st}; 7.26")
+        row
         for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA20")
+        for row in (
+            (st, "PR", "pr_rs ds_clear", "", "STA15B", f"{st}; 7.26"),
+            (st, "PR", "pr_rs", "", SAME, f"{st}; 7.26 (data separation: nothing discarded)"),
+        )
     ],
+    # Data separation: what arrives while our RS is outstanding is kept when a separation
+    # point we sent is still unconfirmed (p81/p185), else discarded as before.
+    ("STA05A", "DT", "peer_data ds_keep", "data_ind", SAME, "STA05A; 7.24 (data separation)"),
+    ("STA05A", "TD", "fu_typed ds_keep", "typed_ind", SAME, "STA05A; 7.24 (data separation)"),
+    ("STA05A", "DT", "", "discard", SAME, "STA05A; 7.24 (discarded)"),
+    ("STA05A", "TD", "", "discard", SAME, "STA05A; 7.24 (discarded)"),
 ]
 
 # States in which the connection exists (abort, expedited data, transport loss apply).
@@ -366,14 +428,24 @@ CONNECTED: Final = (
 _DISCARDING: Final = ("STA05A", "STA05B", "STA05C", "STA15A", "STA15B", "STA15C", "STA15D",
                       "STA20")  # fmt: skip
 _DISCARDED: Final = (
-    "DT", "TD", "CD", "CDA", "GT", "PT", "GTC", "GTA", "MIP", "MIA", "MAP", "MAA", "AEA", "AS",
-    "AR", "AE", "ED", "ER", "RS", "RA", "AI", "AIA", "AD", "ADA", "FN", "NF", "DN",
+    "DT", "TD", "CD", "CDA", "GT", "PT", "GTC", "GTA", "MIP", "MIP-d", "MIA", "MAP", "MAA", "AEA",
+    "AS", "AR", "AE", "ED", "ER", "RS", "RA", "AI", "AIA", "AD", "ADA", "FN", "NF", "DN",
+)  # fmt: skip
+
+#: Exception reports (7.27): with the exceptions unit selected and
+#: ``SessionConfig.exception_reports`` set, an SPDU of these kinds that the table rejects in
+#: these states is answered with PT + ER instead of AB, provided the data token is the
+#: peer's (so that its holder can recover); this end then waits in STA20.
+ER_STATES: Final = ("STA713",)
+ER_INPUTS: Final = (
+    "DT", "TD", "CD", "CDA", "GT", "PT", "GTC", "GTA", "MIP", "MIP-d", "MIA", "MAP", "MAA",
+    "AEA", "AS", "AR", "AE", "AIA", "ADA", "RA",
 )  # fmt: skip
 
 
 def _everywhere() -> list[_R]:
     rows: list[_R] = []
-    for st in ("STA02A", "STA08", *CONNECTED):
+    for st in ("STA02A", "STA02B", "STA08", *CONNECTED):
         rows.append((st, "SUABreq", "", "send start_tim", "STA16", f"{st}; 7.9"))
         rows.append((st, "AB", "", "ab_ind tdisreq", "STA01", f"{st}; 7.9"))
         rows.append((st, "TDISind", "", "tdis_ind", "STA01", f"{st}; 6.6"))
