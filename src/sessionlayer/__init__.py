@@ -19,7 +19,7 @@ from .errors import (
     RemoteError,
     SessionLayerError,
 )
-from .spdu.codes import FunctionalUnit, Token
+from .spdu.codes import ExceptionReason, FunctionalUnit, ResyncType, Token, TokenSetting
 
 if TYPE_CHECKING:
     from .aio import (
@@ -69,6 +69,9 @@ __all__ = [
     "Refuse",
     "FunctionalUnit",
     "Token",
+    "TokenSetting",
+    "ResyncType",
+    "ExceptionReason",
     "SessionLayerError",
     "LocalError",
     "EncodeError",

@@ -18,11 +18,18 @@ import pytest
 import trustme
 
 import sessionlayer
+from sessionlayer import (
+    AbortReason,
+    ExceptionReason,
+    ReleaseRefused,
+    ResyncType,
+    SessionAborted,
+    SessionConfig,
+    Token,
+    TokenSetting,
+)
 from sessionlayer import FunctionalUnit as FU
-from sessionlayer import ReleaseRefused, SessionAborted, SessionConfig, Token
-from sessionlayer.errors import AbortReason
 from sessionlayer.machine import events as ev
-from sessionlayer.spdu.codes import ExceptionReason, ResyncType, TokenSetting
 from sessionlayer.spdu.types import ConnectionId
 
 E = TypeVar("E", bound=ev.Event)
@@ -67,6 +74,9 @@ async def pair(
         accepted.set_result(session)
         await session.wait_closed()
 
+    # An exception in a protocol callback is only logged by asyncio: collect them instead.
+    errors: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
     server_tls, client_tls = tls if tls is not None else (None, None)
     async with await sessionlayer.serve(handler, config=cfg, tls=server_tls) as server:
         client = await sessionlayer.connect(
@@ -80,6 +90,7 @@ async def pair(
             yield client, peer
         finally:
             client.abort()
+    assert not errors, errors
 
 
 async def next_event(session: sessionlayer.Session, kind: type[E]) -> E:
@@ -176,26 +187,33 @@ def test_half_duplex_data_token_moves_by_itself(tls: Any) -> None:
 
 
 def test_half_duplex_both_sides_write_concurrently(tls: Any) -> None:
+    """Two writer tasks on each side, all wanting the one data token."""
+
     async def main() -> None:
         async with pair(HALF, tls) as (client, peer):
-
-            count = 200
+            count = 150
 
             async def write(session: sessionlayer.Session, tag: bytes) -> None:
                 for i in range(count):
                     await session.send(tag + b"%d" % i)
-                    # Let the other side run between sends, so that PLEASE TOKENS from
-                    # both sides cross on the wire (a token given back before it was used
-                    # once left one side waiting for ever).
+                    # Let the other tasks run between sends, so that PLEASE TOKENS from
+                    # both sides cross on the wire (a token given back before it was used,
+                    # or given away while a second task waited for it, once left a side
+                    # waiting for ever).
                     await asyncio.sleep(0)
 
-            async def read(session: sessionlayer.Session, tag: bytes) -> None:
-                for i in range(count):
-                    assert await session.receive() == tag + b"%d" % i
+            async def read(session: sessionlayer.Session, tags: tuple[bytes, bytes]) -> None:
+                got: dict[bytes, list[bytes]] = {tag: [] for tag in tags}
+                for _ in range(2 * count):
+                    data = await session.receive()
+                    got[data[:1]].append(data)
+                for tag in tags:  # each writer's messages arrive in its order
+                    assert got[tag] == [tag + b"%d" % i for i in range(count)]
 
             await asyncio.gather(
-                write(client, b"c"), write(peer, b"s"), read(peer, b"c"), read(client, b"s")
-            )
+                write(client, b"a"), write(client, b"b"), write(peer, b"s"), write(peer, b"t"),
+                read(peer, (b"a", b"b")), read(client, (b"s", b"t")),
+            )  # fmt: skip
             await client.release()
 
     run(main())
@@ -454,6 +472,23 @@ def test_release_refused_under_negotiated_release(tls: Any) -> None:
     run(main())
 
 
+def test_release_refused_while_the_peer_asks_for_the_release_token(tls: Any) -> None:
+    """Both ask to release: our FN crosses the peer's PLEASE TOKENS; the peer refuses our
+    FN (NF), then gets the release token it asked for and releases itself."""
+
+    async def main() -> None:
+        async with pair(FU.DUPLEX | FU.NEGOTIATED_RELEASE, tls) as (client, peer):
+            peer.on_release = lambda event: False
+            ours, theirs = await asyncio.gather(
+                client.release(), peer.release(), return_exceptions=True
+            )
+            assert isinstance(ours, ReleaseRefused), ours
+            assert theirs is None
+            assert client.state == "released" == peer.state
+
+    run(main())
+
+
 def test_release_by_the_responder_fetches_the_release_token(tls: Any) -> None:
     async def main() -> None:
         async with pair(FU.DUPLEX | FU.NEGOTIATED_RELEASE, tls) as (client, peer):
@@ -477,5 +512,25 @@ def test_abort_with_user_data_reaches_the_peer(tls: Any) -> None:
             assert info.value.reason == AbortReason.USER_ABORT
             assert [e async for e in peer.events()] == []  # the event stream ended
             assert peer.state == "aborted"
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "units",
+    [FU.DUPLEX, DUPLEX, HALF, FU.DUPLEX | FU.NEGOTIATED_RELEASE],
+    ids=["no-tokens", "duplex-sync", "half-duplex", "negotiated"],
+)
+def test_both_sides_release_at_once(tls: Any, units: FU) -> None:
+    """Without tokens this is X.225's release collision; with tokens, the side without
+    them asks for them (PT) while the other side's FN is already on its way."""
+
+    async def main() -> None:
+        async with pair(units, tls) as (client, peer):
+            results = await asyncio.gather(client.release(b"c"), peer.release(b"p"))
+            assert results == [None, None]  # DN user data: none
+            assert client.state == "released" and peer.state == "released"
+            await client.wait_closed()
+            await peer.wait_closed()
 
     run(main())

@@ -18,13 +18,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import AbortReason, DecodeError, LocalError
 from ..machine import SessionMachine
 from ..machine import events as ev
+from ..spdu import Abort, encode
 from ..transport import (
     ConnectRequested,
+    Data,
     ExpeditedReceived,
     Rfc1006Connection,
     TransportConnected,
     TransportDisconnected,
     TsduReceived,
+    encode_tpdu,
+    encode_tpkt,
 )
 from .options import Options
 
@@ -105,7 +109,7 @@ class SessionProtocol(asyncio.Protocol):
         try:
             tevents = self.rfc.receive_data(data)
         except DecodeError as exc:
-            self._fail(f"transport protocol error: {exc}", exc.reason)
+            self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=exc.reflect)
             return
         for tev in tevents:
             if isinstance(tev, TsduReceived):
@@ -211,14 +215,24 @@ class SessionProtocol(asyncio.Protocol):
             else:
                 self.pending_events.append(event)
 
-    def _fail(self, message: str, reason: AbortReason) -> None:
+    def _fail(self, message: str, reason: AbortReason, abort_spdu: bytes | None = None) -> None:
+        """Provider abort.  With ``abort_spdu`` (the reflect octets, possibly empty) an AB
+        with ``reason`` is written first, so the peer learns why (X.225 7.9)."""
         if self.session is not None:
             self.session.log.warning("session %s (%s): %s", self.session.id, self.peer, message)
         else:
             log.warning("%s: %s", self.peer, message)
         self.pending_events.append(ev.ProviderAbortIndication(reason=reason, message=message))
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if abort_spdu is None or self.rfc.tpdu_size is None:
+            transport.abort()
+            return
+        ab = encode(Abort(transport_disconnect=int(reason), reflect=abort_spdu or None))
+        transport.write(encode_tpkt(encode_tpdu(Data(ab))))
+        transport.close()  # flushes the AB; a peer that never reads is cut off below
+        self._loop.call_later(self.options.release_timeout, transport.abort)
 
     # ------------------------------------------------------------ timers
 

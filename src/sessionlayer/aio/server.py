@@ -8,7 +8,9 @@ import inspect
 import logging
 import secrets
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DecodeError, RefuseReason, SessionLayerError
@@ -20,7 +22,7 @@ from .options import Options
 from .protocol import SessionProtocol
 from .session import Session, SessionInfo
 
-__all__ = ["serve", "Server", "Refuse", "ConnectRequest"]
+__all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
 log = logging.getLogger("sessionlayer")
 
@@ -72,6 +74,26 @@ def negotiate(
     return chosen
 
 
+@dataclass
+class ServerStats:
+    """Running totals of a server (``server.stats``); live sessions are in ``sessions``."""
+
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  #: by RF reason name
+    ended: Counter[str] = field(default_factory=Counter)  #: "released" / "aborted"
+    bytes_in: int = 0  #: of sessions that have ended
+    bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+
+    def session_ended(self, info: SessionInfo) -> None:
+        self.ended[info.state if info.state in ("released", "aborted") else "aborted"] += 1
+        self.bytes_in += info.bytes_in
+        self.bytes_out += info.bytes_out
+        self.messages_in += info.messages_in
+        self.messages_out += info.messages_out
+
+
 class Server:
     """A listening session server; ``async with server`` closes it on exit."""
 
@@ -91,6 +113,7 @@ class Server:
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0
+        self.stats = ServerStats()
 
     # ------------------------------------------------------------ public
 
@@ -185,10 +208,16 @@ class Server:
         protocol.machine.accept(user_data=user_data, connection_id=reply_cid)
         protocol.flush()
         self._live[session.id] = session
+        self.stats.accepted += 1
         session.log.info("session %s accepted from %s", session.id, protocol.peer)
         return session
 
     def _refuse(self, protocol: SessionProtocol, refusal: Refuse) -> None:
+        try:
+            name = RefuseReason(refusal.reason).name.lower()
+        except ValueError:
+            name = str(refusal.reason)
+        self.stats.refused[name] += 1
         log.info("refusing session from %s: %s", protocol.peer, refusal.message)
         with contextlib.suppress(SessionLayerError):
             # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
@@ -219,6 +248,7 @@ class Server:
         finally:
             self._live.pop(session.id, None)
             session.abort()
+            self.stats.session_ended(session.info())
 
 
 def _peer_cert(protocol: SessionProtocol) -> Any:

@@ -222,7 +222,7 @@ class Session:
         await self._protocol.drain()
 
     async def send_expedited(self, data: bytes) -> None:
-        """S-EXPEDITED-DATA: up to 14 octets, ahead of normal data."""
+        """S-EXPEDITED-DATA: up to 14 octets (RFC 1006 class 0 carries it in order)."""
         self._check_open()
         self.machine.send_expedited(bytes(data))
         self._protocol.flush()
@@ -281,12 +281,12 @@ class Session:
                     self._give_owed()
 
     async def _acquire(self, tokens: Token) -> None:
-        new = Token(tokens & ~self._asked)
-        if new:
-            self._call("please_tokens", new)
-            self._asked |= new
-        while Token(self.machine.tokens_owned & tokens) != tokens:
+        while missing := Token(tokens & ~self.machine.tokens_owned):
             self._check_open()
+            new = Token(missing & ~self._asked)  # not asked for yet (or given away since)
+            if new:
+                self._call("please_tokens", new)
+                self._asked |= new
             self._tokens_changed.clear()
             await self._tokens_changed.wait()
 
@@ -545,23 +545,31 @@ class Session:
             self._readable.set()
             return
         if isinstance(event, ev.ReleaseIndication):
-            self._events.put_nowait(event)
-            if self.on_release is not None and not self.on_release(event):
-                try:
-                    self._call("release_response", accept=False)
-                except LocalError:
-                    self.log.warning("session %s: cannot refuse a release without the"
-                                     " negotiated release unit", self.id)  # fmt: skip
-                else:
-                    self._tokens_changed.set()
-                    return
-            self._call("release_response", accept=True)
+            # In a release collision our own release may be confirmed first: the session is
+            # then released already, and the peer's FINISH still needs its DISCONNECT.
+            if not self._released:
+                self._events.put_nowait(event)
+                if self.on_release is not None and not self.on_release(event):
+                    try:
+                        self.machine.release_response(accept=False)
+                    except LocalError as exc:
+                        self.log.warning("session %s: cannot refuse this release (%s)",
+                                         self.id, exc)  # fmt: skip
+                    else:
+                        self._protocol.flush()
+                        self._tokens_changed.set()
+                        return
+            self.machine.release_response(accept=True)
+            self._protocol.flush()
             self._end(None)
             return
         if isinstance(event, ev.ReleaseConfirm):
             self._resolve(event)
             if event.accepted:
                 self._end(None)
+            else:  # NOT FINISHED: back to data transfer, where owed tokens can be given
+                self._give_owed()
+                self._tokens_changed.set()
             return
         if isinstance(event, ev.UserAbortIndication):
             self._end(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
