@@ -171,7 +171,7 @@ class Client:
 class BaselineClient(Client):
     def __init__(self, proto: FrameProtocol) -> None:
         self.proto = proto
-        self.send = proto.send  # type: ignore[method-assign]
+        self.send = proto.send  # type: ignore[method-assign,assignment]
         self._inbox: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None
         proto.on_message = self._on_message
@@ -298,11 +298,20 @@ class Child:
         self.port = port
 
     @classmethod
-    async def start(cls, impl: str, loop_name: str) -> Child:
+    async def start(cls, impl: str, loop_name: str, *extra: str) -> Child:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.aio_idle", "--impl", impl, "--loop", loop_name,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=REPO,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "bench.aio_idle",
+            "--impl",
+            impl,
+            "--loop",
+            loop_name,
+            *extra,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=REPO,
+        )
         line = await asyncio.wait_for(cls._read(proc), timeout=30)
         return cls(proc, int(line.split()[1]))
 
@@ -386,9 +395,11 @@ async def _open_many(
     return closers, perf() - start, error
 
 
-async def idle(impl: str, loop_name: str, count: int, timeout: float) -> dict[str, Any]:
+async def idle(
+    impl: str, loop_name: str, count: int, timeout: float, *extra: str
+) -> dict[str, Any]:
     opener = _open_baseline if impl == "baseline" else _open_sessionlayer
-    child = await Child.start(impl, loop_name)
+    child = await Child.start(impl, loop_name, *extra)
     try:
         warm, _, _ = await _open_many(opener, child.port, 50, timeout)  # first-use costs
         for close in warm:
@@ -457,10 +468,22 @@ def _loop_name(choice: str) -> tuple[str, str | None]:
     problem = _probe(uvloop.new_event_loop)
     if problem is None:
         return "uvloop", None
-    why = f"sessionlayer does not run on uvloop {uvloop.__version__}: {problem}"
+    why = f"sessionlayer does not run on uvloop {getattr(uvloop, '__version__', '?')}: {problem}"
     if choice == "uvloop":
         sys.exit(f"--uvloop: {why}")
     return "asyncio", why
+
+
+def _where(ctx: dict[str, Any]) -> str:
+    """An exception the loop reported, with the innermost file:line it came from."""
+    exc = ctx.get("exception")
+    if exc is None:
+        return str(ctx.get("message"))
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    at = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb else ""
+    return f"{type(exc).__name__}{at}"
 
 
 def _probe(factory: Callable[[], asyncio.AbstractEventLoop]) -> str | None:
@@ -472,9 +495,7 @@ def _probe(factory: Callable[[], asyncio.AbstractEventLoop]) -> str | None:
             await session.send(data)
 
     async def attempt() -> None:
-        asyncio.get_running_loop().set_exception_handler(
-            lambda _, ctx: errors.append(repr(ctx.get("exception") or ctx.get("message")))
-        )
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(_where(ctx)))
         quick = sessionlayer.Options(connect_timeout=2, handshake_timeout=2, release_timeout=2)
         async with await sessionlayer.serve(echo, HOST, 0, options=quick) as server:
             session = await sessionlayer.connect(HOST, server.port, options=quick)
@@ -496,7 +517,7 @@ def _loop_description(name: str) -> str:
     if name == "uvloop":
         import uvloop
 
-        return f"uvloop {uvloop.__version__}"
+        return f"uvloop {getattr(uvloop, '__version__', '?')}"
     return f"asyncio {type(asyncio.new_event_loop()).__name__}"
 
 
@@ -518,13 +539,17 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
                 best = statistics.median_low(sorted(r["msgs_per_s"] for r in runs))
                 chosen = next(r for r in runs if r["msgs_per_s"] == best)
                 results["one_way"].setdefault(str(size), {})[impl.name] = {**chosen, "runs": runs}
-                log(f"one-way {size:>5} B  {impl.name:<12} {chosen['msgs_per_s']:>12,.0f} msg/s"
-                    f" {chosen['mb_per_s']:>9.1f} MB/s  ({chosen['messages']} messages)")  # fmt: skip
+                log(
+                    f"one-way {size:>5} B  {impl.name:<12} {chosen['msgs_per_s']:>12,.0f} msg/s"
+                    f" {chosen['mb_per_s']:>9.1f} MB/s  ({chosen['messages']} messages)"
+                )
         for impl in impls:
             r = await ping_pong(impl, args.rtts, 20.0)
             results["ping_pong"][impl.name] = r
-            log(f"ping-pong         {impl.name:<12} p50 {r['p50_us']:8.1f} us"
-                f"  p99 {r['p99_us']:8.1f} us  ({r['round_trips']} round trips)")  # fmt: skip
+            log(
+                f"ping-pong         {impl.name:<12} p50 {r['p50_us']:8.1f} us"
+                f"  p99 {r['p99_us']:8.1f} us  ({r['round_trips']} round trips)"
+            )
     finally:
         for impl in impls:
             for close in impl.servers.closers:
@@ -536,9 +561,11 @@ async def run(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
             gc.collect()
             r = await idle(name, loop_name, count, args.idle_timeout)
             results["idle"].setdefault(str(count), {})[name] = r
-            log(f"idle {count:>6}       {name:<12} opened {r['opened']} in {r['seconds']:.2f} s"
+            log(
+                f"idle {count:>6}       {name:<12} opened {r['opened']} in {r['seconds']:.2f} s"
                 f" ({r['conns_per_s']:,.0f}/s), server RSS {r['rss_per_session']:,.0f} B/session"
-                + (f"  [{r['error']}]" if r["error"] else ""))  # fmt: skip
+                + (f"  [{r['error']}]" if r["error"] else "")
+            )
     results["rlimit_nofile"] = [soft, hard]
     return results
 
@@ -549,10 +576,24 @@ def rows(results: dict[str, Any]) -> list[Row]:
     for size, pair in results["one_way"].items():
         label = {"64": "64 B", "1024": "1 KiB", "65536": "64 KiB"}.get(size, f"{size} B")
         sl, base = pair["sessionlayer"], pair["baseline"]
-        out.append(Row(f"one-way {label}", "msg/s", sl["msgs_per_s"], base["msgs_per_s"],
-                       targets.get((int(size), "msgs"), "")))  # fmt: skip
-        out.append(Row(f"one-way {label}", "MB/s", sl["mb_per_s"], base["mb_per_s"],
-                       targets.get((int(size), "mb"), "")))  # fmt: skip
+        out.append(
+            Row(
+                f"one-way {label}",
+                "msg/s",
+                sl["msgs_per_s"],
+                base["msgs_per_s"],
+                targets.get((int(size), "msgs"), ""),
+            )
+        )
+        out.append(
+            Row(
+                f"one-way {label}",
+                "MB/s",
+                sl["mb_per_s"],
+                base["mb_per_s"],
+                targets.get((int(size), "mb"), ""),
+            )
+        )
     pp = results["ping_pong"]
     if pp:
         sl, base = pp["sessionlayer"], pp["baseline"]
@@ -566,8 +607,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 note += f"{name}: {r['opened']} of {r['requested']} opened ({r['error']}); "
         label = f"idle {int(count):,}"
         out.append(Row(f"{label} open", "conn/s", sl["conns_per_s"], base["conns_per_s"], "", note))
-        out.append(Row(f"{label} server RSS", "B/session", sl["rss_per_session"],
-                       base["rss_per_session"], "<=2.0"))  # fmt: skip
+        out.append(
+            Row(
+                f"{label} server RSS",
+                "B/session",
+                sl["rss_per_session"],
+                base["rss_per_session"],
+                "<=2.0",
+            )
+        )
     return out
 
 
@@ -582,19 +630,27 @@ def _fmt(value: float | None) -> str:
 def table(results: dict[str, Any]) -> str:
     head = ("metric", "unit", "sessionlayer", "baseline", "ratio", "target", "result")
     body = [
-        (r.metric, r.unit, _fmt(r.sl), _fmt(r.base),
-         "-" if r.ratio is None else f"{r.ratio:.2f}x",
-         f"{r.target}x" if r.target else "-", r.verdict or "info")
+        (
+            r.metric,
+            r.unit,
+            _fmt(r.sl),
+            _fmt(r.base),
+            "-" if r.ratio is None else f"{r.ratio:.2f}x",
+            f"{r.target}x" if r.target else "-",
+            r.verdict or "info",
+        )
         for r in rows(results)
-    ]  # fmt: skip
+    ]
     widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
     lines = [
         "| " + " | ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)) + " |",
         "|" + "|".join("-" * (w + 2) for w in widths) + "|",
     ]
     for line in body:
-        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
-                 enumerate(zip(line, widths, strict=True))]  # fmt: skip
+        cells = [
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"note: {r.metric}: {r.note}" for r in rows(results) if r.note]
     return "\n".join(lines + notes)
@@ -604,26 +660,51 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.aio", description="sessionlayer asyncio benchmarks vs raw asyncio"
     )
-    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                        help="event loop (auto: uvloop when installed)")  # fmt: skip
-    parser.add_argument("--uvloop", action="store_const", dest="loop", const="uvloop",
-                        help="same as --loop uvloop")  # fmt: skip
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop (auto: uvloop when installed)",
+    )
+    parser.add_argument(
+        "--uvloop", action="store_const", dest="loop", const="uvloop", help="same as --loop uvloop"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=list(SIZES), help="one-way message sizes (default 64,1024,65536)")
-    parser.add_argument("--messages", type=int, default=0,
-                        help="one-way: messages per run (default: by size, bounded by --duration)")
-    parser.add_argument("--duration", type=float, default=2.0,
-                        help="one-way: at most this many seconds of sending per run")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=list(SIZES),
+        help="one-way message sizes (default 64,1024,65536)",
+    )
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=0,
+        help="one-way: messages per run (default: by size, bounded by --duration)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=2.0,
+        help="one-way: at most this many seconds of sending per run",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="one-way runs; the median is kept")
     parser.add_argument("--rtts", type=int, default=2000, help="ping-pong round trips")
-    parser.add_argument("--idle", type=lambda s: [int(x) for x in s.split(",") if x],
-                        default=[1000, 10000], help="idle session counts ('' to skip)")
-    parser.add_argument("--idle-timeout", type=float, default=30.0,
-                        help="at most this many seconds to open each batch of idle sessions")
+    parser.add_argument(
+        "--idle",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1000, 10000],
+        help="idle session counts ('' to skip)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=30.0,
+        help="at most this many seconds to open each batch of idle sessions",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args(argv)  # fmt: skip
+    args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeat, args.rtts = 0.5, 1, 500
         args.idle = [c // 10 for c in args.idle]
@@ -636,8 +717,10 @@ def main(argv: list[str] | None = None) -> int:
 
         factory = uvloop.new_event_loop
     description = _loop_description(loop_name)
-    log(f"loop: {description}; Python {platform.python_version()};"
-        f" sessionlayer {sessionlayer.__version__}")
+    log(
+        f"loop: {description}; Python {platform.python_version()};"
+        f" sessionlayer {sessionlayer.__version__}"
+    )
     started = perf()
     with asyncio.Runner(loop_factory=factory) as runner:
         results = runner.run(run(args, loop_name))
@@ -654,10 +737,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["seconds"] = perf() - started
     results["rows"] = [
-        {"metric": r.metric, "unit": r.unit, "sessionlayer": r.sl, "baseline": r.base,
-         "ratio": r.ratio, "target": r.target or None, "result": r.verdict or None}
+        {
+            "metric": r.metric,
+            "unit": r.unit,
+            "sessionlayer": r.sl,
+            "baseline": r.base,
+            "ratio": r.ratio,
+            "target": r.target or None,
+            "result": r.verdict or None,
+        }
         for r in rows(results)
-    ]  # fmt: skip
+    ]
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:

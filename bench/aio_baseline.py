@@ -58,7 +58,7 @@ class FrameProtocol(asyncio.Protocol):
         # No isinstance check: uvloop's transports do not derive from asyncio.Transport.
         self.transport = transport  # type: ignore[assignment]
         if self._high is not None:
-            transport.set_write_buffer_limits(high=self._high)
+            transport.set_write_buffer_limits(high=self._high)  # type: ignore[attr-defined]
         if self._on_made is not None:
             self._on_made(self)
 

@@ -8,6 +8,10 @@ commands read from stdin, one a line:
              and how many sessions (connections) are live and established;
 ``quit``  -> exits at once (the parent then closes its side).
 
+``--trace-top K`` (a profiling aid, off in the benchmark): tracemalloc starts at the first
+``stat`` and every later ``stat`` writes the K largest allocation sites since then, and
+their total per live session, to stderr.
+
 Running the server alone in its own process means its RSS is the server's alone:
 the parent holds the client sockets and sessions.
 """
@@ -20,6 +24,7 @@ import gc
 import os
 import resource
 import sys
+import tracemalloc
 from typing import Any
 
 from bench.aio_baseline import FrameProtocol
@@ -97,7 +102,33 @@ async def _serve_sessionlayer(live: type[_Live], max_sessions: int) -> Any:
     return server
 
 
-async def main(impl: str, max_sessions: int) -> None:
+def _trace(top: int) -> None:
+    """Start tracemalloc, or report what was allocated since it started."""
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(4)
+        return
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    stats = snapshot.statistics("lineno")
+    total = sum(s.size for s in stats)
+    live = max(_Live.count, 1)
+    print(
+        f"tracemalloc: {total:,} B since start, {total / live:,.0f} B per live session"
+        f" ({_Live.count} live); top {top} sites:",
+        file=sys.stderr,
+    )
+    for stat in stats[:top]:
+        frame = stat.traceback[0]
+        name = frame.filename.split("/site-packages/")[-1].split("/src/")[-1]
+        print(
+            f"  {stat.size / live:8,.0f} B/session {stat.count / live:6.2f} blocks/session"
+            f"  {name}:{frame.lineno}",
+            file=sys.stderr,
+        )
+
+
+async def main(impl: str, max_sessions: int, trace_top: int = 0) -> None:
     loop = asyncio.get_running_loop()
     if impl == "baseline":
         server = await _serve_baseline(_Live)
@@ -112,6 +143,8 @@ async def main(impl: str, max_sessions: int) -> None:
         line = (await reader.readline()).decode().strip()
         if line == "stat":
             gc.collect()
+            if trace_top:
+                _trace(trace_top)
             print(f"stat {rss_bytes()} {_Live.count}", flush=True)
         elif line in ("quit", ""):
             sys.stdout.flush()
@@ -123,6 +156,7 @@ def _cli() -> None:
     parser.add_argument("--impl", choices=("sessionlayer", "baseline"), required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--max-sessions", type=int, default=100_000)
+    parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc report (0: off)")
     args = parser.parse_args()
     raise_nofile()
     factory = None
@@ -131,7 +165,7 @@ def _cli() -> None:
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(args.impl, args.max_sessions))
+        runner.run(main(args.impl, args.max_sessions, args.trace_top))
 
 
 if __name__ == "__main__":

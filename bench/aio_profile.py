@@ -14,6 +14,13 @@ makes ``--count`` round trips.  Both stop after ``--time-limit`` seconds at the 
 ``py-spy record -- python -m bench.aio_profile ...``.  ``--impl baseline`` profiles the
 raw-asyncio baseline the same way.
 
+``python -m bench.aio_profile idle --count 1000 [--impl baseline]`` opens idle sessions
+against the bench/aio_idle.py server with tracemalloc on and prints where the server's
+memory per session goes.
+
+``python -m bench.aio_profile report FILE`` sums a ``py-spy record -f raw`` file into the
+cost buckets bench/NOTES.md uses (each sample charged to its innermost known frame).
+
 ``python -m bench.aio_profile both --case oneway --profile receiver --tool py-spy``
 does the pairing: it starts the other side plainly and the profiled one under the tool,
 writing ``profile-<case>-<side>.{prof,txt}`` in ``--out`` (default /tmp).
@@ -23,15 +30,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import sessionlayer
-from bench.aio import HOST, OPTIONS, WRITE_HIGH, BaselineClient, Client, SessionlayerClient
+from bench.aio import (
+    HOST,
+    OPTIONS,
+    WRITE_HIGH,
+    BaselineClient,
+    Client,
+    SessionlayerClient,
+    idle,
+)
 from bench.aio_baseline import FrameProtocol
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +59,7 @@ async def serve(case: str, count: int, limit: float, impl: str) -> None:
     finished: asyncio.Future[None] = loop.create_future()
 
     if impl == "baseline":
+
         def factory() -> FrameProtocol:
             seen = 0
 
@@ -54,13 +72,17 @@ async def serve(case: str, count: int, limit: float, impl: str) -> None:
                 if seen == count:
                     proto.write(b"done")
 
-            proto = FrameProtocol(on_message, write_buffer_high=WRITE_HIGH,
-                                  on_lost=lambda _: finished.done() or finished.set_result(None))
-            return proto  # fmt: skip
+            def on_lost(_: FrameProtocol) -> None:
+                if not finished.done():
+                    finished.set_result(None)
+
+            proto = FrameProtocol(on_message, write_buffer_high=WRITE_HIGH, on_lost=on_lost)
+            return proto
 
         server = await loop.create_server(factory, HOST, 0)
         port = server.sockets[0].getsockname()[1]
     else:
+
         async def handler(session: sessionlayer.Session) -> None:
             try:
                 seen = 0
@@ -117,7 +139,7 @@ def _run(coro_factory, cprofile: str | None) -> None:  # type: ignore[no-untyped
         try:
             runner.run(coro_factory())
         finally:
-            if profiler is not None:
+            if profiler is not None and cprofile:
                 profiler.disable()
                 profiler.dump_stats(cprofile)
 
@@ -145,8 +167,17 @@ def both(args: argparse.Namespace) -> None:
     while line and not line.startswith("port "):
         line = server.stdout.readline()
     port = line.split()[1]
-    drive_cmd = [*me, "drive", "--case", args.case, "--size", str(args.size), "--port", port,
-                 *common]  # fmt: skip
+    drive_cmd = [
+        *me,
+        "drive",
+        "--case",
+        args.case,
+        "--size",
+        str(args.size),
+        "--port",
+        port,
+        *common,
+    ]
     if args.profile in ("sender", "client"):
         drive_cmd = wrap(drive_cmd)
     subprocess.run(drive_cmd, cwd=REPO, check=True, timeout=args.time_limit + 30)
@@ -154,10 +185,94 @@ def both(args: argparse.Namespace) -> None:
     print(f"wrote {stem}.{'prof' if args.tool == 'cprofile' else 'txt'}", file=sys.stderr)
 
 
+#: Function (as py-spy names it) -> the cost bucket bench/NOTES.md reports.
+BUCKETS: dict[str, str] = {}
+for _bucket, _names in {
+    "machine: tokens_for() in every token predicate (enum.Flag)": ("tokens_for",),
+    "machine: table walk + predicates": (
+        "_Core._failing",
+        "_Core._lookup",
+        "_Core._receive_spdu",
+        "_Core._owns",
+        "_Core._peer_owns",
+        "_Core._available",
+    ),
+    "machine: apply row, event objects": ("_Core._apply", "_Rules._a_data_ind", "_Rules._a_send"),
+    "machine: send glue (send_data, _request, Ctx)": (
+        "_Requests.send_data",
+        "_Requests._request",
+        "_Requests.send_data.<locals>.build",
+        "_data",
+    ),
+    "machine: receive glue (_receive_one, events())": (
+        "SessionMachine._receive_one",
+        "SessionMachine.receive_tsdu",
+        "SessionMachine._input_name",
+        "SessionMachine.events",
+        "SessionMachine.data_to_send",
+        "SessionMachine.expedited_to_send",
+        "SessionMachine.get_timer",
+    ),
+    "SPDU encode GT+DT (generic codec)": (
+        "encode_tsdu",
+        "make",
+        "_Core._tsdus",
+        "_Core._gt",
+        "_Core._encode",
+        "encode",
+    ),
+    "SPDU decode": ("decode_tsdu",),
+    "TPKT+COTP framing (send_tsdu)": ("Rfc1006Connection.send_tsdu",),
+    "TPKT+COTP parse (receive_data)": ("Rfc1006Connection.receive_data",),
+    "socket send (transport.write)": ("_SelectorSocketTransport.write",),
+    "socket recv (transport)": ("_SelectorSocketTransport._read_ready__data_received",),
+    "aio: protocol bookkeeping (flush, _dispatch, _feed, _write, timer)": (
+        "SessionProtocol.flush",
+        "SessionProtocol._dispatch",
+        "SessionProtocol._feed",
+        "SessionProtocol._tsdu",
+        "SessionProtocol._write",
+        "SessionProtocol._arm_machine_timer",
+        "SessionProtocol.data_received",
+    ),
+    "aio: Session._event + wake-up": ("Session._event", "SessionProtocol.update_reading"),
+    "aio: Session.receive / async for + Event.wait": ("Session.receive", "Session._iterate"),
+    "aio: Session.send glue (checks, drain)": ("Session.send", "SessionProtocol.drain"),
+    "epoll wait (idle)": ("EpollSelector.select",),
+    "event loop, task steps": (
+        "BaseEventLoop._run_once",
+        "Handle._run",
+        "_SelectorSocketTransport._read_ready",
+    ),
+}.items():
+    for _name in _names:
+        BUCKETS[_name] = _bucket
+
+
+def report(path: str) -> None:
+    """Print the share of each cost bucket in a py-spy raw file (samples in the loop only)."""
+    totals: collections.Counter[str] = collections.Counter()
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, samples = line.rsplit(" ", 1)
+        names = [re.sub(r" \(.*", "", frame) for frame in stack.split(";")]
+        if "BaseEventLoop._run_once" not in names:
+            continue  # start-up, imports
+        where = next((BUCKETS[n] for n in reversed(names) if n in BUCKETS), "other")
+        totals[where] += int(samples)
+    idle = totals.pop("epoll wait (idle)", 0)
+    busy = sum(totals.values())
+    print(f"{path}: {busy + idle} samples in the loop, {idle} idle in epoll (not counted below)")
+    for bucket, count in totals.most_common():
+        print(f"{100 * count / busy:5.1f}%  {bucket}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.aio_profile")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("serve", "drive", "both"):
+    sub.add_parser("report").add_argument("file")
+    for name in ("serve", "drive", "both", "idle"):
         p = sub.add_parser(name)
         p.add_argument("--case", default="oneway")
         p.add_argument("--count", type=int, default=200_000)
@@ -167,17 +282,29 @@ def main() -> None:
         p.add_argument("--cprofile")
         if name == "drive":
             p.add_argument("--port", type=int, required=True)
+        if name == "idle":
+            p.add_argument("--top", type=int, default=25, help="allocation sites to list")
         if name == "both":
-            p.add_argument("--profile", choices=("sender", "receiver", "client", "server"),
-                           required=True)  # fmt: skip
+            p.add_argument(
+                "--profile", choices=("sender", "receiver", "client", "server"), required=True
+            )
             p.add_argument("--tool", choices=("cprofile", "py-spy"), default="py-spy")
             p.add_argument("--out", default="/tmp")
     args = parser.parse_args()
-    if args.cmd == "serve":
+    if args.cmd == "report":
+        report(args.file)
+    elif args.cmd == "serve":
         _run(lambda: serve(args.case, args.count, args.time_limit, args.impl), args.cprofile)
     elif args.cmd == "drive":
-        _run(lambda: drive(args.case, args.count, args.size, args.port, args.time_limit,
-                           args.impl), args.cprofile)  # fmt: skip
+        _run(
+            lambda: drive(args.case, args.count, args.size, args.port, args.time_limit, args.impl),
+            args.cprofile,
+        )
+    elif args.cmd == "idle":
+        result = asyncio.run(
+            idle(args.impl, "asyncio", args.count, args.time_limit, "--trace-top", str(args.top))
+        )
+        print({k: v for k, v in result.items()}, file=sys.stderr)
     else:
         both(args)
 

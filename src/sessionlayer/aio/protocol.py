@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import AbortReason, DecodeError, LocalError
 from ..machine import SessionMachine
@@ -30,7 +30,9 @@ from ..transport import (
     encode_tpdu,
     encode_tpkt,
 )
+from .framing import PlainReader, frame_data
 from .options import Options
+from .signal import Signal
 
 if TYPE_CHECKING:
     from .session import Session
@@ -79,9 +81,12 @@ class SessionProtocol(asyncio.Protocol):
         self._live_timer: asyncio.TimerHandle | None = None
         self._last_heard = self._loop.time()
         self._probe_sent = False
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._writable = Signal(True)
         self._reading_paused = False
+        self._reader = PlainReader(options.max_tsdu_size)
+        self._out: list[bytes] = []  # frames held back to share one write (see write_data)
+        self._out_size = 0
+        self._out_armed = False  # a flush is scheduled for this loop iteration
         self.bytes_in = 0
         self.bytes_out = 0
         self.pending_events: list[ev.Event] = []
@@ -91,8 +96,9 @@ class SessionProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.options.write_buffer_high)
         if self.machine.role == "initiator":
@@ -106,6 +112,22 @@ class SessionProtocol(asyncio.Protocol):
         self.bytes_in += len(data)
         self._last_heard = self._loop.time()
         self._probe_sent = False
+        session = self.session
+        if session is not None and self.machine.plain_data and self.rfc.idle:
+            messages: list[bytes] = []
+            try:
+                data = self._reader.feed(data, messages)
+            except DecodeError as exc:
+                session._deliver(messages)
+                self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=b"")
+                self._dispatch()
+                return
+            if messages:
+                session._deliver(messages)
+            if not data:
+                return
+        elif self._reader.pending:
+            data = self._reader.take() + data  # the general path takes over mid-TPDU
         try:
             tevents = self.rfc.receive_data(data)
         except DecodeError as exc:
@@ -126,6 +148,8 @@ class SessionProtocol(asyncio.Protocol):
         self._dispatch()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._writable.set()
+        self._out.clear()
         self._cancel_timers()
         self._lost()
         self._dispatch()
@@ -146,10 +170,7 @@ class SessionProtocol(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         if not self._writable.is_set():
-            waiter = asyncio.ensure_future(self._writable.wait())
-            done, _ = await asyncio.wait({waiter, self.closed}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
+            await self._writable.wait()  # connection_lost sets it too
 
     def flush(self) -> None:
         """Write what the machine queued, arm its timer, deliver its events."""
@@ -159,6 +180,7 @@ class SessionProtocol(asyncio.Protocol):
         for tsdu in machine.expedited_to_send():
             self._write(self.rfc.send_expedited(tsdu))
         if machine.wants_transport_disconnect and self.transport is not None:
+            self.flush_out()
             self.transport.close()
         self._arm_machine_timer()
         self._dispatch()
@@ -167,7 +189,51 @@ class SessionProtocol(asyncio.Protocol):
         """Send a TSDU the machine does not see (keepalive probes)."""
         self._write(self.rfc.send_tsdu(tsdu))
 
+    def write_data(self, data: bytes) -> None:
+        """S-DATA on the fast path (only while ``machine.plain_data`` holds).
+
+        The first write of a loop iteration goes straight out; the frames that follow
+        in the same iteration are joined into one write when the loop comes round (or
+        at 64 KiB), so a burst of small messages costs few system calls while a lone
+        request-response exchange waits for nothing.
+        """
+        assert self.rfc.tpdu_size is not None
+        frame = frame_data(data, self.rfc.tpdu_size)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.tap is not None:
+            self.tap("out", frame)
+        self.bytes_out += len(frame)
+        if not self._out_armed:
+            self._out_armed = True
+            self._loop.call_soon(self.flush_out)
+            transport.write(frame)
+            return
+        self._out.append(frame)
+        self._out_size += len(frame)
+        if self._out_size >= 65536:
+            self.flush_out()
+
+    def flush_out(self) -> None:
+        """Write the frames ``write_data`` held back."""
+        self._out_armed = False
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_size = 0
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+
+    @property
+    def write_blocked(self) -> bool:
+        """The transport's buffer is above its high-water mark: ``drain()`` would wait."""
+        return not self._writable.is_set()
+
     def _write(self, data: bytes) -> None:
+        if self._out:
+            self.flush_out()  # keep the order of what was sent
         if self.transport is not None and not self.transport.is_closing():
             if self.tap is not None:
                 self.tap("out", data)
@@ -230,6 +296,7 @@ class SessionProtocol(asyncio.Protocol):
             transport.abort()
             return
         ab = encode(Abort(transport_disconnect=int(reason), reflect=abort_spdu or None))
+        self.flush_out()
         transport.write(encode_tpkt(encode_tpdu(Data(ab))))
         transport.close()  # flushes the AB; a peer that never reads is cut off below
         self._loop.call_later(self.options.release_timeout, transport.abort)
@@ -282,6 +349,10 @@ class SessionProtocol(asyncio.Protocol):
         self._machine_timer = self._live_timer = None
 
     # ------------------------------------------------------------ reading backpressure
+
+    @property
+    def reading_paused(self) -> bool:
+        return self._reading_paused
 
     def update_reading(self, buffered: int) -> None:
         """Pause TCP reading above the buffered-bytes limit; resume below half of it."""

@@ -17,6 +17,7 @@ from ..machine import events as ev
 from ..spdu.codes import ResyncType, Token, TokenSetting
 from ..spdu.types import ConnectionId
 from .protocol import SessionProtocol
+from .signal import Signal
 
 __all__ = [
     "Session",
@@ -83,7 +84,6 @@ class SessionInfo:
     last_sync: int | None
 
 
-_END = object()
 
 _SYNC = Token.DATA | Token.MINOR_SYNC
 _MAJOR = _SYNC | Token.MAJOR_ACTIVITY
@@ -126,14 +126,15 @@ class Session:
         self.messages_out = 0
         self.last_sync: int | None = None
         self.log = logging.LoggerAdapter(log, {"session_id": session_id})
-        self._data: collections.deque[Any] = collections.deque()
+        self._data: collections.deque[bytes] = collections.deque()
         self._buffered = 0
-        self._events: asyncio.Queue[ev.Event | object] = asyncio.Queue()
-        self._readable = asyncio.Event()
+        self._events: collections.deque[ev.Event] | None = None  # made on the first event
+        self._has_events = Signal()
+        self._readable = Signal()
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
         self._failure: SessionLayerError | None = None
         self._released = False
-        self._tokens_changed = asyncio.Event()  # set after every input from the peer
+        self._tokens_changed = Signal()  # set after every input from the peer
         self._asked = Token(0)  # tokens we asked the peer for and have not used yet
         self._owed = Token(0)  # tokens the peer asked us for
         self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
@@ -181,38 +182,54 @@ class Session:
 
     async def send(self, data: bytes) -> None:
         """S-DATA request; waits while the transport is congested (backpressure)."""
-        self._check_open()
-        try:
-            self.machine.send_data(data)
-        except TokenError:
-            await self._call_with_tokens("send_data", data)
+        protocol = self._protocol
+        if protocol.machine.plain_data and self._failure is None and not self._released:
+            # Fast path: GT+DT framed here (see sessionlayer.aio.framing).
+            protocol.write_data(bytes(data))
+        else:
+            self._check_open()
+            try:
+                self.machine.send_data(data)
+            except TokenError:
+                await self._call_with_tokens("send_data", data)
+            protocol.flush()
         self.messages_out += 1
-        self._protocol.flush()
-        await self._protocol.drain()
+        if protocol.write_blocked:
+            await protocol.drain()
 
     async def receive(self) -> bytes:
         """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
-        while not self._data:
+        data = self._data
+        while not data:
             if self._failure is not None:
                 raise self._failure
             if self._released:
                 raise SessionClosed("the session was released")
+            self._protocol.flush_out()  # what we sent may be what the peer answers
             self._readable.clear()
             await self._readable.wait()
-        item = self._data.popleft()
+        item = data.popleft()
         self._buffered -= len(item)
+        if self._protocol.reading_paused:
+            self._protocol.update_reading(self._buffered)
+        return item
+
+    def __aiter__(self) -> Session:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.receive()
+        except SessionClosed:
+            raise StopAsyncIteration from None
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        """Data from the fast path (whole S-DATA indications, in order)."""
+        self.messages_in += len(messages)
+        self._data.extend(messages)
+        self._buffered += sum(map(len, messages))
         self._protocol.update_reading(self._buffered)
-        return bytes(item)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                yield await self.receive()
-            except SessionClosed:
-                return
+        self._readable.set()
 
     async def send_typed(self, data: bytes) -> None:
         """S-TYPED-DATA: data that may be sent without the data token."""
@@ -230,20 +247,30 @@ class Session:
     # ------------------------------------------------------------ events
 
     async def events(self) -> AsyncIterator[ev.Event]:
-        """Indications other than data (tokens, sync points, activities, ...)."""
+        """Indications other than data (tokens, sync points, activities, ...).
+
+        Ends when the session ends (after the events that came before).
+        """
         while True:
-            item = await self._events.get()
-            if item is _END:
+            event = self.next_event_nowait()
+            if event is not None:
+                yield event
+            elif self.closed:
                 return
-            assert isinstance(item, ev.Event)
-            yield item
+            else:
+                self._has_events.clear()
+                await self._has_events.wait()
 
     def next_event_nowait(self) -> ev.Event | None:
-        with contextlib.suppress(asyncio.QueueEmpty):
-            item = self._events.get_nowait()
-            if isinstance(item, ev.Event):
-                return item
+        if self._events:
+            return self._events.popleft()
         return None
+
+    def _put_event(self, event: ev.Event) -> None:
+        if self._events is None:
+            self._events = collections.deque()
+        self._events.append(event)
+        self._has_events.set()
 
     # ------------------------------------------------------------ requests with confirms
 
@@ -524,7 +551,7 @@ class Session:
         self._waiters.clear()
         self._readable.set()
         self._tokens_changed.set()
-        self._events.put_nowait(_END)
+        self._has_events.set()
 
     def _resolve(self, event: ev.Event) -> bool:
         queue = self._waiters.get(type(event))
@@ -538,17 +565,13 @@ class Session:
     def _event(self, event: ev.Event) -> None:
         """Called by the protocol for each indication or confirm."""
         if isinstance(event, ev.DataIndication):
-            self.messages_in += 1
-            self._data.append(event.data)
-            self._buffered += len(event.data)
-            self._protocol.update_reading(self._buffered)
-            self._readable.set()
+            self._deliver([event.data])
             return
         if isinstance(event, ev.ReleaseIndication):
             # In a release collision our own release may be confirmed first: the session is
             # then released already, and the peer's FINISH still needs its DISCONNECT.
             if not self._released:
-                self._events.put_nowait(event)
+                self._put_event(event)
                 if self.on_release is not None and not self.on_release(event):
                     try:
                         self.machine.release_response(accept=False)
@@ -585,7 +608,7 @@ class Session:
             self._owed |= Token(event.tokens)
         self._auto_respond(event)
         if not self._resolve(event):
-            self._events.put_nowait(event)
+            self._put_event(event)
         self._give_owed()
         self._tokens_changed.set()
 

@@ -17,11 +17,12 @@ from .config import (
 from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
 from .events import *  # noqa: F403
 from .events import __all__ as _events_all
-from .machine import SessionMachine
+from .machine import DATA_PREFIX, SessionMachine
 from .table import ROWS, STATES, TABLE, Row
 
 __all__ = [
     "SessionMachine",
+    "DATA_PREFIX",
     "SessionConfig",
     "DEFAULT_FUNCTIONAL_UNITS",
     "ALL_FUNCTIONAL_UNITS",

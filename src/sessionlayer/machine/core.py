@@ -93,6 +93,8 @@ class _Core:
         self._tim: float | None = None
         # Negotiated at connect.
         self._fu = FunctionalUnit(0)
+        self._available_tokens = Token(0)  # tokens_for(self._fu), kept in step with it
+        self._plain_units = False  # see SessionMachine.plain_data
         self._version = 2 if self.config.versions & 2 else 1
         self._tsdu_send = 0
         self._tsdu_recv = 0
@@ -131,7 +133,7 @@ class _Core:
 
     @property
     def _available(self) -> Token:
-        return tokens_for(self._fu)
+        return self._available_tokens
 
     def _owns(self, token: Token) -> bool:
         """This end may act as holder of ``token``: it is not available, or it is ours."""
@@ -265,6 +267,7 @@ class _Core:
     def _adopt(self, result: Negotiated) -> None:
         """Take on the outcome of connect negotiation (Table A-4, SCONrsp / AC)."""
         self._fu = result.functional_units
+        self._available_tokens = tokens_for(result.functional_units)
         self._version = result.version
         self._tsdu_send = result.tsdu_send
         self._tsdu_recv = result.tsdu_receive
@@ -280,3 +283,11 @@ class _Core:
         self._var = self._vmr = second if self._ss else first
         self._vr = self._vrr = 0
         self._vsc = False
+        # S-DATA takes the plain STA713 rows (7.11) when no data token exists, nothing is
+        # segmented and no activity rule applies: see SessionMachine.plain_data.
+        self._plain_units = (
+            not self._available_tokens & Token.DATA
+            and not self._tsdu_send
+            and not self._tsdu_recv
+            and not self._fu & FunctionalUnit.ACTIVITY
+        )

@@ -20,7 +20,12 @@ from .events import Event
 from .requests import _Requests
 from .table import STATES, TABLE
 
-__all__ = ["SessionMachine"]
+__all__ = ["SessionMachine", "DATA_PREFIX"]
+
+#: GIVE TOKENS and DATA TRANSFER, both with empty parameter fields: what precedes the user
+#: data of every S-DATA when :attr:`SessionMachine.plain_data` holds (measured on the wire
+#: of every libiec61850 peer too).
+DATA_PREFIX = b"\x01\x00\x01\x00"
 
 
 class SessionMachine(_Requests):
@@ -160,6 +165,20 @@ class SessionMachine(_Requests):
     def state(self) -> str:
         """The X.225 Annex A state, e.g. ``"STA713"``."""
         return self._state
+
+    @property
+    def plain_data(self) -> bool:
+        """True when S-DATA, both ways, is just GIVE TOKENS + DATA TRANSFER with empty
+        parameter fields and changes nothing in the machine.
+
+        That holds in STA713 (data transfer) when no data token exists (duplex), no TSDU
+        maximum size was agreed and activity management is not selected: the table's rows
+        for an S-DATA request and for a received DT then only send or indicate (X.225 7.11).
+        A binding may then write ``DATA_PREFIX + data`` itself and deliver a received TSDU
+        that starts with ``DATA_PREFIX`` as data, without calling the machine: the fast path
+        of ``sessionlayer.aio``.  Anything else must go through the machine.
+        """
+        return self._plain_units and self._state == "STA713"
 
     @property
     def state_name(self) -> str:

@@ -202,6 +202,16 @@ class Rfc1006Connection:
         self.state = ConnectionState.CLOSED
         return out
 
+    @property
+    def idle(self) -> bool:
+        """Open, with no partial TPKT or partial TSDU held: the byte stream is at a TPDU
+        boundary and between TSDUs (a binding may then parse DTs itself)."""
+        return (
+            self.state is ConnectionState.OPEN
+            and not self._parser.buffered
+            and not self._assembler.pending
+        )
+
     def send_tsdu(self, tsdu: bytes) -> bytes:
         """Return *tsdu* as TPKT-framed DT TPDUs of at most the negotiated size."""
         self._require(self.role, ConnectionState.OPEN, "send a TSDU")
