@@ -13,7 +13,7 @@ from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.transport import Rfc1006Connection, TsduReceived
 
-SIZES = st.sampled_from([128, 256, 1024, 8192])
+SIZES = st.sampled_from([128, 256, 1024, 8192, 65408])
 
 
 def open_pair(tpdu_size: int) -> tuple[Rfc1006Connection, Rfc1006Connection]:
@@ -85,9 +85,10 @@ def test_held_octets_are_given_back_when_the_general_path_takes_over() -> None:
     assert not reader.pending
 
 
-def test_tsdu_over_the_limit_is_an_implementation_restriction() -> None:
+@pytest.mark.parametrize("tpdu_size", [1024, 8192, 65408])
+def test_tsdu_over_the_limit_is_an_implementation_restriction(tpdu_size: int) -> None:
     reader = PlainReader(4096)
     with pytest.raises(DecodeError) as info:
-        reader.feed(frame_data(b"y" * 5000, 1024), [])
+        reader.feed(frame_data(b"y" * 5000, tpdu_size), [])
     assert "exceeds the maximum 4096" in str(info.value)
     assert info.value.reason & 0x10

@@ -25,7 +25,9 @@ def user_data_of(vectors: list[dict[str, Any]], name: str, skip: int) -> bytes:
     return frame(vectors, name)[skip:]
 
 
-async def open_mms(port: int, vectors: list[dict[str, Any]]) -> sessionlayer.Session:
+async def open_mms(
+    port: int, vectors: list[dict[str, Any]], options: Options = NO_PROBES
+) -> sessionlayer.Session:
     from sessionlayer.spdu import decode_tsdu
 
     (cn,) = decode_tsdu(frame(vectors, "CN SPDU"))
@@ -34,7 +36,7 @@ async def open_mms(port: int, vectors: list[dict[str, Any]]) -> sessionlayer.Ses
         port,
         user_data=cn.user_data,  # type: ignore[attr-defined]
         config=SessionConfig.libiec61850_profile(),
-        options=NO_PROBES,
+        options=options,
         calling_tsel=b"\x00\x01",
         called_tsel=b"\x00\x01",
     )
@@ -85,5 +87,22 @@ def test_abort_then_the_server_serves_again(
         await again.send(read_request)
         assert FLOAT_42_5 in await asyncio.wait_for(again.receive(), 10)
         again.abort()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_large_tpdu_offer_falls_back_to_8192(
+    iec61850_server: int, libiec61850: list[dict[str, Any]]
+) -> None:
+    """libiec61850 ignores the preferred maximum TPDU size parameter: 8192 applies."""
+    read_request = user_data_of(libiec61850, "GT+DT carrying MMS read request", 4)
+    big = Options(keepalive_interval=None, idle_timeout=None, tpdu_size=65408)
+
+    async def main() -> None:
+        session = await open_mms(iec61850_server, libiec61850, big)
+        assert session._protocol.rfc.tpdu_size == 8192
+        await session.send(read_request)
+        assert FLOAT_42_5 in await asyncio.wait_for(session.receive(), 10)
+        session.abort()
 
     asyncio.run(asyncio.wait_for(main(), 30))

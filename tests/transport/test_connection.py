@@ -241,3 +241,56 @@ def test_fuzz_responder_whole_vs_bytewise(data: bytes, opened: bool) -> None:
         assert whole == single
     else:
         assert whole == single[: len(whole)]
+
+
+# ---------------------------------------------------------------- preferred maximum TPDU size
+
+
+def _negotiate(initiator_size: int, responder_size: int) -> tuple[int | None, int | None, bytes]:
+    from sessionlayer.transport import Rfc1006Connection
+
+    a = Rfc1006Connection("initiator", max_tpdu_size=initiator_size)
+    b = Rfc1006Connection("responder", max_tpdu_size=responder_size)
+    cr = a.connect()
+    b.receive_data(cr)
+    a.receive_data(b.accept())
+    return a.tpdu_size, b.tpdu_size, cr
+
+
+def test_large_tpdus_are_agreed_with_the_preferred_size_parameter() -> None:
+    mine, theirs, cr = _negotiate(65408, 65408)
+    assert mine == theirs == 65408
+    assert bytes.fromhex("f0020" + "1ff") in cr  # 511 x 128 octets
+    assert bytes.fromhex("c0010d") in cr  # and 8192 for peers that do not know it
+
+
+def test_the_smaller_preferred_size_wins() -> None:
+    assert _negotiate(65408, 16384)[:2] == (16384, 16384)
+    assert _negotiate(16384, 65408)[:2] == (16384, 16384)
+
+
+def test_a_classic_peer_gets_the_classic_size() -> None:
+    assert _negotiate(65408, 8192)[:2] == (8192, 8192)
+    assert _negotiate(8192, 65408)[:2] == (8192, 8192)
+
+
+def test_a_large_tsdu_travels_in_large_tpdus() -> None:
+    from sessionlayer.transport import Rfc1006Connection, TsduReceived
+
+    a = Rfc1006Connection("initiator", max_tpdu_size=65408)
+    b = Rfc1006Connection("responder", max_tpdu_size=65408)
+    b.receive_data(a.connect())
+    a.receive_data(b.accept())
+    wire = a.send_tsdu(b"z" * 100_000)
+    assert wire.count(b"\x02\xf0") == 2
+    (event,) = b.receive_data(wire)
+    assert isinstance(event, TsduReceived) and event.data == b"z" * 100_000
+
+
+@pytest.mark.parametrize("size", [100, 8193, 65536, 12345])
+def test_impossible_tpdu_sizes_are_refused(size: int) -> None:
+    from sessionlayer.errors import LocalError
+    from sessionlayer.transport import Rfc1006Connection
+
+    with pytest.raises(LocalError):
+        Rfc1006Connection("initiator", max_tpdu_size=size)

@@ -23,6 +23,7 @@ _DT_EOT = b"\x02\xf0\x80"
 _DT_MORE = b"\x02\xf0\x00"
 _HEAD = 4 + 3  # TPKT header + class 0 DT header
 _FIRST = _HEAD + len(DATA_PREFIX)
+_EOT_PREFIX = _DT_EOT + DATA_PREFIX
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
@@ -48,85 +49,132 @@ def frame_data(data: bytes, tpdu_size: int) -> bytes:
 class PlainReader:
     """Takes plain-data TSDUs off the front of the byte stream.
 
-    :meth:`feed` returns the user data of each whole plain-data TSDU, and the
-    octets from the first TPDU that is something else (for the general path,
-    which then owns the stream until it is idle again).  A TPDU or TSDU cut
-    short at the end of ``data`` is kept for the next call, or given back as
-    raw octets by :meth:`take` when the general path has to take over.
+    :meth:`feed` appends the user data of each whole plain-data TSDU to ``out``
+    and returns the octets from the first TPDU that is something else (for the
+    general path, which then owns the stream until it is idle again).  A TPDU
+    or TSDU cut short at the end of a chunk is held as views of the chunks,
+    not copied, and given back as raw octets by :meth:`take` when the general
+    path has to take over.
     """
 
-    __slots__ = ("_frames", "_rest", "_size", "max_tsdu_size")
+    __slots__ = ("max_tsdu_size", "_head", "_raw", "_parts", "_left", "_eot", "_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
-        self._rest = b""  # the start of a TPDU not yet whole
-        self._frames: list[bytes] = []  # whole TPDUs of a TSDU not yet whole
-        self._size = 0
+        self._head = b""  # the start of a TPDU header cut short
+        self._raw: list[memoryview] = []  # octets of the TSDU under way, headers included
+        self._parts: list[memoryview] = []  # its user data
+        self._left = 0  # octets of the current TPDU still to come
+        self._eot = False  # the current TPDU ends its TSDU
+        self._size = 0  # user data of the TSDU under way, with the prefix
 
     @property
     def pending(self) -> bool:
         """Octets of a partial TPDU or TSDU are held."""
-        return bool(self._rest or self._frames)
+        return bool(self._head or self._raw)
 
     def take(self) -> bytes:
         """Give back, as they came, the octets held; the reader is empty after."""
-        held = b"".join(self._frames) + self._rest
-        self._frames.clear()
-        self._rest = b""
-        self._size = 0
+        held = b"".join([*self._raw, self._head])
+        self._head, self._left, self._size = b"", 0, 0
+        self._raw.clear()
+        self._parts.clear()
         return held
 
     def feed(self, data: bytes, out: list[bytes]) -> bytes:
         """Append whole messages to ``out``; return what the general path must take."""
-        buf = self._rest + data if self._rest else data
-        self._rest = b""
-        pos, n = 0, len(buf)
-        frames = self._frames
+        pos, n = 0, len(data)
+        view: memoryview | None = None
         while pos < n:
-            avail = n - pos
-            if avail < 4:
-                break
-            length = (buf[pos + 2] << 8) | buf[pos + 3]
-            need = _HEAD if frames else _FIRST
-            if buf[pos] != 3 or buf[pos + 1] or length < need:
-                return self._hand_over(buf, pos)
-            if avail < need:
-                break
-            cotp = buf[pos + 4 : pos + 7]
-            if cotp != _DT_EOT and cotp != _DT_MORE:
-                return self._hand_over(buf, pos)
-            if not frames and buf[pos + _HEAD : pos + _FIRST] != DATA_PREFIX:
-                return self._hand_over(buf, pos)
-            if avail < length:
-                break
-            self._size += length - _HEAD
-            if self._size > self.max_tsdu_size:
-                size = self._size
-                self.take()
-                raise DecodeError(
-                    f"TSDU of at least {size} octets exceeds the maximum {self.max_tsdu_size}",
-                    reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
-                )
-            end = pos + length
-            if cotp == _DT_EOT:
-                if frames:
-                    frames.append(buf[pos:end])
-                    out.append(_payload(frames))
-                    frames.clear()
-                else:
-                    out.append(buf[pos + _FIRST : end])
-                self._size = 0
-            else:
-                frames.append(buf[pos:end])
-            pos = end
-        self._rest = buf[pos:]
+            if not self._raw and not self._head:
+                pos = _whole_messages(data, pos, out, self.max_tsdu_size)  # the common case
+                if pos >= n:
+                    break
+            if view is None:
+                view = memoryview(data)
+            if self._left:
+                pos = self._continue(view, pos, out)
+                continue
+            step = self._header(data, view, pos)
+            if step < 0:
+                return self.take() + data[pos:]
+            pos += step
+            if self._left == 0 and self._raw and self._eot:
+                self._complete(out)
         return b""
 
-    def _hand_over(self, buf: bytes, pos: int) -> bytes:
-        return self.take() + buf[pos:]
+    def _continue(self, view: memoryview, pos: int, out: list[bytes]) -> int:
+        """More of the current TPDU's user data."""
+        k = min(self._left, len(view) - pos)
+        piece = view[pos : pos + k]
+        self._raw.append(piece)
+        self._parts.append(piece)
+        self._left -= k
+        if not self._left and self._eot:
+            self._complete(out)
+        return pos + k
+
+    def _header(self, data: bytes, view: memoryview, pos: int) -> int:
+        """Read (the rest of) a TPDU header; return octets used, or -1 to hand over."""
+        need = _HEAD if self._raw else _FIRST
+        held = len(self._head)
+        hdr = self._head + data[pos : pos + need - held] if held else data[pos : pos + need]
+        if not _plausible(hdr, need):
+            return -1
+        if len(hdr) < need:
+            self._head = hdr
+            return len(hdr) - held
+        length = (hdr[2] << 8) | hdr[3]
+        self._size += length - _HEAD
+        if self._size > self.max_tsdu_size:
+            size = self._size
+            self.take()
+            raise DecodeError(
+                f"TSDU of at least {size} octets exceeds the maximum {self.max_tsdu_size}",
+                reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
+            )
+        self._raw.append(memoryview(hdr) if held else view[pos : pos + need])
+        self._head = b""
+        self._left = length - need
+        self._eot = hdr[6] == 0x80
+        return need - held
+
+    def _complete(self, out: list[bytes]) -> None:
+        parts = self._parts
+        out.append(bytes(parts[0]) if len(parts) == 1 else b"".join(parts))
+        parts.clear()
+        self._raw.clear()
+        self._size = 0
 
 
-def _payload(frames: list[bytes]) -> bytes:
-    """The user data of a TSDU from its whole DT TPDUs (the first holds the prefix)."""
-    first, *rest = frames
-    return b"".join([first[_FIRST:], *(frame[_HEAD:] for frame in rest)])
+def _plausible(hdr: bytes, need: int) -> bool:
+    """Could ``hdr`` (all or the start of a TPDU header) begin a plain-data DT TPDU?"""
+    n = len(hdr)
+    if n >= 2 and (hdr[0] != 3 or hdr[1]):
+        return False
+    if n >= 4 and ((hdr[2] << 8) | hdr[3]) < need:
+        return False
+    if n >= 7 and hdr[4:7] != _DT_EOT and hdr[4:7] != _DT_MORE:
+        return False
+    return not (need == _FIRST and n >= _FIRST and hdr[_HEAD:_FIRST] != DATA_PREFIX)
+
+
+def _whole_messages(buf: bytes, pos: int, out: list[bytes], limit: int) -> int:
+    """Take every whole single-TPDU plain-data TSDU from ``buf[pos:]``; stop at the first
+    octet that needs more care.  Returns where it stopped."""
+    n = len(buf)
+    while n - pos >= _FIRST:
+        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        end = pos + length
+        if (
+            end > n
+            or buf[pos] != 3
+            or buf[pos + 1]
+            or buf[pos + 4 : pos + _FIRST] != _EOT_PREFIX
+            or length < _FIRST
+            or length - _HEAD > limit
+        ):
+            break
+        out.append(buf[pos + _FIRST : end])
+        pos = end
+    return pos

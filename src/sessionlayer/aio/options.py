@@ -44,4 +44,7 @@ class Options:
     """Outgoing bytes buffered before ``send`` waits (backpressure)."""
 
     tpdu_size: int = 8192
-    """COTP TPDU size proposed or accepted (a power of 2, 128..8192)."""
+    """COTP TPDU size proposed or accepted: a power of 2 from 128 to 8192, or a multiple of
+    128 up to 65408.  Above 8192 the ISO 8073 preferred maximum TPDU size parameter is sent
+    too; a peer that does not know it (libiec61850) ignores it and 8192 applies.  Between
+    sessionlayer peers, 65408 carries a 64 KiB message in two TPDUs instead of eight."""

@@ -87,6 +87,9 @@ class SessionProtocol(asyncio.Protocol):
         self._out: list[bytes] = []  # frames held back to share one write (see write_data)
         self._out_size = 0
         self._out_armed = False  # a flush is scheduled for this loop iteration
+        #: ``machine.plain_data`` as of the last time the machine was driven (the fast path).
+        self.plain = False
+        self._tpdu_size = 128  # negotiated in COTP CR/CC
         self.bytes_in = 0
         self.bytes_out = 0
         self.pending_events: list[ev.Event] = []
@@ -113,7 +116,7 @@ class SessionProtocol(asyncio.Protocol):
         self._last_heard = self._loop.time()
         self._probe_sent = False
         session = self.session
-        if session is not None and self.machine.plain_data and self.rfc.idle:
+        if self.plain and session is not None and self.rfc.idle:
             messages: list[bytes] = []
             try:
                 data = self._reader.feed(data, messages)
@@ -183,6 +186,7 @@ class SessionProtocol(asyncio.Protocol):
             self.flush_out()
             self.transport.close()
         self._arm_machine_timer()
+        self.plain = machine.plain_data
         self._dispatch()
 
     def write_raw_tsdu(self, tsdu: bytes) -> None:
@@ -197,8 +201,7 @@ class SessionProtocol(asyncio.Protocol):
         at 64 KiB), so a burst of small messages costs few system calls while a lone
         request-response exchange waits for nothing.
         """
-        assert self.rfc.tpdu_size is not None
-        frame = frame_data(data, self.rfc.tpdu_size)
+        frame = frame_data(data, self._tpdu_size)
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -243,6 +246,7 @@ class SessionProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ receiving
 
     def _transport_ready(self) -> None:
+        self._tpdu_size = self.rfc.tpdu_size or 128
         self.machine.transport_connected()
         if not self.transport_up.done():
             self.transport_up.set_result(None)
@@ -266,6 +270,7 @@ class SessionProtocol(asyncio.Protocol):
             self.session._tokens_changed.set()
 
     def _lost(self) -> None:
+        self.plain = False
         with contextlib.suppress(LocalError):
             self.machine.transport_disconnected()
         self.pending_events.extend(self.machine.events())

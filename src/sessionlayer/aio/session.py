@@ -183,7 +183,7 @@ class Session:
     async def send(self, data: bytes) -> None:
         """S-DATA request; waits while the transport is congested (backpressure)."""
         protocol = self._protocol
-        if protocol.machine.plain_data and self._failure is None and not self._released:
+        if protocol.plain and self._failure is None and not self._released:
             # Fast path: GT+DT framed here (see sessionlayer.aio.framing).
             protocol.write_data(bytes(data))
         else:
@@ -218,6 +218,13 @@ class Session:
         return self
 
     async def __anext__(self) -> bytes:
+        data = self._data
+        if data:  # the common case, without a second coroutine
+            item = data.popleft()
+            self._buffered -= len(item)
+            if self._protocol.reading_paused:
+                self._protocol.update_reading(self._buffered)
+            return item
         try:
             return await self.receive()
         except SessionClosed:
@@ -537,6 +544,7 @@ class Session:
             raise SessionClosed("the session was released")
 
     def _end(self, failure: SessionLayerError | None) -> None:
+        self._protocol.plain = False
         if failure is not None and self._failure is None and not self._released:
             self._failure = failure
         elif failure is None:

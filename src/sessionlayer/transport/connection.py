@@ -48,6 +48,9 @@ __all__ = [
 ]
 
 DEFAULT_TPDU_SIZE = 8192  #: what libiec61850 proposes (code 0x0d)
+CLASSIC_MAX_TPDU_SIZE = 8192  #: the largest the TPDU size parameter can say
+#: The largest TPDU the preferred maximum TPDU size parameter can give that a TPKT holds.
+MAX_TPDU_SIZE = (65535 - 4) // 128 * 128
 CLASS0_DEFAULT_TPDU_SIZE = 128  #: ISO 8073 13.3.4 b: the size when none is given
 _EXPEDITED_OPTION = 0x01  #: Additional Option Selection bit for expedited data
 _EXPEDITED_PARAM = Parameter(ParameterCode.ADDITIONAL_OPTION_SELECTION, bytes([_EXPEDITED_OPTION]))
@@ -129,7 +132,7 @@ class Rfc1006Connection:
     ) -> None:
         if role not in ("initiator", "responder"):
             raise LocalError(f"role must be 'initiator' or 'responder', not {role!r}")
-        tpdu_size_code(max_tpdu_size)  # validates
+        _check_size(max_tpdu_size)
         self.role: Role = role
         self.max_tpdu_size = max_tpdu_size
         self.local_ref = local_ref
@@ -155,12 +158,14 @@ class Rfc1006Connection:
         """(Initiator) Return the TPKT-framed CR proposing *tpdu_size* octets."""
         self._require("initiator", ConnectionState.IDLE, "connect")
         size = self.max_tpdu_size if tpdu_size is None else tpdu_size
+        _check_size(size)
         options = (_EXPEDITED_PARAM,)
         cr = ConnectionRequest(
             src_ref=self.local_ref,
             calling_tsap=calling_tsap,
             called_tsap=called_tsap,
-            tpdu_size=tpdu_size_code(size),
+            tpdu_size=tpdu_size_code(min(size, CLASSIC_MAX_TPDU_SIZE)),
+            preferred_max_tpdu_size=size // 128 if size > CLASSIC_MAX_TPDU_SIZE else None,
             other_params=options if self.allow_expedited else (),
         )
         out = encode_tpkt(encode_tpdu(cr))
@@ -176,8 +181,12 @@ class Rfc1006Connection:
         """
         cr = self._pending_request()
         ours = self.max_tpdu_size if max_tpdu_size is None else max_tpdu_size
-        tpdu_size_code(ours)
-        size = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
+        _check_size(ours)
+        classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
+        preferred = cr.preferred_max_tpdu_octets
+        size = classic
+        if preferred is not None and ours > CLASSIC_MAX_TPDU_SIZE:
+            size = max(classic, min(preferred, ours) // 128 * 128)
         expedited = self.allow_expedited and _wants_expedited(cr)
         options = (_EXPEDITED_PARAM,)
         cc = ConnectionConfirm(
@@ -185,7 +194,8 @@ class Rfc1006Connection:
             src_ref=self.local_ref,
             calling_tsap=cr.calling_tsap,
             called_tsap=cr.called_tsap,
-            tpdu_size=None if cr.tpdu_size is None else tpdu_size_code(size),
+            tpdu_size=None if cr.tpdu_size is None else tpdu_size_code(classic),
+            preferred_max_tpdu_size=size // 128 if size > classic else None,
             other_params=options if expedited else (),
             param_order=cr.param_order,
         )
@@ -281,6 +291,11 @@ class Rfc1006Connection:
         assert self._request is not None
         proposed = self._request.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE
         size = min(proposed, cc.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE)
+        offered, chosen = self._request.preferred_max_tpdu_octets, cc.preferred_max_tpdu_octets
+        if offered is not None and chosen is not None:
+            if chosen > offered:
+                raise DecodeError(f"CC chose a TPDU size of {chosen}, above the {offered} offered")
+            size = max(size, chosen)
         self.tpdu_size = size
         self.expedited = _wants_expedited(self._request) and _wants_expedited(cc)
         if cc.calling_tsap is not None:
@@ -310,6 +325,18 @@ class Rfc1006Connection:
         self._require("responder", ConnectionState.AWAITING_ACCEPT, "answer a CR")
         assert self._request is not None
         return self._request
+
+
+def _check_size(octets: int) -> None:
+    """A TPDU size this side may use: 128..8192 as a power of 2 (the TPDU size
+    parameter), or a multiple of 128 up to 65408 (the preferred maximum TPDU size
+    parameter, ISO 8073 13.3.4; 65408 is the largest that fits a TPKT)."""
+    if octets <= CLASSIC_MAX_TPDU_SIZE:
+        tpdu_size_code(octets)
+    elif octets % 128 or octets > MAX_TPDU_SIZE:
+        raise LocalError(
+            f"TPDU size {octets}: above 8192 it must be a multiple of 128 up to {MAX_TPDU_SIZE}"
+        )
 
 
 def _wants_expedited(tpdu: ConnectionRequest | ConnectionConfirm) -> bool:
