@@ -57,7 +57,7 @@ class PlainReader:
     path has to take over.
     """
 
-    __slots__ = ("max_tsdu_size", "_head", "_raw", "_parts", "_left", "_eot", "_size")
+    __slots__ = ("_eot", "_head", "_left", "_parts", "_raw", "_size", "max_tsdu_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
