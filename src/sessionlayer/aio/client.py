@@ -84,6 +84,7 @@ async def connect(
     session = Session(protocol, sid.hex(), {})
     try:
         async with asyncio.timeout(options.handshake_timeout):
+            assert protocol.transport_up is not None
             await protocol.transport_up
             confirm = await session._confirm_any(
                 (ev.ConnectConfirm, ev.RefuseConfirm),

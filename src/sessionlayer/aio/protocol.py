@@ -49,6 +49,15 @@ log = logging.getLogger("sessionlayer")
 class SessionProtocol(asyncio.Protocol):
     """One TCP connection carrying one session."""
 
+    # Slots: a server holds one of these per live session (idle sessions' memory).
+    __slots__ = (
+        "_last_heard", "_live_timer", "_loop", "_machine_timer", "_on_connect_indication",
+        "_on_transport_up", "_out", "_out_armed", "_out_size", "_probe_sent", "_reader",
+        "_reading_paused", "_tpdu_size", "_tsaps", "_writable", "bytes_in", "bytes_out",
+        "closed", "keepalive", "machine", "options", "peer", "pending_events", "plain", "rfc",
+        "session", "tap", "transport", "transport_up",
+    )  # fmt: skip
+
     def __init__(
         self,
         machine: SessionMachine,
@@ -70,8 +79,11 @@ class SessionProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.peer: Any = None
-        self.closed = asyncio.get_running_loop().create_future()
-        self.transport_up = asyncio.get_running_loop().create_future()
+        self.closed = Signal()  #: set when the TCP connection is gone
+        #: (Initiator) resolves when COTP CC arrived; fails if TCP closes first.
+        self.transport_up: asyncio.Future[None] | None = (
+            asyncio.get_running_loop().create_future() if machine.role == "initiator" else None
+        )
         self.keepalive = False  # the peer answers probes (agreed in hello/welcome)
         self._tsaps = tsaps
         self._on_transport_up = on_transport_up
@@ -156,11 +168,11 @@ class SessionProtocol(asyncio.Protocol):
         self._cancel_timers()
         self._lost()
         self._dispatch()
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if not self.transport_up.done():
-            self.transport_up.set_exception(ConnectionError("connection closed"))
-            self.transport_up.exception()  # mark retrieved
+        self.closed.set()
+        up = self.transport_up
+        if up is not None and not up.done():
+            up.set_exception(ConnectionError("connection closed"))
+            up.exception()  # mark retrieved
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -248,8 +260,9 @@ class SessionProtocol(asyncio.Protocol):
     def _transport_ready(self) -> None:
         self._tpdu_size = self.rfc.tpdu_size or 128
         self.machine.transport_connected()
-        if not self.transport_up.done():
-            self.transport_up.set_result(None)
+        up = self.transport_up
+        if up is not None and not up.done():
+            up.set_result(None)
         if self._on_transport_up is not None:
             self._on_transport_up(self)
         self.flush()

@@ -9,7 +9,7 @@ import logging
 import secrets
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,39 +156,67 @@ class Server:
         return SessionProtocol(machine, self.options, on_connect_indication=self._indication)
 
     def _indication(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
-        task = asyncio.ensure_future(self._answer(protocol, event))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """S-CONNECT indication: decide at once, or after an async authenticate().
 
-    async def _answer(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
+        No task is made unless authentication is asynchronous, and the handler's task
+        starts with nothing of the connect request kept alive but the session.
+        """
         if len(self._live) + self._pending >= self.max_sessions:
             self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
             return
-        self._pending += 1
         try:
-            try:
-                hello = Hello.decode(bytes(event.user_data or b"")) if is_hello(
-                    event.user_data) else None  # fmt: skip
-                request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
-                chosen = negotiate(request.offers, self.supported)
-                if self._authenticate is not None:
-                    verdict = self._authenticate(request)
-                    if inspect.isawaitable(verdict):
-                        verdict = await verdict
-                    if verdict is False:
-                        raise Refuse("authentication failed")
-            except DecodeError as exc:
-                self._refuse(protocol, Refuse(f"malformed connect request: {exc}"))
-                return
-            except Refuse as exc:
-                self._refuse(protocol, exc)
-                return
-            if protocol.transport is None or protocol.transport.is_closing():
-                return
-            session = self._accept(protocol, event, hello, request, chosen)
+            hello = Hello.decode(bytes(event.user_data or b"")) if is_hello(
+                event.user_data) else None  # fmt: skip
+            request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
+            chosen = negotiate(request.offers, self.supported)
+            verdict = self._authenticate(request) if self._authenticate is not None else True
+        except DecodeError as exc:
+            self._refuse(protocol, Refuse(f"malformed connect request: {exc}"))
+            return
+        except Refuse as exc:
+            self._refuse(protocol, exc)
+            return
+        except Exception:
+            log.exception("authenticate() failed for %s; refusing", protocol.peer)
+            self._refuse(protocol, Refuse("authentication error"))
+            return
+        if inspect.isawaitable(verdict):
+            self._pending += 1
+            self._track(self._await_verdict(protocol, event, hello, request, chosen, verdict))
+            return
+        self._conclude(protocol, event, hello, request, chosen, verdict)
+
+    async def _await_verdict(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+                             hello: Hello | None, request: ConnectRequest,
+                             chosen: dict[str, str], verdict: Awaitable[Any]) -> None:  # fmt: skip
+        try:
+            outcome = await verdict
+        except Refuse as exc:
+            self._refuse(protocol, exc)
+            return
+        except Exception:
+            log.exception("authenticate() failed for %s; refusing", protocol.peer)
+            self._refuse(protocol, Refuse("authentication error"))
+            return
         finally:
             self._pending -= 1
-        await self._run(session)
+        self._conclude(protocol, event, hello, request, chosen, outcome)
+
+    def _conclude(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+                  hello: Hello | None, request: ConnectRequest, chosen: dict[str, str],
+                  verdict: Any) -> None:  # fmt: skip
+        if verdict is False:
+            self._refuse(protocol, Refuse("authentication failed"))
+            return
+        if protocol.transport is None or protocol.transport.is_closing():
+            return
+        session = self._accept(protocol, event, hello, request, chosen)
+        self._track(self._run(session))
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _accept(self, protocol: SessionProtocol, event: ev.ConnectIndication,
                 hello: Hello | None, request: ConnectRequest,
@@ -209,7 +237,8 @@ class Server:
         protocol.flush()
         self._live[session.id] = session
         self.stats.accepted += 1
-        session.log.info("session %s accepted from %s", session.id, protocol.peer)
+        if log.isEnabledFor(logging.INFO):
+            session.log.info("session %s accepted from %s", session.id, protocol.peer)
         return session
 
     def _refuse(self, protocol: SessionProtocol, refusal: Refuse) -> None:

@@ -105,6 +105,10 @@ _NEEDS: dict[str, Token] = {
 }
 
 
+#: Shared, always empty: an idle session holds no deque of its own.
+_NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
+
+
 class Session:
     """A session between two SS-users.
 
@@ -112,6 +116,13 @@ class Session:
     S-DATA; indications other than data arrive on :meth:`events`.  Leaving
     ``async with session`` releases it.
     """
+
+    # Slots: a server holds one Session per live session (idle sessions' memory).
+    __slots__ = (
+        "_asked", "_buffered", "_data", "_events", "_failure", "_has_events", "_log", "_owed",
+        "_protocol", "_readable", "_released", "_tokens_changed", "_waiters", "chosen", "id",
+        "last_sync", "messages_in", "messages_out", "on_release", "peer_data", "started",
+    )  # fmt: skip
 
     def __init__(self, protocol: SessionProtocol, session_id: str, chosen: dict[str, str],
                  peer_data: bytes | None = None) -> None:  # fmt: skip
@@ -125,8 +136,8 @@ class Session:
         self.messages_in = 0
         self.messages_out = 0
         self.last_sync: int | None = None
-        self.log = logging.LoggerAdapter(log, {"session_id": session_id})
-        self._data: collections.deque[bytes] = collections.deque()
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+        self._data: collections.deque[bytes] = _NO_DATA  # a deque of its own on first data
         self._buffered = 0
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
         self._has_events = Signal()
@@ -143,6 +154,13 @@ class Session:
         protocol.session = self
 
     # ------------------------------------------------------------ properties
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The ``sessionlayer`` logger with this session's id on every record."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(log, {"session_id": self.id})
+        return self._log
 
     @property
     def machine(self) -> Any:
@@ -199,8 +217,7 @@ class Session:
 
     async def receive(self) -> bytes:
         """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
-        data = self._data
-        while not data:
+        while not self._data:  # (read again after each wait: the first data makes a deque)
             if self._failure is not None:
                 raise self._failure
             if self._released:
@@ -208,7 +225,7 @@ class Session:
             self._protocol.flush_out()  # what we sent may be what the peer answers
             self._readable.clear()
             await self._readable.wait()
-        item = data.popleft()
+        item = self._data.popleft()
         self._buffered -= len(item)
         if self._protocol.reading_paused:
             self._protocol.update_reading(self._buffered)
@@ -233,6 +250,8 @@ class Session:
     def _deliver(self, messages: list[bytes]) -> None:
         """Data from the fast path (whole S-DATA indications, in order)."""
         self.messages_in += len(messages)
+        if self._data is _NO_DATA:
+            self._data = collections.deque()
         self._data.extend(messages)
         self._buffered += sum(map(len, messages))
         self._protocol.update_reading(self._buffered)
@@ -522,7 +541,7 @@ class Session:
             self._protocol.transport.close()
 
     async def wait_closed(self) -> None:
-        await asyncio.shield(self._protocol.closed)
+        await self._protocol.closed.wait()
 
     async def __aenter__(self) -> Session:
         return self

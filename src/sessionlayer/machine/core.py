@@ -10,7 +10,6 @@ the table rejects.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,6 +76,55 @@ class Resync:
 class _Core:
     """State, variables and the table walk shared by the machine's parts."""
 
+    # Slots: a server holds one machine per live session, and a dict per machine
+    # would be the largest part of an idle session's memory.
+    __slots__ = (
+        "_activity_id",
+        "_adi",
+        "_ado",
+        "_assembler",
+        "_available_tokens",
+        "_cn_bytes",
+        "_collision",
+        "_end_pending",
+        "_ended",
+        "_events",
+        "_fu",
+        "_initial_serial",
+        "_kept_fn",
+        "_now",
+        "_out",
+        "_out_exp",
+        "_overflow_in",
+        "_overflow_rest",
+        "_overflow_size",
+        "_owned",
+        "_peer_cn",
+        "_peer_connection_id",
+        "_peer_extended",
+        "_peer_user_data",
+        "_plain_units",
+        "_resync",
+        "_second_initial_serial",
+        "_state",
+        "_tc_up",
+        "_tdis",
+        "_tim",
+        "_tsdu_recv",
+        "_tsdu_send",
+        "_va",
+        "_vact",
+        "_var",
+        "_version",
+        "_vm",
+        "_vmr",
+        "_vr",
+        "_vrr",
+        "_vsc",
+        "config",
+        "role",
+    )
+
     def __init__(self, role: Role, config: SessionConfig | None = None) -> None:
         if role not in ("initiator", "responder"):
             raise ValueError(f"role must be 'initiator' or 'responder', not {role!r}")
@@ -85,7 +133,7 @@ class _Core:
         self._state = "STA01"
         self._ended = False
         self._tc_up = False
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._out: list[bytes] = []
         self._out_exp: list[bytes] = []
         self._tdis = False

@@ -36,6 +36,8 @@ class SessionMachine(_Requests):
     (:meth:`next_event`) and TSDUs (:meth:`data_to_send`).  It never performs I/O.
     """
 
+    __slots__ = ()
+
     def __init__(self, role: Role, config: SessionConfig | None = None) -> None:
         super().__init__(role, config)
 
@@ -136,12 +138,12 @@ class SessionMachine(_Requests):
 
     def next_event(self) -> Event | None:
         """The oldest indication or confirm not yet read, or None."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def events(self) -> list[Event]:
         """Every pending event, oldest first (drains the queue)."""
-        out = list(self._events)
-        self._events.clear()
+        out = self._events
+        self._events = []
         return out
 
     def data_to_send(self) -> list[bytes]:

@@ -83,6 +83,8 @@ def _data(value: Any, name: str = "user data") -> bytes | None:
 class _Requests(_Rules):
     """S-primitives from the user."""
 
+    __slots__ = ()
+
     def _request(self, inp: str, build: Any, **args: Any) -> None:
         """Look ``inp`` up, build its TSDUs with ``build(ctx)``, then apply the row."""
         ctx = Ctx(args=args)

@@ -52,6 +52,8 @@ def _tokens(spdu: Any) -> Token:
 class _Rules(_Sync):
     """Predicates and actions, by the names the state table uses."""
 
+    __slots__ = ()
+
     # ------------------------------------------------------------ predicates: units
 
     def _p_fu_expedited(self, ctx: Ctx) -> bool:

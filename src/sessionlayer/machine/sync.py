@@ -65,6 +65,8 @@ def _confirm_ok(kind: Any, proposed: Any, got: Any, vm: int) -> bool:
 class _Sync(_Core):
     """Serial-number predicates and actions, for both synchronization models."""
 
+    __slots__ = ()
+
     def _recv_next(self) -> int:
         """The serial number the next sync point received must carry: V(M), or V(Mr)."""
         return self._vmr if self._ss else self._vm

@@ -98,6 +98,8 @@ class SegmentAssembler:
     user data held, so a peer cannot make us buffer without limit.
     """
 
+    __slots__ = ("_first", "_parts", "_size", "max_size")
+
     def __init__(self, max_size: int = 1 << 24) -> None:
         self.max_size = max_size
         self._first: SPDU | None = None
