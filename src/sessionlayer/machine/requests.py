@@ -166,6 +166,7 @@ class _Requests(_Rules):
             raise ParameterError(str(exc)) from None
         ctx.args["negotiated"] = result
         self._apply(row, ctx)
+        self._peer_cn = None  # negotiated: an idle session keeps no decoded CN
 
     def refuse(self, reason: int | None = None, user_data: bytes | None = None) -> None:
         """S-CONNECT response (reject): send RF.

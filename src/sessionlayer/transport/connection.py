@@ -203,6 +203,7 @@ class Rfc1006Connection:
         self.tpdu_size, self.expedited = size, expedited
         self.calling_tsap, self.called_tsap = cr.calling_tsap, cr.called_tsap
         self.state = ConnectionState.OPEN
+        self._request = None
         return out
 
     def refuse(self, reason: int = DisconnectReason.NOT_SPECIFIED) -> bytes:
@@ -303,6 +304,7 @@ class Rfc1006Connection:
         if cc.called_tsap is not None:
             self.called_tsap = cc.called_tsap
         self.state = ConnectionState.OPEN
+        self._request = None  # negotiated: nothing of the CR is needed any more
         return TransportConnected(size, self.calling_tsap, self.called_tsap, self.expedited)
 
     def _disconnected(self, tpdu: DisconnectRequest | Error) -> list[TransportEvent]:
