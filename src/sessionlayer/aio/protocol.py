@@ -51,11 +51,35 @@ class SessionProtocol(asyncio.Protocol):
 
     # Slots: a server holds one of these per live session (idle sessions' memory).
     __slots__ = (
-        "_last_heard", "_live_timer", "_loop", "_machine_timer", "_on_connect_indication",
-        "_on_transport_up", "_out", "_out_armed", "_out_size", "_probe_sent", "_reader",
-        "_reading_paused", "_tpdu_size", "_tsaps", "_writable", "bytes_in", "bytes_out",
-        "closed", "keepalive", "machine", "options", "peer", "pending_events", "plain", "rfc",
-        "session", "tap", "transport", "transport_up",
+        "_last_heard",
+        "_live_timer",
+        "_machine_timer",
+        "_on_connect_indication",
+        "_on_transport_up",
+        "_out",
+        "_out_armed",
+        "_out_size",
+        "_probe_sent",
+        "_reader",
+        "_reading_paused",
+        "_tpdu_size",
+        "_tsaps",
+        "_writable",
+        "bytes_in",
+        "bytes_out",
+        "closed",
+        "keepalive",
+        "loop",
+        "machine",
+        "options",
+        "peer",
+        "pending_events",
+        "plain",
+        "rfc",
+        "session",
+        "tap",
+        "transport",
+        "transport_up",
     )  # fmt: skip
 
     def __init__(
@@ -88,10 +112,10 @@ class SessionProtocol(asyncio.Protocol):
         self._tsaps = tsaps
         self._on_transport_up = on_transport_up
         self._on_connect_indication = on_connect_indication
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._machine_timer: asyncio.TimerHandle | None = None
         self._live_timer: asyncio.TimerHandle | None = None
-        self._last_heard = self._loop.time()
+        self._last_heard = self.loop.time()
         self._probe_sent = False
         self._writable = Signal(True)
         self._reading_paused = False
@@ -125,7 +149,7 @@ class SessionProtocol(asyncio.Protocol):
         if self.tap is not None:
             self.tap("in", data)
         self.bytes_in += len(data)
-        self._last_heard = self._loop.time()
+        self._last_heard = self.loop.time()
         self._probe_sent = False
         session = self.session
         if self.plain and session is not None and self.rfc.idle:
@@ -222,7 +246,7 @@ class SessionProtocol(asyncio.Protocol):
         self.bytes_out += len(frame)
         if not self._out_armed:
             self._out_armed = True
-            self._loop.call_soon(self.flush_out)
+            self.loop.call_soon(self.flush_out)
             transport.write(frame)
             return
         self._out.append(frame)
@@ -317,7 +341,7 @@ class SessionProtocol(asyncio.Protocol):
         self.flush_out()
         transport.write(encode_tpkt(encode_tpdu(Data(ab))))
         transport.close()  # flushes the AB; a peer that never reads is cut off below
-        self._loop.call_later(self.options.release_timeout, transport.abort)
+        self.loop.call_later(self.options.release_timeout, transport.abort)
 
     # ------------------------------------------------------------ timers
 
@@ -327,22 +351,22 @@ class SessionProtocol(asyncio.Protocol):
             self._machine_timer.cancel()
             self._machine_timer = None
         if deadline is not None:
-            self._machine_timer = self._loop.call_at(deadline, self._machine_timeout)
+            self._machine_timer = self.loop.call_at(deadline, self._machine_timeout)
 
     def _machine_timeout(self) -> None:
         self._machine_timer = None
-        self.machine.handle_timer(self._loop.time())
+        self.machine.handle_timer(self.loop.time())
         self.flush()
 
     def _arm_liveness(self) -> None:
         opts = self.options
         periods = [p for p in (opts.keepalive_interval, opts.idle_timeout) if p is not None]
         if periods:
-            self._live_timer = self._loop.call_later(min(periods) / 4, self._check_liveness)
+            self._live_timer = self.loop.call_later(min(periods) / 4, self._check_liveness)
 
     def _check_liveness(self) -> None:
         opts = self.options
-        silent = self._loop.time() - self._last_heard
+        silent = self.loop.time() - self._last_heard
         if opts.idle_timeout is not None and silent >= opts.idle_timeout:
             self._fail(
                 f"no traffic from the peer for {silent:.1f} s (idle timeout)",

@@ -119,9 +119,27 @@ class Session:
 
     # Slots: a server holds one Session per live session (idle sessions' memory).
     __slots__ = (
-        "_asked", "_buffered", "_data", "_events", "_failure", "_has_events", "_log", "_owed",
-        "_protocol", "_readable", "_released", "_tokens_changed", "_waiters", "chosen", "id",
-        "last_sync", "messages_in", "messages_out", "on_release", "peer_data", "started",
+        "_asked",
+        "_buffered",
+        "_data",
+        "_data_waiter",
+        "_events",
+        "_failure",
+        "_has_events",
+        "_log",
+        "_owed",
+        "_protocol",
+        "_released",
+        "_tokens_changed",
+        "_waiters",
+        "chosen",
+        "id",
+        "last_sync",
+        "messages_in",
+        "messages_out",
+        "on_release",
+        "peer_data",
+        "started",
     )  # fmt: skip
 
     def __init__(self, protocol: SessionProtocol, session_id: str, chosen: dict[str, str],
@@ -141,7 +159,7 @@ class Session:
         self._buffered = 0
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
         self._has_events = Signal()
-        self._readable = Signal()
+        self._data_waiter: asyncio.Future[None] | None = None
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
         self._failure: SessionLayerError | None = None
         self._released = False
@@ -218,34 +236,50 @@ class Session:
     async def receive(self) -> bytes:
         """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
         while not self._data:  # (read again after each wait: the first data makes a deque)
-            if self._failure is not None:
-                raise self._failure
-            if self._released:
+            if self._released and self._failure is None:
                 raise SessionClosed("the session was released")
-            self._protocol.flush_out()  # what we sent may be what the peer answers
-            self._readable.clear()
-            await self._readable.wait()
+            waiter = self._data_wait()
+            try:
+                await waiter
+            finally:
+                self._data_waiter = None
+        return self._pop()
+
+    def __aiter__(self) -> Session:
+        return self
+
+    async def __anext__(self) -> bytes:
+        # receive() again, inline: a session waiting in ``async for`` holds one frame less.
+        while not self._data:
+            if self._released and self._failure is None:
+                raise StopAsyncIteration
+            waiter = self._data_wait()
+            try:
+                await waiter
+            finally:
+                self._data_waiter = None
+        return self._pop()
+
+    def _data_wait(self) -> asyncio.Future[None]:
+        """A future that data (or the end) resolves; raises when the session failed."""
+        if self._failure is not None:
+            raise self._failure
+        self._protocol.flush_out()  # what we sent may be what the peer answers
+        waiter: asyncio.Future[None] = self._protocol.loop.create_future()
+        self._data_waiter = waiter
+        return waiter
+
+    def _pop(self) -> bytes:
         item = self._data.popleft()
         self._buffered -= len(item)
         if self._protocol.reading_paused:
             self._protocol.update_reading(self._buffered)
         return item
 
-    def __aiter__(self) -> Session:
-        return self
-
-    async def __anext__(self) -> bytes:
-        data = self._data
-        if data:  # the common case, without a second coroutine
-            item = data.popleft()
-            self._buffered -= len(item)
-            if self._protocol.reading_paused:
-                self._protocol.update_reading(self._buffered)
-            return item
-        try:
-            return await self.receive()
-        except SessionClosed:
-            raise StopAsyncIteration from None
+    def _wake_reader(self) -> None:
+        waiter = self._data_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _deliver(self, messages: list[bytes]) -> None:
         """Data from the fast path (whole S-DATA indications, in order)."""
@@ -255,7 +289,7 @@ class Session:
         self._data.extend(messages)
         self._buffered += sum(map(len, messages))
         self._protocol.update_reading(self._buffered)
-        self._readable.set()
+        self._wake_reader()
 
     async def send_typed(self, data: bytes) -> None:
         """S-TYPED-DATA: data that may be sent without the data token."""
@@ -576,7 +610,7 @@ class Session:
                         self._failure or SessionClosed("the session was released")
                     )
         self._waiters.clear()
-        self._readable.set()
+        self._wake_reader()
         self._tokens_changed.set()
         self._has_events.set()
 

@@ -121,6 +121,22 @@ class Rfc1006Connection:
     RFC 1006 expedited-data option (Additional Option Selection 0x01).
     """
 
+    __slots__ = (
+        "_assembler",
+        "_error",
+        "_parser",
+        "_request",
+        "allow_expedited",
+        "called_tsap",
+        "calling_tsap",
+        "expedited",
+        "local_ref",
+        "max_tpdu_size",
+        "role",
+        "state",
+        "tpdu_size",
+    )
+
     def __init__(
         self,
         role: Role = "initiator",

@@ -44,6 +44,8 @@ class TsduAssembler:
     side will not hold it).
     """
 
+    __slots__ = ("_parts", "_size", "max_tsdu_size")
+
     def __init__(self, max_tsdu_size: int = DEFAULT_MAX_TSDU_SIZE) -> None:
         if max_tsdu_size < 1:
             raise ValueError("max_tsdu_size must be positive")

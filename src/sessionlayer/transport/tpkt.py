@@ -48,6 +48,8 @@ class TpktParser:
     stream that lost its framing cannot be resynchronised.
     """
 
+    __slots__ = ("_buffer", "_consumed", "_error")
+
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._consumed = 0  # stream offset of self._buffer[0]
