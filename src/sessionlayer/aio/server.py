@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import secrets
@@ -211,7 +212,7 @@ class Server:
         if protocol.transport is None or protocol.transport.is_closing():
             return
         session = self._accept(protocol, event, hello, request, chosen)
-        self._track(self._run(session))
+        self._start(session)
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -259,25 +260,42 @@ class Server:
         if protocol.transport is not None and not protocol.transport.is_closing():
             protocol.transport.close()
 
-    async def _run(self, session: Session) -> None:
+    def _start(self, session: Session) -> None:
+        """Run the handler as a task of its own; ``_handler_done`` cleans up after it.
+
+        No wrapper coroutine: an idle session holds only the handler's own frames.
+        """
+        task = asyncio.ensure_future(self._handler(session))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._handler_done, session))
+
+    def _handler_done(self, session: Session, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            session.abort()
+        elif (exc := task.exception()) is not None:
+            if isinstance(exc, SessionLayerError):
+                session.log.info("session %s ended: %s", session.id, exc)
+            else:
+                session.log.error("handler of session %s failed; aborting it", session.id,
+                                  exc_info=exc)  # fmt: skip
+                session.abort()
+        elif not session.closed:
+            self._track(self._release(session))  # the handler returned: S-RELEASE
+            return
+        self._ended(session)
+
+    async def _release(self, session: Session) -> None:
         try:
-            await self._handler(session)
-        except asyncio.CancelledError:
-            session.abort()
-            raise
-        except SessionLayerError as exc:
-            session.log.info("session %s ended: %s", session.id, exc)
-        except Exception:
-            session.log.exception("handler of session %s failed; aborting it", session.id)
-            session.abort()
-        else:
-            if not session.closed:
-                with contextlib.suppress(SessionLayerError):
-                    await session.release()
+            with contextlib.suppress(SessionLayerError):
+                await session.release()
         finally:
-            self._live.pop(session.id, None)
-            session.abort()
-            self.stats.session_ended(session.info())
+            self._ended(session)
+
+    def _ended(self, session: Session) -> None:
+        self._live.pop(session.id, None)
+        session.abort()
+        self.stats.session_ended(session.info())
 
 
 def _peer_cert(protocol: SessionProtocol) -> Any:
