@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import contextvars
 import inspect
 import logging
 import secrets
@@ -115,6 +115,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0
         self.stats = ServerStats()
+        self._handlers: dict[asyncio.Task[None], Session] = {}
+        self._on_handler_done = self._handler_done
 
     # ------------------------------------------------------------ public
 
@@ -134,14 +136,14 @@ class Server:
             self._server.close()
         for session in list(self._live.values()):
             session.abort()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._handlers]:
             task.cancel()
 
     async def wait_closed(self) -> None:
         if self._server is not None:
             await self._server.wait_closed()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks or self._handlers:
+            await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
 
     async def __aenter__(self) -> Server:
         return self
@@ -266,11 +268,12 @@ class Server:
         No wrapper coroutine: an idle session holds only the handler's own frames.
         """
         task = asyncio.ensure_future(self._handler(session))
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._handler_done, session))
+        self._handlers[task] = session
+        # One bound method and one empty context for every handler: nothing per session.
+        task.add_done_callback(self._on_handler_done, context=_EMPTY_CONTEXT)
 
-    def _handler_done(self, session: Session, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        session = self._handlers.pop(task)
         if task.cancelled():
             session.abort()
         elif (exc := task.exception()) is not None:
@@ -296,6 +299,9 @@ class Server:
         self._live.pop(session.id, None)
         session.abort()
         self.stats.session_ended(session.info())
+
+
+_EMPTY_CONTEXT = contextvars.Context()
 
 
 def _peer_cert(protocol: SessionProtocol) -> Any:

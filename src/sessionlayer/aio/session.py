@@ -160,7 +160,8 @@ class Session:
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
         self._has_events = Signal()
         self._data_waiter: asyncio.Future[None] | None = None
-        self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] = {}
+        #: Futures of requests waiting for their confirm, by event class (made on first use).
+        self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
         self._failure: SessionLayerError | None = None
         self._released = False
         self._tokens_changed = Signal()  # set after every input from the peer
@@ -400,15 +401,18 @@ class Session:
     ) -> Any:
         """Call a machine request and wait for the first event of one of ``kinds``."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = {}
         for kind in kinds:
             self._waiters.setdefault(kind, collections.deque()).append(future)
         try:
             await self._call_with_tokens(method, *args, **kwargs)
             return await future
         finally:
-            for kind in kinds:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._waiters[kind].remove(future)
+            for kind in kinds:  # (the session's end may have dropped every waiter)
+                queue = self._waiters.get(kind) if self._waiters else None
+                if queue is not None and future in queue:
+                    queue.remove(future)
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
@@ -602,20 +606,20 @@ class Session:
             self._failure = failure
         elif failure is None:
             self._released = True
-        for queue in self._waiters.values():
+        for queue in (self._waiters or {}).values():
             while queue:
                 future = queue.popleft()
                 if not future.done():
                     future.set_exception(
                         self._failure or SessionClosed("the session was released")
                     )
-        self._waiters.clear()
+        self._waiters = None
         self._wake_reader()
         self._tokens_changed.set()
         self._has_events.set()
 
     def _resolve(self, event: ev.Event) -> bool:
-        queue = self._waiters.get(type(event))
+        queue = self._waiters.get(type(event)) if self._waiters else None
         while queue:
             future = queue.popleft()
             if not future.done():
