@@ -46,6 +46,9 @@ def frame_data(data: bytes, tpdu_size: int) -> bytes:
     return b"".join(parts)
 
 
+_UNUSED: list[memoryview] = []  # never appended to
+
+
 class PlainReader:
     """Takes plain-data TSDUs off the front of the byte stream.
 
@@ -62,8 +65,10 @@ class PlainReader:
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
         self._head = b""  # the start of a TPDU header cut short
-        self._raw: list[memoryview] = []  # octets of the TSDU under way, headers included
-        self._parts: list[memoryview] = []  # its user data
+        # Octets of the TSDU under way (headers included) and its user data: shared empty
+        # lists until a TSDU spans TPDUs (see _header), so an idle session holds none.
+        self._raw: list[memoryview] = _UNUSED
+        self._parts: list[memoryview] = _UNUSED
         self._left = 0  # octets of the current TPDU still to come
         self._eot = False  # the current TPDU ends its TSDU
         self._size = 0  # user data of the TSDU under way, with the prefix
@@ -116,6 +121,8 @@ class PlainReader:
 
     def _header(self, data: bytes, view: memoryview, pos: int) -> int:
         """Read (the rest of) a TPDU header; return octets used, or -1 to hand over."""
+        if self._raw is _UNUSED:
+            self._raw, self._parts = [], []
         need = _HEAD if self._raw else _FIRST
         held = len(self._head)
         hdr = self._head + data[pos : pos + need - held] if held else data[pos : pos + need]

@@ -46,6 +46,9 @@ PONG = b"\x01\x00"
 log = logging.getLogger("sessionlayer")
 
 
+_NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
+
+
 class SessionProtocol(asyncio.Protocol):
     """One TCP connection carrying one session."""
 
@@ -128,7 +131,7 @@ class SessionProtocol(asyncio.Protocol):
         self._tpdu_size = 128  # negotiated in COTP CR/CC
         self.bytes_in = 0
         self.bytes_out = 0
-        self.pending_events: list[ev.Event] = []
+        self.pending_events: list[ev.Event] = _NO_EVENTS  # a list of its own when needed
         #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
         self.tap: Callable[[str, bytes], None] | None = None
 
@@ -310,18 +313,25 @@ class SessionProtocol(asyncio.Protocol):
         self.plain = False
         with contextlib.suppress(LocalError):
             self.machine.transport_disconnected()
-        self.pending_events.extend(self.machine.events())
+        self._hold(self.machine.events())
+
+    def _hold(self, events: list[ev.Event]) -> None:
+        """Keep events until there is a session to give them to (or the next dispatch)."""
+        if events:
+            self.pending_events = [*self.pending_events, *events]
 
     def _dispatch(self) -> None:
-        events = self.pending_events + self.machine.events()
-        self.pending_events = []
+        events = self.machine.events()
+        if self.pending_events:
+            events = self.pending_events + events
+            self.pending_events = _NO_EVENTS
         for event in events:
             if isinstance(event, ev.ConnectIndication) and self._on_connect_indication:
                 self._on_connect_indication(self, event)
             elif self.session is not None:
                 self.session._event(event)
             else:
-                self.pending_events.append(event)
+                self._hold([event])
 
     def _fail(self, message: str, reason: AbortReason, abort_spdu: bytes | None = None) -> None:
         """Provider abort.  With ``abort_spdu`` (the reflect octets, possibly empty) an AB
@@ -330,7 +340,7 @@ class SessionProtocol(asyncio.Protocol):
             self.session.log.warning("session %s (%s): %s", self.session.id, self.peer, message)
         else:
             log.warning("%s: %s", self.peer, message)
-        self.pending_events.append(ev.ProviderAbortIndication(reason=reason, message=message))
+        self._hold([ev.ProviderAbortIndication(reason=reason, message=message)])
         transport = self.transport
         if transport is None or transport.is_closing():
             return

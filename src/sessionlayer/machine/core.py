@@ -171,7 +171,7 @@ class _Core:
         self._peer_user_data: bytes | None = None
         self._collision = False
         self._kept_fn: Finish | None = None
-        self._assembler = SegmentAssembler()
+        self._assembler: SegmentAssembler | None = None  # made by the first segment
         # Connect data overflow (7.2, 7.3).
         self._overflow_rest = b""  # initiator: CN user data still to send in CDOs
         self._overflow_in: list[bytes] = []  # responder: CDO user data received so far
@@ -268,7 +268,7 @@ class _Core:
         self._out.append(encode_tsdu(make(PleaseTokens), er, version=self._version))
         self._events.append(ProviderExceptionReportIndication(reflect, local=True))
         self._state = "STA20"
-        self._assembler = SegmentAssembler()
+        self._assembler = None
 
     def _protocol_error(self, message: str, reflect: bytes = b"") -> None:
         """The peer broke the protocol: AB (0x05 + Reflect Parameter), S-P-ABORT, STA16."""

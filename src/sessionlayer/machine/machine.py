@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import DecodeError
 from ..spdu.codec import decode_tsdu
 from ..spdu.codes import FunctionalUnit, Token
+from ..spdu.segment import SegmentAssembler
 from ..spdu.types import (
     SPDU,
     ConnectDataOverflow,
@@ -100,6 +101,8 @@ class SessionMachine(_Requests):
         if getattr(spdu, "enclosure", None) is not None and not isinstance(
             spdu, ConnectDataOverflow
         ):
+            if self._assembler is None:
+                self._assembler = SegmentAssembler()
             try:
                 whole = self._assembler.feed(spdu)
             except DecodeError as exc:

@@ -323,7 +323,7 @@ class _Sync(_Core):
         if resync.second_type == ABANDON and resync.second_serial is not None:
             self._vmr = max(resync.second_serial, self._vmr)
         self._end_pending = False
-        self._assembler = type(self._assembler)()
+        self._assembler = None  # segments under way are dropped
         self._events.append(
             ev.ResyncIndication(
                 resync.type,
@@ -383,5 +383,5 @@ class _Sync(_Core):
         else:
             sending, receiving = spdu.serial_number, None
         self._resynced(sending, owned, receiving)
-        self._assembler = type(self._assembler)()
+        self._assembler = None  # segments under way are dropped
         self._events.append(ev.ResyncConfirm(sending, self._owned, spdu.user_data, receiving))
