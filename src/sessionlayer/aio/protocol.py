@@ -47,6 +47,7 @@ log = logging.getLogger("sessionlayer")
 
 
 _NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
+_NO_FRAMES: list[bytes] = []  # shared and never appended to (see write_data)
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -123,7 +124,7 @@ class SessionProtocol(asyncio.Protocol):
         self._writable = Signal(True)
         self._reading_paused = False
         self._reader = PlainReader(options.max_tsdu_size)
-        self._out: list[bytes] = []  # frames held back to share one write (see write_data)
+        self._out: list[bytes] = _NO_FRAMES  # frames held back to share one write (write_data)
         self._out_size = 0
         self._out_armed = False  # a flush is scheduled for this loop iteration
         #: ``machine.plain_data`` as of the last time the machine was driven (the fast path).
@@ -252,6 +253,8 @@ class SessionProtocol(asyncio.Protocol):
             self.loop.call_soon(self.flush_out)
             transport.write(frame)
             return
+        if self._out is _NO_FRAMES:
+            self._out = []
         self._out.append(frame)
         self._out_size += len(frame)
         if self._out_size >= 65536:

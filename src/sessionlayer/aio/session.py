@@ -158,7 +158,7 @@ class Session:
         self._data: collections.deque[bytes] = _NO_DATA  # a deque of its own on first data
         self._buffered = 0
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
-        self._has_events = Signal()
+        self._has_events: Signal | None = None  # made when somebody waits for events
         self._data_waiter: asyncio.Future[None] | None = None
         #: Futures of requests waiting for their confirm, by event class (made on first use).
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
@@ -319,6 +319,8 @@ class Session:
             elif self.closed:
                 return
             else:
+                if self._has_events is None:
+                    self._has_events = Signal()
                 self._has_events.clear()
                 await self._has_events.wait()
 
@@ -331,7 +333,8 @@ class Session:
         if self._events is None:
             self._events = collections.deque()
         self._events.append(event)
-        self._has_events.set()
+        if self._has_events is not None:
+            self._has_events.set()
 
     # ------------------------------------------------------------ requests with confirms
 
@@ -616,7 +619,8 @@ class Session:
         self._waiters = None
         self._wake_reader()
         self._tokens_changed.set()
-        self._has_events.set()
+        if self._has_events is not None:
+            self._has_events.set()
 
     def _resolve(self, event: ev.Event) -> bool:
         queue = self._waiters.get(type(event)) if self._waiters else None
