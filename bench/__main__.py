@@ -1,14 +1,24 @@
-"""``python -m bench``: run every benchmark and print its table."""
+"""``python -m bench`` (``make bench``): every benchmark, each beside its baseline.
+
+1. the SPDU decoder against plain ``bytes`` slicing (bench/codec.py);
+2. sessions over loopback TCP against raw asyncio (bench/aio.py): throughput,
+   ping-pong latency and idle sessions.
+
+Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...).
+"""
 
 from __future__ import annotations
 
 import sys
 
-from bench import codec
+from bench import aio, codec
 
 
 def main(argv: list[str] | None = None) -> int:
-    return codec.main(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    status = codec.main([])
+    print()
+    return status or aio.main(args)
 
 
 if __name__ == "__main__":
