@@ -33,6 +33,8 @@ if TYPE_CHECKING:
         SessionAborted,
         SessionClosed,
         SessionInfo,
+        check_passwords,
+        check_token,
         connect,
         serve,
     )
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
+    "check_passwords": "aio",
+    "check_token": "aio",
     "connect": "aio",
     "serve": "aio",
     "Server": "aio",
@@ -60,6 +64,8 @@ __all__ = [
     "__version__",
     "connect",
     "serve",
+    "check_passwords",
+    "check_token",
     "Server",
     "Session",
     "SessionInfo",

@@ -1,5 +1,6 @@
 """The asyncio binding: ``connect()``, ``serve()`` and ``Session``."""
 
+from .auth import check_passwords, check_token
 from .client import connect
 from .hello import Hello, Rejection, Welcome
 from .options import Options
@@ -16,6 +17,8 @@ from .session import (
 __all__ = [
     "connect",
     "serve",
+    "check_passwords",
+    "check_token",
     "Server",
     "Session",
     "SessionInfo",

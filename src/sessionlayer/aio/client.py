@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import DecodeError, RefuseReason
+from ..errors import DecodeError, LocalError, RefuseReason
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
@@ -39,6 +40,7 @@ async def connect(
     calling_tsel: bytes | None = None,
     called_tsel: bytes | None = None,
     trace: Callable[[str, bytes], None] | None = None,
+    insecure_credentials: bool = False,
 ) -> Session:
     """Open a session (S-CONNECT) to ``host:port`` and return it once accepted.
 
@@ -51,16 +53,25 @@ async def connect(
     user data is in ``session.peer_data``.  ``calling_tsel``/``called_tsel``
     are the transport selectors of the COTP CR (libiec61850 uses ``00 01``).
     ``trace("in" | "out", data)`` sees every chunk read from or written to TCP.
+    ``credentials`` are only sent inside TLS or to a loopback address, unless
+    ``insecure_credentials=True`` says otherwise (a :class:`LocalError` if not).
 
     Raises :class:`ConnectRefused` (with the RF reason) when refused,
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
     after ``options.connect_timeout`` / ``options.handshake_timeout``.
     """
+    cleartext = credentials is not None and tls is None and not insecure_credentials
+    if cleartext and not _is_loopback(host):
+        raise LocalError(
+            f"credentials would cross the network to {host} in clear text: pass tls=..."
+            " (or insecure_credentials=True)"
+        )
     options = options or Options()
     config = config or SessionConfig()
     loop = asyncio.get_running_loop()
     machine = SessionMachine("initiator", config)
     sid = new_session_id()
+
     def factory() -> SessionProtocol:
         protocol = SessionProtocol(machine, options, tsaps=(calling_tsel, called_tsel))
         protocol.tap = trace
@@ -103,6 +114,15 @@ async def connect(
     _welcome(session, confirm, native)
     session.log.debug("session %s connected to %s", session.id, protocol.peer)
     return session
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _refused(event: ev.RefuseConfirm) -> ConnectRefused:

@@ -1,0 +1,67 @@
+"""The ready-made authentication callbacks, and credentials kept off clear-text links."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import sessionlayer
+from sessionlayer import ConnectRefused, LocalError
+from sessionlayer.aio.hello import Hello
+from sessionlayer.aio.server import ConnectRequest
+from sessionlayer.machine import ConnectIndication
+
+
+def request(credentials: dict[str, str] | None) -> ConnectRequest:
+    indication: Any = ConnectIndication.__new__(ConnectIndication)
+    return ConnectRequest(("127.0.0.1", 1), Hello(credentials=credentials), indication, None)
+
+
+def test_check_passwords() -> None:
+    check = sessionlayer.check_passwords({"ada": "s3cret", "bob": "hunter2"})
+    assert check(request({"user": "ada", "password": "s3cret"}))
+    assert check(request({"user": "bob", "password": "hunter2"}))
+    assert not check(request({"user": "ada", "password": "hunter2"}))
+    assert not check(request({"user": "eve", "password": "s3cret"}))
+    assert not check(request({"user": "eve", "password": "\0 no such user \0"}))
+    assert not check(request({}))
+    assert not check(request(None))
+
+
+def test_check_token() -> None:
+    check = sessionlayer.check_token("abc123")
+    assert check(request({"token": "abc123"}))
+    assert not check(request({"token": "abc124"}))
+    assert not check(request(None))
+
+
+def test_credentials_refused_in_clear_text_off_loopback() -> None:
+    async def main() -> None:
+        with pytest.raises(LocalError, match="clear text"):
+            await sessionlayer.connect("192.0.2.1", 102, credentials={"user": "a"})
+
+    asyncio.run(main())
+
+
+def test_passwords_end_to_end_over_loopback() -> None:
+    async def echo(session: sessionlayer.Session) -> None:
+        async for data in session:
+            await session.send(data)
+
+    async def main() -> None:
+        check = sessionlayer.check_passwords({"ada": "s3cret"})
+        async with await sessionlayer.serve(echo, authenticate=check) as server:
+            creds = {"user": "ada", "password": "s3cret"}
+            async with await sessionlayer.connect(
+                "127.0.0.1", server.port, credentials=creds
+            ) as session:
+                await session.send(b"in")
+                assert await session.receive() == b"in"
+            with pytest.raises(ConnectRefused, match="authentication failed"):
+                await sessionlayer.connect(
+                    "127.0.0.1", server.port, credentials={"user": "ada", "password": "x"}
+                )
+
+    asyncio.run(asyncio.wait_for(main(), 20))
