@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.tools import require_tshark
 
 import sessionlayer
 from sessionlayer import Options
@@ -35,14 +33,6 @@ EXPERT_ERROR = 0x800000  # _ws.expert.severity of "error"
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 8))  # type: ignore[arg-type]
 
-
-def _tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI (make sysdeps installs it)")
-        pytest.skip("tshark is not installed (apt-get install tshark)")
-    return path
 
 
 class Relay:
@@ -137,7 +127,7 @@ def test_probe_and_answer_bytes() -> None:
 
 
 def test_tshark_reads_probes_as_please_and_give_tokens(tmp_path: Path) -> None:
-    tshark = _tshark()
+    tshark = require_tshark()
     relay, port = run(record_keepalive())
     path = tmp_path / "keepalive.pcap"
     write_pcap(path, relay.chunks, server=("127.0.0.1", port))

@@ -44,7 +44,6 @@ never skips (a missing tshark fails the test).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.tools import require_tshark
 
 from sessionlayer.spdu import (
     ALL_SPDUS,
@@ -399,18 +399,10 @@ def _frames(pdml: str) -> list[Frame]:
     return frames
 
 
-def _tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI (Debian package 'tshark'; make/CI installs it)")
-        pytest.skip("tshark is not installed")
-    return path
-
 
 @pytest.fixture(scope="module")
 def tshark_frames(tmp_path_factory: pytest.TempPathFactory) -> list[Frame]:
-    tshark = _tshark()
+    tshark = require_tshark()
     path: Path = tmp_path_factory.mktemp("oracle") / "all-spdus.pcap"
     write_pcap(path, [tpkt_dt(encode_tsdu(*spdus)) for _, spdus in FRAMES], port=102)
     run = subprocess.run(

@@ -7,13 +7,11 @@ set (a missing tshark is then a failure); elsewhere it skips without tshark.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.tools import require_tshark
 
 from sessionlayer.capture import Direction, write_pcap
 from sessionlayer.transport import Rfc1006Connection
@@ -31,14 +29,6 @@ FIELDS = [
     "tpkt.length",
 ]
 
-
-def _tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI (make sysdeps installs it)")
-        pytest.skip("tshark is not installed (apt-get install tshark)")
-    return path
 
 
 def _conversation(libiec61850: list[dict[str, Any]]) -> list[tuple[Direction, bytes]]:
@@ -70,7 +60,7 @@ def _dissect(tshark: str, path: Path) -> list[dict[str, str]]:
 
 
 def test_tshark_decodes_our_tpkt_cotp(tmp_path: Path, libiec61850: list[dict[str, Any]]) -> None:
-    tshark = _tshark()
+    tshark = require_tshark()
     path = tmp_path / "rfc1006.pcap"
     segments = _conversation(libiec61850)
     write_pcap(path, segments)

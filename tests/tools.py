@@ -1,0 +1,18 @@
+"""Small helpers shared by tests in several folders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_tshark() -> str:
+    """The path of Debian's tshark: a failure in CI (never a skip there), else a skip."""
+    path = shutil.which("tshark")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("tshark is required in CI (make sysdeps installs Debian's 'tshark')")
+        pytest.skip("tshark is not installed (apt-get install tshark)")
+    return path
