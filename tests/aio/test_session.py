@@ -59,6 +59,47 @@ def test_many_messages_in_order() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("tpdu_size", [8192, 65408])
+def test_bursts_of_small_and_large_messages_keep_their_order(tpdu_size: int) -> None:
+    """Frames held back to share a write (past the 64 KiB flush too) and TSDUs of several
+    TPDUs, whole in one read or cut across reads, all arrive in order."""
+    sizes = [0, 1, 64, 70_000, 3, 65_536, 9000, *([100] * 1500), 200_000, 5]
+    options = Options(tpdu_size=tpdu_size, max_buffered_bytes=1 << 22, max_tsdu_size=1 << 22)
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, options=options) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port, options=options)
+            async with session:
+                for i, size in enumerate(sizes):
+                    await session.send(bytes([i % 251]) * size)
+                for i, size in enumerate(sizes):
+                    assert await session.receive() == bytes([i % 251]) * size
+
+    run(main())
+
+
+def test_a_send_while_not_receiving_still_goes_out() -> None:
+    """A message written after an earlier one went straight out is held for the end of the
+    loop iteration; it must go out even when this side never waits for data."""
+
+    async def main() -> None:
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                got.put_nowait(data)
+
+        quiet = Options(keepalive_interval=None, idle_timeout=None)  # no other writes
+        async with await sessionlayer.serve(handler, options=quiet) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port, options=quiet)
+            async with session:
+                for data in (b"first", b"second", b"third"):
+                    await session.send(data)
+                    assert await asyncio.wait_for(got.get(), 5) == data
+
+    run(main())
+
+
 def test_negotiation_picks_common_codec_in_initiator_order() -> None:
     async def main() -> None:
         chosen: list[dict[str, str]] = []

@@ -24,6 +24,13 @@ _DT_MORE = b"\x02\xf0\x00"
 _HEAD = 4 + 3  # TPKT header + class 0 DT header
 _FIRST = _HEAD + len(DATA_PREFIX)
 _EOT_PREFIX = _DT_EOT + DATA_PREFIX
+_MORE_PREFIX = _DT_MORE + DATA_PREFIX
+_TPKT_V3 = 0x0300  # TPKT version 3 and the reserved octet, as one big-endian 16-bit field
+# The TPKT header and the next 3 (DT header) or 7 (DT header and DATA_PREFIX) octets in one
+# struct call: (version+reserved, TPKT length, the octets after the TPKT header).
+_DT = struct.Struct(">HH3s")
+_FIRST_DT = struct.Struct(">HH7s")
+_pack_first = _FIRST_DT.pack
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
@@ -31,7 +38,7 @@ def frame_data(data: bytes, tpdu_size: int) -> bytes:
     room = tpdu_size - 3
     n = len(data)
     if n + 4 <= room:
-        return _TPKT.pack(3, 0, n + _FIRST) + _DT_EOT + DATA_PREFIX + data
+        return _pack_first(_TPKT_V3, n + _FIRST, _EOT_PREFIX) + data
     view = memoryview(data)
     first = room - 4
     parts: list[bytes | memoryview] = [_TPKT.pack(3, 0, room + _HEAD), _DT_MORE, DATA_PREFIX]
@@ -167,21 +174,51 @@ def _plausible(hdr: bytes, need: int) -> bool:
 
 
 def _whole_messages(buf: bytes, pos: int, out: list[bytes], limit: int) -> int:
-    """Take every whole single-TPDU plain-data TSDU from ``buf[pos:]``; stop at the first
-    octet that needs more care.  Returns where it stopped."""
+    """Take every whole plain-data TSDU from ``buf[pos:]``; stop at the first octet that
+    needs more care (a TSDU cut short, or anything else).  Returns where it stopped.
+
+    The hot loop of the fast path: one struct call checks a TPDU's header and the
+    DATA_PREFIX; a TSDU in one TPDU (the common case) costs one slice.
+    """
     n = len(buf)
+    append = out.append
+    unpack = _FIRST_DT.unpack_from
     while n - pos >= _FIRST:
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
+        tpkt, length, head = unpack(buf, pos)
         end = pos + length
-        if (
-            end > n
-            or buf[pos] != 3
-            or buf[pos + 1]
-            or buf[pos + 4 : pos + _FIRST] != _EOT_PREFIX
-            or length < _FIRST
-            or length - _HEAD > limit
-        ):
+        if tpkt != _TPKT_V3 or end > n or length < _FIRST or length - _HEAD > limit:
             break
-        out.append(buf[pos + _FIRST : end])
-        pos = end
+        if head == _EOT_PREFIX:
+            append(buf[pos + _FIRST : end])
+            pos = end
+        elif head != _MORE_PREFIX or (end := _spanning(buf, pos, end, out, limit)) < 0:
+            break
+        else:
+            pos = end
     return pos
+
+
+def _spanning(buf: bytes, pos: int, end: int, out: list[bytes], limit: int) -> int:
+    """A TSDU in several TPDUs, its first (without EOT) at ``buf[pos:end]``: when all of
+    its TPDUs are in ``buf``, append its user data (one join of views, no other copy) and
+    return where it ends; otherwise -1 (the caller leaves it to the stateful path)."""
+    n = len(buf)
+    view = memoryview(buf)
+    parts = [view[pos + _FIRST : end]]
+    size = end - pos - _HEAD
+    unpack = _DT.unpack_from
+    pos = end
+    while n - pos >= _HEAD:
+        tpkt, length, dt = unpack(buf, pos)
+        end = pos + length
+        size += length - _HEAD
+        if tpkt != _TPKT_V3 or end > n or length < _HEAD or size > limit:
+            return -1
+        parts.append(view[pos + _HEAD : end])
+        pos = end
+        if dt == _DT_EOT:
+            out.append(b"".join(parts))
+            return pos
+        if dt != _DT_MORE:
+            return -1
+    return -1

@@ -47,7 +47,8 @@ log = logging.getLogger("sessionlayer")
 
 
 _NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
-_NO_FRAMES: list[bytes] = []  # shared and never appended to (see write_data)
+#: write_data holds frames back up to this many octets before writing them in one go.
+_HOLD_LIMIT = 65536
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -55,23 +56,25 @@ class SessionProtocol(asyncio.Protocol):
 
     # Slots: a server holds one of these per live session (idle sessions' memory).
     __slots__ = (
+        "_closed",
+        "_drained",
+        "_general",
+        "_held",
+        "_held_size",
         "_last_heard",
         "_live_timer",
         "_machine_timer",
         "_on_connect_indication",
         "_on_transport_up",
-        "_out",
-        "_out_armed",
-        "_out_size",
         "_probe_sent",
         "_reader",
         "_reading_paused",
         "_tpdu_size",
         "_tsaps",
-        "_writable",
+        "_wrote",
         "bytes_in",
         "bytes_out",
-        "closed",
+        "is_closed",
         "keepalive",
         "loop",
         "machine",
@@ -84,6 +87,7 @@ class SessionProtocol(asyncio.Protocol):
         "tap",
         "transport",
         "transport_up",
+        "write_paused",
     )  # fmt: skip
 
     def __init__(
@@ -107,7 +111,8 @@ class SessionProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session: Session | None = None
         self.peer: Any = None
-        self.closed = Signal()  #: set when the TCP connection is gone
+        self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
+        self._closed: Signal | None = None  # made when somebody waits for the close
         #: (Initiator) resolves when COTP CC arrived; fails if TCP closes first.
         self.transport_up: asyncio.Future[None] | None = (
             asyncio.get_running_loop().create_future() if machine.role == "initiator" else None
@@ -121,14 +126,18 @@ class SessionProtocol(asyncio.Protocol):
         self._live_timer: asyncio.TimerHandle | None = None
         self._last_heard = self.loop.time()
         self._probe_sent = False
-        self._writable = Signal(True)
+        #: The transport is above its high-water mark: ``drain()`` waits.
+        self.write_paused = False
+        self._drained: Signal | None = None  # made when somebody waits in drain()
         self._reading_paused = False
         self._reader = PlainReader(options.max_tsdu_size)
-        self._out: list[bytes] = _NO_FRAMES  # frames held back to share one write (write_data)
-        self._out_size = 0
-        self._out_armed = False  # a flush is scheduled for this loop iteration
+        self._wrote = False  # write_data wrote straight out; reset by flush_out
+        # Frames held back to share one write; a list only while a flush_out is scheduled.
+        self._held: list[bytes] | None = None
+        self._held_size = 0
         #: ``machine.plain_data`` as of the last time the machine was driven (the fast path).
         self.plain = False
+        self._general = False  # the general path holds part of a TPDU or TSDU (not rfc.idle)
         self._tpdu_size = 128  # negotiated in COTP CR/CC
         self.bytes_in = 0
         self.bytes_out = 0
@@ -153,29 +162,42 @@ class SessionProtocol(asyncio.Protocol):
         if self.tap is not None:
             self.tap("in", data)
         self.bytes_in += len(data)
-        self._last_heard = self.loop.time()
-        self._probe_sent = False
-        session = self.session
-        if self.plain and session is not None and self.rfc.idle:
-            messages: list[bytes] = []
-            try:
-                data = self._reader.feed(data, messages)
-            except DecodeError as exc:
-                session._deliver(messages)
-                self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=b"")
-                self._dispatch()
-                return
-            if messages:
-                session._deliver(messages)
+        if self._live_timer is not None:  # liveness is watched (keepalive or idle timeout)
+            self._last_heard = self.loop.time()
+            self._probe_sent = False
+        # ``plain`` holds only while a session is open on this connection (see flush).
+        if self.plain and not self._general:
+            data = self._fast_receive(data)
             if not data:
                 return
         elif self._reader.pending:
             data = self._reader.take() + data  # the general path takes over mid-TPDU
+        self._general_receive(data)
+
+    def _fast_receive(self, data: bytes) -> bytes:
+        """Deliver the plain-data TSDUs at the front of ``data``; return the rest."""
+        session = self.session
+        assert session is not None
+        messages: list[bytes] = []
+        try:
+            data = self._reader.feed(data, messages)
+        except DecodeError as exc:
+            session._deliver(messages)
+            self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=b"")
+            self._dispatch()
+            return b""
+        if messages:
+            session._deliver(messages)
+        return data
+
+    def _general_receive(self, data: bytes) -> None:
+        """Bytes through the RFC 1006 connection and the machine."""
         try:
             tevents = self.rfc.receive_data(data)
         except DecodeError as exc:
             self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=exc.reflect)
             return
+        self._general = not self.rfc.idle
         for tev in tevents:
             if isinstance(tev, TsduReceived):
                 self._tsdu(tev.data)
@@ -191,29 +213,44 @@ class SessionProtocol(asyncio.Protocol):
         self._dispatch()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._writable.set()
-        self._out.clear()
+        self.resume_writing()  # nobody waits in drain() for a connection that is gone
+        self._held = None
         self._cancel_timers()
         self._lost()
         self._dispatch()
-        self.closed.set()
+        self.is_closed = True
+        if self._closed is not None:
+            self._closed.set()
         up = self.transport_up
         if up is not None and not up.done():
             up.set_exception(ConnectionError("connection closed"))
             up.exception()  # mark retrieved
 
     def pause_writing(self) -> None:
-        self._writable.clear()
+        self.write_paused = True
+        if self._drained is not None:
+            self._drained.clear()
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        self.write_paused = False
+        if self._drained is not None:
+            self._drained.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is gone."""
+        if not self.is_closed:
+            if self._closed is None:
+                self._closed = Signal()
+            await self._closed.wait()
 
     # ------------------------------------------------------------ sending
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
-        if not self._writable.is_set():
-            await self._writable.wait()  # connection_lost sets it too
+        if self.write_paused:  # connection_lost resumes writing too
+            if self._drained is None:
+                self._drained = Signal()
+            await self._drained.wait()
 
     def flush(self) -> None:
         """Write what the machine queued, arm its timer, deliver its events."""
@@ -222,11 +259,16 @@ class SessionProtocol(asyncio.Protocol):
             self._write(self.rfc.send_tsdu(tsdu))
         for tsdu in machine.expedited_to_send():
             self._write(self.rfc.send_expedited(tsdu))
-        if machine.wants_transport_disconnect and self.transport is not None:
+        closing = machine.wants_transport_disconnect and self.transport is not None
+        if closing:
             self.flush_out()
-            self.transport.close()
+            self.transport.close()  # type: ignore[union-attr]
         self._arm_machine_timer()
-        self.plain = machine.plain_data
+        # The fast path needs an open session on an open transport (write_data relies on it).
+        session = self.session
+        self.plain = (
+            machine.plain_data and not closing and session is not None and not session.closed
+        )
         self._dispatch()
 
     def write_raw_tsdu(self, tsdu: bytes) -> None:
@@ -234,50 +276,56 @@ class SessionProtocol(asyncio.Protocol):
         self._write(self.rfc.send_tsdu(tsdu))
 
     def write_data(self, data: bytes) -> None:
-        """S-DATA on the fast path (only while ``machine.plain_data`` holds).
+        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open).
 
-        The first write of a loop iteration goes straight out; the frames that follow
-        in the same iteration are joined into one write when the loop comes round (or
-        at 64 KiB), so a burst of small messages costs few system calls while a lone
-        request-response exchange waits for nothing.
+        A message goes straight out when nothing was written since the last flush_out;
+        the ones that follow are held and joined into one write when the loop comes
+        round (or at 64 KiB), so a burst of small messages costs few system calls while
+        a request waits for nothing.  flush_out also runs when the session starts waiting
+        for data (Session._data_wait): a request-response exchange never schedules it.
         """
         frame = frame_data(data, self._tpdu_size)
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
         if self.tap is not None:
             self.tap("out", frame)
-        self.bytes_out += len(frame)
-        if not self._out_armed:
-            self._out_armed = True
+        held = self._held
+        if held is None:
+            if not self._wrote:
+                self._wrote = True
+                self.bytes_out += len(frame)
+                self.transport.write(frame)  # type: ignore[union-attr]
+                return
+            held = self._held = []
             self.loop.call_soon(self.flush_out)
-            transport.write(frame)
-            return
-        if self._out is _NO_FRAMES:
-            self._out = []
-        self._out.append(frame)
-        self._out_size += len(frame)
-        if self._out_size >= 65536:
-            self.flush_out()
+        held.append(frame)
+        self._held_size += len(frame)
+        if self._held_size >= _HOLD_LIMIT:
+            self._write_held()
 
     def flush_out(self) -> None:
-        """Write the frames ``write_data`` held back."""
-        self._out_armed = False
-        out = self._out
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            self._out_size = 0
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(data)
+        """Write the frames ``write_data`` held back; the next one may go straight out."""
+        self._wrote = False
+        if self._held is not None:
+            if self._held:
+                self._write_held()
+            self._held = None  # the next frame held schedules a flush_out of its own
+
+    def _write_held(self) -> None:
+        held = self._held
+        assert held is not None
+        data = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        self._held_size = 0
+        self.bytes_out += len(data)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     @property
     def write_blocked(self) -> bool:
         """The transport's buffer is above its high-water mark: ``drain()`` would wait."""
-        return not self._writable.is_set()
+        return self.write_paused
 
     def _write(self, data: bytes) -> None:
-        if self._out:
+        if self._held:
             self.flush_out()  # keep the order of what was sent
         if self.transport is not None and not self.transport.is_closing():
             if self.tap is not None:
@@ -339,6 +387,7 @@ class SessionProtocol(asyncio.Protocol):
     def _fail(self, message: str, reason: AbortReason, abort_spdu: bytes | None = None) -> None:
         """Provider abort.  With ``abort_spdu`` (the reflect octets, possibly empty) an AB
         with ``reason`` is written first, so the peer learns why (X.225 7.9)."""
+        self.plain = False  # no more fast path on a transport that closes
         if self.session is not None:
             self.session.log.warning("session %s (%s): %s", self.session.id, self.peer, message)
         else:

@@ -220,9 +220,9 @@ class Session:
     async def send(self, data: bytes) -> None:
         """S-DATA request; waits while the transport is congested (backpressure)."""
         protocol = self._protocol
-        if protocol.plain and self._failure is None and not self._released:
+        if protocol.plain:  # (only while the session is open: see SessionProtocol.flush)
             # Fast path: GT+DT framed here (see sessionlayer.aio.framing).
-            protocol.write_data(bytes(data))
+            protocol.write_data(data if type(data) is bytes else bytes(data))
         else:
             self._check_open()
             try:
@@ -231,7 +231,7 @@ class Session:
                 await self._call_with_tokens("send_data", data)
             protocol.flush()
         self.messages_out += 1
-        if protocol.write_blocked:
+        if protocol.write_paused:
             await protocol.drain()
 
     async def receive(self) -> bytes:
@@ -273,7 +273,7 @@ class Session:
     def _pop(self) -> bytes:
         item = self._data.popleft()
         self._buffered -= len(item)
-        if self._protocol.reading_paused:
+        if self._protocol._reading_paused:
             self._protocol.update_reading(self._buffered)
         return item
 
@@ -289,7 +289,8 @@ class Session:
             self._data = collections.deque()
         self._data.extend(messages)
         self._buffered += sum(map(len, messages))
-        self._protocol.update_reading(self._buffered)
+        if self._buffered >= self._protocol.options.max_buffered_bytes:
+            self._protocol.update_reading(self._buffered)
         self._wake_reader()
 
     async def send_typed(self, data: bytes) -> None:
@@ -582,7 +583,7 @@ class Session:
             self._protocol.transport.close()
 
     async def wait_closed(self) -> None:
-        await self._protocol.closed.wait()
+        await self._protocol.wait_closed()
 
     async def __aenter__(self) -> Session:
         return self
