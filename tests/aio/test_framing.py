@@ -92,3 +92,39 @@ def test_tsdu_over_the_limit_is_an_implementation_restriction(tpdu_size: int) ->
         reader.feed(frame_data(b"y" * 5000, tpdu_size), [])
     assert "exceeds the maximum 4096" in str(info.value)
     assert info.value.reason & 0x10
+
+
+def read_into(reader: PlainReader, data: bytes) -> int:
+    """What asyncio does for a BufferedProtocol: copy a read into get_buffer()."""
+    view = reader.get_buffer(-1)
+    n = min(len(view), len(data))
+    view[:n] = data[:n]
+    return n
+
+
+def test_large_tsdus_across_many_reads_grow_and_compact_the_own_buffer() -> None:
+    """TSDUs larger than the reader's buffer, read as asyncio would (get_buffer, then
+    parse), come out whole; the buffer is dropped once nothing is held."""
+    messages = [bytes([i]) * size for i, size in enumerate((3_000_000, 10, 700_000, 65_536))]
+    stream = b"".join(frame_data(m, 8192) for m in messages)
+    reader = PlainReader(1 << 22)
+    got: list[bytes] = []
+    pos = 0
+    while pos < len(stream):
+        n = read_into(reader, stream[pos : pos + 100_000])
+        assert reader.parse(n, got) == b""
+        pos += n
+    assert got == messages
+    assert not reader.pending
+
+
+def test_a_read_of_exactly_one_message_is_single() -> None:
+    reader = PlainReader(1 << 20)
+    frame = frame_data(b"request", 8192)
+    assert reader.single(read_into(reader, frame)) == b"request"
+    n = read_into(reader, frame + frame[:3])  # more than one message: parse() it is
+    assert reader.single(n) is None
+    got: list[bytes] = []
+    assert reader.parse(n, got) == b"" and got == [b"request"] and reader.pending
+    assert reader.single(read_into(reader, frame[3:])) is None  # something is held
+    assert reader.take(len(frame) - 3) == frame and not reader.pending

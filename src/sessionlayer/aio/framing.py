@@ -12,6 +12,8 @@ both paths to the same octets.
 from __future__ import annotations
 
 import struct
+import threading
+from typing import Any
 
 from ..errors import AbortReason, DecodeError
 from ..machine import DATA_PREFIX
@@ -31,6 +33,7 @@ _TPKT_V3 = 0x0300  # TPKT version 3 and the reserved octet, as one big-endian 16
 _DT = struct.Struct(">HH3s")
 _FIRST_DT = struct.Struct(">HH7s")
 _pack_first = _FIRST_DT.pack
+_unpack_first = _FIRST_DT.unpack_from
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
@@ -53,112 +56,272 @@ def frame_data(data: bytes, tpdu_size: int) -> bytes:
     return b"".join(parts)
 
 
-_UNUSED: list[memoryview] = []  # never appended to
+#: The shared receive buffer (what asyncio reads at most per Protocol.data_received too);
+#: a reader's own buffer, while it holds a TSDU cut short, keeps at least this much room
+#: for the next read.
+READ_SIZE = 256 * 1024
+#: A reader's own buffer.  Large: reads into it are large (fewer reads per octet) and the
+#: held octets are seldom moved to the front (measured: 64 KiB messages move ~30% faster
+#: than with a 256 KiB buffer).  Only a session that receives more than one read's worth
+#: at a time has one.
+_OWN_SIZE = 4 * READ_SIZE
+#: From this TPDU length on, user data is copied straight out of the receive buffer; below
+#: it the octets read are first made one ``bytes`` and each message sliced out of that.
+_LARGE = 2048
+_CUT = -1  # the TSDU under way goes on past the octets read so far
+_OTHER = -2  # not plain data: the general path takes over from the TSDU's first octet
+
+_local = threading.local()
+
+
+def _shared_buffer() -> tuple[bytearray, memoryview]:
+    """This thread's receive buffer, shared by every reader (see :class:`PlainReader`)."""
+    try:
+        return _local.buffer  # type: ignore[no-any-return]
+    except AttributeError:
+        buf = bytearray(READ_SIZE)
+        _local.buffer = buf, memoryview(buf)
+        return _local.buffer  # type: ignore[no-any-return]
 
 
 class PlainReader:
     """Takes plain-data TSDUs off the front of the byte stream.
 
-    :meth:`feed` appends the user data of each whole plain-data TSDU to ``out``
-    and returns the octets from the first TPDU that is something else (for the
-    general path, which then owns the stream until it is idle again).  A TPDU
-    or TSDU cut short at the end of a chunk is held as views of the chunks,
-    not copied, and given back as raw octets by :meth:`take` when the general
-    path has to take over.
+    The stream is read into the reader's buffer (:meth:`get_buffer`, then :meth:`parse`:
+    what an :class:`asyncio.BufferedProtocol` does), so the kernel copies each octet
+    once into memory that is used again and again, and each message's user data is
+    copied once out of it.  :meth:`parse` appends the user data of every whole
+    plain-data TSDU to ``out`` and returns the octets from the first TPDU that is
+    something else (for the general path, which then owns the stream until it is idle
+    again).
+
+    Reads go to one buffer per thread, shared by all readers: asyncio and uvloop call
+    ``get_buffer``, read and call ``buffer_updated`` in one go, and :meth:`parse` leaves
+    nothing behind in it.  A TSDU cut short at the end of a read is moved to a buffer
+    of the reader's own, where the next reads continue it; that buffer is dropped once
+    it is empty again, so an idle session holds none.
     """
 
-    __slots__ = ("_eot", "_head", "_left", "_parts", "_raw", "_size", "max_tsdu_size")
+    __slots__ = ("_buf", "_end", "_next", "_shared", "_size", "_start", "max_tsdu_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
-        self._head = b""  # the start of a TPDU header cut short
-        # Octets of the TSDU under way (headers included) and its user data: shared empty
-        # lists until a TSDU spans TPDUs (see _header), so an idle session holds none.
-        self._raw: list[memoryview] = _UNUSED
-        self._parts: list[memoryview] = _UNUSED
-        self._left = 0  # octets of the current TPDU still to come
-        self._eot = False  # the current TPDU ends its TSDU
-        self._size = 0  # user data of the TSDU under way, with the prefix
+        self._shared = _shared_buffer()  # this thread's: readers live on one loop's thread
+        self._buf: bytearray | None = None  # the reader's own buffer, while octets are held
+        self._start = 0  # in _buf: the held TSDU's first octet
+        self._end = 0  # in _buf: the end of the octets held
+        self._next = 0  # from _start: the next TPDU header of the held TSDU to check
+        self._size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
 
     @property
     def pending(self) -> bool:
         """Octets of a partial TPDU or TSDU are held."""
-        return bool(self._head or self._raw)
+        return self._buf is not None
 
-    def take(self) -> bytes:
-        """Give back, as they came, the octets held; the reader is empty after."""
-        held = b"".join([*self._raw, self._head])
-        self._head, self._left, self._size = b"", 0, 0
-        self._raw.clear()
-        self._parts.clear()
+    def take(self, nbytes: int = 0) -> bytes:
+        """Give back, as they came, the octets held and the ``nbytes`` just read into
+        :meth:`get_buffer`; the reader is empty after."""
+        if self._buf is None:
+            return bytes(self._shared[1][:nbytes])
+        held = bytes(self._buf[self._start : self._end + nbytes])
+        self._buf = None
         return held
 
+    def peek(self, nbytes: int) -> bytes:
+        """The ``nbytes`` just read into :meth:`get_buffer` (for tracing)."""
+        if self._buf is None:
+            return bytes(self._shared[1][:nbytes])
+        return bytes(self._buf[self._end : self._end + nbytes])
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read goes (``sizehint``, asyncio's, is not needed)."""
+        if self._buf is None:
+            return self._shared[1]
+        return self._room(READ_SIZE)
+
+    def _room(self, room: int) -> memoryview:
+        """Where the next read goes: at least ``room`` octets after those held."""
+        buf = self._buf
+        if buf is None:
+            if room <= READ_SIZE:
+                return self._shared[1]
+            buf = self._buf = bytearray(room)
+            self._start = self._end = self._next = self._size = 0
+        if len(buf) - self._end < room:
+            held = self._end - self._start
+            if held + room > len(buf):  # a bigger buffer (a new one: a view may be alive)
+                bigger = bytearray(max(2 * len(buf), held + room))
+                bigger[:held] = buf[self._start : self._end]
+                self._buf = buf = bigger
+            else:  # move the held octets to the front (a copy of less than one TSDU)
+                buf[:held] = buf[self._start : self._end]
+            self._start, self._end = 0, held
+        return memoryview(buf)[self._end :]
+
     def feed(self, data: bytes, out: list[bytes]) -> bytes:
-        """Append whole messages to ``out``; return what the general path must take."""
-        pos, n = 0, len(data)
-        view: memoryview | None = None
-        while pos < n:
-            if not self._raw and not self._head:
-                pos = _whole_messages(data, pos, out, self.max_tsdu_size)  # the common case
-                if pos >= n:
-                    break
-            if view is None:
-                view = memoryview(data)
-            if self._left:
-                pos = self._continue(view, pos, out)
-                continue
-            step = self._header(data, view, pos)
-            if step < 0:
-                return self.take() + data[pos:]
-            pos += step
-            if self._left == 0 and self._raw and self._eot:
-                self._complete(out)
-        return b""
+        """:meth:`parse` for octets that were read elsewhere: they are copied in first."""
+        n = len(data)
+        self._room(n)[:n] = data
+        return self.parse(n, out)
 
-    def _continue(self, view: memoryview, pos: int, out: list[bytes]) -> int:
-        """More of the current TPDU's user data."""
-        k = min(self._left, len(view) - pos)
-        piece = view[pos : pos + k]
-        self._raw.append(piece)
-        self._parts.append(piece)
-        self._left -= k
-        if not self._left and self._eot:
-            self._complete(out)
-        return pos + k
+    def single(self, nbytes: int) -> bytes | None:
+        """When the ``nbytes`` just read into :meth:`get_buffer` are one whole plain-data
+        TSDU in one TPDU, and nothing was held: its user data.  Otherwise None, and
+        :meth:`parse` is next.  (A request or a response is such a read, and this is
+        the shortest way to its user data.)"""
+        if self._buf is None and nbytes >= _FIRST:
+            buf, view = self._shared
+            tpkt, length, head = _unpack_first(buf, 0)
+            whole = length == nbytes and head == _EOT_PREFIX and tpkt == _TPKT_V3
+            if whole and length - _HEAD <= self.max_tsdu_size:
+                return bytes(view[_FIRST:nbytes])
+        return None
 
-    def _header(self, data: bytes, view: memoryview, pos: int) -> int:
-        """Read (the rest of) a TPDU header; return octets used, or -1 to hand over."""
-        if self._raw is _UNUSED:
-            self._raw, self._parts = [], []
-        need = _HEAD if self._raw else _FIRST
-        held = len(self._head)
-        hdr = self._head + data[pos : pos + need - held] if held else data[pos : pos + need]
-        if not _plausible(hdr, need):
+    def parse(self, nbytes: int, out: list[bytes]) -> bytes:
+        """``nbytes`` were read into :meth:`get_buffer`: append whole messages to ``out``;
+        return what the general path must take (b"" when nothing)."""
+        buf = self._buf
+        if buf is None:  # the read went to the shared buffer
+            buf, view = self._shared
+            pos, end, nxt, size = 0, nbytes, 0, 0
+        else:
+            view = memoryview(buf)
+            pos, end, nxt, size = self._start, self._end + nbytes, self._next, self._size
+        limit = self.max_tsdu_size
+        while True:
+            if not nxt:  # at a TSDU boundary: the common case
+                pos = _whole(buf, view, pos, end, out, limit)
+                if pos >= end:
+                    self._buf = None
+                    return b""
+            stop, nxt, size = _scan(buf, pos, nxt, end, size, out, limit)
+            if stop == _CUT:
+                self._keep(buf, pos, end, nxt, size)
+                return b""
+            if stop == _OTHER:
+                self._buf = None
+                return bytes(buf[pos:end])
+            pos, nxt, size = stop, 0, 0
+
+    def _keep(self, buf: bytearray, pos: int, end: int, nxt: int, size: int) -> None:
+        """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""
+        if buf is not self._buf:  # it is in the shared buffer: into one of our own
+            held = end - pos
+            own = self._buf = bytearray(max(_OWN_SIZE, held + READ_SIZE))
+            own[:held] = buf[pos:end]
+            pos, end = 0, held
+        self._start, self._end, self._next, self._size = pos, end, nxt, size
+
+
+def _whole(buf: bytearray, view: memoryview, pos: int, end: int, out: list[bytes],
+           limit: int) -> int:  # fmt: skip
+    """Append every whole plain-data TSDU in ``buf[pos:end]`` (``view``: all of ``buf``)
+    to ``out``; return where it stopped (a TSDU cut short, or anything else)."""
+    if end - pos < 4:
+        return pos
+    if (buf[pos + 2] << 8) | buf[pos + 3] >= _LARGE:
+        # Large TPDUs: the user data straight from the buffer (a TSDU in one TPDU comes
+        # back as a view, made bytes here; the others are joined already).
+        views: list[bytes | memoryview] = []
+        pos = _whole_messages(view, pos, end, views, limit)
+        out.extend(map(bytes, views))
+        return pos
+    # Small messages: one copy of the octets read, then a slice (a copy) per message.
+    data = bytes(view[pos:end])
+    return pos + _whole_messages(data, 0, len(data), out, limit)
+
+
+def _whole_messages(buf: bytes | memoryview, pos: int, end: int, out: list[Any],
+                    limit: int) -> int:  # fmt: skip
+    """Take every whole plain-data TSDU from ``buf[pos:end]``; stop at the first octet
+    that needs more care (a TSDU cut short, or anything else).  Returns where it stopped.
+
+    The hot loop of the fast path: one struct call checks a TPDU's header and the
+    DATA_PREFIX; a TSDU in one TPDU (the common case) costs one slice.
+    """
+    append = out.append
+    unpack = _FIRST_DT.unpack_from
+    while end - pos >= _FIRST:
+        tpkt, length, head = unpack(buf, pos)
+        stop = pos + length
+        if tpkt != _TPKT_V3 or stop > end or length < _FIRST or length - _HEAD > limit:
+            break
+        if head == _EOT_PREFIX:
+            append(buf[pos + _FIRST : stop])
+            pos = stop
+        elif head != _MORE_PREFIX or (stop := _spanning(buf, pos, stop, end, out, limit)) < 0:
+            break
+        else:
+            pos = stop
+    return pos
+
+
+def _spanning(buf: bytes | memoryview, pos: int, stop: int, end: int, out: list[Any],
+              limit: int) -> int:  # fmt: skip
+    """A TSDU in several TPDUs, its first (without EOT) at ``buf[pos:stop]``: when all of
+    its TPDUs are in ``buf[:end]``, append its user data (one join of views, no other
+    copy) and return where it ends; otherwise -1 (left to :func:`_scan`)."""
+    view = memoryview(buf)
+    parts = [view[pos + _FIRST : stop]]
+    size = stop - pos - _HEAD
+    unpack = _DT.unpack_from
+    pos = stop
+    while end - pos >= _HEAD:
+        tpkt, length, dt = unpack(buf, pos)
+        stop = pos + length
+        size += length - _HEAD
+        if tpkt != _TPKT_V3 or stop > end or length < _HEAD or size > limit:
             return -1
+        parts.append(view[pos + _HEAD : stop])
+        pos = stop
+        if dt == _DT_EOT:
+            out.append(b"".join(parts))
+            return pos
+        if dt != _DT_MORE:
+            return -1
+    return -1
+
+
+def _scan(buf: bytearray, start: int, nxt: int, end: int, size: int, out: list[bytes],
+          limit: int) -> tuple[int, int, int]:  # fmt: skip
+    """Check the TPDUs of the TSDU at ``buf[start:end]`` from ``start + nxt`` on (``size``:
+    the user data of those before).  Returns (where the TSDU ends, 0, 0) when it is whole
+    (its user data appended to ``out``), (_CUT, nxt, size) to wait for more octets, or
+    (_OTHER, 0, 0) when it is not plain data.  Raises DecodeError past ``limit``."""
+    pos = start + nxt
+    while True:
+        need = _FIRST if pos == start else _HEAD
+        hdr = bytes(buf[pos : min(end, pos + need)])
+        if not _plausible(hdr, need):
+            return _OTHER, 0, 0
         if len(hdr) < need:
-            self._head = hdr
-            return len(hdr) - held
+            return _CUT, pos - start, size
         length = (hdr[2] << 8) | hdr[3]
-        self._size += length - _HEAD
-        if self._size > self.max_tsdu_size:
-            size = self._size
-            self.take()
+        total = size + length - _HEAD
+        if total > limit:
             raise DecodeError(
-                f"TSDU of at least {size} octets exceeds the maximum {self.max_tsdu_size}",
+                f"TSDU of at least {total} octets exceeds the maximum {limit}",
                 reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
             )
-        self._raw.append(memoryview(hdr) if held else view[pos : pos + need])
-        self._head = b""
-        self._left = length - need
-        self._eot = hdr[6] == 0x80
-        return need - held
+        if end - pos < length:
+            return _CUT, pos - start, size
+        pos += length
+        size = total
+        if hdr[4:7] == _DT_EOT:
+            out.append(_join(buf, start, pos))
+            return pos, 0, 0
 
-    def _complete(self, out: list[bytes]) -> None:
-        parts = self._parts
-        out.append(bytes(parts[0]) if len(parts) == 1 else b"".join(parts))
-        parts.clear()
-        self._raw.clear()
-        self._size = 0
+
+def _join(buf: bytearray, pos: int, end: int) -> bytes:
+    """The user data of the whole TSDU at ``buf[pos:end]`` (its TPDUs already checked)."""
+    view = memoryview(buf)
+    parts = []
+    skip = _FIRST
+    while pos < end:
+        stop = pos + ((buf[pos + 2] << 8) | buf[pos + 3])
+        parts.append(view[pos + skip : stop])
+        pos, skip = stop, _HEAD
+    return b"".join(parts)
 
 
 def _plausible(hdr: bytes, need: int) -> bool:
@@ -171,54 +334,3 @@ def _plausible(hdr: bytes, need: int) -> bool:
     if n >= 7 and hdr[4:7] != _DT_EOT and hdr[4:7] != _DT_MORE:
         return False
     return not (need == _FIRST and n >= _FIRST and hdr[_HEAD:_FIRST] != DATA_PREFIX)
-
-
-def _whole_messages(buf: bytes, pos: int, out: list[bytes], limit: int) -> int:
-    """Take every whole plain-data TSDU from ``buf[pos:]``; stop at the first octet that
-    needs more care (a TSDU cut short, or anything else).  Returns where it stopped.
-
-    The hot loop of the fast path: one struct call checks a TPDU's header and the
-    DATA_PREFIX; a TSDU in one TPDU (the common case) costs one slice.
-    """
-    n = len(buf)
-    append = out.append
-    unpack = _FIRST_DT.unpack_from
-    while n - pos >= _FIRST:
-        tpkt, length, head = unpack(buf, pos)
-        end = pos + length
-        if tpkt != _TPKT_V3 or end > n or length < _FIRST or length - _HEAD > limit:
-            break
-        if head == _EOT_PREFIX:
-            append(buf[pos + _FIRST : end])
-            pos = end
-        elif head != _MORE_PREFIX or (end := _spanning(buf, pos, end, out, limit)) < 0:
-            break
-        else:
-            pos = end
-    return pos
-
-
-def _spanning(buf: bytes, pos: int, end: int, out: list[bytes], limit: int) -> int:
-    """A TSDU in several TPDUs, its first (without EOT) at ``buf[pos:end]``: when all of
-    its TPDUs are in ``buf``, append its user data (one join of views, no other copy) and
-    return where it ends; otherwise -1 (the caller leaves it to the stateful path)."""
-    n = len(buf)
-    view = memoryview(buf)
-    parts = [view[pos + _FIRST : end]]
-    size = end - pos - _HEAD
-    unpack = _DT.unpack_from
-    pos = end
-    while n - pos >= _HEAD:
-        tpkt, length, dt = unpack(buf, pos)
-        end = pos + length
-        size += length - _HEAD
-        if tpkt != _TPKT_V3 or end > n or length < _HEAD or size > limit:
-            return -1
-        parts.append(view[pos + _HEAD : end])
-        pos = end
-        if dt == _DT_EOT:
-            out.append(b"".join(parts))
-            return pos
-        if dt != _DT_MORE:
-            return -1
-    return -1

@@ -1,8 +1,10 @@
 """The glue between asyncio and the sans-I/O cores.
 
-``SessionProtocol`` is an :class:`asyncio.Protocol`: bytes from TCP go into
-the RFC 1006 connection, whole TSDUs into the session machine, and the
-machine's indications out to a :class:`~sessionlayer.aio.session.Session`.
+``SessionProtocol`` is an :class:`asyncio.BufferedProtocol`: TCP is read into
+a :class:`~sessionlayer.aio.framing.PlainReader`, which delivers plain data
+itself; anything else goes into the RFC 1006 connection, whole TSDUs into the
+session machine, and the machine's indications out to a
+:class:`~sessionlayer.aio.session.Session`.
 Everything the machine wants sent is written at once.  Timers (the
 machine's own, keepalive and idle) are armed on the loop's clock.
 """
@@ -51,8 +53,12 @@ _NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
 _HOLD_LIMIT = 65536
 
 
-class SessionProtocol(asyncio.Protocol):
-    """One TCP connection carrying one session."""
+class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
+    """One TCP connection carrying one session.
+
+    It is the connection's :class:`PlainReader` too: asyncio calls the reader's
+    ``get_buffer`` directly, and a session is one object lighter.
+    """
 
     # Slots: a server holds one of these per live session (idle sessions' memory).
     __slots__ = (
@@ -67,7 +73,6 @@ class SessionProtocol(asyncio.Protocol):
         "_on_connect_indication",
         "_on_transport_up",
         "_probe_sent",
-        "_reader",
         "_reading_paused",
         "_tpdu_size",
         "_tsaps",
@@ -130,7 +135,7 @@ class SessionProtocol(asyncio.Protocol):
         self.write_paused = False
         self._drained: Signal | None = None  # made when somebody waits in drain()
         self._reading_paused = False
-        self._reader = PlainReader(options.max_tsdu_size)
+        PlainReader.__init__(self, options.max_tsdu_size)
         self._wrote = False  # write_data wrote straight out; reset by flush_out
         # Frames held back to share one write; a list only while a flush_out is scheduled.
         self._held: list[bytes] | None = None
@@ -158,37 +163,40 @@ class SessionProtocol(asyncio.Protocol):
             self._write(self.rfc.connect(calling, called, tpdu_size=self.options.tpdu_size))
         self._arm_liveness()
 
-    def data_received(self, data: bytes) -> None:
+    def buffer_updated(self, nbytes: int) -> None:
         if self.tap is not None:
-            self.tap("in", data)
-        self.bytes_in += len(data)
+            self.tap("in", self.peek(nbytes))
+        self.bytes_in += nbytes
         if self._live_timer is not None:  # liveness is watched (keepalive or idle timeout)
             self._last_heard = self.loop.time()
             self._probe_sent = False
         # ``plain`` holds only while a session is open on this connection (see flush).
         if self.plain and not self._general:
-            data = self._fast_receive(data)
+            message = self.single(nbytes)
+            if message is not None:
+                self.session._deliver_one(message)  # type: ignore[union-attr]
+                return
+            messages: list[bytes] = []
+            try:
+                data = self.parse(nbytes, messages)
+            except DecodeError as exc:
+                self._fast_failed(messages, exc)
+                return
+            if messages:
+                self.session._deliver(messages)  # type: ignore[union-attr]
             if not data:
                 return
-        elif self._reader.pending:
-            data = self._reader.take() + data  # the general path takes over mid-TPDU
+        else:
+            data = self.take(nbytes)  # what was held (if anything) and what was read
         self._general_receive(data)
 
-    def _fast_receive(self, data: bytes) -> bytes:
-        """Deliver the plain-data TSDUs at the front of ``data``; return the rest."""
-        session = self.session
-        assert session is not None
-        messages: list[bytes] = []
-        try:
-            data = self._reader.feed(data, messages)
-        except DecodeError as exc:
-            session._deliver(messages)
-            self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=b"")
-            self._dispatch()
-            return b""
+    def _fast_failed(self, messages: list[bytes], exc: DecodeError) -> None:
+        """The fast path found a TSDU over the limit: deliver what came before, abort."""
+        self.take()  # drop what was held
         if messages:
-            session._deliver(messages)
-        return data
+            self.session._deliver(messages)  # type: ignore[union-attr]
+        self._fail(f"transport protocol error: {exc}", exc.reason, abort_spdu=b"")
+        self._dispatch()
 
     def _general_receive(self, data: bytes) -> None:
         """Bytes through the RFC 1006 connection and the machine."""

@@ -289,6 +289,19 @@ class Session:
             self._data = collections.deque()
         self._data.extend(messages)
         self._buffered += sum(map(len, messages))
+        self._delivered()
+
+    def _deliver_one(self, message: bytes) -> None:
+        """One S-DATA indication (a read that held just that, or the general path's)."""
+        self.messages_in += 1
+        if self._data is _NO_DATA:
+            self._data = collections.deque()
+        self._data.append(message)
+        self._buffered += len(message)
+        self._delivered()
+
+    def _delivered(self) -> None:
+        """Pause reading when too much waits; wake the reader."""
         if self._buffered >= self._protocol.options.max_buffered_bytes:
             self._protocol.update_reading(self._buffered)
         self._wake_reader()
@@ -635,7 +648,7 @@ class Session:
     def _event(self, event: ev.Event) -> None:
         """Called by the protocol for each indication or confirm."""
         if isinstance(event, ev.DataIndication):
-            self._deliver([event.data])
+            self._deliver_one(event.data)
             return
         if isinstance(event, ev.ReleaseIndication):
             # In a release collision our own release may be confirmed first: the session is
