@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlayer.aio.framing import PlainReader, frame_data
+from sessionlayer.aio.framing import PlainReader, frame_data, frame_pieces
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.transport import Rfc1006Connection, TsduReceived
@@ -28,6 +28,11 @@ def open_pair(tpdu_size: int) -> tuple[Rfc1006Connection, Rfc1006Connection]:
 def test_frame_data_is_what_the_general_path_sends(data: bytes, size: int) -> None:
     a, _ = open_pair(size)
     assert frame_data(data, size) == a.send_tsdu(DATA_PREFIX + data)
+
+
+@given(st.binary(max_size=20_000), SIZES)
+def test_frame_pieces_join_to_the_frame(data: bytes, size: int) -> None:
+    assert b"".join(frame_pieces(data, size)) == frame_data(data, size)
 
 
 def chunked(stream: bytes, cuts: list[int]) -> list[bytes]:

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import AbortReason, DecodeError
 from ..machine import DATA_PREFIX
 
-__all__ = ["frame_data", "PlainReader"]
+__all__ = ["frame_data", "frame_pieces", "PlainReader"]
 
 _TPKT = struct.Struct(">BBH")
 _DT_EOT = b"\x02\xf0\x80"
@@ -38,22 +38,30 @@ _unpack_first = _FIRST_DT.unpack_from
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
     """TPKT + DT TPDUs carrying the TSDU ``DATA_PREFIX + data``, each TPDU <= ``tpdu_size``."""
+    if len(data) + 7 <= tpdu_size:
+        return _pack_first(_TPKT_V3, len(data) + _FIRST, _EOT_PREFIX) + data
+    return b"".join(frame_pieces(data, tpdu_size))
+
+
+def frame_pieces(data: bytes, tpdu_size: int) -> list[bytes | memoryview]:
+    """What :func:`frame_data` joins: TPDU headers and views of ``data`` (not copied), for
+    ``transport.writelines`` (which uvloop and asyncio 3.12+ hand to the kernel as they
+    are)."""
     room = tpdu_size - 3
     n = len(data)
-    if n + 4 <= room:
-        return _pack_first(_TPKT_V3, n + _FIRST, _EOT_PREFIX) + data
     view = memoryview(data)
+    if n + 4 <= room:
+        return [_pack_first(_TPKT_V3, n + _FIRST, _EOT_PREFIX), view]
     first = room - 4
-    parts: list[bytes | memoryview] = [_TPKT.pack(3, 0, room + _HEAD), _DT_MORE, DATA_PREFIX]
+    parts: list[bytes | memoryview] = [_pack_first(_TPKT_V3, room + _HEAD, _MORE_PREFIX)]
     parts.append(view[:first])
     pos = first
     while pos < n:
         chunk = view[pos : pos + room]
         pos += room
-        parts.append(_TPKT.pack(3, 0, len(chunk) + _HEAD))
-        parts.append(_DT_EOT if pos >= n else _DT_MORE)
+        parts.append(_TPKT.pack(3, 0, len(chunk) + _HEAD) + (_DT_EOT if pos >= n else _DT_MORE))
         parts.append(chunk)
-    return b"".join(parts)
+    return parts
 
 
 #: The shared receive buffer (what asyncio reads at most per Protocol.data_received too);
@@ -134,10 +142,11 @@ class PlainReader:
         return bytes(self._buf[self._end : self._end + nbytes])
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """Where the next read goes (``sizehint``, asyncio's, is not needed)."""
-        if self._buf is None:
-            return self._shared[1]
-        return self._room(READ_SIZE)
+        """Where the next read goes: ``sizehint`` octets when a hint is given, else all the
+        room there is.  (uvloop hints 64 KiB and reads again while a read fills the buffer:
+        it drains the socket in one go.  asyncio gives no hint and reads once.)"""
+        view = self._shared[1] if self._buf is None else self._room(READ_SIZE)
+        return view[:sizehint] if sizehint > 0 else view
 
     def _room(self, room: int) -> memoryview:
         """Where the next read goes: at least ``room`` octets after those held."""

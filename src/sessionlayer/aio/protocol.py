@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import AbortReason, DecodeError, LocalError
-from ..machine import SessionMachine
+from ..machine import DATA_PREFIX, SessionMachine
 from ..machine import events as ev
 from ..spdu import Abort, encode
 from ..transport import (
@@ -32,7 +32,7 @@ from ..transport import (
     encode_tpdu,
     encode_tpkt,
 )
-from .framing import PlainReader, frame_data
+from .framing import PlainReader, frame_data, frame_pieces
 from .options import Options
 from .signal import Signal
 
@@ -51,6 +51,10 @@ log = logging.getLogger("sessionlayer")
 _NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
 #: write_data holds frames back up to this many octets before writing them in one go.
 _HOLD_LIMIT = 65536
+#: Messages from this size on are framed as pieces (headers and views of the data) that
+#: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
+_COPY_BELOW = 4096
+_TPDU_HEAD = 7  # TPKT header + class 0 DT header
 
 
 class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
@@ -138,7 +142,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         PlainReader.__init__(self, options.max_tsdu_size)
         self._wrote = False  # write_data wrote straight out; reset by flush_out
         # Frames held back to share one write; a list only while a flush_out is scheduled.
-        self._held: list[bytes] | None = None
+        self._held: list[bytes | memoryview] | None = None
         self._held_size = 0
         #: ``machine.plain_data`` as of the last time the machine was driven (the fast path).
         self.plain = False
@@ -292,20 +296,32 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         a request waits for nothing.  flush_out also runs when the session starts waiting
         for data (Session._data_wait): a request-response exchange never schedules it.
         """
-        frame = frame_data(data, self._tpdu_size)
+        large = len(data) >= _COPY_BELOW
+        if large:  # the data is not copied here: its pieces go to transport.writelines
+            pieces = frame_pieces(data, self._tpdu_size)
+            size = len(data) + len(DATA_PREFIX) + len(pieces) // 2 * _TPDU_HEAD
+        else:
+            frame = frame_data(data, self._tpdu_size)
+            size = len(frame)
         if self.tap is not None:
-            self.tap("out", frame)
+            self.tap("out", b"".join(pieces) if large else frame)
         held = self._held
         if held is None:
             if not self._wrote:
                 self._wrote = True
-                self.bytes_out += len(frame)
-                self.transport.write(frame)  # type: ignore[union-attr]
+                self.bytes_out += size
+                if large:
+                    self.transport.writelines(pieces)  # type: ignore[union-attr]
+                else:
+                    self.transport.write(frame)  # type: ignore[union-attr]
                 return
             held = self._held = []
             self.loop.call_soon(self.flush_out)
-        held.append(frame)
-        self._held_size += len(frame)
+        if large:
+            held.extend(pieces)
+        else:
+            held.append(frame)
+        self._held_size += size
         if self._held_size >= _HOLD_LIMIT:
             self._write_held()
 
@@ -320,12 +336,11 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
     def _write_held(self) -> None:
         held = self._held
         assert held is not None
-        data = held[0] if len(held) == 1 else b"".join(held)
-        held.clear()
+        self.bytes_out += self._held_size
         self._held_size = 0
-        self.bytes_out += len(data)
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+            self.transport.writelines(held)  # (it takes the pieces, not the list)
+        held.clear()
 
     @property
     def write_blocked(self) -> bool:
