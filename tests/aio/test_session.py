@@ -374,3 +374,47 @@ def test_one_bad_peer_does_not_disturb_others() -> None:
 
 
 Handler = Callable[[sessionlayer.Session], Awaitable[None]]
+
+
+def test_readers_waiting_when_the_session_ends() -> None:
+    """A reader waiting in ``async for`` ends at the peer's release, one in receive() gets
+    SessionClosed; after an abort both get SessionAborted."""
+
+    async def main() -> None:
+        ended: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            ended.set_result([data async for data in session])
+
+        async with await sessionlayer.serve(handler) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            await session.send(b"one")
+            waiting = asyncio.ensure_future(session.receive())
+            await session.release()
+            assert await ended == [b"one"]
+            with pytest.raises(sessionlayer.SessionClosed):
+                await waiting
+
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            iterating = anext(aiter(session))  # nothing buffered: this waits at once
+            session.abort()
+            with pytest.raises(SessionAborted):
+                await iterating
+
+    run(main())
+
+
+def test_data_for_a_cancelled_reader_is_kept() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                # A task cancelled while it waits: its future is cancelled, then the
+                # coroutine is closed (what Task.cancel() does, without a loop turn).
+                reader = session.receive()
+                waiter = reader.send(None)
+                waiter.cancel()
+                reader.close()
+                await session.send(b"kept")
+                assert await session.receive() == b"kept"
+
+    run(main())

@@ -294,7 +294,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         the ones that follow are held and joined into one write when the loop comes
         round (or at 64 KiB), so a burst of small messages costs few system calls while
         a request waits for nothing.  flush_out also runs when the session starts waiting
-        for data (Session._data_wait): a request-response exchange never schedules it.
+        for data (Session._next_waiter): a request-response exchange never schedules it.
         """
         large = len(data) >= _COPY_BELOW
         if large:  # the data is not copied here: its pieces go to transport.writelines

@@ -7,7 +7,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +159,7 @@ class Session:
         self._buffered = 0
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
         self._has_events: Signal | None = None  # made when somebody waits for events
-        self._data_waiter: asyncio.Future[None] | None = None
+        self._data_waiter: asyncio.Future[bytes] | None = None
         #: Futures of requests waiting for their confirm, by event class (made on first use).
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
         self._failure: SessionLayerError | None = None
@@ -236,39 +236,47 @@ class Session:
 
     async def receive(self) -> bytes:
         """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
-        while not self._data:  # (read again after each wait: the first data makes a deque)
-            if self._released and self._failure is None:
-                raise SessionClosed("the session was released")
-            waiter = self._data_wait()
-            try:
-                await waiter
-            finally:
-                self._data_waiter = None
-        return self._pop()
+        if self._data:
+            return self._pop()
+        try:
+            return await self._next_waiter()
+        except StopAsyncIteration:
+            raise SessionClosed("the session was released") from None
 
     def __aiter__(self) -> Session:
         return self
 
-    async def __anext__(self) -> bytes:
-        # receive() again, inline: a session waiting in ``async for`` holds one frame less.
-        while not self._data:
-            if self._released and self._failure is None:
-                raise StopAsyncIteration
-            waiter = self._data_wait()
-            try:
-                await waiter
-            finally:
-                self._data_waiter = None
+    def __anext__(self) -> Awaitable[bytes]:
+        # Not a coroutine function: with data buffered, a coroutine that takes it; else the
+        # future the next S-DATA resolves.  A session waiting in ``async for`` holds no
+        # frame of its own, only that future.
+        if self._data:
+            return self._take()
+        return self._next_waiter()
+
+    async def _take(self) -> bytes:
         return self._pop()
 
-    def _data_wait(self) -> asyncio.Future[None]:
-        """A future that data (or the end) resolves; raises when the session failed."""
+    def _next_waiter(self) -> asyncio.Future[bytes]:
+        """The future the next S-DATA indication resolves (see _waiting), or the end of
+        the session fails (StopAsyncIteration after a release).  Raises that at once if
+        the session has ended."""
         if self._failure is not None:
             raise self._failure
+        if self._released:
+            raise StopAsyncIteration
         self._protocol.flush_out()  # what we sent may be what the peer answers
-        waiter: asyncio.Future[None] = self._protocol.loop.create_future()
+        waiter: asyncio.Future[bytes] = self._protocol.loop.create_future()
         self._data_waiter = waiter
         return waiter
+
+    def _waiting(self) -> asyncio.Future[bytes] | None:
+        """The reader's future if it waits for data (taken: only one S-DATA resolves it)."""
+        waiter = self._data_waiter
+        if waiter is None:
+            return None
+        self._data_waiter = None
+        return None if waiter.done() else waiter  # (done: its task was cancelled)
 
     def _pop(self) -> bytes:
         item = self._data.popleft()
@@ -277,34 +285,37 @@ class Session:
             self._protocol.update_reading(self._buffered)
         return item
 
-    def _wake_reader(self) -> None:
-        waiter = self._data_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _deliver(self, messages: list[bytes]) -> None:
         """Data from the fast path (whole S-DATA indications, in order)."""
         self.messages_in += len(messages)
-        if self._data is _NO_DATA:
-            self._data = collections.deque()
-        self._data.extend(messages)
-        self._buffered += sum(map(len, messages))
-        self._delivered()
+        waiter = self._waiting()
+        if waiter is not None:  # the first goes straight to the reader
+            waiter.set_result(messages[0])
+            del messages[0]
+        if messages:
+            if self._data is _NO_DATA:
+                self._data = collections.deque()
+            self._data.extend(messages)
+            self._buffered += sum(map(len, messages))
+            self._check_buffered()
 
     def _deliver_one(self, message: bytes) -> None:
         """One S-DATA indication (a read that held just that, or the general path's)."""
         self.messages_in += 1
+        waiter = self._waiting()
+        if waiter is not None:
+            waiter.set_result(message)
+            return
         if self._data is _NO_DATA:
             self._data = collections.deque()
         self._data.append(message)
         self._buffered += len(message)
-        self._delivered()
+        self._check_buffered()
 
-    def _delivered(self) -> None:
-        """Pause reading when too much waits; wake the reader."""
+    def _check_buffered(self) -> None:
+        """Pause reading when too much waits for the reader."""
         if self._buffered >= self._protocol.options.max_buffered_bytes:
             self._protocol.update_reading(self._buffered)
-        self._wake_reader()
 
     async def send_typed(self, data: bytes) -> None:
         """S-TYPED-DATA: data that may be sent without the data token."""
@@ -631,7 +642,10 @@ class Session:
                         self._failure or SessionClosed("the session was released")
                     )
         self._waiters = None
-        self._wake_reader()
+        waiter = self._waiting()
+        if waiter is not None:
+            waiter.set_exception(self._failure or StopAsyncIteration())
+            waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
         self._tokens_changed.set()
         if self._has_events is not None:
             self._has_events.set()
