@@ -88,13 +88,10 @@ class _Core:
         "_collision",
         "_end_pending",
         "_ended",
-        "_events",
         "_fu",
         "_initial_serial",
         "_kept_fn",
         "_now",
-        "_out",
-        "_out_exp",
         "_overflow_in",
         "_overflow_rest",
         "_overflow_size",
@@ -103,6 +100,9 @@ class _Core:
         "_peer_connection_id",
         "_peer_extended",
         "_peer_user_data",
+        "_pending_events",
+        "_pending_exp",
+        "_pending_out",
         "_plain_units",
         "_resync",
         "_second_initial_serial",
@@ -133,9 +133,11 @@ class _Core:
         self._state = "STA01"
         self._ended = False
         self._tc_up = False
-        self._events: list[Event] = []
-        self._out: list[bytes] = []
-        self._out_exp: list[bytes] = []
+        # The output queues (see the _events, _out and _out_exp properties): lists made on
+        # first use and handed over whole by the drains, so an idle machine holds none.
+        self._pending_events: list[Event] | None = None
+        self._pending_out: list[bytes] | None = None
+        self._pending_exp: list[bytes] | None = None
         self._tdis = False
         self._now = 0.0
         self._tim: float | None = None
@@ -174,8 +176,31 @@ class _Core:
         self._assembler: SegmentAssembler | None = None  # made by the first segment
         # Connect data overflow (7.2, 7.3).
         self._overflow_rest = b""  # initiator: CN user data still to send in CDOs
-        self._overflow_in: list[bytes] = []  # responder: CDO user data received so far
+        self._overflow_in: list[bytes] | None = None  # responder: CDO user data so far
         self._overflow_size = 0
+
+    # ------------------------------------------------------------ output queues
+
+    @property
+    def _events(self) -> list[Event]:
+        """Indications and confirms not read yet (SessionMachine.events drains them)."""
+        if self._pending_events is None:
+            self._pending_events = []
+        return self._pending_events
+
+    @property
+    def _out(self) -> list[bytes]:
+        """TSDUs for the transport's normal flow (SessionMachine.data_to_send)."""
+        if self._pending_out is None:
+            self._pending_out = []
+        return self._pending_out
+
+    @property
+    def _out_exp(self) -> list[bytes]:
+        """TSDUs for the transport's expedited flow (SessionMachine.expedited_to_send)."""
+        if self._pending_exp is None:
+            self._pending_exp = []
+        return self._pending_exp
 
     # ------------------------------------------------------------ derived values
 

@@ -141,23 +141,22 @@ class SessionMachine(_Requests):
 
     def next_event(self) -> Event | None:
         """The oldest indication or confirm not yet read, or None."""
-        return self._events.pop(0) if self._events else None
+        return self._pending_events.pop(0) if self._pending_events else None
 
     def events(self) -> list[Event]:
         """Every pending event, oldest first (drains the queue)."""
-        out = self._events
-        self._events = []
-        return out
+        out, self._pending_events = self._pending_events, None
+        return out if out is not None else []
 
     def data_to_send(self) -> list[bytes]:
         """TSDUs for the transport's normal flow, in order (drains the queue)."""
-        out, self._out = self._out, []
-        return out
+        out, self._pending_out = self._pending_out, None
+        return out if out is not None else []
 
     def expedited_to_send(self) -> list[bytes]:
         """TSDUs for the transport expedited flow (PR, and EX when configured)."""
-        out, self._out_exp = self._out_exp, []
-        return out
+        out, self._pending_exp = self._pending_exp, None
+        return out if out is not None else []
 
     @property
     def wants_transport_disconnect(self) -> bool:

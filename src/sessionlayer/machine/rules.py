@@ -245,6 +245,8 @@ class _Rules(_Sync):
 
     def _a_keep_cdo(self, ctx: Ctx) -> None:
         data = ctx.spdu.user_data or b""
+        if self._overflow_in is None:
+            self._overflow_in = []
         self._overflow_in.append(data)
         self._overflow_size += len(data)
 
@@ -269,7 +271,7 @@ class _Rules(_Sync):
         if self._overflow_in:
             whole = (cn.user_data or b"") + b"".join(self._overflow_in)
             cn = dataclasses.replace(cn, user_data=whole)
-            self._overflow_in, self._overflow_size = [], 0
+            self._overflow_in, self._overflow_size = None, 0
         self._peer_cn = cn
         self._peer_connection_id = cn.connection_id
         self._peer_user_data = cn.user_data

@@ -50,7 +50,7 @@ class TsduAssembler:
         if max_tsdu_size < 1:
             raise ValueError("max_tsdu_size must be positive")
         self.max_tsdu_size = max_tsdu_size
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] | None = None  # made by a TSDU in several DTs
         self._size = 0
 
     @property
@@ -62,14 +62,19 @@ class TsduAssembler:
         """Add one DT; return the whole TSDU if it carried EOT, else None."""
         self._size += len(tpdu.user_data)
         if self._size > self.max_tsdu_size:
-            size, self._parts, self._size = self._size, [], 0
+            size, self._parts, self._size = self._size, None, 0
             raise DecodeError(
                 f"TSDU of at least {size} octets exceeds the maximum {self.max_tsdu_size}",
                 reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
             )
+        if tpdu.eot and self._parts is None:  # a TSDU in one DT
+            self._size = 0
+            return tpdu.user_data
+        if self._parts is None:
+            self._parts = []
         self._parts.append(tpdu.user_data)
         if not tpdu.eot:
             return None
         tsdu = b"".join(self._parts)
-        self._parts, self._size = [], 0
+        self._parts, self._size = None, 0
         return tsdu

@@ -51,7 +51,9 @@ class TpktParser:
     __slots__ = ("_buffer", "_consumed", "_error")
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        # Octets of a TPKT cut short: immutable, and the shared b"" while there are none
+        # (a connection at a TPKT boundary holds nothing; a bytearray would stay allocated).
+        self._buffer = b""
         self._consumed = 0  # stream offset of self._buffer[0]
         self._error: DecodeError | None = None
 
@@ -69,19 +71,21 @@ class TpktParser:
         """Add *data* and return the payloads of the TPKTs it completes."""
         if self._error is not None:
             raise self._error
-        self._buffer += data
+        buf = self._buffer + data if self._buffer else bytes(data)
         payloads: list[bytes] = []
-        while len(self._buffer) >= TPKT_HEADER_SIZE:
-            length = self._check_header()
-            if len(self._buffer) < length:
+        pos = 0
+        while len(buf) - pos >= TPKT_HEADER_SIZE:
+            length = self._check_header(buf, pos)
+            if len(buf) - pos < length:
                 break
-            payloads.append(bytes(self._buffer[TPKT_HEADER_SIZE:length]))
-            del self._buffer[:length]
+            payloads.append(buf[pos + TPKT_HEADER_SIZE : pos + length])
+            pos += length
             self._consumed += length
+        self._buffer = buf[pos:]
         return payloads
 
-    def _check_header(self) -> int:
-        version, reserved, length = _HEADER.unpack_from(self._buffer)
+    def _check_header(self, buf: bytes, pos: int) -> int:
+        version, reserved, length = _HEADER.unpack_from(buf, pos)
         problem = None
         if version != TPKT_VERSION:
             problem = f"TPKT version {version}, expected {TPKT_VERSION}"
@@ -91,7 +95,7 @@ class TpktParser:
             problem = f"TPKT length {length} is below the minimum {MIN_TPKT_LENGTH}"
         if problem is not None:
             self._error = DecodeError(
-                problem, offset=self._consumed, reflect=bytes(self._buffer[:TPKT_HEADER_SIZE])
+                problem, offset=self._consumed, reflect=buf[pos : pos + TPKT_HEADER_SIZE]
             )
             raise self._error
         return int(length)
