@@ -133,7 +133,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         self.loop = asyncio.get_running_loop()
         self._machine_timer: asyncio.TimerHandle | None = None
         self._live_timer: asyncio.TimerHandle | None = None
-        self._last_heard = self.loop.time()
+        self._last_heard = 0.0  # loop.time() of the last read, while liveness is watched
         self._probe_sent = False
         #: The transport is above its high-water mark: ``drain()`` waits.
         self.write_paused = False
@@ -381,7 +381,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         self.flush()
         if self.session is not None:
             # Some SPDUs change the machine without an event (GTA ends STA18).
-            self.session._tokens_changed.set()
+            self.session._peer_acted()
 
     def _lost(self) -> None:
         self.plain = False
@@ -447,6 +447,8 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         opts = self.options
         periods = [p for p in (opts.keepalive_interval, opts.idle_timeout) if p is not None]
         if periods:
+            if self._live_timer is None:  # the first time: from now on, reads are timed
+                self._last_heard = self.loop.time()
             self._live_timer = self.loop.call_later(min(periods) / 4, self._check_liveness)
 
     def _check_liveness(self) -> None:

@@ -116,7 +116,9 @@ class Server:
         self._pending = 0
         self.stats = ServerStats()
         self._handlers: dict[asyncio.Task[None], Session] = {}
+        # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
+        self._on_indication = self._indication
 
     # ------------------------------------------------------------ public
 
@@ -156,7 +158,7 @@ class Server:
 
     def _protocol(self) -> SessionProtocol:
         machine = SessionMachine("responder", self.config)
-        return SessionProtocol(machine, self.options, on_connect_indication=self._indication)
+        return SessionProtocol(machine, self.options, on_connect_indication=self._on_indication)
 
     def _indication(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
         """S-CONNECT indication: decide at once, or after an async authenticate().
@@ -267,7 +269,11 @@ class Server:
 
         No wrapper coroutine: an idle session holds only the handler's own frames.
         """
-        task = asyncio.ensure_future(self._handler(session))
+        running = self._handler(session)
+        if inspect.iscoroutine(running):  # named after the session: its id, not a new "Task-N"
+            task = asyncio.get_running_loop().create_task(running, name=session.id)
+        else:
+            task = asyncio.ensure_future(running)
         self._handlers[task] = session
         # One bound method and one empty context for every handler: nothing per session.
         task.add_done_callback(self._on_handler_done, context=_EMPTY_CONTEXT)

@@ -164,7 +164,7 @@ class Session:
         self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
         self._failure: SessionLayerError | None = None
         self._released = False
-        self._tokens_changed = Signal()  # set after every input from the peer
+        self._tokens_changed: Signal | None = None  # see _peer_acted (made on first wait)
         self._asked = Token(0)  # tokens we asked the peer for and have not used yet
         self._owed = Token(0)  # tokens the peer asked us for
         self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
@@ -403,8 +403,19 @@ class Session:
             if new:
                 self._call("please_tokens", new)
                 self._asked |= new
-            self._tokens_changed.clear()
-            await self._tokens_changed.wait()
+            await self._next_peer_input()
+
+    async def _next_peer_input(self) -> None:
+        """Wait until the peer's next input was handled (or the session ended)."""
+        if self._tokens_changed is None:
+            self._tokens_changed = Signal()
+        self._tokens_changed.clear()
+        await self._tokens_changed.wait()
+
+    def _peer_acted(self) -> None:
+        """After every input from the peer: wake those waiting for tokens or a GTA."""
+        if self._tokens_changed is not None:
+            self._tokens_changed.set()
 
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it.
@@ -498,8 +509,7 @@ class Session:
         await self._call_with_tokens("give_control")
         while self.machine.state == "STA18":  # waiting for GIVE TOKENS ACK
             self._check_open()
-            self._tokens_changed.clear()
-            await self._tokens_changed.wait()
+            await self._next_peer_input()
 
     def exception_report(self, reason: int, user_data: bytes | None = None) -> None:
         """S-U-EXCEPTION-REPORT."""
@@ -646,7 +656,7 @@ class Session:
         if waiter is not None:
             waiter.set_exception(self._failure or StopAsyncIteration())
             waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
-        self._tokens_changed.set()
+        self._peer_acted()
         if self._has_events is not None:
             self._has_events.set()
 
@@ -677,7 +687,7 @@ class Session:
                                          self.id, exc)  # fmt: skip
                     else:
                         self._protocol.flush()
-                        self._tokens_changed.set()
+                        self._peer_acted()
                         return
             self.machine.release_response(accept=True)
             self._protocol.flush()
@@ -689,7 +699,7 @@ class Session:
                 self._end(None)
             else:  # NOT FINISHED: back to data transfer, where owed tokens can be given
                 self._give_owed()
-                self._tokens_changed.set()
+                self._peer_acted()
             return
         if isinstance(event, ev.UserAbortIndication):
             self._end(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
@@ -707,7 +717,7 @@ class Session:
         if not self._resolve(event):
             self._put_event(event)
         self._give_owed()
-        self._tokens_changed.set()
+        self._peer_acted()
 
     def _auto_respond(self, event: ev.Event) -> None:
         """Confirm sync points and activity ends: the data before them has arrived."""
