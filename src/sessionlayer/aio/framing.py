@@ -228,7 +228,10 @@ def _whole(buf: bytearray, view: memoryview, pos: int, end: int, out: list[bytes
     to ``out``; return where it stopped (a TSDU cut short, or anything else)."""
     if end - pos < 4:
         return pos
-    if (buf[pos + 2] << 8) | buf[pos + 3] >= _LARGE:
+    length = (buf[pos + 2] << 8) | buf[pos + 3]
+    if length > end - pos:  # not even its first TPDU is whole
+        return pos
+    if length >= _LARGE:
         # Large TPDUs: the user data straight from the buffer (a TSDU in one TPDU comes
         # back as a view, made bytes here; the others are joined already).
         views: list[bytes | memoryview] = []
@@ -300,12 +303,14 @@ def _scan(buf: bytearray, start: int, nxt: int, end: int, size: int, out: list[b
     pos = start + nxt
     while True:
         need = _FIRST if pos == start else _HEAD
-        hdr = bytes(buf[pos : min(end, pos + need)])
-        if not _plausible(hdr, need):
+        if end - pos < need:  # a header cut short: wait for the rest if it may be plain data
+            if _plausible(bytes(buf[pos:end]), need):
+                return _CUT, pos - start, size
             return _OTHER, 0, 0
-        if len(hdr) < need:
-            return _CUT, pos - start, size
-        length = (hdr[2] << 8) | hdr[3]
+        tpkt, length, dt = _DT.unpack_from(buf, pos)
+        plain = need == _HEAD or buf[pos + _HEAD : pos + _FIRST] == DATA_PREFIX
+        if tpkt != _TPKT_V3 or length < need or not plain or (dt != _DT_EOT and dt != _DT_MORE):
+            return _OTHER, 0, 0
         total = size + length - _HEAD
         if total > limit:
             raise DecodeError(
@@ -316,7 +321,7 @@ def _scan(buf: bytearray, start: int, nxt: int, end: int, size: int, out: list[b
             return _CUT, pos - start, size
         pos += length
         size = total
-        if hdr[4:7] == _DT_EOT:
+        if dt == _DT_EOT:
             out.append(_join(buf, start, pos))
             return pos, 0, 0
 

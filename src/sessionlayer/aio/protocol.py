@@ -49,8 +49,12 @@ log = logging.getLogger("sessionlayer")
 
 
 _NO_EVENTS: list[ev.Event] = []  # shared and never appended to (see _hold)
-#: write_data holds frames back up to this many octets before writing them in one go.
-_HOLD_LIMIT = 65536
+#: write_data holds frames back up to this many octets before writing them in one go: more
+#: where ``transport.writelines`` hands the pieces to the kernel as they are (uvloop; asyncio
+#: from 3.12), less where it joins them first (asyncio 3.11, TLS): a join of more than
+#: 128 KiB is a fresh mmap'ed allocation (glibc) every time.
+_HOLD_PIECES = 256 * 1024
+_HOLD_JOINED = 64 * 1024
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
 _COPY_BELOW = 4096
@@ -71,6 +75,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         "_general",
         "_held",
         "_held_size",
+        "_hold_limit",
         "_last_heard",
         "_live_timer",
         "_machine_timer",
@@ -144,6 +149,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         # Frames held back to share one write; a list only while a flush_out is scheduled.
         self._held: list[bytes | memoryview] | None = None
         self._held_size = 0
+        self._hold_limit = _HOLD_JOINED  # see connection_made
         #: ``machine.plain_data`` as of the last time the machine was driven (the fast path).
         self.plain = False
         self._general = False  # the general path holds part of a TPDU or TSDU (not rfc.idle)
@@ -160,6 +166,8 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         # uvloop's transports are not asyncio.Transport subclasses but behave as one.
         self.transport = cast(asyncio.Transport, transport)
         transport = self.transport
+        joins = type(transport).writelines is asyncio.WriteTransport.writelines
+        self._hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES
         self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self.options.write_buffer_high)
         if self.machine.role == "initiator":
@@ -186,7 +194,9 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             except DecodeError as exc:
                 self._fast_failed(messages, exc)
                 return
-            if messages:
+            if len(messages) == 1:
+                self.session._deliver_one(messages[0])  # type: ignore[union-attr]
+            elif messages:
                 self.session._deliver(messages)  # type: ignore[union-attr]
             if not data:
                 return
@@ -322,7 +332,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         else:
             held.append(frame)
         self._held_size += size
-        if self._held_size >= _HOLD_LIMIT:
+        if self._held_size >= self._hold_limit:
             self._write_held()
 
     def flush_out(self) -> None:
