@@ -135,6 +135,10 @@ class PlainReader:
         self._buf = None
         return held
 
+    def clear(self) -> None:
+        """Drop what is held (the connection is gone)."""
+        self._buf = None
+
     def peek(self, nbytes: int) -> bytes:
         """The ``nbytes`` just read into :meth:`get_buffer` (for tracing)."""
         if self._buf is None:

@@ -237,6 +237,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.resume_writing()  # nobody waits in drain() for a connection that is gone
         self._held = None
+        self.clear()  # a TSDU cut short will not be completed: its buffer can go
         self._cancel_timers()
         self._lost()
         self._dispatch()
