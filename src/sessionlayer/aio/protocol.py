@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import AbortReason, DecodeError, LocalError
-from ..machine import DATA_PREFIX, SessionMachine
+from ..machine import SessionMachine
 from ..machine import events as ev
 from ..spdu import Abort, encode
 from ..transport import (
@@ -58,7 +58,6 @@ _HOLD_JOINED = 64 * 1024
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
 _COPY_BELOW = 4096
-_TPDU_HEAD = 7  # TPKT header + class 0 DT header
 
 
 class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
@@ -302,15 +301,15 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         """S-DATA on the fast path (only while ``plain`` holds, so the transport is open).
 
         A message goes straight out when nothing was written since the last flush_out;
-        the ones that follow are held and joined into one write when the loop comes
-        round (or at 64 KiB), so a burst of small messages costs few system calls while
-        a request waits for nothing.  flush_out also runs when the session starts waiting
+        the ones that follow are held and written together when the loop comes round (or
+        past the hold limit), so a burst of small messages costs few system calls while a
+        request waits for nothing.  flush_out also runs when the session starts waiting
         for data (Session._next_waiter): a request-response exchange never schedules it.
         """
         large = len(data) >= _COPY_BELOW
         if large:  # the data is not copied here: its pieces go to transport.writelines
             pieces = frame_pieces(data, self._tpdu_size)
-            size = len(data) + len(DATA_PREFIX) + len(pieces) // 2 * _TPDU_HEAD
+            size = sum(map(len, pieces))
         else:
             frame = frame_data(data, self._tpdu_size)
             size = len(frame)
