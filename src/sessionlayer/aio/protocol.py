@@ -248,6 +248,11 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             up.set_exception(ConnectionError("connection closed"))
             up.exception()  # mark retrieved
 
+    def eof_received(self) -> None:
+        # The peer is gone and the transport closes (None: not kept open); until
+        # connection_lost, writes take the general path, which checks the transport.
+        self.plain = False
+
     def pause_writing(self) -> None:
         self.write_paused = True
         if self._drained is not None:
