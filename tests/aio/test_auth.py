@@ -65,3 +65,22 @@ def test_passwords_end_to_end_over_loopback() -> None:
                 )
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_failing_authenticate_refuses_and_the_server_carries_on(asynchronous: bool) -> None:
+    def broken(request: ConnectRequest) -> bool:
+        raise RuntimeError("database down")
+
+    async def broken_async(request: ConnectRequest) -> bool:
+        raise RuntimeError("database down")
+
+    async def main() -> None:
+        check = broken_async if asynchronous else broken
+        async with await sessionlayer.serve(lambda s: asyncio.sleep(0), authenticate=check) as srv:
+            for _ in range(2):
+                with pytest.raises(ConnectRefused, match="authentication error"):
+                    await sessionlayer.connect("127.0.0.1", srv.port)
+            assert srv.stats.refused["user_data"] == 2
+
+    asyncio.run(asyncio.wait_for(main(), 20))

@@ -197,7 +197,7 @@ def _shared_vectors() -> Path | None:
 def test_frames_match_shared_vectors() -> None:
     path = _shared_vectors()
     if path is None:
-        pytest.skip("libiec61850.json found neither in ../shared/vectors nor tests/vectors")
+        pytest.fail("libiec61850.json found neither in ../shared/vectors nor tests/vectors")
     frames = {e["name"].split(" (")[0]: e for e in json.loads(path.read_text())}
     assert bytes.fromhex(frames["COTP CR"]["cotp"]) == COTP_CR
     for name, spdu in (

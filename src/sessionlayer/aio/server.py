@@ -175,15 +175,8 @@ class Server:
             request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
             chosen = negotiate(request.offers, self.supported)
             verdict = self._authenticate(request) if self._authenticate is not None else True
-        except DecodeError as exc:
-            self._refuse(protocol, Refuse(f"malformed connect request: {exc}"))
-            return
-        except Refuse as exc:
-            self._refuse(protocol, exc)
-            return
-        except Exception:
-            log.exception("authenticate() failed for %s; refusing", protocol.peer)
-            self._refuse(protocol, Refuse("authentication error"))
+        except Exception as exc:
+            self._refuse(protocol, _refusal(protocol, exc))
             return
         if inspect.isawaitable(verdict):
             self._pending += 1
@@ -196,12 +189,8 @@ class Server:
                              chosen: dict[str, str], verdict: Awaitable[Any]) -> None:  # fmt: skip
         try:
             outcome = await verdict
-        except Refuse as exc:
-            self._refuse(protocol, exc)
-            return
-        except Exception:
-            log.exception("authenticate() failed for %s; refusing", protocol.peer)
-            self._refuse(protocol, Refuse("authentication error"))
+        except Exception as exc:
+            self._refuse(protocol, _refusal(protocol, exc))
             return
         finally:
             self._pending -= 1
@@ -308,6 +297,16 @@ class Server:
 
 
 _EMPTY_CONTEXT = contextvars.Context()
+
+
+def _refusal(protocol: SessionProtocol, exc: Exception) -> Refuse:
+    """The RF for a connect request whose checks raised ``exc``."""
+    if isinstance(exc, Refuse):
+        return exc
+    if isinstance(exc, DecodeError):
+        return Refuse(f"malformed connect request: {exc}")
+    log.error("authenticate() failed for %s; refusing", protocol.peer, exc_info=exc)
+    return Refuse("authentication error")
 
 
 def _peer_cert(protocol: SessionProtocol) -> Any:
