@@ -10,30 +10,22 @@ end of the connection it expects.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from tests.rawpeer import RawPeer, accept_session, raw_server
 
 import sessionlayer
 from sessionlayer import Options, SessionAborted, SessionConfig
-from sessionlayer.aio.hello import Hello, Welcome
 from sessionlayer.errors import AbortReason
-from sessionlayer.machine import ConnectConfirm, ConnectIndication, SessionMachine
 from sessionlayer.spdu import decode_tsdu
 from sessionlayer.spdu.types import Abort, Finish
-from sessionlayer.transport import (
-    ConnectRequested,
-    Rfc1006Connection,
-    TransportConnected,
-    TransportEvent,
-    TsduReceived,
-)
+from sessionlayer.transport import ConnectRequested
 
 LIMIT = 4.0  # every wait in this file is bounded well under the 10 s a test may take
 
@@ -45,96 +37,6 @@ def run(coro: Awaitable[Any]) -> Any:
 async def echo(session: sessionlayer.Session) -> None:
     async for data in session:
         await session.send(data)
-
-
-class RawPeer:
-    """One end of an RFC 1006 connection driven by hand from a test."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 role: str) -> None:  # fmt: skip
-        self.reader = reader
-        self.writer = writer
-        self.rfc = Rfc1006Connection(role)  # type: ignore[arg-type]
-        self.pending: collections.deque[TransportEvent] = collections.deque()
-
-    async def next(self) -> TransportEvent:
-        while not self.pending:
-            data = await self.reader.read(65536)
-            if not data:
-                raise EOFError("the peer closed the connection")
-            self.pending.extend(self.rfc.receive_data(data))
-        return self.pending.popleft()
-
-    async def tsdu(self) -> bytes:
-        event = await self.next()
-        assert isinstance(event, TsduReceived), event
-        return event.data
-
-    def send_tsdu(self, tsdu: bytes) -> None:
-        self.writer.write(self.rfc.send_tsdu(tsdu))
-
-    async def closed(self) -> bool:
-        """Read until EOF (or a reset); True once the other side closed."""
-        with contextlib.suppress(ConnectionError):
-            while await self.reader.read(65536):
-                pass
-        return True
-
-    @classmethod
-    async def client(cls, port: int) -> tuple[RawPeer, SessionMachine]:
-        """A raw initiator that completed CR/CC and CN/AC with a sessionlayer server."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        raw = cls(reader, writer, "initiator")
-        writer.write(raw.rfc.connect())
-        assert isinstance(await raw.next(), TransportConnected)
-        machine = SessionMachine("initiator")
-        machine.transport_connected()
-        machine.connect(user_data=Hello().encode())
-        for tsdu in machine.data_to_send():
-            raw.send_tsdu(tsdu)
-        machine.receive_tsdu(await raw.tsdu())
-        assert isinstance(machine.next_event(), ConnectConfirm)
-        return raw, machine
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    handler: Callable[[RawPeer], Awaitable[None]],
-) -> AsyncIterator[int]:
-    """A TCP server running ``handler`` on each connection; yields its port."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        with contextlib.suppress(EOFError, ConnectionError):
-            await handler(RawPeer(reader, writer, "responder"))
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-async def accept_session(raw: RawPeer) -> SessionMachine:
-    """Answer CR with CC and the CN with an AC, as a sessionlayer responder would."""
-    assert isinstance(await raw.next(), ConnectRequested)
-    raw.writer.write(raw.rfc.accept())
-    machine = SessionMachine("responder")
-    machine.transport_connected()
-    machine.receive_tsdu(await raw.tsdu())
-    assert isinstance(machine.next_event(), ConnectIndication)
-    machine.accept(user_data=Welcome(keepalive=False).encode())
-    for tsdu in machine.data_to_send():
-        raw.send_tsdu(tsdu)
-    return machine
 
 
 # ---------------------------------------------------------------- connect and handshake

@@ -8,11 +8,11 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import DecodeError, LocalError, RefuseReason
+from ..errors import DecodeError, LocalError, RefuseReason, SessionLayerError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .hello import Hello, Rejection, Welcome, is_hello
+from .hello import Hello, Rejection, Welcome, is_rejection, is_welcome
 from .options import Options
 from .protocol import SessionProtocol
 from .session import ConnectRefused, Session, SessionAborted
@@ -96,22 +96,34 @@ async def connect(
     try:
         async with asyncio.timeout(options.handshake_timeout):
             assert protocol.transport_up is not None
-            await protocol.transport_up
-            confirm = await session._confirm_any(
-                (ev.ConnectConfirm, ev.RefuseConfirm),
-                "connect",
-                user_data=user_data,
-                connection_id=ConnectionId(common_ref=sid),
-            )
-    except BaseException:
-        if protocol.transport is not None:
-            protocol.transport.abort()
+            try:
+                await protocol.transport_up
+            except ConnectionError:
+                raise SessionAborted(
+                    "the responder closed the connection without answering the COTP CR"
+                ) from None
+            confirm = await session.open(user_data, ConnectionId(common_ref=sid))
+        if isinstance(confirm, ev.RefuseConfirm):
+            protocol.close()
+            raise _refused(confirm)
+        _welcome(session, protocol, confirm, native)
+    except SessionAborted as exc:
+        protocol.abort()
+        if exc.reason == 0 and "transport" in str(exc):  # TCP closed in the handshake
+            raise SessionAborted(
+                "the responder closed the connection without answering the CN (it may not"
+                " accept the connect parameters: versions, functional units, selectors,"
+                " user data size)"
+            ) from None
         raise
-    if isinstance(confirm, ev.RefuseConfirm):
-        if protocol.transport is not None:
-            protocol.transport.close()
-        raise _refused(confirm)
-    _welcome(session, confirm, native)
+    except (SessionLayerError, TimeoutError, ConnectionError):
+        protocol.abort()
+        raise
+    except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
+        protocol.abort()
+        if isinstance(exc, Exception):
+            raise SessionAborted(f"connect failed: {exc!r}") from exc
+        raise
     session.log.debug("session %s connected to %s", session.id, protocol.peer)
     return session
 
@@ -127,7 +139,7 @@ def _is_loopback(host: str) -> bool:
 
 def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
     text = ""
-    if is_hello(event.user_data):
+    if is_rejection(event.user_data):
         try:
             text = Rejection.decode(bytes(event.user_data or b"")).message
         except DecodeError:
@@ -142,12 +154,14 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
     )
 
 
-def _welcome(session: Session, confirm: ev.ConnectConfirm, native: bool) -> None:
+def _welcome(session: Session, protocol: SessionProtocol, confirm: ev.ConnectConfirm,
+             native: bool) -> None:  # fmt: skip
     session.peer_data = confirm.user_data
-    if not native:
+    if not native or not is_welcome(confirm.user_data):
+        # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
+        # negotiated beyond X.225, and it is not sent keepalive probes.
+        protocol.start_liveness(False)
         return
-    if not is_hello(confirm.user_data):
-        return  # not a sessionlayer responder: nothing negotiated beyond X.225
     try:
         welcome = Welcome.decode(bytes(confirm.user_data or b""))
     except DecodeError as exc:
@@ -155,4 +169,6 @@ def _welcome(session: Session, confirm: ev.ConnectConfirm, native: bool) -> None
         raise SessionAborted(f"malformed accept from the responder: {exc}") from None
     session.chosen = dict(welcome.chosen)
     session.peer_data = welcome.data
-    session._protocol.keepalive = welcome.keepalive
+    if welcome.session_id is not None:
+        session.id = welcome.session_id  # the responder's name for it, as in its logs
+    protocol.start_liveness(welcome.keepalive)

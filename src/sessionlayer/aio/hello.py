@@ -8,8 +8,12 @@ responder chose; an RF (reason 2, user data) carries the reason as text.
 
 The encoding is a magic prefix and a JSON object, so that it stays small,
 inspectable in a capture, and open to new keys: a peer ignores keys it
-does not know.  Peers that speak only X.225 (libiec61850) never see it:
-their user data is passed through untouched.
+does not know.  Each kind has a magic of its own (``SLH1`` hello, ``SLW1``
+welcome, ``SLR1`` rejection), so a responder that echoes the CN's user data
+in its AC (common for OSI test responders) is never taken for a sessionlayer
+peer.  Peers that speak only X.225 (libiec61850) never see it: their user
+data is passed through untouched.  Whatever the peer sends, decoding raises
+only :class:`~sessionlayer.errors.DecodeError`.
 """
 
 from __future__ import annotations
@@ -20,30 +24,71 @@ from typing import Any
 
 from ..errors import DecodeError
 
-__all__ = ["MAGIC", "Hello", "Welcome", "Rejection", "is_hello"]
+__all__ = ["MAGIC", "WELCOME_MAGIC", "REJECTION_MAGIC", "Hello", "Welcome", "Rejection",
+           "is_hello", "is_welcome", "is_rejection"]  # fmt: skip
 
-MAGIC = b"SLH1"
+MAGIC = b"SLH1"  #: a hello (CN)
+WELCOME_MAGIC = b"SLW1"  #: a welcome (AC)
+REJECTION_MAGIC = b"SLR1"  #: a rejection (RF)
 _VERSION = 1
+#: Deepest nesting of JSON arrays and objects a peer may send (ours never nest past 3).
+_MAX_DEPTH = 8
 
 
 def is_hello(user_data: bytes | None) -> bool:
-    return bool(user_data) and bytes(user_data or b"").startswith(MAGIC)
+    return bytes(user_data or b"").startswith(MAGIC)
 
 
-def _dump(obj: dict[str, Any]) -> bytes:
-    return MAGIC + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+def is_welcome(user_data: bytes | None) -> bool:
+    return bytes(user_data or b"").startswith(WELCOME_MAGIC)
 
 
-def _load(data: bytes) -> dict[str, Any]:
-    if not data.startswith(MAGIC):
-        raise DecodeError("user data is not a sessionlayer hello")
+def is_rejection(user_data: bytes | None) -> bool:
+    return bytes(user_data or b"").startswith(REJECTION_MAGIC)
+
+
+def _dump(magic: bytes, obj: dict[str, Any]) -> bytes:
+    return magic + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _load(magic: bytes, data: bytes, what: str) -> dict[str, Any]:
+    if not data.startswith(magic):
+        raise DecodeError(f"user data is not a sessionlayer {what}")
+    raw = data[len(magic) :]
+    if _depth(raw) > _MAX_DEPTH:  # checked first: json would recurse once per level
+        raise DecodeError(f"malformed sessionlayer {what}: nested deeper than {_MAX_DEPTH}")
     try:
-        obj = json.loads(data[len(MAGIC) :].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError(f"malformed sessionlayer hello: {exc}") from None
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DecodeError(f"malformed sessionlayer {what}: {exc}") from None
     if not isinstance(obj, dict):
-        raise DecodeError("malformed sessionlayer hello: not an object")
+        raise DecodeError(f"malformed sessionlayer {what}: not an object")
     return obj
+
+
+def _depth(raw: bytes) -> int:
+    """How deep ``[``/``{`` nest in ``raw`` (outside strings): an upper bound, cheaply."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for octet in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif octet == 0x5C:  # backslash
+                escaped = True
+            elif octet == 0x22:
+                in_string = False
+        elif octet == 0x22:
+            in_string = True
+        elif octet in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > _MAX_DEPTH:
+                    return deepest
+        elif octet in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -64,11 +109,11 @@ class Hello:
             obj["resume"] = self.resume
         if self.data:
             obj["data"] = self.data.hex()
-        return _dump(obj)
+        return _dump(MAGIC, obj)
 
     @classmethod
     def decode(cls, raw: bytes) -> Hello:
-        obj = _load(raw)
+        obj = _load(MAGIC, raw, "hello")
         offers = obj.get("offers", {})
         auth = obj.get("auth")
         if not isinstance(offers, dict) or not all(
@@ -97,23 +142,30 @@ class Welcome:
     chosen: dict[str, str] = field(default_factory=dict)
     keepalive: bool = True
     data: bytes = b""
+    session_id: str | None = None  #: the id the responder gave the session (hex)
 
     def encode(self) -> bytes:
         obj: dict[str, Any] = {"v": _VERSION, "chosen": self.chosen, "ka": self.keepalive}
         if self.data:
             obj["data"] = self.data.hex()
-        return _dump(obj)
+        if self.session_id is not None:
+            obj["id"] = self.session_id
+        return _dump(WELCOME_MAGIC, obj)
 
     @classmethod
     def decode(cls, raw: bytes) -> Welcome:
-        obj = _load(raw)
+        obj = _load(WELCOME_MAGIC, raw, "welcome")
         chosen = obj.get("chosen", {})
         if not isinstance(chosen, dict) or not all(isinstance(v, str) for v in chosen.values()):
             raise DecodeError("malformed sessionlayer welcome: chosen")
+        sid = obj.get("id")
+        if sid is not None and not (isinstance(sid, str) and _is_id(sid)):
+            raise DecodeError("malformed sessionlayer welcome: id")
         return cls(
             chosen=dict(chosen),
             keepalive=bool(obj.get("ka", False)),
             data=_hex(obj.get("data", "")),
+            session_id=sid,
         )
 
 
@@ -125,11 +177,11 @@ class Rejection:
     code: str = "refused"
 
     def encode(self) -> bytes:
-        return _dump({"v": _VERSION, "error": self.message, "code": self.code})
+        return _dump(REJECTION_MAGIC, {"v": _VERSION, "error": self.message, "code": self.code})
 
     @classmethod
     def decode(cls, raw: bytes) -> Rejection:
-        obj = _load(raw)
+        obj = _load(REJECTION_MAGIC, raw, "rejection")
         return cls(message=str(obj.get("error", "")), code=str(obj.get("code", "refused")))
 
 
@@ -140,3 +192,8 @@ def _hex(value: Any) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise DecodeError("malformed sessionlayer hello: data") from None
+
+
+def _is_id(value: str) -> bool:
+    """A session id as sessionlayer makes them: 32 lower-case hex digits."""
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)

@@ -18,7 +18,9 @@ class Options:
     """TCP (and TLS) connection establishment."""
 
     handshake_timeout: float = 10.0
-    """From TCP up to the AC (or RF): COTP CR/CC and the CN/AC exchange."""
+    """From TCP up to the AC (or RF): COTP CR/CC and the CN/AC exchange.  The client raises
+    :class:`TimeoutError` past it; the server closes a connection that has not become a
+    session by then (a slow or silent client), whatever it has sent so far."""
 
     release_timeout: float = 10.0
     """How long an orderly release (FN) waits for DN/NF before aborting."""
@@ -26,19 +28,30 @@ class Options:
     keepalive_interval: float | None = 15.0
     """Send a probe after this much silence from the peer (None: never).
 
-    Probes are sent only to sessionlayer peers that said they answer them;
-    on the wire a probe is a PLEASE TOKENS SPDU with no tokens and the answer
-    a GIVE TOKENS SPDU with no tokens, both valid X.225 that tshark decodes.
+    Probes are sent only to sessionlayer peers that said they answer them (in
+    the hello and in the welcome); on the wire a probe is a PLEASE TOKENS SPDU
+    with no tokens and the answer a GIVE TOKENS SPDU with no tokens, both of
+    which tshark decodes.  Toward any other peer (an OSI stack) no probe is sent,
+    since an empty PT is not valid in every state; TCP keepalive is switched on
+    instead (first probe after this interval), which finds a dead peer host.
     """
 
     idle_timeout: float | None = 45.0
-    """Abort the session when nothing at all arrived for this long (None: never)."""
+    """Abort the session (AB, "no reason") when nothing at all arrived for this long (None:
+    never).  Time while reading is paused for a slow local reader does not count."""
 
     max_tsdu_size: int = 1 << 20
     """Largest TSDU accepted from the peer (after COTP reassembly)."""
 
     max_buffered_bytes: int = 1 << 20
-    """Received data held for a slow reader before reading from TCP pauses."""
+    """Received data held for a slow reader before reading from TCP pauses (it resumes
+    below half).  The user data of indications waiting unread in ``events()`` counts
+    against the same figure: past it the session is aborted (implementation restriction)."""
+
+    max_queued_events: int = 1000
+    """Indications other than data (TD, EX, sync points, tokens, ...) held unread in
+    ``events()``; past it the session is aborted with "implementation restriction" (X.225
+    gives the peer no flow control over them, so they cannot wait for the reader)."""
 
     write_buffer_high: int = 256 * 1024
     """Outgoing bytes buffered before ``send`` waits (backpressure)."""

@@ -31,7 +31,7 @@ Handler = Callable[[Session], Awaitable[None]]
 
 
 class Refuse(SessionLayerError):
-    """Raise from ``authenticate`` or ``policy`` to refuse a session with a reason."""
+    """Raise from ``authenticate`` to refuse a session with a reason."""
 
     def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:
         super().__init__(message)
@@ -40,7 +40,7 @@ class Refuse(SessionLayerError):
 
 
 class ConnectRequest:
-    """What the authentication callback and the policy see of a connect request."""
+    """What the ``authenticate`` and ``accept_data`` callbacks see of a connect request."""
 
     def __init__(self, peer: Any, hello: Hello | None, indication: ev.ConnectIndication,
                  tls: Any) -> None:  # fmt: skip
@@ -102,7 +102,7 @@ class Server:
                  authenticate: Callable[[ConnectRequest], Any] | None,
                  supported: Mapping[str, Sequence[str]],
                  accept_data: Callable[[ConnectRequest], bytes | None] | None,
-                 max_sessions: int) -> None:  # fmt: skip
+                 max_sessions: int, max_handshakes: int) -> None:  # fmt: skip
         self._handler = handler
         self.options = options
         self.config = config
@@ -110,6 +110,9 @@ class Server:
         self.supported = {k: list(v) for k, v in supported.items()}
         self._accept_data = accept_data
         self.max_sessions = max_sessions
+        self.max_handshakes = max_handshakes
+        self.handshakes = 0
+        """Connections accepted by TCP that are not sessions yet (nor refused)."""
         self._server: asyncio.Server | None = None
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,8 +122,14 @@ class Server:
         # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
         self._on_indication = self._indication
+        self._on_handshake_over = self._handshake_over
 
     # ------------------------------------------------------------ public
+
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Start listening (``serve()`` does it)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
 
     @property
     def port(self) -> int:
@@ -158,7 +167,19 @@ class Server:
 
     def _protocol(self) -> SessionProtocol:
         machine = SessionMachine("responder", self.config)
-        return SessionProtocol(machine, self.options, on_connect_indication=self._on_indication)
+        if self.handshakes >= self.max_handshakes:  # closed at once by connection_made
+            protocol = SessionProtocol(machine, self.options)
+            protocol.rejected = True
+            self.stats.refused["handshake_limit"] += 1
+            return protocol
+        self.handshakes += 1
+        return SessionProtocol(
+            machine, self.options, on_connect_indication=self._on_indication,
+            on_handshake_over=self._on_handshake_over,
+        )  # fmt: skip
+
+    def _handshake_over(self) -> None:
+        self.handshakes -= 1
 
     def _indication(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
         """S-CONNECT indication: decide at once, or after an async authenticate().
@@ -216,19 +237,22 @@ class Server:
                 hello: Hello | None, request: ConnectRequest,
                 chosen: dict[str, str]) -> Session:  # fmt: skip
         cid = event.connection_id
-        common = cid.common_ref if cid is not None else None
-        sid = common if common and len(common) == 16 else secrets.token_bytes(16)
-        if sid.hex() in self._live:
-            sid = secrets.token_bytes(16)
+        # The server names its sessions itself (random, unguessable, unique): the
+        # initiator's Common Reference is kept beside it, and echoed in the AC (X.225 8.3.1.2).
+        sid = secrets.token_bytes(16).hex()
+        while sid in self._live:
+            sid = secrets.token_bytes(16).hex()
         if hello is not None:
-            user_data: bytes | None = Welcome(chosen=chosen).encode()
-            protocol.keepalive = hello.keepalive
+            user_data: bytes | None = Welcome(chosen=chosen, session_id=sid).encode()
         else:
             user_data = self._accept_data(request) if self._accept_data else None
-        session = Session(protocol, sid.hex(), chosen, request.data)
-        reply_cid = ConnectionId(common_ref=sid) if cid is not None else None
+        session = Session(protocol, sid, chosen, request.data)
+        session.peer_reference = cid.common_ref if cid is not None else None
+        reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         protocol.machine.accept(user_data=user_data, connection_id=reply_cid)
+        protocol.handshake_over()
         protocol.flush()
+        protocol.start_liveness(hello is not None and hello.keepalive)
         self._live[session.id] = session
         self.stats.accepted += 1
         if log.isEnabledFor(logging.INFO):
@@ -250,8 +274,8 @@ class Server:
                 user_data=Rejection(refusal.message).encode() if with_text else None,
             )
             protocol.flush()
-        if protocol.transport is not None and not protocol.transport.is_closing():
-            protocol.transport.close()
+        protocol.handshake_over()
+        protocol.close()
 
     def _start(self, session: Session) -> None:
         """Run the handler as a task of its own; ``_handler_done`` cleans up after it.
@@ -327,6 +351,7 @@ async def serve(
     config: SessionConfig | None = None,
     options: Options | None = None,
     max_sessions: int = 1000,
+    max_handshakes: int = 256,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -336,11 +361,14 @@ async def serve(
     ``supported`` maps application parameters to the values this server
     supports; the initiator's offers are matched against it.  ``accept_data``
     gives the AC user data for peers that are not sessionlayer (OSI stacks).
+
+    Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
+    0x83); ``max_handshakes`` TCP connections that are not sessions yet (one beyond it is
+    closed at once; each has ``options.handshake_timeout`` to become a session).
     """
     server = Server(
         handler, options or Options(), config or SessionConfig(), authenticate,
-        supported or {}, accept_data, max_sessions,
+        supported or {}, accept_data, max_sessions, max_handshakes,
     )  # fmt: skip
-    loop = asyncio.get_running_loop()
-    server._server = await loop.create_server(server._protocol, host, port, ssl=tls)
+    await server.listen(host, port, tls)
     return server

@@ -123,6 +123,7 @@ class Session:
         "_buffered",
         "_data",
         "_data_waiter",
+        "_event_bytes",
         "_events",
         "_failure",
         "_has_events",
@@ -137,8 +138,10 @@ class Session:
         "last_sync",
         "messages_in",
         "messages_out",
+        "on_capability_data",
         "on_release",
         "peer_data",
+        "peer_reference",
         "started",
     )  # fmt: skip
 
@@ -158,6 +161,7 @@ class Session:
         self._data: collections.deque[bytes] = _NO_DATA  # a deque of its own on first data
         self._buffered = 0
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
+        self._event_bytes = 0  # user data held in _events (counts against the limits)
         self._has_events: Signal | None = None  # made when somebody waits for events
         self._data_waiter: asyncio.Future[bytes] | None = None
         #: Futures of requests waiting for their confirm, by event class (made on first use).
@@ -170,6 +174,15 @@ class Session:
         self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
         """Called with each S-RELEASE indication; return False to refuse the release (NOT
         FINISHED, only with the negotiated release unit).  None accepts every release."""
+        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
+            None
+        )
+        """Called with each S-CAPABILITY-DATA indication; what it returns is the user data of
+        the S-CAPABILITY-DATA response (CDA, at most 512 octets).  None (the default, or a
+        callback returning None) answers with no user data."""
+        self.peer_reference: bytes | None = None
+        """(Server) The Common Reference of the initiator's CN: the initiator's name for the
+        session.  ``id`` is the server's own, random and unguessable."""
         protocol.session = self
 
     # ------------------------------------------------------------ properties
@@ -281,11 +294,11 @@ class Session:
     def _pop(self) -> bytes:
         item = self._data.popleft()
         self._buffered -= len(item)
-        if self._protocol._reading_paused:
+        if self._protocol.reading_paused:
             self._protocol.update_reading(self._buffered)
         return item
 
-    def _deliver(self, messages: list[bytes]) -> None:
+    def deliver(self, messages: list[bytes]) -> None:
         """Data from the fast path (whole S-DATA indications, in order)."""
         self.messages_in += len(messages)
         waiter = self._waiting()
@@ -299,7 +312,7 @@ class Session:
             self._buffered += sum(map(len, messages))
             self._check_buffered()
 
-    def _deliver_one(self, message: bytes) -> None:
+    def deliver_one(self, message: bytes) -> None:
         """One S-DATA indication (a read that held just that, or the general path's)."""
         self.messages_in += 1
         waiter = self._waiting()
@@ -351,13 +364,34 @@ class Session:
 
     def next_event_nowait(self) -> ev.Event | None:
         if self._events:
-            return self._events.popleft()
+            event = self._events.popleft()
+            self._event_bytes -= _event_size(event)
+            return event
         return None
 
     def _put_event(self, event: ev.Event) -> None:
+        """Queue an indication for :meth:`events`.  Unread events are bounded (X.225 gives a
+        peer no flow control over them): past ``Options.max_queued_events`` events or
+        ``max_buffered_bytes`` octets of their user data the session is aborted with
+        "implementation restriction"."""
+        if self._failure is not None:
+            return
         if self._events is None:
             self._events = collections.deque()
         self._events.append(event)
+        size = _event_size(event)
+        self._event_bytes += size
+        options = self._protocol.options
+        if len(self._events) > options.max_queued_events or (
+            self._event_bytes > options.max_buffered_bytes
+        ):
+            self._protocol.fail(
+                f"{len(self._events)} indications ({self._event_bytes} octets) wait unread"
+                " in events(): over the limit",
+                AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
+                abort_spdu=b"",
+            )
+            return
         if self._has_events is not None:
             self._has_events.set()
 
@@ -412,7 +446,7 @@ class Session:
         self._tokens_changed.clear()
         await self._tokens_changed.wait()
 
-    def _peer_acted(self) -> None:
+    def peer_acted(self) -> None:
         """After every input from the peer: wake those waiting for tokens or a GTA."""
         if self._tokens_changed is not None:
             self._tokens_changed.set()
@@ -431,6 +465,15 @@ class Session:
             return  # not now (a confirm is pending); retried after the next event
         self._owed &= ~owed
         self._protocol.flush()
+
+    async def open(
+        self, user_data: bytes | None, connection_id: ConnectionId
+    ) -> ev.ConnectConfirm | ev.RefuseConfirm:
+        """(Initiator, used by ``connect()``) S-CONNECT request; the AC or RF that answers."""
+        return await self._confirm_any(  # type: ignore[no-any-return]
+            (ev.ConnectConfirm, ev.RefuseConfirm), "connect", user_data=user_data,
+            connection_id=connection_id,
+        )  # fmt: skip
 
     async def _confirm(self, kind: type, method: str, *args: Any, **kwargs: Any) -> Any:
         return await self._confirm_any((kind,), method, *args, **kwargs)
@@ -656,7 +699,7 @@ class Session:
         if waiter is not None:
             waiter.set_exception(self._failure or StopAsyncIteration())
             waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
-        self._peer_acted()
+        self.peer_acted()
         if self._has_events is not None:
             self._has_events.set()
 
@@ -669,10 +712,12 @@ class Session:
                 return True
         return False
 
-    def _event(self, event: ev.Event) -> None:
+    def handle_event(self, event: ev.Event) -> None:
         """Called by the protocol for each indication or confirm."""
+        if self._failure is not None:
+            return  # aborted: what the peer sent after that changes nothing
         if isinstance(event, ev.DataIndication):
-            self._deliver_one(event.data)
+            self.deliver_one(event.data)
             return
         if isinstance(event, ev.ReleaseIndication):
             # In a release collision our own release may be confirmed first: the session is
@@ -687,7 +732,7 @@ class Session:
                                          self.id, exc)  # fmt: skip
                     else:
                         self._protocol.flush()
-                        self._peer_acted()
+                        self.peer_acted()
                         return
             self.machine.release_response(accept=True)
             self._protocol.flush()
@@ -699,7 +744,7 @@ class Session:
                 self._end(None)
             else:  # NOT FINISHED: back to data transfer, where owed tokens can be given
                 self._give_owed()
-                self._peer_acted()
+                self.peer_acted()
             return
         if isinstance(event, ev.UserAbortIndication):
             self._end(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
@@ -717,7 +762,7 @@ class Session:
         if not self._resolve(event):
             self._put_event(event)
         self._give_owed()
-        self._peer_acted()
+        self.peer_acted()
 
     def _auto_respond(self, event: ev.Event) -> None:
         """Confirm sync points and activity ends: the data before them has arrived."""
@@ -738,7 +783,14 @@ class Session:
         elif isinstance(event, ev.ResyncIndication):
             machine.resync_response()
         elif isinstance(event, ev.CapabilityDataIndication):
-            machine.capability_data_response()
+            reply = self.on_capability_data(event) if self.on_capability_data else None
+            machine.capability_data_response(user_data=reply)
         else:
             return
         self._protocol.flush()
+
+
+def _event_size(event: ev.Event) -> int:
+    """The octets an event holds, for the limits on unread events."""
+    data = getattr(event, "user_data", None)
+    return len(data) if data else 0

@@ -134,9 +134,11 @@ class SessionConfig:
     The libiec61850 profile sets 232 so the CN's length indicator stays one octet."""
 
     transport_expedited: bool = False
-    """The transport offers an expedited flow: EX SPDUs and PREPARE SPDUs go to
-    ``expedited_to_send()``.  RFC 1006 class 0 has none, so EX then travels on the normal
-    flow (a documented deviation)."""
+    """Take the transport expedited flow as given: EX SPDUs and PREPARE SPDUs go to
+    ``expedited_to_send()``.  Over RFC 1006 leave it False: the expedited option is then
+    negotiated in COTP CR/CC whenever the expedited data unit is proposed (RFC 1006 5.2
+    carries ED TPDUs), and ``transport_connected(expedited=...)`` says whether it was agreed;
+    without it EX travels on the normal flow and PREPARE is not sent (X.225 7.12, 7.26)."""
 
     exception_reports: bool = False
     """X.225 7.27: with the exceptions unit selected, answer a protocol error in data transfer

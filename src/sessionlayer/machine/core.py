@@ -109,6 +109,7 @@ class _Core:
         "_state",
         "_tc_up",
         "_tdis",
+        "_tex",
         "_tim",
         "_tsdu_recv",
         "_tsdu_send",
@@ -139,6 +140,7 @@ class _Core:
         self._pending_out: list[bytes] | None = None
         self._pending_exp: list[bytes] | None = None
         self._tdis = False
+        self._tex = self.config.transport_expedited  # see transport_connected
         self._now = 0.0
         self._tim: float | None = None
         # Negotiated at connect.

@@ -44,9 +44,14 @@ class SessionMachine(_Requests):
 
     # ------------------------------------------------------------ transport side
 
-    def transport_connected(self) -> None:
-        """T-CONNECT confirm (initiator) or indication (responder)."""
+    def transport_connected(self, *, expedited: bool = False) -> None:
+        """T-CONNECT confirm (initiator) or indication (responder).
+
+        ``expedited``: the transport expedited flow was agreed (RFC 1006: the expedited
+        option in CR/CC); EX and PR SPDUs then go to :meth:`expedited_to_send` (X.225 7.12,
+        7.26), else EX travels on the normal flow and PR is not sent."""
         self._tc_up = True
+        self._tex = expedited or self.config.transport_expedited
         if self._state == "STA01B":
             self._transport_event("TCONcnf")
         elif self._state == "STA01" and self.role == "responder" and not self._ended:

@@ -100,7 +100,7 @@ class _Requests(_Rules):
 
     def _prepare(self, ctx: Ctx, kind: PrepareType) -> None:
         """PREPARE on the transport expedited flow, when there is one (X.225 7.26)."""
-        if self.config.transport_expedited:
+        if self._tex:
             ctx.exp.append(self._encode(make(Prepare, prepare_type=int(kind))))
 
     # ------------------------------------------------------------ connection
@@ -219,7 +219,7 @@ class _Requests(_Rules):
 
         def build(ctx: Ctx) -> None:
             tsdu = self._encode(make(Expedited, user_data=payload))
-            (ctx.exp if self.config.transport_expedited else ctx.out).append(tsdu)
+            (ctx.exp if self._tex else ctx.out).append(tsdu)
 
         self._request("SEXreq", build)
 
