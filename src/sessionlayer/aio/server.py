@@ -31,7 +31,7 @@ Handler = Callable[[Session], Awaitable[None]]
 
 
 class Refuse(SessionLayerError):
-    """Raise from ``authenticate`` or ``policy`` to refuse a session with a reason."""
+    """Raise from the ``authenticate`` callback to refuse a session with a reason."""
 
     def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:
         super().__init__(message)
@@ -40,7 +40,7 @@ class Refuse(SessionLayerError):
 
 
 class ConnectRequest:
-    """What the authentication callback and the policy see of a connect request."""
+    """What the ``authenticate`` and ``accept_data`` callbacks see of a connect request."""
 
     def __init__(self, peer: Any, hello: Hello | None, indication: ev.ConnectIndication,
                  tls: Any) -> None:  # fmt: skip
