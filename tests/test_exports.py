@@ -119,3 +119,17 @@ def test_docs_api_covers_session_methods_options_and_events() -> None:
     code = " ".join(fenced + re.findall(r"`[^`\n]+`", prose))
     missing = [n for n in public + fields + kinds if not re.search(rf"\b{n}\b", code)]
     assert not missing, f"docs/api.md does not mention {missing}"
+
+
+def test_version_is_written_once() -> None:
+    """pyproject.toml takes the version from ``sessionlayer.__version__``, never its own."""
+    import tomllib
+
+    import sessionlayer
+
+    pyproject = tomllib.loads((API_DOC.parent.parent / "pyproject.toml").read_text("utf-8"))
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "sessionlayer.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", sessionlayer.__version__)
