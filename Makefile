@@ -31,10 +31,10 @@ sysdeps:
 			apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-test: venv sysdeps
-	$(BIN)/ruff check src tests
-	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+# lint (ruff + mypy), then the suite with branch coverage of src/: the floor is
+# [tool.coverage.report] fail_under in pyproject.toml.
+test: lint sysdeps
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
 
 demo: venv
 	$(BIN)/sessionlayer demo
@@ -45,6 +45,7 @@ demo: venv
 bench: venv
 	$(BIN)/python -m bench
 
+# ruff, then mypy --strict on src/ (make test runs this first).
 lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy

@@ -1,4 +1,5 @@
-"""The public names of ``sessionlayer`` and ``sessionlayer.aio`` resolve and are documented."""
+"""The public names of ``sessionlayer`` and ``sessionlayer.aio`` resolve, and docs/api.md lists
+exactly them."""
 
 from __future__ import annotations
 
@@ -47,16 +48,58 @@ def test_importing_the_package_loads_no_event_loop() -> None:
     assert done.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_docs_api_mentions_every_name(module: str) -> None:
-    text = API_DOC.read_text(encoding="utf-8")
-    imported = importlib.import_module(module)
-    missing = [
-        name
-        for name in imported.__all__
-        if not re.search(r"`(?:sessionlayer\.)?" + re.escape(name) + r"\b", text)
-    ]
-    assert not missing, f"docs/api.md does not mention {missing}"
+SHARED = "The same objects as in `sessionlayer`:"
+
+
+def documented_names(text: str) -> dict[str, tuple[list[str], list[str]]]:
+    """The names docs/api.md lists, per module: the first column of the table in each
+    "## Names in `module`" section, and the names in its paragraph beginning with SHARED."""
+    sections: dict[str, tuple[list[str], list[str]]] = {}
+    table: list[str] | None = None
+    shared: list[str] = []
+    paragraph: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if paragraph and not line.strip():
+            shared.extend(re.findall(r"`(\w+)`", " ".join(paragraph).removeprefix(SHARED)))
+            paragraph = []
+        if re.match(r"#+ ", line):
+            table = None
+            found = re.fullmatch(r"## Names in `([\w.]+)`", line)
+            if found:
+                table, shared = sections.setdefault(found[1], ([], []))
+        elif table is not None:
+            row = re.match(r"\| `(\w+)` \|", line)
+            if row:
+                table.append(row[1])
+            if line.startswith(SHARED) or (paragraph and line.strip()):
+                paragraph.append(line)
+    return sections
+
+
+DOCUMENTED = documented_names(API_DOC.read_text(encoding="utf-8"))
+
+
+def test_docs_api_lists_the_public_modules() -> None:
+    assert set(MODULES) <= set(DOCUMENTED), sorted(DOCUMENTED)
+
+
+@pytest.mark.parametrize("module", sorted(DOCUMENTED))
+def test_docs_api_lists_exactly_all(module: str) -> None:
+    table, shared = DOCUMENTED[module]
+    listed = table + shared
+    assert len(listed) == len(set(listed)), f"docs/api.md lists a name twice for {module}"
+    exported = set(importlib.import_module(module).__all__)
+    missing, extra = sorted(exported - set(listed)), sorted(set(listed) - exported)
+    assert not missing, f"docs/api.md does not list {missing} of {module}.__all__"
+    assert not extra, f"docs/api.md lists {extra}, which {module}.__all__ does not have"
+
+
+@pytest.mark.parametrize("module", sorted(DOCUMENTED))
+def test_docs_api_shared_names_are_in_the_package(module: str) -> None:
+    import sessionlayer
+
+    _, shared = DOCUMENTED[module]
+    assert not set(shared) - set(sessionlayer.__all__), module
 
 
 def test_docs_api_covers_session_methods_options_and_events() -> None:
@@ -76,3 +119,17 @@ def test_docs_api_covers_session_methods_options_and_events() -> None:
     code = " ".join(fenced + re.findall(r"`[^`\n]+`", prose))
     missing = [n for n in public + fields + kinds if not re.search(rf"\b{n}\b", code)]
     assert not missing, f"docs/api.md does not mention {missing}"
+
+
+def test_version_is_written_once() -> None:
+    """pyproject.toml takes the version from ``sessionlayer.__version__``, never its own."""
+    import tomllib
+
+    import sessionlayer
+
+    pyproject = tomllib.loads((API_DOC.parent.parent / "pyproject.toml").read_text("utf-8"))
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]["version"]
+    assert dynamic == {"attr": "sessionlayer.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", sessionlayer.__version__)

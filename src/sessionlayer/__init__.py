@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     )
     from .machine import SessionConfig
 
+# The only place the version is written: pyproject.toml reads it (tool.setuptools.dynamic).
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -1,9 +1,9 @@
 """Typed SPDU construction.
 
-``sessionlayer.spdu.types`` builds its SPDU classes with a class decorator typed ``-> Any``,
-so type checkers do not see their dataclass fields and reject keyword arguments.  ``make``
-is the workaround (see docs/machine.md, "Codec notes"); with ``typing.dataclass_transform``
-on that decorator it could go.
+``make(cls, **fields)`` is ``cls(**fields)``.  It was a workaround for the SPDU class
+decorator in ``sessionlayer.spdu.types`` hiding the dataclass fields from type checkers;
+that decorator now carries ``@typing.dataclass_transform``, so ``Finish(user_data=...)``
+type-checks directly and ``make`` is kept only for the callers that still use it.
 """
 
 from __future__ import annotations
