@@ -8,7 +8,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import DecodeError, LocalError, RefuseReason, SessionLayerError
+from ..errors import AbortReason, DecodeError, LocalError, RefuseReason, SessionLayerError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
@@ -109,7 +109,7 @@ async def connect(
         _welcome(session, protocol, confirm, native)
     except SessionAborted as exc:
         protocol.abort()
-        if exc.reason == 0 and "transport" in str(exc):  # TCP closed in the handshake
+        if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
             raise SessionAborted(
                 "the responder closed the connection without answering the CN (it may not"
                 " accept the connect parameters: versions, functional units, selectors,"
