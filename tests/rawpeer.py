@@ -84,9 +84,11 @@ async def raw_server(
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
-        with contextlib.suppress(EOFError, ConnectionError):
-            await handler(RawPeer(reader, writer, "responder", expedited=expedited))
-        writer.close()
+        try:
+            with contextlib.suppress(EOFError, ConnectionError):
+                await handler(RawPeer(reader, writer, "responder", expedited=expedited))
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
     try:

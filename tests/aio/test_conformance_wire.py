@@ -122,6 +122,7 @@ def test_without_the_transport_option_ex_travels_in_band() -> None:
             await session.send_expedited(b"in band")
             event = await asyncio.wait_for(received, LIMIT)
             session.abort()
+            await asyncio.wait_for(session.wait_closed(), LIMIT)
         assert isinstance(event, ExpeditedDataIndication) and event.data == b"in band"
         assert not any(isinstance(t, ExpeditedData) for t in wire.sent)
 
@@ -248,6 +249,7 @@ def test_no_keepalive_probe_to_a_responder_that_echoes_the_hello() -> None:
             # Ten keepalive intervals of silence (absence has no event to wait on).
             await asyncio.sleep(0.5)
             session.abort()
+            await asyncio.wait_for(session.wait_closed(), LIMIT)
         assert all(tsdu[0] == 0x19 for tsdu in heard), heard  # only the AB at the end
 
     run(main())

@@ -68,11 +68,12 @@ def frame_pieces(data: bytes, tpdu_size: int) -> list[bytes | memoryview]:
 #: a reader's own buffer, while it holds a TSDU cut short, keeps at least this much room
 #: for the next read.
 READ_SIZE = 256 * 1024
-#: A reader's own buffer.  Large: asyncio's reads into it are large (fewer reads per
-#: octet) and the held octets are seldom moved to the front (measured on asyncio: 64 KiB
-#: messages move ~30% faster than with a 256 KiB buffer).  Only a session that receives
-#: more than one read's worth at a time has one.
-_OWN_SIZE = 4 * READ_SIZE
+#: A reader's own buffer starts at what it holds, the rest of the TPDU under way (when its
+#: header has arrived: at most a TPKT's 65,535 octets) and this much more, and doubles as
+#: reads fill it, up to a read of READ_SIZE at a time: it grows with what the peer actually
+#: sends (a peer holding 5 octets costs 4 KiB, not a megabyte).  Only a session that
+#: receives more than one read's worth at a time has one.
+_OWN_MIN = 4096
 #: From this TPDU length on, user data is copied straight out of the receive buffer; below
 #: it the octets read are first made one ``bytes`` and each message sliced out of that.
 _LARGE = 2048
@@ -171,13 +172,15 @@ class PlainReader:
         octets for 64 KiB of user data): measured, 64 KiB messages then move ~10% faster
         on uvloop than with reads of exactly the hint.
         """
-        if self._buf is None:
+        buf = self._buf
+        if buf is None:
             reads = self._shared.reads
             view = reads.get(sizehint)
             if view is None:
                 view = reads[sizehint] = _read_view(self._shared.view, sizehint)
             return view
-        return _read_view(self._room(READ_SIZE), sizehint)
+        # Room for a read as large as half the buffer (so it doubles while reads fill it).
+        return _read_view(self._room(min(READ_SIZE, max(_OWN_MIN, len(buf) // 2))), sizehint)
 
     def _room(self, room: int) -> memoryview:
         """Where the next read goes: at least ``room`` octets after those held."""
@@ -247,10 +250,18 @@ class PlainReader:
         """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""
         if buf is not self._buf:  # it is in the shared buffer: into one of our own
             held = end - pos
-            own = self._buf = bytearray(max(_OWN_SIZE, held + READ_SIZE))
+            own = self._buf = bytearray(held + _rest_of_tpdu(buf, pos + nxt, end) + _OWN_MIN)
             own[:held] = buf[pos:end]
             pos, end = 0, held
         self._start, self._end, self._next, self._size = pos, end, nxt, size
+
+
+def _rest_of_tpdu(buf: bytearray, pos: int, end: int) -> int:
+    """Octets still to come of the TPDU at ``buf[pos:end]``, when its TPKT length has
+    arrived (else 0)."""
+    if end - pos < 4:
+        return 0
+    return max(0, ((buf[pos + 2] << 8) | buf[pos + 3]) - (end - pos))
 
 
 def _whole(buf: bytearray, view: memoryview, pos: int, end: int, out: list[bytes],
