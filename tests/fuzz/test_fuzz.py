@@ -11,7 +11,6 @@ The whole folder runs in well under 20 s on one core.  For a long run set
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from collections.abc import Callable
@@ -246,9 +245,7 @@ def transport_case(draw: st.DrawFn) -> tuple[bytes, int, str, bool]:
 @given(transport_case())
 def test_rfc1006(case: tuple[bytes, int, str, bool]) -> None:
     data, split, role, opened = case
-    # tolerate_lookahead: the defect the three xfail tests below pin (issue 13); drop it
-    # when they pass.
-    T.rfc1006(data, split, role=role, opened=opened, tolerate_lookahead=True)
+    T.rfc1006(data, split, role=role, opened=opened)
 
 
 _BAD_TPKT = b"\x02\x00\x00\x09\x02\xf0\x80\x01\x00"  # TPKT version 2
@@ -256,10 +253,10 @@ _DT = encode_tpkt(encode_tpdu(Data(b"\x01\x00\x01\x00hi")))
 _DR = encode_tpkt(encode_tpdu(DisconnectRequest(1, 7, 0)))
 _CR = encode_tpkt(encode_tpdu(ConnectionRequest(src_ref=7, tpdu_size=13)))
 _BIG_DT = encode_tpkt(encode_tpdu(Data(b"\x01\x00\x01\x00" + b"x" * 400)))
-_LOOKAHEAD = "issue 13: receive_data frames every TPKT of a read before handling any"
 
 
-@pytest.mark.xfail(strict=True, reason=_LOOKAHEAD)
+# Found by this fuzz target: receive_data used to frame every TPKT of a read before handling
+# any, so a bad header later in the read won over what came first.
 @pytest.mark.parametrize(
     ("data", "split", "role", "opened"),
     [
@@ -321,12 +318,14 @@ def test_hello(data: bytes) -> None:
     T.hello(data)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: RecursionError escapes hello parser")
-@pytest.mark.parametrize("decoder", ["Hello", "Welcome", "Rejection"])
-def test_hello_deep_nesting(decoder: str) -> None:
-    decode = {"Hello": Hello.decode, "Welcome": Welcome.decode, "Rejection": Rejection.decode}
-    with contextlib.suppress(DecodeError):
-        decode[decoder](b"SLH1" + b"[" * 9000)
+@pytest.mark.parametrize("decoder", [Hello, Welcome, Rejection], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("nest", [b"[", b"{\"a\":", b"[{\"x\":"])
+def test_hello_deep_nesting(decoder: Any, nest: bytes) -> None:
+    """Issue 13: ``SLH1`` + ``[`` x 9000 let RecursionError escape (and logged a traceback
+    per CN); now a DecodeError, for each kind behind its own magic."""
+    magic = decoder(**({"message": "m"} if decoder is Rejection else {})).encode()[:4]
+    with pytest.raises(DecodeError, match="nested deeper"):
+        decoder.decode(magic + nest * 9000)
 
 
 # ------------------------------------------------------------------ (e) fast vs general

@@ -74,8 +74,11 @@ def test_partial_then_complete() -> None:
 def test_bad_headers(header: str, message: str) -> None:
     parser = TpktParser()
     good = encode_tpkt(b"\x02\xf0\x80")
+    # The good TPKT before the bad header comes out first; the error follows at once.
+    assert parser.feed(good + bytes.fromhex(header) + b"\x02\xf0\x80") == [b"\x02\xf0\x80"]
+    assert parser.error is not None
     with pytest.raises(DecodeError, match=message) as info:
-        parser.feed(good + bytes.fromhex(header) + b"\x02\xf0\x80")
+        parser.feed(b"")
     assert info.value.offset == len(good)
     with pytest.raises(DecodeError):  # the parser stays failed
         parser.feed(good)

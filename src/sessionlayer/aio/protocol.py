@@ -572,7 +572,10 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if abort_spdu is None or self.rfc.state is not ConnectionState.OPEN:
+        # An AB needs a transport connection that was opened (CC) and not disconnected.
+        if abort_spdu is None or self.rfc.tpdu_size is None or (
+            self.rfc.state is ConnectionState.CLOSED
+        ):
             transport.abort()
             return
         ab = encode(Abort(transport_disconnect=int(reason), reflect=abort_spdu or None))

@@ -265,7 +265,9 @@ class Rfc1006Connection:
             for payload in self._parser.feed(data):
                 events.extend(self._handle(decode_tpdu(payload)))
                 if events and isinstance(events[-1], TransportDisconnected):
-                    break  # what follows a DR or ER is not read
+                    return events  # what follows a DR or ER is not read
+            if self._parser.error is not None:  # a bad TPKT header after those payloads
+                raise self._parser.error
         except DecodeError as exc:
             self._error, self.state = exc, ConnectionState.FAILED
             raise

@@ -75,7 +75,15 @@ class TpktParser:
         payloads: list[bytes] = []
         pos = 0
         while len(buf) - pos >= TPKT_HEADER_SIZE:
-            length = self._check_header(buf, pos)
+            try:
+                length = self._check_header(buf, pos)
+            except DecodeError:
+                if not payloads:
+                    raise
+                # The TPKTs before it come first (as they would, read one at a time); the
+                # error is raised by the next feed (see ``error``).
+                self._buffer = buf[pos:]
+                return payloads
             if len(buf) - pos < length:
                 break
             payloads.append(buf[pos + TPKT_HEADER_SIZE : pos + length])
@@ -83,6 +91,11 @@ class TpktParser:
             self._consumed += length
         self._buffer = buf[pos:]
         return payloads
+
+    @property
+    def error(self) -> DecodeError | None:
+        """The error that failed the stream (raised by every later :meth:`feed`), if any."""
+        return self._error
 
     def _check_header(self, buf: bytes, pos: int) -> int:
         version, reserved, length = _HEADER.unpack_from(buf, pos)
