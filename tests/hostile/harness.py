@@ -243,8 +243,8 @@ class StreamResult:
     elapsed: float = 0.0
 
 
-#: Message sizes the streamers mix: tiny, one TPDU, several TPDUs, over 64 KiB.
-SIZES = (1, 7, 100, 1000, 8000, 8190, 20_000, 70_000)
+#: Message sizes the streamers mix: tiny, one TPDU, several TPDUs, up to the 32 KiB limit.
+SIZES = (1, 7, 100, 1000, 8000, 8190, 20_000, 32_000)  # the battery allows 32 KiB TSDUs
 
 
 async def _stream_one(port: int, index: int, deadline: float, max_messages: int,
@@ -343,7 +343,7 @@ class Outcome:
         return not self.closed
 
 
-class _Reader:
+class Reader:
     """Parses what the server sends (leniently: a parse error is recorded, not raised)."""
 
     def __init__(self, outcome: Outcome) -> None:
@@ -385,7 +385,7 @@ class _Reader:
             out.refused, out.refuse_reason = True, spdu.reason
 
 
-async def _read_until(reader: asyncio.StreamReader, parse: _Reader, deadline: float,
+async def _read_until(reader: asyncio.StreamReader, parse: Reader, deadline: float,
                       until: Callable[[], bool] | None = None) -> bool:  # fmt: skip
     """Read until ``until()`` holds (True), EOF or reset (False, outcome.closed set), or
     the deadline (False)."""
@@ -420,7 +420,7 @@ async def attack(port: int, payload: bytes | Sequence[bytes] = b"", *,
     ``hold``, until that event is set (then the connection is closed by us).
     """
     out = Outcome()
-    parse = _Reader(out)
+    parse = Reader(out)
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
     try:
         deadline = time.monotonic() + timeout

@@ -45,13 +45,14 @@ class Options:
 
     max_buffered_bytes: int = 1 << 20
     """Received data held for a slow reader before reading from TCP pauses (it resumes
-    below half).  The user data of indications waiting unread in ``events()`` counts
-    against the same figure: past it the session is aborted (implementation restriction)."""
+    below half).  The user data of indications waiting unread in ``events()`` has a budget
+    of the same size, separately."""
 
     max_queued_events: int = 1000
     """Indications other than data (TD, EX, sync points, tokens, ...) held unread in
-    ``events()``; past it the session is aborted with "implementation restriction" (X.225
-    gives the peer no flow control over them, so they cannot wait for the reader)."""
+    ``events()`` before reading from TCP pauses (it resumes when half were read).  An
+    application that never reads ``events()`` and whose peer sends many of them stalls
+    there: read them, or raise the limit."""
 
     write_buffer_high: int = 256 * 1024
     """Outgoing bytes buffered before ``send`` waits (backpressure)."""

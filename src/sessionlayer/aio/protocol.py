@@ -73,6 +73,8 @@ _COPY_BELOW = 4096
 #: binding gives on its own would otherwise queue without limit).
 _BUFFERED = 1
 _WRITING = 2
+_EVENTS = 4  #: indications wait unread in Session.events()
+_LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
 #: Across all connections: WARNING records a peer can cause, per second (see _warn).
 _WARNINGS_PER_SECOND = 20
 
@@ -663,7 +665,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         if deadline is not None and now >= deadline:
             self.machine.handle_timer(now)
             self.flush()
-        if self._paused & _BUFFERED:
+        if self._paused & _LOCAL:
             self._last_heard = now  # our reader is slow: the peer's silence is not its fault
         idle, probe = self._liveness_deadlines()
         if idle is not None and now >= idle:
@@ -708,6 +710,13 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             self._pause(_BUFFERED)
         elif buffered < limit // 2:
             self._unpause(_BUFFERED)
+
+    def hold_events(self, full: bool) -> None:
+        """Pause reading while the session's unread events are over their limit."""
+        if full:
+            self._pause(_EVENTS)
+        else:
+            self._unpause(_EVENTS)
 
     def _pause(self, why: int) -> None:
         transport = self.transport

@@ -366,32 +366,27 @@ class Session:
         if self._events:
             event = self._events.popleft()
             self._event_bytes -= _event_size(event)
+            options = self._protocol.options
+            if len(self._events) < options.max_queued_events // 2 and (
+                self._event_bytes < options.max_buffered_bytes // 2
+            ):
+                self._protocol.hold_events(False)
             return event
         return None
 
     def _put_event(self, event: ev.Event) -> None:
-        """Queue an indication for :meth:`events`.  Unread events are bounded (X.225 gives a
-        peer no flow control over them): past ``Options.max_queued_events`` events or
-        ``max_buffered_bytes`` octets of their user data the session is aborted with
-        "implementation restriction"."""
-        if self._failure is not None:
-            return
+        """Queue an indication for :meth:`events`.  Unread events are bounded: past
+        ``Options.max_queued_events`` events or ``max_buffered_bytes`` octets of their user
+        data, reading from TCP pauses until the application has read half of them."""
         if self._events is None:
             self._events = collections.deque()
         self._events.append(event)
-        size = _event_size(event)
-        self._event_bytes += size
+        self._event_bytes += _event_size(event)
         options = self._protocol.options
-        if len(self._events) > options.max_queued_events or (
-            self._event_bytes > options.max_buffered_bytes
+        if len(self._events) >= options.max_queued_events or (
+            self._event_bytes >= options.max_buffered_bytes
         ):
-            self._protocol.fail(
-                f"{len(self._events)} indications ({self._event_bytes} octets) wait unread"
-                " in events(): over the limit",
-                AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
-                abort_spdu=b"",
-            )
-            return
+            self._protocol.hold_events(True)
         if self._has_events is not None:
             self._has_events.set()
 
@@ -792,5 +787,5 @@ class Session:
 
 def _event_size(event: ev.Event) -> int:
     """The octets an event holds, for the limits on unread events."""
-    data = getattr(event, "user_data", None)
-    return len(data) if data else 0
+    data = getattr(event, "user_data", None) or getattr(event, "data", None)
+    return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
