@@ -92,7 +92,7 @@ class RawPeer:
         machine.connect(user_data=Hello().encode())
         for tsdu in machine.data_to_send():
             raw.send_tsdu(tsdu)
-        machine.receive_tsdu(await raw.tsdu())
+        machine.receive_tsdu(await raw.tsdu(), now=0.0)
         assert isinstance(machine.next_event(), ConnectConfirm)
         return raw, machine
 
@@ -129,7 +129,7 @@ async def accept_session(raw: RawPeer) -> SessionMachine:
     raw.writer.write(raw.rfc.accept())
     machine = SessionMachine("responder")
     machine.transport_connected()
-    machine.receive_tsdu(await raw.tsdu())
+    machine.receive_tsdu(await raw.tsdu(), now=0.0)
     assert isinstance(machine.next_event(), ConnectIndication)
     machine.accept(user_data=Welcome(keepalive=False).encode())
     for tsdu in machine.data_to_send():

@@ -248,6 +248,7 @@ class Server:
             protocol.machine.refuse(
                 reason=refusal.reason,
                 user_data=Rejection(refusal.message).encode() if with_text else None,
+                now=protocol.loop.time(),
             )
             protocol.flush()
         if protocol.transport is not None and not protocol.transport.is_closing():

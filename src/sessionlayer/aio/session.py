@@ -610,7 +610,7 @@ class Session:
         if self.closed:
             return
         with contextlib.suppress(SessionLayerError):
-            self.machine.abort(user_data=user_data)
+            self.machine.abort(user_data=user_data, now=self._protocol.loop.time())
             self._protocol.flush()
         self._end(failure)
         if self._protocol.transport is not None:
@@ -681,7 +681,7 @@ class Session:
                 self._put_event(event)
                 if self.on_release is not None and not self.on_release(event):
                     try:
-                        self.machine.release_response(accept=False)
+                        self.machine.release_response(accept=False, now=self._protocol.loop.time())
                     except LocalError as exc:
                         self.log.warning("session %s: cannot refuse this release (%s)",
                                          self.id, exc)  # fmt: skip
@@ -689,7 +689,7 @@ class Session:
                         self._protocol.flush()
                         self._peer_acted()
                         return
-            self.machine.release_response(accept=True)
+            self.machine.release_response(accept=True, now=self._protocol.loop.time())
             self._protocol.flush()
             self._end(None)
             return

@@ -69,10 +69,12 @@ class SessionMachine(_Requests):
             self._state = "STA01"
             self._finish()
 
-    def receive_tsdu(self, data: bytes, *, now: float | None = None) -> None:
-        """T-DATA indication: one TSDU from the peer.  Never raises for bad input."""
-        if now is not None:
-            self._now = now
+    def receive_tsdu(self, data: bytes, *, now: float) -> None:
+        """T-DATA indication: one TSDU from the peer.  Never raises for bad input.
+
+        ``now`` is the caller's clock: a protocol error arms TIM at ``now + abort_timeout``.
+        """
+        self._now = now
         if self._ended:
             return
         self._tc_up = True
@@ -89,7 +91,7 @@ class SessionMachine(_Requests):
             if self._ended or (self._state == "STA16" and not aborting):
                 return  # the rest of a TSDU that caused an abort is not looked at
 
-    def receive_expedited(self, data: bytes, *, now: float | None = None) -> None:
+    def receive_expedited(self, data: bytes, *, now: float) -> None:
         """T-EXPEDITED-DATA indication: PR or EX on the transport expedited flow."""
         self.receive_tsdu(data, now=now)
 

@@ -168,8 +168,10 @@ class _Requests(_Rules):
         self._apply(row, ctx)
         self._peer_cn = None  # negotiated: an idle session keeps no decoded CN
 
-    def refuse(self, reason: int | None = None, user_data: bytes | None = None) -> None:
-        """S-CONNECT response (reject): send RF.
+    def refuse(
+        self, reason: int | None = None, user_data: bytes | None = None, *, now: float
+    ) -> None:
+        """S-CONNECT response (reject): send RF and start TIM at ``now + abort_timeout``.
 
         X.225 8.3.5 carries user data only with reason 2 ("rejected by the called SS-user,
         reason in user data"): ``reason`` defaults to 2 with user data and 0 without; another
@@ -182,6 +184,7 @@ class _Requests(_Rules):
             raise ParameterError("RF user data needs reason 2 (RefuseReason.USER_DATA)")
         cn = self._peer_cn
         code = int(reason)
+        self._now = now
 
         def build(ctx: Ctx) -> None:
             version = 2 if cn is not None and offered_versions(cn) & 2 else 1
@@ -552,8 +555,14 @@ class _Requests(_Rules):
             "SRELreq", lambda ctx: self._set(ctx, [self._encode(make(Finish, user_data=data))])
         )
 
-    def release_response(self, accept: bool = True, user_data: bytes | None = None) -> None:
-        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only)."""
+    def release_response(
+        self, accept: bool = True, user_data: bytes | None = None, *, now: float
+    ) -> None:
+        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only).
+
+        A DN starts TIM at ``now`` (the caller's clock) + ``abort_timeout``.
+        """
+        self._now = now
         data = _data(user_data)
         spdu: SPDU = (
             make(Disconnect, user_data=data) if accept else make(NotFinished, user_data=data)
@@ -563,10 +572,13 @@ class _Requests(_Rules):
             lambda ctx: self._set(ctx, [self._encode(spdu)]),
         )
 
-    def abort(self, user_data: bytes | None = None, *, now: float | None = None) -> None:
-        """S-U-ABORT request: AB (Transport Disconnect = released | user abort)."""
-        if now is not None:
-            self._now = now
+    def abort(self, user_data: bytes | None = None, *, now: float) -> None:
+        """S-U-ABORT request: AB (Transport Disconnect = released | user abort).
+
+        ``now`` (the caller's clock) starts TIM: the transport goes at ``now + abort_timeout``
+        unless the peer releases it first.
+        """
+        self._now = now
         data = _data(user_data)
         reason = AbortReason.TRANSPORT_RELEASED | AbortReason.USER_ABORT
 
