@@ -112,9 +112,12 @@ class SessionConfig:
     """Protocol Options bit 1 (PI 19): this end can receive extended concatenated SPDUs."""
 
     initial_serial: int | None = None
-    """Initial Serial Number (PI 23) proposed when a synchronization functional unit is; the
-    responder sends its own if set, else echoes the CN's.  None: 0 is used, not sent.  With
-    symmetric synchronize it numbers the initiator-to-responder flow."""
+    """Initial Serial Number (PI 23).  X.225 8.3.1 / 8.3.2: the CN carries it whenever minor
+    synchronize, major synchronize, resynchronize (or symmetric synchronize) is proposed and
+    activity management is not, and the AC whenever such a unit is selected without activity
+    management; None then sends 0 ("0").  With activity management it is sent only when
+    set.  The responder sends its own value if set, else echoes the CN's.  With symmetric
+    synchronize it numbers the initiator-to-responder flow."""
 
     second_initial_serial: int | None = None
     """Second Initial Serial Number (PI 55, version 2): with symmetric synchronize, the first
