@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from tests.machine.helpers import SessionPair, decode
 
+from sessionlayer.errors import AbortReason
 from sessionlayer.machine import (
+    DATA_PREFIX,
     DEFAULT_FUNCTIONAL_UNITS,
     ConnectIndication,
+    DataIndication,
+    ProviderAbortIndication,
     SessionConfig,
     SessionMachine,
 )
-from sessionlayer.spdu import Accept, Connect, ConnectAcceptItem, encode_tsdu
+from sessionlayer.spdu import Abort, Accept, Connect, ConnectAcceptItem, TypedData, encode_tsdu
 from sessionlayer.spdu import FunctionalUnit as FU
 
 # ------------------------------------------------------------ 1. Initial Serial Number
@@ -83,3 +87,90 @@ def test_paired_machines_start_at_zero() -> None:
     p.connect()
     assert p.init.initial_serial == p.resp.initial_serial == 0
     assert p.init.vm == p.resp.vm == 0
+
+
+# ------------------------------------------------------------ 2. Enclosure Item on every DT
+
+
+SEGMENTING = SessionConfig(tsdu_max_send=1024, tsdu_max_receive=1024)
+
+
+def test_unsegmented_dt_and_td_carry_enclosure_3_once_segmenting_is_agreed() -> None:
+    p = SessionPair(SEGMENTING)
+    p.connect()
+    assert p.init.tsdu_max_send == 1024
+    p.init.send_data(b"small")
+    (tsdu,) = p.init.data_to_send()
+    assert tsdu == b"\x01\x00\x01\x03\x19\x01\x03small"  # GT, DT(PI 25 = 0x03), data
+    p.resp.receive_tsdu(tsdu, now=0.0)
+    assert p.resp.events() == [DataIndication(b"small")]
+    p.init.send_typed_data(b"typed")
+    (tsdu,) = p.init.data_to_send()
+    (td,) = decode(tsdu)
+    assert isinstance(td, TypedData) and td.enclosure == 3
+
+
+def test_segmented_dt_still_marks_first_and_last() -> None:
+    p = SessionPair(SEGMENTING)
+    p.connect()
+    p.init.send_data(bytes(3000))
+    tsdus = p.init.data_to_send()
+    flags = [decode(t)[-1].enclosure for t in tsdus]  # type: ignore[attr-defined]
+    assert flags[0] == 1 and flags[-1] == 2 and set(flags[1:-1]) <= {0}
+    assert all(len(t) <= 1024 for t in tsdus)
+
+
+def test_without_segmenting_dt_has_no_enclosure() -> None:
+    p = SessionPair()
+    p.connect()
+    p.init.send_data(b"x")
+    assert p.init.data_to_send() == [DATA_PREFIX + b"x"]
+
+
+def test_plain_data_is_false_whenever_a_tsdu_size_is_agreed() -> None:
+    for config in (
+        SessionConfig(functional_units=FU.DUPLEX, tsdu_max_send=512),
+        SessionConfig(functional_units=FU.DUPLEX, tsdu_max_receive=512),
+        SEGMENTING,
+    ):
+        p = SessionPair(config)
+        p.connect()
+        agreed = (p.init.tsdu_max_send, p.init.tsdu_max_receive)
+        assert any(agreed), config
+        assert not p.init.plain_data and not p.resp.plain_data, config
+
+
+# ------------------------------------------------------------ 7a. segments: agreed, bounded
+
+
+def test_enclosure_on_dt_without_segmenting_is_a_protocol_error() -> None:
+    p = SessionPair()
+    p.connect()
+    p.resp.receive_tsdu(b"\x01\x00\x01\x03\x19\x01\x03data", now=0.0)
+    (event,) = p.resp.events()
+    assert isinstance(event, ProviderAbortIndication) and event.local
+    assert event.reason == AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+    assert "no segmenting" in event.message
+    assert p.resp.state == "STA16"
+
+
+def test_reassembly_is_bounded_by_max_ssdu_size() -> None:
+    config = SessionConfig(tsdu_max_send=1024, tsdu_max_receive=1024, max_ssdu_size=2000)
+    p = SessionPair(config)
+    p.connect()
+    p.init.send_data(bytes(1900))
+    p.pump()  # within the limit
+    p.init.send_data(bytes(2100))
+    tsdus = p.init.data_to_send()
+    for tsdu in tsdus:
+        p.resp.receive_tsdu(tsdu, now=0.0)
+    events = p.resp.events()
+    assert isinstance(events[-1], ProviderAbortIndication), events
+    assert events[-1].reason == 0x11  # released | implementation restriction
+    assert not any(isinstance(e, DataIndication) and len(e.data) == 2100 for e in events)
+    (ab,) = decode(p.resp.data_to_send()[-1])
+    assert isinstance(ab, Abort) and ab.transport_disconnect == 0x11
+
+
+def test_default_max_ssdu_size_is_one_mebibyte() -> None:
+    assert SessionConfig().max_ssdu_size == 1 << 20

@@ -146,6 +146,16 @@ class SessionConfig:
     (an SPDU the state table rejects while the peer holds the data token) with PT + ER and
     wait in STA20 for the peer's recovery, instead of aborting.  False: always AB."""
 
+    max_ssdu_size: int = 1 << 20
+    """Most user data this end reassembles from the segments of one DT/TD/... SSDU (X.225
+    segmenting, with a TSDU maximum size agreed): 1 MiB.  Past it the machine aborts with
+    AB, Transport Disconnect 0x11 (released, implementation restriction)."""
+
+    max_connect_data: int = 10240 + 65536
+    """Responder: most CN user data it collects, the CN's 10240 octets and the CONNECT DATA
+    OVERFLOW SPDUs' together (X.225 7.3): 75,776 octets.  Past it the SPM refuses the
+    connection with RF reason 0x86 (implementation restriction).  At least 10240."""
+
     abort_timeout: float = 30.0
     """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
     after this end sent AB, DN or RF before releasing it itself."""
@@ -158,6 +168,10 @@ class SessionConfig:
         for serial in (self.initial_serial, self.second_initial_serial):
             if serial is not None and not 0 <= serial <= 999999:
                 raise ValueError("initial serial number must be 0..999999")
+        if self.max_ssdu_size < 1:
+            raise ValueError("max_ssdu_size must be positive")
+        if self.max_connect_data < 10240:
+            raise ValueError("max_connect_data is at least 10240 (a CN's own user data)")
         for size in (self.tsdu_max_send, self.tsdu_max_receive):
             if size and not 64 <= size <= 65535:
                 raise ValueError("a TSDU maximum size is 0 or 64..65535")
