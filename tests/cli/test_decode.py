@@ -129,3 +129,11 @@ def test_console_script_runs_without_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("sessionlayer:")
     assert "Traceback" not in proc.stderr
+
+
+def test_mia_with_user_data_in_pi_46_decodes() -> None:
+    # PT, then MIA: Serial Number "1", MIA User Data (PI 46) "mia" -- as ISODE sends it.
+    code, out, err = run("decode", "--json", "0200 3208 2a0131 2e03 6d6961")
+    assert code == 0, err
+    mia = json.loads(out)[1]
+    assert mia["spdu"] == "MIA" and mia["user_data"] == b"mia".hex()

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
 from tests.machine.helpers import SessionPair, decode
 
-from sessionlayer.errors import AbortReason
+from sessionlayer.errors import AbortReason, DecodeError
 from sessionlayer.machine import (
     DATA_PREFIX,
     DEFAULT_FUNCTIONAL_UNITS,
     ConnectIndication,
     DataIndication,
+    MinorSyncConfirm,
     ProviderAbortIndication,
     SessionConfig,
     SessionMachine,
 )
-from sessionlayer.spdu import Abort, Accept, Connect, ConnectAcceptItem, TypedData, encode_tsdu
+from sessionlayer.spdu import (
+    Abort,
+    Accept,
+    Connect,
+    ConnectAcceptItem,
+    MinorSyncAck,
+    PleaseTokens,
+    TypedData,
+    encode_tsdu,
+)
 from sessionlayer.spdu import FunctionalUnit as FU
 
 # ------------------------------------------------------------ 1. Initial Serial Number
@@ -174,3 +185,34 @@ def test_reassembly_is_bounded_by_max_ssdu_size() -> None:
 
 def test_default_max_ssdu_size_is_one_mebibyte() -> None:
     assert SessionConfig().max_ssdu_size == 1 << 20
+
+
+# ------------------------------------------------------------ 3. MIA user data in PI 46
+
+PT_MIA_46 = bytes.fromhex("0200 3208 2a0130 2e03") + b"ack"
+PT_MIA_193 = bytes.fromhex("0200 3208 2a0130 c103") + b"ack"
+
+
+def test_mia_user_data_is_sent_in_pi_46() -> None:
+    (pt, mia) = decode(encode_tsdu(PleaseTokens(), MinorSyncAck(serial_number=0, user_data=b"ack")))
+    assert encode_tsdu(pt, mia) == PT_MIA_46
+
+
+def test_mia_user_data_is_accepted_in_pi_46_and_pgi_193() -> None:
+    for tsdu in (PT_MIA_46, PT_MIA_193):
+        (_, mia) = decode(tsdu)
+        assert isinstance(mia, MinorSyncAck) and mia.user_data == b"ack"
+    with pytest.raises(DecodeError, match="twice"):
+        decode(bytes.fromhex("0200 3209 2a0130 2e01 61 c101 62"))
+
+
+def test_minor_sync_confirm_carries_pi_46_user_data() -> None:
+    p = SessionPair()
+    p.connect()
+    serial = p.init.minor_sync()
+    p.pump()
+    p.resp.minor_sync_response(serial, user_data=b"ack")
+    (tsdu,) = p.resp.data_to_send()
+    assert tsdu == PT_MIA_46
+    p.init.receive_tsdu(PT_MIA_193, now=0.0)  # the other encoding works as well
+    assert p.init.events() == [MinorSyncConfirm(0, b"ack")]
