@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import sessionlayer
-from sessionlayer import SessionConfig
+from sessionlayer import ResyncCollisionLost, ResyncType, SessionConfig
 from sessionlayer.dissect import StreamDissector
 from sessionlayer.spdu import SPDU, DataTransfer
 
@@ -80,5 +80,32 @@ def test_dt_carries_enclosure_3_when_a_tsdu_size_is_agreed() -> None:
         assert dts, trace.spdus()
         assert all(dt.enclosure == 0x03 for dt in dts), dts
         assert message in bytes(trace.out)
+
+    run(main())
+
+
+# ------------------------------------------------------------ 4. a resync that loses
+
+
+def test_resync_that_loses_a_collision_raises_with_the_outcome() -> None:
+    async def main() -> None:
+        async with pair(SessionConfig()) as (client, peer):
+            await client.sync(major=True)  # serial 0 confirmed: V(R) = V(M) = 1
+            # Both requests leave before either side reads: they cross on the wire.
+            ours, theirs = await asyncio.gather(
+                client.resync(ResyncType.RESTART, serial=1, user_data=b"mine"),
+                peer.resync(ResyncType.ABANDON, user_data=b"theirs"),
+                return_exceptions=True,
+            )
+            assert isinstance(ours, ResyncCollisionLost), ours  # abandon beats restart
+            assert theirs == ours.serial == client.machine.vm == peer.machine.vm
+            assert ours.type == ResyncType.ABANDON and ours.user_data == b"theirs"
+            assert ours.tokens == int(client.machine.tokens_owned)
+            assert "won" in str(ours)
+            # The session goes on.
+            await client.send(b"still here")
+            assert await peer.receive() == b"still here"
+            assert await client.sync() == ours.serial
+            await client.release()
 
     run(main())

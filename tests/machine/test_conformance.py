@@ -9,20 +9,30 @@ from sessionlayer.errors import AbortReason, DecodeError
 from sessionlayer.machine import (
     DATA_PREFIX,
     DEFAULT_FUNCTIONAL_UNITS,
+    CapabilityDataConfirm,
+    CapabilityDataIndication,
     ConnectIndication,
     DataIndication,
     MinorSyncConfirm,
+    ParameterError,
     ProviderAbortIndication,
+    ResyncConfirm,
+    ResyncIndication,
     SessionConfig,
     SessionMachine,
 )
 from sessionlayer.spdu import (
     Abort,
     Accept,
+    CapabilityDataAck,
     Connect,
     ConnectAcceptItem,
     MinorSyncAck,
     PleaseTokens,
+    Resynchronize,
+    ResyncType,
+    Token,
+    TokenSetting,
     TypedData,
     encode_tsdu,
 )
@@ -216,3 +226,93 @@ def test_minor_sync_confirm_carries_pi_46_user_data() -> None:
     assert tsdu == PT_MIA_46
     p.init.receive_tsdu(PT_MIA_193, now=0.0)  # the other encoding works as well
     assert p.init.events() == [MinorSyncConfirm(0, b"ack")]
+
+
+# ------------------------------------------------------------ 4. resync collisions
+
+
+def test_a_winning_rs_is_flagged_as_a_collision() -> None:
+    p = SessionPair()
+    p.connect()
+    p.init.resync(ResyncType.RESTART, serial=0)
+    p.resp.resync(ResyncType.ABANDON)
+    ev = p.pump()  # the two RS cross
+    (ind,) = [e for e in ev["init"] if isinstance(e, ResyncIndication)]
+    assert ind.collision and ind.type == ResyncType.ABANDON
+    assert not any(isinstance(e, ResyncIndication) for e in ev["resp"])  # ours lost there
+    p.init.resync_response()
+    ev = p.pump()
+    assert [type(e) for e in ev["resp"]] == [ResyncConfirm]
+    assert p.init.state == p.resp.state == "STA713"
+
+
+def test_an_rs_without_collision_is_not_flagged() -> None:
+    p = SessionPair()
+    p.connect()
+    p.resp.resync(ResyncType.ABANDON)
+    (ind,) = p.pump()["init"]
+    assert isinstance(ind, ResyncIndication) and not ind.collision
+
+
+HALF = SessionConfig(functional_units=FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.RESYNC)
+
+
+def test_rs_token_setting_00_is_the_session_initiator() -> None:
+    p = SessionPair(HALF)
+    p.connect()
+    assert p.init.tokens_owned & Token.DATA
+    # The session responder asks for a resync that gives it the data token: in the API
+    # INITIATOR is the requestor; on the wire 01 is the session responder's side.
+    p.resp.resync(ResyncType.SET, serial=5, tokens={Token.DATA: TokenSetting.INITIATOR})
+    (tsdu,) = p.resp.data_to_send()
+    rs = decode(tsdu)[-1]
+    assert isinstance(rs, Resynchronize) and rs.token_setting is not None
+    assert rs.token_setting & 0x03 == 0x01  # data token: the session responder
+    p.init.receive_tsdu(tsdu, now=0.0)
+    (ind,) = p.init.events()
+    assert isinstance(ind, ResyncIndication)
+    assert ind.tokens[Token.DATA] == TokenSetting.INITIATOR  # the requestor's side
+    p.init.resync_response()
+    p.pump()
+    assert p.resp.tokens_owned & Token.DATA and not p.init.tokens_owned & Token.DATA
+
+
+def test_ra_token_setting_00_is_the_session_initiator() -> None:
+    p = SessionPair(HALF)
+    p.connect()
+    choice = {Token.DATA: TokenSetting.CALLED_CHOICE, Token.MINOR_SYNC: TokenSetting.INITIATOR}
+    p.resp.resync(ResyncType.SET, serial=5, tokens=choice)
+    p.pump()
+    p.init.resync_response(tokens=Token.DATA)  # the session initiator takes the data token
+    (tsdu,) = p.init.data_to_send()
+    ra = decode(tsdu)[-1]
+    assert ra.token_setting is not None and ra.token_setting & 0x03 == 0x00  # type: ignore[attr-defined]
+    p.resp.receive_tsdu(tsdu, now=0.0)
+    (cnf,) = p.resp.events()
+    assert isinstance(cnf, ResyncConfirm)
+    assert p.init.tokens_owned & Token.DATA and not p.resp.tokens_owned & Token.DATA
+    assert p.resp.tokens_owned & Token.MINOR_SYNC
+
+
+# ------------------------------------------------------------ 5. CDA with user data
+
+
+def test_capability_data_is_answered_with_user_data() -> None:
+    units = FU.HALF_DUPLEX | FU.ACTIVITY | FU.CAPABILITY_DATA | FU.MAJOR_SYNC | FU.MINOR_SYNC
+    p = SessionPair(SessionConfig(functional_units=units))
+    p.connect()
+    p.init.send_capability_data(b"q")
+    (ind,) = p.pump()["resp"]
+    assert isinstance(ind, CapabilityDataIndication)
+    reply = bytes(512)
+    p.resp.capability_data_response(user_data=reply)
+    (tsdu,) = p.resp.data_to_send()
+    cda = decode(tsdu)[-1]
+    assert isinstance(cda, CapabilityDataAck) and cda.user_data == reply
+    assert tsdu.find(b"\xc1\xff\x02\x00") > 0  # PGI 193, LI 512
+    p.init.receive_tsdu(tsdu, now=0.0)
+    assert p.init.events() == [CapabilityDataConfirm(reply)]
+    p.init.send_capability_data()
+    p.pump()
+    with pytest.raises(ParameterError):
+        p.resp.capability_data_response(user_data=bytes(513))

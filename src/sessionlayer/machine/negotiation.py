@@ -29,6 +29,7 @@ __all__ = [
     "TOKEN_SHIFT",
     "encode_token_setting",
     "decode_token_setting",
+    "by_requestor",
     "build_connect",
     "offered_versions",
     "check_connect",
@@ -80,6 +81,28 @@ def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Toke
         if available & token:
             value |= int(settings.get(token, TokenSetting.INITIATOR)) << shift
     return value
+
+
+_FLIP = {
+    TokenSetting.INITIATOR: TokenSetting.RESPONDER,
+    TokenSetting.RESPONDER: TokenSetting.INITIATOR,
+}
+
+
+def by_requestor(
+    settings: Mapping[Token, TokenSetting], requestor_initiated: bool
+) -> dict[Token, TokenSetting]:
+    """RS/RA Token Setting Item values between the wire and the requestor's view.
+
+    On the wire (PI 26 in RS and RA) 00 is the session initiator's side and 01 the session
+    responder's, as in the CN (X.225 8.3.1 / 8.3.24 use the same item; ISODE and Wireshark
+    name the values "initiator" and "responder").  The machine's API reads INITIATOR as the
+    resync requestor's side; the two agree when the requestor initiated the session, else
+    00 and 01 swap (the mapping is its own inverse).
+    """
+    if requestor_initiated:
+        return dict(settings)
+    return {token: _FLIP.get(value, value) for token, value in settings.items()}
 
 
 def decode_token_setting(value: int | None, available: Token) -> dict[Token, TokenSetting]:

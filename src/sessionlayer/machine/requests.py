@@ -63,6 +63,7 @@ from .negotiation import (
     CN_DATA_MAX,
     TOKEN_SHIFT,
     build_connect,
+    by_requestor,
     encode_token_setting,
     offered_versions,
     respond,
@@ -365,9 +366,10 @@ class _Requests(_Rules):
         def build(ctx: Ctx) -> None:
             self._prepare(ctx, PrepareType.RS)
             available = self._available
+            wire = by_requestor(setting, self.role == "initiator")
             rs = make(
                 Resynchronize,
-                token_setting=encode_token_setting(setting, available) if available else None,
+                token_setting=encode_token_setting(wire, available) if available else None,
                 resync_type=int(kind),
                 serial_number=int(ctx.args["serial"]),
                 second_resync_type=None if second_kind is None else int(second_kind),
@@ -422,7 +424,8 @@ class _Requests(_Rules):
                     t: TokenSetting.RESPONDER if owned & t else TokenSetting.INITIATOR
                     for t in pending.tokens
                 }
-                setting = encode_token_setting(final, self._available)
+                wire = by_requestor(final, self.role == "responder")  # the peer asked
+                setting = encode_token_setting(wire, self._available)
             ra = make(
                 ResynchronizeAck,
                 token_setting=setting,

@@ -17,7 +17,7 @@ from typing import Any
 from ..spdu.codes import FunctionalUnit, ResyncType, Token, TokenSetting
 from . import events as ev
 from .core import Ctx, Resync, _Core
-from .negotiation import TOKEN_SHIFT, decode_token_setting
+from .negotiation import TOKEN_SHIFT, by_requestor, decode_token_setting
 
 __all__ = ["_Sync", "MAX_SERIAL"]
 
@@ -303,7 +303,8 @@ class _Sync(_Core):
     def _incoming_resync(self, spdu: Any) -> Resync:
         """An RS seen from this end (its PI 53/54 concern our sending flow)."""
         kind = ResyncType(spdu.resync_type)
-        tokens = decode_token_setting(spdu.token_setting, self._available)
+        wire = decode_token_setting(spdu.token_setting, self._available)
+        tokens = by_requestor(wire, self.role == "responder")  # the peer asked
         if spdu.token_setting is None:
             tokens = self._current_setting(mine=False)
         if not self._ss:
@@ -317,6 +318,8 @@ class _Sync(_Core):
     def _a_rs_ind(self, ctx: Ctx) -> None:
         spdu = ctx.spdu
         resync = self._incoming_resync(spdu)
+        # 7.24: the peer's RS beat our own; our request will get no RA.
+        collision = self._resync is not None and self._resync.mine
         self._resync = resync
         if resync.type == ABANDON:  # [19]
             self._vm = max(resync.serial, self._vm)
@@ -332,6 +335,7 @@ class _Sync(_Core):
                 spdu.user_data,
                 resync.second_type,
                 resync.second_serial,
+                collision,
             )
         )
 
@@ -368,8 +372,9 @@ class _Sync(_Core):
         spdu = ctx.spdu
         chosen = Token(0)
         if spdu.token_setting is not None:
-            # RA's setting is the acceptor's choice, seen from the requestor (00 = requestor).
-            for token, value in decode_token_setting(spdu.token_setting, self._available).items():
+            # RA's setting is the acceptor's choice (00 = the session initiator's side).
+            wire = decode_token_setting(spdu.token_setting, self._available)
+            for token, value in by_requestor(wire, self.role == "initiator").items():
                 if value == TokenSetting.RESPONDER:
                     chosen |= token
         owned = Token(0)
