@@ -16,6 +16,7 @@ from sessionlayer.machine import (
     MinorSyncConfirm,
     ParameterError,
     ProviderAbortIndication,
+    RefuseConfirm,
     ResyncConfirm,
     ResyncIndication,
     SessionConfig,
@@ -27,7 +28,9 @@ from sessionlayer.spdu import (
     CapabilityDataAck,
     Connect,
     ConnectAcceptItem,
+    GiveTokens,
     MinorSyncAck,
+    MinorSyncPoint,
     PleaseTokens,
     Resynchronize,
     ResyncType,
@@ -316,3 +319,113 @@ def test_capability_data_is_answered_with_user_data() -> None:
     p.pump()
     with pytest.raises(ParameterError):
         p.resp.capability_data_response(user_data=bytes(513))
+
+
+# ------------------------------------------------------------ 6. AC without OA
+
+
+def test_ac_instead_of_oa_is_a_clear_provider_abort() -> None:
+    m = SessionMachine("initiator")
+    m.transport_connected()
+    m.connect(bytes(12000))  # over 10240: CN with Data Overflow, then wait for OA
+    (cn_tsdu,) = m.data_to_send()
+    (cn,) = decode(cn_tsdu)
+    assert isinstance(cn, Connect) and cn.data_overflow and m.state == "STA02B"
+    ac = Accept(item=ConnectAcceptItem(version=2), requirements=int(DEFAULT_FUNCTIONAL_UNITS))
+    m.receive_tsdu(encode_tsdu(ac), now=0.0)  # a responder that ignores PI 60
+    (event,) = m.events()
+    assert isinstance(event, ProviderAbortIndication) and event.local
+    assert "does not implement connect data overflow" in event.message
+    assert "without OA" in event.message
+    assert m.state == "STA16" and m.get_timer() == m.config.abort_timeout
+    (ab,) = decode(m.data_to_send()[-1])
+    assert isinstance(ab, Abort)
+
+
+# ------------------------------------------------------------ 7b. CDO collection bounded
+
+
+def test_connect_data_over_the_limit_is_refused_with_implementation_restriction() -> None:
+    p = SessionPair(SessionConfig(), SessionConfig(max_connect_data=15000))
+    p.init.transport_connected()
+    p.resp.transport_connected()
+    p.init.connect(bytes(20000))
+    ev = p.pump()
+    assert ev["resp"] == []  # no S-CONNECT indication
+    (refused,) = ev["init"]
+    assert isinstance(refused, RefuseConfirm) and refused.reason == 0x86
+    assert p.resp.state == "STA16"
+
+
+def test_connect_data_within_the_limit_is_indicated_whole() -> None:
+    p = SessionPair(SessionConfig(), SessionConfig(max_connect_data=20000))
+    p.init.transport_connected()
+    p.resp.transport_connected()
+    p.init.connect(bytes(range(200)) * 100)
+    (ind,) = p.pump()["resp"]
+    assert isinstance(ind, ConnectIndication) and ind.user_data == bytes(range(200)) * 100
+
+
+def test_max_connect_data_default_and_floor() -> None:
+    assert SessionConfig().max_connect_data == 10240 + 65536
+    with pytest.raises(ValueError):
+        SessionConfig(max_connect_data=10000)
+
+
+# ------------------------------------------------------------ 7c. serial number checks
+
+
+def rs(kind: ResyncType, serial: int) -> bytes:
+    return encode_tsdu(GiveTokens(), Resynchronize(resync_type=int(kind), serial_number=serial))
+
+
+def test_restart_past_vm_is_a_protocol_error() -> None:
+    p = SessionPair()
+    p.connect()
+    p.init.minor_sync()
+    p.pump()  # V(M) = 1 on both sides
+    p.resp.receive_tsdu(rs(ResyncType.RESTART, 2), now=0.0)
+    (event,) = p.resp.events()
+    assert isinstance(event, ProviderAbortIndication) and p.resp.state == "STA16"
+
+
+def test_restart_within_vr_and_vm_is_accepted() -> None:
+    p = SessionPair()
+    p.connect()
+    p.init.minor_sync()
+    p.pump()
+    p.resp.receive_tsdu(rs(ResyncType.RESTART, 1), now=0.0)
+    (event,) = p.resp.events()
+    assert isinstance(event, ResyncIndication) and event.serial == 1
+
+
+def at_the_top() -> SessionPair:
+    p = SessionPair()
+    p.connect()
+    p.init.resync(ResyncType.SET, serial=999999)
+    p.pump()
+    p.resp.resync_response()
+    p.pump()
+    assert p.init.vm == p.resp.vm == 999999
+    return p
+
+
+def test_a_peer_pushing_vm_past_999999_gets_a_protocol_error_ab() -> None:
+    p = at_the_top()
+    mip = encode_tsdu(GiveTokens(), MinorSyncPoint(serial_number=999999))
+    p.resp.receive_tsdu(mip, now=0.0)
+    (event,) = p.resp.events()
+    assert isinstance(event, ProviderAbortIndication)
+    assert event.reason == AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+    assert p.resp.vm == 999999
+
+
+def test_a_local_sync_past_999999_is_a_parameter_error() -> None:
+    p = at_the_top()
+    with pytest.raises(ParameterError):
+        p.init.minor_sync()
+    with pytest.raises(ParameterError):
+        p.init.major_sync()
+    with pytest.raises(ParameterError):
+        p.init.resync(ResyncType.SET, serial=1000000)
+    assert p.init.vm == 999999 and p.init.data_to_send() == []
