@@ -17,6 +17,7 @@ from .errors import (
     LocalError,
     RefuseReason,
     RemoteError,
+    ResyncCollisionLost,
     SessionLayerError,
 )
 from .spdu.codes import ExceptionReason, FunctionalUnit, ResyncType, Token, TokenSetting
@@ -84,6 +85,7 @@ __all__ = [
     "EncodeError",
     "RemoteError",
     "DecodeError",
+    "ResyncCollisionLost",
     "AbortReason",
     "RefuseReason",
     "ConnectRefused",

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from . import __version__
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
+from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
 
 __all__ = ["main"]
 
@@ -97,7 +98,28 @@ def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
             record.context = {"frame": frame, "stream": label}
             rows.append((ts, frame, label, record))
     rows.sort(key=lambda row: (row[0], row[1]))
+    _name_activity_end_acks([(label, record) for _, _, label, record in rows])
     return [(f"#{frame} {label}", record) for _, frame, label, record in rows]
+
+
+def _name_activity_end_acks(rows: list[tuple[str, Record]]) -> None:
+    """SI 42 answering an AE (ACTIVITY END) from the other direction is AEA, not MAA.
+
+    The SPDU alone cannot tell them apart (X.225 8.3.22/8.3.36 share SI 42); a whole
+    capture can, by following the activity.  Hex input, one direction, keeps MAA.
+    """
+    awaiting: set[str] = set()  # directions whose next SI 42 answers an AE
+    for label, record in rows:
+        spdu = record.spdu
+        if isinstance(spdu, ActivityEnd):
+            src, _, dst = label.partition(" > ")
+            awaiting.add(f"{dst} > {src}")
+        elif isinstance(spdu, MajorSyncAck) and label in awaiting:
+            awaiting.discard(label)
+            record.spdu = ActivityEndAck(
+                serial_number=spdu.serial_number, enclosure=spdu.enclosure,
+                user_data=spdu.user_data,
+            )  # fmt: skip
 
 
 def _endpoint(endpoint: tuple[str, int]) -> str:

@@ -9,6 +9,9 @@ Two kinds, as in h11 and aioquic:
   SPDU that is not valid in this state).  Each carries the X.225 reason the
   session must abort with, so the caller can put it on the wire unchanged.
 
+:class:`ResyncCollisionLost` is neither: a request the protocol itself
+overruled (the peer's colliding resynchronization won), the session goes on.
+
 This module imports nothing from the rest of the package.
 """
 
@@ -24,6 +27,7 @@ __all__ = [
     "EncodeError",
     "RemoteError",
     "DecodeError",
+    "ResyncCollisionLost",
 ]
 
 
@@ -108,3 +112,23 @@ class DecodeError(RemoteError, ValueError):
     ) -> None:
         super().__init__(message, reason=reason, reflect=reflect)
         self.offset = offset
+
+
+class ResyncCollisionLost(SessionLayerError):
+    """Our S-RESYNCHRONIZE request collided with the peer's, and the peer's won (X.225
+    7.24): ours was dropped, the peer's was answered instead.  The session goes on.
+
+    ``serial`` is the serial number the session was resynchronized to, ``tokens`` the
+    tokens this side holds afterwards (:class:`~sessionlayer.Token` bits), ``type`` the
+    winning request's resync type (:class:`~sessionlayer.ResyncType` value) and
+    ``user_data`` its user data.
+    """
+
+    def __init__(
+        self, message: str, *, serial: int, tokens: int, type: int, user_data: bytes | None
+    ) -> None:
+        super().__init__(message)
+        self.serial = serial
+        self.tokens = tokens
+        self.type = type
+        self.user_data = user_data

@@ -129,3 +129,39 @@ def test_console_script_runs_without_traceback() -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("sessionlayer:")
     assert "Traceback" not in proc.stderr
+
+
+def test_mia_with_user_data_in_pi_46_decodes() -> None:
+    # PT, then MIA: Serial Number "1", MIA User Data (PI 46) "mia" -- as ISODE sends it.
+    code, out, err = run("decode", "--json", "0200 3208 2a0131 2e03 6d6961")
+    assert code == 0, err
+    mia = json.loads(out)[1]
+    assert mia["spdu"] == "MIA" and mia["user_data"] == b"mia".hex()
+
+
+def test_pcap_names_si_42_after_an_activity_end_aea(tmp_path: Path) -> None:
+    from sessionlayer.capture import write_pcap
+    from sessionlayer.spdu import (
+        ActivityEnd,
+        GiveTokens,
+        MajorSyncAck,
+        MajorSyncPoint,
+        PleaseTokens,
+        encode_tsdu,
+    )
+    from sessionlayer.transport import Data, encode_tpdu, encode_tpkt
+
+    def frame(*spdus: object) -> bytes:
+        return encode_tpkt(encode_tpdu(Data(encode_tsdu(*spdus))))  # type: ignore[arg-type]
+
+    path = tmp_path / "activity.pcap"
+    write_pcap(path, [
+        ("C->S", frame(GiveTokens(), MajorSyncPoint(serial_number=1))),
+        ("S->C", frame(PleaseTokens(), MajorSyncAck(serial_number=1))),
+        ("C->S", frame(GiveTokens(), ActivityEnd(serial_number=2))),
+        ("S->C", frame(PleaseTokens(), MajorSyncAck(serial_number=2))),
+    ])  # fmt: skip
+    code, out, err = run("decode", "--pcap", str(path))
+    assert code == 0, err
+    names = [line.split("SES ")[1].split()[0] for line in out.splitlines() if "SES " in line]
+    assert names == ["GT", "MAP", "PT", "MAA", "GT", "AE", "PT", "AEA"], out

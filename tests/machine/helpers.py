@@ -23,6 +23,7 @@ class SessionPair:
         self.init = SessionMachine("initiator", config or SessionConfig())
         self.resp = SessionMachine("responder", responder_config or config or SessionConfig())
         self.wire: list[tuple[str, bytes]] = []  # everything carried, for inspection
+        self.now = 0.0  # the clock both machines are told (tests move it)
 
     def other(self, m: SessionMachine) -> SessionMachine:
         return self.resp if m is self.init else self.init
@@ -35,7 +36,7 @@ class SessionPair:
             for src, dst, name in ((self.init, self.resp, "i->r"), (self.resp, self.init, "r->i")):
                 for tsdu in src.expedited_to_send() + src.data_to_send():
                     self.wire.append((name, tsdu))
-                    dst.receive_tsdu(tsdu)
+                    dst.receive_tsdu(tsdu, now=self.now)
                     moved = True
             got["init"] += self.init.events()
             got["resp"] += self.resp.events()

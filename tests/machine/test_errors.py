@@ -84,12 +84,12 @@ BAD_IN_STA713: list[tuple[str, str, tuple[SPDU, ...]]] = [
 )
 def test_invalid_spdu_is_answered_with_ab(case: str, role: str, spdus: tuple[SPDU, ...]) -> None:
     m = connected(role)
-    m.receive_tsdu(encode_tsdu(*spdus))
+    m.receive_tsdu(encode_tsdu(*spdus), now=0.0)
     assert_aborted(m, reflect=encode(spdus[-1])[:9])
     assert m.wants_transport_disconnect is False
     m.handle_timer(m.get_timer() or 0.0)
     assert m.wants_transport_disconnect and m.is_closed
-    m.receive_tsdu(b"\x01\x00\x01\x00late")  # ignored once closed
+    m.receive_tsdu(b"\x01\x00\x01\x00late", now=0.0)  # ignored once closed
     assert m.data_to_send() == [] and m.events() == []
 
 
@@ -102,7 +102,7 @@ def test_invalid_spdu_is_answered_with_er_when_configured(
     """X.225 7.27: with exception reports on, the side without the data token (the
     responder here) sends PT + ER with the Reflect Parameter Values; the other still AB."""
     m = connected(role, exception_reports=True)
-    m.receive_tsdu(encode_tsdu(*spdus))
+    m.receive_tsdu(encode_tsdu(*spdus), now=0.0)
     reportable = role == "responder" and spdus[-1].kind not in ("CN", "AC")
     if not reportable:
         assert_aborted(m, reflect=encode(spdus[-1])[:9])
@@ -121,21 +121,21 @@ def test_invalid_spdu_is_answered_with_er_when_configured(
 )
 def test_undecodable_tsdu_is_answered_with_ab(raw: bytes) -> None:
     m = connected()
-    m.receive_tsdu(raw)
+    m.receive_tsdu(raw, now=0.0)
     assert_aborted(m)
 
 
 def test_data_before_connect_is_a_protocol_error() -> None:
     m = SessionMachine("responder")
-    m.receive_tsdu(b"\x01\x00\x01\x00x")
+    m.receive_tsdu(b"\x01\x00\x01\x00x", now=0.0)
     assert_aborted(m, reflect=b"\x01\x00x")
 
 
 def test_only_the_first_error_is_answered() -> None:
     m = connected()
-    m.receive_tsdu(b"\xff")
+    m.receive_tsdu(b"\xff", now=0.0)
     assert_aborted(m)
-    m.receive_tsdu(b"\xff")
+    m.receive_tsdu(b"\xff", now=0.0)
     assert m.data_to_send() == [] and m.events() == []
 
 
@@ -143,7 +143,7 @@ def test_only_the_first_error_is_answered() -> None:
 @settings(max_examples=300, deadline=None)
 def test_any_bytes_either_work_or_abort_with_protocol_error(raw: bytes) -> None:
     m = connected(functional_units=FU.DUPLEX)
-    m.receive_tsdu(raw)  # never raises
+    m.receive_tsdu(raw, now=0.0)  # never raises
     for tsdu in m.data_to_send():
         for spdu in decode(tsdu):
             if isinstance(spdu, Abort):
@@ -165,7 +165,7 @@ LOCAL: list[tuple[str, type[LocalError], Callable[[SessionMachine], object]]] = 
      lambda m: m.minor_sync_response(1234)),
     ("release without all tokens", TokenError, lambda m: m.release()),
     ("connect twice", StateError, lambda m: m.connect()),
-    ("refuse with data but not reason 2", ParameterError, lambda m: m.refuse(0x83, b"x")),
+    ("refuse with data but not reason 2", ParameterError, lambda m: m.refuse(0x83, b"x", now=0.0)),
     ("accept as initiator", StateError, lambda m: m.accept()),
     ("expedited too long", ParameterError, lambda m: m.send_expedited(bytes(15))),
     ("resync restart beyond V(M)", ParameterError,
@@ -192,4 +192,4 @@ def test_requests_after_the_end_are_state_errors() -> None:
     with pytest.raises(StateError):
         m.send_data(b"x")
     with pytest.raises(StateError):
-        m.abort()
+        m.abort(now=0.0)

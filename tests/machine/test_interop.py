@@ -41,7 +41,7 @@ def vector(prefix: str) -> bytes:
 def connected_responder() -> tuple[SessionMachine, bytes]:
     m = SessionMachine("responder", SessionConfig.kernel_duplex())
     m.transport_connected()
-    m.receive_tsdu(vector("CN SPDU"))
+    m.receive_tsdu(vector("CN SPDU"), now=0.0)
     ac = vector("AC SPDU")
     ev = m.next_event()
     assert isinstance(ev, ConnectIndication)
@@ -53,7 +53,7 @@ def connected_responder() -> tuple[SessionMachine, bytes]:
 
 def test_responder_accepts_libiec61850_cn_and_answers_with_its_ac() -> None:
     m = SessionMachine("responder", SessionConfig.kernel_duplex())
-    m.receive_tsdu(vector("CN SPDU"))
+    m.receive_tsdu(vector("CN SPDU"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, ConnectIndication)
     assert ev.functional_units == FunctionalUnit.DUPLEX
@@ -81,7 +81,7 @@ def test_ac_carries_only_parameters_libiec61850_knows() -> None:
 
 def test_data_is_exactly_gt_dt_and_incoming_gt_dt_is_delivered() -> None:
     m, _ = connected_responder()
-    m.receive_tsdu(vector("GT+DT carrying MMS read request"))
+    m.receive_tsdu(vector("GT+DT carrying MMS read request"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, DataIndication)
     assert ev.data == vector("GT+DT carrying MMS read request")[4:]
@@ -93,11 +93,11 @@ def test_data_is_exactly_gt_dt_and_incoming_gt_dt_is_delivered() -> None:
 
 def test_fn_is_answered_by_dn() -> None:
     m, _ = connected_responder()
-    m.receive_tsdu(vector("FN SPDU"))
+    m.receive_tsdu(vector("FN SPDU"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, ReleaseIndication)
     dn = vector("DN SPDU")
-    m.release_response(True, user_data=decode_tsdu(dn)[0].user_data)  # type: ignore[attr-defined]
+    m.release_response(True, user_data=decode_tsdu(dn)[0].user_data, now=0.0)  # type: ignore[attr-defined]
     assert m.data_to_send() == [dn]
     assert m.state == "STA16"
     m.transport_disconnected()
@@ -106,7 +106,7 @@ def test_fn_is_answered_by_dn() -> None:
 
 def test_libiec61850_abort_is_a_user_abort() -> None:
     m, _ = connected_responder()
-    m.receive_tsdu(vector("AB SPDU"))
+    m.receive_tsdu(vector("AB SPDU"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, UserAbortIndication)
     assert ev.user_data is not None
@@ -134,19 +134,19 @@ def test_initiator_takes_libiec61850_ac_and_sends_gt_dt_fn() -> None:
     m.transport_connected()
     m.connect(user_data=decode_tsdu(cn_vector)[0].user_data)  # type: ignore[attr-defined]
     m.data_to_send()
-    m.receive_tsdu(vector("AC SPDU"))
+    m.receive_tsdu(vector("AC SPDU"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, ConnectConfirm)
     assert ev.version == 2 and ev.functional_units == FunctionalUnit.DUPLEX
     req = vector("GT+DT carrying MMS read request")
     m.send_data(req[4:])
     assert m.data_to_send() == [req]
-    m.receive_tsdu(vector("GT+DT carrying MMS read response"))
+    m.receive_tsdu(vector("GT+DT carrying MMS read response"), now=0.0)
     assert isinstance(m.next_event(), DataIndication)
     fn = vector("FN SPDU")
     m.release(user_data=decode_tsdu(fn)[0].user_data)  # type: ignore[attr-defined]
     assert m.data_to_send() == [fn]
-    m.receive_tsdu(vector("DN SPDU"))
+    m.receive_tsdu(vector("DN SPDU"), now=0.0)
     ev = m.next_event()
     assert isinstance(ev, ReleaseConfirm) and ev.accepted
     assert m.wants_transport_disconnect
@@ -157,14 +157,14 @@ def test_crossing_fn_from_iec61850_rust_server_is_a_release_collision() -> None:
     m.connect(user_data=b"x")
     m.transport_connected()
     m.data_to_send()
-    m.receive_tsdu(vector("AC SPDU"))
+    m.receive_tsdu(vector("AC SPDU"), now=0.0)
     m.release()
     m.data_to_send()
-    m.receive_tsdu(vector("FN sent BY the iec61850-rust server"))
+    m.receive_tsdu(vector("FN sent BY the iec61850-rust server"), now=0.0)
     # Duplex, no release token: a crossing FN is a release collision, not an error.
     assert m.state == "STA09"
-    m.release_response(True)
-    m.receive_tsdu(vector("DN from iec61850-rust"))
+    m.release_response(True, now=0.0)
+    m.receive_tsdu(vector("DN from iec61850-rust"), now=0.0)
     ev = m.events()
     assert isinstance(ev[-1], ReleaseConfirm)
 

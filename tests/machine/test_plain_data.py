@@ -44,7 +44,7 @@ def test_send_and_receive_are_prefix_and_indication(data: bytes) -> None:
     before = (pair.init.state, pair.init.tokens_owned, pair.init.vm, pair.init.va)
     pair.init.send_data(data)
     assert pair.init.data_to_send() == [DATA_PREFIX + data]
-    pair.resp.receive_tsdu(DATA_PREFIX + data)
+    pair.resp.receive_tsdu(DATA_PREFIX + data, now=0.0)
     assert pair.resp.events() == [DataIndication(data)]
     assert pair.resp.data_to_send() == []
     assert (pair.init.state, pair.init.tokens_owned, pair.init.vm, pair.init.va) == before

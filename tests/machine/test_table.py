@@ -154,7 +154,7 @@ def test_core_imports_no_io() -> None:
 USER_CALLS: dict[str, Callable[[SessionMachine], object]] = {
     "SCONreq": lambda m: m.connect(b"c"),
     "SCONrsp+": lambda m: m.accept(b"a"),
-    "SCONrsp-": lambda m: m.refuse(),
+    "SCONrsp-": lambda m: m.refuse(now=0.0),
     "SDTreq": lambda m: m.send_data(b"d"),
     "STDreq": lambda m: m.send_typed_data(b"t"),
     "SEXreq": lambda m: m.send_expedited(b"e"),
@@ -180,9 +180,9 @@ USER_CALLS: dict[str, Callable[[SessionMachine], object]] = {
     "SACTEreq": lambda m: m.activity_end(),
     "SACTErsp": lambda m: m.activity_end_response(),
     "SRELreq": lambda m: m.release(),
-    "SRELrsp+": lambda m: m.release_response(True),
-    "SRELrsp-": lambda m: m.release_response(False),
-    "SUABreq": lambda m: m.abort(),
+    "SRELrsp+": lambda m: m.release_response(True, now=0.0),
+    "SRELrsp-": lambda m: m.release_response(False, now=0.0),
+    "SUABreq": lambda m: m.abort(now=0.0),
 }
 
 GT, PT = GiveTokens(), PleaseTokens()
@@ -312,7 +312,7 @@ def check_pair(
         assert m.state in allowed, (state, inp)
         return
     if inp in SPDU_INPUTS:
-        m.receive_tsdu(encode_tsdu(*SAMPLES[inp]))
+        m.receive_tsdu(encode_tsdu(*SAMPLES[inp]), now=0.0)
         name = "AEA" if inp == "MAA" and state == "STA04B" else inp
         allowed = expected_states(state, name)
     elif inp == "TDISind":

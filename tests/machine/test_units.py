@@ -88,7 +88,7 @@ def test_refuse_and_connection_ids() -> None:
     ev = p.pump()["resp"][0]
     assert isinstance(ev, ConnectIndication) and ev.connection_id is not None
     assert p.resp.peer_connection_id == ConnectionId(calling_ref=b"me")
-    p.resp.refuse(user_data=b"no")
+    p.resp.refuse(user_data=b"no", now=0.0)
     ev2 = p.pump()["init"]
     assert ev2 == [RefuseConfirm(2, b"no")]
     assert p.init.is_closed and p.init.wants_transport_disconnect
@@ -122,7 +122,7 @@ def test_duplex_data_both_ways_and_orderly_release() -> None:
     assert ev == {"init": [DataIndication(b"b")], "resp": [DataIndication(b"a")]}
     p.init.release(b"bye")
     assert p.pump()["resp"] == [ReleaseIndication(b"bye")]
-    p.resp.release_response(True, b"ok")
+    p.resp.release_response(True, b"ok", now=0.0)
     assert p.pump()["init"] == [ReleaseConfirm(True, b"ok")]
     assert p.init.wants_transport_disconnect and p.init.is_closed
     assert p.resp.state == "STA16"
@@ -132,7 +132,7 @@ def test_duplex_data_both_ways_and_orderly_release() -> None:
 
 def test_user_abort() -> None:
     p = pair()
-    p.resp.abort(b"stop")
+    p.resp.abort(b"stop", now=0.0)
     ev = p.pump()
     assert ev["init"] == [UserAbortIndication(b"stop")]
     assert p.init.is_closed and p.resp.state == "STA16"
@@ -199,7 +199,7 @@ def test_negotiated_release_refused_with_nf() -> None:
     p = pair()
     p.init.release()
     p.pump()
-    p.resp.release_response(False, b"not yet")
+    p.resp.release_response(False, b"not yet", now=0.0)
     assert p.pump()["init"] == [ReleaseConfirm(False, b"not yet")]
     assert p.init.state == p.resp.state == "STA713"
 
@@ -211,10 +211,10 @@ def test_release_collision_duplex() -> None:
     ev = p.pump()
     assert ev["init"] == [ReleaseIndication(b"r")]
     assert ev["resp"] == []
-    p.init.release_response(True, b"i-ok")
+    p.init.release_response(True, b"i-ok", now=0.0)
     ev = p.pump()
     assert ev["resp"] == [ReleaseConfirm(True, b"i-ok"), ReleaseIndication(b"i")]
-    p.resp.release_response(True, b"r-ok")
+    p.resp.release_response(True, b"r-ok", now=0.0)
     ev = p.pump()
     assert ev["init"] == [ReleaseConfirm(True, b"r-ok")]
     assert p.init.is_closed and p.resp.state == "STA16"
@@ -225,7 +225,7 @@ def test_abort_during_release() -> None:
     p.init.release()
     p.pump()
     assert p.resp.state == "STA09"
-    p.resp.abort()
+    p.resp.abort(now=0.0)
     ev = p.pump()
     assert ev["init"] == [UserAbortIndication(None)]
     assert p.init.is_closed
@@ -246,7 +246,7 @@ def test_expedited_over_transport_expedited_flow() -> None:
     p.init.send_expedited(b"e")
     assert p.init.data_to_send() == []
     (tsdu,) = p.init.expedited_to_send()
-    p.resp.receive_expedited(tsdu)
+    p.resp.receive_expedited(tsdu, now=0.0)
     assert p.resp.events() == [ExpeditedDataIndication(b"e")]
 
 
@@ -372,7 +372,7 @@ def test_provider_exception_report_received() -> None:
     p = pair()
     p.init.give_tokens(Token.DATA)
     p.pump()
-    p.init.receive_tsdu(bytes.fromhex("0200") + bytes.fromhex("0003310100"))  # PT + ER
+    p.init.receive_tsdu(bytes.fromhex("0200") + bytes.fromhex("0003310100"), now=0.0)  # PT + ER
     (ev,) = p.init.events()
     assert type(ev).__name__ == "ProviderExceptionReportIndication"
     assert p.init.state == "STA19"
@@ -435,7 +435,7 @@ def test_segmenting_when_a_tsdu_maximum_size_is_agreed() -> None:
     tsdus = p.init.data_to_send()
     assert len(tsdus) > 5 and all(len(t) <= 100 for t in tsdus)
     for t in tsdus:
-        p.resp.receive_tsdu(t)
+        p.resp.receive_tsdu(t, now=0.0)
     assert p.resp.events() == [DataIndication(bytes(range(256)) * 2)]
 
 
@@ -493,24 +493,24 @@ def test_prepare_precedes_maa_rs_ra_and_ab_on_the_expedited_flow() -> None:
     p.pump()
     p.resp.major_sync_response()
     assert [kinds(t) for t in p.resp.expedited_to_send()] == [["PR"]]
-    p.init.receive_expedited(encode_tsdu(Prepare(prepare_type=1)))
+    p.init.receive_expedited(encode_tsdu(Prepare(prepare_type=1)), now=0.0)
     assert p.init.state == "STA15A"
     p.pump()
     assert p.init.state == "STA713"
     p.resp.resync(ResyncType.SET, 9)
     (pr,) = p.resp.expedited_to_send()
-    p.init.receive_expedited(pr)
+    p.init.receive_expedited(pr, now=0.0)
     assert p.init.state == "STA15B"
-    p.init.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"late")))
+    p.init.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"late")), now=0.0)
     assert p.init.events() == []  # discarded while waiting for the RS
     ev = p.pump()
     assert isinstance(ev["init"][0], ResyncIndication)
     p.init.resync_response()
     p.pump()
     assert p.init.state == p.resp.state == "STA713" and p.init.vm == 9
-    p.init.abort()
+    p.init.abort(now=0.0)
     assert [kinds(t) for t in p.init.expedited_to_send()] == [["PR"]]
-    p.resp.receive_tsdu(encode_tsdu(Prepare(prepare_type=4)))
+    p.resp.receive_tsdu(encode_tsdu(Prepare(prepare_type=4)), now=0.0)
     assert p.resp.state == "STA15D"
     p.pump()
     assert p.resp.is_closed

@@ -199,7 +199,7 @@ def test_resync_carries_both_serial_numbers(
     (rs,) = [s for s in decode(p.init.data_to_send()[0]) if isinstance(s, Resynchronize)]
     assert (rs.resync_type, rs.second_resync_type) == (kind, kind)  # PI 27, PI 53
     assert (rs.serial_number, rs.second_serial_number) == expected  # PI 42, PI 54
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), rs))
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), rs), now=0.0)
     (ind,) = p.resp.events()
     # Seen from the responder: its sending flow is the requestor's receiving flow.
     assert isinstance(ind, ResyncIndication)
@@ -207,7 +207,7 @@ def test_resync_carries_both_serial_numbers(
     p.resp.resync_response()
     (ra,) = [s for s in decode(p.resp.data_to_send()[0]) if isinstance(s, ResynchronizeAck)]
     assert (ra.serial_number, ra.second_serial_number) == (expected[1], expected[0])
-    p.init.receive_tsdu(encode_tsdu(PleaseTokens(), ra))
+    p.init.receive_tsdu(encode_tsdu(PleaseTokens(), ra), now=0.0)
     assert p.init.events() == [ResyncConfirm(expected[0], Token.MAJOR_ACTIVITY, None, expected[1])]
     assert (p.init.vms, p.init.vmr) == expected
     assert p.init.vrs == p.init.vrr == 0  # restart keeps V(R), abandon and set clear it
@@ -260,7 +260,7 @@ def test_data_separation_sync_point() -> None:
     assert p.init.minor_sync(data_separation=True) == 5
     (mip,) = [s for s in decode(p.init.data_to_send()[0]) if isinstance(s, MinorSyncPoint)]
     assert mip.sync_type == 0x02  # Sync Type Item bit 2: data separation
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), mip))
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), mip), now=0.0)
     assert p.resp.events() == [MinorSyncIndication(5, True, None, data_separation=True)]
 
 
@@ -268,7 +268,8 @@ def test_data_separation_needs_the_unit() -> None:
     p = pair(functional_units=SS & ~FU.DATA_SEPARATION)
     with pytest.raises(FunctionalUnitError):
         p.init.minor_sync(data_separation=True)
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), MinorSyncPoint(sync_type=2, serial_number=5)))
+    mip_d = MinorSyncPoint(sync_type=2, serial_number=5)
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), mip_d), now=0.0)
     assert p.resp.state == "STA16"  # MIP-d without the unit: a protocol error
 
 
@@ -278,7 +279,7 @@ def test_prepare_does_not_discard_after_an_unconfirmed_separation_point() -> Non
     p.pump()
     p.init.resync(ResyncType.ABANDON)
     (pr,) = p.init.expedited_to_send()
-    p.resp.receive_expedited(pr)
+    p.resp.receive_expedited(pr, now=0.0)
     assert p.resp.state == "STA713"  # p80: nothing discarded (STA15B without the point)
     p.pump()
     assert p.resp.state == "STA11A"  # the RS itself arrives as usual
@@ -288,11 +289,11 @@ def test_data_received_during_resync_is_kept_after_our_separation_point() -> Non
     p = pair()
     p.resp.minor_sync(data_separation=True)
     p.resp.resync(ResyncType.ABANDON)
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"keep")))
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"keep")), now=0.0)
     assert p.resp.events() == [DataIndication(b"keep")]  # p81: V(Ado) >= V(As)
     q = pair()
     q.resp.resync(ResyncType.ABANDON)
-    q.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"drop")))
+    q.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"drop")), now=0.0)
     assert q.resp.events() == []  # discarded, as without data separation
 
 
@@ -317,12 +318,12 @@ def test_connect_data_overflow_segmented() -> None:
     assert cn.user_data == data[:10240]
     assert b"\x3c\x01\x01" in cn_tsdu  # PI 60 Data Overflow = 1
     assert b"\xc2\xff\x28\x00" in cn_tsdu  # PGI 194, 10240 octets
-    p.resp.receive_tsdu(cn_tsdu)
+    p.resp.receive_tsdu(cn_tsdu, now=0.0)
     assert p.resp.state == "STA01D" and p.resp.events() == []
     (oa_tsdu,) = p.resp.data_to_send()
     (oa,) = decode_tsdu(oa_tsdu)
     assert isinstance(oa, OverflowAccept) and oa.version == 2 and oa.tsdu_max_size == (4096, 4096)
-    p.init.receive_tsdu(oa_tsdu)
+    p.init.receive_tsdu(oa_tsdu, now=0.0)
     assert p.init.state == "STA02A"
     cdos = p.init.data_to_send()
     assert len(cdos) == 6 and all(len(t) <= 4096 for t in cdos)
@@ -330,7 +331,7 @@ def test_connect_data_overflow_segmented() -> None:
     assert all(isinstance(c, ConnectDataOverflow) for c in pieces)
     assert [c.enclosure for c in pieces] == [1, 0, 0, 0, 0, 2]  # type: ignore[attr-defined]
     for tsdu in cdos:
-        p.resp.receive_tsdu(tsdu)
+        p.resp.receive_tsdu(tsdu, now=0.0)
     (ind,) = p.resp.events()
     assert isinstance(ind, ConnectIndication) and ind.user_data == data
     assert p.resp.state == "STA08" and p.resp.peer_user_data == data
@@ -366,10 +367,10 @@ def test_connect_data_overflow_needs_version_2() -> None:
 def test_refuse_or_abort_while_overflowing() -> None:
     p = overflow_pair(bytes(20000))
     p.pump()
-    p.resp.refuse(user_data=b"too much")
+    p.resp.refuse(user_data=b"too much", now=0.0)
     assert p.pump()["init"] == [RefuseConfirm(2, b"too much")]
     q = overflow_pair(bytes(20000))
-    q.init.abort(b"never mind")
+    q.init.abort(b"never mind", now=0.0)
     assert q.init.state == "STA16"
     q.pump()
     assert q.resp.is_closed and q.resp.events() == []
@@ -377,11 +378,11 @@ def test_refuse_or_abort_while_overflowing() -> None:
 
 def test_data_before_the_last_cdo_is_a_protocol_error() -> None:
     p = overflow_pair(bytes(20000), tsdu_max_send=2048)
-    p.resp.receive_tsdu(p.init.data_to_send()[0])
-    p.init.receive_tsdu(p.resp.data_to_send()[0])
+    p.resp.receive_tsdu(p.init.data_to_send()[0], now=0.0)
+    p.init.receive_tsdu(p.resp.data_to_send()[0], now=0.0)
     first = p.init.data_to_send()[0]
-    p.resp.receive_tsdu(first)
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"x")))
+    p.resp.receive_tsdu(first, now=0.0)
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"x")), now=0.0)
     assert p.resp.state == "STA16"
     (ab,) = decode(p.resp.data_to_send()[0])
     assert isinstance(ab, Abort) and ab.transport_disconnect == 0x05
@@ -406,7 +407,7 @@ def bad_mip(p: SessionPair) -> bytes:
 
 
 def report(p: SessionPair) -> None:
-    p.resp.receive_tsdu(bad_mip(p))
+    p.resp.receive_tsdu(bad_mip(p), now=0.0)
     assert p.resp.state == "STA20"
     (ev,) = p.resp.events()
     assert ev == ProviderExceptionReportIndication(
@@ -416,7 +417,7 @@ def report(p: SessionPair) -> None:
     pt, er = decode(tsdu)
     assert isinstance(pt, PleaseTokens) and isinstance(er, ExceptionReport)
     assert er.reflect == ev.reflect
-    p.init.receive_tsdu(tsdu)
+    p.init.receive_tsdu(tsdu, now=0.0)
     assert p.init.state == "STA19"
     (ind,) = p.init.events()
     assert isinstance(ind, ProviderExceptionReportIndication) and not ind.local
@@ -446,7 +447,7 @@ def test_er_then_recovery_by_the_reporting_side_resync() -> None:
 def test_er_then_recovery_by_abort() -> None:
     p = er_pair()
     report(p)
-    p.resp.abort(b"give up")
+    p.resp.abort(b"give up", now=0.0)
     assert p.pump()["init"] == [UserAbortIndication(b"give up")]
     assert p.init.is_closed and p.resp.state == "STA16"
 
@@ -461,12 +462,12 @@ def test_er_then_recovery_by_giving_the_data_token() -> None:
 
 def test_er_is_off_by_default_and_never_sent_by_the_data_token_holder() -> None:
     p = er_pair(exception_reports=False)
-    p.resp.receive_tsdu(bad_mip(p))
+    p.resp.receive_tsdu(bad_mip(p), now=0.0)
     assert p.resp.state == "STA16"
     (ab,) = decode(p.resp.data_to_send()[0])
     assert isinstance(ab, Abort) and ab.transport_disconnect == 0x05
     q = er_pair()
-    q.init.receive_tsdu(encode_tsdu(PleaseTokens(), ResynchronizeAck(serial_number=0)))
+    q.init.receive_tsdu(encode_tsdu(PleaseTokens(), ResynchronizeAck(serial_number=0)), now=0.0)
     assert q.init.state == "STA16"  # the initiator holds the data token: AB
     assert isinstance(q.init.events()[0], ProviderAbortIndication)
 
@@ -474,10 +475,10 @@ def test_er_is_off_by_default_and_never_sent_by_the_data_token_holder() -> None:
 def test_er_in_discarding_state_and_prepare() -> None:
     p = er_pair(transport_expedited=True)
     report(p)
-    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"late")))
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"late")), now=0.0)
     assert p.resp.events() == [] and p.resp.state == "STA20"  # waiting: data discarded
     p.init.resync(ResyncType.ABANDON)
     (pr,) = p.init.expedited_to_send()
     assert kinds(pr) == ["PR"]
-    p.resp.receive_expedited(encode_tsdu(Prepare(prepare_type=2)))
+    p.resp.receive_expedited(encode_tsdu(Prepare(prepare_type=2)), now=0.0)
     assert p.resp.state == "STA15B"

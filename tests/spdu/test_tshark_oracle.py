@@ -276,6 +276,8 @@ def expected_units(obj: Any) -> list[Unit]:
             units.append(_unit(code, b"".join(c.raw for c in children), children))
         elif name == "user_data" and isinstance(obj, Connect) and len(value) > 512:
             units.append(_unit(194, value))  # Extended User Data, X.225 v2
+        elif name == "user_data" and isinstance(obj, MinorSyncAck):
+            units.append(_unit(46, value))  # MIA User Data (tshark: an unknown PI, no warning)
         else:
             units.append(_unit(code, enc(value)))
     return units

@@ -510,8 +510,8 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             return
         self._feed(self.machine.receive_tsdu, data)
 
-    def _feed(self, method: Callable[[bytes], None], data: bytes) -> None:
-        method(data)
+    def _feed(self, method: Callable[..., None], data: bytes) -> None:
+        method(data, now=self.loop.time())
         self.flush()
         if self.session is not None:
             # Some SPDUs change the machine without an event (GTA ends STA18).

@@ -272,6 +272,7 @@ class Server:
             protocol.machine.refuse(
                 reason=refusal.reason,
                 user_data=Rejection(refusal.message).encode() if with_text else None,
+                now=protocol.loop.time(),
             )
             protocol.flush()
         protocol.handshake_over()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AbortReason, LocalError, SessionLayerError
+from ..errors import AbortReason, LocalError, ResyncCollisionLost, SessionLayerError
 from ..machine import TokenError
 from ..machine import events as ev
 from ..spdu.codes import ResyncType, Token, TokenSetting
@@ -525,10 +525,22 @@ class Session:
         ``serial``: restart needs V(R) <= serial <= V(M), set any; abandon takes V(M).
         ``tokens``: where each token goes afterwards (``TokenSetting.INITIATOR`` = this side,
         ``RESPONDER`` = the peer, ``CALLED_CHOICE`` = the peer's choice); None keeps them.
+        Raises :class:`ResyncCollisionLost` when the peer's colliding resync won (X.225
+        7.24): it was answered instead, and the error says where the session now stands.
         """
-        event = await self._confirm(
-            ev.ResyncConfirm, "resync", kind, serial=serial, tokens=tokens, user_data=user_data
+        # While our RS is outstanding the only ResyncIndication is a colliding RS that won.
+        kinds = (ev.ResyncConfirm, ev.ResyncIndication)
+        event = await self._confirm_any(
+            kinds, "resync", kind, serial=serial, tokens=tokens, user_data=user_data
         )
+        if isinstance(event, ev.ResyncIndication):
+            machine = self.machine  # answered (RA) by _auto_respond before this resumed
+            raise ResyncCollisionLost(
+                f"the peer's resynchronize ({ResyncType(event.type).name.lower()}) won the"
+                f" collision with ours; resynchronized to serial number {machine.vm}",
+                serial=int(machine.vm), tokens=int(machine.tokens_owned),
+                type=int(event.type), user_data=event.user_data,
+            )  # fmt: skip
         return int(event.serial)
 
     def give_tokens(self, tokens: int) -> None:
@@ -648,7 +660,7 @@ class Session:
         if self.closed:
             return
         with contextlib.suppress(SessionLayerError):
-            self.machine.abort(user_data=user_data)
+            self.machine.abort(user_data=user_data, now=self._protocol.loop.time())
             self._protocol.flush()
         self._end(failure)
         if self._protocol.transport is not None:
@@ -721,7 +733,7 @@ class Session:
                 self._put_event(event)
                 if self.on_release is not None and not self.on_release(event):
                     try:
-                        self.machine.release_response(accept=False)
+                        self.machine.release_response(accept=False, now=self._protocol.loop.time())
                     except LocalError as exc:
                         self.log.warning("session %s: cannot refuse this release (%s)",
                                          self.id, exc)  # fmt: skip
@@ -729,7 +741,7 @@ class Session:
                         self._protocol.flush()
                         self.peer_acted()
                         return
-            self.machine.release_response(accept=True)
+            self.machine.release_response(accept=True, now=self._protocol.loop.time())
             self._protocol.flush()
             self._end(None)
             return

@@ -112,9 +112,12 @@ class SessionConfig:
     """Protocol Options bit 1 (PI 19): this end can receive extended concatenated SPDUs."""
 
     initial_serial: int | None = None
-    """Initial Serial Number (PI 23) proposed when a synchronization functional unit is; the
-    responder sends its own if set, else echoes the CN's.  None: 0 is used, not sent.  With
-    symmetric synchronize it numbers the initiator-to-responder flow."""
+    """Initial Serial Number (PI 23).  X.225 8.3.1 / 8.3.2: the CN carries it whenever minor
+    synchronize, major synchronize, resynchronize (or symmetric synchronize) is proposed and
+    activity management is not, and the AC whenever such a unit is selected without activity
+    management; None then sends 0 ("0").  With activity management it is sent only when
+    set.  The responder sends its own value if set, else echoes the CN's.  With symmetric
+    synchronize it numbers the initiator-to-responder flow."""
 
     second_initial_serial: int | None = None
     """Second Initial Serial Number (PI 55, version 2): with symmetric synchronize, the first
@@ -145,6 +148,16 @@ class SessionConfig:
     (an SPDU the state table rejects while the peer holds the data token) with PT + ER and
     wait in STA20 for the peer's recovery, instead of aborting.  False: always AB."""
 
+    max_ssdu_size: int = 1 << 20
+    """Most user data this end reassembles from the segments of one DT/TD/... SSDU (X.225
+    segmenting, with a TSDU maximum size agreed): 1 MiB.  Past it the machine aborts with
+    AB, Transport Disconnect 0x11 (released, implementation restriction)."""
+
+    max_connect_data: int = 10240 + 65536
+    """Responder: most CN user data it collects, the CN's 10240 octets and the CONNECT DATA
+    OVERFLOW SPDUs' together (X.225 7.3): 75,776 octets.  Past it the SPM refuses the
+    connection with RF reason 0x86 (implementation restriction).  At least 10240."""
+
     abort_timeout: float = 30.0
     """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
     after this end sent AB, DN or RF before releasing it itself."""
@@ -157,6 +170,10 @@ class SessionConfig:
         for serial in (self.initial_serial, self.second_initial_serial):
             if serial is not None and not 0 <= serial <= 999999:
                 raise ValueError("initial serial number must be 0..999999")
+        if self.max_ssdu_size < 1:
+            raise ValueError("max_ssdu_size must be positive")
+        if self.max_connect_data < 10240:
+            raise ValueError("max_connect_data is at least 10240 (a CN's own user data)")
         for size in (self.tsdu_max_send, self.tsdu_max_receive):
             if size and not 64 <= size <= 65535:
                 raise ValueError("a TSDU maximum size is 0 or 64..65535")

@@ -10,22 +10,25 @@ the table rejects.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import AbortReason, EncodeError
 from ..spdu.codec import encode, encode_tsdu
-from ..spdu.codes import FunctionalUnit, ResyncType, Token, TokenSetting
+from ..spdu.codes import Enclosure, FunctionalUnit, ResyncType, Token, TokenSetting
 from ..spdu.segment import SegmentAssembler, segment
 from ..spdu.types import (
     SPDU,
     Abort,
     Connect,
     ConnectionId,
+    DataTransfer,
     ExceptionReport,
     Finish,
     GiveTokens,
     PleaseTokens,
+    TypedData,
 )
 from ._make import make
 from .config import SessionConfig, tokens_for
@@ -34,10 +37,15 @@ from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndic
 from .negotiation import Negotiated
 from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row
 
-__all__ = ["Role", "Ctx", "Resync", "_Core"]
+__all__ = ["Role", "Ctx", "Resync", "_Core", "PROTOCOL_ERROR", "RESTRICTION"]
 
 Role = Literal["initiator", "responder"]
 PROTOCOL_ERROR = AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+#: AB for what this implementation will not hold (an SSDU or connect data over its limit).
+RESTRICTION = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION
+#: The SPDUs that carry an Enclosure Item on every TSDU once segmenting is agreed.
+SEGMENTED_KINDS = (DataTransfer, TypedData)
+WHOLE_SSDU = int(Enclosure.BEGIN | Enclosure.END)
 _ERRORS: dict[str, type[Exception]] = {
     "fu": FunctionalUnitError,
     "token": TokenError,
@@ -297,13 +305,18 @@ class _Core:
         self._state = "STA20"
         self._assembler = None
 
-    def _protocol_error(self, message: str, reflect: bytes = b"") -> None:
-        """The peer broke the protocol: AB (0x05 + Reflect Parameter), S-P-ABORT, STA16."""
+    def _protocol_error(
+        self, message: str, reflect: bytes = b"", reason: AbortReason = PROTOCOL_ERROR
+    ) -> None:
+        """The peer broke the protocol: AB (0x05 + Reflect Parameter), S-P-ABORT, STA16.
+
+        ``reason`` is the Transport Disconnect value (RESTRICTION: over a local limit).
+        """
         if self._ended or self._state == "STA16":
             return
-        abort = make(Abort, transport_disconnect=int(PROTOCOL_ERROR), reflect=reflect[:9] or None)
+        abort = make(Abort, transport_disconnect=int(reason), reflect=reflect[:9] or None)
         self._out.append(encode_tsdu(abort, version=self._version))
-        self._events.append(ProviderAbortIndication(PROTOCOL_ERROR, message, local=True))
+        self._events.append(ProviderAbortIndication(reason, message, local=True))
         self._state = "STA16"
         self._resync = None
         self._start_tim()
@@ -320,10 +333,17 @@ class _Core:
             raise ParameterError(str(exc)) from None
 
     def _tsdus(self, spdu: SPDU, leader: SPDU | None = None) -> list[bytes]:
-        """``spdu`` (after ``leader``, GT or PT) as TSDUs, segmented when a size was agreed."""
+        """``spdu`` (after ``leader``, GT or PT) as TSDUs, segmented when a size was agreed.
+
+        Once a TSDU maximum size is agreed for this direction, every DT and TD carries the
+        Enclosure Item, 3 (the whole SSDU) when it fits one TSDU (X.225 7.11, 7.13 with
+        segmenting: the receiver reassembles by it and rejects a DT without it).
+        """
         head = (leader,) if leader is not None else ()
-        whole = self._encode(*head, spdu)
         limit = self._tsdu_send
+        if limit and isinstance(spdu, SEGMENTED_KINDS) and spdu.enclosure is None:
+            spdu = dataclasses.replace(spdu, enclosure=WHOLE_SSDU)
+        whole = self._encode(*head, spdu)
         if not limit or len(whole) <= limit or not hasattr(spdu, "enclosure"):
             return [whole]
         room = limit - (len(self._encode(*head)) if head else 0)

@@ -185,6 +185,10 @@ class ResyncIndication(Event):
     requestor's side, RESPONDER = this side, CALLED_CHOICE = this user's choice.  With
     symmetric synchronize ``type``/``serial`` concern this side's sending flow and
     ``second_type``/``second_serial`` its receiving flow (None otherwise).
+
+    ``collision`` is True when this RS collided with this side's own S-RESYNCHRONIZE
+    request and won (X.225 7.24): that request is dropped and gets no ResyncConfirm; the
+    resynchronization that happens is this one, once answered.
     """
 
     type: ResyncType
@@ -193,6 +197,7 @@ class ResyncIndication(Event):
     user_data: bytes | None
     second_type: ResyncType | None = None
     second_serial: int | None = None
+    collision: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from ..errors import DecodeError
-from ..spdu.codec import decode_tsdu
+from ..spdu.codec import decode_tsdu, encode
 from ..spdu.codes import FunctionalUnit, Token
 from ..spdu.segment import SegmentAssembler
 from ..spdu.types import (
     SPDU,
     ConnectDataOverflow,
     ConnectionId,
+    DataTransfer,
     GiveTokens,
     MajorSyncAck,
     MinorSyncPoint,
     PleaseTokens,
+    TypedData,
 )
 from .config import SessionConfig
 from .core import Ctx, Role
@@ -74,10 +76,12 @@ class SessionMachine(_Requests):
             self._state = "STA01"
             self._finish()
 
-    def receive_tsdu(self, data: bytes, *, now: float | None = None) -> None:
-        """T-DATA indication: one TSDU from the peer.  Never raises for bad input."""
-        if now is not None:
-            self._now = now
+    def receive_tsdu(self, data: bytes, *, now: float) -> None:
+        """T-DATA indication: one TSDU from the peer.  Never raises for bad input.
+
+        ``now`` is the caller's clock: a protocol error arms TIM at ``now + abort_timeout``.
+        """
+        self._now = now
         if self._ended:
             return
         self._tc_up = True
@@ -94,7 +98,7 @@ class SessionMachine(_Requests):
             if self._ended or (self._state == "STA16" and not aborting):
                 return  # the rest of a TSDU that caused an abort is not looked at
 
-    def receive_expedited(self, data: bytes, *, now: float | None = None) -> None:
+    def receive_expedited(self, data: bytes, *, now: float) -> None:
         """T-EXPEDITED-DATA indication: PR or EX on the transport expedited flow."""
         self.receive_tsdu(data, now=now)
 
@@ -106,17 +110,30 @@ class SessionMachine(_Requests):
         if getattr(spdu, "enclosure", None) is not None and not isinstance(
             spdu, ConnectDataOverflow
         ):
-            if self._assembler is None:
-                self._assembler = SegmentAssembler()
-            try:
-                whole = self._assembler.feed(spdu)
-            except DecodeError as exc:
-                self._protocol_error(str(exc))
-                return
+            whole = self._reassemble(spdu)
             if whole is None:
                 return
             spdu = whole
         self._receive_spdu(self._input_name(spdu), spdu)
+
+    def _reassemble(self, spdu: SPDU) -> SPDU | None:
+        """Feed a segment to the assembler: the whole SPDU, or None (more to come, or the
+        segment was a protocol error and the machine is aborting)."""
+        if isinstance(spdu, DataTransfer | TypedData) and not self._tsdu_recv:
+            # No TSDU maximum size was agreed toward us (7.1, 7.4): no segmenting, so no
+            # Enclosure Item on DT or TD.
+            self._protocol_error(
+                f"{spdu.kind} with an Enclosure Item, but no segmenting was agreed",
+                encode(spdu, version=self._version)[:9],
+            )
+            return None
+        if self._assembler is None:
+            self._assembler = SegmentAssembler(self.config.max_ssdu_size)
+        try:
+            return self._assembler.feed(spdu)
+        except DecodeError as exc:
+            self._protocol_error(str(exc), reason=exc.reason)
+            return None
 
     def _input_name(self, spdu: SPDU) -> str:
         """The table input an SPDU is.  SI 42 is AEA while an activity end is awaited; a MIP

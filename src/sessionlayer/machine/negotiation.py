@@ -29,16 +29,24 @@ __all__ = [
     "TOKEN_SHIFT",
     "encode_token_setting",
     "decode_token_setting",
+    "by_requestor",
     "build_connect",
     "offered_versions",
     "check_connect",
     "respond",
     "read_accept",
     "overflow_accept",
+    "initial_serial",
+    "ISN_UNITS",
 ]
 
 FU = FunctionalUnit
-SYNC_UNITS = FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.ACTIVITY | FU.SYMMETRIC_SYNC
+#: The units that number synchronization points without activities: with any of them and
+#: without activity management the CN and the AC carry the Initial Serial Number (PI 23),
+#: X.225 8.3.1 / 8.3.2 (Connect/Accept Item); activity start and resume set the numbers
+#: themselves (Table A-4, SACTSreq / AR).
+ISN_UNITS = FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.SYMMETRIC_SYNC
+SYNC_UNITS = ISN_UNITS | FU.ACTIVITY
 #: Two bits per token in PI 26 (and in RS/RA), low bits first.
 TOKEN_SHIFT: dict[Token, int] = {
     Token.DATA: 0,
@@ -73,6 +81,28 @@ def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Toke
         if available & token:
             value |= int(settings.get(token, TokenSetting.INITIATOR)) << shift
     return value
+
+
+_FLIP = {
+    TokenSetting.INITIATOR: TokenSetting.RESPONDER,
+    TokenSetting.RESPONDER: TokenSetting.INITIATOR,
+}
+
+
+def by_requestor(
+    settings: Mapping[Token, TokenSetting], requestor_initiated: bool
+) -> dict[Token, TokenSetting]:
+    """RS/RA Token Setting Item values between the wire and the requestor's view.
+
+    On the wire (PI 26 in RS and RA) 00 is the session initiator's side and 01 the session
+    responder's, as in the CN (X.225 8.3.1 / 8.3.24 use the same item; ISODE and Wireshark
+    name the values "initiator" and "responder").  The machine's API reads INITIATOR as the
+    resync requestor's side; the two agree when the requestor initiated the session, else
+    00 and 01 swap (the mapping is its own inverse).
+    """
+    if requestor_initiated:
+        return dict(settings)
+    return {token: _FLIP.get(value, value) for token, value in settings.items()}
 
 
 def decode_token_setting(value: int | None, available: Token) -> dict[Token, TokenSetting]:
@@ -128,7 +158,7 @@ def build_connect(
         protocol_options=1 if config.extended_concatenation else 0,
         tsdu_max_size=sizes if v2 and any(sizes) else None,
         version=int(config.versions),
-        initial_serial=config.initial_serial if units & SYNC_UNITS else None,
+        initial_serial=initial_serial(units, config.initial_serial),
         token_setting=encode_token_setting(config.token_setting, available) if available else None,
         second_initial_serial=config.second_initial_serial if ss else None,
     )
@@ -143,6 +173,21 @@ def build_connect(
         data_overflow=1 if overflow else None,
         user_data=user_data[:CN_DATA_MAX] if user_data is not None else None,
     )
+
+
+def initial_serial(units: FunctionalUnit, configured: int | None) -> int | None:
+    """The Initial Serial Number (PI 23) a CN or AC carries for these units, or None.
+
+    X.225 8.3.1 / 8.3.2: it is present when minor synchronize, major synchronize or
+    resynchronize is proposed (selected, in the AC) and activity management is not; the
+    default value is 0 (sent as "0").  With activity management only a configured value
+    is sent.
+    """
+    if not units & SYNC_UNITS:
+        return None
+    if configured is None and units & ISN_UNITS and not units & FU.ACTIVITY:
+        return 0
+    return configured
 
 
 def offered_versions(cn: Connect) -> int:
@@ -226,6 +271,7 @@ def _initial_serials(
     if not selected & SYNC_UNITS:
         return None, None
     isn = config.initial_serial if config.initial_serial is not None else item.initial_serial
+    isn = initial_serial(selected, isn)
     if not selected & FU.SYMMETRIC_SYNC:
         return isn, None
     isn2 = config.second_initial_serial

@@ -63,6 +63,7 @@ from .negotiation import (
     CN_DATA_MAX,
     TOKEN_SHIFT,
     build_connect,
+    by_requestor,
     encode_token_setting,
     offered_versions,
     respond,
@@ -168,8 +169,10 @@ class _Requests(_Rules):
         self._apply(row, ctx)
         self._peer_cn = None  # negotiated: an idle session keeps no decoded CN
 
-    def refuse(self, reason: int | None = None, user_data: bytes | None = None) -> None:
-        """S-CONNECT response (reject): send RF.
+    def refuse(
+        self, reason: int | None = None, user_data: bytes | None = None, *, now: float
+    ) -> None:
+        """S-CONNECT response (reject): send RF and start TIM at ``now + abort_timeout``.
 
         X.225 8.3.5 carries user data only with reason 2 ("rejected by the called SS-user,
         reason in user data"): ``reason`` defaults to 2 with user data and 0 without; another
@@ -182,6 +185,7 @@ class _Requests(_Rules):
             raise ParameterError("RF user data needs reason 2 (RefuseReason.USER_DATA)")
         cn = self._peer_cn
         code = int(reason)
+        self._now = now
 
         def build(ctx: Ctx) -> None:
             version = 2 if cn is not None and offered_versions(cn) & 2 else 1
@@ -362,9 +366,10 @@ class _Requests(_Rules):
         def build(ctx: Ctx) -> None:
             self._prepare(ctx, PrepareType.RS)
             available = self._available
+            wire = by_requestor(setting, self.role == "initiator")
             rs = make(
                 Resynchronize,
-                token_setting=encode_token_setting(setting, available) if available else None,
+                token_setting=encode_token_setting(wire, available) if available else None,
                 resync_type=int(kind),
                 serial_number=int(ctx.args["serial"]),
                 second_resync_type=None if second_kind is None else int(second_kind),
@@ -419,7 +424,8 @@ class _Requests(_Rules):
                     t: TokenSetting.RESPONDER if owned & t else TokenSetting.INITIATOR
                     for t in pending.tokens
                 }
-                setting = encode_token_setting(final, self._available)
+                wire = by_requestor(final, self.role == "responder")  # the peer asked
+                setting = encode_token_setting(wire, self._available)
             ra = make(
                 ResynchronizeAck,
                 token_setting=setting,
@@ -552,8 +558,14 @@ class _Requests(_Rules):
             "SRELreq", lambda ctx: self._set(ctx, [self._encode(make(Finish, user_data=data))])
         )
 
-    def release_response(self, accept: bool = True, user_data: bytes | None = None) -> None:
-        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only)."""
+    def release_response(
+        self, accept: bool = True, user_data: bytes | None = None, *, now: float
+    ) -> None:
+        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only).
+
+        A DN starts TIM at ``now`` (the caller's clock) + ``abort_timeout``.
+        """
+        self._now = now
         data = _data(user_data)
         spdu: SPDU = (
             make(Disconnect, user_data=data) if accept else make(NotFinished, user_data=data)
@@ -563,10 +575,13 @@ class _Requests(_Rules):
             lambda ctx: self._set(ctx, [self._encode(spdu)]),
         )
 
-    def abort(self, user_data: bytes | None = None, *, now: float | None = None) -> None:
-        """S-U-ABORT request: AB (Transport Disconnect = released | user abort)."""
-        if now is not None:
-            self._now = now
+    def abort(self, user_data: bytes | None = None, *, now: float) -> None:
+        """S-U-ABORT request: AB (Transport Disconnect = released | user abort).
+
+        ``now`` (the caller's clock) starts TIM: the transport goes at ``now + abort_timeout``
+        unless the peer releases it first.
+        """
+        self._now = now
         data = _data(user_data)
         reason = AbortReason.TRANSPORT_RELEASED | AbortReason.USER_ABORT
 

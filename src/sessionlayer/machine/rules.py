@@ -39,8 +39,6 @@ from .sync import _Sync
 __all__ = ["_Rules"]
 
 FU = FunctionalUnit
-#: Most CN user data a responder collects from CONNECT DATA OVERFLOW SPDUs.
-OVERFLOW_LIMIT = 1 << 24
 #: A CDO's size when the OA named no TSDU maximum size (its LI must stay under 65536).
 CDO_CHUNK = 65000
 
@@ -180,7 +178,10 @@ class _Rules(_Sync):
         return bool(ctx.args.get("overflow") or self._overflow_rest)
 
     def _p_cdo_room(self, ctx: Ctx) -> bool:
-        return self._overflow_size + len(ctx.spdu.user_data or b"") <= OVERFLOW_LIMIT
+        """The CN's user data and every CDO's so far stay within ``max_connect_data``."""
+        first = len(self._peer_cn.user_data or b"") if self._peer_cn is not None else 0
+        size = first + self._overflow_size + len(ctx.spdu.user_data or b"")
+        return size <= self.config.max_connect_data
 
     def _p_cdo_end(self, ctx: Ctx) -> bool:
         """p202: the CDO carries the end of the user data (Enclosure Item bit 2)."""
@@ -293,6 +294,22 @@ class _Rules(_Sync):
                 tsdu_max_size=item.tsdu_max_size if item else None,
                 second_initial_serial=item.second_initial_serial if item else None,
             )
+        )
+
+    def _a_refuse_big(self, ctx: Ctx) -> None:
+        """RF 0x86: more connect data overflow than ``max_connect_data`` (7.3, 7.5)."""
+        self._overflow_in, self._overflow_size, self._peer_cn = None, 0, None
+        reason = int(RefuseReason.IMPLEMENTATION_RESTRICTION)
+        rf = make(Refuse, transport_disconnect=1, reason=reason)
+        self._out.append(encode_tsdu(rf, version=2))
+
+    def _a_no_overflow(self, ctx: Ctx) -> None:
+        """AC while OA was awaited: the responder ignored Data Overflow (PI 60), so the rest
+        of the connect data cannot be sent (7.1, 7.2)."""
+        self._overflow_rest = b""
+        self._protocol_error(
+            "the responder does not implement connect data overflow (it accepted without OA)",
+            encode_tsdu(ctx.spdu, version=2)[:9],
         )
 
     def _a_refuse_spm(self, ctx: Ctx) -> None:

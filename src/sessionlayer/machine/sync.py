@@ -17,7 +17,7 @@ from typing import Any
 from ..spdu.codes import FunctionalUnit, ResyncType, Token, TokenSetting
 from . import events as ev
 from .core import Ctx, Resync, _Core
-from .negotiation import TOKEN_SHIFT, decode_token_setting
+from .negotiation import TOKEN_SHIFT, by_requestor, decode_token_setting
 
 __all__ = ["_Sync", "MAX_SERIAL"]
 
@@ -42,6 +42,13 @@ def _flow_ok(kind: Any, serial: Any, vm: int, vr: int) -> bool:
     return 0 <= serial <= MAX_SERIAL
 
 
+def _restart_ok(kind: Any, serial: Any, vm: int, vr: int) -> bool:
+    """A received RS's point for one flow: a restart goes back to a sync point that exists,
+    V(R) <= serial <= V(M) (X.225 7.24 and Table A-4, SRSYNreq r:; the table's RS row
+    writes only sn >= V(R), but a point past V(M) was never set)."""
+    return kind != RESTART or (isinstance(serial, int) and vr <= serial <= vm)
+
+
 def _answer_ok(kind: Any, proposed: Any, serial: Any) -> bool:
     """The serial number a resync responder picks for one flow (restart: the proposed one)."""
     if not isinstance(serial, int):
@@ -58,8 +65,8 @@ def _confirm_ok(kind: Any, proposed: Any, got: Any, vm: int) -> bool:
     if kind == RESTART:
         return bool(got == proposed)
     if kind == ABANDON:
-        return got >= vm
-    return True
+        return MAX_SERIAL >= got >= vm
+    return 0 <= got <= MAX_SERIAL
 
 
 class _Sync(_Core):
@@ -102,8 +109,14 @@ class _Sync(_Core):
         return (self._ss or not self._vsc) and self._vm > ctx.spdu.serial_number >= self._va
 
     def _p_mip_ok(self, ctx: Ctx) -> bool:
-        """MIP/MAP/AE: p19 (serial = V(M)), or p177 (serial = V(Mr))."""
-        return bool(ctx.spdu.serial_number == self._recv_next())
+        """MIP/MAP/AE: p19 (serial = V(M)), or p177 (serial = V(Mr)); and V(M) + 1 stays a
+        serial number (at most 999999, 6 digits: X.225 8.3.20 Serial Number)."""
+        serial = ctx.spdu.serial_number
+        return bool(serial == self._recv_next()) and serial < MAX_SERIAL
+
+    def _p_ar_ok(self, ctx: Ctx) -> bool:
+        """AR: the resumed activity continues at serial + 1, which must stay <= 999999."""
+        return bool(ctx.spdu.linking.serial_number < MAX_SERIAL)
 
     _p_map_ok = _p_mip_ok
     _p_ae_ok = _p_mip_ok
@@ -131,13 +144,13 @@ class _Sync(_Core):
         if spdu.resync_type not in (0, 1, 2):
             return False
         if not self._ss:
-            return not (spdu.resync_type == RESTART and spdu.serial_number < self._vr)
+            return _restart_ok(spdu.resync_type, spdu.serial_number, self._vm, self._vr)
         second = spdu.resync_type if spdu.second_resync_type is None else spdu.second_resync_type
         if second not in (0, 1, 2) or (spdu.second_serial_number is None and second != ABANDON):
             return False
-        if spdu.resync_type == RESTART and spdu.serial_number < self._vrr:
+        if not _restart_ok(spdu.resync_type, spdu.serial_number, self._vmr, self._vrr):
             return False
-        return not (second == RESTART and spdu.second_serial_number < self._vr)
+        return _restart_ok(second, spdu.second_serial_number, self._vm, self._vr)
 
     def _p_rs_wins(self, ctx: Ctx) -> bool:
         """Collision: does the peer's RS beat ours? (X.225 7.24, see docs/machine.md)."""
@@ -303,7 +316,8 @@ class _Sync(_Core):
     def _incoming_resync(self, spdu: Any) -> Resync:
         """An RS seen from this end (its PI 53/54 concern our sending flow)."""
         kind = ResyncType(spdu.resync_type)
-        tokens = decode_token_setting(spdu.token_setting, self._available)
+        wire = decode_token_setting(spdu.token_setting, self._available)
+        tokens = by_requestor(wire, self.role == "responder")  # the peer asked
         if spdu.token_setting is None:
             tokens = self._current_setting(mine=False)
         if not self._ss:
@@ -317,6 +331,8 @@ class _Sync(_Core):
     def _a_rs_ind(self, ctx: Ctx) -> None:
         spdu = ctx.spdu
         resync = self._incoming_resync(spdu)
+        # 7.24: the peer's RS beat our own; our request will get no RA.
+        collision = self._resync is not None and self._resync.mine
         self._resync = resync
         if resync.type == ABANDON:  # [19]
             self._vm = max(resync.serial, self._vm)
@@ -332,6 +348,7 @@ class _Sync(_Core):
                 spdu.user_data,
                 resync.second_type,
                 resync.second_serial,
+                collision,
             )
         )
 
@@ -368,8 +385,9 @@ class _Sync(_Core):
         spdu = ctx.spdu
         chosen = Token(0)
         if spdu.token_setting is not None:
-            # RA's setting is the acceptor's choice, seen from the requestor (00 = requestor).
-            for token, value in decode_token_setting(spdu.token_setting, self._available).items():
+            # RA's setting is the acceptor's choice (00 = the session initiator's side).
+            wire = decode_token_setting(spdu.token_setting, self._available)
+            for token, value in by_requestor(wire, self.role == "initiator").items():
                 if value == TokenSetting.RESPONDER:
                     chosen |= token
         owned = Token(0)

@@ -116,6 +116,7 @@ PREDICATE_KINDS: Final[dict[str, str]] = {
     **{p: "remote" for p in (
         "peer_data", "peer_minor", "peer_major", "peer_release", "peer_all", "cn_ok", "ac_ok",
         "gt_ok", "pt_ok", "mip_ok", "mia_ok", "map_ok", "maa_ok", "ae_ok", "rs_ok", "rs_wins",
+        "ar_ok",
         "ra_ok", "pr_maa", "pr_rs", "pr_ra", "pr_ab", "gt_data", "no_release_token",
         "cn_overflow", "cdo_room", "cdo_end", "oa_ok", "ds_clear", "ds_keep",
     )},
@@ -161,10 +162,12 @@ _CONNECT: list[_R] = [
     # Connect data overflow (7.2, 7.3): OA answers the CN, CDOs carry the rest of its data.
     ("STA01D", "CDO", "cdo_room !cdo_end", "keep_cdo", SAME, "STA01D; 7.3"),
     ("STA01D", "CDO", "cdo_room", "keep_cdo conn_ind", "STA08", "STA01D; 7.3"),
+    ("STA01D", "CDO", "", "refuse_big start_tim", "STA16", "STA01D; 7.3, 7.5 (over the limit)"),
     ("STA01D", "AB", "", "tdisreq", "STA01", "STA01D; 7.9"),
     ("STA01D", "TDISind", "", "", "STA01", "STA01D; 6.6"),
     ("STA02B", "OA", "oa_ok", "send_cdo", "STA02A", "STA02B; 7.2, 7.3"),
     ("STA02B", "RF", "", "refuse_cnf tdisreq", "STA01", "STA02B; 7.5"),
+    ("STA02B", "AC", "", "no_overflow", SAME, "STA02B; 7.2 (AC without OA: AB, STA16)"),
     ("STA02A", "AC", "ac_ok", "conn_cnf", "STA713", "STA02A; 7.4, Table A-4 (AC)"),
     ("STA02A", "RF", "", "refuse_cnf tdisreq", "STA01", "STA02A; 7.5"),
     ("STA08", "SCONrsp+", "", "accept send", "STA713", "STA08; 7.4, Table A-4 (SCONrsp)"),
@@ -332,7 +335,7 @@ _ACTIVITY: list[_R] = [
     (
         "STA713",
         "AR",
-        "fu_activity no_act peer_major",
+        "fu_activity no_act peer_major ar_ok",
         "ar_ind",
         SAME,
         "STA713; 7.30, Table A-4 (AR)",

@@ -298,5 +298,7 @@ def _codes(spec: tuple[Entry, ...]) -> dict[int, Entry]:
             table[entry.code] = entry
             if isinstance(entry, UserData) and entry.extended:
                 table[_EXTENDED_USER_DATA] = entry
+            if isinstance(entry, UserData) and entry.also is not None:
+                table[entry.also] = entry
         _CODE_CACHE[id(spec)] = table
     return table

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, cast
 
-from ..errors import DecodeError, EncodeError
+from ..errors import AbortReason, DecodeError, EncodeError
 from .codec import encode
 from .codes import Enclosure
 from .types import SPDU
@@ -22,6 +22,9 @@ __all__ = ["segment", "SegmentAssembler"]
 
 _BEGIN = int(Enclosure.BEGIN)
 _END = int(Enclosure.END)
+#: Transport Disconnect of the AB for an SSDU over the limit: released, implementation
+#: restriction (X.225 8.3.9).
+_RESTRICTION = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION
 
 
 def _replace(spdu: SPDU, **changes: Any) -> SPDU:
@@ -95,12 +98,15 @@ class SegmentAssembler:
 
     ``feed`` returns the reassembled SPDU (with enclosure None) when the
     segment is the last or the only one, else None.  ``max_size`` bounds the
-    user data held, so a peer cannot make us buffer without limit.
+    user data held, so a peer cannot make us buffer without limit: past it,
+    ``feed`` raises :class:`DecodeError` whose ``reason`` is 0x11 (released,
+    implementation restriction).  Memory grows with the segments that arrived,
+    never with ``max_size``.
     """
 
     __slots__ = ("_first", "_parts", "_size", "max_size")
 
-    def __init__(self, max_size: int = 1 << 24) -> None:
+    def __init__(self, max_size: int = 1 << 20) -> None:
         self.max_size = max_size
         self._first: SPDU | None = None
         self._parts: list[bytes] = []
@@ -121,14 +127,14 @@ class SegmentAssembler:
             self._first = spdu
             self._parts = [data]
             self._size = len(data)
+            self._check_size()
             return None
         if type(spdu) is not type(self._first):
             raise DecodeError(f"{spdu.kind} arrived inside a segmented {self._first.kind}")
         if flag not in (0, _END):
             raise DecodeError(f"{spdu.kind} segment with enclosure {flag} inside an SSDU")
         self._size += len(data)
-        if self._size > self.max_size:
-            raise DecodeError(f"segmented SSDU exceeds {self.max_size} octets")
+        self._check_size()
         self._parts.append(data)
         if flag != _END:
             return None
@@ -136,3 +142,12 @@ class SegmentAssembler:
         first = self._first
         self._first, self._parts, self._size = None, [], 0
         return _replace(first, enclosure=None, user_data=whole)
+
+    def _check_size(self) -> None:
+        if self._size > self.max_size:
+            size = self._size
+            self._first, self._parts, self._size = None, [], 0
+            raise DecodeError(
+                f"segmented SSDU of over {size} octets exceeds the limit of {self.max_size}",
+                reason=_RESTRICTION,
+            )

@@ -49,6 +49,7 @@ class UserData:
     name: str = "user_data"
     code: int = 193
     required: bool = False
+    also: int | None = None  #: another code the decoder accepts for the same user data
 
 
 Entry = Param | Group | UserData

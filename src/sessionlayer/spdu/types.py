@@ -407,11 +407,16 @@ class MinorSyncPoint(SPDU):
 
 @_spdu("MIA", 50, 2, "MINOR SYNC ACK")
 class MinorSyncAck(SPDU):
+    """MIA.  Its user data travels in PI 46 (MIA User Data), the code ISODE's table of
+    X.225 8.3.21 gives it and the only place an ISODE peer accepts it; PGI 193, the User
+    Data of every other SPDU, is accepted too on receipt (one or the other, not both).
+    Wireshark shows PI 46 as an unknown parameter, without a warning."""
+
     serial_number: int = 0
     enclosure: int | None = None
     user_data: bytes | None = None
 
-    SPEC = (_SERIAL, _ENCLOSURE, UserData())
+    SPEC = (_SERIAL, _ENCLOSURE, UserData(code=46, also=193))
 
 
 @_spdu("MAP", 41, 2, "MAJOR SYNC POINT")
