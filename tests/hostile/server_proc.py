@@ -84,13 +84,14 @@ async def main(args: argparse.Namespace) -> None:
     import sessionlayer
 
     options = sessionlayer.Options(**json.loads(args.options))
+    config = sessionlayer.SessionConfig(abort_timeout=args.abort_timeout)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     status_path = Path(args.status_file)
     server = await sessionlayer.serve(
-        echo, "127.0.0.1", 0, options=options, max_sessions=args.max_sessions
+        echo, "127.0.0.1", 0, options=options, config=config, max_sessions=args.max_sessions
     )
     seq = 0
     _write_atomically(status_path, json.dumps(_status(server, seq)))
@@ -116,6 +117,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log", required=True)
     parser.add_argument("--options", default="{}", help="sessionlayer.Options fields, JSON")
     parser.add_argument("--max-sessions", type=int, default=1000)
+    parser.add_argument("--abort-timeout", type=float, default=1.0, help="TIM, seconds")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 

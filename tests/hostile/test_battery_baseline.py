@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 import threading
 import time
@@ -39,7 +40,7 @@ from sessionlayer.transport.cotp import Error as TpduError
 pytestmark = pytest.mark.hostile
 
 STREAMERS = 20
-HOLDERS = 4
+HOLDERS = 76
 MAX_SESSIONS = STREAMERS + HOLDERS
 IDLE_TIMEOUT = 2.0
 HANDSHAKE_TIMEOUT = 1.0
@@ -80,7 +81,9 @@ def battery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Battery]:
     result: list[H.StreamResult] = []
 
     def stream() -> None:
-        coro = H.good_streamers(server.port, STREAMERS, STREAM_LIMIT, stop=stop.is_set)
+        coro = H.good_streamers(
+            server.port, STREAMERS, STREAM_LIMIT, max_messages=10**9, stop=stop.is_set
+        )
         result.append(asyncio.run(coro))
 
     thread = threading.Thread(target=stream, name="good-streamers", daemon=True)
@@ -319,7 +322,10 @@ def _assert_held_back(battery: Battery, config: SessionConfig, frames: bytes) ->
                 except TimeoutError:
                     return sent, True
             return sent, False
-        finally:
+        finally:  # a reset (SO_LINGER 0): a plain close would leave our kernel trying to
+            # deliver the unread flood, and the connection alive, for minutes
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
 
     sent, blocked = run(main())

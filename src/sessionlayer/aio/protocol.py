@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -75,6 +76,9 @@ _BUFFERED = 1
 _WRITING = 2
 _EVENTS = 4  #: indications wait unread in Session.events()
 _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
+#: While reading is paused, every this many seconds: is the peer still there (see _peer_gone)?
+_PAUSED_CHECK = 1.0
+_TCP_ESTABLISHED = 1  #: tcpi_state in Linux's struct tcp_info
 #: Across all connections: WARNING records a peer can cause, per second (see _warn).
 _WARNINGS_PER_SECOND = 20
 
@@ -127,6 +131,7 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         "_on_handshake_over",
         "_on_transport_up",
         "_paused",
+        "_paused_check",
         "_probe_sent",
         "_timer",
         "_timer_at",
@@ -205,7 +210,8 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         #: The transport is above its high-water mark: ``drain()`` waits.
         self.write_paused = False
         self._drained: Signal | None = None  # made when somebody waits in drain()
-        self._paused = 0  # why reading is paused: _BUFFERED | _WRITING bits
+        self._paused = 0  # why reading is paused: _BUFFERED | _WRITING | _EVENTS bits
+        self._paused_check = 0.0  # while paused: when to look whether the peer is still there
         PlainReader.__init__(self, options.max_tsdu_size)
         self._wrote = False  # write_data wrote straight out; reset by flush_out
         # Frames held back to share one write; a list only while a flush_out is scheduled.
@@ -615,15 +621,16 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
     def _next_deadline(self) -> float | None:
         """The earliest of the connection's deadlines (loop time), or None."""
         deadline = self.machine.get_timer()
-        for other in (self._handshake_deadline, *self._liveness_deadlines()):
+        paused = self._paused_check if self._paused else None
+        for other in (self._handshake_deadline, paused, *self._liveness_deadlines()):
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
         return deadline
 
     def _liveness_deadlines(self) -> tuple[float | None, float | None]:
         """(idle timeout, keepalive probe) deadlines, from the last read."""
-        if not self._watching or self.is_closed:
-            return None, None
+        if not self._watching or self.is_closed or not self.machine.is_open:
+            return None, None  # (the handshake and TIM have deadlines of their own)
         opts = self.options
         idle = None if opts.idle_timeout is None else self._last_heard + opts.idle_timeout
         probe = None
@@ -665,6 +672,11 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         if deadline is not None and now >= deadline:
             self.machine.handle_timer(now)
             self.flush()
+        if self._paused and now >= self._paused_check:
+            if self._peer_gone():  # nothing is read while paused: look at the socket itself
+                self.abort()
+                return
+            self._paused_check = now + _PAUSED_CHECK
         if self._paused & _LOCAL:
             self._last_heard = now  # our reader is slow: the peer's silence is not its fault
         idle, probe = self._liveness_deadlines()
@@ -680,6 +692,24 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             self._probe_sent = True
             self.write_raw_tsdu(PING)
         self._rearm()
+
+    def _peer_gone(self) -> bool:
+        """While reading is paused asyncio does not see a FIN or a reset: peek."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        try:
+            if tcp_info is not None:  # Linux: the connection's TCP state, unread data or not
+                state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+                return bool(state != _TCP_ESTABLISHED)
+            # Elsewhere: peek (through a dup: asyncio's socket wrapper has no recv).
+            with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
+                return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+        except (BlockingIOError, InterruptedError):
+            return False  # alive, nothing to read
+        except OSError:
+            return True  # reset
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -724,6 +754,10 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
             return
         if not self._paused:
             transport.pause_reading()
+            self._paused_check = self.loop.time() + _PAUSED_CHECK
+            self._paused |= why
+            self._rearm()
+            return
         self._paused |= why
 
     def _unpause(self, why: int) -> None:

@@ -759,8 +759,8 @@ class Session:
             return
         if isinstance(event, ev.ProviderAbortIndication):
             if event.local:  # the machine found a protocol error and sent AB
-                self.log.warning("session %s: protocol error, aborted: %s", self.id,
-                                 event.message)  # fmt: skip
+                self._protocol.warn("session %s: protocol error, aborted: %s", self.id,
+                                    event.message)  # fmt: skip
             self._end(SessionAborted(f"session aborted: {event.message}", event.reason))
             return
         if isinstance(event, ev.TokenPleaseIndication):

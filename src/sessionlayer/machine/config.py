@@ -158,7 +158,7 @@ class SessionConfig:
     OVERFLOW SPDUs' together (X.225 7.3): 75,776 octets.  Past it the SPM refuses the
     connection with RF reason 0x86 (implementation restriction).  At least 10240."""
 
-    abort_timeout: float = 30.0
+    abort_timeout: float = 10.0
     """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
     after this end sent AB, DN or RF before releasing it itself."""
 

@@ -404,6 +404,9 @@ _PREPARE: list[_R] = [
     ("STA04A", "PR", "pr_maa", "", "STA15A", "STA04A; 7.26"),
     ("STA04B", "PR", "pr_maa", "", "STA15A", "STA04B; 7.26"),
     ("STA05A", "PR", "pr_ra", "", "STA15C", "STA05A; 7.26"),
+    # Resynchronize collision (7.24) over a transport expedited flow: the peer's PR-RS ahead
+    # of its RS changes nothing here; its RS, next, meets the collision rules of STA05A.
+    ("STA05A", "PR", "pr_rs", "", SAME, "STA05A; 7.26 (resync collision)"),
     *[
         row
         for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA20")
