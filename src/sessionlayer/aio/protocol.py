@@ -251,39 +251,36 @@ class SessionProtocol(PlainReader, asyncio.BufferedProtocol):
         self._rearm()
 
     def buffer_updated(self, nbytes: int) -> None:
-        try:
-            self._received(nbytes)
+        try:  # (one frame: the try costs nothing, a call per read would)
+            if self.tap is not None:
+                self.tap("in", self.peek(nbytes))
+            self.bytes_in += nbytes
+            if self._watching:
+                self._last_heard = self.loop.time()
+                self._probe_sent = False
+            # ``plain`` holds only while a session is open on this connection (see flush).
+            if self.plain and not self._general:
+                message = self.single(nbytes)
+                if message is not None:
+                    self.session.deliver_one(message)  # type: ignore[union-attr]
+                    return
+                messages: list[bytes] = []
+                try:
+                    data = self.parse(nbytes, messages)
+                except DecodeError as exc:
+                    self._fast_failed(messages, exc)
+                    return
+                if len(messages) == 1:
+                    self.session.deliver_one(messages[0])  # type: ignore[union-attr]
+                elif messages:
+                    self.session.deliver(messages)  # type: ignore[union-attr]
+                if not data:
+                    return
+            else:
+                data = self.take(nbytes)  # what was held (if anything) and what was read
+            self._general_receive(data)
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
-
-    def _received(self, nbytes: int) -> None:
-        if self.tap is not None:
-            self.tap("in", self.peek(nbytes))
-        self.bytes_in += nbytes
-        if self._watching:
-            self._last_heard = self.loop.time()
-            self._probe_sent = False
-        # ``plain`` holds only while a session is open on this connection (see flush).
-        if self.plain and not self._general:
-            message = self.single(nbytes)
-            if message is not None:
-                self.session.deliver_one(message)  # type: ignore[union-attr]
-                return
-            messages: list[bytes] = []
-            try:
-                data = self.parse(nbytes, messages)
-            except DecodeError as exc:
-                self._fast_failed(messages, exc)
-                return
-            if len(messages) == 1:
-                self.session.deliver_one(messages[0])  # type: ignore[union-attr]
-            elif messages:
-                self.session.deliver(messages)  # type: ignore[union-attr]
-            if not data:
-                return
-        else:
-            data = self.take(nbytes)  # what was held (if anything) and what was read
-        self._general_receive(data)
 
     def _fast_failed(self, messages: list[bytes], exc: DecodeError) -> None:
         """The fast path found a TSDU over the limit: deliver what came before, abort."""
