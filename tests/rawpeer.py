@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sessionlayer import SessionConfig
-from sessionlayer.aio.hello import Hello, Welcome
+from sessionlayer.agent.hello import Hello, Welcome
 from sessionlayer.machine import ConnectConfirm, ConnectIndication, SessionMachine
 from sessionlayer.transport import (
     ConnectRequested,

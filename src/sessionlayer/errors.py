@@ -1,18 +1,25 @@
 """Every exception sessionlayer raises, and the wire reason codes they carry.
 
-Two kinds, as in h11 and aioquic:
+The whole hierarchy (this module imports nothing from the rest of the package)::
 
-* :class:`LocalError` -- the caller asked for something that is not allowed
-  (an invalid SPDU to encode, a primitive in the wrong state, a token it does
-  not hold).  Raised at once; nothing is sent.
-* :class:`RemoteError` -- the peer broke the protocol (malformed bytes, an
-  SPDU that is not valid in this state).  Each carries the X.225 reason the
-  session must abort with, so the caller can put it on the wire unchanged.
+    SessionLayerError                 every error sessionlayer raises on purpose
+    +-- LocalError                    the caller asked for something not allowed; nothing sent
+    |   +-- EncodeError (ValueError)  an SPDU or TPDU that cannot be encoded
+    |   +-- StateError                not allowed in the machine's X.225 state
+    |   |   +-- TokenError            needs a token this side does not hold
+    |   |   +-- FunctionalUnitError   its functional unit was not negotiated
+    |   +-- ParameterError (ValueError)  an argument out of range
+    +-- RemoteError                   the peer broke the protocol: .reason (AbortReason), .reflect
+    |   +-- DecodeError (ValueError)  bytes that are not a valid TPKT, TPDU or SPDU: .offset
+    +-- ConnectRefused                the responder sent RF: .reason (RefuseReason), .message
+    +-- Refuse                        raised by a server's authenticate(): refuse with an RF
+    +-- SessionAborted                S-U-ABORT or S-P-ABORT: .reason, .by_peer, .user_data
+    +-- SessionClosed                 released in order: no more data will come
+    +-- ReleaseRefused                the peer answered FN with NF (negotiated release)
+    +-- ResyncCollisionLost           our resync lost a collision; the session goes on
 
-:class:`ResyncCollisionLost` is neither: a request the protocol itself
-overruled (the peer's colliding resynchronization won), the session goes on.
-
-This module imports nothing from the rest of the package.
+Local errors are raised at once and change nothing; remote errors never reach a session
+user (the binding turns them into an abort with their reason code, X.225 7.9).
 """
 
 from __future__ import annotations
@@ -25,8 +32,17 @@ __all__ = [
     "SessionLayerError",
     "LocalError",
     "EncodeError",
+    "StateError",
+    "TokenError",
+    "FunctionalUnitError",
+    "ParameterError",
     "RemoteError",
     "DecodeError",
+    "ConnectRefused",
+    "Refuse",
+    "SessionAborted",
+    "SessionClosed",
+    "ReleaseRefused",
     "ResyncCollisionLost",
 ]
 
@@ -68,6 +84,22 @@ class LocalError(SessionLayerError):
 
 class EncodeError(LocalError, ValueError):
     """The encoder refused to build an invalid SPDU or TPDU."""
+
+
+class StateError(LocalError):
+    """The primitive is not allowed in the machine's current X.225 state."""
+
+
+class TokenError(StateError):
+    """The primitive needs a token this user does not hold (or gives one it does not hold)."""
+
+
+class FunctionalUnitError(StateError):
+    """The primitive belongs to a functional unit that was not negotiated."""
+
+
+class ParameterError(LocalError, ValueError):
+    """An argument is invalid (serial number out of range, user data too long, ...)."""
 
 
 class RemoteError(SessionLayerError):
@@ -132,3 +164,49 @@ class ResyncCollisionLost(SessionLayerError):
         self.tokens = tokens
         self.type = type
         self.user_data = user_data
+
+
+class ConnectRefused(SessionLayerError):
+    """The responder refused the session (an RF SPDU).
+
+    ``reason`` is the RF reason code (:class:`RefuseReason` value); ``message`` the
+    responder's text, when it gave one.
+    """
+
+    def __init__(self, message: str, reason: int, user_data: bytes | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.user_data = user_data
+
+
+class Refuse(SessionLayerError):
+    """Raise from a server's ``authenticate`` to refuse a session with a reason."""
+
+    def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class SessionAborted(SessionLayerError):
+    """The session was aborted (S-U-ABORT or S-P-ABORT).
+
+    ``reason`` is the X.225 Transport Disconnect value (:class:`AbortReason`);
+    ``by_peer`` says whether the peer's user asked for it.
+    """
+
+    def __init__(self, message: str, reason: int = 0, *, by_peer: bool = False,
+                 user_data: bytes | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.reason = AbortReason(reason)
+        self.by_peer = by_peer
+        self.user_data = user_data
+
+
+class SessionClosed(SessionLayerError):
+    """The session ended by an orderly release; no more data will come."""
+
+
+class ReleaseRefused(SessionLayerError):
+    """The peer answered our FINISH with NOT FINISHED (negotiated release)."""

@@ -9,7 +9,7 @@ import pytest
 
 import sessionlayer
 from sessionlayer import ConnectRefused, LocalError
-from sessionlayer.aio.hello import Hello
+from sessionlayer.agent.hello import Hello
 from sessionlayer.aio.server import ConnectRequest
 from sessionlayer.machine import ConnectIndication
 

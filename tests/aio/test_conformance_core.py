@@ -70,7 +70,7 @@ def test_dt_carries_enclosure_3_when_a_tsdu_size_is_agreed() -> None:
         trace = Trace()
         async with pair(config, trace) as (client, peer):
             assert client.machine.tsdu_max_send == 8192
-            assert not client.machine.plain_data and not client._protocol.plain
+            assert not client.machine.plain_data and not client._conn.plain
             await client.send(message)
             assert await peer.receive() == message
             await peer.send(message)

@@ -21,7 +21,7 @@ from tests.rawpeer import RawPeer, accept_session, raw_server
 import sessionlayer
 from sessionlayer import FunctionalUnit as FU
 from sessionlayer import Options, SessionAborted, SessionConfig
-from sessionlayer.aio.hello import Hello, Welcome
+from sessionlayer.agent.hello import Hello, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import (
     CapabilityDataIndication,

@@ -23,7 +23,7 @@ from tests.tools import require_tshark
 
 import sessionlayer
 from sessionlayer import Options
-from sessionlayer.aio.protocol import PING, PONG
+from sessionlayer.agent import PING, PONG
 from sessionlayer.capture import Direction, write_pcap
 from sessionlayer.transport import Data, TpktParser, decode_tpdu
 

@@ -285,8 +285,8 @@ def test_idle_timeout_detects_a_silent_peer() -> None:
         stalled = asyncio.Event()
 
         async def silent(session: sessionlayer.Session) -> None:
-            session._protocol.keepalive = False  # never answer probes
-            transport = session._protocol.transport
+            session._conn.agent.keepalive = False  # never answer probes
+            transport = session._conn.transport
             assert transport is not None
             transport.pause_reading()
             stalled.set()

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionlayer.aio.framing import PlainReader, frame_data
-from sessionlayer.aio.hello import MAGIC, Hello, Rejection, Welcome
+from sessionlayer.agent.hello import MAGIC, Hello, Rejection, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.spdu import DataTransfer, GiveTokens, decode_tsdu, encode_tsdu

@@ -23,7 +23,7 @@ from tests.fuzz import targets as T
 from tests.spdu import strategies as S
 
 from sessionlayer.aio.framing import frame_data
-from sessionlayer.aio.hello import Hello, Rejection, Welcome
+from sessionlayer.agent.hello import Hello, Rejection, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.spdu import encode_tsdu
 from sessionlayer.transport import (

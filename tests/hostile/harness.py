@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import sessionlayer
-from sessionlayer.aio.hello import Hello
+from sessionlayer.agent.hello import Hello
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import SessionConfig, SessionMachine
 from sessionlayer.spdu import SPDU, Abort, Accept, Refuse, decode_tsdu, encode_tsdu

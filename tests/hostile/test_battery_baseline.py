@@ -29,7 +29,7 @@ from tests.hostile import harness as H
 
 import sessionlayer
 from sessionlayer import FunctionalUnit, RefuseReason
-from sessionlayer.aio.hello import Hello
+from sessionlayer.agent.hello import Hello
 from sessionlayer.errors import AbortReason
 from sessionlayer.machine import SessionConfig, SessionMachine
 from sessionlayer.spdu import GiveTokens, MajorSyncPoint, TypedData
@@ -266,7 +266,7 @@ def test_flood_of_typed_data_to_an_echo_handler_is_held_back(battery: Battery) -
     server grew by 310 MiB; now it stops reading once their user data passes
     max_buffered_bytes, so the flood backs up in the flooder's own socket."""
     config = SessionConfig(functional_units=FunctionalUnit.DUPLEX | FunctionalUnit.TYPED_DATA)
-    flood = b"".join(H.dt(H.tsdu(TypedData(user_data=b"t" * 30_000))) for _ in range(600))
+    flood = b"".join(H.dt(H.tsdu(TypedData(user_data=b"t" * 30_000))) for _ in range(1200))
     _assert_held_back(battery, config, flood)
 
 

@@ -100,7 +100,7 @@ def test_large_tpdu_offer_falls_back_to_8192(
 
     async def main() -> None:
         session = await open_mms(iec61850_server, libiec61850, big)
-        assert session._protocol.rfc.tpdu_size == 8192
+        assert session._conn.agent.rfc.tpdu_size == 8192
         await session.send(read_request)
         assert FLOAT_42_5 in await asyncio.wait_for(session.receive(), 10)
         session.abort()

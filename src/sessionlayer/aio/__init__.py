@@ -1,18 +1,11 @@
 """The asyncio binding: ``connect()``, ``serve()`` and ``Session``."""
 
+from ..agent import Hello, Options, Rejection, Welcome
+from ..errors import ConnectRefused, Refuse, ReleaseRefused, SessionAborted, SessionClosed
 from .auth import check_passwords, check_token
 from .client import connect
-from .hello import Hello, Rejection, Welcome
-from .options import Options
-from .server import ConnectRequest, Refuse, Server, serve
-from .session import (
-    ConnectRefused,
-    ReleaseRefused,
-    Session,
-    SessionAborted,
-    SessionClosed,
-    SessionInfo,
-)
+from .server import ConnectRequest, Server, serve
+from .session import Session, SessionInfo
 
 __all__ = [
     "connect",

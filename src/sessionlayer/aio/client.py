@@ -8,14 +8,22 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 
-from ..errors import AbortReason, DecodeError, LocalError, RefuseReason, SessionLayerError
-from ..machine import SessionConfig, SessionMachine
+from ..agent import Hello, Options, Rejection, SessionAgent
+from ..agent.hello import is_rejection
+from ..errors import (
+    AbortReason,
+    ConnectRefused,
+    DecodeError,
+    LocalError,
+    RefuseReason,
+    SessionAborted,
+    SessionLayerError,
+)
+from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .hello import Hello, Rejection, Welcome, is_rejection, is_welcome
-from .options import Options
-from .protocol import SessionProtocol
-from .session import ConnectRefused, Session, SessionAborted
+from .connection import Connection
+from .session import Session
 
 __all__ = ["connect", "new_session_id"]
 
@@ -69,11 +77,11 @@ async def connect(
     options = options or Options()
     config = config or SessionConfig()
     loop = asyncio.get_running_loop()
-    machine = SessionMachine("initiator", config)
+    agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
 
-    def factory() -> SessionProtocol:
-        protocol = SessionProtocol(machine, options, tsaps=(calling_tsel, called_tsel))
+    def factory() -> Connection:
+        protocol = Connection(agent, tsaps=(calling_tsel, called_tsel))
         protocol.tap = trace
         return protocol
 
@@ -85,14 +93,14 @@ async def connect(
             ssl=tls,
             server_hostname=server_hostname if tls is not None else None,
         )
-    native = user_data is None
-    if native:
-        user_data = Hello(
+    hello = None
+    if user_data is None:
+        hello = Hello(
             offers={k: list(v) for k, v in (offers or {}).items()},
             credentials=dict(credentials) if credentials is not None else None,
             data=data,
-        ).encode()
-    session = Session(protocol, sid.hex(), {})
+        )
+    session = Session(protocol, sid.hex())
     try:
         async with asyncio.timeout(options.handshake_timeout):
             assert protocol.transport_up is not None
@@ -102,11 +110,15 @@ async def connect(
                 raise SessionAborted(
                     "the responder closed the connection without answering the COTP CR"
                 ) from None
-            confirm = await session.open(user_data, ConnectionId(common_ref=sid))
+            cid = ConnectionId(common_ref=sid)
+            confirm = await protocol.confirm(
+                (ev.ConnectConfirm, ev.RefuseConfirm),
+                lambda m: agent.connect(user_data, cid, hello),
+            )
         if isinstance(confirm, ev.RefuseConfirm):
             protocol.close()
             raise _refused(confirm)
-        _welcome(session, protocol, confirm, native)
+        _welcome(session, protocol, confirm)
     except SessionAborted as exc:
         protocol.abort()
         if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
@@ -154,21 +166,13 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
     )
 
 
-def _welcome(session: Session, protocol: SessionProtocol, confirm: ev.ConnectConfirm,
-             native: bool) -> None:  # fmt: skip
-    session.peer_data = confirm.user_data
-    if not native or not is_welcome(confirm.user_data):
-        # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
-        # negotiated beyond X.225, and it is not sent keepalive probes.
-        protocol.start_liveness(False)
-        return
+def _welcome(session: Session, protocol: Connection, confirm: ev.ConnectConfirm) -> None:
+    """Take on what the responder said in its AC; a malformed welcome aborts."""
     try:
-        welcome = Welcome.decode(bytes(confirm.user_data or b""))
+        protocol.agent.confirmed(confirm)
     except DecodeError as exc:
         session.abort()
         raise SessionAborted(f"malformed accept from the responder: {exc}") from None
-    session.chosen = dict(welcome.chosen)
-    session.peer_data = welcome.data
-    if welcome.session_id is not None:
-        session.id = welcome.session_id  # the responder's name for it, as in its logs
-    protocol.start_liveness(welcome.keepalive)
+    if protocol.agent.session_id is not None:
+        protocol.id = protocol.agent.session_id  # the responder's name for it, as in its logs
+    protocol.start_liveness()

@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DecodeError, RefuseReason, SessionLayerError
-from ..machine import SessionConfig, SessionMachine
+from ..agent import Hello, Options, Rejection, SessionAgent, negotiate
+from ..errors import DecodeError, Refuse, RefuseReason, SessionLayerError
+from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .hello import Hello, Rejection, Welcome, is_hello
-from .options import Options
-from .protocol import SessionProtocol
+from .connection import Connection
 from .session import Session, SessionInfo
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
@@ -28,15 +27,6 @@ __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 log = logging.getLogger("sessionlayer")
 
 Handler = Callable[[Session], Awaitable[None]]
-
-
-class Refuse(SessionLayerError):
-    """Raise from ``authenticate`` to refuse a session with a reason."""
-
-    def __init__(self, message: str, reason: int = RefuseReason.USER_DATA) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
 
 
 class ConnectRequest:
@@ -50,29 +40,6 @@ class ConnectRequest:
         self.data = hello.data if hello else indication.user_data
         self.indication = indication
         self.tls = tls  #: the peer's TLS certificate (dict) when mutual TLS is in use
-
-
-def negotiate(
-    offers: Mapping[str, Sequence[str]], supported: Mapping[str, Sequence[str]]
-) -> dict[str, str]:
-    """For each parameter the initiator offers, the first of its values we support.
-
-    Parameters we do not know are ignored; one we know with no common value
-    refuses the session with a reason that names both lists.
-    """
-    chosen: dict[str, str] = {}
-    for name, values in offers.items():
-        ours = supported.get(name)
-        if ours is None:
-            continue
-        common = [v for v in values if v in ours]
-        if not common:
-            raise Refuse(
-                f"no common {name}: offered {list(values)}, supported {list(ours)}",
-                RefuseReason.USER_DATA,
-            )
-        chosen[name] = common[0]
-    return chosen
 
 
 @dataclass
@@ -165,23 +132,23 @@ class Server:
 
     # ------------------------------------------------------------ connect handling
 
-    def _protocol(self) -> SessionProtocol:
-        machine = SessionMachine("responder", self.config)
+    def _protocol(self) -> Connection:
+        agent = SessionAgent("responder", self.config, self.options)
         if self.handshakes >= self.max_handshakes:  # closed at once by connection_made
-            protocol = SessionProtocol(machine, self.options)
+            protocol = Connection(agent)
             protocol.rejected = True
             self.stats.refused["handshake_limit"] += 1
             return protocol
         self.handshakes += 1
-        return SessionProtocol(
-            machine, self.options, on_connect_indication=self._on_indication,
+        return Connection(
+            agent, on_connect_indication=self._on_indication,
             on_handshake_over=self._on_handshake_over,
         )  # fmt: skip
 
     def _handshake_over(self) -> None:
         self.handshakes -= 1
 
-    def _indication(self, protocol: SessionProtocol, event: ev.ConnectIndication) -> None:
+    def _indication(self, protocol: Connection, event: ev.ConnectIndication) -> None:
         """S-CONNECT indication: decide at once, or after an async authenticate().
 
         No task is made unless authentication is asynchronous, and the handler's task
@@ -191,8 +158,7 @@ class Server:
             self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
             return
         try:
-            hello = Hello.decode(bytes(event.user_data or b"")) if is_hello(
-                event.user_data) else None  # fmt: skip
+            hello = protocol.agent.indication(event)
             request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
             chosen = negotiate(request.offers, self.supported)
             verdict = self._authenticate(request) if self._authenticate is not None else True
@@ -205,7 +171,7 @@ class Server:
             return
         self._conclude(protocol, event, hello, request, chosen, verdict)
 
-    async def _await_verdict(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+    async def _await_verdict(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello | None, request: ConnectRequest,
                              chosen: dict[str, str], verdict: Awaitable[Any]) -> None:  # fmt: skip
         try:
@@ -217,7 +183,7 @@ class Server:
             self._pending -= 1
         self._conclude(protocol, event, hello, request, chosen, outcome)
 
-    def _conclude(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+    def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
                   hello: Hello | None, request: ConnectRequest, chosen: dict[str, str],
                   verdict: Any) -> None:  # fmt: skip
         if verdict is False:
@@ -233,7 +199,7 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _accept(self, protocol: SessionProtocol, event: ev.ConnectIndication,
+    def _accept(self, protocol: Connection, event: ev.ConnectIndication,
                 hello: Hello | None, request: ConnectRequest,
                 chosen: dict[str, str]) -> Session:  # fmt: skip
         cid = event.connection_id
@@ -242,24 +208,24 @@ class Server:
         sid = secrets.token_bytes(16).hex()
         while sid in self._live:
             sid = secrets.token_bytes(16).hex()
-        if hello is not None:
-            user_data: bytes | None = Welcome(chosen=chosen, session_id=sid).encode()
-        else:
-            user_data = self._accept_data(request) if self._accept_data else None
-        session = Session(protocol, sid, chosen, request.data)
+        user_data = None
+        if hello is None and self._accept_data is not None:
+            user_data = self._accept_data(request)
+        session = Session(protocol, sid)
         session.peer_reference = cid.common_ref if cid is not None else None
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
-        protocol.machine.accept(user_data=user_data, connection_id=reply_cid)
+        protocol.agent.accept(
+            chosen=chosen, session_id=sid, user_data=user_data, connection_id=reply_cid
+        )
         protocol.handshake_over()
-        protocol.flush()
-        protocol.start_liveness(hello is not None and hello.keepalive)
+        protocol.start_liveness()
         self._live[session.id] = session
         self.stats.accepted += 1
         if log.isEnabledFor(logging.INFO):
             session.log.info("session %s accepted from %s", session.id, protocol.peer)
         return session
 
-    def _refuse(self, protocol: SessionProtocol, refusal: Refuse) -> None:
+    def _refuse(self, protocol: Connection, refusal: Refuse) -> None:
         try:
             name = RefuseReason(refusal.reason).name.lower()
         except ValueError:
@@ -269,10 +235,8 @@ class Server:
         with contextlib.suppress(SessionLayerError):
             # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
             with_text = refusal.reason == RefuseReason.USER_DATA
-            protocol.machine.refuse(
-                reason=refusal.reason,
-                user_data=Rejection(refusal.message).encode() if with_text else None,
-                now=protocol.loop.time(),
+            protocol.agent.refuse(
+                refusal.reason, Rejection(refusal.message).encode() if with_text else None
             )
             protocol.flush()
         protocol.handshake_over()
@@ -324,7 +288,7 @@ class Server:
 _EMPTY_CONTEXT = contextvars.Context()
 
 
-def _refusal(protocol: SessionProtocol, exc: Exception) -> Refuse:
+def _refusal(protocol: Connection, exc: Exception) -> Refuse:
     """The RF for a connect request whose checks raised ``exc``."""
     if isinstance(exc, Refuse):
         return exc
@@ -334,7 +298,7 @@ def _refusal(protocol: SessionProtocol, exc: Exception) -> Refuse:
     return Refuse("authentication error")
 
 
-def _peer_cert(protocol: SessionProtocol) -> Any:
+def _peer_cert(protocol: Connection) -> Any:
     if protocol.transport is None:
         return None
     return protocol.transport.get_extra_info("peercert")

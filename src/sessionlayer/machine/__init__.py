@@ -7,6 +7,7 @@ socket, imports no event loop and reads no clock.  See docs/machine.md.
 
 from __future__ import annotations
 
+from ..errors import FunctionalUnitError, ParameterError, StateError, TokenError
 from .config import (
     ALL_FUNCTIONAL_UNITS,
     DEFAULT_FUNCTIONAL_UNITS,
@@ -14,7 +15,6 @@ from .config import (
     SessionConfig,
     tokens_for,
 )
-from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
 from .events import *  # noqa: F403
 from .events import __all__ as _events_all
 from .machine import DATA_PREFIX, SessionMachine

@@ -14,7 +14,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import AbortReason, EncodeError
+from ..errors import (
+    AbortReason,
+    EncodeError,
+    FunctionalUnitError,
+    ParameterError,
+    StateError,
+    TokenError,
+)
 from ..spdu.codec import encode, encode_tsdu
 from ..spdu.codes import Enclosure, FunctionalUnit, ResyncType, Token, TokenSetting
 from ..spdu.segment import SegmentAssembler, segment
@@ -32,7 +39,6 @@ from ..spdu.types import (
 )
 from ._make import make
 from .config import SessionConfig, tokens_for
-from .errors import FunctionalUnitError, ParameterError, StateError, TokenError
 from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndication
 from .negotiation import Negotiated
 from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row

@@ -207,6 +207,11 @@ class SessionMachine(_Requests):
         return self._plain_units and self._state == "STA713"
 
     @property
+    def control_pending(self) -> bool:
+        """S-CONTROL-GIVE was requested and the peer's GIVE TOKENS ACK has not come (STA18)."""
+        return self._state == "STA18"
+
+    @property
     def state_name(self) -> str:
         return STATES[self._state]
 

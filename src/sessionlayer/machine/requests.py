@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import AbortReason, EncodeError, RefuseReason
+from ..errors import AbortReason, EncodeError, ParameterError, RefuseReason, StateError
 from ..spdu.codec import encode_tsdu
 from ..spdu.codes import (
     ExceptionReason,
@@ -58,7 +58,6 @@ from ..spdu.types import (
 )
 from ._make import make
 from .core import Ctx
-from .errors import ParameterError, StateError
 from .negotiation import (
     CN_DATA_MAX,
     TOKEN_SHIFT,

@@ -1,4 +1,5 @@
-"""Settings of the asyncio binding: timeouts, liveness and limits."""
+"""Settings of one side of a session: timeouts, liveness and limits (the agent applies the
+timeouts and liveness, the binding the limits on what it buffers)."""
 
 from __future__ import annotations
 

@@ -19,13 +19,14 @@ only :class:`~sessionlayer.errors.DecodeError`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DecodeError
+from ..errors import DecodeError, Refuse, RefuseReason
 
 __all__ = ["MAGIC", "WELCOME_MAGIC", "REJECTION_MAGIC", "Hello", "Welcome", "Rejection",
-           "is_hello", "is_welcome", "is_rejection"]  # fmt: skip
+           "is_hello", "is_welcome", "is_rejection", "negotiate"]  # fmt: skip
 
 MAGIC = b"SLH1"  #: a hello (CN)
 WELCOME_MAGIC = b"SLW1"  #: a welcome (AC)
@@ -197,3 +198,27 @@ def _hex(value: Any) -> bytes:
 def _is_id(value: str) -> bool:
     """A session id as sessionlayer makes them: 32 lower-case hex digits."""
     return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def negotiate(
+    offers: Mapping[str, Sequence[str]], supported: Mapping[str, Sequence[str]]
+) -> dict[str, str]:
+    """For each parameter the initiator offers, the first of its values we support.
+
+    Parameters we do not know are ignored; one we know with no common value refuses the
+    session (:class:`~sessionlayer.errors.Refuse`, RF reason 2) with a reason that names
+    both lists.
+    """
+    chosen: dict[str, str] = {}
+    for name, values in offers.items():
+        ours = supported.get(name)
+        if ours is None:
+            continue
+        common = [v for v in values if v in ours]
+        if not common:
+            raise Refuse(
+                f"no common {name}: offered {list(values)}, supported {list(ours)}",
+                RefuseReason.USER_DATA,
+            )
+        chosen[name] = common[0]
+    return chosen

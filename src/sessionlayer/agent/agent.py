@@ -1,0 +1,489 @@
+"""``SessionAgent``: what one end of a session does on its own, sans I/O.
+
+The protocol machine (:mod:`sessionlayer.machine`) does what X.225 prescribes and nothing
+more: it tells its user about a sync point and waits for the user's answer.  The agent is
+that user's reflexes, the part every application would otherwise write the same way:
+
+* it answers what only has one sensible answer (sync points, activity ends, interrupts,
+  discards, resyncs, capability data, releases, requests for tokens: ``_answer``);
+* it fetches the tokens a request needs (:meth:`call` raises :class:`TokensMissing`
+  after sending PLEASE TOKENS; try again after the peer's next input) and gives the
+  tokens the peer asked for as soon as it may;
+* it speaks RFC 1006 underneath (CR/CC, TSDUs, the expedited option) and the sessionlayer
+  hello in the CN/AC user data (application parameters, keepalive, the session id);
+* it keeps the connection's deadlines: the handshake (responder), the machine's TIM, the
+  keepalive probe and the idle timeout (:meth:`next_deadline`, :meth:`handle_timer`).
+
+Bytes and the time go in (:meth:`receive_data`, :meth:`heard`, :meth:`handle_timer`);
+bytes to write (:meth:`data_to_send`), events for the application (:meth:`events`) and
+the next deadline come out.  It opens no socket and reads no clock.  The S-DATA fast path
+(:mod:`sessionlayer.transport`'s plain-data reader and framer) bypasses it while
+:attr:`plain` holds, so that the agent sees only what needs deciding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Literal, TypeVar
+
+from ..errors import AbortReason, DecodeError, LocalError, TokenError
+from ..machine import SessionConfig, SessionMachine
+from ..machine import events as ev
+from ..spdu import Abort, encode
+from ..spdu.codes import FunctionalUnit, Token
+from ..spdu.types import ConnectionId
+from ..transport import (
+    ConnectionState,
+    ConnectRequested,
+    Data,
+    ExpeditedReceived,
+    Rfc1006Connection,
+    TransportConnected,
+    TransportDisconnected,
+    TsduReceived,
+    encode_tpdu,
+    encode_tpkt,
+)
+from .hello import Hello, Welcome, is_hello, is_welcome
+from .options import Options
+
+__all__ = ["SessionAgent", "TokensMissing", "PING", "PONG", "NEEDS", "EVERY"]
+
+T = TypeVar("T")
+
+#: Keepalive probe and answer: PT and GT with empty parameter fields.
+PING = b"\x02\x00"
+PONG = b"\x01\x00"
+
+_SYNC = Token.DATA | Token.MINOR_SYNC
+_MAJOR = _SYNC | Token.MAJOR_ACTIVITY
+EVERY = _MAJOR | Token.RELEASE
+#: The tokens each kind of request needs (X.225 7.x), of those available on the
+#: connection: what :meth:`SessionAgent.call` asks the peer for, and nothing more.
+NEEDS: dict[str, Token] = {
+    "data": Token.DATA,
+    "minor_sync": _SYNC,
+    "major_sync": _MAJOR,
+    "activity": _MAJOR,
+    "activity_interrupt": Token.MAJOR_ACTIVITY,
+    "every": EVERY,
+}
+_NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+
+
+class TokensMissing(TokenError):
+    """The request needs ``tokens`` the peer holds; PLEASE TOKENS went out for those not
+    asked for yet.  Call again once the peer's next input was handled."""
+
+    def __init__(self, tokens: Token) -> None:
+        super().__init__(f"waiting for the peer to give tokens {tokens!r}")
+        self.tokens = tokens
+
+
+class SessionAgent:
+    """One end of one session connection: the machine, RFC 1006 and the policy."""
+
+    __slots__ = (
+        "_asked",
+        "_deadline_handshake",
+        "_events",
+        "_last_heard",
+        "_now",
+        "_out",
+        "_owed",
+        "_probe_sent",
+        "_warnings",
+        "aborting",
+        "chosen",
+        "hello",
+        "keepalive",
+        "last_sync",
+        "machine",
+        "on_capability_data",
+        "on_release",
+        "options",
+        "peer_data",
+        "released",
+        "rfc",
+        "session_id",
+        "watching",
+    )  # fmt: skip
+
+    def __init__(self, role: Literal["initiator", "responder"],
+                 config: SessionConfig | None = None, options: Options | None = None,
+                 ) -> None:  # fmt: skip
+        self.options = options = options or Options()
+        self.machine = SessionMachine(role, config)
+        # X.225 7.12 / RFC 1006 5.2: ask for the transport expedited flow (CR/CC Additional
+        # Option Selection) whenever the session's expedited data unit is wanted.
+        expedited = bool(self.machine.config.functional_units & FunctionalUnit.EXPEDITED)
+        self.rfc = Rfc1006Connection(
+            role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size,
+            expedited=expedited,
+        )  # fmt: skip
+        self._out: list[bytes] = []
+        self._events: list[ev.Event] = []
+        self._warnings: list[str] | None = None
+        self._now = 0.0
+        self._asked = Token(0)  # tokens we asked the peer for and have not used yet
+        self._owed = Token(0)  # tokens the peer asked us for
+        self._deadline_handshake: float | None = None
+        #: Liveness is watched (keepalive or idle timeout): the binding reports reads.
+        self.watching = options.keepalive_interval is not None or options.idle_timeout is not None
+        self._last_heard = 0.0
+        self._probe_sent = False
+        self.keepalive = False  #: the peer answers probes (said so in its hello or welcome)
+        self.aborting = False  #: the transport must go now, without writing (see fail)
+        self.released = False  #: the session ended in an orderly release
+        self.hello: Hello | None = None  #: (responder) the initiator's hello, if it sent one
+        self.chosen: dict[str, str] = {}  #: application parameters agreed at connect
+        self.peer_data: bytes | None = None  #: the peer's connect/accept data
+        self.session_id: str | None = None  #: (initiator) the id the responder gave it
+        self.last_sync: int | None = None  #: the serial of the last sync point seen
+        self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
+        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
+            None
+        )
+
+    # ------------------------------------------------------------ outputs
+
+    def data_to_send(self) -> list[bytes]:
+        """Octets for TCP, in order (drains)."""
+        self._collect()
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[ev.Event]:
+        """Indications and confirms for the application, in order (drains).  Those the
+        agent answered itself are among them, already answered."""
+        out, self._events = self._events, []
+        return out
+
+    def warnings(self) -> list[str]:
+        """What the agent would tell an operator (drains)."""
+        out, self._warnings = self._warnings or [], None
+        return out
+
+    @property
+    def wants_close(self) -> bool:
+        """The transport should close once what was sent is written (T-DISCONNECT, or the
+        session is over)."""
+        return self.aborting or self.machine.wants_transport_disconnect or self.machine.is_closed
+
+    @property
+    def plain(self) -> bool:
+        """S-DATA both ways may take the fast path (see ``SessionMachine.plain_data``)."""
+        return self.machine.plain_data and not self.wants_close
+
+    @property
+    def tpdu_size(self) -> int:
+        return self.rfc.tpdu_size or 128
+
+    @property
+    def transport_idle(self) -> bool:
+        """RFC 1006 holds no partial TPDU or TSDU: the fast path may parse the stream."""
+        return self.rfc.idle
+
+    # ------------------------------------------------------------ transport side
+
+    def connection_made(self, now: float, calling_tsel: bytes | None = None,
+                        called_tsel: bytes | None = None) -> None:  # fmt: skip
+        """TCP is up: the initiator sends its CR, the responder's handshake deadline starts
+        (``Options.handshake_timeout``, up to the AC)."""
+        self._now = self._last_heard = now
+        if self.machine.role == "initiator":
+            self._out.append(
+                self.rfc.connect(calling_tsel, called_tsel, tpdu_size=self.options.tpdu_size)
+            )
+        else:
+            self._deadline_handshake = now + self.options.handshake_timeout
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Octets from TCP (whatever the fast path did not take)."""
+        self._now = now
+        try:
+            tevents = self.rfc.receive_data(data)
+        except DecodeError as exc:
+            self.fail(f"transport protocol error: {exc}", exc.reason, reflect=exc.reflect)
+            return
+        for tev in tevents:
+            if isinstance(tev, TsduReceived):
+                self._tsdu(tev.data, now)
+            elif isinstance(tev, ConnectRequested):
+                # A DR or ER in the same read may have closed the connection already.
+                if self.rfc.state is ConnectionState.AWAITING_ACCEPT:
+                    self._out.append(self.rfc.accept())
+                    self._transport_ready()
+            elif isinstance(tev, TransportConnected):
+                self._transport_ready()
+            elif isinstance(tev, ExpeditedReceived):
+                self.machine.receive_expedited(tev.data, now=now)
+                self._answer()
+            elif isinstance(tev, TransportDisconnected):
+                self.connection_lost()  # a COTP DR or ER: the session is over, and so is TCP
+
+    def connection_lost(self) -> None:
+        """TCP (or the transport connection) is gone."""
+        with contextlib.suppress(LocalError):
+            self.machine.transport_disconnected()
+        self._answer()
+
+    def _transport_ready(self) -> None:
+        self.machine.transport_connected(expedited=self.rfc.expedited)
+
+    def _tsdu(self, data: bytes, now: float) -> None:
+        if self.keepalive and data == PING:
+            self._out.append(self.rfc.send_tsdu(PONG))
+            return
+        if self.keepalive and data == PONG:
+            return
+        self.machine.receive_tsdu(data, now=now)
+        self._answer()
+
+    def _collect(self) -> None:
+        """Frame what the machine queued: the expedited flow first (a PREPARE goes ahead of
+        the SPDU it announces, 7.26), in ED TPDUs when the option was agreed."""
+        machine, rfc = self.machine, self.rfc
+        expedited, normal = machine.expedited_to_send(), machine.data_to_send()
+        if rfc.state is not ConnectionState.OPEN:
+            return
+        for tsdu in expedited:
+            self._out.append(rfc.send_expedited(tsdu) if rfc.expedited else rfc.send_tsdu(tsdu))
+        for tsdu in normal:
+            self._out.append(rfc.send_tsdu(tsdu))
+
+    def fail(self, message: str, reason: AbortReason, *, reflect: bytes | None = None) -> None:
+        """Provider abort decided outside the machine (a malformed TPDU, a limit, a timeout).
+
+        With ``reflect`` (possibly empty) an AB with ``reason`` is sent first when the
+        transport connection is open, so the peer learns why (X.225 7.9); the transport
+        then closes.  Without it, it is dropped at once.
+        """
+        if self.aborting:
+            return
+        self._collect()  # what the machine queued before goes first
+        rfc = self.rfc
+        if reflect is not None and rfc.tpdu_size is not None and (
+            rfc.state is not ConnectionState.CLOSED
+        ):
+            ab = encode(Abort(transport_disconnect=int(reason), reflect=reflect or None))
+            self._out.append(encode_tpkt(encode_tpdu(Data(ab))))
+        else:
+            self._out.clear()
+        self.aborting = True
+        self._events.append(ev.ProviderAbortIndication(reason=reason, message=message, local=True))
+
+    # ------------------------------------------------------------ connect
+
+    def connect(self, user_data: bytes | None, connection_id: ConnectionId,
+                hello: Hello | None = None) -> None:  # fmt: skip
+        """(Initiator) S-CONNECT request, with a sessionlayer ``hello`` or the raw
+        ``user_data`` of an OSI peer."""
+        self.hello = hello
+        self.machine.connect(
+            user_data=hello.encode() if hello is not None else user_data,
+            connection_id=connection_id,
+        )
+
+    def confirmed(self, confirm: ev.ConnectConfirm) -> None:
+        """(Initiator) The AC arrived: take on what a sessionlayer responder said in its
+        welcome.  Raises DecodeError for a malformed welcome (the caller aborts)."""
+        self.peer_data = confirm.user_data
+        if self.hello is None or not is_welcome(confirm.user_data):
+            # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
+            # negotiated beyond X.225, and it is not sent keepalive probes.
+            self.keepalive = False
+            return
+        welcome = Welcome.decode(bytes(confirm.user_data or b""))
+        self.chosen = dict(welcome.chosen)
+        self.peer_data = welcome.data
+        self.session_id = welcome.session_id
+        self.keepalive = welcome.keepalive and self.hello.keepalive
+
+    def indication(self, event: ev.ConnectIndication) -> Hello | None:
+        """(Responder) The CN: its hello, if it is from a sessionlayer initiator.  Raises
+        DecodeError for a malformed one (the caller refuses)."""
+        data = event.user_data
+        self.hello = Hello.decode(bytes(data or b"")) if is_hello(data) else None
+        self.peer_data = self.hello.data if self.hello is not None else data
+        return self.hello
+
+    def accept(self, *, chosen: dict[str, str], session_id: str,
+               user_data: bytes | None = None,
+               connection_id: ConnectionId | None = None) -> None:  # fmt: skip
+        """(Responder) S-CONNECT response, positive: a welcome to a sessionlayer initiator
+        (the ``chosen`` parameters, the ``session_id``), else ``user_data``."""
+        hello = self.hello
+        if hello is not None:
+            user_data = Welcome(chosen=chosen, session_id=session_id).encode()
+        self.chosen = dict(chosen)
+        self.machine.accept(user_data=user_data, connection_id=connection_id)
+        self.keepalive = hello is not None and hello.keepalive
+        self._deadline_handshake = None
+
+    def refuse(self, reason: int, user_data: bytes | None = None) -> None:
+        """(Responder) S-CONNECT response, negative (RF)."""
+        self._deadline_handshake = None
+        try:
+            self.machine.refuse(reason=reason, user_data=user_data, now=self._now)
+        except LocalError:
+            self.aborting = True  # the CN cannot be answered any more: just close
+
+    # ------------------------------------------------------------ requests
+
+    def call(self, request: Callable[[SessionMachine], T], needs: Token = EVERY) -> T:
+        """Run a machine request.  When it needs tokens the peer holds, ask for those not
+        asked for yet (PLEASE TOKENS) and raise :class:`TokensMissing`: call again after
+        the peer's next input.  Tokens asked for are kept until :meth:`done_asking`, even
+        when the peer asks for them back meanwhile."""
+        machine = self.machine
+        try:
+            return request(machine)
+        except TokenError:
+            missing = Token(needs & machine.tokens_available & ~machine.tokens_owned)
+            if not missing:
+                raise
+            new = Token(missing & ~self._asked)
+            if new:
+                machine.please_tokens(new)
+                self._asked |= new
+            raise TokensMissing(missing) from None
+
+    def done_asking(self, tokens: Token) -> None:
+        """The request that asked for ``tokens`` went out (or gave up): give the peer what
+        it asked for meanwhile."""
+        self._asked &= ~tokens
+        self._give_owed()
+
+    def abort(self, user_data: bytes | None, now: float) -> None:
+        """S-U-ABORT."""
+        self._now = now
+        if not self.machine.is_closed:
+            try:
+                self.machine.abort(user_data=user_data, now=now)
+            except LocalError:
+                self.aborting = True
+
+    # ------------------------------------------------------------ what the agent answers
+
+    def _answer(self) -> None:
+        """Take the machine's events: answer what the agent answers, keep the rest (all of
+        them) for the application."""
+        for event in self.machine.events():
+            self._answer_one(event)
+            self._events.append(event)
+        self._give_owed()
+
+    def _answer_one(self, event: ev.Event) -> None:
+        machine = self.machine
+        if isinstance(event, ev.ReleaseIndication):
+            self._release(event)
+        elif isinstance(event, ev.ReleaseConfirm):
+            self.released = event.accepted
+        elif isinstance(event, ev.TokenPleaseIndication):
+            self._owed |= Token(event.tokens)
+        elif isinstance(event, ev.MajorSyncIndication):
+            self.last_sync = event.serial
+            machine.major_sync_response()
+        elif isinstance(event, ev.MinorSyncIndication):
+            self.last_sync = event.serial
+            if event.confirm_required:
+                machine.minor_sync_response(event.serial)
+        elif isinstance(event, ev.MajorSyncConfirm | ev.MinorSyncConfirm):
+            self.last_sync = event.serial
+        elif isinstance(event, ev.ActivityEndIndication):
+            machine.activity_end_response()
+        elif isinstance(event, ev.ActivityInterruptIndication):
+            machine.activity_interrupt_response()
+        elif isinstance(event, ev.ActivityDiscardIndication):
+            machine.activity_discard_response()
+        elif isinstance(event, ev.ResyncIndication):
+            machine.resync_response()
+        elif isinstance(event, ev.CapabilityDataIndication):
+            reply = self.on_capability_data(event) if self.on_capability_data else None
+            machine.capability_data_response(user_data=reply)
+
+    def _release(self, event: ev.ReleaseIndication) -> None:
+        """S-RELEASE indication: DN, or NF when ``on_release`` says no (negotiated release
+        only).  In a release collision our own release may be confirmed first: the peer's
+        FINISH still needs its DISCONNECT."""
+        machine = self.machine
+        if not self.released and self.on_release is not None and not self.on_release(event):
+            try:
+                machine.release_response(accept=False, now=self._now)
+                return
+            except LocalError as exc:
+                self._warn(f"cannot refuse this release ({exc})")
+        machine.release_response(accept=True, now=self._now)
+        self.released = True
+
+    def _give_owed(self) -> None:
+        """Give the tokens the peer asked for, once the machine allows it; tokens this side
+        asked for itself are kept until its request went out."""
+        machine = self.machine
+        owed = Token(self._owed & machine.tokens_owned & ~self._asked)
+        if not owed or machine.is_closed:
+            return
+        try:
+            machine.give_tokens(owed)
+        except LocalError:
+            return  # not now (a confirm is pending); retried after the next event
+        self._owed &= ~owed
+
+    def _warn(self, message: str) -> None:
+        if self._warnings is None:
+            self._warnings = []
+        self._warnings.append(message)
+
+    # ------------------------------------------------------------ time
+
+    def heard(self, now: float) -> None:
+        """Octets arrived from the peer (any, the fast path's too)."""
+        self._last_heard = now
+        self._probe_sent = False
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` should next be called (the caller's clock), or None."""
+        deadline = self.machine.get_timer()
+        for other in (self._deadline_handshake, *self._liveness()):
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        return deadline
+
+    def _liveness(self) -> tuple[float | None, float | None]:
+        """(idle timeout, keepalive probe) deadlines, while a session is open."""
+        if not self.watching or self.aborting or not self.machine.is_open:
+            return None, None  # (the handshake and TIM have deadlines of their own)
+        opts = self.options
+        idle = None if opts.idle_timeout is None else self._last_heard + opts.idle_timeout
+        probe = None
+        if self.keepalive and opts.keepalive_interval is not None and not self._probe_sent:
+            probe = self._last_heard + opts.keepalive_interval
+        return idle, probe
+
+    def handle_timer(self, now: float) -> None:
+        """The time is ``now``: act on whatever deadline has passed."""
+        self._now = now
+        if self._deadline_handshake is not None and now >= self._deadline_handshake:
+            self._deadline_handshake = None
+            self.fail(
+                f"no session within the handshake timeout ({self.options.handshake_timeout} s)",
+                _NO_REASON,
+            )
+            return
+        deadline = self.machine.get_timer()
+        if deadline is not None and now >= deadline:
+            self.machine.handle_timer(now)
+            self._answer()
+        idle, probe = self._liveness()
+        if idle is not None and now >= idle:
+            self.fail(
+                f"no traffic from the peer for {now - self._last_heard:.1f} s (idle timeout)",
+                _NO_REASON,
+                reflect=b"",
+            )
+            return
+        if probe is not None and now >= probe and self.rfc.state is ConnectionState.OPEN:
+            self._probe_sent = True
+            self._out.append(self.rfc.send_tsdu(PING))

@@ -1,0 +1,862 @@
+"""``Connection``: one TCP connection carrying one session, on asyncio.
+
+It owns everything of that connection: the asyncio transport, the S-DATA fast path (reads
+into a :class:`~sessionlayer.aio.framing.PlainReader`, writes framed by ``frame_data``),
+the sans-I/O :class:`~sessionlayer.agent.SessionAgent` that decides everything else, the
+one timer, and what waits for the application (received data, events, requests waiting
+for their confirm).  :class:`~sessionlayer.aio.session.Session` is the user's facade over
+it and calls only its public methods.
+
+Data flows one way through it: octets in -> the fast path, or ``agent.receive_data`` ->
+``agent.data_to_send()`` written -> ``agent.events()`` to the waiting futures and queues
+-> ``agent.next_deadline()`` armed as the one timer.
+
+Every error is caught where it happens and ends this one connection: nothing reaches
+asyncio's exception handler, and a peer makes the binding log at most one WARNING per
+connection (and, across connections, at most ``_WARNINGS_PER_SECOND`` a second; the rest
+are counted and summarised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from ..agent import EVERY, SessionAgent, TokensMissing
+from ..errors import (
+    AbortReason,
+    DecodeError,
+    SessionAborted,
+    SessionClosed,
+    SessionLayerError,
+)
+from ..machine import SessionMachine
+from ..machine import events as ev
+from ..spdu.codes import Token
+from .framing import PlainReader, frame_data, frame_pieces
+from .signal import Signal
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("sessionlayer")
+T = TypeVar("T")
+
+#: write_data holds frames back up to this many octets before writing them in one go: more
+#: where ``transport.writelines`` hands the pieces to the kernel as they are (uvloop; asyncio
+#: from 3.12), less where it joins them first (asyncio 3.11, TLS): a join of more than
+#: 128 KiB is a fresh mmap'ed allocation (glibc) every time.
+_HOLD_PIECES = 256 * 1024
+_HOLD_JOINED = 64 * 1024
+#: Messages from this size on are framed as pieces (headers and views of the data) that
+#: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
+_COPY_BELOW = 4096
+#: Why reading from TCP is paused (bits of ``Connection._paused``): received data waits for
+#: a slow reader, our writes wait for a peer that does not read (the answers the agent
+#: gives on its own would otherwise queue without limit), or events wait unread.
+_BUFFERED = 1
+_WRITING = 2
+_EVENTS = 4
+_LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
+#: While reading is paused, every this many seconds: is the peer still there (_peer_gone)?
+_PAUSED_CHECK = 1.0
+_TCP_ESTABLISHED = 1  #: tcpi_state in Linux's struct tcp_info
+#: Across all connections: WARNING records a peer can cause, per second (see warn).
+_WARNINGS_PER_SECOND = 20
+#: Shared, always empty: an idle session holds no deque of its own.
+_NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
+
+
+class _WarningLimit:
+    """Rate limit for the warnings peers cause: a token bucket shared by every connection,
+    so a flood of hostile connections cannot flood the log.  What it holds back is counted
+    and reported with the next warning let through."""
+
+    __slots__ = ("allowance", "last", "suppressed")
+
+    def __init__(self) -> None:
+        self.allowance = float(_WARNINGS_PER_SECOND)
+        self.last = 0.0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        self.allowance = min(
+            float(_WARNINGS_PER_SECOND), self.allowance + (now - self.last) * _WARNINGS_PER_SECOND
+        )
+        self.last = now
+        if self.allowance >= 1.0:
+            self.allowance -= 1.0
+            return True
+        self.suppressed += 1
+        return False
+
+
+_warnings = _WarningLimit()
+
+
+class Connection(PlainReader, asyncio.BufferedProtocol):
+    """One TCP connection carrying one session (see the module docstring).
+
+    It is its own :class:`PlainReader` too: asyncio calls the reader's ``get_buffer``
+    directly, and a session is one object lighter.
+    """
+
+    # Slots: a server holds one of these per live session (idle sessions' memory).
+    __slots__ = (
+        "_buffered",
+        "_closed",
+        "_data",
+        "_data_waiter",
+        "_drained",
+        "_event_bytes",
+        "_events",
+        "_failure",
+        "_general",
+        "_has_events",
+        "_held",
+        "_held_size",
+        "_hold_limit",
+        "_log",
+        "_on_connect_indication",
+        "_on_handshake_over",
+        "_paused",
+        "_paused_check",
+        "_released",
+        "_timer",
+        "_timer_at",
+        "_tokens_changed",
+        "_tsaps",
+        "_waiters",
+        "_warned",
+        "_wrote",
+        "agent",
+        "bytes_in",
+        "bytes_out",
+        "id",
+        "is_closed",
+        "loop",
+        "messages_in",
+        "messages_out",
+        "options",
+        "peer",
+        "plain",
+        "rejected",
+        "tap",
+        "transport",
+        "transport_up",
+        "write_paused",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        agent: SessionAgent,
+        *,
+        on_connect_indication: Callable[[Connection, ev.ConnectIndication], None] | None = None,
+        on_handshake_over: Callable[[], None] | None = None,
+        tsaps: tuple[bytes | None, bytes | None] = (None, None),
+    ) -> None:
+        self.agent = agent
+        self.options = options = agent.options
+        self.id = ""  #: the session's id (set by connect() / the server), for the logs
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
+        self._closed: Signal | None = None  # made when somebody waits for the close
+        #: (Initiator) resolves when COTP CC arrived; fails if TCP closes first.
+        self.transport_up: asyncio.Future[None] | None = (
+            self.loop.create_future() if agent.machine.role == "initiator" else None
+        )
+        self._tsaps = tsaps
+        self._on_connect_indication = on_connect_indication
+        self._on_handshake_over = on_handshake_over  # called once: accepted, refused or gone
+        #: (Server) Over the server's limit of connections in handshake: closed at once.
+        self.rejected = False
+        self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
+        self._timer_at = 0.0
+        self._warned = False  # this connection logged its one WARNING
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+        #: The transport is above its high-water mark: ``drain()`` waits.
+        self.write_paused = False
+        self._drained: Signal | None = None  # made when somebody waits in drain()
+        self._paused = 0  # why reading is paused: _BUFFERED | _WRITING | _EVENTS bits
+        self._paused_check = 0.0  # while paused: when to look whether the peer is still there
+        PlainReader.__init__(self, options.max_tsdu_size)
+        self._wrote = False  # write_data wrote straight out; reset by flush_out
+        # Frames held back to share one write; a list only while a flush_out is scheduled.
+        self._held: list[bytes | memoryview] | None = None
+        self._held_size = 0
+        self._hold_limit = _HOLD_JOINED  # see connection_made
+        #: S-DATA takes the fast path: ``agent.plain`` while the session is open (see flush).
+        self.plain = False
+        self._general = False  # RFC 1006 holds part of a TPDU or TSDU (the agent reads)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.messages_in = 0
+        self.messages_out = 0
+        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
+        self.tap: Callable[[str, bytes], None] | None = None
+        # What waits for the application.
+        self._data: collections.deque[bytes] = _NO_DATA  # a deque of its own on first data
+        self._buffered = 0
+        self._data_waiter: asyncio.Future[bytes] | None = None
+        self._events: collections.deque[ev.Event] | None = None  # made on the first event
+        self._event_bytes = 0  # user data held in _events (counts against the limits)
+        self._has_events: Signal | None = None  # made when somebody waits for events
+        #: Futures of requests waiting for their confirm, by event class (made on first use).
+        self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
+        self._tokens_changed: Signal | None = None  # set after each input from the peer
+        self._failure: SessionLayerError | None = None
+        self._released = False
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def machine(self) -> SessionMachine:
+        return self.agent.machine
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The ``sessionlayer`` logger with this session's id on every record."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(log, {"session_id": self.id})
+        return self._log
+
+    @property
+    def failure(self) -> SessionLayerError | None:
+        """Why the session ended, if it was aborted."""
+        return self._failure
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    @property
+    def closed(self) -> bool:
+        """The session is over (released or aborted)."""
+        return self._failure is not None or self._released
+
+    def check_open(self) -> None:
+        """Raise what ended the session, if it has ended."""
+        if self._failure is not None:
+            raise self._failure
+        if self._released:
+            raise SessionClosed("the session was released")
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
+        if self.rejected:  # the server has too many connections in handshake
+            transport.abort()
+            return
+        joins = type(transport).writelines is asyncio.WriteTransport.writelines
+        self._hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES
+        self.peer = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=self.options.write_buffer_high)
+        self.agent.connection_made(self.loop.time(), *self._tsaps)
+        self.flush()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:  # (one frame: the try costs nothing, a call per read would)
+            if self.tap is not None:
+                self.tap("in", self.peek(nbytes))
+            self.bytes_in += nbytes
+            agent = self.agent
+            if agent.watching:
+                agent.heard(self.loop.time())
+            # ``plain`` holds only while a session is open on this connection (see flush).
+            if self.plain and not self._general:
+                message = self.single(nbytes)
+                if message is not None:
+                    self._deliver_one(message)
+                    return
+                messages: list[bytes] = []
+                try:
+                    data = self.parse(nbytes, messages)
+                except DecodeError as exc:
+                    self._fast_failed(messages, exc)
+                    return
+                if len(messages) == 1:
+                    self._deliver_one(messages[0])
+                elif messages:
+                    self._deliver(messages)
+                if not data:
+                    return
+            else:
+                data = self.take(nbytes)  # what was held (if anything) and what was read
+            agent.receive_data(data, self.loop.time())
+            self._general = not agent.transport_idle
+            self.flush()
+        except Exception as exc:  # a bug of ours: end this connection, not the server
+            self._internal_error(exc)
+
+    def _fast_failed(self, messages: list[bytes], exc: DecodeError) -> None:
+        """The fast path found a TSDU over the limit: deliver what came before, abort."""
+        self.take()  # drop what was held
+        if messages:
+            self._deliver(messages)
+        self.agent.fail(f"transport protocol error: {exc}", exc.reason, reflect=b"")
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()  # nobody waits in drain() for a connection that is gone
+        self._held = None
+        self.clear()  # a TSDU cut short will not be completed: its buffer can go
+        self._cancel_timer()
+        self._handshake_over()
+        self.is_closed = True
+        self.plain = False
+        try:
+            self.agent.connection_lost()
+            self._dispatch()
+        except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
+            self._internal_error(exc2)
+        if self._closed is not None:
+            self._closed.set()
+        up = self.transport_up
+        if up is not None and not up.done():
+            up.set_exception(ConnectionError("connection closed"))
+            up.exception()  # mark retrieved
+
+    def eof_received(self) -> None:
+        # The peer is gone and the transport closes (None: not kept open); until
+        # connection_lost, writes take the general path, which checks the transport.
+        self.plain = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self._drained is not None:
+            self._drained.clear()
+        # A peer that does not read must not make us queue answers without limit: read no
+        # more of what it sends (PT+MIP, CD, ...) until it has read what we wrote.
+        self._pause(_WRITING)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._drained is not None:
+            self._drained.set()
+        self._unpause(_WRITING)
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is gone."""
+        if not self.is_closed:
+            if self._closed is None:
+                self._closed = Signal()
+            await self._closed.wait()
+
+    # ------------------------------------------------------------ driving the agent
+
+    def flush(self) -> None:
+        """Write what the agent queued, close when it says so, arm the timer, hand its
+        events to the application."""
+        agent = self.agent
+        for data in agent.data_to_send():
+            self._write(data)
+        closing = agent.wants_close and self.transport is not None
+        if closing:
+            self._close_transport()
+        up = self.transport_up
+        if up is not None and not up.done() and agent.rfc.tpdu_size is not None:
+            up.set_result(None)  # (initiator) the CC came
+        # The fast path needs an open session on an open transport (write_data relies on it).
+        self.plain = agent.plain and not closing and not self.closed
+        self._dispatch()
+        for warning in agent.warnings():
+            self.warn("session %s: %s", self.id, warning)
+        self._rearm()
+
+    def _dispatch(self) -> None:
+        for event in self.agent.events():
+            if isinstance(event, ev.ConnectIndication) and self._on_connect_indication:
+                self._on_connect_indication(self, event)
+            else:
+                self._handle(event)
+        if self._tokens_changed is not None:
+            self._tokens_changed.set()  # (some SPDUs change tokens without an event: GTA)
+
+    def _handle(self, event: ev.Event) -> None:
+        """One indication or confirm, already answered by the agent where it answers."""
+        if self._failure is not None:
+            return  # aborted: what the peer sent after that changes nothing
+        if isinstance(event, ev.DataIndication):
+            self._deliver_one(event.data)
+        elif isinstance(event, ev.ReleaseIndication):
+            if not self._released:
+                self._put_event(event)
+            if self.agent.released:
+                self._session_over(None)
+        elif isinstance(event, ev.ReleaseConfirm):
+            self._resolve(event)
+            if event.accepted:
+                self._session_over(None)
+        elif isinstance(event, ev.UserAbortIndication):
+            self._session_over(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
+                                     by_peer=True, user_data=event.user_data))  # fmt: skip
+        elif isinstance(event, ev.ProviderAbortIndication):
+            if event.local:  # we found the error (or a limit, a timeout) and ended it
+                what = "protocol error, aborted" if event.reason & AbortReason.PROTOCOL_ERROR else (
+                    "aborted")  # fmt: skip
+                self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
+            self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
+        elif not self._resolve(event):
+            self._put_event(event)
+
+    # ------------------------------------------------------------ what the application reads
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        """Data from the fast path (whole S-DATA indications, in order)."""
+        self.messages_in += len(messages)
+        waiter = self._waiting()
+        if waiter is not None:  # the first goes straight to the reader
+            waiter.set_result(messages[0])
+            del messages[0]
+        if messages:
+            if self._data is _NO_DATA:
+                self._data = collections.deque()
+            self._data.extend(messages)
+            self._buffered += sum(map(len, messages))
+            self._check_buffered()
+
+    def _deliver_one(self, message: bytes) -> None:
+        """One S-DATA indication (a read that held just that, or the general path's)."""
+        self.messages_in += 1
+        waiter = self._waiting()
+        if waiter is not None:
+            waiter.set_result(message)
+            return
+        if self._data is _NO_DATA:
+            self._data = collections.deque()
+        self._data.append(message)
+        self._buffered += len(message)
+        self._check_buffered()
+
+    def _check_buffered(self) -> None:
+        if self._buffered >= self.options.max_buffered_bytes:
+            self._pause(_BUFFERED)
+
+    def _waiting(self) -> asyncio.Future[bytes] | None:
+        """The reader's future if it waits for data (taken: only one S-DATA resolves it)."""
+        waiter = self._data_waiter
+        if waiter is None:
+            return None
+        self._data_waiter = None
+        return None if waiter.done() else waiter  # (done: its task was cancelled)
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self._data)
+
+    def pop_data(self) -> bytes:
+        """The oldest S-DATA indication held (``has_data`` must be true)."""
+        item = self._data.popleft()
+        self._buffered -= len(item)
+        if self._paused and self._buffered < self.options.max_buffered_bytes // 2:
+            self._unpause(_BUFFERED)
+        return item
+
+    def data_waiter(self) -> asyncio.Future[bytes]:
+        """The future the next S-DATA indication resolves, or the end of the session fails
+        (StopAsyncIteration after a release).  Raises that at once if it has ended."""
+        if self._failure is not None:
+            raise self._failure
+        if self._released:
+            raise StopAsyncIteration
+        self.flush_out()  # what we sent may be what the peer answers
+        waiter: asyncio.Future[bytes] = self.loop.create_future()
+        self._data_waiter = waiter
+        return waiter
+
+    def _put_event(self, event: ev.Event) -> None:
+        """Queue an indication for ``events()``.  Unread events are bounded: past
+        ``Options.max_queued_events`` events or ``max_buffered_bytes`` octets of their user
+        data, reading from TCP pauses until the application has read half of them."""
+        if self._events is None:
+            self._events = collections.deque()
+        self._events.append(event)
+        self._event_bytes += _event_size(event)
+        options = self.options
+        if len(self._events) >= options.max_queued_events or (
+            self._event_bytes >= options.max_buffered_bytes
+        ):
+            self._pause(_EVENTS)
+        if self._has_events is not None:
+            self._has_events.set()
+
+    def next_event_nowait(self) -> ev.Event | None:
+        if not self._events:
+            return None
+        event = self._events.popleft()
+        self._event_bytes -= _event_size(event)
+        options = self.options
+        if len(self._events) < options.max_queued_events // 2 and (
+            self._event_bytes < options.max_buffered_bytes // 2
+        ):
+            self._unpause(_EVENTS)
+        return event
+
+    async def wait_event(self) -> None:
+        """Wait until an event is queued or the session ends."""
+        if self._has_events is None:
+            self._has_events = Signal()
+        self._has_events.clear()
+        await self._has_events.wait()
+
+    def _resolve(self, event: ev.Event) -> bool:
+        queue = self._waiters.get(type(event)) if self._waiters else None
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_result(event)
+                return True
+        return False
+
+    def _session_over(self, failure: SessionLayerError | None) -> None:
+        self.plain = False
+        if failure is not None and self._failure is None and not self._released:
+            self._failure = failure
+        elif failure is None:
+            self._released = True
+        for queue in (self._waiters or {}).values():
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(
+                        self._failure or SessionClosed("the session was released")
+                    )
+        self._waiters = None
+        waiter = self._waiting()
+        if waiter is not None:
+            waiter.set_exception(self._failure or StopAsyncIteration())
+            waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
+        if self._tokens_changed is not None:
+            self._tokens_changed.set()
+        if self._has_events is not None:
+            self._has_events.set()
+
+    # ------------------------------------------------------------ requests
+
+    def call(self, request: Callable[[SessionMachine], T]) -> T:
+        """A machine request that needs no token fetching; what it queued is written."""
+        self.check_open()
+        try:
+            return request(self.agent.machine)
+        finally:
+            self.flush()
+
+    async def call_with_tokens(self, request: Callable[[SessionMachine], T],
+                               needs: Token = EVERY) -> T:  # fmt: skip
+        """A machine request; when it needs tokens the peer holds, the agent asks for them
+        (PLEASE TOKENS) and this waits for the peer's next input, then tries again."""
+        asked = Token(0)
+        agent = self.agent
+        try:
+            while True:
+                self.check_open()
+                try:
+                    return agent.call(request, needs)
+                except TokensMissing as missing:
+                    asked |= missing.tokens
+                    self.flush()
+                    await self.next_peer_input()
+                finally:
+                    self.flush()
+        finally:
+            if asked and not self.closed:
+                agent.done_asking(asked)
+                self.flush()
+
+    async def next_peer_input(self) -> None:
+        """Wait until the peer's next input was handled (or the session ended)."""
+        if self._tokens_changed is None:
+            self._tokens_changed = Signal()
+        self._tokens_changed.clear()
+        await self._tokens_changed.wait()
+
+    async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
+                      needs: Token = EVERY) -> Any:  # fmt: skip
+        """Make a request and wait for the first event of one of ``kinds``."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if self._waiters is None:
+            self._waiters = {}
+        for kind in kinds:
+            self._waiters.setdefault(kind, collections.deque()).append(future)
+        try:
+            await self.call_with_tokens(request, needs)
+            return await future
+        finally:
+            for kind in kinds:  # (the session's end may have dropped every waiter)
+                queue = self._waiters.get(kind) if self._waiters else None
+                if queue is not None and future in queue:
+                    queue.remove(future)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # the request failed before its confirm was awaited
+
+    def abort_session(self, failure: SessionAborted, user_data: bytes | None = None) -> None:
+        """S-U-ABORT (or a local decision to end it): AB, then the connection closes."""
+        if self.closed:
+            return
+        self.agent.abort(user_data, self.loop.time())
+        self._session_over(failure)
+        self.flush()
+        self._close_transport()
+
+    # ------------------------------------------------------------ sending
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        if self.write_paused:  # connection_lost resumes writing too
+            if self._drained is None:
+                self._drained = Signal()
+            await self._drained.wait()
+
+    def write_data(self, data: bytes) -> None:
+        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open).
+
+        A message goes straight out when nothing was written since the last flush_out;
+        the ones that follow are held and written together when the loop comes round (or
+        past the hold limit), so a burst of small messages costs few system calls while a
+        request waits for nothing.  flush_out also runs when the session starts waiting
+        for data (``data_waiter``): a request-response exchange never schedules it.
+        """
+        tpdu_size = self.agent.tpdu_size
+        large = len(data) >= _COPY_BELOW
+        if large:  # the data is not copied here: its pieces go to transport.writelines
+            pieces = frame_pieces(data, tpdu_size)
+            size = sum(map(len, pieces))
+        else:
+            frame = frame_data(data, tpdu_size)
+            size = len(frame)
+        if self.tap is not None:
+            self.tap("out", b"".join(pieces) if large else frame)
+        held = self._held
+        if held is None:
+            if not self._wrote:
+                self._wrote = True
+                self.bytes_out += size
+                if large:
+                    self.transport.writelines(pieces)  # type: ignore[union-attr]
+                else:
+                    self.transport.write(frame)  # type: ignore[union-attr]
+                return
+            held = self._held = []
+            self.loop.call_soon(self.flush_out)
+        if large:
+            held.extend(pieces)
+        else:
+            held.append(frame)
+        self._held_size += size
+        if self._held_size >= self._hold_limit:
+            self._write_held()
+
+    def flush_out(self) -> None:
+        """Write the frames ``write_data`` held back; the next one may go straight out."""
+        self._wrote = False
+        if self._held is not None:
+            if self._held:
+                self._write_held()
+            self._held = None  # the next frame held schedules a flush_out of its own
+
+    def _write_held(self) -> None:
+        held = self._held
+        assert held is not None
+        self.bytes_out += self._held_size
+        self._held_size = 0
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(held)  # (it takes the pieces, not the list)
+        held.clear()
+
+    def _write(self, data: bytes) -> None:
+        if self._held:
+            self.flush_out()  # keep the order of what was sent
+        if self.transport is not None and not self.transport.is_closing():
+            if self.tap is not None:
+                self.tap("out", data)
+            self.bytes_out += len(data)
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Close the TCP connection (after what was written)."""
+        self._close_transport()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close_transport(self) -> None:
+        """Close TCP after what was written (a reset when the agent gave up on the
+        connection and wrote nothing); a peer that does not read what is left is cut off
+        after ``release_timeout``."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.plain = False
+        self.flush_out()
+        transport.close()
+        if transport.get_write_buffer_size():
+            self.loop.call_later(self.options.release_timeout, transport.abort)
+
+    # ------------------------------------------------------------ the connect handshake
+
+    def handshake_over(self) -> None:
+        """(Responder) The CN was answered (AC or RF)."""
+        self._handshake_over()
+
+    def _handshake_over(self) -> None:
+        callback, self._on_handshake_over = self._on_handshake_over, None
+        if callback is not None:
+            callback()
+
+    def start_liveness(self) -> None:
+        """The session is open.  Toward a peer that does not answer our probes (an OSI
+        stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
+        connection instead."""
+        interval = self.options.keepalive_interval
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if not self.agent.keepalive and interval is not None and sock is not None:
+            _tcp_keepalive(sock, interval)
+        self.flush()
+
+    # ------------------------------------------------------------ the timer
+
+    def _next_deadline(self) -> float | None:
+        deadline = self.agent.next_deadline()
+        if self._paused and (deadline is None or self._paused_check < deadline):
+            deadline = self._paused_check
+        return deadline
+
+    def _rearm(self) -> None:
+        """Arm the one timer at the earliest deadline.  Reads only move the agent's
+        last-heard time: a timer that fires early re-arms itself for the new deadline
+        (no re-arm per read)."""
+        if self.is_closed:
+            return
+        deadline = self._next_deadline()
+        timer = self._timer
+        if timer is not None:
+            if deadline is not None and self._timer_at <= deadline:
+                return  # it fires first and looks again
+            timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            now = self.loop.time()
+            if self._paused and now >= self._paused_check:
+                if self._peer_gone():  # nothing is read while paused: look at the socket
+                    self.abort()
+                    return
+                self._paused_check = now + _PAUSED_CHECK
+            if self._paused & _LOCAL:
+                self.agent.heard(now)  # our reader is slow: the peer's silence is no fault
+            self.agent.handle_timer(now)
+            self.flush()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ------------------------------------------------------------ reading backpressure
+
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self._paused)
+
+    def _pause(self, why: int) -> None:
+        transport = self.transport
+        if self._paused & why or transport is None or transport.is_closing():
+            return
+        if not self._paused:
+            transport.pause_reading()
+            self._paused_check = self.loop.time() + _PAUSED_CHECK
+            self._paused |= why
+            self._rearm()
+            return
+        self._paused |= why
+
+    def _unpause(self, why: int) -> None:
+        if not self._paused & why:
+            return
+        self._paused &= ~why
+        transport = self.transport
+        if not self._paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def _peer_gone(self) -> bool:
+        """While reading is paused asyncio does not see a FIN or a reset: look."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        tcp_info = getattr(socket, "TCP_INFO", None)
+        try:
+            if tcp_info is not None:  # Linux: the connection's TCP state, unread data or not
+                state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+                return bool(state != _TCP_ESTABLISHED)
+            # Elsewhere: peek (through a dup: asyncio's socket wrapper has no recv).
+            with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
+                return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+        except (BlockingIOError, InterruptedError):
+            return False  # alive, nothing to read
+        except OSError:
+            return True  # reset
+
+    # ------------------------------------------------------------ errors
+
+    def warn(self, message: str, *args: Any) -> None:
+        """Log a WARNING this connection's peer caused: one per connection, and across
+        connections no more than the shared rate limit (the rest at DEBUG, counted)."""
+        logger = self.log if self.id else log
+        if self._warned or not _warnings.allow(self.loop.time()):
+            logger.debug(message, *args)
+            return
+        self._warned = True
+        if _warnings.suppressed:
+            message += " (%d similar warnings suppressed)"
+            args = (*args, _warnings.suppressed)
+            _warnings.suppressed = 0
+        logger.warning(message, *args)
+
+    def _internal_error(self, exc: Exception) -> None:
+        """An exception of ours while handling this connection: log it, end the connection."""
+        log.error("%s: internal error, connection closed", self.peer, exc_info=exc)
+        self._cancel_timer()
+        with contextlib.suppress(Exception):
+            self._session_over(SessionAborted(f"internal error: {exc!r}",
+                                     AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON))
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _event_size(event: ev.Event) -> int:
+    """The octets an event holds, for the limits on unread events."""
+    data = getattr(event, "user_data", None) or getattr(event, "data", None)
+    return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+
+
+def _tcp_keepalive(sock: socket.socket, interval: float) -> None:
+    """TCP keepalive: probes after ``interval`` s of silence, three of them a third apart."""
+    seconds = max(1, int(interval))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
+                            ("TCP_KEEPCNT", 3)):  # fmt: skip
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
