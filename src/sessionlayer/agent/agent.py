@@ -70,6 +70,8 @@ NEEDS: dict[str, Token] = {
     "every": EVERY,
 }
 _NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+_NOTHING: list[bytes] = []  # shared, never appended to: what an empty drain returns
+_NO_CHOICES: dict[str, str] = {}  # shared, never changed: no application parameters
 
 
 class TokensMissing(TokenError):
@@ -122,8 +124,9 @@ class SessionAgent:
             role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size,
             expedited=expedited,
         )  # fmt: skip
-        self._out: list[bytes] = []
-        self._events: list[ev.Event] = []
+        # Output queues: made on first use and handed over whole (an idle agent holds none).
+        self._out: list[bytes] | None = None
+        self._events: list[ev.Event] | None = None
         self._warnings: list[str] | None = None
         self._now = 0.0
         self._asked = Token(0)  # tokens we asked the peer for and have not used yet
@@ -137,7 +140,8 @@ class SessionAgent:
         self.aborting = False  #: the transport must go now, without writing (see fail)
         self.released = False  #: the session ended in an orderly release
         self.hello: Hello | None = None  #: (responder) the initiator's hello, if it sent one
-        self.chosen: dict[str, str] = {}  #: application parameters agreed at connect
+        #: Application parameters agreed at connect (read only; replaced, never changed).
+        self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
         self.session_id: str | None = None  #: (initiator) the id the responder gave it
         self.last_sync: int | None = None  #: the serial of the last sync point seen
@@ -151,14 +155,24 @@ class SessionAgent:
     def data_to_send(self) -> list[bytes]:
         """Octets for TCP, in order (drains)."""
         self._collect()
-        out, self._out = self._out, []
-        return out
+        out, self._out = self._out, None
+        return out or _NOTHING
 
     def events(self) -> list[ev.Event]:
         """Indications and confirms for the application, in order (drains).  Those the
         agent answered itself are among them, already answered."""
-        out, self._events = self._events, []
-        return out
+        out, self._events = self._events, None
+        return out or _NOTHING  # type: ignore[return-value]
+
+    def _send(self, data: bytes) -> None:
+        if self._out is None:
+            self._out = []
+        self._out.append(data)
+
+    def _event(self, event: ev.Event) -> None:
+        if self._events is None:
+            self._events = []
+        self._events.append(event)
 
     def warnings(self) -> list[str]:
         """What the agent would tell an operator (drains)."""
@@ -193,7 +207,7 @@ class SessionAgent:
         (``Options.handshake_timeout``, up to the AC)."""
         self._now = self._last_heard = now
         if self.machine.role == "initiator":
-            self._out.append(
+            self._send(
                 self.rfc.connect(calling_tsel, called_tsel, tpdu_size=self.options.tpdu_size)
             )
         else:
@@ -213,7 +227,7 @@ class SessionAgent:
             elif isinstance(tev, ConnectRequested):
                 # A DR or ER in the same read may have closed the connection already.
                 if self.rfc.state is ConnectionState.AWAITING_ACCEPT:
-                    self._out.append(self.rfc.accept())
+                    self._send(self.rfc.accept())
                     self._transport_ready()
             elif isinstance(tev, TransportConnected):
                 self._transport_ready()
@@ -234,7 +248,7 @@ class SessionAgent:
 
     def _tsdu(self, data: bytes, now: float) -> None:
         if self.keepalive and data == PING:
-            self._out.append(self.rfc.send_tsdu(PONG))
+            self._send(self.rfc.send_tsdu(PONG))
             return
         if self.keepalive and data == PONG:
             return
@@ -249,9 +263,9 @@ class SessionAgent:
         if rfc.state is not ConnectionState.OPEN:
             return
         for tsdu in expedited:
-            self._out.append(rfc.send_expedited(tsdu) if rfc.expedited else rfc.send_tsdu(tsdu))
+            self._send(rfc.send_expedited(tsdu) if rfc.expedited else rfc.send_tsdu(tsdu))
         for tsdu in normal:
-            self._out.append(rfc.send_tsdu(tsdu))
+            self._send(rfc.send_tsdu(tsdu))
 
     def fail(self, message: str, reason: AbortReason, *, reflect: bytes | None = None) -> None:
         """Provider abort decided outside the machine (a malformed TPDU, a limit, a timeout).
@@ -268,11 +282,11 @@ class SessionAgent:
             rfc.state is not ConnectionState.CLOSED
         ):
             ab = encode(Abort(transport_disconnect=int(reason), reflect=reflect or None))
-            self._out.append(encode_tpkt(encode_tpdu(Data(ab))))
+            self._send(encode_tpkt(encode_tpdu(Data(ab))))
         else:
-            self._out.clear()
+            self._out = None
         self.aborting = True
-        self._events.append(ev.ProviderAbortIndication(reason=reason, message=message, local=True))
+        self._event(ev.ProviderAbortIndication(reason=reason, message=message, local=True))
 
     # ------------------------------------------------------------ connect
 
@@ -317,7 +331,7 @@ class SessionAgent:
         hello = self.hello
         if hello is not None:
             user_data = Welcome(chosen=chosen, session_id=session_id).encode()
-        self.chosen = dict(chosen)
+        self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)
         self.keepalive = hello is not None and hello.keepalive
         self._deadline_handshake = None
@@ -372,7 +386,7 @@ class SessionAgent:
         them) for the application."""
         for event in self.machine.events():
             self._answer_one(event)
-            self._events.append(event)
+            self._event(event)
         self._give_owed()
 
     def _answer_one(self, event: ev.Event) -> None:
@@ -486,4 +500,4 @@ class SessionAgent:
             return
         if probe is not None and now >= probe and self.rfc.state is ConnectionState.OPEN:
             self._probe_sent = True
-            self._out.append(self.rfc.send_tsdu(PING))
+            self._send(self.rfc.send_tsdu(PING))

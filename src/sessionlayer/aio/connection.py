@@ -110,8 +110,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     __slots__ = (
         "_buffered",
         "_closed",
-        "_data",
-        "_data_waiter",
+                "_data_waiter",
         "_drained",
         "_event_bytes",
         "_events",
@@ -130,6 +129,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "_timer",
         "_timer_at",
         "_tokens_changed",
+        "_tpdu_size",
         "_tsaps",
         "_waiters",
         "_warned",
@@ -138,6 +138,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "bytes_in",
         "bytes_out",
         "id",
+        "inbox",
         "is_closed",
         "loop",
         "messages_in",
@@ -195,6 +196,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         #: S-DATA takes the fast path: ``agent.plain`` while the session is open (see flush).
         self.plain = False
         self._general = False  # RFC 1006 holds part of a TPDU or TSDU (the agent reads)
+        self._tpdu_size = 128  # negotiated in COTP CR/CC (kept here for the fast path)
         self.bytes_in = 0
         self.bytes_out = 0
         self.messages_in = 0
@@ -202,7 +204,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
         self.tap: Callable[[str, bytes], None] | None = None
         # What waits for the application.
-        self._data: collections.deque[bytes] = _NO_DATA  # a deque of its own on first data
+        #: Received S-DATA the application has not read yet (a deque of its own on first data).
+        self.inbox: collections.deque[bytes] = _NO_DATA
         self._buffered = 0
         self._data_waiter: asyncio.Future[bytes] | None = None
         self._events: collections.deque[ev.Event] | None = None  # made on the first event
@@ -368,6 +371,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             up.set_result(None)  # (initiator) the CC came
         # The fast path needs an open session on an open transport (write_data relies on it).
         self.plain = agent.plain and not closing and not self.closed
+        self._tpdu_size = agent.tpdu_size
         self._dispatch()
         for warning in agent.warnings():
             self.warn("session %s: %s", self.id, warning)
@@ -419,9 +423,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             waiter.set_result(messages[0])
             del messages[0]
         if messages:
-            if self._data is _NO_DATA:
-                self._data = collections.deque()
-            self._data.extend(messages)
+            if self.inbox is _NO_DATA:
+                self.inbox = collections.deque()
+            self.inbox.extend(messages)
             self._buffered += sum(map(len, messages))
             self._check_buffered()
 
@@ -432,9 +436,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if waiter is not None:
             waiter.set_result(message)
             return
-        if self._data is _NO_DATA:
-            self._data = collections.deque()
-        self._data.append(message)
+        if self.inbox is _NO_DATA:
+            self.inbox = collections.deque()
+        self.inbox.append(message)
         self._buffered += len(message)
         self._check_buffered()
 
@@ -450,13 +454,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._data_waiter = None
         return None if waiter.done() else waiter  # (done: its task was cancelled)
 
-    @property
-    def has_data(self) -> bool:
-        return bool(self._data)
-
     def pop_data(self) -> bytes:
-        """The oldest S-DATA indication held (``has_data`` must be true)."""
-        item = self._data.popleft()
+        """The oldest S-DATA indication held (``inbox`` must not be empty)."""
+        item = self.inbox.popleft()
         self._buffered -= len(item)
         if self._paused and self._buffered < self.options.max_buffered_bytes // 2:
             self._unpause(_BUFFERED)
@@ -628,7 +628,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         request waits for nothing.  flush_out also runs when the session starts waiting
         for data (``data_waiter``): a request-response exchange never schedules it.
         """
-        tpdu_size = self.agent.tpdu_size
+        tpdu_size = self._tpdu_size
         large = len(data) >= _COPY_BELOW
         if large:  # the data is not copied here: its pieces go to transport.writelines
             pieces = frame_pieces(data, tpdu_size)

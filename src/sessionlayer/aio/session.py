@@ -186,7 +186,7 @@ class Session:
     async def receive(self) -> bytes:
         """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
         conn = self._conn
-        if conn.has_data:
+        if conn.inbox:
             return conn.pop_data()
         try:
             return await conn.data_waiter()
@@ -201,7 +201,7 @@ class Session:
         # future the next S-DATA resolves.  A session waiting in ``async for`` holds no
         # frame of its own, only that future.
         conn = self._conn
-        if conn.has_data:
+        if conn.inbox:
             return self._take()
         return conn.data_waiter()
 
