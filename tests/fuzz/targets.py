@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessionlayer.aio.framing import PlainReader, frame_data
 from sessionlayer.aio.hello import MAGIC, Hello, Rejection, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
@@ -51,6 +50,7 @@ from sessionlayer.transport import (
     encode_tpkt,
     tpdu_size_code,
 )
+from sessionlayer.transport.fastpath import PlainReader, frame_data
 
 __all__ = [
     "TARGETS",

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from tests.fuzz import targets as T
 from tests.spdu import strategies as S
 
-from sessionlayer.aio.framing import frame_data
 from sessionlayer.aio.hello import Hello, Rejection, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.spdu import encode_tsdu
@@ -38,6 +37,7 @@ from sessionlayer.transport import (
     encode_tpkt,
     segment_tsdu,
 )
+from sessionlayer.transport.fastpath import frame_data
 
 Strategy = st.SearchStrategy[Any]
 

@@ -1,7 +1,7 @@
 """The glue between asyncio and the sans-I/O cores.
 
 ``SessionProtocol`` is an :class:`asyncio.BufferedProtocol`: TCP is read into
-a :class:`~sessionlayer.aio.framing.PlainReader`, which delivers plain data
+a :class:`~sessionlayer.transport.fastpath.PlainReader`, which delivers plain data
 itself; anything else goes into the RFC 1006 connection, whole TSDUs into the
 session machine, and the machine's indications out to a
 :class:`~sessionlayer.aio.session.Session`.
@@ -43,7 +43,7 @@ from ..transport import (
     encode_tpdu,
     encode_tpkt,
 )
-from .framing import PlainReader, frame_data, frame_pieces
+from ..transport.fastpath import PlainReader, frame_data, frame_pieces
 from .options import Options
 from .signal import Signal
 

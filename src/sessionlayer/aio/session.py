@@ -234,7 +234,7 @@ class Session:
         """S-DATA request; waits while the transport is congested (backpressure)."""
         protocol = self._protocol
         if protocol.plain:  # (only while the session is open: see SessionProtocol.flush)
-            # Fast path: GT+DT framed here (see sessionlayer.aio.framing).
+            # Fast path: GT+DT framed here (see sessionlayer.transport.fastpath).
             protocol.write_data(data if type(data) is bytes else bytes(data))
         else:
             self._check_open()

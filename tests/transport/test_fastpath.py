@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlayer.aio.framing import PlainReader, frame_data, frame_pieces
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.transport import Rfc1006Connection, TsduReceived
+from sessionlayer.transport.fastpath import PlainReader, frame_data, frame_pieces
 
 SIZES = st.sampled_from([128, 256, 1024, 8192, 65408])
 
