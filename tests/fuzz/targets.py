@@ -43,14 +43,15 @@ from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.spdu import DataTransfer, GiveTokens, decode_tsdu, encode_tsdu
 from sessionlayer.transport import (
     ConnectionRequest,
+    PlainReader,
     Rfc1006Connection,
     TransportEvent,
     TsduReceived,
     encode_tpdu,
     encode_tpkt,
+    frame_data,
     tpdu_size_code,
 )
-from sessionlayer.transport.fastpath import PlainReader, frame_data
 
 __all__ = [
     "TARGETS",

@@ -35,9 +35,9 @@ from sessionlayer.transport import (
     Parameter,
     encode_tpdu,
     encode_tpkt,
+    frame_data,
     segment_tsdu,
 )
-from sessionlayer.transport.fastpath import frame_data
 
 Strategy = st.SearchStrategy[Any]
 

@@ -36,14 +36,16 @@ from ..transport import (
     ConnectRequested,
     Data,
     ExpeditedReceived,
+    PlainReader,
     Rfc1006Connection,
     TransportConnected,
     TransportDisconnected,
     TsduReceived,
     encode_tpdu,
     encode_tpkt,
+    frame_data,
+    frame_pieces,
 )
-from ..transport.fastpath import PlainReader, frame_data, frame_pieces
 from .options import Options
 from .signal import Signal
 
