@@ -37,18 +37,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessionlayer.aio.framing import PlainReader, frame_data
 from sessionlayer.agent.hello import MAGIC, Hello, Rejection, Welcome
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import DATA_PREFIX
 from sessionlayer.spdu import DataTransfer, GiveTokens, decode_tsdu, encode_tsdu
 from sessionlayer.transport import (
     ConnectionRequest,
+    PlainReader,
     Rfc1006Connection,
     TransportEvent,
     TsduReceived,
     encode_tpdu,
     encode_tpkt,
+    frame_data,
     tpdu_size_code,
 )
 

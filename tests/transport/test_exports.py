@@ -16,6 +16,7 @@ import pytest
         "sessionlayer.transport.cotp",
         "sessionlayer.transport.reassembly",
         "sessionlayer.transport.connection",
+        "sessionlayer.transport.fastpath",
         "sessionlayer.capture",
     ],
 )
@@ -29,7 +30,7 @@ def test_all_names_exist(module: str) -> None:
 
 def test_package_reexports_every_submodule_name() -> None:
     transport = importlib.import_module("sessionlayer.transport")
-    for sub in ("tpkt", "cotp", "reassembly", "connection"):
+    for sub in ("tpkt", "cotp", "reassembly", "connection", "fastpath"):
         module = importlib.import_module(f"sessionlayer.transport.{sub}")
         public = {n for n in module.__all__ if not n.isupper() or n == "TPDU"}
         assert public <= set(transport.__all__), sub

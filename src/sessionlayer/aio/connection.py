@@ -1,7 +1,7 @@
 """``Connection``: one TCP connection carrying one session, on asyncio.
 
 It owns everything of that connection: the asyncio transport, the S-DATA fast path (reads
-into a :class:`~sessionlayer.aio.framing.PlainReader`, writes framed by ``frame_data``),
+into a :class:`~sessionlayer.transport.fastpath.PlainReader`, writes framed by ``frame_data``),
 the sans-I/O :class:`~sessionlayer.agent.SessionAgent` that decides everything else, the
 one timer, and what waits for the application (received data, events, requests waiting
 for their confirm).  :class:`~sessionlayer.aio.session.Session` is the user's facade over
@@ -39,7 +39,7 @@ from ..errors import (
 from ..machine import SessionMachine
 from ..machine import events as ev
 from ..spdu.codes import Token
-from .framing import PlainReader, frame_data, frame_pieces
+from ..transport.fastpath import PlainReader, frame_data, frame_pieces
 from .signal import Signal
 
 __all__ = ["Connection"]

@@ -174,7 +174,7 @@ class Session:
         """S-DATA request; waits while the transport is congested (backpressure)."""
         conn = self._conn
         if conn.plain:  # (only while the session is open: see Connection.flush)
-            # Fast path: GT+DT framed by the connection (see sessionlayer.aio.framing).
+            # Fast path: GT+DT framed by the connection (see sessionlayer.transport.fastpath).
             conn.write_data(data if type(data) is bytes else bytes(data))
         else:
             payload = bytes(data)

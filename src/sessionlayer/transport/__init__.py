@@ -1,5 +1,6 @@
 """RFC 1006 framing, sans-I/O: TPKT, ISO 8073 class 0 TPDUs, TSDU segmenting,
-and a transport connection object.  Nothing here touches a socket or a clock.
+a transport connection object, and the S-DATA fast path that short-cuts them
+(:mod:`sessionlayer.transport.fastpath`).  Nothing here touches a socket or a clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from sessionlayer.transport.connection import (
     TsduReceived,
 )
 from sessionlayer.transport.cotp import (
+    DT_EOT_HEADER,
+    DT_HEADER_SIZE,
+    DT_MORE_HEADER,
     TPDU,
     ConnectionConfirm,
     ConnectionRequest,
@@ -32,21 +36,31 @@ from sessionlayer.transport.cotp import (
     encode_tpdu,
     tpdu_size_code,
 )
+from sessionlayer.transport.fastpath import PlainReader, frame_data, frame_pieces
 from sessionlayer.transport.reassembly import (
     DEFAULT_MAX_TSDU_SIZE,
-    DT_HEADER_SIZE,
     TsduAssembler,
     segment_tsdu,
+    tsdu_too_large,
 )
-from sessionlayer.transport.tpkt import MAX_TPKT_PAYLOAD, TPKT_HEADER_SIZE, TpktParser, encode_tpkt
+from sessionlayer.transport.tpkt import (
+    MAX_TPKT_PAYLOAD,
+    TPKT_HEADER_SIZE,
+    TPKT_VERSION,
+    TpktParser,
+    encode_tpkt,
+)
 
 __all__ = [
     "DEFAULT_MAX_TSDU_SIZE",
     "DEFAULT_TPDU_SIZE",
+    "DT_EOT_HEADER",
     "DT_HEADER_SIZE",
+    "DT_MORE_HEADER",
     "MAX_TPKT_PAYLOAD",
     "TPDU",
     "TPKT_HEADER_SIZE",
+    "TPKT_VERSION",
     "ConnectRequested",
     "ConnectionConfirm",
     "ConnectionRequest",
@@ -59,6 +73,7 @@ __all__ = [
     "ExpeditedReceived",
     "Parameter",
     "ParameterCode",
+    "PlainReader",
     "RejectCause",
     "Rfc1006Connection",
     "TpduCode",
@@ -71,6 +86,9 @@ __all__ = [
     "decode_tpdu",
     "encode_tpdu",
     "encode_tpkt",
+    "frame_data",
+    "frame_pieces",
     "segment_tsdu",
     "tpdu_size_code",
+    "tsdu_too_large",
 ]

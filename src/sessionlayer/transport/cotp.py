@@ -22,6 +22,9 @@ from sessionlayer.errors import DecodeError, EncodeError
 from sessionlayer.transport.codes import DisconnectReason, ParameterCode, RejectCause, TpduCode
 
 __all__ = [
+    "DT_EOT_HEADER",
+    "DT_HEADER_SIZE",
+    "DT_MORE_HEADER",
     "TPDU",
     "ConnectionConfirm",
     "ConnectionRequest",
@@ -45,6 +48,10 @@ MAX_TPDU_SIZE_CODE = 0x0D  #: 8192 octets
 MAX_HEADER_LI = 254  #: LI 255 is reserved
 MAX_ED_DATA = 16  #: RFC 1006: 1..16 octets of expedited data
 _EOT = 0x80
+DT_HEADER_SIZE = 3  #: class 0 DT header: LI, code, EOT/TPDU-NR
+#: The whole class 0 DT header (LI 2, DT, EOT/TPDU-NR) of the last DT of a TSDU, and of the others.
+DT_EOT_HEADER = bytes([DT_HEADER_SIZE - 1, TpduCode.DT, _EOT])
+DT_MORE_HEADER = bytes([DT_HEADER_SIZE - 1, TpduCode.DT, 0])
 
 _NAMED = frozenset(
     {

@@ -7,17 +7,27 @@ sent as several DT TPDUs; only the last has EOT set.
 from __future__ import annotations
 
 from sessionlayer.errors import AbortReason, DecodeError, EncodeError
-from sessionlayer.transport.cotp import Data, encode_tpdu
+from sessionlayer.transport.cotp import DT_HEADER_SIZE, Data, encode_tpdu
 
 __all__ = [
     "DEFAULT_MAX_TSDU_SIZE",
     "DT_HEADER_SIZE",
     "TsduAssembler",
     "segment_tsdu",
+    "tsdu_too_large",
 ]
 
-DT_HEADER_SIZE = 3  #: LI, code, EOT/TPDU-NR
 DEFAULT_MAX_TSDU_SIZE = 1 << 20  #: 1 MiB
+
+
+def tsdu_too_large(size: int, limit: int) -> DecodeError:
+    """The error for a TSDU of at least *size* octets received over a *limit* of this side's
+    (an implementation restriction: the peer did nothing wrong).  One message and reason for
+    :class:`TsduAssembler` and the fast path (:mod:`sessionlayer.transport.fastpath`)."""
+    return DecodeError(
+        f"TSDU of at least {size} octets exceeds the maximum {limit}",
+        reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
+    )
 
 
 def segment_tsdu(tsdu: bytes, max_tpdu_size: int) -> list[bytes]:
@@ -63,10 +73,7 @@ class TsduAssembler:
         self._size += len(tpdu.user_data)
         if self._size > self.max_tsdu_size:
             size, self._parts, self._size = self._size, None, 0
-            raise DecodeError(
-                f"TSDU of at least {size} octets exceeds the maximum {self.max_tsdu_size}",
-                reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
-            )
+            raise tsdu_too_large(size, self.max_tsdu_size)
         if tpdu.eot and self._parts is None:  # a TSDU in one DT
             self._size = 0
             return tpdu.user_data

@@ -5,8 +5,13 @@ While the machine's ``plain_data`` holds, every S-DATA is the TSDU
 ISO 8073 DT TPDUs in TPKTs.  :func:`frame_data` builds exactly the octets the
 general path (machine, then :class:`~sessionlayer.transport.Rfc1006Connection`)
 would build, in one go; :class:`PlainReader` pulls such TSDUs out of the
-byte stream and hands anything else back to the general path.  A test holds
-both paths to the same octets.
+byte stream and hands anything else back to the general path.
+
+It lives with the RFC 1006 code it short-cuts and shares its constants (TPKT header
+and version, the class 0 DT headers) and its TSDU-limit error
+(:func:`~sessionlayer.transport.reassembly.tsdu_too_large`).  Sans-I/O: bytes in,
+bytes out (the one shared receive buffer is per thread).
+``tests/transport/test_fastpath.py`` holds both paths to the same octets and errors.
 """
 
 from __future__ import annotations
@@ -15,30 +20,30 @@ import struct
 import threading
 from typing import Any
 
-from ..errors import AbortReason, DecodeError
 from ..machine import DATA_PREFIX
+from .cotp import DT_EOT_HEADER, DT_HEADER_SIZE, DT_MORE_HEADER
+from .reassembly import tsdu_too_large
+from .tpkt import TPKT_HEADER_SIZE, TPKT_VERSION
 
 __all__ = ["frame_data", "frame_pieces", "PlainReader"]
 
-_DT_EOT = b"\x02\xf0\x80"
-_DT_MORE = b"\x02\xf0\x00"
-_DT_HEAD = 3  # class 0 DT header: LI, code, EOT/TPDU-NR
-_HEAD = 4 + _DT_HEAD  # TPKT header + class 0 DT header
+_HEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE  # TPKT header + class 0 DT header
 _FIRST = _HEAD + len(DATA_PREFIX)
-_EOT_PREFIX = _DT_EOT + DATA_PREFIX
-_MORE_PREFIX = _DT_MORE + DATA_PREFIX
-_TPKT_V3 = 0x0300  # TPKT version 3 and the reserved octet, as one big-endian 16-bit field
+_EOT_PREFIX = DT_EOT_HEADER + DATA_PREFIX
+_MORE_PREFIX = DT_MORE_HEADER + DATA_PREFIX
+# TPKT version 3 and the reserved octet 0, as one big-endian 16-bit field.
+_TPKT_V3 = TPKT_VERSION << 8
 # The TPKT header and the next 3 (DT header) or 7 (DT header and DATA_PREFIX) octets in one
 # struct call: (version+reserved, TPKT length, the octets after the TPKT header).
-_DT = struct.Struct(">HH3s")
-_FIRST_DT = struct.Struct(">HH7s")
+_DT = struct.Struct(f">HH{DT_HEADER_SIZE}s")
+_FIRST_DT = struct.Struct(f">HH{DT_HEADER_SIZE + len(DATA_PREFIX)}s")
 _pack_first = _FIRST_DT.pack
 _unpack_first = _FIRST_DT.unpack_from
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
     """TPKT + DT TPDUs carrying the TSDU ``DATA_PREFIX + data``, each TPDU <= ``tpdu_size``."""
-    if len(DATA_PREFIX) + len(data) <= tpdu_size - _DT_HEAD:  # one TPDU
+    if len(DATA_PREFIX) + len(data) <= tpdu_size - DT_HEADER_SIZE:  # one TPDU
         return _pack_first(_TPKT_V3, len(data) + _FIRST, _EOT_PREFIX) + data
     return b"".join(frame_pieces(data, tpdu_size))
 
@@ -47,7 +52,7 @@ def frame_pieces(data: bytes, tpdu_size: int) -> list[bytes | memoryview]:
     """What :func:`frame_data` joins: TPDU headers and views of ``data`` (not copied), for
     ``transport.writelines`` (which uvloop and asyncio 3.12+ hand to the kernel as they
     are)."""
-    room = tpdu_size - _DT_HEAD  # octets of the TSDU per TPDU
+    room = tpdu_size - DT_HEADER_SIZE  # octets of the TSDU per TPDU
     n = len(data)
     view = memoryview(data)
     if len(DATA_PREFIX) + n <= room:
@@ -59,7 +64,9 @@ def frame_pieces(data: bytes, tpdu_size: int) -> list[bytes | memoryview]:
     while pos < n:
         chunk = view[pos : pos + room]
         pos += room
-        parts.append(_DT.pack(_TPKT_V3, len(chunk) + _HEAD, _DT_EOT if pos >= n else _DT_MORE))
+        parts.append(
+            _DT.pack(_TPKT_V3, len(chunk) + _HEAD, DT_EOT_HEADER if pos >= n else DT_MORE_HEADER)
+        )
         parts.append(chunk)
     return parts
 
@@ -273,7 +280,7 @@ class PlainReader:
 def _rest_of_tpdu(buf: bytearray, pos: int, end: int) -> int:
     """Octets still to come of the TPDU at ``buf[pos:end]``, when its TPKT length has
     arrived (else 0)."""
-    if end - pos < 4:
+    if end - pos < TPKT_HEADER_SIZE:
         return 0
     return max(0, ((buf[pos + 2] << 8) | buf[pos + 3]) - (end - pos))
 
@@ -282,7 +289,7 @@ def _whole(buf: bytearray, view: memoryview, pos: int, end: int, out: list[bytes
            limit: int) -> int:  # fmt: skip
     """Append every whole plain-data TSDU in ``buf[pos:end]`` (``view``: all of ``buf``)
     to ``out``; return where it stopped (a TSDU cut short, or anything else)."""
-    if end - pos < 4:
+    if end - pos < TPKT_HEADER_SIZE:
         return pos
     length = (buf[pos + 2] << 8) | buf[pos + 3]
     if length > end - pos:  # not even its first TPDU is whole
@@ -342,10 +349,10 @@ def _spanning(buf: bytes | memoryview, pos: int, stop: int, end: int, out: list[
             return -1
         parts.append(view[pos + _HEAD : stop])
         pos = stop
-        if dt == _DT_EOT:
+        if dt == DT_EOT_HEADER:
             out.append(b"".join(parts))
             return pos
-        if dt != _DT_MORE:
+        if dt != DT_MORE_HEADER:
             return -1
     return -1
 
@@ -365,19 +372,21 @@ def _scan(buf: bytearray, start: int, nxt: int, end: int, size: int, out: list[b
             return _OTHER, 0, 0
         tpkt, length, dt = _DT.unpack_from(buf, pos)
         plain = need == _HEAD or buf[pos + _HEAD : pos + _FIRST] == DATA_PREFIX
-        if tpkt != _TPKT_V3 or length < need or not plain or (dt != _DT_EOT and dt != _DT_MORE):
+        if (
+            tpkt != _TPKT_V3
+            or length < need
+            or not plain
+            or (dt != DT_EOT_HEADER and dt != DT_MORE_HEADER)
+        ):
             return _OTHER, 0, 0
         total = size + length - _HEAD
         if total > limit:
-            raise DecodeError(
-                f"TSDU of at least {total} octets exceeds the maximum {limit}",
-                reason=AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION,
-            )
+            raise tsdu_too_large(total, limit)
         if end - pos < length:
             return _CUT, pos - start, size
         pos += length
         size = total
-        if dt == _DT_EOT:
+        if dt == DT_EOT_HEADER:
             out.append(_join(buf, start, pos))
             return pos, 0, 0
 
@@ -397,10 +406,11 @@ def _join(buf: bytearray, pos: int, end: int) -> bytes:
 def _plausible(hdr: bytes, need: int) -> bool:
     """Could ``hdr`` (all or the start of a TPDU header) begin a plain-data DT TPDU?"""
     n = len(hdr)
-    if n >= 2 and (hdr[0] != 3 or hdr[1]):
+    if n >= 2 and (hdr[0] != TPKT_VERSION or hdr[1]):
         return False
-    if n >= 4 and ((hdr[2] << 8) | hdr[3]) < need:
+    if n >= TPKT_HEADER_SIZE and ((hdr[2] << 8) | hdr[3]) < need:
         return False
-    if n >= 7 and hdr[4:7] != _DT_EOT and hdr[4:7] != _DT_MORE:
+    dt = hdr[TPKT_HEADER_SIZE:_HEAD]
+    if n >= _HEAD and dt != DT_EOT_HEADER and dt != DT_MORE_HEADER:
         return False
     return not (need == _FIRST and n >= _FIRST and hdr[_HEAD:_FIRST] != DATA_PREFIX)
