@@ -346,6 +346,12 @@ class Child:
         _, rss, live = (await asyncio.wait_for(self._read(self.proc), timeout=30)).split()
         return int(rss), int(live)
 
+    async def command(self, line: str) -> str:
+        """Send one command line; return the child's answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        return await asyncio.wait_for(self._read(self.proc), timeout=60)
+
     async def wait_live(self, want: int, timeout: float) -> tuple[int, int]:
         deadline = perf() + timeout
         while True:
@@ -443,8 +449,10 @@ async def _open_many(
 
 
 async def idle(
-    impl: str, loop_name: str, count: int, timeout: float, *extra: str
+    impl: str, loop_name: str, count: int, timeout: float, *extra: str, profile: bool = False
 ) -> dict[str, Any]:
+    """Open ``count`` sessions against a server child; ``profile``: the child profiles the
+    opens (``extra`` then names the tool: ``--profile cprofile|pyinstrument``)."""
     opener = _open_baseline if impl == "baseline" else _open_sessionlayer
     child = await Child.start(impl, loop_name, *extra)
     try:
@@ -452,10 +460,14 @@ async def idle(
         for close in warm:
             close()
         base_rss, _ = await child.wait_live(0, 10)
+        if profile:
+            await child.command("profile-start")
         server_cpu, client_cpu = child.cpu_seconds(), time.process_time()
         closers, elapsed, error = await _open_many(opener, child.port, count, timeout)
         server_cpu = child.cpu_seconds() - server_cpu
         client_cpu = time.process_time() - client_cpu
+        if profile:
+            await child.command("profile-stop")
         rss, live = await child.wait_live(len(closers), 10)
         for close in closers:
             close()

@@ -6,6 +6,7 @@
     python -m bench.setup --repeat 3        # median of 3 runs per implementation
     python -m bench.setup --json            # machine-readable results on stdout
     python -m bench.setup --check           # exit 1 when a target is missed
+    python -m bench.setup --loop asyncio --profile-server cprofile      # or pyinstrument
 
 For each implementation, a server runs alone in a child process (bench/aio_idle.py, on
 ``--loop``): sessionlayer ``serve()`` with a handler that waits in ``async for`` (an idle
@@ -20,7 +21,15 @@ server process ends (it is killed if it does not quit, and at exit whatever happ
 
 Reported: sessions/s over the opens, (RSS after - RSS before) / sessions, and the CPU time
 each process used while opening, per session (the server's from ``/proc/<pid>/stat``, the
-client's from ``time.process_time()``), which shows which side limits the rate.
+client's from ``time.process_time()``), which shows which side limits the rate, and the
+rate the busier side's CPU allows ("CPU-bound": what a machine with a free core for each
+process would measure; on a shared machine it varies far less than the measured rate).
+
+``--profile-server cprofile|pyinstrument`` profiles the server while it takes the opens
+(sessionlayer, or ``--profile-impl baseline``), with no table: the profile goes to
+``--profile-out`` (``{loop}`` is replaced by the loop's name; pyinstrument writes a text
+report there), and for cProfile the top functions are printed.  pyinstrument is not a
+project dependency: ``pip install pyinstrument``.
 
 Targets (issue 7): setup >= 0.5x and idle RSS per session <= 1.5x the baseline's.
 The client uses bench/aio.py's ``OPTIONS``; the server no keepalive and no idle timer.
@@ -108,6 +117,30 @@ async def measure(loop_name: str, count: int, repeat: int, timeout: float) -> di
     return out
 
 
+async def profile_server(
+    loop_name: str, impl: str, count: int, timeout: float, tool: str, out: str
+) -> dict[str, Any]:
+    """One run of ``impl`` whose server profiles the opens with ``tool`` into ``out``."""
+    r = await idle(
+        impl, loop_name, count, timeout, "--profile", tool, "--profile-out", out, profile=True
+    )
+    log(
+        f"profiled setup [{loop_name}] {impl}: {r['opened']:,} sessions in {r['seconds']:.2f} s"
+        f" ({r['conns_per_s']:,.0f}/s under the profiler), server CPU {r['server_cpu_s']:.2f} s;"
+        f" profile in {out}"
+    )
+    return r
+
+
+def _print_pstats(path: str, sessions: int, top: int = 30) -> None:
+    import pstats
+
+    stats = pstats.Stats(path)
+    print(f"{path}: {stats.total_calls:,} calls, {stats.total_calls / sessions:,.0f} per session")
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+
+
 def _median_per_session(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(r[key] / r["opened"] if r["opened"] else float("nan") for r in runs)
 
@@ -127,7 +160,15 @@ def rows(result: dict[str, Any]) -> list[Row]:
             base["rss_per_session"], RSS_TARGET),
         Row("server CPU per setup", "us", sl["server_cpu_us"], base["server_cpu_us"]),
         Row("client CPU per setup", "us", sl["client_cpu_us"], base["client_cpu_us"]),
+        Row("setup, CPU-bound", "sessions/s", _cpu_bound(sl), _cpu_bound(base)),
     ]  # fmt: skip
+
+
+def _cpu_bound(r: dict[str, Any]) -> float | None:
+    """The rate if each process had a core to itself: 1 / the busier side's CPU per session
+    (steadier than the measured rate on a shared machine)."""
+    busiest = max(r["server_cpu_us"], r["client_cpu_us"])
+    return 1e6 / busiest if busiest > 0 else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--profile-server", choices=("cprofile", "pyinstrument"), help="profile the server"
+    )
+    parser.add_argument("--profile-impl", choices=IMPLS, default="sessionlayer")
+    parser.add_argument("--profile-out", default="/tmp/profile-setup-server-{loop}.prof")
     args = parser.parse_args(argv)
     count = args.count or (QUICK_COUNT if args.quick else COUNT)
     soft, hard = raise_nofile()
@@ -166,6 +212,21 @@ def main(argv: list[str] | None = None) -> int:
         "uvloop_skipped": skipped,
         "loops": {},
     }
+    if args.profile_server:
+        try:
+            for name in names:
+                out = args.profile_out.replace("{loop}", name)
+                with asyncio.Runner(loop_factory=_factory(name)) as runner:
+                    r = runner.run(
+                        profile_server(
+                            name, args.profile_impl, count, args.timeout, args.profile_server, out
+                        )
+                    )
+                if args.profile_server == "cprofile":
+                    _print_pstats(out, r["opened"])
+        finally:
+            kill_children()
+        return 0
     started = time.perf_counter()
     try:
         for name in names:
