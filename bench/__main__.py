@@ -2,23 +2,43 @@
 
 1. the SPDU decoder against plain ``bytes`` slicing (bench/codec.py);
 2. sessions over loopback TCP against raw asyncio (bench/aio.py): throughput,
-   ping-pong latency and idle sessions.
+   ping-pong latency and idle sessions;
+3. session setup and idle memory with client and server in separate processes, on
+   asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets).
 
-Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...).
+Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
+bench/setup.py gets ``--quick``, ``--json``, ``--check`` and ``--loop`` from them (without
+``--loop``, or with ``--loop auto``, it runs both loops).
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import aio, codec
+from bench import aio, codec, setup
+
+
+def setup_args(args: list[str]) -> list[str]:
+    """The arguments of bench/aio.py that bench/setup.py understands too."""
+    out = [a for a in args if a in ("--quick", "--json", "--check")]
+    loop = "both"
+    for i, arg in enumerate(args):
+        if arg == "--uvloop":
+            loop = "uvloop"
+        elif arg == "--loop" and i + 1 < len(args):
+            loop = args[i + 1]
+        elif arg.startswith("--loop="):
+            loop = arg.partition("=")[2]
+    return [*out, "--loop", "both" if loop == "auto" else loop]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     status = codec.main([])
     print()
-    return status or aio.main(args)
+    status = status or aio.main(args)
+    print()
+    return status or setup.main(setup_args(args))
 
 
 if __name__ == "__main__":

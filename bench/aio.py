@@ -39,13 +39,14 @@ import gc
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sessionlayer
 from bench.aio_baseline import FrameProtocol
@@ -298,6 +299,9 @@ def _percentile(sorted_samples: list[int], pct: float) -> float:
 class Child:
     """The idle-sessions server in a child process (bench/aio_idle.py)."""
 
+    running: ClassVar[set[int]] = set()
+    """Pids of the children started and not yet stopped: ``kill_children()`` ends them."""
+
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc = proc
         self.port = port
@@ -317,7 +321,15 @@ class Child:
             stdout=asyncio.subprocess.PIPE,
             cwd=REPO,
         )
-        line = await asyncio.wait_for(cls._read(proc), timeout=30)
+        cls.running.add(proc.pid)
+        try:
+            line = await asyncio.wait_for(cls._read(proc), timeout=30)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            cls.running.discard(proc.pid)
+            raise
         return cls(proc, int(line.split()[1]))
 
     @staticmethod
@@ -334,6 +346,12 @@ class Child:
         _, rss, live = (await asyncio.wait_for(self._read(self.proc), timeout=30)).split()
         return int(rss), int(live)
 
+    async def command(self, line: str) -> str:
+        """Send one command line; return the child's answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        return await asyncio.wait_for(self._read(self.proc), timeout=60)
+
     async def wait_live(self, want: int, timeout: float) -> tuple[int, int]:
         deadline = perf() + timeout
         while True:
@@ -342,16 +360,46 @@ class Child:
                 return rss, live
             await asyncio.sleep(0.05)  # polling the child, not timing anything
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the child has used so far (``/proc/<pid>/stat``)."""
+        return proc_cpu_seconds(self.proc.pid)
+
     async def stop(self) -> None:
         assert self.proc.stdin is not None
-        with contextlib.suppress(ConnectionError):
-            self.proc.stdin.write(b"quit\n")
-            self.proc.stdin.close()
         try:
-            await asyncio.wait_for(self.proc.wait(), timeout=10)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+            with contextlib.suppress(ConnectionError):
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), timeout=10)
+        finally:  # also when this task is cancelled: the child never outlives the run
+            if self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+            Child.running.discard(self.proc.pid)
+
+
+def kill_children() -> None:
+    """SIGKILL every child ``Child.start`` made that was not stopped (an exit path)."""
+    for pid in list(Child.running):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        Child.running.discard(pid)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` in seconds (Linux; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 async def _open_baseline(port: int) -> Callable[[], None]:
@@ -401,8 +449,10 @@ async def _open_many(
 
 
 async def idle(
-    impl: str, loop_name: str, count: int, timeout: float, *extra: str
+    impl: str, loop_name: str, count: int, timeout: float, *extra: str, profile: bool = False
 ) -> dict[str, Any]:
+    """Open ``count`` sessions against a server child; ``profile``: the child profiles the
+    opens (``extra`` then names the tool: ``--profile cprofile|pyinstrument``)."""
     opener = _open_baseline if impl == "baseline" else _open_sessionlayer
     child = await Child.start(impl, loop_name, *extra)
     try:
@@ -410,7 +460,14 @@ async def idle(
         for close in warm:
             close()
         base_rss, _ = await child.wait_live(0, 10)
+        if profile:
+            await child.command("profile-start")
+        server_cpu, client_cpu = child.cpu_seconds(), time.process_time()
         closers, elapsed, error = await _open_many(opener, child.port, count, timeout)
+        server_cpu = child.cpu_seconds() - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        if profile:
+            await child.command("profile-stop")
         rss, live = await child.wait_live(len(closers), 10)
         for close in closers:
             close()
@@ -426,6 +483,10 @@ async def idle(
         "server_rss_base": base_rss,
         "server_rss": rss,
         "rss_per_session": (rss - base_rss) / opened if opened else float("nan"),
+        # CPU used while opening (the server's from /proc, in clock ticks; the client's is
+        # this process's): the side near 1 s per second of `seconds` is the bottleneck.
+        "server_cpu_s": server_cpu,
+        "client_cpu_s": client_cpu,
         "error": error,
     }
 
@@ -633,7 +694,12 @@ def _fmt(value: float | None) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = ("metric", "unit", "sessionlayer", "baseline", "ratio", "target", "result")
+    return format_rows(rows(results))
+
+
+def format_rows(all_rows: list[Row], baseline: str = "baseline") -> str:
+    """A Markdown table of ``all_rows``, then a note for each row that has one."""
+    head = ("metric", "unit", "sessionlayer", baseline, "ratio", "target", "result")
     body = [
         (
             r.metric,
@@ -644,7 +710,7 @@ def table(results: dict[str, Any]) -> str:
             f"{r.target}x" if r.target else "-",
             r.verdict or "info",
         )
-        for r in rows(results)
+        for r in all_rows
     ]
     widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
     lines = [
@@ -657,7 +723,7 @@ def table(results: dict[str, Any]) -> str:
             for i, (c, w) in enumerate(zip(line, widths, strict=True))
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"note: {r.metric}: {r.note}" for r in rows(results) if r.note]
+    notes = [f"note: {r.metric}: {r.note}" for r in all_rows if r.note]
     return "\n".join(lines + notes)
 
 

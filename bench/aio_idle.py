@@ -8,6 +8,11 @@ commands read from stdin, one a line:
              and how many sessions (connections) are live and established;
 ``quit``  -> exits at once (the parent then closes its side).
 
+``profile-start`` / ``profile-stop`` -> ``ok``: with ``--profile cprofile|pyinstrument``
+             (a profiling aid, off in the benchmark), profile what the server does in
+             between and write it to ``--profile-out`` (a pstats file for cProfile; a text
+             report, and the session as ``.pyisession``, for pyinstrument).
+
 ``--trace-top K`` (a profiling aid, off in the benchmark): tracemalloc starts at the first
 ``stat`` and every later ``stat`` writes the K largest allocation sites since then, and
 their total per live session, to stderr.
@@ -24,6 +29,7 @@ import gc
 import os
 import resource
 import sys
+import time
 import tracemalloc
 from typing import Any
 
@@ -128,7 +134,45 @@ def _trace(top: int) -> None:
         )
 
 
-async def main(impl: str, max_sessions: int, trace_top: int = 0) -> None:
+class _Profile:
+    """cProfile or pyinstrument around the part of the run the parent chooses."""
+
+    def __init__(self, tool: str, out: str) -> None:
+        self.tool, self.out = tool, out
+        self.profiler: Any = None
+
+    def start(self) -> None:
+        if self.tool == "cprofile":
+            import cProfile
+
+            # CPU time, not wall time: on a shared 2-core machine the server is descheduled
+            # while the client runs, and a wall clock charges that to whatever call was
+            # running (socket.send, which wakes the client, most of all).
+            self.profiler = cProfile.Profile(time.process_time)
+            self.profiler.enable()
+        else:
+            import pyinstrument
+
+            self.profiler = pyinstrument.Profiler(interval=0.0002, async_mode="disabled")
+            self.profiler.start()
+
+    def stop(self) -> None:
+        if self.profiler is None:
+            return
+        if self.tool == "cprofile":
+            self.profiler.disable()
+            self.profiler.dump_stats(self.out)
+        else:
+            session = self.profiler.stop()
+            session.save(self.out + ".pyisession")
+            with open(self.out, "w") as f:
+                f.write(self.profiler.output_text(unicode=False, color=False, show_all=False))
+        self.profiler = None
+
+
+async def main(
+    impl: str, max_sessions: int, trace_top: int = 0, profile: _Profile | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     if impl == "baseline":
         server = await _serve_baseline(_Live)
@@ -146,6 +190,9 @@ async def main(impl: str, max_sessions: int, trace_top: int = 0) -> None:
             if trace_top:
                 _trace(trace_top)
             print(f"stat {rss_bytes()} {_Live.count}", flush=True)
+        elif line in ("profile-start", "profile-stop") and profile is not None:
+            profile.start() if line == "profile-start" else profile.stop()
+            print("ok", flush=True)
         elif line in ("quit", ""):
             sys.stdout.flush()
             os._exit(0)  # no orderly teardown of thousands of sessions: the parent closes
@@ -157,6 +204,8 @@ def _cli() -> None:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--max-sessions", type=int, default=100_000)
     parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc report (0: off)")
+    parser.add_argument("--profile", choices=("cprofile", "pyinstrument"), help="profiler")
+    parser.add_argument("--profile-out", default="/tmp/profile-setup-server.prof")
     args = parser.parse_args()
     raise_nofile()
     factory = None
@@ -165,7 +214,8 @@ def _cli() -> None:
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(args.impl, args.max_sessions, args.trace_top))
+        profile = _Profile(args.profile, args.profile_out) if args.profile else None
+        runner.run(main(args.impl, args.max_sessions, args.trace_top, profile))
 
 
 if __name__ == "__main__":
