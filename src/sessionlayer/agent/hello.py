@@ -56,7 +56,8 @@ def _load(magic: bytes, data: bytes, what: str) -> dict[str, Any]:
     if not data.startswith(magic):
         raise DecodeError(f"user data is not a sessionlayer {what}")
     raw = data[len(magic) :]
-    if _depth(raw) > _MAX_DEPTH:  # checked first: json would recurse once per level
+    opening = raw.count(b"[") + raw.count(b"{")  # a bound on the depth, in C
+    if opening > _MAX_DEPTH and _depth(raw) > _MAX_DEPTH:  # (json recurses once per level)
         raise DecodeError(f"malformed sessionlayer {what}: nested deeper than {_MAX_DEPTH}")
     try:
         obj = json.loads(raw.decode("utf-8"))

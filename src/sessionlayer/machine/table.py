@@ -149,7 +149,7 @@ _CONNECT: list[_R] = [
         row
         for st in ("STA01", "STA01C")
         for row in (
-            (st, "CN", "cn_ok cn_overflow", "keep_cn send_oa", "STA01D", f"{st}; 7.1, 7.2"),
+            (st, "CN", "cn_overflow cn_ok", "keep_cn send_oa", "STA01D", f"{st}; 7.1, 7.2"),
             (st, "CN", "cn_ok", "conn_ind", "STA08", f"{st}; 7.1"),
             (st, "CN", "", "refuse_spm start_tim", "STA16", f"{st}; 7.5"),
         )
