@@ -1,0 +1,277 @@
+"""Two sans-I/O agents against each other, no sockets: the handshake and the hello, token
+fetching, the answers an agent gives on its own, release, keepalive and every deadline.
+
+``AgentPair`` moves the octets each agent writes to the other (the TCP of these tests) and
+keeps the time, so a test says exactly when each thing happens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessionlayer import FunctionalUnit as FU
+from sessionlayer.agent import NEEDS, PING, PONG, Hello, Options, SessionAgent, TokensMissing
+from sessionlayer.errors import AbortReason
+from sessionlayer.machine import SessionConfig
+from sessionlayer.machine import events as ev
+from sessionlayer.spdu import decode_tsdu
+from sessionlayer.spdu.codes import ResyncType, Token
+from sessionlayer.spdu.types import Abort, ConnectionId
+from sessionlayer.transport import Rfc1006Connection, TsduReceived
+
+HALF = FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.NEGOTIATED_RELEASE
+ACTIVITIES = FU.DUPLEX | FU.ACTIVITY | FU.CAPABILITY_DATA | FU.MAJOR_SYNC
+HELLO = Hello()
+OPTS = Options(keepalive_interval=15.0, idle_timeout=45.0, handshake_timeout=10.0)
+
+
+class AgentPair:
+    """An initiator and a responder agent, connected through a byte pipe."""
+
+    def __init__(self, units: FU = FU.DUPLEX, options: Options = OPTS, **config: Any) -> None:
+        cfg = SessionConfig(functional_units=units, **config)
+        self.now = 100.0
+        self.client = SessionAgent("initiator", cfg, options)
+        self.server = SessionAgent("responder", cfg, options)
+        self.wire: list[tuple[str, bytes]] = []  # (who wrote, octets)
+        self.events: dict[str, list[ev.Event]] = {"client": [], "server": []}
+        self.client.connection_made(self.now)
+        self.server.connection_made(self.now)
+
+    def pump(self) -> None:
+        """Deliver what each side wrote until both are quiet."""
+        moved = True
+        while moved:
+            moved = False
+            for name, src, dst in (("client", self.client, self.server),
+                                   ("server", self.server, self.client)):  # fmt: skip
+                for data in src.data_to_send():
+                    moved = True
+                    self.wire.append((name, data))
+                    dst.heard(self.now)
+                    dst.receive_data(data, self.now)
+            self.events["client"] += self.client.events()
+            self.events["server"] += self.server.events()
+
+    def kinds(self, side: str) -> list[str]:
+        return [type(e).__name__ for e in self.events[side]]
+
+    def take(self, side: str, kind: type) -> Any:
+        found = [e for e in self.events[side] if isinstance(e, kind)]
+        assert found, f"no {kind.__name__} at the {side}: {self.kinds(side)}"
+        self.events[side].remove(found[0])
+        return found[0]
+
+    def open(self, hello: Hello | None = HELLO) -> None:
+        self.pump()  # CR / CC
+        self.client.connect(None if hello else b"osi", ConnectionId(common_ref=b"c" * 16), hello)
+        self.pump()
+        indication = self.take("server", ev.ConnectIndication)
+        self.server.indication(indication)
+        self.server.accept(chosen={"codec": "json"}, session_id="ab" * 16)
+        self.pump()
+        self.client.confirmed(self.take("client", ev.ConnectConfirm))
+
+
+def tsdus(data: bytes) -> list[bytes]:
+    """The TSDUs in octets one agent wrote after the handshake."""
+    rfc = Rfc1006Connection("responder")
+    rfc.state = rfc.state.OPEN  # (past CR/CC: only DTs follow)
+    return [e.data for e in rfc.receive_data(data) if isinstance(e, TsduReceived)]
+
+
+# ------------------------------------------------------------------ handshake and hello
+
+
+def test_handshake_carries_the_hello_and_the_welcome() -> None:
+    pair = AgentPair()
+    pair.open()
+    assert pair.client.machine.state == pair.server.machine.state == "STA713"
+    assert pair.client.chosen == {"codec": "json"}
+    assert pair.client.session_id == "ab" * 16
+    assert pair.client.keepalive and pair.server.keepalive
+    assert pair.client.plain and pair.server.plain
+
+
+def test_an_osi_peer_gets_no_hello_and_no_probes() -> None:
+    pair = AgentPair()
+    pair.open(hello=None)
+    assert pair.server.hello is None and pair.server.peer_data == b"osi"
+    assert not pair.client.keepalive and not pair.server.keepalive
+    assert pair.client.next_deadline() == pair.now + OPTS.idle_timeout  # no probe deadline
+
+
+# ------------------------------------------------------------------ tokens
+
+
+def test_a_request_fetches_the_tokens_it_needs() -> None:
+    """Half-duplex: the responder has no data token; its send asks for it (PT), the
+    initiator's agent gives it (GT) by itself, and the send goes out on the retry."""
+    pair = AgentPair(HALF)
+    pair.open()
+    assert not pair.server.machine.tokens_owned & Token.DATA
+    with pytest.raises(TokensMissing) as info:
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    assert info.value.tokens == Token.DATA
+    pair.pump()
+    assert pair.take("client", ev.TokenPleaseIndication).tokens == Token.DATA
+    assert pair.server.machine.tokens_owned & Token.DATA  # given without the user
+    pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)
+    pair.pump()
+    assert pair.take("client", ev.DataIndication).data == b"x"
+
+
+def test_tokens_asked_for_are_kept_until_the_request_went_out() -> None:
+    """The peer asks for the token back before our request ran: we keep it until
+    done_asking(), then give it."""
+    pair = AgentPair(HALF)
+    pair.open()
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"1"), NEEDS["data"])
+    pair.pump()
+    with pytest.raises(TokensMissing):  # the initiator wants it back at once
+        pair.client.call(lambda m: m.send_data(b"2"), NEEDS["data"])
+    pair.pump()
+    assert pair.server.machine.tokens_owned & Token.DATA  # kept: our send is pending
+    pair.server.call(lambda m: m.send_data(b"1"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)  # now it is given
+    pair.pump()
+    assert pair.client.machine.tokens_owned & Token.DATA
+    pair.client.call(lambda m: m.send_data(b"2"), NEEDS["data"])
+    pair.pump()
+    assert pair.take("server", ev.DataIndication).data == b"2"
+
+
+def test_a_request_the_peer_cannot_help_with_still_raises() -> None:
+    pair = AgentPair(FU.DUPLEX)
+    pair.open()
+    with pytest.raises(Exception, match="not"):
+        pair.client.call(lambda m: m.major_sync())  # the unit was not negotiated
+
+
+# ------------------------------------------------------------------ automatic answers
+
+
+def test_sync_points_are_answered_by_the_agent() -> None:
+    pair = AgentPair(HALF)
+    pair.open()
+    pair.client.call(lambda m: m.major_sync(user_data=b"cp"))
+    pair.pump()
+    indication = pair.take("server", ev.MajorSyncIndication)
+    assert indication.user_data == b"cp" and pair.server.last_sync == indication.serial
+    assert pair.take("client", ev.MajorSyncConfirm).serial == indication.serial
+    pair.client.call(lambda m: m.minor_sync(confirm=True))
+    pair.pump()
+    assert pair.take("client", ev.MinorSyncConfirm).serial == pair.client.last_sync
+
+
+def test_resync_is_answered_by_the_agent() -> None:
+    pair = AgentPair(HALF)
+    pair.open()
+    pair.client.call(lambda m: m.major_sync())
+    pair.pump()
+    pair.client.call(lambda m: m.resync(ResyncType.RESTART, serial=m.vr))
+    pair.pump()
+    assert pair.take("server", ev.ResyncIndication)
+    assert pair.take("client", ev.ResyncConfirm).serial == pair.client.machine.vm
+
+
+def test_activity_end_and_capability_data_are_answered_with_the_callback() -> None:
+    pair = AgentPair(ACTIVITIES)
+    pair.open()
+    pair.server.on_capability_data = lambda e: bytes(e.user_data or b"")[::-1]
+    pair.client.call(lambda m: m.send_capability_data(b"abc"))
+    pair.pump()
+    assert pair.take("client", ev.CapabilityDataConfirm).user_data == b"cba"
+    pair.client.call(lambda m: m.activity_start(b"a1"))
+    pair.client.call(lambda m: m.activity_end())
+    pair.pump()
+    assert pair.take("server", ev.ActivityEndIndication)
+    assert pair.take("client", ev.ActivityEndConfirm)
+
+
+# ------------------------------------------------------------------ release
+
+
+def test_release_is_answered_and_both_sides_end() -> None:
+    pair = AgentPair()
+    pair.open()
+    pair.client.call(lambda m: m.release())
+    pair.pump()
+    assert pair.take("server", ev.ReleaseIndication)
+    assert pair.take("client", ev.ReleaseConfirm).accepted
+    assert pair.client.released and pair.server.released
+    assert pair.client.wants_close
+    # The responder leaves the transport to the initiator, up to TIM (X.225 7.7).
+    assert pair.server.next_deadline() == pair.now + pair.server.machine.config.abort_timeout
+
+
+def test_release_refused_by_the_application() -> None:
+    pair = AgentPair(HALF)
+    pair.open()
+    pair.server.on_release = lambda e: False
+    pair.client.call(lambda m: m.release())
+    pair.pump()
+    assert not pair.take("client", ev.ReleaseConfirm).accepted
+    assert not pair.server.released and pair.server.machine.state == "STA713"
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+def test_keepalive_probe_answer_and_idle_timeout() -> None:
+    pair = AgentPair()
+    pair.open()
+    client, server = pair.client, pair.server
+    start = pair.now
+    assert client.next_deadline() == start + OPTS.keepalive_interval
+    pair.now = start + OPTS.keepalive_interval
+    client.handle_timer(pair.now)
+    (probe,) = client.data_to_send()
+    assert tsdus(probe) == [PING]
+    server.receive_data(probe, pair.now)
+    (answer,) = server.data_to_send()
+    assert tsdus(answer) == [PONG]
+    assert not server.events()  # neither reaches the application
+    # No answer comes: only the idle deadline is left.
+    assert client.next_deadline() == start + OPTS.idle_timeout
+    pair.now = start + OPTS.idle_timeout
+    client.handle_timer(pair.now)
+    (ab_octets,) = client.data_to_send()
+    (ab,) = decode_tsdu(tsdus(ab_octets)[0])
+    assert isinstance(ab, Abort)
+    assert ab.transport_disconnect == AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+    (event,) = client.events()
+    assert isinstance(event, ev.ProviderAbortIndication) and event.local
+    assert client.aborting and client.wants_close
+
+
+def test_heard_moves_the_deadlines() -> None:
+    pair = AgentPair()
+    pair.open()
+    pair.client.heard(pair.now + 10)
+    assert pair.client.next_deadline() == pair.now + 10 + OPTS.keepalive_interval
+
+
+def test_responder_handshake_deadline() -> None:
+    agent = SessionAgent("responder", SessionConfig(), OPTS)
+    agent.connection_made(5.0)
+    assert agent.next_deadline() == 5.0 + OPTS.handshake_timeout
+    agent.handle_timer(5.0 + OPTS.handshake_timeout - 0.001)
+    assert not agent.aborting
+    agent.handle_timer(5.0 + OPTS.handshake_timeout)
+    assert agent.aborting and agent.data_to_send() == []  # nothing to say: just closed
+    (event,) = agent.events()
+    assert isinstance(event, ev.ProviderAbortIndication) and "handshake" in event.message
+
+
+def test_a_malformed_tpkt_fails_the_connection() -> None:
+    agent = SessionAgent("responder", SessionConfig(), OPTS)
+    agent.connection_made(0.0)
+    agent.receive_data(b"\x04\x00\x00\x07abc", 0.0)
+    assert agent.aborting
+    (event,) = agent.events()
+    assert isinstance(event, ev.ProviderAbortIndication) and "TPKT" in event.message
