@@ -534,3 +534,23 @@ def test_both_sides_release_at_once(tls: Any, units: FU) -> None:
             await peer.wait_closed()
 
     run(main())
+
+
+def test_resync_with_no_arguments_restarts_from_the_last_checkpoint(tls: Any) -> None:
+    """Issue 7: ``await session.resync()`` goes back to the last confirmed major sync point
+    (V(R)), without the user reading it from the machine."""
+
+    async def main() -> None:
+        async with pair(HALF, tls) as (client, peer):
+            checkpoint = await client.sync(major=True, user_data=b"cp")
+            await next_event(peer, ev.MajorSyncIndication)
+            await client.sync()
+            await client.sync()
+            await next_event(peer, ev.MinorSyncIndication)
+            await next_event(peer, ev.MinorSyncIndication)
+            serial = await client.resync()
+            got = await next_event(peer, ev.ResyncIndication)
+            assert (got.type, got.serial) == (ResyncType.RESTART, serial)
+            assert serial == checkpoint + 1 == client.machine.vm == peer.machine.vm
+
+    run(main())
