@@ -25,7 +25,15 @@ from .cotp import DT_EOT_HEADER, DT_HEADER_SIZE, DT_MORE_HEADER
 from .reassembly import tsdu_too_large
 from .tpkt import TPKT_HEADER_SIZE, TPKT_VERSION
 
-__all__ = ["frame_data", "frame_pieces", "PlainReader"]
+__all__ = [
+    "frame_data",
+    "frame_pieces",
+    "PlainReader",
+    "SINGLE_HEAD",
+    "SINGLE_SLACK",
+    "SINGLE_PREFIX",
+    "TPKT_V3",
+]
 
 _HEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE  # TPKT header + class 0 DT header
 _FIRST = _HEAD + len(DATA_PREFIX)
@@ -39,6 +47,24 @@ _DT = struct.Struct(f">HH{DT_HEADER_SIZE}s")
 _FIRST_DT = struct.Struct(f">HH{DT_HEADER_SIZE + len(DATA_PREFIX)}s")
 _pack_first = _FIRST_DT.pack
 _unpack_first = _FIRST_DT.unpack_from
+
+# For a binding that frames or takes a message in one TPDU inline, without a call (what
+# frame_data and PlainReader.single do; aio.Connection's write_data and buffer_updated):
+#: The octets ahead of the user data of an S-DATA whose TSDU is one TPDU: TPKT, DT (EOT),
+#: DATA_PREFIX.
+SINGLE_HEAD = _FIRST
+#: What a TPDU of such an S-DATA holds besides the user data: DT header and DATA_PREFIX
+#: (the user data fits one TPDU while ``len(data) + SINGLE_SLACK <= tpdu_size``).
+SINGLE_SLACK = DT_HEADER_SIZE + len(DATA_PREFIX)
+#: The octets after the TPKT header of such a TPDU: DT (EOT) and DATA_PREFIX.
+SINGLE_PREFIX = _EOT_PREFIX
+#: TPKT version 3 and its reserved octet, as the first field ``unpack_single`` gives.
+TPKT_V3 = _TPKT_V3
+#: ``pack_single(TPKT_V3, len(data) + SINGLE_HEAD, SINGLE_PREFIX) + data`` is such a frame;
+#: ``unpack_single(buf, pos)`` gives (TPKT_V3, the TPKT length, SINGLE_PREFIX) for one.
+#: (Struct methods, for the binding; not re-exported by sessionlayer.transport.)
+pack_single = _pack_first
+unpack_single = _unpack_first
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
@@ -188,6 +214,8 @@ class PlainReader:
         """
         buf = self._buf
         if buf is None:
+            if sizehint < 0:  # (asyncio's hint: all of it)
+                return self._shared.view
             reads = self._shared.reads
             view = reads.get(sizehint)
             if view is None:
@@ -224,7 +252,8 @@ class PlainReader:
         """When the ``nbytes`` just read into :meth:`get_buffer` are one whole plain-data
         TSDU in one TPDU, and nothing was held: its user data.  Otherwise None, and
         :meth:`parse` is next.  (A request or a response is such a read, and this is
-        the shortest way to its user data.)"""
+        the shortest way to its user data; ``aio.Connection.buffer_updated`` does the same
+        inline.)"""
         if self._buf is None and nbytes >= _FIRST:
             shared = self._shared
             tpkt, length, head = _unpack_first(shared.buf, 0)
