@@ -126,6 +126,7 @@ class Endpoint:
         "tap",
         "tsaps",
         "watching",
+        "write_low",
     )  # fmt: skip
 
     def __init__(
@@ -158,6 +159,8 @@ class Endpoint:
         #: A read needs more than counting: it is traced, or liveness is watched.
         self.observe = tap is not None or self.watching
         self.hold_limit = _HOLD_JOINED  # see Connection.connection_made
+        #: The transport's low-water mark: what asyncio and uvloop make of the high one.
+        self.write_low = options.write_buffer_high // 4
 
 
 class _Extra:
@@ -355,7 +358,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         ep.hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES  # (alike for a server's)
         self.peer = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(high=ep.options.write_buffer_high)
+        # (low as asyncio would make it, but one int for all: not one per transport)
+        transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
         self.agent.connection_made(ep.loop.time(), *ep.tsaps)
         self.flush()
 

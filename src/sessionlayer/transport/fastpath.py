@@ -146,6 +146,20 @@ def _read_view(view: memoryview, sizehint: int) -> memoryview:
     return view[: sizehint + sizehint // 8] if sizehint > 0 else view
 
 
+class _Own(bytearray):
+    """A reader's own buffer, with where the TSDU it holds stands (only while one is held:
+    an idle reader keeps none of this)."""
+
+    __slots__ = ("end", "next", "size", "start")
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.start = 0  # the held TSDU's first octet
+        self.end = 0  # the end of the octets held
+        self.next = 0  # from start: the next TPDU header of the held TSDU to check
+        self.size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
+
+
 class PlainReader:
     """Takes plain-data TSDUs off the front of the byte stream.
 
@@ -164,16 +178,12 @@ class PlainReader:
     it is empty again, so an idle session holds none.
     """
 
-    __slots__ = ("_buf", "_end", "_next", "_shared", "_size", "_start", "_want", "max_tsdu_size")
+    __slots__ = ("_buf", "_shared", "_want", "max_tsdu_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
         self._shared = _shared_buffer()  # this thread's: readers live on one loop's thread
-        self._buf: bytearray | None = None  # the reader's own buffer, while octets are held
-        self._start = 0  # in _buf: the held TSDU's first octet
-        self._end = 0  # in _buf: the end of the octets held
-        self._next = 0  # from _start: the next TPDU header of the held TSDU to check
-        self._size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
+        self._buf: _Own | None = None  # the reader's own buffer, while octets are held
         #: The room a read into the reader's own buffer gets: doubles each time a read fills
         #: it (up to READ_SIZE), so it grows with what the peer actually sends.
         self._want = _OWN_MIN
@@ -188,7 +198,8 @@ class PlainReader:
         :meth:`get_buffer`; the reader is empty after."""
         if self._buf is None:
             return bytes(self._shared.view[:nbytes])
-        held = bytes(self._buf[self._start : self._end + nbytes])
+        own = self._buf
+        held = bytes(own[own.start : own.end + nbytes])
         self._buf = None
         return held
 
@@ -198,9 +209,10 @@ class PlainReader:
 
     def peek(self, nbytes: int) -> bytes:
         """The ``nbytes`` just read into :meth:`get_buffer` (for tracing)."""
-        if self._buf is None:
+        own = self._buf
+        if own is None:
             return bytes(self._shared.view[:nbytes])
-        return bytes(self._buf[self._end : self._end + nbytes])
+        return bytes(own[own.end : own.end + nbytes])
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next read goes: a little more than ``sizehint`` octets when a hint is
@@ -229,18 +241,18 @@ class PlainReader:
         if buf is None:
             if room <= READ_SIZE:
                 return self._shared.view
-            buf = self._buf = bytearray(room)
-            self._start = self._end = self._next = self._size = 0
-        if len(buf) - self._end < room:
-            held = self._end - self._start
+            buf = self._buf = _Own(room)
+        if len(buf) - buf.end < room:
+            held = buf.end - buf.start
             if held + room > len(buf):  # a bigger buffer (a new one: a view may be alive)
-                bigger = bytearray(max(2 * len(buf), held + room))
-                bigger[:held] = buf[self._start : self._end]
+                bigger = _Own(max(2 * len(buf), held + room))
+                bigger[:held] = buf[buf.start : buf.end]
+                bigger.next, bigger.size = buf.next, buf.size
                 self._buf = buf = bigger
             else:  # move the held octets to the front (a copy of less than one TSDU)
-                buf[:held] = buf[self._start : self._end]
-            self._start, self._end = 0, held
-        return memoryview(buf)[self._end :]
+                buf[:held] = buf[buf.start : buf.end]
+            buf.start, buf.end = 0, held
+        return memoryview(buf)[buf.end :]
 
     def feed(self, data: bytes, out: list[bytes]) -> bytes:
         """:meth:`parse` for octets that were read elsewhere: they are copied in first."""
@@ -265,15 +277,17 @@ class PlainReader:
     def parse(self, nbytes: int, out: list[bytes]) -> bytes:
         """``nbytes`` were read into :meth:`get_buffer`: append whole messages to ``out``;
         return what the general path must take (b"" when nothing)."""
-        buf = self._buf
-        if buf is None:  # the read went to the shared buffer
+        own = self._buf
+        buf: bytearray
+        if own is None:  # the read went to the shared buffer
             buf, view = self._shared.buf, self._shared.view
             pos, end, nxt, size = 0, nbytes, 0, 0
             if nbytes > self._want:  # reads this large arrive: give the own buffer room
                 self._want = min(READ_SIZE, nbytes)
         else:
+            buf = own
             view = memoryview(buf)
-            pos, end, nxt, size = self._start, self._end + nbytes, self._next, self._size
+            pos, end, nxt, size = own.start, own.end + nbytes, own.next, own.size
             if nbytes >= self._want and self._want < READ_SIZE:  # the read filled its room
                 self._want = min(READ_SIZE, 2 * self._want)
         limit = self.max_tsdu_size
@@ -294,16 +308,17 @@ class PlainReader:
 
     def _keep(self, buf: bytearray, pos: int, end: int, nxt: int, size: int) -> None:
         """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""
-        if buf is not self._buf:  # it is in the shared buffer: into one of our own
+        own = self._buf
+        if buf is not own or own is None:  # it is in the shared buffer: into one of our own
             held = end - pos
             if self._want >= READ_SIZE:  # bulk data: a large buffer, as reads are large
                 alloc = max(_OWN_BULK, held + READ_SIZE)
             else:
                 alloc = held + _rest_of_tpdu(buf, pos + nxt, end) + self._want
-            own = self._buf = bytearray(alloc)
+            own = self._buf = _Own(alloc)
             own[:held] = buf[pos:end]
             pos, end = 0, held
-        self._start, self._end, self._next, self._size = pos, end, nxt, size
+        own.start, own.end, own.next, own.size = pos, end, nxt, size
 
 
 def _rest_of_tpdu(buf: bytearray, pos: int, end: int) -> int:
