@@ -109,7 +109,6 @@ class SessionAgent:
         "released",
         "rfc",
         "session_id",
-        "watching",
     )  # fmt: skip
 
     def __init__(self, role: Literal["initiator", "responder"],
@@ -132,14 +131,15 @@ class SessionAgent:
         self._asked = Token(0)  # tokens we asked the peer for and have not used yet
         self._owed = Token(0)  # tokens the peer asked us for
         self._deadline_handshake: float | None = None
-        #: Liveness is watched (keepalive or idle timeout): the binding reports reads.
-        self.watching = options.keepalive_interval is not None or options.idle_timeout is not None
         self._last_heard = 0.0
         self._probe_sent = False
         self.keepalive = False  #: the peer answers probes (said so in its hello or welcome)
         self.aborting = False  #: the transport must go now, without writing (see fail)
         self.released = False  #: the session ended in an orderly release
-        self.hello: Hello | None = None  #: (responder) the initiator's hello, if it sent one
+        #: The sessionlayer hello of the CN, if there is one, until it is answered: the
+        #: initiator's own until the AC (or RF), the responder's from the CN until its AC or
+        #: RF (then None: an open session keeps only what was agreed).
+        self.hello: Hello | None = None
         #: Application parameters agreed at connect (read only; replaced, never changed).
         self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
@@ -184,6 +184,12 @@ class SessionAgent:
         """The transport should close once what was sent is written (T-DISCONNECT, or the
         session is over)."""
         return self.aborting or self.machine.wants_transport_disconnect or self.machine.is_closed
+
+    @property
+    def watching(self) -> bool:
+        """Liveness is watched (keepalive or idle timeout): the binding reports reads."""
+        opts = self.options
+        return opts.keepalive_interval is not None or opts.idle_timeout is not None
 
     @property
     def plain(self) -> bool:
@@ -308,12 +314,14 @@ class SessionAgent:
             # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
             # negotiated beyond X.225, and it is not sent keepalive probes.
             self.keepalive = False
+            self.hello = None
             return
         welcome = Welcome.decode(bytes(confirm.user_data or b""))
         self.chosen = dict(welcome.chosen)
         self.peer_data = welcome.data
         self.session_id = welcome.session_id
         self.keepalive = welcome.keepalive and self.hello.keepalive
+        self.hello = None  # answered
 
     def indication(self, event: ev.ConnectIndication) -> Hello | None:
         """(Responder) The CN: its hello, if it is from a sessionlayer initiator.  Raises
@@ -335,10 +343,12 @@ class SessionAgent:
         self.machine.accept(user_data=user_data, connection_id=connection_id)
         self.keepalive = hello is not None and hello.keepalive
         self._deadline_handshake = None
+        self.hello = None  # answered: an idle session keeps no decoded hello
 
     def refuse(self, reason: int, user_data: bytes | None = None) -> None:
         """(Responder) S-CONNECT response, negative (RF)."""
         self._deadline_handshake = None
+        self.hello = None
         try:
             self.machine.refuse(reason=reason, user_data=user_data, now=self._now)
         except LocalError:

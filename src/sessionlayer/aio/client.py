@@ -22,7 +22,7 @@ from ..errors import (
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .connection import Connection
+from .connection import Connection, Endpoint
 from .session import Session
 
 __all__ = ["connect", "new_session_id"]
@@ -80,10 +80,10 @@ async def connect(
     agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
 
+    endpoint = Endpoint(options, tsaps=(calling_tsel, called_tsel), tap=trace)
+
     def factory() -> Connection:
-        protocol = Connection(agent, tsaps=(calling_tsel, called_tsel))
-        protocol.tap = trace
-        return protocol
+        return Connection(agent, endpoint)
 
     async with asyncio.timeout(options.connect_timeout):
         _, protocol = await loop.create_connection(

@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from ..agent import EVERY, SessionAgent, TokensMissing
+from ..agent import EVERY, Options, SessionAgent, TokensMissing
 from ..errors import (
     AbortReason,
     DecodeError,
@@ -39,7 +40,17 @@ from ..errors import (
 from ..machine import SessionMachine
 from ..machine import events as ev
 from ..spdu.codes import Token
-from ..transport.fastpath import PlainReader, frame_data, frame_pieces
+from ..transport.fastpath import (
+    SINGLE_HEAD,
+    SINGLE_PREFIX,
+    SINGLE_SLACK,
+    TPKT_V3,
+    PlainReader,
+    frame_data,
+    frame_pieces,
+    pack_single,
+    unpack_single,
+)
 from .signal import Signal
 
 __all__ = ["Connection"]
@@ -99,100 +110,156 @@ class _WarningLimit:
 _warnings = _WarningLimit()
 
 
+class Endpoint:
+    """What is fixed for the life of a connection and alike for all of one server's: one
+    object shared by every :class:`Connection` of a server (``connect()`` makes one per
+    connection).  An idle session holds a reference, not copies of each field."""
+
+    __slots__ = (
+        "hold_limit",
+        "loop",
+        "new_future",
+        "observe",
+        "on_connect_indication",
+        "on_handshake_over",
+        "options",
+        "tap",
+        "tsaps",
+        "watching",
+        "write_low",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        on_connect_indication: Callable[[Connection, ev.ConnectIndication], None] | None = None,
+        on_handshake_over: Callable[[], None] | None = None,
+        tsaps: tuple[bytes | None, bytes | None] = (None, None),
+        tap: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self.options = options
+        #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``
+        #: in a Python method; the class is called directly (no Python frame per wait).
+        self.new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if type(loop).create_future is asyncio.BaseEventLoop.create_future
+            else loop.create_future
+        )
+        self.on_connect_indication = on_connect_indication
+        #: (Server) Called once per connection when its handshake is over: accepted,
+        #: refused or gone.
+        self.on_handshake_over = on_handshake_over
+        self.tsaps = tsaps
+        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
+        self.tap = tap
+        #: Liveness is watched (keepalive or idle timeout): reads are reported to the agent.
+        self.watching = options.keepalive_interval is not None or options.idle_timeout is not None
+        #: A read needs more than counting: it is traced, or liveness is watched.
+        self.observe = tap is not None or self.watching
+        self.hold_limit = _HOLD_JOINED  # see Connection.connection_made
+        #: The transport's low-water mark: what asyncio and uvloop make of the high one.
+        self.write_low = options.write_buffer_high // 4
+
+
+class _Extra:
+    """What only some connections need, made on first use (an idle server session has none):
+    what waits for events, confirms, the close or the drain; the logger; the initiator's
+    transport future; when a paused connection next looks at its peer."""
+
+    __slots__ = (
+        "closed",
+        "drained",
+        "event_bytes",
+        "events",
+        "has_events",
+        "log",
+        "paused_check",
+        "tokens_changed",
+        "transport_up",
+        "waiters",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.closed: Signal | None = None  # made when somebody waits for the close
+        self.drained: Signal | None = None  # made when somebody waits in drain()
+        self.events: collections.deque[ev.Event] | None = None  # made on the first event
+        self.event_bytes = 0  # user data held in events (counts against the limits)
+        self.has_events: Signal | None = None  # made when somebody waits for events
+        self.log: logging.LoggerAdapter[logging.Logger] | None = None
+        self.paused_check = 0.0  # while paused: when to look whether the peer is still there
+        self.tokens_changed: Signal | None = None  # set after each input from the peer
+        self.transport_up: asyncio.Future[None] | None = None
+        #: Futures of requests waiting for their confirm, by event class.
+        self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
+
+
+# Bits of Connection._flags.
+_REJECTED = 1  # over the server's limit of connections in handshake: closed at once
+_WARNED = 2  # this connection logged its one WARNING
+_HANDSHAKE = 4  # the endpoint's on_handshake_over is still to be called
+
+
 class Connection(PlainReader, asyncio.BufferedProtocol):
     """One TCP connection carrying one session (see the module docstring).
 
     It is its own :class:`PlainReader` too: asyncio calls the reader's ``get_buffer``
-    directly, and a session is one object lighter.
+    directly, and a session is one object lighter.  What is alike for all of a server's
+    connections is in the shared :class:`Endpoint`; what only some need is made on first
+    use (``_Extra``).
     """
 
     # Slots: a server holds one of these per live session (idle sessions' memory).
     __slots__ = (
         "_buffered",
-        "_closed",
-                "_data_waiter",
-        "_drained",
-        "_event_bytes",
-        "_events",
+        "_data_waiter",
+        "_ep",
         "_failure",
+        "_flags",
         "_general",
-        "_has_events",
         "_held",
         "_held_size",
-        "_hold_limit",
-        "_log",
-        "_on_connect_indication",
-        "_on_handshake_over",
         "_paused",
-        "_paused_check",
         "_released",
         "_timer",
-        "_timer_at",
-        "_tokens_changed",
         "_tpdu_size",
-        "_tsaps",
-        "_waiters",
-        "_warned",
         "_wrote",
+        "_x",
         "agent",
         "bytes_in",
         "bytes_out",
         "id",
         "inbox",
         "is_closed",
-        "loop",
         "messages_in",
         "messages_out",
-        "options",
         "peer",
         "plain",
-        "rejected",
-        "tap",
         "transport",
-        "transport_up",
         "write_paused",
     )  # fmt: skip
 
-    def __init__(
-        self,
-        agent: SessionAgent,
-        *,
-        on_connect_indication: Callable[[Connection, ev.ConnectIndication], None] | None = None,
-        on_handshake_over: Callable[[], None] | None = None,
-        tsaps: tuple[bytes | None, bytes | None] = (None, None),
-    ) -> None:
+    def __init__(self, agent: SessionAgent, endpoint: Endpoint) -> None:
         self.agent = agent
-        self.options = options = agent.options
+        self._ep = endpoint
         self.id = ""  #: the session's id (set by connect() / the server), for the logs
-        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
         self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
-        self._closed: Signal | None = None  # made when somebody waits for the close
-        #: (Initiator) resolves when COTP CC arrived; fails if TCP closes first.
-        self.transport_up: asyncio.Future[None] | None = (
-            self.loop.create_future() if agent.machine.role == "initiator" else None
-        )
-        self._tsaps = tsaps
-        self._on_connect_indication = on_connect_indication
-        self._on_handshake_over = on_handshake_over  # called once: accepted, refused or gone
-        #: (Server) Over the server's limit of connections in handshake: closed at once.
-        self.rejected = False
+        self._x: _Extra | None = None
+        if agent.machine.role == "initiator":
+            self._more().transport_up = endpoint.new_future()
+        self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
-        self._timer_at = 0.0
-        self._warned = False  # this connection logged its one WARNING
-        self._log: logging.LoggerAdapter[logging.Logger] | None = None
         #: The transport is above its high-water mark: ``drain()`` waits.
         self.write_paused = False
-        self._drained: Signal | None = None  # made when somebody waits in drain()
         self._paused = 0  # why reading is paused: _BUFFERED | _WRITING | _EVENTS bits
-        self._paused_check = 0.0  # while paused: when to look whether the peer is still there
-        PlainReader.__init__(self, options.max_tsdu_size)
+        PlainReader.__init__(self, endpoint.options.max_tsdu_size)
         self._wrote = False  # write_data wrote straight out; reset by flush_out
         # Frames held back to share one write; a list only while a flush_out is scheduled.
         self._held: list[bytes | memoryview] | None = None
         self._held_size = 0
-        self._hold_limit = _HOLD_JOINED  # see connection_made
         #: S-DATA takes the fast path: ``agent.plain`` while the session is open (see flush).
         self.plain = False
         self._general = False  # RFC 1006 holds part of a TPDU or TSDU (the agent reads)
@@ -201,21 +268,47 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.bytes_out = 0
         self.messages_in = 0
         self.messages_out = 0
-        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
-        self.tap: Callable[[str, bytes], None] | None = None
         # What waits for the application.
         #: Received S-DATA the application has not read yet (a deque of its own on first data).
         self.inbox: collections.deque[bytes] = _NO_DATA
         self._buffered = 0
         self._data_waiter: asyncio.Future[bytes] | None = None
-        self._events: collections.deque[ev.Event] | None = None  # made on the first event
-        self._event_bytes = 0  # user data held in _events (counts against the limits)
-        self._has_events: Signal | None = None  # made when somebody waits for events
-        #: Futures of requests waiting for their confirm, by event class (made on first use).
-        self._waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
-        self._tokens_changed: Signal | None = None  # set after each input from the peer
         self._failure: SessionLayerError | None = None
         self._released = False
+
+    def _more(self) -> _Extra:
+        """What only some connections need (made on first use)."""
+        x = self._x
+        if x is None:
+            x = self._x = _Extra()
+        return x
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._ep.loop
+
+    @property
+    def options(self) -> Options:
+        return self._ep.options
+
+    @property
+    def tap(self) -> Callable[[str, bytes], None] | None:
+        """Called with ("in" | "out", bytes) for every chunk read or written (tracing)."""
+        return self._ep.tap
+
+    @property
+    def transport_up(self) -> asyncio.Future[None] | None:
+        """(Initiator) Resolves when COTP CC arrived; fails if TCP closes first."""
+        return self._x.transport_up if self._x is not None else None
+
+    @property
+    def rejected(self) -> bool:
+        """(Server) Over the server's limit of connections in handshake: closed at once."""
+        return bool(self._flags & _REJECTED)
+
+    @rejected.setter
+    def rejected(self, value: bool) -> None:
+        self._flags = self._flags | _REJECTED if value else self._flags & ~_REJECTED
 
     # ------------------------------------------------------------ state
 
@@ -226,9 +319,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """The ``sessionlayer`` logger with this session's id on every record."""
-        if self._log is None:
-            self._log = logging.LoggerAdapter(log, {"session_id": self.id})
-        return self._log
+        x = self._more()
+        if x.log is None:
+            x.log = logging.LoggerAdapter(log, {"session_id": self.id})
+        return x.log
 
     @property
     def failure(self) -> SessionLayerError | None:
@@ -260,26 +354,43 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self.rejected:  # the server has too many connections in handshake
             transport.abort()
             return
+        ep = self._ep
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
-        self._hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES
+        ep.hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES  # (alike for a server's)
         self.peer = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(high=self.options.write_buffer_high)
-        self.agent.connection_made(self.loop.time(), *self._tsaps)
+        # (low as asyncio would make it, but one int for all: not one per transport)
+        transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
+        self.agent.connection_made(ep.loop.time(), *ep.tsaps)
         self.flush()
 
     def buffer_updated(self, nbytes: int) -> None:
         try:  # (one frame: the try costs nothing, a call per read would)
-            if self.tap is not None:
-                self.tap("in", self.peek(nbytes))
+            if self._ep.observe:  # traced, or liveness watched
+                self._observe(nbytes)
             self.bytes_in += nbytes
-            agent = self.agent
-            if agent.watching:
-                agent.heard(self.loop.time())
             # ``plain`` holds only while a session is open on this connection (see flush).
             if self.plain and not self._general:
-                message = self.single(nbytes)
+                # A read of one whole message in one TPDU, nothing held (PlainReader.single,
+                # inline): a request or a response, and its reader waits for it.
+                if self._buf is None and nbytes >= SINGLE_HEAD:
+                    shared = self._shared
+                    tpkt, length, head = unpack_single(shared.buf, 0)
+                    whole = length == nbytes and head == SINGLE_PREFIX and tpkt == TPKT_V3
+                    if whole and length - SINGLE_SLACK <= self.max_tsdu_size:
+                        message = bytes(shared.view[SINGLE_HEAD:nbytes])
+                    else:
+                        message = None
+                else:
+                    message = None
                 if message is not None:
-                    self._deliver_one(message)
+                    self.messages_in += 1
+                    waiter = self._data_waiter
+                    if waiter is not None:
+                        self._data_waiter = None  # (only one S-DATA resolves it)
+                        if not waiter.done():  # (done: its task was cancelled)
+                            waiter.set_result(message)
+                            return
+                    self._hold(message)
                     return
                 messages: list[bytes] = []
                 try:
@@ -295,11 +406,20 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     return
             else:
                 data = self.take(nbytes)  # what was held (if anything) and what was read
-            agent.receive_data(data, self.loop.time())
+            agent = self.agent
+            agent.receive_data(data, self._ep.loop.time())
             self._general = not agent.transport_idle
             self.flush()
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
+
+    def _observe(self, nbytes: int) -> None:
+        """The ``nbytes`` just read go to the tap; the peer was heard (liveness)."""
+        ep = self._ep
+        if ep.tap is not None:
+            ep.tap("in", self.peek(nbytes))
+        if ep.watching:
+            self.agent.heard(ep.loop.time())
 
     def _fast_failed(self, messages: list[bytes], exc: DecodeError) -> None:
         """The fast path found a TSDU over the limit: deliver what came before, abort."""
@@ -322,8 +442,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._dispatch()
         except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
             self._internal_error(exc2)
-        if self._closed is not None:
-            self._closed.set()
+        x = self._x
+        if x is not None and x.closed is not None:
+            x.closed.set()
         up = self.transport_up
         if up is not None and not up.done():
             up.set_exception(ConnectionError("connection closed"))
@@ -336,24 +457,25 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self._drained is not None:
-            self._drained.clear()
+        if self._x is not None and self._x.drained is not None:
+            self._x.drained.clear()
         # A peer that does not read must not make us queue answers without limit: read no
         # more of what it sends (PT+MIP, CD, ...) until it has read what we wrote.
         self._pause(_WRITING)
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self._drained is not None:
-            self._drained.set()
+        if self._x is not None and self._x.drained is not None:
+            self._x.drained.set()
         self._unpause(_WRITING)
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is gone."""
         if not self.is_closed:
-            if self._closed is None:
-                self._closed = Signal()
-            await self._closed.wait()
+            x = self._more()
+            if x.closed is None:
+                x.closed = Signal()
+            await x.closed.wait()
 
     # ------------------------------------------------------------ driving the agent
 
@@ -379,12 +501,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _dispatch(self) -> None:
         for event in self.agent.events():
-            if isinstance(event, ev.ConnectIndication) and self._on_connect_indication:
-                self._on_connect_indication(self, event)
+            on_indication = self._ep.on_connect_indication
+            if on_indication is not None and isinstance(event, ev.ConnectIndication):
+                on_indication(self, event)
             else:
                 self._handle(event)
-        if self._tokens_changed is not None:
-            self._tokens_changed.set()  # (some SPDUs change tokens without an event: GTA)
+        x = self._x
+        if x is not None and x.tokens_changed is not None:
+            x.tokens_changed.set()  # (some SPDUs change tokens without an event: GTA)
 
     def _handle(self, event: ev.Event) -> None:
         """One indication or confirm, already answered by the agent where it answers."""
@@ -436,6 +560,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if waiter is not None:
             waiter.set_result(message)
             return
+        self._hold(message)
+
+    def _hold(self, message: bytes) -> None:
+        """Keep an S-DATA indication nobody waits for in ``inbox``."""
         if self.inbox is _NO_DATA:
             self.inbox = collections.deque()
         self.inbox.append(message)
@@ -443,7 +571,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._check_buffered()
 
     def _check_buffered(self) -> None:
-        if self._buffered >= self.options.max_buffered_bytes:
+        if self._buffered >= self._ep.options.max_buffered_bytes:
             self._pause(_BUFFERED)
 
     def _waiting(self) -> asyncio.Future[bytes] | None:
@@ -458,7 +586,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """The oldest S-DATA indication held (``inbox`` must not be empty)."""
         item = self.inbox.popleft()
         self._buffered -= len(item)
-        if self._paused and self._buffered < self.options.max_buffered_bytes // 2:
+        if self._paused and self._buffered < self._ep.options.max_buffered_bytes // 2:
             self._unpause(_BUFFERED)
         return item
 
@@ -469,8 +597,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             raise self._failure
         if self._released:
             raise StopAsyncIteration
-        self.flush_out()  # what we sent may be what the peer answers
-        waiter: asyncio.Future[bytes] = self.loop.create_future()
+        if self._wrote:  # (nothing is held unless something was written since)
+            if self._held is None:
+                self._wrote = False  # (flush_out, inline)
+            else:
+                self.flush_out()  # what we sent may be what the peer answers
+        waiter: asyncio.Future[bytes] = self._ep.new_future()
         self._data_waiter = waiter
         return waiter
 
@@ -478,39 +610,43 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Queue an indication for ``events()``.  Unread events are bounded: past
         ``Options.max_queued_events`` events or ``max_buffered_bytes`` octets of their user
         data, reading from TCP pauses until the application has read half of them."""
-        if self._events is None:
-            self._events = collections.deque()
-        self._events.append(event)
-        self._event_bytes += _event_size(event)
-        options = self.options
-        if len(self._events) >= options.max_queued_events or (
-            self._event_bytes >= options.max_buffered_bytes
+        x = self._more()
+        if x.events is None:
+            x.events = collections.deque()
+        x.events.append(event)
+        x.event_bytes += _event_size(event)
+        options = self._ep.options
+        if len(x.events) >= options.max_queued_events or (
+            x.event_bytes >= options.max_buffered_bytes
         ):
             self._pause(_EVENTS)
-        if self._has_events is not None:
-            self._has_events.set()
+        if x.has_events is not None:
+            x.has_events.set()
 
     def next_event_nowait(self) -> ev.Event | None:
-        if not self._events:
+        x = self._x
+        if x is None or not x.events:
             return None
-        event = self._events.popleft()
-        self._event_bytes -= _event_size(event)
-        options = self.options
-        if len(self._events) < options.max_queued_events // 2 and (
-            self._event_bytes < options.max_buffered_bytes // 2
+        event = x.events.popleft()
+        x.event_bytes -= _event_size(event)
+        options = self._ep.options
+        if len(x.events) < options.max_queued_events // 2 and (
+            x.event_bytes < options.max_buffered_bytes // 2
         ):
             self._unpause(_EVENTS)
         return event
 
     async def wait_event(self) -> None:
         """Wait until an event is queued or the session ends."""
-        if self._has_events is None:
-            self._has_events = Signal()
-        self._has_events.clear()
-        await self._has_events.wait()
+        x = self._more()
+        if x.has_events is None:
+            x.has_events = Signal()
+        x.has_events.clear()
+        await x.has_events.wait()
 
     def _resolve(self, event: ev.Event) -> bool:
-        queue = self._waiters.get(type(event)) if self._waiters else None
+        waiters = self._x.waiters if self._x is not None else None
+        queue = waiters.get(type(event)) if waiters else None
         while queue:
             future = queue.popleft()
             if not future.done():
@@ -524,22 +660,25 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._failure = failure
         elif failure is None:
             self._released = True
-        for queue in (self._waiters or {}).values():
-            while queue:
-                future = queue.popleft()
-                if not future.done():
-                    future.set_exception(
-                        self._failure or SessionClosed("the session was released")
-                    )
-        self._waiters = None
+        x = self._x
+        if x is not None and x.waiters:
+            for queue in x.waiters.values():
+                while queue:
+                    future = queue.popleft()
+                    if not future.done():
+                        future.set_exception(
+                            self._failure or SessionClosed("the session was released")
+                        )
+            x.waiters = None
         waiter = self._waiting()
         if waiter is not None:
             waiter.set_exception(self._failure or StopAsyncIteration())
             waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
-        if self._tokens_changed is not None:
-            self._tokens_changed.set()
-        if self._has_events is not None:
-            self._has_events.set()
+        if x is not None:
+            if x.tokens_changed is not None:
+                x.tokens_changed.set()
+            if x.has_events is not None:
+                x.has_events.set()
 
     # ------------------------------------------------------------ requests
 
@@ -575,25 +714,27 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     async def next_peer_input(self) -> None:
         """Wait until the peer's next input was handled (or the session ended)."""
-        if self._tokens_changed is None:
-            self._tokens_changed = Signal()
-        self._tokens_changed.clear()
-        await self._tokens_changed.wait()
+        x = self._more()
+        if x.tokens_changed is None:
+            x.tokens_changed = Signal()
+        x.tokens_changed.clear()
+        await x.tokens_changed.wait()
 
     async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                       needs: Token = EVERY) -> Any:  # fmt: skip
         """Make a request and wait for the first event of one of ``kinds``."""
-        future: asyncio.Future[Any] = self.loop.create_future()
-        if self._waiters is None:
-            self._waiters = {}
+        future: asyncio.Future[Any] = self._ep.new_future()
+        x = self._more()
+        if x.waiters is None:
+            x.waiters = {}
         for kind in kinds:
-            self._waiters.setdefault(kind, collections.deque()).append(future)
+            x.waiters.setdefault(kind, collections.deque()).append(future)
         try:
             await self.call_with_tokens(request, needs)
             return await future
         finally:
             for kind in kinds:  # (the session's end may have dropped every waiter)
-                queue = self._waiters.get(kind) if self._waiters else None
+                queue = x.waiters.get(kind) if x.waiters else None
                 if queue is not None and future in queue:
                     queue.remove(future)
             if not future.done():
@@ -605,7 +746,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """S-U-ABORT (or a local decision to end it): AB, then the connection closes."""
         if self.closed:
             return
-        self.agent.abort(user_data, self.loop.time())
+        self.agent.abort(user_data, self._ep.loop.time())
         self._session_over(failure)
         self.flush()
         self._close_transport()
@@ -615,9 +756,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def drain(self) -> None:
         """Wait while the transport's write buffer is above its high-water mark."""
         if self.write_paused:  # connection_lost resumes writing too
-            if self._drained is None:
-                self._drained = Signal()
-            await self._drained.wait()
+            x = self._more()
+            if x.drained is None:
+                x.drained = Signal()
+            await x.drained.wait()
 
     def write_data(self, data: bytes) -> None:
         """S-DATA on the fast path (only while ``plain`` holds, so the transport is open).
@@ -629,15 +771,24 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         for data (``data_waiter``): a request-response exchange never schedules it.
         """
         tpdu_size = self._tpdu_size
-        large = len(data) >= _COPY_BELOW
+        n = len(data)
+        large = n >= _COPY_BELOW
         if large:  # the data is not copied here: its pieces go to transport.writelines
             pieces = frame_pieces(data, tpdu_size)
             size = sum(map(len, pieces))
+        elif n + SINGLE_SLACK <= tpdu_size:  # one TPDU: frame_data, inline
+            frame = pack_single(TPKT_V3, n + SINGLE_HEAD, SINGLE_PREFIX) + data
+            size = n + SINGLE_HEAD
+            if self._held is None and not self._wrote and self._ep.tap is None:
+                self._wrote = True  # straight out (a request, a response)
+                self.bytes_out += size
+                self.transport.write(frame)  # type: ignore[union-attr]
+                return
         else:
             frame = frame_data(data, tpdu_size)
             size = len(frame)
-        if self.tap is not None:
-            self.tap("out", b"".join(pieces) if large else frame)
+        if self._ep.tap is not None:
+            self._ep.tap("out", b"".join(pieces) if large else frame)
         held = self._held
         if held is None:
             if not self._wrote:
@@ -649,13 +800,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     self.transport.write(frame)  # type: ignore[union-attr]
                 return
             held = self._held = []
-            self.loop.call_soon(self.flush_out)
+            self._ep.loop.call_soon(self.flush_out)
         if large:
             held.extend(pieces)
         else:
             held.append(frame)
         self._held_size += size
-        if self._held_size >= self._hold_limit:
+        if self._held_size >= self._ep.hold_limit:
             self._write_held()
 
     def flush_out(self) -> None:
@@ -679,8 +830,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self._held:
             self.flush_out()  # keep the order of what was sent
         if self.transport is not None and not self.transport.is_closing():
-            if self.tap is not None:
-                self.tap("out", data)
+            tap = self._ep.tap
+            if tap is not None:
+                tap("out", data)
             self.bytes_out += len(data)
             self.transport.write(data)
 
@@ -704,7 +856,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.flush_out()
         transport.close()
         if transport.get_write_buffer_size():
-            self.loop.call_later(self.options.release_timeout, transport.abort)
+            self._ep.loop.call_later(self._ep.options.release_timeout, transport.abort)
 
     # ------------------------------------------------------------ the connect handshake
 
@@ -713,15 +865,17 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._handshake_over()
 
     def _handshake_over(self) -> None:
-        callback, self._on_handshake_over = self._on_handshake_over, None
-        if callback is not None:
-            callback()
+        if self._flags & _HANDSHAKE:
+            self._flags &= ~_HANDSHAKE
+            callback = self._ep.on_handshake_over
+            if callback is not None:
+                callback()
 
     def start_liveness(self) -> None:
         """The session is open.  Toward a peer that does not answer our probes (an OSI
         stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
         connection instead."""
-        interval = self.options.keepalive_interval
+        interval = self._ep.options.keepalive_interval
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None
         if not self.agent.keepalive and interval is not None and sock is not None:
             _tcp_keepalive(sock, interval)
@@ -731,8 +885,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _next_deadline(self) -> float | None:
         deadline = self.agent.next_deadline()
-        if self._paused and (deadline is None or self._paused_check < deadline):
-            deadline = self._paused_check
+        if self._paused:
+            check = self._more().paused_check
+            if deadline is None or check < deadline:
+                deadline = check
         return deadline
 
     def _rearm(self) -> None:
@@ -744,23 +900,22 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         deadline = self._next_deadline()
         timer = self._timer
         if timer is not None:
-            if deadline is not None and self._timer_at <= deadline:
+            if deadline is not None and timer.when() <= deadline:
                 return  # it fires first and looks again
             timer.cancel()
             self._timer = None
         if deadline is not None:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            self._timer = self._ep.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         try:
-            now = self.loop.time()
-            if self._paused and now >= self._paused_check:
+            now = self._ep.loop.time()
+            if self._paused and now >= self._more().paused_check:
                 if self._peer_gone():  # nothing is read while paused: look at the socket
                     self.abort()
                     return
-                self._paused_check = now + _PAUSED_CHECK
+                self._more().paused_check = now + _PAUSED_CHECK
             if self._paused & _LOCAL:
                 self.agent.heard(now)  # our reader is slow: the peer's silence is no fault
             self.agent.handle_timer(now)
@@ -785,7 +940,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return
         if not self._paused:
             transport.pause_reading()
-            self._paused_check = self.loop.time() + _PAUSED_CHECK
+            self._more().paused_check = self._ep.loop.time() + _PAUSED_CHECK
             self._paused |= why
             self._rearm()
             return
@@ -823,10 +978,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Log a WARNING this connection's peer caused: one per connection, and across
         connections no more than the shared rate limit (the rest at DEBUG, counted)."""
         logger = self.log if self.id else log
-        if self._warned or not _warnings.allow(self.loop.time()):
+        if self._flags & _WARNED or not _warnings.allow(self._ep.loop.time()):
             logger.debug(message, *args)
             return
-        self._warned = True
+        self._flags |= _WARNED
         if _warnings.suppressed:
             message += " (%d similar warnings suppressed)"
             args = (*args, _warnings.suppressed)

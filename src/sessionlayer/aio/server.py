@@ -19,7 +19,7 @@ from ..errors import DecodeError, Refuse, RefuseReason, SessionLayerError
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .connection import Connection
+from .connection import Connection, Endpoint
 from .session import Session, SessionInfo
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
@@ -88,14 +88,20 @@ class Server:
         self._handlers: dict[asyncio.Task[None], Session] = {}
         # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
-        self._on_indication = self._indication
-        self._on_handshake_over = self._handshake_over
+        # What every connection of this server shares (made on the loop, in listen()).
+        self._endpoint: Endpoint | None = None
+        self._rejecting: Endpoint | None = None  # for connections over max_handshakes
 
     # ------------------------------------------------------------ public
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
+        self._endpoint = Endpoint(
+            self.options, on_connect_indication=self._indication,
+            on_handshake_over=self._handshake_over,
+        )  # fmt: skip
+        self._rejecting = Endpoint(self.options)
         self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
 
     @property
@@ -134,16 +140,14 @@ class Server:
 
     def _protocol(self) -> Connection:
         agent = SessionAgent("responder", self.config, self.options)
+        assert self._endpoint is not None and self._rejecting is not None
         if self.handshakes >= self.max_handshakes:  # closed at once by connection_made
-            protocol = Connection(agent)
+            protocol = Connection(agent, self._rejecting)
             protocol.rejected = True
             self.stats.refused["handshake_limit"] += 1
             return protocol
         self.handshakes += 1
-        return Connection(
-            agent, on_connect_indication=self._on_indication,
-            on_handshake_over=self._on_handshake_over,
-        )  # fmt: skip
+        return Connection(agent, self._endpoint)
 
     def _handshake_over(self) -> None:
         self.handshakes -= 1

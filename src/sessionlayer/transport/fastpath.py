@@ -25,7 +25,15 @@ from .cotp import DT_EOT_HEADER, DT_HEADER_SIZE, DT_MORE_HEADER
 from .reassembly import tsdu_too_large
 from .tpkt import TPKT_HEADER_SIZE, TPKT_VERSION
 
-__all__ = ["frame_data", "frame_pieces", "PlainReader"]
+__all__ = [
+    "frame_data",
+    "frame_pieces",
+    "PlainReader",
+    "SINGLE_HEAD",
+    "SINGLE_SLACK",
+    "SINGLE_PREFIX",
+    "TPKT_V3",
+]
 
 _HEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE  # TPKT header + class 0 DT header
 _FIRST = _HEAD + len(DATA_PREFIX)
@@ -39,6 +47,24 @@ _DT = struct.Struct(f">HH{DT_HEADER_SIZE}s")
 _FIRST_DT = struct.Struct(f">HH{DT_HEADER_SIZE + len(DATA_PREFIX)}s")
 _pack_first = _FIRST_DT.pack
 _unpack_first = _FIRST_DT.unpack_from
+
+# For a binding that frames or takes a message in one TPDU inline, without a call (what
+# frame_data and PlainReader.single do; aio.Connection's write_data and buffer_updated):
+#: The octets ahead of the user data of an S-DATA whose TSDU is one TPDU: TPKT, DT (EOT),
+#: DATA_PREFIX.
+SINGLE_HEAD = _FIRST
+#: What a TPDU of such an S-DATA holds besides the user data: DT header and DATA_PREFIX
+#: (the user data fits one TPDU while ``len(data) + SINGLE_SLACK <= tpdu_size``).
+SINGLE_SLACK = DT_HEADER_SIZE + len(DATA_PREFIX)
+#: The octets after the TPKT header of such a TPDU: DT (EOT) and DATA_PREFIX.
+SINGLE_PREFIX = _EOT_PREFIX
+#: TPKT version 3 and its reserved octet, as the first field ``unpack_single`` gives.
+TPKT_V3 = _TPKT_V3
+#: ``pack_single(TPKT_V3, len(data) + SINGLE_HEAD, SINGLE_PREFIX) + data`` is such a frame;
+#: ``unpack_single(buf, pos)`` gives (TPKT_V3, the TPKT length, SINGLE_PREFIX) for one.
+#: (Struct methods, for the binding; not re-exported by sessionlayer.transport.)
+pack_single = _pack_first
+unpack_single = _unpack_first
 
 
 def frame_data(data: bytes, tpdu_size: int) -> bytes:
@@ -120,6 +146,20 @@ def _read_view(view: memoryview, sizehint: int) -> memoryview:
     return view[: sizehint + sizehint // 8] if sizehint > 0 else view
 
 
+class _Own(bytearray):
+    """A reader's own buffer, with where the TSDU it holds stands (only while one is held:
+    an idle reader keeps none of this)."""
+
+    __slots__ = ("end", "next", "size", "start")
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.start = 0  # the held TSDU's first octet
+        self.end = 0  # the end of the octets held
+        self.next = 0  # from start: the next TPDU header of the held TSDU to check
+        self.size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
+
+
 class PlainReader:
     """Takes plain-data TSDUs off the front of the byte stream.
 
@@ -138,16 +178,12 @@ class PlainReader:
     it is empty again, so an idle session holds none.
     """
 
-    __slots__ = ("_buf", "_end", "_next", "_shared", "_size", "_start", "_want", "max_tsdu_size")
+    __slots__ = ("_buf", "_shared", "_want", "max_tsdu_size")
 
     def __init__(self, max_tsdu_size: int) -> None:
         self.max_tsdu_size = max_tsdu_size
         self._shared = _shared_buffer()  # this thread's: readers live on one loop's thread
-        self._buf: bytearray | None = None  # the reader's own buffer, while octets are held
-        self._start = 0  # in _buf: the held TSDU's first octet
-        self._end = 0  # in _buf: the end of the octets held
-        self._next = 0  # from _start: the next TPDU header of the held TSDU to check
-        self._size = 0  # user data (prefix included) of the held TSDU's whole TPDUs
+        self._buf: _Own | None = None  # the reader's own buffer, while octets are held
         #: The room a read into the reader's own buffer gets: doubles each time a read fills
         #: it (up to READ_SIZE), so it grows with what the peer actually sends.
         self._want = _OWN_MIN
@@ -162,7 +198,8 @@ class PlainReader:
         :meth:`get_buffer`; the reader is empty after."""
         if self._buf is None:
             return bytes(self._shared.view[:nbytes])
-        held = bytes(self._buf[self._start : self._end + nbytes])
+        own = self._buf
+        held = bytes(own[own.start : own.end + nbytes])
         self._buf = None
         return held
 
@@ -172,9 +209,10 @@ class PlainReader:
 
     def peek(self, nbytes: int) -> bytes:
         """The ``nbytes`` just read into :meth:`get_buffer` (for tracing)."""
-        if self._buf is None:
+        own = self._buf
+        if own is None:
             return bytes(self._shared.view[:nbytes])
-        return bytes(self._buf[self._end : self._end + nbytes])
+        return bytes(own[own.end : own.end + nbytes])
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next read goes: a little more than ``sizehint`` octets when a hint is
@@ -188,6 +226,8 @@ class PlainReader:
         """
         buf = self._buf
         if buf is None:
+            if sizehint < 0:  # (asyncio's hint: all of it)
+                return self._shared.view
             reads = self._shared.reads
             view = reads.get(sizehint)
             if view is None:
@@ -201,18 +241,18 @@ class PlainReader:
         if buf is None:
             if room <= READ_SIZE:
                 return self._shared.view
-            buf = self._buf = bytearray(room)
-            self._start = self._end = self._next = self._size = 0
-        if len(buf) - self._end < room:
-            held = self._end - self._start
+            buf = self._buf = _Own(room)
+        if len(buf) - buf.end < room:
+            held = buf.end - buf.start
             if held + room > len(buf):  # a bigger buffer (a new one: a view may be alive)
-                bigger = bytearray(max(2 * len(buf), held + room))
-                bigger[:held] = buf[self._start : self._end]
+                bigger = _Own(max(2 * len(buf), held + room))
+                bigger[:held] = buf[buf.start : buf.end]
+                bigger.next, bigger.size = buf.next, buf.size
                 self._buf = buf = bigger
             else:  # move the held octets to the front (a copy of less than one TSDU)
-                buf[:held] = buf[self._start : self._end]
-            self._start, self._end = 0, held
-        return memoryview(buf)[self._end :]
+                buf[:held] = buf[buf.start : buf.end]
+            buf.start, buf.end = 0, held
+        return memoryview(buf)[buf.end :]
 
     def feed(self, data: bytes, out: list[bytes]) -> bytes:
         """:meth:`parse` for octets that were read elsewhere: they are copied in first."""
@@ -224,7 +264,8 @@ class PlainReader:
         """When the ``nbytes`` just read into :meth:`get_buffer` are one whole plain-data
         TSDU in one TPDU, and nothing was held: its user data.  Otherwise None, and
         :meth:`parse` is next.  (A request or a response is such a read, and this is
-        the shortest way to its user data.)"""
+        the shortest way to its user data; ``aio.Connection.buffer_updated`` does the same
+        inline.)"""
         if self._buf is None and nbytes >= _FIRST:
             shared = self._shared
             tpkt, length, head = _unpack_first(shared.buf, 0)
@@ -236,15 +277,17 @@ class PlainReader:
     def parse(self, nbytes: int, out: list[bytes]) -> bytes:
         """``nbytes`` were read into :meth:`get_buffer`: append whole messages to ``out``;
         return what the general path must take (b"" when nothing)."""
-        buf = self._buf
-        if buf is None:  # the read went to the shared buffer
+        own = self._buf
+        buf: bytearray
+        if own is None:  # the read went to the shared buffer
             buf, view = self._shared.buf, self._shared.view
             pos, end, nxt, size = 0, nbytes, 0, 0
             if nbytes > self._want:  # reads this large arrive: give the own buffer room
                 self._want = min(READ_SIZE, nbytes)
         else:
+            buf = own
             view = memoryview(buf)
-            pos, end, nxt, size = self._start, self._end + nbytes, self._next, self._size
+            pos, end, nxt, size = own.start, own.end + nbytes, own.next, own.size
             if nbytes >= self._want and self._want < READ_SIZE:  # the read filled its room
                 self._want = min(READ_SIZE, 2 * self._want)
         limit = self.max_tsdu_size
@@ -265,16 +308,17 @@ class PlainReader:
 
     def _keep(self, buf: bytearray, pos: int, end: int, nxt: int, size: int) -> None:
         """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""
-        if buf is not self._buf:  # it is in the shared buffer: into one of our own
+        own = self._buf
+        if buf is not own or own is None:  # it is in the shared buffer: into one of our own
             held = end - pos
             if self._want >= READ_SIZE:  # bulk data: a large buffer, as reads are large
                 alloc = max(_OWN_BULK, held + READ_SIZE)
             else:
                 alloc = held + _rest_of_tpdu(buf, pos + nxt, end) + self._want
-            own = self._buf = bytearray(alloc)
+            own = self._buf = _Own(alloc)
             own[:held] = buf[pos:end]
             pos, end = 0, held
-        self._start, self._end, self._next, self._size = pos, end, nxt, size
+        own.start, own.end, own.next, own.size = pos, end, nxt, size
 
 
 def _rest_of_tpdu(buf: bytearray, pos: int, end: int) -> int:
