@@ -554,3 +554,21 @@ def test_resync_with_no_arguments_restarts_from_the_last_checkpoint(tls: Any) ->
             assert serial == checkpoint + 1 == client.machine.vm == peer.machine.vm
 
     run(main())
+
+
+def test_release_answered_with_user_data(tls: Any) -> None:
+    """``on_release`` returning bytes: the DN carries them, ``release()`` returns them."""
+
+    async def main() -> None:
+        async with pair(FU.DUPLEX, tls) as (client, peer):
+            seen: list[bytes | None] = []
+
+            def answer(event: ev.ReleaseIndication) -> bytes:
+                seen.append(event.user_data)
+                return b"RLRE"
+
+            peer.on_release = answer
+            assert await client.release(user_data=b"RLRQ") == b"RLRE"
+            assert seen == [b"RLRQ"]
+
+    run(main())

@@ -145,7 +145,9 @@ class SessionAgent:
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
         self.session_id: str | None = None  #: (initiator) the id the responder gave it
         self.last_sync: int | None = None  #: the serial of the last sync point seen
-        self.on_release: Callable[[ev.ReleaseIndication], bool] | None = None
+        #: Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
+        #: DN user data, True or None accept.
+        self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
         self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
             None
         )
@@ -433,13 +435,17 @@ class SessionAgent:
         only).  In a release collision our own release may be confirmed first: the peer's
         FINISH still needs its DISCONNECT."""
         machine = self.machine
-        if not self.released and self.on_release is not None and not self.on_release(event):
+        answer = None
+        if self.on_release is not None and not self.released:
+            answer = self.on_release(event)
+        if answer is False and not self.released:
             try:
                 machine.release_response(accept=False, now=self._now)
                 return
             except LocalError as exc:
                 self._warn(f"cannot refuse this release ({exc})")
-        machine.release_response(accept=True, now=self._now)
+        data = bytes(answer) if isinstance(answer, bytes | bytearray) else None
+        machine.release_response(accept=True, user_data=data, now=self._now)
         self.released = True
 
     def _give_owed(self) -> None:

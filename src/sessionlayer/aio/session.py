@@ -137,13 +137,17 @@ class Session:
         return self._conn.messages_out
 
     @property
-    def on_release(self) -> Callable[[ev.ReleaseIndication], bool] | None:
-        """Called with each S-RELEASE indication; return False to refuse the release (NOT
-        FINISHED, only with the negotiated release unit).  None accepts every release."""
+    def on_release(self) -> Callable[[ev.ReleaseIndication], bool | bytes | None] | None:
+        """Called with each S-RELEASE indication: return False to refuse the release (NOT
+        FINISHED, only with the negotiated release unit), bytes to accept it with that DN
+        user data (an OSI peer's ACSE release response, say), True or None to accept.  None
+        (no callback) accepts every release."""
         return self._conn.agent.on_release
 
     @on_release.setter
-    def on_release(self, callback: Callable[[ev.ReleaseIndication], bool] | None) -> None:
+    def on_release(
+        self, callback: Callable[[ev.ReleaseIndication], bool | bytes | None] | None
+    ) -> None:
         self._conn.agent.on_release = callback
 
     @property
