@@ -4,7 +4,8 @@ Our server speaks only the session layer, so the presentation/ACSE/MMS answers c
 the libiec61850 capture (tests/vectors): the AC's user data (ACSE AARE + MMS initiate
 response), the read response (42.5) and the conclude response.  libiec61850's client runs
 in its own process (pyiec61850-ng, GPL, test-only), connects, reads the float, and then
-releases the association (MMS conclude, then FN with ACSE RLRQ, answered by our DN) or
+releases the association (MMS conclude, then FN with ACSE RLRQ, answered by our DN with
+the captured RLRE) or
 aborts it (AB with ACSE ABRT).  Everything it sent must have passed our state table.
 """
 
@@ -43,6 +44,8 @@ READ_REQUEST = _pdu("GT+DT carrying MMS read request")
 READ_RESPONSE = _pdu("GT+DT carrying MMS read response (float 42.5)")
 CONCLUDE_REQUEST = _pdu("GT+DT MMS conclude-request")
 CONCLUDE_RESPONSE = _pdu("GT+DT MMS conclude-response")
+RELEASE_REQUEST = _user_data("FN SPDU (carries ACSE RLRQ)")
+RELEASE_RESPONSE = _user_data("DN SPDU (carries ACSE RLRE)")
 
 
 async def _serve_mms(abort: bool, run_client: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -53,6 +56,12 @@ async def _serve_mms(abort: bool, run_client: Any) -> tuple[Any, list[dict[str, 
     async def handler(session: sessionlayer.Session) -> None:
         record: dict[str, Any] = {"requests": [], "outcome": None, "done": asyncio.Event()}
         seen.append(record)
+
+        def release(event: Any) -> bytes:  # the DN carries ACSE's release response
+            record["fn"] = event.user_data
+            return RELEASE_RESPONSE
+
+        session.on_release = release
         try:
             async for pdu in session:
                 record["requests"].append(pdu)
@@ -85,6 +94,7 @@ def test_libiec61850_client_reads_and_releases(run_iec61850_client: Any) -> None
     assert served, seen
     last = served[-1]
     assert last["requests"] == [READ_REQUEST, CONCLUDE_REQUEST]
+    assert last["fn"] == RELEASE_REQUEST  # the FN carried ACSE RLRQ; our DN, RLRE
     assert last["outcome"] == "released"
 
 
