@@ -38,7 +38,7 @@ from ..spdu.types import (
     TypedData,
 )
 from ._make import make
-from .config import SessionConfig, tokens_for
+from .config import SessionConfig, token_flag, tokens_for
 from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndication
 from .negotiation import Negotiated
 from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row
@@ -368,13 +368,14 @@ class _Core:
     def _adopt(self, result: Negotiated) -> None:
         """Take on the outcome of connect negotiation (Table A-4, SCONrsp / AC)."""
         self._fu = result.functional_units
-        self._available_tokens = tokens_for(result.functional_units)
+        available = tokens_for(result.functional_units)
+        self._available_tokens = available
         self._version = result.version
         self._tsdu_send = result.tsdu_send
         self._tsdu_recv = result.tsdu_receive
         self._peer_extended = result.peer_extended
         self._initial_serial = result.initial_serial
-        self._owned = result.owned & tokens_for(result.functional_units)
+        self._owned = token_flag(int(result.owned) & int(available))
         self._second_initial_serial = result.second_initial_serial
         first = result.initial_serial or 0
         second = result.second_initial_serial or 0

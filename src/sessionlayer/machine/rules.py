@@ -25,7 +25,7 @@ from ..spdu.types import (
 )
 from . import events as ev
 from ._make import make
-from .config import tokens_for
+from .config import tokens_for, unit_flag
 from .core import Ctx
 from .negotiation import (
     check_connect,
@@ -277,7 +277,9 @@ class _Rules(_Sync):
         self._peer_connection_id = cn.connection_id
         self._peer_user_data = cn.user_data
         item = cn.item
-        proposed = FU(cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS)
+        proposed = unit_flag(
+            cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS
+        )
 
         self._events.append(
             ev.ConnectIndication(
