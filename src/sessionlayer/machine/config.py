@@ -81,7 +81,7 @@ _FLAG_CACHE_MAX = 256
 
 def token_bits(units: int) -> int:
     """``int(tokens_for(units))`` for an int (or FunctionalUnit) mask: a table lookup."""
-    key = units & _TOKEN_UNITS
+    key = int(units) & _TOKEN_UNITS
     out = _TOKENS_BY_UNITS.get(key)
     if out is None:
         out = 0
