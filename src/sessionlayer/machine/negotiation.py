@@ -174,6 +174,29 @@ def build_connect(
 ) -> Connect:
     """The CN an initiator sends for ``config``; user data beyond 10240 octets is not in it
     (Data Overflow = 1 says that CDOs will carry the rest, X.225 7.1)."""
+    units, item = _connect_item(config)
+    overflow = user_data is not None and len(user_data) > CN_DATA_MAX
+    return make(
+        Connect,
+        connection_id=connection_id,
+        item=item,
+        requirements=units,
+        calling_ssel=config.calling_ssel,
+        called_ssel=config.called_ssel,
+        data_overflow=1 if overflow else None,
+        user_data=user_data[:CN_DATA_MAX] if user_data is not None else None,
+    )
+
+
+_CONNECT_ITEMS: dict[int, tuple[SessionConfig, int, ConnectAcceptItem]] = {}
+
+
+def _connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
+    """The CN's Session User Requirements and Connect/Accept Item for ``config``: one
+    (immutable) item per configuration, so that its octets are encoded once too."""
+    hit = _CONNECT_ITEMS.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1], hit[2]
     v2 = bool(int(config.versions) & 2)
     units = int(config.functional_units)
     if not v2:
@@ -189,17 +212,10 @@ def build_connect(
         token_setting=encode_token_setting(config.token_setting, available) if available else None,
         second_initial_serial=config.second_initial_serial if ss else None,
     )
-    overflow = user_data is not None and len(user_data) > CN_DATA_MAX
-    return make(
-        Connect,
-        connection_id=connection_id,
-        item=item,
-        requirements=units,
-        calling_ssel=config.calling_ssel,
-        called_ssel=config.called_ssel,
-        data_overflow=1 if overflow else None,
-        user_data=user_data[:CN_DATA_MAX] if user_data is not None else None,
-    )
+    if len(_CONNECT_ITEMS) >= _CACHE_MAX:
+        _CONNECT_ITEMS.clear()
+    _CONNECT_ITEMS[id(config)] = (config, units, item)
+    return units, item
 
 
 def initial_serial(units: FunctionalUnit, configured: int | None) -> int | None:
@@ -380,6 +396,49 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
         peer_extended=bool((item.protocol_options or 0) & 1),
         second_initial_serial=isn2 if units & _SYMMETRIC_SYNC else None,
     )
+
+
+# Every client of a server sends the same CN parameters (and a server answers each with the
+# same AC): the machine negotiates once per distinct CN (AC) and configuration.  Keys hold
+# the configuration's id; the entry holds the configuration itself, so the id stays its own.
+_CACHE_MAX = 64
+_RESPONSES: dict[
+    tuple[int, ConnectAcceptItem | None, int | None, int],
+    tuple[SessionConfig, tuple[Negotiated, ConnectAcceptItem, Token | None]],
+] = {}
+_ACCEPTS: dict[
+    tuple[int, ConnectAcceptItem | None, int | None, int | None],
+    tuple[SessionConfig, Negotiated | None],
+] = {}
+
+
+def respond_received(
+    cn: Connect, config: SessionConfig
+) -> tuple[Negotiated, ConnectAcceptItem, Token | None]:
+    """``respond(cn, config, None, None)`` for a CN decoded from the wire (its values plain
+    ints and octets, so equal CNs negotiate alike), from a bounded cache."""
+    key = (id(config), cn.item, cn.requirements, offered_versions(cn))
+    hit = _RESPONSES.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    out = respond(cn, config, None, None)
+    if len(_RESPONSES) >= _CACHE_MAX:
+        _RESPONSES.clear()
+    _RESPONSES[key] = (config, out)
+    return out
+
+
+def read_received_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
+    """``read_accept(ac, config)`` for an AC decoded from the wire, from a bounded cache."""
+    key = (id(config), ac.item, ac.requirements, ac.tokens)
+    hit = _ACCEPTS.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    out = read_accept(ac, config)
+    if len(_ACCEPTS) >= _CACHE_MAX:
+        _ACCEPTS.clear()
+    _ACCEPTS[key] = (config, out)
+    return out
 
 
 def overflow_accept(cn: Connect, config: SessionConfig) -> OverflowAccept:

@@ -32,7 +32,7 @@ from .negotiation import (
     decode_token_setting,
     offered_versions,
     overflow_accept,
-    read_accept,
+    read_received_accept,
 )
 from .sync import _Sync
 
@@ -167,7 +167,7 @@ class _Rules(_Sync):
         return check_connect(ctx.spdu, self.config) is None
 
     def _p_ac_ok(self, ctx: Ctx) -> bool:
-        return read_accept(ctx.spdu, self.config) is not None
+        return read_received_accept(ctx.spdu, self.config) is not None
 
     def _p_cn_overflow(self, ctx: Ctx) -> bool:
         """p204: the CN says more than 10240 octets of user data follow (Data Overflow)."""
@@ -325,7 +325,7 @@ class _Rules(_Sync):
 
     def _a_conn_cnf(self, ctx: Ctx) -> None:
         ac: Accept = ctx.spdu
-        result = read_accept(ac, self.config)
+        result = read_received_accept(ac, self.config)
         assert result is not None
         self._adopt(result)
         self._peer_connection_id = ac.connection_id

@@ -174,6 +174,13 @@ def _plan(spec: tuple[Entry, ...]) -> _Plan:
     return _compiled(spec)[1]
 
 
+#: Encoded PGI values by the identity of the (immutable) value: the negotiation caches hand
+#: every session the same Connect/Accept Item, so its octets are computed once.  The entry
+#: holds the value, so the id stays its own.  Groups hold no user data: version-independent.
+_GROUP_OCTETS: dict[int, tuple[Grouped, bytes]] = {}
+_GROUP_OCTETS_MAX = 64
+
+
 def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
     """:func:`_encode_entries` for well-formed values; None sends the caller to it."""
     out = bytearray()
@@ -193,9 +200,17 @@ def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
         if tag == _GROUP:
             if type(value) is not extra[0]:
                 return None
-            raw: bytes | bytearray | None = _encode_fast(value, extra[1][1], version)
-            if raw is None:
-                return None
+            known = _GROUP_OCTETS.get(id(value))
+            if known is not None and known[0] is value:
+                raw: bytes | bytearray = known[1]
+            else:
+                inner = _encode_fast(value, extra[1][1], version)
+                if inner is None:
+                    return None
+                raw = bytes(inner)
+                if len(_GROUP_OCTETS) >= _GROUP_OCTETS_MAX:
+                    _GROUP_OCTETS.clear()
+                _GROUP_OCTETS[id(value)] = (value, raw)
         elif tag == _DATA:
             if type(value) is not bytes:
                 return None
