@@ -13,7 +13,7 @@ from tests.spdu import strategies as S
 
 from sessionlayer.machine import SessionConfig
 from sessionlayer.machine import negotiation as neg
-from sessionlayer.spdu import Accept, Connect, decode_tsdu, encode_tsdu
+from sessionlayer.spdu import Accept, Connect, ConnectAcceptItem, decode_tsdu, encode_tsdu
 from sessionlayer.spdu.codes import FunctionalUnit, Token, TokenSetting, Version
 
 FU = FunctionalUnit
@@ -87,3 +87,36 @@ def test_caches_stay_bounded() -> None:
         neg.build_connect(config, None, None)
     assert len(neg._RESPONSES) <= neg._CACHE_MAX
     assert len(neg._CONNECT_ITEMS) <= neg._CACHE_MAX
+
+
+def test_equal_configs_share_entries_but_not_a_bool_serial() -> None:
+    cn = Connect(requirements=0x3A, item=ConnectAcceptItem(version=2, initial_serial=5))
+    one = SessionConfig(initial_serial=1)
+    assert neg.respond_received(cn, one) == neg.respond(cn, one, None, None)
+    assert neg.respond_received(cn, SessionConfig(initial_serial=1)) is neg.respond_received(
+        cn, one
+    )
+    true = SessionConfig(initial_serial=True)  # == one, but only 1 encodes as a serial
+    assert neg.respond_received(cn, true)[1].initial_serial is True
+    assert neg.build_connect(true, None, None).item.initial_serial is True  # type: ignore[union-attr]
+
+
+def test_an_unhashable_config_is_not_cached() -> None:
+    config = SessionConfig(calling_ssel=bytearray(b"\x00\x01"))  # type: ignore[arg-type]
+    cn = Connect(requirements=2)
+    assert neg.respond_received(cn, config) == neg.respond(cn, config, None, None)
+    assert neg.build_connect(config, None, None).calling_ssel == b"\x00\x01"
+    ac = Accept(requirements=2)
+    assert neg.read_received_accept(ac, config) == neg.read_accept(ac, config)
+
+
+def test_config_mappings() -> None:
+    a, b = SessionConfig(), SessionConfig(token_setting={Token.DATA: TokenSetting.RESPONDER})
+    assert a.token_setting == {} and dict(b.token_setting) == {Token.DATA: TokenSetting.RESPONDER}
+    assert SessionConfig(called_choice=[]).called_choice == {}  # type: ignore[arg-type]
+    try:
+        SessionConfig(token_setting=None)  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("token_setting=None is refused, as before")

@@ -48,8 +48,12 @@ def is_rejection(user_data: bytes | None) -> bool:
     return bytes(user_data or b"").startswith(REJECTION_MAGIC)
 
 
+#: What ``json.dumps(obj, separators=(",", ":"), sort_keys=True)`` builds on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _dump(magic: bytes, obj: dict[str, Any]) -> bytes:
-    return magic + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    return magic + _ENCODER.encode(obj).encode()
 
 
 def _load(magic: bytes, data: bytes, what: str) -> dict[str, Any]:
@@ -198,7 +202,10 @@ def _hex(value: Any) -> bytes:
 
 def _is_id(value: str) -> bool:
     """A session id as sessionlayer makes them: 32 lower-case hex digits."""
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    return len(value) == 32 and _ID_DIGITS.issuperset(value)
+
+
+_ID_DIGITS = frozenset("0123456789abcdef")
 
 
 def negotiate(

@@ -120,7 +120,12 @@ def tokens_for(units: FunctionalUnit) -> Token:
     return token_flag(token_bits(units))
 
 
+_EMPTY: Mapping[Token, TokenSetting] = MappingProxyType({})
+
+
 def _frozen(mapping: Mapping[Token, TokenSetting]) -> Mapping[Token, TokenSetting]:
+    if not mapping and type(mapping) in (dict, MappingProxyType):
+        return _EMPTY  # read-only and empty: one serves every config
     return MappingProxyType(dict(mapping))
 
 
@@ -208,7 +213,12 @@ class SessionConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_setting", _frozen(self.token_setting))
         object.__setattr__(self, "called_choice", _frozen(self.called_choice))
-        if not self.versions & (Version.V1 | Version.V2):
+        versions = self.versions
+        if type(versions) in (Version, int):  # int arithmetic: Flag's costs ~0.6 us an operation
+            offered = int(versions) & 3
+        else:
+            offered = versions & (Version.V1 | Version.V2)
+        if not offered:
             raise ValueError("offer at least one protocol version")
         for serial in (self.initial_serial, self.second_initial_serial):
             if serial is not None and not 0 <= serial <= 999999:

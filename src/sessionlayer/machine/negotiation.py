@@ -188,15 +188,24 @@ def build_connect(
     )
 
 
-_CONNECT_ITEMS: dict[int, tuple[SessionConfig, int, ConnectAcceptItem]] = {}
-
-
 def _connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
     """The CN's Session User Requirements and Connect/Accept Item for ``config``: one
     (immutable) item per configuration, so that its octets are encoded once too."""
-    hit = _CONNECT_ITEMS.get(id(config))
-    if hit is not None and hit[0] is config:
-        return hit[1], hit[2]
+    key = _config_key(config)
+    try:
+        hit = _CONNECT_ITEMS.get(key)
+    except TypeError:
+        return _make_connect_item(config)
+    if hit is not None:
+        return hit
+    out = _make_connect_item(config)
+    if len(_CONNECT_ITEMS) >= _CACHE_MAX:
+        _CONNECT_ITEMS.clear()
+    _CONNECT_ITEMS[key] = out
+    return out
+
+
+def _make_connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
     v2 = bool(int(config.versions) & 2)
     units = int(config.functional_units)
     if not v2:
@@ -212,9 +221,6 @@ def _connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
         token_setting=encode_token_setting(config.token_setting, available) if available else None,
         second_initial_serial=config.second_initial_serial if ss else None,
     )
-    if len(_CONNECT_ITEMS) >= _CACHE_MAX:
-        _CONNECT_ITEMS.clear()
-    _CONNECT_ITEMS[id(config)] = (config, units, item)
     return units, item
 
 
@@ -399,17 +405,25 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
 
 
 # Every client of a server sends the same CN parameters (and a server answers each with the
-# same AC): the machine negotiates once per distinct CN (AC) and configuration.  Keys hold
-# the configuration's id; the entry holds the configuration itself, so the id stays its own.
+# same AC): the machine negotiates once per distinct CN (AC) and configuration.  The keys
+# hold the configuration by value (a client makes one per connect()), with the types of the
+# two serial numbers (True == 1, but only 1 encodes); one that cannot be hashed (a bytearray
+# selector) is not cached.
 _CACHE_MAX = 64
+_ConfigKey = tuple[SessionConfig, type, type]
 _RESPONSES: dict[
-    tuple[int, ConnectAcceptItem | None, int | None, int],
-    tuple[SessionConfig, tuple[Negotiated, ConnectAcceptItem, Token | None]],
+    tuple[_ConfigKey, ConnectAcceptItem | None, int | None, int],
+    tuple[Negotiated, ConnectAcceptItem, Token | None],
 ] = {}
 _ACCEPTS: dict[
-    tuple[int, ConnectAcceptItem | None, int | None, int | None],
-    tuple[SessionConfig, Negotiated | None],
+    tuple[_ConfigKey, ConnectAcceptItem | None, int | None, int | None], Negotiated | None
 ] = {}
+_CONNECT_ITEMS: dict[_ConfigKey, tuple[int, ConnectAcceptItem]] = {}
+_MISSING = object()
+
+
+def _config_key(config: SessionConfig) -> _ConfigKey:
+    return (config, type(config.initial_serial), type(config.second_initial_serial))
 
 
 def respond_received(
@@ -417,27 +431,33 @@ def respond_received(
 ) -> tuple[Negotiated, ConnectAcceptItem, Token | None]:
     """``respond(cn, config, None, None)`` for a CN decoded from the wire (its values plain
     ints and octets, so equal CNs negotiate alike), from a bounded cache."""
-    key = (id(config), cn.item, cn.requirements, offered_versions(cn))
-    hit = _RESPONSES.get(key)
-    if hit is not None and hit[0] is config:
-        return hit[1]
+    key = (_config_key(config), cn.item, cn.requirements, offered_versions(cn))
+    try:
+        hit = _RESPONSES.get(key)
+    except TypeError:  # unhashable configuration
+        return respond(cn, config, None, None)
+    if hit is not None:
+        return hit
     out = respond(cn, config, None, None)
     if len(_RESPONSES) >= _CACHE_MAX:
         _RESPONSES.clear()
-    _RESPONSES[key] = (config, out)
+    _RESPONSES[key] = out
     return out
 
 
 def read_received_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
     """``read_accept(ac, config)`` for an AC decoded from the wire, from a bounded cache."""
-    key = (id(config), ac.item, ac.requirements, ac.tokens)
-    hit = _ACCEPTS.get(key)
-    if hit is not None and hit[0] is config:
-        return hit[1]
+    key = (_config_key(config), ac.item, ac.requirements, ac.tokens)
+    try:
+        hit = _ACCEPTS.get(key, _MISSING)
+    except TypeError:
+        return read_accept(ac, config)
+    if hit is not _MISSING:
+        return hit  # type: ignore[return-value]
     out = read_accept(ac, config)
     if len(_ACCEPTS) >= _CACHE_MAX:
         _ACCEPTS.clear()
-    _ACCEPTS[key] = (config, out)
+    _ACCEPTS[key] = out
     return out
 
 
