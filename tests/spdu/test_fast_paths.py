@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -123,3 +124,20 @@ def test_fast_paths_take_the_usual_connect() -> None:
     assert codec._decode_fast(field, 0, len(field), codec._compiled(Connect.SPEC), 2) is not None
     assert codec._connect_version_fast(field, 0, len(field)) == 2
     assert codec._encode_fast(cn, codec._plan(Connect.SPEC), 2) is not None
+
+
+def test_group_caches_share_values_and_octets() -> None:
+    item = ConnectAcceptItem(protocol_options=0, version=2, initial_serial=1, token_setting=0)
+    cn = Connect(item=item, requirements=0x043E, user_data=b"hello")
+    raw = codec.encode_tsdu(cn)
+    (first,), (second,) = codec.decode_tsdu(raw), codec.decode_tsdu(bytearray(raw))
+    assert first == second == cn and first.item is second.item  # type: ignore[attr-defined]
+    assert codec.encode_tsdu(first) == codec.encode_tsdu(second) == raw
+    # An equal item of another type of value is encoded (and refused) on its own.
+    bent = dataclasses.replace(item, initial_serial=True)
+    assert bent == item
+    with pytest.raises(EncodeError):
+        codec.encode_tsdu(dataclasses.replace(cn, item=bent))
+    for _ in range(3 * codec._GROUP_OCTETS_MAX):  # bounded
+        codec.encode_tsdu(dataclasses.replace(cn, item=dataclasses.replace(item, version=3)))
+    assert len(codec._GROUP_OCTETS) <= codec._GROUP_OCTETS_MAX

@@ -92,6 +92,19 @@ class Resync:
     second_serial: int | None = None
 
 
+#: Each row's predicates as (name, negated, method name), by the row's identity (the entry
+#: holds the row, so the id stays its own): the table walk builds no strings.
+_CHECKS: dict[int, tuple[Row, tuple[tuple[str, bool, str], ...]]] = {}
+
+
+def _checks(row: Row) -> tuple[Row, tuple[tuple[str, bool, str], ...]]:
+    if len(_CHECKS) >= 4096:  # the table has ~500 rows; more means rows made on the fly
+        _CHECKS.clear()
+    entry = (row, tuple((n, n.startswith("!"), "_p_" + n.lstrip("!")) for n in row.when))
+    _CHECKS[id(row)] = entry
+    return entry
+
+
 class _Core:
     """State, variables and the table walk shared by the machine's parts."""
 
@@ -245,10 +258,11 @@ class _Core:
 
     def _failing(self, row: Row, ctx: Ctx) -> str | None:
         """The first predicate of ``row`` that does not hold, or None."""
-        for name in row.when:
-            negate = name.startswith("!")
-            check = getattr(self, "_p_" + name.lstrip("!"))
-            if bool(check(ctx)) == negate:
+        known = _CHECKS.get(id(row))
+        if known is None or known[0] is not row:
+            known = _checks(row)
+        for name, negate, method in known[1]:
+            if bool(getattr(self, method)(ctx)) == negate:
                 return name
         return None
 

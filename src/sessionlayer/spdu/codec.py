@@ -179,6 +179,11 @@ def _plan(spec: tuple[Entry, ...]) -> _Plan:
 #: holds the value, so the id stays its own.  Groups hold no user data: version-independent.
 _GROUP_OCTETS: dict[int, tuple[Grouped, bytes]] = {}
 _GROUP_OCTETS_MAX = 64
+#: Decoded PGI values by class and octets (immutable, so shared): every CN from a server's
+#: clients carries the same Connect/Accept Item.  One table per class, so that the Connection
+#: Identifiers (new references each time) do not push the items out.
+_GROUP_VALUES: dict[type[Grouped], dict[bytes, Grouped]] = {}
+_GROUP_VALUE_OCTETS = 64
 
 
 def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
@@ -305,6 +310,8 @@ def _decode_tsdu(buf: bytes, version: int, extended: bool) -> tuple[SPDU, ...]:
         stop = end if cls.user_info else params_end
         spdus.append(_decode_spdu(cls, buf, pos, params_at, params_end, stop, version))
         pos = stop
+    if len(spdus) == 1 and spdus[0].category == 1:
+        return (spdus[0],)  # a category-1 SPDU alone: what check_concatenation accepts
     check_concatenation([type(s) for s in spdus], extended=extended)
     return tuple(spdus)
 
@@ -448,10 +455,21 @@ def _decode_fast(
             except DecodeError:
                 return None
         elif tag == _GROUP:
-            inner = _decode_fast(buf, at, pos, extra[1], version)
-            if inner is None:
-                return None
-            values[name] = extra[0](**inner)
+            raw = buf[at:pos]
+            seen = _GROUP_VALUES.get(extra[0])
+            group = seen.get(raw) if seen is not None else None
+            if group is None:
+                inner = _decode_fast(buf, at, pos, extra[1], version)
+                if inner is None:
+                    return None
+                group = extra[0](**inner)
+                if seen is None:
+                    seen = _GROUP_VALUES[extra[0]] = {}
+                if len(raw) <= _GROUP_VALUE_OCTETS:
+                    if len(seen) >= _GROUP_OCTETS_MAX:
+                        seen.clear()
+                    seen[raw] = group
+            values[name] = group
         else:  # _DATA
             if code == _EXTENDED_USER_DATA:
                 if version == 1 or size <= V1_USER_DATA:
