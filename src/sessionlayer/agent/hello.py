@@ -119,6 +119,26 @@ class Hello:
 
     @classmethod
     def decode(cls, raw: bytes) -> Hello:
+        known = _HELLOS.get(raw) if type(raw) is bytes else None
+        if known is not None:  # a hello seen before: the same values, in new containers
+            offers, resume, keepalive, data = known
+            return cls(
+                offers={k: list(v) for k, v in offers},
+                resume=resume,
+                keepalive=keepalive,
+                data=data,
+            )
+        hello = cls._decode(raw)
+        if hello.credentials is None and type(raw) is bytes and len(raw) <= _HELLO_CACHE_OCTETS:
+            # Every client of a server sends the same hello; one with credentials is not kept.
+            if len(_HELLOS) >= _HELLO_CACHE_MAX:
+                _HELLOS.clear()
+            offered = tuple((k, tuple(v)) for k, v in hello.offers.items())
+            _HELLOS[raw] = (offered, hello.resume, hello.keepalive, hello.data)
+        return hello
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> Hello:
         obj = _load(MAGIC, raw, "hello")
         offers = obj.get("offers", {})
         auth = obj.get("auth")
@@ -141,6 +161,12 @@ class Hello:
         )
 
 
+#: Hellos without credentials by their octets: (offers, resume, keepalive, data).
+_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], str | None, bool, bytes]] = {}
+_HELLO_CACHE_MAX = 64
+_HELLO_CACHE_OCTETS = 512
+
+
 @dataclass(frozen=True)
 class Welcome:
     """The responder's choices, in the AC user data."""
@@ -151,12 +177,36 @@ class Welcome:
     session_id: str | None = None  #: the id the responder gave the session (hex)
 
     def encode(self) -> bytes:
+        sid = self.session_id
+        key: tuple[tuple[Any, ...], bool, bytes] | None = None
+        if (
+            type(sid) is str
+            and _is_id(sid)
+            and type(self.data) is bytes
+            and type(self.keepalive) is bool
+            and type(self.chosen) is dict
+            and all(type(k) is str and type(v) is str for k, v in self.chosen.items())
+        ):
+            # Plain strings only: equal values of other types (1 and True) encode apart.
+            key = (tuple(self.chosen.items()), self.keepalive, self.data)
+            parts = _WELCOMES.get(key)
+            if parts is not None:  # the octets around the id, for these choices
+                return parts[0] + sid.encode() + parts[1]
         obj: dict[str, Any] = {"v": _VERSION, "chosen": self.chosen, "ka": self.keepalive}
         if self.data:
             obj["data"] = self.data.hex()
-        if self.session_id is not None:
-            obj["id"] = self.session_id
-        return _dump(WELCOME_MAGIC, obj)
+        if sid is not None:
+            obj["id"] = sid
+        out = _dump(WELCOME_MAGIC, obj)
+        if key is not None and sid is not None and len(out) <= _HELLO_CACHE_OCTETS:
+            # sort_keys puts "id" after "chosen" and "data" and before "ka" and "v" (a bool
+            # and an int): its last occurrence is the id's, which needs no escaping (hex).
+            head, found, tail = out.rpartition(b',"id":"' + sid.encode() + b'"')
+            if found:
+                if len(_WELCOMES) >= _HELLO_CACHE_MAX:
+                    _WELCOMES.clear()
+                _WELCOMES[key] = (head + b',"id":"', b'"' + tail)
+        return out
 
     @classmethod
     def decode(cls, raw: bytes) -> Welcome:
@@ -189,6 +239,10 @@ class Rejection:
     def decode(cls, raw: bytes) -> Rejection:
         obj = _load(REJECTION_MAGIC, raw, "rejection")
         return cls(message=str(obj.get("error", "")), code=str(obj.get("code", "refused")))
+
+
+#: Welcome octets before and after the session id, by (choices, keepalive, data).
+_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes], tuple[bytes, bytes]] = {}
 
 
 def _hex(value: Any) -> bytes:

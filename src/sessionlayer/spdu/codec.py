@@ -177,7 +177,8 @@ def _plan(spec: tuple[Entry, ...]) -> _Plan:
 #: Encoded PGI values by the identity of the (immutable) value: the negotiation caches hand
 #: every session the same Connect/Accept Item, so its octets are computed once.  The entry
 #: holds the value, so the id stays its own.  Groups hold no user data: version-independent.
-_GROUP_OCTETS: dict[int, tuple[Grouped, bytes]] = {}
+#: One table per class (new Connection Identifiers each time do not push the items out).
+_GROUP_OCTETS: dict[type[Grouped], dict[int, tuple[Grouped, bytes]]] = {}
 _GROUP_OCTETS_MAX = 64
 #: Decoded PGI values by class and octets (immutable, so shared): every CN from a server's
 #: clients carries the same Connect/Accept Item.  One table per class, so that the Connection
@@ -205,7 +206,10 @@ def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
         if tag == _GROUP:
             if type(value) is not extra[0]:
                 return None
-            known = _GROUP_OCTETS.get(id(value))
+            octets = _GROUP_OCTETS.get(extra[0])
+            if octets is None:
+                octets = _GROUP_OCTETS[extra[0]] = {}
+            known = octets.get(id(value))
             if known is not None and known[0] is value:
                 raw: bytes | bytearray = known[1]
             else:
@@ -213,9 +217,9 @@ def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
                 if inner is None:
                     return None
                 raw = bytes(inner)
-                if len(_GROUP_OCTETS) >= _GROUP_OCTETS_MAX:
-                    _GROUP_OCTETS.clear()
-                _GROUP_OCTETS[id(value)] = (value, raw)
+                if len(octets) >= _GROUP_OCTETS_MAX:
+                    octets.clear()
+                octets[id(value)] = (value, raw)
         elif tag == _DATA:
             if type(value) is not bytes:
                 return None
