@@ -53,3 +53,27 @@ def test_cached_welcome_is_the_encoded_one() -> None:
             assert w.encode() == expected
             if session_id != "not-an-id" and chosen.get("n") is None:
                 assert Welcome.decode(expected).session_id == session_id
+
+
+def test_cached_hello_octets_are_the_encoded_ones() -> None:
+    H._HELLO_OCTETS.clear()
+    cases: list[Hello] = [
+        Hello(),
+        Hello(offers={"codec": ["a", "b"], "z": []}, keepalive=False, data=b"\x05"),
+        Hello(offers={"codec": ["a"]}, resume="tok"),
+        Hello(offers={"n": [1]}),  # type: ignore[list-item]
+        Hello(offers={"n": [True]}),  # type: ignore[list-item]
+        Hello(keepalive=1),  # type: ignore[arg-type]
+        Hello(credentials={"user": "u"}),
+    ]
+    for hello in cases + cases:
+        obj: dict[str, object] = {"v": 1, "offers": hello.offers, "ka": hello.keepalive}
+        if hello.credentials is not None:
+            obj["auth"] = hello.credentials
+        if hello.resume is not None:
+            obj["resume"] = hello.resume
+        if hello.data:
+            obj["data"] = hello.data.hex()
+        expected = H.MAGIC + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        assert hello.encode() == expected
+    assert all(b'"auth"' not in v for v in H._HELLO_OCTETS.values())

@@ -108,6 +108,25 @@ class Hello:
     data: bytes = b""  #: application bytes sent with the connect request
 
     def encode(self) -> bytes:
+        offers = self.offers
+        key: tuple[Any, ...] | None = None
+        if (
+            self.credentials is None  # credentials are not kept
+            and type(offers) is dict
+            and type(self.keepalive) is bool
+            and type(self.data) is bytes
+            and (self.resume is None or type(self.resume) is str)
+            and all(
+                type(k) is str and type(v) is list and all(type(i) is str for i in v)
+                for k, v in offers.items()
+            )
+        ):
+            # Plain strings only (equal values of other types encode apart).
+            key = (tuple((k, tuple(v)) for k, v in offers.items()), self.keepalive)
+            key += (self.resume, self.data)
+            known = _HELLO_OCTETS.get(key)
+            if known is not None:
+                return known
         obj: dict[str, Any] = {"v": _VERSION, "offers": self.offers, "ka": self.keepalive}
         if self.credentials is not None:
             obj["auth"] = self.credentials
@@ -115,7 +134,12 @@ class Hello:
             obj["resume"] = self.resume
         if self.data:
             obj["data"] = self.data.hex()
-        return _dump(MAGIC, obj)
+        out = _dump(MAGIC, obj)
+        if key is not None and len(out) <= _HELLO_CACHE_OCTETS:
+            if len(_HELLO_OCTETS) >= _HELLO_CACHE_MAX:
+                _HELLO_OCTETS.clear()
+            _HELLO_OCTETS[key] = out
+        return out
 
     @classmethod
     def decode(cls, raw: bytes) -> Hello:
@@ -163,6 +187,8 @@ class Hello:
 
 #: Hellos without credentials by their octets: (offers, resume, keepalive, data).
 _HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], str | None, bool, bytes]] = {}
+#: Encoded hellos without credentials, by (offers, keepalive, resume, data).
+_HELLO_OCTETS: dict[tuple[Any, ...], bytes] = {}
 _HELLO_CACHE_MAX = 64
 _HELLO_CACHE_OCTETS = 512
 
