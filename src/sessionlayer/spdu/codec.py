@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
-from .formats import U8
+from .formats import U8, Octets
 from .spec import Entry, Group, Grouped, Param, UserData
 from .types import SPDU, Connect, ConnectAcceptItem, DataTransfer, GiveTokens, Refuse
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
@@ -122,11 +122,12 @@ def _encode_entries(obj: Any, spec: tuple[Entry, ...], version: int, where: str)
 
 
 # A spec compiled for the fast paths: one tuple per entry, (tag, entry, name, code, extra),
-# tag _PARAM (any format), _BYTE (U8: one octet), _PAIR (a PI held in a tuple of fields: RF's
+# tag _PARAM (any format), _BYTE (U8: one octet), _OCTETS (Octets: extra is (min, max)),
+# _PAIR (a PI held in a tuple of fields: RF's
 # reason, left to the general path), _GROUP (extra: the Grouped class), _DATA (user data).
 # The fast paths handle the well-formed cases only and answer None for anything else; the
 # general code then runs and raises exactly its own errors.
-_PARAM, _BYTE, _PAIR, _GROUP, _DATA = range(5)
+_PARAM, _BYTE, _PAIR, _GROUP, _DATA, _OCTETS = range(6)
 _Plan = tuple[tuple[int, Any, str, int, Any], ...]
 #: (the spec, its plan, plan items by PI/PGI code, names of the required entries)
 _Compiled = tuple[tuple[Entry, ...], _Plan, dict[int, Any], tuple[str, ...]]
@@ -145,6 +146,10 @@ def _compile(spec: tuple[Entry, ...]) -> _Compiled:
         elif isinstance(entry.name, tuple):
             items.append((_PAIR, entry, "", entry.code, None))
         else:
+            if type(entry.fmt) is Octets:
+                bounds = (entry.fmt.min_len, entry.fmt.max_len)
+                items.append((_OCTETS, entry, entry.name, entry.code, bounds))
+                continue
             tag = _BYTE if entry.fmt == U8 else _PARAM
             items.append((tag, entry, entry.name, entry.code, None))
     plan = tuple(items)
@@ -228,6 +233,10 @@ def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
                 return None
             if entry.extended and len(value) > V1_USER_DATA:
                 code = _EXTENDED_USER_DATA
+            raw = value
+        elif tag == _OCTETS:
+            if type(value) is not bytes or not extra[0] <= len(value) <= extra[1]:
+                return None
             raw = value
         else:
             fmt = entry.fmt
@@ -453,6 +462,10 @@ def _decode_fast(
             if size != 1:
                 return None
             values[name] = buf[at]
+        elif tag == _OCTETS:
+            if not extra[0] <= size <= extra[1]:
+                return None
+            values[name] = buf[at:pos]
         elif tag == _PARAM:
             try:
                 values[name] = entry.fmt.decode(buf[at:pos])
