@@ -48,8 +48,12 @@ def is_rejection(user_data: bytes | None) -> bool:
     return bytes(user_data or b"").startswith(REJECTION_MAGIC)
 
 
+#: What ``json.dumps(obj, separators=(",", ":"), sort_keys=True)`` builds on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def _dump(magic: bytes, obj: dict[str, Any]) -> bytes:
-    return magic + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    return magic + _ENCODER.encode(obj).encode()
 
 
 def _load(magic: bytes, data: bytes, what: str) -> dict[str, Any]:
@@ -104,6 +108,25 @@ class Hello:
     data: bytes = b""  #: application bytes sent with the connect request
 
     def encode(self) -> bytes:
+        offers = self.offers
+        key: tuple[Any, ...] | None = None
+        if (
+            self.credentials is None  # credentials are not kept
+            and type(offers) is dict
+            and type(self.keepalive) is bool
+            and type(self.data) is bytes
+            and (self.resume is None or type(self.resume) is str)
+            and all(
+                type(k) is str and type(v) is list and all(type(i) is str for i in v)
+                for k, v in offers.items()
+            )
+        ):
+            # Plain strings only (equal values of other types encode apart).
+            key = (tuple((k, tuple(v)) for k, v in offers.items()), self.keepalive)
+            key += (self.resume, self.data)
+            known = _HELLO_OCTETS.get(key)
+            if known is not None:
+                return known
         obj: dict[str, Any] = {"v": _VERSION, "offers": self.offers, "ka": self.keepalive}
         if self.credentials is not None:
             obj["auth"] = self.credentials
@@ -111,10 +134,35 @@ class Hello:
             obj["resume"] = self.resume
         if self.data:
             obj["data"] = self.data.hex()
-        return _dump(MAGIC, obj)
+        out = _dump(MAGIC, obj)
+        if key is not None and len(out) <= _HELLO_CACHE_OCTETS:
+            if len(_HELLO_OCTETS) >= _HELLO_CACHE_MAX:
+                _HELLO_OCTETS.clear()
+            _HELLO_OCTETS[key] = out
+        return out
 
     @classmethod
     def decode(cls, raw: bytes) -> Hello:
+        known = _HELLOS.get(raw) if type(raw) is bytes else None
+        if known is not None:  # a hello seen before: the same values, in new containers
+            offers, resume, keepalive, data = known
+            return cls(
+                offers={k: list(v) for k, v in offers},
+                resume=resume,
+                keepalive=keepalive,
+                data=data,
+            )
+        hello = cls._decode(raw)
+        if hello.credentials is None and type(raw) is bytes and len(raw) <= _HELLO_CACHE_OCTETS:
+            # Every client of a server sends the same hello; one with credentials is not kept.
+            if len(_HELLOS) >= _HELLO_CACHE_MAX:
+                _HELLOS.clear()
+            offered = tuple((k, tuple(v)) for k, v in hello.offers.items())
+            _HELLOS[raw] = (offered, hello.resume, hello.keepalive, hello.data)
+        return hello
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> Hello:
         obj = _load(MAGIC, raw, "hello")
         offers = obj.get("offers", {})
         auth = obj.get("auth")
@@ -137,6 +185,14 @@ class Hello:
         )
 
 
+#: Hellos without credentials by their octets: (offers, resume, keepalive, data).
+_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], str | None, bool, bytes]] = {}
+#: Encoded hellos without credentials, by (offers, keepalive, resume, data).
+_HELLO_OCTETS: dict[tuple[Any, ...], bytes] = {}
+_HELLO_CACHE_MAX = 64
+_HELLO_CACHE_OCTETS = 512
+
+
 @dataclass(frozen=True)
 class Welcome:
     """The responder's choices, in the AC user data."""
@@ -147,12 +203,36 @@ class Welcome:
     session_id: str | None = None  #: the id the responder gave the session (hex)
 
     def encode(self) -> bytes:
+        sid = self.session_id
+        key: tuple[tuple[Any, ...], bool, bytes] | None = None
+        if (
+            type(sid) is str
+            and _is_id(sid)
+            and type(self.data) is bytes
+            and type(self.keepalive) is bool
+            and type(self.chosen) is dict
+            and all(type(k) is str and type(v) is str for k, v in self.chosen.items())
+        ):
+            # Plain strings only: equal values of other types (1 and True) encode apart.
+            key = (tuple(self.chosen.items()), self.keepalive, self.data)
+            parts = _WELCOMES.get(key)
+            if parts is not None:  # the octets around the id, for these choices
+                return parts[0] + sid.encode() + parts[1]
         obj: dict[str, Any] = {"v": _VERSION, "chosen": self.chosen, "ka": self.keepalive}
         if self.data:
             obj["data"] = self.data.hex()
-        if self.session_id is not None:
-            obj["id"] = self.session_id
-        return _dump(WELCOME_MAGIC, obj)
+        if sid is not None:
+            obj["id"] = sid
+        out = _dump(WELCOME_MAGIC, obj)
+        if key is not None and sid is not None and len(out) <= _HELLO_CACHE_OCTETS:
+            # sort_keys puts "id" after "chosen" and "data" and before "ka" and "v" (a bool
+            # and an int): its last occurrence is the id's, which needs no escaping (hex).
+            head, found, tail = out.rpartition(b',"id":"' + sid.encode() + b'"')
+            if found:
+                if len(_WELCOMES) >= _HELLO_CACHE_MAX:
+                    _WELCOMES.clear()
+                _WELCOMES[key] = (head + b',"id":"', b'"' + tail)
+        return out
 
     @classmethod
     def decode(cls, raw: bytes) -> Welcome:
@@ -187,6 +267,10 @@ class Rejection:
         return cls(message=str(obj.get("error", "")), code=str(obj.get("code", "refused")))
 
 
+#: Welcome octets before and after the session id, by (choices, keepalive, data).
+_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes], tuple[bytes, bytes]] = {}
+
+
 def _hex(value: Any) -> bytes:
     if not isinstance(value, str):
         raise DecodeError("malformed sessionlayer hello: data")
@@ -198,7 +282,10 @@ def _hex(value: Any) -> bytes:
 
 def _is_id(value: str) -> bool:
     """A session id as sessionlayer makes them: 32 lower-case hex digits."""
-    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    return len(value) == 32 and _ID_DIGITS.issuperset(value)
+
+
+_ID_DIGITS = frozenset("0123456789abcdef")
 
 
 def negotiate(

@@ -38,7 +38,7 @@ from ..spdu.types import (
     TypedData,
 )
 from ._make import make
-from .config import SessionConfig, tokens_for
+from .config import SessionConfig, token_bits, token_flag
 from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndication
 from .negotiation import Negotiated
 from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row
@@ -52,6 +52,11 @@ RESTRICTION = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRI
 #: The SPDUs that carry an Enclosure Item on every TSDU once segmenting is agreed.
 SEGMENTED_KINDS = (DataTransfer, TypedData)
 WHOLE_SSDU = int(Enclosure.BEGIN | Enclosure.END)
+_NO_UNITS = FunctionalUnit(0)
+_NO_TOKENS = Token(0)
+_SYMMETRIC_SYNC = int(FunctionalUnit.SYMMETRIC_SYNC)
+_ACTIVITY = int(FunctionalUnit.ACTIVITY)
+_DATA_TOKEN = int(Token.DATA)
 _ERRORS: dict[str, type[Exception]] = {
     "fu": FunctionalUnitError,
     "token": TokenError,
@@ -85,6 +90,19 @@ class Resync:
     tokens: dict[Token, TokenSetting]
     second_type: ResyncType | None = None
     second_serial: int | None = None
+
+
+#: Each row's predicates as (name, negated, method name), by the row's identity (the entry
+#: holds the row, so the id stays its own): the table walk builds no strings.
+_CHECKS: dict[int, tuple[Row, tuple[tuple[str, bool, str], ...]]] = {}
+
+
+def _checks(row: Row) -> tuple[Row, tuple[tuple[str, bool, str], ...]]:
+    if len(_CHECKS) >= 4096:  # the table has ~500 rows; more means rows made on the fly
+        _CHECKS.clear()
+    entry = (row, tuple((n, n.startswith("!"), "_p_" + n.lstrip("!")) for n in row.when))
+    _CHECKS[id(row)] = entry
+    return entry
 
 
 class _Core:
@@ -158,16 +176,16 @@ class _Core:
         self._now = 0.0
         self._tim: float | None = None
         # Negotiated at connect.
-        self._fu = FunctionalUnit(0)
-        self._available_tokens = Token(0)  # tokens_for(self._fu), kept in step with it
+        self._fu = _NO_UNITS
+        self._available_tokens = _NO_TOKENS  # tokens_for(self._fu), kept in step with it
         self._plain_units = False  # see SessionMachine.plain_data
-        self._version = 2 if self.config.versions & 2 else 1
+        self._version = 2 if int(self.config.versions) & 2 else 1
         self._tsdu_send = 0
         self._tsdu_recv = 0
         self._peer_extended = False
         self._initial_serial: int | None = None
         # Tokens and synchronization point variables (X.225 5.8, Table A-4).
-        self._owned = Token(0)
+        self._owned = _NO_TOKENS
         self._va = 0  # V(A), or V(As) with symmetric synchronize
         self._vm = 0  # V(M) / V(Ms)
         self._vr = 0  # V(R) / V(Rs)
@@ -234,16 +252,17 @@ class _Core:
     @property
     def _ss(self) -> bool:
         """Symmetric synchronize is selected: each direction numbers its own sync points."""
-        return bool(self._fu & FunctionalUnit.SYMMETRIC_SYNC)
+        return bool(int(self._fu) & _SYMMETRIC_SYNC)
 
     # ------------------------------------------------------------ table walk
 
     def _failing(self, row: Row, ctx: Ctx) -> str | None:
         """The first predicate of ``row`` that does not hold, or None."""
-        for name in row.when:
-            negate = name.startswith("!")
-            check = getattr(self, "_p_" + name.lstrip("!"))
-            if bool(check(ctx)) == negate:
+        known = _CHECKS.get(id(row))
+        if known is None or known[0] is not row:
+            known = _checks(row)
+        for name, negate, method in known[1]:
+            if bool(getattr(self, method)(ctx)) == negate:
                 return name
         return None
 
@@ -367,28 +386,32 @@ class _Core:
 
     def _adopt(self, result: Negotiated) -> None:
         """Take on the outcome of connect negotiation (Table A-4, SCONrsp / AC)."""
-        self._fu = result.functional_units
-        self._available_tokens = tokens_for(result.functional_units)
+        units = result.functional_units
+        self._fu = units
+        bits = token_bits(units)
+        available = token_flag(bits)
+        self._available_tokens = available
         self._version = result.version
         self._tsdu_send = result.tsdu_send
         self._tsdu_recv = result.tsdu_receive
         self._peer_extended = result.peer_extended
         self._initial_serial = result.initial_serial
-        self._owned = result.owned & tokens_for(result.functional_units)
+        self._owned = token_flag(int(result.owned) & bits)
         self._second_initial_serial = result.second_initial_serial
         first = result.initial_serial or 0
         second = result.second_initial_serial or 0
-        if self._ss and self.role == "responder":
+        ss = bool(int(units) & _SYMMETRIC_SYNC)
+        if ss and self.role == "responder":
             first, second = second, first  # PI 23 numbers the initiator's sending flow
         self._va = self._vm = first
-        self._var = self._vmr = second if self._ss else first
+        self._var = self._vmr = second if ss else first
         self._vr = self._vrr = 0
         self._vsc = False
         # S-DATA takes the plain STA713 rows (7.11) when no data token exists, nothing is
         # segmented and no activity rule applies: see SessionMachine.plain_data.
         self._plain_units = (
-            not self._available_tokens & Token.DATA
+            not bits & _DATA_TOKEN
             and not self._tsdu_send
             and not self._tsdu_recv
-            and not self._fu & FunctionalUnit.ACTIVITY
+            and not int(units) & _ACTIVITY
         )

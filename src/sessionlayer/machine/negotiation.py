@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import RefuseReason
-from ..spdu.codes import DEFAULT_REQUIREMENTS, FunctionalUnit, Token, TokenSetting, Version
+from ..spdu.codes import DEFAULT_REQUIREMENTS, FunctionalUnit, Token, TokenSetting
 from ..spdu.types import Accept, Connect, ConnectAcceptItem, ConnectionId, OverflowAccept
 from ._make import make
-from .config import SessionConfig, tokens_for
+from .config import SessionConfig, token_bits, token_flag, unit_flag
 
 __all__ = [
     "Negotiated",
@@ -56,6 +56,23 @@ TOKEN_SHIFT: dict[Token, int] = {
 }
 #: Functional units that exist only in protocol version 2 (X.225 5.5).
 V2_UNITS = FU.SYMMETRIC_SYNC | FU.DATA_SEPARATION
+# Plain-int copies of the masks for the hot paths (Flag arithmetic is ~50x an int's).
+_HALF_DUPLEX = int(FU.HALF_DUPLEX)
+_DUPLEX = int(FU.DUPLEX)
+_EXCEPTIONS = int(FU.EXCEPTIONS)
+_ACTIVITY = int(FU.ACTIVITY)
+_CAPABILITY_DATA = int(FU.CAPABILITY_DATA)
+_SYMMETRIC_SYNC = int(FU.SYMMETRIC_SYNC)
+_MINOR_SYNC = int(FU.MINOR_SYNC)
+_DATA_SEPARATION = int(FU.DATA_SEPARATION)
+_V2_UNITS = int(V2_UNITS)
+_ISN_UNITS = int(ISN_UNITS)
+_SYNC_UNITS = int(SYNC_UNITS)
+#: (token, its bits, its shift in PI 26), in TOKEN_SHIFT's order.
+_TOKEN_BITS: tuple[tuple[Token, int, int], ...] = tuple(
+    (token, int(token), shift) for token, shift in TOKEN_SHIFT.items()
+)
+_SETTINGS = tuple(TokenSetting(v) for v in range(4))
 #: CN user data beyond this travels in CONNECT DATA OVERFLOW SPDUs (X.225 7.1, 7.3).
 CN_DATA_MAX = 10240
 
@@ -74,11 +91,12 @@ class Negotiated:
     second_initial_serial: int | None = None
 
 
-def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Token) -> int:
+def encode_token_setting(settings: Mapping[Token, TokenSetting], available: Token | int) -> int:
     """PI 26 value for the available tokens (tokens not named: INITIATOR, i.e. 00)."""
     value = 0
-    for token, shift in TOKEN_SHIFT.items():
-        if available & token:
+    bits = int(available)
+    for token, mask, shift in _TOKEN_BITS:
+        if bits & mask:
             value |= int(settings.get(token, TokenSetting.INITIATOR)) << shift
     return value
 
@@ -108,9 +126,11 @@ def by_requestor(
 def decode_token_setting(value: int | None, available: Token) -> dict[Token, TokenSetting]:
     """PI 26 value -> setting per available token (absent PI: all INITIATOR)."""
     out: dict[Token, TokenSetting] = {}
-    for token, shift in TOKEN_SHIFT.items():
-        if available & token:
-            out[token] = TokenSetting(((value or 0) >> shift) & 3)
+    bits = int(available)
+    value = value or 0
+    for token, mask, shift in _TOKEN_BITS:
+        if bits & mask:
+            out[token] = _SETTINGS[(value >> shift) & 3]
     return out
 
 
@@ -129,18 +149,23 @@ def trim_units(units: FunctionalUnit, version2: bool = True) -> FunctionalUnit:
     Symmetric synchronize and data separation need version 2; data separation needs
     symmetric synchronize; symmetric synchronize replaces minor synchronize (docs/machine.md).
     """
+    return unit_flag(_trim(int(units), version2))
+
+
+def _trim(units: int, version2: bool) -> int:
+    """:func:`trim_units` on plain ints."""
     if not version2:
-        units &= ~V2_UNITS
-    if units & FU.HALF_DUPLEX and units & FU.DUPLEX:
-        units &= ~FU.DUPLEX
-    if not units & FU.HALF_DUPLEX:
-        units &= ~FU.EXCEPTIONS
-    if not units & FU.ACTIVITY:
-        units &= ~FU.CAPABILITY_DATA
-    if units & FU.SYMMETRIC_SYNC:
-        units &= ~FU.MINOR_SYNC
+        units &= ~_V2_UNITS
+    if units & _HALF_DUPLEX and units & _DUPLEX:
+        units &= ~_DUPLEX
+    if not units & _HALF_DUPLEX:
+        units &= ~_EXCEPTIONS
+    if not units & _ACTIVITY:
+        units &= ~_CAPABILITY_DATA
+    if units & _SYMMETRIC_SYNC:
+        units &= ~_MINOR_SYNC
     else:
-        units &= ~FU.DATA_SEPARATION
+        units &= ~_DATA_SEPARATION
     return units
 
 
@@ -149,30 +174,54 @@ def build_connect(
 ) -> Connect:
     """The CN an initiator sends for ``config``; user data beyond 10240 octets is not in it
     (Data Overflow = 1 says that CDOs will carry the rest, X.225 7.1)."""
-    v2 = bool(config.versions & Version.V2)
-    units = config.functional_units if v2 else config.functional_units & ~V2_UNITS
-    available = tokens_for(units)
-    sizes = (config.tsdu_max_send, config.tsdu_max_receive)
-    ss = bool(units & FU.SYMMETRIC_SYNC)
-    item = ConnectAcceptItem(
-        protocol_options=1 if config.extended_concatenation else 0,
-        tsdu_max_size=sizes if v2 and any(sizes) else None,
-        version=int(config.versions),
-        initial_serial=initial_serial(units, config.initial_serial),
-        token_setting=encode_token_setting(config.token_setting, available) if available else None,
-        second_initial_serial=config.second_initial_serial if ss else None,
-    )
+    units, item = _connect_item(config)
     overflow = user_data is not None and len(user_data) > CN_DATA_MAX
     return make(
         Connect,
         connection_id=connection_id,
         item=item,
-        requirements=int(units),
+        requirements=units,
         calling_ssel=config.calling_ssel,
         called_ssel=config.called_ssel,
         data_overflow=1 if overflow else None,
         user_data=user_data[:CN_DATA_MAX] if user_data is not None else None,
     )
+
+
+def _connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
+    """The CN's Session User Requirements and Connect/Accept Item for ``config``: one
+    (immutable) item per configuration, so that its octets are encoded once too."""
+    key = _config_key(config)
+    try:
+        hit = _CONNECT_ITEMS.get(key)
+    except TypeError:
+        return _make_connect_item(config)
+    if hit is not None:
+        return hit
+    out = _make_connect_item(config)
+    if len(_CONNECT_ITEMS) >= _CACHE_MAX:
+        _CONNECT_ITEMS.clear()
+    _CONNECT_ITEMS[key] = out
+    return out
+
+
+def _make_connect_item(config: SessionConfig) -> tuple[int, ConnectAcceptItem]:
+    v2 = bool(int(config.versions) & 2)
+    units = int(config.functional_units)
+    if not v2:
+        units &= ~_V2_UNITS
+    available = token_bits(units)
+    sizes = (config.tsdu_max_send, config.tsdu_max_receive)
+    ss = bool(units & _SYMMETRIC_SYNC)
+    item = ConnectAcceptItem(
+        protocol_options=1 if config.extended_concatenation else 0,
+        tsdu_max_size=sizes if v2 and any(sizes) else None,
+        version=int(config.versions),
+        initial_serial=_initial_serial(units, config.initial_serial),
+        token_setting=encode_token_setting(config.token_setting, available) if available else None,
+        second_initial_serial=config.second_initial_serial if ss else None,
+    )
+    return units, item
 
 
 def initial_serial(units: FunctionalUnit, configured: int | None) -> int | None:
@@ -183,9 +232,13 @@ def initial_serial(units: FunctionalUnit, configured: int | None) -> int | None:
     default value is 0 (sent as "0").  With activity management only a configured value
     is sent.
     """
-    if not units & SYNC_UNITS:
+    return _initial_serial(int(units), configured)
+
+
+def _initial_serial(units: int, configured: int | None) -> int | None:
+    if not units & _SYNC_UNITS:
         return None
-    if configured is None and units & ISN_UNITS and not units & FU.ACTIVITY:
+    if configured is None and units & _ISN_UNITS and not units & _ACTIVITY:
         return 0
     return configured
 
@@ -202,20 +255,22 @@ def check_connect(cn: Connect, config: SessionConfig) -> RefuseReason | None:
     common = offered_versions(cn) & int(config.versions)
     if not common or (cn.data_overflow and not common & 2):
         return RefuseReason.VERSION_NOT_SUPPORTED  # Data Overflow needs version 2 (7.1)
-    units = _responder_units(cn, config)
-    if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
+    units = _responder_bits(cn, config)
+    if not units & (_HALF_DUPLEX | _DUPLEX):
         return RefuseReason.IMPLEMENTATION_RESTRICTION
     setting = cn.item.token_setting if cn.item is not None else None
-    for value in decode_token_setting(setting, tokens_for(units)).values():
-        if value == TokenSetting.RESERVED:
-            return RefuseReason.SPM_NO_REASON
+    if setting:
+        available = token_bits(units)
+        for _token, mask, shift in _TOKEN_BITS:
+            if available & mask and (setting >> shift) & 3 == TokenSetting.RESERVED:
+                return RefuseReason.SPM_NO_REASON
     return None
 
 
-def _responder_units(cn: Connect, config: SessionConfig) -> FunctionalUnit:
-    proposed = FU(cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS)
+def _responder_bits(cn: Connect, config: SessionConfig) -> int:
+    proposed = cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS
     v2 = bool(offered_versions(cn) & int(config.versions) & 2)
-    return trim_units(proposed & config.functional_units, v2)
+    return _trim(int(proposed) & int(config.functional_units), v2)
 
 
 def respond(
@@ -230,14 +285,13 @@ def respond(
     ``choice`` names the tokens the responder takes among those left to its choice.
     """
     version = 2 if offered_versions(cn) & int(config.versions) & 2 else 1
-    selected = _responder_units(cn, config)
+    selected = _responder_bits(cn, config)
     if units is not None:
-        narrowed = selected & units | (selected & (FU.HALF_DUPLEX | FU.DUPLEX))
-        selected = trim_units(narrowed, version == 2)
-    available = tokens_for(selected)
-    item = cn.item or ConnectAcceptItem()
-    settings = decode_token_setting(item.token_setting, available)
-    owned, taken = _responder_tokens(settings, config, choice)
+        narrowed = selected & int(units) | (selected & (_HALF_DUPLEX | _DUPLEX))
+        selected = _trim(narrowed, version == 2)
+    available = token_bits(selected)
+    item = cn.item or _EMPTY_ITEM
+    owned, taken = _responder_tokens(item.token_setting or 0, available, config, choice)
     i2r, r2i = item.tsdu_max_size or (0, 0)
     if version == 2:
         i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
@@ -245,12 +299,12 @@ def respond(
         i2r = r2i = 0
     isn, isn2 = _initial_serials(item, config, selected)
     result = Negotiated(
-        functional_units=selected,
+        functional_units=unit_flag(selected),
         version=version,
         tsdu_send=r2i,
         tsdu_receive=i2r,
         initial_serial=isn,
-        owned=owned,
+        owned=token_flag(owned),
         peer_extended=bool((item.protocol_options or 0) & 1),
         second_initial_serial=isn2,
     )
@@ -261,47 +315,56 @@ def respond(
         initial_serial=isn,
         second_initial_serial=isn2,
     )
-    return result, ac_item, taken
+    return result, ac_item, (token_flag(taken) if taken is not None else None)
+
+
+_EMPTY_ITEM = ConnectAcceptItem()
 
 
 def _initial_serials(
-    item: ConnectAcceptItem, config: SessionConfig, selected: FunctionalUnit
+    item: ConnectAcceptItem, config: SessionConfig, selected: int
 ) -> tuple[int | None, int | None]:
     """The responder's Initial Serial Number and (symmetric synchronize) Second one."""
-    if not selected & SYNC_UNITS:
+    if not selected & _SYNC_UNITS:
         return None, None
     isn = config.initial_serial if config.initial_serial is not None else item.initial_serial
-    isn = initial_serial(selected, isn)
-    if not selected & FU.SYMMETRIC_SYNC:
+    isn = _initial_serial(selected, isn)
+    if not selected & _SYMMETRIC_SYNC:
         return isn, None
     isn2 = config.second_initial_serial
     return isn, isn2 if isn2 is not None else item.second_initial_serial
 
 
 def _responder_tokens(
-    settings: dict[Token, TokenSetting], config: SessionConfig, choice: Token | None
-) -> tuple[Token, Token | None]:
-    owned = Token(0)
-    taken = Token(0)
+    setting: int, available: int, config: SessionConfig, choice: Token | None
+) -> tuple[int, int | None]:
+    """The tokens the responder holds and those it took by its choice (None: no Token Item),
+    from the CN's Token Setting Item and the tokens that exist."""
+    owned = 0
+    taken = 0
     has_choice = False
-    for token, value in settings.items():
+    chosen = int(choice) if choice is not None else 0
+    for token, mask, shift in _TOKEN_BITS:
+        if not available & mask:
+            continue
+        value = (setting >> shift) & 3
         if value == TokenSetting.RESPONDER:
-            owned |= token
+            owned |= mask
         elif value == TokenSetting.CALLED_CHOICE:
             has_choice = True
             if choice is not None:
-                mine = bool(choice & token)
+                mine = bool(chosen & mask)
             else:
                 mine = config.called_choice.get(token) == TokenSetting.RESPONDER
             if mine:
-                owned |= token
-                taken |= token
+                owned |= mask
+                taken |= mask
     return owned, (taken if has_choice and taken else None)
 
 
 def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
     """Negotiate as initiator from the AC; None when the AC is unacceptable."""
-    item = ac.item or ConnectAcceptItem()
+    item = ac.item or _EMPTY_ITEM
     offered = int(config.versions)
     if item.version is None:
         version = 1 if offered & 1 else 2
@@ -309,41 +372,99 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
         version = item.version
     else:
         return None
-    answered = FU(ac.requirements if ac.requirements is not None else DEFAULT_REQUIREMENTS)
-    units = trim_units(answered & config.functional_units, version == 2)
-    if not units & (FU.HALF_DUPLEX | FU.DUPLEX):
+    answered = ac.requirements if ac.requirements is not None else DEFAULT_REQUIREMENTS
+    units = _trim(int(answered) & int(config.functional_units), version == 2)
+    if not units & (_HALF_DUPLEX | _DUPLEX):
         return None
-    available = tokens_for(units)
-    owned = Token(0)
-    for token in TOKEN_SHIFT:
-        if not available & token:
+    available = token_bits(units)
+    owned = 0
+    theirs = ac.tokens or 0
+    for token, mask, _shift in _TOKEN_BITS:
+        if not available & mask:
             continue
         setting = config.token_setting.get(token, TokenSetting.INITIATOR)
         if setting == TokenSetting.INITIATOR or (
-            setting == TokenSetting.CALLED_CHOICE and not (ac.tokens or 0) & token
+            setting == TokenSetting.CALLED_CHOICE and not theirs & mask
         ):
-            owned |= token
+            owned |= mask
     i2r, r2i = item.tsdu_max_size or (0, 0)
     isn = item.initial_serial if item.initial_serial is not None else config.initial_serial
     isn2 = item.second_initial_serial
     if isn2 is None:
         isn2 = config.second_initial_serial
     return Negotiated(
-        functional_units=units,
+        functional_units=unit_flag(units),
         version=version,
         tsdu_send=i2r if version == 2 else 0,
         tsdu_receive=r2i if version == 2 else 0,
-        initial_serial=isn if units & SYNC_UNITS else None,
-        owned=owned,
+        initial_serial=isn if units & _SYNC_UNITS else None,
+        owned=token_flag(owned),
         peer_extended=bool((item.protocol_options or 0) & 1),
-        second_initial_serial=isn2 if units & FU.SYMMETRIC_SYNC else None,
+        second_initial_serial=isn2 if units & _SYMMETRIC_SYNC else None,
     )
+
+
+# Every client of a server sends the same CN parameters (and a server answers each with the
+# same AC): the machine negotiates once per distinct CN (AC) and configuration.  The keys
+# hold the configuration by value (a client makes one per connect()), with the types of the
+# two serial numbers (True == 1, but only 1 encodes); one that cannot be hashed (a bytearray
+# selector) is not cached.
+_CACHE_MAX = 64
+_ConfigKey = tuple[SessionConfig, type, type]
+_RESPONSES: dict[
+    tuple[_ConfigKey, ConnectAcceptItem | None, int | None, int],
+    tuple[Negotiated, ConnectAcceptItem, Token | None],
+] = {}
+_ACCEPTS: dict[
+    tuple[_ConfigKey, ConnectAcceptItem | None, int | None, int | None], Negotiated | None
+] = {}
+_CONNECT_ITEMS: dict[_ConfigKey, tuple[int, ConnectAcceptItem]] = {}
+_MISSING = object()
+
+
+def _config_key(config: SessionConfig) -> _ConfigKey:
+    return (config, type(config.initial_serial), type(config.second_initial_serial))
+
+
+def respond_received(
+    cn: Connect, config: SessionConfig
+) -> tuple[Negotiated, ConnectAcceptItem, Token | None]:
+    """``respond(cn, config, None, None)`` for a CN decoded from the wire (its values plain
+    ints and octets, so equal CNs negotiate alike), from a bounded cache."""
+    key = (_config_key(config), cn.item, cn.requirements, offered_versions(cn))
+    try:
+        hit = _RESPONSES.get(key)
+    except TypeError:  # unhashable configuration
+        return respond(cn, config, None, None)
+    if hit is not None:
+        return hit
+    out = respond(cn, config, None, None)
+    if len(_RESPONSES) >= _CACHE_MAX:
+        _RESPONSES.clear()
+    _RESPONSES[key] = out
+    return out
+
+
+def read_received_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
+    """``read_accept(ac, config)`` for an AC decoded from the wire, from a bounded cache."""
+    key = (_config_key(config), ac.item, ac.requirements, ac.tokens)
+    try:
+        hit = _ACCEPTS.get(key, _MISSING)
+    except TypeError:
+        return read_accept(ac, config)
+    if hit is not _MISSING:
+        return hit  # type: ignore[return-value]
+    out = read_accept(ac, config)
+    if len(_ACCEPTS) >= _CACHE_MAX:
+        _ACCEPTS.clear()
+    _ACCEPTS[key] = out
+    return out
 
 
 def overflow_accept(cn: Connect, config: SessionConfig) -> OverflowAccept:
     """The OA a responder sends for a CN with Data Overflow (X.225 7.2): version 2 and the
     TSDU maximum sizes it will use (the smaller non-zero of the CN's and its own)."""
-    item = cn.item or ConnectAcceptItem()
+    item = cn.item or _EMPTY_ITEM
     i2r, r2i = item.tsdu_max_size or (0, 0)
     i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
     return make(OverflowAccept, tsdu_max_size=(i2r, r2i) if i2r or r2i else None, version=2)

@@ -66,6 +66,7 @@ from .negotiation import (
     encode_token_setting,
     offered_versions,
     respond,
+    respond_received,
 )
 from .rules import _Rules
 
@@ -150,7 +151,10 @@ class _Requests(_Rules):
         row = self._lookup("SCONrsp+", ctx)
         cn = self._peer_cn
         assert cn is not None
-        result, item, taken = respond(cn, self.config, functional_units, tokens)
+        if functional_units is None and tokens is None:
+            result, item, taken = respond_received(cn, self.config)  # the CN came off the wire
+        else:
+            result, item, taken = respond(cn, self.config, functional_units, tokens)
         ac = make(
             Accept,
             connection_id=connection_id,

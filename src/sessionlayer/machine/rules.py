@@ -25,14 +25,14 @@ from ..spdu.types import (
 )
 from . import events as ev
 from ._make import make
-from .config import tokens_for
+from .config import tokens_for, unit_flag
 from .core import Ctx
 from .negotiation import (
     check_connect,
     decode_token_setting,
     offered_versions,
     overflow_accept,
-    read_accept,
+    read_received_accept,
 )
 from .sync import _Sync
 
@@ -167,7 +167,7 @@ class _Rules(_Sync):
         return check_connect(ctx.spdu, self.config) is None
 
     def _p_ac_ok(self, ctx: Ctx) -> bool:
-        return read_accept(ctx.spdu, self.config) is not None
+        return read_received_accept(ctx.spdu, self.config) is not None
 
     def _p_cn_overflow(self, ctx: Ctx) -> bool:
         """p204: the CN says more than 10240 octets of user data follow (Data Overflow)."""
@@ -277,7 +277,9 @@ class _Rules(_Sync):
         self._peer_connection_id = cn.connection_id
         self._peer_user_data = cn.user_data
         item = cn.item
-        proposed = FU(cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS)
+        proposed = unit_flag(
+            cn.requirements if cn.requirements is not None else DEFAULT_REQUIREMENTS
+        )
 
         self._events.append(
             ev.ConnectIndication(
@@ -323,7 +325,7 @@ class _Rules(_Sync):
 
     def _a_conn_cnf(self, ctx: Ctx) -> None:
         ac: Accept = ctx.spdu
-        result = read_accept(ac, self.config)
+        result = read_received_accept(ac, self.config)
         assert result is not None
         self._adopt(result)
         self._peer_connection_id = ac.connection_id

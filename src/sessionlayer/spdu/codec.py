@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
+from .formats import U8, Octets
 from .spec import Entry, Group, Grouped, Param, UserData
 from .types import SPDU, Connect, ConnectAcceptItem, DataTransfer, GiveTokens, Refuse
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
@@ -36,7 +37,11 @@ def encode(spdu: SPDU, *, version: int = 2) -> bytes:
     if not isinstance(spdu, SPDU):
         raise EncodeError(f"not an SPDU: {spdu!r}")
     version = _effective_version(spdu, version)
-    params = _encode_entries(spdu, spdu.SPEC, version, spdu.kind)
+    params: bytes | bytearray | None = None
+    if type(spdu) is not Refuse:
+        params = _encode_fast(spdu, _plan(spdu.SPEC), version)
+    if params is None:
+        params = _encode_entries(spdu, spdu.SPEC, version, spdu.kind)
     if len(params) > MAX_LI:
         raise EncodeError(
             f"{spdu.kind}: parameter field of {len(params)} octets exceeds 65535;"
@@ -56,6 +61,10 @@ def encode(spdu: SPDU, *, version: int = 2) -> bytes:
 
 def encode_tsdu(*spdus: SPDU, version: int = 2, extended: bool = False) -> bytes:
     """Encode SPDUs into one TSDU, refusing a concatenation X.225 does not allow."""
+    if len(spdus) == 1:
+        only = spdus[0]
+        if isinstance(only, SPDU) and only.category != 2:
+            return encode(only, version=version)  # alone in its TSDU: always allowed
     for spdu in spdus:
         if not isinstance(spdu, SPDU):
             raise EncodeError(f"not an SPDU: {spdu!r}")
@@ -110,6 +119,139 @@ def _encode_entries(obj: Any, spec: tuple[Entry, ...], version: int, where: str)
                 raise EncodeError(f"{where}: more than 512 octets of user data in version 1")
         out += encode_unit(entry.code, raw)
     return bytes(out)
+
+
+# A spec compiled for the fast paths: one tuple per entry, (tag, entry, name, code, extra),
+# tag _PARAM (any format), _BYTE (U8: one octet), _OCTETS (Octets: extra is (min, max)),
+# _PAIR (a PI held in a tuple of fields: RF's
+# reason, left to the general path), _GROUP (extra: the Grouped class), _DATA (user data).
+# The fast paths handle the well-formed cases only and answer None for anything else; the
+# general code then runs and raises exactly its own errors.
+_PARAM, _BYTE, _PAIR, _GROUP, _DATA, _OCTETS = range(6)
+_Plan = tuple[tuple[int, Any, str, int, Any], ...]
+#: (the spec, its plan, plan items by PI/PGI code, names of the required entries)
+_Compiled = tuple[tuple[Entry, ...], _Plan, dict[int, Any], tuple[str, ...]]
+_PLANS: dict[int, _Compiled] = {}
+
+
+def _compile(spec: tuple[Entry, ...]) -> _Compiled:
+    items: list[tuple[int, Any, str, int, Any]] = []
+    for entry in spec:
+        if isinstance(entry, UserData):
+            items.append((_DATA, entry, entry.name, entry.code, None))
+        elif isinstance(entry, Group):
+            items.append(
+                (_GROUP, entry, entry.name, entry.code, (entry.cls, _compiled(entry.cls.SPEC)))
+            )
+        elif isinstance(entry.name, tuple):
+            items.append((_PAIR, entry, "", entry.code, None))
+        else:
+            if type(entry.fmt) is Octets:
+                bounds = (entry.fmt.min_len, entry.fmt.max_len)
+                items.append((_OCTETS, entry, entry.name, entry.code, bounds))
+                continue
+            tag = _BYTE if entry.fmt == U8 else _PARAM
+            items.append((tag, entry, entry.name, entry.code, None))
+    plan = tuple(items)
+    by_code = {code: item for code, item in ((e.code, i) for e, i in zip(spec, plan, strict=True))}
+    for entry, item in zip(spec, plan, strict=True):
+        if isinstance(entry, UserData):
+            if entry.extended:
+                by_code[_EXTENDED_USER_DATA] = item
+            if entry.also is not None:
+                by_code[entry.also] = item
+    required = tuple(
+        entry.name if isinstance(entry.name, str) else ""  # "": never fast (RF's pair)
+        for entry in spec
+        if entry.required
+    )
+    return spec, plan, by_code, required
+
+
+def _compiled(spec: tuple[Entry, ...]) -> _Compiled:
+    got = _PLANS.get(id(spec))
+    if got is None or got[0] is not spec:
+        got = _PLANS[id(spec)] = _compile(spec)
+    return got
+
+
+def _plan(spec: tuple[Entry, ...]) -> _Plan:
+    return _compiled(spec)[1]
+
+
+#: Encoded PGI values by the identity of the (immutable) value: the negotiation caches hand
+#: every session the same Connect/Accept Item, so its octets are computed once.  The entry
+#: holds the value, so the id stays its own.  Groups hold no user data: version-independent.
+#: One table per class (new Connection Identifiers each time do not push the items out).
+_GROUP_OCTETS: dict[type[Grouped], dict[int, tuple[Grouped, bytes]]] = {}
+_GROUP_OCTETS_MAX = 64
+#: Decoded PGI values by class and octets (immutable, so shared): every CN from a server's
+#: clients carries the same Connect/Accept Item.  One table per class, so that the Connection
+#: Identifiers (new references each time) do not push the items out.
+_GROUP_VALUES: dict[type[Grouped], dict[bytes, Grouped]] = {}
+_GROUP_VALUE_OCTETS = 64
+
+
+def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
+    """:func:`_encode_entries` for well-formed values; None sends the caller to it."""
+    out = bytearray()
+    for tag, entry, name, code, extra in plan:
+        if tag == _PAIR:
+            return None
+        value = getattr(obj, name)
+        if value is None:
+            if entry.required:
+                return None
+            continue
+        if tag == _BYTE:
+            if type(value) is not int or not 0 <= value <= 255:
+                return None
+            out += bytes((code, 1, value))
+            continue
+        if tag == _GROUP:
+            if type(value) is not extra[0]:
+                return None
+            octets = _GROUP_OCTETS.get(extra[0])
+            if octets is None:
+                octets = _GROUP_OCTETS[extra[0]] = {}
+            known = octets.get(id(value))
+            if known is not None and known[0] is value:
+                raw: bytes | bytearray = known[1]
+            else:
+                inner = _encode_fast(value, extra[1][1], version)
+                if inner is None:
+                    return None
+                raw = bytes(inner)
+                if len(octets) >= _GROUP_OCTETS_MAX:
+                    octets.clear()
+                octets[id(value)] = (value, raw)
+        elif tag == _DATA:
+            if type(value) is not bytes:
+                return None
+            limit = entry.limit_v1 if version == 1 else entry.limit_v2
+            if limit is not None and len(value) > limit:
+                return None
+            if entry.extended and len(value) > V1_USER_DATA:
+                code = _EXTENDED_USER_DATA
+            raw = value
+        elif tag == _OCTETS:
+            if type(value) is not bytes or not extra[0] <= len(value) <= extra[1]:
+                return None
+            raw = value
+        else:
+            fmt = entry.fmt
+            if fmt.check(value) is not None:
+                return None
+            raw = fmt.encode(value)
+        size = len(raw)
+        if size < 255:
+            out += bytes((code, size))
+        elif size <= MAX_LI:
+            out += bytes((code, 0xFF, size >> 8, size & 0xFF))
+        else:
+            return None
+        out += raw
+    return out
 
 
 def _encode_user_data(obj: Any, entry: UserData, version: int, where: str) -> bytes:
@@ -181,6 +323,8 @@ def _decode_tsdu(buf: bytes, version: int, extended: bool) -> tuple[SPDU, ...]:
         stop = end if cls.user_info else params_end
         spdus.append(_decode_spdu(cls, buf, pos, params_at, params_end, stop, version))
         pos = stop
+    if len(spdus) == 1 and spdus[0].category == 1:
+        return (spdus[0],)  # a category-1 SPDU alone: what check_concatenation accepts
     check_concatenation([type(s) for s in spdus], extended=extended)
     return tuple(spdus)
 
@@ -190,8 +334,11 @@ def _decode_spdu(
 ) -> SPDU:
     try:
         if cls is Connect:
-            version = _connect_version(buf, start, end)
-        values = _decode_entries(buf, start, end, cls.SPEC, version, cls.kind)
+            found = _connect_version_fast(buf, start, end)
+            version = found if found is not None else _connect_version(buf, start, end)
+        values = _decode_fast(buf, start, end, _compiled(cls.SPEC), version)
+        if values is None:
+            values = _decode_entries(buf, start, end, cls.SPEC, version, cls.kind)
         if cls.user_info:
             data = buf[end:stop]
             limit = cls.user_info_limit
@@ -216,6 +363,41 @@ def _connect_version(buf: bytes, start: int, end: int) -> int:
                 if inner == 22 and e2 - s2 == 1:
                     return 2 if buf[s2] & 2 else 1
     return 2
+
+
+def _connect_version_fast(buf: bytes, start: int, end: int) -> int | None:
+    """:func:`_connect_version` with one-octet length indicators only (None: anything else;
+    the general scan then decides or raises)."""
+    found: int | None = None
+    pos = start
+    while pos < end:  # the whole field, as the general scan checks it all first
+        if pos + 2 > end:
+            return None
+        size = buf[pos + 1]
+        at = pos + 2
+        if size == 0xFF:  # three-octet LI (user data over 254 octets)
+            if pos + 4 > end:
+                return None
+            size = (buf[pos + 2] << 8) | buf[pos + 3]
+            if size < 255:
+                return None
+            at = pos + 4
+        code = buf[pos]
+        pos = at + size
+        if pos > end:
+            return None
+        if code == 5:
+            inner = at
+            while inner < pos:
+                if inner + 2 > pos or buf[inner + 1] == 0xFF:
+                    return None
+                value = inner + 2
+                inner = value + buf[inner + 1]
+                if inner > pos:
+                    return None
+                if found is None and buf[value - 2] == 22 and inner - value == 1:
+                    found = 2 if buf[value] & 2 else 1
+    return 2 if found is None else found
 
 
 def _decode_entries(
@@ -243,6 +425,81 @@ def _decode_entries(
     for entry in spec:
         if entry.required and entry.code not in seen:
             raise DecodeError(f"mandatory parameter {entry.code} missing from {where}")
+    return values
+
+
+def _decode_fast(
+    buf: bytes, start: int, end: int, compiled: _Compiled, version: int
+) -> dict[str, Any] | None:
+    """:func:`_decode_entries` for a well-formed parameter field; None sends the caller to
+    it (which then raises its own error, or agrees)."""
+    by_code, required = compiled[2], compiled[3]
+    values: dict[str, Any] = {}
+    pos = start
+    while pos < end:
+        if pos + 2 > end:
+            return None
+        code = buf[pos]
+        size = buf[pos + 1]
+        at = pos + 2
+        if size == 0xFF:
+            if pos + 4 > end:
+                return None
+            size = (buf[pos + 2] << 8) | buf[pos + 3]
+            if size < 255:
+                return None
+            at = pos + 4
+        pos = at + size
+        if pos > end:
+            return None
+        item = by_code.get(code)
+        if item is None:
+            return None
+        tag, entry, name, _code, extra = item
+        if tag == _PAIR or name in values:
+            return None
+        if tag == _BYTE:
+            if size != 1:
+                return None
+            values[name] = buf[at]
+        elif tag == _OCTETS:
+            if not extra[0] <= size <= extra[1]:
+                return None
+            values[name] = buf[at:pos]
+        elif tag == _PARAM:
+            try:
+                values[name] = entry.fmt.decode(buf[at:pos])
+            except DecodeError:
+                return None
+        elif tag == _GROUP:
+            raw = buf[at:pos]
+            seen = _GROUP_VALUES.get(extra[0])
+            group = seen.get(raw) if seen is not None else None
+            if group is None:
+                inner = _decode_fast(buf, at, pos, extra[1], version)
+                if inner is None:
+                    return None
+                group = extra[0](**inner)
+                if seen is None:
+                    seen = _GROUP_VALUES[extra[0]] = {}
+                if len(raw) <= _GROUP_VALUE_OCTETS:
+                    if len(seen) >= _GROUP_OCTETS_MAX:
+                        seen.clear()
+                    seen[raw] = group
+            values[name] = group
+        else:  # _DATA
+            if code == _EXTENDED_USER_DATA:
+                if version == 1 or size <= V1_USER_DATA:
+                    return None
+            elif entry.extended and size > V1_USER_DATA:
+                return None
+            limit = entry.limit_v1 if version == 1 else entry.limit_v2
+            if limit is not None and size > limit:
+                return None
+            values[name] = buf[at:pos]
+    for name in required:
+        if name not in values:
+            return None
     return values
 
 

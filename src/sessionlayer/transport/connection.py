@@ -13,11 +13,14 @@ raises :class:`LocalError` (or :class:`EncodeError`) and sends nothing.
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from sessionlayer.errors import DecodeError, LocalError
 from sessionlayer.transport.cotp import (
+    DT_EOT_HEADER,
+    DT_HEADER_SIZE,
     TPDU,
     ConnectionConfirm,
     ConnectionRequest,
@@ -33,7 +36,7 @@ from sessionlayer.transport.cotp import (
     tpdu_size_code,
 )
 from sessionlayer.transport.reassembly import DEFAULT_MAX_TSDU_SIZE, TsduAssembler, segment_tsdu
-from sessionlayer.transport.tpkt import TpktParser, encode_tpkt
+from sessionlayer.transport.tpkt import TPKT_HEADER_SIZE, TpktParser, encode_tpkt
 
 __all__ = [
     "DEFAULT_TPDU_SIZE",
@@ -174,17 +177,27 @@ class Rfc1006Connection:
         """(Initiator) Return the TPKT-framed CR proposing *tpdu_size* octets."""
         self._require("initiator", ConnectionState.IDLE, "connect")
         size = self.max_tpdu_size if tpdu_size is None else tpdu_size
-        _check_size(size)
-        options = (_EXPEDITED_PARAM,)
-        cr = ConnectionRequest(
-            src_ref=self.local_ref,
-            calling_tsap=calling_tsap,
-            called_tsap=called_tsap,
-            tpdu_size=tpdu_size_code(min(size, CLASSIC_MAX_TPDU_SIZE)),
-            preferred_max_tpdu_size=size // 128 if size > CLASSIC_MAX_TPDU_SIZE else None,
-            other_params=options if self.allow_expedited else (),
-        )
-        out = encode_tpkt(encode_tpdu(cr))
+        key = (self.local_ref, calling_tsap, called_tsap, size, self.allow_expedited)
+        plain = type(calling_tsap) in _KEYABLE and type(called_tsap) in _KEYABLE
+        known = _CR_CACHE.get(key) if plain else None
+        if known is not None:  # the same CR as an earlier connection's (immutable)
+            cr, out = known
+        else:
+            _check_size(size)
+            options = (_EXPEDITED_PARAM,)
+            cr = ConnectionRequest(
+                src_ref=self.local_ref,
+                calling_tsap=calling_tsap,
+                called_tsap=called_tsap,
+                tpdu_size=tpdu_size_code(min(size, CLASSIC_MAX_TPDU_SIZE)),
+                preferred_max_tpdu_size=size // 128 if size > CLASSIC_MAX_TPDU_SIZE else None,
+                other_params=options if self.allow_expedited else (),
+            )
+            out = encode_tpkt(encode_tpdu(cr))
+            if plain:
+                if len(_CR_CACHE) >= _CC_CACHE_MAX:
+                    _CR_CACHE.clear()
+                _CR_CACHE[key] = (cr, out)
         self._request, self.calling_tsap, self.called_tsap = cr, calling_tsap, called_tsap
         self.state = ConnectionState.AWAITING_CC
         return out
@@ -197,6 +210,26 @@ class Rfc1006Connection:
         """
         cr = self._pending_request()
         ours = self.max_tpdu_size if max_tpdu_size is None else max_tpdu_size
+        key = (id(cr), self.local_ref, ours, self.allow_expedited)
+        known = _CC_CACHE.get(key)
+        if known is not None and known[0] is cr:
+            # The same CR (decode_tpdu shares one object per distinct CR) with the same
+            # parameters: the same CC.
+            out, size, expedited = known[1], known[2], known[3]
+        else:
+            out, size, expedited = self._confirm(cr, ours)
+            if not cr.user_data:  # small: a CR with user data is not kept
+                if len(_CC_CACHE) >= _CC_CACHE_MAX:
+                    _CC_CACHE.clear()
+                _CC_CACHE[key] = (cr, out, size, expedited)
+        self.tpdu_size, self.expedited = size, expedited
+        self.calling_tsap, self.called_tsap = cr.calling_tsap, cr.called_tsap
+        self.state = ConnectionState.OPEN
+        self._request = None
+        return out
+
+    def _confirm(self, cr: ConnectionRequest, ours: int) -> tuple[bytes, int, bool]:
+        """The TPKT-framed CC answering *cr*, the TPDU size and whether expedited is agreed."""
         _check_size(ours)
         classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
         preferred = cr.preferred_max_tpdu_octets
@@ -215,12 +248,7 @@ class Rfc1006Connection:
             other_params=options if expedited else (),
             param_order=cr.param_order,
         )
-        out = encode_tpkt(encode_tpdu(cc))
-        self.tpdu_size, self.expedited = size, expedited
-        self.calling_tsap, self.called_tsap = cr.calling_tsap, cr.called_tsap
-        self.state = ConnectionState.OPEN
-        self._request = None
-        return out
+        return encode_tpkt(encode_tpdu(cc)), size, expedited
 
     def refuse(self, reason: int = DisconnectReason.NOT_SPECIFIED) -> bytes:
         """(Responder) Return the TPKT-framed DR refusing the pending CR."""
@@ -243,6 +271,8 @@ class Rfc1006Connection:
         """Return *tsdu* as TPKT-framed DT TPDUs of at most the negotiated size."""
         self._require(self.role, ConnectionState.OPEN, "send a TSDU")
         assert self.tpdu_size is not None
+        if len(tsdu) + DT_HEADER_SIZE <= self.tpdu_size:  # one DT: TPKT + DT header + TSDU
+            return _TPKT_HEAD.pack(3, 0, len(tsdu) + _ONE_DT_OVERHEAD) + DT_EOT_HEADER + tsdu
         return b"".join(encode_tpkt(dt) for dt in segment_tsdu(tsdu, self.tpdu_size))
 
     def send_expedited(self, data: bytes) -> bytes:
@@ -345,6 +375,22 @@ class Rfc1006Connection:
         self._require("responder", ConnectionState.AWAITING_ACCEPT, "answer a CR")
         assert self._request is not None
         return self._request
+
+
+#: accept()'s answers: (id of the CR, local reference, TPDU size, expedited allowed) ->
+#: (that CR, the CC, the TPDU size, expedited agreed).  The CR is held, so its id stays its own.
+_CC_CACHE: dict[tuple[int, int, int, bool], tuple[ConnectionRequest, bytes, int, bool]] = {}
+_KEYABLE = (bytes, type(None))  #: TSAP types that key _CR_CACHE (a bytearray does not)
+_CC_CACHE_MAX = 64
+#: connect()'s CRs: (local reference, calling TSAP, called TSAP, TPDU size, expedited) ->
+#: (the CR, its octets).
+_CR_CACHE: dict[
+    tuple[int, bytes | None, bytes | None, int, bool], tuple[ConnectionRequest, bytes]
+] = {}
+
+
+_TPKT_HEAD = struct.Struct(">BBH")
+_ONE_DT_OVERHEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE
 
 
 def _check_size(octets: int) -> None:

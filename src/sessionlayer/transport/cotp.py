@@ -294,13 +294,87 @@ def decode_tpdu(data: bytes | bytearray | memoryview) -> TPDU:
         raise DecodeError(f"TPDU LI {li} runs past its {len(buf)} octets", offset=0, reflect=buf)
     if li == 0:
         raise DecodeError("TPDU LI 0: no TPDU code", offset=0, reflect=buf)
-    decoder = _DECODERS.get(buf[1])
+    code = buf[1]
+    if code == TpduCode.CR or code == TpduCode.CC:
+        # Every client of a server sends the same CR, and a server answers each with the
+        # same CC: the (immutable) TPDU decoded once, by its octets.
+        known = _CONNECT_CACHE.get(buf)
+        if known is not None:
+            return known
+        tpdu = _decode_connect(buf, li)
+        if len(buf) <= _CONNECT_CACHE_OCTETS:
+            if len(_CONNECT_CACHE) >= _CONNECT_CACHE_MAX:
+                _CONNECT_CACHE.clear()  # bounded: a peer chooses the octets
+            _CONNECT_CACHE[buf] = tpdu
+        return tpdu
+    decoder = _DECODERS.get(code)
     if decoder is None:
         raise DecodeError(f"TPDU code {buf[1]:#04x} is not used in class 0", offset=1, reflect=buf)
     return decoder(buf, li)
 
 
+_CONNECT_CACHE: dict[bytes, TPDU] = {}
+_CONNECT_CACHE_MAX = 64
+_CONNECT_CACHE_OCTETS = 256  #: longer ones (user data in a CR) are decoded each time
+
+
+_CONNECT_FIXED = struct.Struct(">HHB")
+_TPDU_SIZE = int(ParameterCode.TPDU_SIZE)
+_PREFERRED = int(ParameterCode.PREFERRED_MAX_TPDU_SIZE)
+_CALLING = int(ParameterCode.CALLING_TSAP)
+_CALLED = int(ParameterCode.CALLED_TSAP)
+_NAMED_CODES = frozenset(int(code) for code in _NAMED)
+
+
 def _decode_connect(buf: bytes, li: int) -> TPDU:
+    """CR or CC in one pass over the parameters (each named one at most once); anything
+    else takes :func:`_decode_connect_general`, which raises the errors."""
+    cls = ConnectionRequest if buf[1] == TpduCode.CR else ConnectionConfirm
+    if li < 6:
+        return _decode_connect_general(buf, li)
+    end = li + 1
+    named: dict[int, bytes] = {}
+    others: list[Parameter] = []
+    order: list[int] = []
+    pos = 7
+    while pos < end:
+        if pos + 2 > end:
+            return _decode_connect_general(buf, li)
+        code = buf[pos]
+        stop = pos + 2 + buf[pos + 1]
+        if stop > end:
+            return _decode_connect_general(buf, li)
+        value = buf[pos + 2 : stop]
+        order.append(code)
+        if code in _NAMED_CODES:
+            if code in named:
+                return _decode_connect_general(buf, li)
+            named[code] = value
+        else:
+            others.append(Parameter(code, value))
+        pos = stop
+    size = named.get(_TPDU_SIZE)
+    if size is not None and (len(size) != 1 or not 7 <= size[0] <= 13):
+        return _decode_connect_general(buf, li)
+    preferred = named.get(_PREFERRED)
+    if preferred is not None and not 1 <= len(preferred) <= 4:
+        return _decode_connect_general(buf, li)
+    dst_ref, src_ref, class_option = _CONNECT_FIXED.unpack_from(buf, 2)
+    return cls(
+        dst_ref=dst_ref,
+        src_ref=src_ref,
+        class_option=class_option,
+        calling_tsap=named.get(_CALLING),
+        called_tsap=named.get(_CALLED),
+        tpdu_size=None if size is None else size[0],
+        preferred_max_tpdu_size=None if preferred is None else int.from_bytes(preferred, "big"),
+        other_params=tuple(others),
+        user_data=buf[end:],
+        param_order=tuple(order),
+    )
+
+
+def _decode_connect_general(buf: bytes, li: int) -> TPDU:
     cls = ConnectionRequest if buf[1] == TpduCode.CR else ConnectionConfirm
     _need(buf, li, 6, cls.__name__)
     dst_ref, src_ref, class_option = struct.unpack_from(">HHB", buf, 2)

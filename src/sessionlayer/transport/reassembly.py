@@ -7,7 +7,7 @@ sent as several DT TPDUs; only the last has EOT set.
 from __future__ import annotations
 
 from sessionlayer.errors import AbortReason, DecodeError, EncodeError
-from sessionlayer.transport.cotp import DT_HEADER_SIZE, Data, encode_tpdu
+from sessionlayer.transport.cotp import DT_EOT_HEADER, DT_HEADER_SIZE, Data, encode_tpdu
 
 __all__ = [
     "DEFAULT_MAX_TSDU_SIZE",
@@ -38,6 +38,8 @@ def segment_tsdu(tsdu: bytes, max_tpdu_size: int) -> list[bytes]:
     room = max_tpdu_size - DT_HEADER_SIZE
     if room < 1:
         raise EncodeError(f"TPDU size {max_tpdu_size} leaves no room for user data")
+    if len(tsdu) <= room:  # one DT (what encode_tpdu(Data(tsdu)) gives)
+        return [DT_EOT_HEADER + bytes(tsdu)]
     view = memoryview(tsdu)
     starts = range(0, max(len(view), 1), room)
     last = starts[-1]

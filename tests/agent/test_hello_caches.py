@@ -1,0 +1,79 @@
+"""The hello's caches (agent/hello.py) give what the plain encoding and decoding give."""
+
+from __future__ import annotations
+
+import json
+
+from sessionlayer.agent import hello as H
+from sessionlayer.agent.hello import Hello, Welcome
+
+
+def test_cached_hello_is_the_decoded_one() -> None:
+    H._HELLOS.clear()
+    raw = Hello(offers={"codec": ["a", "b"]}, resume="r", data=b"\x01").encode()
+    first, second = Hello.decode(raw), Hello.decode(raw)
+    assert first == second == Hello(offers={"codec": ["a", "b"]}, resume="r", data=b"\x01")
+    assert first.offers is not second.offers
+    assert first.offers["codec"] is not second.offers["codec"]
+    assert Hello.decode(bytearray(raw)) == first  # type: ignore[arg-type]
+
+
+def test_a_hello_with_credentials_is_not_kept() -> None:
+    secret = Hello(credentials={"user": "u", "password": "p"}).encode()
+    assert Hello.decode(secret).credentials == {"user": "u", "password": "p"}
+    assert Hello.decode(secret).credentials == {"user": "u", "password": "p"}
+    assert secret not in H._HELLOS
+
+
+def _expected(chosen: object, keepalive: object, data: bytes, session_id: str | None) -> bytes:
+    obj: dict[str, object] = {"v": 1, "chosen": chosen, "ka": keepalive}
+    if data:
+        obj["data"] = data.hex()
+    if session_id is not None:
+        obj["id"] = session_id
+    return H.WELCOME_MAGIC + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def test_cached_welcome_is_the_encoded_one() -> None:
+    H._WELCOMES.clear()
+    sid, other = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    cases: list[tuple[dict[str, object], object, bytes]] = [
+        ({}, True, b""),
+        ({"codec": "a", "x": "y"}, False, b"\x02"),
+        ({"id": '","id":"'}, True, b""),
+        ({"n": 1}, True, b""),  # not plain strings: encoded each time
+        ({"n": True}, True, b""),
+        ({}, 1, b""),  # keepalive=1 writes 1, not true
+    ]
+    for chosen, keepalive, data in cases:
+        for session_id in (sid, other, None, "not-an-id", sid):
+            w = Welcome(chosen=chosen, keepalive=keepalive, data=data, session_id=session_id)  # type: ignore[arg-type]
+            expected = _expected(chosen, keepalive, data, session_id)
+            assert w.encode() == expected
+            assert w.encode() == expected
+            if session_id != "not-an-id" and chosen.get("n") is None:
+                assert Welcome.decode(expected).session_id == session_id
+
+
+def test_cached_hello_octets_are_the_encoded_ones() -> None:
+    H._HELLO_OCTETS.clear()
+    cases: list[Hello] = [
+        Hello(),
+        Hello(offers={"codec": ["a", "b"], "z": []}, keepalive=False, data=b"\x05"),
+        Hello(offers={"codec": ["a"]}, resume="tok"),
+        Hello(offers={"n": [1]}),  # type: ignore[list-item]
+        Hello(offers={"n": [True]}),  # type: ignore[list-item]
+        Hello(keepalive=1),  # type: ignore[arg-type]
+        Hello(credentials={"user": "u"}),
+    ]
+    for hello in cases + cases:
+        obj: dict[str, object] = {"v": 1, "offers": hello.offers, "ka": hello.keepalive}
+        if hello.credentials is not None:
+            obj["auth"] = hello.credentials
+        if hello.resume is not None:
+            obj["resume"] = hello.resume
+        if hello.data:
+            obj["data"] = hello.data.hex()
+        expected = H.MAGIC + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+        assert hello.encode() == expected
+    assert all(b'"auth"' not in v for v in H._HELLO_OCTETS.values())
