@@ -22,7 +22,8 @@ from ..errors import (
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .connection import Connection, Endpoint
+from .connection import Connection
+from .endpoint import Endpoint
 from .session import Session
 
 __all__ = ["connect", "new_session_id"]

@@ -13,7 +13,7 @@ Data flows one way through it: octets in -> the fast path, or ``agent.receive_da
 
 Every error is caught where it happens and ends this one connection: nothing reaches
 asyncio's exception handler, and a peer makes the binding log at most one WARNING per
-connection (and, across connections, at most ``_WARNINGS_PER_SECOND`` a second; the rest
+connection (and, across connections, at most ``sockets.WARNINGS_PER_SECOND`` a second; the rest
 are counted and summarised).
 """
 
@@ -22,10 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
-import os
-import socket
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -51,19 +48,15 @@ from ..transport.fastpath import (
     pack_single,
     unpack_single,
 )
+from .endpoint import HOLD_JOINED, HOLD_PIECES, Endpoint, Extra
 from .signal import Signal
+from .sockets import peer_gone, tcp_keepalive, warnings
 
 __all__ = ["Connection"]
 
 log = logging.getLogger("sessionlayer")
 T = TypeVar("T")
 
-#: write_data holds frames back up to this many octets before writing them in one go: more
-#: where ``transport.writelines`` hands the pieces to the kernel as they are (uvloop; asyncio
-#: from 3.12), less where it joins them first (asyncio 3.11, TLS): a join of more than
-#: 128 KiB is a fresh mmap'ed allocation (glibc) every time.
-_HOLD_PIECES = 256 * 1024
-_HOLD_JOINED = 64 * 1024
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
 _COPY_BELOW = 4096
@@ -76,123 +69,8 @@ _EVENTS = 4
 _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
 #: While reading is paused, every this many seconds: is the peer still there (_peer_gone)?
 _PAUSED_CHECK = 1.0
-_TCP_ESTABLISHED = 1  #: tcpi_state in Linux's struct tcp_info
-#: Across all connections: WARNING records a peer can cause, per second (see warn).
-_WARNINGS_PER_SECOND = 20
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
-
-
-class _WarningLimit:
-    """Rate limit for the warnings peers cause: a token bucket shared by every connection,
-    so a flood of hostile connections cannot flood the log.  What it holds back is counted
-    and reported with the next warning let through."""
-
-    __slots__ = ("allowance", "last", "suppressed")
-
-    def __init__(self) -> None:
-        self.allowance = float(_WARNINGS_PER_SECOND)
-        self.last = 0.0
-        self.suppressed = 0
-
-    def allow(self, now: float) -> bool:
-        self.allowance = min(
-            float(_WARNINGS_PER_SECOND), self.allowance + (now - self.last) * _WARNINGS_PER_SECOND
-        )
-        self.last = now
-        if self.allowance >= 1.0:
-            self.allowance -= 1.0
-            return True
-        self.suppressed += 1
-        return False
-
-
-_warnings = _WarningLimit()
-
-
-class Endpoint:
-    """What is fixed for the life of a connection and alike for all of one server's: one
-    object shared by every :class:`Connection` of a server (``connect()`` makes one per
-    connection).  An idle session holds a reference, not copies of each field."""
-
-    __slots__ = (
-        "hold_limit",
-        "loop",
-        "new_future",
-        "observe",
-        "on_connect_indication",
-        "on_handshake_over",
-        "options",
-        "tap",
-        "tsaps",
-        "watching",
-        "write_low",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        options: Options,
-        *,
-        on_connect_indication: Callable[[Connection, ev.ConnectIndication], None] | None = None,
-        on_handshake_over: Callable[[], None] | None = None,
-        tsaps: tuple[bytes | None, bytes | None] = (None, None),
-        tap: Callable[[str, bytes], None] | None = None,
-    ) -> None:
-        self.loop = loop = asyncio.get_running_loop()
-        self.options = options
-        #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``
-        #: in a Python method; the class is called directly (no Python frame per wait).
-        self.new_future: Callable[[], asyncio.Future[Any]] = (
-            functools.partial(asyncio.Future, loop=loop)
-            if type(loop).create_future is asyncio.BaseEventLoop.create_future
-            else loop.create_future
-        )
-        self.on_connect_indication = on_connect_indication
-        #: (Server) Called once per connection when its handshake is over: accepted,
-        #: refused or gone.
-        self.on_handshake_over = on_handshake_over
-        self.tsaps = tsaps
-        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
-        self.tap = tap
-        #: Liveness is watched (keepalive or idle timeout): reads are reported to the agent.
-        self.watching = options.keepalive_interval is not None or options.idle_timeout is not None
-        #: A read needs more than counting: it is traced, or liveness is watched.
-        self.observe = tap is not None or self.watching
-        self.hold_limit = _HOLD_JOINED  # see Connection.connection_made
-        #: The transport's low-water mark: what asyncio and uvloop make of the high one.
-        self.write_low = options.write_buffer_high // 4
-
-
-class _Extra:
-    """What only some connections need, made on first use (an idle server session has none):
-    what waits for events, confirms, the close or the drain; the logger; the initiator's
-    transport future; when a paused connection next looks at its peer."""
-
-    __slots__ = (
-        "closed",
-        "drained",
-        "event_bytes",
-        "events",
-        "has_events",
-        "log",
-        "paused_check",
-        "tokens_changed",
-        "transport_up",
-        "waiters",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.closed: Signal | None = None  # made when somebody waits for the close
-        self.drained: Signal | None = None  # made when somebody waits in drain()
-        self.events: collections.deque[ev.Event] | None = None  # made on the first event
-        self.event_bytes = 0  # user data held in events (counts against the limits)
-        self.has_events: Signal | None = None  # made when somebody waits for events
-        self.log: logging.LoggerAdapter[logging.Logger] | None = None
-        self.paused_check = 0.0  # while paused: when to look whether the peer is still there
-        self.tokens_changed: Signal | None = None  # set after each input from the peer
-        self.transport_up: asyncio.Future[None] | None = None
-        #: Futures of requests waiting for their confirm, by event class.
-        self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
 
 
 # Bits of Connection._flags.
@@ -207,7 +85,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     It is its own :class:`PlainReader` too: asyncio calls the reader's ``get_buffer``
     directly, and a session is one object lighter.  What is alike for all of a server's
     connections is in the shared :class:`Endpoint`; what only some need is made on first
-    use (``_Extra``).
+    use (``Extra``).
     """
 
     # Slots: a server holds one of these per live session (idle sessions' memory).
@@ -247,7 +125,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
         self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
-        self._x: _Extra | None = None
+        self._x: Extra | None = None
         if agent.machine.role == "initiator":
             self._more().transport_up = endpoint.new_future()
         self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
@@ -276,11 +154,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._failure: SessionLayerError | None = None
         self._released = False
 
-    def _more(self) -> _Extra:
+    def _more(self) -> Extra:
         """What only some connections need (made on first use)."""
         x = self._x
         if x is None:
-            x = self._x = _Extra()
+            x = self._x = Extra()
         return x
 
     @property
@@ -356,7 +234,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return
         ep = self._ep
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
-        ep.hold_limit = _HOLD_JOINED if joins else _HOLD_PIECES  # (alike for a server's)
+        ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
         self.peer = transport.get_extra_info("peername")
         # (low as asyncio would make it, but one int for all: not one per transport)
         transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
@@ -878,7 +756,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         interval = self._ep.options.keepalive_interval
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None
         if not self.agent.keepalive and interval is not None and sock is not None:
-            _tcp_keepalive(sock, interval)
+            tcp_keepalive(sock, interval)
         self.flush()
 
     # ------------------------------------------------------------ the timer
@@ -912,7 +790,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         try:
             now = self._ep.loop.time()
             if self._paused and now >= self._more().paused_check:
-                if self._peer_gone():  # nothing is read while paused: look at the socket
+                if peer_gone(self.transport):  # nothing is read while paused: look
                     self.abort()
                     return
                 self._more().paused_check = now + _PAUSED_CHECK
@@ -954,38 +832,20 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if not self._paused and transport is not None and not transport.is_closing():
             transport.resume_reading()
 
-    def _peer_gone(self) -> bool:
-        """While reading is paused asyncio does not see a FIN or a reset: look."""
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None:
-            return False
-        tcp_info = getattr(socket, "TCP_INFO", None)
-        try:
-            if tcp_info is not None:  # Linux: the connection's TCP state, unread data or not
-                state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
-                return bool(state != _TCP_ESTABLISHED)
-            # Elsewhere: peek (through a dup: asyncio's socket wrapper has no recv).
-            with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
-                return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
-        except (BlockingIOError, InterruptedError):
-            return False  # alive, nothing to read
-        except OSError:
-            return True  # reset
-
     # ------------------------------------------------------------ errors
 
     def warn(self, message: str, *args: Any) -> None:
         """Log a WARNING this connection's peer caused: one per connection, and across
         connections no more than the shared rate limit (the rest at DEBUG, counted)."""
         logger = self.log if self.id else log
-        if self._flags & _WARNED or not _warnings.allow(self._ep.loop.time()):
+        if self._flags & _WARNED or not warnings.allow(self._ep.loop.time()):
             logger.debug(message, *args)
             return
         self._flags |= _WARNED
-        if _warnings.suppressed:
+        if warnings.suppressed:
             message += " (%d similar warnings suppressed)"
-            args = (*args, _warnings.suppressed)
-            _warnings.suppressed = 0
+            args = (*args, warnings.suppressed)
+            warnings.suppressed = 0
         logger.warning(message, *args)
 
     def _internal_error(self, exc: Exception) -> None:
@@ -1003,15 +863,3 @@ def _event_size(event: ev.Event) -> int:
     """The octets an event holds, for the limits on unread events."""
     data = getattr(event, "user_data", None) or getattr(event, "data", None)
     return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
-
-
-def _tcp_keepalive(sock: socket.socket, interval: float) -> None:
-    """TCP keepalive: probes after ``interval`` s of silence, three of them a third apart."""
-    seconds = max(1, int(interval))
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
-                            ("TCP_KEEPCNT", 3)):  # fmt: skip
-            option = getattr(socket, name, None)
-            if option is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)

@@ -19,7 +19,8 @@ from ..errors import DecodeError, Refuse, RefuseReason, SessionLayerError
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..spdu.types import ConnectionId
-from .connection import Connection, Endpoint
+from .connection import Connection
+from .endpoint import Endpoint
 from .session import Session, SessionInfo
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]

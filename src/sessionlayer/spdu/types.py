@@ -99,8 +99,8 @@ class ConnectAcceptItem(Grouped):
     token_setting: int | None = None
     second_initial_serial: int | None = None
     upper_limit_serial: int | None = None
-    large_initial_serial: int | None = None
-    large_second_initial_serial: int | None = None
+    large_initial_serial: bytes | None = None  #: PI 57: not used by us, kept as octets
+    large_second_initial_serial: bytes | None = None  #: PI 58: likewise
 
     SPEC: ClassVar[tuple[Param, ...]] = (
         Param("protocol_options", 19, U8),

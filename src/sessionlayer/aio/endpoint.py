@@ -1,0 +1,109 @@
+"""``Endpoint``: what every connection of one server (or one client connection) shares,
+and ``Extra``: what only some connections need, made on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..agent import Options
+from ..machine import events as ev
+from .signal import Signal
+
+__all__ = ["Endpoint", "Extra", "HOLD_PIECES", "HOLD_JOINED"]
+
+#: write_data holds frames back up to this many octets before writing them in one go: more
+#: where ``transport.writelines`` hands the pieces to the kernel as they are (uvloop; asyncio
+#: from 3.12), less where it joins them first (asyncio 3.11, TLS): a join of more than
+#: 128 KiB is a fresh mmap'ed allocation (glibc) every time.
+HOLD_PIECES = 256 * 1024
+HOLD_JOINED = 64 * 1024
+
+
+class Endpoint:
+    """What is fixed for the life of a connection and alike for all of one server's: one
+    object shared by every :class:`Connection` of a server (``connect()`` makes one per
+    connection).  An idle session holds a reference, not copies of each field."""
+
+    __slots__ = (
+        "hold_limit",
+        "loop",
+        "new_future",
+        "observe",
+        "on_connect_indication",
+        "on_handshake_over",
+        "options",
+        "tap",
+        "tsaps",
+        "watching",
+        "write_low",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        on_connect_indication: Callable[[Any, ev.ConnectIndication], None] | None = None,
+        on_handshake_over: Callable[[], None] | None = None,
+        tsaps: tuple[bytes | None, bytes | None] = (None, None),
+        tap: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self.options = options
+        #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``
+        #: in a Python method; the class is called directly (no Python frame per wait).
+        self.new_future: Callable[[], asyncio.Future[Any]] = (
+            functools.partial(asyncio.Future, loop=loop)
+            if type(loop).create_future is asyncio.BaseEventLoop.create_future
+            else loop.create_future
+        )
+        self.on_connect_indication = on_connect_indication
+        #: (Server) Called once per connection when its handshake is over: accepted,
+        #: refused or gone.
+        self.on_handshake_over = on_handshake_over
+        self.tsaps = tsaps
+        #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
+        self.tap = tap
+        #: Liveness is watched (keepalive or idle timeout): reads are reported to the agent.
+        self.watching = options.keepalive_interval is not None or options.idle_timeout is not None
+        #: A read needs more than counting: it is traced, or liveness is watched.
+        self.observe = tap is not None or self.watching
+        self.hold_limit = HOLD_JOINED  # see Connection.connection_made
+        #: The transport's low-water mark: what asyncio and uvloop make of the high one.
+        self.write_low = options.write_buffer_high // 4
+
+
+class Extra:
+    """What only some connections need, made on first use (an idle server session has none):
+    what waits for events, confirms, the close or the drain; the logger; the initiator's
+    transport future; when a paused connection next looks at its peer."""
+
+    __slots__ = (
+        "closed",
+        "drained",
+        "event_bytes",
+        "events",
+        "has_events",
+        "log",
+        "paused_check",
+        "tokens_changed",
+        "transport_up",
+        "waiters",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.closed: Signal | None = None  # made when somebody waits for the close
+        self.drained: Signal | None = None  # made when somebody waits in drain()
+        self.events: collections.deque[ev.Event] | None = None  # made on the first event
+        self.event_bytes = 0  # user data held in events (counts against the limits)
+        self.has_events: Signal | None = None  # made when somebody waits for events
+        self.log: logging.LoggerAdapter[logging.Logger] | None = None
+        self.paused_check = 0.0  # while paused: when to look whether the peer is still there
+        self.tokens_changed: Signal | None = None  # set after each input from the peer
+        self.transport_up: asyncio.Future[None] | None = None
+        #: Futures of requests waiting for their confirm, by event class.
+        self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None

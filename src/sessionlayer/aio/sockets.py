@@ -1,0 +1,73 @@
+"""What the binding asks of the operating system's TCP sockets, and the shared limit on the
+warnings peers cause."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+
+__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "tcp_keepalive"]
+
+#: Across all connections: WARNING records a peer can cause, per second.
+WARNINGS_PER_SECOND = 20
+_TCP_ESTABLISHED = 1  #: tcpi_state in Linux's struct tcp_info
+
+
+class WarningLimit:
+    """Rate limit for the warnings peers cause: a token bucket shared by every connection,
+    so a flood of hostile connections cannot flood the log.  What it holds back is counted
+    and reported with the next warning let through."""
+
+    __slots__ = ("allowance", "last", "suppressed")
+
+    def __init__(self) -> None:
+        self.allowance = float(WARNINGS_PER_SECOND)
+        self.last = 0.0
+        self.suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        self.allowance = min(
+            float(WARNINGS_PER_SECOND), self.allowance + (now - self.last) * WARNINGS_PER_SECOND
+        )
+        self.last = now
+        if self.allowance >= 1.0:
+            self.allowance -= 1.0
+            return True
+        self.suppressed += 1
+        return False
+
+
+warnings = WarningLimit()  #: the one every connection shares
+
+
+def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
+    """While reading is paused asyncio does not see a FIN or a reset: look."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return False
+    tcp_info = getattr(socket, "TCP_INFO", None)
+    try:
+        if tcp_info is not None:  # Linux: the connection's TCP state, unread data or not
+            state = sock.getsockopt(socket.IPPROTO_TCP, tcp_info, 8)[0]
+            return bool(state != _TCP_ESTABLISHED)
+        # Elsewhere: peek (through a dup: asyncio's socket wrapper has no recv).
+        with socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno())) as dup:
+            return bool(dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")
+    except (BlockingIOError, InterruptedError):
+        return False  # alive, nothing to read
+    except OSError:
+        return True  # reset
+
+
+def tcp_keepalive(sock: socket.socket, interval: float) -> None:
+    """TCP keepalive: probes after ``interval`` s of silence, three of them a third apart."""
+    seconds = max(1, int(interval))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
+                            ("TCP_KEEPCNT", 3)):  # fmt: skip
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
