@@ -72,6 +72,8 @@ NEEDS: dict[str, Token] = {
 _NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 _NOTHING: list[bytes] = []  # shared, never appended to: what an empty drain returns
 _NO_CHOICES: dict[str, str] = {}  # shared, never changed: no application parameters
+_NO_TOKENS = Token(0)
+_EXPEDITED = int(FunctionalUnit.EXPEDITED)
 
 
 class TokensMissing(TokenError):
@@ -118,7 +120,8 @@ class SessionAgent:
         self.machine = SessionMachine(role, config)
         # X.225 7.12 / RFC 1006 5.2: ask for the transport expedited flow (CR/CC Additional
         # Option Selection) whenever the session's expedited data unit is wanted.
-        expedited = bool(self.machine.config.functional_units & FunctionalUnit.EXPEDITED)
+        # (int arithmetic: Flag's ``&`` costs a Python call and a new member per session)
+        expedited = bool(int(self.machine.config.functional_units) & _EXPEDITED)
         self.rfc = Rfc1006Connection(
             role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size,
             expedited=expedited,
@@ -128,8 +131,8 @@ class SessionAgent:
         self._events: list[ev.Event] | None = None
         self._warnings: list[str] | None = None
         self._now = 0.0
-        self._asked = Token(0)  # tokens we asked the peer for and have not used yet
-        self._owed = Token(0)  # tokens the peer asked us for
+        self._asked = _NO_TOKENS  # tokens we asked the peer for and have not used yet
+        self._owed = _NO_TOKENS  # tokens the peer asked us for
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
         self._probe_sent = False
@@ -178,8 +181,8 @@ class SessionAgent:
 
     def warnings(self) -> list[str]:
         """What the agent would tell an operator (drains)."""
-        out, self._warnings = self._warnings or [], None
-        return out
+        out, self._warnings = self._warnings, None
+        return out or _NOTHING  # type: ignore[return-value]
 
     @property
     def wants_close(self) -> bool:
@@ -451,6 +454,8 @@ class SessionAgent:
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side
         asked for itself are kept until its request went out."""
+        if not self._owed:
+            return  # (nothing asked for: no Flag arithmetic)
         machine = self.machine
         owed = Token(self._owed & machine.tokens_owned & ~self._asked)
         if not owed or machine.is_closed:
@@ -476,7 +481,13 @@ class SessionAgent:
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` should next be called (the caller's clock), or None."""
         deadline = self.machine.get_timer()
-        for other in (self._deadline_handshake, *self._liveness()):
+        other = self._deadline_handshake
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        opts = self.options
+        if opts.keepalive_interval is None and opts.idle_timeout is None:
+            return deadline  # liveness is not watched (``_liveness``: no deadlines)
+        for other in self._liveness():
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
         return deadline

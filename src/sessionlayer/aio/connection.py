@@ -363,15 +363,22 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         agent = self.agent
         for data in agent.data_to_send():
             self._write(data)
-        closing = agent.wants_close and self.transport is not None
+        wants_close = agent.wants_close
+        closing = wants_close and self.transport is not None
         if closing:
             self._close_transport()
-        up = self.transport_up
-        if up is not None and not up.done() and agent.rfc.tpdu_size is not None:
-            up.set_result(None)  # (initiator) the CC came
-        # The fast path needs an open session on an open transport (write_data relies on it).
-        self.plain = agent.plain and not closing and not self.closed
-        self._tpdu_size = agent.tpdu_size
+        x = self._x
+        if x is not None:
+            up = x.transport_up
+            if up is not None and not up.done() and agent.rfc.tpdu_size is not None:
+                up.set_result(None)  # (initiator) the CC came
+        # The fast path needs an open session on an open transport (write_data relies on it):
+        # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
+        self.plain = (
+            not wants_close and agent.machine.plain_data
+            and self._failure is None and not self._released
+        )  # fmt: skip
+        self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
         for warning in agent.warnings():
             self.warn("session %s: %s", self.id, warning)
