@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,11 @@ from .endpoint import Endpoint
 from .session import Session
 
 __all__ = ["connect", "new_session_id"]
+
+log = logging.getLogger("sessionlayer")
+#: What ``connect()`` uses when given none (both are frozen: one object for every call).
+_OPTIONS = Options()
+_CONFIG = SessionConfig()
 
 
 def new_session_id() -> bytes:
@@ -75,8 +81,10 @@ async def connect(
             f"credentials would cross the network to {host} in clear text: pass tls=..."
             " (or insecure_credentials=True)"
         )
-    options = options or Options()
-    config = config or SessionConfig()
+    if options is None:
+        options = _OPTIONS
+    if config is None:
+        config = _CONFIG
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
@@ -103,19 +111,14 @@ async def connect(
         )
     session = Session(protocol, sid.hex())
     try:
+        cid = ConnectionId(common_ref=sid)
         async with asyncio.timeout(options.handshake_timeout):
-            assert protocol.transport_up is not None
-            try:
-                await protocol.transport_up
+            try:  # (the CN goes out as soon as COTP CC came, in the read that brought it)
+                confirm = await protocol.open(lambda m: agent.connect(user_data, cid, hello))
             except ConnectionError:
                 raise SessionAborted(
                     "the responder closed the connection without answering the COTP CR"
                 ) from None
-            cid = ConnectionId(common_ref=sid)
-            confirm = await protocol.confirm(
-                (ev.ConnectConfirm, ev.RefuseConfirm),
-                lambda m: agent.connect(user_data, cid, hello),
-            )
         if isinstance(confirm, ev.RefuseConfirm):
             protocol.close()
             raise _refused(confirm)
@@ -137,7 +140,8 @@ async def connect(
         if isinstance(exc, Exception):
             raise SessionAborted(f"connect failed: {exc!r}") from exc
         raise
-    session.log.debug("session %s connected to %s", session.id, protocol.peer)
+    if log.isEnabledFor(logging.DEBUG):  # (session.log makes an adapter: only when needed)
+        session.log.debug("session %s connected to %s", session.id, protocol.peer)
     return session
 
 

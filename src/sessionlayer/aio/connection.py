@@ -126,8 +126,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.peer: Any = None
         self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
         self._x: Extra | None = None
-        if agent.machine.role == "initiator":
-            self._more().transport_up = endpoint.new_future()
         self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
         #: The transport is above its high-water mark: ``drain()`` waits.
@@ -173,11 +171,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def tap(self) -> Callable[[str, bytes], None] | None:
         """Called with ("in" | "out", bytes) for every chunk read or written (tracing)."""
         return self._ep.tap
-
-    @property
-    def transport_up(self) -> asyncio.Future[None] | None:
-        """(Initiator) Resolves when COTP CC arrived; fails if TCP closes first."""
-        return self._x.transport_up if self._x is not None else None
 
     @property
     def rejected(self) -> bool:
@@ -321,12 +314,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
             self._internal_error(exc2)
         x = self._x
-        if x is not None and x.closed is not None:
-            x.closed.set()
-        up = self.transport_up
-        if up is not None and not up.done():
-            up.set_exception(ConnectionError("connection closed"))
-            up.exception()  # mark retrieved
+        if x is not None:
+            if x.closed is not None:
+                x.closed.set()
+            if x.connecting is not None:  # (initiator) TCP closed before COTP CC
+                future = x.connecting[1]
+                x.connecting = None
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed"))
 
     def eof_received(self) -> None:
         # The peer is gone and the transport closes (None: not kept open); until
@@ -361,17 +356,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Write what the agent queued, close when it says so, arm the timer, hand its
         events to the application."""
         agent = self.agent
+        x = self._x
+        if x is not None and x.connecting is not None and agent.rfc.tpdu_size is not None:
+            self._connect_now(x)  # (initiator) the CC came: the CN goes out with this flush
         for data in agent.data_to_send():
             self._write(data)
         wants_close = agent.wants_close
         closing = wants_close and self.transport is not None
         if closing:
             self._close_transport()
-        x = self._x
-        if x is not None:
-            up = x.transport_up
-            if up is not None and not up.done() and agent.rfc.tpdu_size is not None:
-                up.set_result(None)  # (initiator) the CC came
         # The fast path needs an open session on an open transport (write_data relies on it):
         # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
         self.plain = (
@@ -626,6 +619,49 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # the request failed before its confirm was awaited
+
+    async def open(self, request: Callable[[SessionMachine], Any]) -> Any:
+        """(Initiator) S-CONNECT: make ``request`` as soon as COTP CC has come (in the read
+        that brought it: no wait for a task to run) and return the first ConnectConfirm or
+        RefuseConfirm.  Raises ConnectionError when TCP closes before the CC, and what the
+        request raises."""
+        future: asyncio.Future[Any] = self._ep.new_future()
+        x = self._more()
+        x.connecting = (request, future)
+        if self.agent.rfc.tpdu_size is not None:  # the CC came already
+            self._connect_now(x)
+            self.flush()
+        elif self.is_closed:
+            x.connecting = None
+            future.set_exception(ConnectionError("connection closed"))
+        try:
+            return await future
+        finally:
+            x.connecting = None
+            for kind in (ev.ConnectConfirm, ev.RefuseConfirm):  # (as in confirm)
+                queue = x.waiters.get(kind) if x.waiters else None
+                if queue is not None and future in queue:
+                    queue.remove(future)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # the request failed before its confirm was awaited
+
+    def _connect_now(self, x: Extra) -> None:
+        """Make the S-CONNECT request ``open`` holds; its future waits for the confirm."""
+        assert x.connecting is not None
+        request, future = x.connecting
+        x.connecting = None
+        if x.waiters is None:
+            x.waiters = {}
+        for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
+            x.waiters.setdefault(kind, collections.deque()).append(future)
+        try:
+            self.check_open()
+            self.agent.call(request)
+        except Exception as exc:  # (what confirm() would raise from the request)
+            if not future.done():
+                future.set_exception(exc)
 
     def abort_session(self, failure: SessionAborted, user_data: bytes | None = None) -> None:
         """S-U-ABORT (or a local decision to end it): AB, then the connection closes."""
