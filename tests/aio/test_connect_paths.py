@@ -6,6 +6,7 @@ of callbacks matters, over TCP otherwise."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -178,5 +179,64 @@ def test_connect_without_options_or_config_uses_the_defaults() -> None:
             await session.send(b"x")
             assert await asyncio.wait_for(session.receive(), LIMIT) == b"x"
             await session.release()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- the one timer of connect()
+
+
+def mute_after_cc() -> Any:
+    async def no_accept(raw: RawPeer) -> None:
+        assert isinstance(await raw.next(), ConnectRequested)
+        raw.writer.write(raw.rfc.accept())  # CC, then the CN is never answered
+        await raw.closed()
+
+    return raw_server(no_accept)
+
+
+def test_the_handshake_gets_its_own_time_after_a_shorter_connect_timeout() -> None:
+    async def main() -> None:
+        async with mute_after_cc() as port:
+            opts = Options(connect_timeout=0.1, handshake_timeout=0.5)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await sessionlayer.connect("127.0.0.1", port, options=opts)
+            assert 0.5 <= time.monotonic() - started < 0.5 + 1.0
+
+    run(main())
+
+
+def test_a_cancelled_connect_is_cancelled_not_timed_out() -> None:
+    async def main() -> None:
+        async with mute_after_cc() as port:
+            opts = Options(connect_timeout=LIMIT, handshake_timeout=LIMIT)
+            task = asyncio.ensure_future(sessionlayer.connect("127.0.0.1", port, options=opts))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(main())
+
+
+def test_no_timer_outlives_a_connect() -> None:
+    """The task that connected is not cancelled when connect()'s time limits pass later."""
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler) as server:
+            opts = Options(connect_timeout=0.1, handshake_timeout=0.2, keepalive_interval=None)
+            session = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            await asyncio.sleep(0.4)  # past both limits
+            session.abort()
+            # A connect whose handshake times out leaves no cancellation behind either.
+            with pytest.raises(TimeoutError):
+                await sessionlayer.connect("127.0.0.1", server.port, options=Options(
+                    connect_timeout=0.1, handshake_timeout=0.0))  # fmt: skip
+            await asyncio.sleep(0.3)
 
     run(main())

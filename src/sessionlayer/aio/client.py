@@ -94,55 +94,121 @@ async def connect(
     def factory() -> Connection:
         return Connection(agent, endpoint)
 
-    async with asyncio.timeout(options.connect_timeout):
-        _, protocol = await loop.create_connection(
-            factory,
-            host,
-            port,
-            ssl=tls,
-            server_hostname=server_hostname if tls is not None else None,
-        )
-    hello = None
-    if user_data is None:
-        hello = Hello(
-            offers={k: list(v) for k, v in (offers or {}).items()},
-            credentials=dict(credentials) if credentials is not None else None,
-            data=data,
-        )
-    session = Session(protocol, sid.hex())
+    deadline = _Deadline(loop, options.connect_timeout)  # (cancelled on every way out)
     try:
-        cid = ConnectionId(common_ref=sid)
-        async with asyncio.timeout(options.handshake_timeout):
+        try:
+            _, protocol = await loop.create_connection(
+                factory,
+                host,
+                port,
+                ssl=tls,
+                server_hostname=server_hostname if tls is not None else None,
+            )
+        except BaseException as exc:
+            deadline.ended(exc)  # TimeoutError, if the time ran out
+            raise
+        deadline.ended(None)
+        hello = None
+        if user_data is None:
+            hello = Hello(
+                offers={k: list(v) for k, v in (offers or {}).items()},
+                credentials=dict(credentials) if credentials is not None else None,
+                data=data,
+            )
+        session = Session(protocol, sid.hex())
+        try:
+            cid = ConnectionId(common_ref=sid)
+            deadline.then(options.handshake_timeout)
             try:  # (the CN goes out as soon as COTP CC came, in the read that brought it)
                 confirm = await protocol.open(lambda m: agent.connect(user_data, cid, hello))
-            except ConnectionError:
+            except BaseException as exc:
+                deadline.ended(exc)  # TimeoutError, if the time ran out
+                if isinstance(exc, ConnectionError):
+                    raise SessionAborted(
+                        "the responder closed the connection without answering the COTP CR"
+                    ) from None
+                raise
+            deadline.ended(None)
+            if isinstance(confirm, ev.RefuseConfirm):
+                protocol.close()
+                raise _refused(confirm)
+            _welcome(session, protocol, confirm)
+        except SessionAborted as exc:
+            protocol.abort()
+            if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
                 raise SessionAborted(
-                    "the responder closed the connection without answering the COTP CR"
+                    "the responder closed the connection without answering the CN (it may"
+                    " not accept the connect parameters: versions, functional units,"
+                    " selectors, user data size)"
                 ) from None
-        if isinstance(confirm, ev.RefuseConfirm):
-            protocol.close()
-            raise _refused(confirm)
-        _welcome(session, protocol, confirm)
-    except SessionAborted as exc:
-        protocol.abort()
-        if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
-            raise SessionAborted(
-                "the responder closed the connection without answering the CN (it may not"
-                " accept the connect parameters: versions, functional units, selectors,"
-                " user data size)"
-            ) from None
-        raise
-    except (SessionLayerError, TimeoutError, ConnectionError):
-        protocol.abort()
-        raise
-    except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
-        protocol.abort()
-        if isinstance(exc, Exception):
-            raise SessionAborted(f"connect failed: {exc!r}") from exc
-        raise
+            raise
+        except (SessionLayerError, TimeoutError, ConnectionError):
+            protocol.abort()
+            raise
+        except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
+            protocol.abort()
+            if isinstance(exc, Exception):
+                raise SessionAborted(f"connect failed: {exc!r}") from exc
+            raise
+    finally:
+        deadline.cancel()
     if log.isEnabledFor(logging.DEBUG):  # (session.log makes an adapter: only when needed)
         session.log.debug("session %s connected to %s", session.id, protocol.peer)
     return session
+
+
+class _Deadline:
+    """connect()'s two time limits on one timer: ``connect_timeout`` for TCP (and TLS), then
+    ``handshake_timeout`` for COTP CR/CC and CN/AC.  As two ``asyncio.timeout`` blocks
+    would, it cancels the task when the time is up, and the end of the phase's await turns
+    that cancellation into TimeoutError; but with one TimerHandle: the handshake's deadline
+    moves the timer only when it comes earlier, and a timer that fires before the deadline
+    re-arms itself for the rest (a connect costs one timer, not two, and no Timeout)."""
+
+    __slots__ = ("_armed", "_cancelling", "_expired", "_handle", "_loop", "_task", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop = loop
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._when = self._armed = loop.time() + delay
+        self._handle: asyncio.TimerHandle | None = loop.call_at(self._armed, self._fire)
+        self._expired = False
+
+    def then(self, delay: float) -> None:
+        """The next phase: its time runs out ``delay`` seconds from now."""
+        self._cancelling = self._task.cancelling()
+        self._when = when = self._loop.time() + delay
+        if self._handle is not None and self._armed > when:
+            self._handle.cancel()
+            self._armed = when
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        if self._armed < self._when:  # the deadline moved on: the rest of the time
+            self._armed = self._when
+            self._handle = self._loop.call_at(self._when, self._fire)
+            return
+        self._handle = None
+        self._expired = True
+        self._task.cancel()
+
+    def ended(self, exc: BaseException | None) -> None:
+        """A phase's await ended (raising ``exc``): raise TimeoutError when it was cancelled
+        because the time ran out (as ``asyncio.timeout``'s ``__aexit__`` does)."""
+        if self._expired:
+            self._expired = False
+            if self._task.uncancel() <= self._cancelling and isinstance(
+                exc, asyncio.CancelledError
+            ):
+                raise TimeoutError from exc
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _is_loopback(host: str) -> bool:
