@@ -76,6 +76,17 @@ _NO_TOKENS = Token(0)
 _EXPEDITED = int(FunctionalUnit.EXPEDITED)
 
 
+#: The events ``SessionAgent._answer_one`` acts on, and for each event class seen whether it
+#: is one of them (classes are few: the dict stays small).
+_ANSWERED_KINDS = (
+    ev.ReleaseIndication, ev.ReleaseConfirm, ev.TokenPleaseIndication, ev.MajorSyncIndication,
+    ev.MinorSyncIndication, ev.MajorSyncConfirm, ev.MinorSyncConfirm,
+    ev.ActivityEndIndication, ev.ActivityInterruptIndication, ev.ActivityDiscardIndication,
+    ev.ResyncIndication, ev.CapabilityDataIndication,
+)  # fmt: skip
+_ANSWERED: dict[type, bool] = {}
+
+
 class TokensMissing(TokenError):
     """The request needs ``tokens`` the peer holds; PLEASE TOKENS went out for those not
     asked for yet.  Call again once the peer's next input was handled."""
@@ -216,7 +227,9 @@ class SessionAgent:
                         called_tsel: bytes | None = None) -> None:  # fmt: skip
         """TCP is up: the initiator sends its CR, the responder's handshake deadline starts
         (``Options.handshake_timeout``, up to the AC)."""
-        self._now = self._last_heard = now
+        self._now = now
+        if self.watching:  # (otherwise never read: an idle session keeps one float less)
+            self._last_heard = now
         if self.machine.role == "initiator":
             self._send(
                 self.rfc.connect(calling_tsel, called_tsel, tpdu_size=self.options.tpdu_size)
@@ -405,6 +418,12 @@ class SessionAgent:
         self._give_owed()
 
     def _answer_one(self, event: ev.Event) -> None:
+        kind = type(event)
+        answers = _ANSWERED.get(kind)
+        if answers is None:  # the first event of its class: does the agent answer it?
+            answers = _ANSWERED[kind] = isinstance(event, _ANSWERED_KINDS)
+        if not answers:
+            return  # (most events: connect, data; no isinstance chain for them)
         machine = self.machine
         if isinstance(event, ev.ReleaseIndication):
             self._release(event)

@@ -793,14 +793,16 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 callback()
 
     def start_liveness(self) -> None:
-        """The session is open.  Toward a peer that does not answer our probes (an OSI
+        """The session is open: the timer is re-armed for what the peers agreed (keepalive
+        probes, the idle timeout).  Toward a peer that does not answer our probes (an OSI
         stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
-        connection instead."""
+        connection instead.  (Nothing is written: the responder flushes its AC itself.)"""
         interval = self._ep.options.keepalive_interval
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if not self.agent.keepalive and interval is not None and sock is not None:
-            tcp_keepalive(sock, interval)
-        self.flush()
+        if interval is not None and not self.agent.keepalive and self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                tcp_keepalive(sock, interval)
+        self._rearm()
 
     # ------------------------------------------------------------ the timer
 
