@@ -240,3 +240,33 @@ def test_no_timer_outlives_a_connect() -> None:
             await asyncio.sleep(0.3)
 
     run(main())
+
+
+# ---------------------------------------------------------------- what a client session keeps
+
+
+def test_client_connections_share_an_endpoint_and_keep_no_waiters() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler) as server:
+            opts = Options(keepalive_interval=None)
+            a = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            b = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            traced: list[tuple[str, bytes]] = []
+            c = await sessionlayer.connect("127.0.0.1", server.port, options=opts,
+                                           trace=lambda d, o: traced.append((d, o)))  # fmt: skip
+            d = await sessionlayer.connect("127.0.0.1", server.port, options=opts,
+                                           called_tsel=b"\x00\x01")  # fmt: skip
+            ends = [s._conn._ep for s in (a, b, c, d)]
+            assert ends[0] is ends[1]  # same loop, options, selectors, no tap
+            assert ends[2] is not ends[0] and ends[2].tap is not None and traced
+            assert ends[3] is not ends[0] and ends[3].tsaps == (None, b"\x00\x01")
+            for s in (a, b, c, d):
+                x = s._conn._x
+                assert x is None or (x.waiters is None and x.connecting is None)
+                s.abort()
+
+    run(main())

@@ -89,7 +89,7 @@ async def connect(
     agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
 
-    endpoint = Endpoint(options, tsaps=(calling_tsel, called_tsel), tap=trace)
+    endpoint = _endpoint(loop, options, (calling_tsel, called_tsel), trace, tls is not None)
 
     def factory() -> Connection:
         return Connection(agent, endpoint)
@@ -209,6 +209,27 @@ class _Deadline:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+_last: tuple[Endpoint, bool] | None = None  #: the Endpoint of the last connect(), and TLS
+
+
+def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
+              tsaps: tuple[bytes | None, bytes | None],
+              tap: Callable[[str, bytes], None] | None, tls: bool) -> Endpoint:  # fmt: skip
+    """An Endpoint for one client connection: the last connect()'s again when it was for
+    the same loop, options, selectors and kind of transport, without a tap (what a client
+    opening many sessions does: one object for them all, not one per session)."""
+    global _last
+    last = _last
+    if tap is None and last is not None:
+        ep, was_tls = last
+        if ep.loop is loop and ep.options is options and ep.tsaps == tsaps and was_tls is tls:
+            return ep
+    endpoint = Endpoint(options, tsaps=tsaps, tap=tap)
+    if tap is None:
+        _last = (endpoint, tls)
+    return endpoint
 
 
 def _is_loopback(host: str) -> bool:

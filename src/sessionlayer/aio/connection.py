@@ -638,10 +638,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return await future
         finally:
             x.connecting = None
-            for kind in (ev.ConnectConfirm, ev.RefuseConfirm):  # (as in confirm)
-                queue = x.waiters.get(kind) if x.waiters else None
-                if queue is not None and future in queue:
-                    queue.remove(future)
+            waiters = x.waiters
+            if waiters:  # (the session's end may have dropped every waiter)
+                for kind in (ev.ConnectConfirm, ev.RefuseConfirm):  # (as in confirm)
+                    queue = waiters.get(kind)
+                    if queue is not None and future in queue:
+                        queue.remove(future)
+                if not any(waiters.values()):
+                    x.waiters = None  # (nothing else waits: a session keeps no empty deques)
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
