@@ -87,6 +87,24 @@ _ANSWERED_KINDS = (
 _ANSWERED: dict[type, bool] = {}
 
 
+class _Rare:
+    """What only some agents need, made on first use (an idle server session has none)."""
+
+    __slots__ = ("asked", "last_sync", "on_capability_data", "on_release", "owed",
+                 "session_id", "warnings")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.asked = _NO_TOKENS
+        self.owed = _NO_TOKENS
+        self.warnings: list[str] | None = None
+        self.session_id: str | None = None
+        self.last_sync: int | None = None
+        self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
+        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
+            None
+        )
+
+
 class TokensMissing(TokenError):
     """The request needs ``tokens`` the peer holds; PLEASE TOKENS went out for those not
     asked for yet.  Call again once the peer's next input was handled."""
@@ -100,28 +118,22 @@ class SessionAgent:
     """One end of one session connection: the machine, RFC 1006 and the policy."""
 
     __slots__ = (
-        "_asked",
         "_deadline_handshake",
         "_events",
         "_last_heard",
         "_now",
         "_out",
-        "_owed",
         "_probe_sent",
-        "_warnings",
+        "_rare",
         "aborting",
         "chosen",
         "hello",
         "keepalive",
-        "last_sync",
         "machine",
-        "on_capability_data",
-        "on_release",
         "options",
         "peer_data",
         "released",
         "rfc",
-        "session_id",
     )  # fmt: skip
 
     def __init__(self, role: Literal["initiator", "responder"],
@@ -140,10 +152,10 @@ class SessionAgent:
         # Output queues: made on first use and handed over whole (an idle agent holds none).
         self._out: list[bytes] | None = None
         self._events: list[ev.Event] | None = None
-        self._warnings: list[str] | None = None
         self._now = 0.0
-        self._asked = _NO_TOKENS  # tokens we asked the peer for and have not used yet
-        self._owed = _NO_TOKENS  # tokens the peer asked us for
+        #: What few sessions use (tokens asked for and owed, sync serials, callbacks, the
+        #: initiator's session id, warnings): made on first use (see the properties below).
+        self._rare: _Rare | None = None
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
         self._probe_sent = False
@@ -157,14 +169,78 @@ class SessionAgent:
         #: Application parameters agreed at connect (read only; replaced, never changed).
         self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
-        self.session_id: str | None = None  #: (initiator) the id the responder gave it
-        self.last_sync: int | None = None  #: the serial of the last sync point seen
-        #: Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
-        #: DN user data, True or None accept.
-        self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
-        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
-            None
-        )
+
+    # ------------------------------------------------------------ what few sessions use
+
+    def _more(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
+
+    @property
+    def _asked(self) -> Token:
+        """Tokens we asked the peer for and have not used yet."""
+        return self._rare.asked if self._rare is not None else _NO_TOKENS
+
+    @_asked.setter
+    def _asked(self, value: Token) -> None:
+        if value or self._rare is not None:
+            self._more().asked = value
+
+    @property
+    def _owed(self) -> Token:
+        """Tokens the peer asked us for."""
+        return self._rare.owed if self._rare is not None else _NO_TOKENS
+
+    @_owed.setter
+    def _owed(self, value: Token) -> None:
+        if value or self._rare is not None:
+            self._more().owed = value
+
+    @property
+    def session_id(self) -> str | None:
+        """(Initiator) The id the responder gave the session."""
+        return self._rare.session_id if self._rare is not None else None
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        if value is not None or self._rare is not None:
+            self._more().session_id = value
+
+    @property
+    def last_sync(self) -> int | None:
+        """The serial of the last sync point seen."""
+        return self._rare.last_sync if self._rare is not None else None
+
+    @last_sync.setter
+    def last_sync(self, value: int | None) -> None:
+        if value is not None or self._rare is not None:
+            self._more().last_sync = value
+
+    @property
+    def on_release(self) -> Callable[[ev.ReleaseIndication], bool | bytes | None] | None:
+        """Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
+        DN user data, True or None accept."""
+        return self._rare.on_release if self._rare is not None else None
+
+    @on_release.setter
+    def on_release(self, value: Callable[[ev.ReleaseIndication], bool | bytes | None] | None,
+                   ) -> None:  # fmt: skip
+        if value is not None or self._rare is not None:
+            self._more().on_release = value
+
+    @property
+    def on_capability_data(self) -> Callable[[ev.CapabilityDataIndication], bytes | None] | None:
+        """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
+        return self._rare.on_capability_data if self._rare is not None else None
+
+    @on_capability_data.setter
+    def on_capability_data(
+        self, value: Callable[[ev.CapabilityDataIndication], bytes | None] | None
+    ) -> None:
+        if value is not None or self._rare is not None:
+            self._more().on_capability_data = value
 
     # ------------------------------------------------------------ outputs
 
@@ -192,8 +268,11 @@ class SessionAgent:
 
     def warnings(self) -> list[str]:
         """What the agent would tell an operator (drains)."""
-        out, self._warnings = self._warnings, None
-        return out or _NOTHING  # type: ignore[return-value]
+        rare = self._rare
+        if rare is None or rare.warnings is None:
+            return _NOTHING  # type: ignore[return-value]
+        out, rare.warnings = rare.warnings, None
+        return out
 
     @property
     def wants_close(self) -> bool:
@@ -473,7 +552,8 @@ class SessionAgent:
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side
         asked for itself are kept until its request went out."""
-        if not self._owed:
+        rare = self._rare
+        if rare is None or not rare.owed:
             return  # (nothing asked for: no Flag arithmetic)
         machine = self.machine
         owed = Token(self._owed & machine.tokens_owned & ~self._asked)
@@ -486,9 +566,10 @@ class SessionAgent:
         self._owed &= ~owed
 
     def _warn(self, message: str) -> None:
-        if self._warnings is None:
-            self._warnings = []
-        self._warnings.append(message)
+        rare = self._more()
+        if rare.warnings is None:
+            rare.warnings = []
+        rare.warnings.append(message)
 
     # ------------------------------------------------------------ time
 

@@ -77,6 +77,8 @@ _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 _REJECTED = 1  # over the server's limit of connections in handshake: closed at once
 _WARNED = 2  # this connection logged its one WARNING
 _HANDSHAKE = 4  # the endpoint's on_handshake_over is still to be called
+_CLOSED = 8  # the TCP connection is gone (``is_closed``)
+_RELEASED = 16  # the session ended in an orderly release (``released``)
 
 
 class Connection(PlainReader, asyncio.BufferedProtocol):
@@ -99,7 +101,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "_held",
         "_held_size",
         "_paused",
-        "_released",
         "_timer",
         "_tpdu_size",
         "_wrote",
@@ -109,7 +110,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "bytes_out",
         "id",
         "inbox",
-        "is_closed",
         "messages_in",
         "messages_out",
         "peer",
@@ -124,7 +124,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.id = ""  #: the session's id (set by connect() / the server), for the logs
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
-        self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
         self._x: Extra | None = None
         self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
@@ -150,7 +149,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._buffered = 0
         self._data_waiter: asyncio.Future[bytes] | None = None
         self._failure: SessionLayerError | None = None
-        self._released = False
 
     def _more(self) -> Extra:
         """What only some connections need (made on first use)."""
@@ -201,19 +199,24 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return self._failure
 
     @property
+    def is_closed(self) -> bool:
+        """The TCP connection is gone (``wait_closed`` waits for it)."""
+        return bool(self._flags & _CLOSED)
+
+    @property
     def released(self) -> bool:
-        return self._released
+        return bool(self._flags & _RELEASED)
 
     @property
     def closed(self) -> bool:
         """The session is over (released or aborted)."""
-        return self._failure is not None or self._released
+        return self._failure is not None or bool(self._flags & _RELEASED)
 
     def check_open(self) -> None:
         """Raise what ended the session, if it has ended."""
         if self._failure is not None:
             raise self._failure
-        if self._released:
+        if self._flags & _RELEASED:
             raise SessionClosed("the session was released")
 
     # ------------------------------------------------------------ asyncio callbacks
@@ -306,7 +309,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.clear()  # a TSDU cut short will not be completed: its buffer can go
         self._cancel_timer()
         self._handshake_over()
-        self.is_closed = True
+        self._flags |= _CLOSED
         self.plain = False
         try:
             self.agent.connection_lost()
@@ -369,7 +372,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
         self.plain = (
             not wants_close and agent.machine.plain_data
-            and self._failure is None and not self._released
+            and self._failure is None and not self._flags & _RELEASED
         )  # fmt: skip
         self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
@@ -395,7 +398,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if isinstance(event, ev.DataIndication):
             self._deliver_one(event.data)
         elif isinstance(event, ev.ReleaseIndication):
-            if not self._released:
+            if not self._flags & _RELEASED:
                 self._put_event(event)
             if self.agent.released:
                 self._session_over(None)
@@ -473,7 +476,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         (StopAsyncIteration after a release).  Raises that at once if it has ended."""
         if self._failure is not None:
             raise self._failure
-        if self._released:
+        if self._flags & _RELEASED:
             raise StopAsyncIteration
         if self._wrote:  # (nothing is held unless something was written since)
             if self._held is None:
@@ -534,10 +537,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _session_over(self, failure: SessionLayerError | None) -> None:
         self.plain = False
-        if failure is not None and self._failure is None and not self._released:
+        if failure is not None and self._failure is None and not self._flags & _RELEASED:
             self._failure = failure
         elif failure is None:
-            self._released = True
+            self._flags |= _RELEASED
         x = self._x
         if x is not None and x.waiters:
             for queue in x.waiters.values():
@@ -822,7 +825,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Arm the one timer at the earliest deadline.  Reads only move the agent's
         last-heard time: a timer that fires early re-arms itself for the new deadline
         (no re-arm per read)."""
-        if self.is_closed:
+        if self._flags & _CLOSED:  # (is_closed)
             return
         deadline = self._next_deadline()
         timer = self._timer
