@@ -72,6 +72,37 @@ NEEDS: dict[str, Token] = {
 _NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 _NOTHING: list[bytes] = []  # shared, never appended to: what an empty drain returns
 _NO_CHOICES: dict[str, str] = {}  # shared, never changed: no application parameters
+_NO_TOKENS = Token(0)
+_EXPEDITED = int(FunctionalUnit.EXPEDITED)
+
+
+#: The events ``SessionAgent._answer_one`` acts on, and for each event class seen whether it
+#: is one of them (classes are few: the dict stays small).
+_ANSWERED_KINDS = (
+    ev.ReleaseIndication, ev.ReleaseConfirm, ev.TokenPleaseIndication, ev.MajorSyncIndication,
+    ev.MinorSyncIndication, ev.MajorSyncConfirm, ev.MinorSyncConfirm,
+    ev.ActivityEndIndication, ev.ActivityInterruptIndication, ev.ActivityDiscardIndication,
+    ev.ResyncIndication, ev.CapabilityDataIndication,
+)  # fmt: skip
+_ANSWERED: dict[type, bool] = {}
+
+
+class _Rare:
+    """What only some agents need, made on first use (an idle server session has none)."""
+
+    __slots__ = ("asked", "last_sync", "on_capability_data", "on_release", "owed",
+                 "session_id", "warnings")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.asked = _NO_TOKENS
+        self.owed = _NO_TOKENS
+        self.warnings: list[str] | None = None
+        self.session_id: str | None = None
+        self.last_sync: int | None = None
+        self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
+        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
+            None
+        )
 
 
 class TokensMissing(TokenError):
@@ -87,28 +118,22 @@ class SessionAgent:
     """One end of one session connection: the machine, RFC 1006 and the policy."""
 
     __slots__ = (
-        "_asked",
         "_deadline_handshake",
         "_events",
         "_last_heard",
         "_now",
         "_out",
-        "_owed",
         "_probe_sent",
-        "_warnings",
+        "_rare",
         "aborting",
         "chosen",
         "hello",
         "keepalive",
-        "last_sync",
         "machine",
-        "on_capability_data",
-        "on_release",
         "options",
         "peer_data",
         "released",
         "rfc",
-        "session_id",
     )  # fmt: skip
 
     def __init__(self, role: Literal["initiator", "responder"],
@@ -118,7 +143,8 @@ class SessionAgent:
         self.machine = SessionMachine(role, config)
         # X.225 7.12 / RFC 1006 5.2: ask for the transport expedited flow (CR/CC Additional
         # Option Selection) whenever the session's expedited data unit is wanted.
-        expedited = bool(self.machine.config.functional_units & FunctionalUnit.EXPEDITED)
+        # (int arithmetic: Flag's ``&`` costs a Python call and a new member per session)
+        expedited = bool(int(self.machine.config.functional_units) & _EXPEDITED)
         self.rfc = Rfc1006Connection(
             role, max_tpdu_size=options.tpdu_size, max_tsdu_size=options.max_tsdu_size,
             expedited=expedited,
@@ -126,10 +152,10 @@ class SessionAgent:
         # Output queues: made on first use and handed over whole (an idle agent holds none).
         self._out: list[bytes] | None = None
         self._events: list[ev.Event] | None = None
-        self._warnings: list[str] | None = None
         self._now = 0.0
-        self._asked = Token(0)  # tokens we asked the peer for and have not used yet
-        self._owed = Token(0)  # tokens the peer asked us for
+        #: What few sessions use (tokens asked for and owed, sync serials, callbacks, the
+        #: initiator's session id, warnings): made on first use (see the properties below).
+        self._rare: _Rare | None = None
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
         self._probe_sent = False
@@ -143,14 +169,78 @@ class SessionAgent:
         #: Application parameters agreed at connect (read only; replaced, never changed).
         self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
-        self.session_id: str | None = None  #: (initiator) the id the responder gave it
-        self.last_sync: int | None = None  #: the serial of the last sync point seen
-        #: Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
-        #: DN user data, True or None accept.
-        self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
-        self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
-            None
-        )
+
+    # ------------------------------------------------------------ what few sessions use
+
+    def _more(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
+
+    @property
+    def _asked(self) -> Token:
+        """Tokens we asked the peer for and have not used yet."""
+        return self._rare.asked if self._rare is not None else _NO_TOKENS
+
+    @_asked.setter
+    def _asked(self, value: Token) -> None:
+        if value or self._rare is not None:
+            self._more().asked = value
+
+    @property
+    def _owed(self) -> Token:
+        """Tokens the peer asked us for."""
+        return self._rare.owed if self._rare is not None else _NO_TOKENS
+
+    @_owed.setter
+    def _owed(self, value: Token) -> None:
+        if value or self._rare is not None:
+            self._more().owed = value
+
+    @property
+    def session_id(self) -> str | None:
+        """(Initiator) The id the responder gave the session."""
+        return self._rare.session_id if self._rare is not None else None
+
+    @session_id.setter
+    def session_id(self, value: str | None) -> None:
+        if value is not None or self._rare is not None:
+            self._more().session_id = value
+
+    @property
+    def last_sync(self) -> int | None:
+        """The serial of the last sync point seen."""
+        return self._rare.last_sync if self._rare is not None else None
+
+    @last_sync.setter
+    def last_sync(self, value: int | None) -> None:
+        if value is not None or self._rare is not None:
+            self._more().last_sync = value
+
+    @property
+    def on_release(self) -> Callable[[ev.ReleaseIndication], bool | bytes | None] | None:
+        """Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
+        DN user data, True or None accept."""
+        return self._rare.on_release if self._rare is not None else None
+
+    @on_release.setter
+    def on_release(self, value: Callable[[ev.ReleaseIndication], bool | bytes | None] | None,
+                   ) -> None:  # fmt: skip
+        if value is not None or self._rare is not None:
+            self._more().on_release = value
+
+    @property
+    def on_capability_data(self) -> Callable[[ev.CapabilityDataIndication], bytes | None] | None:
+        """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
+        return self._rare.on_capability_data if self._rare is not None else None
+
+    @on_capability_data.setter
+    def on_capability_data(
+        self, value: Callable[[ev.CapabilityDataIndication], bytes | None] | None
+    ) -> None:
+        if value is not None or self._rare is not None:
+            self._more().on_capability_data = value
 
     # ------------------------------------------------------------ outputs
 
@@ -178,7 +268,10 @@ class SessionAgent:
 
     def warnings(self) -> list[str]:
         """What the agent would tell an operator (drains)."""
-        out, self._warnings = self._warnings or [], None
+        rare = self._rare
+        if rare is None or rare.warnings is None:
+            return _NOTHING  # type: ignore[return-value]
+        out, rare.warnings = rare.warnings, None
         return out
 
     @property
@@ -213,7 +306,9 @@ class SessionAgent:
                         called_tsel: bytes | None = None) -> None:  # fmt: skip
         """TCP is up: the initiator sends its CR, the responder's handshake deadline starts
         (``Options.handshake_timeout``, up to the AC)."""
-        self._now = self._last_heard = now
+        self._now = now
+        if self.watching:  # (otherwise never read: an idle session keeps one float less)
+            self._last_heard = now
         if self.machine.role == "initiator":
             self._send(
                 self.rfc.connect(calling_tsel, called_tsel, tpdu_size=self.options.tpdu_size)
@@ -402,6 +497,12 @@ class SessionAgent:
         self._give_owed()
 
     def _answer_one(self, event: ev.Event) -> None:
+        kind = type(event)
+        answers = _ANSWERED.get(kind)
+        if answers is None:  # the first event of its class: does the agent answer it?
+            answers = _ANSWERED[kind] = isinstance(event, _ANSWERED_KINDS)
+        if not answers:
+            return  # (most events: connect, data; no isinstance chain for them)
         machine = self.machine
         if isinstance(event, ev.ReleaseIndication):
             self._release(event)
@@ -451,6 +552,9 @@ class SessionAgent:
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side
         asked for itself are kept until its request went out."""
+        rare = self._rare
+        if rare is None or not rare.owed:
+            return  # (nothing asked for: no Flag arithmetic)
         machine = self.machine
         owed = Token(self._owed & machine.tokens_owned & ~self._asked)
         if not owed or machine.is_closed:
@@ -462,9 +566,10 @@ class SessionAgent:
         self._owed &= ~owed
 
     def _warn(self, message: str) -> None:
-        if self._warnings is None:
-            self._warnings = []
-        self._warnings.append(message)
+        rare = self._more()
+        if rare.warnings is None:
+            rare.warnings = []
+        rare.warnings.append(message)
 
     # ------------------------------------------------------------ time
 
@@ -476,7 +581,13 @@ class SessionAgent:
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` should next be called (the caller's clock), or None."""
         deadline = self.machine.get_timer()
-        for other in (self._deadline_handshake, *self._liveness()):
+        other = self._deadline_handshake
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        opts = self.options
+        if opts.keepalive_interval is None and opts.idle_timeout is None:
+            return deadline  # liveness is not watched (``_liveness``: no deadlines)
+        for other in self._liveness():
             if other is not None and (deadline is None or other < deadline):
                 deadline = other
         return deadline

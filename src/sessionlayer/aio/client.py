@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,11 @@ from .endpoint import Endpoint
 from .session import Session
 
 __all__ = ["connect", "new_session_id"]
+
+log = logging.getLogger("sessionlayer")
+#: What ``connect()`` uses when given none (both are frozen: one object for every call).
+_OPTIONS = Options()
+_CONFIG = SessionConfig()
 
 
 def new_session_id() -> bytes:
@@ -75,70 +81,155 @@ async def connect(
             f"credentials would cross the network to {host} in clear text: pass tls=..."
             " (or insecure_credentials=True)"
         )
-    options = options or Options()
-    config = config or SessionConfig()
+    if options is None:
+        options = _OPTIONS
+    if config is None:
+        config = _CONFIG
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
 
-    endpoint = Endpoint(options, tsaps=(calling_tsel, called_tsel), tap=trace)
+    endpoint = _endpoint(loop, options, (calling_tsel, called_tsel), trace, tls is not None)
 
     def factory() -> Connection:
         return Connection(agent, endpoint)
 
-    async with asyncio.timeout(options.connect_timeout):
-        _, protocol = await loop.create_connection(
-            factory,
-            host,
-            port,
-            ssl=tls,
-            server_hostname=server_hostname if tls is not None else None,
-        )
-    hello = None
-    if user_data is None:
-        hello = Hello(
-            offers={k: list(v) for k, v in (offers or {}).items()},
-            credentials=dict(credentials) if credentials is not None else None,
-            data=data,
-        )
-    session = Session(protocol, sid.hex())
+    deadline = _Deadline(loop, options.connect_timeout)  # (cancelled on every way out)
     try:
-        async with asyncio.timeout(options.handshake_timeout):
-            assert protocol.transport_up is not None
-            try:
-                await protocol.transport_up
-            except ConnectionError:
-                raise SessionAborted(
-                    "the responder closed the connection without answering the COTP CR"
-                ) from None
-            cid = ConnectionId(common_ref=sid)
-            confirm = await protocol.confirm(
-                (ev.ConnectConfirm, ev.RefuseConfirm),
-                lambda m: agent.connect(user_data, cid, hello),
+        try:
+            _, protocol = await loop.create_connection(
+                factory,
+                host,
+                port,
+                ssl=tls,
+                server_hostname=server_hostname if tls is not None else None,
             )
-        if isinstance(confirm, ev.RefuseConfirm):
-            protocol.close()
-            raise _refused(confirm)
-        _welcome(session, protocol, confirm)
-    except SessionAborted as exc:
-        protocol.abort()
-        if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
-            raise SessionAborted(
-                "the responder closed the connection without answering the CN (it may not"
-                " accept the connect parameters: versions, functional units, selectors,"
-                " user data size)"
-            ) from None
-        raise
-    except (SessionLayerError, TimeoutError, ConnectionError):
-        protocol.abort()
-        raise
-    except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
-        protocol.abort()
-        if isinstance(exc, Exception):
-            raise SessionAborted(f"connect failed: {exc!r}") from exc
-        raise
-    session.log.debug("session %s connected to %s", session.id, protocol.peer)
+        except BaseException as exc:
+            deadline.ended(exc)  # TimeoutError, if the time ran out
+            raise
+        deadline.ended(None)
+        hello = None
+        if user_data is None:
+            hello = Hello(
+                offers={k: list(v) for k, v in (offers or {}).items()},
+                credentials=dict(credentials) if credentials is not None else None,
+                data=data,
+            )
+        session = Session(protocol, sid.hex())
+        try:
+            cid = ConnectionId(common_ref=sid)
+            deadline.then(options.handshake_timeout)
+            try:  # (the CN goes out as soon as COTP CC came, in the read that brought it)
+                confirm = await protocol.open(lambda m: agent.connect(user_data, cid, hello))
+            except BaseException as exc:
+                deadline.ended(exc)  # TimeoutError, if the time ran out
+                if isinstance(exc, ConnectionError):
+                    raise SessionAborted(
+                        "the responder closed the connection without answering the COTP CR"
+                    ) from None
+                raise
+            deadline.ended(None)
+            if isinstance(confirm, ev.RefuseConfirm):
+                protocol.close()
+                raise _refused(confirm)
+            _welcome(session, protocol, confirm)
+        except SessionAborted as exc:
+            protocol.abort()
+            if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
+                raise SessionAborted(
+                    "the responder closed the connection without answering the CN (it may"
+                    " not accept the connect parameters: versions, functional units,"
+                    " selectors, user data size)"
+                ) from None
+            raise
+        except (SessionLayerError, TimeoutError, ConnectionError):
+            protocol.abort()
+            raise
+        except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
+            protocol.abort()
+            if isinstance(exc, Exception):
+                raise SessionAborted(f"connect failed: {exc!r}") from exc
+            raise
+    finally:
+        deadline.cancel()
+    if log.isEnabledFor(logging.DEBUG):  # (session.log makes an adapter: only when needed)
+        session.log.debug("session %s connected to %s", session.id, protocol.peer)
     return session
+
+
+class _Deadline:
+    """connect()'s two time limits on one timer: ``connect_timeout`` for TCP (and TLS), then
+    ``handshake_timeout`` for COTP CR/CC and CN/AC.  As two ``asyncio.timeout`` blocks
+    would, it cancels the task when the time is up, and the end of the phase's await turns
+    that cancellation into TimeoutError; but with one TimerHandle: the handshake's deadline
+    moves the timer only when it comes earlier, and a timer that fires before the deadline
+    re-arms itself for the rest (a connect costs one timer, not two, and no Timeout)."""
+
+    __slots__ = ("_armed", "_cancelling", "_expired", "_handle", "_loop", "_task", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop = loop
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._when = self._armed = loop.time() + delay
+        self._handle: asyncio.TimerHandle | None = loop.call_at(self._armed, self._fire)
+        self._expired = False
+
+    def then(self, delay: float) -> None:
+        """The next phase: its time runs out ``delay`` seconds from now."""
+        self._cancelling = self._task.cancelling()
+        self._when = when = self._loop.time() + delay
+        if self._handle is not None and self._armed > when:
+            self._handle.cancel()
+            self._armed = when
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        if self._armed < self._when:  # the deadline moved on: the rest of the time
+            self._armed = self._when
+            self._handle = self._loop.call_at(self._when, self._fire)
+            return
+        self._handle = None
+        self._expired = True
+        self._task.cancel()
+
+    def ended(self, exc: BaseException | None) -> None:
+        """A phase's await ended (raising ``exc``): raise TimeoutError when it was cancelled
+        because the time ran out (as ``asyncio.timeout``'s ``__aexit__`` does)."""
+        if self._expired:
+            self._expired = False
+            if self._task.uncancel() <= self._cancelling and isinstance(
+                exc, asyncio.CancelledError
+            ):
+                raise TimeoutError from exc
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+_last: tuple[Endpoint, bool] | None = None  #: the Endpoint of the last connect(), and TLS
+
+
+def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
+              tsaps: tuple[bytes | None, bytes | None],
+              tap: Callable[[str, bytes], None] | None, tls: bool) -> Endpoint:  # fmt: skip
+    """An Endpoint for one client connection: the last connect()'s again when it was for
+    the same loop, options, selectors and kind of transport, without a tap (what a client
+    opening many sessions does: one object for them all, not one per session)."""
+    global _last
+    last = _last
+    if tap is None and last is not None:
+        ep, was_tls = last
+        if ep.loop is loop and ep.options is options and ep.tsaps == tsaps and was_tls is tls:
+            return ep
+    endpoint = Endpoint(options, tsaps=tsaps, tap=tap)
+    if tap is None:
+        _last = (endpoint, tls)
+    return endpoint
 
 
 def _is_loopback(host: str) -> bool:

@@ -77,6 +77,8 @@ _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 _REJECTED = 1  # over the server's limit of connections in handshake: closed at once
 _WARNED = 2  # this connection logged its one WARNING
 _HANDSHAKE = 4  # the endpoint's on_handshake_over is still to be called
+_CLOSED = 8  # the TCP connection is gone (``is_closed``)
+_RELEASED = 16  # the session ended in an orderly release (``released``)
 
 
 class Connection(PlainReader, asyncio.BufferedProtocol):
@@ -99,7 +101,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "_held",
         "_held_size",
         "_paused",
-        "_released",
         "_timer",
         "_tpdu_size",
         "_wrote",
@@ -109,7 +110,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "bytes_out",
         "id",
         "inbox",
-        "is_closed",
         "messages_in",
         "messages_out",
         "peer",
@@ -124,10 +124,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.id = ""  #: the session's id (set by connect() / the server), for the logs
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
-        self.is_closed = False  #: the TCP connection is gone (``wait_closed`` waits for it)
         self._x: Extra | None = None
-        if agent.machine.role == "initiator":
-            self._more().transport_up = endpoint.new_future()
         self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
         #: The transport is above its high-water mark: ``drain()`` waits.
@@ -152,7 +149,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._buffered = 0
         self._data_waiter: asyncio.Future[bytes] | None = None
         self._failure: SessionLayerError | None = None
-        self._released = False
 
     def _more(self) -> Extra:
         """What only some connections need (made on first use)."""
@@ -173,11 +169,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def tap(self) -> Callable[[str, bytes], None] | None:
         """Called with ("in" | "out", bytes) for every chunk read or written (tracing)."""
         return self._ep.tap
-
-    @property
-    def transport_up(self) -> asyncio.Future[None] | None:
-        """(Initiator) Resolves when COTP CC arrived; fails if TCP closes first."""
-        return self._x.transport_up if self._x is not None else None
 
     @property
     def rejected(self) -> bool:
@@ -208,19 +199,24 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return self._failure
 
     @property
+    def is_closed(self) -> bool:
+        """The TCP connection is gone (``wait_closed`` waits for it)."""
+        return bool(self._flags & _CLOSED)
+
+    @property
     def released(self) -> bool:
-        return self._released
+        return bool(self._flags & _RELEASED)
 
     @property
     def closed(self) -> bool:
         """The session is over (released or aborted)."""
-        return self._failure is not None or self._released
+        return self._failure is not None or bool(self._flags & _RELEASED)
 
     def check_open(self) -> None:
         """Raise what ended the session, if it has ended."""
         if self._failure is not None:
             raise self._failure
-        if self._released:
+        if self._flags & _RELEASED:
             raise SessionClosed("the session was released")
 
     # ------------------------------------------------------------ asyncio callbacks
@@ -313,7 +309,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.clear()  # a TSDU cut short will not be completed: its buffer can go
         self._cancel_timer()
         self._handshake_over()
-        self.is_closed = True
+        self._flags |= _CLOSED
         self.plain = False
         try:
             self.agent.connection_lost()
@@ -321,12 +317,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
             self._internal_error(exc2)
         x = self._x
-        if x is not None and x.closed is not None:
-            x.closed.set()
-        up = self.transport_up
-        if up is not None and not up.done():
-            up.set_exception(ConnectionError("connection closed"))
-            up.exception()  # mark retrieved
+        if x is not None:
+            if x.closed is not None:
+                x.closed.set()
+            if x.connecting is not None:  # (initiator) TCP closed before COTP CC
+                future = x.connecting[1]
+                x.connecting = None
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed"))
 
     def eof_received(self) -> None:
         # The peer is gone and the transport closes (None: not kept open); until
@@ -361,17 +359,22 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Write what the agent queued, close when it says so, arm the timer, hand its
         events to the application."""
         agent = self.agent
+        x = self._x
+        if x is not None and x.connecting is not None and agent.rfc.tpdu_size is not None:
+            self._connect_now(x)  # (initiator) the CC came: the CN goes out with this flush
         for data in agent.data_to_send():
             self._write(data)
-        closing = agent.wants_close and self.transport is not None
+        wants_close = agent.wants_close
+        closing = wants_close and self.transport is not None
         if closing:
             self._close_transport()
-        up = self.transport_up
-        if up is not None and not up.done() and agent.rfc.tpdu_size is not None:
-            up.set_result(None)  # (initiator) the CC came
-        # The fast path needs an open session on an open transport (write_data relies on it).
-        self.plain = agent.plain and not closing and not self.closed
-        self._tpdu_size = agent.tpdu_size
+        # The fast path needs an open session on an open transport (write_data relies on it):
+        # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
+        self.plain = (
+            not wants_close and agent.machine.plain_data
+            and self._failure is None and not self._flags & _RELEASED
+        )  # fmt: skip
+        self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
         for warning in agent.warnings():
             self.warn("session %s: %s", self.id, warning)
@@ -395,7 +398,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if isinstance(event, ev.DataIndication):
             self._deliver_one(event.data)
         elif isinstance(event, ev.ReleaseIndication):
-            if not self._released:
+            if not self._flags & _RELEASED:
                 self._put_event(event)
             if self.agent.released:
                 self._session_over(None)
@@ -473,7 +476,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         (StopAsyncIteration after a release).  Raises that at once if it has ended."""
         if self._failure is not None:
             raise self._failure
-        if self._released:
+        if self._flags & _RELEASED:
             raise StopAsyncIteration
         if self._wrote:  # (nothing is held unless something was written since)
             if self._held is None:
@@ -534,10 +537,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _session_over(self, failure: SessionLayerError | None) -> None:
         self.plain = False
-        if failure is not None and self._failure is None and not self._released:
+        if failure is not None and self._failure is None and not self._flags & _RELEASED:
             self._failure = failure
         elif failure is None:
-            self._released = True
+            self._flags |= _RELEASED
         x = self._x
         if x is not None and x.waiters:
             for queue in x.waiters.values():
@@ -619,6 +622,53 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # the request failed before its confirm was awaited
+
+    async def open(self, request: Callable[[SessionMachine], Any]) -> Any:
+        """(Initiator) S-CONNECT: make ``request`` as soon as COTP CC has come (in the read
+        that brought it: no wait for a task to run) and return the first ConnectConfirm or
+        RefuseConfirm.  Raises ConnectionError when TCP closes before the CC, and what the
+        request raises."""
+        future: asyncio.Future[Any] = self._ep.new_future()
+        x = self._more()
+        x.connecting = (request, future)
+        if self.agent.rfc.tpdu_size is not None:  # the CC came already
+            self._connect_now(x)
+            self.flush()
+        elif self.is_closed:
+            x.connecting = None
+            future.set_exception(ConnectionError("connection closed"))
+        try:
+            return await future
+        finally:
+            x.connecting = None
+            waiters = x.waiters
+            if waiters:  # (the session's end may have dropped every waiter)
+                for kind in (ev.ConnectConfirm, ev.RefuseConfirm):  # (as in confirm)
+                    queue = waiters.get(kind)
+                    if queue is not None and future in queue:
+                        queue.remove(future)
+                if not any(waiters.values()):
+                    x.waiters = None  # (nothing else waits: a session keeps no empty deques)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # the request failed before its confirm was awaited
+
+    def _connect_now(self, x: Extra) -> None:
+        """Make the S-CONNECT request ``open`` holds; its future waits for the confirm."""
+        assert x.connecting is not None
+        request, future = x.connecting
+        x.connecting = None
+        if x.waiters is None:
+            x.waiters = {}
+        for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
+            x.waiters.setdefault(kind, collections.deque()).append(future)
+        try:
+            self.check_open()
+            self.agent.call(request)
+        except Exception as exc:  # (what confirm() would raise from the request)
+            if not future.done():
+                future.set_exception(exc)
 
     def abort_session(self, failure: SessionAborted, user_data: bytes | None = None) -> None:
         """S-U-ABORT (or a local decision to end it): AB, then the connection closes."""
@@ -750,14 +800,16 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 callback()
 
     def start_liveness(self) -> None:
-        """The session is open.  Toward a peer that does not answer our probes (an OSI
+        """The session is open: the timer is re-armed for what the peers agreed (keepalive
+        probes, the idle timeout).  Toward a peer that does not answer our probes (an OSI
         stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
-        connection instead."""
+        connection instead.  (Nothing is written: the responder flushes its AC itself.)"""
         interval = self._ep.options.keepalive_interval
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if not self.agent.keepalive and interval is not None and sock is not None:
-            tcp_keepalive(sock, interval)
-        self.flush()
+        if interval is not None and not self.agent.keepalive and self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                tcp_keepalive(sock, interval)
+        self._rearm()
 
     # ------------------------------------------------------------ the timer
 
@@ -773,7 +825,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Arm the one timer at the earliest deadline.  Reads only move the agent's
         last-heard time: a timer that fires early re-arms itself for the new deadline
         (no re-arm per read)."""
-        if self.is_closed:
+        if self._flags & _CLOSED:  # (is_closed)
             return
         deadline = self._next_deadline()
         timer = self._timer

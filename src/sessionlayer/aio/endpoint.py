@@ -80,10 +80,11 @@ class Endpoint:
 class Extra:
     """What only some connections need, made on first use (an idle server session has none):
     what waits for events, confirms, the close or the drain; the logger; the initiator's
-    transport future; when a paused connection next looks at its peer."""
+    S-CONNECT waiting for COTP CC; when a paused connection next looks at its peer."""
 
     __slots__ = (
         "closed",
+        "connecting",
         "drained",
         "event_bytes",
         "events",
@@ -91,12 +92,14 @@ class Extra:
         "log",
         "paused_check",
         "tokens_changed",
-        "transport_up",
         "waiters",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.closed: Signal | None = None  # made when somebody waits for the close
+        #: (Initiator) The S-CONNECT request to make once COTP CC has come, and the future
+        #: its confirm resolves (``Connection.open``).
+        self.connecting: tuple[Callable[[Any], Any], asyncio.Future[Any]] | None = None
         self.drained: Signal | None = None  # made when somebody waits in drain()
         self.events: collections.deque[ev.Event] | None = None  # made on the first event
         self.event_bytes = 0  # user data held in events (counts against the limits)
@@ -104,6 +107,5 @@ class Extra:
         self.log: logging.LoggerAdapter[logging.Logger] | None = None
         self.paused_check = 0.0  # while paused: when to look whether the peer is still there
         self.tokens_changed: Signal | None = None  # set after each input from the peer
-        self.transport_up: asyncio.Future[None] | None = None
         #: Futures of requests waiting for their confirm, by event class.
         self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None

@@ -164,20 +164,25 @@ class Server:
             return
         try:
             hello = protocol.agent.indication(event)
-            request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
-            chosen = negotiate(request.offers, self.supported)
-            verdict = self._authenticate(request) if self._authenticate is not None else True
+            request = None  # (made only for a callback that sees it)
+            if self._authenticate is not None or self._accept_data is not None:
+                request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
+            chosen = negotiate(hello.offers if hello else _NO_OFFERS, self.supported)
+            verdict: Any = True
+            if self._authenticate is not None:
+                assert request is not None
+                verdict = self._authenticate(request)
         except Exception as exc:
             self._refuse(protocol, _refusal(protocol, exc))
             return
-        if inspect.isawaitable(verdict):
+        if verdict is not True and inspect.isawaitable(verdict):
             self._pending += 1
             self._track(self._await_verdict(protocol, event, hello, request, chosen, verdict))
             return
         self._conclude(protocol, event, hello, request, chosen, verdict)
 
     async def _await_verdict(self, protocol: Connection, event: ev.ConnectIndication,
-                             hello: Hello | None, request: ConnectRequest,
+                             hello: Hello | None, request: ConnectRequest | None,
                              chosen: dict[str, str], verdict: Awaitable[Any]) -> None:  # fmt: skip
         try:
             outcome = await verdict
@@ -189,7 +194,7 @@ class Server:
         self._conclude(protocol, event, hello, request, chosen, outcome)
 
     def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
-                  hello: Hello | None, request: ConnectRequest, chosen: dict[str, str],
+                  hello: Hello | None, request: ConnectRequest | None, chosen: dict[str, str],
                   verdict: Any) -> None:  # fmt: skip
         if verdict is False:
             self._refuse(protocol, Refuse("authentication failed"))
@@ -205,7 +210,7 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     def _accept(self, protocol: Connection, event: ev.ConnectIndication,
-                hello: Hello | None, request: ConnectRequest,
+                hello: Hello | None, request: ConnectRequest | None,
                 chosen: dict[str, str]) -> Session:  # fmt: skip
         cid = event.connection_id
         # The server names its sessions itself (random, unguessable, unique): the
@@ -215,6 +220,7 @@ class Server:
             sid = secrets.token_bytes(16).hex()
         user_data = None
         if hello is None and self._accept_data is not None:
+            assert request is not None
             user_data = self._accept_data(request)
         session = Session(protocol, sid)
         session.peer_reference = cid.common_ref if cid is not None else None
@@ -224,6 +230,7 @@ class Server:
         )
         protocol.handshake_over()
         protocol.start_liveness()
+        protocol.flush()  # the AC goes out
         self._live[session.id] = session
         self.stats.accepted += 1
         if log.isEnabledFor(logging.INFO):
@@ -291,6 +298,7 @@ class Server:
 
 
 _EMPTY_CONTEXT = contextvars.Context()
+_NO_OFFERS: dict[str, list[str]] = {}  # shared, never changed
 
 
 def _refusal(protocol: Connection, exc: Exception) -> Refuse:
