@@ -283,7 +283,8 @@ class PlainReader:
             buf, view = self._shared.buf, self._shared.view
             pos, end, nxt, size = 0, nbytes, 0, 0
             if nbytes > self._want:  # reads this large arrive: give the own buffer room
-                self._want = min(READ_SIZE, nbytes)
+                # (a quarter of the shared buffer in one read is bulk data: read as much)
+                self._want = READ_SIZE if nbytes >= READ_SIZE // 4 else nbytes
         else:
             buf = own
             view = memoryview(buf)
