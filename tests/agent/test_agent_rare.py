@@ -13,7 +13,7 @@ def test_rare_fields_default_and_round_trip() -> None:
     assert agent.warnings() == []
     agent.on_release = None  # setting a default makes nothing
     agent.last_sync = None
-    assert agent._rare is None
+    assert agent.rare is None
 
     def answer(event: object) -> bool:
         return True

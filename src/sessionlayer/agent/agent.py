@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar, cast, overload
 
 from ..errors import AbortReason, DecodeError, LocalError, TokenError
 from ..machine import SessionConfig, SessionMachine
@@ -51,6 +51,7 @@ from .options import Options
 __all__ = ["SessionAgent", "TokensMissing", "PING", "PONG", "NEEDS", "EVERY"]
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 #: Keepalive probe and answer: PT and GT with empty parameter fields.
 PING = b"\x02\x00"
@@ -105,6 +106,35 @@ class _Rare:
         )
 
 
+class _Rarely(Generic[V]):
+    """A field of :class:`SessionAgent` kept in its ``_Rare`` part (made when the field is
+    first set to something other than its default): reads of an agent without one give the
+    default."""
+
+    __slots__ = ("default", "name")
+
+    def __init__(self, default: V) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name.lstrip("_")
+
+    @overload
+    def __get__(self, agent: None, owner: type) -> _Rarely[V]: ...
+    @overload
+    def __get__(self, agent: SessionAgent, owner: type) -> V: ...
+    def __get__(self, agent: SessionAgent | None, owner: type) -> V | _Rarely[V]:
+        if agent is None:
+            return self
+        rare = agent.rare
+        return self.default if rare is None else cast(V, getattr(rare, self.name))
+
+    def __set__(self, agent: SessionAgent, value: V) -> None:
+        if value != self.default or agent.rare is not None:
+            setattr(agent.more(), self.name, value)
+
+
 class TokensMissing(TokenError):
     """The request needs ``tokens`` the peer holds; PLEASE TOKENS went out for those not
     asked for yet.  Call again once the peer's next input was handled."""
@@ -124,7 +154,6 @@ class SessionAgent:
         "_now",
         "_out",
         "_probe_sent",
-        "_rare",
         "aborting",
         "chosen",
         "hello",
@@ -132,6 +161,7 @@ class SessionAgent:
         "machine",
         "options",
         "peer_data",
+        "rare",
         "released",
         "rfc",
     )  # fmt: skip
@@ -155,7 +185,8 @@ class SessionAgent:
         self._now = 0.0
         #: What few sessions use (tokens asked for and owed, sync serials, callbacks, the
         #: initiator's session id, warnings): made on first use (see the properties below).
-        self._rare: _Rare | None = None
+        #: The fields few agents need (see ``_Rarely``), made when one is first set.
+        self.rare: _Rare | None = None
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
         self._probe_sent = False
@@ -172,75 +203,30 @@ class SessionAgent:
 
     # ------------------------------------------------------------ what few sessions use
 
-    def _more(self) -> _Rare:
-        rare = self._rare
+    def more(self) -> _Rare:
+        """The agent's ``rare`` part, made now if it has none."""
+        rare = self.rare
         if rare is None:
-            rare = self._rare = _Rare()
+            rare = self.rare = _Rare()
         return rare
 
-    @property
-    def _asked(self) -> Token:
-        """Tokens we asked the peer for and have not used yet."""
-        return self._rare.asked if self._rare is not None else _NO_TOKENS
-
-    @_asked.setter
-    def _asked(self, value: Token) -> None:
-        if value or self._rare is not None:
-            self._more().asked = value
-
-    @property
-    def _owed(self) -> Token:
-        """Tokens the peer asked us for."""
-        return self._rare.owed if self._rare is not None else _NO_TOKENS
-
-    @_owed.setter
-    def _owed(self, value: Token) -> None:
-        if value or self._rare is not None:
-            self._more().owed = value
-
-    @property
-    def session_id(self) -> str | None:
-        """(Initiator) The id the responder gave the session."""
-        return self._rare.session_id if self._rare is not None else None
-
-    @session_id.setter
-    def session_id(self, value: str | None) -> None:
-        if value is not None or self._rare is not None:
-            self._more().session_id = value
-
-    @property
-    def last_sync(self) -> int | None:
-        """The serial of the last sync point seen."""
-        return self._rare.last_sync if self._rare is not None else None
-
-    @last_sync.setter
-    def last_sync(self, value: int | None) -> None:
-        if value is not None or self._rare is not None:
-            self._more().last_sync = value
-
-    @property
-    def on_release(self) -> Callable[[ev.ReleaseIndication], bool | bytes | None] | None:
-        """Called with each S-RELEASE indication: False refuses (NF), bytes accept with that
-        DN user data, True or None accept."""
-        return self._rare.on_release if self._rare is not None else None
-
-    @on_release.setter
-    def on_release(self, value: Callable[[ev.ReleaseIndication], bool | bytes | None] | None,
-                   ) -> None:  # fmt: skip
-        if value is not None or self._rare is not None:
-            self._more().on_release = value
-
-    @property
-    def on_capability_data(self) -> Callable[[ev.CapabilityDataIndication], bytes | None] | None:
-        """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
-        return self._rare.on_capability_data if self._rare is not None else None
-
-    @on_capability_data.setter
-    def on_capability_data(
-        self, value: Callable[[ev.CapabilityDataIndication], bytes | None] | None
-    ) -> None:
-        if value is not None or self._rare is not None:
-            self._more().on_capability_data = value
+    _asked: _Rarely[Token] = _Rarely(_NO_TOKENS)
+    """Tokens we asked the peer for and have not used yet."""
+    _owed: _Rarely[Token] = _Rarely(_NO_TOKENS)
+    """Tokens the peer asked us for."""
+    session_id: _Rarely[str | None] = _Rarely(None)
+    """(Initiator) The id the responder gave the session."""
+    last_sync: _Rarely[int | None] = _Rarely(None)
+    """The serial of the last sync point seen."""
+    on_release: _Rarely[Callable[[ev.ReleaseIndication], bool | bytes | None] | None] = (
+        _Rarely(None)
+    )
+    """Called with each S-RELEASE indication: False refuses (NF), bytes accept with that DN
+    user data, True or None accept."""
+    on_capability_data: _Rarely[Callable[[ev.CapabilityDataIndication], bytes | None] | None] = (
+        _Rarely(None)
+    )
+    """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
 
     # ------------------------------------------------------------ outputs
 
@@ -268,7 +254,7 @@ class SessionAgent:
 
     def warnings(self) -> list[str]:
         """What the agent would tell an operator (drains)."""
-        rare = self._rare
+        rare = self.rare
         if rare is None or rare.warnings is None:
             return _NOTHING  # type: ignore[return-value]
         out, rare.warnings = rare.warnings, None
@@ -552,7 +538,7 @@ class SessionAgent:
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side
         asked for itself are kept until its request went out."""
-        rare = self._rare
+        rare = self.rare
         if rare is None or not rare.owed:
             return  # (nothing asked for: no Flag arithmetic)
         machine = self.machine
@@ -566,7 +552,7 @@ class SessionAgent:
         self._owed &= ~owed
 
     def _warn(self, message: str) -> None:
-        rare = self._more()
+        rare = self.more()
         if rare.warnings is None:
             rare.warnings = []
         rare.warnings.append(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from ..spdu.codes import FunctionalUnit, Token, TokenSetting, Version
 
@@ -92,27 +93,30 @@ def token_bits(units: int) -> int:
     return out
 
 
-def token_flag(bits: int) -> Token:
-    """``Token(bits)``, from a cache: the same member object without ``Flag.__call__``."""
-    flag = _TOKEN_FLAGS.get(bits)
+F = TypeVar("F", Token, FunctionalUnit)
+
+
+def _cached_flag(cache: dict[int, F], cls: type[F], bits: int) -> F:
+    """``cls(bits)``, from ``cache``: the same member object without ``Flag.__call__``."""
+    flag = cache.get(bits)
     if flag is None:
-        flag = Token(bits)
-        if len(_TOKEN_FLAGS) < _FLAG_CACHE_MAX:  # bounded: a peer chooses the bits
-            _TOKEN_FLAGS[bits] = flag
+        flag = cls(bits)
+        if len(cache) < _FLAG_CACHE_MAX:  # bounded: a peer chooses the bits
+            cache[bits] = flag
     return flag
 
 
 _UNIT_FLAGS: dict[int, FunctionalUnit] = {}
 
 
+def token_flag(bits: int) -> Token:
+    """``Token(bits)``, from a cache."""
+    return _cached_flag(_TOKEN_FLAGS, Token, bits)
+
+
 def unit_flag(bits: int) -> FunctionalUnit:
-    """``FunctionalUnit(bits)``, from a cache (the same member, without ``Flag.__call__``)."""
-    flag = _UNIT_FLAGS.get(bits)
-    if flag is None:
-        flag = FunctionalUnit(bits)
-        if len(_UNIT_FLAGS) < _FLAG_CACHE_MAX:  # bounded: a peer chooses the bits
-            _UNIT_FLAGS[bits] = flag
-    return flag
+    """``FunctionalUnit(bits)``, from a cache."""
+    return _cached_flag(_UNIT_FLAGS, FunctionalUnit, bits)
 
 
 def tokens_for(units: FunctionalUnit) -> Token:

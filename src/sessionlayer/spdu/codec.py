@@ -371,21 +371,10 @@ def _connect_version_fast(buf: bytes, start: int, end: int) -> int | None:
     found: int | None = None
     pos = start
     while pos < end:  # the whole field, as the general scan checks it all first
-        if pos + 2 > end:
+        unit = _unit_fast(buf, pos, end)
+        if unit is None:
             return None
-        size = buf[pos + 1]
-        at = pos + 2
-        if size == 0xFF:  # three-octet LI (user data over 254 octets)
-            if pos + 4 > end:
-                return None
-            size = (buf[pos + 2] << 8) | buf[pos + 3]
-            if size < 255:
-                return None
-            at = pos + 4
-        code = buf[pos]
-        pos = at + size
-        if pos > end:
-            return None
+        code, at, pos = unit
         if code == 5:
             inner = at
             while inner < pos:
@@ -428,6 +417,24 @@ def _decode_entries(
     return values
 
 
+def _unit_fast(buf: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """The PI/PGI unit at ``buf[pos:end]`` as (code, where its value starts, where it ends),
+    or None when it is not well formed (the general scan then decides or raises)."""
+    if pos + 2 > end:
+        return None
+    size = buf[pos + 1]
+    at = pos + 2
+    if size == 0xFF:  # three-octet LI (over 254 octets; a shorter value in it is refused)
+        if pos + 4 > end:
+            return None
+        size = (buf[pos + 2] << 8) | buf[pos + 3]
+        if size < 255:
+            return None
+        at = pos + 4
+    stop = at + size
+    return None if stop > end else (buf[pos], at, stop)
+
+
 def _decode_fast(
     buf: bytes, start: int, end: int, compiled: _Compiled, version: int
 ) -> dict[str, Any] | None:
@@ -437,21 +444,11 @@ def _decode_fast(
     values: dict[str, Any] = {}
     pos = start
     while pos < end:
-        if pos + 2 > end:
+        unit = _unit_fast(buf, pos, end)
+        if unit is None:
             return None
-        code = buf[pos]
-        size = buf[pos + 1]
-        at = pos + 2
-        if size == 0xFF:
-            if pos + 4 > end:
-                return None
-            size = (buf[pos + 2] << 8) | buf[pos + 3]
-            if size < 255:
-                return None
-            at = pos + 4
-        pos = at + size
-        if pos > end:
-            return None
+        code, at, pos = unit
+        size = pos - at
         item = by_code.get(code)
         if item is None:
             return None
