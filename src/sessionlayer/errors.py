@@ -14,9 +14,11 @@ The whole hierarchy (this module imports nothing from the rest of the package)::
     +-- ConnectRefused                the responder sent RF: .reason (RefuseReason), .message
     +-- Refuse                        raised by a server's authenticate(): refuse with an RF
     +-- SessionAborted                S-U-ABORT or S-P-ABORT: .reason, .by_peer, .user_data
+    |   +-- ResumeRefused             a lost session could not be resumed: .code (why)
     +-- SessionClosed                 released in order: no more data will come
     +-- ReleaseRefused                the peer answered FN with NF (negotiated release)
     +-- ResyncCollisionLost           our resync lost a collision; the session goes on
+    +-- CheckpointRestored            (recovery) the peer went back to a checkpoint: .serial
 
 Local errors are raised at once and change nothing; remote errors never reach a session
 user (the binding turns them into an abort with their reason code, X.225 7.9).
@@ -41,9 +43,11 @@ __all__ = [
     "ConnectRefused",
     "Refuse",
     "SessionAborted",
+    "ResumeRefused",
     "SessionClosed",
     "ReleaseRefused",
     "ResyncCollisionLost",
+    "CheckpointRestored",
 ]
 
 
@@ -204,9 +208,49 @@ class SessionAborted(SessionLayerError):
         self.user_data = user_data
 
 
+class ResumeRefused(SessionAborted):
+    """A session whose transport connection was lost could not be resumed: it is over.
+
+    ``code`` says why, one of :attr:`CODES`: ``unknown`` (no such session), ``expired``
+    (it waited for its client longer than allowed), ``token_invalid`` (forged or
+    malformed), ``token_replayed`` (an older token of a resumed session), ``wrong_identity``
+    (another identity presented it), ``retention_overflow`` (more was left unconfirmed than
+    the limit), ``no_store`` (the server holds no such session and has no store that
+    could), ``store_unavailable`` (the store did not answer), ``gave_up`` (no server could
+    be reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
+    """
+
+    CODES = (
+        "unknown", "expired", "token_invalid", "token_replayed", "wrong_identity",
+        "retention_overflow", "no_store", "store_unavailable", "gave_up", "refused",
+    )  # fmt: skip
+
+    def __init__(self, message: str, code: str = "refused") -> None:
+        super().__init__(message, AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON)
+        self.code = code if code in self.CODES else "refused"
+
+
 class SessionClosed(SessionLayerError):
     """The session ended by an orderly release; no more data will come."""
 
 
 class ReleaseRefused(SessionLayerError):
     """The peer answered our FINISH with NOT FINISHED (negotiated release)."""
+
+
+class CheckpointRestored(SessionLayerError):
+    """(Recovery) The server lost the session's live state (a restart, the loss of its
+    node) and the session was resumed from its last checkpoint: raised once by
+    ``receive()`` (and ``async for``) after the data that came before the loss, so the
+    application cannot miss it.  The session goes on.
+
+    ``serial`` is the checkpoint's serial number (the last confirmed major sync point)
+    and ``user_data`` its user data; None for both when no checkpoint was confirmed (back
+    to the session's start).  What either side sent after it was dropped: send it again
+    from the state the checkpoint records.
+    """
+
+    def __init__(self, message: str, *, serial: int | None, user_data: bytes | None) -> None:
+        super().__init__(message)
+        self.serial = serial
+        self.user_data = user_data

@@ -30,6 +30,7 @@ from typing import Generic, Literal, TypeVar, cast, overload
 from ..errors import AbortReason, DecodeError, LocalError, TokenError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
+from ..recovery.journal import ACK_MARK, Journal
 from ..spdu import Abort, encode
 from ..spdu.codes import FunctionalUnit, Token
 from ..spdu.types import ConnectionId
@@ -86,6 +87,8 @@ _ANSWERED_KINDS = (
     ev.ResyncIndication, ev.CapabilityDataIndication,
 )  # fmt: skip
 _ANSWERED: dict[type, bool] = {}
+#: The events that may be acknowledgement points (see ``SessionAgent._ack_event``).
+_ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm)
 
 
 class _Rare:
@@ -157,7 +160,9 @@ class SessionAgent:
         "aborting",
         "chosen",
         "hello",
+        "journal",
         "keepalive",
+        "link_lost",
         "machine",
         "options",
         "peer_data",
@@ -200,6 +205,12 @@ class SessionAgent:
         #: Application parameters agreed at connect (read only; replaced, never changed).
         self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
+        #: The session's :class:`~sessionlayer.recovery.Journal` once recovery was agreed
+        #: (the binding gives each connection's agent the session's one): set, the agent
+        #: sets acknowledgement points, answers the peer's, and a dead link is *lost*
+        #: (``link_lost``, no AB sent: the session waits to be resumed) instead of aborted.
+        self.journal: Journal | None = None
+        self.link_lost: str | None = None  #: why the link was given up (recovery), if it was
 
     # ------------------------------------------------------------ what few sessions use
 
@@ -389,22 +400,24 @@ class SessionAgent:
             connection_id=connection_id,
         )
 
-    def confirmed(self, confirm: ev.ConnectConfirm) -> None:
+    def confirmed(self, confirm: ev.ConnectConfirm) -> Welcome | None:
         """(Initiator) The AC arrived: take on what a sessionlayer responder said in its
-        welcome.  Raises DecodeError for a malformed welcome (the caller aborts)."""
+        welcome, and return it (None: not a sessionlayer responder).  Raises DecodeError
+        for a malformed welcome (the caller aborts)."""
         self.peer_data = confirm.user_data
         if self.hello is None or not is_welcome(confirm.user_data):
             # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
             # negotiated beyond X.225, and it is not sent keepalive probes.
             self.keepalive = False
             self.hello = None
-            return
+            return None
         welcome = Welcome.decode(bytes(confirm.user_data or b""))
         self.chosen = dict(welcome.chosen)
         self.peer_data = welcome.data
         self.session_id = welcome.session_id
         self.keepalive = welcome.keepalive and self.hello.keepalive
         self.hello = None  # answered
+        return welcome
 
     def indication(self, event: ev.ConnectIndication) -> Hello | None:
         """(Responder) The CN: its hello, if it is from a sessionlayer initiator.  Raises
@@ -416,12 +429,16 @@ class SessionAgent:
 
     def accept(self, *, chosen: dict[str, str], session_id: str,
                user_data: bytes | None = None,
-               connection_id: ConnectionId | None = None) -> None:  # fmt: skip
+               connection_id: ConnectionId | None = None,
+               welcome: Welcome | None = None) -> None:  # fmt: skip
         """(Responder) S-CONNECT response, positive: a welcome to a sessionlayer initiator
-        (the ``chosen`` parameters, the ``session_id``), else ``user_data``."""
+        (the ``chosen`` parameters, the ``session_id``; or ``welcome`` as given), else
+        ``user_data``."""
         hello = self.hello
         if hello is not None:
-            user_data = Welcome(chosen=chosen, session_id=session_id).encode()
+            if welcome is None:
+                welcome = Welcome(chosen=chosen, session_id=session_id)
+            user_data = welcome.encode()
         self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)
         self.keepalive = hello is not None and hello.keepalive
@@ -436,6 +453,53 @@ class SessionAgent:
             self.machine.refuse(reason=reason, user_data=user_data, now=self._now)
         except LocalError:
             self.aborting = True  # the CN cannot be answered any more: just close
+
+    @property
+    def recovery_possible(self) -> bool:
+        """Recovery can be agreed on this connection: symmetric synchronize was selected
+        (each side acknowledges the other's data with sync points of its own flow)."""
+        return self.machine.symmetric_sync
+
+    # ------------------------------------------------------------ recovery
+
+    def replay(self, peer_received: int) -> int:
+        """(A resumed session) The peer has ``peer_received`` of our messages: send the
+        rest again, in order, ahead of anything new.  Returns how many.  Raises
+        RemoteError when the count cannot be right."""
+        journal = self.journal
+        assert journal is not None
+        items = journal.replay(peer_received)
+        journal.new_connection()
+        machine = self.machine
+        for item in items:
+            machine.send_data(item)
+        return len(items)
+
+    def acknowledge(self, now: float) -> None:
+        """Set an acknowledgement point now if one is due (``Options.ack_bytes`` /
+        ``ack_interval``): a confirmed minor sync point marked ACK_MARK."""
+        journal = self.journal
+        opts = self.options
+        if journal is None or not journal.want_ack(now, opts.ack_bytes, opts.ack_interval):
+            return
+        machine = self.machine
+        if not machine.is_open or self.aborting:
+            return
+        try:
+            serial = machine.minor_sync(confirm=True, user_data=ACK_MARK)
+        except LocalError:
+            journal.since = now  # not now (a resync or release is under way): try later
+            return
+        journal.mark(serial)
+
+    def lose_link(self, message: str) -> None:
+        """(Recovery) Give up this transport connection without ending the session: no AB
+        is sent, the session waits to be resumed on a new one."""
+        if self.aborting:
+            return
+        self.link_lost = message
+        self.aborting = True
+        self._out = None
 
     # ------------------------------------------------------------ requests
 
@@ -477,10 +541,24 @@ class SessionAgent:
     def _answer(self) -> None:
         """Take the machine's events: answer what the agent answers, keep the rest (all of
         them) for the application."""
+        journal = self.journal
         for event in self.machine.events():
             self._answer_one(event)
+            if journal is not None and type(event) in _ACK_KINDS and self._ack_event(event):
+                continue  # an acknowledgement point (ours or the peer's): no application news
             self._event(event)
         self._give_owed()
+
+    def _ack_event(self, event: ev.Event) -> bool:
+        """Acknowledgement bookkeeping; True when ``event`` only concerned it."""
+        journal = self.journal
+        assert journal is not None
+        if isinstance(event, ev.MinorSyncIndication):
+            return event.user_data == ACK_MARK
+        assert isinstance(event, ev.MinorSyncConfirm)
+        ours = journal.is_mark(event.serial)
+        journal.confirmed(event.serial)
+        return ours
 
     def _answer_one(self, event: ev.Event) -> None:
         kind = type(event)
@@ -571,6 +649,11 @@ class SessionAgent:
         if other is not None and (deadline is None or other < deadline):
             deadline = other
         opts = self.options
+        journal = self.journal
+        if journal is not None and journal.since is not None:
+            ack = journal.ack_deadline(opts.ack_interval)
+            if ack is not None and (deadline is None or ack < deadline):
+                deadline = ack
         if opts.keepalive_interval is None and opts.idle_timeout is None:
             return deadline  # liveness is not watched (``_liveness``: no deadlines)
         for other in self._liveness():
@@ -603,13 +686,15 @@ class SessionAgent:
         if deadline is not None and now >= deadline:
             self.machine.handle_timer(now)
             self._answer()
+        if self.journal is not None:
+            self.acknowledge(now)
         idle, probe = self._liveness()
         if idle is not None and now >= idle:
-            self.fail(
-                f"no traffic from the peer for {now - self._last_heard:.1f} s (idle timeout)",
-                _NO_REASON,
-                reflect=b"",
-            )
+            message = f"no traffic from the peer for {now - self._last_heard:.1f} s"
+            if self.journal is not None:  # the peer may well be alive: it will come back
+                self.lose_link(message)
+                return
+            self.fail(f"{message} (idle timeout)", _NO_REASON, reflect=b"")
             return
         if probe is not None and now >= probe and self.rfc.state is ConnectionState.OPEN:
             self._probe_sent = True

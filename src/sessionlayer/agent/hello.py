@@ -103,9 +103,11 @@ class Hello:
 
     offers: dict[str, list[str]] = field(default_factory=dict)
     credentials: dict[str, str] | None = None
-    resume: str | None = None  #: reserved for session resumption
+    resume: str | None = None  #: the token of the session this connection resumes
     keepalive: bool = True  #: this peer answers keepalive probes
     data: bytes = b""  #: application bytes sent with the connect request
+    recovery: bool = False  #: this peer resumes sessions (asks for a resume token)
+    recv: int | None = None  #: (resuming) messages received on the session so far
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -115,7 +117,9 @@ class Hello:
             and type(offers) is dict
             and type(self.keepalive) is bool
             and type(self.data) is bytes
-            and (self.resume is None or type(self.resume) is str)
+            and self.resume is None
+            and self.recv is None
+            and type(self.recovery) is bool
             and all(
                 type(k) is str and type(v) is list and all(type(i) is str for i in v)
                 for k, v in offers.items()
@@ -123,7 +127,7 @@ class Hello:
         ):
             # Plain strings only (equal values of other types encode apart).
             key = (tuple((k, tuple(v)) for k, v in offers.items()), self.keepalive)
-            key += (self.resume, self.data)
+            key += (self.recovery, self.data)
             known = _HELLO_OCTETS.get(key)
             if known is not None:
                 return known
@@ -132,6 +136,10 @@ class Hello:
             obj["auth"] = self.credentials
         if self.resume is not None:
             obj["resume"] = self.resume
+        if self.recovery:
+            obj["rc"] = True
+        if self.recv is not None:
+            obj["recv"] = self.recv
         if self.data:
             obj["data"] = self.data.hex()
         out = _dump(MAGIC, obj)
@@ -145,20 +153,21 @@ class Hello:
     def decode(cls, raw: bytes) -> Hello:
         known = _HELLOS.get(raw) if type(raw) is bytes else None
         if known is not None:  # a hello seen before: the same values, in new containers
-            offers, resume, keepalive, data = known
+            offers, recovery, keepalive, data = known
             return cls(
                 offers={k: list(v) for k, v in offers},
-                resume=resume,
+                recovery=recovery,
                 keepalive=keepalive,
                 data=data,
             )
         hello = cls._decode(raw)
-        if hello.credentials is None and type(raw) is bytes and len(raw) <= _HELLO_CACHE_OCTETS:
+        if (hello.credentials is None and hello.resume is None and hello.recv is None
+                and type(raw) is bytes and len(raw) <= _HELLO_CACHE_OCTETS):  # fmt: skip
             # Every client of a server sends the same hello; one with credentials is not kept.
             if len(_HELLOS) >= _HELLO_CACHE_MAX:
                 _HELLOS.clear()
             offered = tuple((k, tuple(v)) for k, v in hello.offers.items())
-            _HELLOS[raw] = (offered, hello.resume, hello.keepalive, hello.data)
+            _HELLOS[raw] = (offered, hello.recovery, hello.keepalive, hello.data)
         return hello
 
     @classmethod
@@ -182,12 +191,14 @@ class Hello:
             resume=resume if isinstance(resume, str) else None,
             keepalive=bool(obj.get("ka", False)),
             data=_hex(obj.get("data", "")),
+            recovery=obj.get("rc") is True,
+            recv=_count(obj.get("recv"), "hello"),
         )
 
 
-#: Hellos without credentials by their octets: (offers, resume, keepalive, data).
-_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], str | None, bool, bytes]] = {}
-#: Encoded hellos without credentials, by (offers, keepalive, resume, data).
+#: Hellos without credentials or resume by their octets: (offers, recovery, keepalive, data).
+_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], bool, bool, bytes]] = {}
+#: Encoded hellos without credentials or resume, by (offers, keepalive, recovery, data).
 _HELLO_OCTETS: dict[tuple[Any, ...], bytes] = {}
 _HELLO_CACHE_MAX = 64
 _HELLO_CACHE_OCTETS = 512
@@ -201,37 +212,66 @@ class Welcome:
     keepalive: bool = True
     data: bytes = b""
     session_id: str | None = None  #: the id the responder gave the session (hex)
+    token: str | None = None  #: the token that resumes the session next time (recovery)
+    #: (a resume) ``"resumed"`` (nothing lost) or ``"checkpoint"`` (back to ``checkpoint``)
+    resumed: str | None = None
+    recv: int | None = None  #: (a resume) messages the responder received so far
+    checkpoint: tuple[int, bytes | None] | None = None  #: (serial, user data)
 
     def encode(self) -> bytes:
-        sid = self.session_id
-        key: tuple[tuple[Any, ...], bool, bytes] | None = None
+        sid, token = self.session_id, self.token
+        key: tuple[tuple[Any, ...], bool, bytes, bool] | None = None
         if (
             type(sid) is str
             and _is_id(sid)
+            and (token is None or (type(token) is str and _is_token(token)))
+            and self.resumed is None
+            and self.recv is None
+            and self.checkpoint is None
             and type(self.data) is bytes
             and type(self.keepalive) is bool
             and type(self.chosen) is dict
             and all(type(k) is str and type(v) is str for k, v in self.chosen.items())
         ):
             # Plain strings only: equal values of other types (1 and True) encode apart.
-            key = (tuple(self.chosen.items()), self.keepalive, self.data)
-            parts = _WELCOMES.get(key)
-            if parts is not None:  # the octets around the id, for these choices
-                return parts[0] + sid.encode() + parts[1]
+            key = (tuple(self.chosen.items()), self.keepalive, self.data, token is not None)
+            known = _WELCOMES.get(key)
+            if known is not None:  # the octets around the id (and the token)
+                parts = known
+                if token is None:
+                    return parts[0] + sid.encode() + parts[1]
+                return parts[0] + sid.encode() + parts[1] + token.encode() + parts[2]
         obj: dict[str, Any] = {"v": _VERSION, "chosen": self.chosen, "ka": self.keepalive}
         if self.data:
             obj["data"] = self.data.hex()
         if sid is not None:
             obj["id"] = sid
+        if token is not None:
+            obj["tk"] = token
+        if self.resumed is not None:
+            obj["resumed"] = self.resumed
+        if self.recv is not None:
+            obj["recv"] = self.recv
+        if self.checkpoint is not None:
+            serial, cp_data = self.checkpoint
+            obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
         out = _dump(WELCOME_MAGIC, obj)
         if key is not None and sid is not None and len(out) <= _HELLO_CACHE_OCTETS:
-            # sort_keys puts "id" after "chosen" and "data" and before "ka" and "v" (a bool
-            # and an int): its last occurrence is the id's, which needs no escaping (hex).
+            # sort_keys puts "id" after "chosen" and "data" and before "ka", "tk" and "v";
+            # the last occurrences of the id and the token are theirs (neither needs
+            # escaping: hex digits and dots).
             head, found, tail = out.rpartition(b',"id":"' + sid.encode() + b'"')
-            if found:
+            made: tuple[bytes, ...] | None = None
+            if found and token is None:
+                made = (head + b',"id":"', b'"' + tail)
+            elif found and token is not None:
+                mid, found2, end = tail.rpartition(b',"tk":"' + token.encode() + b'"')
+                if found2:
+                    made = (head + b',"id":"', b'"' + mid + b',"tk":"', b'"' + end)
+            if made is not None:
                 if len(_WELCOMES) >= _HELLO_CACHE_MAX:
                     _WELCOMES.clear()
-                _WELCOMES[key] = (head + b',"id":"', b'"' + tail)
+                _WELCOMES[key] = made
         return out
 
     @classmethod
@@ -243,11 +283,31 @@ class Welcome:
         sid = obj.get("id")
         if sid is not None and not (isinstance(sid, str) and _is_id(sid)):
             raise DecodeError("malformed sessionlayer welcome: id")
+        token = obj.get("tk")
+        if token is not None and not (isinstance(token, str) and _is_token(token)):
+            raise DecodeError("malformed sessionlayer welcome: token")
+        resumed = obj.get("resumed")
+        if resumed not in (None, "resumed", "checkpoint"):
+            raise DecodeError("malformed sessionlayer welcome: resumed")
+        checkpoint = None
+        cp = obj.get("cp")
+        if cp is not None:
+            if not isinstance(cp, dict):
+                raise DecodeError("malformed sessionlayer welcome: checkpoint")
+            serial = _count(cp.get("serial"), "welcome")
+            cp_data = cp.get("data")
+            if serial is None or not (cp_data is None or isinstance(cp_data, str)):
+                raise DecodeError("malformed sessionlayer welcome: checkpoint")
+            checkpoint = (serial, _hex(cp_data) if cp_data is not None else None)
         return cls(
             chosen=dict(chosen),
             keepalive=bool(obj.get("ka", False)),
             data=_hex(obj.get("data", "")),
             session_id=sid,
+            token=token,
+            resumed=resumed,
+            recv=_count(obj.get("recv"), "welcome"),
+            checkpoint=checkpoint,
         )
 
 
@@ -267,8 +327,26 @@ class Rejection:
         return cls(message=str(obj.get("error", "")), code=str(obj.get("code", "refused")))
 
 
-#: Welcome octets before and after the session id, by (choices, keepalive, data).
-_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes], tuple[bytes, bytes]] = {}
+#: Welcome octets around the session id (and the token), by (choices, keepalive, data,
+#: whether a token is in it).
+_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool], tuple[bytes, ...]] = {}
+
+
+def _count(value: Any, what: str) -> int | None:
+    """A message count or serial number from the peer: None, or an int from 0 to 2**53."""
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= 1 << 53:
+        raise DecodeError(f"malformed sessionlayer {what}: count")
+    return value
+
+
+def _is_token(value: str) -> bool:
+    """A resume token's shape (sessionlayer.recovery.tokens checks what it says)."""
+    return len(value) <= 128 and _TOKEN_CHARS.issuperset(value)
+
+
+_TOKEN_CHARS = frozenset("0123456789abcdef.")
 
 
 def _hex(value: Any) -> bytes:

@@ -3,7 +3,10 @@ timeouts and liveness, the binding the limits on what it buffers)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..recovery.backoff import Backoff
 
 __all__ = ["Options"]
 
@@ -63,3 +66,30 @@ class Options:
     128 up to 65408.  Above 8192 the ISO 8073 preferred maximum TPDU size parameter is sent
     too; a peer that does not know it (libiec61850) ignores it and 8192 applies.  Between
     sessionlayer peers, 65408 carries a 64 KiB message in two TPDUs instead of eight."""
+
+    # ------------------------------------------------------------ recovery (docs/recovery.md)
+
+    resume: bool = True
+    """Between sessionlayer peers, a session survives the loss of its transport connection:
+    the client reconnects (``backoff``) and both sides replay what the other lacks.  Peers
+    that speak only X.225 get plain sessions.  False: a lost connection ends the session."""
+
+    backoff: Backoff = field(default_factory=Backoff)
+    """(Client) When to try reconnecting, and when to give up."""
+
+    resume_timeout: float = 60.0
+    """(Server) How long a session whose connection was lost waits for its client."""
+
+    retention: int = 8 << 20
+    """Octets of sent data held until the peer confirmed them (user data plus 64 per
+    message), per session.  Past it ``retention_overflow`` applies."""
+
+    retention_overflow: Literal["block", "fail"] = "block"
+    """What ``send()`` does when ``retention`` is reached: wait for the peer to confirm
+    (``block``), or end the session with an error (``fail``)."""
+
+    ack_bytes: int = 1 << 20
+    """Ask the peer to confirm (a confirmed minor sync point) after this many octets..."""
+
+    ack_interval: float = 0.25
+    """... or this many seconds after the first message not yet covered."""

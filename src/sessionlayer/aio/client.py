@@ -9,7 +9,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 
-from ..agent import Hello, Options, Rejection, SessionAgent
+from ..agent import Hello, Options, Rejection, SessionAgent, Welcome
 from ..agent.hello import is_rejection
 from ..errors import (
     AbortReason,
@@ -20,19 +20,28 @@ from ..errors import (
     SessionAborted,
     SessionLayerError,
 )
-from ..machine import SessionConfig
+from ..machine import DEFAULT_FUNCTIONAL_UNITS, SessionConfig
 from ..machine import events as ev
+from ..recovery import Journal
+from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
 from .connection import Connection
 from .endpoint import Endpoint
+from .reconnect import Reconnector
 from .session import Session
 
-__all__ = ["connect", "new_session_id"]
+__all__ = ["connect", "new_session_id", "RESUMABLE_CONFIG"]
 
 log = logging.getLogger("sessionlayer")
 #: What ``connect()`` uses when given none (both are frozen: one object for every call).
 _OPTIONS = Options()
 _CONFIG = SessionConfig()
+#: The configuration of a resumable session when none is given: the default functional
+#: units and symmetric synchronize (version 2), which replaces minor synchronize: each side
+#: sets the sync points that acknowledge its data on a flow of its own (docs/recovery.md).
+RESUMABLE_CONFIG = SessionConfig(
+    functional_units=DEFAULT_FUNCTIONAL_UNITS | FunctionalUnit.SYMMETRIC_SYNC
+)
 
 
 def new_session_id() -> bytes:
@@ -56,6 +65,7 @@ async def connect(
     called_tsel: bytes | None = None,
     trace: Callable[[str, bytes], None] | None = None,
     insecure_credentials: bool = False,
+    addresses: Sequence[tuple[str, int]] = (),
 ) -> Session:
     """Open a session (S-CONNECT) to ``host:port`` and return it once accepted.
 
@@ -71,6 +81,10 @@ async def connect(
     ``credentials`` are only sent inside TLS or to a loopback address, unless
     ``insecure_credentials=True`` says otherwise (a :class:`LocalError` if not).
 
+    Between sessionlayer peers the session is resumable (``options.resume``, see
+    docs/recovery.md): when its connection is lost it reconnects to ``host:port`` and then
+    each of ``addresses`` in turn, and carries on.
+
     Raises :class:`ConnectRefused` (with the RF reason) when refused,
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
     after ``options.connect_timeout`` / ``options.handshake_timeout``.
@@ -83,8 +97,12 @@ async def connect(
         )
     if options is None:
         options = _OPTIONS
+    recovery = options.resume and user_data is None
     if config is None:
-        config = _CONFIG
+        # Acknowledgements need sync points both ways: the default for a resumable session
+        # adds symmetric synchronize (a configuration given is taken as it is).
+        config = RESUMABLE_CONFIG if recovery else _CONFIG
+    recovery = recovery and config.functional_units & FunctionalUnit.SYMMETRIC_SYNC != 0
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)
     sid = new_session_id()
@@ -114,6 +132,7 @@ async def connect(
                 offers={k: list(v) for k, v in (offers or {}).items()},
                 credentials=dict(credentials) if credentials is not None else None,
                 data=data,
+                recovery=recovery,
             )
         session = Session(protocol, sid.hex())
         try:
@@ -132,7 +151,17 @@ async def connect(
             if isinstance(confirm, ev.RefuseConfirm):
                 protocol.close()
                 raise _refused(confirm)
-            _welcome(session, protocol, confirm)
+            welcome = _welcome(session, protocol, confirm)
+            if recovery and welcome is not None and welcome.token is not None:
+                reconnector = Reconnector(
+                    protocol, [(host, port), *addresses], tls=tls,
+                    server_hostname=server_hostname, config=config, options=options,
+                    credentials=credentials, offers=offers or {}, connection_id=cid,
+                )  # fmt: skip
+                link = protocol.enable_recovery(Journal(options.retention))
+                link.token = welcome.token
+                link.on_lost = reconnector.start
+                link.on_over = reconnector.stop
         except SessionAborted as exc:
             protocol.abort()
             if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
@@ -258,13 +287,17 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
     )
 
 
-def _welcome(session: Session, protocol: Connection, confirm: ev.ConnectConfirm) -> None:
+def _welcome(session: Session, protocol: Connection,
+             confirm: ev.ConnectConfirm) -> Welcome | None:  # fmt: skip
     """Take on what the responder said in its AC; a malformed welcome aborts."""
     try:
-        protocol.agent.confirmed(confirm)
+        welcome = protocol.agent.confirmed(confirm)
     except DecodeError as exc:
         session.abort()
         raise SessionAborted(f"malformed accept from the responder: {exc}") from None
     if protocol.agent.session_id is not None:
         protocol.id = protocol.agent.session_id  # the responder's name for it, as in its logs
     protocol.start_liveness()
+    return welcome
+
+

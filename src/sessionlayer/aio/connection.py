@@ -29,13 +29,16 @@ from typing import Any, TypeVar, cast
 from ..agent import EVERY, Options, SessionAgent, TokensMissing
 from ..errors import (
     AbortReason,
+    CheckpointRestored,
     DecodeError,
     SessionAborted,
     SessionClosed,
     SessionLayerError,
+    StateError,
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
+from ..recovery import Checkpoint, Interrupted, Journal, Resumed
 from ..spdu.codes import Token
 from ..transport.fastpath import (
     SINGLE_HEAD,
@@ -48,7 +51,7 @@ from ..transport.fastpath import (
     pack_single,
     unpack_single,
 )
-from .endpoint import HOLD_JOINED, HOLD_PIECES, Endpoint, Extra
+from .endpoint import HOLD_JOINED, HOLD_PIECES, Endpoint, Extra, LinkState
 from .signal import Signal
 from .sockets import peer_gone, tcp_keepalive, warnings
 
@@ -69,6 +72,8 @@ _EVENTS = 4
 _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
 #: While reading is paused, every this many seconds: is the peer still there (_peer_gone)?
 _PAUSED_CHECK = 1.0
+#: The confirmed major sync points (either way): a resumable session's checkpoints.
+_CHECKPOINTS = (ev.MajorSyncIndication, ev.MajorSyncConfirm)
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 
@@ -79,6 +84,21 @@ _WARNED = 2  # this connection logged its one WARNING
 _HANDSHAKE = 4  # the endpoint's on_handshake_over is still to be called
 _CLOSED = 8  # the TCP connection is gone (``is_closed``)
 _RELEASED = 16  # the session ended in an orderly release (``released``)
+_DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
+_MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
+_ROLLBACK = 128  # (recovery) a CheckpointRestored waits to be raised to the reader
+
+
+class Relink(Exception):
+    """(Internal) A request's transport connection was lost before its confirm came: make
+    it again once the session is resumed."""
+
+
+class _Sink(asyncio.Protocol):
+    """Takes the callbacks of a transport given up for a newer one (they mean nothing)."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
 
 
 class Connection(PlainReader, asyncio.BufferedProtocol):
@@ -110,6 +130,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "bytes_out",
         "id",
         "inbox",
+        "journal",
         "messages_in",
         "messages_out",
         "peer",
@@ -149,6 +170,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._buffered = 0
         self._data_waiter: asyncio.Future[bytes] | None = None
         self._failure: SessionLayerError | None = None
+        #: (Recovery) What this side sent and the peer has not confirmed, and the count of
+        #: what it received; None for a plain session.  Outlives transport connections.
+        self.journal: Journal | None = None
 
     def _more(self) -> Extra:
         """What only some connections need (made on first use)."""
@@ -208,6 +232,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return bool(self._flags & _RELEASED)
 
     @property
+    def detached(self) -> bool:
+        """(Recovery) The transport connection was lost and the session waits to resume."""
+        return bool(self._flags & _DETACHED)
+
+    @property
     def closed(self) -> bool:
         """The session is over (released or aborted)."""
         return self._failure is not None or bool(self._flags & _RELEASED)
@@ -228,6 +257,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self.rejected:  # the server has too many connections in handshake
             transport.abort()
             return
+        if self._flags & _CLOSED:  # (recovery) a new transport connection for this session
+            self._new_link()
         ep = self._ep
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
@@ -258,6 +289,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     message = None
                 if message is not None:
                     self.messages_in += 1
+                    if self.journal is not None:
+                        self.journal.received += 1
                     waiter = self._data_waiter
                     if waiter is not None:
                         self._data_waiter = None  # (only one S-DATA resolves it)
@@ -312,8 +345,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._flags |= _CLOSED
         self.plain = False
         try:
-            self.agent.connection_lost()
-            self._dispatch()
+            if self._resumable():
+                self._detach(self.agent.link_lost or "the transport connection was lost")
+            elif not self._flags & _DETACHED:
+                self.agent.connection_lost()
+                self._dispatch()
         except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
             self._internal_error(exc2)
         x = self._x
@@ -358,8 +394,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def flush(self) -> None:
         """Write what the agent queued, close when it says so, arm the timer, hand its
         events to the application."""
+        if self._flags & _MOVED:
+            return  # (server) the transport and the agent now belong to a resumed session
         agent = self.agent
         x = self._x
+        if agent.link_lost is not None and self.transport is not None:
+            self.transport.abort()  # (recovery) given up: no AB, no waiting for the peer
+            return
         if x is not None and x.connecting is not None and agent.rfc.tpdu_size is not None:
             self._connect_now(x)  # (initiator) the CC came: the CN goes out with this flush
         for data in agent.data_to_send():
@@ -378,9 +419,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._dispatch()
         for warning in agent.warnings():
             self.warn("session %s: %s", self.id, warning)
+        if x is not None and x.link is not None and x.link.retained is not None:
+            journal = self.journal
+            if journal is None or not journal.full:
+                x.link.retained.set()  # the peer confirmed enough: senders may go on
         self._rearm()
 
     def _dispatch(self) -> None:
+        if self._flags & _MOVED:
+            return
         for event in self.agent.events():
             on_indication = self._ep.on_connect_indication
             if on_indication is not None and isinstance(event, ev.ConnectIndication):
@@ -415,14 +462,26 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     "aborted")  # fmt: skip
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
             self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
-        elif not self._resolve(event):
-            self._put_event(event)
+        else:
+            if self.journal is not None and isinstance(event, _CHECKPOINTS):
+                self._checkpoint(Checkpoint(int(event.serial), event.user_data))
+            if not self._resolve(event):
+                self._put_event(event)
+
+    def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        """(Recovery) A major sync point was confirmed, either way: the session's checkpoint."""
+        self._link().checkpoint = checkpoint
+        callback = self._ep.on_checkpoint
+        if callback is not None:
+            callback(self, checkpoint)
 
     # ------------------------------------------------------------ what the application reads
 
     def _deliver(self, messages: list[bytes]) -> None:
         """Data from the fast path (whole S-DATA indications, in order)."""
         self.messages_in += len(messages)
+        if self.journal is not None:
+            self.journal.received += len(messages)
         waiter = self._waiting()
         if waiter is not None:  # the first goes straight to the reader
             waiter.set_result(messages[0])
@@ -437,6 +496,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def _deliver_one(self, message: bytes) -> None:
         """One S-DATA indication (a read that held just that, or the general path's)."""
         self.messages_in += 1
+        if self.journal is not None:
+            self.journal.received += 1
         waiter = self._waiting()
         if waiter is not None:
             waiter.set_result(message)
@@ -560,12 +621,21 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 x.tokens_changed.set()
             if x.has_events is not None:
                 x.has_events.set()
+            link = x.link
+            if link is not None:
+                for signal in (link.attached, link.retained):
+                    if signal is not None:
+                        signal.set()
+                link.session_over()
 
     # ------------------------------------------------------------ requests
 
     def call(self, request: Callable[[SessionMachine], T]) -> T:
         """A machine request that needs no token fetching; what it queued is written."""
         self.check_open()
+        if self._flags & _DETACHED:
+            raise StateError("the session is interrupted (waiting to be resumed): only"
+                             " send(), sync() and release() wait for the resume")  # fmt: skip
         try:
             return request(self.agent.machine)
         finally:
@@ -580,6 +650,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         try:
             while True:
                 self.check_open()
+                if self._flags & _DETACHED:
+                    await self.wait_attached()
+                    agent = self.agent
+                    continue
                 try:
                     return agent.call(request, needs)
                 except TokensMissing as missing:
@@ -589,7 +663,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 finally:
                     self.flush()
         finally:
-            if asked and not self.closed:
+            if asked and not self.closed and agent is self.agent:
                 agent.done_asking(asked)
                 self.flush()
 
@@ -603,7 +677,16 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                       needs: Token = EVERY) -> Any:  # fmt: skip
-        """Make a request and wait for the first event of one of ``kinds``."""
+        """Make a request and wait for the first event of one of ``kinds``; (recovery) if
+        the transport connection is lost before it came, make it again once resumed."""
+        while True:
+            try:
+                return await self._confirm(kinds, request, needs)
+            except Relink:
+                await self.wait_attached()
+
+    async def _confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
+                       needs: Token) -> Any:  # fmt: skip
         future: asyncio.Future[Any] = self._ep.new_future()
         x = self._more()
         if x.waiters is None:
@@ -690,7 +773,64 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             await x.drained.wait()
 
     def write_data(self, data: bytes) -> None:
-        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open).
+        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open),
+        kept in the journal of a resumable session (after it was framed: an
+        acknowledgement point it triggers goes out behind it)."""
+        self._write_frame(data)
+        journal = self.journal
+        if journal is not None:
+            journal.append(data)
+            if journal.since is None or journal.unmarked >= self._ep.options.ack_bytes:
+                self._ack_soon(journal)
+
+    def _ack_soon(self, journal: Journal) -> None:
+        """(Recovery) Data is not covered by an acknowledgement point: one is due now
+        (enough octets), else the timer sets it after ``ack_interval``."""
+        now = self._ep.loop.time()
+        if journal.since is None:
+            journal.since = now
+        if journal.unmarked >= self._ep.options.ack_bytes and not self._flags & _DETACHED:
+            self.agent.acknowledge(now)
+            self.flush()
+        else:
+            self._rearm()
+
+    async def send_general(self, payload: bytes) -> None:
+        """S-DATA off the fast path: through the machine, or (detached) into the journal
+        only, to be replayed when the session resumes."""
+        journal = self.journal
+        if journal is not None and self._flags & _DETACHED:
+            self.check_open()
+            journal.append(payload)
+            return
+        await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
+        if journal is not None:
+            journal.append(payload)
+            if journal.since is None or journal.unmarked >= self._ep.options.ack_bytes:
+                self._ack_soon(journal)
+
+    async def retained(self) -> None:
+        """(Recovery) Wait while the journal is full (``Options.retention``), or end the
+        session when ``retention_overflow`` is "fail"."""
+        journal = self.journal
+        while journal is not None and journal.full:
+            self.check_open()
+            if self._ep.options.retention_overflow == "fail":
+                failure = SessionAborted(
+                    f"more than {self._ep.options.retention} octets sent and not confirmed"
+                    " by the peer (retention limit; retention_overflow='fail')",
+                    AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
+                )
+                self.abort_session(failure)
+                raise failure
+            link = self._link()
+            if link.retained is None:
+                link.retained = Signal()
+            link.retained.clear()
+            await link.retained.wait()
+
+    def _write_frame(self, data: bytes) -> None:
+        """S-DATA framed for the fast path and written (or held back to share a write).
 
         A message goes straight out when nothing was written since the last flush_out;
         the ones that follow are held and written together when the loop comes round (or
@@ -785,6 +925,193 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         transport.close()
         if transport.get_write_buffer_size():
             self._ep.loop.call_later(self._ep.options.release_timeout, transport.abort)
+
+    # ------------------------------------------------------------ recovery
+
+    def _link(self) -> LinkState:
+        x = self._more()
+        if x.link is None:
+            x.link = LinkState()
+        return x.link
+
+    def _resumable(self) -> bool:
+        """The transport connection is gone but the session is not: resume it."""
+        return (
+            self.journal is not None
+            and self._failure is None
+            and not self._flags & (_RELEASED | _MOVED)
+            and not self.agent.machine.is_closed
+            and (self.agent.link_lost is not None or not self.agent.aborting)
+        )
+
+    def _detach(self, reason: str) -> None:
+        """(Recovery) The transport connection is lost, the session waits to be resumed:
+        requests waiting for a confirm are made again then, data waits in the journal."""
+        if self._flags & _DETACHED:
+            return
+        self._flags |= _DETACHED
+        self.plain = False
+        link = self._link()
+        link.lost_at = self._ep.loop.time()
+        link.reason = reason
+        link.interruptions += 1
+        if link.attached is None:
+            link.attached = Signal()
+        link.attached.clear()
+        x = self._more()
+        if x.waiters:
+            for queue in x.waiters.values():
+                while queue:
+                    future = queue.popleft()
+                    if not future.done():
+                        future.set_exception(Relink())
+                        future.exception()  # (retrieved: confirm() makes its request again)
+            x.waiters = None
+        if x.tokens_changed is not None:
+            x.tokens_changed.set()
+        if link.retained is not None:
+            link.retained.set()
+        self._put_event(Interrupted(reason=reason))
+        logger = self.log
+        logger.info("session %s: interrupted (%s); waiting to resume", self.id, reason)
+        on_lost = self._ep.on_link_lost if link.on_lost is None else link.on_lost
+        if on_lost is not None:
+            on_lost(self)
+
+    def drop_link(self, reason: str) -> None:
+        """(Recovery) Give up the current transport connection now (a newer one takes the
+        session over, or the link is dead): its callbacks go nowhere, the session detaches."""
+        transport = self.transport
+        if transport is not None and not self._flags & _CLOSED:
+            transport.set_protocol(_Sink())
+            transport.abort()
+        self._cancel_timer()
+        self._held = None
+        self.clear()
+        self._flags |= _CLOSED
+        self.plain = False
+        if self._resumable():
+            self._detach(reason)
+
+    def _new_link(self) -> None:
+        """Forget the transport connection that was: a new one carries the session."""
+        self._flags &= ~_CLOSED
+        self._cancel_timer()
+        self.write_paused = False
+        self._paused = 0
+        self.clear()
+        self._wrote = False
+        self._held = None
+        self._held_size = 0
+        self.plain = False
+        self._general = False
+        self._tpdu_size = 128
+        x = self._x
+        if x is not None:
+            x.connecting = None
+
+    def prepare_link(self, agent: SessionAgent) -> None:
+        """(Client) The next transport connection of this detached session uses ``agent``."""
+        self.agent = agent
+
+    def adopt(self, other: Connection) -> None:
+        """(Server) ``other`` is the new transport connection this detached session resumes
+        on (its CN was just taken): its transport and agent are this session's from now."""
+        transport = other.transport
+        assert transport is not None
+        other.handshake_over()
+        other._flags |= _MOVED | _CLOSED
+        other.transport = None
+        other.plain = False
+        other._cancel_timer()
+        self._new_link()
+        self.agent = other.agent
+        self.transport = transport
+        self.peer = other.peer
+        transport.set_protocol(self)
+
+    def enable_recovery(self, journal: Journal) -> LinkState:
+        """The session was agreed resumable: ``journal`` keeps what it sends and counts
+        what it receives from now on."""
+        self.journal = journal
+        self.agent.journal = journal
+        return self._link()
+
+    def end(self, failure: SessionLayerError) -> None:
+        """End the session now with ``failure`` (a detached session that will not resume)."""
+        self._session_over(failure)
+        if self.transport is not None and not self._flags & _CLOSED:
+            self.transport.abort()
+
+    @property
+    def rolling_back(self) -> bool:
+        """A CheckpointRestored is due to the reader (see ``take_rollback``)."""
+        return bool(self._flags & _ROLLBACK)
+
+    def resumed(self, outcome: str, replayed: int, attempts: int = 1,
+                checkpoint: Checkpoint | None = None,
+                tell_reader: bool = True) -> None:  # fmt: skip
+        """(Recovery) The session is back on the current transport connection."""
+        self._flags &= ~_DETACHED
+        link = self._link()
+        link.resumes += 1
+        downtime = self._ep.loop.time() - link.lost_at if link.lost_at else 0.0
+        journal = self.journal
+        replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
+        self.agent.journal = journal
+        self.start_liveness()
+        if self._buffered >= self._ep.options.max_buffered_bytes:
+            self._pause(_BUFFERED)
+        x = self._more()
+        if x.events is not None and len(x.events) >= self._ep.options.max_queued_events:
+            self._pause(_EVENTS)
+        event = Resumed(outcome=outcome, downtime=downtime, replayed_messages=replayed,
+                        replayed_bytes=replayed_bytes, attempts=attempts,
+                        checkpoint=checkpoint)  # fmt: skip
+        if outcome == "checkpoint" and tell_reader:
+            link.rollback = event
+            link.rollback_at = self.messages_in  # raised after what came before the loss
+            self._flags |= _ROLLBACK
+            waiter = self._waiting() if not self.inbox else None
+            if waiter is not None:  # the reader waits: it learns it now
+                self._flags &= ~_ROLLBACK
+                link.rollback = None
+                waiter.set_exception(_rollback_error(event))
+        self._put_event(event)
+        self.log.info("session %s: resumed (%s) after %.3f s, %d messages replayed",
+                      self.id, outcome, downtime, replayed)  # fmt: skip
+        if link.attached is not None:
+            link.attached.set()
+        if x.tokens_changed is not None:
+            x.tokens_changed.set()
+        self.flush()
+
+    async def wait_attached(self) -> None:
+        """Wait until a detached session is resumed (or it ends)."""
+        while self._flags & _DETACHED and self._failure is None:
+            link = self._link()
+            if link.attached is None:
+                link.attached = Signal()
+            await link.attached.wait()
+
+    def take_rollback(self) -> CheckpointRestored | None:
+        """(Recovery) The CheckpointRestored due to the reader once it has read what came
+        before the loss (None until then)."""
+        link = self.link
+        if link is None or link.rollback is None:
+            self._flags &= ~_ROLLBACK
+            return None
+        if self.messages_in - len(self.inbox) < link.rollback_at:
+            return None
+        event: Resumed = link.rollback
+        link.rollback = None
+        self._flags &= ~_ROLLBACK
+        return _rollback_error(event)
+
+    @property
+    def link(self) -> LinkState | None:
+        x = self._x
+        return x.link if x is not None else None
 
     # ------------------------------------------------------------ the connect handshake
 
@@ -915,3 +1242,14 @@ def _event_size(event: ev.Event) -> int:
     """The octets an event holds, for the limits on unread events."""
     data = getattr(event, "user_data", None) or getattr(event, "data", None)
     return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+
+
+def _rollback_error(event: Resumed) -> CheckpointRestored:
+    checkpoint = event.checkpoint
+    serial = checkpoint.serial if checkpoint is not None else None
+    where = f"checkpoint {serial}" if serial is not None else "the session's start"
+    return CheckpointRestored(
+        f"the server lost the session's state; it went back to {where}: data sent after it"
+        " by either side was dropped",
+        serial=serial, user_data=checkpoint.user_data if checkpoint is not None else None,
+    )  # fmt: skip

@@ -34,8 +34,10 @@ class Endpoint:
         "loop",
         "new_future",
         "observe",
+        "on_checkpoint",
         "on_connect_indication",
         "on_handshake_over",
+        "on_link_lost",
         "options",
         "tap",
         "tsaps",
@@ -62,6 +64,13 @@ class Endpoint:
             else loop.create_future
         )
         self.on_connect_indication = on_connect_indication
+        #: (Recovery) Called with a connection whose session lost its transport connection
+        #: and waits to be resumed (the server's expiry; a client's own callback is in its
+        #: LinkState).
+        self.on_link_lost: Callable[[Any], None] | None = None
+        #: (Recovery) Called with a connection and its session's new checkpoint (a
+        #: confirmed major sync point): the server records it in its store.
+        self.on_checkpoint: Callable[[Any, Any], None] | None = None
         #: (Server) Called once per connection when its handshake is over: accepted,
         #: refused or gone.
         self.on_handshake_over = on_handshake_over
@@ -89,6 +98,7 @@ class Extra:
         "event_bytes",
         "events",
         "has_events",
+        "link",
         "log",
         "paused_check",
         "tokens_changed",
@@ -104,8 +114,45 @@ class Extra:
         self.events: collections.deque[ev.Event] | None = None  # made on the first event
         self.event_bytes = 0  # user data held in events (counts against the limits)
         self.has_events: Signal | None = None  # made when somebody waits for events
+        self.link: LinkState | None = None  # (recovery) made when the session is resumable
         self.log: logging.LoggerAdapter[logging.Logger] | None = None
         self.paused_check = 0.0  # while paused: when to look whether the peer is still there
         self.tokens_changed: Signal | None = None  # set after each input from the peer
         #: Futures of requests waiting for their confirm, by event class.
         self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None
+
+
+class LinkState:
+    """(Recovery) A resumable session's life across transport connections: when and why
+    the last was lost, who is told (the client's reconnector), what waits for the resume,
+    and the server's token state."""
+
+    __slots__ = ("attached", "attempts", "checkpoint", "expiry", "generation", "identity",
+                 "interruptions", "lost_at", "on_lost", "on_over", "reason", "resumes",
+                 "retained", "rollback", "rollback_at", "token")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.lost_at = 0.0
+        self.reason = ""
+        self.interruptions = 0
+        self.resumes = 0
+        self.attempts = 0
+        self.attached: Signal | None = None  # set when the session is back (or over)
+        self.retained: Signal | None = None  # set when the journal has room again
+        self.rollback: Any = None  # a Resumed("checkpoint") not yet raised to the reader
+        self.rollback_at = 0  # ... once the reader has read this many messages
+        self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
+        self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
+        self.on_over: Callable[[], None] | None = None  # called once when the session ends
+        self.expiry: asyncio.TimerHandle | None = None  # (server) the detached session's end
+        self.token: str | None = None  # (client) what resumes the session next
+        self.generation = 0  # (server) the current token's generation
+        self.identity = ""  # (server) who opened the session
+
+    def session_over(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        callback, self.on_over = self.on_over, None
+        if callback is not None:
+            callback()

@@ -9,18 +9,32 @@ import inspect
 import logging
 import secrets
 import ssl
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..agent import Hello, Options, Rejection, SessionAgent, negotiate
-from ..errors import DecodeError, Refuse, RefuseReason, SessionLayerError
+from ..agent import Hello, Options, Rejection, SessionAgent, Welcome, negotiate
+from ..errors import (
+    AbortReason,
+    DecodeError,
+    Refuse,
+    RefuseReason,
+    RemoteError,
+    ResumeRefused,
+    SessionAborted,
+    SessionLayerError,
+)
 from ..machine import SessionConfig
 from ..machine import events as ev
+from ..recovery import Checkpoint, Journal, identity_of, issue, parse, verify
+from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
+from .client import RESUMABLE_CONFIG
 from .connection import Connection
 from .endpoint import Endpoint
+from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
@@ -50,6 +64,10 @@ class ServerStats:
     accepted: int = 0
     refused: Counter[str] = field(default_factory=Counter)  #: by RF reason name
     ended: Counter[str] = field(default_factory=Counter)  #: "released" / "aborted"
+    interrupted: int = 0  #: (recovery) transport connections lost under live sessions
+    resumed: Counter[str] = field(default_factory=Counter)  #: "resumed" / "checkpoint"
+    resume_refused: Counter[str] = field(default_factory=Counter)  #: by ResumeRefused code
+    expired: int = 0  #: detached sessions whose client did not come back in time
     bytes_in: int = 0  #: of sessions that have ended
     bytes_out: int = 0
     messages_in: int = 0
@@ -70,7 +88,8 @@ class Server:
                  authenticate: Callable[[ConnectRequest], Any] | None,
                  supported: Mapping[str, Sequence[str]],
                  accept_data: Callable[[ConnectRequest], bytes | None] | None,
-                 max_sessions: int, max_handshakes: int) -> None:  # fmt: skip
+                 max_sessions: int, max_handshakes: int, store: Any = None,
+                 max_detached: int = 1000, node: str | None = None) -> None:  # fmt: skip
         self._handler = handler
         self.options = options
         self.config = config
@@ -89,6 +108,17 @@ class Server:
         self._handlers: dict[asyncio.Task[None], Session] = {}
         # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
+        # Recovery (docs/recovery.md).
+        self.store = store
+        """Where sessions are recorded for a resume on another process or node (a
+        :mod:`sessionlayer.stores` store), or None: resumes within this process only."""
+        self.max_detached = max_detached
+        self.node = node or secrets.token_hex(4)
+        self._secret = secrets.token_bytes(32)  # (the store's, when there is one: listen())
+        #: Resumable sessions' connections by id; the detached ones, oldest first.
+        self._links: dict[str, Connection] = {}
+        self._detached: OrderedDict[str, Connection] = OrderedDict()
+        self._recovery = options.resume and bool(int(config.functional_units) & _SS)
         # What every connection of this server shares (made on the loop, in listen()).
         self._endpoint: Endpoint | None = None
         self._rejecting: Endpoint | None = None  # for connections over max_handshakes
@@ -98,10 +128,15 @@ class Server:
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
+        if self.store is not None:
+            self._secret = await self.store.secret()
         self._endpoint = Endpoint(
             self.options, on_connect_indication=self._indication,
             on_handshake_over=self._handshake_over,
         )  # fmt: skip
+        self._endpoint.on_link_lost = self._link_lost
+        if self.store is not None:
+            self._endpoint.on_checkpoint = self._on_checkpoint
         self._rejecting = Endpoint(self.options)
         self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
 
@@ -164,6 +199,10 @@ class Server:
             return
         try:
             hello = protocol.agent.indication(event)
+            if hello is not None and hello.resume is not None:
+                self._pending += 1
+                self._track(self._resume(protocol, event, hello))
+                return
             request = None  # (made only for a callback that sees it)
             if self._authenticate is not None or self._accept_data is not None:
                 request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
@@ -225,9 +264,18 @@ class Server:
         session = Session(protocol, sid)
         session.peer_reference = cid.common_ref if cid is not None else None
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
+        welcome = None
+        identity = ""
+        if self._resumable(hello, event):
+            identity = identity_of(hello.credentials if hello else None, _peer_der(protocol))
+            token = issue(self._secret, sid, 0, identity)
+            welcome = Welcome(chosen=chosen, session_id=sid, token=token)
         protocol.agent.accept(
-            chosen=chosen, session_id=sid, user_data=user_data, connection_id=reply_cid
-        )
+            chosen=chosen, session_id=sid, user_data=user_data, connection_id=reply_cid,
+            welcome=welcome,
+        )  # fmt: skip
+        if welcome is not None:
+            self._enable_recovery(session, protocol, 0, identity)
         protocol.handshake_over()
         protocol.start_liveness()
         protocol.flush()  # the AC goes out
@@ -237,7 +285,240 @@ class Server:
             session.log.info("session %s accepted from %s", session.id, protocol.peer)
         return session
 
-    def _refuse(self, protocol: Connection, refusal: Refuse) -> None:
+    # ------------------------------------------------------------ recovery
+
+    def _resumable(self, hello: Hello | None, event: ev.ConnectIndication) -> bool:
+        """Recovery can be agreed with this initiator: it asked for it, and symmetric
+        synchronize (which acknowledgements need) is on both sides' lists."""
+        return (
+            self._recovery and hello is not None and hello.recovery
+            and bool(int(event.functional_units) & _SS)
+        )  # fmt: skip
+
+    def _enable_recovery(self, session: Session, protocol: Connection, generation: int,
+                         identity: str) -> None:  # fmt: skip
+        if not protocol.agent.recovery_possible:
+            return  # (symmetric synchronize was not selected after all)
+        link = protocol.enable_recovery(Journal(self.options.retention))
+        link.generation = generation
+        link.identity = identity
+        sid = session.id
+        self._links[sid] = protocol
+        if self.store is not None:
+            self._track(self._store_put(session, protocol, generation, identity))
+
+    async def _store_put(self, session: Session, protocol: Connection, generation: int,
+                         identity: str) -> None:  # fmt: skip
+        from ..stores import SessionRecord
+
+        record = SessionRecord(
+            id=session.id, generation=generation, identity=identity,
+            chosen=dict(protocol.agent.chosen), created=time.time(), expires_at=None,
+            checkpoint=session.restored, node=self.node, peer=_peer_text(protocol.peer),
+        )  # fmt: skip
+        await self._store_call(self.store.put(record))
+
+    async def _store_call(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except SessionLayerError as exc:  # StoreUnavailable: logged, the session goes on
+            log.warning("session store %s: %s", getattr(self.store, "name", "?"), exc)
+            return None
+
+    def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
+        if self.store is not None and protocol.id in self._links:
+            self._track(self._store_call(self.store.update(protocol.id, checkpoint=checkpoint)))
+
+    def _link_lost(self, protocol: Connection) -> None:
+        """A resumable session lost its connection: it waits ``resume_timeout`` for its
+        client (and no more than ``max_detached`` sessions wait at once: the oldest goes)."""
+        sid = protocol.id
+        link = protocol.link
+        if sid not in self._links or link is None:
+            return
+        self.stats.interrupted += 1
+        loop = asyncio.get_running_loop()
+        timeout = self.options.resume_timeout
+        if link.expiry is not None:
+            link.expiry.cancel()
+        link.expiry = loop.call_later(timeout, self._expire, protocol, timeout)
+        self._detached[sid] = protocol
+        self._detached.move_to_end(sid)
+        while len(self._detached) > self.max_detached:
+            _, oldest = self._detached.popitem(last=False)
+            self._expire(oldest, None)
+        if self.store is not None:
+            expires = time.time() + timeout
+            self._track(self._store_call(self.store.update(sid, expires_at=expires)))
+
+    def _expire(self, protocol: Connection, timeout: float | None) -> None:
+        self._detached.pop(protocol.id, None)
+        if not protocol.detached:
+            return
+        self.stats.expired += 1
+        why = (
+            f"the client did not resume the session within {timeout:g} s" if timeout is not None
+            else f"more than {self.max_detached} sessions were waiting to be resumed"
+        )  # fmt: skip
+        protocol.end(SessionAborted(why, AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON))
+
+    async def _resume(self, protocol: Connection, event: ev.ConnectIndication,
+                      hello: Hello) -> None:  # fmt: skip
+        """A CN whose hello carries a resume token: the live session takes the new
+        connection over, or (with a store) the session restarts from its checkpoint."""
+        try:
+            try:
+                await self._resume_checked(protocol, event, hello)
+            except ResumeRefused as exc:
+                self.stats.resume_refused[exc.code] += 1
+                self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
+            except Refuse as exc:
+                self._refuse(protocol, exc)
+            except Exception as exc:
+                self._refuse(protocol, _refusal(protocol, exc))
+        finally:
+            self._pending -= 1
+
+    async def _resume_checked(self, protocol: Connection, event: ev.ConnectIndication,
+                              hello: Hello) -> None:  # fmt: skip
+        token = hello.resume
+        assert token is not None
+        sid, _ = parse(token)
+        presenter = identity_of(hello.credentials, _peer_der(protocol))
+        if self._authenticate is not None:
+            request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
+            verdict = self._authenticate(request)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict is False:
+                raise Refuse("authentication failed")
+        if not self._recovery or not self._resumable(hello, event):
+            raise ResumeRefused("this server does not resume sessions", "refused")
+        old = self._links.get(sid)
+        if old is not None and not old.closed:
+            link = old.link
+            assert link is not None
+            verify(self._secret, token, generation=link.generation, identity=link.identity,
+                   presenter=presenter)  # fmt: skip
+            if protocol.transport is None or protocol.transport.is_closing():
+                return
+            self._resume_live(old, protocol, hello, event)
+            return
+        if self.store is None:
+            raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
+                                "no_store")  # fmt: skip
+        await self._resume_stored(protocol, event, hello, sid, token, presenter)
+
+    def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
+                     event: ev.ConnectIndication) -> None:  # fmt: skip
+        sid = old.id
+        link = old.link
+        journal = old.journal
+        assert link is not None and journal is not None
+        if not old.detached:  # the old connection is dead but nobody noticed yet
+            old.drop_link("a new connection resumed the session")
+        self._detached.pop(sid, None)
+        if link.expiry is not None:
+            link.expiry.cancel()
+            link.expiry = None
+        link.generation += 1
+        chosen = old.agent.chosen
+        old.adopt(protocol)
+        cid = event.connection_id
+        welcome = Welcome(
+            chosen=chosen, session_id=sid, token=issue(self._secret, sid, link.generation,
+                                                       link.identity),
+            resumed="resumed", recv=journal.received,
+        )  # fmt: skip
+        reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
+        old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
+        old.agent.journal = journal
+        try:
+            replayed = old.agent.replay(hello.recv or 0)
+        except RemoteError as exc:
+            old.end(SessionAborted(f"cannot resume: {exc}", exc.reason))
+            old.flush()
+            return
+        self.stats.resumed["resumed"] += 1
+        old.resumed("resumed", replayed)
+        if self.store is not None:
+            self._track(self._store_call(self.store.advance(
+                sid, link.generation - 1, node=self.node, expires_at=None)))  # fmt: skip
+
+    async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
+                             hello: Hello, sid: str, token: str,
+                             presenter: str) -> None:  # fmt: skip
+        """Case 2: the session's live state is gone with the process (or node) that held
+        it; its record says where it was last confirmed: resume from that checkpoint."""
+        from ..errors import StoreUnavailable
+
+        store = self.store
+        try:
+            record = await store.get(sid)
+            if record is None:
+                raise ResumeRefused(f"unknown session {sid} (never opened, or expired)",
+                                    "unknown")  # fmt: skip
+            if record.expires_at is not None and record.expires_at <= time.time():
+                await store.delete(sid)
+                raise ResumeRefused(f"session {sid} expired", "expired")
+            verify(self._secret, token, generation=record.generation, identity=record.identity,
+                   presenter=presenter)  # fmt: skip
+            new = await store.advance(sid, record.generation, node=self.node, expires_at=None)
+        except StoreUnavailable as exc:
+            raise ResumeRefused(f"the session store did not answer: {exc}",
+                                "store_unavailable") from None  # fmt: skip
+        if new is None:
+            raise ResumeRefused("the resume token was used before (each resumes once)",
+                                "token_replayed")  # fmt: skip
+        if protocol.transport is None or protocol.transport.is_closing():
+            return
+        if len(self._live) + self._pending > self.max_sessions:
+            raise Refuse("too many sessions", RefuseReason.SPM_CONGESTION)
+        checkpoint = record.checkpoint
+        cid = event.connection_id
+        session = Session(protocol, sid)
+        session.peer_reference = cid.common_ref if cid is not None else None
+        session.restored = checkpoint if checkpoint is not None else Checkpoint(0, None)
+        welcome = Welcome(
+            chosen=dict(record.chosen), session_id=sid,
+            token=issue(self._secret, sid, new.generation, record.identity),
+            resumed="checkpoint", recv=0,
+            checkpoint=(checkpoint.serial, checkpoint.user_data) if checkpoint else None,
+        )  # fmt: skip
+        reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
+        protocol.agent.accept(chosen=dict(record.chosen), session_id=sid,
+                              connection_id=reply_cid, welcome=welcome)  # fmt: skip
+        link = protocol.enable_recovery(Journal(self.options.retention))
+        link.generation = new.generation
+        link.identity = record.identity
+        link.checkpoint = checkpoint
+        self._links[sid] = protocol
+        protocol.handshake_over()
+        protocol.resumed("checkpoint", 0, checkpoint=checkpoint, tell_reader=False)
+        self._live[sid] = session
+        self.stats.accepted += 1
+        self.stats.resumed["checkpoint"] += 1
+        session.log.info("session %s resumed from %s on node %s", sid,
+                         f"checkpoint {checkpoint.serial}" if checkpoint else "its start",
+                         self.node)  # fmt: skip
+        self._start(session)
+
+    # ------------------------------------------------------------ list and drop
+
+    @property
+    def detached(self) -> list[SessionInfo]:
+        """The sessions waiting for their client to resume them (also in ``sessions``)."""
+        return [self._live[sid].info() for sid in self._detached if sid in self._live]
+
+    def drop(self, session_id: str) -> bool:
+        """End a session now (a detached one will not be resumed); False if unknown."""
+        session = self._live.get(session_id)
+        if session is None:
+            return False
+        session.abort()
+        return True
+
+    def _refuse(self, protocol: Connection, refusal: Refuse, code: str = "refused") -> None:
         try:
             name = RefuseReason(refusal.reason).name.lower()
         except ValueError:
@@ -248,7 +529,7 @@ class Server:
             # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
             with_text = refusal.reason == RefuseReason.USER_DATA
             protocol.agent.refuse(
-                refusal.reason, Rejection(refusal.message).encode() if with_text else None
+                refusal.reason, Rejection(refusal.message, code).encode() if with_text else None
             )
             protocol.flush()
         protocol.handshake_over()
@@ -292,12 +573,36 @@ class Server:
             self._ended(session)
 
     def _ended(self, session: Session) -> None:
-        self._live.pop(session.id, None)
+        sid = session.id
+        if self._live.get(sid) is session:
+            self._live.pop(sid, None)
+            if self._links.pop(sid, None) is not None:
+                self._detached.pop(sid, None)
+                if self.store is not None:
+                    self._track(self._store_call(self.store.delete(sid)))
         session.abort()
         self.stats.session_ended(session.info())
 
 
 _EMPTY_CONTEXT = contextvars.Context()
+_SS = int(FunctionalUnit.SYMMETRIC_SYNC)
+
+
+def _peer_der(protocol: Connection) -> bytes | None:
+    """The peer's certificate (DER) under mutual TLS."""
+    if protocol.transport is None:
+        return None
+    ssl_object = protocol.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return der if isinstance(der, bytes) else None
+
+
+def _peer_text(peer: Any) -> str | None:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return None if peer is None else str(peer)
 _NO_OFFERS: dict[str, list[str]] = {}  # shared, never changed
 
 
@@ -330,6 +635,9 @@ async def serve(
     options: Options | None = None,
     max_sessions: int = 1000,
     max_handshakes: int = 256,
+    store: Any = None,
+    max_detached: int = 1000,
+    node: str | None = None,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -343,10 +651,19 @@ async def serve(
     Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
     0x83); ``max_handshakes`` TCP connections that are not sessions yet (one beyond it is
     closed at once; each has ``options.handshake_timeout`` to become a session).
+
+    Recovery (``options.resume``, docs/recovery.md): a session whose client loses its
+    connection waits ``options.resume_timeout`` for it (at most ``max_detached`` wait at
+    once).  ``store`` (a :mod:`sessionlayer.stores` store) records sessions so that a
+    restarted server, or another node sharing the store, resumes them from their last
+    checkpoint; ``node`` names this server in it.
     """
+    options = options or Options()
+    if config is None:  # (see connect(): a resumable session's default adds symmetric sync)
+        config = RESUMABLE_CONFIG if options.resume else SessionConfig()
     server = Server(
-        handler, options or Options(), config or SessionConfig(), authenticate,
-        supported or {}, accept_data, max_sessions, max_handshakes,
+        handler, options, config, authenticate,
+        supported or {}, accept_data, max_sessions, max_handshakes, store, max_detached, node,
     )  # fmt: skip
     await server.listen(host, port, tls)
     return server

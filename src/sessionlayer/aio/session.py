@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
+from ..recovery import Checkpoint
 from ..spdu.codes import ResyncType, Token, TokenSetting
 from ..spdu.types import ConnectionId
 from .connection import Connection
@@ -54,6 +55,8 @@ class SessionInfo:
     messages_out: int
     tokens: int
     last_sync: int | None
+    interruptions: int = 0
+    resumes: int = 0
 
 
 class Session:
@@ -65,7 +68,7 @@ class Session:
     """
 
     # Slots: a server holds one Session per live session (idle sessions' memory).
-    __slots__ = ("_conn", "peer_reference", "started")
+    __slots__ = ("_conn", "peer_reference", "restored", "started")
 
     def __init__(self, connection: Connection, session_id: str) -> None:
         self._conn = connection
@@ -74,6 +77,9 @@ class Session:
         self.peer_reference: bytes | None = None
         """(Server) The Common Reference of the initiator's CN: the initiator's name for the
         session.  ``id`` is the server's own, random and unguessable."""
+        self.restored: Checkpoint | None = None
+        """(Server, recovery) This handler runs a session that another process (or node)
+        held: it was resumed from this checkpoint (serial 0 and no data: from its start)."""
 
     # ------------------------------------------------------------ properties
 
@@ -108,12 +114,38 @@ class Session:
 
     @property
     def state(self) -> str:
+        """The X.225 state (e.g. ``STA713``), or ``detached`` (recovery: waiting to be
+        resumed), ``aborted``, ``released``."""
         conn = self._conn
         if conn.failure is not None:
             return "aborted"
         if conn.released:
             return "released"
+        if conn.detached:
+            return "detached"
         return str(conn.machine.state)
+
+    @property
+    def resumable(self) -> bool:
+        """Recovery was agreed: the session survives the loss of its connection."""
+        return self._conn.journal is not None
+
+    @property
+    def interruptions(self) -> int:
+        """How often the transport connection was lost (recovery)."""
+        link = self._conn.link
+        return link.interruptions if link is not None else 0
+
+    @property
+    def resumes(self) -> int:
+        link = self._conn.link
+        return link.resumes if link is not None else 0
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """(Recovery) The last confirmed major sync point, either way."""
+        link = self._conn.link
+        return link.checkpoint if link is not None else None
 
     @property
     def closed(self) -> bool:
@@ -170,26 +202,37 @@ class Session:
             age=time.monotonic() - self.started, bytes_in=conn.bytes_in,
             bytes_out=conn.bytes_out, messages_in=conn.messages_in,
             messages_out=conn.messages_out, tokens=self.tokens, last_sync=self.last_sync,
+            interruptions=self.interruptions, resumes=self.resumes,
         )  # fmt: skip
 
     # ------------------------------------------------------------ data
 
     async def send(self, data: bytes) -> None:
-        """S-DATA request; waits while the transport is congested (backpressure)."""
+        """S-DATA request; waits while the transport is congested (backpressure).
+
+        A resumable session keeps the message until the peer confirmed it: while the
+        connection is down it is kept for replay and ``send`` returns, until
+        ``Options.retention`` octets wait unconfirmed (then it waits, or fails).
+        """
         conn = self._conn
         if conn.plain:  # (only while the session is open: see Connection.flush)
             # Fast path: GT+DT framed by the connection (see sessionlayer.transport.fastpath).
             conn.write_data(data if type(data) is bytes else bytes(data))
         else:
-            payload = bytes(data)
-            await conn.call_with_tokens(lambda m: m.send_data(payload), NEEDS["data"])
+            await conn.send_general(bytes(data))
         conn.messages_out += 1
         if conn.write_paused:
             await conn.drain()
+        journal = conn.journal
+        if journal is not None and journal.full:
+            await conn.retained()
 
     async def receive(self) -> bytes:
-        """The next S-DATA indication.  Raises :class:`SessionClosed` after release."""
+        """The next S-DATA indication.  Raises :class:`SessionClosed` after release, and
+        (recovery) :class:`CheckpointRestored` once where the peer went back to a checkpoint."""
         conn = self._conn
+        if conn.rolling_back:
+            self._rollback()
         if conn.inbox:
             return conn.pop_data()
         try:
@@ -205,12 +248,23 @@ class Session:
         # future the next S-DATA resolves.  A session waiting in ``async for`` holds no
         # frame of its own, only that future.
         conn = self._conn
+        if conn.rolling_back:
+            return self._raise_rollback()
         if conn.inbox:
             return self._take()
         return conn.data_waiter()
 
     async def _take(self) -> bytes:
         return self._conn.pop_data()
+
+    async def _raise_rollback(self) -> bytes:
+        self._rollback()
+        return await self.receive()
+
+    def _rollback(self) -> None:
+        error = self._conn.take_rollback()
+        if error is not None:
+            raise error
 
     async def send_typed(self, data: bytes) -> None:
         """S-TYPED-DATA: data that may be sent without the data token."""

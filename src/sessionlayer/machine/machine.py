@@ -321,6 +321,11 @@ class SessionMachine(_Requests):
         return self._initial_serial
 
     @property
+    def symmetric_sync(self) -> bool:
+        """Symmetric synchronize was selected: each direction numbers its own sync points."""
+        return self._ss
+
+    @property
     def second_initial_serial(self) -> int | None:
         """PI 55 as negotiated (symmetric synchronize): the responder-to-initiator flow."""
         return self._second_initial_serial

@@ -1,0 +1,174 @@
+"""``Reconnector``: a client's resumable session finding its way back to a server.
+
+When the session's transport connection is lost (a reset, a close, a dead peer found by
+the keepalive), the connection detaches and calls :meth:`Reconnector.start`.  One task
+then tries the server addresses in turn with exponential backoff and jitter
+(:class:`~sessionlayer.recovery.Backoff`): each try is a new TCP (and TLS) connection,
+COTP CR/CC and a CN whose hello carries the resume token and the count of messages
+received.  The welcome says how many of ours the server has; the rest is replayed
+(:meth:`SessionAgent.replay`) and the session goes on.  A refusal with a resume code
+(unknown, expired, token ...) ends the session with :class:`ResumeRefused`; so does
+``Backoff.give_up``.  Anything else (refused connection, timeout, reset during the
+handshake, a busy server) is one failed try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Mapping, Sequence
+
+from ..agent import Hello, Options, Rejection, SessionAgent
+from ..agent.hello import is_rejection
+from ..errors import DecodeError, RemoteError, ResumeRefused, SessionLayerError
+from ..machine import SessionConfig
+from ..machine import events as ev
+from ..recovery import Checkpoint
+from ..spdu.types import ConnectionId
+from .connection import Connection
+
+__all__ = ["Reconnector", "RESUME_CODE_PREFIX"]
+
+log = logging.getLogger("sessionlayer")
+
+#: An RF's rejection code for a refused resume: "resume:<ResumeRefused code>".
+RESUME_CODE_PREFIX = "resume:"
+
+
+class Reconnector:
+    """Brings one client session back after each loss of its transport connection."""
+
+    def __init__(self, conn: Connection, addresses: Sequence[tuple[str, int]], *,
+                 tls: ssl.SSLContext | None, server_hostname: str | None,
+                 config: SessionConfig, options: Options,
+                 credentials: Mapping[str, str] | None, offers: Mapping[str, Sequence[str]],
+                 connection_id: ConnectionId, rng: random.Random | None = None,
+                 ) -> None:  # fmt: skip
+        self.conn = conn
+        self.addresses = list(addresses)
+        self.tls = tls
+        self.server_hostname = server_hostname
+        self.config = config
+        self.options = options
+        self.credentials = dict(credentials) if credentials is not None else None
+        self.offers = {k: list(v) for k, v in offers.items()}
+        self.connection_id = connection_id
+        self.rng = rng or random.Random()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, conn: Connection) -> None:
+        """The session detached: start reconnecting (once)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        conn = self.conn
+        loop = asyncio.get_running_loop()
+        backoff = self.options.backoff
+        give_up = loop.time() + backoff.give_up
+        attempt = 0
+        last = ""
+        try:
+            while not conn.closed:
+                delay = backoff.delay(attempt, self.rng)
+                if loop.time() + delay >= give_up:
+                    raise ResumeRefused(
+                        f"gave up resuming after {backoff.give_up:g} s ({attempt} tries; last:"
+                        f" {last or 'none'})", "gave_up",
+                    )  # fmt: skip
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the backoff itself
+                host, port = self.addresses[attempt % len(self.addresses)]
+                attempt += 1
+                try:
+                    await self._try(host, port, attempt)
+                    return
+                except ResumeRefused:
+                    raise
+                except (OSError, TimeoutError, SessionLayerError) as exc:
+                    last = f"{host}:{port}: {exc or type(exc).__name__}"
+                    log.debug("session %s: resume try %d failed: %s", conn.id, attempt, last)
+                    if conn.transport is not None and not conn.is_closed:
+                        conn.abort()
+        except ResumeRefused as exc:
+            log.info("session %s: cannot be resumed: %s", conn.id, exc)
+            conn.end(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: the session ends, the loop is not told
+            log.error("session %s: resuming failed", conn.id, exc_info=exc)
+            conn.end(ResumeRefused(f"resuming failed: {exc!r}", "refused"))
+
+    async def _try(self, host: str, port: int, attempt: int) -> None:
+        conn = self.conn
+        link = conn.link
+        journal = conn.journal
+        assert link is not None and journal is not None and link.token is not None
+        loop = asyncio.get_running_loop()
+        opts = self.options
+        agent = SessionAgent("initiator", self.config, opts)
+        conn.prepare_link(agent)
+        async with asyncio.timeout(opts.connect_timeout + opts.handshake_timeout):
+            await loop.create_connection(
+                lambda: conn, host, port, ssl=self.tls,
+                server_hostname=self.server_hostname if self.tls is not None else None,
+            )  # fmt: skip
+            hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
+                          resume=link.token, recv=journal.received)  # fmt: skip
+            cid = self.connection_id
+            confirm = await conn.open(lambda m: agent.connect(None, cid, hello))
+        if isinstance(confirm, ev.RefuseConfirm):
+            raise _refusal(confirm)
+        try:
+            welcome = agent.confirmed(confirm)
+        except DecodeError as exc:
+            raise ResumeRefused(f"malformed accept from the responder: {exc}") from None
+        if welcome is None or welcome.resumed is None or welcome.token is None:
+            raise ResumeRefused("the responder accepted a new session instead of resuming")
+        link.token = welcome.token
+        link.attempts += attempt
+        if welcome.resumed == "checkpoint":
+            journal.restart()
+            journal.new_connection()
+            cp = welcome.checkpoint
+            checkpoint = Checkpoint(cp[0], cp[1]) if cp is not None else None
+            conn.resumed("checkpoint", 0, attempt, checkpoint)
+            return
+        agent.journal = journal
+        try:
+            replayed = agent.replay(welcome.recv or 0)
+        except RemoteError as exc:
+            raise ResumeRefused(f"cannot resume: {exc}") from None
+        conn.resumed("resumed", replayed, attempt)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
+
+
+def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
+    """A refused resume: final (ResumeRefused) when the server said why in resume terms,
+    else one failed try (a busy server, say)."""
+    code, text = "", ""
+    if is_rejection(event.user_data):
+        try:
+            rejection = Rejection.decode(bytes(event.user_data or b""))
+            code, text = rejection.code, rejection.message
+        except DecodeError:
+            pass
+    if code.startswith(RESUME_CODE_PREFIX):
+        return ResumeRefused(f"the server refused to resume the session: {text}",
+                             code[len(RESUME_CODE_PREFIX):])  # fmt: skip
+    return _Busy(f"the server refused the connection (RF reason {event.reason}): {text}")
+
+
+class _Busy(SessionLayerError):
+    """A refusal that says nothing about the session: try again later."""

@@ -1,0 +1,38 @@
+"""``Backoff``: when a client tries to reconnect, sans I/O (the random source is passed in).
+
+Exponential backoff with full jitter: try ``n`` waits a random time in
+``[0, min(cap, first * factor**n)]`` scaled into ``[1 - jitter, 1]`` of that bound, so
+that thousands of clients cut at once do not come back in step; ``first=0`` makes the
+first retry immediate.  ``give_up`` bounds the whole outage.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["Backoff"]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect timing (seconds)."""
+
+    first: float = 0.05
+    """Wait before the first retry (0: retry at once)."""
+    factor: float = 2.0
+    cap: float = 5.0
+    """Longest wait between two tries."""
+    jitter: float = 0.5
+    """Fraction of each wait that is random (0: none, 1: anywhere from 0 to the bound)."""
+    give_up: float = 120.0
+    """After this long without a resumed session, the session is over (``ResumeRefused``
+    with code ``gave_up``)."""
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """How long to wait before try number ``attempt`` (0 is the first retry)."""
+        if self.first <= 0 and attempt == 0:
+            return 0.0
+        first = self.first if self.first > 0 else 0.01
+        bound = min(self.cap, first * self.factor ** min(attempt, 64))
+        return bound * (1.0 - self.jitter * rng.random())
