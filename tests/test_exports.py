@@ -1,5 +1,5 @@
-"""The public names of ``sessionlayer`` and ``sessionlayer.aio`` resolve, and docs/api.md lists
-exactly them."""
+"""The public names of ``sessionlayer``, ``sessionlayer.aio`` and ``sessionlayer.stores`` resolve,
+and docs/api.md lists exactly them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-MODULES = ["sessionlayer", "sessionlayer.aio"]
+MODULES = ["sessionlayer", "sessionlayer.aio", "sessionlayer.stores"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -19,6 +19,7 @@ The whole hierarchy (this module imports nothing from the rest of the package)::
     +-- ReleaseRefused                the peer answered FN with NF (negotiated release)
     +-- ResyncCollisionLost           our resync lost a collision; the session goes on
     +-- CheckpointRestored            (recovery) the peer went back to a checkpoint: .serial
+    +-- StoreUnavailable              a session store cannot answer: .store, .why
 
 Local errors are raised at once and change nothing; remote errors never reach a session
 user (the binding turns them into an abort with their reason code, X.225 7.9).
@@ -48,6 +49,7 @@ __all__ = [
     "ReleaseRefused",
     "ResyncCollisionLost",
     "CheckpointRestored",
+    "StoreUnavailable",
 ]
 
 
@@ -254,3 +256,16 @@ class CheckpointRestored(SessionLayerError):
         super().__init__(message)
         self.serial = serial
         self.user_data = user_data
+class StoreUnavailable(SessionLayerError):
+    """A session store (:mod:`sessionlayer.stores`) cannot answer: its backend is down,
+    unreachable, too slow, locked by another process, or the store was closed.
+
+    ``store`` is the store's name (``"sqlite:/var/lib/app/sessions.db"``,
+    ``"redis://10.0.0.5:6379/0"``), ``why`` what went wrong.  Nothing can be said about
+    whether a write that raised it took effect.
+    """
+
+    def __init__(self, store: str, why: str) -> None:
+        super().__init__(f"session store {store} unavailable: {why}")
+        self.store = store
+        self.why = why

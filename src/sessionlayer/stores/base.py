@@ -1,0 +1,140 @@
+"""The durable record of one session and the interface every session store implements."""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Checkpoint", "SessionRecord", "SessionStore", "KEEP", "Keep"]
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The last confirmed major sync point of a session: where a resume restarts from."""
+
+    serial: int
+    """Its serial number (what ``Session.sync(major=True)`` returned)."""
+
+    user_data: bytes | None
+    """The user data attached to it, if any."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What a store keeps of one session so that it survives a lost connection or a
+    server restart."""
+
+    id: str
+    """The session id the server gave it: 32 lowercase hex digits (16 random octets)."""
+
+    generation: int
+    """The resume-token generation: 0 when accepted, one more on each resume."""
+
+    identity: str
+    """Who authenticated it: ``"cred:<sha256 hex>"``, ``"cert:<sha256 hex>"`` or
+    ``"anon"``."""
+
+    chosen: dict[str, str]
+    """The application parameters agreed at connect."""
+
+    created: float
+    """When it was accepted (wall clock, :func:`time.time`)."""
+
+    expires_at: float | None
+    """While detached (its connection lost): the wall-clock deadline for a resume; None
+    while attached."""
+
+    checkpoint: Checkpoint | None = None
+    """The last confirmed major sync point, if any."""
+
+    node: str | None = None
+    """Which server node holds it live (None: none does)."""
+
+    peer: str | None = None
+    """Where the peer connected from, for listings (``"127.0.0.1:5555"``)."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
+            raise ValueError(f"a session id is 32 lowercase hex digits, not {self.id!r}")
+
+
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+"""Passed to :meth:`SessionStore.update` for a field to leave as it is (its default)."""
+
+
+class SessionStore(Protocol):
+    """Where servers keep their :class:`SessionRecord` values.
+
+    Every method is a coroutine and raises
+    :class:`~sessionlayer.errors.StoreUnavailable` when the backend cannot answer (down,
+    unreachable, too slow, locked, or the store closed): within a bounded time, never
+    hanging.  Several servers ("nodes") may share one store; :meth:`advance` is what keeps
+    two of them from both resuming one session.
+    """
+
+    name: str
+    """What the store is, for logs and errors: ``"memory"``, ``"sqlite:/path"``,
+    ``"redis://host:port/db"`` (never a password)."""
+
+    async def secret(self) -> bytes:
+        """The 32-octet server secret (the HMAC key of resume tokens): created once, by
+        whichever node asks first, then the same for every node using the store."""
+        ...
+
+    async def put(self, record: SessionRecord) -> None:
+        """Insert ``record``, or replace the one with its id."""
+        ...
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The record with this id, or None."""
+        ...
+
+    async def advance(
+        self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
+    ) -> SessionRecord | None:
+        """Atomically: if the stored record's generation is ``generation``, store
+        ``generation + 1``, ``node`` and ``expires_at`` and return the new record; else
+        (absent, or another resume won, or a replayed token) change nothing and return
+        None."""
+        ...
+
+    async def update(
+        self,
+        session_id: str,
+        *,
+        expires_at: float | Keep | None = KEEP,
+        checkpoint: Checkpoint | Keep | None = KEEP,
+        node: str | Keep | None = KEEP,
+    ) -> bool:
+        """Change the fields given (the others are kept); False if there is no such
+        record."""
+        ...
+
+    async def delete(self, session_id: str) -> bool:
+        """Remove the record; False if there was none."""
+        ...
+
+    async def list(self) -> builtins.list[SessionRecord]:
+        """Every record, oldest first (by ``created``, then id)."""
+        ...
+
+    async def expire(self, now: float) -> builtins.list[str]:
+        """Remove every detached record whose deadline has passed (``expires_at <= now``)
+        and return their ids; attached records (``expires_at`` None) stay."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of the backend (connections, files); calls afterwards raise
+        :class:`~sessionlayer.errors.StoreUnavailable`.  Closing twice is harmless."""
+        ...

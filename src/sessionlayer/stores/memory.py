@@ -1,0 +1,103 @@
+"""``MemoryStore``: session records in a dict, for tests and single-process servers."""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from dataclasses import replace
+
+from ..errors import StoreUnavailable
+from .base import KEEP, Checkpoint, Keep, SessionRecord
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Records in a dict: nothing survives the process.
+
+    Every method runs to its end without awaiting, so each is atomic on its event loop;
+    two servers in one process may share one instance (they then share its secret, a
+    random one per instance).
+    """
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._records: dict[str, SessionRecord] = {}
+        self._secret = secrets.token_bytes(32)
+        self._closed = False
+
+    async def secret(self) -> bytes:
+        self._check()
+        return self._secret
+
+    async def put(self, record: SessionRecord) -> None:
+        self._check()
+        self._records[record.id] = _copy(record)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        self._check()
+        record = self._records.get(session_id)
+        return None if record is None else _copy(record)
+
+    async def advance(
+        self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
+    ) -> SessionRecord | None:
+        self._check()
+        record = self._records.get(session_id)
+        if record is None or record.generation != generation:
+            return None
+        record = replace(record, generation=generation + 1, node=node, expires_at=expires_at)
+        self._records[session_id] = record
+        return _copy(record)
+
+    async def update(
+        self,
+        session_id: str,
+        *,
+        expires_at: float | Keep | None = KEEP,
+        checkpoint: Checkpoint | Keep | None = KEEP,
+        node: str | Keep | None = KEEP,
+    ) -> bool:
+        self._check()
+        record = self._records.get(session_id)
+        if record is None:
+            return False
+        if expires_at is not KEEP:
+            record = replace(record, expires_at=expires_at)
+        if checkpoint is not KEEP:
+            record = replace(record, checkpoint=checkpoint)
+        if node is not KEEP:
+            record = replace(record, node=node)
+        self._records[session_id] = record
+        return True
+
+    async def delete(self, session_id: str) -> bool:
+        self._check()
+        return self._records.pop(session_id, None) is not None
+
+    async def list(self) -> builtins.list[SessionRecord]:
+        self._check()
+        records = sorted(self._records.values(), key=lambda r: (r.created, r.id))
+        return [_copy(r) for r in records]
+
+    async def expire(self, now: float) -> builtins.list[str]:
+        self._check()
+        gone = [
+            r.id for r in self._records.values() if r.expires_at is not None and r.expires_at <= now
+        ]
+        for session_id in gone:
+            del self._records[session_id]
+        return gone
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreUnavailable(self.name, "the store was closed")
+
+
+def _copy(record: SessionRecord) -> SessionRecord:
+    """A record with a ``chosen`` of its own (the dataclass is frozen, the dict is not)."""
+    return replace(record, chosen=dict(record.chosen))

@@ -1,0 +1,130 @@
+"""A :class:`SessionRecord` as JSON, the one encoding the SQLite and Redis stores share.
+
+A record is a JSON object with one member per field, user data in base64::
+
+    {"id": "9f...", "generation": 2, "identity": "anon", "chosen": {"codec": "json"},
+     "created": 1727200000.25, "expires_at": null,
+     "checkpoint": {"serial": 3, "user_data": "AQI="}, "node": "a", "peer": "10.0.0.7:5100"}
+
+SQLite keeps the whole object as text (:func:`encode`, :func:`decode`); Redis keeps each
+member JSON-encoded in one field of the session's hash (:func:`to_json`,
+:func:`from_json`).  Floats round-trip exactly (JSON has their shortest repr).  Members
+the decoder does not know are ignored, so a newer writer's records stay readable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .base import Checkpoint, SessionRecord
+
+__all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json"]
+
+
+def checkpoint_to_json(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    data = checkpoint.user_data
+    return {
+        "serial": checkpoint.serial,
+        "user_data": None if data is None else base64.b64encode(data).decode("ascii"),
+    }
+
+
+def to_json(record: SessionRecord) -> dict[str, Any]:
+    """The record as a JSON-ready dict (one member per field)."""
+    return {
+        "id": record.id,
+        "generation": record.generation,
+        "identity": record.identity,
+        "chosen": dict(record.chosen),
+        "created": record.created,
+        "expires_at": record.expires_at,
+        "checkpoint": checkpoint_to_json(record.checkpoint),
+        "node": record.node,
+        "peer": record.peer,
+    }
+
+
+def encode(record: SessionRecord) -> str:
+    return json.dumps(to_json(record), separators=(",", ":"))
+
+
+def decode(text: str | bytes) -> SessionRecord:
+    """The record in ``text``; ValueError if it is not one."""
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"a session record is a JSON object: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("a session record is a JSON object")
+    return from_json(obj)
+
+
+def from_json(obj: Mapping[str, Any]) -> SessionRecord:
+    """The record a :func:`to_json` dict describes; ValueError if it is not one."""
+    try:
+        chosen = obj["chosen"]
+        if not (isinstance(chosen, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in chosen.items()
+        )):  # fmt: skip
+            raise ValueError("chosen is not an object of strings")
+        return SessionRecord(
+            id=_str(obj["id"], "id"),
+            generation=_int(obj["generation"], "generation"),
+            identity=_str(obj["identity"], "identity"),
+            chosen=dict(chosen),
+            created=_float(obj["created"], "created"),
+            expires_at=_optional_float(obj.get("expires_at"), "expires_at"),
+            checkpoint=_checkpoint(obj.get("checkpoint")),
+            node=_optional_str(obj.get("node"), "node"),
+            peer=_optional_str(obj.get("peer"), "peer"),
+        )
+    except KeyError as exc:
+        raise ValueError(f"a session record without {exc.args[0]!r}") from None
+
+
+def _checkpoint(value: Any) -> Checkpoint | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("checkpoint is not an object")
+    data = value.get("user_data")
+    if data is not None:
+        if not isinstance(data, str):
+            raise ValueError("checkpoint user_data is not base64 text")
+        try:
+            data = base64.b64decode(data, validate=True)
+        except binascii.Error:
+            raise ValueError("checkpoint user_data is not base64") from None
+    return Checkpoint(serial=_int(value.get("serial"), "checkpoint serial"), user_data=data)
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a string")
+    return value
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is not int:
+        raise ValueError(f"{what} is not an integer")
+    return value
+
+
+def _float(value: Any, what: str) -> float:
+    if type(value) not in (int, float):
+        raise ValueError(f"{what} is not a number")
+    return float(value)
+
+
+def _optional_float(value: Any, what: str) -> float | None:
+    return None if value is None else _float(value, what)
+
+
+def _optional_str(value: Any, what: str) -> str | None:
+    return None if value is None else _str(value, what)

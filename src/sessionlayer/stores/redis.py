@@ -1,0 +1,280 @@
+"""``RedisStore``: session records in Redis, shared by the server nodes of a cluster.
+
+Needs the ``redis`` extra (``pip install 'sessionlayer[redis]'``, redis-py 5 or later).
+The keys, under a configurable prefix (``sessionlayer:`` by default):
+
+- ``<prefix>session:<id>``: one hash per session, one field per record field, each
+  JSON-encoded (:mod:`.records`);
+- ``<prefix>detached``: a sorted set of the detached sessions' ids by ``expires_at``,
+  what :meth:`RedisStore.expire` reads;
+- ``<prefix>secret``: the server secret (hex), set once with ``SET NX``.
+
+A detached session's hash also gets a Redis TTL ``grace`` seconds after its deadline, so
+that Redis removes it even when no server runs :meth:`~RedisStore.expire`.  ``advance``,
+``update`` and ``expire`` are Lua scripts, so each is atomic whatever the other nodes do.
+
+Every call is bounded: connecting and each reply wait at most ``timeout`` seconds (and
+are not retried), then raise :class:`~sessionlayer.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import re
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
+
+from ..errors import StoreUnavailable
+from . import records
+from .base import KEEP, Checkpoint, Keep, SessionRecord
+
+__all__ = ["RedisStore"]
+
+# KEYS: the session's hash, the detached set.  ARGV: the id; the generation the hash must
+# hold ("" for any, but it must exist); the deadline ("keep", "none" or the score); the
+# TTL's end in ms since the epoch; then field, value pairs to set.  Returns the hash as
+# it was written (before its TTL, in case the TTL's end has already passed), or nil.
+_WRITE = """
+local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
+if ARGV[2] == '' then
+  if redis.call('EXISTS', key) == 0 then return false end
+elseif redis.call('HGET', key, 'generation') ~= ARGV[2] then
+  return false
+end
+if #ARGV > 4 then redis.call('HSET', key, unpack(ARGV, 5)) end
+local written = redis.call('HGETALL', key)
+if ARGV[3] == 'none' then
+  redis.call('ZREM', detached, id)
+  redis.call('PERSIST', key)
+elseif ARGV[3] ~= 'keep' then
+  redis.call('ZADD', detached, ARGV[3], id)
+  redis.call('PEXPIREAT', key, ARGV[4])
+end
+return written
+"""
+
+# KEYS: the detached set, then the hashes of the ids in ARGV[2:].  ARGV[1]: now.  Removes
+# those still due (another node may have resumed one since it was listed); returns them.
+_EXPIRE = """
+local now, gone = tonumber(ARGV[1]), {}
+for i = 2, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= now then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+return gone
+"""
+
+#: Ids handed to one run of the expire script.
+_BATCH = 500
+
+
+class RedisStore:
+    """Records in the Redis at ``url`` (``redis://host:port/db``, ``rediss://`` for TLS).
+
+    ``prefix`` starts every key; ``timeout`` bounds connecting and each reply (seconds);
+    ``grace`` is how long after a detached session's deadline Redis drops it on its own.
+    No connection is made before the first call.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "sessionlayer:",
+        timeout: float = 2.0,
+        grace: float = 60.0,
+    ) -> None:
+        self._client: Redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.name = _name(url, self._client.connection_pool.connection_kwargs)
+        self.prefix = prefix
+        self.grace = grace
+        self._detached = f"{prefix}detached"
+        self._write = self._client.register_script(_WRITE)
+        self._expire = self._client.register_script(_EXPIRE)
+        self._secret: bytes | None = None
+        self._closed = False
+
+    def _key(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    async def secret(self) -> bytes:
+        if self._secret is None:
+            key = f"{self.prefix}secret"
+            with self._guard():
+                await self._client.set(key, secrets.token_bytes(32).hex(), nx=True)
+                value = await self._client.get(key)
+            try:
+                secret = bytes.fromhex(value) if isinstance(value, str) else b""
+            except ValueError:
+                secret = b""
+            if len(secret) != 32:
+                raise StoreUnavailable(self.name, f"{key} is not 32 octets in hex")
+            self._secret = secret
+        return self._secret
+
+    async def put(self, record: SessionRecord) -> None:
+        key = self._key(record.id)
+        fields: dict[FieldT, EncodableT] = {
+            k: json.dumps(v) for k, v in records.to_json(record).items()
+        }
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=fields)
+                if record.expires_at is None:
+                    pipe.zrem(self._detached, record.id)
+                else:
+                    pipe.zadd(self._detached, {record.id: record.expires_at})
+                    pipe.pexpireat(key, self._ttl_end(record.expires_at))
+                await pipe.execute()
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        with self._guard():
+            fields = await self._client.hgetall(self._key(session_id))
+        return self._decode(session_id, fields) if fields else None
+
+    async def advance(
+        self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
+    ) -> SessionRecord | None:
+        changes = {"generation": generation + 1, "node": node, "expires_at": expires_at}
+        written = await self._run_write(session_id, str(generation), expires_at, changes)
+        return None if written is None else self._decode(session_id, written)
+
+    async def update(
+        self,
+        session_id: str,
+        *,
+        expires_at: float | Keep | None = KEEP,
+        checkpoint: Checkpoint | Keep | None = KEEP,
+        node: str | Keep | None = KEEP,
+    ) -> bool:
+        changes: dict[str, Any] = {}
+        if expires_at is not KEEP:
+            changes["expires_at"] = expires_at
+        if checkpoint is not KEEP:
+            changes["checkpoint"] = records.checkpoint_to_json(checkpoint)
+        if node is not KEEP:
+            changes["node"] = node
+        return await self._run_write(session_id, "", expires_at, changes) is not None
+
+    async def delete(self, session_id: str) -> bool:
+        with self._guard():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key(session_id))
+                pipe.zrem(self._detached, session_id)
+                deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def list(self) -> builtins.list[SessionRecord]:
+        pattern = _glob_escape(f"{self.prefix}session:") + "*"
+        start = len(self._key(""))
+        with self._guard():
+            keys = [key async for key in self._client.scan_iter(match=pattern, count=500)]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                found = await pipe.execute()
+        # A hash may have gone (deleted, or its TTL ran out) between the scan and the read.
+        out = [self._decode(k[start:], f) for k, f in zip(keys, found, strict=True) if f]
+        return sorted(out, key=lambda r: (r.created, r.id))
+
+    async def expire(self, now: float) -> builtins.list[str]:
+        gone: builtins.list[str] = []
+        with self._guard():
+            while True:
+                due = await self._client.zrangebyscore(
+                    self._detached, "-inf", repr(now), start=0, num=_BATCH
+                )
+                if not due:
+                    break
+                keys = [self._detached, *(self._key(str(i)) for i in due)]
+                removed = await self._expire(keys=keys, args=[repr(now), *due])
+                if not removed:
+                    break  # every one was resumed or removed meanwhile
+                gone.extend(removed)
+        return gone
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.aclose()
+
+    # -- helpers
+
+    def _ttl_end(self, expires_at: float) -> int:
+        """When Redis drops a detached session's hash: ``grace`` after its deadline (ms)."""
+        return int((expires_at + self.grace) * 1000)
+
+    async def _run_write(
+        self,
+        session_id: str,
+        generation: str,
+        expires_at: float | Keep | None,
+        changes: Mapping[str, Any],
+    ) -> dict[str, str] | None:
+        if expires_at is KEEP:
+            deadline, ttl_end = "keep", ""
+        elif expires_at is None:
+            deadline, ttl_end = "none", ""
+        else:
+            deadline, ttl_end = repr(expires_at), str(self._ttl_end(expires_at))
+        args = [session_id, generation, deadline, ttl_end]
+        for field, value in changes.items():
+            args += [field, json.dumps(value)]
+        with self._guard():
+            written = await self._write(keys=[self._key(session_id), self._detached], args=args)
+        return None if written is None else _pairs(written)
+
+    def _decode(self, session_id: str, fields: Mapping[Any, Any]) -> SessionRecord:
+        try:
+            return records.from_json({k: json.loads(v) for k, v in fields.items()})
+        except ValueError as exc:  # json.JSONDecodeError is one
+            raise StoreUnavailable(self.name, f"record {session_id} is corrupt: {exc}") from None
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Redis's and the socket's errors (refused, timed out, reset, an error reply)
+        as StoreUnavailable."""
+        if self._closed:
+            raise StoreUnavailable(self.name, "the store was closed")
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """HGETALL as a script returns it (field, value, field, value, ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _name(url: str, kwargs: Mapping[str, Any]) -> str:
+    """``redis://host:port/db`` (never the password), from what redis-py parsed."""
+    scheme, db = url.partition("://")[0], kwargs.get("db", 0)
+    if "path" in kwargs:  # unix:///run/redis.sock
+        return f"{scheme}://{kwargs['path']}?db={db}"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"

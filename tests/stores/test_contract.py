@@ -1,0 +1,286 @@
+"""The SessionStore contract, run against every store: memory, SQLite, a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import pytest
+from tests.stores.helpers import Backend, make_record, new_id, run
+
+from sessionlayer.stores import KEEP, Checkpoint, SessionStore, StoreUnavailable
+
+
+async def _closing(*stores: SessionStore) -> None:
+    for store in stores:
+        await store.close()
+
+
+def test_put_get_round_trip_every_field(backend: Backend) -> None:
+    now = time.time()
+    records = [
+        make_record(),
+        make_record(checkpoint=None, node=None, peer=None, expires_at=None, chosen={}),
+        make_record(checkpoint=Checkpoint(serial=0, user_data=None), identity="anon"),
+        make_record(checkpoint=Checkpoint(serial=1, user_data=b""), generation=41),
+        make_record(checkpoint=Checkpoint(serial=2, user_data=bytes(range(256)) * 4)),
+        make_record(created=now - 0.1, expires_at=now + 1e-6, identity="cert:" + "0f" * 32),
+    ]
+
+    async def main() -> None:
+        store = backend.open()
+        try:
+            for record in records:
+                await store.put(record)
+            for record in records:
+                got = await store.get(record.id)
+                assert got == record
+                assert got is not None and type(got.expires_at) is type(record.expires_at)
+            assert await store.get(new_id()) is None
+            # Reopened (another node, or after a restart): the same records.
+            other = backend.open()
+            assert [await other.get(r.id) for r in records] == records
+            await other.close()
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_put_replaces_and_does_not_share_the_dict(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            detached = make_record()
+            await store.put(detached)
+            attached = replace(detached, expires_at=None, node="node-b", chosen={"x": "y"})
+            await store.put(attached)
+            assert await store.get(detached.id) == attached
+            # Attached now: expiring at its old deadline leaves it.
+            assert await store.expire(detached.expires_at or 0.0) == []
+            assert await store.get(detached.id) == attached
+            got = await store.get(detached.id)
+            assert got is not None
+            got.chosen["x"] = "changed"  # a caller's copy, not the store's
+            assert await store.get(detached.id) == attached
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_advance_is_a_compare_and_set(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            record = make_record(generation=3)
+            await store.put(record)
+            won = await store.advance(record.id, 3, node="node-b", expires_at=None)
+            expected = replace(record, generation=4, node="node-b", expires_at=None)
+            assert won == expected
+            assert await store.get(record.id) == expected
+            # The same token again (a replay, or the loser of a race): nothing changes.
+            assert await store.advance(record.id, 3, node="node-c", expires_at=None) is None
+            assert await store.advance(record.id, 5, node="node-c", expires_at=None) is None
+            assert await store.get(record.id) == expected
+            # Detach again with a deadline, then the next generation wins once more.
+            deadline = time.time() + 60.5
+            again = await store.advance(record.id, 4, node=None, expires_at=deadline)
+            assert again == replace(expected, generation=5, node=None, expires_at=deadline)
+            assert await store.advance(new_id(), 0, node="x", expires_at=None) is None
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_two_nodes_racing_for_one_session_exactly_one_wins(backend: Backend) -> None:
+    async def main() -> None:
+        first, second = backend.open(), backend.open()
+        try:
+            records = [make_record() for _ in range(20)]
+            for record in records:
+                await first.put(record)
+            for record in records:
+                results = await asyncio.gather(
+                    first.advance(record.id, 0, node="node-a", expires_at=None),
+                    second.advance(record.id, 0, node="node-b", expires_at=None),
+                )
+                winners = [r for r in results if r is not None]
+                assert len(winners) == 1, results
+                stored = await second.get(record.id)
+                assert stored == winners[0]
+                assert stored.generation == 1
+        finally:
+            await _closing(first, second)
+
+    run(main())
+
+
+def test_update_changes_only_what_is_given(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            record = make_record()
+            await store.put(record)
+            assert await store.update(record.id) is True  # everything KEEP
+            assert await store.get(record.id) == record
+
+            point = Checkpoint(serial=9, user_data=b"\x01\x02")
+            assert await store.update(record.id, checkpoint=point)
+            record = replace(record, checkpoint=point)
+            assert await store.get(record.id) == record
+
+            assert await store.update(record.id, expires_at=None, node="node-z")
+            record = replace(record, expires_at=None, node="node-z")
+            assert await store.get(record.id) == record
+
+            deadline = time.time() + 12.25
+            assert await store.update(
+                record.id, expires_at=deadline, checkpoint=None, node=None
+            )
+            record = replace(record, expires_at=deadline, checkpoint=None, node=None)
+            assert await store.get(record.id) == record
+
+            assert await store.update(record.id, node=KEEP, checkpoint=KEEP, expires_at=KEEP)
+            assert await store.get(record.id) == record
+            assert await store.update(new_id(), node="x") is False
+            assert await store.get(record.id) == record
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_delete(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            keep, gone = make_record(), make_record()
+            await store.put(keep)
+            await store.put(gone)
+            assert await store.delete(gone.id) is True
+            assert await store.delete(gone.id) is False
+            assert await store.get(gone.id) is None
+            assert await store.get(keep.id) == keep
+            assert await store.update(gone.id, node="x") is False
+            assert await store.advance(gone.id, 0, node="x", expires_at=None) is None
+            # A deleted detached session is not reported by expire.
+            assert await store.expire(time.time() + 10_000) == [keep.id]
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_list_oldest_first(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            assert await store.list() == []
+            now = time.time()
+            newest = make_record(created=now)
+            oldest = make_record(created=now - 100)
+            twins = sorted([make_record(created=now - 50), make_record(created=now - 50)],
+                           key=lambda r: r.id)  # fmt: skip
+            for record in (newest, twins[1], oldest, twins[0]):
+                await store.put(record)
+            assert await store.list() == [oldest, *twins, newest]
+            await store.delete(twins[0].id)
+            assert await store.list() == [oldest, twins[1], newest]
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_expire_removes_exactly_the_detached_past_their_deadline(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            now = time.time()
+            attached = make_record(expires_at=None)
+            overdue = make_record(expires_at=now - 5)
+            due_now = make_record(expires_at=now)  # expires_at <= now: gone
+            later = make_record(expires_at=now + 100)
+            resumed = make_record(expires_at=now - 1)
+            for record in (attached, overdue, due_now, later, resumed):
+                await store.put(record)
+            # Resumed before the sweep: attached again, so it stays.
+            assert await store.advance(resumed.id, 0, node="node-b", expires_at=None)
+
+            assert sorted(await store.expire(now)) == sorted([overdue.id, due_now.id])
+            left = {r.id for r in await store.list()}
+            assert left == {attached.id, later.id, resumed.id}
+            assert await store.expire(now) == []
+            assert await store.get(overdue.id) is None
+
+            # update() detaches and attaches as well.
+            assert await store.update(attached.id, expires_at=now - 1)
+            assert await store.update(later.id, expires_at=None)
+            assert await store.expire(now + 1000) == [attached.id]
+            assert {r.id for r in await store.list()} == {later.id, resumed.id}
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_secret_is_32_octets_and_shared(backend: Backend) -> None:
+    async def main() -> None:
+        store, node_b = backend.open(), backend.open()
+        try:
+            secret = await store.secret()
+            assert isinstance(secret, bytes) and len(secret) == 32
+            assert await store.secret() == secret
+            assert await node_b.secret() == secret  # every node signs alike
+        finally:
+            await _closing(store, node_b)
+        if backend.kind == "memory":
+            return  # a MemoryStore's secret lives and dies with the instance
+        reopened = backend.open()  # after a restart: the same file, the same Redis
+        try:
+            assert await reopened.secret() == secret
+        finally:
+            await reopened.close()
+
+    run(main())
+
+
+def test_a_closed_store_raises_store_unavailable(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        record = make_record()
+        await store.put(record)
+        await store.close()
+        await store.close()  # twice: harmless
+        calls = [
+            lambda: store.secret(),
+            lambda: store.put(record),
+            lambda: store.get(record.id),
+            lambda: store.advance(record.id, 0, node=None, expires_at=None),
+            lambda: store.update(record.id, node=None),
+            lambda: store.delete(record.id),
+            lambda: store.list(),
+            lambda: store.expire(time.time()),
+        ]
+        for call in calls:
+            with pytest.raises(StoreUnavailable) as raised:
+                await call()
+            assert raised.value.store == store.name
+            assert store.name in str(raised.value)
+
+    run(main())
+
+
+def test_names(backend: Backend) -> None:
+    async def main() -> None:
+        store = backend.open()
+        try:
+            prefix = {"memory": "memory", "sqlite": "sqlite:/", "redis": "redis://127.0.0.1:"}
+            assert store.name.startswith(prefix[backend.kind])
+        finally:
+            await store.close()
+
+    run(main())

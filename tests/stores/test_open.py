@@ -1,0 +1,63 @@
+"""open_store(): which store a URL names, and redis-py imported only for Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.stores.helpers import run
+
+from sessionlayer.stores import MemoryStore, RedisStore, SQLiteStore, open_store
+
+
+def test_memory() -> None:
+    store = open_store("memory")
+    assert isinstance(store, MemoryStore) and store.name == "memory"
+
+
+@pytest.mark.parametrize("form", ["sqlite:{}/a.db", "sqlite:{}/sessions", "{}/b.sqlite",
+                                  "{}/c.db", "{}/d.sqlite3"])  # fmt: skip
+def test_sqlite(tmp_path: Path, form: str) -> None:
+    url = form.format(tmp_path)
+    store = open_store(url, synchronous="FULL", timeout=1.0)
+    assert isinstance(store, SQLiteStore)
+    assert store.name == "sqlite:" + url.removeprefix("sqlite:")
+    run(store.close())
+
+
+def test_redis() -> None:
+    store = open_store("redis://127.0.0.1:6399/2", prefix="app:", timeout=0.5)
+    assert isinstance(store, RedisStore)
+    assert store.name == "redis://127.0.0.1:6399/2" and store.prefix == "app:"
+    assert isinstance(open_store("rediss://127.0.0.1"), RedisStore)
+
+
+@pytest.mark.parametrize("url", ["", "sqlite:", "postgres://db/x", "mem", "sessions.txt",
+                                 "http://x/a.db"])  # fmt: skip
+def test_unknown_schemes_raise_value_error(url: str) -> None:
+    with pytest.raises(ValueError, match="unknown session store"):
+        open_store(url)
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    import sessionlayer.stores
+
+    with pytest.raises(AttributeError, match="PostgresStore"):
+        _ = sessionlayer.stores.PostgresStore
+
+
+def test_redis_py_is_imported_only_for_a_redis_url(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from sessionlayer.stores import open_store\n"
+        f"open_store('memory'); open_store('sqlite:{tmp_path}/x.db')\n"
+        "print('redis' in sys.modules, 'sessionlayer.stores.redis' in sys.modules)\n"
+        "open_store('redis://127.0.0.1:6399/0')\n"
+        "print('redis' in sys.modules)\n"
+    )
+    src = Path(__file__).resolve().parents[2] / "src"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60, env={"PYTHONPATH": str(src)})  # fmt: skip
+    assert done.stdout.split() == ["False", "False", "True"]

@@ -1,0 +1,89 @@
+"""The record and its JSON encoding (shared by the SQLite and Redis stores)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.stores.helpers import make_record
+
+from sessionlayer.stores import Checkpoint, SessionRecord
+from sessionlayer.stores.records import decode, encode, from_json, to_json
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        make_record(),
+        make_record(checkpoint=None, node=None, peer=None, expires_at=None, chosen={}),
+        make_record(checkpoint=Checkpoint(serial=0, user_data=b"")),
+        make_record(checkpoint=Checkpoint(serial=3, user_data=None), created=1.0),
+        make_record(created=1727200000.123456789, expires_at=0.1 + 0.2),
+    ],
+)
+def test_round_trip(record: SessionRecord) -> None:
+    assert decode(encode(record)) == record
+    assert decode(encode(record).encode()) == record
+    assert from_json(json.loads(json.dumps(to_json(record)))) == record
+
+
+def test_the_encoding_is_plain_json_with_base64_user_data() -> None:
+    record = make_record(checkpoint=Checkpoint(serial=5, user_data=b"\x00\x01\x02"))
+    obj = json.loads(encode(record))
+    assert obj["checkpoint"] == {"serial": 5, "user_data": "AAEC"}
+    assert obj["generation"] == 0 and obj["id"] == record.id
+    assert set(obj) == {"id", "generation", "identity", "chosen", "created", "expires_at",
+                        "checkpoint", "node", "peer"}  # fmt: skip
+
+
+def test_members_it_does_not_know_are_ignored() -> None:
+    record = make_record()
+    obj = {**to_json(record), "from_a_newer_writer": [1, 2]}
+    assert from_json(obj) == record
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": "XYZ"}, "32 lowercase hex"),
+        ({"id": 7}, "id is not a string"),
+        ({"generation": "1"}, "generation is not an integer"),
+        ({"generation": True}, "generation is not an integer"),
+        ({"identity": None}, "identity is not a string"),
+        ({"chosen": {"a": 1}}, "chosen"),
+        ({"chosen": []}, "chosen"),
+        ({"created": "now"}, "created is not a number"),
+        ({"expires_at": "soon"}, "expires_at is not a number"),
+        ({"checkpoint": 5}, "checkpoint is not an object"),
+        ({"checkpoint": {"serial": 1, "user_data": "!!"}}, "not base64"),
+        ({"checkpoint": {"serial": 1, "user_data": 3}}, "not base64"),
+        ({"checkpoint": {"user_data": None}}, "checkpoint serial"),
+        ({"node": 1}, "node is not a string"),
+        ({"peer": ["x"]}, "peer is not a string"),
+    ],
+)
+def test_what_is_not_a_record_raises_value_error(change: dict[str, object], message: str) -> None:
+    obj = {**to_json(make_record()), **change}
+    with pytest.raises(ValueError, match=message):
+        from_json(obj)
+
+
+@pytest.mark.parametrize("text", ["", "[1]", "null", "{", b"\xff\xfe", '{"id": "00"}'])
+def test_decode_raises_value_error_only(text: str | bytes) -> None:
+    with pytest.raises(ValueError):
+        decode(text)
+
+
+def test_a_missing_member_is_named() -> None:
+    obj = to_json(make_record())
+    del obj["identity"]
+    with pytest.raises(ValueError, match="'identity'"):
+        from_json(obj)
+
+
+def test_session_ids_are_checked() -> None:
+    with pytest.raises(ValueError, match="32 lowercase hex"):
+        make_record(id="A" * 32)
+    with pytest.raises(ValueError):
+        make_record(id="0" * 31)
+    assert make_record(id="0f" * 16).id == "0f" * 16

@@ -1,0 +1,199 @@
+"""SQLiteStore on its own: kill -9 durability, two writers on one file, locks, the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from tests.stores.helpers import TIMEOUT, make_record, run
+
+from sessionlayer.stores import Checkpoint, SQLiteStore, StoreUnavailable
+from sessionlayer.stores.records import decode
+from sessionlayer.stores.sqlite import SCHEMA_VERSION
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+# Runs in a child: put a record, checkpoint it, print it, then SIGKILL itself: no close(),
+# no atexit, no checkpoint of the WAL into the main file.
+WRITER = """
+import asyncio, os, signal, sys
+from sessionlayer.stores import Checkpoint, SQLiteStore
+from sessionlayer.stores.records import encode
+from tests.stores.helpers import make_record
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    record = make_record()
+    await store.put(record)
+    await store.update(record.id, checkpoint=Checkpoint(serial=12, user_data=b"\\x00after"))
+    print(encode(record), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def test_a_put_survives_kill_9_of_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    root = SRC.parent
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, str(path)],
+        capture_output=True, text=True, timeout=60, cwd=root,
+        env={"PYTHONPATH": f"{SRC}:{root}", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    written = decode(done.stdout.strip())
+    # Killed before any checkpoint: the commits are in the write-ahead log only.
+    assert Path(f"{path}-wal").stat().st_size > 0
+
+    async def main() -> None:
+        store = SQLiteStore(path)
+        try:
+            got = await store.get(written.id)
+            point = Checkpoint(serial=12, user_data=b"\x00after")
+            assert got == replace(written, checkpoint=point)
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_two_writers_on_one_file_advance_exactly_once(tmp_path: Path) -> None:
+    """Two connections in two threads (sqlite3 lets go of the GIL), as two processes on
+    one host would: for every session exactly one advance wins."""
+    path = tmp_path / "sessions.db"
+    records = [make_record() for _ in range(30)]
+
+    async def fill() -> None:
+        store = SQLiteStore(path)
+        for record in records:
+            await store.put(record)
+        await store.close()
+
+    run(fill())
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+    wins: dict[str, list[str]] = {r.id: [] for r in records}
+    errors: list[BaseException] = []
+
+    def node(name: str) -> None:
+        async def main() -> None:
+            store = SQLiteStore(path, timeout=10.0)
+            try:
+                for record in records:
+                    barrier.wait()
+                    if await store.advance(record.id, 0, node=name, expires_at=None):
+                        wins[record.id].append(name)
+            finally:
+                await store.close()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=node, args=(n,)) for n in ("node-a", "node-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+    assert all(len(names) == 1 for names in wins.values()), wins
+
+    async def check() -> None:
+        store = SQLiteStore(path)
+        for record in records:
+            got = await store.get(record.id)
+            assert got is not None and got.generation == 1 and got.node == wins[record.id][0]
+        await store.close()
+
+    run(check())
+
+
+def test_a_held_write_lock_raises_store_unavailable_after_the_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+
+    async def main() -> None:
+        store = SQLiteStore(path, timeout=0.2)
+        record = make_record()
+        await store.put(record)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="locked"):
+                await store.put(make_record())
+            assert time.monotonic() - started < 2.0
+            with pytest.raises(StoreUnavailable):
+                await store.advance(record.id, 0, node="x", expires_at=None)
+            assert await store.get(record.id) == record  # WAL: readers are not blocked
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await store.advance(record.id, 0, node="x", expires_at=None) is not None
+        await store.close()
+
+    run(main())
+
+
+def test_wal_synchronous_and_schema_version(tmp_path: Path) -> None:
+    for synchronous, level in (("NORMAL", 1), ("FULL", 2)):
+        store = SQLiteStore(tmp_path / f"{synchronous}.db", synchronous=synchronous)
+        try:
+            db = store._connection()  # synchronous is a setting of each connection
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert db.execute("PRAGMA synchronous").fetchone() == (level,)
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        finally:
+            run(store.close())
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "x.db", synchronous="OFF")
+
+
+def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    db = sqlite3.connect(newer)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreUnavailable, match="schema version"):
+        SQLiteStore(newer)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not an sqlite file" * 100)
+    with pytest.raises(StoreUnavailable, match="not a database") as raised:
+        SQLiteStore(garbage)
+    assert raised.value.store == f"sqlite:{garbage}"
+    with pytest.raises(StoreUnavailable):
+        SQLiteStore(tmp_path / "no" / "such" / "folder.db")
+
+
+def test_a_corrupt_record_or_secret_raises_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+
+    async def main() -> None:
+        store = SQLiteStore(path)
+        record = make_record()
+        await store.put(record)
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("UPDATE sessions SET record = '{\"id\": 1}'")
+        db.close()
+        with pytest.raises(StoreUnavailable, match="corrupt"):
+            await store.get(record.id)
+        with pytest.raises(StoreUnavailable, match="corrupt"):
+            await store.list()
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("INSERT INTO meta (key, value) VALUES ('secret', x'00')")
+        db.close()
+        with pytest.raises(StoreUnavailable, match="32 octets"):
+            await store.secret()
+        await store.close()
+
+    run(main())
