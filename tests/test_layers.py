@@ -19,9 +19,10 @@ ALLOWED: dict[str, set[str]] = {
     "spdu": set(),
     "transport": {"machine"},  # (the fast path's DATA_PREFIX: GT + DT, both empty)
     "machine": {"spdu"},
-    "agent": {"spdu", "transport", "machine"},
-    "aio": {"spdu", "transport", "machine", "agent", "metrics"},
-    "stores": set(),  # beside the binding: does I/O, needs nothing but errors.py
+    "agent": {"spdu", "transport", "machine", "recovery"},
+    "aio": {"spdu", "transport", "machine", "agent", "recovery", "stores", "metrics"},
+    "recovery": {"spdu", "machine"},
+    "stores": {"spdu", "machine", "recovery"},  # beside the binding: does I/O
 }
 
 

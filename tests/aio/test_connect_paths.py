@@ -16,7 +16,7 @@ from tests.rawpeer import RawPeer, raw_server
 import sessionlayer
 from sessionlayer import Options, SessionAborted
 from sessionlayer.agent import Hello, SessionAgent
-from sessionlayer.aio.client import _CONFIG, _OPTIONS
+from sessionlayer.aio.client import _CONFIG, _OPTIONS, RESUMABLE_CONFIG
 from sessionlayer.aio.connection import Connection
 from sessionlayer.aio.endpoint import Endpoint
 from sessionlayer.machine import SessionMachine
@@ -175,7 +175,9 @@ def test_connect_without_options_or_config_uses_the_defaults() -> None:
 
         async with await sessionlayer.serve(handler) as server:
             session = await sessionlayer.connect("127.0.0.1", server.port)
-            assert session.machine.config is _CONFIG
+            # (a resumable session's default: symmetric synchronize added, see recovery.md)
+            assert session.machine.config is RESUMABLE_CONFIG
+            assert session.resumable
             await session.send(b"x")
             assert await asyncio.wait_for(session.receive(), LIMIT) == b"x"
             await session.release()

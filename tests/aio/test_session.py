@@ -292,7 +292,8 @@ def test_idle_timeout_detects_a_silent_peer() -> None:
             stalled.set()
             await asyncio.Event().wait()
 
-        opts = Options(keepalive_interval=0.2, idle_timeout=0.6)
+        # (resume=False: a resumable session would reconnect instead, see tests/recovery)
+        opts = Options(keepalive_interval=0.2, idle_timeout=0.6, resume=False)
         async with await sessionlayer.serve(silent) as server:
             session = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
             await stalled.wait()

@@ -159,6 +159,7 @@ class SessionAgent:
         "_probe_sent",
         "aborting",
         "chosen",
+        "defer_checkpoints",
         "hello",
         "journal",
         "keepalive",
@@ -211,6 +212,9 @@ class SessionAgent:
         #: (``link_lost``, no AB sent: the session waits to be resumed) instead of aborted.
         self.journal: Journal | None = None
         self.link_lost: str | None = None  #: why the link was given up (recovery), if it was
+        #: Leave S-SYNC-MAJOR indications unanswered: the application (or the server's
+        #: store) makes its state durable first, then answers (``machine.major_sync_response``).
+        self.defer_checkpoints = False
 
     # ------------------------------------------------------------ what few sessions use
 
@@ -576,7 +580,8 @@ class SessionAgent:
             self._owed |= Token(event.tokens)
         elif isinstance(event, ev.MajorSyncIndication):
             self.last_sync = event.serial
-            machine.major_sync_response()
+            if not self.defer_checkpoints:
+                machine.major_sync_response()
         elif isinstance(event, ev.MinorSyncIndication):
             self.last_sync = event.serial
             if event.confirm_required:

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 from ..agent import EVERY, Options, SessionAgent, TokensMissing
@@ -463,17 +463,48 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
             self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
         else:
-            if self.journal is not None and isinstance(event, _CHECKPOINTS):
-                self._checkpoint(Checkpoint(int(event.serial), event.user_data))
+            if isinstance(event, _CHECKPOINTS):
+                checkpoint = Checkpoint(int(event.serial), event.user_data)
+                if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
+                    _spawn(self._ep.loop, self._confirm_checkpoint(checkpoint))
+                elif self.journal is not None:
+                    self._link().checkpoint = checkpoint
+                    if isinstance(event, ev.MajorSyncConfirm) and self._ep.on_checkpoint:
+                        _spawn(self._ep.loop, self._ep.on_checkpoint(self, checkpoint))
             if not self._resolve(event):
                 self._put_event(event)
 
-    def _checkpoint(self, checkpoint: Checkpoint) -> None:
-        """(Recovery) A major sync point was confirmed, either way: the session's checkpoint."""
-        self._link().checkpoint = checkpoint
-        callback = self._ep.on_checkpoint
-        if callback is not None:
-            callback(self, checkpoint)
+    async def _confirm_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """The peer set a checkpoint (MAP): make it durable (the application's
+        ``on_checkpoint``, then the server's store), then confirm it (MAA)."""
+        agent = self.agent
+        try:
+            link = self._link()
+            if link.on_checkpoint is not None:
+                done = link.on_checkpoint(checkpoint)
+                if done is not None:
+                    await done
+            callback = self._ep.on_checkpoint
+            if callback is not None and self.journal is not None:
+                await callback(self, checkpoint)
+            if agent is not self.agent or self.closed:
+                return  # the connection was lost meanwhile: the peer sets it again
+            link.checkpoint = checkpoint
+            agent.machine.major_sync_response()
+            self.flush()
+        except Exception as exc:  # the application could not keep it: the session ends
+            if not self.closed:
+                self.log.error("session %s: checkpoint %d could not be made durable",
+                               self.id, checkpoint.serial, exc_info=exc)  # fmt: skip
+                self.abort_session(SessionAborted(
+                    f"checkpoint {checkpoint.serial} could not be made durable: {exc!r}",
+                    AbortReason.USER_ABORT))  # fmt: skip
+
+    def defer_checkpoints(self, on_checkpoint: Callable[[Checkpoint], Any] | None) -> None:
+        """Confirm the peer's checkpoints (MAP) only once ``on_checkpoint(checkpoint)`` (and
+        its awaitable) returned, and the server's store holds it."""
+        self._link().on_checkpoint = on_checkpoint
+        self.agent.defer_checkpoints = True
 
     # ------------------------------------------------------------ what the application reads
 
@@ -1017,13 +1048,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def adopt(self, other: Connection) -> None:
         """(Server) ``other`` is the new transport connection this detached session resumes
         on (its CN was just taken): its transport and agent are this session's from now."""
-        transport = other.transport
-        assert transport is not None
-        other.handshake_over()
-        other._flags |= _MOVED | _CLOSED
-        other.transport = None
-        other.plain = False
-        other._cancel_timer()
+        transport = other.hand_over()
         self._new_link()
         self.agent = other.agent
         self.transport = transport
@@ -1047,6 +1072,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def rolling_back(self) -> bool:
         """A CheckpointRestored is due to the reader (see ``take_rollback``)."""
         return bool(self._flags & _ROLLBACK)
+
+    def hand_over(self) -> asyncio.Transport:
+        """(Server) This connection's transport (and agent) go to the session it resumes
+        (``adopt``): it is inert from now on."""
+        transport = self.transport
+        assert transport is not None
+        self.handshake_over()
+        self._flags |= _MOVED | _CLOSED
+        self.transport = None
+        self.plain = False
+        self._cancel_timer()
+        return transport
 
     def resumed(self, outcome: str, replayed: int, attempts: int = 1,
                 checkpoint: Checkpoint | None = None,
@@ -1242,6 +1279,21 @@ def _event_size(event: ev.Event) -> int:
     """The octets an event holds, for the limits on unread events."""
     data = getattr(event, "user_data", None) or getattr(event, "data", None)
     return len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+
+
+_TASKS: set[asyncio.Task[Any]] = set()  # tasks of ours in flight (the loop keeps weak ones)
+
+
+def _spawn(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
+    task = loop.create_task(coro)
+    _TASKS.add(task)
+    task.add_done_callback(_task_done)
+
+
+def _task_done(task: asyncio.Task[Any]) -> None:
+    _TASKS.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("internal error in a session task", exc_info=exc)
 
 
 def _rollback_error(event: Resumed) -> CheckpointRestored:

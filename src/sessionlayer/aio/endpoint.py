@@ -7,7 +7,7 @@ import asyncio
 import collections
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..agent import Options
@@ -68,9 +68,9 @@ class Endpoint:
         #: and waits to be resumed (the server's expiry; a client's own callback is in its
         #: LinkState).
         self.on_link_lost: Callable[[Any], None] | None = None
-        #: (Recovery) Called with a connection and its session's new checkpoint (a
-        #: confirmed major sync point): the server records it in its store.
-        self.on_checkpoint: Callable[[Any, Any], None] | None = None
+        #: (Recovery) Awaited with a connection and the checkpoint (major sync point) its
+        #: peer set, before it is confirmed: the server records it in its store.
+        self.on_checkpoint: Callable[[Any, Any], Coroutine[Any, Any, Any]] | None = None
         #: (Server) Called once per connection when its handshake is over: accepted,
         #: refused or gone.
         self.on_handshake_over = on_handshake_over
@@ -128,7 +128,8 @@ class LinkState:
     and the server's token state."""
 
     __slots__ = ("attached", "attempts", "checkpoint", "expiry", "generation", "identity",
-                 "interruptions", "lost_at", "on_lost", "on_over", "reason", "resumes",
+                 "interruptions", "lost_at", "on_checkpoint", "on_lost", "on_over", "reason",
+                 "resumes",
                  "retained", "rollback", "rollback_at", "token")  # fmt: skip
 
     def __init__(self) -> None:
@@ -142,6 +143,7 @@ class LinkState:
         self.rollback: Any = None  # a Resumed("checkpoint") not yet raised to the reader
         self.rollback_at = 0  # ... once the reader has read this many messages
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
+        self.on_checkpoint: Callable[[Any], Any] | None = None  # the application's, see
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
         self.on_over: Callable[[], None] | None = None  # called once when the session ends
         self.expiry: asyncio.TimerHandle | None = None  # (server) the detached session's end

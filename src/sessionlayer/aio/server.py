@@ -305,6 +305,7 @@ class Server:
         sid = session.id
         self._links[sid] = protocol
         if self.store is not None:
+            protocol.defer_checkpoints(None)  # a checkpoint is in the store before its MAA
             self._track(self._store_put(session, protocol, generation, identity))
 
     async def _store_put(self, session: Session, protocol: Connection, generation: int,
@@ -325,9 +326,10 @@ class Server:
             log.warning("session store %s: %s", getattr(self.store, "name", "?"), exc)
             return None
 
-    def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
+    async def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
+        """A checkpoint of a resumable session: in the store before it is confirmed."""
         if self.store is not None and protocol.id in self._links:
-            self._track(self._store_call(self.store.update(protocol.id, checkpoint=checkpoint)))
+            await self._store_call(self.store.update(protocol.id, checkpoint=checkpoint))
 
     def _link_lost(self, protocol: Connection) -> None:
         """A resumable session lost its connection: it waits ``resume_timeout`` for its
@@ -493,6 +495,7 @@ class Server:
         link.identity = record.identity
         link.checkpoint = checkpoint
         self._links[sid] = protocol
+        protocol.defer_checkpoints(None)
         protocol.handshake_over()
         protocol.resumed("checkpoint", 0, checkpoint=checkpoint, tell_reader=False)
         self._live[sid] = session

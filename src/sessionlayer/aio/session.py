@@ -195,6 +195,20 @@ class Session:
     ) -> None:
         self._conn.agent.on_capability_data = callback
 
+    @property
+    def on_checkpoint(self) -> Callable[[Checkpoint], Awaitable[None] | None] | None:
+        """Called with each checkpoint the peer sets (S-SYNC-MAJOR indication) *before* it
+        is confirmed (MAA): make what the checkpoint covers durable here (write, fsync);
+        the peer's ``sync(major=True)`` returns only after it.  May be async.  If it raises,
+        the session is aborted.  None (the default): confirmed at once."""
+        link = self._conn.link
+        return link.on_checkpoint if link is not None else None
+
+    @on_checkpoint.setter
+    def on_checkpoint(self, callback: Callable[[Checkpoint], Awaitable[None] | None] | None,
+                      ) -> None:  # fmt: skip
+        self._conn.defer_checkpoints(callback)
+
     def info(self) -> SessionInfo:
         conn = self._conn
         return SessionInfo(

@@ -8,20 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..recovery.events import Checkpoint
+
 __all__ = ["Checkpoint", "SessionRecord", "SessionStore", "KEEP", "Keep"]
 
 _ID = re.compile(r"[0-9a-f]{32}")
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """The last confirmed major sync point of a session: where a resume restarts from."""
-
-    serial: int
-    """Its serial number (what ``Session.sync(major=True)`` returned)."""
-
-    user_data: bytes | None
-    """The user data attached to it, if any."""
 
 
 @dataclass(frozen=True)

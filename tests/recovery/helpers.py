@@ -1,0 +1,102 @@
+"""Helpers of the recovery tests: cutting a session's connection from the inside, and a
+raw resume attempt (a sans-I/O agent over a plain TCP connection) for the token tests."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable
+from typing import Any
+
+import sessionlayer
+from sessionlayer import Options
+from sessionlayer.agent import Hello, Rejection, SessionAgent, Welcome
+from sessionlayer.aio.client import RESUMABLE_CONFIG
+from sessionlayer.machine import events as ev
+from sessionlayer.recovery import Backoff
+from sessionlayer.spdu.types import ConnectionId
+
+LIMIT = 20.0  #: the longest any one wait in these tests may take
+#: Reconnect at once, a few tries a second, give up after ten seconds.
+FAST = Options(backoff=Backoff(first=0, cap=0.05, give_up=10.0))
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def main() -> Any:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, c: errors.append(c))
+        result = await asyncio.wait_for(coro, 120)
+        assert not errors, errors
+        return result
+
+    return asyncio.run(main())
+
+
+def cut(session: sessionlayer.Session) -> None:
+    """Reset the session's TCP connection, as a network failure would (test only)."""
+    transport = session._conn.transport
+    if transport is not None:
+        transport.abort()
+
+
+def token_of(session: sessionlayer.Session) -> str:
+    link = session._conn.link
+    assert link is not None and link.token is not None
+    return link.token
+
+
+async def next_of(session: sessionlayer.Session, kind: type) -> Any:
+    """The next event of ``kind`` on ``session.events()`` (others skipped)."""
+    async with asyncio.timeout(LIMIT):
+        async for event in session.events():
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"the session ended before a {kind.__name__}")
+
+
+def messages(n: int, seed: int, tag: bytes) -> list[bytes]:
+    """``n`` messages of mixed sizes (1 octet to 70 KiB), each naming its number."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        size = rng.choice((1, 10, 64, 300, 1500, 8000, 70_000)) if i % 7 else 64
+        head = tag + b"%d:" % i
+        out.append((head + bytes(rng.randrange(256) for _ in range(8)) * (size // 8 + 1))[:max(size, len(head))])
+    return out
+
+
+async def raw_resume(port: int, token: str, *, recv: int = 0,
+                     credentials: dict[str, str] | None = None,
+                     ) -> tuple[ev.Event, Rejection | Welcome | None]:  # fmt: skip
+    """Present ``token`` in a CN over a fresh TCP connection: (the confirm, its decoded
+    rejection or welcome)."""
+    agent = SessionAgent("initiator", RESUMABLE_CONFIG, Options())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    try:
+        agent.connection_made(loop.time())
+        hello = Hello(recovery=True, resume=token, recv=recv, credentials=credentials)
+        sent_cn = False
+        async with asyncio.timeout(LIMIT):
+            while True:
+                for data in agent.data_to_send():
+                    writer.write(data)
+                await writer.drain()
+                if not sent_cn and agent.rfc.tpdu_size is not None:
+                    agent.connect(None, ConnectionId(common_ref=b"raw"), hello)
+                    sent_cn = True
+                    continue
+                for event in agent.events():
+                    if isinstance(event, ev.RefuseConfirm):
+                        return event, Rejection.decode(bytes(event.user_data or b""))
+                    if isinstance(event, ev.ConnectConfirm):
+                        return event, agent.confirmed(event)
+                    if isinstance(event, ev.ProviderAbortIndication | ev.UserAbortIndication):
+                        return event, None
+                data = await reader.read(65536)
+                if not data:
+                    agent.connection_lost()
+                    raise ConnectionError("closed without an answer")
+                agent.receive_data(data, loop.time())
+    finally:
+        writer.close()

@@ -1,0 +1,245 @@
+"""Case 1 of docs/recovery.md: the connection is lost, both processes live.  Every
+message either side sent reaches the other application exactly once and in order, a
+pending sync() or release() completes after the resume, and the application is told."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+import sessionlayer
+from sessionlayer import Options, SessionAborted
+from sessionlayer.errors import StateError
+from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
+
+from .helpers import FAST, LIMIT, cut, messages, next_of, run
+
+
+def test_both_directions_exactly_once_in_order_across_cuts_from_either_side() -> None:
+    """Mixed sizes both ways at once; the connection is reset 24 times, alternately from
+    the client's and the server's side, at moments the client's reading decides."""
+    n = 1500
+    up, down = messages(n, 1, b"up"), messages(n, 2, b"down")
+    cuts_at = {i * (n // 25): i % 2 for i in range(1, 25)}  # message count -> 0 client, 1 server
+
+    async def main() -> None:
+        got_up: list[bytes] = []
+        server_side: list[sessionlayer.Session] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            server_side.append(session)
+
+            async def sender() -> None:
+                for m in down:
+                    await session.send(m)
+
+            task = asyncio.create_task(sender())
+            async for data in session:
+                got_up.append(data)
+                if len(got_up) == n:
+                    break
+            await task
+            await session.wait_closed()
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            assert client.resumable
+
+            async def sender() -> None:
+                for m in up:
+                    await client.send(m)
+
+            task = asyncio.create_task(sender())
+            got_down: list[bytes] = []
+            async with asyncio.timeout(LIMIT * 3):
+                async for data in client:
+                    got_down.append(data)
+                    side = cuts_at.pop(len(got_down), None)
+                    if side is not None:
+                        cut(client if side == 0 else server_side[0])
+                    if len(got_down) == n:
+                        break
+                await task
+                while len(got_up) < n:
+                    await asyncio.sleep(0.01)  # (the server's reader: bounded by the timeout)
+            assert got_down == down
+            assert got_up == up
+            assert client.interruptions >= 20 and client.resumes == client.interruptions
+            assert server.stats.resumed["resumed"] == client.resumes
+            await client.release()
+
+    run(main())
+
+
+def test_the_application_is_told_of_each_interruption_and_resume() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            await client.send(b"one")
+            assert await client.receive() == b"one"
+            cut(client)
+            interrupted = await next_of(client, Interrupted)
+            assert "lost" in interrupted.reason
+            await client.send(b"two")  # while detached: kept, replayed on resume
+            resumed = await next_of(client, Resumed)
+            assert resumed.outcome == "resumed" and resumed.downtime >= 0
+            assert resumed.attempts >= 1
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"two"
+            assert client.state == "STA713"
+            await client.release()
+
+    run(main())
+
+
+def test_a_send_during_the_outage_waits_in_the_journal_and_arrives_once() -> None:
+    async def main() -> None:
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                got.append(data)
+                if len(got) == 3:
+                    done.set()
+
+        # The client cannot come back for a while: its backoff's first wait is long.
+        slow = dataclasses.replace(FAST, backoff=Backoff(first=0.3, jitter=0, give_up=10))
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=slow)
+            await client.send(b"a")
+            cut(client)
+            await next_of(client, Interrupted)
+            assert client.state == "detached"
+            await client.send(b"b")
+            await client.send(b"c")
+            with pytest.raises(StateError):
+                await client.send_typed(b"not kept")  # only S-DATA waits for the resume
+            resumed = await next_of(client, Resumed)
+            assert resumed.replayed_messages >= 2
+            await asyncio.wait_for(done.wait(), LIMIT)
+            assert got == [b"a", b"b", b"c"]
+            await client.release()
+
+    run(main())
+
+
+def test_a_pending_sync_and_release_complete_after_the_resume() -> None:
+    async def main() -> None:
+        ended = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+            ended.set()
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            pending = asyncio.create_task(client.sync())
+            await asyncio.sleep(0)  # (one turn of the loop: the MIP is on its way)
+            cut(client)
+            serial = await asyncio.wait_for(pending, LIMIT)
+            assert isinstance(serial, int)
+            assert client.resumes == 1
+            cut(client)
+            await asyncio.wait_for(client.release(), LIMIT)  # waits for the resume first
+            assert client.state == "released"
+            await asyncio.wait_for(ended.wait(), LIMIT)
+
+    run(main())
+
+
+def test_without_recovery_a_lost_connection_ends_the_session() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        off = Options(resume=False)
+        async with await sessionlayer.serve(handler, options=off) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=off)
+            assert not client.resumable
+            cut(client)
+            with pytest.raises(SessionAborted):
+                await asyncio.wait_for(client.receive(), LIMIT)
+
+    run(main())
+
+
+def test_a_server_without_recovery_gives_plain_sessions() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            assert not session.resumable
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler, options=Options(resume=False)) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as client:
+                assert not client.resumable
+                await client.send(b"x")
+                assert await client.receive() == b"x"
+
+    run(main())
+
+
+def test_acknowledgements_go_in_batches_and_trim_the_journal() -> None:
+    """8 MiB in 64 KiB messages with ack_bytes = 1 MiB: a handful of acknowledgement
+    points (MIPs), not one per message; afterwards nothing is held."""
+
+    async def main() -> None:
+        received = asyncio.Event()
+        count = 0
+
+        async def handler(session: sessionlayer.Session) -> None:
+            nonlocal count
+            async for _ in session:
+                count += 1
+                if count == 128:
+                    received.set()
+
+        opts = dataclasses.replace(FAST, ack_bytes=1 << 20, ack_interval=0.05)
+        async with await sessionlayer.serve(handler, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            for _ in range(128):
+                await client.send(b"x" * 65536)
+            await asyncio.wait_for(received.wait(), LIMIT)
+            journal = client._conn.journal
+            assert journal is not None
+            async with asyncio.timeout(LIMIT):
+                while journal.held:  # the last point is set after ack_interval
+                    await asyncio.sleep(0.01)
+            points = client.machine.vms  # the next serial on our flow: points set so far
+            assert 8 <= points <= 14, points
+            assert journal.size == 0
+            await client.release()
+
+    run(main())
+
+
+def test_the_peers_acknowledgement_points_never_reach_the_application() -> None:
+    async def main() -> None:
+        seen: list[object] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        opts = dataclasses.replace(FAST, ack_interval=0.01)
+        async with await sessionlayer.serve(handler, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            for i in range(50):
+                await client.send(b"%d" % i)
+                await asyncio.sleep(0.002)
+            serial = await client.sync(user_data=b"mine")  # a user's sync point still works
+            assert isinstance(serial, int)
+            while (event := client.next_event_nowait()) is not None:
+                seen.append(event)
+            assert all(getattr(e, "user_data", None) != ACK_MARK for e in seen)
+            await client.release()
+
+    run(main())
