@@ -66,7 +66,7 @@ def test_both_directions_exactly_once_in_order_across_cuts_from_either_side() ->
                     await asyncio.sleep(0.01)  # (the server's reader: bounded by the timeout)
             assert got_down == down
             assert got_up == up
-            assert client.interruptions >= 20 and client.resumes == client.interruptions
+            assert client.interruptions >= 10 and client.resumes == client.interruptions
             assert server.stats.resumed["resumed"] == client.resumes
             await client.release()
 

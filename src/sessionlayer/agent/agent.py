@@ -466,18 +466,17 @@ class SessionAgent:
 
     # ------------------------------------------------------------ recovery
 
-    def replay(self, peer_received: int) -> int:
-        """(A resumed session) The peer has ``peer_received`` of our messages: send the
-        rest again, in order, ahead of anything new.  Returns how many.  Raises
-        RemoteError when the count cannot be right."""
+    def replay(self, peer_received: int) -> list[bytes]:
+        """(A resumed session) The peer has ``peer_received`` of our messages: the rest,
+        to be sent again in order ahead of anything new (as S-DATA, at the pace the
+        transport takes them).  Raises RemoteError when the count cannot be right."""
         journal = self.journal
         assert journal is not None
         items = journal.replay(peer_received)
         journal.new_connection()
-        machine = self.machine
-        for item in items:
-            machine.send_data(item)
-        return len(items)
+        if journal.held:  # what is held wants a point of its own on this connection
+            journal.since = self._now
+        return items
 
     def acknowledge(self, now: float) -> None:
         """Set an acknowledgement point now if one is due (``Options.ack_bytes`` /

@@ -371,14 +371,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.write_paused = True
         if self._x is not None and self._x.drained is not None:
             self._x.drained.clear()
-        # A peer that does not read must not make us queue answers without limit: read no
-        # more of what it sends (PT+MIP, CD, ...) until it has read what we wrote.
-        self._pause(_WRITING)
+        # (Reading goes on: the peer may be sending as hard as we are, both ways at once.
+        # What the agent writes on its own is bounded in _write.)
 
     def resume_writing(self) -> None:
         self.write_paused = False
         if self._x is not None and self._x.drained is not None:
             self._x.drained.set()
+        if self._x is not None and self._x.replay is not None:
+            self._pump_replay()
         self._unpause(_WRITING)
 
     async def wait_closed(self) -> None:
@@ -414,6 +415,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.plain = (
             not wants_close and agent.machine.plain_data
             and self._failure is None and not self._flags & _RELEASED
+            and (x is None or x.replay is None)
         )  # fmt: skip
         self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
@@ -830,9 +832,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """S-DATA off the fast path: through the machine, or (detached) into the journal
         only, to be replayed when the session resumes."""
         journal = self.journal
-        if journal is not None and self._flags & _DETACHED:
+        if journal is not None and (self._flags & _DETACHED or self.replaying):
             self.check_open()
             journal.append(payload)
+            x = self._x
+            if x is not None and x.replay is not None and not self._flags & _DETACHED:
+                x.replay.append(payload)  # behind what is replayed
+                journal.queued += 1
+                self._pump_replay()
             return
         await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
         if journal is not None:
@@ -934,6 +941,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 tap("out", data)
             self.bytes_out += len(data)
             self.transport.write(data)
+            if self.write_paused and not self._paused & _WRITING and (
+                self.transport.get_write_buffer_size() > 2 * self._ep.options.write_buffer_high
+            ):
+                # A peer that does not read must not make us queue answers (to its PT+MIP,
+                # CD, ...) without limit: read no more of what it sends until it has read
+                # what we wrote.
+                self._pause(_WRITING)
 
     def close(self) -> None:
         """Close the TCP connection (after what was written)."""
@@ -982,6 +996,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return
         self._flags |= _DETACHED
         self.plain = False
+        if self._x is not None:
+            self._x.replay = None  # (still in the journal: the next resume replays it)
         link = self._link()
         link.lost_at = self._ep.loop.time()
         link.reason = reason
@@ -1085,7 +1101,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._cancel_timer()
         return transport
 
-    def resumed(self, outcome: str, replayed: int, attempts: int = 1,
+    def resumed(self, outcome: str, replay: list[bytes], attempts: int = 1,
                 checkpoint: Checkpoint | None = None,
                 tell_reader: bool = True) -> None:  # fmt: skip
         """(Recovery) The session is back on the current transport connection."""
@@ -1094,8 +1110,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         link.resumes += 1
         downtime = self._ep.loop.time() - link.lost_at if link.lost_at else 0.0
         journal = self.journal
+        replayed = len(replay)
         replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
         self.agent.journal = journal
+        if replay:
+            self._more().replay = collections.deque(replay)
         self.start_liveness()
         if self._buffered >= self._ep.options.max_buffered_bytes:
             self._pause(_BUFFERED)
@@ -1122,6 +1141,35 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if x.tokens_changed is not None:
             x.tokens_changed.set()
         self.flush()
+        self._pump_replay()
+
+    def _pump_replay(self) -> None:
+        """(Recovery) Send what the peer lacks again, in order, as fast as the transport
+        takes it (what the application sends meanwhile waits behind it, in the journal)."""
+        x = self._x
+        replay = x.replay if x is not None else None
+        if replay is None or self._flags & (_DETACHED | _CLOSED):
+            return
+        agent = self.agent
+        journal = self.journal
+        assert journal is not None
+        while replay and not self.write_paused:
+            item = replay.popleft()
+            journal.queued -= 1
+            if agent.plain:
+                self._write_frame(item)
+            else:
+                agent.machine.send_data(item)
+                self.flush()
+        if not replay:
+            assert x is not None
+            x.replay = None
+            self.flush()  # the fast path may go on (see flush)
+
+    @property
+    def replaying(self) -> bool:
+        x = self._x
+        return x is not None and x.replay is not None
 
     async def wait_attached(self) -> None:
         """Wait until a detached session is resumed (or it ends)."""

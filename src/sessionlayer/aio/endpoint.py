@@ -101,6 +101,7 @@ class Extra:
         "link",
         "log",
         "paused_check",
+        "replay",
         "tokens_changed",
         "waiters",
     )  # fmt: skip
@@ -117,6 +118,8 @@ class Extra:
         self.link: LinkState | None = None  # (recovery) made when the session is resumable
         self.log: logging.LoggerAdapter[logging.Logger] | None = None
         self.paused_check = 0.0  # while paused: when to look whether the peer is still there
+        #: (Recovery) What is being sent again after a resume, at the transport's pace.
+        self.replay: collections.deque[bytes] | None = None
         self.tokens_changed: Signal | None = None  # set after each input from the peer
         #: Futures of requests waiting for their confirm, by event class.
         self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None

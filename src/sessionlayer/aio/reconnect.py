@@ -140,14 +140,14 @@ class Reconnector:
             journal.new_connection()
             cp = welcome.checkpoint
             checkpoint = Checkpoint(cp[0], cp[1]) if cp is not None else None
-            conn.resumed("checkpoint", 0, attempt, checkpoint)
+            conn.resumed("checkpoint", [], attempt, checkpoint)
             return
         agent.journal = journal
         try:
-            replayed = agent.replay(welcome.recv or 0)
+            replay = agent.replay(welcome.recv or 0)
         except RemoteError as exc:
             raise ResumeRefused(f"cannot resume: {exc}") from None
-        conn.resumed("resumed", replayed, attempt)
+        conn.resumed("resumed", replay, attempt)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

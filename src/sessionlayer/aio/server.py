@@ -436,13 +436,13 @@ class Server:
         old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
         old.agent.journal = journal
         try:
-            replayed = old.agent.replay(hello.recv or 0)
+            replay = old.agent.replay(hello.recv or 0)
         except RemoteError as exc:
             old.end(SessionAborted(f"cannot resume: {exc}", exc.reason))
             old.flush()
             return
         self.stats.resumed["resumed"] += 1
-        old.resumed("resumed", replayed)
+        old.resumed("resumed", replay)
         if self.store is not None:
             self._track(self._store_call(self.store.advance(
                 sid, link.generation - 1, node=self.node, expires_at=None)))  # fmt: skip
@@ -497,7 +497,7 @@ class Server:
         self._links[sid] = protocol
         protocol.defer_checkpoints(None)
         protocol.handshake_over()
-        protocol.resumed("checkpoint", 0, checkpoint=checkpoint, tell_reader=False)
+        protocol.resumed("checkpoint", [], checkpoint=checkpoint, tell_reader=False)
         self._live[sid] = session
         self.stats.accepted += 1
         self.stats.resumed["checkpoint"] += 1

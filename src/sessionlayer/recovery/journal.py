@@ -37,7 +37,7 @@ OVERHEAD = 64
 class Journal:
     """Sent messages not yet confirmed, and the count of messages received."""
 
-    __slots__ = ("_items", "_marks", "acked", "limit", "received", "replayed_bytes",
+    __slots__ = ("_items", "_marks", "acked", "limit", "queued", "received", "replayed_bytes",
                  "replayed_messages", "sent", "since", "size", "unmarked")  # fmt: skip
 
     def __init__(self, limit: int) -> None:
@@ -46,6 +46,9 @@ class Journal:
         self.sent = 0  #: messages sent in all (the last one's number)
         self.acked = 0  #: messages the peer confirmed (or said it had): the first held is acked + 1
         self.received = 0  #: messages received from the peer in all
+        #: Of the messages sent, how many are not on the wire yet (being replayed, or sent
+        #: while the connection was down): an acknowledgement point does not cover them.
+        self.queued = 0
         self.size = 0  #: octets held (user data + OVERHEAD per message)
         self.unmarked = 0  #: octets sent since the last acknowledgement point
         #: When the oldest message not yet covered by an acknowledgement point was sent
@@ -90,7 +93,7 @@ class Journal:
 
     def mark(self, serial: int) -> None:
         """An acknowledgement point (MIP ``serial``) went out after every message sent."""
-        self._marks.append((serial, self.sent))
+        self._marks.append((serial, self.sent - self.queued))
         self.unmarked = 0
         self.since = None
 
@@ -138,6 +141,7 @@ class Journal:
             )
         self._drop(peer_received)
         out = list(self._items)
+        self.queued = len(out)
         self.replayed_messages = len(out)
         self.replayed_bytes = sum(map(len, out))
         return out
@@ -146,7 +150,7 @@ class Journal:
         """Both sides went back to a checkpoint: everything held is void, counts restart."""
         self._items.clear()
         self._marks.clear()
-        self.sent = self.acked = self.received = 0
+        self.sent = self.acked = self.received = self.queued = 0
         self.size = self.unmarked = 0
         self.since = None
 
