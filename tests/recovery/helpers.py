@@ -61,7 +61,8 @@ def messages(n: int, seed: int, tag: bytes) -> list[bytes]:
     for i in range(n):
         size = rng.choice((1, 10, 64, 300, 1500, 8000, 70_000)) if i % 7 else 64
         head = tag + b"%d:" % i
-        out.append((head + bytes(rng.randrange(256) for _ in range(8)) * (size // 8 + 1))[:max(size, len(head))])
+        body = bytes(rng.randrange(256) for _ in range(8)) * (size // 8 + 1)
+        out.append((head + body)[: max(size, len(head))])
     return out
 
 
