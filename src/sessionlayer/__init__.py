@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AbortReason,
+    CheckpointRestored,
     DecodeError,
     EncodeError,
     LocalError,
     RefuseReason,
     RemoteError,
+    ResumeRefused,
     ResyncCollisionLost,
     SessionLayerError,
+    StoreUnavailable,
 )
+from .recovery import Backoff, Checkpoint, Interrupted, Resumed
 from .spdu.codes import ExceptionReason, FunctionalUnit, ResyncType, Token, TokenSetting
 
 if TYPE_CHECKING:
@@ -92,6 +96,13 @@ __all__ = [
     "ReleaseRefused",
     "SessionAborted",
     "SessionClosed",
+    "ResumeRefused",
+    "CheckpointRestored",
+    "StoreUnavailable",
+    "Backoff",
+    "Checkpoint",
+    "Interrupted",
+    "Resumed",
 ]
 
 

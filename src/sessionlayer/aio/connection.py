@@ -87,6 +87,7 @@ _RELEASED = 16  # the session ended in an orderly release (``released``)
 _DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
 _ROLLBACK = 128  # (recovery) a CheckpointRestored waits to be raised to the reader
+_ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 
 
 class Relink(Exception):
@@ -415,7 +416,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.plain = (
             not wants_close and agent.machine.plain_data
             and self._failure is None and not self._flags & _RELEASED
-            and (x is None or x.replay is None)
+            and (x is None or x.replay is None) and not self._flags & _ROLLBACK_SEND
         )  # fmt: skip
         self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
@@ -685,6 +686,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.check_open()
                 if self._flags & _DETACHED:
                     await self.wait_attached()
+                    self.check_rollback()  # back to a checkpoint: the request is void
                     agent = self.agent
                     continue
                 try:
@@ -713,10 +715,16 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Make a request and wait for the first event of one of ``kinds``; (recovery) if
         the transport connection is lost before it came, make it again once resumed."""
         while True:
+            rollbacks = self._x.link.rollbacks if self._x is not None and self._x.link else 0
             try:
                 return await self._confirm(kinds, request, needs)
             except Relink:
                 await self.wait_attached()
+                link = self.link
+                if link is not None and link.rollbacks != rollbacks:
+                    # Back to a checkpoint: what the request was about is gone with it.
+                    self._flags &= ~_ROLLBACK_SEND
+                    raise _rollback_error(link.last_rollback) from None
 
     async def _confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                        needs: Token) -> Any:  # fmt: skip
@@ -1089,6 +1097,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """A CheckpointRestored is due to the reader (see ``take_rollback``)."""
         return bool(self._flags & _ROLLBACK)
 
+    def check_rollback(self) -> None:
+        """(Sender) Raise the CheckpointRestored due to the sender, once."""
+        if self._flags & _ROLLBACK_SEND:
+            self._flags &= ~_ROLLBACK_SEND
+            self.flush()  # (the fast path may go on)
+            raise _rollback_error(self._link().last_rollback)
+
     def hand_over(self) -> asyncio.Transport:
         """(Server) This connection's transport (and agent) go to the session it resumes
         (``adopt``): it is inert from now on."""
@@ -1124,10 +1139,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         event = Resumed(outcome=outcome, downtime=downtime, replayed_messages=replayed,
                         replayed_bytes=replayed_bytes, attempts=attempts,
                         checkpoint=checkpoint)  # fmt: skip
+        link.last_rollback = event if outcome == "checkpoint" else link.last_rollback
         if outcome == "checkpoint" and tell_reader:
             link.rollback = event
+            link.rollbacks += 1
             link.rollback_at = self.messages_in  # raised after what came before the loss
-            self._flags |= _ROLLBACK
+            self._flags |= _ROLLBACK | _ROLLBACK_SEND
             waiter = self._waiting() if not self.inbox else None
             if waiter is not None:  # the reader waits: it learns it now
                 self._flags &= ~_ROLLBACK

@@ -130,10 +130,27 @@ class LinkState:
     the last was lost, who is told (the client's reconnector), what waits for the resume,
     and the server's token state."""
 
-    __slots__ = ("attached", "attempts", "checkpoint", "expiry", "generation", "identity",
-                 "interruptions", "lost_at", "on_checkpoint", "on_lost", "on_over", "reason",
-                 "resumes",
-                 "retained", "rollback", "rollback_at", "token")  # fmt: skip
+    __slots__ = (
+        "attached",
+        "attempts",
+        "checkpoint",
+        "expiry",
+        "generation",
+        "identity",
+        "interruptions",
+        "last_rollback",
+        "lost_at",
+        "on_checkpoint",
+        "on_lost",
+        "on_over",
+        "reason",
+        "resumes",
+        "retained",
+        "rollback",
+        "rollback_at",
+        "rollbacks",
+        "token",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.lost_at = 0.0
@@ -145,6 +162,8 @@ class LinkState:
         self.retained: Signal | None = None  # set when the journal has room again
         self.rollback: Any = None  # a Resumed("checkpoint") not yet raised to the reader
         self.rollback_at = 0  # ... once the reader has read this many messages
+        self.rollbacks = 0  # resumes from a checkpoint so far
+        self.last_rollback: Any = None  # the last of them (a Resumed)
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
         self.on_checkpoint: Callable[[Any], Any] | None = None  # the application's, see
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting

@@ -226,13 +226,16 @@ class Session:
 
         A resumable session keeps the message until the peer confirmed it: while the
         connection is down it is kept for replay and ``send`` returns, until
-        ``Options.retention`` octets wait unconfirmed (then it waits, or fails).
+        ``Options.retention`` octets wait unconfirmed (then it waits, or fails).  After a
+        resume from a checkpoint the next ``send`` raises :class:`CheckpointRestored` once
+        (and sends nothing): what was sent after the checkpoint was dropped.
         """
         conn = self._conn
         if conn.plain:  # (only while the session is open: see Connection.flush)
             # Fast path: GT+DT framed by the connection (see sessionlayer.transport.fastpath).
             conn.write_data(data if type(data) is bytes else bytes(data))
         else:
+            conn.check_rollback()
             await conn.send_general(bytes(data))
         conn.messages_out += 1
         if conn.write_paused:

@@ -1,0 +1,113 @@
+"""Case 2 of docs/recovery.md: the server process is killed (SIGKILL) mid-stream and
+restarted on its SQLite store.  The session resumes from its last checkpoint; both sides
+are told; checked message by message: the server's ledger holds every message exactly
+once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import sessionlayer
+from sessionlayer import CheckpointRestored, Options
+from sessionlayer.recovery import Backoff, Resumed
+
+from .helpers import LIMIT, run
+
+REPO = Path(__file__).resolve().parents[2]
+N = 3000
+EVERY = 200  # a checkpoint every this many messages
+
+
+async def start_server(store: str, ledgers: Path, port: int = 0,
+                       node: str | None = None) -> tuple[asyncio.subprocess.Process, int]:  # fmt: skip
+    argv = [sys.executable, "-m", "tests.recovery.ledger_server", "--store", store,
+            "--dir", str(ledgers), "--port", str(port)]  # fmt: skip
+    if node is not None:
+        argv += ["--node", node]
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{REPO}")
+    proc = await asyncio.create_subprocess_exec(*argv, cwd=REPO, env=env,
+                                                stdout=asyncio.subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), LIMIT)
+    if not line:
+        raise RuntimeError("the server process ended before listening")
+    return proc, int(json.loads(line)["port"])
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await asyncio.wait_for(proc.wait(), LIMIT)
+
+
+def message(i: int) -> bytes:
+    return b"m%06d" % i
+
+
+async def stream(session: sessionlayer.Session, kill_at: int,
+                 kill: object) -> tuple[int, list[CheckpointRestored]]:  # fmt: skip
+    """Send m0..m(N-1) with a checkpoint every EVERY messages; on CheckpointRestored send
+    again from the checkpoint.  ``kill()`` (a coroutine function) runs once at ``kill_at``."""
+    restored: list[CheckpointRestored] = []
+    count = 0
+    killed = False
+    while count < N:
+        try:
+            await session.send(message(count))
+            count += 1
+            if count % EVERY == 0:
+                await session.sync(major=True, user_data=b"%d" % count)
+            if count == kill_at and not killed:
+                killed = True
+                await kill()  # type: ignore[operator]
+        except CheckpointRestored as exc:
+            restored.append(exc)
+            count = int(exc.user_data or b"0")
+    await session.sync(major=True, user_data=b"%d" % count)  # all of it durable
+    return count, restored
+
+
+def test_sigkill_and_restart_resume_from_the_last_checkpoint(tmp_path: Path) -> None:
+    store = f"sqlite:{tmp_path / 'sessions.db'}"
+
+    async def main() -> None:
+        proc, port = await start_server(store, tmp_path)
+        procs = [proc]
+        try:
+            opts = Options(backoff=Backoff(first=0.05, cap=0.2, give_up=30))
+            session = await sessionlayer.connect("127.0.0.1", port, options=opts)
+
+            async def kill() -> None:
+                os.kill(procs[0].pid, signal.SIGKILL)
+                await procs[0].wait()
+                again, _ = await start_server(store, tmp_path, port)
+                procs.append(again)
+
+            async with asyncio.timeout(LIMIT * 3):
+                count, restored = await stream(session, N // 2 + 37, kill)
+            assert count == N
+            assert len(restored) == 1
+            serial = restored[0].serial
+            assert serial is not None and restored[0].user_data is not None
+            assert int(restored[0].user_data) % EVERY == 0  # one of the checkpoints
+            assert int(restored[0].user_data) <= N // 2 + 37
+            events = []
+            while (event := session.next_event_nowait()) is not None:
+                events.append(event)
+            resumed = [e for e in events if isinstance(e, Resumed)]
+            assert [r.outcome for r in resumed] == ["checkpoint"]
+            assert resumed[0].checkpoint is not None and resumed[0].checkpoint.serial == serial
+            ledger = (tmp_path / f"{session.id}.ledger").read_bytes().split(b"\n")[:-1]
+            assert ledger == [message(i) for i in range(N)]  # exactly once, in order
+            await session.release()
+        finally:
+            for p in procs:
+                await stop(p)
+
+    run(main())

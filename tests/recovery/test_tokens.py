@@ -1,0 +1,216 @@
+"""Resume tokens: forged, replayed, expired, unknown and wrong-identity tokens are refused,
+each with its reason, over the wire (RF reason 2, the rejection's code) and as
+ResumeRefused on the client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from tests.faults.proxy import FaultProxy
+
+import sessionlayer
+from sessionlayer import Options
+from sessionlayer.agent import Rejection, Welcome
+from sessionlayer.errors import ResumeRefused
+from sessionlayer.machine import events as ev
+from sessionlayer.recovery import ANONYMOUS, identity_of, issue, parse, verify
+from sessionlayer.stores import MemoryStore, SessionRecord
+
+from .helpers import FAST, LIMIT, cut, next_of, raw_resume, run, token_of
+
+SECRET = b"k" * 32
+SID = "0123456789abcdef" * 2
+
+
+# ---------------------------------------------------------------- the token itself
+
+
+def test_a_token_verifies_for_its_session_generation_and_identity() -> None:
+    token = issue(SECRET, SID, 3, ANONYMOUS)
+    assert parse(token) == (SID, 3)
+    verify(SECRET, token, generation=3, identity=ANONYMOUS, presenter=ANONYMOUS)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda t: t[:-1] + ("0" if t[-1] != "0" else "1"), "token_invalid"),  # forged MAC
+        (lambda t: t.replace(".3.", ".4."), "token_invalid"),  # generation changed
+        (lambda t: t[:40], "token_invalid"),  # cut short
+        (lambda t: "x" * 200, "token_invalid"),
+        (lambda t: "", "token_invalid"),
+    ],
+)
+def test_a_changed_token_is_invalid(change, code) -> None:  # type: ignore[no-untyped-def]
+    token = change(issue(SECRET, SID, 3, ANONYMOUS))
+    with pytest.raises(ResumeRefused) as info:
+        verify(SECRET, token, generation=3, identity=ANONYMOUS, presenter=ANONYMOUS)
+    assert info.value.code == code
+
+
+def test_an_older_generation_is_replayed_and_another_identity_is_refused() -> None:
+    old = issue(SECRET, SID, 2, ANONYMOUS)
+    with pytest.raises(ResumeRefused) as info:
+        verify(SECRET, old, generation=3, identity=ANONYMOUS, presenter=ANONYMOUS)
+    assert info.value.code == "token_replayed"
+    alice = identity_of({"user": "alice", "password": "a"}, None)
+    bob = identity_of({"user": "bob", "password": "b"}, None)
+    token = issue(SECRET, SID, 0, alice)
+    with pytest.raises(ResumeRefused) as info:
+        verify(SECRET, token, generation=0, identity=alice, presenter=bob)
+    assert info.value.code == "wrong_identity"
+    with pytest.raises(ResumeRefused) as info:  # another server's secret
+        verify(b"s" * 32, token, generation=0, identity=alice, presenter=alice)
+    assert info.value.code == "token_invalid"
+
+
+def test_identities_keep_no_secret_in_the_clear() -> None:
+    ident = identity_of({"user": "alice", "password": "hunter2"}, None)
+    assert "hunter2" not in ident and ident.startswith("cred:")
+    assert identity_of(None, b"DER").startswith("cert:")
+    assert identity_of(None, None) == ANONYMOUS
+
+
+# ---------------------------------------------------------------- over the wire
+
+
+async def _echo(session: sessionlayer.Session) -> None:
+    async for data in session:
+        await session.send(data)
+
+
+def _code(answer: tuple[ev.Event, object]) -> str:
+    event, rejection = answer
+    assert isinstance(event, ev.RefuseConfirm), event
+    assert isinstance(rejection, Rejection)
+    assert rejection.code.startswith("resume:")
+    return rejection.code.removeprefix("resume:")
+
+
+def test_forged_replayed_unknown_and_storeless_tokens_are_refused_with_their_reasons() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(_echo, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            first = token_of(client)
+            cut(client)
+            await next_of(client, sessionlayer.recovery.Resumed)
+            assert token_of(client) != first  # rotated on every resume
+            # The old token again: refused, and the live session goes on untouched.
+            assert _code(await raw_resume(server.port, first)) == "token_replayed"
+            forged = token_of(client)[:-1] + ("0" if token_of(client)[-1] != "0" else "1")
+            assert _code(await raw_resume(server.port, forged)) == "token_invalid"
+            assert _code(await raw_resume(server.port, "nonsense")) == "token_invalid"
+            other = issue(b"x" * 32, "f" * 32, 0, ANONYMOUS)  # no such session, no store
+            assert _code(await raw_resume(server.port, other)) == "no_store"
+            assert server.stats.resume_refused == {
+                "token_replayed": 1, "token_invalid": 2, "no_store": 1,
+            }  # fmt: skip
+            await client.send(b"still here")
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"still here"
+            # The right token resumes, once.
+            token = token_of(client)
+            event, welcome = await raw_resume(server.port, token, recv=client.messages_in)
+            assert isinstance(event, ev.ConnectConfirm) and isinstance(welcome, Welcome)
+            assert welcome.resumed == "resumed" and welcome.token != token
+
+    run(main())
+
+
+def test_a_token_presented_by_another_identity_is_refused() -> None:
+    users = {"alice": "a-pass", "bob": "b-pass"}
+
+    async def main() -> None:
+        auth = sessionlayer.check_passwords(users)
+        async with await sessionlayer.serve(_echo, options=FAST, authenticate=auth) as server:
+            client = await sessionlayer.connect(
+                "127.0.0.1", server.port, options=FAST,
+                credentials={"user": "alice", "password": "a-pass"},
+            )  # fmt: skip
+            token = token_of(client)
+            answer = await raw_resume(server.port, token,
+                                      credentials={"user": "bob", "password": "b-pass"})
+            assert _code(answer) == "wrong_identity"
+            # Bad credentials are refused before the token is looked at.
+            event, rejection = await raw_resume(
+                server.port, token, credentials={"user": "alice", "password": "wrong"})
+            assert isinstance(event, ev.RefuseConfirm)
+            # Alice herself resumes.
+            event, _ = await raw_resume(
+                server.port, token, recv=client.messages_in,
+                credentials={"user": "alice", "password": "a-pass"},
+            )  # fmt: skip
+            assert isinstance(event, ev.ConnectConfirm), rejection
+
+    run(main())
+
+
+def test_an_expired_session_is_refused_and_gone_from_the_store() -> None:
+    """A record whose node died while its client was away, past its deadline."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        async with await sessionlayer.serve(_echo, options=FAST, store=store) as server:
+            secret = await store.secret()
+            await store.put(SessionRecord(
+                id=SID, generation=0, identity=ANONYMOUS, chosen={}, created=time.time() - 60,
+                expires_at=time.time() - 1,
+            ))  # fmt: skip
+            token = issue(secret, SID, 0, ANONYMOUS)
+            assert _code(await raw_resume(server.port, token)) == "expired"
+            assert await store.get(SID) is None
+            assert _code(await raw_resume(server.port, token)) == "unknown"
+
+    run(main())
+
+
+def test_a_session_whose_client_does_not_come_back_expires() -> None:
+    async def main() -> None:
+        ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+            except sessionlayer.SessionAborted as exc:
+                ended.set_result(exc)
+
+        store = MemoryStore()
+        opts = Options(resume_timeout=0.2)
+        client_opts = Options(backoff=sessionlayer.recovery.Backoff(first=5.0, give_up=6.0))
+        async with await sessionlayer.serve(handler, options=opts, store=store) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=client_opts)
+            token = token_of(client)
+            sid = client.id
+            async with asyncio.timeout(LIMIT):
+                while await store.get(sid) is None:  # (written after the AC)
+                    await asyncio.sleep(0.01)
+            cut(client)  # its first try comes after 5 s: too late
+            exc = await asyncio.wait_for(ended, LIMIT)
+            assert "did not resume" in str(exc)
+            assert server.stats.expired == 1
+            async with asyncio.timeout(LIMIT):
+                while await store.get(sid) is not None:
+                    await asyncio.sleep(0.01)
+            assert _code(await raw_resume(server.port, token)) == "unknown"
+            assert server.detached == [] and server.sessions == []
+            client.abort()
+
+    run(main())
+
+
+def test_the_client_gives_up_when_no_server_answers() -> None:
+    async def main() -> None:
+        opts = Options(backoff=sessionlayer.recovery.Backoff(first=0, cap=0.05, give_up=0.5))
+        async with await sessionlayer.serve(_echo, options=FAST) as server:
+            async with FaultProxy("127.0.0.1", server.port, seed=1) as proxy:
+                client = await sessionlayer.connect("127.0.0.1", proxy.port, options=opts)
+                proxy.refuse(True)  # every try is reset at once
+                proxy.cut("reset")
+                with pytest.raises(ResumeRefused) as info:
+                    await asyncio.wait_for(client.receive(), LIMIT)
+                assert info.value.code == "gave_up"
+                assert "tries" in str(info.value)
+
+    run(main())
