@@ -97,7 +97,9 @@ def test_forged_replayed_unknown_and_storeless_tokens_are_refused_with_their_rea
             cut(client)
             await next_of(client, sessionlayer.recovery.Resumed)
             assert token_of(client) != first  # rotated on every resume
-            # The old token again: refused, and the live session goes on untouched.
+            await client.send(b"heard")  # the client is heard on its new connection ...
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"heard"
+            # ... so the old token again is refused, and the live session goes on untouched.
             assert _code(await raw_resume(server.port, first)) == "token_replayed"
             forged = token_of(client)[:-1] + ("0" if token_of(client)[-1] != "0" else "1")
             assert _code(await raw_resume(server.port, forged)) == "token_invalid"
@@ -114,6 +116,25 @@ def test_forged_replayed_unknown_and_storeless_tokens_are_refused_with_their_rea
             event, welcome = await raw_resume(server.port, token, recv=client.messages_in)
             assert isinstance(event, ev.ConnectConfirm) and isinstance(welcome, Welcome)
             assert welcome.resumed == "resumed" and welcome.token != token
+
+    run(main())
+
+
+def test_the_token_before_is_good_while_the_client_was_not_heard_since() -> None:
+    """A resume whose accept (with the new token) was lost on the way: the client still
+    has the token before, and tries again with it."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(_echo, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            first = token_of(client)
+            # A resume by first whose answer the client never reads (a raw one) ...
+            event, welcome = await raw_resume(server.port, first)
+            assert isinstance(event, ev.ConnectConfirm)
+            # ... then the real client, with the same token: still good, once.
+            event, welcome = await raw_resume(server.port, first, recv=client.messages_in)
+            assert isinstance(event, ev.ConnectConfirm), welcome
+            client.abort()
 
     run(main())
 

@@ -133,6 +133,7 @@ class LinkState:
     __slots__ = (
         "attached",
         "attempts",
+        "bytes_at_resume",
         "checkpoint",
         "expiry",
         "generation",
@@ -143,6 +144,7 @@ class LinkState:
         "on_checkpoint",
         "on_lost",
         "on_over",
+        "previous_ok",
         "reason",
         "resumes",
         "retained",
@@ -172,6 +174,8 @@ class LinkState:
         self.token: str | None = None  # (client) what resumes the session next
         self.generation = 0  # (server) the current token's generation
         self.identity = ""  # (server) who opened the session
+        self.previous_ok = False  # (server) the token before the current one is good too...
+        self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)
 
     def session_over(self) -> None:
         if self.expiry is not None:

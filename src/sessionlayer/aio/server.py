@@ -400,11 +400,14 @@ class Server:
         if old is not None and not old.closed:
             link = old.link
             assert link is not None
-            verify(self._secret, token, generation=link.generation, identity=link.identity,
-                   presenter=presenter)  # fmt: skip
+            # The token before is still good while the client was not heard on the
+            # connection of its last resume (that accept may never have arrived).
+            previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
+            gen = verify(self._secret, token, generation=link.generation,
+                         identity=link.identity, presenter=presenter, previous=previous)
             if protocol.transport is None or protocol.transport.is_closing():
                 return
-            self._resume_live(old, protocol, hello, event)
+            self._resume_live(old, protocol, hello, event, gen)
             return
         if self.store is None:
             raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
@@ -412,7 +415,7 @@ class Server:
         await self._resume_stored(protocol, event, hello, sid, token, presenter)
 
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
-                     event: ev.ConnectIndication) -> None:  # fmt: skip
+                     event: ev.ConnectIndication, gen: int) -> None:  # fmt: skip
         sid = old.id
         link = old.link
         journal = old.journal
@@ -423,9 +426,11 @@ class Server:
         if link.expiry is not None:
             link.expiry.cancel()
             link.expiry = None
-        link.generation += 1
+        link.generation = gen + 1
+        link.previous_ok = True
         chosen = old.agent.chosen
         old.adopt(protocol)
+        link.bytes_at_resume = old.bytes_in
         cid = event.connection_id
         welcome = Welcome(
             chosen=chosen, session_id=sid, token=issue(self._secret, sid, link.generation,
@@ -445,7 +450,7 @@ class Server:
         old.resumed("resumed", replay)
         if self.store is not None:
             self._track(self._store_call(self.store.advance(
-                sid, link.generation - 1, node=self.node, expires_at=None)))  # fmt: skip
+                sid, gen, node=self.node, expires_at=None)))  # fmt: skip
 
     async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello, sid: str, token: str,
@@ -463,8 +468,10 @@ class Server:
             if record.expires_at is not None and record.expires_at <= time.time():
                 await store.delete(sid)
                 raise ResumeRefused(f"session {sid} expired", "expired")
+            # (The token before is taken too: the accept of the last resume, on the node
+            # that died, may never have arrived.)
             verify(self._secret, token, generation=record.generation, identity=record.identity,
-                   presenter=presenter)  # fmt: skip
+                   presenter=presenter, previous=True)  # fmt: skip
             new = await store.advance(sid, record.generation, node=self.node, expires_at=None)
         except StoreUnavailable as exc:
             raise ResumeRefused(f"the session store did not answer: {exc}",

@@ -3,9 +3,11 @@
 A token is ``<session id>.<generation>.<mac>``: the session's 32 hex digits, the number of
 resumes so far, and the first 16 octets (hex) of HMAC-SHA256 over both and the identity,
 keyed with the server's secret (one per store: every node sharing a store shares it).
-Each resume advances the generation, so each token resumes at most once: an older one is
-*replayed*, one whose MAC does not verify for the session's identity is *invalid*, a valid
-one presented by another identity is *wrong identity*.  MACs are compared in constant time
+Each resume advances the generation, so each token resumes at most once (the one before
+is taken once more only until the client is heard on the connection it resumed, in case
+the accept carrying the new one was lost): an older one is *replayed*, one whose MAC does
+not verify for the session's identity is *invalid*, a valid one presented by another
+identity is *wrong identity*.  MACs are compared in constant time
 (:func:`hmac.compare_digest`).  Sans I/O: the secret and the identities are passed in.
 """
 
@@ -59,9 +61,11 @@ def parse(token: str) -> tuple[str, int]:
 
 
 def verify(secret: bytes, token: str, *, generation: int, identity: str,
-           presenter: str) -> None:  # fmt: skip
+           presenter: str, previous: bool = False) -> int:  # fmt: skip
     """Check ``token`` against the stored ``generation`` and ``identity`` of its session,
-    presented by ``presenter``; raise :class:`ResumeRefused` with the reason if it fails."""
+    presented by ``presenter``; raise :class:`ResumeRefused` with the reason if it fails.
+    With ``previous`` the token of the generation before is good too (the accept that
+    carried the current one may never have arrived).  Returns the token's generation."""
     sid, gen = parse(token)
     mac = token.rsplit(".", 1)[1]
     if not hmac.compare_digest(mac, _mac(secret, sid, gen, identity)):
@@ -69,11 +73,12 @@ def verify(secret: bytes, token: str, *, generation: int, identity: str,
                             "token_invalid")  # fmt: skip
     if not hmac.compare_digest(identity, presenter):
         raise ResumeRefused("the resume token belongs to another identity", "wrong_identity")
-    if gen < generation:
+    if gen < generation and not (previous and gen == generation - 1):
         raise ResumeRefused("the resume token was used before (each resumes once)",
                             "token_replayed")  # fmt: skip
     if gen > generation:
         raise ResumeRefused("the resume token is newer than the session", "token_invalid")
+    return gen
 
 
 _HEX = frozenset("0123456789abcdef")
