@@ -11,12 +11,13 @@ import os
 import signal
 from pathlib import Path
 
+from tests.faults.haproxy import Haproxy
+from tests.redisserver import running_redis
+
 import sessionlayer
 from sessionlayer import Options
 from sessionlayer.recovery import Backoff
 from sessionlayer.stores import RedisStore
-from tests.faults.haproxy import Haproxy
-from tests.redisserver import running_redis
 
 from .helpers import LIMIT, run
 from .test_restart import N, message, start_server, stop, stream
