@@ -46,7 +46,8 @@ async def main() -> None:
     if os.environ.get("LEDGER_LOG"):
         import logging
 
-        logging.basicConfig(level=logging.DEBUG, format=f"%(relativeCreated)d {args.node}: %(message)s")
+        fmt = f"%(relativeCreated)d {args.node}: %(message)s"
+        logging.basicConfig(level=logging.DEBUG, format=fmt)
     store = open_store(args.store)
 
     async def handler(session: sessionlayer.Session) -> None:

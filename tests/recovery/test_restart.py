@@ -24,8 +24,11 @@ N = 3000
 EVERY = 200  # a checkpoint every this many messages
 
 
+Server = tuple[asyncio.subprocess.Process, int]
+
+
 async def start_server(store: str, ledgers: Path, port: int = 0,
-                       node: str | None = None) -> tuple[asyncio.subprocess.Process, int]:  # fmt: skip
+                       node: str | None = None) -> Server:  # fmt: skip
     argv = [sys.executable, "-m", "tests.recovery.ledger_server", "--store", store,
             "--dir", str(ledgers), "--port", str(port)]  # fmt: skip
     if node is not None:
