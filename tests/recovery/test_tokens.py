@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from tests.faults.proxy import FaultProxy
+from tests.redisserver import running_redis
 
 import sessionlayer
 from sessionlayer import Options
@@ -16,7 +18,7 @@ from sessionlayer.agent import Rejection, Welcome
 from sessionlayer.errors import ResumeRefused
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import ANONYMOUS, identity_of, issue, parse, verify
-from sessionlayer.stores import MemoryStore, SessionRecord
+from sessionlayer.stores import MemoryStore, RedisStore, SessionRecord, SQLiteStore
 
 from .helpers import FAST, LIMIT, cut, next_of, raw_resume, run, token_of
 
@@ -233,5 +235,69 @@ def test_the_client_gives_up_when_no_server_answers() -> None:
                     await asyncio.wait_for(client.receive(), LIMIT)
                 assert info.value.code == "gave_up"
                 assert "tries" in str(info.value)
+
+    run(main())
+
+
+def test_expired_sessions_are_swept_from_the_store(tmp_path: Path) -> None:
+    """Records of sessions detached on a node that died are removed by any server's sweep
+    (here SQLite; Redis also ages them out with a TTL of its own)."""
+
+    async def main() -> None:
+        store = SQLiteStore(tmp_path / "sessions.db")
+        await store.put(SessionRecord(
+            id=SID, generation=0, identity=ANONYMOUS, chosen={}, created=time.time(),
+            expires_at=time.time() + 0.1,
+        ))  # fmt: skip
+        opts = Options(resume_timeout=0.2)
+        async with await sessionlayer.serve(_echo, options=opts, store=store):
+            async with asyncio.timeout(LIMIT):
+                while await store.get(SID) is not None:
+                    await asyncio.sleep(0.02)
+        await store.close()
+
+    run(main())
+
+
+def test_a_store_that_is_down_refuses_the_resume_with_its_reason() -> None:
+    with running_redis() as redis:
+
+        async def main() -> None:
+            store = RedisStore(redis.url, timeout=0.5)
+            async with await sessionlayer.serve(_echo, options=FAST, store=store) as server:
+                token = issue(await store.secret(), SID, 0, ANONYMOUS)
+                redis.kill()
+                answer = await asyncio.wait_for(raw_resume(server.port, token), LIMIT)
+                assert _code(answer) == "store_unavailable"
+
+        run(main())
+
+
+def test_a_detached_session_can_be_listed_and_dropped() -> None:
+    async def main() -> None:
+        ended = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+            finally:
+                ended.set()
+
+        slow = Options(backoff=sessionlayer.recovery.Backoff(first=5.0, give_up=6.0))
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=slow)
+            cut(client)
+            async with asyncio.timeout(LIMIT):
+                while not server.detached:
+                    await asyncio.sleep(0.01)
+            [info] = server.detached
+            assert info.id == client.id and info.state == "detached"
+            assert [s.state for s in server.sessions] == ["detached"]
+            assert server.drop(client.id)
+            await asyncio.wait_for(ended.wait(), LIMIT)
+            assert not server.drop(client.id)
+            assert server.sessions == []
+            client.abort()
 
     run(main())

@@ -137,6 +137,7 @@ class Server:
         self._endpoint.on_link_lost = self._link_lost
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
+            self._track(self._sweep())
         self._rejecting = Endpoint(self.options)
         self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
 
@@ -330,6 +331,18 @@ class Server:
         """A checkpoint of a resumable session: in the store before it is confirmed."""
         if self.store is not None and protocol.id in self._links:
             await self._store_call(self.store.update(protocol.id, checkpoint=checkpoint))
+
+    async def _sweep(self) -> None:
+        """Remove from the store the sessions whose client did not come back in time,
+        whichever node held them (a node that died cannot expire its own)."""
+        assert self.store is not None
+        interval = min(max(self.options.resume_timeout / 4, 0.05), 30.0)
+        while True:
+            await asyncio.sleep(interval)  # (the sweep's period)
+            expired = await self._store_call(self.store.expire(time.time()))
+            if expired:
+                log.info("session store %s: %d expired sessions removed",
+                         self.store.name, len(expired))  # fmt: skip
 
     def _link_lost(self, protocol: Connection) -> None:
         """A resumable session lost its connection: it waits ``resume_timeout`` for its
