@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Awaitable
 from typing import Any
 
@@ -68,11 +69,14 @@ def messages(n: int, seed: int, tag: bytes) -> list[bytes]:
 
 async def raw_resume(port: int, token: str, *, recv: int = 0,
                      credentials: dict[str, str] | None = None,
+                     tls: ssl.SSLContext | None = None,
                      ) -> tuple[ev.Event, Rejection | Welcome | None]:  # fmt: skip
-    """Present ``token`` in a CN over a fresh TCP connection: (the confirm, its decoded
-    rejection or welcome)."""
+    """Present ``token`` in a CN over a fresh TCP (or TLS) connection: (the confirm, its
+    decoded rejection or welcome)."""
     agent = SessionAgent("initiator", RESUMABLE_CONFIG, Options())
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
+    )
     loop = asyncio.get_running_loop()
     try:
         agent.connection_made(loop.time())

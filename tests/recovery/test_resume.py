@@ -243,3 +243,63 @@ def test_the_peers_acknowledgement_points_never_reach_the_application() -> None:
             await client.release()
 
     run(main())
+
+
+def test_retention_blocks_the_sender_until_the_peer_confirms() -> None:
+    """The server's application does not read: its buffer fills, its reading pauses, no
+    acknowledgement comes back; the client's journal reaches the retention limit and
+    send() waits until the server reads again."""
+
+    async def main() -> None:
+        go = asyncio.Event()
+        got = 0
+
+        async def handler(session: sessionlayer.Session) -> None:
+            nonlocal got
+            await go.wait()
+            async for _ in session:
+                got += 1
+
+        server_opts = dataclasses.replace(FAST, max_buffered_bytes=64 * 1024)
+        opts = dataclasses.replace(FAST, retention=256 * 1024, ack_bytes=16 * 1024,
+                                   write_buffer_high=16 * 1024)  # fmt: skip
+        async with await sessionlayer.serve(handler, options=server_opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            journal = client._conn.journal
+            assert journal is not None
+            sender = asyncio.create_task(_send_many(client, 400, 4096))
+            async with asyncio.timeout(LIMIT):
+                while not journal.full:
+                    await asyncio.sleep(0.01)
+            assert not sender.done()
+            assert journal.size <= opts.retention + 4096 + 64  # one message past, at most
+            go.set()
+            await asyncio.wait_for(sender, LIMIT)
+            await client.sync()  # everything before it has arrived
+            assert got == 400
+            await client.release()
+
+    run(main())
+
+
+async def _send_many(session: sessionlayer.Session, n: int, size: int) -> None:
+    for i in range(n):
+        await session.send(b"%05d" % i + bytes(size - 5))
+
+
+def test_retention_overflow_can_end_the_session_instead() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            await session.wait_closed()  # never reads
+
+        server_opts = dataclasses.replace(FAST, max_buffered_bytes=64 * 1024)
+        opts = dataclasses.replace(FAST, retention=128 * 1024, retention_overflow="fail",
+                                   write_buffer_high=16 * 1024)  # fmt: skip
+        async with await sessionlayer.serve(handler, options=server_opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            with pytest.raises(SessionAborted) as info:
+                await asyncio.wait_for(_send_many(client, 10_000, 4096), LIMIT)
+            assert "retention" in str(info.value)
+            assert client.state == "aborted"
+
+    run(main())

@@ -5,10 +5,12 @@ ResumeRefused on the client."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from pathlib import Path
 
 import pytest
+import trustme
 from tests.faults.proxy import FaultProxy
 from tests.redisserver import running_redis
 
@@ -298,6 +300,41 @@ def test_a_detached_session_can_be_listed_and_dropped() -> None:
             await asyncio.wait_for(ended.wait(), LIMIT)
             assert not server.drop(client.id)
             assert server.sessions == []
+            client.abort()
+
+    run(main())
+
+
+def test_under_mutual_tls_the_token_is_bound_to_the_client_certificate() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    contexts = {}
+    for name in ("alice.example", "bob.example"):
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        ca.issue_cert(name).configure_cert(ctx)
+        contexts[name] = ctx
+
+    async def main() -> None:
+        async with await sessionlayer.serve(_echo, tls=server_ctx, options=FAST) as server:
+            client = await sessionlayer.connect(
+                "127.0.0.1", server.port, tls=contexts["alice.example"],
+                server_hostname="localhost", options=FAST,
+            )  # fmt: skip
+            await client.send(b"one")
+            assert await client.receive() == b"one"
+            cut(client)  # resumed over a new TLS connection, same certificate
+            await next_of(client, sessionlayer.recovery.Resumed)
+            await client.send(b"two")
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"two"
+            answer = await raw_resume(server.port, token_of(client), tls=contexts["bob.example"])
+            assert _code(answer) == "wrong_identity"
+            event, _ = await raw_resume(server.port, token_of(client), recv=client.messages_in,
+                                        tls=contexts["alice.example"])  # fmt: skip
+            assert isinstance(event, ev.ConnectConfirm)
             client.abort()
 
     run(main())
