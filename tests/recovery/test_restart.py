@@ -13,11 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 import sessionlayer
 from sessionlayer import CheckpointRestored, Options
-from sessionlayer.recovery import Backoff, Resumed
+from sessionlayer.recovery import Backoff, Checkpoint, Resumed
+from sessionlayer.stores import MemoryStore
 
-from .helpers import LIMIT, run
+from .helpers import FAST, LIMIT, run
 
 REPO = Path(__file__).resolve().parents[2]
 N = 3000
@@ -112,5 +115,48 @@ def test_sigkill_and_restart_resume_from_the_last_checkpoint(tmp_path: Path) -> 
         finally:
             for p in procs:
                 await stop(p)
+
+    run(main())
+
+
+def test_a_server_stopping_gracefully_hands_its_sessions_to_another_node() -> None:
+    """Two servers in one process share a store; the one holding the session stops with
+    close(detach=True): no AB, the record stays; the client's next address resumes it
+    from its checkpoint, and a new handler there sees session.restored."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        restored: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            if session.restored is not None and not restored.done():
+                restored.set_result(session.restored)
+            async for data in session:
+                await session.send(data)
+
+        a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
+        b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
+        async with a, b:
+            opts = Options(backoff=Backoff(first=0, cap=0.05, give_up=10))
+            client = await sessionlayer.connect("127.0.0.1", a.port, options=opts,
+                                                addresses=[("127.0.0.1", b.port)])  # fmt: skip
+            await client.send(b"one")
+            assert await client.receive() == b"one"
+            serial = await client.sync(major=True, user_data=b"after one")
+            await client.send(b"two")
+            assert await client.receive() == b"two"
+            a.close(detach=True)
+            with pytest.raises(CheckpointRestored) as info:
+                await asyncio.wait_for(client.receive(), LIMIT)
+            assert (info.value.serial, info.value.user_data) == (serial, b"after one")
+            checkpoint = await asyncio.wait_for(restored, LIMIT)
+            assert checkpoint == Checkpoint(serial, b"after one")
+            record = await store.get(client.id)
+            assert record is not None and record.node == "b" and record.expires_at is None
+            with pytest.raises(CheckpointRestored):
+                await client.send(b"three")  # the sender is told too, once
+            await client.send(b"three")
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"three"
+            await client.release()
 
     run(main())

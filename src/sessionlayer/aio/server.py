@@ -106,6 +106,9 @@ class Server:
         self._pending = 0
         self.stats = ServerStats()
         self._handlers: dict[asyncio.Task[None], Session] = {}
+        self._detaching = False  # close(detach=True): sessions stay in the store
+        self._writes: set[asyncio.Future[Any]] = set()  # store writes in flight
+        self._chains: dict[str, asyncio.Future[Any]] = {}  # each session's last write
         # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
         # Recovery (docs/recovery.md).
@@ -151,11 +154,18 @@ class Server:
         """A snapshot of every live session."""
         return [s.info() for s in self._live.values()]
 
-    def close(self) -> None:
-        """Stop listening and abort every session."""
+    def close(self, *, detach: bool = False) -> None:
+        """Stop listening and end every session: with an abort (AB), or with ``detach``
+        (a graceful stop of a server with a store) resumable sessions lose their
+        connection without one and stay in the store, so that their clients resume them
+        from their last checkpoint on this server restarted, or on another node."""
         if self._server is not None:
             self._server.close()
-        for session in list(self._live.values()):
+        self._detaching = detach and self.store is not None
+        for sid, session in list(self._live.items()):
+            link = self._links.get(sid)
+            if self._detaching and link is not None:
+                link.drop_link("the server is stopping")
             session.abort()
         for task in [*self._tasks, *self._handlers]:
             task.cancel()
@@ -163,8 +173,9 @@ class Server:
     async def wait_closed(self) -> None:
         if self._server is not None:
             await self._server.wait_closed()
-        while self._tasks or self._handlers:
-            await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
+        while self._tasks or self._handlers or self._writes:
+            await asyncio.gather(*self._tasks, *self._handlers, *self._writes,
+                                 return_exceptions=True)  # fmt: skip
 
     async def __aenter__(self) -> Server:
         return self
@@ -307,10 +318,10 @@ class Server:
         self._links[sid] = protocol
         if self.store is not None:
             protocol.defer_checkpoints(None)  # a checkpoint is in the store before its MAA
-            self._track(self._store_put(session, protocol, generation, identity))
+            self._record_new(session, protocol, generation, identity)
 
-    async def _store_put(self, session: Session, protocol: Connection, generation: int,
-                         identity: str) -> None:  # fmt: skip
+    def _record_new(self, session: Session, protocol: Connection, generation: int,
+                    identity: str) -> None:  # fmt: skip
         from ..stores import SessionRecord
 
         record = SessionRecord(
@@ -318,11 +329,34 @@ class Server:
             chosen=dict(protocol.agent.chosen), created=time.time(), expires_at=None,
             checkpoint=session.restored, node=self.node, peer=_peer_text(protocol.peer),
         )  # fmt: skip
-        await self._store_call(self.store.put(record))
+        self._store_write("put", record)
 
-    async def _store_call(self, call: Awaitable[Any]) -> Any:
+    def _store_write(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """A store write in the background, after the session's earlier ones (a session's
+        writes keep their order); not cancelled by close() (the store stays consistent),
+        awaited by wait_closed()."""
+        sid = args[0].id if method == "put" else args[0]
+        before = self._chains.get(sid)
+        task = asyncio.ensure_future(self._chained(before, method, *args, **kwargs))
+        self._chains[sid] = task
+        self._writes.add(task)
+        task.add_done_callback(lambda done: self._write_done(sid, done))
+        return task
+
+    async def _chained(self, before: asyncio.Future[Any] | None, method: str, *args: Any,
+                       **kwargs: Any) -> Any:  # fmt: skip
+        if before is not None and not before.done():
+            await asyncio.wait([before])
+        return await self._store_call(method, *args, **kwargs)
+
+    def _write_done(self, sid: str, task: asyncio.Future[Any]) -> None:
+        self._writes.discard(task)
+        if self._chains.get(sid) is task:
+            del self._chains[sid]
+
+    async def _store_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await call
+            return await getattr(self.store, method)(*args, **kwargs)
         except SessionLayerError as exc:  # StoreUnavailable: logged, the session goes on
             log.warning("session store %s: %s", getattr(self.store, "name", "?"), exc)
             return None
@@ -330,7 +364,7 @@ class Server:
     async def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
         """A checkpoint of a resumable session: in the store before it is confirmed."""
         if self.store is not None and protocol.id in self._links:
-            await self._store_call(self.store.update(protocol.id, checkpoint=checkpoint))
+            await self._store_write("update", protocol.id, checkpoint=checkpoint)
 
     async def _sweep(self) -> None:
         """Remove from the store the sessions whose client did not come back in time,
@@ -339,7 +373,7 @@ class Server:
         interval = min(max(self.options.resume_timeout / 4, 0.05), 30.0)
         while True:
             await asyncio.sleep(interval)  # (the sweep's period)
-            expired = await self._store_call(self.store.expire(time.time()))
+            expired = await self._store_call("expire", time.time())
             if expired:
                 log.info("session store %s: %d expired sessions removed",
                          self.store.name, len(expired))  # fmt: skip
@@ -364,7 +398,7 @@ class Server:
             self._expire(oldest, None)
         if self.store is not None:
             expires = time.time() + timeout
-            self._track(self._store_call(self.store.update(sid, expires_at=expires)))
+            self._store_write("update", sid, expires_at=expires)
 
     def _expire(self, protocol: Connection, timeout: float | None) -> None:
         self._detached.pop(protocol.id, None)
@@ -462,8 +496,7 @@ class Server:
         self.stats.resumed["resumed"] += 1
         old.resumed("resumed", replay)
         if self.store is not None:
-            self._track(self._store_call(self.store.advance(
-                sid, gen, node=self.node, expires_at=None)))  # fmt: skip
+            self._store_write("advance", sid, gen, node=self.node, expires_at=None)
 
     async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello, sid: str, token: str,
@@ -601,8 +634,11 @@ class Server:
             self._live.pop(sid, None)
             if self._links.pop(sid, None) is not None:
                 self._detached.pop(sid, None)
-                if self.store is not None:
-                    self._track(self._store_call(self.store.delete(sid)))
+                if self.store is not None and self._detaching:  # resumed elsewhere, later
+                    expires = time.time() + self.options.resume_timeout
+                    self._store_write("update", sid, expires_at=expires)
+                elif self.store is not None:
+                    self._store_write("delete", sid)
         session.abort()
         self.stats.session_ended(session.info())
 
