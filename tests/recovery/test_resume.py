@@ -303,3 +303,56 @@ def test_retention_overflow_can_end_the_session_instead() -> None:
             assert client.state == "aborted"
 
     run(main())
+
+
+def test_an_activity_in_progress_is_resumed_on_the_new_connection() -> None:
+    """With activity management data flows only inside an activity: after a cut the client
+    resumes it first (S-ACTIVITY-RESUME, linking information), then both sides replay."""
+    from sessionlayer import FunctionalUnit as FU
+    from sessionlayer import SessionConfig
+    from sessionlayer.machine import events as ev
+
+    units = FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
+    config = SessionConfig(functional_units=units)
+
+    async def main() -> None:
+        got: list[bytes] = []
+        seen: list[object] = []
+        done = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async def watch() -> None:
+                async for event in session.events():
+                    seen.append(event)
+            watcher = asyncio.create_task(watch())
+            async for data in session:
+                got.append(data)
+                await session.send(data)
+                if len(got) == 200:
+                    done.set()
+            watcher.cancel()
+
+        async with await sessionlayer.serve(handler, config=config, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, config=config,
+                                                options=FAST)  # fmt: skip
+            assert client.resumable
+            back: list[bytes] = []
+            async with client.activity(b"file-1", user_data=b"name=a.bin"):
+                for i in range(200):
+                    await client.send(b"%d" % i)
+                    if i in (50, 120, 180):
+                        cut(client)
+                    if i % 40 == 0:
+                        await client.sync(major=True, user_data=b"%d" % i)
+                await asyncio.wait_for(done.wait(), LIMIT)
+                async with asyncio.timeout(LIMIT):
+                    while len(back) < 200:
+                        back.append(await client.receive())
+            assert got == [b"%d" % i for i in range(200)]
+            assert back == got
+            assert client.resumes >= 3
+            assert not any(isinstance(e, ev.ActivityResumeIndication) for e in seen)
+            assert any(isinstance(e, ev.ActivityEndIndication) for e in seen)
+            await client.release()
+
+    run(main())

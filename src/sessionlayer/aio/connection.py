@@ -74,6 +74,10 @@ _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout
 _PAUSED_CHECK = 1.0
 #: The confirmed major sync points (either way): a resumable session's checkpoints.
 _CHECKPOINTS = (ev.MajorSyncIndication, ev.MajorSyncConfirm)
+#: The events after which no activity is in progress.
+_ACTIVITY_ENDS = (ev.ActivityEndIndication, ev.ActivityEndConfirm, ev.ActivityDiscardIndication,
+                  ev.ActivityDiscardConfirm, ev.ActivityInterruptIndication,
+                  ev.ActivityInterruptConfirm)  # fmt: skip
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 
@@ -465,7 +469,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     "aborted")  # fmt: skip
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
             self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
+        elif isinstance(event, ev.ActivityResumeIndication) and self._awaiting_resume():
+            link = self._link()
+            link.awaiting_resume = False  # the activity goes on: so does the replay
+            link.activity = None
+            self._pump_replay()
         else:
+            if isinstance(event, _ACTIVITY_ENDS) and self.journal is not None:
+                self._link().activity = None
             if isinstance(event, _CHECKPOINTS):
                 checkpoint = Checkpoint(int(event.serial), event.user_data)
                 if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
@@ -476,6 +487,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                         _spawn(self._ep.loop, self._ep.on_checkpoint(self, checkpoint))
             if not self._resolve(event):
                 self._put_event(event)
+
+    def _awaiting_resume(self) -> bool:
+        x = self._x
+        return x is not None and x.link is not None and x.link.awaiting_resume
 
     async def _confirm_checkpoint(self, checkpoint: Checkpoint) -> None:
         """The peer set a checkpoint (MAP): make it durable (the application's
@@ -1007,6 +1022,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self._x is not None:
             self._x.replay = None  # (still in the journal: the next resume replays it)
         link = self._link()
+        machine = self.agent.machine
+        if machine.activity_in_progress and link.activity is None:
+            # The next connection resumes it (S-ACTIVITY-RESUME) before anything is replayed.
+            link.activity = (machine.activity_id or b"", max(machine.vms - 1, 0))
         link.lost_at = self._ep.loop.time()
         link.reason = reason
         link.interruptions += 1
@@ -1117,9 +1136,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return transport
 
     def resumed(self, outcome: str, replay: list[bytes], attempts: int = 1,
-                checkpoint: Checkpoint | None = None,
-                tell_reader: bool = True) -> None:  # fmt: skip
-        """(Recovery) The session is back on the current transport connection."""
+                checkpoint: Checkpoint | None = None, tell_reader: bool = True,
+                hold: bool = False) -> None:  # fmt: skip
+        """(Recovery) The session is back on the current transport connection.  With
+        ``hold`` (an activity was in progress) nothing is replayed or sent until the peer's
+        S-ACTIVITY-RESUME has come."""
         self._flags &= ~_DETACHED
         link = self._link()
         link.resumes += 1
@@ -1128,8 +1149,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         replayed = len(replay)
         replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
         self.agent.journal = journal
-        if replay:
+        if replay or hold:
             self._more().replay = collections.deque(replay)
+        link.awaiting_resume = hold
         self.start_liveness()
         if self._buffered >= self._ep.options.max_buffered_bytes:
             self._pause(_BUFFERED)
@@ -1167,6 +1189,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         replay = x.replay if x is not None else None
         if replay is None or self._flags & (_DETACHED | _CLOSED):
             return
+        if x is not None and x.link is not None and x.link.awaiting_resume:
+            return  # (the peer's S-ACTIVITY-RESUME first)
         agent = self.agent
         journal = self.journal
         assert journal is not None

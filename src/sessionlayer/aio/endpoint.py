@@ -131,8 +131,10 @@ class LinkState:
     and the server's token state."""
 
     __slots__ = (
+        "activity",
         "attached",
         "attempts",
+        "awaiting_resume",
         "bytes_at_resume",
         "checkpoint",
         "expiry",
@@ -174,6 +176,11 @@ class LinkState:
         self.token: str | None = None  # (client) what resumes the session next
         self.generation = 0  # (server) the current token's generation
         self.identity = ""  # (server) who opened the session
+        #: (activity id, serial) of the activity in progress when the connection was lost:
+        #: the client resumes it first on the next one (S-ACTIVITY-RESUME), and the server
+        #: holds its replay back until then (``awaiting_resume``).
+        self.activity: tuple[bytes, int] | None = None
+        self.awaiting_resume = False
         self.previous_ok = False  # (server) the token before the current one is good too...
         self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)
 

@@ -147,6 +147,11 @@ class Reconnector:
             replay = agent.replay(welcome.recv or 0)
         except RemoteError as exc:
             raise ResumeRefused(f"cannot resume: {exc}") from None
+        if link.activity is not None:  # it goes on, here: before anything is replayed
+            activity_id, serial = link.activity
+            link.activity = None
+            agent.machine.activity_resume(activity_id, activity_id, serial,
+                                          old_connection_id=self.connection_id)  # fmt: skip
         conn.resumed("resumed", replay, attempt)
 
     def close(self) -> None:

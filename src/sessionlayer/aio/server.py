@@ -494,7 +494,8 @@ class Server:
             old.flush()
             return
         self.stats.resumed["resumed"] += 1
-        old.resumed("resumed", replay)
+        # An activity in progress is resumed by the client first (S-ACTIVITY-RESUME).
+        old.resumed("resumed", replay, hold=link.activity is not None)
         if self.store is not None:
             self._store_write("advance", sid, gen, node=self.node, expires_at=None)
 
