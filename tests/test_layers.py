@@ -23,6 +23,8 @@ ALLOWED: dict[str, set[str]] = {
     "aio": {"spdu", "transport", "machine", "agent", "recovery", "stores", "metrics"},
     "recovery": {"spdu", "machine"},
     "stores": {"spdu", "machine", "recovery"},  # beside the binding: does I/O
+    # The relay: its bridge over two agents (sans-I/O), its asyncio binding and pcap writing.
+    "relay": {"spdu", "transport", "machine", "agent", "recovery", "capture"},
 }
 
 

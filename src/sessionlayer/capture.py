@@ -4,8 +4,10 @@
 bytes in sequence order with retransmitted data removed, and where each
 segment started (frame number, time).  :func:`write_pcap` does the reverse
 for one made-up connection, so bytes from our encoders can be shown to
-Wireshark/tshark.  dpkt does the file formats; any problem with a file is
-raised as :class:`~sessionlayer.errors.DecodeError`.
+Wireshark/tshark; :class:`PcapWriter` writes live TCP connections as they
+happen (the relay's ``--pcap``: one stream per connection, IPv4 and IPv6).
+dpkt does the file formats; any problem with a file is raised as
+:class:`~sessionlayer.errors.DecodeError`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from sessionlayer.errors import DecodeError
 __all__ = [
     "Direction",
     "Endpoint",
+    "PcapStream",
+    "PcapWriter",
     "Segment",
     "Stream",
     "read_tcp_streams",
@@ -279,6 +283,18 @@ def _frame(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int, payload
     tcp = dpkt.tcp.TCP(
         sport=src[1], dport=dst[1], seq=seq, ack=ack, flags=flags, win=65535, data=payload
     )
+    if ipaddress.ip_address(src[0]).version == 6:
+        ip6 = dpkt.ip6.IP6(
+            src=ipaddress.IPv6Address(src[0]).packed,
+            dst=ipaddress.IPv6Address(dst[0]).packed,
+            nxt=dpkt.ip.IP_PROTO_TCP,
+            hlim=64,
+            plen=len(tcp),
+            data=tcp,
+        )
+        return dpkt.ethernet.Ethernet(
+            src=b"\x00" * 6, dst=b"\x00" * 6, type=dpkt.ethernet.ETH_TYPE_IP6, data=ip6
+        )
     ip = dpkt.ip.IP(
         src=ipaddress.IPv4Address(src[0]).packed,
         dst=ipaddress.IPv4Address(dst[0]).packed,
@@ -290,3 +306,105 @@ def _frame(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int, payload
     return dpkt.ethernet.Ethernet(
         src=b"\x00" * 6, dst=b"\x00" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=ip
     )
+
+
+# ------------------------------------------------------------------ live writing
+
+
+class PcapWriter:
+    """A classic pcap file written as TCP connections happen (``sessionlayer relay --pcap``).
+
+    :meth:`open_stream` writes a connection's three-way handshake and returns a
+    :class:`PcapStream`; its ``write`` adds segments (split at *mss*), its ``close`` the
+    FINs.  Connections interleave in the file in the order things happen; sequence and
+    acknowledgement numbers, lengths and checksums are valid, so Wireshark and tshark
+    follow each connection as a TCP stream.  Endpoints are IPv4 or IPv6 (a stream's two
+    ends must be the same family).  Each packet is written through at once (the file's
+    own buffer holds at most a few packets), so memory use does not grow with the file;
+    ``timestamp`` is the caller's wall clock (``time.time()``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, mss: int = 65483,
+                 snaplen: int = 262144) -> None:  # fmt: skip
+        self.path = os.fspath(path)
+        self.mss = mss
+        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self._writer = dpkt.pcap.Writer(self._file, snaplen=snaplen,
+                                        linktype=dpkt.pcap.DLT_EN10MB)  # fmt: skip
+        self._streams = 0
+        self.packets = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def open_stream(self, client: Endpoint, server: Endpoint, timestamp: float) -> PcapStream:
+        """A new TCP connection from *client* to *server* (SYN, SYN-ACK, ACK written now)."""
+        self._streams += 1
+        stream = PcapStream(self, client, server, isn=(self._streams * 7919 << 12) % _SEQ_MOD)
+        stream.handshake(timestamp)
+        return stream
+
+    def packet(self, frame: Any, timestamp: float) -> None:
+        if self._file is None:
+            return
+        self._writer.writepkt(bytes(frame), ts=timestamp)
+        self._file.flush()
+        self.packets += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PcapStream:
+    """One TCP connection in a :class:`PcapWriter`: "C->S" is from its client."""
+
+    def __init__(self, writer: PcapWriter, client: Endpoint, server: Endpoint,
+                 isn: int) -> None:  # fmt: skip
+        self.writer = writer
+        self.client, self.server = client, server
+        self.seq = {"C->S": isn, "S->C": (isn + 0x10000000) % _SEQ_MOD}
+        self.finished = False
+
+    def _emit(self, direction: Direction, flags: int, payload: bytes, timestamp: float) -> None:
+        src, dst = (self.client, self.server) if direction == "C->S" else (
+            self.server, self.client
+        )  # fmt: skip
+        reply: Direction = "S->C" if direction == "C->S" else "C->S"
+        ack = self.seq[reply] if flags & _TCP_ACK else 0
+        frame = _frame(src, dst, self.seq[direction], ack, flags, payload)
+        self.seq[direction] = (
+            self.seq[direction] + len(payload) + bool(flags & (_TCP_SYN | _TCP_FIN))
+        ) % _SEQ_MOD
+        self.writer.packet(frame, timestamp)
+
+    def handshake(self, timestamp: float) -> None:
+        self._emit("C->S", _TCP_SYN, b"", timestamp)
+        self._emit("S->C", _TCP_SYN | _TCP_ACK, b"", timestamp)
+        self._emit("C->S", _TCP_ACK, b"", timestamp)
+
+    def write(self, direction: Direction, payload: bytes, timestamp: float) -> None:
+        """Octets sent one way, as one or more segments."""
+        if self.finished or not payload:
+            return
+        mss = self.writer.mss
+        for start in range(0, len(payload), mss):
+            self._emit(direction, _TCP_PSH | _TCP_ACK, bytes(payload[start : start + mss]),
+                       timestamp)  # fmt: skip
+
+    def close(self, timestamp: float) -> None:
+        """The connection ended (FIN both ways, the last ACK)."""
+        if self.finished:
+            return
+        self.finished = True
+        self._emit("C->S", _TCP_FIN | _TCP_ACK, b"", timestamp)
+        self._emit("S->C", _TCP_FIN | _TCP_ACK, b"", timestamp)
+        self._emit("C->S", _TCP_ACK, b"", timestamp)

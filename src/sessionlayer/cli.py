@@ -17,6 +17,8 @@ from typing import Any, TextIO
 from . import __version__
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
+from .relay.command import RelayUsageError
+from .relay.command import add_parser as add_relay_parser
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
 
 __all__ = ["main"]
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a server and a client on loopback and show every SPDU they exchange",
     )
+    add_relay_parser(sub)
     return parser
 
 
@@ -169,11 +172,15 @@ def main(
             from .demo import run_demo
 
             return run_demo(out)
+        if ns.command == "relay":
+            from .relay.command import run as run_relay
+
+            return run_relay(ns, out, err)
         parser.print_help(out)
         return EXIT_OK
     except BrokenPipeError:
         return EXIT_OK
-    except (UsageError, SessionLayerError, OSError, TimeoutError) as exc:
+    except (UsageError, RelayUsageError, SessionLayerError, OSError, TimeoutError) as exc:
         err.write(f"sessionlayer: {exc}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

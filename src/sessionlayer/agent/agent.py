@@ -94,10 +94,11 @@ _ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm)
 class _Rare:
     """What only some agents need, made on first use (an idle server session has none)."""
 
-    __slots__ = ("asked", "last_sync", "on_capability_data", "on_release", "owed",
-                 "session_id", "warnings")  # fmt: skip
+    __slots__ = ("asked", "auto_answer", "last_sync", "on_capability_data", "on_release",
+                 "owed", "session_id", "warnings")  # fmt: skip
 
     def __init__(self) -> None:
+        self.auto_answer = True
         self.asked = _NO_TOKENS
         self.owed = _NO_TOKENS
         self.warnings: list[str] | None = None
@@ -242,6 +243,12 @@ class SessionAgent:
         _Rarely(None)
     )
     """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
+    auto_answer: _Rarely[bool] = _Rarely(True)
+    """False: the agent answers nothing on its own.  Sync points, activity ends, interrupts
+    and discards, resyncs, capability data, releases and requests for tokens are left to the
+    agent's user, who answers them through the machine (a relay answers each with the other
+    leg's response).  Keepalive probes, the handshake, TIM and the other deadlines are kept
+    as before.  Set it before the first SPDU arrives."""
 
     # ------------------------------------------------------------ outputs
 
@@ -434,10 +441,17 @@ class SessionAgent:
     def accept(self, *, chosen: dict[str, str], session_id: str,
                user_data: bytes | None = None,
                connection_id: ConnectionId | None = None,
-               welcome: Welcome | None = None) -> None:  # fmt: skip
+               welcome: Welcome | None = None,
+               config: SessionConfig | None = None) -> None:  # fmt: skip
         """(Responder) S-CONNECT response, positive: a welcome to a sessionlayer initiator
         (the ``chosen`` parameters, the ``session_id``; or ``welcome`` as given), else
-        ``user_data``."""
+        ``user_data``.
+
+        ``config`` replaces the machine's configuration for this answer (functional units,
+        versions, initial serial numbers, responding selector, called-choice tokens): a relay
+        answers with what its other leg agreed."""
+        if config is not None:
+            self.machine.config = config
         hello = self.hello
         if hello is not None:
             if welcome is None:
@@ -570,6 +584,10 @@ class SessionAgent:
             answers = _ANSWERED[kind] = isinstance(event, _ANSWERED_KINDS)
         if not answers:
             return  # (most events: connect, data; no isinstance chain for them)
+        if not self.auto_answer:
+            if isinstance(event, ev.ReleaseConfirm):
+                self.released = event.accepted
+            return  # the agent's user answers (a relay: with the other leg's response)
         machine = self.machine
         if isinstance(event, ev.ReleaseIndication):
             self._release(event)

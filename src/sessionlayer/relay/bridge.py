@@ -1,0 +1,732 @@
+"""``Bridge``: one relayed session, sans I/O -- what an indication on one leg becomes on the
+other.
+
+The relay terminates the session on both legs with sessionlayer's own protocol machine: a
+responder :class:`~sessionlayer.agent.SessionAgent` toward the client, an initiator toward
+the upstream, both with ``auto_answer`` off.  Every SPDU is checked by its leg's state
+table; only the machine's indications and confirms cross to the other leg, where they
+become the matching request or response (X.215 service by service):
+
+==========================  ==========================================================
+on one leg                  on the other
+==========================  ==========================================================
+CN (S-CONNECT ind)          the rules and limits, then the upstream's CN with the same
+                            parameters and user data; its AC or RF goes back to the
+                            client with the same parameters (units, version, serial
+                            numbers, tokens, selector) and user data
+DT, TD, EX                  the same service; a TSDU is reassembled and segmented
+                            again to each leg's TSDU and TPDU sizes
+GT, PT, GTC                 give / please / give control
+MIP, MAP, RS, AS, AR, AI,   the same request; the other leg's confirm becomes the
+AD, AE, CD, ED              response (MIA, MAA, RA, AIA, ADA, AEA, CDA)
+FN                          FN; the other leg's DN or NF answers it (a release
+                            collision is answered at once with DN, as X.225 7.8)
+AB (user)                   AB with the same user data
+AB (provider), lost TCP,    AB on the other leg: the peer's own reason when it sent one,
+a protocol error, a limit   0x09 (no reason) when the fault was not the other peer's
+==========================  ==========================================================
+
+A malformed or out-of-state SPDU never reaches the other leg: its machine answers it with
+AB (0x05 with a reflect parameter) and reports only a provider abort, which aborts the
+other leg with 0x09.  A request the other leg's machine refuses (the legs crossed, e.g. a
+resync collision) aborts both legs with 0x09; so do the idle and release timeouts.
+
+Bytes and the time go in (:meth:`receive`, :meth:`lost`, :meth:`handle_timer`, and
+:meth:`upstream_connected` / :meth:`upstream_failed` for the binding's connect); bytes per
+leg (:meth:`data_to_send`), whether to connect or close a leg, notes for the operator's log
+and the next deadline come out.  No socket, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal, TypeAlias
+
+from ..agent import Options, SessionAgent
+from ..agent.hello import Hello, Welcome, is_hello, is_welcome
+from ..errors import AbortReason, DecodeError, LocalError, RefuseReason
+from ..machine import ALL_FUNCTIONAL_UNITS, SessionConfig, SessionMachine, tokens_for
+from ..machine import events as ev
+from ..spdu.codes import FunctionalUnit, Token, TokenSetting, Version
+from ..spdu.types import ConnectionId
+from ..transport import ConnectionState
+from .options import RelayOptions
+
+__all__ = ["Bridge", "Leg", "Phase", "SUPPORTED_UNITS", "CLIENT", "UPSTREAM"]
+
+Leg: TypeAlias = Literal["client", "upstream"]
+CLIENT: Leg = "client"
+UPSTREAM: Leg = "upstream"
+#: "handshake" (no CN yet), "connecting" (a CN admitted, the upstream being set up), "open"
+#: (AC sent to the client), "ended" (released, refused or aborted: the legs are closing).
+Phase: TypeAlias = Literal["handshake", "connecting", "open", "ended"]
+#: Every functional unit the machine implements: what the relay lets a client propose.
+SUPPORTED_UNITS = (
+    ALL_FUNCTIONAL_UNITS
+    | FunctionalUnit.DUPLEX
+    | FunctionalUnit.SYMMETRIC_SYNC
+    | FunctionalUnit.DATA_SEPARATION
+)
+_NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+_OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
+#: What decides a CN: an RF reason code to refuse it, or None to relay it.
+Admit: TypeAlias = Callable[[ev.ConnectIndication], int | None]
+
+
+class Bridge:
+    """One relayed session: the two legs' agents and the bridging between them."""
+
+    __slots__ = (
+        "_cn",
+        "_cn_sent",
+        "_connect_wanted",
+        "_deadline_handshake",
+        "_deadline_release",
+        "_last_heard",
+        "_notes",
+        "_release_from",
+        "_resync",
+        "admit",
+        "client",
+        "ending",
+        "id",
+        "options",
+        "outcome",
+        "phase",
+        "upstream",
+    )  # fmt: skip
+
+    def __init__(self, session_id: str, options: RelayOptions | None = None, *,
+                 admit: Admit | None = None) -> None:  # fmt: skip
+        self.id = session_id
+        self.options = options = options or RelayOptions()
+        #: Decides each CN (the binding's rules and limits); None admits every CN.
+        self.admit = admit
+        self.client = SessionAgent("responder", _client_config(options), _agent_options(options))
+        self.client.auto_answer = False
+        self.upstream: SessionAgent | None = None  #: made once a CN is admitted
+        self.phase: Phase = "handshake"
+        #: How the session ended: "released", "refused", "aborted" (None: not yet).
+        self.outcome: str | None = None
+        self.ending: str | None = None  #: why, in a few words
+        self._cn: ev.ConnectIndication | None = None
+        self._cn_sent = False
+        self._connect_wanted = False
+        self._deadline_handshake: float | None = None
+        self._deadline_release: float | None = None
+        self._last_heard = 0.0
+        self._notes: list[tuple[str, str]] = []
+        self._release_from: Leg | None = None  # whose peer asked to release
+        self._resync: dict[Token, TokenSetting] | None = None  # the pending RS's tokens
+
+    # ------------------------------------------------------------ inputs
+
+    def client_connected(self, now: float) -> None:
+        """The client's TCP (and TLS) connection is up: its handshake deadline starts."""
+        self._last_heard = now
+        self._deadline_handshake = now + self.options.handshake_timeout
+        self.client.connection_made(now)
+
+    def upstream_connected(self, now: float) -> None:
+        """The upstream's TCP (and TLS) connection is up: send the COTP CR (with the
+        client's transport selectors)."""
+        agent = self.upstream
+        if agent is None or self.phase != "connecting":
+            return
+        rfc = self.client.rfc
+        agent.connection_made(now, rfc.calling_tsap, rfc.called_tsap)
+        self._pump(now)
+
+    def upstream_failed(self, message: str, now: float) -> None:
+        """The upstream could not be reached (refused, unreachable, TLS, connect timeout)."""
+        self._connect_wanted = False
+        if self.phase == "connecting":
+            self._refuse_client(RefuseReason.USER_NOT_ATTACHED, f"upstream: {message}", now)
+        self._pump(now)
+
+    def receive(self, leg: Leg, data: bytes, now: float) -> None:
+        """Octets from one leg's TCP connection."""
+        self._last_heard = now
+        agent = self.agent(leg)
+        if agent is None:
+            return
+        agent.receive_data(data, now)
+        if leg == UPSTREAM and not self._cn_sent:
+            self._send_cn(agent, now)
+        self._pump(now)
+
+    def lost(self, leg: Leg, now: float) -> None:
+        """One leg's TCP connection is gone."""
+        agent = self.agent(leg)
+        if agent is None:
+            return
+        agent.connection_lost()
+        self._pump(now)
+        if leg == UPSTREAM and self.phase == "connecting":  # (lost before the CN went out)
+            self._refuse_client(RefuseReason.USER_NOT_ATTACHED,
+                                "the upstream closed the connection", now)  # fmt: skip
+            self._pump(now)
+
+    def shutdown(self, message: str, now: float) -> None:
+        """The relay is stopping: abort both legs (AB 0x09)."""
+        self._abort_both(message, now)
+        self._pump(now)
+
+    # ------------------------------------------------------------ outputs
+
+    def agent(self, leg: Leg) -> SessionAgent | None:
+        return self.client if leg == CLIENT else self.upstream
+
+    def data_to_send(self, leg: Leg) -> list[bytes]:
+        """Octets for one leg's TCP connection, in order (drains)."""
+        agent = self.agent(leg)
+        return agent.data_to_send() if agent is not None else []
+
+    def wants_close(self, leg: Leg) -> bool:
+        """Close this leg's transport once what was sent is written (or, for an upstream
+        still connecting, give the connection up)."""
+        agent = self.agent(leg)
+        if agent is None:
+            return leg == UPSTREAM and self.phase == "ended"
+        if leg == UPSTREAM and self.phase == "ended" and not self._cn_sent:
+            return True  # (connected, but the session ended before its CN went out)
+        return agent.wants_close
+
+    def take_connect(self) -> bool:
+        """True once: the binding should now connect to the upstream."""
+        wanted, self._connect_wanted = self._connect_wanted, False
+        return wanted and self.phase == "connecting"
+
+    @property
+    def connect_indication(self) -> ev.ConnectIndication | None:
+        """The client's CN, once it came."""
+        return self._cn
+
+    @property
+    def handshake_over(self) -> bool:
+        """The client got its AC, or the session ended."""
+        return self.phase in ("open", "ended")
+
+    def notes(self) -> list[tuple[str, str]]:
+        """(level, message) lines for the operator's log (drains): "info" or "warning"."""
+        out, self._notes = self._notes, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` should next be called (the caller's clock), or None."""
+        deadlines = [self.client.next_deadline()]
+        if self.upstream is not None:
+            deadlines.append(self.upstream.next_deadline())
+        if self.phase == "connecting":
+            deadlines.append(self._deadline_handshake)
+        if self.phase == "open":
+            deadlines.append(self._deadline_release)
+            if self.options.idle_timeout is not None:
+                deadlines.append(self._last_heard + self.options.idle_timeout)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """The time is ``now``: act on whatever deadline has passed (the relay's own first,
+        then each leg's)."""
+        opts = self.options
+        handshake = self._deadline_handshake
+        if self.phase == "connecting" and handshake is not None and now >= handshake:
+            self._refuse_client(
+                RefuseReason.USER_NOT_ATTACHED,
+                f"the upstream did not answer within the handshake timeout "
+                f"({opts.handshake_timeout} s)", now,
+            )  # fmt: skip
+        elif self.phase == "open":
+            release = self._deadline_release
+            if release is not None and now >= release:
+                self._abort_both(f"no answer to the release within {opts.release_timeout} s",
+                                 now)  # fmt: skip
+            elif opts.idle_timeout is not None and now >= self._last_heard + opts.idle_timeout:
+                self._abort_both(f"nothing from either leg for {now - self._last_heard:.1f} s"
+                                 " (idle timeout)", now)  # fmt: skip
+        for leg in (CLIENT, UPSTREAM):
+            agent = self.agent(leg)
+            if agent is not None:
+                agent.handle_timer(now)
+        self._pump(now)
+
+    # ------------------------------------------------------------ the event loop
+
+    def _pump(self, now: float) -> None:
+        """Take each leg's events until neither has any (acting on one leg may settle the
+        other: an abort, a refusal)."""
+        busy = True
+        while busy:
+            busy = False
+            for leg in (CLIENT, UPSTREAM):
+                agent = self.agent(leg)
+                if agent is None:
+                    continue
+                events = agent.events()
+                for event in events:
+                    self._on_event(leg, event, now)
+                busy = busy or bool(events)
+            for leg in (CLIENT, UPSTREAM):
+                agent = self.agent(leg)
+                if agent is not None:
+                    for warning in agent.warnings():
+                        self._note("warning", f"{leg} leg: {warning}")
+
+    def _on_event(self, leg: Leg, event: ev.Event, now: float) -> None:
+        if isinstance(event, ev.ConnectIndication):
+            self._connect_indication(event, now)
+        elif isinstance(event, ev.ConnectConfirm):
+            self._accepted(event, now)
+        elif isinstance(event, ev.RefuseConfirm):
+            self._refused(event, now)
+        elif isinstance(event, ev.UserAbortIndication):
+            self._user_abort(leg, event, now)
+        elif isinstance(event, ev.ProviderAbortIndication):
+            self._provider_abort(leg, event, now)
+        elif self.phase == "open":
+            self._forward(leg, event, now)
+
+    # ------------------------------------------------------------ connect
+
+    def _connect_indication(self, event: ev.ConnectIndication, now: float) -> None:
+        if self.phase != "handshake":
+            return
+        self._cn = event
+        reason = self.admit(event) if self.admit is not None else None
+        if reason is not None:
+            self._refuse_client(reason, "refused by the relay's rules or limits", now)
+            return
+        self.phase = "connecting"
+        self.upstream = SessionAgent("initiator", _upstream_config(event, self.options),
+                                     _agent_options(self.options))  # fmt: skip
+        self.upstream.auto_answer = False
+        self._connect_wanted = True
+        self._note("info", f"CN from the client (calling {_hex(event.calling_ssel)}, called "
+                           f"{_hex(event.called_ssel)}): connecting to the upstream")  # fmt: skip
+
+    def _send_cn(self, agent: SessionAgent, now: float) -> None:
+        """(Upstream) The CC came: the CN goes out, with the client's user data."""
+        cn = self._cn
+        if cn is None or self.phase != "connecting" or agent.rfc.state is not (
+            ConnectionState.OPEN
+        ):
+            return
+        self._cn_sent = True
+        try:
+            agent.connect(cn.user_data, cn.connection_id or ConnectionId())
+        except LocalError as exc:
+            self._refuse_client(RefuseReason.SPM_NO_REASON, f"cannot relay the CN: {exc}", now)
+
+    def _accepted(self, event: ev.ConnectConfirm, now: float) -> None:
+        """The upstream's AC: the client gets an AC with the same parameters."""
+        if self.phase != "connecting":
+            return
+        units = event.functional_units
+        available = tokens_for(units)
+        theirs = Token(available & ~event.tokens)  # what the upstream holds
+        config = dataclasses.replace(
+            self.client.machine.config,
+            functional_units=units,
+            versions=Version(event.version),
+            initial_serial=event.initial_serial,
+            second_initial_serial=event.second_initial_serial,
+            responding_ssel=event.responding_ssel,
+            called_choice={t: TokenSetting.RESPONDER for t in Token if t & theirs},
+        )
+        try:
+            self.client.accept(chosen={}, session_id=self.id, user_data=event.user_data,
+                               connection_id=event.connection_id, config=config)  # fmt: skip
+        except LocalError as exc:
+            self._abort_both(f"cannot relay the AC to the client: {exc}", now)
+            return
+        if self.client.machine.tokens_owned != theirs:
+            self._abort_both("the legs disagree on the tokens after connect", now)
+            return
+        self.phase = "open"
+        self._last_heard = now
+        self._keepalive()
+        self._note("info", f"accepted by the upstream: units {int(units):#06x}, "
+                           f"version {event.version}")  # fmt: skip
+
+    def _keepalive(self) -> None:
+        """Between sessionlayer peers (a hello in the CN, a welcome in the AC, both saying
+        so) each leg answers the other peer's keepalive probes itself: they are not X.225
+        services and are not relayed."""
+        cn = self._cn
+        upstream = self.upstream
+        if cn is None or upstream is None or not is_hello(cn.user_data):
+            return
+        ac_data = upstream.machine.peer_user_data
+        if not is_welcome(ac_data):
+            return
+        try:
+            hello = Hello.decode(bytes(cn.user_data or b""))
+            welcome = Welcome.decode(bytes(ac_data or b""))
+        except DecodeError:
+            return
+        both = hello.keepalive and welcome.keepalive
+        self.client.keepalive = upstream.keepalive = both
+
+    def _refused(self, event: ev.RefuseConfirm, now: float) -> None:
+        if self.phase != "connecting":
+            return
+        self._refuse_client(event.reason or 0, "refused by the upstream", now,
+                            user_data=event.user_data)  # fmt: skip
+
+    def _refuse_client(self, reason: int, why: str, now: float,
+                       user_data: bytes | None = None) -> None:  # fmt: skip
+        """RF to the client (the upstream, if any, is given up)."""
+        if self.phase not in ("handshake", "connecting"):
+            return
+        # X.225 8.3.5: RF user data only with reason 2; any other reason goes alone.
+        data = user_data if reason == RefuseReason.USER_DATA else None
+        self.client.refuse(reason, data)
+        self._end("refused", f"{why} (RF {reason:#04x})", now)
+        self._give_up_upstream(now)
+
+    def _give_up_upstream(self, now: float) -> None:
+        upstream = self.upstream
+        self._connect_wanted = False
+        if upstream is not None and not upstream.machine.is_closed and not upstream.aborting:
+            upstream.abort(None, now)
+
+    # ------------------------------------------------------------ abort
+
+    def _user_abort(self, leg: Leg, event: ev.UserAbortIndication, now: float) -> None:
+        """AB from one peer's user: the other leg gets AB with the same user data."""
+        if self.phase == "ended":
+            return
+        self._end("aborted", f"aborted by the {leg}", now)
+        other = self.agent(_OTHER[leg])
+        if other is not None and self._alive(other):
+            other.abort(event.user_data, now)  # (the client too while it waits for its AC)
+
+    def _provider_abort(self, leg: Leg, event: ev.ProviderAbortIndication,
+                        now: float) -> None:  # fmt: skip
+        """One leg ended without a user abort: its peer's AB with a provider reason, a lost
+        transport, or the relay's machine found a protocol error (it sent AB itself)."""
+        if self.phase == "ended":
+            return
+        lost = event.reason == AbortReason.TRANSPORT_RELEASED and not event.local
+        if leg == UPSTREAM and self.phase == "connecting" and (lost or event.local):
+            self._refuse_client(RefuseReason.USER_NOT_ATTACHED,
+                                f"the upstream ended before accepting: {event.message}",
+                                now)  # fmt: skip
+            return
+        by = "the relay" if event.local else f"the {leg}"
+        self._end("aborted", f"{leg} leg: {event.message or 'aborted'} (AB "
+                             f"{int(event.reason):#04x} from {by})", now)  # fmt: skip
+        other = self.agent(_OTHER[leg])
+        if other is None or not self._alive(other):
+            return
+        reason = _NO_REASON
+        if not event.local and not lost:  # the peer's own reason, passed on
+            reason = AbortReason(int(event.reason) | AbortReason.TRANSPORT_RELEASED)
+        other.fail(f"the {leg} leg ended", reason, reflect=b"")
+
+    def _abort_both(self, message: str, now: float) -> None:
+        """AB 0x09 on both legs (the relay gives up the session)."""
+        if self.phase == "ended":
+            return
+        self._end("aborted", message, now, level="warning")
+        for leg in (CLIENT, UPSTREAM):
+            agent = self.agent(leg)
+            if agent is not None and self._alive(agent):
+                agent.fail(message, _NO_REASON, reflect=b"")
+
+    @staticmethod
+    def _alive(agent: SessionAgent) -> bool:
+        return not agent.machine.is_closed and not agent.aborting
+
+    def _end(self, outcome: str, why: str, now: float, level: str = "info") -> None:
+        if self.phase == "ended":
+            return
+        self.phase = "ended"
+        self.outcome, self.ending = outcome, why
+        self._deadline_release = None
+        self._note(level, f"{outcome}: {why}")
+
+    def _note(self, level: str, message: str) -> None:
+        if len(self._notes) < 64:  # (drained after every input: a bound, never reached)
+            self._notes.append((level, message))
+
+    # ------------------------------------------------------------ data transfer
+
+    def _forward(self, leg: Leg, event: ev.Event, now: float) -> None:
+        """An indication or confirm on ``leg`` becomes a request or response on the other."""
+        other = self.agent(_OTHER[leg])
+        mine = self.agent(leg)
+        assert other is not None and mine is not None
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            self._abort_both(f"{type(event).__name__} on the {leg} leg cannot be relayed", now)
+            return
+        try:
+            handler(self, leg, event, mine.machine, other.machine, now)
+        except LocalError as exc:
+            self._abort_both(f"cannot relay {type(event).__name__} from the {leg} leg to the "
+                             f"{_OTHER[leg]} leg: {exc}", now)  # fmt: skip
+
+    def _serial(self, expected: int, got: int, what: str, now: float) -> None:
+        if expected != got:
+            self._abort_both(f"{what}: serial numbers diverged ({expected} != {got})", now)
+
+    def _release(self, leg: Leg, event: ev.ReleaseIndication, mine: SessionMachine,
+                 other: SessionMachine, now: float) -> None:  # fmt: skip
+        if self._release_from == _OTHER[leg]:
+            # A release collision on this leg: our own FN (the other peer's) is out; the
+            # peer's FN gets its DN at once, as the agent does (X.225 7.8).
+            mine.release_response(accept=True, now=now)
+            return
+        other.release(event.user_data)
+        self._release_from = leg
+        self._deadline_release = now + self.options.release_timeout
+
+    def _release_confirm(self, leg: Leg, event: ev.ReleaseConfirm, mine: SessionMachine,
+                         other: SessionMachine, now: float) -> None:  # fmt: skip
+        self._deadline_release = None
+        self._release_from = None
+        other.release_response(accept=event.accepted, user_data=event.user_data, now=now)
+        if event.accepted:
+            self._end("released", f"released by the {_OTHER[leg]}", now)
+        else:
+            self._note("info", f"the {leg} refused the release (NF)")
+
+    def _resync_indication(self, leg: Leg, event: ev.ResyncIndication, mine: SessionMachine,
+                           other: SessionMachine, now: float) -> None:  # fmt: skip
+        if event.collision:
+            raise LocalError("a resynchronization collided with one relayed the other way")
+        first_type, first_serial = event.type, event.serial
+        second_type, second_serial = event.second_type, event.second_serial
+        if mine.symmetric_sync:
+            # The indication's first flow is this leg's sending flow, i.e. the other leg's
+            # receiving flow: the request names them the other way round.
+            first_type, second_type = second_type or first_type, first_type
+            first_serial, second_serial = second_serial or first_serial, first_serial
+        other.resync(first_type, first_serial, tokens=dict(event.tokens),
+                     user_data=event.user_data, second_type=second_type,
+                     second_serial=second_serial)  # fmt: skip
+        self._resync = dict(event.tokens)
+
+    def _resync_confirm(self, leg: Leg, event: ev.ResyncConfirm, mine: SessionMachine,
+                        other: SessionMachine, now: float) -> None:  # fmt: skip
+        pending = self._resync or {}
+        self._resync = None
+        choice = Token(0)
+        for token, setting in pending.items():
+            if setting == TokenSetting.CALLED_CHOICE and not event.tokens & token:
+                choice |= token  # the peer took it: so does the relay on the other leg
+        serial, second = event.serial, event.second_serial
+        if mine.symmetric_sync:
+            serial, second = second if second is not None else serial, serial
+        other.resync_response(serial=serial, tokens=choice, user_data=event.user_data,
+                              second_serial=second if mine.symmetric_sync else None)  # fmt: skip
+
+
+def _data(bridge: Bridge, leg: Leg, event: ev.DataIndication, mine: SessionMachine,
+          other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.send_data(event.data)
+
+
+def _typed(bridge: Bridge, leg: Leg, event: ev.TypedDataIndication, mine: SessionMachine,
+           other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.send_typed_data(event.data)
+
+
+def _expedited(bridge: Bridge, leg: Leg, event: ev.ExpeditedDataIndication,
+               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.send_expedited(event.data)
+
+
+def _give(bridge: Bridge, leg: Leg, event: ev.TokenGiveIndication, mine: SessionMachine,
+          other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.give_tokens(event.tokens)
+
+
+def _please(bridge: Bridge, leg: Leg, event: ev.TokenPleaseIndication, mine: SessionMachine,
+            other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.please_tokens(event.tokens, event.user_data)
+
+
+def _control(bridge: Bridge, leg: Leg, event: ev.ControlGiveIndication, mine: SessionMachine,
+             other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.give_control()
+
+
+def _minor(bridge: Bridge, leg: Leg, event: ev.MinorSyncIndication, mine: SessionMachine,
+           other: SessionMachine, now: float) -> None:  # fmt: skip
+    serial = other.minor_sync(confirm=event.confirm_required, user_data=event.user_data,
+                              data_separation=event.data_separation)  # fmt: skip
+    bridge._serial(event.serial, serial, "S-SYNC-MINOR", now)
+
+
+def _minor_confirm(bridge: Bridge, leg: Leg, event: ev.MinorSyncConfirm, mine: SessionMachine,
+                   other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.minor_sync_response(event.serial, event.user_data)
+
+
+def _major(bridge: Bridge, leg: Leg, event: ev.MajorSyncIndication, mine: SessionMachine,
+           other: SessionMachine, now: float) -> None:  # fmt: skip
+    serial = other.major_sync(event.user_data)
+    bridge._serial(event.serial, serial, "S-SYNC-MAJOR", now)
+
+
+def _major_confirm(bridge: Bridge, leg: Leg, event: ev.MajorSyncConfirm, mine: SessionMachine,
+                   other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.major_sync_response(event.user_data)
+
+
+def _exception(bridge: Bridge, leg: Leg, event: ev.UserExceptionReportIndication,
+               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.exception_report(event.reason, event.user_data)
+
+
+def _provider_exception(bridge: Bridge, leg: Leg, event: ev.ProviderExceptionReportIndication,
+                        mine: SessionMachine, other: SessionMachine,
+                        now: float) -> None:  # fmt: skip
+    raise LocalError("the peer reported a protocol exception (ER): not an X.215 service")
+
+
+def _capability(bridge: Bridge, leg: Leg, event: ev.CapabilityDataIndication,
+                mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.send_capability_data(event.user_data)
+
+
+def _capability_confirm(bridge: Bridge, leg: Leg, event: ev.CapabilityDataConfirm,
+                        mine: SessionMachine, other: SessionMachine,
+                        now: float) -> None:  # fmt: skip
+    other.capability_data_response(event.user_data)
+
+
+def _activity_start(bridge: Bridge, leg: Leg, event: ev.ActivityStartIndication,
+                    mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.activity_start(event.activity_id, event.user_data)
+
+
+def _activity_resume(bridge: Bridge, leg: Leg, event: ev.ActivityResumeIndication,
+                     mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    link = event.linking
+    old = ConnectionId(called_ref=link.called_ref, calling_ref=link.calling_ref,
+                       common_ref=link.common_ref, additional_ref=link.additional_ref)
+    other.activity_resume(event.activity_id, event.old_activity_id, event.serial,
+                          old_connection_id=old, user_data=event.user_data)  # fmt: skip
+
+
+def _interrupt(bridge: Bridge, leg: Leg, event: ev.ActivityInterruptIndication,
+               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.activity_interrupt(event.reason or 0, event.user_data)
+
+
+def _interrupt_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityInterruptConfirm,
+                       mine: SessionMachine, other: SessionMachine,
+                       now: float) -> None:  # fmt: skip
+    other.activity_interrupt_response(event.user_data)
+
+
+def _discard(bridge: Bridge, leg: Leg, event: ev.ActivityDiscardIndication,
+             mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.activity_discard(event.reason or 0, event.user_data)
+
+
+def _discard_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityDiscardConfirm,
+                     mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    other.activity_discard_response(event.user_data)
+
+
+def _activity_end(bridge: Bridge, leg: Leg, event: ev.ActivityEndIndication,
+                  mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
+    serial = other.activity_end(event.user_data)
+    bridge._serial(event.serial, serial, "S-ACTIVITY-END", now)
+
+
+def _activity_end_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityEndConfirm,
+                          mine: SessionMachine, other: SessionMachine,
+                          now: float) -> None:  # fmt: skip
+    other.activity_end_response(event.user_data)
+
+
+_Handler: TypeAlias = Callable[..., None]
+#: What each indication or confirm becomes on the other leg.
+_HANDLERS: dict[type, _Handler] = {
+    ev.DataIndication: _data,
+    ev.TypedDataIndication: _typed,
+    ev.ExpeditedDataIndication: _expedited,
+    ev.TokenGiveIndication: _give,
+    ev.TokenPleaseIndication: _please,
+    ev.ControlGiveIndication: _control,
+    ev.MinorSyncIndication: _minor,
+    ev.MinorSyncConfirm: _minor_confirm,
+    ev.MajorSyncIndication: _major,
+    ev.MajorSyncConfirm: _major_confirm,
+    ev.ResyncIndication: Bridge._resync_indication,
+    ev.ResyncConfirm: Bridge._resync_confirm,
+    ev.UserExceptionReportIndication: _exception,
+    ev.ProviderExceptionReportIndication: _provider_exception,
+    ev.CapabilityDataIndication: _capability,
+    ev.CapabilityDataConfirm: _capability_confirm,
+    ev.ActivityStartIndication: _activity_start,
+    ev.ActivityResumeIndication: _activity_resume,
+    ev.ActivityInterruptIndication: _interrupt,
+    ev.ActivityInterruptConfirm: _interrupt_confirm,
+    ev.ActivityDiscardIndication: _discard,
+    ev.ActivityDiscardConfirm: _discard_confirm,
+    ev.ActivityEndIndication: _activity_end,
+    ev.ActivityEndConfirm: _activity_end_confirm,
+    ev.ReleaseIndication: Bridge._release,
+    ev.ReleaseConfirm: Bridge._release_confirm,
+}
+
+
+# ------------------------------------------------------------ configurations
+
+
+def _agent_options(options: RelayOptions) -> Options:
+    """What both legs' agents apply: the relay keeps liveness itself (idle on either leg),
+    recovery is only between sessionlayer peers."""
+    return Options(
+        handshake_timeout=options.handshake_timeout,
+        keepalive_interval=None,
+        idle_timeout=None,
+        max_tsdu_size=options.max_size,
+        write_buffer_high=options.write_buffer_high,
+        tpdu_size=options.tpdu_size,
+        resume=False,
+    )
+
+
+def _client_config(options: RelayOptions) -> SessionConfig:
+    """(Client leg) Accept whatever the machine implements; the answer is replaced by the
+    upstream's (``SessionAgent.accept(config=...)``)."""
+    return SessionConfig(
+        functional_units=SUPPORTED_UNITS,
+        max_ssdu_size=options.max_size,
+        abort_timeout=options.abort_timeout,
+    )
+
+
+def _size(value: int) -> int:
+    return value if 64 <= value <= 65535 else 0  # (under 64: no segmenting, ISODE's rule)
+
+
+def _upstream_config(cn: ev.ConnectIndication, options: RelayOptions) -> SessionConfig:
+    """(Upstream leg) The CN's parameters, carried over."""
+    i2r, r2i = cn.tsdu_max_size or (0, 0)
+    versions = Version(cn.versions & 3 or 1)
+    return SessionConfig(
+        functional_units=FunctionalUnit(cn.functional_units & SUPPORTED_UNITS),
+        versions=versions,
+        token_setting=dict(cn.token_setting),
+        tsdu_max_send=_size(i2r) if versions & Version.V2 else 0,
+        tsdu_max_receive=_size(r2i) if versions & Version.V2 else 0,
+        initial_serial=cn.initial_serial,
+        second_initial_serial=cn.second_initial_serial,
+        calling_ssel=cn.calling_ssel,
+        called_ssel=cn.called_ssel,
+        max_ssdu_size=options.max_size,
+        abort_timeout=options.abort_timeout,
+    )
+
+
+def _hex(value: bytes | None) -> str:
+    return "-" if value is None else bytes(value).hex()

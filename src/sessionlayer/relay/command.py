@@ -1,0 +1,296 @@
+"""``sessionlayer relay``: the command line of the relay (docs/relay.md).
+
+Every mistake a user can make (a bad address, a missing or unreadable certificate, a port
+in use, a bad rule) ends in one line on stderr and exit status 2, never a traceback.  The
+relay runs until SIGINT or SIGTERM, then aborts the sessions it holds and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .options import RelayOptions
+from .policy import Policy, Rule
+
+__all__ = ["add_parser", "run", "parse_address", "RelayUsageError"]
+
+STATUS_PERIOD = 1.0  #: seconds between two writes of ``--status``
+
+
+class RelayUsageError(Exception):
+    """A user mistake, reported as one line (exit status 2)."""
+
+
+class _RuleAction(argparse.Action):
+    """``--allow`` and ``--deny`` append to one list, in command-line order."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        rules = list(getattr(namespace, "rules", None) or [])
+        rules.append(("allow" if option_string == "--allow" else "deny", str(values)))
+        namespace.rules = rules
+
+
+def add_parser(sub: Any) -> None:
+    """The ``relay`` subcommand, on the subparsers of the ``sessionlayer`` parser."""
+    p = sub.add_parser(
+        "relay",
+        help="relay OSI sessions between a client and an upstream, checking every SPDU",
+        description=(
+            "A session-aware relay: terminates the session toward the client (responder) and"
+            " toward the upstream (initiator) with sessionlayer's protocol machine and relays"
+            " the X.215 services between them. Runs until SIGINT or SIGTERM."
+        ),
+    )
+    p.add_argument("--listen", required=True, metavar="HOST:PORT",
+                   help="where to listen (port 0: any free port, printed at start)")
+    p.add_argument("--upstream", required=True, metavar="HOST:PORT", help="the OSI peer")
+    p.add_argument("--tls-cert", metavar="FILE", help="TLS on the listening leg: certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="... and its private key")
+    p.add_argument("--client-ca", metavar="FILE",
+                   help="require client certificates signed by these CAs (mutual TLS)")
+    p.add_argument("--upstream-tls", action="store_true", help="TLS toward the upstream")
+    p.add_argument("--upstream-ca", metavar="FILE",
+                   help="CAs that sign the upstream's certificate (default: the system's)")
+    p.add_argument("--upstream-name", metavar="NAME",
+                   help="the name the upstream's certificate must carry (default: its host)")
+    p.add_argument("--log", metavar="FILE",
+                   help="one JSON line per SPDU each way on each leg ('-': standard output)")
+    p.add_argument("--pcap", metavar="FILE",
+                   help="both legs as seen on the wire (before TLS), as a pcap file")
+    p.add_argument("--status", metavar="FILE",
+                   help=f"rewrite FILE every {STATUS_PERIOD:g} s with the sessions, as JSON")
+    defaults = RelayOptions()
+    p.add_argument("--max-sessions", type=int, default=defaults.max_sessions, metavar="N")
+    p.add_argument("--max-handshakes", type=int, default=defaults.max_handshakes, metavar="N")
+    p.add_argument("--max-size", type=int, default=defaults.max_size, metavar="OCTETS",
+                   help="largest TSDU and SSDU on either leg")
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, metavar="S",
+                   help="abort a session silent on both legs this long (0: never)")
+    p.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout,
+                   metavar="S")
+    p.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
+                   metavar="S")
+    p.add_argument("--release-timeout", type=float, default=defaults.release_timeout,
+                   metavar="S")
+    p.add_argument("--abort-timeout", type=float, default=defaults.abort_timeout,
+                   metavar="S")
+    p.add_argument("--allow", action=_RuleAction, metavar="RULE",
+                   help="allow peer=NET,calling=HEX,called=HEX (first match decides)")
+    p.add_argument("--deny", action=_RuleAction, metavar="RULE", help="deny (same syntax)")
+    p.set_defaults(rules=[])
+
+
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``; RelayUsageError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise RelayUsageError(f"{what} {text!r}: expected HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise RelayUsageError(f"{what} {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise RelayUsageError(f"{what} {text!r}: the port must be 0..65535")
+    return host, int(port)
+
+
+def _options(ns: argparse.Namespace) -> RelayOptions:
+    try:
+        return RelayOptions(
+            handshake_timeout=ns.handshake_timeout,
+            connect_timeout=ns.connect_timeout,
+            idle_timeout=ns.idle_timeout or None,
+            release_timeout=ns.release_timeout,
+            abort_timeout=ns.abort_timeout,
+            max_sessions=ns.max_sessions,
+            max_handshakes=ns.max_handshakes,
+            max_size=ns.max_size,
+        )
+    except ValueError as exc:
+        raise RelayUsageError(str(exc).replace("_", "-")) from None
+
+
+def _policy(ns: argparse.Namespace) -> Policy:
+    rules = []
+    for action, text in ns.rules:
+        try:
+            rules.append(Rule.parse(action, text))
+        except ValueError as exc:
+            raise RelayUsageError(f"--{action} {text!r}: {exc}") from None
+    return Policy.from_rules(rules)
+
+
+def _readable(path: str, what: str) -> str:
+    if not os.path.isfile(path):
+        raise RelayUsageError(f"{what} {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise RelayUsageError(f"{what} {path}: not readable")
+    return path
+
+
+def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
+    if not ns.tls_cert and not ns.tls_key:
+        if ns.client_ca:
+            raise RelayUsageError("--client-ca needs --tls-cert and --tls-key")
+        return None
+    if not ns.tls_cert or not ns.tls_key:
+        raise RelayUsageError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(_readable(ns.tls_cert, "--tls-cert"),
+                                _readable(ns.tls_key, "--tls-key"))  # fmt: skip
+        if ns.client_ca:
+            context.load_verify_locations(_readable(ns.client_ca, "--client-ca"))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except ssl.SSLError as exc:
+        raise RelayUsageError(f"TLS certificate or key: {exc.reason or exc}") from None
+    return context
+
+
+def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
+    if not ns.upstream_tls:
+        if ns.upstream_ca or ns.upstream_name:
+            raise RelayUsageError("--upstream-ca and --upstream-name need --upstream-tls")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ns.upstream_ca:
+        try:
+            context.load_verify_locations(_readable(ns.upstream_ca, "--upstream-ca"))
+        except ssl.SSLError as exc:
+            raise RelayUsageError(f"--upstream-ca: {exc.reason or exc}") from None
+    return context
+
+
+class _JsonLines:
+    """``--log``: one JSON object per line, flushed at once."""
+
+    def __init__(self, target: str, stdout: TextIO) -> None:
+        self.own = target != "-"
+        try:
+            self.file: TextIO = open(target, "a", encoding="utf-8") if self.own else stdout  # noqa: SIM115
+        except OSError as exc:
+            raise RelayUsageError(f"--log {target}: {exc.strerror or exc}") from None
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.own:
+            self.file.close()
+
+
+def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the relay until SIGINT/SIGTERM; the exit status."""
+    listen = parse_address(ns.listen, "--listen")
+    upstream = parse_address(ns.upstream, "--upstream")
+    if upstream[1] == 0:
+        raise RelayUsageError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
+    options, policy = _options(ns), _policy(ns)
+    tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
+    spdu_log = _JsonLines(ns.log, out) if ns.log else None
+    pcap = None
+    try:
+        if ns.pcap:
+            from ..capture import PcapWriter
+
+            try:
+                pcap = PcapWriter(ns.pcap)
+            except OSError as exc:
+                raise RelayUsageError(f"--pcap {ns.pcap}: {exc.strerror or exc}") from None
+        relay_args: dict[str, Any] = dict(options=options, policy=policy, upstream_tls=upstream_tls,
+                                          upstream_hostname=ns.upstream_name, on_spdu=spdu_log,
+                                          pcap=pcap)  # fmt: skip
+        return asyncio.run(_serve(listen, upstream, tls, relay_args, ns.status, err))
+    finally:
+        if pcap is not None:
+            pcap.close()
+        if spdu_log is not None:
+            spdu_log.close()
+
+
+async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
+                 tls: ssl.SSLContext | None, relay_args: dict[str, Any],
+                 status: str | None, err: TextIO) -> int:  # fmt: skip
+    from .server import Relay
+
+    relay = Relay(upstream, **relay_args)
+    try:
+        await relay.listen(listen[0], listen[1], tls)
+    except OSError as exc:
+        where = f"{listen[0]}:{listen[1]}"
+        if exc.errno == errno.EADDRINUSE:
+            raise RelayUsageError(f"cannot listen on {where}: the port is in use") from None
+        raise RelayUsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    addresses = ", ".join(f"{_show(h)}:{p}" for h, p in relay.addresses)
+    err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
+              f"relaying to {_show(upstream[0])}:{upstream[1]}"
+              f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
+    err.flush()
+    writer = loop.create_task(_write_status(relay, Path(status))) if status else None
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        relay.close()
+        limit = relay.options.abort_timeout + 1.0
+        try:
+            await asyncio.wait_for(relay.wait_closed(), limit)
+        except TimeoutError:
+            err.write(f"sessionlayer relay: sessions still open after {limit} s, exiting\n")
+    if status:
+        _status_now(relay, Path(status), stopped=True)
+    err.write(f"sessionlayer relay: stopped ({relay.stats.relayed} sessions relayed)\n")
+    return 0
+
+
+def _show(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:
+    stats = relay.stats
+    document = {
+        "time": time.time(),
+        "upstream": f"{_show(relay.upstream[0])}:{relay.upstream[1]}",
+        "sessions": [info.to_dict() for info in relay.sessions],
+        "stats": {
+            "connections": stats.connections, "relayed": stats.relayed,
+            "rejected": dict(stats.rejected), "refused": dict(stats.refused),
+            "ended": dict(stats.ended), "handshakes": relay.handshakes,
+        },
+        "stopped": stopped,
+    }  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        sys.stderr.write(f"sessionlayer relay: --status {path}: {exc.strerror or exc}\n")
+
+
+async def _write_status(relay: Any, path: Path) -> None:
+    while True:
+        _status_now(relay, path)
+        await asyncio.sleep(STATUS_PERIOD)

@@ -1,0 +1,69 @@
+"""The relay's limits and timeouts (one frozen dataclass, a docstring per field)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RelayOptions"]
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    """Limits and timeouts of a relay; every field has a safe default.
+
+    Every byte a client or an upstream can make the relay hold is bounded by one of these
+    (docs/relay.md, "Limits"), and every connection that is not a relayed session has a
+    deadline.
+    """
+
+    handshake_timeout: float = 10.0
+    """From the client's TCP (after TLS) up to the AC the relay sends it: COTP CR/CC, the CN,
+    and the upstream's connect and answer.  A client that has not sent its CN by then is
+    closed; one whose CN still waits for the upstream is refused (RF 0x82)."""
+
+    connect_timeout: float = 10.0
+    """The upstream's TCP (and TLS) connection establishment; past it the client is refused
+    (RF 0x82, SS-user not attached)."""
+
+    idle_timeout: float | None = 300.0
+    """Abort both legs (AB 0x09) when nothing at all arrived on either leg for this long
+    (None: never)."""
+
+    release_timeout: float = 10.0
+    """How long a relayed release (FN) waits for the other leg's DN or NF before both legs
+    are aborted."""
+
+    abort_timeout: float = 10.0
+    """X.225 TIM: after the relay sent AB, DN or RF on a leg, how long that peer has to close
+    the transport connection before the relay closes it."""
+
+    max_sessions: int = 1000
+    """Relayed sessions at once (from an admitted CN to the end); one more CN is refused with
+    RF 0x83 (SPM congestion)."""
+
+    max_handshakes: int = 256
+    """Client connections at once that are not relayed sessions yet; one more is closed as
+    soon as it is accepted."""
+
+    max_size: int = 1 << 20
+    """The largest TSDU (after COTP reassembly) and the largest SSDU (after X.225
+    segmenting) accepted on either leg; a bigger one aborts that leg with AB 0x11
+    (implementation restriction) and the other with AB 0x09."""
+
+    write_buffer_high: int = 256 * 1024
+    """Octets waiting to be written to one leg before reading from the other leg pauses
+    (it resumes below a quarter)."""
+
+    tpdu_size: int = 8192
+    """COTP TPDU size proposed (upstream) or accepted (client): see ``Options.tpdu_size``."""
+
+    def __post_init__(self) -> None:
+        for name in ("handshake_timeout", "connect_timeout", "release_timeout",
+                     "abort_timeout"):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive (or None: never)")
+        for name in ("max_sessions", "max_handshakes", "max_size", "write_buffer_high"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")

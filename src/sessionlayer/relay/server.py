@@ -1,0 +1,601 @@
+"""The relay on asyncio: it only moves bytes.
+
+:class:`Relay` listens (TCP, or TLS with ``tls=``); each accepted client connection gets a
+:class:`_Session` holding one sans-I/O :class:`~sessionlayer.relay.bridge.Bridge`, the two
+legs' transports and one timer.  Octets read from a leg go to the bridge; what the bridge
+queues for each leg is written; when it asks, the upstream connection is opened (TCP, or
+TLS with ``upstream_tls=``) or a leg closed; its next deadline is the one timer.
+
+Flow control: when one leg's transport buffers more than ``RelayOptions.write_buffer_high``
+octets, reading from the other leg pauses until it drains.  Every callback catches what it
+raises (a bug of ours ends that session, logged once): nothing reaches asyncio's exception
+handler.  ``--log`` and ``--pcap`` see each leg's octets as they are read and written,
+before TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..capture import Direction, PcapStream, PcapWriter
+from ..errors import RefuseReason
+from ..machine import events as ev
+from .bridge import CLIENT, UPSTREAM, Bridge, Leg, Phase
+from .options import RelayOptions
+from .policy import Policy
+from .wirelog import WireTap
+
+__all__ = ["Relay", "RelaySessionInfo", "LegInfo", "RelayStats", "start"]
+
+log = logging.getLogger("sessionlayer.relay")
+_LEGS: tuple[Leg, Leg] = (CLIENT, UPSTREAM)
+_OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
+#: WARNING lines a second across sessions; the rest go out at DEBUG.
+WARNINGS_PER_SECOND = 20
+SpduLog = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LegInfo:
+    """One leg of a relayed session."""
+
+    peer: tuple[str, int] | None  #: the other end of this leg's TCP connection
+    state: str  #: its machine's X.225 state ("STA713"), or "connecting" / "closed"
+    tls: bool
+    bytes_in: int  #: octets read from this leg (after TLS)
+    bytes_out: int  #: octets written to it
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["peer"] = None if self.peer is None else f"{self.peer[0]}:{self.peer[1]}"
+        return out
+
+
+@dataclass(frozen=True)
+class RelaySessionInfo:
+    """A snapshot of one client connection of the relay and its upstream, if any."""
+
+    id: str  #: 32 hex digits, on every log line about the session
+    phase: Phase  #: "handshake", "connecting", "open", "ended"
+    age: float  #: seconds since the client connected
+    calling_ssel: str | None  #: the CN's selectors, hex (None: absent, or no CN yet)
+    called_ssel: str | None
+    client: LegInfo
+    upstream: LegInfo | None  #: None until the relay connects upstream
+    outcome: str | None = None  #: "released", "refused", "aborted" once ended
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["client"] = self.client.to_dict()
+        out["upstream"] = None if self.upstream is None else self.upstream.to_dict()
+        return out
+
+
+@dataclass
+class RelayStats:
+    """Running totals of a relay."""
+
+    connections: int = 0  #: client TCP connections accepted (after TLS)
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Connections closed at once: "denied" (by address), "handshake_limit"."""
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    """CNs refused by the relay itself (RF), by reason name: "SSEL_UNKNOWN" (the rules),
+    "SPM_CONGESTION" (max_sessions)."""
+    relayed: int = 0  #: CNs admitted, each an upstream connection
+    ended: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Sessions over, by outcome: "released", "refused", "aborted", "closed" (no CN)."""
+
+
+class _Warnings:
+    """At most WARNINGS_PER_SECOND WARNING lines a second; the rest at DEBUG."""
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.count = 0
+
+    def level(self) -> int:
+        now = int(time.monotonic())
+        if now != self.second:
+            self.second, self.count = now, 0
+        self.count += 1
+        return logging.WARNING if self.count <= WARNINGS_PER_SECOND else logging.DEBUG
+
+
+_warnings = _Warnings()
+
+
+class _LegProtocol(asyncio.Protocol):
+    """The asyncio callbacks of one leg, handed to its session."""
+
+    __slots__ = ("leg", "session")
+
+    def __init__(self, session: _Session, leg: Leg) -> None:
+        self.session = session
+        self.leg = leg
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.session.made(self.leg, transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.session.received(self.leg, data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the peer is done: close (connection_lost follows)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.lost(self.leg)
+
+    def pause_writing(self) -> None:
+        self.session.write_paused(self.leg, True)
+
+    def resume_writing(self) -> None:
+        self.session.write_paused(self.leg, False)
+
+
+class _Session:
+    """One client connection of the relay: its bridge, both legs' transports, one timer."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.id = secrets.token_hex(16)
+        self.log = logging.LoggerAdapter(log, {"session_id": self.id})
+        self.bridge = Bridge(self.id, relay.options, admit=self._admit)
+        self.loop = asyncio.get_running_loop()
+        self.started = self.loop.time()
+        self.transports: dict[Leg, asyncio.Transport | None] = {CLIENT: None, UPSTREAM: None}
+        self.peers: dict[Leg, tuple[str, int] | None] = {CLIENT: None, UPSTREAM: None}
+        self.bytes_in = {CLIENT: 0, UPSTREAM: 0}
+        self.bytes_out = {CLIENT: 0, UPSTREAM: 0}
+        self.gone: set[Leg] = set()  # legs whose TCP connection has ended
+        self.paused: set[Leg] = set()  # legs whose reading we paused (the other is full)
+        self.timer: asyncio.TimerHandle | None = None
+        self.kill: dict[Leg, asyncio.TimerHandle] = {}
+        self.connecting: asyncio.Task[None] | None = None
+        self.pcap: dict[Leg, PcapStream] = {}
+        self.taps: dict[tuple[Leg, str], WireTap] = {}
+        self.in_handshake = False
+        self.admitted = False
+        self.finished = False
+        self.warned = False
+
+    # ------------------------------------------------------------ asyncio callbacks
+
+    def made(self, leg: Leg, transport: asyncio.Transport) -> None:
+        try:
+            if leg == CLIENT:
+                self._client_made(transport)
+            else:
+                self._upstream_made(transport)
+        except Exception as exc:  # a bug of ours: this session ends, nothing else
+            self._internal_error(exc)
+
+    def _client_made(self, transport: asyncio.Transport) -> None:
+        relay = self.relay
+        self.transports[CLIENT] = transport
+        peer = _endpoint(transport.get_extra_info("peername"))
+        self.peers[CLIENT] = peer
+        if not relay.policy.admits_peer(peer[0] if peer else None):
+            relay.stats.rejected["denied"] += 1
+            self.finished = True
+            transport.abort()
+            return
+        if relay.handshakes >= relay.options.max_handshakes:
+            relay.stats.rejected["handshake_limit"] += 1
+            self.finished = True
+            transport.abort()
+            return
+        relay.stats.connections += 1
+        relay.handshakes += 1
+        self.in_handshake = True
+        relay.live[self.id] = self
+        high = relay.options.write_buffer_high
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self._open_capture(CLIENT, transport, peer, server_side=True)
+        self.bridge.client_connected(self.loop.time())
+        self._flush()
+
+    def _upstream_made(self, transport: asyncio.Transport) -> None:
+        self.transports[UPSTREAM] = transport
+        if self.finished or self.bridge.phase != "connecting":
+            transport.abort()  # the session ended while this connection was being made
+            return
+        peer = _endpoint(transport.get_extra_info("peername"))
+        self.peers[UPSTREAM] = peer
+        high = self.relay.options.write_buffer_high
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self._open_capture(UPSTREAM, transport, peer, server_side=False)
+        self.bridge.upstream_connected(self.loop.time())
+        self._flush()
+
+    def received(self, leg: Leg, data: bytes) -> None:
+        try:
+            self.bytes_in[leg] += len(data)
+            self._tap(leg, "in", data)
+            self.bridge.receive(leg, data, self.loop.time())
+            self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def lost(self, leg: Leg) -> None:
+        try:
+            if leg in self.gone:
+                return
+            self.gone.add(leg)
+            self.transports[leg] = None
+            kill = self.kill.pop(leg, None)
+            if kill is not None:
+                kill.cancel()
+            stream = self.pcap.pop(leg, None)
+            if stream is not None:
+                stream.close(time.time())
+            self.write_paused(leg, False)  # nobody is held back for a leg that is gone
+            if not self.finished:
+                self.bridge.lost(leg, self.loop.time())
+                self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def write_paused(self, leg: Leg, paused: bool) -> None:
+        """``leg``'s transport is above (below) its high-water mark: pause (resume) reading
+        from the other leg."""
+        other = _OTHER[leg]
+        transport = self.transports[other]
+        if paused:
+            self.paused.add(other)
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+        elif other in self.paused:
+            self.paused.discard(other)
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    # ------------------------------------------------------------ driving the bridge
+
+    def _flush(self) -> None:
+        """Write what the bridge queued, connect or close legs as it asks, log its notes,
+        re-arm the timer; finish once both legs are gone."""
+        if self.finished:
+            return
+        bridge = self.bridge
+        for leg in _LEGS:
+            out = bridge.data_to_send(leg)
+            transport = self.transports[leg]
+            if out and transport is not None and not transport.is_closing():
+                for chunk in out:
+                    self.bytes_out[leg] += len(chunk)
+                    self._tap(leg, "out", chunk)
+                transport.writelines(out)
+        if bridge.take_connect():
+            self.connecting = self.loop.create_task(self._connect_upstream())
+            self.connecting.add_done_callback(_retrieved)
+        for leg in _LEGS:
+            if bridge.wants_close(leg):
+                self._close(leg)
+        if self.in_handshake and bridge.handshake_over:
+            self.in_handshake = False
+            self.relay.handshakes -= 1
+        self._log_notes()
+        if CLIENT in self.gone and (UPSTREAM in self.gone or self._no_upstream()):
+            self._finish()
+            return
+        self._rearm()
+
+    def _no_upstream(self) -> bool:
+        return self.transports[UPSTREAM] is None and (
+            self.connecting is None or self.connecting.done()
+        )
+
+    def _close(self, leg: Leg) -> None:
+        if leg == UPSTREAM and self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+        transport = self.transports[leg]
+        if transport is None or leg in self.kill:
+            return
+        transport.close()  # (after what is buffered is written)
+        # A peer that does not read what is left gets a reset after this long.
+        self.kill[leg] = self.loop.call_later(self.relay.options.abort_timeout,
+                                              transport.abort)  # fmt: skip
+
+    def _rearm(self) -> None:
+        deadline = self.bridge.next_deadline()
+        timer = self.timer
+        if timer is not None:
+            if deadline is not None and timer.when() == deadline:
+                return
+            timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        try:
+            self.bridge.handle_timer(self.loop.time())
+            self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        relay = self.relay
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.in_handshake:
+            self.in_handshake = False
+            relay.handshakes -= 1
+        relay.live.pop(self.id, None)
+        relay.stats.ended[self.bridge.outcome or "closed"] += 1
+        for kill in self.kill.values():
+            kill.cancel()
+        self.kill.clear()
+        for stream in self.pcap.values():
+            stream.close(time.time())
+        self.pcap.clear()
+        relay.session_over(self)
+
+    async def _connect_upstream(self) -> None:
+        relay = self.relay
+        opts = relay.options
+        host, port = relay.upstream
+        tls = relay.upstream_tls
+        try:
+            async with asyncio.timeout(opts.connect_timeout):
+                await self.loop.create_connection(
+                    lambda: _LegProtocol(self, UPSTREAM), host, port, ssl=tls,
+                    server_hostname=(relay.upstream_hostname or host) if tls else None,
+                    ssl_handshake_timeout=opts.connect_timeout if tls else None,
+                )  # fmt: skip
+        except (OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+            if self.finished:
+                return
+            try:
+                self.bridge.upstream_failed(_describe(exc, opts.connect_timeout),
+                                            self.loop.time())  # fmt: skip
+                self._flush()
+            except Exception as exc2:
+                self._internal_error(exc2)
+
+    def _admit(self, event: ev.ConnectIndication) -> int | None:
+        """The rules and limits, for the CN (called by the bridge)."""
+        relay = self.relay
+        peer = self.peers[CLIENT]
+        allowed, rule = relay.policy.decide(peer[0] if peer else None, event.calling_ssel,
+                                            event.called_ssel)  # fmt: skip
+        if not allowed:
+            relay.stats.refused["SSEL_UNKNOWN"] += 1
+            self.log.info("session %s: CN denied by the rule %s", self.id, rule or "default")
+            return RefuseReason.SSEL_UNKNOWN
+        if relay.sessions_relayed >= relay.options.max_sessions:
+            relay.stats.refused["SPM_CONGESTION"] += 1
+            return RefuseReason.SPM_CONGESTION
+        self.admitted = True
+        relay.stats.relayed += 1
+        return None
+
+    # ------------------------------------------------------------ what is shown
+
+    def _open_capture(self, leg: Leg, transport: asyncio.Transport,
+                      peer: tuple[str, int] | None, *, server_side: bool) -> None:  # fmt: skip
+        relay = self.relay
+        if relay.on_spdu is not None:
+            self.taps[(leg, "in")] = WireTap(relay.options.max_size)
+            self.taps[(leg, "out")] = WireTap(relay.options.max_size)
+        pcap = relay.pcap
+        local = _endpoint(transport.get_extra_info("sockname"))
+        if pcap is None or pcap.closed or peer is None or local is None:
+            return
+        if (":" in peer[0]) != (":" in local[0]):
+            return  # (a v4-mapped listener: the families differ; nothing sensible to draw)
+        client, server = (peer, local) if server_side else (local, peer)
+        self.pcap[leg] = pcap.open_stream(client, server, time.time())
+
+    def _tap(self, leg: Leg, direction: str, data: bytes) -> None:
+        stream = self.pcap.get(leg)
+        if stream is not None:
+            towards_server = (direction == "in") == (leg == CLIENT)
+            way: Direction = "C->S" if towards_server else "S->C"
+            stream.write(way, data, time.time())
+        tap = self.taps.get((leg, direction))
+        on_spdu = self.relay.on_spdu
+        if tap is None or on_spdu is None:
+            return
+        for record in tap.feed(data):
+            line = {"time": round(time.time(), 6), "session": self.id, "leg": leg,
+                    "dir": direction, **record}  # fmt: skip
+            on_spdu(line)
+
+    def _log_notes(self) -> None:
+        for level, message in self.bridge.notes():
+            if level == "warning" and not self.warned:
+                self.warned = True
+                self.log.log(_warnings.level(), "session %s: %s", self.id, message)
+            elif self.bridge.phase == "ended" and not self.admitted:
+                self.log.debug("session %s: %s", self.id, message)  # (never got as far as a CN)
+            else:
+                self.log.info("session %s: %s", self.id, message)
+
+    def _internal_error(self, exc: Exception) -> None:
+        """A bug of ours: logged once, this session's connections are dropped."""
+        if not self.finished:
+            self.log.error("session %s: internal error, both legs dropped", self.id,
+                           exc_info=exc)  # fmt: skip
+        for leg in _LEGS:
+            transport = self.transports[leg]
+            if transport is not None:
+                transport.abort()
+        if self.connecting is not None:
+            self.connecting.cancel()
+        self.bridge.outcome = self.bridge.outcome or "aborted"
+        self._finish()
+
+    def shutdown(self) -> None:
+        """The relay is stopping: AB 0x09 on both legs, then close them."""
+        if self.finished:
+            return
+        try:
+            self.bridge.shutdown("the relay is stopping", self.loop.time())
+            self._flush()
+            for leg in _LEGS:
+                self._close(leg)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def info(self) -> RelaySessionInfo:
+        bridge = self.bridge
+        cn = bridge.connect_indication
+        legs: dict[Leg, LegInfo | None] = {}
+        for leg in _LEGS:
+            agent = bridge.agent(leg)
+            if agent is None:
+                legs[leg] = None
+                continue
+            transport = self.transports[leg]
+            if leg in self.gone:
+                state = "closed"
+            elif transport is None:
+                state = "connecting"
+            else:
+                state = agent.machine.state
+            tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+            legs[leg] = LegInfo(self.peers[leg], state, tls, self.bytes_in[leg],
+                                self.bytes_out[leg])  # fmt: skip
+        client = legs[CLIENT]
+        assert client is not None
+        return RelaySessionInfo(
+            id=self.id, phase=bridge.phase, age=self.loop.time() - self.started,
+            calling_ssel=_hex(cn.calling_ssel) if cn else None,
+            called_ssel=_hex(cn.called_ssel) if cn else None,
+            client=client, upstream=legs[UPSTREAM], outcome=bridge.outcome,
+        )  # fmt: skip
+
+
+class Relay:
+    """A session-aware relay between OSI stacks (see docs/relay.md): listens, and relays
+    each client's session to ``upstream``."""
+
+    def __init__(self, upstream: tuple[str, int], *, options: RelayOptions | None = None,
+                 policy: Policy | None = None, upstream_tls: ssl.SSLContext | None = None,
+                 upstream_hostname: str | None = None, on_spdu: SpduLog | None = None,
+                 pcap: PcapWriter | None = None) -> None:  # fmt: skip
+        self.upstream = upstream
+        self.options = options or RelayOptions()
+        self.policy = policy or Policy()
+        self.upstream_tls = upstream_tls
+        self.upstream_hostname = upstream_hostname
+        #: Called with one dict per SPDU each way on each leg (``--log``); see wirelog.py.
+        self.on_spdu = on_spdu
+        self.pcap = pcap
+        self.stats = RelayStats()
+        self.handshakes = 0  #: client connections that are not relayed sessions yet
+        #: Every client connection being handled, by session id.
+        self.live: dict[str, _Session] = {}
+        self._server: asyncio.Server | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._idle: asyncio.Event | None = None
+
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+        """Start listening (``start()`` does it); TLS with ``tls`` (a server context)."""
+        loop = asyncio.get_running_loop()
+        self._tls = tls
+        self._server = await loop.create_server(
+            lambda: _LegProtocol(_Session(self), CLIENT), host, port, ssl=tls,
+            ssl_handshake_timeout=self.options.handshake_timeout if tls else None,
+        )  # fmt: skip
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where it listens."""
+        assert self._server is not None
+        return [_endpoint(s.getsockname()) or ("?", 0) for s in self._server.sockets]
+
+    @property
+    def sessions(self) -> list[RelaySessionInfo]:
+        """A snapshot of every client connection and its upstream, oldest first."""
+        return [s.info() for s in self.live.values()]
+
+    @property
+    def sessions_relayed(self) -> int:
+        """Client connections whose CN was admitted and that are not over."""
+        return sum(1 for s in self.live.values() if s.admitted)
+
+    def session_over(self, session: _Session) -> None:
+        if not self.live and self._idle is not None:
+            self._idle.set()
+
+    def close(self) -> None:
+        """Stop listening; abort every session (AB 0x09 on both legs)."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.live.values()):
+            session.shutdown()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every session's connections are gone (each leg is
+        reset at the latest ``abort_timeout`` after it was closed)."""
+        if self._server is not None:
+            await self._server.wait_closed()
+        while self.live:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    async def __aenter__(self) -> Relay:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+async def start(upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *,
+                tls: ssl.SSLContext | None = None, **kwargs: Any) -> Relay:  # fmt: skip
+    """Listen on ``host:port`` (0: a free port) and relay each session to ``upstream``;
+    the other keywords are :class:`Relay`'s."""
+    relay = Relay(upstream, **kwargs)
+    await relay.listen(host, port, tls)
+    return relay
+
+
+def _endpoint(address: Any) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return None
+
+
+def _hex(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).hex()
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no connection within {timeout} s"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Done callback: a task's outcome is always looked at (nothing for asyncio to log)."""
+    if not task.cancelled():
+        exc = task.exception()
+        if exc is not None:
+            log.error("relay: unexpected error in the upstream connect", exc_info=exc)
+
