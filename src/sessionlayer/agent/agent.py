@@ -401,10 +401,11 @@ class SessionAgent:
 
     # ------------------------------------------------------------ connect
 
-    def connect(self, user_data: bytes | None, connection_id: ConnectionId,
+    def connect(self, user_data: bytes | None, connection_id: ConnectionId | None,
                 hello: Hello | None = None) -> None:  # fmt: skip
         """(Initiator) S-CONNECT request, with a sessionlayer ``hello`` or the raw
-        ``user_data`` of an OSI peer."""
+        ``user_data`` of an OSI peer (``connection_id`` None: the CN has no Connection
+        Identifier)."""
         self.hello = hello
         self.machine.connect(
             user_data=hello.encode() if hello is not None else user_data,

@@ -314,7 +314,7 @@ class Bridge:
             return
         self._cn_sent = True
         try:
-            agent.connect(cn.user_data, cn.connection_id or ConnectionId())
+            agent.connect(cn.user_data, cn.connection_id)
         except LocalError as exc:
             self._refuse_client(RefuseReason.SPM_NO_REASON, f"cannot relay the CN: {exc}", now)
 

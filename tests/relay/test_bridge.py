@@ -1,0 +1,482 @@
+"""The bridge, sans I/O: a client agent and an upstream agent (each answering as a
+sessionlayer peer does) joined through a :class:`Bridge` by in-memory byte pipes.
+
+Each X.215 service is driven from one end and must arrive at the other as the same
+service with the same parameters; the answers come back the same way.  What the state
+table rejects never reaches the other leg.
+"""
+
+from __future__ import annotations
+
+import pytest
+from tests.relay.helpers import Through, spdus_in
+
+from sessionlayer import FunctionalUnit as FU
+from sessionlayer.errors import AbortReason, RefuseReason
+from sessionlayer.machine import ALL_FUNCTIONAL_UNITS, SessionConfig
+from sessionlayer.machine import events as ev
+from sessionlayer.relay import RelayOptions
+from sessionlayer.spdu import (
+    Abort,
+    Accept,
+    Connect,
+    DataTransfer,
+    Finish,
+    GiveTokens,
+    MajorSyncPoint,
+    encode_tsdu,
+)
+from sessionlayer.spdu.codes import ResyncType, Token, TokenSetting, Version
+from sessionlayer.spdu.types import ConnectionId
+from sessionlayer.transport import encode_tpdu, encode_tpkt, segment_tsdu
+
+PROTOCOL_ERROR = AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+HALF = FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.NEGOTIATED_RELEASE
+ACTIVITIES = FU.DUPLEX | FU.ACTIVITY | FU.CAPABILITY_DATA | FU.MAJOR_SYNC | FU.MINOR_SYNC
+
+
+def framed(tsdu: bytes) -> bytes:
+    return b"".join(encode_tpkt(t) for t in segment_tsdu(tsdu, 8192))
+
+
+def inject(t: Through, leg: str, tsdu: bytes) -> None:
+    """Octets the end peer on ``leg`` writes itself (bypassing its own machine)."""
+    data = framed(tsdu)
+    t.received[leg] += data
+    t.bridge.receive(leg, data, t.now)  # type: ignore[arg-type]
+    t.pump()
+
+
+# ------------------------------------------------------------------ connect
+
+
+def test_connect_carries_the_parameters_and_user_data_both_ways() -> None:
+    config = SessionConfig(
+        functional_units=HALF, versions=Version.V2, calling_ssel=b"\x00\x07",
+        called_ssel=b"\x00\x09", initial_serial=17,
+        token_setting={Token.DATA: TokenSetting.CALLED_CHOICE},
+    )  # fmt: skip
+    upstream = SessionConfig(functional_units=HALF, responding_ssel=b"\x00\x0a",
+                             called_choice={Token.DATA: TokenSetting.RESPONDER})  # fmt: skip
+    t = Through(config, upstream)
+    t.open(b"hello upstream", ConnectionId(calling_ref=b"caller", common_ref=b"common"))
+    cn = t.take("upstream", ev.ConnectIndication)
+    assert cn.user_data == b"hello upstream"
+    assert (cn.calling_ssel, cn.called_ssel) == (b"\x00\x07", b"\x00\x09")
+    assert cn.connection_id == ConnectionId(calling_ref=b"caller", common_ref=b"common")
+    assert cn.functional_units == HALF and cn.versions == 2 and cn.initial_serial == 17
+    assert cn.token_setting[Token.DATA] == TokenSetting.CALLED_CHOICE
+    ac = t.take("client", ev.ConnectConfirm)
+    assert ac.user_data == b"ac-data" and ac.responding_ssel == b"\x00\x0a"
+    assert ac.functional_units == HALF and ac.version == 2 and ac.initial_serial == 17
+    # The upstream took the data token: so did the relay toward the client (mirrored).
+    assert not ac.tokens & Token.DATA
+    assert t.upstream.machine.tokens_owned & Token.DATA
+    assert t.bridge.phase == "open"
+    assert t.client.machine.state == t.upstream.machine.state == "STA713"
+
+
+def test_the_upstream_is_connected_only_after_a_valid_cn() -> None:
+    t = Through()
+    t.pump()  # CR / CC with the client only
+    assert not t.upstream_up and t.bridge.phase == "handshake"
+    t.client.connect(b"x", ConnectionId())
+    t.pump()
+    assert t.upstream_up and t.bridge.phase == "open"
+
+
+def test_refuse_is_carried_back_with_reason_and_user_data() -> None:
+    t = Through()
+    t.auto_accept = False
+    t.open()
+    t.take("upstream", ev.ConnectIndication)
+    t.upstream.refuse(RefuseReason.USER_DATA, b"go away")
+    t.pump()
+    rf = t.take("client", ev.RefuseConfirm)
+    assert (rf.reason, rf.user_data) == (RefuseReason.USER_DATA, b"go away")
+    assert t.bridge.outcome == "refused"
+
+
+def test_admit_refuses_and_the_upstream_is_never_connected() -> None:
+    t = Through(admit=lambda cn: RefuseReason.SSEL_UNKNOWN)
+    t.open()
+    assert t.take("client", ev.RefuseConfirm).reason == RefuseReason.SSEL_UNKNOWN
+    assert not t.upstream_up and t.wire["upstream"] == b""
+
+
+def test_upstream_unreachable_refuses_with_user_not_attached() -> None:
+    t = Through()
+    t.pump()
+    t.client.connect(b"x", ConnectionId())
+    for data in t.client.data_to_send():
+        t.bridge.receive("client", data, t.now)
+    assert t.bridge.take_connect()
+    t.bridge.upstream_failed("connection refused", t.now)
+    t.pump()
+    assert t.take("client", ev.RefuseConfirm).reason == RefuseReason.USER_NOT_ATTACHED
+
+
+def test_upstream_silent_past_the_handshake_timeout_refuses() -> None:
+    t = Through(options=RelayOptions(handshake_timeout=2.0))
+    t.auto_accept = False
+    t.open()
+    t.take("upstream", ev.ConnectIndication)
+    t.later(2.5)
+    assert t.take("client", ev.RefuseConfirm).reason == RefuseReason.USER_NOT_ATTACHED
+    assert t.bridge.wants_close("upstream") or t.upstream.machine.is_closed or (
+        spdus_in(t.wire["upstream"])[-1].kind == "AB"
+    )
+
+
+def test_upstream_abort_instead_of_accept_aborts_the_client() -> None:
+    # (Without the expedited unit: with it, a sessionlayer responder aborting in STA08 sends
+    # PR before the AB, which the initiator's table does not accept in STA02A.)
+    plain = SessionConfig(functional_units=FU.DUPLEX)
+    t = Through(plain, plain)
+    t.auto_accept = False
+    t.open()
+    t.take("upstream", ev.ConnectIndication)
+    t.upstream.abort(b"no", t.now)
+    t.pump()
+    assert t.take("client", ev.UserAbortIndication).user_data == b"no"
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_data_is_reassembled_and_segmented_again_for_each_leg() -> None:
+    client = SessionConfig(functional_units=FU.DUPLEX, versions=Version.V2,
+                           tsdu_max_send=4096, tsdu_max_receive=4096)  # fmt: skip
+    upstream = SessionConfig(functional_units=FU.DUPLEX, tsdu_max_receive=1024,
+                             tsdu_max_send=1024)  # fmt: skip
+    t = Through(client, upstream)
+    t.open()
+    big = bytes(range(256)) * 200  # 51,200 octets
+    t.client.machine.send_data(big)
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == big
+    sent = [s for s in spdus_in(t.wire["upstream"]) if isinstance(s, DataTransfer)]
+    assert len(sent) >= 50  # segments of at most 1024 octets toward the upstream
+    t.upstream.machine.send_data(big[::-1])
+    t.pump()
+    assert t.take("client", ev.DataIndication).data == big[::-1]
+    toward_client = [s for s in spdus_in(t.wire["client"]) if isinstance(s, DataTransfer)]
+    assert 12 <= len(toward_client) < 20  # 4096-octet segments toward the client
+
+
+def test_typed_and_expedited_data() -> None:
+    units = FU.DUPLEX | FU.TYPED_DATA | FU.EXPEDITED
+    t = Through(SessionConfig(functional_units=units), SessionConfig(functional_units=units))
+    t.open()
+    t.client.machine.send_typed_data(b"typed")
+    t.client.machine.send_expedited(b"urgent")
+    t.pump()
+    assert t.take("upstream", ev.TypedDataIndication).data == b"typed"
+    assert t.take("upstream", ev.ExpeditedDataIndication).data == b"urgent"
+
+
+# ------------------------------------------------------------------ tokens and sync
+
+
+def test_half_duplex_tokens_travel_through_the_relay() -> None:
+    t = Through(SessionConfig(functional_units=HALF), SessionConfig(functional_units=HALF))
+    t.open()
+    assert t.client.machine.tokens_owned & Token.DATA  # the initiator starts with them
+    t.client.machine.send_data(b"turn 1")
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == b"turn 1"
+    # The upstream asks for the data token; the client's agent gives it.
+    t.upstream.machine.please_tokens(Token.DATA)
+    t.pump()
+    assert t.take("client", ev.TokenPleaseIndication).tokens == Token.DATA
+    assert t.take("upstream", ev.TokenGiveIndication).tokens == Token.DATA
+    assert t.upstream.machine.tokens_owned & Token.DATA
+    # Mirrored: the relay holds on the client leg what the upstream holds on its own.
+    assert t.bridge.client.machine.tokens_owned & Token.DATA
+    assert not t.client.machine.tokens_owned & Token.DATA
+    t.upstream.machine.send_data(b"turn 2")
+    t.pump()
+    assert t.take("client", ev.DataIndication).data == b"turn 2"
+
+
+def test_sync_points_are_confirmed_by_the_far_end() -> None:
+    t = Through(SessionConfig(functional_units=HALF), SessionConfig(functional_units=HALF))
+    t.open()
+    serial = t.client.machine.minor_sync(confirm=True, user_data=b"minor")
+    t.pump()
+    mip = t.take("upstream", ev.MinorSyncIndication)
+    assert (mip.serial, mip.user_data) == (serial, b"minor")
+    assert t.take("client", ev.MinorSyncConfirm).serial == serial
+    major = t.client.machine.major_sync(b"major")
+    t.pump()
+    assert t.take("upstream", ev.MajorSyncIndication).serial == major
+    assert t.take("client", ev.MajorSyncConfirm).serial == major
+    t.client.machine.resync(ResyncType.RESTART, serial=major + 1, user_data=b"again")
+    t.pump()
+    rs = t.take("upstream", ev.ResyncIndication)
+    assert (rs.type, rs.serial, rs.user_data) == (ResyncType.RESTART, major + 1, b"again")
+    assert t.take("client", ev.ResyncConfirm).serial == major + 1
+    assert t.client.machine.vm == t.upstream.machine.vm == t.bridge.client.machine.vm
+
+
+def test_symmetric_synchronize_keeps_each_flow_apart() -> None:
+    units = FU.DUPLEX | FU.SYMMETRIC_SYNC | FU.MAJOR_SYNC | FU.RESYNC
+    config = SessionConfig(functional_units=units, versions=Version.V2,
+                           initial_serial=5, second_initial_serial=500)  # fmt: skip
+    t = Through(config, SessionConfig(functional_units=units))
+    t.open()
+    mine = t.client.machine.minor_sync(confirm=True)
+    t.pump()
+    assert t.take("upstream", ev.MinorSyncIndication).serial == mine == 5
+    theirs = t.upstream.machine.minor_sync(confirm=True)
+    t.pump()
+    assert t.take("client", ev.MinorSyncIndication).serial == theirs == 500
+    t.client.machine.resync(ResyncType.ABANDON)
+    t.pump()
+    t.take("upstream", ev.ResyncIndication)
+    t.take("client", ev.ResyncConfirm)
+    for m in (t.bridge.upstream.machine, t.upstream.machine):  # type: ignore[union-attr]
+        assert m is not None
+    assert (t.client.machine.vms, t.client.machine.vmr) == (
+        t.upstream.machine.vmr, t.upstream.machine.vms)
+
+
+def test_activities_and_capability_data() -> None:
+    config = SessionConfig(functional_units=ACTIVITIES)
+    t = Through(config, config)
+    t.open()
+    t.client.machine.send_capability_data(b"caps?")
+    t.pump()
+    assert t.take("upstream", ev.CapabilityDataIndication).user_data == b"caps?"
+    t.take("client", ev.CapabilityDataConfirm)
+    t.client.machine.activity_start(b"act1", b"start")
+    t.pump()
+    assert t.take("upstream", ev.ActivityStartIndication).activity_id == b"act1"
+    t.client.machine.send_data(b"inside")
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == b"inside"
+    serial = t.client.machine.activity_end(b"end")
+    t.pump()
+    assert t.take("upstream", ev.ActivityEndIndication).serial == serial
+    assert t.take("client", ev.ActivityEndConfirm).serial == serial
+    t.client.machine.activity_start(b"act2")
+    t.pump()
+    t.client.machine.activity_interrupt(0, b"later")
+    t.pump()
+    assert t.take("upstream", ev.ActivityInterruptIndication).user_data == b"later"
+    t.take("client", ev.ActivityInterruptConfirm)
+    t.client.machine.activity_resume(b"act3", b"act2", serial, ConnectionId(common_ref=b"c"))
+    t.pump()
+    ar = t.take("upstream", ev.ActivityResumeIndication)
+    assert (ar.activity_id, ar.old_activity_id, ar.serial) == (b"act3", b"act2", serial)
+    t.client.machine.activity_discard(0)
+    t.pump()
+    t.take("upstream", ev.ActivityDiscardIndication)
+    t.take("client", ev.ActivityDiscardConfirm)
+
+
+# ------------------------------------------------------------------ release and abort
+
+
+def test_release_is_answered_by_the_far_end_with_its_user_data() -> None:
+    t = Through()
+    t.open()
+    t.upstream.on_release = lambda event: b"bye from upstream"
+    t.client.machine.release(b"bye from client")
+    t.pump()
+    assert t.take("upstream", ev.ReleaseIndication).user_data == b"bye from client"
+    confirm = t.take("client", ev.ReleaseConfirm)
+    assert confirm.accepted and confirm.user_data == b"bye from upstream"
+    assert t.bridge.outcome == "released"
+    assert t.bridge.wants_close("upstream")  # the relay closes the upstream (it got DN)
+
+
+def test_release_refused_with_nf_goes_on() -> None:
+    config = SessionConfig(functional_units=HALF)
+    t = Through(config, config)
+    t.open()
+    t.upstream.on_release = lambda event: False
+    t.client.machine.release()
+    t.pump()
+    assert not t.take("client", ev.ReleaseConfirm).accepted
+    assert t.bridge.phase == "open"
+    t.client.machine.send_data(b"still here")
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == b"still here"
+
+
+def test_release_from_the_upstream() -> None:
+    t = Through()
+    t.open()
+    t.upstream.machine.release(b"server done")
+    t.pump()
+    assert t.take("client", ev.ReleaseIndication).user_data == b"server done"
+    assert t.take("upstream", ev.ReleaseConfirm).accepted
+
+
+def test_release_collision_is_answered_on_both_legs() -> None:
+    t = Through()
+    t.open()
+    t.client.machine.release(b"c")
+    t.upstream.machine.release(b"u")
+    t.pump()
+    assert t.take("client", ev.ReleaseConfirm).accepted
+    assert t.take("upstream", ev.ReleaseConfirm).accepted
+    assert t.bridge.outcome == "released"
+
+
+@pytest.mark.parametrize("side", ["client", "upstream"])
+def test_user_abort_carries_its_user_data(side: str) -> None:
+    t = Through()
+    t.open()
+    other = "upstream" if side == "client" else "client"
+    agent = t.client if side == "client" else t.upstream
+    agent.abort(b"abort data", t.now)
+    t.pump()
+    assert t.take(other, ev.UserAbortIndication).user_data == b"abort data"
+    assert t.bridge.outcome == "aborted"
+
+
+def test_a_provider_reason_is_passed_on() -> None:
+    t = Through()
+    t.open()
+    reason = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION
+    inject(t, "upstream", encode_tsdu(Abort(transport_disconnect=int(reason))))
+    assert t.take("client", ev.ProviderAbortIndication).reason == reason
+
+
+@pytest.mark.parametrize("leg", ["client", "upstream"])
+def test_a_lost_transport_aborts_the_other_leg_with_no_reason(leg: str) -> None:
+    t = Through()
+    t.open()
+    t.close_transport(leg)
+    other = "upstream" if leg == "client" else "client"
+    assert t.take(other, ev.ProviderAbortIndication).reason == NO_REASON
+
+
+# ------------------------------------------------------------------ what is never relayed
+
+
+def test_an_out_of_state_spdu_is_aborted_on_its_leg_and_never_forwarded() -> None:
+    t = Through()  # duplex only: no major synchronize
+    t.open()
+    before = t.wire["upstream"]
+    offending = encode_tsdu(GiveTokens(), MajorSyncPoint(sync_type=1, serial_number=0,
+                                                          user_data=b"SECRET"))  # fmt: skip
+    inject(t, "client", offending)
+    ab = [s for s in spdus_in(t.wire["client"]) if isinstance(s, Abort)]
+    assert ab and ab[-1].transport_disconnect == PROTOCOL_ERROR and ab[-1].reflect
+    after = spdus_in(t.wire["upstream"][len(before):])
+    assert [type(s) for s in after] == [Abort]
+    assert after[0].transport_disconnect == NO_REASON
+    assert b"SECRET" not in t.wire["upstream"]
+    assert not any(isinstance(e, ev.MajorSyncIndication) for e in t.events["upstream"])
+
+
+@pytest.mark.parametrize("tsdu", [
+    encode_tsdu(Accept(requirements=2)),  # an AC from the initiator
+    encode_tsdu(Connect(requirements=2)),  # a second CN
+    encode_tsdu(Finish()) + b"\xff",  # trailing garbage
+    b"\x01\x00\x01\xff\xff\x00",  # a DT whose LI runs past the TSDU
+])  # fmt: skip
+def test_malformed_or_out_of_state_after_ac_never_reaches_the_upstream(tsdu: bytes) -> None:
+    t = Through()
+    t.open()
+    before = len(t.wire["upstream"])
+    inject(t, "client", tsdu)
+    assert t.bridge.outcome == "aborted"
+    after = spdus_in(t.wire["upstream"][before:])
+    assert [s.kind for s in after] == ["AB"], after
+    assert not t.events["upstream"][1:] or all(
+        isinstance(e, ev.ProviderAbortIndication) for e in t.events["upstream"][1:]
+    )
+
+
+def test_a_bad_cn_never_opens_the_upstream() -> None:
+    t = Through()
+    t.pump()
+    inject(t, "client", b"\x0d\x05\x14\x02\x00\x02\xff")  # a CN with garbage in it
+    assert not t.upstream_up and t.wire["upstream"] == b""
+    assert t.bridge.outcome == "aborted"
+
+
+def test_data_before_the_ac_is_a_protocol_error_and_never_relayed() -> None:
+    t = Through()
+    t.auto_accept = False
+    t.open()
+    inject(t, "client", b"\x01\x00\x01\x00" + b"too early")
+    assert b"too early" not in t.wire["upstream"]
+    assert t.bridge.outcome == "aborted"
+
+
+# ------------------------------------------------------------------ limits and timeouts
+
+
+def test_an_ssdu_over_max_size_aborts_that_leg_with_0x11() -> None:
+    client = SessionConfig(functional_units=FU.DUPLEX, versions=Version.V2,
+                           tsdu_max_send=1024, tsdu_max_receive=1024)  # fmt: skip
+    t = Through(client, options=RelayOptions(max_size=10_000))
+    t.open()
+    t.client.machine.send_data(bytes(20_000))
+    t.pump()
+    restriction = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION
+    ab = [s for s in spdus_in(t.wire["client"]) if isinstance(s, Abort)]
+    assert ab[-1].transport_disconnect == restriction
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
+    assert not any(isinstance(e, ev.DataIndication) for e in t.events["upstream"])
+
+
+def test_idle_timeout_aborts_both_legs() -> None:
+    t = Through(options=RelayOptions(idle_timeout=30.0))
+    t.open()
+    t.later(20.0)
+    assert t.bridge.phase == "open"
+    t.client.machine.send_data(b"alive")
+    t.pump()
+    t.later(20.0)
+    assert t.bridge.phase == "open"
+    t.later(11.0)
+    assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
+
+
+def test_release_timeout_aborts_both_legs() -> None:
+    t = Through(options=RelayOptions(release_timeout=5.0))
+    t.open()
+    t.upstream.auto_answer = False  # the upstream never answers the FN
+    t.client.machine.release()
+    t.pump()
+    t.take("upstream", ev.ReleaseIndication)
+    t.later(6.0)
+    assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
+    assert t.bridge.outcome == "aborted"
+
+
+def test_a_cn_that_never_comes_is_closed_at_the_handshake_timeout() -> None:
+    t = Through(options=RelayOptions(handshake_timeout=3.0))
+    t.pump()  # CR / CC, then nothing
+    assert t.bridge.next_deadline() == pytest.approx(t.now + 3.0)
+    t.later(3.5)
+    assert t.bridge.wants_close("client") and not t.upstream_up
+
+
+def test_keepalive_probes_of_sessionlayer_peers_are_answered_per_leg() -> None:
+    from sessionlayer.agent import PING, Hello, Welcome
+
+    t = Through(accept_data=Welcome(keepalive=True).encode())
+    t.open(Hello(keepalive=True).encode())
+    assert t.bridge.client.keepalive and t.bridge.upstream is not None
+    before = len(t.wire["upstream"])
+    inject(t, "client", PING)
+    assert spdus_in(t.wire["client"])[-1].kind == "GT"  # PONG, from the relay
+    assert len(t.wire["upstream"]) == before  # nothing relayed
+
+
+def test_all_units_negotiate_through_the_relay() -> None:
+    t = Through(SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS),
+                SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS))  # fmt: skip
+    t.open()
+    ac = t.take("client", ev.ConnectConfirm)
+    assert ac.functional_units == t.upstream.machine.functional_units
+    assert t.bridge.client.machine.tokens_owned == t.upstream.machine.tokens_owned
