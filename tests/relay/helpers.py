@@ -15,7 +15,7 @@ from sessionlayer.spdu import SPDU, decode_tsdu
 from sessionlayer.spdu.types import ConnectionId
 from sessionlayer.transport import Data, TpktParser, TsduAssembler, decode_tpdu
 
-__all__ = ["Through", "spdus_in", "OPTS"]
+__all__ = ["Through", "spdus_in", "OPTS", "run"]
 
 OPTS = Options(keepalive_interval=None, idle_timeout=None, resume=False)
 
@@ -39,8 +39,8 @@ class Through:
     """client agent <-> Bridge <-> upstream agent, through byte pipes.
 
     ``client_config`` / ``upstream_config`` are the end peers' own (default: duplex only);
-    the relay's come from the bridge.  ``wire[leg]`` keeps every octet the relay wrote on that leg, and
-    ``received[leg]`` what it read.
+    the relay's come from the bridge.  ``wire[leg]`` keeps every octet the relay wrote on
+    that leg, and ``received[leg]`` what it read.
     """
 
     def __init__(self, client_config: SessionConfig | None = None,
@@ -127,3 +127,19 @@ class Through:
             self.upstream.connection_lost()
         self.bridge.lost(leg, self.now)  # type: ignore[arg-type]
         self.pump()
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    """``asyncio.run`` with a deadline; anything that reaches the loop's exception handler
+    fails the test (the relay must catch all it raises)."""
+    import asyncio
+
+    reported: list[dict[str, Any]] = []
+
+    async def main() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx))
+        return await asyncio.wait_for(coro, timeout)
+
+    result = asyncio.run(main())
+    assert not reported, f"reached asyncio's exception handler: {reported}"
+    return result

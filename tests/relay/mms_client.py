@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
 
-import iec61850_client as base  # noqa: E402
+import iec61850_client as base
 
 DATASET = "testmodelSENSORS/LLN0.Plates"
 SETPOINT = "testmodelSENSORS/GGIO1.SetPt.setMag.f"

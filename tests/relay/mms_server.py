@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
 
-import iec61850_server as base  # noqa: E402  (the interop server: loading, free ports)
+import iec61850_server as base
 
 FIELDS = ("vendor", "hwRev", "swRev", "serNum", "model", "location")
 PLATE_OPTIONS = ("CDC_OPTION_DPL_HWREV", "CDC_OPTION_DPL_SWREV", "CDC_OPTION_DPL_SERNUM",

@@ -28,7 +28,7 @@ from sessionlayer.spdu import (
 )
 from sessionlayer.spdu.codes import ResyncType, Token, TokenSetting, Version
 from sessionlayer.spdu.types import ConnectionId
-from sessionlayer.transport import encode_tpdu, encode_tpkt, segment_tsdu
+from sessionlayer.transport import encode_tpkt, segment_tsdu
 
 PROTOCOL_ERROR = AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
 NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON

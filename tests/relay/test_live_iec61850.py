@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from tests.relay.conftest import MmsClientProcess, MmsServer, run_mms_client
+from tests.relay.helpers import run
 
 from sessionlayer.relay import Relay, RelayOptions, start
 
@@ -52,8 +53,7 @@ def last_session(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_read_data_set_write_and_release(mms_server: MmsServer) -> None:
-    result, relay, log = asyncio.run(asyncio.wait_for(
-        relayed(mms_server, "read,dataset,write,release"), 60))  # fmt: skip
+    result, relay, log = run(relayed(mms_server, "read,dataset,write,release"), 60)
     assert result.returncode == 0, result.stderr
     assert result.get("read") == 42.5
     assert result.get("dataset") == 30
@@ -79,7 +79,7 @@ def test_read_data_set_write_and_release(mms_server: MmsServer) -> None:
 
 
 def test_abort_from_the_client(mms_server: MmsServer) -> None:
-    result, relay, log = asyncio.run(asyncio.wait_for(relayed(mms_server, "read,abort"), 60))
+    result, relay, log = run(relayed(mms_server, "read,abort"), 60)
     assert result.returncode == 0, result.stderr
     assert result.get("abort") is True
     records = last_session(log)
@@ -107,7 +107,7 @@ def test_abort_from_the_server_side_and_the_sessions_both_legs(mms_server: MmsSe
             await wait_for_no_sessions(relay)
         return result, seen, log
 
-    result, seen, log = asyncio.run(asyncio.wait_for(scenario(), 60))
+    result, seen, log = run(scenario(), 60)
     assert result.returncode == 0, result.stderr
     assert result.get("closed") is not None  # the client saw the association end
     live = [s for s in seen if s.phase == "open"]

@@ -1,0 +1,171 @@
+"""TLS on either leg (in the spirit of IEC 62351-3): a client speaking RFC 1006 inside TLS
+through the relay to the plain libiec61850 server; mutual TLS; TLS toward the upstream,
+and an upstream whose certificate does not verify (the client is refused, RF 0x82)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trustme
+from tests.relay.conftest import MmsServer
+from tests.relay.helpers import run
+
+import sessionlayer
+from sessionlayer import ConnectRefused, Options, RefuseReason, SessionConfig
+from sessionlayer.relay import start
+from sessionlayer.spdu import decode_tsdu
+
+PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
+FLOAT_42_5 = bytes.fromhex("08422a0000")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def relay_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="module")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(context)
+    return context
+
+
+def frame(vectors: list[dict[str, Any]], name: str) -> bytes:
+    (hit,) = [v for v in vectors if v["name"].startswith(name)]
+    return bytes.fromhex(hit["session"])
+
+
+def user_data(vectors: list[dict[str, Any]], name: str) -> bytes:
+    data = getattr(decode_tsdu(frame(vectors, name))[-1], "user_data", None)
+    assert data is not None
+    return bytes(data)
+
+
+async def mms_dialogue(port: int, vectors: list[dict[str, Any]], tls: ssl.SSLContext,
+                       cert_check: Any = None) -> None:  # fmt: skip
+    """The captured libiec61850 client's CN, read, conclude and release, inside TLS."""
+    session = await sessionlayer.connect(
+        "127.0.0.1", port, tls=tls, user_data=user_data(vectors, "CN SPDU"),
+        config=SessionConfig.libiec61850_profile(), options=PLAIN,
+        calling_tsel=b"\x00\x01", called_tsel=b"\x00\x01",
+    )  # fmt: skip
+    assert session.peer_data and session.peer_data[:1] == b"\x31"  # the AARE's PPDU
+    if cert_check is not None:
+        cert_check()
+    await session.send(frame(vectors, "GT+DT carrying MMS read request")[4:])
+    assert FLOAT_42_5 in await asyncio.wait_for(session.receive(), 10)
+    await session.send(frame(vectors, "GT+DT MMS conclude-request")[4:])
+    assert (await asyncio.wait_for(session.receive(), 10)).endswith(bytes.fromhex("8c00"))
+    dn = await session.release(user_data=user_data(vectors, "FN SPDU"))
+    assert dn is not None and dn[:1] == b"\x61"  # ACSE RLRE
+
+
+def test_a_tls_client_through_the_relay_to_the_plain_libiec61850_server(
+    mms_server: MmsServer, libiec61850: list[dict[str, Any]], relay_tls: ssl.SSLContext,
+    client_tls: ssl.SSLContext,
+) -> None:  # fmt: skip
+    async def main() -> None:
+        async with await start(("127.0.0.1", mms_server.port), tls=relay_tls) as relay:
+            def both_legs() -> None:
+                (info,) = [s for s in relay.sessions if s.phase == "open"]
+                assert info.client.tls and info.upstream is not None
+                assert not info.upstream.tls  # the device behind the relay speaks plain
+
+            await mms_dialogue(relay.port, libiec61850, client_tls, both_legs)
+            assert relay.stats.relayed == 1
+
+    run(main())
+
+
+@pytest.fixture(scope="module")
+def client_cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("client.example")
+
+
+def test_mutual_tls_requires_a_client_certificate(
+    mms_server: MmsServer, libiec61850: list[dict[str, Any]], ca: trustme.CA,
+    client_tls: ssl.SSLContext, client_cert: trustme.LeafCert,
+) -> None:  # fmt: skip
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    ca.configure_trust(server)
+    server.verify_mode = ssl.CERT_REQUIRED
+    with_cert = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(with_cert)
+    client_cert.configure_cert(with_cert)
+
+    async def main() -> None:
+        async with await start(("127.0.0.1", mms_server.port), tls=server) as relay:
+            with pytest.raises((ssl.SSLError, ConnectionError, sessionlayer.SessionAborted)):
+                await mms_dialogue(relay.port, libiec61850, client_tls)
+            assert relay.stats.relayed == 0  # nothing reached the upstream
+            await mms_dialogue(relay.port, libiec61850, with_cert)
+            assert relay.stats.relayed == 1
+
+    run(main())
+
+
+@pytest.fixture
+def tls_upstream(relay_tls: ssl.SSLContext) -> Iterator[Any]:
+    """A sessionlayer echo server speaking plain X.225 inside TLS."""
+
+    async def echo(session: sessionlayer.Session) -> None:
+        async for data in session:
+            await session.send(data[::-1])
+
+    def make() -> Any:
+        return sessionlayer.serve(echo, tls=relay_tls, config=SessionConfig.kernel_duplex(),
+                                  accept_data=lambda request: b"tls upstream",
+                                  options=PLAIN)  # fmt: skip
+
+    yield make
+
+
+def test_tls_toward_the_upstream(tls_upstream: Any, client_tls: ssl.SSLContext) -> None:
+    async def main() -> None:
+        async with await tls_upstream() as upstream:
+            async with await start(("127.0.0.1", upstream.port),
+                                   upstream_tls=client_tls) as relay:  # fmt: skip
+                async with await sessionlayer.connect(
+                    "127.0.0.1", relay.port, user_data=b"plain client",
+                    config=SessionConfig.kernel_duplex(), options=PLAIN,
+                ) as session:  # fmt: skip
+                    assert session.peer_data == b"tls upstream"
+                    (info,) = relay.sessions
+                    assert info.upstream is not None and info.upstream.tls
+                    assert not info.client.tls
+                    await session.send(b"through tls")
+                    assert await asyncio.wait_for(session.receive(), 10) == b"slt hguorht"
+
+    run(main())
+
+
+def test_an_upstream_certificate_that_does_not_verify_refuses_the_client(
+    tls_upstream: Any,
+) -> None:
+    other_ca = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    trustme.CA().configure_trust(other_ca)
+
+    async def main() -> None:
+        async with await tls_upstream() as upstream:
+            async with await start(("127.0.0.1", upstream.port),
+                                   upstream_tls=other_ca) as relay:  # fmt: skip
+                with pytest.raises(ConnectRefused) as info:
+                    await sessionlayer.connect("127.0.0.1", relay.port, user_data=b"x",
+                                               config=SessionConfig.kernel_duplex(),
+                                               options=PLAIN)  # fmt: skip
+                assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
+
+    run(main())
