@@ -191,7 +191,10 @@ class Bridge:
             return leg == UPSTREAM and self.phase == "ended"
         if leg == UPSTREAM and self.phase == "ended" and not self._cn_sent:
             return True  # (connected, but the session ended before its CN went out)
-        return agent.wants_close
+        # STA16: this leg's machine sent AB, RF or DN (each with "transport released") and
+        # waits for the transport to go: the relay closes it once that SPDU is written, as
+        # libiec61850's server does, rather than leave it open up to TIM.
+        return agent.wants_close or agent.machine.state == "STA16"
 
     def take_connect(self) -> bool:
         """True once: the binding should now connect to the upstream."""
