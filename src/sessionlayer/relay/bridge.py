@@ -107,7 +107,8 @@ class Bridge:
         self.client.auto_answer = False
         self.upstream: SessionAgent | None = None  #: made once a CN is admitted
         self.phase: Phase = "handshake"
-        #: How the session ended: "released", "refused", "aborted" (None: not yet).
+        #: How the session ended: "released", "refused", "aborted", or "closed" before any
+        #: CN (None: not yet).
         self.outcome: str | None = None
         self.ending: str | None = None  #: why, in a few words
         self._cn: ev.ConnectIndication | None = None
@@ -445,6 +446,8 @@ class Bridge:
     def _end(self, outcome: str, why: str, now: float, level: str = "info") -> None:
         if self.phase == "ended":
             return
+        if self.phase == "handshake" and outcome == "aborted":
+            outcome = "closed"  # (no CN came: no session was ever asked for)
         self.phase = "ended"
         self.outcome, self.ending = outcome, why
         self._deadline_release = None

@@ -41,6 +41,9 @@ _LEGS: tuple[Leg, Leg] = (CLIENT, UPSTREAM)
 _OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 #: WARNING lines a second across sessions; the rest go out at DEBUG.
 WARNINGS_PER_SECOND = 20
+#: Connections the kernel may queue for accepting (asyncio's default, 100, leaves a burst
+#: of connections established at the client but not accepted, so without a deadline).
+LISTEN_BACKLOG = 1024
 SpduLog = Callable[[dict[str, Any]], None]
 
 
@@ -512,6 +515,7 @@ class Relay:
         self._server = await loop.create_server(
             lambda: _LegProtocol(_Session(self), CLIENT), host, port, ssl=tls,
             ssl_handshake_timeout=self.options.handshake_timeout if tls else None,
+            backlog=LISTEN_BACKLOG,
         )  # fmt: skip
 
     @property
