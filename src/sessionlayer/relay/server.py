@@ -56,6 +56,7 @@ class LegInfo:
     tls: bool
     bytes_in: int  #: octets read from this leg (after TLS)
     bytes_out: int  #: octets written to it
+    buffered: int = 0  #: octets written and not yet taken by the transport (flow control)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -472,8 +473,9 @@ class _Session:
             else:
                 state = agent.machine.state
             tls = transport is not None and transport.get_extra_info("ssl_object") is not None
+            buffered = transport.get_write_buffer_size() if transport is not None else 0
             legs[leg] = LegInfo(self.peers[leg], state, tls, self.bytes_in[leg],
-                                self.bytes_out[leg])  # fmt: skip
+                                self.bytes_out[leg], buffered)  # fmt: skip
         client = legs[CLIENT]
         assert client is not None
         return RelaySessionInfo(

@@ -1,0 +1,118 @@
+"""``sessionlayer relay`` from the command line: a user's mistakes end in one line and exit
+status 2 (never a traceback); the rules work end to end; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from pathlib import Path
+
+import pytest
+from tests.hostile import harness as H
+from tests.relay.cliproc import RelayProcess
+from tests.relay.helpers import run
+
+import sessionlayer
+from sessionlayer import ConnectRefused, Options, RefuseReason, SessionConfig
+from sessionlayer.cli import main
+
+PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
+
+
+def cli(*args: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["relay", *args], stdout=out, stderr=err)
+    return code, err.getvalue()
+
+
+@pytest.fixture
+def busy_port() -> object:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+UP = ("--upstream", "127.0.0.1:102")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--listen", "nonsense", *UP), "expected HOST:PORT"),
+    (("--listen", "127.0.0.1:99999", *UP), "the port must be 0..65535"),
+    (("--listen", "::1:102", *UP), "[ADDRESS]:PORT"),
+    (("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:0"), "1..65535"),
+    (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "/nowhere/cert.pem", "--tls-key",
+      "/nowhere/key.pem"), "no such file"),
+    (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "x.pem"), "go together"),
+    (("--listen", "127.0.0.1:0", *UP, "--client-ca", "ca.pem"), "--client-ca needs"),
+    (("--listen", "127.0.0.1:0", *UP, "--upstream-ca", "ca.pem"), "need --upstream-tls"),
+    (("--listen", "127.0.0.1:0", *UP, "--allow", "peer=nowhere"), "not an IP address"),
+    (("--listen", "127.0.0.1:0", *UP, "--deny", "called=xyz"), "hex octets"),
+    (("--listen", "127.0.0.1:0", *UP, "--max-sessions", "0"), "max-sessions"),
+    (("--listen", "127.0.0.1:0", *UP, "--handshake-timeout", "0"), "handshake-timeout"),
+    (("--listen", "127.0.0.1:0", *UP, "--log", "/nowhere/log"), "--log /nowhere/log"),
+    (("--listen", "127.0.0.1:0", *UP, "--pcap", "/nowhere/x.pcap"), "--pcap"),
+])  # fmt: skip
+def test_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    code, err = cli(*args)
+    assert code == 2, err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_port_in_use(busy_port: int) -> None:
+    code, err = cli("--listen", f"127.0.0.1:{busy_port}", *UP)
+    assert code == 2 and "the port is in use" in err, err
+
+
+def test_a_key_that_is_not_a_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    code, err = cli("--listen", "127.0.0.1:0", *UP, "--tls-cert", str(bad),
+                    "--tls-key", str(bad))  # fmt: skip
+    assert code == 2 and "TLS certificate or key" in err, err
+
+
+async def _upstream_and(check: object) -> None:
+    async def echo(session: sessionlayer.Session) -> None:
+        async for data in session:
+            await session.send(data)
+
+    async with await sessionlayer.serve(echo, config=SessionConfig.kernel_duplex(),
+                                        options=PLAIN, accept_data=lambda r: b"ok") as up:
+        await check(up.port)  # type: ignore[operator]
+
+
+def _connect(port: int, called: bytes) -> object:
+    return sessionlayer.connect("127.0.0.1", port, user_data=b"x", options=PLAIN,
+                                config=SessionConfig.kernel_duplex(called_ssel=called))
+
+
+def test_rules_on_selectors_and_addresses(tmp_path: Path) -> None:
+    async def check(upstream: int) -> None:
+        with RelayProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream}",
+                          "--allow", "called=0002", "--deny", "peer=0.0.0.0/0") as relay:
+            async with await _connect(relay.port, b"\x00\x02") as session:  # type: ignore[attr-defined]
+                await session.send(b"allowed")
+                assert await asyncio.wait_for(session.receive(), 5) == b"allowed"
+            with pytest.raises(ConnectRefused) as info:
+                await _connect(relay.port, b"\x00\x01")  # type: ignore[misc]
+            assert info.value.reason == RefuseReason.SSEL_UNKNOWN
+            code, _, err = await asyncio.to_thread(relay.stop)
+            assert code == 0 and "Traceback" not in err, err
+        with RelayProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream}",
+                          "--deny", "peer=127.0.0.0/8") as relay:
+            out = await H.attack(relay.port, H.cr(), timeout=3)
+            assert out.closed and not out.connected, out  # closed before any COTP
+            code, _, err = await asyncio.to_thread(relay.stop)
+            assert code == 0, err
+
+    run(_upstream_and(check), 60)
+
+
+def test_sigterm_stops_it_and_the_banner_names_both_ends() -> None:
+    with RelayProcess("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:102") as relay:
+        assert f"listening on 127.0.0.1:{relay.port}" in relay.banner
+        assert "relaying to 127.0.0.1:102" in relay.banner
+        code, _, err = relay.stop()
+    assert code == 0 and "stopped" in err, err
