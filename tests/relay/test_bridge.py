@@ -480,3 +480,52 @@ def test_all_units_negotiate_through_the_relay() -> None:
     ac = t.take("client", ev.ConnectConfirm)
     assert ac.functional_units == t.upstream.machine.functional_units
     assert t.bridge.client.machine.tokens_owned == t.upstream.machine.tokens_owned
+
+
+# ------------------------------------------------------------------ the S-DATA fast path
+
+
+def test_plain_data_takes_the_fast_path_and_arrives_framed_for_the_other_leg() -> None:
+    t = Through(SessionConfig.kernel_duplex(), SessionConfig.kernel_duplex())
+    t.open()
+    relay_upstream = t.bridge.upstream
+    assert relay_upstream is not None and relay_upstream.plain and t.bridge.client.plain
+    for size in (1, 64, 8000, 30_000):  # one TPDU, and several
+        t.client.machine.send_data(bytes([size % 251]) * size)
+        t.pump()
+        assert t.take("upstream", ev.DataIndication).data == bytes([size % 251]) * size
+    t.upstream.machine.send_data(b"back")
+    t.pump()
+    assert t.take("client", ev.DataIndication).data == b"back"
+    assert t.bridge.plain_messages == 5  # none went through the two machines
+
+
+def test_fast_path_octet_by_octet_then_something_else_in_the_same_stream() -> None:
+    t = Through(SessionConfig.kernel_duplex(), SessionConfig.kernel_duplex())
+    t.open()
+    t.client.machine.send_data(b"first")
+    t.client.machine.release(b"then FN")
+    stream = b"".join(t.client.data_to_send())
+    for i in range(len(stream)):  # every read one octet: TPDUs and TSDUs cut anywhere
+        t.bridge.receive("client", stream[i : i + 1], t.now)
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == b"first"
+    assert t.bridge.plain_messages == 1
+    assert t.take("upstream", ev.ReleaseIndication).user_data == b"then FN"
+    assert t.take("client", ev.ReleaseConfirm).accepted
+
+
+def test_fast_path_over_max_size_relays_what_came_before_then_ab_0x11() -> None:
+    t = Through(SessionConfig.kernel_duplex(), SessionConfig.kernel_duplex(),
+                options=RelayOptions(max_size=4096))  # fmt: skip
+    t.open()
+    t.client.machine.send_data(b"small")
+    t.client.machine.send_data(bytes(5000))
+    stream = b"".join(t.client.data_to_send())
+    t.bridge.receive("client", stream, t.now)
+    t.pump()
+    assert t.take("upstream", ev.DataIndication).data == b"small"
+    restriction = AbortReason.TRANSPORT_RELEASED | AbortReason.IMPLEMENTATION_RESTRICTION
+    assert [s.transport_disconnect for s in spdus_in(t.wire["client"])
+            if isinstance(s, Abort)] == [restriction]  # fmt: skip
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON

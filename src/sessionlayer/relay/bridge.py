@@ -28,8 +28,18 @@ a protocol error, a limit   0x09 (no reason) when the fault was not the other pe
 
 A malformed or out-of-state SPDU never reaches the other leg: its machine answers it with
 AB (0x05 with a reflect parameter) and reports only a provider abort, which aborts the
-other leg with 0x09.  A request the other leg's machine refuses (the legs crossed, e.g. a
-resync collision) aborts both legs with 0x09; so do the idle and release timeouts.
+other leg with 0x09.
+
+S-DATA while both legs are *plain* (``SessionMachine.plain_data``: data transfer, duplex,
+no tokens, no segmenting, no activities -- the MMS profile) takes the fast path of the
+asyncio binding: a TSDU that is exactly GT + DT with empty parameter fields and user
+data is one the state table would only indicate, changing nothing, so its user data is
+framed again for the other leg (:func:`~sessionlayer.transport.fastpath.frame_data`, the
+other leg's TPDU size) without the two machines; anything else in the stream goes to the
+leg's agent, which owns the stream until it is idle again.
+
+A request the other leg's machine refuses (the legs crossed, e.g. a resync collision)
+aborts both legs with 0x09; so do the idle and release timeouts.
 
 Bytes and the time go in (:meth:`receive`, :meth:`lost`, :meth:`handle_timer`, and
 :meth:`upstream_connected` / :meth:`upstream_failed` for the binding's connect); bytes per
@@ -51,6 +61,7 @@ from ..machine import events as ev
 from ..spdu.codes import FunctionalUnit, Token, TokenSetting, Version
 from ..spdu.types import ConnectionId
 from ..transport import ConnectionState
+from ..transport.fastpath import PlainReader, frame_data
 from .options import RelayOptions
 
 __all__ = ["Bridge", "Leg", "Phase", "SUPPORTED_UNITS", "CLIENT", "UPSTREAM"]
@@ -83,8 +94,11 @@ class Bridge:
         "_connect_wanted",
         "_deadline_handshake",
         "_deadline_release",
+        "_general",
         "_last_heard",
         "_notes",
+        "_out",
+        "_readers",
         "_release_from",
         "_resync",
         "admit",
@@ -94,6 +108,7 @@ class Bridge:
         "options",
         "outcome",
         "phase",
+        "plain_messages",
         "upstream",
     )  # fmt: skip
 
@@ -120,6 +135,13 @@ class Bridge:
         self._notes: list[tuple[str, str]] = []
         self._release_from: Leg | None = None  # whose peer asked to release
         self._resync: dict[Token, TokenSetting] | None = None  # the pending RS's tokens
+        # The S-DATA fast path (see the module docstring): a reader per leg once the session
+        # is open, which legs' agents hold part of a TPDU or TSDU, and frames queued for each
+        # leg ahead of what its agent queues next.
+        self._readers: dict[Leg, PlainReader] | None = None
+        self.plain_messages = 0  #: S-DATA relayed by the fast path
+        self._general: set[Leg] = set()
+        self._out: dict[Leg, list[bytes]] = {CLIENT: [], UPSTREAM: []}
 
     # ------------------------------------------------------------ inputs
 
@@ -152,10 +174,55 @@ class Bridge:
         agent = self.agent(leg)
         if agent is None:
             return
+        if self._readers is not None and leg not in self._general and self._plain():
+            data = self._fast(leg, data, now)
+            if not data:
+                return
         agent.receive_data(data, now)
+        if agent.transport_idle:
+            self._general.discard(leg)
+        else:
+            self._general.add(leg)
         if leg == UPSTREAM and not self._cn_sent:
             self._send_cn(agent, now)
         self._pump(now)
+
+    def _plain(self) -> bool:
+        """Both legs are plain: S-DATA may take the fast path."""
+        upstream = self.upstream
+        return (
+            self.phase == "open" and upstream is not None
+            and self.client.plain and upstream.plain
+        )  # fmt: skip
+
+    def _fast(self, leg: Leg, data: bytes, now: float) -> bytes:
+        """Plain-data TSDUs off the front of ``data``, framed again for the other leg; the
+        octets from the first TPDU that is anything else (b"": none)."""
+        assert self._readers is not None
+        other = self.agent(_OTHER[leg])
+        assert other is not None
+        messages: list[bytes] = []
+        try:
+            rest = self._readers[leg].feed(data, messages)
+        except DecodeError as exc:  # a TSDU over max_size: what came before, then AB 0x11
+            self._relay_plain(_OTHER[leg], other, messages)
+            self._readers[leg].clear()
+            agent = self.agent(leg)
+            assert agent is not None
+            agent.fail(f"transport protocol error: {exc}", exc.reason, reflect=b"")
+            self._pump(now)
+            return b""
+        self._relay_plain(_OTHER[leg], other, messages)
+        return rest
+
+    def _relay_plain(self, leg: Leg, agent: SessionAgent, messages: list[bytes]) -> None:
+        if not messages:
+            return
+        out = self._out[leg]
+        out += agent.data_to_send()  # (whatever its agent queued before goes first)
+        size = agent.tpdu_size
+        out += [frame_data(message, size) for message in messages]
+        self.plain_messages += len(messages)
 
     def lost(self, leg: Leg, now: float) -> None:
         """One leg's TCP connection is gone."""
@@ -182,7 +249,14 @@ class Bridge:
     def data_to_send(self, leg: Leg) -> list[bytes]:
         """Octets for one leg's TCP connection, in order (drains)."""
         agent = self.agent(leg)
-        return agent.data_to_send() if agent is not None else []
+        if agent is None:
+            return []
+        out = self._out[leg]
+        if not out:
+            return agent.data_to_send()
+        self._out[leg] = []
+        out += agent.data_to_send()
+        return out
 
     def wants_close(self, leg: Leg) -> bool:
         """Close this leg's transport once what was sent is written (or, for an upstream
@@ -350,6 +424,8 @@ class Bridge:
         self.phase = "open"
         self._last_heard = now
         self._keepalive()
+        size = self.options.max_size
+        self._readers = {CLIENT: PlainReader(size), UPSTREAM: PlainReader(size)}
         self._note("info", f"accepted by the upstream: units {int(units):#06x}, "
                            f"version {event.version}")  # fmt: skip
 

@@ -310,10 +310,13 @@ class _Session:
                                               transport.abort)  # fmt: skip
 
     def _rearm(self) -> None:
+        """The one timer, at the bridge's next deadline.  A timer due before it is kept
+        (the idle deadline moves on with every read: the timer fires, finds nothing due
+        and is armed again, once per idle period instead of once per read)."""
         deadline = self.bridge.next_deadline()
         timer = self.timer
         if timer is not None:
-            if deadline is not None and timer.when() == deadline:
+            if deadline is not None and timer.when() <= deadline:
                 return
             timer.cancel()
             self.timer = None
