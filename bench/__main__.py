@@ -4,18 +4,21 @@
 2. sessions over loopback TCP against raw asyncio (bench/aio.py): throughput,
    ping-pong latency and idle sessions;
 3. session setup and idle memory with client and server in separate processes, on
-   asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets).
+   asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets);
+4. the relay (bench/relay.py): throughput and added ping-pong latency through
+   ``sessionlayer relay``, beside the direct path and a byte pipe, in the same run.
 
 Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
 bench/setup.py gets ``--quick``, ``--json``, ``--check`` and ``--loop`` from them (without
-``--loop``, or with ``--loop auto``, it runs both loops).
+``--loop``, or with ``--loop auto``, it runs both loops); bench/relay.py gets ``--quick``
+and ``--json``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import aio, codec, setup
+from bench import aio, codec, relay, setup
 
 
 def setup_args(args: list[str]) -> list[str]:
@@ -38,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     status = status or aio.main(args)
     print()
-    return status or setup.main(setup_args(args))
+    status = status or setup.main(setup_args(args))
+    print()
+    return status or relay.main([a for a in args if a in ("--quick", "--json")])
 
 
 if __name__ == "__main__":

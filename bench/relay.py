@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import statistics
@@ -149,8 +150,8 @@ async def ping_pong(port: int, rtts: int) -> dict[str, float]:
         session.abort()
     samples.sort()
 
-    def pct(p: float) -> float:
-        return samples[min(len(samples) - 1, max(0, int(round(p * len(samples))) - 1))] / 1e3
+    def pct(p: float) -> float:  # nearest rank
+        return samples[max(0, math.ceil(p * len(samples)) - 1)] / 1e3
 
     return {"round_trips": len(samples), "p50_us": pct(0.50), "p99_us": pct(0.99)}
 
