@@ -1,5 +1,5 @@
-"""The public names of ``sessionlayer``, ``sessionlayer.aio`` and ``sessionlayer.stores`` resolve,
-and docs/api.md lists exactly them."""
+"""The public names of ``sessionlayer``, ``sessionlayer.aio``, ``sessionlayer.stores`` and
+``sessionlayer.relay`` resolve, and docs/api.md lists exactly them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
-MODULES = ["sessionlayer", "sessionlayer.aio", "sessionlayer.stores"]
+MODULES = ["sessionlayer", "sessionlayer.aio", "sessionlayer.stores", "sessionlayer.relay"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -53,16 +53,16 @@ import dataclasses
 from collections.abc import Callable
 from typing import Literal, TypeAlias
 
-from ..agent import Options, SessionAgent
+from ..agent import SessionAgent
 from ..agent.hello import Hello, Welcome, is_hello, is_welcome
 from ..errors import AbortReason, DecodeError, LocalError, RefuseReason
-from ..machine import ALL_FUNCTIONAL_UNITS, SessionConfig, SessionMachine, tokens_for
+from ..machine import SessionMachine, tokens_for
 from ..machine import events as ev
-from ..spdu.codes import FunctionalUnit, Token, TokenSetting, Version
-from ..spdu.types import ConnectionId
+from ..spdu.codes import Token, TokenSetting, Version
 from ..transport import ConnectionState
 from ..transport.fastpath import PlainReader, frame_data
-from .options import RelayOptions
+from .options import SUPPORTED_UNITS, RelayOptions, agent_options, client_config, upstream_config
+from .services import SERVICES
 
 __all__ = ["Bridge", "Leg", "Phase", "SUPPORTED_UNITS", "CLIENT", "UPSTREAM"]
 
@@ -72,13 +72,6 @@ UPSTREAM: Leg = "upstream"
 #: "handshake" (no CN yet), "connecting" (a CN admitted, the upstream being set up), "open"
 #: (AC sent to the client), "ended" (released, refused or aborted: the legs are closing).
 Phase: TypeAlias = Literal["handshake", "connecting", "open", "ended"]
-#: Every functional unit the machine implements: what the relay lets a client propose.
-SUPPORTED_UNITS = (
-    ALL_FUNCTIONAL_UNITS
-    | FunctionalUnit.DUPLEX
-    | FunctionalUnit.SYMMETRIC_SYNC
-    | FunctionalUnit.DATA_SEPARATION
-)
 _NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 _OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 #: What decides a CN: an RF reason code to refuse it, or None to relay it.
@@ -118,7 +111,7 @@ class Bridge:
         self.options = options = options or RelayOptions()
         #: Decides each CN (the binding's rules and limits); None admits every CN.
         self.admit = admit
-        self.client = SessionAgent("responder", _client_config(options), _agent_options(options))
+        self.client = SessionAgent("responder", client_config(options), agent_options(options))
         self.client.auto_answer = False
         self.upstream: SessionAgent | None = None  #: made once a CN is admitted
         self.phase: Phase = "handshake"
@@ -376,8 +369,8 @@ class Bridge:
             self._refuse_client(reason, "refused by the relay's rules or limits", now)
             return
         self.phase = "connecting"
-        self.upstream = SessionAgent("initiator", _upstream_config(event, self.options),
-                                     _agent_options(self.options))  # fmt: skip
+        self.upstream = SessionAgent("initiator", upstream_config(event, self.options),
+                                     agent_options(self.options))  # fmt: skip
         self.upstream.auto_answer = False
         self._connect_wanted = True
         self._note("info", f"CN from the client (calling {_hex(event.calling_ssel)}, called "
@@ -540,17 +533,26 @@ class Bridge:
         other = self.agent(_OTHER[leg])
         mine = self.agent(leg)
         assert other is not None and mine is not None
-        handler = _HANDLERS.get(type(event))
-        if handler is None:
-            self._abort_both(f"{type(event).__name__} on the {leg} leg cannot be relayed", now)
-            return
+        kind = type(event)
         try:
-            handler(self, leg, event, mine.machine, other.machine, now)
+            own = _STATEFUL.get(kind)
+            if own is not None:
+                own(self, leg, event, mine.machine, other.machine, now)
+                return
+            service = SERVICES.get(kind)
+            if service is None:
+                self._abort_both(f"{kind.__name__} on the {leg} leg cannot be relayed", now)
+                return
+            checked = service(event, mine.machine, other.machine)
         except LocalError as exc:
-            self._abort_both(f"cannot relay {type(event).__name__} from the {leg} leg to the "
+            self._abort_both(f"cannot relay {kind.__name__} from the {leg} leg to the "
                              f"{_OTHER[leg]} leg: {exc}", now)  # fmt: skip
+            return
+        if checked is not None:
+            self.check_serial(*checked, now)
 
-    def _serial(self, expected: int, got: int, what: str, now: float) -> None:
+    def check_serial(self, what: str, expected: int, got: int, now: float) -> None:
+        """Both legs number sync points alike; if they ever differ, the relay gives up."""
         if expected != got:
             self._abort_both(f"{what}: serial numbers diverged ({expected} != {got})", now)
 
@@ -606,209 +608,14 @@ class Bridge:
                               second_serial=second if mine.symmetric_sync else None)  # fmt: skip
 
 
-def _data(bridge: Bridge, leg: Leg, event: ev.DataIndication, mine: SessionMachine,
-          other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.send_data(event.data)
-
-
-def _typed(bridge: Bridge, leg: Leg, event: ev.TypedDataIndication, mine: SessionMachine,
-           other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.send_typed_data(event.data)
-
-
-def _expedited(bridge: Bridge, leg: Leg, event: ev.ExpeditedDataIndication,
-               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.send_expedited(event.data)
-
-
-def _give(bridge: Bridge, leg: Leg, event: ev.TokenGiveIndication, mine: SessionMachine,
-          other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.give_tokens(event.tokens)
-
-
-def _please(bridge: Bridge, leg: Leg, event: ev.TokenPleaseIndication, mine: SessionMachine,
-            other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.please_tokens(event.tokens, event.user_data)
-
-
-def _control(bridge: Bridge, leg: Leg, event: ev.ControlGiveIndication, mine: SessionMachine,
-             other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.give_control()
-
-
-def _minor(bridge: Bridge, leg: Leg, event: ev.MinorSyncIndication, mine: SessionMachine,
-           other: SessionMachine, now: float) -> None:  # fmt: skip
-    serial = other.minor_sync(confirm=event.confirm_required, user_data=event.user_data,
-                              data_separation=event.data_separation)  # fmt: skip
-    bridge._serial(event.serial, serial, "S-SYNC-MINOR", now)
-
-
-def _minor_confirm(bridge: Bridge, leg: Leg, event: ev.MinorSyncConfirm, mine: SessionMachine,
-                   other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.minor_sync_response(event.serial, event.user_data)
-
-
-def _major(bridge: Bridge, leg: Leg, event: ev.MajorSyncIndication, mine: SessionMachine,
-           other: SessionMachine, now: float) -> None:  # fmt: skip
-    serial = other.major_sync(event.user_data)
-    bridge._serial(event.serial, serial, "S-SYNC-MAJOR", now)
-
-
-def _major_confirm(bridge: Bridge, leg: Leg, event: ev.MajorSyncConfirm, mine: SessionMachine,
-                   other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.major_sync_response(event.user_data)
-
-
-def _exception(bridge: Bridge, leg: Leg, event: ev.UserExceptionReportIndication,
-               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.exception_report(event.reason, event.user_data)
-
-
-def _provider_exception(bridge: Bridge, leg: Leg, event: ev.ProviderExceptionReportIndication,
-                        mine: SessionMachine, other: SessionMachine,
-                        now: float) -> None:  # fmt: skip
-    raise LocalError("the peer reported a protocol exception (ER): not an X.215 service")
-
-
-def _capability(bridge: Bridge, leg: Leg, event: ev.CapabilityDataIndication,
-                mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.send_capability_data(event.user_data)
-
-
-def _capability_confirm(bridge: Bridge, leg: Leg, event: ev.CapabilityDataConfirm,
-                        mine: SessionMachine, other: SessionMachine,
-                        now: float) -> None:  # fmt: skip
-    other.capability_data_response(event.user_data)
-
-
-def _activity_start(bridge: Bridge, leg: Leg, event: ev.ActivityStartIndication,
-                    mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.activity_start(event.activity_id, event.user_data)
-
-
-def _activity_resume(bridge: Bridge, leg: Leg, event: ev.ActivityResumeIndication,
-                     mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    link = event.linking
-    old = ConnectionId(called_ref=link.called_ref, calling_ref=link.calling_ref,
-                       common_ref=link.common_ref, additional_ref=link.additional_ref)
-    other.activity_resume(event.activity_id, event.old_activity_id, event.serial,
-                          old_connection_id=old, user_data=event.user_data)  # fmt: skip
-
-
-def _interrupt(bridge: Bridge, leg: Leg, event: ev.ActivityInterruptIndication,
-               mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.activity_interrupt(event.reason or 0, event.user_data)
-
-
-def _interrupt_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityInterruptConfirm,
-                       mine: SessionMachine, other: SessionMachine,
-                       now: float) -> None:  # fmt: skip
-    other.activity_interrupt_response(event.user_data)
-
-
-def _discard(bridge: Bridge, leg: Leg, event: ev.ActivityDiscardIndication,
-             mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.activity_discard(event.reason or 0, event.user_data)
-
-
-def _discard_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityDiscardConfirm,
-                     mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    other.activity_discard_response(event.user_data)
-
-
-def _activity_end(bridge: Bridge, leg: Leg, event: ev.ActivityEndIndication,
-                  mine: SessionMachine, other: SessionMachine, now: float) -> None:  # fmt: skip
-    serial = other.activity_end(event.user_data)
-    bridge._serial(event.serial, serial, "S-ACTIVITY-END", now)
-
-
-def _activity_end_confirm(bridge: Bridge, leg: Leg, event: ev.ActivityEndConfirm,
-                          mine: SessionMachine, other: SessionMachine,
-                          now: float) -> None:  # fmt: skip
-    other.activity_end_response(event.user_data)
-
-
-_Handler: TypeAlias = Callable[..., None]
-#: What each indication or confirm becomes on the other leg.
-_HANDLERS: dict[type, _Handler] = {
-    ev.DataIndication: _data,
-    ev.TypedDataIndication: _typed,
-    ev.ExpeditedDataIndication: _expedited,
-    ev.TokenGiveIndication: _give,
-    ev.TokenPleaseIndication: _please,
-    ev.ControlGiveIndication: _control,
-    ev.MinorSyncIndication: _minor,
-    ev.MinorSyncConfirm: _minor_confirm,
-    ev.MajorSyncIndication: _major,
-    ev.MajorSyncConfirm: _major_confirm,
-    ev.ResyncIndication: Bridge._resync_indication,
-    ev.ResyncConfirm: Bridge._resync_confirm,
-    ev.UserExceptionReportIndication: _exception,
-    ev.ProviderExceptionReportIndication: _provider_exception,
-    ev.CapabilityDataIndication: _capability,
-    ev.CapabilityDataConfirm: _capability_confirm,
-    ev.ActivityStartIndication: _activity_start,
-    ev.ActivityResumeIndication: _activity_resume,
-    ev.ActivityInterruptIndication: _interrupt,
-    ev.ActivityInterruptConfirm: _interrupt_confirm,
-    ev.ActivityDiscardIndication: _discard,
-    ev.ActivityDiscardConfirm: _discard_confirm,
-    ev.ActivityEndIndication: _activity_end,
-    ev.ActivityEndConfirm: _activity_end_confirm,
-    ev.ReleaseIndication: Bridge._release,
-    ev.ReleaseConfirm: Bridge._release_confirm,
-}
-
-
-# ------------------------------------------------------------ configurations
-
-
-def _agent_options(options: RelayOptions) -> Options:
-    """What both legs' agents apply: the relay keeps liveness itself (idle on either leg),
-    recovery is only between sessionlayer peers."""
-    return Options(
-        handshake_timeout=options.handshake_timeout,
-        keepalive_interval=None,
-        idle_timeout=None,
-        max_tsdu_size=options.max_size,
-        write_buffer_high=options.write_buffer_high,
-        tpdu_size=options.tpdu_size,
-        resume=False,
-    )
-
-
-def _client_config(options: RelayOptions) -> SessionConfig:
-    """(Client leg) Accept whatever the machine implements; the answer is replaced by the
-    upstream's (``SessionAgent.accept(config=...)``)."""
-    return SessionConfig(
-        functional_units=SUPPORTED_UNITS,
-        max_ssdu_size=options.max_size,
-        abort_timeout=options.abort_timeout,
-    )
-
-
-def _size(value: int) -> int:
-    return value if 64 <= value <= 65535 else 0  # (under 64: no segmenting, ISODE's rule)
-
-
-def _upstream_config(cn: ev.ConnectIndication, options: RelayOptions) -> SessionConfig:
-    """(Upstream leg) The CN's parameters, carried over."""
-    i2r, r2i = cn.tsdu_max_size or (0, 0)
-    versions = Version(cn.versions & 3 or 1)
-    return SessionConfig(
-        functional_units=FunctionalUnit(cn.functional_units & SUPPORTED_UNITS),
-        versions=versions,
-        token_setting=dict(cn.token_setting),
-        tsdu_max_send=_size(i2r) if versions & Version.V2 else 0,
-        tsdu_max_receive=_size(r2i) if versions & Version.V2 else 0,
-        initial_serial=cn.initial_serial,
-        second_initial_serial=cn.second_initial_serial,
-        calling_ssel=cn.calling_ssel,
-        called_ssel=cn.called_ssel,
-        max_ssdu_size=options.max_size,
-        abort_timeout=options.abort_timeout,
-    )
-
-
 def _hex(value: bytes | None) -> str:
     return "-" if value is None else bytes(value).hex()
+
+
+#: The services whose bridging keeps state in the bridge (the other ones: services.py).
+_STATEFUL: dict[type, Callable[..., None]] = {
+    ev.ReleaseIndication: Bridge._release,
+    ev.ReleaseConfirm: Bridge._release_confirm,
+    ev.ResyncIndication: Bridge._resync_indication,
+    ev.ResyncConfirm: Bridge._resync_confirm,
+}

@@ -1,10 +1,25 @@
-"""The relay's limits and timeouts (one frozen dataclass, a docstring per field)."""
+"""The relay's limits and timeouts (one frozen dataclass, a docstring per field), and what
+they make of each leg's agent and machine configuration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RelayOptions"]
+from ..agent import Options
+from ..machine import ALL_FUNCTIONAL_UNITS, SessionConfig
+from ..machine import events as ev
+from ..spdu.codes import FunctionalUnit, Version
+
+__all__ = ["RelayOptions", "SUPPORTED_UNITS", "agent_options", "client_config",
+           "upstream_config"]  # fmt: skip
+
+#: Every functional unit the machine implements: what the relay lets a client propose.
+SUPPORTED_UNITS = (
+    ALL_FUNCTIONAL_UNITS
+    | FunctionalUnit.DUPLEX
+    | FunctionalUnit.SYMMETRIC_SYNC
+    | FunctionalUnit.DATA_SEPARATION
+)
 
 
 @dataclass(frozen=True)
@@ -67,3 +82,50 @@ class RelayOptions:
         for name in ("max_sessions", "max_handshakes", "max_size", "write_buffer_high"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+
+
+def agent_options(options: RelayOptions) -> Options:
+    """What both legs' agents apply: the relay keeps liveness itself (idle on either leg),
+    recovery is only between sessionlayer peers."""
+    return Options(
+        handshake_timeout=options.handshake_timeout,
+        keepalive_interval=None,
+        idle_timeout=None,
+        max_tsdu_size=options.max_size,
+        write_buffer_high=options.write_buffer_high,
+        tpdu_size=options.tpdu_size,
+        resume=False,
+    )
+
+
+def client_config(options: RelayOptions) -> SessionConfig:
+    """(Client leg) Accept whatever the machine implements; the answer is replaced by the
+    upstream's (``SessionAgent.accept(config=...)``)."""
+    return SessionConfig(
+        functional_units=SUPPORTED_UNITS,
+        max_ssdu_size=options.max_size,
+        abort_timeout=options.abort_timeout,
+    )
+
+
+def _size(value: int) -> int:
+    return value if 64 <= value <= 65535 else 0  # (under 64: no segmenting, ISODE's rule)
+
+
+def upstream_config(cn: ev.ConnectIndication, options: RelayOptions) -> SessionConfig:
+    """(Upstream leg) The CN's parameters, carried over."""
+    i2r, r2i = cn.tsdu_max_size or (0, 0)
+    versions = Version(cn.versions & 3 or 1)
+    return SessionConfig(
+        functional_units=FunctionalUnit(cn.functional_units & SUPPORTED_UNITS),
+        versions=versions,
+        token_setting=dict(cn.token_setting),
+        tsdu_max_send=_size(i2r) if versions & Version.V2 else 0,
+        tsdu_max_receive=_size(r2i) if versions & Version.V2 else 0,
+        initial_serial=cn.initial_serial,
+        second_initial_serial=cn.second_initial_serial,
+        calling_ssel=cn.calling_ssel,
+        called_ssel=cn.called_ssel,
+        max_ssdu_size=options.max_size,
+        abort_timeout=options.abort_timeout,
+    )
