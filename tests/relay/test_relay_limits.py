@@ -1,0 +1,193 @@
+"""The relay's limits and its upstream's failures, in the test's event loop: max_sessions,
+rules at accept, an upstream that is not there, closes early or never answers, stopping
+the relay with sessions open, IPv6 with a capture, and the wire log's decoder."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from tests.hostile import harness as H
+from tests.rawpeer import RawPeer, raw_server
+from tests.relay.helpers import run
+
+import sessionlayer
+from sessionlayer import ConnectRefused, Options, RefuseReason, SessionAborted, SessionConfig
+from sessionlayer.capture import PcapWriter, read_tcp_streams
+from sessionlayer.errors import AbortReason
+from sessionlayer.relay import Policy, RelayOptions, Rule, start
+from sessionlayer.relay.wirelog import WireTap
+from sessionlayer.transport import ConnectRequested, encode_tpdu, encode_tpkt
+from sessionlayer.transport.cotp import DisconnectRequest, ExpeditedData
+
+PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
+CONFIG = SessionConfig.kernel_duplex()
+NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
+
+
+async def echo(session: sessionlayer.Session) -> None:
+    async for data in session:
+        await session.send(data)
+
+
+def upstream() -> object:
+    return sessionlayer.serve(echo, config=CONFIG, options=PLAIN,
+                              accept_data=lambda request: b"ok")  # fmt: skip
+
+
+async def client(port: int, host: str = "127.0.0.1") -> sessionlayer.Session:
+    return await sessionlayer.connect(host, port, user_data=b"hi", config=CONFIG,
+                                      options=PLAIN)  # fmt: skip
+
+
+def test_max_sessions_refuses_with_spm_congestion() -> None:
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            options = RelayOptions(max_sessions=1)
+            async with await start(("127.0.0.1", up.port), options=options) as relay:
+                async with await client(relay.port) as first:
+                    with pytest.raises(ConnectRefused) as info:
+                        await client(relay.port)
+                    assert info.value.reason == RefuseReason.SPM_CONGESTION
+                    await first.send(b"still served")
+                    assert await first.receive() == b"still served"
+                assert relay.stats.refused["SPM_CONGESTION"] == 1
+
+    run(main())
+
+
+def test_a_denied_address_is_closed_at_accept() -> None:
+    async def main() -> None:
+        policy = Policy.from_rules([Rule.parse("deny", "peer=127.0.0.0/8")])
+        async with await start(("127.0.0.1", 9), policy=policy) as relay:
+            out = await H.attack(relay.port, H.cr(), timeout=3)
+            assert out.closed and not out.connected, out
+            assert relay.stats.rejected["denied"] == 1 and relay.stats.connections == 0
+
+    run(main())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_no_upstream_refuses_with_user_not_attached() -> None:
+    async def main() -> None:
+        async with await start(("127.0.0.1", _free_port())) as relay:
+            with pytest.raises(ConnectRefused) as info:
+                await client(relay.port)
+            assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
+            assert relay.stats.ended["refused"] == 1
+
+    run(main())
+
+
+@pytest.mark.parametrize("behaviour", ["close-at-once", "cc-then-close", "cc-then-silence"])
+def test_an_upstream_that_does_not_accept(behaviour: str) -> None:
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def handler(raw: RawPeer) -> None:
+            try:
+                if behaviour == "close-at-once":
+                    return
+                assert isinstance(await raw.next(), ConnectRequested)
+                raw.writer.write(raw.rfc.accept())
+                if behaviour == "cc-then-silence":
+                    await raw.closed()  # reads until the relay gives up the connection
+            finally:
+                done.set()
+
+        async with raw_server(handler) as port:
+            options = RelayOptions(handshake_timeout=1.0)
+            async with await start(("127.0.0.1", port), options=options) as relay:
+                with pytest.raises(ConnectRefused) as info:
+                    await client(relay.port)
+                assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
+                await asyncio.wait_for(done.wait(), 5)  # the relay closed its upstream
+
+    run(main())
+
+
+def test_stopping_the_relay_aborts_both_legs() -> None:
+    async def main() -> None:
+        ended: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def upstream_handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+            except SessionAborted as exc:
+                ended.set_result(exc)
+
+        async with await sessionlayer.serve(upstream_handler, config=CONFIG, options=PLAIN,
+                                            accept_data=lambda r: b"ok") as up:  # fmt: skip
+            relay = await start(("127.0.0.1", up.port))
+            session = await client(relay.port)
+            relay.close()
+            await asyncio.wait_for(relay.wait_closed(), 5)
+            with pytest.raises(SessionAborted) as info:
+                await asyncio.wait_for(session.receive(), 5)
+            assert info.value.reason == NO_REASON and not info.value.by_peer
+            upstream_saw = await asyncio.wait_for(ended, 5)
+            assert isinstance(upstream_saw, SessionAborted) and upstream_saw.reason == NO_REASON
+            assert relay.sessions == []
+
+    run(main())
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+def test_ipv6_legs_in_the_capture(tmp_path: Path) -> None:
+    path = tmp_path / "v6.pcap"
+
+    async def main() -> int:
+        async with await sessionlayer.serve(echo, "::1", 0, config=CONFIG, options=PLAIN,
+                                            accept_data=lambda r: b"ok") as up:  # fmt: skip
+            with PcapWriter(path) as pcap:
+                async with await start(("::1", up.port), "::1", 0, pcap=pcap) as relay:
+                    async with await client(relay.port, "::1") as session:
+                        await session.send(b"over ipv6")
+                        assert await session.receive() == b"over ipv6"
+                        port = relay.port
+                    await asyncio.sleep(0)
+            return port
+
+    port = run(main())
+    streams = read_tcp_streams(path)
+    assert {s.src[0] for s in streams} == {"::1"}
+    assert len({frozenset((s.src, s.dst)) for s in streams}) == 2  # one per leg connection
+    client_leg = [s for s in streams if s.dst[1] == port]
+    assert client_leg and b"over ipv6" in client_leg[0].data
+
+
+# ------------------------------------------------------------------ the wire log's decoder
+
+
+def test_wiretap_reports_tpdus_spdus_and_errors() -> None:
+    tap = WireTap(1024)
+    assert tap.feed(H.cr())[0]["tpdu"] == "CR"
+    dr = encode_tpkt(encode_tpdu(DisconnectRequest(1, 1, 0)))
+    assert tap.feed(dr)[0]["tpdu"] == "DR"
+    records = tap.feed(H.dt(b"\x01\x00\x01\x00hello"))
+    assert [r["spdu"] for r in records] == ["GT", "DT"] and records[1]["user_data"] == 5
+    assert "malformed SPDU" in tap.feed(H.dt(b"\x0d\xff\xff\xff"))[0]["error"]
+    ed = encode_tpkt(encode_tpdu(ExpeditedData(b"\x05\x00urgent")))
+    assert tap.feed(ed)[0]["expedited"] is True
+    assert "malformed TPDU" in tap.feed(b"\x03\x00\x00\x07\x02\x99\x00")[0]["error"]
+    assert "exceeds" in tap.feed(H.dt(bytes(2000), tpdu_size=512))[0]["error"]
+    assert tap.failed and tap.feed(H.cr()) == []
+    broken = WireTap(1024)
+    assert "framing" in broken.feed(b"\x04\x00\x00\x07abc")[0]["error"]
