@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,40 +18,35 @@ STOP_TIMEOUT = 20.0
 
 
 class RelayProcess:
-    """A running ``python -m sessionlayer relay ...``."""
+    """A running ``python -m sessionlayer relay ...``; its stderr goes to a file (a pipe
+    nobody drains would block a relay that logs a lot)."""
 
     def __init__(self, *args: str) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sessionlayer", "relay", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, env=env,
         )  # fmt: skip
         self.port = 0
         self.banner = ""
-        self._err = b""
+
+    def stderr(self) -> str:
+        self._err.flush()
+        return os.pread(self._err.fileno(), 1 << 24, 0).decode("utf-8", "replace")
 
     def wait_listening(self, timeout: float = START_TIMEOUT) -> int:
-        """Read stderr until the "listening on HOST:PORT" line; the port."""
-        assert self.proc.stderr is not None
-        fd = self.proc.stderr.fileno()
+        """Wait for the "listening on HOST:PORT" line on stderr; the port."""
         deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._err:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"the relay did not start within {timeout} s")
-                if sel.select(left):
-                    chunk = os.read(fd, 4096)
-                    if not chunk:
-                        _, err = self.proc.communicate(timeout=STOP_TIMEOUT)
-                        raise RuntimeError(f"the relay exited {self.proc.returncode}: "
-                                           f"{(self._err + err).decode()}")  # fmt: skip
-                    self._err += chunk
-        self.banner = self._err.split(b"\n", 1)[0].decode()
-        found = re.search(r"listening on \S+?:(\d+)", self.banner)
-        assert found, self.banner
+        pattern = re.compile(r"^.*listening on \S+?:(\d+).*$", re.M)
+        while (found := pattern.search(text := self.stderr())) is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the relay exited {self.proc.returncode}: {text}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the relay did not start within {timeout} s: {text}")
+            time.sleep(0.02)  # (polling a file; bounded by the deadline)
+        self.banner = found[0]
         self.port = int(found[1])
         return self.port
 
@@ -60,11 +55,13 @@ class RelayProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, err = self.proc.communicate(timeout=STOP_TIMEOUT)
+            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate(timeout=STOP_TIMEOUT)
-        return self.proc.returncode, out.decode(), (self._err + err).decode()
+            out, _ = self.proc.communicate(timeout=STOP_TIMEOUT)
+        err = self.stderr()
+        self._err.close()
+        return self.proc.returncode, out.decode(), err
 
     def __enter__(self) -> RelayProcess:
         self.wait_listening()

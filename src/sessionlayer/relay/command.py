@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import ssl
@@ -71,6 +72,8 @@ def add_parser(sub: Any) -> None:
                    help="both legs as seen on the wire (before TLS), as a pcap file")
     p.add_argument("--status", metavar="FILE",
                    help=f"rewrite FILE every {STATUS_PERIOD:g} s with the sessions, as JSON")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info", help="what the relay says on stderr (default: info)")
     defaults = RelayOptions()
     p.add_argument("--max-sessions", type=int, default=defaults.max_sessions, metavar="N")
     p.add_argument("--max-handshakes", type=int, default=defaults.max_handshakes, metavar="N")
@@ -192,6 +195,16 @@ class _JsonLines:
             self.file.close()
 
 
+def _logging(level: str, err: TextIO) -> logging.Handler:
+    """The relay's decisions (``sessionlayer`` loggers) as lines on stderr."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("sessionlayer")
+    logger.addHandler(handler)
+    logger.setLevel(getattr(logging, level.upper()))
+    return handler
+
+
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the relay until SIGINT/SIGTERM; the exit status."""
     listen = parse_address(ns.listen, "--listen")
@@ -213,7 +226,11 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         relay_args: dict[str, Any] = dict(options=options, policy=policy, upstream_tls=upstream_tls,
                                           upstream_hostname=ns.upstream_name, on_spdu=spdu_log,
                                           pcap=pcap)  # fmt: skip
-        return asyncio.run(_serve(listen, upstream, tls, relay_args, ns.status, err))
+        handler = _logging(ns.log_level, err)
+        try:
+            return asyncio.run(_serve(listen, upstream, tls, relay_args, ns.status, err))
+        finally:
+            logging.getLogger("sessionlayer").removeHandler(handler)
     finally:
         if pcap is not None:
             pcap.close()
