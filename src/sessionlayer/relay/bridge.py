@@ -489,7 +489,8 @@ class Bridge:
             return
         by = "the relay" if event.local else f"the {leg}"
         self._end("aborted", f"{leg} leg: {event.message or 'aborted'} (AB "
-                             f"{int(event.reason):#04x} from {by})", now)  # fmt: skip
+                             f"{int(event.reason):#04x} from {by})", now,
+                  level="warning" if event.local else "info")  # fmt: skip
         other = self.agent(_OTHER[leg])
         if other is None or not self._alive(other):
             return
