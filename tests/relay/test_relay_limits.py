@@ -5,6 +5,7 @@ the relay with sessions open, IPv6 with a capture, and the wire log's decoder.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
@@ -191,3 +192,59 @@ def test_wiretap_reports_tpdus_spdus_and_errors() -> None:
     assert tap.failed and tap.feed(H.cr()) == []
     broken = WireTap(1024)
     assert "framing" in broken.feed(b"\x04\x00\x00\x07abc")[0]["error"]
+
+
+@pytest.fixture
+def slow_upstream() -> object:
+    """A port whose SYNs go unanswered: a listener with a full accept queue (backlog 0 and
+    two connections it never accepts), so a connect to it hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(2):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+def test_an_upstream_that_never_connects_refuses_after_connect_timeout(
+    slow_upstream: int,
+) -> None:
+    async def main() -> None:
+        options = RelayOptions(connect_timeout=0.5, handshake_timeout=5.0)
+        async with await start(("127.0.0.1", slow_upstream), options=options) as relay:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ConnectRefused) as info:
+                await client(relay.port)
+            assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
+            assert asyncio.get_running_loop().time() - started < 3.0
+
+    run(main())
+
+
+def test_a_client_gone_while_the_upstream_connects_ends_the_session(slow_upstream: int) -> None:
+    async def main() -> None:
+        options = RelayOptions(connect_timeout=5.0)
+        async with await start(("127.0.0.1", slow_upstream), options=options) as relay:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            raw = RawPeer(reader, writer, "initiator")
+            writer.write(raw.rfc.connect())
+            await raw.next()  # CC
+            raw.send_tsdu(H.cn(CONFIG, user_data=b"hi"))
+            async with asyncio.timeout(5):
+                while relay.stats.relayed == 0:  # the CN was admitted: connecting upstream
+                    await asyncio.sleep(0.01)
+            writer.close()  # the client goes while the connect hangs
+            async with asyncio.timeout(3):
+                while relay.live:
+                    await asyncio.sleep(0.01)
+            assert relay.stats.ended["aborted"] == 1
+
+    run(main())

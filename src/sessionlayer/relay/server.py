@@ -280,7 +280,7 @@ class _Session:
                 transport.writelines(out)
         if bridge.take_connect():
             self.connecting = self.loop.create_task(self._connect_upstream())
-            self.connecting.add_done_callback(_retrieved)
+            self.connecting.add_done_callback(self._connect_over)
         for leg in _LEGS:
             if bridge.wants_close(leg):
                 self._close(leg)
@@ -292,6 +292,15 @@ class _Session:
             self._finish()
             return
         self._rearm()
+
+    def _connect_over(self, task: asyncio.Task[None]) -> None:
+        """The upstream connect ended (connected, failed or cancelled): a session whose
+        client is gone may be over now."""
+        _retrieved(task)
+        try:
+            self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
 
     def _no_upstream(self) -> bool:
         return self.transports[UPSTREAM] is None and (
