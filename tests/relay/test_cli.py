@@ -4,8 +4,14 @@ status 2 (never a traceback); the rules work end to end; SIGTERM stops it cleanl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import json
+import os
+import queue
+import signal
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,7 @@ from tests.relay.helpers import run
 
 import sessionlayer
 from sessionlayer import ConnectRefused, Options, RefuseReason, SessionConfig
+from sessionlayer.capture import read_tcp_streams
 from sessionlayer.cli import main
 
 PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
@@ -116,3 +123,78 @@ def test_sigterm_stops_it_and_the_banner_names_both_ends() -> None:
         assert "relaying to 127.0.0.1:102" in relay.banner
         code, _, err = relay.stop()
     assert code == 0 and "stopped" in err, err
+
+
+class _Banner(io.StringIO):
+    """stderr for main(): tells when the relay listens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listening = threading.Event()
+
+    def write(self, text: str) -> int:
+        if "listening on" in text:
+            self.listening.set()
+        return super().write(text)
+
+
+def test_the_command_in_this_process_with_log_pcap_and_status(tmp_path: Path) -> None:
+    """``main(["relay", ...])`` in this process (so its code is measured): a session goes
+    through, --status shows it with both legs, --log and --pcap are written, SIGTERM ends
+    it with exit status 0."""
+    status, log, pcap = tmp_path / "status.json", tmp_path / "log.jsonl", tmp_path / "r.pcap"
+    ports: queue.Queue[int] = queue.Queue()
+    err = _Banner()
+    done = threading.Event()
+    seen: list[dict[str, object]] = []
+    problems: list[BaseException] = []
+
+    async def helper() -> None:
+        async def echo(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(echo, config=SessionConfig.kernel_duplex(),
+                                            options=PLAIN, accept_data=lambda r: b"ok") as up:
+            ports.put(up.port)
+            assert await asyncio.to_thread(err.listening.wait, 20)
+            port = int(err.getvalue().split("listening on 127.0.0.1:")[1].split(",")[0])
+            async with await _connect(port, b"\x00\x01") as session:  # type: ignore[attr-defined]
+                await session.send(b"through the command")
+                assert await asyncio.wait_for(session.receive(), 5) == b"through the command"
+                async with asyncio.timeout(10):
+                    while True:  # --status is rewritten every second
+                        with contextlib.suppress(FileNotFoundError, ValueError):
+                            document = json.loads(status.read_text())
+                            if document["sessions"]:
+                                seen.append(document)
+                                break
+                        await asyncio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.to_thread(done.wait, 20)
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(helper())
+        except BaseException as exc:  # reported below; the relay must stop regardless
+            problems.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    up_port = ports.get(timeout=20)
+    code = main(["relay", "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{up_port}",
+                 "--status", str(status), "--log", str(log), "--pcap", str(pcap)],
+                stdout=io.StringIO(), stderr=err)  # fmt: skip
+    done.set()
+    thread.join(20)
+    assert not problems, problems
+    assert code == 0, err.getvalue()
+    (info,) = seen[0]["sessions"]  # type: ignore[misc]
+    assert info["phase"] == "open" and info["client"]["state"] == "STA713"
+    assert info["upstream"]["peer"] == f"127.0.0.1:{up_port}"
+    assert json.loads(status.read_text())["stopped"] is True
+    kinds = {json.loads(line).get("spdu") for line in log.read_text().splitlines()}
+    assert {"CN", "AC", "DT", "FN", "DN"} <= kinds
+    assert len(read_tcp_streams(pcap)) == 4  # two legs, both directions
+    assert "released" in err.getvalue() and "stopped (1 sessions relayed)" in err.getvalue()

@@ -248,3 +248,81 @@ def test_a_client_gone_while_the_upstream_connects_ends_the_session(slow_upstrea
             assert relay.stats.ended["aborted"] == 1
 
     run(main())
+
+
+def test_max_handshakes_closes_one_more_at_once() -> None:
+    async def main() -> None:
+        options = RelayOptions(max_handshakes=1, handshake_timeout=2.0)
+        async with await start(("127.0.0.1", 9), options=options) as relay:
+            _, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            async with asyncio.timeout(5):
+                while relay.handshakes == 0:
+                    await asyncio.sleep(0.01)
+            out = await H.attack(relay.port, H.cr(), timeout=2)
+            assert out.closed and not out.connected and out.after is not None and out.after < 1
+            assert relay.stats.rejected["handshake_limit"] == 1
+            writer.close()
+
+    run(main())
+
+
+def test_a_denied_selector_gets_rf_0x81_and_no_upstream() -> None:
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            policy = Policy.from_rules([Rule.parse("allow", "called=0009")])
+            async with await start(("127.0.0.1", up.port), policy=policy) as relay:
+                with pytest.raises(ConnectRefused) as info:
+                    await client(relay.port)  # no called selector at all
+                assert info.value.reason == RefuseReason.SSEL_UNKNOWN
+                assert relay.stats.refused["SSEL_UNKNOWN"] == 1 and relay.stats.relayed == 0
+
+    run(main())
+
+
+def test_a_bug_of_ours_ends_that_session_only(caplog: pytest.LogCaptureFixture) -> None:
+    """An ``on_spdu`` callback that raises (standing for any bug in a callback): that
+    session's connections are dropped, one ERROR line, and the relay serves the next."""
+    calls = {"n": 0}
+
+    def flaky(record: dict[str, object]) -> None:
+        calls["n"] += 1
+        if record.get("spdu") == "DT" and calls.get("failed") is None:
+            calls["failed"] = 1
+            raise RuntimeError("a bug in a callback")
+
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            async with await start(("127.0.0.1", up.port), on_spdu=flaky) as relay:
+                session = await client(relay.port)
+                await session.send(b"boom")
+                with pytest.raises((SessionAborted, sessionlayer.SessionClosed)):
+                    await asyncio.wait_for(session.receive(), 5)
+                async with await client(relay.port) as again:
+                    await again.send(b"fine")
+                    assert await asyncio.wait_for(again.receive(), 5) == b"fine"
+
+    with caplog.at_level("ERROR", logger="sessionlayer.relay"):
+        run(main())
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "internal error" in errors[0].getMessage()
+
+
+def test_sessions_show_an_upstream_still_connecting(slow_upstream: int) -> None:
+    async def main() -> None:
+        options = RelayOptions(connect_timeout=5.0)
+        async with await start(("127.0.0.1", slow_upstream), options=options) as relay:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            raw = RawPeer(reader, writer, "initiator")
+            writer.write(raw.rfc.connect())
+            await raw.next()
+            raw.send_tsdu(H.cn(CONFIG, user_data=b"hi"))
+            async with asyncio.timeout(5):
+                while relay.stats.relayed == 0:
+                    await asyncio.sleep(0.01)
+            (info,) = relay.sessions
+            assert info.phase == "connecting" and info.upstream is not None
+            assert info.upstream.state == "connecting" and info.client.state == "STA08"
+            assert info.to_dict()["upstream"]["peer"] is None
+            writer.close()
+
+    run(main())

@@ -134,25 +134,26 @@ def test_abort_reaches_the_other_end_with_its_user_data(side: str) -> None:
 
 
 def test_a_peer_that_does_not_read_holds_back_the_other_leg() -> None:
-    """The upstream stops reading; the client sends up to 20 MiB.  Reading from the client
-    pauses once the upstream leg buffers ``write_buffer_high``: what the relay holds stays
-    under it plus one TSDU, however much the client pushes."""
+    """The upstream does not read; the client sends ~47 MiB (more than the kernel's socket
+    buffers on the way take).  Reading from the client pauses
+    once the upstream leg buffers ``write_buffer_high``, so what the relay holds stays
+    under it plus one TSDU; when the upstream reads again, everything arrives."""
     config = SessionConfig.kernel_duplex()
     high = 64 * 1024
-    # (abort_timeout: when the test ends, the leg that is not read is reset after 1 s)
+    # (abort_timeout: should the test fail, the leg that is not read is reset after 1 s)
     options = RelayOptions(write_buffer_high=high, max_size=256 * 1024, abort_timeout=1.0)
+    total, chunk = 48 * 200 * 1024 * 5, bytes(200 * 1024)
 
     async def main() -> None:
-        async with through_relay(config, config, options) as (client, _peer, relay):
+        async with through_relay(config, config, options) as (client, peer, relay):
             session = next(iter(relay.live.values()))
             upstream = session.transports["upstream"]
             assert upstream is not None
             sent = 0
-            chunk = bytes(200 * 1024)
 
             async def push() -> None:
                 nonlocal sent
-                while sent < 20 << 20:
+                while sent < total:
                     await client.send(chunk)
                     sent += len(chunk)
 
@@ -163,11 +164,14 @@ def test_a_peer_that_does_not_read_holds_back_the_other_leg() -> None:
             for _ in range(20):  # while paused, the upstream leg's buffer does not grow
                 assert upstream.get_write_buffer_size() <= high + options.max_size
                 await asyncio.sleep(0.01)
-            assert "client" in session.paused and sent < 20 << 20
+            assert "client" in session.paused and sent < total
             (info,) = relay.sessions
             assert info.upstream is not None and info.upstream.buffered > high
-            pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SessionAborted):
-                await pusher
+            received = 0
+            async with asyncio.timeout(20):
+                while received < total:  # the upstream reads again: all of it arrives
+                    received += len(await peer.receive())
+            await asyncio.wait_for(pusher, 10)
+            assert received == sent == total and not session.paused
 
-    run(main(), 30)
+    run(main(), 40)
