@@ -558,3 +558,76 @@ def test_symmetric_resync_arrives_as_it_would_directly(kind: ResyncType) -> None
     drive(t.client, t.pump)
     relayed = (t.take("upstream", ev.ResyncIndication), t.take("client", ev.ResyncConfirm))
     assert relayed == direct
+
+
+# ------------------------------------------------------------------ what cannot be relayed
+
+
+def test_a_resync_collision_resolved_on_one_leg_goes_through() -> None:
+    """Both ends resynchronize at once; the relay's machine on the upstream leg settles the
+    collision as X.225 says (the initiator's wins), as it would without the relay."""
+    config = SessionConfig(functional_units=HALF)
+    t = Through(config, config)
+    t.open()
+    t.client.machine.resync(ResyncType.ABANDON)
+    t.upstream.machine.resync(ResyncType.ABANDON)
+    t.pump()
+    assert t.take("upstream", ev.ResyncIndication).collision
+    assert isinstance(t.take("client", ev.ResyncConfirm), ev.ResyncConfirm)
+    assert t.bridge.phase == "open"
+
+
+def test_a_resync_collision_across_the_relay_aborts_both_legs() -> None:
+    config = SessionConfig(functional_units=HALF)
+    t = Through(config, config)
+    t.open()
+    # The upstream's RS reaches the relay, which sends it on to the client; before the
+    # client sees it, the client's own RS reaches the relay and wins there (X.225 7.24: the
+    # initiator's): the relay's RS on the client's behalf is lost, the upstream's waits.
+    t.upstream.machine.resync(ResyncType.ABANDON)
+    for data in t.upstream.data_to_send():
+        t.bridge.receive("upstream", data, t.now)
+    t.client.machine.resync(ResyncType.ABANDON)
+    for data in t.client.data_to_send():
+        t.bridge.receive("client", data, t.now)
+    t.pump()
+    assert t.bridge.outcome == "aborted", t.bridge.ending
+    assert "collided" in (t.bridge.ending or "")
+    assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
+
+
+def test_a_resync_leaving_a_token_to_the_peers_choice() -> None:
+    config = SessionConfig(functional_units=HALF)
+    t = Through(config, SessionConfig(functional_units=HALF,
+                                      called_choice={Token.DATA: TokenSetting.RESPONDER}))
+    t.open()
+    t.client.machine.resync(ResyncType.ABANDON, tokens={Token.DATA: TokenSetting.CALLED_CHOICE})
+    t.pump()
+    rs = t.take("upstream", ev.ResyncIndication)
+    assert rs.tokens[Token.DATA] == TokenSetting.CALLED_CHOICE
+    t.take("client", ev.ResyncConfirm)
+    # The upstream's agent takes none of the tokens left to it: the client keeps the data
+    # token, and the relay mirrors that on both legs.
+    assert bool(t.client.machine.tokens_owned & Token.DATA) != bool(
+        t.upstream.machine.tokens_owned & Token.DATA)
+    assert t.bridge.client.machine.tokens_owned == t.upstream.machine.tokens_owned
+
+
+def test_an_exception_report_from_a_peer_aborts_both_legs() -> None:
+    from sessionlayer.spdu import ExceptionReport, PleaseTokens
+
+    units = FU.HALF_DUPLEX | FU.EXCEPTIONS
+    t = Through(SessionConfig(functional_units=units), SessionConfig(functional_units=units))
+    t.open()
+    inject(t, "upstream", encode_tsdu(PleaseTokens(), ExceptionReport(reflect=b"\x01")))
+    assert t.bridge.outcome == "aborted"
+    assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
+
+
+def test_a_hello_that_does_not_decode_gets_no_keepalive() -> None:
+    from sessionlayer.agent import Welcome
+
+    t = Through(accept_data=Welcome(keepalive=True).encode())
+    t.open(b"SLH1{not json")
+    assert t.bridge.phase == "open" and not t.bridge.client.keepalive
