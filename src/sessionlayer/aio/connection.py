@@ -521,7 +521,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def defer_checkpoints(self, on_checkpoint: Callable[[Checkpoint], Any] | None) -> None:
         """Confirm the peer's checkpoints (MAP) only once ``on_checkpoint(checkpoint)`` (and
         its awaitable) returned, and the server's store holds it."""
-        self._link().on_checkpoint = on_checkpoint
+        link = self._link()
+        link.on_checkpoint = on_checkpoint
+        link.defer_checkpoints = True
         self.agent.defer_checkpoints = True
 
     # ------------------------------------------------------------ what the application reads
@@ -682,6 +684,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def call(self, request: Callable[[SessionMachine], T]) -> T:
         """A machine request that needs no token fetching; what it queued is written."""
         self.check_open()
+        self.check_rollback()
         if self._flags & _DETACHED:
             raise StateError("the session is interrupted (waiting to be resumed): only"
                              " send(), sync() and release() wait for the resume")  # fmt: skip
@@ -699,6 +702,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         try:
             while True:
                 self.check_open()
+                self.check_rollback()  # (back to a checkpoint: told before anything else)
                 if self._flags & _DETACHED:
                     await self.wait_attached()
                     self.check_rollback()  # back to a checkpoint: the request is void
@@ -1149,6 +1153,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         replayed = len(replay)
         replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
         self.agent.journal = journal
+        self.agent.defer_checkpoints = link.defer_checkpoints
         if replay or hold:
             self._more().replay = collections.deque(replay)
         link.awaiting_resume = hold

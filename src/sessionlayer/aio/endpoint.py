@@ -137,6 +137,7 @@ class LinkState:
         "awaiting_resume",
         "bytes_at_resume",
         "checkpoint",
+        "defer_checkpoints",
         "expiry",
         "generation",
         "identity",
@@ -170,6 +171,7 @@ class LinkState:
         self.last_rollback: Any = None  # the last of them (a Resumed)
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
         self.on_checkpoint: Callable[[Any], Any] | None = None  # the application's, see
+        self.defer_checkpoints = False  # checkpoints are confirmed after on_checkpoint
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
         self.on_over: Callable[[], None] | None = None  # called once when the session ends
         self.expiry: asyncio.TimerHandle | None = None  # (server) the detached session's end

@@ -55,6 +55,9 @@ class ConnectRequest:
         self.data = hello.data if hello else indication.user_data
         self.indication = indication
         self.tls = tls  #: the peer's TLS certificate (dict) when mutual TLS is in use
+        #: The connect request resumes a session (its hello carries a resume token): only
+        #: the credentials are to be checked again.
+        self.resuming = hello is not None and hello.resume is not None
 
 
 @dataclass
@@ -421,8 +424,9 @@ class Server:
             except ResumeRefused as exc:
                 self.stats.resume_refused[exc.code] += 1
                 self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
-            except Refuse as exc:
-                self._refuse(protocol, exc)
+            except Refuse as exc:  # (authentication: final, the client stops trying)
+                self.stats.resume_refused["refused"] += 1
+                self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
             except Exception as exc:
                 self._refuse(protocol, _refusal(protocol, exc))
         finally:
