@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: Subcommands that run sessions (sessionlayer/commands/<module>.py: add() and run()).
-_COMMANDS = {"serve": "serve", "send": "send", "status": "status"}
+_COMMANDS = {"serve": "serve", "send": "send", "get": "get", "status": "status"}
 
 
 def _read_hex(args: Sequence[str], stdin: TextIO) -> bytes:

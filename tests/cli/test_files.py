@@ -284,3 +284,55 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
             await server.stop()
 
     run(main())
+
+
+async def get(*args: str, kill_after: int | None = None) -> tuple[int | None, str, str]:
+    """``sessionlayer get ...`` (the same runner as send)."""
+    from . import files_helpers
+
+    proc = await asyncio.create_subprocess_exec(
+        *cli("get", *args), env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    async with asyncio.timeout(LIMIT):
+        while line := (await proc.stdout.readline()).decode():
+            out.append(line)
+            m = files_helpers.re.search(r": (\d+)/\d+ octets", line)
+            if kill_after is not None and m and int(m.group(1)) >= kill_after:
+                proc.kill()
+                break
+        err = (await proc.stderr.read()).decode()
+        status = await proc.wait()
+    return status, "".join(out), err
+
+
+def test_get_fetches_resumes_after_a_kill_and_refuses_unknown_names(tmp_path: Path) -> None:
+    size = 40 * MIB
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file(files / "g.bin", size)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            base = [f"127.0.0.1:{server.port}", "-o", str(out_dir), "--checkpoint", "4",
+                    "--state-dir", str(tmp_path / "state")]  # fmt: skip
+            status, _, _ = await get("g.bin", *base, kill_after=size // 2)
+            assert status == -9
+            assert not (out_dir / "g.bin").exists()  # never a partial file under its name
+            status, out, err = await get("g.bin", *base, "--json")
+            assert status == 0, err
+            res = result(out)
+            assert res["resumed_from"] > 0 and res["sent"] < size
+            assert sha(out_dir / "g.bin") == sha(src) == res["sha256"]
+            status, out, err = await get("nope.bin", *base)
+            assert status == 1 and "no file 'nope.bin'" in err and err.count("\n") == 1, err
+            status, out, err = await get("../etc/passwd", *base)
+            assert status == 1 and "outside the served directory" in err, err
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())

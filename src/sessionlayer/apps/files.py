@@ -38,15 +38,21 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
-from ..errors import CheckpointRestored, ConnectRefused, SessionAborted, SessionLayerError
+from ..errors import (
+    CheckpointRestored,
+    ConnectRefused,
+    SessionAborted,
+    SessionClosed,
+    SessionLayerError,
+)
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
 
-__all__ = ["FILES_CONFIG", "FileService", "TransferError", "send_file", "SendResult",
-           "chain_start", "chain_step"]  # fmt: skip
+__all__ = ["FILES_CONFIG", "FileService", "TransferError", "send_file", "get_file",
+           "SendResult", "chain_start", "chain_step"]  # fmt: skip
 
 #: What a file transfer session proposes: duplex data inside activities, major sync points
 #: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
@@ -156,8 +162,13 @@ class FileService:
     def check(self, request: ConnectRequest) -> None:
         """Refuse (RF with the reason) what cannot be done: called before the accept."""
         obj = _json(request.data)
+        if obj.get("op") == "get":
+            source = self.target(obj.get("name"))
+            if not source.is_file():
+                raise Refuse(f"no file {obj.get('name')!r} here")
+            return
         if obj.get("op") != "put":
-            raise Refuse("unknown file operation (expected 'put')")
+            raise Refuse("unknown file operation (expected 'put' or 'get')")
         path = self.target(obj.get("name"))
         size = obj.get("size")
         if type(size) is not int or size < 0:
@@ -190,20 +201,62 @@ class FileService:
 
     async def handle(self, session: Session) -> None:
         """Receive the transfer the session's hello asked for (or resumes)."""
-        receiver = _Receiver(self, session)
+        request = _json(session.peer_data)
+        restored = _json(session.restored.user_data) if session.restored else {}
         try:
-            await receiver.run()
+            if request.get("op") == "get" or restored.get("op") == "get":
+                await self._serve_get(session, request, restored)
+            else:
+                await _Receiver(self, session).run()
         finally:
             self.progress.pop(session.id, None)
+
+    async def _serve_get(self, session: Session, request: dict[str, Any],
+                         restored: dict[str, Any]) -> None:  # fmt: skip
+        """Send a file (``sessionlayer get``): this side is the sender."""
+        name = request.get("name") or restored.get("n")
+        path = self.target(name)
+        every = int(request.get("checkpoint") or restored.get("e") or (64 << 20))
+        try:
+            handle = open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise TransferError(f"cannot read {name!r}: {exc.strerror}") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            resume = request.get("resume") or (
+                {"activity": restored["a"], "offset": restored["o"], "chain": restored["c"],
+                 "session": session.id} if restored.get("a") else None)  # fmt: skip
+            offset, chain, whole = 0, chain_start(), hashlib.sha256()
+            saved = None
+            if resume is not None:
+                offset = int(resume.get("offset", 0))
+                chain, whole = _rehash(handle, offset, every)
+                if chain.hex() != resume.get("chain"):
+                    raise TransferError(f"{name!r} changed on the server since the"
+                                        " interrupted transfer")  # fmt: skip
+                saved = {"activity": resume["activity"], "session": resume.get("session") or
+                         session.id, "serial": 0}  # fmt: skip
+            sender = _Sender(session, handle, str(name), size, 0.0, every, None, "", None,
+                             release=False)  # fmt: skip
+            sender.op = "get"
+
+            def report(state: dict[str, Any]) -> None:
+                self.progress[session.id] = {k: state[k] for k in ("name", "size", "done")}
+
+            sender.progress = report
+            await sender.run(saved, offset, chain, whole)
 
 
 class _Receiver:
     """One session's side of one upload."""
 
-    def __init__(self, service: FileService, session: Session) -> None:
+    def __init__(self, service: FileService, session: Session,
+                 request: dict[str, Any] | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:  # fmt: skip
         self.service = service
         self.session = session
-        self.request = _json(session.peer_data)
+        self.report = progress
+        self.request = request if request is not None else _json(session.peer_data)
         restored = session.restored
         if restored is not None:  # (another process's session: the request is in its state)
             state = service.state(str(_json(restored.user_data).get("a", "")))
@@ -222,8 +275,10 @@ class _Receiver:
         self.whole = hashlib.sha256()
         self.advanced = asyncio.Event()
         self.done = False
+        self.finished = False  # the whole file is under its final name
         self.confirmed: tuple[int, Any] = (-1, None)  # the last checkpoint made durable
         self.lock = asyncio.Lock()
+        self.on_open: Callable[[str], None] | None = None  # told the activity's id
 
     @property
     def temp(self) -> Path:
@@ -235,6 +290,8 @@ class _Receiver:
         """Open the temporary file at ``offset`` (cut back to it), the chain at ``chain``;
         ``marker`` (the activity's user data) names the file if nothing else did."""
         service = self.service
+        if marker and not self.size and isinstance(marker.get("size"), int):
+            self.size = marker["size"]  # (a download learns the size from the sender)
         if self.path is None:
             if not marker or marker.get("name") is None:
                 raise TransferError("a transfer without a file name")
@@ -271,6 +328,8 @@ class _Receiver:
         self.segment = hashlib.sha256()
         self.confirmed = (offset, chain.hex())
         upload.save(self.service.state_path(activity))
+        if self.on_open is not None:
+            self.on_open(activity)
 
     async def run(self) -> None:
         session = self.session
@@ -281,7 +340,16 @@ class _Receiver:
             self._open(str(cp.get("a", "")), int(cp.get("o", 0)), bytes.fromhex(cp.get("c", "")))
         events = asyncio.ensure_future(self._events())
         try:
-            async for data in session:
+            while True:
+                try:
+                    data = await session.receive()
+                except CheckpointRestored as exc:  # the sender's server went back (get)
+                    back = _json(exc.user_data)
+                    self._open(str(back.get("a", "")), int(back.get("o", 0)),
+                               bytes.fromhex(str(back.get("c", ""))), back)  # fmt: skip
+                    continue
+                except SessionClosed:
+                    break
                 if self.file is None:
                     raise TransferError("data outside a transfer")
                 try:
@@ -293,9 +361,13 @@ class _Receiver:
                 self.written += len(data)
                 self.segment.update(data)
                 self.whole.update(data)
-                self.service.progress[session.id] = {
-                    "name": self.request.get("name"), "size": self.size, "done": self.written,
-                }  # fmt: skip
+                state = {"name": self.request.get("name"), "size": self.size,
+                         "done": self.written}  # fmt: skip
+                self.service.progress[session.id] = state
+                if self.report is not None:
+                    self.report({**state, "sent": self.written, "checkpoints": len(
+                        self.upload.checkpoints) if self.upload else 0,
+                        "reconnects": session.resumes, "restores": 0})  # fmt: skip
                 self.advanced.set()
         finally:
             events.cancel()
@@ -350,6 +422,7 @@ class _Receiver:
             with contextlib.suppress(OSError):
                 self.service.state_path(self.upload.activity).unlink()
             self.confirmed = (offset, cp.get("c"))
+            self.finished = True
             return
         self.upload.checkpoints.append((offset, self.chain.hex()))
         self.upload.save(self.service.state_path(self.upload.activity))
@@ -479,8 +552,11 @@ def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
 
 class _Sender:
     def __init__(self, session: Session, handle: Any, name: str, size: int, mtime: float,
-                 every: int, states_path: Path, key: str,
-                 progress: Callable[[dict[str, Any]], None] | None) -> None:  # fmt: skip
+                 every: int, states_path: Path | None, key: str,
+                 progress: Callable[[dict[str, Any]], None] | None,
+                 release: bool = True) -> None:  # fmt: skip
+        self.release = release
+        self.op = "put"
         self.session = session
         self.handle = handle
         self.name = name
@@ -495,6 +571,8 @@ class _Sender:
         self.sent = 0
 
     def _save(self, activity: str, offset: int, chain: bytes, serial: int) -> None:
+        if self.states_path is None:
+            return
         states = _load_states(self.states_path)
         states[self.key] = {"activity": activity, "offset": offset, "chain": chain.hex(),
                             "size": self.size, "mtime": self.mtime, "serial": serial,
@@ -503,6 +581,8 @@ class _Sender:
         _write_json(self.states_path, states)
 
     def _forget(self) -> None:
+        if self.states_path is None:
+            return
         states = _load_states(self.states_path)
         if states.pop(self.key, None) is not None:
             _write_json(self.states_path, states)
@@ -532,7 +612,8 @@ class _Sender:
             offset, chain, whole = await self._stream(activity, offset, chain, whole)
             await session.end_activity()
             self._forget()
-            await session.release()
+            if self.release:
+                await session.release()
         except SessionAborted as exc:
             raise TransferError(self._why(exc)) from None
         return SendResult(self.name, self.size, self.sent, start, self.checkpoints,
@@ -569,7 +650,8 @@ class _Sender:
                 if offset - mark >= self.every and offset < self.size:
                     chain = chain_step(chain, segment.digest())
                     segment = hashlib.sha256()
-                    cp = {"a": activity.hex(), "o": offset, "c": chain.hex()}
+                    cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
+                          "n": self.name, "e": self.every}  # fmt: skip
                     serial = await session.sync(major=True, user_data=json.dumps(cp).encode())
                     mark = offset
                     self.checkpoints += 1
@@ -592,8 +674,89 @@ class _Sender:
     async def _finish(self, activity: bytes, offset: int, chain: bytes, segment: Any,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
         chain = chain_step(chain, segment.digest())
-        cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest()}
+        cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest(),
+              "op": self.op, "n": self.name, "e": self.every}  # fmt: skip
         await self.session.sync(major=True, user_data=json.dumps(cp).encode())
         self.checkpoints += 1
         self._report(offset)
         return offset, chain, whole
+
+
+async def get_file(name: str, host: str, port: int, *, output: Path,
+                   credentials: dict[str, str] | None = None, tls: Any = None,
+                   server_hostname: str | None = None, state_dir: Path | None = None,
+                   restart: bool = False, checkpoint: int = 64 << 20,
+                   options: Options | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None,
+                   ) -> SendResult:  # fmt: skip
+    """Fetch ``name`` from the file service at ``host:port`` into ``output``: the server
+    sends it as an activity with checkpoints; this side makes each durable before it
+    confirms it, and a rerun after a kill resumes from the last one."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    output = Path(output)
+    if output.is_dir():
+        output = output / Path(name).name
+    downloads = state_file(state_dir).with_name("downloads")
+    try:
+        local = FileService(output.parent, downloads)
+    except OSError as exc:
+        raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
+    index = downloads / "index.json"
+    key = f"{host}:{port}|{name}|{output.resolve()}"
+    known = _load_states(index).get(key)
+    request: dict[str, Any] = {"op": "get", "name": name, "checkpoint": checkpoint}
+    state = local.state(str(known.get("activity", ""))) if known and not restart else None
+    if state is not None and state.checkpoints:
+        offset, chain = state.checkpoints[-1]
+        request["resume"] = {"activity": state.activity, "offset": offset, "chain": chain,
+                             "session": known["session"] if known else None}  # fmt: skip
+    opts = options or Options(tpdu_size=65408)
+    try:
+        session = await connect(
+            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
+            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
+            config=FILES_CONFIG, options=opts,
+        )  # fmt: skip
+    except ConnectRefused as exc:
+        raise TransferError(f"the server refused: {exc.message}") from None
+    except (OSError, TimeoutError) as exc:
+        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
+        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+    entries = _load_states(index)
+    previous = entries.get(key) or {}
+    receiver = _Receiver(local, session, {"op": "get", "name": output.name, "size": 0},
+                         progress)  # fmt: skip
+    start = int(request.get("resume", {}).get("offset", 0))
+
+    def remember(event: Any) -> None:  # the activity's id, for a rerun
+        entries[key] = {"activity": event, "session": previous.get("session", session.id)}
+        index.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(index, entries)
+
+    receiver.on_open = remember
+    try:
+        await receiver.run()
+    except SessionAborted as exc:
+        raise TransferError(_typed_error(session) or f"the transfer was aborted: {exc}") from None
+    if not receiver.finished:
+        raise TransferError(f"the transfer of {name!r} ended before the whole file came")
+    entries = _load_states(index)
+    if entries.pop(key, None) is not None:
+        _write_json(index, entries)
+    digest = hashlib.sha256()
+    with open(output, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return SendResult(name, receiver.size, receiver.size - start, start,
+                      len(receiver.upload.checkpoints) if receiver.upload else 0,
+                      session.resumes, 0, digest.hexdigest(), loop.time() - started)
+
+
+def _typed_error(session: Session) -> str | None:
+    while (event := session.next_event_nowait()) is not None:
+        if isinstance(event, ev.TypedDataIndication):
+            error = _json(event.data).get("error")
+            if error:
+                return f"the server stopped the transfer: {error}"
+    return None

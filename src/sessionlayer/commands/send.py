@@ -46,7 +46,7 @@ def add(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
 
 
-def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
+def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not (ns.tls or ns.ca or ns.cert):
         return None
     try:
@@ -58,7 +58,7 @@ def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     return ctx
 
 
-class _Progress:
+class Progress:
     """A rich progress bar on a terminal, a line per 10 % otherwise, nothing with --json."""
 
     def __init__(self, out: TextIO, quiet: bool) -> None:
@@ -113,12 +113,12 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
     if ns.checkpoint <= 0:
         raise CommandError("--checkpoint must be positive")
-    progress = _Progress(out, ns.json)
+    progress = Progress(out, ns.json)
     started = time.monotonic()
     try:
         result: SendResult = asyncio.run(send_file(
             ns.file, host, port, name=ns.name, checkpoint=int(ns.checkpoint * (1 << 20)),
-            credentials=credentials, tls=_tls(ns), server_hostname=host,
+            credentials=credentials, tls=client_tls(ns), server_hostname=host,
             state_dir=ns.state_dir, restart=ns.restart, progress=progress,
         ))  # fmt: skip
     except (TransferError, SessionLayerError) as exc:
