@@ -322,8 +322,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             agent.receive_data(data, self._ep.loop.time())
             self._general = not agent.transport_idle
             self.flush()
+            if self._general and self.plain:
+                # Data flows on after what needed the machine (a stream that never pauses at
+                # a TPDU boundary): the fast path takes over between two TSDUs.
+                rest = agent.rfc.hand_over()
+                if rest is not None:
+                    self._general = False
+                    if rest:
+                        self._resume_fast(rest)
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
+
+    def _resume_fast(self, rest: bytes) -> None:
+        """The fast path continues the stream with ``rest`` (part of a TPDU, from RFC 1006)."""
+        messages: list[bytes] = []
+        try:
+            data = self.feed(rest, messages)
+        except DecodeError as exc:
+            self._fast_failed(messages, exc)
+            return
+        if messages:
+            self._deliver(messages)
+        if data:  # (cannot be: rest holds no whole TPDU) back to the general path
+            self.agent.receive_data(data, self._ep.loop.time())
+            self._general = not self.agent.transport_idle
+            self.flush()
 
     def _observe(self, nbytes: int) -> None:
         """The ``nbytes`` just read go to the tap; the peer was heard (liveness)."""

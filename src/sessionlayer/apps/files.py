@@ -8,7 +8,7 @@ One transfer is one activity (X.215 activity management):
   rerun of an interrupted one, on a new session) opens it;
 * S-DATA carries the file in chunks;
 * every ``checkpoint`` octets an S-SYNC-MAJOR point records the offset and a running
-  SHA-256 chain over the file's segments.  The receiver makes the data durable (fsync) and
+  SHA-256 digest of the file so far.  The receiver makes the data durable (fsync) and
   records its state before it confirms the point, so a confirmed checkpoint is a promise;
 * a last point carries the whole file's SHA-256: the receiver checks it, renames the
   temporary file to its final name, and only then confirms;
@@ -19,7 +19,7 @@ lost the session (a restart) resumes it from the last checkpoint, and the sender
 from that offset.  A killed sender reruns the same command: its state file (under the
 user's state directory) names the activity and the last confirmed checkpoint, and the new
 session resumes the activity there.  The source file must not have changed (size, mtime
-and the checkpointed chain are checked).
+and the checkpointed digest are checked).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
 
 __all__ = ["FILES_CONFIG", "FileService", "TransferError", "send_file", "get_file",
-           "SendResult", "chain_start", "chain_step"]  # fmt: skip
+           "SendResult", "chain_start"]  # fmt: skip
 
 #: What a file transfer session proposes: duplex data inside activities, major sync points
 #: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
@@ -63,7 +63,6 @@ FILES_CONFIG = SessionConfig(
 )
 CHUNK = 256 * 1024  #: octets per S-DATA
 SERVICE = "files"  #: the application parameter ``service`` that selects this service
-_CHAIN_SEED = b"sessionlayer files v1"
 
 
 class TransferError(SessionLayerError):
@@ -71,12 +70,9 @@ class TransferError(SessionLayerError):
 
 
 def chain_start() -> bytes:
-    return hashlib.sha256(_CHAIN_SEED).digest()
-
-
-def chain_step(chain: bytes, segment_digest: bytes) -> bytes:
-    """The running SHA-256 chain after one more segment (its SHA-256 digest)."""
-    return hashlib.sha256(chain + segment_digest).digest()
+    """The running SHA-256 digest of nothing yet (a checkpoint's ``c`` is the SHA-256 of
+    the file up to its offset: one hash pass serves the checkpoints and the whole file)."""
+    return hashlib.sha256().digest()
 
 
 def _json(data: bytes | None) -> dict[str, Any]:
@@ -118,7 +114,7 @@ class _Upload:
     name: str
     size: int
     mtime: float
-    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # (offset, chain hex)
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # (offset, digest hex)
 
     def save(self, path: Path) -> None:
         _write_json(path, {"activity": self.activity, "name": self.name, "size": self.size,
@@ -271,7 +267,6 @@ class _Receiver:
         self.file: Any = None
         self.written = 0
         self.chain = chain_start()
-        self.segment = hashlib.sha256()
         self.whole = hashlib.sha256()
         self.advanced = asyncio.Event()
         self.done = False
@@ -323,9 +318,10 @@ class _Receiver:
             self.whole.update(block)
             left -= len(block)
         self.file.seek(offset)
+        if self.whole.digest() != chain:
+            raise TransferError("what is kept of the file does not match its checkpoint")
         self.written = offset
         self.chain = chain
-        self.segment = hashlib.sha256()
         self.confirmed = (offset, chain.hex())
         upload.save(self.service.state_path(activity))
         if self.on_open is not None:
@@ -359,7 +355,6 @@ class _Receiver:
                                      f" server: {os.strerror(exc.errno or errno.EIO)}")  # fmt: skip
                     return
                 self.written += len(data)
-                self.segment.update(data)
                 self.whole.update(data)
                 state = {"name": self.request.get("name"), "size": self.size,
                          "done": self.written}  # fmt: skip
@@ -405,8 +400,7 @@ class _Receiver:
                 await self.advanced.wait()
         if self.file is None or self.upload is None or self.written != offset:
             raise TransferError(f"checkpoint at {offset}, {self.written} octets received")
-        self.chain = chain_step(self.chain, self.segment.digest())
-        self.segment = hashlib.sha256()
+        self.chain = self.whole.digest()
         if self.chain.hex() != cp.get("c"):
             await self._fail("the data does not match the sender's checkpoint hash")
             raise TransferError("checkpoint hash mismatch")
@@ -531,23 +525,18 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
 
 
 def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
-    """(chain, whole-file hash) over the first ``offset`` octets, checkpoint by checkpoint."""
-    chain, whole = chain_start(), hashlib.sha256()
+    """(the SHA-256 digest, and the running hash) of the first ``offset`` octets."""
+    whole = hashlib.sha256()
     handle.seek(0)
     done = 0
     while done < offset:
-        segment = hashlib.sha256()
-        end = min(done + every, offset)
-        while done < end:
-            block = handle.read(min(end - done, 1 << 20))
-            if not block:
-                raise TransferError("the file is shorter than its checkpoint")
-            segment.update(block)
-            whole.update(block)
-            done += len(block)
-        chain = chain_step(chain, segment.digest())
+        block = handle.read(min(offset - done, 1 << 20))
+        if not block:
+            raise TransferError("the file is shorter than its checkpoint")
+        whole.update(block)
+        done += len(block)
     handle.seek(offset)
-    return chain, whole
+    return whole.digest(), whole
 
 
 class _Sender:
@@ -631,13 +620,12 @@ class _Sender:
     async def _stream(self, activity: bytes, offset: int, chain: bytes,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
         session = self.session
-        segment = hashlib.sha256()
         mark = offset - offset % self.every  # (checkpoints fall on multiples of ``every``)
         self.handle.seek(offset)
         while True:
             try:
                 if offset >= self.size:
-                    return await self._finish(activity, offset, chain, segment, whole)
+                    return await self._finish(activity, offset, whole)
                 block = self.handle.read(min(CHUNK, self.size - offset, mark + self.every
                                              - offset))  # fmt: skip
                 if not block:
@@ -645,11 +633,9 @@ class _Sender:
                 await session.send(block)
                 offset += len(block)
                 self.sent += len(block)
-                segment.update(block)
                 whole.update(block)
                 if offset - mark >= self.every and offset < self.size:
-                    chain = chain_step(chain, segment.digest())
-                    segment = hashlib.sha256()
+                    chain = whole.digest()
                     cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
                           "n": self.name, "e": self.every}  # fmt: skip
                     serial = await session.sync(major=True, user_data=json.dumps(cp).encode())
@@ -662,7 +648,6 @@ class _Sender:
                 back = _json(exc.user_data)
                 offset = int(back.get("o", 0))
                 chain, whole = _rehash(self.handle, offset, self.every)
-                segment = hashlib.sha256()
                 mark = offset
                 marker = json.dumps({"name": self.name, "size": self.size, "o": offset,
                                      "c": chain.hex()}).encode()  # fmt: skip
@@ -671,9 +656,9 @@ class _Sender:
                                                   common_ref=bytes.fromhex(session.id)),
                                               user_data=marker)  # fmt: skip
 
-    async def _finish(self, activity: bytes, offset: int, chain: bytes, segment: Any,
+    async def _finish(self, activity: bytes, offset: int,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
-        chain = chain_step(chain, segment.digest())
+        chain = whole.digest()
         cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest(),
               "op": self.op, "n": self.name, "e": self.every}  # fmt: skip
         await self.session.sync(major=True, user_data=json.dumps(cp).encode())
