@@ -863,24 +863,28 @@ def _detail_lines(row: Arrow) -> int:
 
 def _pack(text: str, room: int, most: int) -> list[str]:
     """``text`` in at most ``most`` lines of ``room`` columns, broken between its `` · ``
-    parts where it can (inside a part only when it is wider than a line); the last line
-    is shortened with ``…``."""
+    parts where it can (inside a part when it is wider than a line, or would leave a short
+    line behind); the last line is shortened with ``…``."""
     if not text:
         return []
-    items: list[tuple[str, str]] = []  # (separator before it, text)
-    for n, part in enumerate(text.split(" · ")):
-        sep = " · " if n else ""
-        if len(part) <= room:
-            items.append((sep, part))
-        else:
-            words = part.split(" ")
-            items += [(sep, words[0]), *((" ", w) for w in words[1:])]
     lines: list[str] = []
-    for sep, item in items:
+
+    def put(sep: str, item: str) -> None:
         if lines and len(lines[-1]) + len(sep) + len(item) <= room:
             lines[-1] += sep + item
         else:
-            lines += [item[i : i + room] for i in range(0, max(len(item), 1), room)]
+            lines.extend(item[i : i + room] for i in range(0, max(len(item), 1), room))
+
+    for n, part in enumerate(text.split(" · ")):
+        sep = " · " if n else ""
+        short_line = bool(lines) and len(lines[-1]) < room // 3
+        if len(part) <= room and not short_line:
+            put(sep, part)  # whole, on this line or the next
+        else:  # wider than a line, or the line so far is short: fill it word by word
+            words = part.split(" ")
+            put(sep, words[0])
+            for word in words[1:]:
+                put(" ", word)
     if len(lines) > most:
         rest = " ".join(lines[most - 1 :])
         lines = [*lines[: most - 1], rest[: room - 1] + "…"]
