@@ -144,11 +144,11 @@ class _Notes(logging.Handler):
         if ": interrupted" in message:
             self.ladder.note("the connection is lost: the session waits, the client"
                              " reconnects (S-CONNECT with the resume token)", self.clock(),
-                             kind="interrupt")  # fmt: skip
+                             kind="recovery")  # fmt: skip
         elif ": resumed" in message:
             self.resumes += 1
             what = message.split(": resumed", 1)[1].strip()
-            self.ladder.note(f"the session is resumed {what}", self.clock(), kind="resume")
+            self.ladder.note(f"the session is resumed {what}", self.clock(), kind="recovery")
 
 
 async def _demo(out: TextIO, svg_path: Path) -> None:
@@ -183,18 +183,18 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
 
         async def kill_and_restart() -> None:
             ladder.note("the server process is killed (SIGKILL): its live state is gone",
-                        clock(), kind="restart")  # fmt: skip
+                        clock(), kind="fault")  # fmt: skip
             await server.kill()
             await server.start()
             ladder.note("the server is started again on its SQLite store", clock(),
-                        kind="restart")  # fmt: skip
+                        kind="fault")  # fmt: skip
 
         def progress(state: dict[str, Any]) -> None:
             done = state["done"] / max(state["size"], 1)
             if faults and done >= faults[0]:
                 faults.pop(0)
                 ladder.note("the fault injector resets the TCP connection", clock(),
-                            kind="cut")  # fmt: skip
+                            kind="fault")  # fmt: skip
                 cutter.cut()
             elif not restart[0] and done >= RESTART_AT:
                 restart[0] = True
@@ -203,9 +203,7 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
                 task.add_done_callback(pending.discard)
 
         def tap(direction: str, data: bytes) -> None:
-            if direction == "out" and _is_cr(data):
-                ladder.new_connection(clock(), "TCP connection")
-            ladder.wire(direction, data, clock())
+            ladder.wire(direction, data, clock())  # (a COTP CR starts a new connection there)
 
         notes = _Notes(ladder, clock)
         logger = logging.getLogger("sessionlayer")
@@ -235,18 +233,16 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
     svg_path.write_text(ladder.render_svg())
     out.write(f"\nthe ladder as a picture: {svg_path}\n\n")
     out.write("summary\n")
-    out.write(f"  {result.size} octets sent as one activity in {time.monotonic() - started:.1f} s"
-              f" ({result.sent} octets this run)\n")  # fmt: skip
-    out.write(f"  {cuts} cuts and 1 server restart; {notes.resumes} resumes"
-              f" ({result.reconnects} in place, {result.restores} from a checkpoint)\n")
+    out.write(f"  a {result.size}-octet file sent as one activity in"
+              f" {time.monotonic() - started:.1f} s ({result.sent} octets sent in all: what"
+              " followed the checkpoint was sent again after the restart)\n")  # fmt: skip
+    out.write(f"  {cuts} cuts and 1 server restart; {result.reconnects} resumes"
+              f" ({result.reconnects - result.restores} in place, {result.restores} from a"
+              " checkpoint)\n")  # fmt: skip
     out.write(f"  {result.checkpoints} checkpoints confirmed by the server\n")
     out.write(f"  SHA-256 {'OK' if same else 'MISMATCH'}: {result.sha256}\n")
     if not same:
         raise RuntimeError("the file that arrived is not the file sent")
-
-
-def _is_cr(data: bytes) -> bool:
-    return len(data) >= 6 and data[:2] == b"\x03\x00" and data[5] & 0xF0 == 0xE0
 
 
 def run_demo(out: TextIO, svg_path: Path | None = None) -> int:

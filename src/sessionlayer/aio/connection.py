@@ -511,6 +511,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if not self._resolve(event):
                 self._put_event(event)
 
+    def note_activity(self, user_data: bytes | None) -> None:
+        """(Recovery) This side started or resumed an activity with ``user_data``: kept, to
+        be sent again on a new connection if the peer never had it."""
+        if self.journal is not None:
+            self._link().activity_data = user_data
+
+    def restart_activity(self, activity_id: bytes, user_data: bytes | None) -> None:
+        """(Recovery) The peer lost our S-ACTIVITY-START with the old connection: start the
+        activity again (its tokens fetched first), then let the replay go."""
+        from ..agent import NEEDS
+
+        async def again() -> None:
+            try:
+                await self.call_with_tokens(
+                    lambda m: m.activity_start(activity_id, user_data=user_data),
+                    NEEDS["activity"],
+                )  # fmt: skip
+            except SessionLayerError:
+                return  # (the session ended meanwhile)
+            link = self._link()
+            link.awaiting_resume = False
+            self._pump_replay()
+
+        _spawn(self._ep.loop, again())
+
     def _awaiting_resume(self) -> bool:
         x = self._x
         return x is not None and x.link is not None and x.link.awaiting_resume

@@ -132,6 +132,7 @@ class LinkState:
 
     __slots__ = (
         "activity",
+        "activity_data",
         "attached",
         "attempts",
         "awaiting_resume",
@@ -182,6 +183,9 @@ class LinkState:
         #: the client resumes it first on the next one (S-ACTIVITY-RESUME), and the server
         #: holds its replay back until then (``awaiting_resume``).
         self.activity: tuple[bytes, int] | None = None
+        #: The user data of this side's S-ACTIVITY-START (or RESUME) of the activity in
+        #: progress: sent again if the peer turns out never to have had it.
+        self.activity_data: bytes | None = None
         self.awaiting_resume = False
         self.previous_ok = False  # (server) the token before the current one is good too...
         self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)

@@ -483,10 +483,12 @@ class Server:
         old.adopt(protocol)
         link.bytes_at_resume = old.bytes_in
         cid = event.connection_id
+        mine = link.activity
         welcome = Welcome(
             chosen=chosen, session_id=sid, token=issue(self._secret, sid, link.generation,
                                                        link.identity),
             resumed="resumed", recv=journal.received,
+            act=mine[0].hex() if mine is not None else None,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
@@ -498,8 +500,13 @@ class Server:
             old.flush()
             return
         self.stats.resumed["resumed"] += 1
-        # An activity in progress is resumed by the client first (S-ACTIVITY-RESUME).
-        old.resumed("resumed", replay, hold=link.activity is not None)
+        # An activity in progress is resumed by the client first (S-ACTIVITY-RESUME); one
+        # the client never had (our S-ACTIVITY-START was lost) is started again here.
+        both = mine is not None and hello.act == mine[0].hex()
+        old.resumed("resumed", replay, hold=mine is not None)
+        if mine is not None and not both:
+            link.activity = None
+            old.restart_activity(mine[0], link.activity_data)
         if self.store is not None:
             self._store_write("advance", sid, gen, node=self.node, expires_at=None)
 

@@ -432,6 +432,7 @@ class Session:
         await self._conn.call_with_tokens(
             lambda m: m.activity_start(activity_id, user_data=user_data), NEEDS["activity"]
         )
+        self._conn.note_activity(user_data)
 
     def _in_activity(self, activity_id: bytes) -> bool:
         machine = self._conn.machine
@@ -478,6 +479,7 @@ class Session:
             ),
             NEEDS["activity"],
         )  # fmt: skip
+        self._conn.note_activity(user_data)
 
     # ------------------------------------------------------------ ending
 
