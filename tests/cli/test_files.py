@@ -253,7 +253,7 @@ def test_a_full_disk_is_refused(tmp_path: Path) -> None:
 
 
 def test_status_json_during_a_transfer(tmp_path: Path) -> None:
-    size = 80 * MIB
+    size = 200 * MIB
     src = make_file(tmp_path / "st.bin", size)
 
     async def main() -> None:
@@ -267,13 +267,17 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
             async with asyncio.timeout(LIMIT):
                 while b"(10 %)" not in await proc.stdout.readline():
                     pass
-            status = await asyncio.create_subprocess_exec(
-                *cli("status", f"127.0.0.1:{server.admin_port}", "--json"), env=ENV,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
-            out, err = await status.communicate()
-            assert status.returncode == 0, err
-            data = json.loads(out)
-            [row] = [s for s in data["sessions"] if s["activity"]]
+            rows: list[dict[str, object]] = []
+            async with asyncio.timeout(LIMIT):
+                while not rows:  # (the server's side of it may lag the client's progress)
+                    status = await asyncio.create_subprocess_exec(
+                        *cli("status", f"127.0.0.1:{server.admin_port}", "--json"), env=ENV,
+                        stdout=PIPE, stderr=PIPE)  # fmt: skip
+                    out, err = await status.communicate()
+                    assert status.returncode == 0, err
+                    data = json.loads(out)
+                    rows = [s for s in data["sessions"] if s["activity"] and s["progress"]]
+            [row] = rows
             assert row["state"].startswith("STA") and row["bytes_in"] > 0
             assert row["progress"]["name"] == "st.bin" and row["progress"]["size"] == size
             await asyncio.wait_for(proc.communicate(), LIMIT)
@@ -332,6 +336,39 @@ def test_get_fetches_resumes_after_a_kill_and_refuses_unknown_names(tmp_path: Pa
             status, out, err = await get("../etc/passwd", *base)
             assert status == 1 and "outside the served directory" in err, err
             no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_tls_a_failed_handshake_and_status_once(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    src = make_file(tmp_path / "t.bin", 3 * MIB)
+    pem = str(tmp_path / "server.pem")
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--tls-cert", pem, "--tls-key", pem,
+                             "--admin", "127.0.0.1:0").start()  # fmt: skip
+        try:
+            base = [f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path), "--tls"]
+            status, out, err = await send(str(src), *base)  # the CA is not trusted
+            assert status == 1 and "TLS" in err and err.count("\n") == 1, err
+            no_traceback(out, err)
+            status, out, err = await send(str(src), *base, "--ca", str(tmp_path / "ca.pem"))
+            assert status == 0, err
+            assert sha(tmp_path / "srv" / "files" / "t.bin") == sha(src)
+            proc = await asyncio.create_subprocess_exec(
+                *cli("status", f"127.0.0.1:{server.admin_port}", "--once"), env=ENV,
+                stdout=PIPE, stderr=PIPE)  # fmt: skip
+            table, err2 = await proc.communicate()
+            assert proc.returncode == 0, err2
+            assert b"sessions" in table and b"checkpoint" in table
         finally:
             await server.stop()
 

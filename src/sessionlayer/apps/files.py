@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -510,6 +511,9 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     except ConnectRefused as exc:
         handle.close()
         raise TransferError(f"the server refused: {exc.message}") from None
+    except ssl.SSLError as exc:
+        handle.close()
+        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
         handle.close()
         what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
@@ -705,6 +709,8 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         )  # fmt: skip
     except ConnectRefused as exc:
         raise TransferError(f"the server refused: {exc.message}") from None
+    except ssl.SSLError as exc:
+        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
         what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
         raise TransferError(f"cannot reach {host}:{port}: {what}") from None

@@ -76,7 +76,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     from rich.console import Console
 
-    console = Console(file=out)
+    console = Console(file=out, width=None if out.isatty() else 160)
     if ns.once or not out.isatty():
         console.print(_table(fetch(url)))
         return 0
