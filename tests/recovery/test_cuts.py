@@ -263,19 +263,11 @@ class SlowResume(AssertionError):
     failing at once."""
 
 
-BUG_CN_CUT = (
-    "src bug: a resume try cut after its CN went out waits out connect_timeout +"
-    " handshake_timeout instead of failing at once (connection.py connection_lost ->"
-    " _detach returns early, lines 376-377 and 1070-1071: the open() future is never"
-    " failed); see test_handshake_cuts.py::test_a_try_cut_after_its_cn_fails_at_once"
-)
 
 
 @pytest.mark.parametrize("handshake", [
     pytest.param((0, CR_CC - 1), id="handshake-cuts-in-cr-cc"),
-    pytest.param((0, HANDSHAKE - 1), id="handshake-cuts-anywhere",
-                 marks=pytest.mark.xfail(strict=True, raises=SlowResume,
-                                         reason=BUG_CN_CUT)),
+    pytest.param((0, HANDSHAKE - 1), id="handshake-cuts-anywhere"),
 ])  # fmt: skip
 def test_20000_messages_each_way_exactly_once_across_50_cuts(
     handshake: tuple[int, int], retention: Retention, losses: Losses,

@@ -104,30 +104,17 @@ async def sweep(region: str) -> dict[str, Any]:
                 return {"cn": cn, "ac": ac, "offsets": len(offsets)}
 
 
-BUG_CN_CUT = (
-    "src bug: a resume try whose connection is lost after its CN went out is not failed"
-    " at once; it waits out connect_timeout + handshake_timeout (20 s by default; past"
-    " Backoff.give_up the session ends).  connection.py connection_lost (lines 376-377)"
-    " calls _detach, which returns at once (lines 1070-1071) since the session is still"
-    " detached from the first loss, so the ConnectConfirm/RefuseConfirm future that"
-    " _connect_now registered in x.waiters (lines 852-856) is never failed, and the"
-    " x.connecting branch (lines 387-391) no longer applies; reconnect.py _try sits in"
-    " conn.open() (line 128) until its asyncio.timeout (line 119)"
-)
 
 
 @pytest.mark.parametrize("region", [
     "cr-cc",
-    pytest.param("cn", marks=pytest.mark.xfail(strict=True, raises=TimeoutError,
-                                               reason=BUG_CN_CUT)),
-    pytest.param("ac", marks=pytest.mark.xfail(strict=True, raises=TimeoutError,
-                                               reason=BUG_CN_CUT)),
+    "cn",
+    "ac",
 ])  # fmt: skip
 def test_a_resume_try_cut_anywhere_in_its_handshake(region: str) -> None:
     print(run(sweep(region)))
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError, reason=BUG_CN_CUT)
 def test_a_try_cut_after_its_cn_fails_at_once() -> None:
     """The server never sees the whole CN: the client must try again at once, not after
     its handshake timeout."""

@@ -14,26 +14,11 @@ from sessionlayer.recovery import Resumed
 
 from .helpers import FAST, LIMIT, next_of, owned, run
 
-BUG_WRITES_INTO_A_LOST_TRANSPORT = (
-    "src bug (minor): after a write fails (EPIPE, ECONNRESET) asyncio has closed the"
-    " transport and will call connection_lost on the next turn of the loop, but the fast"
-    " path keeps writing into it: Connection.write_data (connection.py lines 883-887) calls"
-    " _write_frame, whose direct writes (lines 963-966, 978-985) do not look at"
-    " transport.is_closing(), and plain stays True (flush recomputes it without the"
-    " transport, lines 443-447); each acknowledgement point's flush (_write -> flush_out,"
-    " lines 1011-1012) lets the next frame go straight to transport.write() again.  From"
-    " the fifth such write on, asyncio logs WARNING 'socket.send() raised exception.' for"
-    " each (and the frames are framed for nothing; the journal keeps the messages, so"
-    " nothing is lost).  Seen in test_cuts.py with some seeds."
-)
-
 
 class WroteIntoALostTransport(AssertionError):
     """asyncio warned of writes into a transport it had given up."""
 
 
-@pytest.mark.xfail(strict=True, raises=WroteIntoALostTransport,
-                   reason=BUG_WRITES_INTO_A_LOST_TRANSPORT)  # fmt: skip
 def test_sends_after_a_failed_write_are_not_written_into_the_dead_transport(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 import sessionlayer
-from sessionlayer import SessionAborted
 
 from .helpers import FAST, owned, run
 
-BUG_FN_AFTER_MIP = (
-    "src bug: release() right after an acknowledgement point aborts the session. The agent"
-    " sets its acknowledgement points (agent.py acknowledge, a confirmed MIP) on its own;"
-    " release() (session.py line 497) sends FN at once, which the table allows in STA713"
-    " with a MIA outstanding (table.py line 385); the peer answers the MIP with a MIA"
-    " before its DN, and STA03 has no row for MIA (table.py lines 385-395): 'MIA SPDU is"
-    " not valid in state STA03', AB.  With the default options: send 1 MiB, then release."
-)
 
-
-@pytest.mark.xfail(strict=True, raises=SessionAborted, reason=BUG_FN_AFTER_MIP)
 def test_a_release_right_after_an_acknowledgement_point_completes() -> None:
     """ack_bytes=1: every message is followed at once by an acknowledgement point (MIP);
     release() goes out behind it, before the MIA can have come back (no await between)."""

@@ -373,6 +373,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._flags |= _CLOSED
         self.plain = False
         try:
+            if self._flags & _DETACHED:
+                self._fail_connecting()  # (a resume try whose connection died)
             if self._resumable():
                 self._detach(self.agent.link_lost or "the transport connection was lost")
             elif not self._flags & _DETACHED:
@@ -440,10 +442,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._close_transport()
         # The fast path needs an open session on an open transport (write_data relies on it):
         # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
+        transport = self.transport
         self.plain = (
             not wants_close and agent.machine.plain_data
             and self._failure is None and not self._flags & _RELEASED
             and (x is None or x.replay is None) and not self._flags & _ROLLBACK_SEND
+            and transport is not None and not transport.is_closing()
         )  # fmt: skip
         self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
@@ -993,6 +997,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def flush_out(self) -> None:
         """Write the frames ``write_data`` held back; the next one may go straight out."""
         self._wrote = False
+        transport = self.transport
+        if transport is not None and transport.is_closing():
+            # (a write failed: asyncio gave the transport up and connection_lost is on its
+            # way) no more straight writes into it: S-DATA takes the general path, which
+            # looks before it writes, and a resumable session keeps it in its journal.
+            self.plain = False
         if self._held is not None:
             if self._held:
                 self._write_held()
@@ -1103,6 +1113,20 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         on_lost = self._ep.on_link_lost if link.on_lost is None else link.on_lost
         if on_lost is not None:
             on_lost(self)
+
+    def _fail_connecting(self) -> None:
+        """(Recovery) The connection of a resume try is gone: its S-CONNECT will have no
+        confirm (the try fails now, not at its timeout)."""
+        x = self._x
+        waiters = x.waiters if x is not None else None
+        if not waiters:
+            return
+        for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
+            queue = waiters.get(kind)
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed during the resume"))
 
     def drop_link(self, reason: str) -> None:
         """(Recovery) Give up the current transport connection now (a newer one takes the
