@@ -14,8 +14,9 @@ sessions (else plain ones, ``resume=False``, as in the issue 7 figures) and answ
 ``cut``   -> ``cut N T``: every live session's TCP connection reset at once (SO_LINGER 0,
              then abort: an RST to each client), N of them, T the ``time.monotonic()`` at
              which the first went (CLOCK_MONOTONIC: the parent's clock too);
-``stats`` -> ``stats INTERRUPTED RESUMED REFUSED``: the server's totals of lost
-             connections, resumed sessions and refused resumes or connections.
+``stats`` -> ``stats INTERRUPTED RESUMED REFUSED LIMIT``: the server's totals of lost
+             connections, resumed sessions, refused resumes or connections, and of those
+             the connections closed at once for ``max_handshakes``.
 
 ``profile-start`` / ``profile-stop`` -> ``ok``: with ``--profile cprofile|pyinstrument``
              (a profiling aid, off in the benchmark), profile what the server does in
@@ -151,7 +152,8 @@ def _cut(live: type[_Live]) -> str:
 def _stats(live: type[_Live]) -> str:
     stats = live.server.stats
     refused = sum(stats.refused.values()) + sum(stats.resume_refused.values())
-    return f"stats {stats.interrupted} {sum(stats.resumed.values())} {refused}"
+    limit = stats.refused["handshake_limit"]
+    return f"stats {stats.interrupted} {sum(stats.resumed.values())} {refused} {limit}"
 
 
 def _trace(top: int) -> None:

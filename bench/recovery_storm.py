@@ -145,7 +145,7 @@ async def storm(loop_name: str, count: int, timeout: float, max_handshakes: int,
         overflows = listen_overflows() - overflows
         if profile is not None:
             await child.command("profile-stop")
-        _, interrupted, resumed, refused = (await child.command("stats")).split()
+        _, interrupted, resumed, refused, limit = (await child.command("stats")).split()
         for close in closers:
             close()
     finally:
@@ -167,6 +167,7 @@ async def storm(loop_name: str, count: int, timeout: float, max_handshakes: int,
         "server_interrupted": int(interrupted),
         "server_resumed": int(resumed),
         "server_refused": int(refused),
+        "server_refused_handshake_limit": int(limit),
         "server_cpu_us": server_cpu / count * 1e6,
         "client_cpu_us": client_cpu / count * 1e6,
         "client_gc_us": gc_clock.seconds / count * 1e6,
@@ -266,7 +267,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
         Row("cut -> Resumed p50", "ms", r["p50_ms"], None),
         Row("cut -> Resumed p99", "ms", r["p99_ms"], None),
         Row("TCP connections per resume", "mean", r["attempts_mean"], None, "",
-            f"max {r['attempts_max']}; {r['server_refused']:,} refused by the server;"
+            f"max {r['attempts_max']}; {r['server_refused']:,} refused by the server"
+            f" ({r['server_refused_handshake_limit']:,} for max_handshakes);"
             f" {r['listen_overflows']:,} listen-queue overflows (system-wide)"),
         Row("server CPU per resume", "us", r["server_cpu_us"], raw_server),
         Row("client CPU per resume", "us", r["client_cpu_us"], raw_client, "",
