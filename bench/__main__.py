@@ -4,18 +4,23 @@
 2. sessions over loopback TCP against raw asyncio (bench/aio.py): throughput,
    ping-pong latency and idle sessions;
 3. session setup and idle memory with client and server in separate processes, on
-   asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets).
+   asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets);
+4. session recovery (issue 8), each beside its peer in the same run: throughput with
+   recovery on vs off (bench/recovery.py), time to data after a cut through a resetting
+   proxy, resumed vs a new session (bench/recovery_latency.py), checkpoints, data and
+   sessions with the SQLite and Redis stores vs none (bench/recovery_stores.py), and a
+   reconnect storm of 5,000 sessions vs raw asyncio connections (bench/recovery_storm.py).
 
 Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
-bench/setup.py gets ``--quick``, ``--json``, ``--check`` and ``--loop`` from them (without
-``--loop``, or with ``--loop auto``, it runs both loops).
+bench/setup.py and the recovery benchmarks get ``--quick``, ``--json``, ``--check`` and
+``--loop`` from them (without ``--loop``, or with ``--loop auto``, they run both loops).
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import aio, codec, setup
+from bench import aio, codec, recovery, recovery_latency, recovery_stores, recovery_storm, setup
 
 
 def setup_args(args: list[str]) -> list[str]:
@@ -38,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     status = status or aio.main(args)
     print()
-    return status or setup.main(setup_args(args))
+    status = status or setup.main(setup_args(args))
+    for bench in (recovery, recovery_latency, recovery_stores, recovery_storm):
+        print()
+        status = status or bench.main(setup_args(args))
+    return status
 
 
 if __name__ == "__main__":
