@@ -316,6 +316,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     self._deliver(messages)
                 if not data:
                     return
+                self._general_then_fast(data)
+                return
             else:
                 data = self.take(nbytes)  # what was held (if anything) and what was read
             agent = self.agent
@@ -333,6 +335,32 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
 
+    def _general_then_fast(self, data: bytes) -> None:
+        """The fast path met a TPDU that is not plain data (a sync point, an ack point,
+        a token): the agent takes it, and the fast path goes on with what followed it in
+        the same read (held by the reader), or the agent takes that too when the session
+        is no longer plain or RFC 1006 holds part of a TSDU."""
+        agent = self.agent
+        while data:
+            agent.receive_data(data, self._ep.loop.time())
+            self._general = not agent.transport_idle
+            self.flush()
+            if not self.pending:
+                return
+            if not self.plain or self._general:
+                data = self.take()  # (what is held, whole: the general path from here)
+                continue
+            messages: list[bytes] = []
+            try:
+                data = self.more(messages)
+            except DecodeError as exc:
+                self._fast_failed(messages, exc)
+                return
+            if len(messages) == 1:
+                self._deliver_one(messages[0])
+            elif messages:
+                self._deliver(messages)
+
     def _resume_fast(self, rest: bytes) -> None:
         """The fast path continues the stream with ``rest`` (part of a TPDU, from RFC 1006)."""
         messages: list[bytes] = []
@@ -344,9 +372,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if messages:
             self._deliver(messages)
         if data:  # (cannot be: rest holds no whole TPDU) back to the general path
-            self.agent.receive_data(data, self._ep.loop.time())
-            self._general = not self.agent.transport_idle
-            self.flush()
+            self._general_then_fast(data)
 
     def _observe(self, nbytes: int) -> None:
         """The ``nbytes`` just read go to the tap; the peer was heard (liveness)."""
@@ -892,7 +918,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         journal = self.journal
         if journal is not None:
             journal.append(data)
-            if journal.since is None or journal.unmarked >= self._ep.options.ack_bytes:
+            if journal.since is None or journal.unmarked >= self._ep.ack_bytes:
                 self._ack_soon(journal)
 
     def _ack_soon(self, journal: Journal) -> None:

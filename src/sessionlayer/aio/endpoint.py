@@ -30,6 +30,7 @@ class Endpoint:
     connection).  An idle session holds a reference, not copies of each field."""
 
     __slots__ = (
+        "ack_bytes",
         "hold_limit",
         "loop",
         "new_future",
@@ -56,6 +57,7 @@ class Endpoint:
     ) -> None:
         self.loop = loop = asyncio.get_running_loop()
         self.options = options
+        self.ack_bytes = options.ack_bytes  #: (recovery) read on every send: one lookup
         #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``
         #: in a Python method; the class is called directly (no Python frame per wait).
         self.new_future: Callable[[], asyncio.Future[Any]] = (
