@@ -9,7 +9,9 @@
    recovery on vs off (bench/recovery.py), time to data after a cut through a resetting
    proxy, resumed vs a new session (bench/recovery_latency.py), checkpoints, data and
    sessions with the SQLite and Redis stores vs none (bench/recovery_stores.py), and a
-   reconnect storm of 5,000 sessions vs raw asyncio connections (bench/recovery_storm.py).
+   reconnect storm of 5,000 sessions vs raw asyncio connections (bench/recovery_storm.py);
+5. a file transfer (1 GiB, a checkpoint every 64 MiB; 256 MiB with --quick): sessionlayer
+   send beside a plain Python TCP copy and rsync to a local rsync daemon (bench/files.py).
 
 Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
 bench/setup.py and the recovery benchmarks get ``--quick``, ``--json``, ``--check`` and
@@ -20,7 +22,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import aio, codec, recovery, recovery_latency, recovery_stores, recovery_storm, setup
+from bench import (
+    aio,
+    codec,
+    files,
+    recovery,
+    recovery_latency,
+    recovery_stores,
+    recovery_storm,
+    setup,
+)
 
 
 def setup_args(args: list[str]) -> list[str]:
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for bench in (recovery, recovery_latency, recovery_stores, recovery_storm):
         print()
         status = status or bench.main(setup_args(args))
+    print()
+    status = status or files.main([a for a in args if a in ("--quick", "--json")])
     return status
 
 

@@ -131,7 +131,8 @@ class Server:
 
     # ------------------------------------------------------------ public
 
-    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None,
+                     backlog: int = 1024) -> None:  # fmt: skip
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
         if self.store is not None:
@@ -145,7 +146,8 @@ class Server:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
         self._rejecting = Endpoint(self.options)
-        self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
+        self._server = await loop.create_server(self._protocol, host, port, ssl=tls,
+                                                backlog=backlog)  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -709,6 +711,7 @@ async def serve(
     store: Any = None,
     max_detached: int = 1000,
     node: str | None = None,
+    backlog: int = 1024,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -721,7 +724,8 @@ async def serve(
 
     Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
     0x83); ``max_handshakes`` TCP connections that are not sessions yet (one beyond it is
-    closed at once; each has ``options.handshake_timeout`` to become a session).
+    closed at once; each has ``options.handshake_timeout`` to become a session); ``backlog``
+    the listen queue (what a storm of reconnects needs; the kernel caps it at somaxconn).
 
     Recovery (``options.resume``, docs/recovery.md): a session whose client loses its
     connection waits ``options.resume_timeout`` for it (at most ``max_detached`` wait at
@@ -736,5 +740,5 @@ async def serve(
         handler, options, config, authenticate,
         supported or {}, accept_data, max_sessions, max_handshakes, store, max_detached, node,
     )  # fmt: skip
-    await server.listen(host, port, tls)
+    await server.listen(host, port, tls, backlog)
     return server
