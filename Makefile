@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # copy in tests/vectors, are the fallbacks.
 VECTORS := $(firstword $(wildcard ../shared/vectors shared/vectors) tests/vectors)
 # Debian packages the test suite uses; each also names the command it provides.
-SYSDEPS := tshark redis-server haproxy
+SYSDEPS := tshark redis-server haproxy rsync
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: venv sysdeps test demo bench lint clean

@@ -5,20 +5,37 @@
    ping-pong latency and idle sessions;
 3. session setup and idle memory with client and server in separate processes, on
    asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets);
-4. the relay (bench/relay.py): throughput and added ping-pong latency through
+4. session recovery (issue 8), each beside its peer in the same run: throughput with
+   recovery on vs off (bench/recovery.py), time to data after a cut through a resetting
+   proxy, resumed vs a new session (bench/recovery_latency.py), checkpoints, data and
+   sessions with the SQLite and Redis stores vs none (bench/recovery_stores.py), and a
+   reconnect storm of 5,000 sessions vs raw asyncio connections (bench/recovery_storm.py);
+5. a file transfer (1 GiB, a checkpoint every 64 MiB; 256 MiB with --quick): sessionlayer
+   send beside a plain Python TCP copy and rsync to a local rsync daemon (bench/files.py);
+6. the relay (bench/relay.py): throughput and added ping-pong latency through
    ``sessionlayer relay``, beside the direct path and a byte pipe, in the same run.
 
 Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
-bench/setup.py gets ``--quick``, ``--json``, ``--check`` and ``--loop`` from them (without
-``--loop``, or with ``--loop auto``, it runs both loops); bench/relay.py gets ``--quick``
-and ``--json``.
+bench/setup.py and the recovery benchmarks get ``--quick``, ``--json``, ``--check`` and
+``--loop`` from them (without ``--loop``, or with ``--loop auto``, they run both loops);
+bench/files.py and bench/relay.py get ``--quick`` and ``--json``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench import aio, codec, relay, setup
+from bench import (
+    aio,
+    codec,
+    files,
+    recovery,
+    recovery_latency,
+    recovery_stores,
+    recovery_storm,
+    relay,
+    setup,
+)
 
 
 def setup_args(args: list[str]) -> list[str]:
@@ -42,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     status = status or aio.main(args)
     print()
     status = status or setup.main(setup_args(args))
+    for bench in (recovery, recovery_latency, recovery_stores, recovery_storm):
+        print()
+        status = status or bench.main(setup_args(args))
+    print()
+    status = status or files.main([a for a in args if a in ("--quick", "--json")])
     print()
     return status or relay.main([a for a in args if a in ("--quick", "--json")])
 

@@ -8,6 +8,16 @@ commands read from stdin, one a line:
              and how many sessions (connections) are live and established;
 ``quit``  -> exits at once (the parent then closes its side).
 
+With ``--resume`` (bench/recovery_storm.py) the sessionlayer server gives resumable
+sessions (else plain ones, ``resume=False``, as in the issue 7 figures) and answers two more:
+
+``cut``   -> ``cut N T``: every live session's TCP connection reset at once (SO_LINGER 0,
+             then abort: an RST to each client), N of them, T the ``time.monotonic()`` at
+             which the first went (CLOCK_MONOTONIC: the parent's clock too);
+``stats`` -> ``stats INTERRUPTED RESUMED REFUSED LIMIT``: the server's totals of lost
+             connections, resumed sessions, refused resumes or connections, and of those
+             the connections closed at once for ``max_handshakes``.
+
 ``profile-start`` / ``profile-stop`` -> ``ok``: with ``--profile cprofile|pyinstrument``
              (a profiling aid, off in the benchmark), profile what the server does in
              between and write it to ``--profile-out`` (a pstats file for cProfile; a text
@@ -28,10 +38,12 @@ import asyncio
 import gc
 import os
 import resource
+import socket
+import struct
 import sys
 import time
 import tracemalloc
-from typing import Any
+from typing import Any, ClassVar
 
 from bench.aio_baseline import FrameProtocol
 
@@ -64,6 +76,8 @@ def raise_nofile() -> tuple[int, int]:
 
 class _Live:
     count = 0
+    sessions: ClassVar[set[Any]] = set()  # (--resume) the live sessions, for ``cut``
+    server: Any = None
 
 
 async def _serve_baseline(live: type[_Live]) -> Any:
@@ -89,23 +103,57 @@ async def _serve_baseline(live: type[_Live]) -> Any:
     return await loop.create_server(factory, "127.0.0.1", 0)
 
 
-async def _serve_sessionlayer(live: type[_Live], max_sessions: int) -> Any:
+async def _serve_sessionlayer(
+    live: type[_Live], max_sessions: int, resume: bool = False, max_handshakes: int = 256
+) -> Any:
     import sessionlayer
 
-    options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None)
+    options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None, resume=resume)
 
     async def handler(session: sessionlayer.Session) -> None:
         live.count += 1
+        if resume:
+            live.sessions.add(session)
         try:
-            async for data in session:  # an idle session waits here
+            async for data in session:  # an idle session waits here (also while detached)
                 await session.send(data)
         finally:
             live.count -= 1
+            live.sessions.discard(session)
 
     server = await sessionlayer.serve(
-        handler, "127.0.0.1", 0, options=options, max_sessions=max_sessions
-    )
+        handler, "127.0.0.1", 0, options=options, max_sessions=max_sessions,
+        max_detached=max_sessions, max_handshakes=max_handshakes,
+    )  # fmt: skip
+    live.server = server
     return server
+
+
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+def _cut(live: type[_Live]) -> str:
+    """Reset every live session's TCP connection at once (what a failing network or load
+    balancer does); the sessions detach and wait for their clients."""
+    started = time.monotonic()
+    count = 0
+    for session in list(live.sessions):
+        transport = session._conn.transport  # (private: as tests/recovery/helpers.cut does)
+        if transport is None or transport.is_closing():
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        transport.abort()
+        count += 1
+    return f"cut {count} {started!r}"
+
+
+def _stats(live: type[_Live]) -> str:
+    stats = live.server.stats
+    refused = sum(stats.refused.values()) + sum(stats.resume_refused.values())
+    limit = stats.refused["handshake_limit"]
+    return f"stats {stats.interrupted} {sum(stats.resumed.values())} {refused} {limit}"
 
 
 def _trace(top: int) -> None:
@@ -171,14 +219,15 @@ class _Profile:
 
 
 async def main(
-    impl: str, max_sessions: int, trace_top: int = 0, profile: _Profile | None = None
-) -> None:
+    impl: str, max_sessions: int, trace_top: int = 0, profile: _Profile | None = None,
+    resume: bool = False, max_handshakes: int = 256,
+) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     if impl == "baseline":
         server = await _serve_baseline(_Live)
         port = server.sockets[0].getsockname()[1]
     else:
-        server = await _serve_sessionlayer(_Live, max_sessions)
+        server = await _serve_sessionlayer(_Live, max_sessions, resume, max_handshakes)
         port = server.port
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -190,6 +239,10 @@ async def main(
             if trace_top:
                 _trace(trace_top)
             print(f"stat {rss_bytes()} {_Live.count}", flush=True)
+        elif line == "cut" and resume:
+            print(_cut(_Live), flush=True)
+        elif line == "stats" and resume:
+            print(_stats(_Live), flush=True)
         elif line in ("profile-start", "profile-stop") and profile is not None:
             profile.start() if line == "profile-start" else profile.stop()
             print("ok", flush=True)
@@ -203,6 +256,8 @@ def _cli() -> None:
     parser.add_argument("--impl", choices=("sessionlayer", "baseline"), required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--max-sessions", type=int, default=100_000)
+    parser.add_argument("--resume", action="store_true", help="resumable sessions (sessionlayer)")
+    parser.add_argument("--max-handshakes", type=int, default=256, help="serve()'s (sessionlayer)")
     parser.add_argument("--trace-top", type=int, default=0, help="tracemalloc report (0: off)")
     parser.add_argument("--profile", choices=("cprofile", "pyinstrument"), help="profiler")
     parser.add_argument("--profile-out", default="/tmp/profile-setup-server.prof")
@@ -215,7 +270,10 @@ def _cli() -> None:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         profile = _Profile(args.profile, args.profile_out) if args.profile else None
-        runner.run(main(args.impl, args.max_sessions, args.trace_top, profile))
+        runner.run(
+            main(args.impl, args.max_sessions, args.trace_top, profile, args.resume,
+                 args.max_handshakes)
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ report there), and for cProfile the top functions are printed.  pyinstrument is 
 project dependency: ``pip install pyinstrument``.
 
 Targets (issue 7): setup >= 0.5x and idle RSS per session <= 1.5x the baseline's.
-The client uses bench/aio.py's ``OPTIONS``; the server no keepalive and no idle timer.
+The client uses bench/aio.py's ``OPTIONS`` (plain sessions, ``resume=False``); the server no
+keepalive, no idle timer and plain sessions too (the issue 7 figures; bench/recovery_storm.py
+measures resumable ones).
 """
 
 from __future__ import annotations

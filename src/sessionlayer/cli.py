@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import string
 import sys
@@ -15,10 +16,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
+from .commands import CommandError
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
-from .relay.command import RelayUsageError
-from .relay.command import add_parser as add_relay_parser
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
 
 __all__ = ["main"]
@@ -54,8 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a server and a client on loopback and show every SPDU they exchange",
     )
-    add_relay_parser(sub)
+    for command in _COMMANDS.values():
+        importlib.import_module(f".commands.{command}", __package__).add(sub)
     return parser
+
+
+#: Subcommands that run sessions (sessionlayer/commands/<module>.py: add() and run()).
+_COMMANDS = {"serve": "serve", "send": "send", "get": "get", "status": "status",
+             "relay": "relay"}  # fmt: skip
 
 
 def _read_hex(args: Sequence[str], stdin: TextIO) -> bytes:
@@ -172,15 +178,18 @@ def main(
             from .demo import run_demo
 
             return run_demo(out)
-        if ns.command == "relay":
-            from .relay.command import run as run_relay
-
-            return run_relay(ns, out, err)
+        if ns.command in _COMMANDS:
+            module = importlib.import_module(f".commands.{_COMMANDS[ns.command]}", __package__)
+            status: int = module.run(ns, out, err)
+            return status
         parser.print_help(out)
         return EXIT_OK
     except BrokenPipeError:
         return EXIT_OK
-    except (UsageError, RelayUsageError, SessionLayerError, OSError, TimeoutError) as exc:
+    except CommandError as exc:
+        err.write(f"sessionlayer {ns.command}: {exc}\n")
+        return 1
+    except (UsageError, SessionLayerError, OSError, TimeoutError) as exc:
         err.write(f"sessionlayer: {exc}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

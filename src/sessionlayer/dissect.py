@@ -15,6 +15,7 @@ from .spdu import decode_tsdu
 from .spdu.describe import spdu_summary, spdu_to_dict
 from .spdu.types import SPDU
 from .transport import (
+    DEFAULT_MAX_TSDU_SIZE,
     ConnectionConfirm,
     ConnectionRequest,
     Data,
@@ -67,11 +68,16 @@ def dissect_spdus(tsdu: bytes, index: int = 0, offset: int = 0) -> list[Record]:
 class StreamDissector:
     """Feed one direction's bytes; collect :class:`Record` objects."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tsdu_size: int = DEFAULT_MAX_TSDU_SIZE) -> None:
         self._tpkt = TpktParser()
-        self._tsdu = TsduAssembler()
+        self._tsdu = TsduAssembler(max_tsdu_size)
         self._tsdus = 0
         self.failed: str | None = None
+
+    @property
+    def pending(self) -> int:
+        """Octets fed that do not make a whole TPKT yet (0: at a TPKT boundary)."""
+        return self._tpkt.buffered
 
     def feed(self, data: bytes) -> list[Record]:
         if self.failed is not None:

@@ -253,8 +253,11 @@ def _feed_reader(chunks: Sequence[bytes], max_tsdu_size: int) -> _Read:
             reader.take()
             return _Read(out, None, b"", (exc.message, int(exc.reason)))
         if back:
-            assert not reader.pending, "the reader handed octets back and still holds some"
-            return _Read(out, back + b"".join(chunks[index + 1 :]), b"", None)
+            # The general path takes the TPDU handed back; what followed it in the read is
+            # held (the binding goes on with it: PlainReader.more); here, all of it is the
+            # general path's.
+            after = reader.take() if reader.pending else b""
+            return _Read(out, back + after + b"".join(chunks[index + 1 :]), b"", None)
     held = reader.take() if reader.pending else b""
     assert not reader.pending
     return _Read(out, None, held, None)

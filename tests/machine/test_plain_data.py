@@ -26,6 +26,7 @@ def test_plain_data_holds_only_in_data_transfer_with_duplex() -> None:
 
 
 def test_half_duplex_segmenting_or_activities_take_the_machine() -> None:
+    """(With activities: until one starts.)"""
     for config in (
         SessionConfig(functional_units=FU.HALF_DUPLEX),
         SessionConfig(functional_units=FU.DUPLEX, tsdu_max_send=1024, tsdu_max_receive=1024),
@@ -35,6 +36,19 @@ def test_half_duplex_segmenting_or_activities_take_the_machine() -> None:
         pair.connect()
         assert not pair.init.plain_data, config
         assert not pair.resp.plain_data, config
+
+
+def test_with_activities_data_is_plain_only_inside_one() -> None:
+    pair = SessionPair(SessionConfig(functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC))
+    pair.connect()
+    assert not pair.init.plain_data
+    pair.init.activity_start(b"a1")
+    pair.resp.receive_tsdu(pair.init.data_to_send()[0], now=0.0)
+    assert pair.init.plain_data and pair.resp.plain_data
+    pair.init.send_data(b"x")
+    assert pair.init.data_to_send() == [DATA_PREFIX + b"x"]
+    pair.init.activity_end()
+    assert not pair.init.plain_data  # (STA09: waiting for the end's confirm)
 
 
 @given(st.binary(max_size=2000))

@@ -4,9 +4,10 @@ raw resume attempt (a sans-I/O agent over a plain TCP connection) for the token 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import sessionlayer
@@ -31,6 +32,22 @@ def run(coro: Awaitable[Any]) -> Any:
         return result
 
     return asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def owned(session: sessionlayer.Session) -> AsyncIterator[sessionlayer.Session]:
+    """The block owns ``session``: if it fails, the session is aborted and its TCP
+    connection dropped (and waited for, bounded), so that a failed test leaves no open
+    socket behind for a later test's ResourceWarning.  (A block that ends well has
+    released the session itself.)"""
+    try:
+        yield session
+    except BaseException:
+        session.abort()  # (nothing if it ended already: then it is not resumable either)
+        session._conn.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.wait_closed(), 5)
+        raise
 
 
 def cut(session: sessionlayer.Session) -> None:

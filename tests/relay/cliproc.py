@@ -50,6 +50,15 @@ class RelayProcess:
         self.port = int(found[1])
         return self.port
 
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> re.Match[str]:
+        """The first match of ``pattern`` in the relay's stderr, once it is there."""
+        deadline = time.monotonic() + timeout
+        while (found := re.search(pattern, text := self.stderr())) is None:
+            if self.proc.poll() is not None or time.monotonic() >= deadline:
+                raise TimeoutError(f"no {pattern!r} on the relay's stderr: {text}")
+            time.sleep(0.02)  # (polling a file; bounded by the deadline)
+        return found
+
     def stop(self) -> tuple[int, str, str]:
         """SIGTERM, then (returncode, stdout, stderr); SIGKILL if it does not stop."""
         if self.proc.poll() is None:

@@ -1,5 +1,6 @@
 """``sessionlayer relay`` from the command line: a user's mistakes end in one line and exit
-status 2 (never a traceback); the rules work end to end; SIGTERM stops it cleanly."""
+status 1, as for the other subcommands (never a traceback); the rules work end to end;
+--admin serves the sessions that ``sessionlayer status`` shows; SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ UP = ("--upstream", "127.0.0.1:102")
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--listen", "nonsense", *UP), "expected HOST:PORT"),
-    (("--listen", "127.0.0.1:99999", *UP), "the port must be 0..65535"),
+    (("--listen", "no such host", *UP), "expected HOST:PORT"),
+    (("--listen", "nowhere.invalid:0", *UP), "cannot listen on nowhere.invalid:0"),
+    (("--listen", "127.0.0.1:99999", *UP), "not a port: '99999'"),
     (("--listen", "::1:102", *UP), "[ADDRESS]:PORT"),
     (("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:0"), "1..65535"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "/nowhere/cert.pem", "--tls-key",
@@ -61,15 +63,16 @@ UP = ("--upstream", "127.0.0.1:102")
     (("--listen", "127.0.0.1:0", *UP, "--log", "/nowhere/log"), "--log /nowhere/log"),
     (("--listen", "127.0.0.1:0", *UP, "--pcap", "/nowhere/x.pcap"), "--pcap"),
 ])  # fmt: skip
-def test_mistakes_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+def test_mistakes_are_one_line_and_exit_1(args: tuple[str, ...], message: str) -> None:
     code, err = cli(*args)
-    assert code == 2, err
+    assert code == 1, err
+    assert err.startswith("sessionlayer relay: "), err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def test_a_port_in_use(busy_port: int) -> None:
     code, err = cli("--listen", f"127.0.0.1:{busy_port}", *UP)
-    assert code == 2 and "the port is in use" in err, err
+    assert code == 1 and "the port is in use" in err, err
 
 
 def test_a_key_that_is_not_a_key(tmp_path: Path) -> None:
@@ -77,7 +80,7 @@ def test_a_key_that_is_not_a_key(tmp_path: Path) -> None:
     bad.write_text("not a certificate\n")
     code, err = cli("--listen", "127.0.0.1:0", *UP, "--tls-cert", str(bad),
                     "--tls-key", str(bad))  # fmt: skip
-    assert code == 2 and "TLS certificate or key" in err, err
+    assert code == 1 and "TLS certificate or key" in err, err
 
 
 async def _upstream_and(check: object) -> None:
@@ -198,3 +201,41 @@ def test_the_command_in_this_process_with_log_pcap_and_status(tmp_path: Path) ->
     assert {"CN", "AC", "DT", "FN", "DN"} <= kinds
     assert len(read_tcp_streams(pcap)) == 4  # two legs, both directions
     assert "released" in err.getvalue() and "stopped (1 sessions relayed)" in err.getvalue()
+
+
+def test_admin_serves_the_sessions_that_status_shows() -> None:
+    async def check(upstream: int) -> None:
+        with RelayProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream}",
+                          "--admin", "127.0.0.1:0") as relay:  # fmt: skip
+            admin = int(relay.wait_for(r"admin on http://127\.0\.0\.1:(\d+)")[1])
+            async with await _connect(relay.port, b"\x00\x01") as session:  # type: ignore[attr-defined]
+                await session.send(b"x")
+                await asyncio.wait_for(session.receive(), 5)
+                out = io.StringIO()
+                code = await asyncio.to_thread(main, ["status", f"127.0.0.1:{admin}", "--json"],
+                                               stdout=out, stderr=io.StringIO())  # fmt: skip
+                assert code == 0
+                document = json.loads(out.getvalue())
+                assert document["kind"] == "relay" and document["stats"]["relayed"] == 1
+                (row,) = document["sessions"]
+                assert row["phase"] == "open" and row["client"]["state"] == "STA713"
+                assert row["upstream"]["peer"] == f"127.0.0.1:{upstream}"
+                table = io.StringIO()
+                assert await asyncio.to_thread(main, ["status", f"127.0.0.1:{admin}", "--once"],
+                                               stdout=table, stderr=io.StringIO()) == 0
+                assert "1 relayed sessions" in table.getvalue() and "STA713" in table.getvalue()
+                metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{admin}/metrics")
+                assert 'sessionlayer_relay_sessions{phase="open"} 1.0' in metrics
+                assert "sessionlayer_relay_relayed_total 1.0" in metrics
+            code, _, err = await asyncio.to_thread(relay.stop)
+            assert code == 0, err
+
+    run(_upstream_and(check), 60)
+
+
+def _get(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text: str = answer.read().decode()
+        return text

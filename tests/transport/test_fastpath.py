@@ -189,7 +189,8 @@ def test_one_helper_makes_both_errors() -> None:
 
 @given(st.binary(max_size=3000), st.integers(min_value=0, max_value=3000))
 def test_anything_else_is_handed_back_untouched(data: bytes, cut: int) -> None:
-    """A TPDU that is not plain data goes back, with what was held, to the general path."""
+    """A TPDU that is not plain data goes back to the general path; what followed it stays
+    held, for the binding to go on with (``more``) or hand over too (``take``)."""
     other = bytes.fromhex("0300000902f080") + b"\x02\x00"  # PT alone (a keepalive probe)
     stream = frame_data(data, 1024) + other + frame_data(b"after", 1024)
     reader = PlainReader(1 << 22)
@@ -200,6 +201,8 @@ def test_anything_else_is_handed_back_untouched(data: bytes, cut: int) -> None:
         rest = reader.feed(stream[cut:], got)
     else:
         rest += stream[cut:]
+    assert rest.startswith(other)  # the TPDU that is not plain data, for the general path
+    rest += reader.take() if reader.pending else b""  # (and what followed it, held)
     assert got == [data]
     assert rest == other + frame_data(b"after", 1024)
     _a, b = open_pair(1024)
@@ -253,3 +256,17 @@ def test_a_read_of_exactly_one_message_is_single() -> None:
     assert reader.parse(n, got) == b"" and got == [b"request"] and reader.pending
     assert reader.single(read_into(reader, frame[3:])) is None  # something is held
     assert reader.take(len(frame) - 3) == frame and not reader.pending
+
+
+def test_after_a_tpdu_for_the_general_path_the_reader_goes_on_with_the_rest() -> None:
+    """An acknowledgement point in the middle of a bulk read: only its TPDU leaves the fast
+    path; ``more`` parses what followed it (a read of 1 MiB is not all handed over)."""
+    other = bytes.fromhex("0300000902f080") + b"\x02\x00"
+    stream = frame_data(b"one", 1024) + other + frame_data(b"two", 1024) + frame_data(b"3", 1024)
+    reader = PlainReader(1 << 22)
+    got: list[bytes] = []
+    assert reader.feed(stream, got) == other
+    assert got == [b"one"] and reader.pending
+    assert reader.more(got) == b""
+    assert got == [b"one", b"two", b"3"] and not reader.pending
+    assert reader.more(got) == b""

@@ -139,6 +139,13 @@ class _Rarely(Generic[V]):
             setattr(agent.more(), self.name, value)
 
 
+def _is_token_item(spdu: object) -> bool:
+    """GT or PT with nothing in it: what category-2 SPDUs travel behind."""
+    from ..spdu.types import GiveTokens, PleaseTokens
+
+    return isinstance(spdu, GiveTokens | PleaseTokens) and not getattr(spdu, "tokens", None)
+
+
 class TokensMissing(TokenError):
     """The request needs ``tokens`` the peer holds; PLEASE TOKENS went out for those not
     asked for yet.  Call again once the peer's next input was handled."""
@@ -363,8 +370,34 @@ class SessionAgent:
             return
         if self.keepalive and data == PONG:
             return
+        if self.journal is not None and self.machine.state == "STA03" and self._late_ack(data):
+            return
         self.machine.receive_tsdu(data, now=now)
         self._answer()
+
+    def _late_ack(self, tsdu: bytes) -> bool:
+        """(Recovery) Our FINISH is out (STA03): an acknowledgement point of the peer's
+        (its MIP marked ACK_MARK), or the MIA to one of ours, that crossed it is dropped
+        here.  Neither side replays anything after a release, and X.225 has no STA03 row
+        for them: they would abort a session that is ending in order."""
+        from ..spdu import decode_tsdu
+        from ..spdu.types import MinorSyncAck, MinorSyncPoint
+
+        try:
+            spdus = decode_tsdu(tsdu)
+        except DecodeError:
+            return False  # (the machine reports it)
+        kinds = [s for s in spdus if not _is_token_item(s)]
+        if len(kinds) != 1:
+            return False
+        spdu = kinds[0]
+        journal = self.journal
+        assert journal is not None
+        if isinstance(spdu, MinorSyncPoint):
+            return spdu.user_data == ACK_MARK
+        if isinstance(spdu, MinorSyncAck):
+            return journal.is_mark(int(spdu.serial_number or 0))
+        return False
 
     def _collect(self) -> None:
         """Frame what the machine queued: the expedited flow first (a PREPARE goes ahead of

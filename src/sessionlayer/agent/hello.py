@@ -108,6 +108,7 @@ class Hello:
     data: bytes = b""  #: application bytes sent with the connect request
     recovery: bool = False  #: this peer resumes sessions (asks for a resume token)
     recv: int | None = None  #: (resuming) messages received on the session so far
+    act: str | None = None  #: (resuming) the activity in progress here (its id, hex)
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -119,6 +120,7 @@ class Hello:
             and type(self.data) is bytes
             and self.resume is None
             and self.recv is None
+            and self.act is None
             and type(self.recovery) is bool
             and all(
                 type(k) is str and type(v) is list and all(type(i) is str for i in v)
@@ -140,6 +142,8 @@ class Hello:
             obj["rc"] = True
         if self.recv is not None:
             obj["recv"] = self.recv
+        if self.act is not None:
+            obj["act"] = self.act
         if self.data:
             obj["data"] = self.data.hex()
         out = _dump(MAGIC, obj)
@@ -161,8 +165,10 @@ class Hello:
                 data=data,
             )
         hello = cls._decode(raw)
-        if (hello.credentials is None and hello.resume is None and hello.recv is None
-                and type(raw) is bytes and len(raw) <= _HELLO_CACHE_OCTETS):  # fmt: skip
+        plain = hello.credentials is None and hello.resume is None and hello.recv is None
+        if plain and hello.act is None and type(raw) is bytes and (
+            len(raw) <= _HELLO_CACHE_OCTETS
+        ):
             # Every client of a server sends the same hello; one with credentials is not kept.
             if len(_HELLOS) >= _HELLO_CACHE_MAX:
                 _HELLOS.clear()
@@ -193,6 +199,7 @@ class Hello:
             data=_hex(obj.get("data", "")),
             recovery=obj.get("rc") is True,
             recv=_count(obj.get("recv"), "hello"),
+            act=_activity(obj.get("act"), "hello"),
         )
 
 
@@ -217,6 +224,7 @@ class Welcome:
     resumed: str | None = None
     recv: int | None = None  #: (a resume) messages the responder received so far
     checkpoint: tuple[int, bytes | None] | None = None  #: (serial, user data)
+    act: str | None = None  #: (a resume) the activity in progress at the responder (hex id)
 
     def encode(self) -> bytes:
         sid, token = self.session_id, self.token
@@ -228,6 +236,7 @@ class Welcome:
             and self.resumed is None
             and self.recv is None
             and self.checkpoint is None
+            and self.act is None
             and type(self.data) is bytes
             and type(self.keepalive) is bool
             and type(self.chosen) is dict
@@ -252,6 +261,8 @@ class Welcome:
             obj["resumed"] = self.resumed
         if self.recv is not None:
             obj["recv"] = self.recv
+        if self.act is not None:
+            obj["act"] = self.act
         if self.checkpoint is not None:
             serial, cp_data = self.checkpoint
             obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
@@ -308,6 +319,7 @@ class Welcome:
             resumed=resumed,
             recv=_count(obj.get("recv"), "welcome"),
             checkpoint=checkpoint,
+            act=_activity(obj.get("act"), "welcome"),
         )
 
 
@@ -338,6 +350,17 @@ def _count(value: Any, what: str) -> int | None:
         return None
     if type(value) is not int or not 0 <= value <= 1 << 53:
         raise DecodeError(f"malformed sessionlayer {what}: count")
+    return value
+
+
+def _activity(value: Any, what: str) -> str | None:
+    """An activity id from the peer: None, or 1 to 6 octets in hex."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 2 <= len(value) <= 12 or not _ID_DIGITS.issuperset(
+        value
+    ) or len(value) % 2:
+        raise DecodeError(f"malformed sessionlayer {what}: activity")
     return value
 
 

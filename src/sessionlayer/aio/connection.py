@@ -316,14 +316,63 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     self._deliver(messages)
                 if not data:
                     return
+                self._general_then_fast(data)
+                return
             else:
                 data = self.take(nbytes)  # what was held (if anything) and what was read
             agent = self.agent
             agent.receive_data(data, self._ep.loop.time())
             self._general = not agent.transport_idle
             self.flush()
+            if self._general and self.plain:
+                # Data flows on after what needed the machine (a stream that never pauses at
+                # a TPDU boundary): the fast path takes over between two TSDUs.
+                rest = agent.rfc.hand_over()
+                if rest is not None:
+                    self._general = False
+                    if rest:
+                        self._resume_fast(rest)
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
+
+    def _general_then_fast(self, data: bytes) -> None:
+        """The fast path met a TPDU that is not plain data (a sync point, an ack point,
+        a token): the agent takes it, and the fast path goes on with what followed it in
+        the same read (held by the reader), or the agent takes that too when the session
+        is no longer plain or RFC 1006 holds part of a TSDU."""
+        agent = self.agent
+        while data:
+            agent.receive_data(data, self._ep.loop.time())
+            self._general = not agent.transport_idle
+            self.flush()
+            if not self.pending:
+                return
+            if not self.plain or self._general:
+                data = self.take()  # (what is held, whole: the general path from here)
+                continue
+            messages: list[bytes] = []
+            try:
+                data = self.more(messages)
+            except DecodeError as exc:
+                self._fast_failed(messages, exc)
+                return
+            if len(messages) == 1:
+                self._deliver_one(messages[0])
+            elif messages:
+                self._deliver(messages)
+
+    def _resume_fast(self, rest: bytes) -> None:
+        """The fast path continues the stream with ``rest`` (part of a TPDU, from RFC 1006)."""
+        messages: list[bytes] = []
+        try:
+            data = self.feed(rest, messages)
+        except DecodeError as exc:
+            self._fast_failed(messages, exc)
+            return
+        if messages:
+            self._deliver(messages)
+        if data:  # (cannot be: rest holds no whole TPDU) back to the general path
+            self._general_then_fast(data)
 
     def _observe(self, nbytes: int) -> None:
         """The ``nbytes`` just read go to the tap; the peer was heard (liveness)."""
@@ -350,6 +399,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._flags |= _CLOSED
         self.plain = False
         try:
+            if self._flags & _DETACHED:
+                self._fail_connecting()  # (a resume try whose connection died)
             if self._resumable():
                 self._detach(self.agent.link_lost or "the transport connection was lost")
             elif not self._flags & _DETACHED:
@@ -417,10 +468,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._close_transport()
         # The fast path needs an open session on an open transport (write_data relies on it):
         # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
+        transport = self.transport
         self.plain = (
             not wants_close and agent.machine.plain_data
             and self._failure is None and not self._flags & _RELEASED
             and (x is None or x.replay is None) and not self._flags & _ROLLBACK_SEND
+            and transport is not None and not transport.is_closing()
         )  # fmt: skip
         self._tpdu_size = agent.rfc.tpdu_size or 128  # (agent.tpdu_size)
         self._dispatch()
@@ -488,6 +541,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if not self._resolve(event):
                 self._put_event(event)
 
+    def note_activity(self, user_data: bytes | None) -> None:
+        """(Recovery) This side started or resumed an activity with ``user_data``: kept, to
+        be sent again on a new connection if the peer never had it."""
+        if self.journal is not None:
+            self._link().activity_data = user_data
+
+    def restart_activity(self, activity_id: bytes, user_data: bytes | None) -> None:
+        """(Recovery) The peer lost our S-ACTIVITY-START with the old connection: start the
+        activity again (its tokens fetched first), then let the replay go."""
+        from ..agent import NEEDS
+
+        async def again() -> None:
+            try:
+                await self.call_with_tokens(
+                    lambda m: m.activity_start(activity_id, user_data=user_data),
+                    NEEDS["activity"],
+                )  # fmt: skip
+            except SessionLayerError:
+                return  # (the session ended meanwhile)
+            link = self._link()
+            link.awaiting_resume = False
+            self._pump_replay()
+
+        _spawn(self._ep.loop, again())
+
     def _awaiting_resume(self) -> bool:
         x = self._x
         return x is not None and x.link is not None and x.link.awaiting_resume
@@ -521,7 +599,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def defer_checkpoints(self, on_checkpoint: Callable[[Checkpoint], Any] | None) -> None:
         """Confirm the peer's checkpoints (MAP) only once ``on_checkpoint(checkpoint)`` (and
         its awaitable) returned, and the server's store holds it."""
-        self._link().on_checkpoint = on_checkpoint
+        link = self._link()
+        link.on_checkpoint = on_checkpoint
+        link.defer_checkpoints = True
         self.agent.defer_checkpoints = True
 
     # ------------------------------------------------------------ what the application reads
@@ -682,6 +762,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def call(self, request: Callable[[SessionMachine], T]) -> T:
         """A machine request that needs no token fetching; what it queued is written."""
         self.check_open()
+        self.check_rollback()
         if self._flags & _DETACHED:
             raise StateError("the session is interrupted (waiting to be resumed): only"
                              " send(), sync() and release() wait for the resume")  # fmt: skip
@@ -699,6 +780,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         try:
             while True:
                 self.check_open()
+                self.check_rollback()  # (back to a checkpoint: told before anything else)
                 if self._flags & _DETACHED:
                     await self.wait_attached()
                     self.check_rollback()  # back to a checkpoint: the request is void
@@ -836,7 +918,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         journal = self.journal
         if journal is not None:
             journal.append(data)
-            if journal.since is None or journal.unmarked >= self._ep.options.ack_bytes:
+            if journal.since is None or journal.unmarked >= self._ep.ack_bytes:
                 self._ack_soon(journal)
 
     def _ack_soon(self, journal: Journal) -> None:
@@ -941,6 +1023,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def flush_out(self) -> None:
         """Write the frames ``write_data`` held back; the next one may go straight out."""
         self._wrote = False
+        transport = self.transport
+        if transport is not None and transport.is_closing():
+            # (a write failed: asyncio gave the transport up and connection_lost is on its
+            # way) no more straight writes into it: S-DATA takes the general path, which
+            # looks before it writes, and a resumable session keeps it in its journal.
+            self.plain = False
         if self._held is not None:
             if self._held:
                 self._write_held()
@@ -1052,6 +1140,20 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if on_lost is not None:
             on_lost(self)
 
+    def _fail_connecting(self) -> None:
+        """(Recovery) The connection of a resume try is gone: its S-CONNECT will have no
+        confirm (the try fails now, not at its timeout)."""
+        x = self._x
+        waiters = x.waiters if x is not None else None
+        if not waiters:
+            return
+        for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
+            queue = waiters.get(kind)
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed during the resume"))
+
     def drop_link(self, reason: str) -> None:
         """(Recovery) Give up the current transport connection now (a newer one takes the
         session over, or the link is dead): its callbacks go nowhere, the session detaches."""
@@ -1149,6 +1251,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         replayed = len(replay)
         replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
         self.agent.journal = journal
+        self.agent.defer_checkpoints = link.defer_checkpoints
         if replay or hold:
             self._more().replay = collections.deque(replay)
         link.awaiting_resume = hold

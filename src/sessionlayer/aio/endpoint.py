@@ -30,6 +30,7 @@ class Endpoint:
     connection).  An idle session holds a reference, not copies of each field."""
 
     __slots__ = (
+        "ack_bytes",
         "hold_limit",
         "loop",
         "new_future",
@@ -56,6 +57,7 @@ class Endpoint:
     ) -> None:
         self.loop = loop = asyncio.get_running_loop()
         self.options = options
+        self.ack_bytes = options.ack_bytes  #: (recovery) read on every send: one lookup
         #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``
         #: in a Python method; the class is called directly (no Python frame per wait).
         self.new_future: Callable[[], asyncio.Future[Any]] = (
@@ -132,11 +134,13 @@ class LinkState:
 
     __slots__ = (
         "activity",
+        "activity_data",
         "attached",
         "attempts",
         "awaiting_resume",
         "bytes_at_resume",
         "checkpoint",
+        "defer_checkpoints",
         "expiry",
         "generation",
         "identity",
@@ -170,6 +174,7 @@ class LinkState:
         self.last_rollback: Any = None  # the last of them (a Resumed)
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
         self.on_checkpoint: Callable[[Any], Any] | None = None  # the application's, see
+        self.defer_checkpoints = False  # checkpoints are confirmed after on_checkpoint
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
         self.on_over: Callable[[], None] | None = None  # called once when the session ends
         self.expiry: asyncio.TimerHandle | None = None  # (server) the detached session's end
@@ -180,6 +185,9 @@ class LinkState:
         #: the client resumes it first on the next one (S-ACTIVITY-RESUME), and the server
         #: holds its replay back until then (``awaiting_resume``).
         self.activity: tuple[bytes, int] | None = None
+        #: The user data of this side's S-ACTIVITY-START (or RESUME) of the activity in
+        #: progress: sent again if the peer turns out never to have had it.
+        self.activity_data: bytes | None = None
         self.awaiting_resume = False
         self.previous_ok = False  # (server) the token before the current one is good too...
         self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)

@@ -121,8 +121,9 @@ class Reconnector:
                 lambda: conn, host, port, ssl=self.tls,
                 server_hostname=self.server_hostname if self.tls is not None else None,
             )  # fmt: skip
+            mine = link.activity[0].hex() if link.activity is not None else None
             hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
-                          resume=link.token, recv=journal.received)  # fmt: skip
+                          resume=link.token, recv=journal.received, act=mine)  # fmt: skip
             cid = self.connection_id
             confirm = await conn.open(lambda m: agent.connect(None, cid, hello))
         if isinstance(confirm, ev.RefuseConfirm):
@@ -150,8 +151,11 @@ class Reconnector:
         if link.activity is not None:  # it goes on, here: before anything is replayed
             activity_id, serial = link.activity
             link.activity = None
-            agent.machine.activity_resume(activity_id, activity_id, serial,
-                                          old_connection_id=self.connection_id)  # fmt: skip
+            if welcome.act == activity_id.hex():  # the server has it: S-ACTIVITY-RESUME
+                agent.machine.activity_resume(activity_id, activity_id, serial,
+                                              old_connection_id=self.connection_id)  # fmt: skip
+            else:  # our S-ACTIVITY-START was lost with the connection: again
+                agent.machine.activity_start(activity_id, user_data=link.activity_data)
         conn.resumed("resumed", replay, attempt)
 
     def close(self) -> None:

@@ -55,6 +55,9 @@ class ConnectRequest:
         self.data = hello.data if hello else indication.user_data
         self.indication = indication
         self.tls = tls  #: the peer's TLS certificate (dict) when mutual TLS is in use
+        #: The connect request resumes a session (its hello carries a resume token): only
+        #: the credentials are to be checked again.
+        self.resuming = hello is not None and hello.resume is not None
 
 
 @dataclass
@@ -128,7 +131,8 @@ class Server:
 
     # ------------------------------------------------------------ public
 
-    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None,
+                     backlog: int = 1024) -> None:  # fmt: skip
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
         if self.store is not None:
@@ -142,7 +146,8 @@ class Server:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
         self._rejecting = Endpoint(self.options)
-        self._server = await loop.create_server(self._protocol, host, port, ssl=tls)
+        self._server = await loop.create_server(self._protocol, host, port, ssl=tls,
+                                                backlog=backlog)  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -421,8 +426,9 @@ class Server:
             except ResumeRefused as exc:
                 self.stats.resume_refused[exc.code] += 1
                 self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
-            except Refuse as exc:
-                self._refuse(protocol, exc)
+            except Refuse as exc:  # (authentication: final, the client stops trying)
+                self.stats.resume_refused["refused"] += 1
+                self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
             except Exception as exc:
                 self._refuse(protocol, _refusal(protocol, exc))
         finally:
@@ -479,10 +485,12 @@ class Server:
         old.adopt(protocol)
         link.bytes_at_resume = old.bytes_in
         cid = event.connection_id
+        mine = link.activity
         welcome = Welcome(
             chosen=chosen, session_id=sid, token=issue(self._secret, sid, link.generation,
                                                        link.identity),
             resumed="resumed", recv=journal.received,
+            act=mine[0].hex() if mine is not None else None,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
@@ -494,8 +502,13 @@ class Server:
             old.flush()
             return
         self.stats.resumed["resumed"] += 1
-        # An activity in progress is resumed by the client first (S-ACTIVITY-RESUME).
-        old.resumed("resumed", replay, hold=link.activity is not None)
+        # An activity in progress is resumed by the client first (S-ACTIVITY-RESUME); one
+        # the client never had (our S-ACTIVITY-START was lost) is started again here.
+        both = mine is not None and hello.act == mine[0].hex()
+        old.resumed("resumed", replay, hold=mine is not None)
+        if mine is not None and not both:
+            link.activity = None
+            old.restart_activity(mine[0], link.activity_data)
         if self.store is not None:
             self._store_write("advance", sid, gen, node=self.node, expires_at=None)
 
@@ -698,6 +711,7 @@ async def serve(
     store: Any = None,
     max_detached: int = 1000,
     node: str | None = None,
+    backlog: int = 1024,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -710,7 +724,8 @@ async def serve(
 
     Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
     0x83); ``max_handshakes`` TCP connections that are not sessions yet (one beyond it is
-    closed at once; each has ``options.handshake_timeout`` to become a session).
+    closed at once; each has ``options.handshake_timeout`` to become a session); ``backlog``
+    the listen queue (what a storm of reconnects needs; the kernel caps it at somaxconn).
 
     Recovery (``options.resume``, docs/recovery.md): a session whose client loses its
     connection waits ``options.resume_timeout`` for it (at most ``max_detached`` wait at
@@ -725,5 +740,5 @@ async def serve(
         handler, options, config, authenticate,
         supported or {}, accept_data, max_sessions, max_handshakes, store, max_detached, node,
     )  # fmt: skip
-    await server.listen(host, port, tls)
+    await server.listen(host, port, tls, backlog)
     return server

@@ -57,6 +57,8 @@ class SessionInfo:
     last_sync: int | None
     interruptions: int = 0
     resumes: int = 0
+    checkpoint: int | None = None  #: the serial of the last confirmed major sync point
+    activity: str | None = None  #: the activity in progress (its id, hex)
 
 
 class Session:
@@ -217,6 +219,8 @@ class Session:
             bytes_out=conn.bytes_out, messages_in=conn.messages_in,
             messages_out=conn.messages_out, tokens=self.tokens, last_sync=self.last_sync,
             interruptions=self.interruptions, resumes=self.resumes,
+            checkpoint=self.checkpoint.serial if self.checkpoint is not None else None,
+            activity=_activity(conn.machine),
         )  # fmt: skip
 
     # ------------------------------------------------------------ data
@@ -241,7 +245,7 @@ class Session:
         if conn.write_paused:
             await conn.drain()
         journal = conn.journal
-        if journal is not None and journal.full:
+        if journal is not None and journal.size >= journal.limit:  # (Journal.full, inline)
             await conn.retained()
 
     async def receive(self) -> bytes:
@@ -412,9 +416,7 @@ class Session:
 
         An exception inside the block discards the activity instead of ending it.
         """
-        await self._conn.call_with_tokens(
-            lambda m: m.activity_start(activity_id, user_data=user_data), NEEDS["activity"]
-        )
+        await self.start_activity(activity_id, user_data)
         try:
             yield self
         except BaseException:
@@ -423,6 +425,14 @@ class Session:
             raise
         if self._in_activity(activity_id):  # not interrupted or discarded in the block
             await self.end_activity()
+
+    async def start_activity(self, activity_id: bytes, user_data: bytes | None = None) -> None:
+        """S-ACTIVITY-START (``activity_id`` at most 6 octets); end it with
+        :meth:`end_activity` (or use ``async with session.activity(...)``)."""
+        await self._conn.call_with_tokens(
+            lambda m: m.activity_start(activity_id, user_data=user_data), NEEDS["activity"]
+        )
+        self._conn.note_activity(user_data)
 
     def _in_activity(self, activity_id: bytes) -> bool:
         machine = self._conn.machine
@@ -469,6 +479,7 @@ class Session:
             ),
             NEEDS["activity"],
         )  # fmt: skip
+        self._conn.note_activity(user_data)
 
     # ------------------------------------------------------------ ending
 
@@ -519,3 +530,9 @@ class Session:
             await self.release()
         else:
             self.abort()
+
+
+def _activity(machine: SessionMachine) -> str | None:
+    if not machine.activity_in_progress:
+        return None
+    return (machine.activity_id or b"").hex()

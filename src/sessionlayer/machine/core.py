@@ -135,6 +135,7 @@ class _Core:
         "_pending_events",
         "_pending_exp",
         "_pending_out",
+        "_plain_act",
         "_plain_units",
         "_resync",
         "_second_initial_serial",
@@ -179,6 +180,7 @@ class _Core:
         self._fu = _NO_UNITS
         self._available_tokens = _NO_TOKENS  # tokens_for(self._fu), kept in step with it
         self._plain_units = False  # see SessionMachine.plain_data
+        self._plain_act = False
         self._version = 2 if int(self.config.versions) & 2 else 1
         self._tsdu_send = 0
         self._tsdu_recv = 0
@@ -409,9 +411,8 @@ class _Core:
         self._vsc = False
         # S-DATA takes the plain STA713 rows (7.11) when no data token exists, nothing is
         # segmented and no activity rule applies: see SessionMachine.plain_data.
-        self._plain_units = (
-            not bits & _DATA_TOKEN
-            and not self._tsdu_send
-            and not self._tsdu_recv
-            and not int(units) & _ACTIVITY
-        )
+        plain = not bits & _DATA_TOKEN and not self._tsdu_send and not self._tsdu_recv
+        self._plain_units = plain and not int(units) & _ACTIVITY
+        # With activity management S-DATA is plain too while an activity is in progress
+        # (the STA713 rows' only other condition, act_ok, is then Vact).
+        self._plain_act = plain and bool(int(units) & _ACTIVITY)

@@ -198,13 +198,14 @@ class SessionMachine(_Requests):
         parameter fields and changes nothing in the machine.
 
         That holds in STA713 (data transfer) when no data token exists (duplex), no TSDU
-        maximum size was agreed and activity management is not selected: the table's rows
-        for an S-DATA request and for a received DT then only send or indicate (X.225 7.11).
+        maximum size was agreed and either activity management is not selected or an
+        activity is in progress: the table's rows for an S-DATA request and for a received
+        DT then only send or indicate (X.225 7.11).
         A binding may then write ``DATA_PREFIX + data`` itself and deliver a received TSDU
         that starts with ``DATA_PREFIX`` as data, without calling the machine: the fast path
         of ``sessionlayer.aio``.  Anything else must go through the machine.
         """
-        return self._plain_units and self._state == "STA713"
+        return self._state == "STA713" and (self._plain_units or (self._plain_act and self._vact))
 
     @property
     def control_pending(self) -> bool:

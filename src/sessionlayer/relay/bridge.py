@@ -167,10 +167,26 @@ class Bridge:
         agent = self.agent(leg)
         if agent is None:
             return
-        if self._readers is not None and leg not in self._general and self._plain():
-            data = self._fast(leg, data, now)
-            if not data:
+        readers = self._readers
+        if readers is None or leg in self._general or not self._plain():
+            self._general_path(leg, agent, data, now)
+            return
+        # The fast path takes the plain S-DATA; a TPDU that is anything else goes to the
+        # agent, and the fast path goes on with what followed it (PlainReader.more), unless
+        # the agent now holds part of a TSDU or the legs are no longer plain: then the agent
+        # takes the rest of the read too.
+        reader = readers[leg]
+        data = self._fast(leg, reader.feed, data, now)
+        while data:
+            self._general_path(leg, agent, data, now)
+            if not reader.pending:
                 return
+            if leg in self._general or not self._plain():
+                data = reader.take()
+            else:
+                data = self._fast(leg, lambda _, out: reader.more(out), b"", now)
+
+    def _general_path(self, leg: Leg, agent: SessionAgent, data: bytes, now: float) -> None:
         agent.receive_data(data, now)
         if agent.transport_idle:
             self._general.discard(leg)
@@ -188,15 +204,16 @@ class Bridge:
             and self.client.plain and upstream.plain
         )  # fmt: skip
 
-    def _fast(self, leg: Leg, data: bytes, now: float) -> bytes:
-        """Plain-data TSDUs off the front of ``data``, framed again for the other leg; the
-        octets from the first TPDU that is anything else (b"": none)."""
+    def _fast(self, leg: Leg, parse: Callable[[bytes, list[bytes]], bytes], data: bytes,
+              now: float) -> bytes:  # fmt: skip
+        """Plain-data TSDUs parsed off the stream (``parse``: the reader's feed or more),
+        framed again for the other leg; the TPDU that is anything else (b"": none)."""
         assert self._readers is not None
         other = self.agent(_OTHER[leg])
         assert other is not None
         messages: list[bytes] = []
         try:
-            rest = self._readers[leg].feed(data, messages)
+            rest = parse(data, messages)
         except DecodeError as exc:  # a TSDU over max_size: what came before, then AB 0x11
             self._relay_plain(_OTHER[leg], other, messages)
             self._readers[leg].clear()

@@ -97,6 +97,8 @@ class RelayStats:
     relayed: int = 0  #: CNs admitted, each an upstream connection
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
     """Sessions over, by outcome: "released", "refused", "aborted", "closed" (no CN)."""
+    octets: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    """Octets of the sessions that are over, by (leg, "in" | "out")."""
 
 
 class _Warnings:
@@ -352,7 +354,11 @@ class _Session:
             self.in_handshake = False
             relay.handshakes -= 1
         relay.live.pop(self.id, None)
-        relay.stats.ended[self.bridge.outcome or "closed"] += 1
+        stats = relay.stats
+        stats.ended[self.bridge.outcome or "closed"] += 1
+        for leg in _LEGS:
+            stats.octets[(leg, "in")] += self.bytes_in[leg]
+            stats.octets[(leg, "out")] += self.bytes_out[leg]
         for kill in self.kill.values():
             kill.cancel()
         self.kill.clear()

@@ -267,6 +267,16 @@ class Rfc1006Connection:
             and not self._assembler.pending
         )
 
+    def hand_over(self) -> bytes | None:
+        """Between TSDUs (none partly reassembled), give up the octets of the partial TPDU
+        held, so that a binding's own DT parser continues the stream from here; None when
+        a TSDU is partly reassembled (then wait for its end)."""
+        if self.state is not ConnectionState.OPEN or self._assembler.pending:
+            return None
+        if self._parser.error is not None:
+            return None
+        return self._parser.take()
+
     def send_tsdu(self, tsdu: bytes) -> bytes:
         """Return *tsdu* as TPKT-framed DT TPDUs of at most the negotiated size."""
         self._require(self.role, ConnectionState.OPEN, "send a TSDU")

@@ -303,9 +303,24 @@ class PlainReader:
                 self._keep(buf, pos, end, nxt, size)
                 return b""
             if stop == _OTHER:
-                self._buf = None
-                return bytes(buf[pos:end])
+                # Not plain data: the general path takes this TPDU; the rest stays held
+                # here (the caller parses it on: see ``more``) unless it cannot be split.
+                length = (buf[pos + 2] << 8) | buf[pos + 3] if end - pos >= 4 else 0
+                cut = pos + length
+                if length < TPKT_HEADER_SIZE or cut >= end:
+                    self._buf = None
+                    return bytes(buf[pos:end])
+                other = bytes(buf[pos:cut])
+                self._keep(buf, cut, end, 0, 0)
+                return other
             pos, nxt, size = stop, 0, 0
+
+    def more(self, out: list[bytes]) -> bytes:
+        """After :meth:`parse` gave the general path a TPDU that was not plain data: go on
+        with what followed it in the read (held), as :meth:`parse` does."""
+        if self._buf is None:
+            return b""
+        return self.parse(0, out)
 
     def _keep(self, buf: bytearray, pos: int, end: int, nxt: int, size: int) -> None:
         """Keep ``buf[pos:end]``, a TSDU cut short, for the next reads to continue."""

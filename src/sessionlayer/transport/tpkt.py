@@ -92,6 +92,13 @@ class TpktParser:
         self._buffer = buf[pos:]
         return payloads
 
+    def take(self) -> bytes:
+        """Give up the octets of the partial TPKT held (another reader continues the
+        stream from here); the parser is empty after."""
+        held, self._buffer = self._buffer, b""
+        self._consumed += len(held)
+        return held
+
     @property
     def error(self) -> DecodeError | None:
         """The error that failed the stream (raised by every later :meth:`feed`), if any."""

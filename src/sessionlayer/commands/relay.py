@@ -1,8 +1,9 @@
-"""``sessionlayer relay``: the command line of the relay (docs/relay.md).
+"""``sessionlayer relay``: the session-aware relay between two OSI stacks (docs/relay.md).
 
 Every mistake a user can make (a bad address, a missing or unreadable certificate, a port
-in use, a bad rule) ends in one line on stderr and exit status 2, never a traceback.  The
-relay runs until SIGINT or SIGTERM, then aborts the sessions it holds and exits 0.
+in use, a bad rule) ends in one line on stderr and a non-zero exit status
+(:class:`~sessionlayer.commands.CommandError`), never a traceback.  The relay runs until
+SIGINT or SIGTERM, then aborts the sessions it holds and exits 0.
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from .options import RelayOptions
-from .policy import Policy, Rule
+from ..relay.options import RelayOptions
+from ..relay.policy import Policy, Rule
+from . import DEFAULT_PORT, CommandError, parse_address
 
-__all__ = ["add_parser", "run", "parse_address", "RelayUsageError"]
+__all__ = ["add", "run"]
 
 STATUS_PERIOD = 1.0  #: seconds between two writes of ``--status``
-
-
-class RelayUsageError(Exception):
-    """A user mistake, reported as one line (exit status 2)."""
+#: Where --upstream goes when it names no port: ISO-TSAP, RFC 1006's port.
+ISO_TSAP = 102
 
 
 class _RuleAction(argparse.Action):
@@ -43,7 +43,7 @@ class _RuleAction(argparse.Action):
         namespace.rules = rules
 
 
-def add_parser(sub: Any) -> None:
+def add(sub: Any) -> None:
     """The ``relay`` subcommand, on the subparsers of the ``sessionlayer`` parser."""
     p = sub.add_parser(
         "relay",
@@ -55,8 +55,10 @@ def add_parser(sub: Any) -> None:
         ),
     )
     p.add_argument("--listen", required=True, metavar="HOST:PORT",
-                   help="where to listen (port 0: any free port, printed at start)")
-    p.add_argument("--upstream", required=True, metavar="HOST:PORT", help="the OSI peer")
+                   help=f"where to listen (port 0: any free port, printed at start; "
+                        f"default port {DEFAULT_PORT})")  # fmt: skip
+    p.add_argument("--upstream", required=True, metavar="HOST:PORT",
+                   help=f"the OSI peer (default port {ISO_TSAP})")
     p.add_argument("--tls-cert", metavar="FILE", help="TLS on the listening leg: certificate")
     p.add_argument("--tls-key", metavar="FILE", help="... and its private key")
     p.add_argument("--client-ca", metavar="FILE",
@@ -72,6 +74,9 @@ def add_parser(sub: Any) -> None:
                    help="both legs as seen on the wire (before TLS), as a pcap file")
     p.add_argument("--status", metavar="FILE",
                    help=f"rewrite FILE every {STATUS_PERIOD:g} s with the sessions, as JSON")
+    p.add_argument("--admin", metavar="HOST:PORT",
+                   help="serve /sessions (JSON, both legs) and /metrics (Prometheus) here; "
+                        "sessionlayer status HOST:PORT shows them")  # fmt: skip
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    default="info", help="what the relay says on stderr (default: info)")
     defaults = RelayOptions()
@@ -95,18 +100,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(rules=[])
 
 
-def parse_address(text: str, what: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT``; RelayUsageError otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise RelayUsageError(f"{what} {text!r}: expected HOST:PORT")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise RelayUsageError(f"{what} {text!r}: write an IPv6 address as [ADDRESS]:PORT")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise RelayUsageError(f"{what} {text!r}: the port must be 0..65535")
-    return host, int(port)
+def _address(text: str, what: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``[V6]:PORT``; CommandError naming the option otherwise."""
+    try:
+        host, port = parse_address(text, default_port=default_port)
+    except CommandError as exc:
+        raise CommandError(f"{what}: {exc}") from None
+    if ":" in host and not text.startswith("["):
+        raise CommandError(f"{what} {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+    if not host or any(c.isspace() for c in host):
+        raise CommandError(f"{what} {text!r}: expected HOST:PORT")
+    return host, port
 
 
 def _options(ns: argparse.Namespace) -> RelayOptions:
@@ -122,7 +126,7 @@ def _options(ns: argparse.Namespace) -> RelayOptions:
             max_size=ns.max_size,
         )
     except ValueError as exc:
-        raise RelayUsageError(str(exc).replace("_", "-")) from None
+        raise CommandError(str(exc).replace("_", "-")) from None
 
 
 def _policy(ns: argparse.Namespace) -> Policy:
@@ -131,25 +135,25 @@ def _policy(ns: argparse.Namespace) -> Policy:
         try:
             rules.append(Rule.parse(action, text))
         except ValueError as exc:
-            raise RelayUsageError(f"--{action} {text!r}: {exc}") from None
+            raise CommandError(f"--{action} {text!r}: {exc}") from None
     return Policy.from_rules(rules)
 
 
 def _readable(path: str, what: str) -> str:
     if not os.path.isfile(path):
-        raise RelayUsageError(f"{what} {path}: no such file")
+        raise CommandError(f"{what} {path}: no such file")
     if not os.access(path, os.R_OK):
-        raise RelayUsageError(f"{what} {path}: not readable")
+        raise CommandError(f"{what} {path}: not readable")
     return path
 
 
 def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.tls_cert and not ns.tls_key:
         if ns.client_ca:
-            raise RelayUsageError("--client-ca needs --tls-cert and --tls-key")
+            raise CommandError("--client-ca needs --tls-cert and --tls-key")
         return None
     if not ns.tls_cert or not ns.tls_key:
-        raise RelayUsageError("--tls-cert and --tls-key go together")
+        raise CommandError("--tls-cert and --tls-key go together")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(_readable(ns.tls_cert, "--tls-cert"),
@@ -158,21 +162,21 @@ def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
             context.load_verify_locations(_readable(ns.client_ca, "--client-ca"))
             context.verify_mode = ssl.CERT_REQUIRED
     except ssl.SSLError as exc:
-        raise RelayUsageError(f"TLS certificate or key: {exc.reason or exc}") from None
+        raise CommandError(f"TLS certificate or key: {exc.reason or exc}") from None
     return context
 
 
 def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.upstream_tls:
         if ns.upstream_ca or ns.upstream_name:
-            raise RelayUsageError("--upstream-ca and --upstream-name need --upstream-tls")
+            raise CommandError("--upstream-ca and --upstream-name need --upstream-tls")
         return None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ns.upstream_ca:
         try:
             context.load_verify_locations(_readable(ns.upstream_ca, "--upstream-ca"))
         except ssl.SSLError as exc:
-            raise RelayUsageError(f"--upstream-ca: {exc.reason or exc}") from None
+            raise CommandError(f"--upstream-ca: {exc.reason or exc}") from None
     return context
 
 
@@ -184,7 +188,7 @@ class _JsonLines:
         try:
             self.file: TextIO = open(target, "a", encoding="utf-8") if self.own else stdout  # noqa: SIM115
         except OSError as exc:
-            raise RelayUsageError(f"--log {target}: {exc.strerror or exc}") from None
+            raise CommandError(f"--log {target}: {exc.strerror or exc}") from None
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -207,10 +211,10 @@ def _logging(level: str, err: TextIO) -> logging.Handler:
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the relay until SIGINT/SIGTERM; the exit status."""
-    listen = parse_address(ns.listen, "--listen")
-    upstream = parse_address(ns.upstream, "--upstream")
+    listen = _address(ns.listen, "--listen", DEFAULT_PORT)
+    upstream = _address(ns.upstream, "--upstream", ISO_TSAP)
     if upstream[1] == 0:
-        raise RelayUsageError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
+        raise CommandError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
     spdu_log = _JsonLines(ns.log, out) if ns.log else None
@@ -222,13 +226,14 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             try:
                 pcap = PcapWriter(ns.pcap)
             except OSError as exc:
-                raise RelayUsageError(f"--pcap {ns.pcap}: {exc.strerror or exc}") from None
+                raise CommandError(f"--pcap {ns.pcap}: {exc.strerror or exc}") from None
         relay_args: dict[str, Any] = dict(options=options, policy=policy, upstream_tls=upstream_tls,
                                           upstream_hostname=ns.upstream_name, on_spdu=spdu_log,
                                           pcap=pcap)  # fmt: skip
         handler = _logging(ns.log_level, err)
         try:
-            return asyncio.run(_serve(listen, upstream, tls, relay_args, ns.status, err))
+            watch = (ns.status, _address(ns.admin, "--admin", 0) if ns.admin else None)
+            return asyncio.run(_serve(listen, upstream, tls, relay_args, watch, err))
         finally:
             logging.getLogger("sessionlayer").removeHandler(handler)
     finally:
@@ -240,32 +245,30 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
                  tls: ssl.SSLContext | None, relay_args: dict[str, Any],
-                 status: str | None, err: TextIO) -> int:  # fmt: skip
-    from .server import Relay
+                 watch: tuple[str | None, tuple[str, int] | None], err: TextIO) -> int:  # fmt: skip
+    """Relay until SIGINT/SIGTERM; ``watch`` is (--status FILE, --admin address)."""
+    from ..relay.server import Relay
 
+    status, admin = watch
     relay = Relay(upstream, **relay_args)
     try:
         await relay.listen(listen[0], listen[1], tls)
     except OSError as exc:
         where = f"{listen[0]}:{listen[1]}"
         if exc.errno == errno.EADDRINUSE:
-            raise RelayUsageError(f"cannot listen on {where}: the port is in use") from None
-        raise RelayUsageError(f"cannot listen on {where}: {exc.strerror or exc}") from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+            raise CommandError(f"cannot listen on {where}: the port is in use") from None
+        raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     addresses = ", ".join(f"{_show(h)}:{p}" for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
               f"relaying to {_show(upstream[0])}:{upstream[1]}"
               f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
+    runner = await _admin(relay, admin, err) if admin is not None else None
     err.flush()
+    loop = asyncio.get_running_loop()
     writer = loop.create_task(_write_status(relay, Path(status))) if status else None
     try:
-        await stop.wait()
+        await _until_stopped(loop)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
         if writer is not None:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -276,10 +279,38 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
             await asyncio.wait_for(relay.wait_closed(), limit)
         except TimeoutError:
             err.write(f"sessionlayer relay: sessions still open after {limit} s, exiting\n")
+        if runner is not None:
+            await runner.cleanup()
     if status:
         _status_now(relay, Path(status), stopped=True)
     err.write(f"sessionlayer relay: stopped ({relay.stats.relayed} sessions relayed)\n")
     return 0
+
+
+async def _until_stopped(loop: asyncio.AbstractEventLoop) -> None:
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
+    """``--admin``: the relay's /sessions and /metrics (the admin extra)."""
+    from .admin import start_relay_admin
+
+    try:
+        runner = await start_relay_admin(relay, *address)
+    except CommandError:
+        relay.close()
+        await relay.wait_closed()
+        raise
+    bound = runner.addresses[0]
+    err.write(f"sessionlayer relay: admin on http://{bound[0]}:{bound[1]}\n")
+    return runner
 
 
 def _show(host: str) -> str:
@@ -287,18 +318,10 @@ def _show(host: str) -> str:
 
 
 def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:
-    stats = relay.stats
-    document = {
-        "time": time.time(),
-        "upstream": f"{_show(relay.upstream[0])}:{relay.upstream[1]}",
-        "sessions": [info.to_dict() for info in relay.sessions],
-        "stats": {
-            "connections": stats.connections, "relayed": stats.relayed,
-            "rejected": dict(stats.rejected), "refused": dict(stats.refused),
-            "ended": dict(stats.ended), "handshakes": relay.handshakes,
-        },
-        "stopped": stopped,
-    }  # fmt: skip
+    """``--status``: what ``--admin`` serves at /sessions, with the time, into ``path``."""
+    from .admin import relay_json
+
+    document = {"time": time.time(), **relay_json(relay), "stopped": stopped}
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,753 @@
+"""Resumable file transfer over sessions: ``sessionlayer send`` and the server's file service.
+
+One transfer is one activity (X.215 activity management):
+
+* the request is in the CN's hello (``op``, ``name``, ``size``; the server refuses a bad
+  name, a full disk or an unknown interrupted transfer with an RF that says why);
+* S-ACTIVITY-START (a new transfer) or S-ACTIVITY-RESUME with linking information (the
+  rerun of an interrupted one, on a new session) opens it;
+* S-DATA carries the file in chunks;
+* every ``checkpoint`` octets an S-SYNC-MAJOR point records the offset and a running
+  SHA-256 digest of the file so far.  The receiver makes the data durable (fsync) and
+  records its state before it confirms the point, so a confirmed checkpoint is a promise;
+* a last point carries the whole file's SHA-256: the receiver checks it, renames the
+  temporary file to its final name, and only then confirms;
+* S-ACTIVITY-END closes it.
+
+A lost connection is the session's business: recovery resumes in place.  A server that
+lost the session (a restart) resumes it from the last checkpoint, and the sender goes on
+from that offset.  A killed sender reruns the same command: its state file (under the
+user's state directory) names the activity and the last confirmed checkpoint, and the new
+session resumes the activity there.  The source file must not have changed (size, mtime
+and the checkpointed digest are checked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..aio import ConnectRequest, Options, Refuse, Session, connect
+from ..errors import (
+    CheckpointRestored,
+    ConnectRefused,
+    SessionAborted,
+    SessionClosed,
+    SessionLayerError,
+)
+from ..machine import SessionConfig
+from ..machine import events as ev
+from ..recovery import Checkpoint
+from ..spdu.codes import FunctionalUnit as FU
+from ..spdu.types import ConnectionId
+
+__all__ = ["FILES_CONFIG", "FileService", "TransferError", "send_file", "get_file",
+           "SendResult", "chain_start"]  # fmt: skip
+
+#: What a file transfer session proposes: duplex data inside activities, major sync points
+#: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
+#: receiver's error reports).
+FILES_CONFIG = SessionConfig(
+    functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
+    | FU.TYPED_DATA
+)
+CHUNK = 256 * 1024  #: octets per S-DATA
+SERVICE = "files"  #: the application parameter ``service`` that selects this service
+
+
+class TransferError(SessionLayerError):
+    """A transfer cannot go on; the message says why, in one line."""
+
+
+def chain_start() -> bytes:
+    """The running SHA-256 digest of nothing yet (a checkpoint's ``c`` is the SHA-256 of
+    the file up to its offset: one hash pass serves the checkpoints and the whole file)."""
+    return hashlib.sha256().digest()
+
+
+def _json(data: bytes | None) -> dict[str, Any]:
+    try:
+        obj = json.loads(bytes(data or b"{}"))
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically and durably."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+@dataclass
+class _Upload:
+    """The receiver's state of one transfer (saved at each checkpoint)."""
+
+    activity: str
+    name: str
+    size: int
+    mtime: float
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)  # (offset, digest hex)
+
+    def save(self, path: Path) -> None:
+        _write_json(path, {"activity": self.activity, "name": self.name, "size": self.size,
+                           "mtime": self.mtime, "checkpoints": self.checkpoints})  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> _Upload | None:
+        try:
+            obj = json.loads(path.read_text())
+            return cls(obj["activity"], obj["name"], int(obj["size"]), float(obj["mtime"]),
+                       [(int(o), str(c)) for o, c in obj["checkpoints"]])  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+class FileService:
+    """The server side: receives files into ``root``; its state in ``state_dir``."""
+
+    def __init__(self, root: Path, state_dir: Path) -> None:
+        self.root = Path(root)
+        self.state_dir = Path(state_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.holders: dict[str, Session] = {}  # activity -> the session receiving it
+        self.progress: dict[str, dict[str, Any]] = {}  # session id -> what it transfers
+
+    # ------------------------------------------------------------ checking the request
+
+    def target(self, name: Any) -> Path:
+        """The path ``name`` stands for under ``root``; Refuse if it escapes it."""
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise Refuse("a file name is required")
+        if name.startswith("/") or os.path.isabs(name) or ".." in Path(name).parts:
+            raise Refuse(f"the name {name!r} is outside the served directory")
+        root = self.root.resolve()
+        path = (root / name).resolve()
+        if path == root or root not in path.parents:
+            raise Refuse(f"the name {name!r} is outside the served directory (a link out?)")
+        return path
+
+    def check(self, request: ConnectRequest) -> None:
+        """Refuse (RF with the reason) what cannot be done: called before the accept."""
+        obj = _json(request.data)
+        if obj.get("op") == "get":
+            source = self.target(obj.get("name"))
+            if not source.is_file():
+                raise Refuse(f"no file {obj.get('name')!r} here")
+            return
+        if obj.get("op") != "put":
+            raise Refuse("unknown file operation (expected 'put' or 'get')")
+        path = self.target(obj.get("name"))
+        size = obj.get("size")
+        if type(size) is not int or size < 0:
+            raise Refuse("the file size is missing")
+        resume = obj.get("resume")
+        have = 0
+        if resume is not None:
+            state = self.state(str(resume.get("activity", "")))
+            offset = resume.get("offset")
+            if state is None or state.name != obj.get("name") or not any(
+                o == offset and c == resume.get("chain") for o, c in state.checkpoints
+            ):
+                raise Refuse("no such interrupted transfer here (or its checkpoint is unknown):"
+                             " start it again with --restart")  # fmt: skip
+            have = int(offset)
+        free = shutil.disk_usage(path.parent if path.parent.exists() else self.root).free
+        if size - have > free:
+            raise Refuse(f"not enough space on the server for {obj.get('name')!r}: needs"
+                         f" {size - have} octets, {free} free")  # fmt: skip
+
+    def state_path(self, activity: str) -> Path:
+        return self.state_dir / f"{activity}.json"
+
+    def state(self, activity: str) -> _Upload | None:
+        if not activity or not all(c in "0123456789abcdef" for c in activity):
+            return None
+        return _Upload.load(self.state_path(activity))
+
+    # ------------------------------------------------------------ receiving
+
+    async def handle(self, session: Session) -> None:
+        """Receive the transfer the session's hello asked for (or resumes)."""
+        request = _json(session.peer_data)
+        restored = _json(session.restored.user_data) if session.restored else {}
+        try:
+            if request.get("op") == "get" or restored.get("op") == "get":
+                await self._serve_get(session, request, restored)
+            else:
+                await _Receiver(self, session).run()
+        finally:
+            self.progress.pop(session.id, None)
+
+    async def _serve_get(self, session: Session, request: dict[str, Any],
+                         restored: dict[str, Any]) -> None:  # fmt: skip
+        """Send a file (``sessionlayer get``): this side is the sender."""
+        name = request.get("name") or restored.get("n")
+        path = self.target(name)
+        every = int(request.get("checkpoint") or restored.get("e") or (64 << 20))
+        try:
+            handle = open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise TransferError(f"cannot read {name!r}: {exc.strerror}") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            resume = request.get("resume") or (
+                {"activity": restored["a"], "offset": restored["o"], "chain": restored["c"],
+                 "session": session.id} if restored.get("a") else None)  # fmt: skip
+            offset, chain, whole = 0, chain_start(), hashlib.sha256()
+            saved = None
+            if resume is not None:
+                offset = int(resume.get("offset", 0))
+                chain, whole = _rehash(handle, offset, every)
+                if chain.hex() != resume.get("chain"):
+                    raise TransferError(f"{name!r} changed on the server since the"
+                                        " interrupted transfer")  # fmt: skip
+                saved = {"activity": resume["activity"], "session": resume.get("session") or
+                         session.id, "serial": 0}  # fmt: skip
+            sender = _Sender(session, handle, str(name), size, 0.0, every, None, "", None,
+                             release=False)  # fmt: skip
+            sender.op = "get"
+
+            def report(state: dict[str, Any]) -> None:
+                self.progress[session.id] = {k: state[k] for k in ("name", "size", "done")}
+
+            sender.progress = report
+            await sender.run(saved, offset, chain, whole)
+
+
+class _Receiver:
+    """One session's side of one upload."""
+
+    def __init__(self, service: FileService, session: Session,
+                 request: dict[str, Any] | None = None,
+                 progress: Callable[[dict[str, Any]], None] | None = None) -> None:  # fmt: skip
+        self.service = service
+        self.session = session
+        self.report = progress
+        self.request = request if request is not None else _json(session.peer_data)
+        restored = session.restored
+        if restored is not None:  # (another process's session: the request is in its state)
+            state = service.state(str(_json(restored.user_data).get("a", "")))
+            self.request = {} if state is None else {
+                "op": "put", "name": state.name, "size": state.size, "mtime": state.mtime}
+        self.path: Path | None = None
+        self.size = 0
+        if self.request.get("name") is not None:
+            self.path = service.target(self.request.get("name"))
+            self.size = int(self.request.get("size", 0))
+        self.upload: _Upload | None = None
+        self.file: Any = None
+        self.written = 0
+        self.chain = chain_start()
+        self.whole = hashlib.sha256()
+        self.advanced = asyncio.Event()
+        self.done = False
+        self.finished = False  # the whole file is under its final name
+        self.confirmed: tuple[int, Any] = (-1, None)  # the last checkpoint made durable
+        self.lock = asyncio.Lock()
+        self.on_open: Callable[[str], None] | None = None  # told the activity's id
+
+    @property
+    def temp(self) -> Path:
+        assert self.upload is not None and self.path is not None
+        return self.path.with_name(f".{self.path.name}.{self.upload.activity}.part")
+
+    def _open(self, activity: str, offset: int, chain: bytes,
+              marker: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Open the temporary file at ``offset`` (cut back to it), the chain at ``chain``;
+        ``marker`` (the activity's user data) names the file if nothing else did."""
+        service = self.service
+        if marker and not self.size and isinstance(marker.get("size"), int):
+            self.size = marker["size"]  # (a download learns the size from the sender)
+        if self.path is None:
+            if not marker or marker.get("name") is None:
+                raise TransferError("a transfer without a file name")
+            self.request = {"op": "put", "name": marker["name"], "size": marker.get("size", 0)}
+            self.path = service.target(marker["name"])
+            self.size = int(marker.get("size", 0))
+        old = service.holders.get(activity)
+        if old is not None and old is not self.session and not old.closed:
+            old.abort()  # a rerun took the transfer over: the old session is over
+        service.holders[activity] = self.session
+        upload = service.state(activity)
+        if upload is None:
+            upload = _Upload(activity, str(self.request.get("name")), self.size,
+                             float(self.request.get("mtime", 0.0)))  # fmt: skip
+        upload.checkpoints = [(o, c) for o, c in upload.checkpoints if o <= offset]
+        self.upload = upload
+        if self.file is not None:
+            self.file.close()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.temp, "r+b" if self.temp.exists() else "w+b")  # noqa: SIM115
+        self.file.truncate(offset)
+        self.whole = hashlib.sha256()
+        self.file.seek(0)
+        left = offset
+        while left:  # the whole file's hash, from what is kept
+            block = self.file.read(min(left, 1 << 20))
+            if not block:
+                raise TransferError("the temporary file is shorter than its checkpoint")
+            self.whole.update(block)
+            left -= len(block)
+        self.file.seek(offset)
+        if self.whole.digest() != chain:
+            raise TransferError("what is kept of the file does not match its checkpoint")
+        self.written = offset
+        self.chain = chain
+        self.confirmed = (offset, chain.hex())
+        upload.save(self.service.state_path(activity))
+        if self.on_open is not None:
+            self.on_open(activity)
+
+    async def run(self) -> None:
+        session = self.session
+        session.on_checkpoint = self._checkpoint
+        restored = session.restored
+        if restored is not None and restored.user_data and self.path is not None:
+            cp = _json(restored.user_data)  # back to a checkpoint (a restart, another node)
+            self._open(str(cp.get("a", "")), int(cp.get("o", 0)), bytes.fromhex(cp.get("c", "")))
+        events = asyncio.ensure_future(self._events())
+        try:
+            while True:
+                try:
+                    data = await session.receive()
+                except CheckpointRestored as exc:  # the sender's server went back (get)
+                    back = _json(exc.user_data)
+                    self._open(str(back.get("a", "")), int(back.get("o", 0)),
+                               bytes.fromhex(str(back.get("c", ""))), back)  # fmt: skip
+                    continue
+                except SessionClosed:
+                    break
+                if self.file is None:
+                    raise TransferError("data outside a transfer")
+                try:
+                    self.file.write(data)
+                except OSError as exc:
+                    await self._fail(f"cannot write {self.request.get('name')!r} on the"
+                                     f" server: {os.strerror(exc.errno or errno.EIO)}")  # fmt: skip
+                    return
+                self.written += len(data)
+                self.whole.update(data)
+                state = {"name": self.request.get("name"), "size": self.size,
+                         "done": self.written}  # fmt: skip
+                self.service.progress[session.id] = state
+                if self.report is not None:
+                    self.report({**state, "sent": self.written, "checkpoints": len(
+                        self.upload.checkpoints) if self.upload else 0,
+                        "reconnects": session.resumes, "restores": 0})  # fmt: skip
+                self.advanced.set()
+        finally:
+            events.cancel()
+            if self.file is not None:
+                self.file.close()
+            upload = self.upload
+            if upload is not None and self.service.holders.get(upload.activity) is session:
+                del self.service.holders[upload.activity]
+
+    async def _events(self) -> None:
+        async for event in self.session.events():
+            if isinstance(event, ev.ActivityStartIndication):
+                self._open(event.activity_id.hex(), 0, chain_start(), _json(event.user_data))
+            elif isinstance(event, ev.ActivityResumeIndication) and event.user_data:
+                # (a sender's resume says where: ours always carry the offset and chain)
+                marker = _json(event.user_data)
+                self._open(event.activity_id.hex(), int(marker.get("o", 0)),
+                           bytes.fromhex(str(marker.get("c", ""))), marker)  # fmt: skip
+            elif isinstance(event, ev.ActivityEndIndication):
+                self.done = True
+
+    async def _checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Before the MAA: everything up to the offset written, fsynced, recorded."""
+        async with self.lock:  # (one made again after a lost connection waits for the first)
+            await self._durable(checkpoint)
+
+    async def _durable(self, checkpoint: Checkpoint) -> None:
+        cp = _json(checkpoint.user_data)
+        offset = int(cp.get("o", -1))
+        if (offset, cp.get("c")) == self.confirmed:
+            return  # made again after a lost connection: it is durable already
+        async with asyncio.timeout(60):
+            while self.written < offset:  # (the data before the MAP is read first)
+                self.advanced.clear()
+                await self.advanced.wait()
+        if self.file is None or self.upload is None or self.written != offset:
+            raise TransferError(f"checkpoint at {offset}, {self.written} octets received")
+        self.chain = self.whole.digest()
+        if self.chain.hex() != cp.get("c"):
+            await self._fail("the data does not match the sender's checkpoint hash")
+            raise TransferError("checkpoint hash mismatch")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        if cp.get("h") is not None:  # the last one: the whole file
+            if self.whole.hexdigest() != cp["h"] or offset != self.size:
+                await self._fail("the file's SHA-256 does not match the sender's")
+                raise TransferError("SHA-256 mismatch")
+            assert self.path is not None
+            os.replace(self.temp, self.path)
+            _fsync_dir(self.path.parent)
+            with contextlib.suppress(OSError):
+                self.service.state_path(self.upload.activity).unlink()
+            self.confirmed = (offset, cp.get("c"))
+            self.finished = True
+            return
+        self.upload.checkpoints.append((offset, self.chain.hex()))
+        self.upload.save(self.service.state_path(self.upload.activity))
+        self.confirmed = (offset, cp.get("c"))
+
+    async def _fail(self, message: str) -> None:
+        """Tell the sender why (typed data), then abort the session."""
+        with contextlib.suppress(SessionLayerError):
+            await self.session.send_typed(json.dumps({"error": message}).encode())
+        self.session.abort()
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+@dataclass
+class SendResult:
+    name: str
+    size: int
+    sent: int  #: octets sent by this run (less than size when it resumed)
+    resumed_from: int  #: the offset this run started at
+    checkpoints: int  #: confirmed by the receiver
+    reconnects: int
+    restores: int  #: times the server went back to a checkpoint
+    sha256: str
+    seconds: float
+
+
+def state_file(state_dir: Path | None = None) -> Path:
+    base = state_dir or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
+    return Path(base) / "sessionlayer" / "transfers.json"
+
+
+def _load_states(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
+                    name: str | None = None, checkpoint: int = 64 << 20,
+                    credentials: dict[str, str] | None = None, tls: Any = None,
+                    server_hostname: str | None = None, state_dir: Path | None = None,
+                    restart: bool = False, options: Options | None = None,
+                    progress: Callable[[dict[str, Any]], None] | None = None,
+                    trace: Callable[[str, bytes], None] | None = None,
+                    ) -> SendResult:  # fmt: skip
+    """Send the file at ``path`` to the file service at ``host:port`` as ``name``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    source = Path(path)
+    try:
+        stat = source.stat()
+        handle = open(source, "rb")  # noqa: SIM115
+    except OSError as exc:
+        why = os.strerror(exc.errno or errno.EIO)
+        raise TransferError(f"cannot read {source}: {why}") from None
+    name = name or source.name
+    size, mtime = stat.st_size, stat.st_mtime
+    states_path = state_file(state_dir)
+    key = f"{host}:{port}|{name}|{source.resolve()}"
+    states = _load_states(states_path)
+    saved = states.get(key)
+    if saved is not None and restart:
+        saved = None
+    offset, chain, whole = 0, chain_start(), hashlib.sha256()
+    if saved is not None:
+        if saved.get("size") != size or saved.get("mtime") != mtime:
+            handle.close()
+            raise TransferError(f"{source} changed since the interrupted transfer (size or"
+                                " modification time): rerun with --restart to send it anew")
+        offset = int(saved["offset"])
+        chain, whole = _rehash(handle, offset, checkpoint)
+        if chain.hex() != saved.get("chain"):
+            handle.close()
+            raise TransferError(f"{source} changed since the interrupted transfer (its"
+                                " checkpointed hash differs): rerun with --restart")
+    request: dict[str, Any] = {"op": "put", "name": name, "size": size, "mtime": mtime}
+    if saved is not None:
+        request["resume"] = {"activity": saved["activity"], "offset": offset,
+                             "chain": chain.hex()}  # fmt: skip
+    opts = options or Options(tpdu_size=65408)
+    try:
+        session = await connect(
+            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
+            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
+            config=FILES_CONFIG, options=opts, trace=trace,
+        )  # fmt: skip
+    except ConnectRefused as exc:
+        handle.close()
+        raise TransferError(f"the server refused: {exc.message}") from None
+    except ssl.SSLError as exc:
+        handle.close()
+        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
+    except (OSError, TimeoutError) as exc:
+        handle.close()
+        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
+        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+    sender = _Sender(session, handle, name, size, mtime, checkpoint, states_path, key,
+                     progress)  # fmt: skip
+    try:
+        result = await sender.run(saved, offset, chain, whole)
+    finally:
+        handle.close()
+    result.seconds = loop.time() - started
+    return result
+
+
+def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
+    """(the SHA-256 digest, and the running hash) of the first ``offset`` octets."""
+    whole = hashlib.sha256()
+    handle.seek(0)
+    done = 0
+    while done < offset:
+        block = handle.read(min(offset - done, 1 << 20))
+        if not block:
+            raise TransferError("the file is shorter than its checkpoint")
+        whole.update(block)
+        done += len(block)
+    handle.seek(offset)
+    return whole.digest(), whole
+
+
+class _Sender:
+    def __init__(self, session: Session, handle: Any, name: str, size: int, mtime: float,
+                 every: int, states_path: Path | None, key: str,
+                 progress: Callable[[dict[str, Any]], None] | None,
+                 release: bool = True) -> None:  # fmt: skip
+        self.release = release
+        self.op = "put"
+        self.session = session
+        self.handle = handle
+        self.name = name
+        self.size = size
+        self.mtime = mtime
+        self.every = every
+        self.states_path = states_path
+        self.key = key
+        self.progress = progress
+        self.checkpoints = 0
+        self.restores = 0
+        self.sent = 0
+
+    def _save(self, activity: str, offset: int, chain: bytes, serial: int) -> None:
+        if self.states_path is None:
+            return
+        states = _load_states(self.states_path)
+        states[self.key] = {"activity": activity, "offset": offset, "chain": chain.hex(),
+                            "size": self.size, "mtime": self.mtime, "serial": serial,
+                            "session": self.session.id}  # fmt: skip
+        self.states_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(self.states_path, states)
+
+    def _forget(self) -> None:
+        if self.states_path is None:
+            return
+        states = _load_states(self.states_path)
+        if states.pop(self.key, None) is not None:
+            _write_json(self.states_path, states)
+
+    def _report(self, offset: int) -> None:
+        if self.progress is not None:
+            self.progress({"name": self.name, "size": self.size, "done": offset,
+                           "sent": self.sent, "checkpoints": self.checkpoints,
+                           "reconnects": self.session.resumes, "restores": self.restores})
+
+    async def run(self, saved: dict[str, Any] | None, offset: int, chain: bytes,
+                  whole: Any) -> SendResult:  # fmt: skip
+        session = self.session
+        start = offset
+        info = {"name": self.name, "size": self.size}
+        if saved is None:
+            activity = secrets.token_bytes(6)
+            await session.start_activity(activity, json.dumps(info).encode())
+            self._save(activity.hex(), 0, chain, 0)
+        else:
+            activity = bytes.fromhex(saved["activity"])
+            old = ConnectionId(common_ref=bytes.fromhex(saved["session"]))
+            marker = json.dumps({**info, "o": offset, "c": chain.hex()}).encode()
+            await session.resume_activity(activity, activity, int(saved.get("serial") or 0),
+                                          old_connection_id=old, user_data=marker)  # fmt: skip
+        try:
+            offset, chain, whole = await self._stream(activity, offset, chain, whole)
+            await session.end_activity()
+            self._forget()
+            if self.release:
+                await session.release()
+        except SessionAborted as exc:
+            raise TransferError(self._why(exc)) from None
+        return SendResult(self.name, self.size, self.sent, start, self.checkpoints,
+                          session.resumes, self.restores, whole.hexdigest(), 0.0)  # fmt: skip
+
+    def _why(self, exc: SessionAborted) -> str:
+        """The receiver's reason (its typed data), else the abort's."""
+        while (event := self.session.next_event_nowait()) is not None:
+            if isinstance(event, ev.TypedDataIndication):
+                error = _json(event.data).get("error")
+                if error:
+                    return f"the server stopped the transfer: {error}"
+        return f"the transfer was aborted: {exc}"
+
+    async def _stream(self, activity: bytes, offset: int, chain: bytes,
+                      whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
+        session = self.session
+        mark = offset - offset % self.every  # (checkpoints fall on multiples of ``every``)
+        self.handle.seek(offset)
+        while True:
+            try:
+                if offset >= self.size:
+                    return await self._finish(activity, offset, whole)
+                block = self.handle.read(min(CHUNK, self.size - offset, mark + self.every
+                                             - offset))  # fmt: skip
+                if not block:
+                    raise TransferError(f"{self.name}: the file shrank while it was sent")
+                await session.send(block)
+                offset += len(block)
+                self.sent += len(block)
+                whole.update(block)
+                if offset - mark >= self.every and offset < self.size:
+                    chain = whole.digest()
+                    cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
+                          "n": self.name, "e": self.every}  # fmt: skip
+                    serial = await session.sync(major=True, user_data=json.dumps(cp).encode())
+                    mark = offset
+                    self.checkpoints += 1
+                    self._save(activity.hex(), offset, chain, serial)
+                self._report(offset)
+            except CheckpointRestored as exc:  # the server went back: so do we
+                self.restores += 1
+                back = _json(exc.user_data)
+                offset = int(back.get("o", 0))
+                chain, whole = _rehash(self.handle, offset, self.every)
+                mark = offset
+                marker = json.dumps({"name": self.name, "size": self.size, "o": offset,
+                                     "c": chain.hex()}).encode()  # fmt: skip
+                await session.resume_activity(activity, activity, exc.serial or 0,
+                                              old_connection_id=ConnectionId(
+                                                  common_ref=bytes.fromhex(session.id)),
+                                              user_data=marker)  # fmt: skip
+
+    async def _finish(self, activity: bytes, offset: int,
+                      whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
+        chain = whole.digest()
+        cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest(),
+              "op": self.op, "n": self.name, "e": self.every}  # fmt: skip
+        await self.session.sync(major=True, user_data=json.dumps(cp).encode())
+        self.checkpoints += 1
+        self._report(offset)
+        return offset, chain, whole
+
+
+async def get_file(name: str, host: str, port: int, *, output: Path,
+                   credentials: dict[str, str] | None = None, tls: Any = None,
+                   server_hostname: str | None = None, state_dir: Path | None = None,
+                   restart: bool = False, checkpoint: int = 64 << 20,
+                   options: Options | None = None,
+                   progress: Callable[[dict[str, Any]], None] | None = None,
+                   ) -> SendResult:  # fmt: skip
+    """Fetch ``name`` from the file service at ``host:port`` into ``output``: the server
+    sends it as an activity with checkpoints; this side makes each durable before it
+    confirms it, and a rerun after a kill resumes from the last one."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    output = Path(output)
+    if output.is_dir():
+        output = output / Path(name).name
+    downloads = state_file(state_dir).with_name("downloads")
+    try:
+        local = FileService(output.parent, downloads)
+    except OSError as exc:
+        raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
+    index = downloads / "index.json"
+    key = f"{host}:{port}|{name}|{output.resolve()}"
+    known = _load_states(index).get(key)
+    request: dict[str, Any] = {"op": "get", "name": name, "checkpoint": checkpoint}
+    state = local.state(str(known.get("activity", ""))) if known and not restart else None
+    if state is not None and state.checkpoints:
+        offset, chain = state.checkpoints[-1]
+        request["resume"] = {"activity": state.activity, "offset": offset, "chain": chain,
+                             "session": known["session"] if known else None}  # fmt: skip
+    opts = options or Options(tpdu_size=65408)
+    try:
+        session = await connect(
+            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
+            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
+            config=FILES_CONFIG, options=opts,
+        )  # fmt: skip
+    except ConnectRefused as exc:
+        raise TransferError(f"the server refused: {exc.message}") from None
+    except ssl.SSLError as exc:
+        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
+    except (OSError, TimeoutError) as exc:
+        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
+        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+    entries = _load_states(index)
+    previous = entries.get(key) or {}
+    receiver = _Receiver(local, session, {"op": "get", "name": output.name, "size": 0},
+                         progress)  # fmt: skip
+    start = int(request.get("resume", {}).get("offset", 0))
+
+    def remember(event: Any) -> None:  # the activity's id, for a rerun
+        entries[key] = {"activity": event, "session": previous.get("session", session.id)}
+        index.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(index, entries)
+
+    receiver.on_open = remember
+    try:
+        await receiver.run()
+    except SessionAborted as exc:
+        raise TransferError(_typed_error(session) or f"the transfer was aborted: {exc}") from None
+    if not receiver.finished:
+        raise TransferError(f"the transfer of {name!r} ended before the whole file came")
+    entries = _load_states(index)
+    if entries.pop(key, None) is not None:
+        _write_json(index, entries)
+    digest = hashlib.sha256()
+    with open(output, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return SendResult(name, receiver.size, receiver.size - start, start,
+                      len(receiver.upload.checkpoints) if receiver.upload else 0,
+                      session.resumes, 0, digest.hexdigest(), loop.time() - started)
+
+
+def _typed_error(session: Session) -> str | None:
+    while (event := session.next_event_nowait()) is not None:
+        if isinstance(event, ev.TypedDataIndication):
+            error = _json(event.data).get("error")
+            if error:
+                return f"the server stopped the transfer: {error}"
+    return None

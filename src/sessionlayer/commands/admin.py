@@ -1,0 +1,145 @@
+"""``sessionlayer serve --admin`` and ``sessionlayer relay --admin``: Prometheus ``/metrics``
+and a JSON ``/sessions`` list, served by aiohttp (the ``admin`` extra) on an address of its
+own, loopback by default."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..aio import Server
+from . import CommandError
+
+if TYPE_CHECKING:
+    from ..relay import Relay
+
+__all__ = ["start_admin", "sessions_json", "start_relay_admin", "relay_json"]
+
+
+def sessions_json(server: Server, progress: Callable[[str], dict[str, Any] | None]) -> Any:
+    """What ``/sessions`` answers: one object per live session (detached ones too)."""
+    rows = []
+    for info in server.sessions:
+        row = dataclasses.asdict(info)
+        row["peer"] = f"{info.peer[0]}:{info.peer[1]}" if isinstance(info.peer, tuple) else None
+        row["progress"] = progress(info.id)
+        rows.append(row)
+    stats = server.stats
+    return {
+        "sessions": rows,
+        "stats": {
+            "accepted": stats.accepted, "interrupted": stats.interrupted,
+            "resumed": dict(stats.resumed), "expired": stats.expired,
+            "refused": dict(stats.refused), "resume_refused": dict(stats.resume_refused),
+        },
+    }  # fmt: skip
+
+
+async def start_admin(server: Server, host: str, port: int,
+                      progress: Callable[[str], dict[str, Any] | None]) -> Any:  # fmt: skip
+    """Serve the admin endpoints; returns the aiohttp runner (``await runner.cleanup()``)."""
+    from ..metrics import register
+
+    def collector(registry: Any) -> None:
+        register(server, registry=registry)
+
+    return await _serve(lambda: sessions_json(server, progress), collector, host, port)
+
+
+def relay_json(relay: Relay) -> Any:
+    """What a relay's ``/sessions`` answers: each client connection with both legs."""
+    stats = relay.stats
+    return {
+        "kind": "relay",
+        "upstream": f"{relay.upstream[0]}:{relay.upstream[1]}",
+        "sessions": [info.to_dict() for info in relay.sessions],
+        "stats": {
+            "connections": stats.connections, "relayed": stats.relayed,
+            "rejected": dict(stats.rejected), "refused": dict(stats.refused),
+            "ended": dict(stats.ended), "handshakes": relay.handshakes,
+        },
+    }  # fmt: skip
+
+
+class _RelayCollector:
+    """``sessionlayer_relay_*`` metrics, read from the relay when Prometheus scrapes."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        relay, stats = self.relay, self.relay.stats
+        live = relay.sessions
+        phases = GaugeMetricFamily("sessionlayer_relay_sessions",
+                                   "Client connections by phase", labels=["phase"])  # fmt: skip
+        for phase in ("handshake", "connecting", "open", "ended"):
+            phases.add_metric([phase], sum(1 for info in live if info.phase == phase))
+        yield phases
+        yield CounterMetricFamily("sessionlayer_relay_connections",
+                                  "Client connections accepted", value=stats.connections)
+        yield CounterMetricFamily("sessionlayer_relay_relayed",
+                                  "CNs relayed to the upstream", value=stats.relayed)
+        for name, counter, label in (("rejected", stats.rejected, "why"),
+                                     ("refused", stats.refused, "reason"),
+                                     ("ended", stats.ended, "outcome")):  # fmt: skip
+            family = CounterMetricFamily(f"sessionlayer_relay_{name}",
+                                         f"Relay connections {name}", labels=[label])
+            for key, count in sorted(counter.items()):
+                family.add_metric([key], count)
+            yield family
+        octets = CounterMetricFamily("sessionlayer_relay_bytes", "Octets on each leg",
+                                     labels=["leg", "direction"])  # fmt: skip
+        for leg in ("client", "upstream"):
+            legs = [getattr(info, leg) for info in live if getattr(info, leg) is not None]
+            octets.add_metric([leg, "in"], stats.octets[(leg, "in")]
+                              + sum(x.bytes_in for x in legs))  # fmt: skip
+            octets.add_metric([leg, "out"], stats.octets[(leg, "out")]
+                              + sum(x.bytes_out for x in legs))  # fmt: skip
+        yield octets
+
+
+async def start_relay_admin(relay: Relay, host: str, port: int) -> Any:
+    """``sessionlayer relay --admin``: the relay's ``/sessions`` and ``/metrics``."""
+
+    def collector(registry: Any) -> None:
+        registry.register(_RelayCollector(relay))
+
+    return await _serve(lambda: relay_json(relay), collector, host, port)
+
+
+async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], None],
+                 host: str, port: int) -> Any:  # fmt: skip
+    """An aiohttp app with ``/metrics`` and ``/sessions``, listening on host:port."""
+    try:
+        from aiohttp import web
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+    except ImportError:
+        raise CommandError(
+            "--admin needs the admin extra: pip install 'sessionlayer[admin]'"
+        ) from None
+    registry = CollectorRegistry()
+    collector(registry)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def sessions(_: web.Request) -> web.Response:
+        return web.json_response(sessions_doc())
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/sessions", sessions)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CommandError(f"cannot serve --admin on {host}:{port}: {exc.strerror}") from None
+    return runner

@@ -1,0 +1,71 @@
+"""``sessionlayer get NAME [HOST:PORT] [-o PATH]``: fetch a file from a session server's
+file service, resumably (see apps/files.py): the server sends it as an activity with
+checkpoints; a rerun after a kill resumes from the last confirmed one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..apps.files import SendResult, TransferError, get_file
+from ..errors import SessionLayerError
+from . import CommandError, parse_address
+from .send import Progress, client_tls
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser(
+        "get", help="fetch a file from a session server (resumable)",
+        description="Fetch NAME from the file service of a sessionlayer server into PATH"
+        " (default: the current directory). Survives cuts and server restarts; rerun the"
+        " same command after it was killed and it resumes from its last checkpoint.",
+    )  # fmt: skip
+    p.add_argument("name")
+    p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
+    p.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
+    p.add_argument("--checkpoint", type=float, default=64.0, metavar="MIB",
+                   help="ask for a checkpoint every this many MiB (64)")  # fmt: skip
+    p.add_argument("--user", help="user name (the password from $SESSIONLAYER_PASSWORD)")
+    p.add_argument("--tls", action="store_true", help="connect over TLS")
+    p.add_argument("--ca", help="PEM CA file to check the server's certificate")
+    p.add_argument("--cert", help="PEM client certificate (mutual TLS); --key its key")
+    p.add_argument("--key")
+    p.add_argument("--restart", action="store_true", help="start over")
+    p.add_argument("--state-dir", type=Path, help="where the transfer state is kept")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    host, port = parse_address(ns.address)
+    credentials = None
+    if ns.user:
+        credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    progress = Progress(out, ns.json)
+    started = time.monotonic()
+    try:
+        result: SendResult = asyncio.run(get_file(
+            ns.name, host, port, output=ns.output, credentials=credentials,
+            tls=client_tls(ns), server_hostname=host, state_dir=ns.state_dir,
+            restart=ns.restart, checkpoint=int(ns.checkpoint * (1 << 20)), progress=progress,
+        ))  # fmt: skip
+    except (TransferError, SessionLayerError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    if ns.json:
+        obj = dict(result.__dict__)
+        obj["seconds"] = round(seconds, 3)
+        out.write(json.dumps(obj) + "\n")
+    else:
+        out.write(f"got {result.name}: {result.size} octets (this run {result.sent}, from"
+                  f" {result.resumed_from}), {result.checkpoints} checkpoints,"
+                  f" {result.reconnects} reconnects, SHA-256 {result.sha256}\n")  # fmt: skip
+    return 0

@@ -1,0 +1,139 @@
+"""``sessionlayer send FILE [HOST:PORT]``: a resumable file transfer (see apps/files.py).
+
+A progress bar on a terminal (rich: octets, rate, ETA, checkpoints, reconnects), plain
+lines otherwise, one JSON object with ``--json``.  Rerunning the same command after a
+killed transfer resumes it from its last confirmed checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..apps.files import SendResult, TransferError, send_file
+from ..errors import SessionLayerError
+from . import CommandError, parse_address
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser(
+        "send", help="send a file to a session server (resumable)",
+        description="Send FILE to the file service of a sessionlayer server. The transfer"
+        " survives network cuts and server restarts; rerun the same command after it was"
+        " killed and it resumes from its last confirmed checkpoint.",
+    )  # fmt: skip
+    p.add_argument("file", type=Path)
+    p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
+    p.add_argument("--name", help="the name on the server (the file's own name)")
+    p.add_argument("--checkpoint", type=float, default=64.0, metavar="MIB",
+                   help="a checkpoint every this many MiB (64)")  # fmt: skip
+    p.add_argument("--user", help="user name (the password from $SESSIONLAYER_PASSWORD)")
+    p.add_argument("--tls", action="store_true", help="connect over TLS")
+    p.add_argument("--ca", help="PEM CA file to check the server's certificate")
+    p.add_argument("--cert", help="PEM client certificate (mutual TLS); --key its key")
+    p.add_argument("--key")
+    p.add_argument("--restart", action="store_true",
+                   help="start over, forgetting an interrupted transfer of this file")
+    p.add_argument("--state-dir", type=Path, help="where the transfer state is kept")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
+    if not (ns.tls or ns.ca or ns.cert):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=ns.ca)
+        if ns.cert:
+            ctx.load_cert_chain(ns.cert, ns.key)
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(f"cannot load the TLS files: {exc}") from None
+    return ctx
+
+
+class Progress:
+    """A rich progress bar on a terminal, a line per 10 % otherwise, nothing with --json."""
+
+    def __init__(self, out: TextIO, quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+        self.step = -1
+        if not quiet and out.isatty():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,  # fmt: skip
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[extra]}"),
+            )  # fmt: skip
+            self.bar.start()
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        extra = (f"checkpoints {state['checkpoints']}  reconnects {state['reconnects']}"
+                 f"{'  restores ' + str(state['restores']) if state['restores'] else ''}")
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task(state["name"], total=state["size"], extra="")
+            self.bar.update(self.task, completed=state["done"], extra=extra)
+            return
+        step = state["done"] * 10 // max(state["size"], 1)
+        if step != self.step:
+            self.step = step
+            self.out.write(f"{state['name']}: {state['done']}/{state['size']} octets"
+                           f" ({step * 10} %), {extra}\n")  # fmt: skip
+            self.out.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    host, port = parse_address(ns.address)
+    credentials = None
+    if ns.user:
+        credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    if ns.checkpoint <= 0:
+        raise CommandError("--checkpoint must be positive")
+    progress = Progress(out, ns.json)
+    started = time.monotonic()
+    try:
+        result: SendResult = asyncio.run(send_file(
+            ns.file, host, port, name=ns.name, checkpoint=int(ns.checkpoint * (1 << 20)),
+            credentials=credentials, tls=client_tls(ns), server_hostname=host,
+            state_dir=ns.state_dir, restart=ns.restart, progress=progress,
+        ))  # fmt: skip
+    except (TransferError, SessionLayerError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    if ns.json:
+        obj = dict(result.__dict__)
+        obj["seconds"] = round(seconds, 3)
+        out.write(json.dumps(obj) + "\n")
+    else:
+        rate = result.sent / seconds / 1e6 if seconds else 0.0
+        out.write(f"sent {result.name}: {result.size} octets (this run {result.sent}, from"
+                  f" {result.resumed_from}), {rate:.1f} MB/s, {result.checkpoints} checkpoints,"
+                  f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
+                  f" {result.sha256} verified by the server\n")  # fmt: skip
+    return 0

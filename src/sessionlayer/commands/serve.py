@@ -1,0 +1,189 @@
+"""``sessionlayer serve``: a session server hosting the file service.
+
+Its embedded default store is SQLite in the data directory, so a server killed and
+started again resumes its sessions from their checkpoints.  SIGTERM or SIGINT stops it
+gracefully: resumable sessions lose their connections without an abort and stay in the
+store (their clients resume them once it is back, or on another node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import ssl
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..aio import ConnectRequest, Options, Refuse, Session, check_passwords, serve
+from ..aio.client import RESUMABLE_CONFIG
+from ..apps.files import SERVICE, FileService
+from ..errors import SessionLayerError
+from ..machine import SessionConfig
+from ..spdu.codes import FunctionalUnit as FU
+from . import CommandError, parse_address
+from .logs import setup_logging
+
+__all__ = ["add", "run", "SERVER_CONFIG"]
+
+#: What the server accepts: the resumable default units and activity management (a file
+#: transfer is an activity; sessions that do not propose it do not get it).
+SERVER_CONFIG = SessionConfig(functional_units=RESUMABLE_CONFIG.functional_units | FU.ACTIVITY)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "sessionlayer"
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve", help="run a session server with the file service",
+        description="Run a session server: resumable sessions, the file service (sessionlayer"
+        " send), a durable store, optional TLS, credentials and an admin endpoint.",
+    )  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (10102; 0: a free one)")
+    p.add_argument("--data-dir", type=Path, help="the server's directory (default:"
+                   " $XDG_DATA_HOME/sessionlayer)")  # fmt: skip
+    p.add_argument("--store", help="sqlite (the default, in the data directory), memory,"
+                   " sqlite:PATH or redis://HOST:PORT/DB")  # fmt: skip
+    p.add_argument("--files", type=Path, help="where received files go (DATA-DIR/files)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve over TLS")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--client-ca", help="PEM CA file: require client certificates (mutual TLS)")
+    p.add_argument("--auth", type=Path, help="a JSON object of user names and passwords")
+    p.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics and /sessions here")
+    p.add_argument("--node", help="this server's name in a shared store")
+    p.add_argument("--resume-timeout", type=float, default=60.0, help="seconds a session"
+                   " whose connection was lost waits for its client (60)")  # fmt: skip
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+
+
+def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
+    if not ns.tls_cert and not ns.tls_key and not ns.client_ca:
+        return None
+    if not ns.tls_cert or not ns.tls_key:
+        raise CommandError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(ns.tls_cert, ns.tls_key)
+        if ns.client_ca:
+            ctx.load_verify_locations(ns.client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandError(f"cannot load the TLS files: {exc}") from None
+    return ctx
+
+
+def _users(path: Path | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    try:
+        users = json.loads(path.read_text())
+    except OSError as exc:
+        raise CommandError(f"cannot read --auth {path}: {exc.strerror}") from None
+    except ValueError:
+        users = None
+    if not isinstance(users, dict) or not all(isinstance(v, str) for v in users.values()):
+        raise CommandError(f"--auth {path}: not a JSON object of user names and passwords")
+    return users
+
+
+def _store(ns: argparse.Namespace, data_dir: Path) -> Any:
+    from ..stores import open_store
+
+    url = ns.store or "sqlite"
+    if url == "sqlite":
+        url = f"sqlite:{data_dir / 'sessions.db'}"
+    try:
+        return open_store(url)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    return asyncio.run(_run(ns, out, err))
+
+
+async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    setup_logging(ns.log_format, err)
+    data_dir: Path = ns.data_dir or default_data_dir()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        files = FileService(ns.files or data_dir / "files", data_dir / "transfers")
+    except OSError as exc:
+        raise CommandError(f"cannot use {data_dir}: {exc.strerror}") from None
+    tls = _tls(ns)
+    users = _users(ns.auth)
+    password_check = check_passwords(users) if users is not None else None
+    store = _store(ns, data_dir)
+
+    def authenticate(request: ConnectRequest) -> bool:
+        if password_check is not None and not password_check(request):
+            return False
+        if request.resuming:
+            return True  # (what it asked for was checked when it was opened)
+        service = request.offers.get("service", [])
+        if SERVICE not in service:
+            raise Refuse(f"this server offers the {SERVICE!r} service only")
+        files.check(request)
+        return True
+
+    async def handler(session: Session) -> None:
+        await files.handle(session)
+
+    host = ns.host
+    port = ns.port if ns.port is not None else parse_address(None)[1]
+    options = Options(tpdu_size=65408, resume_timeout=ns.resume_timeout)
+    try:
+        server = await serve(
+            handler, host, port, tls=tls, authenticate=authenticate,
+            supported={"service": [SERVICE]}, config=SERVER_CONFIG, options=options,
+            store=store, node=ns.node,
+        )  # fmt: skip
+    except OSError as exc:
+        await store.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except SessionLayerError as exc:
+        await store.close()
+        raise CommandError(str(exc)) from None
+    admin = None
+    if ns.admin:
+        from .admin import start_admin
+
+        admin_host, admin_port = parse_address(ns.admin, "127.0.0.1", 0)
+        try:
+            admin = await start_admin(server, admin_host, admin_port, files.progress.get)
+        except CommandError:
+            server.close()
+            await server.wait_closed()
+            await store.close()
+            raise
+        bound = admin.addresses[0]
+        out.write(f"sessionlayer serve: admin on http://{bound[0]}:{bound[1]}\n")
+    where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
+    out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
+                          "files": str(files.root), "node": server.node}) + "\n"
+              if ns.log_format == "json" else
+              f"sessionlayer serve: listening on {where} (store {store.name}, files"
+              f" {files.root})\n")  # fmt: skip
+    out.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        server.close(detach=True)
+        await server.wait_closed()
+        if admin is not None:
+            await admin.cleanup()
+        await store.close()
+    out.write("sessionlayer serve: stopped (sessions kept in the store)\n")
+    return 0

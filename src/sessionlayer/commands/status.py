@@ -1,0 +1,111 @@
+"""``sessionlayer status [HOST:PORT | --admin URL]``: the live sessions of a server, from
+its admin endpoint (``sessionlayer serve --admin``), or the relayed sessions of a relay with
+both legs (``sessionlayer relay --admin``): a table refreshed every second on a terminal,
+once with ``--once`` (or when not a terminal), JSON with ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any, TextIO
+
+from . import CommandError, parse_address
+
+__all__ = ["add", "run", "fetch"]
+
+COLUMNS = ("id", "peer", "state", "age", "in", "out", "tokens", "checkpoint",
+           "interrupted", "resumed", "activity", "progress")  # fmt: skip
+#: A relay's sessions (its /sessions says ``"kind": "relay"``): both legs of each.
+RELAY_COLUMNS = ("id", "phase", "client", "client state", "upstream", "upstream state",
+                 "client in", "client out", "age", "outcome")  # fmt: skip
+
+
+def add(sub: Any) -> None:
+    p = sub.add_parser("status", help="show a server's live sessions (its --admin endpoint)")
+    p.add_argument("address", nargs="?", metavar="HOST:PORT",
+                   help="the server's admin address (127.0.0.1:10103)")  # fmt: skip
+    p.add_argument("--admin", metavar="URL", help="the admin endpoint's URL instead")
+    p.add_argument("--once", action="store_true", help="print the table once")
+    p.add_argument("--json", action="store_true", help="print the JSON once")
+
+
+def fetch(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/sessions", timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.URLError as exc:
+        raise CommandError(f"cannot reach the admin endpoint {url}: {exc.reason}") from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
+
+
+def _rows(data: Any) -> list[list[str]]:
+    rows = []
+    for s in data.get("sessions", []):
+        progress = s.get("progress") or {}
+        done = (f"{progress['name']} {100 * progress['done'] // max(progress['size'], 1)} %"
+                if progress.get("size") is not None else "")  # fmt: skip
+        rows.append([
+            s["id"][:12], s.get("peer") or "", s["state"], f"{s['age']:.0f}s",
+            str(s["bytes_in"]), str(s["bytes_out"]), str(s["tokens"]),
+            "" if s.get("checkpoint") is None else str(s["checkpoint"]),
+            str(s.get("interruptions", 0)), str(s.get("resumes", 0)),
+            s.get("activity") or "", done,
+        ])  # fmt: skip
+    return rows
+
+
+def _relay_rows(data: Any) -> list[list[str]]:
+    rows = []
+    for s in data.get("sessions", []):
+        client, upstream = s["client"], s.get("upstream") or {}
+        rows.append([
+            s["id"][:12], s["phase"], client.get("peer") or "", client["state"],
+            upstream.get("peer") or "", upstream.get("state", ""), str(client["bytes_in"]),
+            str(client["bytes_out"]), f"{s['age']:.0f}s", s.get("outcome") or "",
+        ])  # fmt: skip
+    return rows
+
+
+def _table(data: Any) -> Any:
+    from rich.table import Table
+
+    count = len(data.get("sessions", []))
+    columns: tuple[str, ...]
+    if data.get("kind") == "relay":
+        title = f"{count} relayed sessions (to {data.get('upstream')})"
+        columns, rows = RELAY_COLUMNS, _relay_rows(data)
+    else:
+        title, columns, rows = f"{count} sessions", COLUMNS, _rows(data)
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if ns.admin:
+        url = ns.admin
+    else:
+        host, port = parse_address(ns.address, default_port=10103)
+        url = f"http://{host}:{port}"
+    if ns.json:
+        out.write(json.dumps(fetch(url)) + "\n")
+        return 0
+    from rich.console import Console
+
+    console = Console(file=out, width=None if out.isatty() else 160)
+    if ns.once or not out.isatty():
+        console.print(_table(fetch(url)))
+        return 0
+    from rich.live import Live
+
+    with Live(_table(fetch(url)), console=console, refresh_per_second=2) as live:
+        while True:  # (until Ctrl-C: the CLI reports "interrupted")
+            time.sleep(1.0)
+            live.update(_table(fetch(url)))

@@ -1,0 +1,375 @@
+"""Issue 10's file transfer, run as the user runs it: ``sessionlayer serve`` and
+``sessionlayer send`` in processes of their own.  Cuts, a killed client that resumes from
+its last checkpoint, a killed and restarted server, and every refusal in one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.faults.proxy import FaultProxy
+
+from .files_helpers import ENV, LIMIT, Serve, cli, result, send
+
+MIB = 1 << 20
+PIPE = asyncio.subprocess.PIPE
+
+
+def make_file(path: Path, size: int, seed: int = 1) -> Path:
+    block = hashlib.sha256(b"%d" % seed).digest() * (MIB // 32)
+    with open(path, "wb") as f:
+        left = size
+        i = 0
+        while left:
+            chunk = hashlib.sha256(block[:64] + b"%d" % i).digest() + block
+            f.write(chunk[:left])
+            left -= min(left, len(chunk))
+            i += 1
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def no_traceback(*texts: str) -> None:
+    for text in texts:
+        assert "Traceback" not in text, text
+
+
+def test_a_file_arrives_whole_and_verified(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "a.bin", 5 * MIB + 123)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--json",
+                                          "--checkpoint", "1", "--state-dir", str(tmp_path))
+            assert status == 0, err
+            res = result(out)
+            assert res["size"] == res["sent"] == src.stat().st_size
+            assert res["checkpoints"] >= 5
+            assert res["sha256"] == sha(src) == sha(tmp_path / "srv" / "files" / "a.bin")
+            assert not list((tmp_path / "srv" / "files").glob(".*part"))  # no partial file
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_a_transfer_survives_cuts(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "c.bin", 24 * MIB)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            async with FaultProxy("127.0.0.1", server.port, seed=7) as proxy:
+                proxy.schedule(cut_after_bytes=(200_000, 3_000_000), modes=("reset",),
+                               max_cuts=6)  # fmt: skip
+                status, out, err = await send(str(src), f"127.0.0.1:{proxy.port}", "--json",
+                                              "--checkpoint", "2", "--state-dir", str(tmp_path))
+                assert status == 0, err
+                res = result(out)
+                assert res["reconnects"] >= 3, res
+                assert proxy.cuts >= 3
+                await server.stop()
+                assert sha(tmp_path / "srv" / "files" / "c.bin") == sha(src), server.err
+                no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_a_killed_client_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    size = 40 * MIB
+    src = make_file(tmp_path / "k.bin", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            status, _, _ = await send(str(src), f"127.0.0.1:{server.port}", *state,
+                                      kill_after=size // 2)  # fmt: skip
+            assert status == -9
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--json", *state)
+            assert status == 0, err
+            res = result(out)
+            assert res["resumed_from"] > 0 and res["sent"] < size  # it did not start over
+            assert res["resumed_from"] + res["sent"] == size
+            assert sha(tmp_path / "srv" / "files" / "k.bin") == sha(src)
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_a_changed_source_is_refused_on_the_rerun(tmp_path: Path) -> None:
+    size = 40 * MIB
+    src = make_file(tmp_path / "s.bin", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            await send(str(src), f"127.0.0.1:{server.port}", *state, kill_after=size // 2)
+            make_file(src, size, seed=2)  # same size, other content, new mtime
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", *state)
+            assert status == 1
+            assert "changed since the interrupted transfer" in err and "--restart" in err
+            assert err.count("\n") == 1
+            no_traceback(out, err)
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--restart",
+                                          *state)  # fmt: skip
+            assert status == 0, err
+            assert sha(tmp_path / "srv" / "files" / "s.bin") == sha(src)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    size = 60 * MIB
+    src = make_file(tmp_path / "r.bin", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        again = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
+                     "--state-dir", str(tmp_path / "state")),
+                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+            assert proc.stdout is not None
+            async with asyncio.timeout(LIMIT):
+                while b"(30 %)" not in await proc.stdout.readline():
+                    pass
+            server.kill()
+            await server.proc.wait()  # type: ignore[union-attr]
+            again = await Serve(tmp_path / "srv", port=server.port).start()
+            async with asyncio.timeout(LIMIT):
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err
+            assert b"1 restores" in out, out
+            assert sha(tmp_path / "srv" / "files" / "r.bin") == sha(src)
+            no_traceback(out.decode(), err.decode())
+        finally:
+            server.kill()
+            if again is not None:
+                await again.stop()
+
+    run(main())
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("../escape.bin", "outside the served directory"),
+    ("/etc/escape.bin", "outside the served directory"),
+    ("link/escape.bin", "outside the served directory"),
+])
+def test_a_name_that_escapes_the_files_directory_is_refused(tmp_path: Path, name: str,
+                                                            why: str) -> None:
+    src = make_file(tmp_path / "n.bin", 1000)
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    (files / "link").symlink_to(tmp_path)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--name", name,
+                                          "--state-dir", str(tmp_path))
+            assert status == 1 and why in err and err.count("\n") == 1, err
+            assert not (tmp_path / "escape.bin").exists()
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_bad_credentials_and_a_missing_server_and_file_get_one_line(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "p.bin", 1000)
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"ada": "s3cret"}))
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--auth", str(users)).start()
+        try:
+            base = [f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path)]
+            os.environ["SESSIONLAYER_PASSWORD"] = "wrong"
+            try:
+                status, out, err = await send(str(src), *base, "--user", "ada")
+            finally:
+                del os.environ["SESSIONLAYER_PASSWORD"]
+            assert status == 1 and "refused" in err and "authentication" in err, err
+            no_traceback(out, err)
+            status, out, err = await send(str(tmp_path / "missing.bin"), *base)
+            assert status == 1 and "cannot read" in err and err.count("\n") == 1, err
+        finally:
+            await server.stop()
+        status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--state-dir",
+                                      str(tmp_path))  # fmt: skip
+        assert status == 1 and "cannot reach" in err and err.count("\n") == 1, err
+        no_traceback(out, err)
+
+    run(main())
+
+
+def test_a_full_disk_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    files = tmp_path / "small"
+    files.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(files)], check=True)
+    try:
+        src = make_file(tmp_path / "big.bin", 8 * MIB)
+
+        async def main() -> None:
+            server = await Serve(tmp_path / "srv", "--files", str(files)).start()
+            try:
+                status, out, err = await send(str(src), f"127.0.0.1:{server.port}",
+                                              "--state-dir", str(tmp_path))  # fmt: skip
+                assert status == 1 and "not enough space" in err, err
+                no_traceback(out, err)
+            finally:
+                await server.stop()
+
+        run(main())
+    finally:
+        subprocess.run(["umount", str(files)], check=False)
+
+
+def test_status_json_during_a_transfer(tmp_path: Path) -> None:
+    size = 200 * MIB
+    src = make_file(tmp_path / "st.bin", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--admin", "127.0.0.1:0").start()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
+                     "--state-dir", str(tmp_path)),
+                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+            assert proc.stdout is not None
+            async with asyncio.timeout(LIMIT):
+                while b"(10 %)" not in await proc.stdout.readline():
+                    pass
+            rows: list[dict[str, object]] = []
+            async with asyncio.timeout(LIMIT):
+                while not rows:  # (the server's side of it may lag the client's progress)
+                    status = await asyncio.create_subprocess_exec(
+                        *cli("status", f"127.0.0.1:{server.admin_port}", "--json"), env=ENV,
+                        stdout=PIPE, stderr=PIPE)  # fmt: skip
+                    out, err = await status.communicate()
+                    assert status.returncode == 0, err
+                    data = json.loads(out)
+                    rows = [s for s in data["sessions"] if s["activity"] and s["progress"]]
+            [row] = rows
+            assert row["state"].startswith("STA") and row["bytes_in"] > 0
+            assert row["progress"]["name"] == "st.bin" and row["progress"]["size"] == size
+            await asyncio.wait_for(proc.communicate(), LIMIT)
+            assert proc.returncode == 0
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.admin_port}/metrics") as r:
+                assert b"sessionlayer_sessions_accepted_total" in r.read()
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+async def get(*args: str, kill_after: int | None = None) -> tuple[int | None, str, str]:
+    """``sessionlayer get ...`` (the same runner as send)."""
+    from . import files_helpers
+
+    proc = await asyncio.create_subprocess_exec(
+        *cli("get", *args), env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    async with asyncio.timeout(LIMIT):
+        while line := (await proc.stdout.readline()).decode():
+            out.append(line)
+            m = files_helpers.re.search(r": (\d+)/\d+ octets", line)
+            if kill_after is not None and m and int(m.group(1)) >= kill_after:
+                proc.kill()
+                break
+        err = (await proc.stderr.read()).decode()
+        status = await proc.wait()
+    return status, "".join(out), err
+
+
+def test_get_fetches_resumes_after_a_kill_and_refuses_unknown_names(tmp_path: Path) -> None:
+    size = 40 * MIB
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file(files / "g.bin", size)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            base = [f"127.0.0.1:{server.port}", "-o", str(out_dir), "--checkpoint", "4",
+                    "--state-dir", str(tmp_path / "state")]  # fmt: skip
+            status, _, _ = await get("g.bin", *base, kill_after=size // 2)
+            assert status == -9
+            assert not (out_dir / "g.bin").exists()  # never a partial file under its name
+            status, out, err = await get("g.bin", *base, "--json")
+            assert status == 0, err
+            res = result(out)
+            assert res["resumed_from"] > 0 and res["sent"] < size
+            assert sha(out_dir / "g.bin") == sha(src) == res["sha256"]
+            status, out, err = await get("nope.bin", *base)
+            assert status == 1 and "no file 'nope.bin'" in err and err.count("\n") == 1, err
+            status, out, err = await get("../etc/passwd", *base)
+            assert status == 1 and "outside the served directory" in err, err
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())
+
+
+def test_tls_a_failed_handshake_and_status_once(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    src = make_file(tmp_path / "t.bin", 3 * MIB)
+    pem = str(tmp_path / "server.pem")
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--tls-cert", pem, "--tls-key", pem,
+                             "--admin", "127.0.0.1:0").start()  # fmt: skip
+        try:
+            base = [f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path), "--tls"]
+            status, out, err = await send(str(src), *base)  # the CA is not trusted
+            assert status == 1 and "TLS" in err and err.count("\n") == 1, err
+            no_traceback(out, err)
+            status, out, err = await send(str(src), *base, "--ca", str(tmp_path / "ca.pem"))
+            assert status == 0, err
+            assert sha(tmp_path / "srv" / "files" / "t.bin") == sha(src)
+            proc = await asyncio.create_subprocess_exec(
+                *cli("status", f"127.0.0.1:{server.admin_port}", "--once"), env=ENV,
+                stdout=PIPE, stderr=PIPE)  # fmt: skip
+            table, err2 = await proc.communicate()
+            assert proc.returncode == 0, err2
+            assert b"sessions" in table and b"checkpoint" in table
+        finally:
+            await server.stop()
+
+    run(main())
