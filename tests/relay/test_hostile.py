@@ -346,7 +346,12 @@ def test_after_the_ac_the_upstream_sees_only_the_relays_abort(battery: Battery,
 
 
 def test_aftermath(battery: Battery) -> None:
-    time.sleep(0.5)  # (let the streamers exchange a few more messages after the attacks)
+    # The streamers still stream after every attack: a few more round trips each.
+    before = battery.streams.messages
+    deadline = time.monotonic() + 10
+    while battery.streams.messages < before + 2 * STREAMERS and time.monotonic() < deadline:
+        time.sleep(0.02)  # (waiting on the streamers' thread; bounded)
+    assert battery.streams.messages >= before + 2 * STREAMERS, battery.streams.errors
     battery.stop.set()
     deadline = time.monotonic() + 20
     while battery.streams.clients and time.monotonic() < deadline:

@@ -167,7 +167,6 @@ def test_ipv6_legs_in_the_capture(tmp_path: Path) -> None:
                         await session.send(b"over ipv6")
                         assert await session.receive() == b"over ipv6"
                         port = relay.port
-                    await asyncio.sleep(0)
             return port
 
     port = run(main())
