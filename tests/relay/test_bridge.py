@@ -631,3 +631,27 @@ def test_a_hello_that_does_not_decode_gets_no_keepalive() -> None:
     t = Through(accept_data=Welcome(keepalive=True).encode())
     t.open(b"SLH1{not json")
     assert t.bridge.phase == "open" and not t.bridge.client.keepalive
+
+
+def test_fast_path_hands_a_tsdu_spanning_tpdus_to_the_agent_and_takes_over_after() -> None:
+    """In one read: plain data, typed data in three TPDUs (not plain: the agent takes it,
+    and the rest of the read with it while RFC 1006 holds part of that TSDU), plain data;
+    everything arrives in order, and the next read takes the fast path again."""
+    units = FU.DUPLEX | FU.TYPED_DATA
+    t = Through(SessionConfig(functional_units=units), SessionConfig(functional_units=units))
+    t.open()
+    t.events["upstream"].clear()
+    t.client.machine.send_data(b"one")
+    t.client.machine.send_typed_data(bytes(20_000))
+    t.client.machine.send_data(b"two")
+    t.client.machine.send_data(b"three")
+    t.bridge.receive("client", b"".join(t.client.data_to_send()), t.now)
+    t.pump()
+    got = [(type(e).__name__, e.data) for e in t.events["upstream"]]  # type: ignore[attr-defined]
+    assert got == [("DataIndication", b"one"), ("TypedDataIndication", bytes(20_000)),
+                   ("DataIndication", b"two"), ("DataIndication", b"three")]  # fmt: skip
+    before = t.bridge.plain_messages
+    t.client.machine.send_data(b"four")
+    t.pump()
+    assert t.events["upstream"][-1] == ev.DataIndication(b"four")
+    assert t.bridge.plain_messages == before + 1
