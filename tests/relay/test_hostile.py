@@ -242,12 +242,28 @@ def test_bad_or_out_of_state_spdus_before_the_cn_get_ab_0x05(battery: Battery,
     upstream_untouched(battery, before)
 
 
-def test_oversized_tsdu_before_the_cn_is_refused(battery: Battery) -> None:
-    """A CN of 40 KiB (over the relay's 32 KiB limit): AB 0x11, never relayed."""
+def test_a_tsdu_over_max_size_before_the_cn_gets_ab_0x11(battery: Battery) -> None:
+    """40 KiB in one TSDU (DTs of 8192), over the relay's 32 KiB limit: AB 0x11 as soon as
+    the limit is passed, never relayed."""
+    before = battery.upstream.sessions
+    out = run(H.attack(battery.relay.port, H.dt(b"\x0d" + bytes(40_000)), handshake="cotp",
+                       timeout=CLOSE_WITHIN + 1))  # fmt: skip
+    assert out.closed and out.after is not None and out.after < CLOSE_WITHIN, out
+    assert out.aborted and out.abort_reason == 0x11, out
+    upstream_untouched(battery, before)
+
+
+def test_a_cn_whose_overflow_never_comes_is_closed_at_the_handshake_timeout(
+    battery: Battery,
+) -> None:
+    """A version-2 CN with 40 KB of user data: 10,240 in the CN, Data Overflow set; the
+    relay answers OA and the CDOs never come."""
     before = battery.upstream.sessions
     big = H.cn(SessionConfig(versions=2), user_data=bytes(40_000))
-    out = run(H.attack(battery.relay.port, H.dt(big), handshake="cotp", timeout=CLOSE_WITHIN + 1))
+    out = run(H.attack(battery.relay.port, H.dt(big), handshake="cotp",
+                       timeout=HANDSHAKE_TIMEOUT + 3))  # fmt: skip
     assert out.closed and not out.accepted, out
+    assert out.after is not None and out.after < HANDSHAKE_TIMEOUT + 1.0, out
     upstream_untouched(battery, before)
 
 
