@@ -589,7 +589,10 @@ class _Requests(_Rules):
         reason = AbortReason.TRANSPORT_RELEASED | AbortReason.USER_ABORT
 
         def build(ctx: Ctx) -> None:
-            self._prepare(ctx, PrepareType.AB)
+            # (Not before the AC: the peer's table has no PREPARE rows while it waits for
+            # the connection to be answered, STA02A/STA02B/STA08.)
+            if self._state not in ("STA02A", "STA02B", "STA08"):
+                self._prepare(ctx, PrepareType.AB)
             ctx.out = [self._encode(make(Abort, transport_disconnect=int(reason), user_data=data))]
 
         self._request("SUABreq", build)
