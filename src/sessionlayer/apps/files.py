@@ -62,7 +62,7 @@ FILES_CONFIG = SessionConfig(
     functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
     | FU.TYPED_DATA
 )
-CHUNK = 256 * 1024  #: octets per S-DATA
+CHUNK = 512 * 1024  #: octets per S-DATA (the default max_tsdu_size, 1 MiB, takes it whole)
 SERVICE = "files"  #: the application parameter ``service`` that selects this service
 
 
