@@ -158,6 +158,7 @@ class _Stream(asyncio.Protocol):
         self.unflushed = 0  # handed to the local transport, not yet taken by the kernel
         self.write_paused = False
         self.peer_eof = False
+        self.opened = False  # (client) the server said the target accepted (K)
         self.pending: list[bytes] | None = None  # (server) data before the target answered
         self.gone = False  # reset, or closed: nothing more either way
         self.connect_task: asyncio.Task[None] | None = None
@@ -442,13 +443,14 @@ class _Mux:
         elif kind == _RESET:
             if stream is not None:
                 reason = bytes(message[_HEAD_SIZE:]).decode("utf-8", "replace")
-                if not stream.transport and self.role == "client":
+                if not stream.opened and self.role == "client":
                     self.stats.failed += 1
                     self.session.log.info("session %s: stream %d refused: %s",
                                           self.session.id, sid, reason)  # fmt: skip
                 self._drop(stream, reset=True)
         elif kind == _OPENED:
-            pass  # (the client learns it by the data; kept for the logs and tools)
+            if stream is not None:
+                stream.opened = True
         elif kind == _OPEN and self.role == "server":
             self._open_remote(sid, bytes(message[_HEAD_SIZE:]).decode("utf-8", "replace"))
         else:
