@@ -686,8 +686,8 @@ class TunnelService:
             return None
         s = mux.stats
         return {"service": SERVICE, "streams": len(mux.streams), "opened": s.opened,
-                "failed": s.failed, "resets": s.resets, "bytes_sent": s.bytes_sent,
-                "bytes_received": s.bytes_received,
+                "failed": s.failed, "resets": s.resets, "to_target": s.bytes_received,
+                "from_target": s.bytes_sent,
                 "targets": sorted({st.target for st in mux.streams.values()})}  # fmt: skip
 
 
