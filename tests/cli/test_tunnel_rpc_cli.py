@@ -61,6 +61,7 @@ def test_serve_and_tunnel_carry_a_stream_through_cuts_and_show_it(tmp_path: Path
         server = await Serve(tmp_path / "srv", "--allow-tunnel", f"127.0.0.1:{target.port}",
                              "--admin", "127.0.0.1:0").start()  # fmt: skip
         tunnel = None
+        opened: list[asyncio.StreamWriter] = []
         try:
             async with FaultProxy("127.0.0.1", server.port, seed=4) as proxy:
                 tunnel = await Tunnel("--via", f"127.0.0.1:{proxy.port}").start()
@@ -68,6 +69,7 @@ def test_serve_and_tunnel_carry_a_stream_through_cuts_and_show_it(tmp_path: Path
                                max_cuts=10)  # fmt: skip
                 proxy.cut("reset")
                 reader, writer = await asyncio.open_connection("127.0.0.1", tunnel.port)
+                opened.append(writer)
                 payload = pattern(8, 4 << 20)
 
                 async def push() -> None:
@@ -83,6 +85,7 @@ def test_serve_and_tunnel_carry_a_stream_through_cuts_and_show_it(tmp_path: Path
                 assert proxy.cuts >= 5
                 # A second connection, left open: the admin endpoint shows it.
                 r2, w2 = await asyncio.open_connection("127.0.0.1", tunnel.port)
+                opened.append(w2)
                 w2.write(b"hi\n")
                 assert await asyncio.wait_for(r2.readline(), LIMIT) == b"hi\n"
                 assert server.admin_port is not None
@@ -98,10 +101,9 @@ def test_serve_and_tunnel_carry_a_stream_through_cuts_and_show_it(tmp_path: Path
                 assert "sessionlayer_tunnel_streams_opened_total 2.0" in metrics
                 status = subprocess.run(
                     cli("status", f"127.0.0.1:{server.admin_port}", "--once"),
-                    env=dict(ENV, COLUMNS="300"), capture_output=True, text=True,
-                    timeout=LIMIT, check=True,
+                    env=ENV, capture_output=True, text=True, timeout=LIMIT, check=True,
                 )  # fmt: skip
-                assert "tunnel 1 open/2, 4.2 MB up, 4.2 MB down" in status.stdout, status.stdout
+                assert "tunnel 1/2 up 4.2M down 4.2M" in status.stdout, status.stdout
                 w2.close()
                 writer.close()
                 out, err = await tunnel.stop()
@@ -109,6 +111,8 @@ def test_serve_and_tunnel_carry_a_stream_through_cuts_and_show_it(tmp_path: Path
                 assert "stopped (2 connections carried" in out, out + err
                 assert "Traceback" not in err, err
         finally:
+            for each in opened:
+                each.close()
             if tunnel is not None:
                 await tunnel.stop()
             await server.stop()

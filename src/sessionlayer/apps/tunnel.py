@@ -57,6 +57,7 @@ from ..recovery import Interrupted, Resumed
 __all__ = [
     "SERVICE",
     "INITIAL_WINDOW",
+    "WINDOW",
     "MAX_FRAME",
     "TunnelClient",
     "TunnelService",
@@ -70,9 +71,9 @@ log = logging.getLogger("sessionlayer")
 
 SERVICE = "tunnel"  #: the application parameter ``service`` that selects the tunnel
 INITIAL_WINDOW = 256 * 1024  #: each direction of a new stream starts with this credit
+WINDOW = 1 << 20  #: the credit a receiver gives each stream by default (granted at open)
 MAX_FRAME = 64 * 1024  #: the largest payload of one data frame
 LOCAL_HIGH = 128 * 1024  #: read from a local socket and not yet sent: reading pauses here
-GRANT_STEP = INITIAL_WINDOW // 4  #: credit is granted in steps of at least this much
 MAX_STREAMS = 256  #: streams at once per session (default)
 CONNECT_TIMEOUT = 10.0  #: (server) connecting to a target
 
@@ -250,12 +251,13 @@ class _Mux:
     ends; one sender task writes every frame (the reader never waits on a send, so two
     tunnel ends can never wait on each other)."""
 
-    def __init__(self, session: Session, role: str, *, window: int = INITIAL_WINDOW,
+    def __init__(self, session: Session, role: str, *, window: int = WINDOW,
                  max_streams: int = MAX_STREAMS,
                  service: TunnelService | None = None) -> None:  # fmt: skip
         self.session = session
         self.role = role
         self.window = max(window, INITIAL_WINDOW)
+        self.grant_step = self.window // 4  # credit goes back in steps of at least this
         self.max_streams = max_streams
         self.service = service
         self.streams: dict[int, _Stream] = {}
@@ -459,7 +461,7 @@ class _Mux:
     def consumed(self, stream: _Stream, n: int) -> None:
         """The local socket took ``n`` octets: grant them back (in steps)."""
         stream.ungranted += n
-        if stream.ungranted >= GRANT_STEP and not stream.peer_eof and not stream.gone:
+        if stream.ungranted >= self.grant_step and not stream.peer_eof and not stream.gone:
             self._grant(stream, stream.ungranted)
             stream.ungranted = 0
 
@@ -626,7 +628,7 @@ class TunnelService:
     streams of one session; ``connect_timeout`` bounds reaching a target.
     """
 
-    def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = INITIAL_WINDOW,
+    def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = WINDOW,
                  max_streams: int = MAX_STREAMS,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
         self.allow = [(host, int(port)) for host, port in allow]
@@ -707,7 +709,7 @@ class TunnelClient:
     def __init__(self, host: str, port: int, target: str | None = None, *,
                  tls: Any = None, server_hostname: str | None = None,
                  credentials: dict[str, str] | None = None, options: Options | None = None,
-                 window: int = INITIAL_WINDOW, max_streams: int = MAX_STREAMS,
+                 window: int = WINDOW, max_streams: int = MAX_STREAMS,
                  shared: bool = True,
                  addresses: Sequence[tuple[str, int]] = ()) -> None:  # fmt: skip
         if target:

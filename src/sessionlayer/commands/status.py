@@ -43,21 +43,22 @@ def fetch(url: str) -> Any:
 
 
 def _octets(n: int) -> str:
-    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
+            return f"{n / size:.1f}{unit}"
+    return str(n)
 
 
 def _progress(progress: dict[str, Any]) -> str:
-    """The progress column: a transfer's percentage, a tunnel's streams, RPC calls."""
+    """The progress column: a transfer's percentage; a tunnel's streams (open/carried)
+    and octets toward and from the target; RPC calls."""
     if progress.get("service") == "tunnel":
-        return (f"tunnel {progress.get('streams', 0)} open/{progress.get('opened', 0)},"
-                f" {_octets(progress.get('to_target', 0))} up,"
-                f" {_octets(progress.get('from_target', 0))} down")  # fmt: skip
+        return (f"tunnel {progress.get('streams', 0)}/{progress.get('opened', 0)}"
+                f" up {_octets(progress.get('to_target', 0))}"
+                f" down {_octets(progress.get('from_target', 0))}")  # fmt: skip
     if progress.get("service") == "rpc":
-        return (f"rpc: {progress.get('calls', 0)} calls, {progress.get('running', 0)}"
-                f" running, {progress.get('errors', 0)} errors")  # fmt: skip
+        return (f"rpc {progress.get('calls', 0)} calls {progress.get('running', 0)}"
+                f" running {progress.get('errors', 0)} errors")  # fmt: skip
     if progress.get("size") is not None:
         return f"{progress['name']} {100 * progress['done'] // max(progress['size'], 1)} %"
     return ""

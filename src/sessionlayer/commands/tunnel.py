@@ -13,7 +13,14 @@ import signal
 from typing import Any, TextIO
 
 from ..aio import Options
-from ..apps.tunnel import INITIAL_WINDOW, MAX_STREAMS, TunnelClient, TunnelError, parse_target
+from ..apps.tunnel import (
+    INITIAL_WINDOW,
+    MAX_STREAMS,
+    WINDOW,
+    TunnelClient,
+    TunnelError,
+    parse_target,
+)
 from ..recovery import Backoff
 from . import CommandError, parse_address
 from .logs import setup_logging
@@ -43,9 +50,9 @@ def add(sub: Any) -> None:
     p.add_argument("--key")
     p.add_argument("--per-connection", action="store_true",
                    help="a session per tunnelled connection (default: one for all)")
-    p.add_argument("--window", type=int, default=INITIAL_WINDOW // 1024, metavar="KIB",
-                   help=f"flow-control window per connection and direction"
-                   f" ({INITIAL_WINDOW // 1024} KiB, the least)")
+    p.add_argument("--window", type=int, default=WINDOW // 1024, metavar="KIB",
+                   help=f"flow-control window of each connection's data toward the"
+                   f" application ({WINDOW // 1024} KiB; at least {INITIAL_WINDOW // 1024})")
     p.add_argument("--max-streams", type=int, default=MAX_STREAMS,
                    help=f"tunnelled connections at once ({MAX_STREAMS})")
     p.add_argument("--keepalive", type=float, default=15.0, metavar="S",
