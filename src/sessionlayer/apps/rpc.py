@@ -462,8 +462,8 @@ class RpcClient:
 
     ``await rpc.call("name", *args, timeout=None, **kwargs)`` returns the result, or
     raises :class:`RemoteCallError` (the remote exception's type name and message),
-    :class:`CallTimeout`, :class:`CallLost`, or the session's own error when the session
-    is over before the call could be sent.  Cancelling the awaiting task sends a cancel
+    :class:`CallTimeout`, or :class:`CallLost` (the session ended, or the server lost its
+    state, with the call in flight; or the session was over before it was sent).  Cancelling the awaiting task sends a cancel
     to the server.  Any number of calls may be in flight; answers come in any order.
     """
 
@@ -504,10 +504,13 @@ class RpcClient:
         pending[cid] = future
         try:
             try:
-                await self.session.send(frame)
-            except CheckpointRestored:  # (this call was not sent: it may go now)
-                self._restored(keep=cid)
-                await self.session.send(frame)
+                try:
+                    await self.session.send(frame)
+                except CheckpointRestored:  # (this call was not sent: it may go now)
+                    self._restored(keep=cid)
+                    await self.session.send(frame)
+            except (SessionClosed, SessionAborted) as exc:
+                raise CallLost(f"the session is over (the call was not sent): {exc}") from None
             if timeout is None:
                 return await future
             try:
