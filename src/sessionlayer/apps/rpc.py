@@ -463,8 +463,9 @@ class RpcClient:
     ``await rpc.call("name", *args, timeout=None, **kwargs)`` returns the result, or
     raises :class:`RemoteCallError` (the remote exception's type name and message),
     :class:`CallTimeout`, or :class:`CallLost` (the session ended, or the server lost its
-    state, with the call in flight; or the session was over before it was sent).  Cancelling the awaiting task sends a cancel
-    to the server.  Any number of calls may be in flight; answers come in any order.
+    state, with the call in flight; or the session was over before it was sent).
+    Cancelling the awaiting task sends a cancel to the server.  Any number of calls may be
+    in flight; answers come in any order.
     """
 
     def __init__(self, session: Session, *, owns_session: bool = False) -> None:
