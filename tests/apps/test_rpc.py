@@ -345,3 +345,52 @@ def test_registry_rules() -> None:
         registry.register("", one)
     with pytest.raises(ValueError, match="not available"):
         run(rpc_connect("127.0.0.1", 1, codec="yaml"))
+
+
+def test_malformed_frames_and_results_that_cannot_be_encoded() -> None:
+    async def main() -> None:
+        counter = Counter()
+        counter.registry.register("a_set", lambda: {1, 2})
+
+        async def own_timeout() -> None:
+            raise TimeoutError("the method's own")
+
+        counter.registry.register("own_timeout", own_timeout)
+        rpc_server = RpcServer(counter.registry)
+        async with await sessionlayer.serve(rpc_server.handle, supported=RPC_SUPPORTED) as s:
+            async with await sessionlayer.connect(
+                "127.0.0.1", s.port, offers={"service": ["rpc"], "rpc-codec": ["json"]}
+            ) as raw:
+                await raw.send(b"C12")  # too short: dropped
+                await raw.send(b"Q" + (1).to_bytes(8, "big"))  # unknown type: dropped
+                await raw.send(b"X" + (99).to_bytes(8, "big"))  # cancel of nothing
+                await raw.send(b"C" + (2).to_bytes(8, "big") + b'["incr","notalist",null,null]')
+                answer = await asyncio.wait_for(raw.receive(), LIMIT)
+                assert answer[:1] == b"E" and json.loads(answer[9:])[0] == "BadRequest"
+                assert rpc_server.progress(raw.id) is not None
+                assert rpc_server.progress("nobody") is None
+            async with await rpc_connect("127.0.0.1", s.port) as rpc:
+                with pytest.raises(RemoteCallError) as err:
+                    await rpc.call("a_set")
+                assert err.value.type == "TypeError" and "cannot be encoded" in err.value.message
+                with pytest.raises(RemoteCallError) as err:
+                    await rpc.call("own_timeout", timeout=5)
+                assert err.value.type == "TimeoutError"
+        assert rpc_server.stats.as_dict()["errors"] == 3
+
+    run(main())
+
+
+def test_calls_past_max_running_wait_for_a_slot() -> None:
+    async def main() -> None:
+        counter = Counter()
+        rpc_server = RpcServer(counter.registry, max_running=3)
+        async with await sessionlayer.serve(rpc_server.handle, supported=RPC_SUPPORTED) as s:
+            async with await rpc_connect("127.0.0.1", s.port) as rpc:
+                calls = [asyncio.ensure_future(rpc.call("slow", str(i), 0.05)) for i in range(12)]
+                await until(lambda: len(counter.started) >= 3)
+                assert rpc_server.stats.running <= 3
+                results = await asyncio.wait_for(asyncio.gather(*calls), LIMIT)
+                assert results == [str(i) for i in range(12)]
+
+    run(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import struct
 
 import pytest
 
@@ -368,3 +369,153 @@ def test_parse_targets() -> None:
     with pytest.raises(sessionlayer.Refuse, match="several"):
         service.resolve("")
     assert TunnelService([("h", 1)]).resolve("") == ("h", 1)
+
+
+async def raw_tunnel_session(port: int) -> sessionlayer.Session:
+    """A session speaking the tunnel's frames by hand (docs/tunnel.md, "Framing")."""
+    return await sessionlayer.connect("127.0.0.1", port, offers={"service": ["tunnel"]},
+                                      options=FAST)  # fmt: skip
+
+
+def frame(kind: bytes, sid: int, payload: bytes = b"") -> bytes:
+    return kind + sid.to_bytes(4, "big") + payload
+
+
+def test_the_frames_on_the_wire_and_data_sent_before_the_target_answered() -> None:
+    """O, D and E in one go (the server holds the data until the target accepted); the
+    echo comes back as K, D..., E; credit is granted back with W."""
+
+    async def main() -> None:
+        target = await Target(echo).start()
+        service = TunnelService([("127.0.0.1", target.port)])
+        async with await sessionlayer.serve(service.handle, supported={"service": ["tunnel"]},
+                                            options=FAST) as server:  # fmt: skip
+            raw = await raw_tunnel_session(server.port)
+            payload = pattern(4, 200_000)
+            await raw.send(frame(b"O", 1, f"127.0.0.1:{target.port}".encode()))
+            for i in range(0, len(payload), 50_000):
+                await raw.send(frame(b"D", 1, payload[i:i + 50_000]))
+            await raw.send(frame(b"E", 1))
+            kinds: list[bytes] = []
+            got = bytearray()
+            async with asyncio.timeout(LIMIT):
+                while not kinds or kinds[-1] != b"E":
+                    message = await raw.receive()
+                    assert message[1:5] == (1).to_bytes(4, "big")
+                    kinds.append(message[:1])
+                    if message[:1] == b"D":
+                        got += message[5:]
+            assert kinds.index(b"K") < kinds.index(b"D") and bytes(got) == payload
+            assert kinds[0] == b"W"  # (at open: the window past the protocol's 256 KiB)
+            # Frames for a stream that is gone, or never was, are dropped.
+            await raw.send(frame(b"W", 1, (5).to_bytes(4, "big")))
+            await raw.send(frame(b"R", 9, b"nothing"))
+            await raw.send(frame(b"E", 9))
+            await raw.send(frame(b"D", 9, b"x"))
+            await raw.send(frame(b"W", 9, b"bad"))
+            # A stream whose sender ignores its credit is reset.
+            await raw.send(frame(b"O", 2, f"127.0.0.1:{target.port}".encode()))
+            big = b"y" * 65536
+            for _ in range(20):  # 1.25 MiB: past the 1 MiB window
+                await raw.send(frame(b"D", 2, big))
+            async with asyncio.timeout(LIMIT):
+                while (message := await raw.receive())[:1] != b"R":
+                    pass
+            assert message[1:5] == (2).to_bytes(4, "big") and b"credit" in message[5:]
+            await raw.release()
+        await target.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("bad", [b"Dxx", frame(b"Z", 1), "twice"])
+def test_a_frame_that_breaks_the_protocol_aborts_the_session(bad: bytes | str) -> None:
+    async def main() -> None:
+        target = await Target(echo).start()
+        service = TunnelService([("127.0.0.1", target.port)])
+        async with await sessionlayer.serve(service.handle, supported={"service": ["tunnel"]},
+                                            options=FAST) as server:  # fmt: skip
+            raw = await raw_tunnel_session(server.port)
+            if bad == "twice":
+                await raw.send(frame(b"O", 3, b""))
+                await raw.send(frame(b"O", 3, b""))
+            else:
+                assert isinstance(bad, bytes)
+                await raw.send(bad)
+            with pytest.raises(sessionlayer.SessionAborted):
+                async with asyncio.timeout(LIMIT):
+                    while True:
+                        await raw.receive()
+        await target.close()
+
+    run(main())
+
+
+def test_a_reset_by_the_application_resets_the_target_connection() -> None:
+    resets: list[str] = []
+
+    async def reads_until_reset(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:  # fmt: skip
+        writer.write(b"ready\n")
+        try:
+            while await reader.read(65536):
+                pass
+            resets.append("eof")
+        except ConnectionResetError:
+            resets.append("reset")
+
+    async def main() -> None:
+        target = await Target(reads_until_reset).start()
+        async with tunnel(target.port) as (client, service, _, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+            assert await asyncio.wait_for(reader.readline(), LIMIT) == b"ready\n"
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST
+            await until(lambda: bool(resets))
+            assert resets == ["reset"]
+            await until(lambda: service.stats.resets == 1 and client.stats.resets == 1)
+            assert client.stats.as_dict()["opened"] == 1
+        await target.close()
+
+    run(main())
+
+
+def test_a_service_without_targets_refuses_tunnel_sessions() -> None:
+    with pytest.raises(sessionlayer.Refuse, match="allows no tunnel"):
+        TunnelService([]).check(None)  # type: ignore[arg-type]
+    assert TunnelService([("h", 1)]).progress("no such session") is None
+    with pytest.raises(ValueError):
+        TunnelClient("127.0.0.1", 1, "not a target")
+
+
+def test_after_its_session_ends_the_tunnel_opens_a_new_one_for_new_connections() -> None:
+    """The server goes away (its sessions aborted): a connection made meanwhile is reset
+    (the server cannot be reached); once the server is back, the next one is carried by a
+    new session."""
+
+    async def main() -> None:
+        target = await Target(echo).start()
+        service = TunnelService([("127.0.0.1", target.port)])
+        tunnel_only = {"service": ["tunnel"]}
+        first = await sessionlayer.serve(service.handle, supported=tunnel_only, options=FAST)
+        port = first.port
+        async with TunnelClient("127.0.0.1", port, options=FAST) as client:
+            await client.start()
+            first.close()
+            await first.wait_closed()
+            await until(lambda: client.session is None)
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+            with pytest.raises(ConnectionResetError):
+                await asyncio.wait_for(reader.read(), LIMIT)
+            writer.close()
+            async with await sessionlayer.serve(service.handle, port=port, options=FAST,
+                                                supported=tunnel_only):  # fmt: skip
+                reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+                writer.write(b"back\n")
+                assert await asyncio.wait_for(reader.readline(), LIMIT) == b"back\n"
+                writer.close()
+                assert client.stats.sessions == 2
+        await target.close()
+
+    run(main())

@@ -306,14 +306,13 @@ class RpcServer:
             await self._serve(served)
         except (SessionClosed, SessionAborted):
             pass
-        finally:
-            events.cancel()
-            tasks = list(served.running.values())
+        finally:  # (all of it before the await: the handler may be cancelled there)
+            tasks = [events, *served.running.values()]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(events, *tasks, return_exceptions=True)
             self.served.pop(session.id, None)
             self.ended.add(served.stats)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, served: _Served) -> None:
         session = served.session

@@ -293,15 +293,14 @@ class _Mux:
         except SessionAborted as exc:
             self.why = self.why or f"the tunnel session ended: {exc}"
         finally:
+            # Everything that must happen is done before the first await: the handler may
+            # be cancelled there (a server closing).
             self.over = True
-            self.idle.set()
-            for task in (sender, events):
-                task.cancel()
-            await asyncio.gather(sender, events, return_exceptions=True)
-            self._end_all()
-            tasks = list(self._tasks)
+            tasks = [sender, events, *self._tasks]
             for task in tasks:
                 task.cancel()
+            self._end_all()
+            self.idle.set()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
