@@ -421,6 +421,8 @@ class _Mux:
                 if stream.pending is not None:  # (server) the target is not connected yet
                     stream.pending.append(bytes(payload))
                 return
+            if transport.is_closing():
+                return  # (reset or closed locally: connection_lost drops the stream next)
             transport.write(payload)
             if stream.write_paused:
                 stream.unflushed += n
