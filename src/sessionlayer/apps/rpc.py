@@ -369,6 +369,7 @@ class RpcServer:
             served.slot.clear()
             await served.slot.wait()  # (a running call ends; the session's end cancels us)
         task = asyncio.ensure_future(self._run(served, cid, method, args, kwargs, timeout))
+        task.add_done_callback(functools.partial(_call_done, served.session))
         served.running[cid] = task
 
     async def _run(self, served: _Served, cid: int, method: _Method, args: list[Any],
@@ -440,6 +441,13 @@ class RpcServer:
         answer = served.answers.get(cid)
         if answer is not None:
             await served.session.send(answer)
+
+
+def _call_done(session: Session, task: asyncio.Task[None]) -> None:
+    """(A call's task ended: a failure of ours is logged, never left to the loop.)"""
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None and not isinstance(exc, SessionLayerError):
+        session.log.error("RPC call on session %s failed", session.id, exc_info=exc)
 
 
 def rpc_handler(registry: Registry, **kwargs: Any) -> Callable[[Session], Awaitable[None]]:

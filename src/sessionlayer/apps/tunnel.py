@@ -535,7 +535,13 @@ class _Mux:
         task = asyncio.ensure_future(self._connect(stream, host, port, service.connect_timeout))
         stream.connect_task = task
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.session.log.error("tunnel of session %s: a connect failed", self.session.id,
+                                   exc_info=exc)  # fmt: skip
 
     async def _connect(self, stream: _Stream, host: str, port: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
