@@ -42,7 +42,7 @@ demo: venv
 	@echo "== a real libiec61850 client and server, decoded from a capture =="
 	$(BIN)/sessionlayer decode --pcap $(VECTORS)/libiec61850-read.pcapng
 
-# The bench extra (uvloop) on top of the dev venv; `make test` does not install it.
+# The bench extra (uvloop, grpcio, msgpack) on top of the dev venv; `make test` does not install it.
 $(VENV)/.installed-bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@

@@ -13,12 +13,15 @@
 5. a file transfer (1 GiB, a checkpoint every 64 MiB; 256 MiB with --quick): sessionlayer
    send beside a plain Python TCP copy and rsync to a local rsync daemon (bench/files.py);
 6. the relay (bench/relay.py): throughput and added ping-pong latency through
-   ``sessionlayer relay``, beside the direct path and a byte pipe, in the same run.
+   ``sessionlayer relay``, beside the direct path and a byte pipe, in the same run;
+7. the TCP tunnel beside a direct TCP connection (bench/tunnel.py), and RPC calls/s and
+   latency beside grpc.aio with raw bytes and raw asyncio (bench/rpc.py; issue 12).
 
 Arguments go to bench/aio.py (``--quick``, ``--loop asyncio|uvloop``, ``--json``, ...);
 bench/setup.py and the recovery benchmarks get ``--quick``, ``--json``, ``--check`` and
 ``--loop`` from them (without ``--loop``, or with ``--loop auto``, they run both loops);
-bench/files.py and bench/relay.py get ``--quick`` and ``--json``.
+bench/files.py, bench/relay.py, bench/tunnel.py and bench/rpc.py get ``--quick`` and
+``--json``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from bench import (
     recovery_stores,
     recovery_storm,
     relay,
+    rpc,
     setup,
+    tunnel,
 )
 
 
@@ -64,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         status = status or bench.main(setup_args(args))
     print()
     status = status or files.main([a for a in args if a in ("--quick", "--json")])
+    short = [a for a in args if a in ("--quick", "--json")]
     print()
-    return status or relay.main([a for a in args if a in ("--quick", "--json")])
+    status = status or relay.main(short)
+    print()
+    status = status or tunnel.main(short)
+    print()
+    return status or rpc.main(short)
 
 
 if __name__ == "__main__":

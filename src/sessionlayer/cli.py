@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
 #: Subcommands that run sessions (sessionlayer/commands/<module>.py: add() and run()).
 _COMMANDS = {"serve": "serve", "send": "send", "get": "get", "status": "status",
-             "relay": "relay"}  # fmt: skip
+             "relay": "relay", "tunnel": "tunnel"}  # fmt: skip
 
 
 def _read_hex(args: Sequence[str], stdin: TextIO) -> bytes:

@@ -10,7 +10,8 @@ Metrics (all prefixed ``sessionlayer_``):
 * ``sessions_accepted_total``, ``sessions_refused_total{reason}``,
   ``sessions_ended_total{outcome}`` (released / aborted) (counters);
 * ``bytes_total{direction}`` and ``messages_total{direction}`` (counters):
-  live sessions plus every session that has ended.
+  live sessions plus every session that has ended;
+* the tunnel's and RPC's (:class:`AppCollector`, registered by ``sessionlayer serve``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .aio.server import Server
 
-__all__ = ["register", "ServerCollector"]
+__all__ = ["register", "ServerCollector", "AppCollector"]
 
 
 class ServerCollector:
@@ -83,3 +84,50 @@ def register(server: Server, registry: Any = None) -> ServerCollector:
     collector = ServerCollector(server)
     (registry or REGISTRY).register(collector)
     return collector
+
+
+class AppCollector:
+    """A collector over the tunnel and RPC services of ``sessionlayer serve`` (either may
+    be None), read at scrape time like :class:`ServerCollector`:
+
+    * ``sessionlayer_tunnel_streams`` (gauge): tunnelled connections open now;
+    * ``sessionlayer_tunnel_streams_opened_total``, ``..._failed_total`` (refused, or the
+      target unreachable), ``..._reset_total`` (ended by a reset);
+    * ``sessionlayer_tunnel_bytes_total{direction}``: ``to_target`` / ``from_target``;
+    * ``sessionlayer_rpc_calls_total{outcome}``: ``ok``, ``error``, ``timeout``,
+      ``cancelled``; ``sessionlayer_rpc_duplicates_total``; ``sessionlayer_rpc_running``.
+    """
+
+    def __init__(self, tunnel: Any = None, rpc: Any = None) -> None:
+        self.tunnel = tunnel
+        self.rpc = rpc
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if self.tunnel is not None:
+            t = self.tunnel.stats
+            yield GaugeMetricFamily("sessionlayer_tunnel_streams",
+                                    "Tunnelled TCP connections open", value=t.streams)
+            for name, value, text in (("opened", t.opened, "opened"),
+                                      ("failed", t.failed, "refused or unreachable"),
+                                      ("reset", t.resets, "ended by a reset")):  # fmt: skip
+                yield CounterMetricFamily(f"sessionlayer_tunnel_streams_{name}",
+                                          f"Tunnelled connections {text}", value=value)
+            octets = CounterMetricFamily("sessionlayer_tunnel_bytes", "Octets tunnelled",
+                                         labels=["direction"])  # fmt: skip
+            octets.add_metric(["to_target"], t.bytes_received)  # (from the clients)
+            octets.add_metric(["from_target"], t.bytes_sent)
+            yield octets
+        if self.rpc is not None:
+            r = self.rpc.stats
+            calls = CounterMetricFamily("sessionlayer_rpc_calls", "RPC calls answered",
+                                        labels=["outcome"])  # fmt: skip
+            for outcome, value in (("ok", r.ok), ("error", r.errors), ("timeout", r.timeouts),
+                                   ("cancelled", r.cancelled)):  # fmt: skip
+                calls.add_metric([outcome], value)
+            yield calls
+            yield CounterMetricFamily("sessionlayer_rpc_duplicates",
+                                      "RPC call ids seen again (not run)", value=r.duplicates)
+            yield GaugeMetricFamily("sessionlayer_rpc_running", "RPC calls running",
+                                    value=r.running)

@@ -5,7 +5,7 @@ own, loopback by default."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import Server
@@ -37,12 +37,16 @@ def sessions_json(server: Server, progress: Callable[[str], dict[str, Any] | Non
 
 
 async def start_admin(server: Server, host: str, port: int,
-                      progress: Callable[[str], dict[str, Any] | None]) -> Any:  # fmt: skip
-    """Serve the admin endpoints; returns the aiohttp runner (``await runner.cleanup()``)."""
+                      progress: Callable[[str], dict[str, Any] | None],
+                      collectors: Sequence[Any] = ()) -> Any:  # fmt: skip
+    """Serve the admin endpoints; returns the aiohttp runner (``await runner.cleanup()``).
+    ``collectors``: more Prometheus collectors for ``/metrics`` (the services')."""
     from ..metrics import register
 
     def collector(registry: Any) -> None:
         register(server, registry=registry)
+        for extra in collectors:
+            registry.register(extra)
 
     return await _serve(lambda: sessions_json(server, progress), collector, host, port)
 

@@ -1,4 +1,5 @@
-"""``sessionlayer serve``: a session server hosting the file service.
+"""``sessionlayer serve``: a session server hosting the file service, and the tunnel
+(``--allow-tunnel``) and RPC (``--rpc``) services (see commands/services.py).
 
 Its embedded default store is SQLite in the data directory, so a server killed and
 started again resumes its sessions from their checkpoints.  SIGTERM or SIGINT stops it
@@ -17,14 +18,15 @@ import ssl
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..aio import ConnectRequest, Options, Refuse, Session, check_passwords, serve
+from ..aio import ConnectRequest, Options, Session, check_passwords, serve
 from ..aio.client import RESUMABLE_CONFIG
-from ..apps.files import SERVICE, FileService
+from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
 from . import CommandError, parse_address
 from .logs import setup_logging
+from .services import Services, allowed_targets, load_registry
 
 __all__ = ["add", "run", "SERVER_CONFIG"]
 
@@ -40,9 +42,10 @@ def default_data_dir() -> Path:
 
 def add(sub: Any) -> None:
     p = sub.add_parser(
-        "serve", help="run a session server with the file service",
+        "serve", help="run a session server with the file, tunnel and RPC services",
         description="Run a session server: resumable sessions, the file service (sessionlayer"
-        " send), a durable store, optional TLS, credentials and an admin endpoint.",
+        " send), the tunnel (sessionlayer tunnel; --allow-tunnel) and RPC (--rpc) services,"
+        " a durable store, optional TLS, credentials and an admin endpoint.",
     )  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (10102; 0: a free one)")
@@ -59,7 +62,20 @@ def add(sub: Any) -> None:
     p.add_argument("--node", help="this server's name in a shared store")
     p.add_argument("--resume-timeout", type=float, default=60.0, help="seconds a session"
                    " whose connection was lost waits for its client (60)")  # fmt: skip
+    p.add_argument("--allow-tunnel", action="append", metavar="HOST:PORT,...", help="host"
+                   " the tunnel service: the targets a sessionlayer tunnel may reach")
+    p.add_argument("--rpc", metavar="MODULE:NAME", help="host the RPC service: the"
+                   " sessionlayer.apps.rpc.Registry MODULE.NAME")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+
+
+def _services(ns: argparse.Namespace, files: FileService) -> Services:
+    from ..apps.rpc import RpcServer
+    from ..apps.tunnel import TunnelService
+
+    targets = allowed_targets(ns.allow_tunnel)
+    return Services(files, TunnelService(targets) if targets else None,
+                    RpcServer(load_registry(ns.rpc)) if ns.rpc else None)  # fmt: skip
 
 
 def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
@@ -116,6 +132,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         files = FileService(ns.files or data_dir / "files", data_dir / "transfers")
     except OSError as exc:
         raise CommandError(f"cannot use {data_dir}: {exc.strerror}") from None
+    services = _services(ns, files)
     tls = _tls(ns)
     users = _users(ns.auth)
     password_check = check_passwords(users) if users is not None else None
@@ -126,14 +143,11 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return False
         if request.resuming:
             return True  # (what it asked for was checked when it was opened)
-        service = request.offers.get("service", [])
-        if SERVICE not in service:
-            raise Refuse(f"this server offers the {SERVICE!r} service only")
-        files.check(request)
+        services.check(request)  # (the service it asks for, and that service's checks)
         return True
 
     async def handler(session: Session) -> None:
-        await files.handle(session)
+        await services.handle(session)
 
     host = ns.host
     port = ns.port if ns.port is not None else parse_address(None)[1]
@@ -141,7 +155,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         server = await serve(
             handler, host, port, tls=tls, authenticate=authenticate,
-            supported={"service": [SERVICE]}, config=SERVER_CONFIG, options=options,
+            supported=services.supported, config=SERVER_CONFIG, options=options,
             store=store, node=ns.node,
         )  # fmt: skip
     except OSError as exc:
@@ -156,7 +170,8 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         admin_host, admin_port = parse_address(ns.admin, "127.0.0.1", 0)
         try:
-            admin = await start_admin(server, admin_host, admin_port, files.progress.get)
+            admin = await start_admin(server, admin_host, admin_port, services.progress,
+                                      services.collectors())  # fmt: skip
         except CommandError:
             server.close()
             await server.wait_closed()
@@ -166,10 +181,11 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"sessionlayer serve: admin on http://{bound[0]}:{bound[1]}\n")
     where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
     out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
-                          "files": str(files.root), "node": server.node}) + "\n"
+                          "files": str(files.root), "node": server.node,
+                          "services": services.names}) + "\n"
               if ns.log_format == "json" else
               f"sessionlayer serve: listening on {where} (store {store.name}, files"
-              f" {files.root})\n")  # fmt: skip
+              f" {files.root}, services {', '.join(services.names)})\n")  # fmt: skip
     out.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -42,12 +42,32 @@ def fetch(url: str) -> Any:
         raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
 
 
+def _octets(n: int) -> str:
+    for unit, size in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _progress(progress: dict[str, Any]) -> str:
+    """The progress column: a transfer's percentage; a tunnel's streams (open/carried)
+    and octets toward and from the target; RPC calls."""
+    if progress.get("service") == "tunnel":
+        return (f"tunnel {progress.get('streams', 0)}/{progress.get('opened', 0)}"
+                f" up {_octets(progress.get('to_target', 0))}"
+                f" down {_octets(progress.get('from_target', 0))}")  # fmt: skip
+    if progress.get("service") == "rpc":
+        return (f"rpc {progress.get('calls', 0)} calls {progress.get('running', 0)}"
+                f" running {progress.get('errors', 0)} errors")  # fmt: skip
+    if progress.get("size") is not None:
+        return f"{progress['name']} {100 * progress['done'] // max(progress['size'], 1)} %"
+    return ""
+
+
 def _rows(data: Any) -> list[list[str]]:
     rows = []
     for s in data.get("sessions", []):
-        progress = s.get("progress") or {}
-        done = (f"{progress['name']} {100 * progress['done'] // max(progress['size'], 1)} %"
-                if progress.get("size") is not None else "")  # fmt: skip
+        done = _progress(s.get("progress") or {})
         rows.append([
             s["id"][:12], s.get("peer") or "", s["state"], f"{s['age']:.0f}s",
             str(s["bytes_in"]), str(s["bytes_out"]), str(s["tokens"]),

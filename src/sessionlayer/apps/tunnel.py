@@ -1,0 +1,904 @@
+"""A TCP tunnel over sessions: ``sessionlayer tunnel`` and the server's tunnel service.
+
+The client (:class:`TunnelClient`) listens on a local address; every TCP connection it
+accepts there becomes a *stream* carried over one resumable session to a
+``sessionlayer serve`` (:class:`TunnelService`), which opens a TCP connection to the
+target and pumps bytes both ways.  The session layer below makes every S-DATA message
+arrive exactly once and in order across lost connections, silent network deaths and a
+new client address, so the application's TCP connections never notice: a stream is only
+ever reset when one of its two ends resets it, the target cannot be reached, or the
+session itself ends for good (see "What ends a stream" in docs/tunnel.md).
+
+One session carries many streams, each S-DATA message one frame::
+
+    type (1 octet) | stream id (4 octets, big-endian) | payload
+
+========  =====================  =================================================
+type      payload                meaning
+========  =====================  =================================================
+``O``     target, UTF-8          (client) open a stream to ``HOST:PORT`` (empty: the
+                                 server's only allowed target)
+``K``     --                     (server) the target accepted the connection
+``D``     octets                 data; at most the credit the receiver granted
+``W``     increment, 4 octets    the receiver grants this much more credit
+``E``     --                     end of data this way (half-close: TCP FIN)
+``R``     reason, UTF-8          reset: the stream is gone (TCP RST), both ways
+========  =====================  =================================================
+
+Flow control is per stream and credit based: each direction of a stream starts with
+``INITIAL_WINDOW`` octets of credit; the receiver grants more (``W``) as it hands data
+to its local TCP connection and the kernel takes it, so one slow reader holds at most its
+window on each side and never stalls the other streams.  A receiver that wants a larger
+window grants the difference when the stream opens.  Frames of one stream keep their
+order (the session keeps every message's); the sender serves the streams with data and
+credit round robin, control frames first.
+
+Memory is bounded: per stream its window of received data not yet taken by the local
+socket, plus ``LOCAL_HIGH`` octets read from the local socket and not yet sent (reading
+from it pauses there); at most ``max_streams`` streams per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..aio import ConnectRequest, Options, Refuse, Session, connect
+from ..errors import CheckpointRestored, SessionAborted, SessionClosed, SessionLayerError
+from ..recovery import Interrupted, Resumed
+
+__all__ = [
+    "SERVICE",
+    "INITIAL_WINDOW",
+    "WINDOW",
+    "MAX_FRAME",
+    "TunnelClient",
+    "TunnelService",
+    "TunnelStats",
+    "TunnelError",
+    "parse_target",
+    "parse_targets",
+]
+
+log = logging.getLogger("sessionlayer")
+
+SERVICE = "tunnel"  #: the application parameter ``service`` that selects the tunnel
+INITIAL_WINDOW = 256 * 1024  #: each direction of a new stream starts with this credit
+WINDOW = 1 << 20  #: the credit a receiver gives each stream by default (granted at open)
+MAX_FRAME = 64 * 1024  #: the largest payload of one data frame
+LOCAL_HIGH = 128 * 1024  #: read from a local socket and not yet sent: reading pauses here
+MAX_STREAMS = 256  #: streams at once per session (default)
+CONNECT_TIMEOUT = 10.0  #: (server) connecting to a target
+
+_HEAD = struct.Struct(">cI")
+_HEAD_SIZE = _HEAD.size
+_U32 = struct.Struct(">I")
+_OPEN, _OPENED, _DATA, _WINDOW, _EOF, _RESET = b"O", b"K", b"D", b"W", b"E", b"R"
+_LINGER_ZERO = struct.pack("ii", 1, 0)
+
+
+class TunnelError(SessionLayerError):
+    """The tunnel cannot be set up (the server refused it, is not there, ...): one line."""
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[v6]:PORT`` -> (host, port); ValueError if malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    return host, int(port)
+
+
+def parse_targets(text: str) -> list[tuple[str, int]]:
+    """``HOST:PORT,HOST:PORT,...`` (an ``--allow-tunnel`` list)."""
+    return [parse_target(part) for part in text.split(",") if part.strip()]
+
+
+def _show(target: tuple[str, int]) -> str:
+    host, port = target
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass
+class TunnelStats:
+    """Counters of one tunnel end (a client, a service, or one session of either)."""
+
+    streams: int = 0  #: open now
+    opened: int = 0  #: opened in all
+    failed: int = 0  #: refused, or the target could not be reached
+    resets: int = 0  #: ended by a reset (either end) rather than by EOF both ways
+    bytes_sent: int = 0  #: read from local sockets and carried to the peer
+    bytes_received: int = 0  #: carried from the peer and handed to local sockets
+    interruptions: int = 0  #: lost connections under the session(s), resumed or not
+    sessions: int = 0  #: sessions opened (client) or served (service)
+
+    def add(self, other: TunnelStats) -> None:
+        for name in ("opened", "failed", "resets", "bytes_sent", "bytes_received",
+                     "interruptions", "sessions"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+# ---------------------------------------------------------------------------- one stream
+
+
+class _Stream(asyncio.Protocol):
+    """One tunnelled TCP connection: the protocol of its local socket (the accepted
+    connection on the client, the connection to the target on the server) and the
+    state of its stream in the session."""
+
+    def __init__(self, mux: _Mux | None, sid: int = 0) -> None:
+        self.mux = mux
+        self.id = sid
+        self.transport: asyncio.Transport | None = None
+        # local -> peer
+        self.outbuf: collections.deque[bytes | memoryview] = collections.deque()
+        self.outbytes = 0
+        self.credit = INITIAL_WINDOW  # what we may still send
+        self.local_eof = False  # the local socket sent FIN
+        self.eof_sent = False
+        self.reading_paused = False
+        self.queued = False  # in the mux's ready queue
+        # peer -> local
+        self.window = INITIAL_WINDOW  # what the peer may still send us
+        self.ungranted = 0  # consumed by the local socket, not yet granted back
+        self.unflushed = 0  # handed to the local transport, not yet taken by the kernel
+        self.write_paused = False
+        self.peer_eof = False
+        self.opened = False  # (client) the server said the target accepted (K)
+        self.pending: list[bytes] | None = None  # (server) data before the target answered
+        self.gone = False  # reset, or closed: nothing more either way
+        self.connect_task: asyncio.Task[None] | None = None
+        self.target = ""
+        #: (client) told of the stream's events while it has no session yet
+        self.on_unattached: Callable[[_Stream], None] | None = None
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # Told at once when anything waits in the buffer, and when it is empty again:
+        # credit goes back to the peer as the kernel takes the data.
+        transport.set_write_buffer_limits(high=0)
+        if self.mux is not None:
+            self.mux.local_connected(self)
+        elif self.on_unattached is not None:  # (client) accepted: the tunnel attaches it
+            self.on_unattached(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.gone or self.local_eof:
+            return
+        self.outbuf.append(data)
+        self.outbytes += len(data)
+        if self.outbytes >= LOCAL_HIGH and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        if self.mux is not None:
+            self.mux.ready(self)
+
+    def eof_received(self) -> bool:
+        self.local_eof = True
+        if self.mux is not None and not self.gone:
+            self.mux.ready(self)
+        return True  # half-close: the other direction stays open
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None and self.mux is not None:
+            self.mux.local_lost(self, exc)
+        elif self.on_unattached is not None:
+            self.on_unattached(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.mux is not None and self.unflushed:
+            n, self.unflushed = self.unflushed, 0
+            self.mux.consumed(self, n)
+
+    # ------------------------------------------------------------ helpers
+
+    def take(self, limit: int) -> bytes | memoryview:
+        """Up to ``limit`` octets of what was read locally (the oldest first; a long read
+        is cut in views, not copied)."""
+        first = self.outbuf[0]
+        if len(first) <= limit:
+            self.outbuf.popleft()
+        else:
+            view = first if isinstance(first, memoryview) else memoryview(first)
+            self.outbuf[0] = view[limit:]
+            first = view[:limit]
+        self.outbytes -= len(first)
+        if self.reading_paused and self.outbytes < LOCAL_HIGH // 2 and self.transport:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return first
+
+    def reset_local(self) -> None:
+        """RST the local socket (SO_LINGER 0, then abort)."""
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and not transport.is_closing():
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+        transport.abort()
+
+
+# ---------------------------------------------------------------------------- the multiplexer
+
+
+class _Mux:
+    """The streams of one session, both roles.  ``run()`` reads the session until it
+    ends; one sender task writes every frame (the reader never waits on a send, so two
+    tunnel ends can never wait on each other)."""
+
+    def __init__(self, session: Session, role: str, *, window: int = WINDOW,
+                 max_streams: int = MAX_STREAMS,
+                 service: TunnelService | None = None) -> None:  # fmt: skip
+        self.session = session
+        self.role = role
+        self.window = max(window, INITIAL_WINDOW)
+        self.grant_step = self.window // 4  # credit goes back in steps of at least this
+        self.max_streams = max_streams
+        self.service = service
+        self.streams: dict[int, _Stream] = {}
+        self.stats = TunnelStats(sessions=1)
+        self.next_id = 1
+        self.highest = 0  # (server) the highest stream id opened so far
+        self.over = False
+        self.why = ""
+        self._control: collections.deque[bytes] = collections.deque()
+        self._grants: dict[int, int] = {}
+        self._ready: collections.deque[_Stream] = collections.deque()
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._control_limit = 4 * max_streams + 64
+        self.idle = asyncio.Event()  #: set while there is no stream
+        self.idle.set()
+
+    # ------------------------------------------------------------ lifetime
+
+    async def run(self) -> None:
+        """Serve the session until it ends; then every stream still open is reset."""
+        sender = asyncio.ensure_future(self._send_loop())
+        events = asyncio.ensure_future(self._events())
+        sender.add_done_callback(self._sender_done)
+        try:
+            await self._read_loop()
+        except SessionClosed:
+            self.why = self.why or "the tunnel session was released"
+        except CheckpointRestored:
+            self.why = ("the server lost the tunnel's state (it was restarted): its"
+                        " tunnelled connections are reset")  # fmt: skip
+            self.session.abort()
+        except SessionAborted as exc:
+            self.why = self.why or f"the tunnel session ended: {exc}"
+        finally:
+            # Everything that must happen is done before the first await: the handler may
+            # be cancelled there (a server closing).
+            self.over = True
+            tasks = [sender, events, *self._tasks]
+            for task in tasks:
+                task.cancel()
+            self._end_all()
+            self.idle.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, SessionLayerError):
+            return  # (the reader learns the session's end too)
+        self.session.log.error("tunnel sender of session %s failed", self.session.id,
+                               exc_info=exc)  # fmt: skip
+        self.why = f"internal error: {exc!r}"
+        self.session.abort()
+
+    def _end_all(self) -> None:
+        n = len(self.streams)
+        for stream in list(self.streams.values()):
+            self._drop(stream, reset=True)
+        if n:
+            self.session.log.info("session %s: %s; %d tunnelled connections reset",
+                                  self.session.id, self.why or "the session ended", n)
+
+    async def _events(self) -> None:
+        """Read ``events()`` (so they never pile up), counting the interruptions."""
+        async for event in self.session.events():
+            if isinstance(event, Interrupted):
+                self.stats.interruptions += 1
+            elif isinstance(event, Resumed) and event.outcome == "resumed":
+                self.session.log.info("session %s: tunnel resumed after %.3f s (%d streams)",
+                                      self.session.id, event.downtime, len(self.streams))
+
+    async def _read_loop(self) -> None:
+        handle = self._handle
+        async for message in self.session:
+            handle(message)
+
+    # ------------------------------------------------------------ sending
+
+    async def _send_loop(self) -> None:
+        send = self.session.send
+        wake = self._wake
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                wake.clear()
+                await wake.wait()
+                continue
+            await send(frame)
+
+    def _wakeup(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _queue_control(self, frame: bytes) -> None:
+        if len(self._control) >= self._control_limit:
+            # (a peer that opens and resets streams faster than it reads our answers)
+            self.why = "the peer floods the tunnel with control frames"
+            self.session.abort()
+            return
+        self._control.append(frame)
+        self._wakeup()
+
+    def ready(self, stream: _Stream) -> None:
+        """The stream may have something to send (data with credit, or its EOF)."""
+        if not stream.queued and stream.id in self.streams:
+            stream.queued = True
+            self._ready.append(stream)
+            self._wakeup()
+
+    def _next_frame(self) -> bytes | None:
+        if self._control:
+            return self._control.popleft()
+        if self._grants:
+            sid, n = self._grants.popitem()
+            return _HEAD.pack(_WINDOW, sid) + _U32.pack(n)
+        ready = self._ready
+        while ready:
+            stream = ready.popleft()
+            stream.queued = False
+            if stream.gone or stream.eof_sent:
+                continue
+            if stream.outbytes and stream.credit > 0:
+                payload = stream.take(min(stream.credit, MAX_FRAME))
+                n = len(payload)
+                stream.credit -= n
+                self.stats.bytes_sent += n
+                if (stream.outbytes and stream.credit > 0) or (
+                    not stream.outbytes and stream.local_eof
+                ):
+                    stream.queued = True
+                    ready.append(stream)
+                return _HEAD.pack(_DATA, stream.id) + payload
+            if not stream.outbytes and stream.local_eof:
+                stream.eof_sent = True
+                self._maybe_finish(stream)
+                return _HEAD.pack(_EOF, stream.id)
+        return None
+
+    # ------------------------------------------------------------ receiving
+
+    def _handle(self, message: bytes) -> None:
+        if len(message) < _HEAD_SIZE:
+            self._violation("a tunnel frame shorter than its header")
+            return
+        kind, sid = _HEAD.unpack_from(message)
+        stream = self.streams.get(sid)
+        if kind == _DATA:
+            if stream is None or stream.peer_eof:
+                return  # (a stream reset meanwhile; data after EOF is dropped)
+            payload = memoryview(message)[_HEAD_SIZE:]
+            n = len(payload)
+            if n > stream.window:
+                self._reset(stream, "the peer sent more than its credit")
+                return
+            stream.window -= n
+            self.stats.bytes_received += n
+            transport = stream.transport
+            if transport is None:
+                if stream.pending is not None:  # (server) the target is not connected yet
+                    stream.pending.append(bytes(payload))
+                return
+            if transport.is_closing():
+                return  # (reset or closed locally: connection_lost drops the stream next)
+            transport.write(payload)
+            if stream.write_paused:
+                stream.unflushed += n
+            else:
+                self.consumed(stream, n)
+        elif kind == _WINDOW:
+            if stream is None or len(message) != _HEAD_SIZE + 4:
+                return
+            stream.credit += _U32.unpack_from(message, _HEAD_SIZE)[0]
+            if stream.outbytes or stream.local_eof:
+                self.ready(stream)
+        elif kind == _EOF:
+            if stream is None or stream.peer_eof:
+                return
+            stream.peer_eof = True
+            transport = stream.transport
+            if transport is not None:
+                if transport.can_write_eof():
+                    transport.write_eof()  # after what is still buffered
+                self._maybe_finish(stream)
+        elif kind == _RESET:
+            if stream is not None:
+                reason = bytes(message[_HEAD_SIZE:]).decode("utf-8", "replace")
+                if not stream.opened and self.role == "client":
+                    self.stats.failed += 1
+                    self.session.log.info("session %s: stream %d refused: %s",
+                                          self.session.id, sid, reason)  # fmt: skip
+                self._drop(stream, reset=True)
+        elif kind == _OPENED:
+            if stream is not None:
+                stream.opened = True
+        elif kind == _OPEN and self.role == "server":
+            self._open_remote(sid, bytes(message[_HEAD_SIZE:]).decode("utf-8", "replace"))
+        else:
+            self._violation(f"an unknown tunnel frame type {kind!r}")
+
+    def consumed(self, stream: _Stream, n: int) -> None:
+        """The local socket took ``n`` octets: grant them back (in steps)."""
+        stream.ungranted += n
+        if stream.ungranted >= self.grant_step and not stream.peer_eof and not stream.gone:
+            self._grant(stream, stream.ungranted)
+            stream.ungranted = 0
+
+    def _grant(self, stream: _Stream, n: int) -> None:
+        stream.window += n
+        self._grants[stream.id] = self._grants.get(stream.id, 0) + n
+        self._wakeup()
+
+    def _violation(self, what: str) -> None:
+        self.why = f"protocol error: {what}"
+        self.session.log.warning("session %s: tunnel %s; aborting", self.session.id,
+                                 self.why)  # fmt: skip
+        self.session.abort()
+
+    # ------------------------------------------------------------ streams
+
+    def add_local(self, stream: _Stream) -> bool:
+        """(Client) A local connection becomes a stream of this session: OPEN, then its
+        data.  False when the session is over or full."""
+        if self.over or len(self.streams) >= self.max_streams:
+            return False
+        stream.mux = self
+        stream.id = self.next_id
+        self.next_id += 1
+        self.streams[stream.id] = stream
+        self.idle.clear()
+        self.stats.opened += 1
+        self.stats.streams = len(self.streams)
+        self._queue_control(_HEAD.pack(_OPEN, stream.id) + self.target_text.encode())
+        self._opened(stream)
+        if stream.outbytes or stream.local_eof:
+            self.ready(stream)
+        return True
+
+    target_text = ""  #: (client) what OPEN asks for
+
+    def _opened(self, stream: _Stream) -> None:
+        if self.window > INITIAL_WINDOW:  # a larger window than the protocol's start
+            self._grant(stream, self.window - INITIAL_WINDOW)
+
+    def _open_remote(self, sid: int, target: str) -> None:
+        """(Server) OPEN: check the target, then connect to it in a task."""
+        if sid <= self.highest or sid in self.streams:
+            self._violation(f"stream {sid} opened twice")
+            return
+        self.highest = sid
+        service = self.service
+        assert service is not None
+        try:
+            host, port = service.resolve(target)
+        except Refuse as exc:
+            self.stats.failed += 1
+            self.session.log.info("session %s: tunnel to %r refused: %s", self.session.id,
+                                  target, exc.message)  # fmt: skip
+            self._queue_control(_HEAD.pack(_RESET, sid) + exc.message.encode()[:200])
+            return
+        if len(self.streams) >= self.max_streams:
+            self.stats.failed += 1
+            self._queue_control(_HEAD.pack(_RESET, sid)
+                                + b"too many tunnelled connections on this session")
+            return
+        stream = _Stream(self, sid)
+        stream.pending = []
+        stream.target = _show((host, port))
+        self.streams[sid] = stream
+        self.idle.clear()
+        self.stats.opened += 1
+        self.stats.streams = len(self.streams)
+        self._opened(stream)
+        task = asyncio.ensure_future(self._connect(stream, host, port, service.connect_timeout))
+        stream.connect_task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.session.log.error("tunnel of session %s: a connect failed", self.session.id,
+                                   exc_info=exc)  # fmt: skip
+
+    async def _connect(self, stream: _Stream, host: str, port: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(lambda: stream, host, port)
+        except (OSError, TimeoutError) as exc:
+            why = (f"cannot reach {stream.target}: "
+                   f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else 'timed out'}")
+            self.stats.failed += 1
+            self.session.log.info("session %s: %s", self.session.id, why)
+            if not stream.gone:
+                self._reset(stream, why)
+        finally:
+            stream.connect_task = None
+
+    def local_connected(self, stream: _Stream) -> None:
+        """(Server) The target accepted: OPENED, then what came meanwhile."""
+        if stream.gone:
+            stream.reset_local()
+            return
+        self._queue_control(_HEAD.pack(_OPENED, stream.id))
+        pending, stream.pending = stream.pending or [], None
+        transport = stream.transport
+        assert transport is not None
+        for data in pending:
+            transport.write(data)
+        n = sum(map(len, pending))
+        if n:
+            if stream.write_paused:
+                stream.unflushed += n
+            else:
+                self.consumed(stream, n)
+        if stream.peer_eof:
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._maybe_finish(stream)
+
+    def local_lost(self, stream: _Stream, exc: Exception | None) -> None:
+        """The local socket is closed: clean when both ways ended, else a reset."""
+        if stream.gone:
+            return
+        if stream.eof_sent and stream.peer_eof and exc is None:
+            self._drop(stream, reset=False)
+            return
+        self._reset(stream, "connection reset" if exc is not None else "connection closed")
+
+    def _maybe_finish(self, stream: _Stream) -> None:
+        """EOF both ways: close the local socket once it has written what it holds."""
+        if stream.eof_sent and stream.peer_eof and stream.transport is not None:
+            stream.transport.close()  # connection_lost(None) drops the stream
+
+    def _reset(self, stream: _Stream, why: str) -> None:
+        """Reset the stream: RST to the local socket, R to the peer."""
+        if stream.gone:
+            return
+        self._queue_control(_HEAD.pack(_RESET, stream.id) + why.encode()[:200])
+        self._drop(stream, reset=True)
+
+    def _drop(self, stream: _Stream, *, reset: bool) -> None:
+        if stream.gone:
+            return
+        stream.gone = True
+        stream.outbuf.clear()
+        stream.outbytes = 0
+        stream.pending = None
+        self.streams.pop(stream.id, None)
+        self._grants.pop(stream.id, None)
+        self.stats.streams = len(self.streams)
+        if reset:
+            self.stats.resets += 1
+            stream.reset_local()
+        elif stream.transport is not None:
+            stream.transport.close()
+        if stream.connect_task is not None:
+            stream.connect_task.cancel()
+        if not self.streams:
+            self.idle.set()
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+class TunnelService:
+    """The server side: each tunnel session's streams connect to the allowed targets.
+
+    ``allow`` lists the ``(host, port)`` targets a client may open (exact matches; the
+    host as written here is what is connected to).  A stream that names no target goes to
+    the only one when there is exactly one.  ``window`` (at least ``INITIAL_WINDOW``) is
+    the credit each stream's direction toward the target gets; ``max_streams`` bounds the
+    streams of one session; ``connect_timeout`` bounds reaching a target.
+    """
+
+    def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = WINDOW,
+                 max_streams: int = MAX_STREAMS,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
+        self.allow = [(host, int(port)) for host, port in allow]
+        self._allowed = {(host.lower(), port): (host, port) for host, port in self.allow}
+        self.window = window
+        self.max_streams = max_streams
+        self.connect_timeout = connect_timeout
+        self.ended = TunnelStats()  #: the sessions that have ended, added up
+        self.muxes: dict[str, _Mux] = {}
+
+    def check(self, request: ConnectRequest) -> None:
+        """Refuse (an RF with the reason) a tunnel session this server cannot serve."""
+        if not self.allow:
+            raise Refuse("this server allows no tunnel (sessionlayer serve --allow-tunnel)")
+
+    def resolve(self, target: str) -> tuple[str, int]:
+        """The allowed target ``target`` names; :class:`Refuse` if none."""
+        if not target:
+            if len(self.allow) == 1:
+                return self.allow[0]
+            raise Refuse("no target given (--to), and this server allows several")
+        try:
+            host, port = parse_target(target)
+        except ValueError as exc:
+            raise Refuse(str(exc)) from None
+        found = self._allowed.get((host.lower(), port))
+        if found is None:
+            raise Refuse(f"{target} is not an allowed tunnel target")
+        return found
+
+    async def handle(self, session: Session) -> None:
+        """Serve one tunnel session until it ends."""
+        mux = _Mux(session, "server", window=self.window, max_streams=self.max_streams,
+                   service=self)  # fmt: skip
+        self.muxes[session.id] = mux
+        try:
+            await mux.run()
+        finally:
+            self.muxes.pop(session.id, None)
+            mux.stats.streams = 0
+            self.ended.add(mux.stats)
+
+    @property
+    def stats(self) -> TunnelStats:
+        """Totals over every session, the live ones included."""
+        total = TunnelStats()
+        total.add(self.ended)
+        for mux in self.muxes.values():
+            total.add(mux.stats)
+            total.streams += len(mux.streams)
+        return total
+
+    def progress(self, session_id: str) -> dict[str, Any] | None:
+        """What ``/sessions`` shows of a tunnel session (None: not one)."""
+        mux = self.muxes.get(session_id)
+        if mux is None:
+            return None
+        s = mux.stats
+        return {"service": SERVICE, "streams": len(mux.streams), "opened": s.opened,
+                "failed": s.failed, "resets": s.resets, "to_target": s.bytes_received,
+                "from_target": s.bytes_sent,
+                "targets": sorted({st.target for st in mux.streams.values()})}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+class TunnelClient:
+    """The client side: listens locally and carries each accepted connection to the
+    server at ``host:port`` and on to ``target`` (None: the server's only target).
+
+    ``shared=True`` (the default) carries every connection over one session, opened at
+    :meth:`start` and again when one ends for good (a server restart, or an outage past
+    ``options.backoff.give_up``); ``shared=False`` opens a session per connection.  The
+    other arguments are :func:`sessionlayer.connect`'s.
+    """
+
+    def __init__(self, host: str, port: int, target: str | None = None, *,
+                 tls: Any = None, server_hostname: str | None = None,
+                 credentials: dict[str, str] | None = None, options: Options | None = None,
+                 window: int = WINDOW, max_streams: int = MAX_STREAMS,
+                 shared: bool = True,
+                 addresses: Sequence[tuple[str, int]] = ()) -> None:  # fmt: skip
+        if target:
+            parse_target(target)  # (ValueError early)
+        self.host = host
+        self.port = port
+        self.target = target or ""
+        self.tls = tls
+        self.server_hostname = server_hostname
+        self.credentials = credentials
+        self.options = options or Options(tpdu_size=65408)
+        self.window = window
+        self.max_streams = max_streams
+        self.shared = shared
+        self.addresses = list(addresses)
+        self.ended = TunnelStats()  #: of the sessions that have ended
+        self._mux: _Mux | None = None
+        self._muxes: set[_Mux] = set()
+        self._connecting: asyncio.Future[_Mux] | None = None
+        self._waiting: set[_Stream] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._server: asyncio.Server | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ public
+
+    async def start(self, listen_host: str = "127.0.0.1", listen_port: int = 0) -> None:
+        """Open the first session (so a server that refuses, or is not there, is known at
+        once: :class:`TunnelError`), then listen on ``listen_host:listen_port``."""
+        if self.shared:
+            await self._session()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._accept, listen_host, listen_port)
+
+    @property
+    def listen_port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def session(self) -> Session | None:
+        """The session carrying the connections now (shared mode), if any."""
+        mux = self._mux
+        return mux.session if mux is not None and not mux.over else None
+
+    @property
+    def stats(self) -> TunnelStats:
+        total = TunnelStats()
+        total.add(self.ended)
+        for mux in self._muxes:
+            total.add(mux.stats)
+            total.streams += len(mux.streams)
+        total.streams += len(self._waiting)
+        return total
+
+    async def close(self) -> None:
+        """Stop listening, end every tunnelled connection, release the sessions."""
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for stream in list(self._waiting):
+            stream.reset_local()
+        self._waiting.clear()
+        for mux in list(self._muxes):
+            if not mux.session.closed:
+                with contextlib.suppress(SessionLayerError, TimeoutError):
+                    await mux.session.release()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> TunnelClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ inside
+
+    async def _new_mux(self) -> _Mux:
+        try:
+            session = await connect(
+                self.host, self.port, tls=self.tls, server_hostname=self.server_hostname,
+                credentials=self.credentials, offers={"service": [SERVICE]},
+                options=self.options, addresses=self.addresses,
+            )  # fmt: skip
+        except SessionLayerError as exc:
+            message = getattr(exc, "message", "") or str(exc)
+            raise TunnelError(f"the server refused the tunnel: {message}") from None
+        except (OSError, TimeoutError) as exc:
+            what = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+            raise TunnelError(f"cannot reach {self.host}:{self.port}: {what}") from None
+        mux = _Mux(session, "client", window=self.window, max_streams=self.max_streams)
+        mux.target_text = self.target
+        self._muxes.add(mux)
+        self._spawn(self._run_mux(mux))
+        return mux
+
+    async def _run_mux(self, mux: _Mux) -> None:
+        try:
+            await mux.run()
+        finally:
+            self._muxes.discard(mux)
+            mux.stats.streams = 0
+            self.ended.add(mux.stats)
+            if not self._closed and mux.why and self.shared:
+                log.warning("sessionlayer tunnel: %s", mux.why)
+
+    async def _session(self) -> _Mux:
+        """The shared session's multiplexer: the current one, or a new session."""
+        mux = self._mux
+        if mux is not None and not mux.over:
+            return mux
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._new_mux())
+        connecting = self._connecting
+        try:
+            mux = await asyncio.shield(connecting)
+        finally:
+            if connecting.done() and self._connecting is connecting:
+                self._connecting = None
+                if not connecting.cancelled():
+                    connecting.exception()  # (retrieved)
+        self._mux = mux
+        return mux
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("sessionlayer tunnel: internal error", exc_info=exc)
+
+    def _accept(self) -> _Stream:
+        stream = _Stream(None)
+        stream.on_unattached = self._unattached
+        return stream
+
+    def _unattached(self, stream: _Stream) -> None:
+        """A local connection without a session yet: accepted (attach it), or gone."""
+        if stream.transport is None:  # (closed while it waited for a session)
+            self._waiting.discard(stream)
+            return
+        if self._closed or len(self._waiting) >= self.max_streams:
+            stream.reset_local()
+            return
+        mux = self._mux
+        if self.shared and mux is not None and not mux.over:
+            self._hand(stream, mux)
+            return
+        self._waiting.add(stream)  # (its data is kept meanwhile, up to LOCAL_HIGH)
+        self._spawn(self._attach_later(stream))
+
+    async def _attach_later(self, stream: _Stream) -> None:
+        try:
+            mux = await (self._session() if self.shared else self._new_mux())
+        except TunnelError as exc:
+            log.warning("sessionlayer tunnel: %s; connection reset", exc)
+            self._waiting.discard(stream)
+            stream.reset_local()
+            return
+        self._hand(stream, mux)
+        if not self.shared:
+            self._spawn(self._release_when_done(mux))
+
+    def _hand(self, stream: _Stream, mux: _Mux) -> None:
+        self._waiting.discard(stream)
+        stream.on_unattached = None
+        if stream.transport is None:
+            return
+        if not mux.add_local(stream):
+            stream.reset_local()
+
+    async def _release_when_done(self, mux: _Mux) -> None:
+        """(A session per connection) Release it once its one stream has ended."""
+        await mux.idle.wait()
+        if not mux.session.closed:
+            with contextlib.suppress(SessionLayerError, TimeoutError):
+                await mux.session.release()
