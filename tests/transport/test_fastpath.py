@@ -199,10 +199,10 @@ def test_anything_else_is_handed_back_untouched(data: bytes, cut: int) -> None:
     rest = reader.feed(stream[:cut], got)
     if not rest:
         rest = reader.feed(stream[cut:], got)
-    else:
-        rest += stream[cut:]
-    assert rest.startswith(other)  # the TPDU that is not plain data, for the general path
-    rest += reader.take() if reader.pending else b""  # (and what followed it, held)
+        assert rest.startswith(other)  # the TPDU that is not plain data: the general path's
+        rest += reader.take() if reader.pending else b""  # (and what followed it, held)
+    else:  # (what it handed back, what it held after it, and what was not read yet)
+        rest += (reader.take() if reader.pending else b"") + stream[cut:]
     assert got == [data]
     assert rest == other + frame_data(b"after", 1024)
     _a, b = open_pair(1024)

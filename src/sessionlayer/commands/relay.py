@@ -258,16 +258,19 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
         if exc.errno == errno.EADDRINUSE:
             raise CommandError(f"cannot listen on {where}: the port is in use") from None
         raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # (before the banner: a stop may follow it)
+        loop.add_signal_handler(signum, stop.set)
     addresses = ", ".join(f"{_show(h)}:{p}" for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
               f"relaying to {_show(upstream[0])}:{upstream[1]}"
               f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
     runner = await _admin(relay, admin, err) if admin is not None else None
     err.flush()
-    loop = asyncio.get_running_loop()
     writer = loop.create_task(_write_status(relay, Path(status))) if status else None
     try:
-        await _until_stopped(loop)
+        await _until_stopped(loop, stop)
     finally:
         if writer is not None:
             writer.cancel()
@@ -287,10 +290,7 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     return 0
 
 
-async def _until_stopped(loop: asyncio.AbstractEventLoop) -> None:
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+async def _until_stopped(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     try:
         await stop.wait()
     finally:

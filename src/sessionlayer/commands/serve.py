@@ -179,6 +179,10 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise
         bound = admin.addresses[0]
         out.write(f"sessionlayer serve: admin on http://{bound[0]}:{bound[1]}\n")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # (before it says where: a stop may follow)
+        loop.add_signal_handler(sig, stop.set)
     where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
     out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
                           "files": str(files.root), "node": server.node,
@@ -187,10 +191,6 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
               f"sessionlayer serve: listening on {where} (store {store.name}, files"
               f" {files.root}, services {', '.join(services.names)})\n")  # fmt: skip
     out.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
