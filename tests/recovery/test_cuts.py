@@ -114,7 +114,8 @@ class Retention:
 
 @pytest.fixture
 def retention(monkeypatch: pytest.MonkeyPatch) -> Iterator[Retention]:
-    """Every ``Journal.append`` (both sides' journals) updates the watch: an exact maximum,
+    """Every message added to a journal (``Journal.append``, and the fast path's inline
+    append in ``Connection.write_data``; both sides) updates the watch: an exact maximum,
     not a sample that could miss a peak."""
     watch = Retention()
     original = Journal.append
@@ -126,6 +127,22 @@ def retention(monkeypatch: pytest.MonkeyPatch) -> Iterator[Retention]:
         watch.appends += 1
 
     monkeypatch.setattr(Journal, "append", append)
+    # (the fast path appends inline, in Connection.write_data: watched there too)
+    from sessionlayer.aio.connection import Connection
+
+    write_data = Connection.write_data
+
+    def watched(self: Connection, data: bytes) -> None:
+        journal = self.journal
+        if journal is None:
+            write_data(self, data)
+            return
+        watch.before = max(watch.before, journal.size)
+        write_data(self, data)
+        watch.after = max(watch.after, journal.size)
+        watch.appends += 1
+
+    monkeypatch.setattr(Connection, "write_data", watched)
     yield watch
 
 

@@ -80,7 +80,7 @@ class Options:
     resume_timeout: float = 60.0
     """(Server) How long a session whose connection was lost waits for its client."""
 
-    retention: int = 16 << 20
+    retention: int = 32 << 20
     """Octets of sent data held until the peer confirmed them (user data plus 64 per
     message), per session.  Past it ``retention_overflow`` applies."""
 
@@ -88,7 +88,7 @@ class Options:
     """What ``send()`` does when ``retention`` is reached: wait for the peer to confirm
     (``block``), or end the session with an error (``fail``)."""
 
-    ack_bytes: int = 4 << 20
+    ack_bytes: int = 8 << 20
     """Ask the peer to confirm (a confirmed minor sync point) after this many octets..."""
 
     ack_interval: float = 0.25

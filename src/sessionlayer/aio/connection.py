@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
-from ..recovery import Checkpoint, Interrupted, Journal, Resumed
+from ..recovery import OVERHEAD, Checkpoint, Interrupted, Journal, Resumed
 from ..spdu.codes import Token
 from ..transport.fastpath import (
     SINGLE_HEAD,
@@ -916,9 +916,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         acknowledgement point it triggers goes out behind it)."""
         self._write_frame(data)
         journal = self.journal
-        if journal is not None:
-            journal.append(data)
-            if journal.since is None or journal.unmarked >= self._ep.ack_bytes:
+        if journal is not None:  # (Journal.append, inline: one S-DATA costs little more)
+            journal.items.append(data)
+            journal.sent += 1
+            journal.sent_bytes += len(data) + OVERHEAD
+            if journal.since is None or (
+                journal.sent_bytes - journal.marked_bytes >= self._ep.ack_bytes
+            ):
                 self._ack_soon(journal)
 
     def _ack_soon(self, journal: Journal) -> None:
@@ -927,7 +931,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         now = self._ep.loop.time()
         if journal.since is None:
             journal.since = now
-        if journal.unmarked >= self._ep.options.ack_bytes and not self._flags & _DETACHED:
+        if journal.unmarked >= self._ep.ack_bytes and not self._flags & _DETACHED:
             self.agent.acknowledge(now)
             self.flush()
         else:
@@ -949,7 +953,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
         if journal is not None:
             journal.append(payload)
-            if journal.since is None or journal.unmarked >= self._ep.options.ack_bytes:
+            if journal.since is None or journal.unmarked >= self._ep.ack_bytes:
                 self._ack_soon(journal)
 
     async def retained(self) -> None:

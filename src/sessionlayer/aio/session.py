@@ -245,7 +245,7 @@ class Session:
         if conn.write_paused:
             await conn.drain()
         journal = conn.journal
-        if journal is not None and journal.size >= journal.limit:  # (Journal.full, inline)
+        if journal is not None and journal.sent_bytes - journal.acked_bytes >= journal.limit:
             await conn.retained()
 
     async def receive(self) -> bytes:

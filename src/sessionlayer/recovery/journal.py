@@ -35,27 +35,35 @@ OVERHEAD = 64
 
 
 class Journal:
-    """Sent messages not yet confirmed, and the count of messages received."""
+    """Sent messages not yet confirmed, and the count of messages received.
 
-    __slots__ = ("_items", "_marks", "acked", "limit", "queued", "received", "replayed_bytes",
-                 "replayed_messages", "sent", "since", "size", "unmarked")  # fmt: skip
+    Counters are running totals (what a send updates is kept to three of them: ``items``,
+    ``sent`` and ``sent_bytes``; the binding's fast path updates them inline); what is held
+    and what is not yet covered by an acknowledgement point are differences of them.
+    """
+
+    __slots__ = ("_marks", "acked", "acked_bytes", "items", "limit", "marked_bytes", "queued",
+                 "received", "replayed_bytes", "replayed_messages", "sent", "sent_bytes",
+                 "since")  # fmt: skip
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  #: most octets held (user data + OVERHEAD per message)
-        self._items: collections.deque[bytes] = collections.deque()
+        #: The messages held: sent, not confirmed (the first is number ``acked + 1``).
+        self.items: collections.deque[bytes] = collections.deque()
         self.sent = 0  #: messages sent in all (the last one's number)
-        self.acked = 0  #: messages the peer confirmed (or said it had): the first held is acked + 1
+        self.acked = 0  #: messages the peer confirmed (or said it had)
+        self.sent_bytes = 0  #: octets (user data + OVERHEAD each) of every message sent
+        self.acked_bytes = 0  #: ... of the messages confirmed
+        self.marked_bytes = 0  #: ... of the messages covered by an acknowledgement point
         self.received = 0  #: messages received from the peer in all
         #: Of the messages sent, how many are not on the wire yet (being replayed, or sent
         #: while the connection was down): an acknowledgement point does not cover them.
         self.queued = 0
-        self.size = 0  #: octets held (user data + OVERHEAD per message)
-        self.unmarked = 0  #: octets sent since the last acknowledgement point
         #: When the oldest message not yet covered by an acknowledgement point was sent
         #: (None: every message sent is covered).  Set by the binding (it has the clock).
         self.since: float | None = None
         #: Acknowledgement points in flight on this transport connection: (serial, messages
-        #: sent before it), oldest first.
+        #: sent before it, their octets), oldest first.
         self._marks: collections.deque[tuple[int, int]] = collections.deque()
         self.replayed_messages = 0  #: by the last resume
         self.replayed_bytes = 0
@@ -64,37 +72,48 @@ class Journal:
 
     def append(self, data: bytes) -> None:
         """One S-DATA message sent (or queued while the connection is down)."""
-        self._items.append(data)
-        n = len(data) + OVERHEAD
-        self.size += n
-        self.unmarked += n
+        self.items.append(data)
         self.sent += 1
+        self.sent_bytes += len(data) + OVERHEAD
+
+    @property
+    def size(self) -> int:
+        """Octets held (user data + OVERHEAD per message)."""
+        return self.sent_bytes - self.acked_bytes
+
+    @property
+    def unmarked(self) -> int:
+        """Octets sent since the last acknowledgement point."""
+        return self.sent_bytes - self.marked_bytes
 
     @property
     def full(self) -> bool:
         """As much is held as the limit allows: the sender waits (or the session ends)."""
-        return self.size >= self.limit
+        return self.sent_bytes - self.acked_bytes >= self.limit
 
     @property
     def held(self) -> int:
         """Messages held (sent, not confirmed)."""
-        return len(self._items)
+        return len(self.items)
 
     def want_ack(self, now: float, ack_bytes: int, ack_interval: float) -> bool:
         """An acknowledgement point is due (enough octets, or the oldest waited long enough)."""
-        if not self.unmarked:
+        unmarked = self.sent_bytes - self.marked_bytes
+        if unmarked <= 0:
             return False
-        if self.unmarked >= ack_bytes:
+        if unmarked >= ack_bytes:
             return True
         return self.since is not None and now >= self.since + ack_interval
 
     def ack_deadline(self, ack_interval: float) -> float | None:
-        return None if self.since is None or not self.unmarked else self.since + ack_interval
+        if self.since is None or self.sent_bytes <= self.marked_bytes:
+            return None
+        return self.since + ack_interval
 
     def mark(self, serial: int) -> None:
         """An acknowledgement point (MIP ``serial``) went out after every message sent."""
         self._marks.append((serial, self.sent - self.queued))
-        self.unmarked = 0
+        self.marked_bytes = self.sent_bytes
         self.since = None
 
     def is_mark(self, serial: int) -> bool:
@@ -111,19 +130,21 @@ class Journal:
             self._drop(upto)
 
     def _drop(self, upto: int) -> None:
-        items = self._items
+        items = self.items
+        dropped = 0
         while self.acked < upto and items:
-            self.size -= len(items.popleft()) + OVERHEAD
+            dropped += len(items.popleft()) + OVERHEAD
             self.acked += 1
+        self.acked_bytes += dropped
         if not items:
-            self.size = 0
+            self.acked_bytes = self.sent_bytes
 
     # ------------------------------------------------------------ resuming
 
     def new_connection(self) -> None:
         """A new transport connection: acknowledgement points of the old one are void."""
         self._marks.clear()
-        self.unmarked = self.size
+        self.marked_bytes = self.acked_bytes
         self.since = None
 
     def replay(self, peer_received: int) -> list[bytes]:
@@ -140,7 +161,7 @@ class Journal:
                 f" {self.acked}"
             )
         self._drop(peer_received)
-        out = list(self._items)
+        out = list(self.items)
         self.queued = len(out)
         self.replayed_messages = len(out)
         self.replayed_bytes = sum(map(len, out))
@@ -148,10 +169,10 @@ class Journal:
 
     def restart(self) -> None:
         """Both sides went back to a checkpoint: everything held is void, counts restart."""
-        self._items.clear()
+        self.items.clear()
         self._marks.clear()
         self.sent = self.acked = self.received = self.queued = 0
-        self.size = self.unmarked = 0
+        self.sent_bytes = self.acked_bytes = self.marked_bytes = 0
         self.since = None
 
 
