@@ -304,19 +304,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                             return
                     self._hold(message)
                     return
-                messages: list[bytes] = []
-                try:
-                    data = self.parse(nbytes, messages)
-                except DecodeError as exc:
-                    self._fast_failed(messages, exc)
-                    return
-                if len(messages) == 1:
-                    self._deliver_one(messages[0])
-                elif messages:
-                    self._deliver(messages)
-                if not data:
-                    return
-                self._general_then_fast(data)
+                data = self._parse_and_deliver(nbytes)
+                if data:
+                    self._general_then_fast(data)
                 return
             else:
                 data = self.take(nbytes)  # what was held (if anything) and what was read
@@ -335,7 +325,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
 
-    def _general_then_fast(self, data: bytes) -> None:
+    def _general_then_fast(self, data: bytes | None) -> None:
         """The fast path met a TPDU that is not plain data (a sync point, an ack point,
         a token): the agent takes it, and the fast path goes on with what followed it in
         the same read (held by the reader), or the agent takes that too when the session
@@ -350,16 +340,23 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if not self.plain or self._general:
                 data = self.take()  # (what is held, whole: the general path from here)
                 continue
-            messages: list[bytes] = []
-            try:
-                data = self.more(messages)
-            except DecodeError as exc:
-                self._fast_failed(messages, exc)
-                return
-            if len(messages) == 1:
-                self._deliver_one(messages[0])
-            elif messages:
-                self._deliver(messages)
+            data = self._parse_and_deliver(None)
+
+    def _parse_and_deliver(self, nbytes: int | None) -> bytes | None:
+        """The fast path over the ``nbytes`` just read (None: over what is held, after a
+        TPDU the general path took): whole messages delivered; what the general path must
+        take returned (None after a DecodeError, which ended the connection)."""
+        messages: list[bytes] = []
+        try:
+            data = self.parse(nbytes, messages) if nbytes is not None else self.more(messages)
+        except DecodeError as exc:
+            self._fast_failed(messages, exc)
+            return None
+        if len(messages) == 1:
+            self._deliver_one(messages[0])
+        elif messages:
+            self._deliver(messages)
+        return data
 
     def _resume_fast(self, rest: bytes) -> None:
         """The fast path continues the stream with ``rest`` (part of a TPDU, from RFC 1006)."""

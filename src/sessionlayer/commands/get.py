@@ -5,17 +5,13 @@ checkpoints; a rerun after a kill resumes from the last confirmed one."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..apps.files import SendResult, TransferError, get_file
-from ..errors import SessionLayerError
-from . import CommandError, parse_address
-from .send import Progress, client_tls
+from ..apps.files import get_file
+from . import parse_address
+from .send import Progress, client_tls, transfer
 
 __all__ = ["add", "run"]
 
@@ -48,23 +44,12 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if ns.user:
         credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
     progress = Progress(out, ns.json)
-    started = time.monotonic()
-    try:
-        result: SendResult = asyncio.run(get_file(
-            ns.name, host, port, output=ns.output, credentials=credentials,
-            tls=client_tls(ns), server_hostname=host, state_dir=ns.state_dir,
-            restart=ns.restart, checkpoint=int(ns.checkpoint * (1 << 20)), progress=progress,
-        ))  # fmt: skip
-    except (TransferError, SessionLayerError) as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        progress.close()
-    seconds = time.monotonic() - started
-    if ns.json:
-        obj = dict(result.__dict__)
-        obj["seconds"] = round(seconds, 3)
-        out.write(json.dumps(obj) + "\n")
-    else:
+    result, _ = transfer(ns, out, progress, lambda: get_file(
+        ns.name, host, port, output=ns.output, credentials=credentials,
+        tls=client_tls(ns), server_hostname=host, state_dir=ns.state_dir,
+        restart=ns.restart, checkpoint=int(ns.checkpoint * (1 << 20)), progress=progress,
+    ))  # fmt: skip
+    if result is not None:
         out.write(f"got {result.name}: {result.size} octets (this run {result.sent}, from"
                   f" {result.resumed_from}), {result.checkpoints} checkpoints,"
                   f" {result.reconnects} reconnects, SHA-256 {result.sha256}\n")  # fmt: skip

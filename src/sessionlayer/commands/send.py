@@ -13,6 +13,7 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -106,6 +107,27 @@ class Progress:
             self.bar.stop()
 
 
+def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
+             start: Callable[[], Coroutine[Any, Any, SendResult]],
+             ) -> tuple[SendResult | None, float]:  # fmt: skip
+    """Run a transfer (``start()``, a send or a get); with ``--json`` print its result and
+    return (None, seconds), else (the result, seconds) for a line of the caller's."""
+    started = time.monotonic()
+    try:
+        result = asyncio.run(start())
+    except (TransferError, SessionLayerError) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        progress.close()
+    seconds = time.monotonic() - started
+    if not ns.json:
+        return result, seconds
+    obj = dict(result.__dict__)
+    obj["seconds"] = round(seconds, 3)
+    out.write(json.dumps(obj) + "\n")
+    return None, seconds
+
+
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
     credentials = None
@@ -114,26 +136,16 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if ns.checkpoint <= 0:
         raise CommandError("--checkpoint must be positive")
     progress = Progress(out, ns.json)
-    started = time.monotonic()
-    try:
-        result: SendResult = asyncio.run(send_file(
-            ns.file, host, port, name=ns.name, checkpoint=int(ns.checkpoint * (1 << 20)),
-            credentials=credentials, tls=client_tls(ns), server_hostname=host,
-            state_dir=ns.state_dir, restart=ns.restart, progress=progress,
-        ))  # fmt: skip
-    except (TransferError, SessionLayerError) as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        progress.close()
-    seconds = time.monotonic() - started
-    if ns.json:
-        obj = dict(result.__dict__)
-        obj["seconds"] = round(seconds, 3)
-        out.write(json.dumps(obj) + "\n")
-    else:
-        rate = result.sent / seconds / 1e6 if seconds else 0.0
-        out.write(f"sent {result.name}: {result.size} octets (this run {result.sent}, from"
-                  f" {result.resumed_from}), {rate:.1f} MB/s, {result.checkpoints} checkpoints,"
-                  f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
-                  f" {result.sha256} verified by the server\n")  # fmt: skip
+    result, seconds = transfer(ns, out, progress, lambda: send_file(
+        ns.file, host, port, name=ns.name, checkpoint=int(ns.checkpoint * (1 << 20)),
+        credentials=credentials, tls=client_tls(ns), server_hostname=host,
+        state_dir=ns.state_dir, restart=ns.restart, progress=progress,
+    ))  # fmt: skip
+    if result is None:
+        return 0
+    rate = result.sent / seconds / 1e6 if seconds else 0.0
+    out.write(f"sent {result.name}: {result.size} octets (this run {result.sent}, from"
+              f" {result.resumed_from}), {rate:.1f} MB/s, {result.checkpoints} checkpoints,"
+              f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
+              f" {result.sha256} verified by the server\n")  # fmt: skip
     return 0
