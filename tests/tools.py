@@ -16,3 +16,10 @@ def require_tshark() -> str:
             pytest.fail("tshark is required in CI (make sysdeps installs Debian's 'tshark')")
         pytest.skip("tshark is not installed (apt-get install tshark)")
     return path
+
+
+def unavailable(reason: str) -> None:
+    """Skip the calling test, or fail it in CI (CI set, as `.ci/run` does): never returns."""
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from tests.faults.proxy import FaultProxy
+from tests.tools import unavailable
 
 import sessionlayer
 from sessionlayer.apps.rpc import (
@@ -309,7 +310,7 @@ def test_the_codec_is_agreed_at_connect(codec: str) -> None:
 
 def test_msgpack_carries_bytes() -> None:
     if "msgpack" not in codecs():
-        pytest.skip("msgpack is not installed (the msgpack extra)")
+        unavailable("msgpack is not installed (the msgpack extra, in the test extra too)")
 
     async def main() -> None:
         counter = Counter()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from tests.faults.proxy import FaultProxy
+from tests.tools import unavailable
 
 from .files_helpers import ENV, LIMIT, Serve, cli, result, send
 
@@ -230,7 +231,7 @@ def test_bad_credentials_and_a_missing_server_and_file_get_one_line(tmp_path: Pa
 
 def test_a_full_disk_is_refused(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        unavailable("mounting a tmpfs needs root")
     files = tmp_path / "small"
     files.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(files)], check=True)
