@@ -31,9 +31,9 @@ from ..errors import AbortReason, DecodeError, LocalError, TokenError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..recovery.journal import ACK_MARK, Journal
-from ..spdu import Abort, encode
+from ..spdu import Abort, decode_tsdu, encode
 from ..spdu.codes import FunctionalUnit, Token
-from ..spdu.types import ConnectionId
+from ..spdu.types import ConnectionId, GiveTokens, MinorSyncAck, MinorSyncPoint, PleaseTokens
 from ..transport import (
     ConnectionState,
     ConnectRequested,
@@ -141,8 +141,6 @@ class _Rarely(Generic[V]):
 
 def _is_token_item(spdu: object) -> bool:
     """GT or PT with nothing in it: what category-2 SPDUs travel behind."""
-    from ..spdu.types import GiveTokens, PleaseTokens
-
     return isinstance(spdu, GiveTokens | PleaseTokens) and not getattr(spdu, "tokens", None)
 
 
@@ -380,9 +378,6 @@ class SessionAgent:
         (its MIP marked ACK_MARK), or the MIA to one of ours, that crossed it is dropped
         here.  Neither side replays anything after a release, and X.225 has no STA03 row
         for them: they would abort a session that is ending in order."""
-        from ..spdu import decode_tsdu
-        from ..spdu.types import MinorSyncAck, MinorSyncPoint
-
         try:
             spdus = decode_tsdu(tsdu)
         except DecodeError:

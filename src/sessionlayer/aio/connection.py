@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
-from ..agent import EVERY, Options, SessionAgent, TokensMissing
+from ..agent import EVERY, NEEDS, Options, SessionAgent, TokensMissing
 from ..errors import (
     AbortReason,
     CheckpointRestored,
@@ -547,8 +547,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def restart_activity(self, activity_id: bytes, user_data: bytes | None) -> None:
         """(Recovery) The peer lost our S-ACTIVITY-START with the old connection: start the
         activity again (its tokens fetched first), then let the replay go."""
-        from ..agent import NEEDS
-
         async def again() -> None:
             try:
                 await self.call_with_tokens(

@@ -15,7 +15,6 @@ handshake, a busy server) is one failed try.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import ssl
@@ -157,11 +156,6 @@ class Reconnector:
             else:  # our S-ACTIVITY-START was lost with the connection: again
                 agent.machine.activity_start(activity_id, user_data=link.activity_data)
         conn.resumed("resumed", replay, attempt)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
-
 
 def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
     """A refused resume: final (ResumeRefused) when the server said why in resume terms,

@@ -25,12 +25,14 @@ from ..errors import (
     ResumeRefused,
     SessionAborted,
     SessionLayerError,
+    StoreUnavailable,
 )
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..recovery import Checkpoint, Journal, identity_of, issue, parse, verify
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
+from ..stores import SessionRecord
 from .client import RESUMABLE_CONFIG
 from .connection import Connection
 from .endpoint import Endpoint
@@ -327,8 +329,6 @@ class Server:
 
     def _record_new(self, session: Session, protocol: Connection, generation: int,
                     identity: str) -> None:  # fmt: skip
-        from ..stores import SessionRecord
-
         record = SessionRecord(
             id=session.id, generation=generation, identity=identity,
             chosen=dict(protocol.agent.chosen), created=time.time(), expires_at=None,
@@ -517,8 +517,6 @@ class Server:
                              presenter: str) -> None:  # fmt: skip
         """Case 2: the session's live state is gone with the process (or node) that held
         it; its record says where it was last confirmed: resume from that checkpoint."""
-        from ..errors import StoreUnavailable
-
         store = self.store
         try:
             record = await store.get(sid)

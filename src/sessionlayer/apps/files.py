@@ -501,23 +501,12 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     if saved is not None:
         request["resume"] = {"activity": saved["activity"], "offset": offset,
                              "chain": chain.hex()}  # fmt: skip
-    opts = options or Options(tpdu_size=65408)
     try:
-        session = await connect(
-            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
-            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
-            config=FILES_CONFIG, options=opts, trace=trace,
-        )  # fmt: skip
-    except ConnectRefused as exc:
+        session = await _connect(host, port, request, tls, server_hostname, credentials,
+                                 options, trace)  # fmt: skip
+    except TransferError:
         handle.close()
-        raise TransferError(f"the server refused: {exc.message}") from None
-    except ssl.SSLError as exc:
-        handle.close()
-        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
-    except (OSError, TimeoutError) as exc:
-        handle.close()
-        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
-        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+        raise
     sender = _Sender(session, handle, name, size, mtime, checkpoint, states_path, key,
                      progress)  # fmt: skip
     try:
@@ -526,6 +515,27 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
         handle.close()
     result.seconds = loop.time() - started
     return result
+
+
+async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
+                   server_hostname: str | None, credentials: dict[str, str] | None,
+                   options: Options | None,
+                   trace: Callable[[str, bytes], None] | None = None) -> Session:  # fmt: skip
+    """A session with the file service carrying ``request``; TransferError (one line) if
+    there is none."""
+    try:
+        return await connect(
+            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
+            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
+            config=FILES_CONFIG, options=options or Options(tpdu_size=65408), trace=trace,
+        )  # fmt: skip
+    except ConnectRefused as exc:
+        raise TransferError(f"the server refused: {exc.message}") from None
+    except ssl.SSLError as exc:
+        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
+    except (OSError, TimeoutError) as exc:
+        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
+        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
 
 
 def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
@@ -614,12 +624,7 @@ class _Sender:
 
     def _why(self, exc: SessionAborted) -> str:
         """The receiver's reason (its typed data), else the abort's."""
-        while (event := self.session.next_event_nowait()) is not None:
-            if isinstance(event, ev.TypedDataIndication):
-                error = _json(event.data).get("error")
-                if error:
-                    return f"the server stopped the transfer: {error}"
-        return f"the transfer was aborted: {exc}"
+        return _typed_error(self.session) or f"the transfer was aborted: {exc}"
 
     async def _stream(self, activity: bytes, offset: int, chain: bytes,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
@@ -700,20 +705,7 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         offset, chain = state.checkpoints[-1]
         request["resume"] = {"activity": state.activity, "offset": offset, "chain": chain,
                              "session": known["session"] if known else None}  # fmt: skip
-    opts = options or Options(tpdu_size=65408)
-    try:
-        session = await connect(
-            host, port, tls=tls, server_hostname=server_hostname, credentials=credentials,
-            offers={"service": [SERVICE]}, data=json.dumps(request).encode(),
-            config=FILES_CONFIG, options=opts,
-        )  # fmt: skip
-    except ConnectRefused as exc:
-        raise TransferError(f"the server refused: {exc.message}") from None
-    except ssl.SSLError as exc:
-        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
-    except (OSError, TimeoutError) as exc:
-        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
-        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+    session = await _connect(host, port, request, tls, server_hostname, credentials, options)
     entries = _load_states(index)
     previous = entries.get(key) or {}
     receiver = _Receiver(local, session, {"op": "get", "name": output.name, "size": 0},

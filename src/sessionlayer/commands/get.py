@@ -5,13 +5,12 @@ checkpoints; a rerun after a kill resumes from the last confirmed one."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..apps.files import get_file
 from . import parse_address
-from .send import Progress, client_tls, transfer
+from .send import Progress, client_tls, credentials_of, transfer, transfer_arguments
 
 __all__ = ["add", "run"]
 
@@ -26,23 +25,12 @@ def add(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
     p.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
-    p.add_argument("--checkpoint", type=float, default=64.0, metavar="MIB",
-                   help="ask for a checkpoint every this many MiB (64)")  # fmt: skip
-    p.add_argument("--user", help="user name (the password from $SESSIONLAYER_PASSWORD)")
-    p.add_argument("--tls", action="store_true", help="connect over TLS")
-    p.add_argument("--ca", help="PEM CA file to check the server's certificate")
-    p.add_argument("--cert", help="PEM client certificate (mutual TLS); --key its key")
-    p.add_argument("--key")
-    p.add_argument("--restart", action="store_true", help="start over")
-    p.add_argument("--state-dir", type=Path, help="where the transfer state is kept")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    transfer_arguments(p)
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
-    credentials = None
-    if ns.user:
-        credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    credentials = credentials_of(ns)
     progress = Progress(out, ns.json)
     result, _ = transfer(ns, out, progress, lambda: get_file(
         ns.name, host, port, output=ns.output, credentials=credentials,

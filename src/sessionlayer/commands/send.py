@@ -34,6 +34,11 @@ def add(sub: Any) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
     p.add_argument("--name", help="the name on the server (the file's own name)")
+    transfer_arguments(p)
+
+
+def transfer_arguments(p: Any) -> None:
+    """The options ``send`` and ``get`` share."""
     p.add_argument("--checkpoint", type=float, default=64.0, metavar="MIB",
                    help="a checkpoint every this many MiB (64)")  # fmt: skip
     p.add_argument("--user", help="user name (the password from $SESSIONLAYER_PASSWORD)")
@@ -45,6 +50,12 @@ def add(sub: Any) -> None:
                    help="start over, forgetting an interrupted transfer of this file")
     p.add_argument("--state-dir", type=Path, help="where the transfer state is kept")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def credentials_of(ns: argparse.Namespace) -> dict[str, str] | None:
+    if not ns.user:
+        return None
+    return {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
 
 
 def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
@@ -130,9 +141,7 @@ def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
-    credentials = None
-    if ns.user:
-        credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    credentials = credentials_of(ns)
     if ns.checkpoint <= 0:
         raise CommandError("--checkpoint must be positive")
     progress = Progress(out, ns.json)
