@@ -108,6 +108,57 @@ def test_handshake_timeout_when_the_cn_is_never_answered() -> None:
     run(main())
 
 
+def test_connections_over_the_handshake_limit_wait_their_turn() -> None:
+    """``max_handshakes`` 2: two silent connections hold both slots; ten connects made
+    meanwhile wait, unread, none closed; once the silent ones go, each becomes a session."""
+
+    async def main() -> None:
+        opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
+        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=opts,
+                                            max_handshakes=2) as server:  # fmt: skip
+            silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+            client = Options(handshake_timeout=LIMIT, resume=False)
+            connects = [asyncio.ensure_future(sessionlayer.connect(
+                "127.0.0.1", server.port, options=client)) for _ in range(10)]  # fmt: skip
+            while server.queued < 10:  # (accepted on the server's side of the loop)
+                await asyncio.sleep(0)
+            assert server.handshakes == 2 and not any(c.done() for c in connects)
+            for _, writer in silent:
+                writer.close()
+            sessions = await asyncio.gather(*connects)
+            for s in sessions:
+                await s.send(b"ping")
+                assert await s.receive() == b"ping"
+                await s.release()
+            assert server.stats.refused["handshake_limit"] == 0
+            assert server.handshakes == 0 and server.queued == 0
+
+    run(main())
+
+
+def test_one_connection_over_the_waiting_limit_is_closed_at_once() -> None:
+    async def main() -> None:
+        opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
+        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=opts,
+                                            max_handshakes=1, max_waiting=1) as server:
+            held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+            while server.handshakes < 1 or server.queued < 1:
+                await asyncio.sleep(0)
+            started = time.monotonic()
+            with pytest.raises(SessionAborted):
+                await sessionlayer.connect("127.0.0.1", server.port, options=Options(
+                    handshake_timeout=LIMIT, resume=False))  # fmt: skip
+            assert time.monotonic() - started < 1.0
+            assert server.stats.refused["handshake_limit"] == 1
+            for _, writer in held:
+                writer.close()
+                await writer.wait_closed()
+            while server.queued:  # the waiting one gone: no longer counted
+                await asyncio.sleep(0)
+
+    run(main())
+
+
 # ---------------------------------------------------------------- release
 
 

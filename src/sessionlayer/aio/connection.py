@@ -69,6 +69,7 @@ _COPY_BELOW = 4096
 _BUFFERED = 1
 _WRITING = 2
 _EVENTS = 4
+_QUEUED = 8  # (server) accepted over the handshake limit: waits for a slot, nothing read
 _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
 #: While reading is paused, every this many seconds: is the peer still there (_peer_gone)?
 _PAUSED_CHECK = 1.0
@@ -92,6 +93,7 @@ _DETACHED = 32  # (recovery) the transport connection was lost; the session wait
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
 _ROLLBACK = 128  # (recovery) a CheckpointRestored waits to be raised to the reader
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
+_WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 
 
 class Relink(Exception):
@@ -208,6 +210,23 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def rejected(self, value: bool) -> None:
         self._flags = self._flags | _REJECTED if value else self._flags & ~_REJECTED
 
+    def queue(self) -> None:
+        """(Server) Over the limit of connections in handshake: nothing is read from this
+        one until :meth:`admit` (its handshake deadline runs from the accept all the same;
+        the kernel holds what its peer sends meanwhile)."""
+        self._flags = (self._flags | _WAITING) & ~_HANDSHAKE
+
+    def admit(self) -> None:
+        """(Server) A handshake slot is this connection's: read what its peer sent."""
+        if self._flags & _WAITING:
+            self._flags = (self._flags | _HANDSHAKE) & ~_WAITING
+            self._unpause(_QUEUED)
+
+    @property
+    def waiting(self) -> bool:
+        """(Server) Queued for a handshake slot (and still connected)."""
+        return bool(self._flags & _WAITING)
+
     # ------------------------------------------------------------ state
 
     @property
@@ -271,6 +290,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         # (low as asyncio would make it, but one int for all: not one per transport)
         transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
         self.agent.connection_made(ep.loop.time(), *ep.tsaps)
+        if self._flags & _WAITING:
+            self._pause(_QUEUED)
         self.flush()
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -1348,6 +1369,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._handshake_over()
 
     def _handshake_over(self) -> None:
+        if self._flags & _WAITING:  # (gone while queued for a handshake slot)
+            self._flags &= ~_WAITING
+            callback = self._ep.on_wait_over
+            if callback is not None:
+                callback()
         if self._flags & _HANDSHAKE:
             self._flags &= ~_HANDSHAKE
             callback = self._ep.on_handshake_over

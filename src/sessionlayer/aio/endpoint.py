@@ -39,6 +39,7 @@ class Endpoint:
         "on_connect_indication",
         "on_handshake_over",
         "on_link_lost",
+        "on_wait_over",
         "options",
         "tap",
         "tsaps",
@@ -76,6 +77,8 @@ class Endpoint:
         #: (Server) Called once per connection when its handshake is over: accepted,
         #: refused or gone.
         self.on_handshake_over = on_handshake_over
+        #: (Server) Called when a connection queued for a handshake slot closes unadmitted.
+        self.on_wait_over: Callable[[], None] | None = None
         self.tsaps = tsaps
         #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
         self.tap = tap

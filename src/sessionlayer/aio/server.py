@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import inspect
@@ -94,7 +95,8 @@ class Server:
                  supported: Mapping[str, Sequence[str]],
                  accept_data: Callable[[ConnectRequest], bytes | None] | None,
                  max_sessions: int, max_handshakes: int, store: Any = None,
-                 max_detached: int = 1000, node: str | None = None) -> None:  # fmt: skip
+                 max_detached: int = 1000, node: str | None = None,
+                 max_waiting: int | None = None) -> None:  # fmt: skip
         self._handler = handler
         self.options = options
         self.config = config
@@ -104,6 +106,13 @@ class Server:
         self.max_sessions = max_sessions
         self.max_handshakes = max_handshakes
         self.handshakes = 0
+        #: Connections accepted over ``max_handshakes``, oldest first (and some gone, not
+        #: counted in ``queued``): each is read from once a handshake ends (at most
+        #: ``max_waiting`` wait; one more is closed at once).
+        self.max_waiting = (max(max_sessions, 16 * max_handshakes) if max_waiting is None
+                            else max_waiting)  # fmt: skip
+        self.queued = 0
+        self._waiting: collections.deque[Connection] = collections.deque()
         """Connections accepted by TCP that are not sessions yet (nor refused)."""
         self._server: asyncio.Server | None = None
         self._live: dict[str, Session] = {}
@@ -144,6 +153,7 @@ class Server:
             on_handshake_over=self._handshake_over,
         )  # fmt: skip
         self._endpoint.on_link_lost = self._link_lost
+        self._endpoint.on_wait_over = self._wait_over
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
@@ -196,16 +206,35 @@ class Server:
     def _protocol(self) -> Connection:
         agent = SessionAgent("responder", self.config, self.options)
         assert self._endpoint is not None and self._rejecting is not None
-        if self.handshakes >= self.max_handshakes:  # closed at once by connection_made
-            protocol = Connection(agent, self._rejecting)
-            protocol.rejected = True
-            self.stats.refused["handshake_limit"] += 1
+        if self.handshakes >= self.max_handshakes:
+            if self.queued >= self.max_waiting:  # closed at once by connection_made
+                protocol = Connection(agent, self._rejecting)
+                protocol.rejected = True
+                self.stats.refused["handshake_limit"] += 1
+                return protocol
+            waiting = self._waiting
+            if len(waiting) >= 2 * self.max_waiting:  # (forget the ones gone: amortized)
+                self._waiting = waiting = collections.deque(c for c in waiting if c.waiting)
+            protocol = Connection(agent, self._endpoint)
+            protocol.queue()  # (read from once a handshake ends: _handshake_over)
+            waiting.append(protocol)
+            self.queued += 1
             return protocol
         self.handshakes += 1
         return Connection(agent, self._endpoint)
 
     def _handshake_over(self) -> None:
         self.handshakes -= 1
+        waiting = self._waiting
+        while waiting and self.handshakes < self.max_handshakes:
+            protocol = waiting.popleft()
+            if protocol.waiting:  # (not timed out or reset meanwhile)
+                self.queued -= 1
+                self.handshakes += 1
+                protocol.admit()
+
+    def _wait_over(self) -> None:
+        self.queued -= 1
 
     def _indication(self, protocol: Connection, event: ev.ConnectIndication) -> None:
         """S-CONNECT indication: decide at once, or after an async authenticate().
@@ -710,6 +739,7 @@ async def serve(
     max_detached: int = 1000,
     node: str | None = None,
     backlog: int = 1024,
+    max_waiting: int | None = None,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -721,8 +751,10 @@ async def serve(
     gives the AC user data for peers that are not sessionlayer (OSI stacks).
 
     Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
-    0x83); ``max_handshakes`` TCP connections that are not sessions yet (one beyond it is
-    closed at once; each has ``options.handshake_timeout`` to become a session); ``backlog``
+    0x83); ``max_handshakes`` TCP connections that are not sessions yet: more wait, nothing
+    read from them, until one of those ends (at most ``max_waiting`` wait, by default
+    ``max_sessions`` or 16 x ``max_handshakes`` if more; one beyond is closed at once), and
+    each has ``options.handshake_timeout`` from its accept to become a session; ``backlog``
     the listen queue (what a storm of reconnects needs; the kernel caps it at somaxconn).
 
     Recovery (``options.resume``, docs/recovery.md): a session whose client loses its
@@ -737,6 +769,7 @@ async def serve(
     server = Server(
         handler, options, config, authenticate,
         supported or {}, accept_data, max_sessions, max_handshakes, store, max_detached, node,
+        max_waiting,
     )  # fmt: skip
     await server.listen(host, port, tls, backlog)
     return server
