@@ -248,6 +248,8 @@ class Server:
         try:
             hello = protocol.agent.indication(event)
             if hello is not None and hello.resume is not None:
+                if self._authenticate is None and self._resume_at_once(protocol, event, hello):
+                    return  # (the live case: no task, no store to wait for)
                 self._pending += 1
                 self._track(self._resume(protocol, event, hello))
                 return
@@ -450,18 +452,38 @@ class Server:
         """A CN whose hello carries a resume token: the live session takes the new
         connection over, or (with a store) the session restarts from its checkpoint."""
         try:
-            try:
-                await self._resume_checked(protocol, event, hello)
-            except ResumeRefused as exc:
-                self.stats.resume_refused[exc.code] += 1
-                self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
-            except Refuse as exc:  # (authentication: final, the client stops trying)
-                self.stats.resume_refused["refused"] += 1
-                self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
-            except Exception as exc:
-                self._refuse(protocol, _refusal(protocol, exc))
+            await self._resume_checked(protocol, event, hello)
+        except Exception as exc:
+            self._resume_failed(protocol, exc)
         finally:
             self._pending -= 1
+
+    def _resume_at_once(self, protocol: Connection, event: ev.ConnectIndication,
+                        hello: Hello) -> bool:  # fmt: skip
+        """The resume of a session live here, with no callback to await: done at once
+        (True), or left to :meth:`_resume` (False)."""
+        try:
+            sid, _ = parse(hello.resume or "")
+        except ResumeRefused:
+            return False  # (said by _resume)
+        old = self._links.get(sid)
+        if old is None or old.closed:
+            return False
+        try:
+            self._resume_checked_live(old, protocol, event, hello)
+        except Exception as exc:
+            self._resume_failed(protocol, exc)
+        return True
+
+    def _resume_failed(self, protocol: Connection, exc: Exception) -> None:
+        if isinstance(exc, ResumeRefused):
+            self.stats.resume_refused[exc.code] += 1
+            self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
+        elif isinstance(exc, Refuse):  # (authentication: final, the client stops trying)
+            self.stats.resume_refused["refused"] += 1
+            self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
+        else:
+            self._refuse(protocol, _refusal(protocol, exc))
 
     async def _resume_checked(self, protocol: Connection, event: ev.ConnectIndication,
                               hello: Hello) -> None:  # fmt: skip
@@ -480,21 +502,32 @@ class Server:
             raise ResumeRefused("this server does not resume sessions", "refused")
         old = self._links.get(sid)
         if old is not None and not old.closed:
-            link = old.link
-            assert link is not None
-            # The token before is still good while the client was not heard on the
-            # connection of its last resume (that accept may never have arrived).
-            previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
-            gen = verify(self._secret, token, generation=link.generation,
-                         identity=link.identity, presenter=presenter, previous=previous)
-            if protocol.transport is None or protocol.transport.is_closing():
-                return
-            self._resume_live(old, protocol, hello, event, gen)
+            self._resume_checked_live(old, protocol, event, hello)
             return
         if self.store is None:
             raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
                                 "no_store")  # fmt: skip
         await self._resume_stored(protocol, event, hello, sid, token, presenter)
+
+    def _resume_checked_live(self, old: Connection, protocol: Connection,
+                             event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
+        """The token checked against the live session, which then takes ``protocol``
+        over (authentication, when there is a callback, is the caller's)."""
+        if not self._recovery or not self._resumable(hello, event):
+            raise ResumeRefused("this server does not resume sessions", "refused")
+        token = hello.resume
+        assert token is not None
+        presenter = identity_of(hello.credentials, _peer_der(protocol))
+        link = old.link
+        assert link is not None
+        # The token before is still good while the client was not heard on the
+        # connection of its last resume (that accept may never have arrived).
+        previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
+        gen = verify(self._secret, token, generation=link.generation,
+                     identity=link.identity, presenter=presenter, previous=previous)
+        if protocol.transport is None or protocol.transport.is_closing():
+            return
+        self._resume_live(old, protocol, hello, event, gen)
 
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
                      event: ev.ConnectIndication, gen: int) -> None:  # fmt: skip
