@@ -291,3 +291,47 @@ def test_session_log_lines_carry_the_session_id(caplog: pytest.LogCaptureFixture
     assert about, caplog.records
     assert all(sid in r.getMessage() for r in about)
     assert any("accepted" in r.getMessage() for r in about)
+
+
+# ---------------------------------------------------------------- resources
+
+
+def test_an_aborted_session_is_freed_without_the_garbage_collector() -> None:
+    """The failure a session keeps is raised as a copy: no traceback ties the raising
+    frames (and the session they hold) to the connection in a reference cycle."""
+    import gc
+
+    async def main() -> list[str]:
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+            finally:
+                ended.set_result(None)
+
+        opts = Options(keepalive_interval=None, resume=False)
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0, options=opts) as server:
+            s = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            await s.send(b"x")
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                s.abort()
+                with pytest.raises(SessionAborted):
+                    await s.receive()
+                del s
+                await asyncio.wait_for(ended, LIMIT)
+                for _ in range(3):  # (the handler's task and its callbacks finish)
+                    await asyncio.sleep(0)
+                gc.collect()
+                return sorted({type(o).__name__ for o in gc.garbage
+                               if type(o).__module__.startswith("sessionlayer")})  # fmt: skip
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+
+    assert run(main()) == []

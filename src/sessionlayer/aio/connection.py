@@ -59,6 +59,7 @@ __all__ = ["Connection"]
 
 log = logging.getLogger("sessionlayer")
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
@@ -94,6 +95,19 @@ _MOVED = 64  # (server) this connection's transport and agent went to a resumed 
 _ROLLBACK = 128  # (recovery) a CheckpointRestored waits to be raised to the reader
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
+
+
+def copy_to_raise(exc: E) -> E:
+    """A copy of the session's failure to raise: the one kept stays without a traceback,
+    which would hold the raising frames, and through them the session, in a reference
+    cycle (an ended session freed at once, not by the garbage collector)."""
+    cls = type(exc)
+    new = cls.__new__(cls)
+    new.args = exc.args
+    new.__dict__.update(exc.__dict__)
+    new.__cause__ = exc.__cause__
+    new.__suppress_context__ = exc.__suppress_context__
+    return new
 
 
 class Relink(Exception):
@@ -268,7 +282,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def check_open(self) -> None:
         """Raise what ended the session, if it has ended."""
         if self._failure is not None:
-            raise self._failure
+            raise copy_to_raise(self._failure)
         if self._flags & _RELEASED:
             raise SessionClosed("the session was released")
 
@@ -681,7 +695,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """The future the next S-DATA indication resolves, or the end of the session fails
         (StopAsyncIteration after a release).  Raises that at once if it has ended."""
         if self._failure is not None:
-            raise self._failure
+            raise copy_to_raise(self._failure)
         if self._flags & _RELEASED:
             raise StopAsyncIteration
         if self._wrote:  # (nothing is held unless something was written since)
@@ -754,12 +768,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     future = queue.popleft()
                     if not future.done():
                         future.set_exception(
-                            self._failure or SessionClosed("the session was released")
+                            copy_to_raise(self._failure) if self._failure is not None
+                            else SessionClosed("the session was released")
                         )
             x.waiters = None
         waiter = self._waiting()
         if waiter is not None:
-            waiter.set_exception(self._failure or StopAsyncIteration())
+            waiter.set_exception(copy_to_raise(self._failure) if self._failure is not None
+                                 else StopAsyncIteration())  # fmt: skip
             waiter.exception()  # retrieved: the reader still gets it raised, if it awaits
         if x is not None:
             if x.tokens_changed is not None:
@@ -985,7 +1001,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
                 )
                 self.abort_session(failure)
-                raise failure
+                raise copy_to_raise(failure)
             link = self._link()
             if link.retained is None:
                 link.retained = Signal()

@@ -29,7 +29,7 @@ from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.codes import ResyncType, Token, TokenSetting
 from ..spdu.types import ConnectionId
-from .connection import Connection
+from .connection import Connection, copy_to_raise
 
 __all__ = [
     "Session",
@@ -504,7 +504,7 @@ class Session:
             )
             conn.warn("session %s: %s", self.id, failure)
             conn.abort_session(failure)
-            raise failure from None
+            raise copy_to_raise(failure) from None
         except SessionClosed:
             return None  # the peer released first (while we waited for the tokens)
         if not event.accepted:
