@@ -14,7 +14,7 @@ from sessionlayer import Options, SessionAborted
 from sessionlayer.errors import StateError
 from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
-from .helpers import FAST, LIMIT, cut, messages, next_of, run
+from .helpers import FAST, LIMIT, cut, messages, next_of, owned, run
 
 
 def test_both_directions_exactly_once_in_order_across_cuts_from_either_side() -> None:
@@ -354,5 +354,46 @@ def test_an_activity_in_progress_is_resumed_on_the_new_connection() -> None:
             assert not any(isinstance(e, ev.ActivityResumeIndication) for e in seen)
             assert any(isinstance(e, ev.ActivityEndIndication) for e in seen)
             await client.release()
+
+    run(main())
+
+
+def test_serial_numbers_near_their_end_renew_the_connection_both_ways() -> None:
+    """Serial numbers end at 999999 and every acknowledgement point takes one: from
+    RENEW_SERIAL on, a side gives its transport connection up and the session resumes on a
+    new one, where they start again (here each connection starts one point short of it, so
+    both sides renew at their second point on each).  An echo, message by message: every
+    message arrives once and in order, both ways."""
+    from sessionlayer.agent.agent import RENEW_SERIAL
+    from sessionlayer.aio.client import RESUMABLE_CONFIG
+
+    config = dataclasses.replace(RESUMABLE_CONFIG, initial_serial=RENEW_SERIAL - 1,
+                                 second_initial_serial=RENEW_SERIAL - 1)  # fmt: skip
+    up = messages(200, 1, b"up")
+
+    async def main() -> None:
+        got_up: list[bytes] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                got_up.append(data)
+                await session.send(data)
+
+        opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
+        async with await sessionlayer.serve(handler, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts,
+                                                config=config)  # fmt: skip
+            async with owned(client), asyncio.timeout(LIMIT * 3):
+                got_down = []
+                for m in up:
+                    await client.send(m)
+                    got_down.append(await client.receive())
+                assert got_down == up and got_up == up
+                assert client.machine.vms <= RENEW_SERIAL  # never past it on a connection
+                journal = client._conn.journal
+                assert journal is not None and journal.held <= 2  # acknowledged all along
+                assert client.resumes >= 20 and client.resumes == client.interruptions
+                assert server.stats.resumed["resumed"] == client.resumes
+                await client.release()
 
     run(main())

@@ -30,6 +30,7 @@ from typing import Generic, Literal, TypeVar, cast, overload
 from ..errors import AbortReason, DecodeError, LocalError, TokenError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
+from ..machine.sync import MAX_SERIAL
 from ..recovery.journal import ACK_MARK, Journal
 from ..spdu import Abort, decode_tsdu, encode
 from ..spdu.codes import FunctionalUnit, Token
@@ -50,6 +51,11 @@ from .hello import Hello, Welcome, is_hello, is_welcome
 from .options import Options
 
 __all__ = ["SessionAgent", "TokensMissing", "PING", "PONG", "NEEDS", "EVERY"]
+
+#: (Recovery) A resumable session's sending flow renews its transport connection once its
+#: next serial number is this, 999000 (room for the application's own sync points before
+#: the last, 999999).
+RENEW_SERIAL = MAX_SERIAL - 999
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -523,13 +529,23 @@ class SessionAgent:
 
     def acknowledge(self, now: float) -> None:
         """Set an acknowledgement point now if one is due (``Options.ack_bytes`` /
-        ``ack_interval``): a confirmed minor sync point marked ACK_MARK."""
+        ``ack_interval``): a confirmed minor sync point marked ACK_MARK.
+
+        Serial numbers end at 999999 (X.225 8.3.20) and an acknowledgement point takes one
+        (four a second while data flows: the end would come after about three days).  From
+        :data:`RENEW_SERIAL` on, the transport connection is given up instead, as if it
+        were lost: the session resumes on a new one (nothing lost, nothing twice), where
+        serial numbers start again."""
         journal = self.journal
         opts = self.options
         if journal is None or not journal.want_ack(now, opts.ack_bytes, opts.ack_interval):
             return
         machine = self.machine
         if not machine.is_open or self.aborting:
+            return
+        if machine.vms >= RENEW_SERIAL:
+            self.lose_link(f"sync serial number {machine.vms} reached: a new transport"
+                           " connection starts them again")  # fmt: skip
             return
         try:
             serial = machine.minor_sync(confirm=True, user_data=ACK_MARK)
