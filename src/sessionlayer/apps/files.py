@@ -29,6 +29,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import mmap
 import os
 import secrets
 import shutil
@@ -249,20 +250,40 @@ class FileService:
 #: Octets handed to a receiver's writer and hasher and not yet written and hashed: beyond
 #: it the receiver stops reading (the peer's sends wait); what a checkpoint waits for.
 _PENDING = 4 << 20
-#: A receiver starts the disk writing (fdatasync, in a thread of its own) every this many
-#: octets written, so that the fsync before a checkpoint's confirm finds little to do.
+#: Direct I/O (O_DIRECT, where the file system has it): the receiver copies what comes into
+#: an aligned buffer of this size and writes it out whole blocks at a time, past the page
+#: cache (the kernel does not copy it again, the fsync finds nothing left to write).
+_STAGE = 4 << 20
+_ALIGN = 4096  #: what direct I/O's offsets, sizes and buffers are aligned to
+#: Without direct I/O: the receiver starts the writeback (fdatasync, in a thread of its
+#: own) every this many octets written, so that the fsync before a checkpoint's confirm
+#: finds little left to write.
 _FLUSH = 8 << 20
+
+
+def _pwrite(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
 
 class _Disk:
     """A receiver's writes and hash of what it receives, off the event loop: one thread
-    writes the data to the file (``os.pwrite``), another hashes it (both release the GIL,
-    so they run beside the loop and each other), a third starts the writeback to disk
-    every ``_FLUSH`` octets (fdatasync).  ``put`` hands over a chunk (it waits while
-    ``_PENDING`` octets are under way); ``settle`` waits until all is written and hashed
-    (and raises the write's OSError); ``sync`` makes it durable (fsync)."""
+    writes the data to the file, another hashes it (both release the GIL, so they run
+    beside the loop and each other).  ``put`` hands over a chunk (it waits while
+    ``_PENDING`` octets are under way); ``settle`` waits until all of it is written (the
+    page cache holds at most the last partial block) and hashed, and raises the write's
+    OSError; ``sync`` makes it durable (fsync, in a third thread).
 
-    def __init__(self, fd: int, offset: int, whole: Any) -> None:
+    The file is written with direct I/O where the file system allows it (a second
+    descriptor with O_DIRECT, whole blocks from an aligned buffer); the partial block at
+    a checkpoint (or the end) goes through ``fd`` and is written again, whole, with what
+    follows it.  Elsewhere (or after an EINVAL) ``fd`` takes it all, and the writeback is
+    started every ``_FLUSH`` octets."""
+
+    def __init__(self, fd: int, path: Path, offset: int, whole: Any) -> None:
         self.fd = fd
         self.offset = offset  # where the next chunk goes
         self.whole = whole
@@ -271,20 +292,68 @@ class _Disk:
         self.flusher = ThreadPoolExecutor(1, "files-flush")
         self.pending: deque[tuple[Future[Any], Future[Any], int]] = deque()
         self.size = 0  # octets in ``pending``
-        self.unflushed = 0  # octets written since the last fdatasync started (the writer's)
-        self.flushing: Future[Any] | None = None
         self.error: BaseException | None = None  # a write's
+        # the writer thread's:
+        self.unflushed = 0  # octets written (buffered) since the last fdatasync started
+        self.flushing: Future[Any] | None = None
+        self.direct = -1  # the O_DIRECT descriptor, -1 without
+        self.base = offset - offset % _ALIGN  # the file offset of ``stage``'s first octet
+        self.fill = offset - self.base  # octets in ``stage``
+        self.stage: Any = None
+        if hasattr(os, "O_DIRECT"):
+            with contextlib.suppress(OSError):  # (no direct I/O here: fd takes it all)
+                self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+            if self.direct >= 0:
+                self.stage = mmap.mmap(-1, _STAGE)  # (page-aligned)
+                # the start of the block the offset is in (the file holds it: see _open)
+                self.stage[: self.fill] = os.pread(fd, self.fill, self.base)
 
-    def _write(self, data: bytes, offset: int) -> None:
+    def _write(self, data: bytes, offset: int) -> None:  # (the writer thread)
+        if self.direct < 0:
+            _pwrite(self.fd, data, offset)
+            self.unflushed += len(data)
+            if self.unflushed >= _FLUSH and (self.flushing is None or self.flushing.done()):
+                self.unflushed = 0
+                self.flushing = self.flusher.submit(os.fdatasync, self.fd)
+            return
         view = memoryview(data)
         while view:
-            n = os.pwrite(self.fd, view, offset)
+            n = min(len(view), _STAGE - self.fill)
+            self.stage[self.fill : self.fill + n] = view[:n]
+            self.fill += n
             view = view[n:]
-            offset += n
-        self.unflushed += len(data)
-        if self.unflushed >= _FLUSH and (self.flushing is None or self.flushing.done()):
-            self.unflushed = 0
-            self.flushing = self.flusher.submit(os.fdatasync, self.fd)
+            if self.fill == _STAGE:
+                self._blocks()
+                if self.direct < 0:  # (direct I/O was refused: the rest as it comes)
+                    self._write(bytes(view), offset + len(data) - len(view))
+                    return
+
+    def _blocks(self) -> None:
+        """Write the whole blocks staged (direct I/O), keep the partial one."""
+        whole = self.fill - self.fill % _ALIGN
+        if not whole:
+            return
+        try:
+            _pwrite(self.direct, memoryview(self.stage)[:whole], self.base)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _pwrite(self.fd, memoryview(self.stage)[: self.fill], self.base)  # no direct I/O
+            self.base += self.fill
+            self.fill = 0
+            os.close(self.direct)
+            self.direct = -1
+            return
+        self.base += whole
+        self.fill -= whole
+        self.stage[: self.fill] = self.stage[whole : whole + self.fill]
+
+    def _out(self) -> None:  # (the writer thread)
+        """All of it to the file: the whole blocks, then the partial one through ``fd``."""
+        if self.direct >= 0:
+            self._blocks()
+        if self.direct >= 0 and self.fill:
+            _pwrite(self.fd, memoryview(self.stage)[: self.fill], self.base)
 
     async def put(self, data: bytes) -> None:
         self.pending.append((self.writer.submit(self._write, data, self.offset),
@@ -296,6 +365,7 @@ class _Disk:
             await self._wait()
 
     async def settle(self) -> None:
+        self.pending.append((self.writer.submit(self._out), self.hasher.submit(int), 0))
         while self.pending:
             await self._wait()
         if self.error is not None:
@@ -322,11 +392,17 @@ class _Disk:
         await asyncio.wrap_future(self.flusher.submit(os.fsync, self.fd))
 
     def close(self) -> None:
-        """Wait for what is under way (errors dropped) and end the threads."""
+        """Wait for what is under way (errors dropped) and end the threads; what is staged
+        and not written is dropped (it follows the last checkpoint)."""
         for executor in (self.writer, self.hasher, self.flusher):
             executor.shutdown(wait=True)
         self.pending.clear()
         self.size = 0
+        if self.direct >= 0:
+            os.close(self.direct)
+            self.direct = -1
+        if self.stage is not None:
+            self.stage.close()
 
 
 class _Receiver:
@@ -410,7 +486,7 @@ class _Receiver:
         self.written = offset
         self.chain = chain
         self.confirmed = (offset, chain.hex())
-        self.disk = _Disk(self.file.fileno(), offset, self.whole)
+        self.disk = _Disk(self.file.fileno(), self.temp, offset, self.whole)
         upload.save(self.service.state_path(activity))
         if self.on_open is not None:
             self.on_open(activity)
