@@ -401,8 +401,7 @@ class _Disk:
         if self.direct >= 0:
             os.close(self.direct)
             self.direct = -1
-        if self.stage is not None:
-            self.stage.close()
+        self.stage = None  # (not closed: a write's error may hold a view of it)
 
 
 class _Receiver:
