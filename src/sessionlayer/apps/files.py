@@ -65,7 +65,9 @@ FILES_CONFIG = SessionConfig(
     functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
     | FU.TYPED_DATA
 )
-CHUNK = 1020 * 1024  #: octets per S-DATA (the default max_tsdu_size, 1 MiB, takes it whole)
+#: Octets per S-DATA: the default max_tsdu_size (1 MiB) takes it whole with its header, and
+#: it is whole 4 KiB blocks (the receiver's direct I/O).
+CHUNK = 1020 * 1024
 SERVICE = "files"  #: the application parameter ``service`` that selects this service
 
 
@@ -265,6 +267,8 @@ def _pwrite(fd: int, data: Any, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
+        if not n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[n:]
         offset += n
 
