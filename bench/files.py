@@ -9,9 +9,11 @@ Each copies the same file from one directory to another on this machine, over TC
 127.0.0.1, and makes it durable at the end:
 
 * sessionlayer: a ``sessionlayer serve`` process (its default SQLite store) receives it;
-  this process sends it with ``send_file`` (256 KiB S-DATA, a major sync point every
+  this process sends it with ``send_file`` (1020 KiB S-DATA, a major sync point every
   64 MiB whose user data records the offset and the SHA-256 chain; the receiver fsyncs
   before it confirms each, checks the whole file's SHA-256 at the end and renames it).
+  The sender reads and hashes in a thread ahead of what it sends; the receiver writes
+  (direct I/O where the file system has it) and hashes in threads beside its event loop.
 * plain TCP: a child process accepts one connection, writes what it reads (1 MiB reads) to
   the file and fsyncs at EOF; this process sends with ``socket.sendfile``.  No hashing.
 * rsync: ``rsync --daemon`` on a free port with one module; ``rsync --whole-file`` (no

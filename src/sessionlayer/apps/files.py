@@ -29,11 +29,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import mmap
 import os
 import secrets
 import shutil
 import ssl
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +65,9 @@ FILES_CONFIG = SessionConfig(
     functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
     | FU.TYPED_DATA
 )
-CHUNK = 512 * 1024  #: octets per S-DATA (the default max_tsdu_size, 1 MiB, takes it whole)
+#: Octets per S-DATA: the default max_tsdu_size (1 MiB) takes it whole with its header, and
+#: it is whole 4 KiB blocks (the receiver's direct I/O).
+CHUNK = 1020 * 1024
 SERVICE = "files"  #: the application parameter ``service`` that selects this service
 
 
@@ -244,6 +249,165 @@ class FileService:
             await sender.run(saved, offset, chain, whole)
 
 
+#: Octets handed to a receiver's writer and hasher and not yet written and hashed: beyond
+#: it the receiver stops reading (the peer's sends wait); what a checkpoint waits for.
+_PENDING = 4 << 20
+#: Direct I/O (O_DIRECT, where the file system has it): the receiver copies what comes into
+#: an aligned buffer of this size and writes it out whole blocks at a time, past the page
+#: cache (the kernel does not copy it again, the fsync finds nothing left to write).
+_STAGE = 4 << 20
+_ALIGN = 4096  #: what direct I/O's offsets, sizes and buffers are aligned to
+#: Without direct I/O: the receiver starts the writeback (fdatasync, in a thread of its
+#: own) every this many octets written, so that the fsync before a checkpoint's confirm
+#: finds little left to write.
+_FLUSH = 8 << 20
+
+
+def _pwrite(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if not n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+        offset += n
+
+
+class _Disk:
+    """A receiver's writes and hash of what it receives, off the event loop: one thread
+    writes the data to the file, another hashes it (both release the GIL, so they run
+    beside the loop and each other).  ``put`` hands over a chunk (it waits while
+    ``_PENDING`` octets are under way); ``settle`` waits until all of it is written (the
+    page cache holds at most the last partial block) and hashed, and raises the write's
+    OSError; ``sync`` makes it durable (fsync, in a third thread).
+
+    The file is written with direct I/O where the file system allows it (a second
+    descriptor with O_DIRECT, whole blocks from an aligned buffer); the partial block at
+    a checkpoint (or the end) goes through ``fd`` and is written again, whole, with what
+    follows it.  Elsewhere (or after an EINVAL) ``fd`` takes it all, and the writeback is
+    started every ``_FLUSH`` octets."""
+
+    def __init__(self, fd: int, path: Path, offset: int, whole: Any) -> None:
+        self.fd = fd
+        self.offset = offset  # where the next chunk goes
+        self.whole = whole
+        self.writer = ThreadPoolExecutor(1, "files-write")
+        self.hasher = ThreadPoolExecutor(1, "files-hash")
+        self.flusher = ThreadPoolExecutor(1, "files-flush")
+        self.pending: deque[tuple[Future[Any], Future[Any], int]] = deque()
+        self.size = 0  # octets in ``pending``
+        self.error: BaseException | None = None  # a write's
+        # the writer thread's:
+        self.unflushed = 0  # octets written (buffered) since the last fdatasync started
+        self.flushing: Future[Any] | None = None
+        self.direct = -1  # the O_DIRECT descriptor, -1 without
+        self.base = offset - offset % _ALIGN  # the file offset of ``stage``'s first octet
+        self.fill = offset - self.base  # octets in ``stage``
+        self.stage: Any = None
+        if hasattr(os, "O_DIRECT"):
+            with contextlib.suppress(OSError):  # (no direct I/O here: fd takes it all)
+                self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
+            if self.direct >= 0:
+                self.stage = mmap.mmap(-1, _STAGE)  # (page-aligned)
+                # the start of the block the offset is in (the file holds it: see _open)
+                self.stage[: self.fill] = os.pread(fd, self.fill, self.base)
+
+    def _write(self, data: bytes, offset: int) -> None:  # (the writer thread)
+        if self.direct < 0:
+            _pwrite(self.fd, data, offset)
+            self.unflushed += len(data)
+            if self.unflushed >= _FLUSH and (self.flushing is None or self.flushing.done()):
+                self.unflushed = 0
+                self.flushing = self.flusher.submit(os.fdatasync, self.fd)
+            return
+        view = memoryview(data)
+        while view:
+            n = min(len(view), _STAGE - self.fill)
+            self.stage[self.fill : self.fill + n] = view[:n]
+            self.fill += n
+            view = view[n:]
+            if self.fill == _STAGE:
+                self._blocks()
+                if self.direct < 0:  # (direct I/O was refused: the rest as it comes)
+                    self._write(bytes(view), offset + len(data) - len(view))
+                    return
+
+    def _blocks(self) -> None:
+        """Write the whole blocks staged (direct I/O), keep the partial one."""
+        whole = self.fill - self.fill % _ALIGN
+        if not whole:
+            return
+        try:
+            _pwrite(self.direct, memoryview(self.stage)[:whole], self.base)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _pwrite(self.fd, memoryview(self.stage)[: self.fill], self.base)  # no direct I/O
+            self.base += self.fill
+            self.fill = 0
+            os.close(self.direct)
+            self.direct = -1
+            return
+        self.base += whole
+        self.fill -= whole
+        self.stage[: self.fill] = self.stage[whole : whole + self.fill]
+
+    def _out(self) -> None:  # (the writer thread)
+        """All of it to the file: the whole blocks, then the partial one through ``fd``."""
+        if self.direct >= 0:
+            self._blocks()
+        if self.direct >= 0 and self.fill:
+            _pwrite(self.fd, memoryview(self.stage)[: self.fill], self.base)
+
+    async def put(self, data: bytes) -> None:
+        self.pending.append((self.writer.submit(self._write, data, self.offset),
+                             self.hasher.submit(self.whole.update, data), len(data)))  # fmt: skip
+        self.offset += len(data)
+        self.size += len(data)
+        self._reap()
+        while self.size > _PENDING:
+            await self._wait()
+
+    async def settle(self) -> None:
+        self.pending.append((self.writer.submit(self._out), self.hasher.submit(int), 0))
+        while self.pending:
+            await self._wait()
+        if self.error is not None:
+            raise self.error
+
+    async def _wait(self) -> None:
+        wrote, hashed, _ = self.pending[0]
+        await asyncio.wait([asyncio.wrap_future(wrote), asyncio.wrap_future(hashed)])
+        self._reap()
+
+    def _reap(self) -> None:
+        """Drop what is written and hashed from the head; raise the first write's OSError
+        (then and from then on)."""
+        pending = self.pending
+        while pending and pending[0][0].done() and pending[0][1].done():
+            wrote, _, n = pending.popleft()
+            self.size -= n
+            if self.error is None:
+                self.error = wrote.exception()
+        if self.error is not None:
+            raise self.error
+
+    async def sync(self) -> None:
+        await asyncio.wrap_future(self.flusher.submit(os.fsync, self.fd))
+
+    def close(self) -> None:
+        """Wait for what is under way (errors dropped) and end the threads; what is staged
+        and not written is dropped (it follows the last checkpoint)."""
+        for executor in (self.writer, self.hasher, self.flusher):
+            executor.shutdown(wait=True)
+        self.pending.clear()
+        self.size = 0
+        if self.direct >= 0:
+            os.close(self.direct)
+            self.direct = -1
+        self.stage = None  # (not closed: a write's error may hold a view of it)
+
+
 class _Receiver:
     """One session's side of one upload."""
 
@@ -266,7 +430,8 @@ class _Receiver:
             self.size = int(self.request.get("size", 0))
         self.upload: _Upload | None = None
         self.file: Any = None
-        self.written = 0
+        self.disk: _Disk | None = None  # the writes and hash of what comes
+        self.written = 0  # octets received (handed to ``disk``)
         self.chain = chain_start()
         self.whole = hashlib.sha256()
         self.advanced = asyncio.Event()
@@ -304,10 +469,10 @@ class _Receiver:
                              float(self.request.get("mtime", 0.0)))  # fmt: skip
         upload.checkpoints = [(o, c) for o, c in upload.checkpoints if o <= offset]
         self.upload = upload
-        if self.file is not None:
-            self.file.close()
+        self._close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.temp, "r+b" if self.temp.exists() else "w+b")  # noqa: SIM115
+        self.file = open(self.temp, "r+b" if self.temp.exists() else "w+b",  # noqa: SIM115
+                         buffering=0)  # (written with os.pwrite only)
         self.file.truncate(offset)
         self.whole = hashlib.sha256()
         self.file.seek(0)
@@ -324,9 +489,19 @@ class _Receiver:
         self.written = offset
         self.chain = chain
         self.confirmed = (offset, chain.hex())
+        self.disk = _Disk(self.file.fileno(), self.temp, offset, self.whole)
         upload.save(self.service.state_path(activity))
         if self.on_open is not None:
             self.on_open(activity)
+
+    def _close(self) -> None:
+        """The writes under way done (a rerun of the transfer or its end), the file closed."""
+        if self.disk is not None:
+            self.disk.close()
+            self.disk = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
     async def run(self) -> None:
         session = self.session
@@ -336,6 +511,7 @@ class _Receiver:
             cp = _json(restored.user_data)  # back to a checkpoint (a restart, another node)
             self._open(str(cp.get("a", "")), int(cp.get("o", 0)), bytes.fromhex(cp.get("c", "")))
         events = asyncio.ensure_future(self._events())
+        state: dict[str, Any] = {}  # what the server's status shows: updated in place
         try:
             while True:
                 try:
@@ -347,19 +523,19 @@ class _Receiver:
                     continue
                 except SessionClosed:
                     break
-                if self.file is None:
+                disk = self.disk
+                if disk is None:
                     raise TransferError("data outside a transfer")
-                try:
-                    self.file.write(data)
-                except OSError as exc:
-                    await self._fail(f"cannot write {self.request.get('name')!r} on the"
-                                     f" server: {os.strerror(exc.errno or errno.EIO)}")  # fmt: skip
-                    return
                 self.written += len(data)
-                self.whole.update(data)
-                state = {"name": self.request.get("name"), "size": self.size,
-                         "done": self.written}  # fmt: skip
-                self.service.progress[session.id] = state
+                try:
+                    await disk.put(data)
+                except OSError as exc:
+                    await self._write_failed(exc)
+                    return
+                if state.get("done") is None or state["name"] != self.request.get("name"):
+                    state = {"name": self.request.get("name"), "size": self.size, "done": 0}
+                    self.service.progress[session.id] = state
+                state["done"] = self.written
                 if self.report is not None:
                     self.report({**state, "sent": self.written, "checkpoints": len(
                         self.upload.checkpoints) if self.upload else 0,
@@ -367,8 +543,7 @@ class _Receiver:
                 self.advanced.set()
         finally:
             events.cancel()
-            if self.file is not None:
-                self.file.close()
+            self._close()
             upload = self.upload
             if upload is not None and self.service.holders.get(upload.activity) is session:
                 del self.service.holders[upload.activity]
@@ -399,14 +574,19 @@ class _Receiver:
             while self.written < offset:  # (the data before the MAP is read first)
                 self.advanced.clear()
                 await self.advanced.wait()
-        if self.file is None or self.upload is None or self.written != offset:
+        disk = self.disk
+        if disk is None or self.upload is None or self.written != offset:
             raise TransferError(f"checkpoint at {offset}, {self.written} octets received")
+        try:
+            await disk.settle()  # all of it written and hashed
+        except OSError as exc:
+            await self._write_failed(exc)
+            raise TransferError("the file could not be written") from None
         self.chain = self.whole.digest()
         if self.chain.hex() != cp.get("c"):
             await self._fail("the data does not match the sender's checkpoint hash")
             raise TransferError("checkpoint hash mismatch")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        await disk.sync()
         if cp.get("h") is not None:  # the last one: the whole file
             if self.whole.hexdigest() != cp["h"] or offset != self.size:
                 await self._fail("the file's SHA-256 does not match the sender's")
@@ -422,6 +602,10 @@ class _Receiver:
         self.upload.checkpoints.append((offset, self.chain.hex()))
         self.upload.save(self.service.state_path(self.upload.activity))
         self.confirmed = (offset, cp.get("c"))
+
+    async def _write_failed(self, exc: OSError) -> None:
+        await self._fail(f"cannot write {self.request.get('name')!r} on the server:"
+                         f" {os.strerror(exc.errno or errno.EIO)}")  # fmt: skip
 
     async def _fail(self, message: str) -> None:
         """Tell the sender why (typed data), then abort the session."""
@@ -553,6 +737,49 @@ def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
     return whole.digest(), whole
 
 
+#: How many chunks a sender reads (and hashes) ahead of what it sends.
+_AHEAD = 4
+
+
+class _Reader:
+    """A sender's reads and hash of its file, ahead of what it sends, in a thread of its
+    own (``os.pread`` and hashlib release the GIL: the event loop only sends)."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.executor = ThreadPoolExecutor(1, "files-read")
+        self.ahead: deque[tuple[Future[bytes], int]] = deque()
+        self.offset = offset  # where the reads asked for end
+
+    def _read(self, offset: int, n: int, whole: Any) -> bytes:
+        block = os.pread(self.fd, n, offset)
+        whole.update(block)
+        return block
+
+    def fill(self, end: int, whole: Any) -> None:
+        """Ask for up to ``_AHEAD`` chunks, none beyond ``end``, hashed into ``whole``."""
+        while len(self.ahead) < _AHEAD and self.offset < end:
+            n = min(CHUNK, end - self.offset)
+            self.ahead.append((self.executor.submit(self._read, self.offset, n, whole), n))
+            self.offset += n
+
+    async def next(self) -> bytes:
+        """The next chunk (b"" when the file ended before it: it shrank)."""
+        future, n = self.ahead.popleft()
+        block = future.result() if future.done() else await asyncio.wrap_future(future)
+        return block if len(block) == n else b""
+
+    def drop(self, offset: int) -> None:
+        """Forget what was read ahead (once it is done): the next read is at ``offset``."""
+        wait([future for future, _ in self.ahead])
+        self.ahead.clear()
+        self.offset = offset
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+        self.ahead.clear()
+
+
 class _Sender:
     def __init__(self, session: Session, handle: Any, name: str, size: int, mtime: float,
                  every: int, states_path: Path | None, key: str,
@@ -629,41 +856,50 @@ class _Sender:
     async def _stream(self, activity: bytes, offset: int, chain: bytes,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
         session = self.session
-        mark = offset - offset % self.every  # (checkpoints fall on multiples of ``every``)
-        self.handle.seek(offset)
-        while True:
-            try:
-                if offset >= self.size:
-                    return await self._finish(activity, offset, whole)
-                block = self.handle.read(min(CHUNK, self.size - offset, mark + self.every
-                                             - offset))  # fmt: skip
-                if not block:
-                    raise TransferError(f"{self.name}: the file shrank while it was sent")
-                await session.send(block)
-                offset += len(block)
-                self.sent += len(block)
-                whole.update(block)
-                if offset - mark >= self.every and offset < self.size:
-                    chain = whole.digest()
-                    cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
-                          "n": self.name, "e": self.every}  # fmt: skip
-                    serial = await session.sync(major=True, user_data=json.dumps(cp).encode())
+        every = self.every
+        mark = offset - offset % every  # (checkpoints fall on multiples of ``every``)
+        reader = _Reader(self.handle.fileno(), offset)
+        try:
+            while True:
+                try:
+                    if offset >= self.size:
+                        return await self._finish(activity, offset, whole)
+                    end = min(self.size, mark + every)  # (reads stop at the checkpoint)
+                    reader.fill(end, whole)
+                    block = await reader.next()
+                    if not block:
+                        raise TransferError(f"{self.name}: the file shrank while it was sent")
+                    point = offset + len(block) == end < self.size
+                    if point:  # (read and hashed up to it, not beyond: the chain)
+                        chain = whole.digest()
+                        reader.fill(min(self.size, end + every), whole)  # (during the sync)
+                    await session.send(block)
+                    offset += len(block)
+                    self.sent += len(block)
+                    if point:
+                        cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
+                              "n": self.name, "e": every}  # fmt: skip
+                        serial = await session.sync(major=True,
+                                                    user_data=json.dumps(cp).encode())
+                        mark = offset
+                        self.checkpoints += 1
+                        self._save(activity.hex(), offset, chain, serial)
+                    self._report(offset)
+                except CheckpointRestored as exc:  # the server went back: so do we
+                    self.restores += 1
+                    back = _json(exc.user_data)
+                    offset = int(back.get("o", 0))
+                    reader.drop(offset)
+                    chain, whole = _rehash(self.handle, offset, every)
                     mark = offset
-                    self.checkpoints += 1
-                    self._save(activity.hex(), offset, chain, serial)
-                self._report(offset)
-            except CheckpointRestored as exc:  # the server went back: so do we
-                self.restores += 1
-                back = _json(exc.user_data)
-                offset = int(back.get("o", 0))
-                chain, whole = _rehash(self.handle, offset, self.every)
-                mark = offset
-                marker = json.dumps({"name": self.name, "size": self.size, "o": offset,
-                                     "c": chain.hex()}).encode()  # fmt: skip
-                await session.resume_activity(activity, activity, exc.serial or 0,
-                                              old_connection_id=ConnectionId(
-                                                  common_ref=bytes.fromhex(session.id)),
-                                              user_data=marker)  # fmt: skip
+                    marker = json.dumps({"name": self.name, "size": self.size, "o": offset,
+                                         "c": chain.hex()}).encode()  # fmt: skip
+                    await session.resume_activity(activity, activity, exc.serial or 0,
+                                                  old_connection_id=ConnectionId(
+                                                      common_ref=bytes.fromhex(session.id)),
+                                                  user_data=marker)  # fmt: skip
+        finally:
+            reader.close()
 
     async def _finish(self, activity: bytes, offset: int,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip

@@ -1,0 +1,179 @@
+"""The file service's receiver off the event loop (apps/files.py ``_Disk``, ``_Reader``): what
+it writes (direct I/O or not, from an aligned offset or not, cut at any point) is what it was
+given; a write error or a file system without direct I/O is handled; and end to end, a
+checkpoint is confirmed only once the data before it is in the file and fsynced."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.tools import unavailable
+
+from sessionlayer import Options
+from sessionlayer.aio import Session, serve
+from sessionlayer.apps import files as files_app
+from sessionlayer.apps.files import FileService, send_file
+from sessionlayer.commands.serve import SERVER_CONFIG
+
+from .helpers import pattern, run
+
+
+def _disk(path: Path, offset: int) -> tuple[Any, Any]:
+    """A _Disk on ``path`` (holding ``offset`` octets already), as _Receiver._open makes it."""
+    handle = open(path, "r+b", buffering=0)  # noqa: SIM115
+    whole = hashlib.sha256(path.read_bytes()[:offset])
+    return handle, files_app._Disk(handle.fileno(), path, offset, whole)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("start", [0, 4096, 5000])
+def test_the_file_holds_what_was_put_at_every_settle(
+    tmp_path: Path, direct: bool, start: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not direct:
+        monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    monkeypatch.setattr(files_app, "_STAGE", 64 * 1024)  # (many direct writes, small data)
+    monkeypatch.setattr(files_app, "_FLUSH", 100_000)
+    monkeypatch.setattr(files_app, "_PENDING", 200_000)
+    path = tmp_path / "f.part"
+    head = pattern(1, start)
+    path.write_bytes(head)
+    rng = random.Random(start)
+
+    async def main() -> None:
+        handle, disk = _disk(path, start)
+        assert disk.direct >= 0 or not direct or os.environ.get("CI") is None
+        if not direct:
+            assert disk.direct == -1
+        expected = bytearray(head)
+        try:
+            for i in range(60):
+                data = pattern(100 + i, rng.choice([1, 511, 4096, 10_000, 70_000, 150_000]))
+                await disk.put(data)
+                expected += data
+                if rng.random() < 0.25:
+                    await disk.settle()
+                    await disk.sync()
+                    assert path.read_bytes() == expected  # all of it, not past it
+                    assert disk.whole.digest() == hashlib.sha256(expected).digest()
+            await disk.settle()
+            assert path.read_bytes() == expected
+        finally:
+            disk.close()
+            handle.close()
+
+    run(main())
+
+
+def test_direct_io_refused_falls_back_to_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not hasattr(os, "O_DIRECT"):
+        unavailable("no O_DIRECT here")
+    monkeypatch.setattr(files_app, "_STAGE", 64 * 1024)
+    path = tmp_path / "f.part"
+    path.write_bytes(b"")
+    real = os.pwrite
+    direct: list[int] = []
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if direct and fd == direct[0]:
+            raise OSError(errno.EINVAL, "no direct I/O")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+    async def main() -> None:
+        handle, disk = _disk(path, 0)
+        direct.append(disk.direct)
+        data = pattern(2, 300_000)
+        try:
+            await disk.put(data[:100_000])
+            await disk.put(data[100_000:])
+            await disk.settle()
+            assert disk.direct == -1  # it gave direct I/O up
+            assert path.read_bytes() == data
+        finally:
+            disk.close()
+            handle.close()
+
+    run(main())
+
+
+def test_a_write_error_surfaces_at_the_next_put_or_settle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: Any, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "full")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    path = tmp_path / "f.part"
+    path.write_bytes(b"")
+
+    async def main() -> None:
+        handle, disk = _disk(path, 0)
+        try:
+            with pytest.raises(OSError) as caught:
+                for _ in range(20):
+                    await disk.put(b"x" * 600_000)
+                await disk.settle()
+            assert caught.value.errno == errno.ENOSPC
+        finally:
+            disk.close()
+            handle.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("every", [1 << 20, 1_000_003])  # (aligned and not: partial blocks)
+def test_a_checkpoint_is_confirmed_only_after_its_data_is_in_the_file_and_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    size = 5 * every + 12_345
+    source = tmp_path / "src.bin"
+    source.write_bytes(pattern(3, size))
+    data = source.read_bytes()
+    log: list[tuple[str, Any]] = []  # fsyncs (what the file held) and confirms, in order
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        with open(f"/proc/self/fd/{fd}", "rb") as f:  # what the file holds, after it
+            log.append(("fsync", hashlib.sha256(f.read()).hexdigest()))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    real_sync = Session.sync
+
+    async def sync(self: Session, **kw: Any) -> int:
+        serial = await real_sync(self, **kw)
+        log.append(("confirmed", kw.get("user_data")))
+        return serial
+
+    monkeypatch.setattr(Session, "sync", sync)
+    service = FileService(tmp_path / "files", tmp_path / "transfers")
+
+    async def main() -> None:
+        server = await serve(service.handle, "127.0.0.1", 0, authenticate=lambda r: (
+            service.check(r), True)[1], supported={"service": ["files"]},
+            config=SERVER_CONFIG, options=Options(tpdu_size=65408))  # fmt: skip
+        try:
+            await send_file(source, "127.0.0.1", server.port, checkpoint=every,
+                            state_dir=tmp_path / "state")  # fmt: skip
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())
+    assert (tmp_path / "files" / "src.bin").read_bytes() == data
+    confirms = [i for i, (kind, _) in enumerate(log) if kind == "confirmed"]
+    assert len(confirms) == 6
+    for i in confirms:
+        offset = int(files_app._json(log[i][1])["o"])
+        want = hashlib.sha256(data[:offset]).hexdigest()
+        assert ("fsync", want) in log[:i], f"checkpoint at {offset} confirmed before its fsync"
