@@ -377,7 +377,10 @@ class _Disk:
 
     async def _wait(self) -> None:
         wrote, hashed, _ = self.pending[0]
-        await asyncio.wait([asyncio.wrap_future(wrote), asyncio.wrap_future(hashed)])
+        for future in (wrote, hashed):
+            if not future.done():
+                with contextlib.suppress(Exception):  # (taken from ``wrote`` by _reap: an
+                    await asyncio.wrap_future(future)  # asyncio.wait would leave it unread)
         self._reap()
 
     def _reap(self) -> None:
