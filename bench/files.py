@@ -20,7 +20,9 @@ Each copies the same file from one directory to another on this machine, over TC
   delta: the target does not exist) pushes the file; rsync checks its own checksum.
 
 Reported: MB/s (10**6 octets per second, from the start of the client to its end, the
-receiver's fsync included) and sessionlayer's ratio to each (target: >= 0.8x the plain copy).
+receiver's fsync included), the median of ``--repeat`` runs of each (3; run in turn, so that
+a slow spell of this shared machine falls on all three), sessionlayer's ratio to each
+median (target: >= 0.8x the plain copy), and the ratio run by run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 1 GiB")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--checkpoint", type=int, default=64, help="MiB (64)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each, alternated; the median is reported (3)")
     args = parser.parse_args(argv)
     size = (256 if args.quick else 1024) * MIB
+    runs: dict[str, list[float]] = {"sessionlayer": [], "plain": [], "rsync": []}
     with tempfile.TemporaryDirectory(prefix="bench-files-", dir=os.environ.get("TMPDIR")) as tmp:
         work = Path(tmp)
         if shutil.disk_usage(work).free < 3 * size:
@@ -151,22 +157,30 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         source = work / "source.bin"
         make_file(source, size)
-        results: dict[str, Any] = {"size": size, "checkpoint_mib": args.checkpoint}
-        secs = asyncio.run(_sessionlayer(source, work / "srv", args.checkpoint * MIB))
-        results["sessionlayer"] = size / secs / 1e6
-        (work / "srv" / "files" / "source.bin").unlink()
-        secs = plain_copy(source, work / "plain.bin")
-        results["plain"] = size / secs / 1e6
-        (work / "plain.bin").unlink()
-        rsync_dir = work / "rsync"
-        rsync_dir.mkdir()
-        secs_rsync = rsync_copy(source, rsync_dir, work)
-        results["rsync"] = size / secs_rsync / 1e6 if secs_rsync else None
+        for _ in range(max(1, args.repeat)):  # (alternated: a slow spell of the host hits all)
+            secs = asyncio.run(_sessionlayer(source, work / "srv", args.checkpoint * MIB))
+            runs["sessionlayer"].append(size / secs / 1e6)
+            (work / "srv" / "files" / "source.bin").unlink()
+            secs = plain_copy(source, work / "plain.bin")
+            runs["plain"].append(size / secs / 1e6)
+            (work / "plain.bin").unlink()
+            rsync_dir = work / "rsync"
+            shutil.rmtree(rsync_dir, ignore_errors=True)
+            rsync_dir.mkdir()
+            secs_rsync = rsync_copy(source, rsync_dir, work)
+            if secs_rsync:
+                runs["rsync"].append(size / secs_rsync / 1e6)
+    results: dict[str, Any] = {"size": size, "checkpoint_mib": args.checkpoint, "runs": runs}
+    for name, rates in runs.items():
+        results[name] = statistics.median(rates) if rates else None
+    ratios = [a / b for a, b in zip(runs["sessionlayer"], runs["plain"], strict=True)]
+    results["ratio_per_run"] = ratios
     if args.json:
         print(json.dumps(results))
         return 0
     print(f"file transfer on loopback, {size // MIB} MiB, a checkpoint every"
-          f" {args.checkpoint} MiB (python -m bench.files{' --quick' if args.quick else ''})")
+          f" {args.checkpoint} MiB, median of {len(ratios)} alternated runs"
+          f" (python -m bench.files{' --quick' if args.quick else ''})")
     print(f"  {'':24}{'MB/s':>10}{'sessionlayer / it':>20}")
     for name in ("sessionlayer", "plain", "rsync"):
         rate = results[name]
@@ -177,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         label = {"sessionlayer": "sessionlayer send", "plain": "plain Python TCP copy",
                  "rsync": "rsync to rsyncd"}[name]  # fmt: skip
         print(f"  {label:24}{rate:>10.1f}{ratio:>19.2f}x")
+    print("  sessionlayer / plain copy, run by run: " + ", ".join(f"{r:.2f}x" for r in ratios))
     return 0
 
 
