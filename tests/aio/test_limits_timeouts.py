@@ -137,6 +137,10 @@ def test_connections_over_the_handshake_limit_wait_their_turn() -> None:
 
 
 def test_one_connection_over_the_waiting_limit_is_closed_at_once() -> None:
+    """One in handshake, one waiting (``max_waiting`` 1): one more is closed at once.  When
+    the waiting one's peer leaves (unnoticed: nothing is read from it), a full queue looks
+    before it refuses, and the next connection waits in its place and gets its turn."""
+
     async def main() -> None:
         opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
         async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=opts,
@@ -144,17 +148,26 @@ def test_one_connection_over_the_waiting_limit_is_closed_at_once() -> None:
             held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
             while server.handshakes < 1 or server.queued < 1:
                 await asyncio.sleep(0)
+            client = Options(handshake_timeout=LIMIT, resume=False)
             started = time.monotonic()
             with pytest.raises(SessionAborted):
-                await sessionlayer.connect("127.0.0.1", server.port, options=Options(
-                    handshake_timeout=LIMIT, resume=False))  # fmt: skip
+                await sessionlayer.connect("127.0.0.1", server.port, options=client)
             assert time.monotonic() - started < 1.0
             assert server.stats.refused["handshake_limit"] == 1
-            for _, writer in held:
-                writer.close()
-                await writer.wait_closed()
-            while server.queued:  # the waiting one gone: no longer counted
+            held[1][1].close()  # the waiting one leaves
+            await held[1][1].wait_closed()
+            server.sweep_interval = 0.0  # (look at once, not within the second)
+            later = asyncio.ensure_future(
+                sessionlayer.connect("127.0.0.1", server.port, options=client))
+            while len(server._waiting) < 2:  # (the gone one swept, this one queued)
                 await asyncio.sleep(0)
+            assert server.queued == 1 and server.stats.refused["handshake_limit"] == 1
+            held[0][1].close()  # the slot frees: the new one's turn
+            session = await later
+            await session.send(b"ping")
+            assert await session.receive() == b"ping"
+            await session.release()
+            await held[0][1].wait_closed()
 
     run(main())
 

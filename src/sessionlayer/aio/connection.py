@@ -70,7 +70,6 @@ _COPY_BELOW = 4096
 _BUFFERED = 1
 _WRITING = 2
 _EVENTS = 4
-_QUEUED = 8  # (server) accepted over the handshake limit: waits for a slot, nothing read
 _LOCAL = _BUFFERED | _EVENTS  #: paused for our own application: no idle timeout meanwhile
 #: While reading is paused, every this many seconds: is the peer still there (_peer_gone)?
 _PAUSED_CHECK = 1.0
@@ -234,12 +233,27 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """(Server) A handshake slot is this connection's: read what its peer sent."""
         if self._flags & _WAITING:
             self._flags = (self._flags | _HANDSHAKE) & ~_WAITING
-            self._unpause(_QUEUED)
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
     @property
     def waiting(self) -> bool:
         """(Server) Queued for a handshake slot (and still connected)."""
         return bool(self._flags & _WAITING)
+
+    def gone_while_waiting(self) -> bool:
+        """(Server) A queued connection whose peer left (asyncio sees no FIN while
+        nothing is read: look), closed now.  The handshake deadline would close it too,
+        later; this is for a full queue (no timer of its own while it waits)."""
+        if self._flags & _WAITING and peer_gone(self.transport):
+            self._flags &= ~_WAITING
+            callback = self._ep.on_wait_over
+            if callback is not None:
+                callback()
+            self.abort()
+            return True
+        return False
 
     # ------------------------------------------------------------ state
 
@@ -304,8 +318,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         # (low as asyncio would make it, but one int for all: not one per transport)
         transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
         self.agent.connection_made(ep.loop.time(), *ep.tsaps)
-        if self._flags & _WAITING:
-            self._pause(_QUEUED)
+        if self._flags & _WAITING:  # (no _pause: nothing to look at every second)
+            transport.pause_reading()
         self.flush()
 
     def buffer_updated(self, nbytes: int) -> None:

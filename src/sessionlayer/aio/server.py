@@ -112,6 +112,9 @@ class Server:
         self.max_waiting = (max(max_sessions, 16 * max_handshakes) if max_waiting is None
                             else max_waiting)  # fmt: skip
         self.queued = 0
+        self._swept = 0.0  # when the waiting connections were last looked at (monotonic)
+        #: A full queue of waiting connections looks for peers gone at most this often (s).
+        self.sweep_interval = 1.0
         self._waiting: collections.deque[Connection] = collections.deque()
         """Connections accepted by TCP that are not sessions yet (nor refused)."""
         self._server: asyncio.Server | None = None
@@ -207,6 +210,11 @@ class Server:
         agent = SessionAgent("responder", self.config, self.options)
         assert self._endpoint is not None and self._rejecting is not None
         if self.handshakes >= self.max_handshakes:
+            now = time.monotonic()
+            if self.queued >= self.max_waiting and now >= self._swept + self.sweep_interval:
+                self._swept = now  # (some may have left meanwhile: look, once a second)
+                for queued in self._waiting:
+                    queued.gone_while_waiting()
             if self.queued >= self.max_waiting:  # closed at once by connection_made
                 protocol = Connection(agent, self._rejecting)
                 protocol.rejected = True
