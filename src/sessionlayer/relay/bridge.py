@@ -24,6 +24,8 @@ FN                          FN; the other leg's DN or NF answers it (a release
 AB (user)                   AB with the same user data
 AB (provider), lost TCP,    AB on the other leg: the peer's own reason when it sent one,
 a protocol error, a limit   0x09 (no reason) when the fault was not the other peer's
+lost TCP, resumable         the other leg's TCP closed, no AB: both ends resume the
+                            session through the relay (the upstream keeps it meanwhile)
 ==========================  ==========================================================
 
 A malformed or out-of-state SPDU never reaches the other leg: its machine answers it with
@@ -102,6 +104,7 @@ class Bridge:
         "outcome",
         "phase",
         "plain_messages",
+        "resumable",
         "upstream",
     )  # fmt: skip
 
@@ -133,6 +136,10 @@ class Bridge:
         # leg ahead of what its agent queues next.
         self._readers: dict[Leg, PlainReader] | None = None
         self.plain_messages = 0  #: S-DATA relayed by the fast path
+        #: Both ends are sessionlayer peers and the upstream gave the session a resume
+        #: token: a leg whose TCP connection is lost loses the other's too, with no AB,
+        #: so that the session resumes through the relay (docs/recovery.md).
+        self.resumable = False
         self._general: set[Leg] = set()
         self._out: dict[Leg, list[bytes]] = {CLIENT: [], UPSTREAM: []}
 
@@ -442,7 +449,8 @@ class Bridge:
     def _keepalive(self) -> None:
         """Between sessionlayer peers (a hello in the CN, a welcome in the AC, both saying
         so) each leg answers the other peer's keepalive probes itself: they are not X.225
-        services and are not relayed."""
+        services and are not relayed.  And a resumable session (the hello asks for
+        recovery, the welcome has a token) is :attr:`resumable`."""
         cn = self._cn
         upstream = self.upstream
         if cn is None or upstream is None or not is_hello(cn.user_data):
@@ -457,6 +465,7 @@ class Bridge:
             return
         both = hello.keepalive and welcome.keepalive
         self.client.keepalive = upstream.keepalive = both
+        self.resumable = hello.recovery and welcome.token is not None
 
     def _refused(self, event: ev.RefuseConfirm, now: float) -> None:
         if self.phase != "connecting":
@@ -504,11 +513,17 @@ class Bridge:
                                 f"the upstream ended before accepting: {event.message}",
                                 now)  # fmt: skip
             return
+        other = self.agent(_OTHER[leg])
+        if lost and self.resumable and other is not None and self._alive(other):
+            # As it came, no AB: the ends resume the session through new connections.
+            self._end("interrupted", f"{leg} leg: the connection was lost (the session"
+                                     " resumes on new connections)", now)  # fmt: skip
+            other.lose_link(f"the {leg} leg's connection was lost")
+            return
         by = "the relay" if event.local else f"the {leg}"
         self._end("aborted", f"{leg} leg: {event.message or 'aborted'} (AB "
                              f"{int(event.reason):#04x} from {by})", now,
                   level="warning" if event.local else "info")  # fmt: skip
-        other = self.agent(_OTHER[leg])
         if other is None or not self._alive(other):
             return
         reason = _NO_REASON

@@ -75,7 +75,9 @@ class RelaySessionInfo:
     called_ssel: str | None
     client: LegInfo
     upstream: LegInfo | None  #: None until the relay connects upstream
-    outcome: str | None = None  #: "released", "refused", "aborted" once ended
+    #: "released", "refused", "aborted", "interrupted" (a resumable session lost a leg: it
+    #: resumes on new connections) once ended
+    outcome: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -96,7 +98,8 @@ class RelayStats:
     "SPM_CONGESTION" (max_sessions)."""
     relayed: int = 0  #: CNs admitted, each an upstream connection
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Sessions over, by outcome: "released", "refused", "aborted", "closed" (no CN)."""
+    """Sessions over, by outcome: "released", "refused", "aborted", "interrupted",
+    "closed" (no CN)."""
     octets: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     """Octets of the sessions that are over, by (leg, "in" | "out")."""
 
