@@ -172,6 +172,8 @@ async def storm(loop_name: str, count: int, timeout: float, max_handshakes: int,
         "client_cpu_us": client_cpu / count * 1e6,
         "client_gc_us": gc_clock.seconds / count * 1e6,
         "client_gc_collections": gc_clock.collections,
+        "client_gc_ms_by_generation": [round(t * 1e3, 1) for t in gc_clock.by_gen],
+        "client_objects": len(gc.get_objects()),  # (what a full collection walks)
         "open_server_cpu_us": open_cpu[0] / count * 1e6,
         "open_client_cpu_us": open_cpu[1] / count * 1e6,
         "listen_overflows": overflows,
@@ -184,14 +186,17 @@ class _GcClock:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.collections = [0, 0, 0]
+        self.by_gen = [0.0, 0.0, 0.0]
         self._start = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._start = time.process_time()
         else:
-            self.seconds += time.process_time() - self._start
+            took = time.process_time() - self._start
+            self.seconds += took
             self.collections[info["generation"]] += 1
+            self.by_gen[info["generation"]] += took
 
 
 async def raw_herd(loop_name: str, count: int, timeout: float) -> dict[str, Any]:
@@ -273,7 +278,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
         Row("server CPU per resume", "us", r["server_cpu_us"], raw_server),
         Row("client CPU per resume", "us", r["client_cpu_us"], raw_client, "",
             f"of which GC {r['client_gc_us']:.0f} us (collections by generation:"
-            f" {r['client_gc_collections']})"),
+            f" {r['client_gc_collections']}, ms by generation:"
+            f" {r['client_gc_ms_by_generation']}; {r['client_objects']:,} objects tracked)"),
         Row(f"setup {n} (fresh, recovery on)", "sessions/s", r["open_per_s"],
             raw["conns_per_s"]),
         Row("server CPU per fresh setup", "us", r["open_server_cpu_us"], raw_server),
