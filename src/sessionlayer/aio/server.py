@@ -146,7 +146,7 @@ class Server:
     # ------------------------------------------------------------ public
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None,
-                     backlog: int = 1024) -> None:  # fmt: skip
+                     backlog: int = 4096) -> None:  # fmt: skip
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
         if self.store is not None:
@@ -779,7 +779,7 @@ async def serve(
     store: Any = None,
     max_detached: int = 1000,
     node: str | None = None,
-    backlog: int = 1024,
+    backlog: int = 4096,
     max_waiting: int | None = None,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
