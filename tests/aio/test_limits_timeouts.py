@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from tests.rawpeer import RawPeer, accept_session, raw_server
+from tests.tools import unavailable
 
 import sessionlayer
 from sessionlayer import Options, SessionAborted, SessionConfig
@@ -108,9 +109,23 @@ def test_handshake_timeout_when_the_cn_is_never_answered() -> None:
     run(main())
 
 
-def test_connections_over_the_handshake_limit_wait_their_turn() -> None:
+def _on_loop(name: str, coro: Awaitable[Any]) -> Any:
+    """Run ``coro`` (bounded) on asyncio's loop or on uvloop's."""
+    if name == "asyncio":
+        return run(coro)
+    try:
+        import uvloop
+    except ImportError:
+        unavailable("uvloop is not installed (the test extra has it)")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(asyncio.wait_for(coro, 9))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_connections_over_the_handshake_limit_wait_their_turn(loop: str) -> None:
     """``max_handshakes`` 2: two silent connections hold both slots; ten connects made
-    meanwhile wait, unread, none closed; once the silent ones go, each becomes a session."""
+    meanwhile wait, unread, none closed (uvloop reads once before a pause holds: what it
+    read waits too); once the silent ones go, each becomes a session."""
 
     async def main() -> None:
         opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
@@ -133,7 +148,7 @@ def test_connections_over_the_handshake_limit_wait_their_turn() -> None:
             assert server.stats.refused["handshake_limit"] == 0
             assert server.handshakes == 0 and server.queued == 0
 
-    run(main())
+    _on_loop(loop, main())
 
 
 def test_one_connection_over_the_waiting_limit_is_closed_at_once() -> None:
@@ -348,3 +363,57 @@ def test_an_aborted_session_is_freed_without_the_garbage_collector() -> None:
                 gc.enable()
 
     assert run(main()) == []
+
+
+def test_tls_connections_that_never_finish_tls_hold_no_handshake_slot() -> None:
+    """A connection counts once it is up (TLS done): TCP connections that close before
+    their TLS handshake (a health check, a port scan) leave every slot free."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+
+    async def main() -> None:
+        opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
+        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=opts,
+                                            tls=server_tls, max_handshakes=1,
+                                            max_waiting=1) as server:  # fmt: skip
+            for _ in range(3):  # (each closed before its ClientHello)
+                _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.close()
+                await writer.wait_closed()
+            session = await sessionlayer.connect("127.0.0.1", server.port, tls=client_tls,
+                                                 server_hostname="localhost",
+                                                 options=Options(resume=False))  # fmt: skip
+            await session.send(b"ping")
+            assert await session.receive() == b"ping"
+            await session.release()
+            assert server.queued == 0 and server.stats.refused["handshake_limit"] == 0
+
+    run(main())
+
+
+def test_close_ends_the_connections_waiting_for_a_slot() -> None:
+    async def main() -> None:
+        opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)
+        server = await sessionlayer.serve(echo, "127.0.0.1", 0, options=opts, max_handshakes=1)
+        _, silent = await asyncio.open_connection("127.0.0.1", server.port)
+        later = asyncio.ensure_future(sessionlayer.connect(
+            "127.0.0.1", server.port, options=Options(handshake_timeout=LIMIT, resume=False)))
+        while server.queued < 1:
+            await asyncio.sleep(0)
+        server.close()
+        silent.close()  # (its slot frees after the close: nobody is admitted to it)
+        with pytest.raises(SessionAborted):
+            await later
+        await asyncio.wait_for(server.wait_closed(), LIMIT)
+        assert not server.sessions and server.queued == 0
+        await silent.wait_closed()
+
+    run(main())

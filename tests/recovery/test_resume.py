@@ -16,6 +16,8 @@ from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
 from .helpers import FAST, LIMIT, cut, messages, next_of, owned, run
 
+RESUMABLE_UNITS = sessionlayer.aio.client.RESUMABLE_CONFIG.functional_units
+
 
 def test_both_directions_exactly_once_in_order_across_cuts_from_either_side() -> None:
     """Mixed sizes both ways at once; the connection is reset 24 times, alternately from
@@ -395,5 +397,102 @@ def test_serial_numbers_near_their_end_renew_the_connection_both_ways() -> None:
                 assert client.resumes >= 20 and client.resumes == client.interruptions
                 assert server.stats.resumed["resumed"] == client.resumes
                 await client.release()
+
+    run(main())
+
+
+def test_a_full_server_lets_its_own_sessions_resume() -> None:
+    """``max_sessions`` 1, that one session cut: its resume adds no session, so the limit
+    does not refuse it (a new session still gets RF 0x83)."""
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler, options=FAST, max_sessions=1) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            async with owned(client), asyncio.timeout(LIMIT):
+                await client.send(b"a")
+                assert await client.receive() == b"a"
+                cut(client)
+                await client.send(b"b")
+                assert await client.receive() == b"b"
+                assert client.resumes == 1
+                with pytest.raises(sessionlayer.ConnectRefused) as refused:
+                    await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+                assert refused.value.reason == 0x83
+                await client.release()
+
+    run(main())
+
+
+@pytest.mark.parametrize("where", ["in an activity", "configured initial serial"])
+def test_no_renewal_where_a_new_connection_would_start_as_high(where: str) -> None:
+    """Inside an activity S-ACTIVITY-RESUME carries the serial number over, and a
+    configured initial serial number at or past RENEW_SERIAL starts every connection
+    there: renewing would only loop, so the connection stays."""
+    from sessionlayer import FunctionalUnit as FU
+    from sessionlayer import SessionConfig
+    from sessionlayer.agent.agent import RENEW_SERIAL
+
+    units = FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_SYNC | FU.SYMMETRIC_SYNC | FU.RESYNC
+    if where == "in an activity":
+        config = SessionConfig(functional_units=units)
+    else:
+        config = SessionConfig(functional_units=units & ~FU.ACTIVITY,  # (data outside one)
+                               initial_serial=RENEW_SERIAL + 10,
+                               second_initial_serial=RENEW_SERIAL + 10)  # fmt: skip
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
+        async with await sessionlayer.serve(handler, config=config, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, config=config,
+                                                options=opts)  # fmt: skip
+            async with owned(client), asyncio.timeout(LIMIT):
+                if where == "in an activity":
+                    await client.resume_activity(b"a2", b"a1", RENEW_SERIAL - 3)
+                for i in range(60):
+                    await client.send(b"%d" % i)
+                    assert await client.receive() == b"%d" % i
+                assert client.resumes == 0 and client.machine.vms > RENEW_SERIAL
+                journal = client._conn.journal
+                assert journal is not None and journal.held <= 2  # still acknowledged
+                if where == "in an activity":
+                    await client.end_activity()
+                await client.release()
+
+    run(main())
+
+
+def test_the_last_serial_number_ends_the_session_with_a_clear_error() -> None:
+    """Where renewing does not help (here: an initial serial number a few short of 999999),
+    the session ends when none is left for an acknowledgement point, saying why: it does not
+    stall with its journal filling up."""
+    from sessionlayer import SessionConfig
+    from sessionlayer.machine.sync import MAX_SERIAL
+
+    config = SessionConfig(functional_units=RESUMABLE_UNITS, initial_serial=MAX_SERIAL - 3,
+                           second_initial_serial=MAX_SERIAL - 3)  # fmt: skip
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
+        async with await sessionlayer.serve(handler, config=config, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, config=config,
+                                                options=opts)  # fmt: skip
+            async with asyncio.timeout(LIMIT):
+                with pytest.raises(SessionAborted, match="no sync serial number left"):
+                    for i in range(100):
+                        await client.send(b"%d" % i)
+                        await client.receive()
+            assert client.resumes == 0
 
     run(main())

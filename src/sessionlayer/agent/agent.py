@@ -543,9 +543,14 @@ class SessionAgent:
         machine = self.machine
         if not machine.is_open or self.aborting:
             return
-        if machine.vms >= RENEW_SERIAL:
+        if machine.vms >= RENEW_SERIAL and self._renewing_helps():
             self.lose_link(f"sync serial number {machine.vms} reached: a new transport"
                            " connection starts them again")  # fmt: skip
+            return
+        if machine.vms >= MAX_SERIAL:  # (where renewing does not help: see above)
+            self.fail(f"no sync serial number left after {MAX_SERIAL} (inside an activity, or"
+                      " from the configured initial serial number): data can no longer be"
+                      " acknowledged", _NO_REASON, reflect=b"")  # fmt: skip
             return
         try:
             serial = machine.minor_sync(confirm=True, user_data=ACK_MARK)
@@ -553,6 +558,18 @@ class SessionAgent:
             journal.since = now  # not now (a resync or release is under way): try later
             return
         journal.mark(serial)
+
+    def _renewing_helps(self) -> bool:
+        """A new connection would start this side's serial numbers lower: not inside an
+        activity (S-ACTIVITY-RESUME carries its serial number over), nor when this one
+        started at or past RENEW_SERIAL (a configured initial serial number: every new
+        connection would start there again)."""
+        machine = self.machine
+        if machine.activity_in_progress:
+            return False
+        ss = machine.symmetric_sync and machine.role == "responder"
+        start = machine.second_initial_serial if ss else machine.initial_serial
+        return start is None or start < RENEW_SERIAL
 
     def lose_link(self, message: str) -> None:
         """(Recovery) Give up this transport connection without ending the session: no AB

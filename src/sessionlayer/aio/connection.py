@@ -166,7 +166,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
         self._x: Extra | None = None
-        self._flags = _HANDSHAKE if endpoint.on_handshake_over is not None else 0
+        self._flags = 0  # (a server's connection takes a slot in connection_made)
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
         #: The transport is above its high-water mark: ``drain()`` waits.
         self.write_paused = False
@@ -223,19 +223,36 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def rejected(self, value: bool) -> None:
         self._flags = self._flags | _REJECTED if value else self._flags & ~_REJECTED
 
+    def take_slot(self) -> None:
+        """(Server, from ``on_accept``) This connection holds one of the server's handshake
+        slots: the endpoint's ``on_handshake_over`` is called once when it is over."""
+        self._flags |= _HANDSHAKE
+
     def queue(self) -> None:
-        """(Server) Over the limit of connections in handshake: nothing is read from this
-        one until :meth:`admit` (its handshake deadline runs from the accept all the same;
-        the kernel holds what its peer sends meanwhile)."""
+        """(Server, from ``on_accept``) Over the limit of connections in handshake: nothing
+        is read from this one until :meth:`admit` (its handshake deadline runs from now all
+        the same; the kernel holds what its peer sends meanwhile)."""
         self._flags = (self._flags | _WAITING) & ~_HANDSHAKE
 
     def admit(self) -> None:
         """(Server) A handshake slot is this connection's: read what its peer sent."""
-        if self._flags & _WAITING:
-            self._flags = (self._flags | _HANDSHAKE) & ~_WAITING
-            transport = self.transport
-            if transport is not None and not transport.is_closing():
-                transport.resume_reading()
+        if not self._flags & _WAITING:
+            return
+        self._flags = (self._flags | _HANDSHAKE) & ~_WAITING
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.resume_reading()
+        x = self._x
+        early = x.early if x is not None else None
+        if early:
+            x.early = None  # type: ignore[union-attr]
+            try:
+                self.agent.receive_data(early, self._ep.loop.time())
+                self._general = not self.agent.transport_idle
+                self.flush()
+            except Exception as exc:  # a bug of ours: end this connection, not the server
+                self._internal_error(exc)
 
     @property
     def waiting(self) -> bool:
@@ -306,6 +323,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         # uvloop's transports are not asyncio.Transport subclasses but behave as one.
         self.transport = cast(asyncio.Transport, transport)
         transport = self.transport
+        accept = self._ep.on_accept
+        if accept is not None and not self._flags & _CLOSED:
+            accept(self)  # (server) a handshake slot, a place in the queue, or rejected
         if self.rejected:  # the server has too many connections in handshake
             transport.abort()
             return
@@ -359,6 +379,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 return
             else:
                 data = self.take(nbytes)  # what was held (if anything) and what was read
+                if self._flags & _WAITING:  # (uvloop reads once before a pause holds)
+                    self._keep_early(data)
+                    return
             agent = self.agent
             agent.receive_data(data, self._ep.loop.time())
             self._general = not agent.transport_idle
@@ -373,6 +396,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                         self._resume_fast(rest)
         except Exception as exc:  # a bug of ours: end this connection, not the server
             self._internal_error(exc)
+
+    def _keep_early(self, data: bytes) -> None:
+        """(Server) Queued for a handshake slot, yet read from: kept for :meth:`admit`, and
+        reading paused (at most a read or two: uvloop starts reading after connection_made,
+        where asyncio's pause holds from the start)."""
+        x = self._more()
+        x.early = data if x.early is None else x.early + data
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def _general_then_fast(self, data: bytes | None) -> None:
         """The fast path met a TPDU that is not plain data (a sync point, an ack point,

@@ -35,6 +35,7 @@ class Endpoint:
         "loop",
         "new_future",
         "observe",
+        "on_accept",
         "on_checkpoint",
         "on_connect_indication",
         "on_handshake_over",
@@ -74,9 +75,12 @@ class Endpoint:
         #: (Recovery) Awaited with a connection and the checkpoint (major sync point) its
         #: peer set, before it is confirmed: the server records it in its store.
         self.on_checkpoint: Callable[[Any, Any], Coroutine[Any, Any, Any]] | None = None
-        #: (Server) Called once per connection when its handshake is over: accepted,
-        #: refused or gone.
+        #: (Server) Called once per connection that took a handshake slot, when its
+        #: handshake is over: accepted, refused or gone.
         self.on_handshake_over = on_handshake_over
+        #: (Server) Called with each new connection once it is up (after TLS, if any): it
+        #: takes a handshake slot (``take_slot``), waits for one (``queue``), or is closed.
+        self.on_accept: Callable[[Any], None] | None = None
         #: (Server) Called when a connection queued for a handshake slot closes unadmitted.
         self.on_wait_over: Callable[[], None] | None = None
         self.tsaps = tsaps
@@ -100,6 +104,7 @@ class Extra:
         "closed",
         "connecting",
         "drained",
+        "early",
         "event_bytes",
         "events",
         "has_events",
@@ -117,6 +122,9 @@ class Extra:
         #: its confirm resolves (``Connection.open``).
         self.connecting: tuple[Callable[[Any], Any], asyncio.Future[Any]] | None = None
         self.drained: Signal | None = None  # made when somebody waits in drain()
+        #: (Server) What a connection queued for a handshake slot sent before its reading
+        #: paused (uvloop reads once after connection_made): read when it is admitted.
+        self.early: bytes | None = None
         self.events: collections.deque[ev.Event] | None = None  # made on the first event
         self.event_bytes = 0  # user data held in events (counts against the limits)
         self.has_events: Signal | None = None  # made when somebody waits for events

@@ -124,6 +124,7 @@ class Server:
         self.stats = ServerStats()
         self._handlers: dict[asyncio.Task[None], Session] = {}
         self._detaching = False  # close(detach=True): sessions stay in the store
+        self._closing = False  # close() was called: no new connection is taken
         self._writes: set[asyncio.Future[Any]] = set()  # store writes in flight
         self._chains: dict[str, asyncio.Future[Any]] = {}  # each session's last write
         # Bound once: every protocol and handler task shares them (nothing per session).
@@ -141,7 +142,6 @@ class Server:
         self._recovery = options.resume and bool(int(config.functional_units) & _SS)
         # What every connection of this server shares (made on the loop, in listen()).
         self._endpoint: Endpoint | None = None
-        self._rejecting: Endpoint | None = None  # for connections over max_handshakes
 
     # ------------------------------------------------------------ public
 
@@ -157,12 +157,16 @@ class Server:
         )  # fmt: skip
         self._endpoint.on_link_lost = self._link_lost
         self._endpoint.on_wait_over = self._wait_over
+        self._endpoint.on_accept = self._accepted
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
-        self._rejecting = Endpoint(self.options)
+        # (TLS: a connection counts once its TLS handshake is done, which has the session
+        # handshake's time limit of its own.)
+        tls_limit = self.options.handshake_timeout if tls is not None else None
         self._server = await loop.create_server(self._protocol, host, port, ssl=tls,
-                                                backlog=backlog)  # fmt: skip
+                                                backlog=backlog,
+                                                ssl_handshake_timeout=tls_limit)  # fmt: skip
 
     @property
     def port(self) -> int:
@@ -181,6 +185,11 @@ class Server:
         from their last checkpoint on this server restarted, or on another node."""
         if self._server is not None:
             self._server.close()
+        self._closing = True
+        for queued in self._waiting:  # (never admitted now: closed, their peers told so)
+            if queued.waiting:
+                queued.abort()
+        self._waiting.clear()
         self._detaching = detach and self.store is not None
         for sid, session in list(self._live.items()):
             link = self._links.get(sid)
@@ -207,29 +216,35 @@ class Server:
     # ------------------------------------------------------------ connect handling
 
     def _protocol(self) -> Connection:
-        agent = SessionAgent("responder", self.config, self.options)
-        assert self._endpoint is not None and self._rejecting is not None
-        if self.handshakes >= self.max_handshakes:
-            now = time.monotonic()
-            if self.queued >= self.max_waiting and now >= self._swept + self.sweep_interval:
-                self._swept = now  # (some may have left meanwhile: look, once a second)
-                for queued in self._waiting:
-                    queued.gone_while_waiting()
-            if self.queued >= self.max_waiting:  # closed at once by connection_made
-                protocol = Connection(agent, self._rejecting)
-                protocol.rejected = True
-                self.stats.refused["handshake_limit"] += 1
-                return protocol
-            waiting = self._waiting
-            if len(waiting) >= 2 * self.max_waiting:  # (forget the ones gone: amortized)
-                self._waiting = waiting = collections.deque(c for c in waiting if c.waiting)
-            protocol = Connection(agent, self._endpoint)
-            protocol.queue()  # (read from once a handshake ends: _handshake_over)
-            waiting.append(protocol)
-            self.queued += 1
-            return protocol
-        self.handshakes += 1
-        return Connection(agent, self._endpoint)
+        assert self._endpoint is not None
+        return Connection(SessionAgent("responder", self.config, self.options), self._endpoint)
+
+    def _accepted(self, protocol: Connection) -> None:
+        """A new connection is up (TLS done, if any; one that fails its TLS handshake never
+        gets here, so it holds nothing): a handshake slot, or a place in the queue, or it
+        is closed at once."""
+        if self._closing:
+            protocol.rejected = True
+            return
+        if self.handshakes < self.max_handshakes:
+            self.handshakes += 1
+            protocol.take_slot()
+            return
+        now = time.monotonic()
+        if self.queued >= self.max_waiting and now >= self._swept + self.sweep_interval:
+            self._swept = now  # (some may have left meanwhile: look, once a second)
+            for queued in self._waiting:
+                queued.gone_while_waiting()
+        if self.queued >= self.max_waiting:  # closed at once by connection_made
+            protocol.rejected = True
+            self.stats.refused["handshake_limit"] += 1
+            return
+        waiting = self._waiting
+        if len(waiting) >= 2 * self.max_waiting:  # (forget the ones gone: amortized)
+            self._waiting = waiting = collections.deque(c for c in waiting if c.waiting)
+        protocol.queue()  # (read from once a handshake ends: _handshake_over)
+        waiting.append(protocol)
+        self.queued += 1
 
     def _handshake_over(self) -> None:
         self.handshakes -= 1
@@ -250,11 +265,19 @@ class Server:
         No task is made unless authentication is asynchronous, and the handler's task
         starts with nothing of the connect request kept alive but the session.
         """
-        if len(self._live) + self._pending >= self.max_sessions:
-            self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
+        if self._closing:
+            self._refuse(protocol, Refuse("the server is stopping", RefuseReason.SPM_CONGESTION))
             return
         try:
             hello = protocol.agent.indication(event)
+        except Exception as exc:
+            self._refuse(protocol, _refusal(protocol, exc))
+            return
+        if len(self._live) + self._pending >= self.max_sessions and not self._live_here(hello):
+            # (a session live here that resumes adds none: it is let through)
+            self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
+            return
+        try:
             if hello is not None and hello.resume is not None:
                 if self._authenticate is None and self._resume_at_once(protocol, event, hello):
                     return  # (the live case: no task, no store to wait for)
@@ -465,6 +488,17 @@ class Server:
             self._resume_failed(protocol, exc)
         finally:
             self._pending -= 1
+
+    def _live_here(self, hello: Hello | None) -> bool:
+        """The hello resumes a session live on this server."""
+        if hello is None or hello.resume is None:
+            return False
+        try:
+            sid, _ = parse(hello.resume)
+        except ResumeRefused:
+            return False
+        old = self._links.get(sid)
+        return old is not None and not old.closed
 
     def _resume_at_once(self, protocol: Connection, event: ev.ConnectIndication,
                         hello: Hello) -> bool:  # fmt: skip
