@@ -102,7 +102,8 @@ class Reconnector:
                         conn.abort()
         except ResumeRefused as exc:
             log.info("session %s: cannot be resumed: %s", conn.id, exc)
-            conn.end(exc)
+            exc.__context__ = None  # (kept by the session: no frames of this task with it)
+            conn.end(exc.with_traceback(None))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug of ours: the session ends, the loop is not told

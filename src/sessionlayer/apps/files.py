@@ -36,7 +36,7 @@ import shutil
 import ssl
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,9 +308,13 @@ class _Disk:
             with contextlib.suppress(OSError):  # (no direct I/O here: fd takes it all)
                 self.direct = os.open(path, os.O_WRONLY | os.O_DIRECT)
             if self.direct >= 0:
-                self.stage = mmap.mmap(-1, _STAGE)  # (page-aligned)
-                # the start of the block the offset is in (the file holds it: see _open)
-                self.stage[: self.fill] = os.pread(fd, self.fill, self.base)
+                try:
+                    self.stage = mmap.mmap(-1, _STAGE)  # (page-aligned)
+                    # the start of the block the offset is in (the file holds it: see _open)
+                    self.stage[: self.fill] = os.pread(fd, self.fill, self.base)
+                except BaseException:
+                    os.close(self.direct)
+                    raise
 
     def _write(self, data: bytes, offset: int) -> None:  # (the writer thread)
         if self.direct < 0:
@@ -399,10 +403,13 @@ class _Disk:
         await asyncio.wrap_future(self.flusher.submit(os.fsync, self.fd))
 
     def close(self) -> None:
-        """Wait for what is under way (errors dropped) and end the threads; what is staged
-        and not written is dropped (it follows the last checkpoint)."""
-        for executor in (self.writer, self.hasher, self.flusher):
-            executor.shutdown(wait=True)
+        """End the threads: what is queued is dropped (it follows the last checkpoint), as
+        is what is staged.  Only a write already under way (one chunk at most) is waited
+        for: the file may be opened again for a rerun, whose writes must not cross it.  An
+        fdatasync under way holds the file itself, so the descriptors can go meanwhile."""
+        self.writer.shutdown(wait=True, cancel_futures=True)
+        self.hasher.shutdown(wait=False, cancel_futures=True)
+        self.flusher.shutdown(wait=False, cancel_futures=True)
         self.pending.clear()
         self.size = 0
         if self.direct >= 0:
@@ -773,13 +780,16 @@ class _Reader:
         return block if len(block) == n else b""
 
     def drop(self, offset: int) -> None:
-        """Forget what was read ahead (once it is done): the next read is at ``offset``."""
-        wait([future for future, _ in self.ahead])
+        """Forget what was read ahead: the next read is at ``offset`` (a read under way
+        hashes into the chain that is dropped with it, and comes before the next ones)."""
+        for future, _ in self.ahead:
+            future.cancel()
         self.ahead.clear()
         self.offset = offset
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        """End the thread without waiting (a read under way holds the file itself)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
         self.ahead.clear()
 
 

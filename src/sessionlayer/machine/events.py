@@ -321,9 +321,11 @@ class ProviderAbortIndication(Event):
     """S-P-ABORT indication: a protocol error (either side), or the transport went away.
 
     ``reason`` is the Transport Disconnect value: received in the peer's AB, or the one this
-    machine sent.  ``local`` is True when this machine detected the error and sent the AB.
+    machine sent.  ``local`` is True when this machine detected the error and sent the AB;
+    ``lost`` when no AB came at all: the transport connection went away (T-DISCONNECT).
     """
 
     reason: AbortReason
     message: str = ""
     local: bool = False
+    lost: bool = False

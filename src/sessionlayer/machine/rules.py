@@ -218,9 +218,10 @@ class _Rules(_Sync):
         pass
 
     def _a_tdis_ind(self, ctx: Ctx) -> None:
-        self._events.append(
-            ev.ProviderAbortIndication(AbortReason.TRANSPORT_RELEASED, "transport disconnected")
+        lost = ev.ProviderAbortIndication(
+            AbortReason.TRANSPORT_RELEASED, "transport disconnected", lost=True
         )
+        self._events.append(lost)
 
     def _a_ab_ind(self, ctx: Ctx) -> None:
         spdu = ctx.spdu

@@ -514,7 +514,8 @@ class Bridge:
                                 now)  # fmt: skip
             return
         other = self.agent(_OTHER[leg])
-        if lost and self.resumable and other is not None and self._alive(other):
+        # (event.lost: the TCP connection went, no AB; not an AB whose value is 0x01)
+        if event.lost and self.resumable and other is not None and self._alive(other):
             # As it came, no AB: the ends resume the session through new connections.
             self._end("interrupted", f"{leg} leg: the connection was lost (the session"
                                      " resumes on new connections)", now)  # fmt: skip
