@@ -5,7 +5,10 @@ pending sync() or release() completes after the resume, and the application is t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -445,14 +448,7 @@ def test_no_renewal_where_a_new_connection_would_start_as_high(where: str) -> No
                                second_initial_serial=RENEW_SERIAL + 10)  # fmt: skip
 
     async def main() -> None:
-        async def handler(session: sessionlayer.Session) -> None:
-            async for data in session:
-                await session.send(data)
-
-        opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
-        async with await sessionlayer.serve(handler, config=config, options=opts) as server:
-            client = await sessionlayer.connect("127.0.0.1", server.port, config=config,
-                                                options=opts)  # fmt: skip
+        async with _echo(config) as (_, client):
             async with owned(client), asyncio.timeout(LIMIT):
                 if where == "in an activity":
                     await client.resume_activity(b"a2", b"a1", RENEW_SERIAL - 3)
@@ -480,14 +476,7 @@ def test_the_last_serial_number_ends_the_session_with_a_clear_error() -> None:
                            second_initial_serial=MAX_SERIAL - 3)  # fmt: skip
 
     async def main() -> None:
-        async def handler(session: sessionlayer.Session) -> None:
-            async for data in session:
-                await session.send(data)
-
-        opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
-        async with await sessionlayer.serve(handler, config=config, options=opts) as server:
-            client = await sessionlayer.connect("127.0.0.1", server.port, config=config,
-                                                options=opts)  # fmt: skip
+        async with _echo(config) as (_, client):
             async with asyncio.timeout(LIMIT):
                 with pytest.raises(SessionAborted, match="no sync serial number left"):
                     for i in range(100):
@@ -496,3 +485,18 @@ def test_the_last_serial_number_ends_the_session_with_a_clear_error() -> None:
             assert client.resumes == 0
 
     run(main())
+
+
+@contextlib.asynccontextmanager
+async def _echo(config: Any) -> AsyncIterator[tuple[sessionlayer.Server, sessionlayer.Session]]:
+    """An echo server and a client session with ``config``, an acknowledgement point after
+    every message (ack_bytes 1)."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        async for data in session:
+            await session.send(data)
+
+    opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
+    async with await sessionlayer.serve(handler, config=config, options=opts) as server:
+        yield server, await sessionlayer.connect("127.0.0.1", server.port, config=config,
+                                                 options=opts)  # fmt: skip
