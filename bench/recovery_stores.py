@@ -151,12 +151,13 @@ async def _sink(session: sessionlayer.Session) -> None:
 
 
 async def _settled(server: sessionlayer.Server) -> None:
-    """Wait until the server's own store writes are done (``close()`` would cancel the ones
-    not yet run, and leave their records).  Teardown, not timing: it reads the server's
-    private task set, there being no public way to wait for it."""
+    """Wait until the server's own store writes are done, before the records are counted.
+    Teardown, not timing: it reads the server's private set of writes in flight (its
+    tasks include the store's sweep, which runs until close()), there being no public way
+    to wait for them but ``wait_closed()``."""
     async with asyncio.timeout(10):
-        while server._tasks:
-            await asyncio.gather(*server._tasks, return_exceptions=True)
+        while server._writes:
+            await asyncio.gather(*server._writes, return_exceptions=True)
 
 
 async def checkpoints(store: Any, count: int, duration: float) -> dict[str, float]:
