@@ -132,13 +132,13 @@ def retention(monkeypatch: pytest.MonkeyPatch) -> Iterator[Retention]:
 
     write_data = Connection.write_data
 
-    def watched(self: Connection, data: bytes) -> None:
+    def watched(self: Connection, data: bytes, keep: bool = True) -> None:
         journal = self.journal
-        if journal is None:
-            write_data(self, data)
+        if journal is None or not keep:  # (not kept: a replayed message)
+            write_data(self, data, keep)
             return
         watch.before = max(watch.before, journal.size)
-        write_data(self, data)
+        write_data(self, data, keep)
         watch.after = max(watch.after, journal.size)
         watch.appends += 1
 

@@ -91,7 +91,6 @@ _CLOSED = 8  # the TCP connection is gone (``is_closed``)
 _RELEASED = 16  # the session ended in an orderly release (``released``)
 _DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
-_ROLLBACK = 128  # (recovery) a CheckpointRestored waits to be raised to the reader
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 
@@ -155,6 +154,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "messages_out",
         "peer",
         "plain",
+        "rolling_back",
         "transport",
         "write_paused",
     )  # fmt: skip
@@ -193,6 +193,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         #: (Recovery) What this side sent and the peer has not confirmed, and the count of
         #: what it received; None for a plain session.  Outlives transport connections.
         self.journal: Journal | None = None
+        #: (Recovery) A CheckpointRestored is due to the reader (see ``take_rollback``): a
+        #: plain attribute, read on every receive.
+        self.rolling_back = False
 
     def _more(self) -> Extra:
         """What only some connections need (made on first use)."""
@@ -988,21 +991,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 x.drained = Signal()
             await x.drained.wait()
 
-    def write_data(self, data: bytes) -> None:
-        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open),
-        kept in the journal of a resumable session (after it was framed: an
-        acknowledgement point it triggers goes out behind it)."""
-        self._write_frame(data)
-        journal = self.journal
-        if journal is not None:  # (Journal.append, inline: one S-DATA costs little more)
-            journal.items.append(data)
-            journal.sent += 1
-            journal.sent_bytes += len(data) + OVERHEAD
-            if journal.since is None or (
-                journal.sent_bytes - journal.marked_bytes >= self._ep.ack_bytes
-            ):
-                self._ack_soon(journal)
-
     def _ack_soon(self, journal: Journal) -> None:
         """(Recovery) Data is not covered by an acknowledgement point: one is due now
         (enough octets), else the timer sets it after ``ack_interval``."""
@@ -1054,14 +1042,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.retained.clear()
             await link.retained.wait()
 
-    def _write_frame(self, data: bytes) -> None:
-        """S-DATA framed for the fast path and written (or held back to share a write).
+    def write_data(self, data: bytes, keep: bool = True) -> None:
+        """S-DATA on the fast path (only while ``plain`` holds, so the transport is open):
+        framed and written (or held back to share a write), and with ``keep`` kept in the
+        journal of a resumable session (after it was framed: an acknowledgement point it
+        triggers goes out behind it; a replayed message is there already).
 
         A message goes straight out when nothing was written since the last flush_out;
         the ones that follow are held and written together when the loop comes round (or
         past the hold limit), so a burst of small messages costs few system calls while a
         request waits for nothing.  flush_out also runs when the session starts waiting
         for data (``data_waiter``): a request-response exchange never schedules it.
+        (One function, no call per message beyond it: this is the data path.)
         """
         tpdu_size = self._tpdu_size
         n = len(data)
@@ -1072,35 +1064,40 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         elif n + SINGLE_SLACK <= tpdu_size:  # one TPDU: frame_data, inline
             frame = pack_single(TPKT_V3, n + SINGLE_HEAD, SINGLE_PREFIX) + data
             size = n + SINGLE_HEAD
-            if self._held is None and not self._wrote and self._ep.tap is None:
-                self._wrote = True  # straight out (a request, a response)
-                self.bytes_out += size
-                self.transport.write(frame)  # type: ignore[union-attr]
-                return
         else:
             frame = frame_data(data, tpdu_size)
             size = len(frame)
-        if self._ep.tap is not None:
-            self._ep.tap("out", b"".join(pieces) if large else frame)
+        tap = self._ep.tap
+        if tap is not None:
+            tap("out", b"".join(pieces) if large else frame)
         held = self._held
-        if held is None:
-            if not self._wrote:
-                self._wrote = True
-                self.bytes_out += size
-                if large:
-                    self.transport.writelines(pieces)  # type: ignore[union-attr]
-                else:
-                    self.transport.write(frame)  # type: ignore[union-attr]
-                return
-            held = self._held = []
-            self._ep.loop.call_soon(self.flush_out)
-        if large:
-            held.extend(pieces)
+        if held is None and not self._wrote:  # straight out (a request, a response)
+            self._wrote = True
+            self.bytes_out += size
+            if large:
+                self.transport.writelines(pieces)  # type: ignore[union-attr]
+            else:
+                self.transport.write(frame)  # type: ignore[union-attr]
         else:
-            held.append(frame)
-        self._held_size += size
-        if self._held_size >= self._ep.hold_limit:
-            self._write_held()
+            if held is None:
+                held = self._held = []
+                self._ep.loop.call_soon(self.flush_out)
+            if large:
+                held.extend(pieces)
+            else:
+                held.append(frame)
+            self._held_size += size
+            if self._held_size >= self._ep.hold_limit:
+                self._write_held()
+        journal = self.journal
+        if journal is not None and keep:  # (Journal.append, inline)
+            journal.items.append(data)
+            journal.sent += 1
+            journal.sent_bytes += n + OVERHEAD
+            if journal.since is None or (
+                journal.sent_bytes - journal.marked_bytes >= self._ep.ack_bytes
+            ):
+                self._ack_soon(journal)
 
     def flush_out(self) -> None:
         """Write the frames ``write_data`` held back; the next one may go straight out."""
@@ -1295,11 +1292,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self.transport is not None and not self._flags & _CLOSED:
             self.transport.abort()
 
-    @property
-    def rolling_back(self) -> bool:
-        """A CheckpointRestored is due to the reader (see ``take_rollback``)."""
-        return bool(self._flags & _ROLLBACK)
-
     def check_rollback(self) -> None:
         """(Sender) Raise the CheckpointRestored due to the sender, once."""
         if self._flags & _ROLLBACK_SEND:
@@ -1351,10 +1343,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.rollback = event
             link.rollbacks += 1
             link.rollback_at = self.messages_in  # raised after what came before the loss
-            self._flags |= _ROLLBACK | _ROLLBACK_SEND
+            self.rolling_back = True
+            self._flags |= _ROLLBACK_SEND
             waiter = self._waiting() if not self.inbox else None
             if waiter is not None:  # the reader waits: it learns it now
-                self._flags &= ~_ROLLBACK
+                self.rolling_back = False
                 link.rollback = None
                 waiter.set_exception(_rollback_error(event))
         self._put_event(event)
@@ -1383,7 +1376,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             item = replay.popleft()
             journal.queued -= 1
             if agent.plain:
-                self._write_frame(item)
+                self.write_data(item, keep=False)
             else:
                 agent.machine.send_data(item)
                 self.flush()
@@ -1410,13 +1403,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         before the loss (None until then)."""
         link = self.link
         if link is None or link.rollback is None:
-            self._flags &= ~_ROLLBACK
+            self.rolling_back = False
             return None
         if self.messages_in - len(self.inbox) < link.rollback_at:
             return None
         event: Resumed = link.rollback
         link.rollback = None
-        self._flags &= ~_ROLLBACK
+        self.rolling_back = False
         return _rollback_error(event)
 
     @property
