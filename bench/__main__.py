@@ -2,7 +2,8 @@
 
 1. the SPDU decoder against plain ``bytes`` slicing (bench/codec.py);
 2. sessions over loopback TCP against raw asyncio (bench/aio.py): throughput,
-   ping-pong latency and idle sessions;
+   ping-pong latency and idle sessions; and the Python calls per S-DATA on that path
+   (bench/calls.py: a count the host does not move);
 3. session setup and idle memory with client and server in separate processes, on
    asyncio and on uvloop when installed (bench/setup.py; the issue 7 targets);
 4. session recovery (issue 8), each beside its peer in the same run: throughput with
@@ -30,6 +31,7 @@ import sys
 
 from bench import (
     aio,
+    calls,
     codec,
     files,
     recovery,
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     status = codec.main([])
     print()
     status = status or aio.main(args)
+    print()
+    status = status or calls.main([a for a in args if a in ("--quick", "--json")])
     print()
     status = status or setup.main(setup_args(args))
     for bench in (recovery, recovery_latency, recovery_stores, recovery_storm):
