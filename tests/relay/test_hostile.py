@@ -301,8 +301,9 @@ def test_slow_loris_cns_are_cut_off_at_the_handshake_timeout(battery: Battery) -
 
 
 def test_500_idle_connections_are_closed(battery: Battery) -> None:
-    """500 connections that never send an octet (max_handshakes is 256): those over the
-    limit are closed at once, the others at the handshake timeout."""
+    """500 connections that never send an octet (max_handshakes is 256): each is closed at
+    the handshake timeout from its accept, those over the limit too (they waited, unread,
+    for a slot: the time waited counts)."""
     before = battery.upstream.sessions
 
     async def main() -> list[H.Outcome]:
@@ -314,8 +315,6 @@ def test_500_idle_connections_are_closed(battery: Battery) -> None:
     still_open = [o for o in outcomes if o.still_open]
     assert not still_open, f"{len(still_open)} of 500 idle connections were left open"
     assert all(o.after is not None and o.after < HANDSHAKE_TIMEOUT + 2.0 for o in outcomes)
-    status = battery.status_now()
-    assert status["stats"]["rejected"].get("handshake_limit", 0) > 0, status["stats"]
     upstream_untouched(battery, before)
 
 

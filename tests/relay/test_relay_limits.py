@@ -253,18 +253,47 @@ def test_a_client_gone_while_the_upstream_connects_ends_the_session(slow_upstrea
     run(main())
 
 
-def test_max_handshakes_closes_one_more_at_once() -> None:
+def test_over_max_handshakes_a_connection_waits_its_turn() -> None:
+    """One silent connection holds the only handshake slot: a session's connection waits,
+    unread and not closed, and is relayed once the slot frees."""
+
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            options = RelayOptions(max_handshakes=1, handshake_timeout=5.0)
+            async with await start(("127.0.0.1", up.port), options=options) as relay:
+                _, silent = await asyncio.open_connection("127.0.0.1", relay.port)
+                async with asyncio.timeout(5):
+                    while relay.handshakes == 0:
+                        await asyncio.sleep(0.01)
+                    later = asyncio.ensure_future(client(relay.port))
+                    while not relay.waiting:
+                        await asyncio.sleep(0.01)
+                    assert not later.done()
+                    silent.close()  # the slot frees
+                    session = await later
+                await session.send(b"ping")
+                assert await session.receive() == b"ping"
+                await session.release()
+                assert relay.stats.rejected["handshake_limit"] == 0
+                await silent.wait_closed()
+
+    run(main())
+
+
+def test_over_max_handshakes_and_a_full_queue_one_more_is_closed_at_once() -> None:
     async def main() -> None:
         options = RelayOptions(max_handshakes=1, handshake_timeout=2.0)
         async with await start(("127.0.0.1", 9), options=options) as relay:
-            _, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            held = [await asyncio.open_connection("127.0.0.1", relay.port)
+                    for _ in range(1 + relay.max_waiting)]  # fmt: skip
             async with asyncio.timeout(5):
-                while relay.handshakes == 0:
+                while len(relay.waiting) < relay.max_waiting:
                     await asyncio.sleep(0.01)
             out = await H.attack(relay.port, H.cr(), timeout=2)
             assert out.closed and not out.connected and out.after is not None and out.after < 1
             assert relay.stats.rejected["handshake_limit"] == 1
-            writer.close()
+            for _, writer in held:
+                writer.close()
 
     run(main())
 

@@ -175,6 +175,8 @@ class _Session:
         self.admitted = False
         self.finished = False
         self.warned = False
+        #: While queued for a handshake slot: what the client sent meanwhile (else None).
+        self.early: bytes | None = None
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -198,18 +200,58 @@ class _Session:
             transport.abort()
             return
         if relay.handshakes >= relay.options.max_handshakes:
-            relay.stats.rejected["handshake_limit"] += 1
-            self.finished = True
-            transport.abort()
+            if len(relay.waiting) >= relay.max_waiting:
+                relay.stats.rejected["handshake_limit"] += 1
+                self.finished = True
+                transport.abort()
+                return
+            # Over the limit: it waits, nothing read, for a handshake to end (``admit``),
+            # within the handshake timeout from now.
+            transport.pause_reading()
+            relay.waiting[self.id] = self
+            self.early = b""
+            self.timer = self.loop.call_later(relay.options.handshake_timeout, self._gave_up)
             return
+        self._begin(transport, self.loop.time())
+
+    def _gave_up(self) -> None:
+        """Waited the handshake timeout for a slot: closed."""
+        self.timer = None
+        if self.relay.waiting.pop(self.id, None) is not None:
+            self.relay.stats.rejected["handshake_limit"] += 1
+            self.finished = True
+            transport = self.transports[CLIENT]
+            if transport is not None:
+                transport.abort()
+
+    def admit(self) -> None:
+        """(Queued) A handshake slot is this connection's: on with what it sent."""
+        try:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            transport = self.transports[CLIENT]
+            if transport is None or transport.is_closing():
+                self.finished = True
+                return
+            early, self.early = self.early, None
+            self._begin(transport, self.started)  # (its handshake deadline: from the accept)
+            transport.resume_reading()
+            if early:
+                self.received(CLIENT, early)
+        except Exception as exc:  # a bug of ours: this session ends, nothing else
+            self._internal_error(exc)
+
+    def _begin(self, transport: asyncio.Transport, accepted: float) -> None:
+        relay = self.relay
         relay.stats.connections += 1
         relay.handshakes += 1
         self.in_handshake = True
         relay.live[self.id] = self
         high = relay.options.write_buffer_high
         transport.set_write_buffer_limits(high=high, low=high // 4)
-        self._open_capture(CLIENT, transport, peer, server_side=True)
-        self.bridge.client_connected(self.loop.time())
+        self._open_capture(CLIENT, transport, self.peers[CLIENT], server_side=True)
+        self.bridge.client_connected(accepted)
         self._flush()
 
     def _upstream_made(self, transport: asyncio.Transport) -> None:
@@ -226,6 +268,12 @@ class _Session:
         self._flush()
 
     def received(self, leg: Leg, data: bytes) -> None:
+        if self.early is not None:  # (queued: uvloop reads once before a pause holds)
+            self.early += data
+            transport = self.transports[CLIENT]
+            if transport is not None and not transport.is_closing():
+                transport.pause_reading()
+            return
         try:
             self.bytes_in[leg] += len(data)
             self._tap(leg, "in", data)
@@ -237,6 +285,14 @@ class _Session:
     def lost(self, leg: Leg) -> None:
         try:
             if leg in self.gone:
+                return
+            if self.early is not None:  # gone while it waited for a slot
+                self.relay.waiting.pop(self.id, None)
+                self.early = None
+                self.finished = True
+                if self.timer is not None:
+                    self.timer.cancel()
+                    self.timer = None
                 return
             self.gone.add(leg)
             self.transports[leg] = None
@@ -291,7 +347,7 @@ class _Session:
                 self._close(leg)
         if self.in_handshake and bridge.handshake_over:
             self.in_handshake = False
-            self.relay.handshakes -= 1
+            self.relay.handshake_over()
         self._log_notes()
         if CLIENT in self.gone and (UPSTREAM in self.gone or self._no_upstream()):
             self._finish()
@@ -355,7 +411,7 @@ class _Session:
             self.timer = None
         if self.in_handshake:
             self.in_handshake = False
-            relay.handshakes -= 1
+            relay.handshake_over()
         relay.live.pop(self.id, None)
         stats = relay.stats
         stats.ended[self.bridge.outcome or "closed"] += 1
@@ -525,6 +581,10 @@ class Relay:
         self.pcap = pcap
         self.stats = RelayStats()
         self.handshakes = 0  #: client connections that are not relayed sessions yet
+        #: Client connections over ``max_handshakes``, oldest first: each goes on once a
+        #: handshake ends (at most ``max_waiting``: 16 x max_handshakes; one more is closed).
+        self.waiting: dict[str, _Session] = {}
+        self.max_waiting = 16 * self.options.max_handshakes
         #: Every client connection being handled, by session id.
         self.live: dict[str, _Session] = {}
         self._server: asyncio.Server | None = None
@@ -562,6 +622,13 @@ class Relay:
         """Client connections whose CN was admitted and that are not over."""
         return sum(1 for s in self.live.values() if s.admitted)
 
+    def handshake_over(self) -> None:
+        """A connection's handshake ended: the oldest one waiting takes its slot."""
+        self.handshakes -= 1
+        while self.waiting and self.handshakes < self.options.max_handshakes:
+            sid = next(iter(self.waiting))
+            self.waiting.pop(sid).admit()
+
     def session_over(self, session: _Session) -> None:
         if not self.live and self._idle is not None:
             self._idle.set()
@@ -570,6 +637,12 @@ class Relay:
         """Stop listening; abort every session (AB 0x09 on both legs)."""
         if self._server is not None:
             self._server.close()
+        waiting, self.waiting = self.waiting, {}
+        for session in waiting.values():  # (never admitted now)
+            session.finished = True
+            transport = session.transports[CLIENT]
+            if transport is not None:
+                transport.abort()
         for session in list(self.live.values()):
             session.shutdown()
 
