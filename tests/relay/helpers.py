@@ -129,9 +129,10 @@ class Through:
         self.pump()
 
 
-def run(coro: Any, timeout: float = 30.0) -> Any:
+def run(coro: Any, timeout: float = 30.0, loop: str = "asyncio") -> Any:
     """``asyncio.run`` with a deadline; anything that reaches the loop's exception handler
-    fails the test (the relay must catch all it raises)."""
+    fails the test (the relay must catch all it raises).  ``loop="uvloop"`` runs it on
+    uvloop (in the test extra: a test that asks for it fails in CI without it)."""
     import asyncio
 
     reported: list[dict[str, Any]] = []
@@ -140,6 +141,16 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx))
         return await asyncio.wait_for(coro, timeout)
 
-    result = asyncio.run(main())
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            from tests.tools import unavailable
+
+            unavailable("uvloop is not installed (the test extra has it)")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(main())
+    else:
+        result = asyncio.run(main())
     assert not reported, f"reached asyncio's exception handler: {reported}"
     return result
