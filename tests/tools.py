@@ -12,9 +12,7 @@ def require_tshark() -> str:
     """The path of Debian's tshark: a failure in CI (never a skip there), else a skip."""
     path = shutil.which("tshark")
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("tshark is required in CI (make sysdeps installs Debian's 'tshark')")
-        pytest.skip("tshark is not installed (apt-get install tshark)")
+        unavailable("tshark is not installed (make sysdeps, or apt-get install tshark)")
     return path
 
 

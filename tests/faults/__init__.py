@@ -7,17 +7,5 @@
 - `haproxy.Haproxy`: Debian's haproxy as a real TCP load balancer in front of backends.
 
 They know nothing of the session layer: their own tests use plain TCP echo servers.
+A missing tool skips a test locally and fails it under CI (``tests.tools.unavailable``).
 """
-
-from __future__ import annotations
-
-import os
-
-import pytest
-
-
-def unavailable(reason: str) -> None:
-    """Skip the calling test, or fail it in CI (CI set, as `.ci/run` does): never returns."""
-    if os.environ.get("CI"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from tests.faults import unavailable
+from tests.tools import unavailable
 
 CONFIG = """\
 global

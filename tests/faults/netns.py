@@ -25,7 +25,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from tests.faults import unavailable
+from tests.tools import unavailable
 
 SIDES = ("a", "b")
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import IO
 
 import pytest
-from tests.faults import unavailable
 from tests.faults.netns import NetnsPair, _ip, require_netns
+from tests.tools import unavailable
 
 # Listens on every address, prints its port; greets each connection with the peer's
 # address ("from 10.x.y.z"), then echoes.
