@@ -262,18 +262,21 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """(Server) Queued for a handshake slot (and still connected)."""
         return bool(self._flags & _WAITING)
 
-    def gone_while_waiting(self) -> bool:
+    def gone_while_waiting(self) -> None:
         """(Server) A queued connection whose peer left (asyncio sees no FIN while
-        nothing is read: look), closed now.  The handshake deadline would close it too,
+        nothing is read: look) is closed now.  The handshake deadline would close it too,
         later; this is for a full queue (no timer of its own while it waits)."""
         if self._flags & _WAITING and peer_gone(self.transport):
-            self._flags &= ~_WAITING
-            callback = self._ep.on_wait_over
-            if callback is not None:
-                callback()
+            self._leave_queue()
             self.abort()
-            return True
-        return False
+
+    def _leave_queue(self) -> None:
+        """(Server) No longer waiting for a handshake slot, never admitted: the server
+        stops counting it (``on_wait_over``)."""
+        self._flags &= ~_WAITING
+        callback = self._ep.on_wait_over
+        if callback is not None:
+            callback()
 
     # ------------------------------------------------------------ state
 
@@ -327,7 +330,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)
         transport = self.transport
         accept = self._ep.on_accept
-        if accept is not None and not self._flags & _CLOSED:
+        if accept is not None:
             accept(self)  # (server) a handshake slot, a place in the queue, or rejected
         if self.rejected:  # the server has too many connections in handshake
             transport.abort()
@@ -1425,10 +1428,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _handshake_over(self) -> None:
         if self._flags & _WAITING:  # (gone while queued for a handshake slot)
-            self._flags &= ~_WAITING
-            callback = self._ep.on_wait_over
-            if callback is not None:
-                callback()
+            self._leave_queue()
         if self._flags & _HANDSHAKE:
             self._flags &= ~_HANDSHAKE
             callback = self._ep.on_handshake_over

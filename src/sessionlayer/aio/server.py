@@ -106,6 +106,7 @@ class Server:
         self.max_sessions = max_sessions
         self.max_handshakes = max_handshakes
         self.handshakes = 0
+        """Connections accepted by TCP that are not sessions yet (nor refused)."""
         #: Connections accepted over ``max_handshakes``, oldest first (and some gone, not
         #: counted in ``queued``): each is read from once a handshake ends (at most
         #: ``max_waiting`` wait; one more is closed at once).
@@ -116,7 +117,6 @@ class Server:
         #: A full queue of waiting connections looks for peers gone at most this often (s).
         self.sweep_interval = 1.0
         self._waiting: collections.deque[Connection] = collections.deque()
-        """Connections accepted by TCP that are not sessions yet (nor refused)."""
         self._server: asyncio.Server | None = None
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -273,13 +273,15 @@ class Server:
         except Exception as exc:
             self._refuse(protocol, _refusal(protocol, exc))
             return
-        if len(self._live) + self._pending >= self.max_sessions and not self._live_here(hello):
+        old = self._live_session(hello)
+        if len(self._live) + self._pending >= self.max_sessions and old is None:
             # (a session live here that resumes adds none: it is let through)
             self._refuse(protocol, Refuse("too many sessions", RefuseReason.SPM_CONGESTION))
             return
         try:
             if hello is not None and hello.resume is not None:
-                if self._authenticate is None and self._resume_at_once(protocol, event, hello):
+                if old is not None and self._authenticate is None:
+                    self._resume_at_once(old, protocol, event, hello)
                     return  # (the live case: no task, no store to wait for)
                 self._pending += 1
                 self._track(self._resume(protocol, event, hello))
@@ -489,33 +491,26 @@ class Server:
         finally:
             self._pending -= 1
 
-    def _live_here(self, hello: Hello | None) -> bool:
-        """The hello resumes a session live on this server."""
+    def _live_session(self, hello: Hello | None) -> Connection | None:
+        """The session live on this server that the hello resumes, if any."""
         if hello is None or hello.resume is None:
-            return False
+            return None
         try:
             sid, _ = parse(hello.resume)
         except ResumeRefused:
-            return False
+            return None  # (said by _resume)
         old = self._links.get(sid)
-        return old is not None and not old.closed
+        return old if old is not None and not old.closed else None
 
-    def _resume_at_once(self, protocol: Connection, event: ev.ConnectIndication,
-                        hello: Hello) -> bool:  # fmt: skip
-        """The resume of a session live here, with no callback to await: done at once
-        (True), or left to :meth:`_resume` (False)."""
+    def _resume_at_once(self, old: Connection, protocol: Connection,
+                        event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
+        """The resume of a session live here, with no callback to await: done at once."""
         try:
-            sid, _ = parse(hello.resume or "")
-        except ResumeRefused:
-            return False  # (said by _resume)
-        old = self._links.get(sid)
-        if old is None or old.closed:
-            return False
-        try:
+            if not self._recovery or not self._resumable(hello, event):
+                raise ResumeRefused("this server does not resume sessions", "refused")
             self._resume_checked_live(old, protocol, event, hello)
         except Exception as exc:
             self._resume_failed(protocol, exc)
-        return True
 
     def _resume_failed(self, protocol: Connection, exc: Exception) -> None:
         if isinstance(exc, ResumeRefused):
@@ -554,9 +549,7 @@ class Server:
     def _resume_checked_live(self, old: Connection, protocol: Connection,
                              event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
         """The token checked against the live session, which then takes ``protocol``
-        over (authentication, when there is a callback, is the caller's)."""
-        if not self._recovery or not self._resumable(hello, event):
-            raise ResumeRefused("this server does not resume sessions", "refused")
+        over (authentication, and whether this server resumes, are the caller's)."""
         token = hello.resume
         assert token is not None
         presenter = identity_of(hello.credentials, _peer_der(protocol))

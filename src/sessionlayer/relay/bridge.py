@@ -440,13 +440,13 @@ class Bridge:
             return
         self.phase = "open"
         self._last_heard = now
-        self._keepalive()
+        self._between_peers()
         size = self.options.max_size
         self._readers = {CLIENT: PlainReader(size), UPSTREAM: PlainReader(size)}
         self._note("info", f"accepted by the upstream: units {int(units):#06x}, "
                            f"version {event.version}")  # fmt: skip
 
-    def _keepalive(self) -> None:
+    def _between_peers(self) -> None:
         """Between sessionlayer peers (a hello in the CN, a welcome in the AC, both saying
         so) each leg answers the other peer's keepalive probes itself: they are not X.225
         services and are not relayed.  And a resumable session (the hello asks for

@@ -217,12 +217,21 @@ class _Session:
     def _gave_up(self) -> None:
         """Waited the handshake timeout for a slot: closed."""
         self.timer = None
-        if self.relay.waiting.pop(self.id, None) is not None:
+        if self.early is not None:
             self.relay.stats.rejected["handshake_limit"] += 1
-            self.finished = True
-            transport = self.transports[CLIENT]
-            if transport is not None:
-                transport.abort()
+            self.drop_waiting()
+
+    def drop_waiting(self) -> None:
+        """(Queued) Out of the queue for good, its connection closed (if still there)."""
+        self.relay.waiting.pop(self.id, None)
+        self.early = None
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        transport = self.transports[CLIENT]
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     def admit(self) -> None:
         """(Queued) A handshake slot is this connection's: on with what it sent."""
@@ -287,12 +296,8 @@ class _Session:
             if leg in self.gone:
                 return
             if self.early is not None:  # gone while it waited for a slot
-                self.relay.waiting.pop(self.id, None)
-                self.early = None
-                self.finished = True
-                if self.timer is not None:
-                    self.timer.cancel()
-                    self.timer = None
+                self.transports[CLIENT] = None
+                self.drop_waiting()
                 return
             self.gone.add(leg)
             self.transports[leg] = None
@@ -637,12 +642,8 @@ class Relay:
         """Stop listening; abort every session (AB 0x09 on both legs)."""
         if self._server is not None:
             self._server.close()
-        waiting, self.waiting = self.waiting, {}
-        for session in waiting.values():  # (never admitted now)
-            session.finished = True
-            transport = session.transports[CLIENT]
-            if transport is not None:
-                transport.abort()
+        for session in list(self.waiting.values()):  # (never admitted now)
+            session.drop_waiting()
         for session in list(self.live.values()):
             session.shutdown()
 
