@@ -343,10 +343,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.peer = transport.get_extra_info("peername")
         # (low as asyncio would make it, but one int for all: not one per transport)
         transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
-        self.agent.connection_made(ep.loop.time(), *ep.tsaps)
+        agent = self.agent
+        agent.connection_made(ep.loop.time(), *ep.tsaps)
         if self._flags & _WAITING:  # (no _pause: nothing to look at every second)
             transport.pause_reading()
-        self.flush()
+        if agent.rfc.role == "responder":
+            self._rearm()  # (nothing to send before the CR: its deadline only)
+        else:
+            self.flush()  # the CR goes out
 
     def buffer_updated(self, nbytes: int) -> None:
         try:  # (one frame: the try costs nothing, a call per read would)
@@ -1216,8 +1220,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if link.retained is not None:
             link.retained.set()
         self._put_event(Interrupted(reason=reason))
-        logger = self.log
-        logger.info("session %s: interrupted (%s); waiting to resume", self.id, reason)
+        if log.isEnabledFor(logging.INFO):  # (self.log makes an adapter: only when needed)
+            self.log.info("session %s: interrupted (%s); waiting to resume", self.id, reason)
         on_lost = self._ep.on_link_lost if link.on_lost is None else link.on_lost
         if on_lost is not None:
             on_lost(self)
@@ -1332,7 +1336,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if replay or hold:
             self._more().replay = collections.deque(replay)
         link.awaiting_resume = hold
-        self.start_liveness()
         if self._buffered >= self._ep.options.max_buffered_bytes:
             self._pause(_BUFFERED)
         x = self._more()
@@ -1354,13 +1357,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 link.rollback = None
                 waiter.set_exception(_rollback_error(event))
         self._put_event(event)
-        self.log.info("session %s: resumed (%s) after %.3f s, %d messages replayed",
-                      self.id, outcome, downtime, replayed)  # fmt: skip
+        if log.isEnabledFor(logging.INFO):  # (self.log makes an adapter: only when needed)
+            self.log.info("session %s: resumed (%s) after %.3f s, %d messages replayed",
+                          self.id, outcome, downtime, replayed)  # fmt: skip
         if link.attached is not None:
             link.attached.set()
         if x.tokens_changed is not None:
             x.tokens_changed.set()
-        self.flush()
+        self.start_liveness(flush=True)
         self._pump_replay()
 
     def _pump_replay(self) -> None:
@@ -1435,17 +1439,21 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if callback is not None:
                 callback()
 
-    def start_liveness(self) -> None:
+    def start_liveness(self, *, flush: bool = False) -> None:
         """The session is open: the timer is re-armed for what the peers agreed (keepalive
         probes, the idle timeout).  Toward a peer that does not answer our probes (an OSI
         stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
-        connection instead.  (Nothing is written: the responder flushes its AC itself.)"""
+        connection instead.  ``flush``: and what the agent queued is written (the
+        responder's AC; :meth:`flush` re-arms the timer itself)."""
         interval = self._ep.options.keepalive_interval
         if interval is not None and not self.agent.keepalive and self.transport is not None:
             sock = self.transport.get_extra_info("socket")
             if sock is not None:
                 tcp_keepalive(sock, interval)
-        self._rearm()
+        if flush:
+            self.flush()
+        else:
+            self._rearm()
 
     # ------------------------------------------------------------ the timer
 

@@ -19,6 +19,7 @@ import logging
 import random
 import ssl
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 from ..agent import Hello, Options, Rejection, SessionAgent
 from ..agent.hello import is_rejection
@@ -28,6 +29,7 @@ from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.types import ConnectionId
 from .connection import Connection
+from .deadline import Deadline
 
 __all__ = ["Reconnector", "RESUME_CODE_PREFIX"]
 
@@ -110,6 +112,9 @@ class Reconnector:
             log.error("session %s: resuming failed", conn.id, exc_info=exc)
             conn.end(ResumeRefused(f"resuming failed: {exc!r}", "refused"))
 
+    def _protocol(self) -> Connection:
+        return self.conn  # (each try's transport connection goes to the same Connection)
+
     async def _try(self, host: str, port: int, attempt: int) -> None:
         conn = self.conn
         link = conn.link
@@ -119,16 +124,31 @@ class Reconnector:
         opts = self.options
         agent = SessionAgent("initiator", self.config, opts)
         conn.prepare_link(agent)
-        async with asyncio.timeout(opts.connect_timeout + opts.handshake_timeout):
-            await loop.create_connection(
-                lambda: conn, host, port, ssl=self.tls,
-                server_hostname=self.server_hostname if self.tls is not None else None,
-            )  # fmt: skip
+        # (No closures, no asyncio.timeout: thousands of tries wait at once in a reconnect
+        # storm, and every object one holds is walked by the garbage collector.)
+        deadline = Deadline(loop, opts.connect_timeout)
+        try:
+            try:
+                await loop.create_connection(
+                    self._protocol, host, port, ssl=self.tls,
+                    server_hostname=self.server_hostname if self.tls is not None else None,
+                )  # fmt: skip
+            except BaseException as exc:
+                deadline.ended(exc)  # TimeoutError, if the time ran out
+                raise
+            deadline.ended(None)
+            deadline.then(opts.handshake_timeout)
             mine = link.activity[0].hex() if link.activity is not None else None
             hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
                           resume=link.token, recv=journal.received, act=mine)  # fmt: skip
-            cid = self.connection_id
-            confirm = await conn.open(lambda m: agent.connect(None, cid, hello))
+            try:
+                confirm = await conn.open(partial(_connect, agent, self.connection_id, hello))
+            except BaseException as exc:
+                deadline.ended(exc)
+                raise
+            deadline.ended(None)
+        finally:
+            deadline.cancel()
         if isinstance(confirm, ev.RefuseConfirm):
             raise _refusal(confirm)
         try:
@@ -160,6 +180,11 @@ class Reconnector:
             else:  # our S-ACTIVITY-START was lost with the connection: again
                 agent.machine.activity_start(activity_id, user_data=link.activity_data)
         conn.resumed("resumed", replay, attempt)
+
+def _connect(agent: SessionAgent, cid: ConnectionId, hello: Hello, _: object) -> None:
+    """A resume try's S-CONNECT request (``Connection.open`` passes the machine)."""
+    agent.connect(None, cid, hello)
+
 
 def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
     """A refused resume: final (ResumeRefused) when the server said why in resume terms,

@@ -360,8 +360,7 @@ class Server:
         if welcome is not None:
             self._enable_recovery(session, protocol, 0, identity)
         protocol.handshake_over()
-        protocol.start_liveness()
-        protocol.flush()  # the AC goes out
+        protocol.start_liveness(flush=True)  # the AC goes out
         self._live[session.id] = session
         self.stats.accepted += 1
         if log.isEnabledFor(logging.INFO):
