@@ -19,7 +19,7 @@ from sessionlayer import Options
 from sessionlayer.agent import Rejection, Welcome
 from sessionlayer.errors import ResumeRefused
 from sessionlayer.machine import events as ev
-from sessionlayer.recovery import ANONYMOUS, identity_of, issue, parse, verify
+from sessionlayer.recovery import ANONYMOUS, Resumed, identity_of, issue, parse, verify
 from sessionlayer.stores import MemoryStore, RedisStore, SessionRecord, SQLiteStore
 
 from .helpers import FAST, LIMIT, cut, next_of, raw_resume, run, token_of
@@ -221,6 +221,59 @@ def test_a_session_whose_client_does_not_come_back_expires() -> None:
             assert _code(await raw_resume(server.port, token)) == "unknown"
             assert server.detached == [] and server.sessions == []
             client.abort()
+
+    run(main())
+
+
+def test_detached_sessions_expire_oldest_first_and_a_resumed_one_never() -> None:
+    """One timer serves every detached session (each waits ``resume_timeout`` from its own
+    loss): the first lost ends first, one lost later after it, and one that resumed in
+    between lives on past both deadlines."""
+
+    async def main() -> None:
+        ended: list[str] = []
+        both_ended = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                async for data in session:
+                    await session.send(data)
+            except sessionlayer.SessionAborted as exc:
+                assert "did not resume" in str(exc)
+                ended.append(session.id)
+                if len(ended) == 2:
+                    both_ended.set()
+
+        away = Options(backoff=sessionlayer.recovery.Backoff(first=5.0, give_up=6.0))
+        back = Options(backoff=sessionlayer.recovery.Backoff(first=0))
+        opts = Options(resume_timeout=0.3)
+        async with await sessionlayer.serve(handler, options=opts) as server:
+            port = server.port
+            first = await sessionlayer.connect("127.0.0.1", port, options=away)
+            stays = await sessionlayer.connect("127.0.0.1", port, options=back)
+            later = await sessionlayer.connect("127.0.0.1", port, options=away)
+
+            async def detached(session: sessionlayer.Session) -> None:
+                async with asyncio.timeout(LIMIT):
+                    while session.id not in [d.id for d in server.detached]:
+                        await asyncio.sleep(0.005)
+
+            cut(first)
+            await detached(first)
+            resumed = asyncio.ensure_future(next_of(stays, Resumed))
+            await asyncio.sleep(0)  # (the watcher waits on the events before the cut)
+            cut(stays)
+            await resumed
+            cut(later)
+            await detached(later)
+            await asyncio.wait_for(both_ended.wait(), LIMIT)
+            assert ended == [first.id, later.id]
+            assert server.stats.expired == 2
+            await stays.send(b"still here")
+            assert await asyncio.wait_for(stays.receive(), LIMIT) == b"still here"
+            assert [s.id for s in server.sessions] == [stays.id]
+            for client in (first, stays, later):
+                client.abort()
 
     run(main())
 

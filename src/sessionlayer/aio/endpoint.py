@@ -152,7 +152,7 @@ class LinkState:
         "bytes_at_resume",
         "checkpoint",
         "defer_checkpoints",
-        "expiry",
+        "expires_at",
         "generation",
         "identity",
         "interruptions",
@@ -188,7 +188,7 @@ class LinkState:
         self.defer_checkpoints = False  # checkpoints are confirmed after on_checkpoint
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
         self.on_over: Callable[[], None] | None = None  # called once when the session ends
-        self.expiry: asyncio.TimerHandle | None = None  # (server) the detached session's end
+        self.expires_at = 0.0  # (server) when the detached session ends (the loop's clock)
         self.token: str | None = None  # (client) what resumes the session next
         self.generation = 0  # (server) the current token's generation
         self.identity = ""  # (server) who opened the session
@@ -204,9 +204,6 @@ class LinkState:
         self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)
 
     def session_over(self) -> None:
-        if self.expiry is not None:
-            self.expiry.cancel()
-            self.expiry = None
         callback, self.on_over = self.on_over, None
         if callback is not None:
             callback()

@@ -138,7 +138,8 @@ class Server:
         self._secret = secrets.token_bytes(32)  # (the store's, when there is one: listen())
         #: Resumable sessions' connections by id; the detached ones, oldest first.
         self._links: dict[str, Connection] = {}
-        self._detached: OrderedDict[str, Connection] = OrderedDict()
+        self._detached: OrderedDict[str, Connection] = OrderedDict()  # oldest first
+        self._expiry: asyncio.TimerHandle | None = None  # the oldest detached session's end
         self._recovery = options.resume and bool(int(config.functional_units) & _SS)
         # What every connection of this server shares (made on the loop, in listen()).
         self._endpoint: Endpoint | None = None
@@ -198,6 +199,9 @@ class Server:
             session.abort()
         for task in [*self._tasks, *self._handlers]:
             task.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     async def wait_closed(self) -> None:
         if self._server is not None:
@@ -454,19 +458,37 @@ class Server:
         if sid not in self._links or link is None:
             return
         self.stats.interrupted += 1
-        loop = asyncio.get_running_loop()
         timeout = self.options.resume_timeout
-        if link.expiry is not None:
-            link.expiry.cancel()
-        link.expiry = loop.call_later(timeout, self._expire, protocol, timeout)
+        # Every session waits the same time: the one detached first expires first, and
+        # one timer, for the oldest, serves them all (not a TimerHandle per session).
+        link.expires_at = link.lost_at + timeout
         self._detached[sid] = protocol
         self._detached.move_to_end(sid)
         while len(self._detached) > self.max_detached:
             _, oldest = self._detached.popitem(last=False)
             self._expire(oldest, None)
+        if self._expiry is None:
+            loop = asyncio.get_running_loop()
+            self._expiry = loop.call_at(link.expires_at, self._expire_due)
         if self.store is not None:
             expires = time.time() + timeout
             self._store_write("update", sid, expires_at=expires)
+
+    def _expire_due(self) -> None:
+        """The oldest detached session's time is up: it ends, and so does every other
+        whose time is; the timer is armed again for the next."""
+        self._expiry = None
+        now = asyncio.get_running_loop().time()
+        detached = self._detached
+        while detached:
+            sid, protocol = next(iter(detached.items()))
+            link = protocol.link
+            due = link.expires_at if link is not None else now
+            if due > now:
+                self._expiry = asyncio.get_running_loop().call_at(due, self._expire_due)
+                return
+            del detached[sid]
+            self._expire(protocol, self.options.resume_timeout)
 
     def _expire(self, protocol: Connection, timeout: float | None) -> None:
         self._detached.pop(protocol.id, None)
@@ -572,9 +594,6 @@ class Server:
         if not old.detached:  # the old connection is dead but nobody noticed yet
             old.drop_link("a new connection resumed the session")
         self._detached.pop(sid, None)
-        if link.expiry is not None:
-            link.expiry.cancel()
-            link.expiry = None
         link.generation = gen + 1
         link.previous_ok = True
         chosen = old.agent.chosen
