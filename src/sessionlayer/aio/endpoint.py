@@ -152,7 +152,6 @@ class LinkState:
         "bytes_at_resume",
         "checkpoint",
         "defer_checkpoints",
-        "expires_at",
         "generation",
         "identity",
         "interruptions",
@@ -188,7 +187,6 @@ class LinkState:
         self.defer_checkpoints = False  # checkpoints are confirmed after on_checkpoint
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting
         self.on_over: Callable[[], None] | None = None  # called once when the session ends
-        self.expires_at = 0.0  # (server) when the detached session ends (the loop's clock)
         self.token: str | None = None  # (client) what resumes the session next
         self.generation = 0  # (server) the current token's generation
         self.identity = ""  # (server) who opened the session

@@ -459,9 +459,8 @@ class Server:
             return
         self.stats.interrupted += 1
         timeout = self.options.resume_timeout
-        # Every session waits the same time: the one detached first expires first, and
-        # one timer, for the oldest, serves them all (not a TimerHandle per session).
-        link.expires_at = link.lost_at + timeout
+        # Every session waits the same time from its loss (``link.lost_at``): the one
+        # detached first expires first, and one timer, for the oldest, serves them all.
         self._detached[sid] = protocol
         self._detached.move_to_end(sid)
         while len(self._detached) > self.max_detached:
@@ -469,7 +468,7 @@ class Server:
             self._expire(oldest, None)
         if self._expiry is None:
             loop = asyncio.get_running_loop()
-            self._expiry = loop.call_at(link.expires_at, self._expire_due)
+            self._expiry = loop.call_at(link.lost_at + timeout, self._expire_due)
         if self.store is not None:
             expires = time.time() + timeout
             self._store_write("update", sid, expires_at=expires)
@@ -479,16 +478,17 @@ class Server:
         whose time is; the timer is armed again for the next."""
         self._expiry = None
         now = asyncio.get_running_loop().time()
+        timeout = self.options.resume_timeout
         detached = self._detached
         while detached:
             sid, protocol = next(iter(detached.items()))
             link = protocol.link
-            due = link.expires_at if link is not None else now
+            due = link.lost_at + timeout if link is not None else now
             if due > now:
                 self._expiry = asyncio.get_running_loop().call_at(due, self._expire_due)
                 return
             del detached[sid]
-            self._expire(protocol, self.options.resume_timeout)
+            self._expire(protocol, timeout)
 
     def _expire(self, protocol: Connection, timeout: float | None) -> None:
         self._detached.pop(protocol.id, None)
