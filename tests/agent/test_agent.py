@@ -13,7 +13,7 @@ import pytest
 
 from sessionlayer import FunctionalUnit as FU
 from sessionlayer.agent import NEEDS, PING, PONG, Hello, Options, SessionAgent, TokensMissing
-from sessionlayer.errors import AbortReason
+from sessionlayer.errors import AbortReason, LocalError
 from sessionlayer.machine import SessionConfig
 from sessionlayer.machine import events as ev
 from sessionlayer.spdu import decode_tsdu
@@ -30,11 +30,14 @@ OPTS = Options(keepalive_interval=15.0, idle_timeout=45.0, handshake_timeout=10.
 class AgentPair:
     """An initiator and a responder agent, connected through a byte pipe."""
 
-    def __init__(self, units: FU = FU.DUPLEX, options: Options = OPTS, **config: Any) -> None:
+    def __init__(self, units: FU = FU.DUPLEX, options: Options = OPTS, *, fast: bool = False,
+                 **config: Any) -> None:  # fmt: skip
         cfg = SessionConfig(functional_units=units, **config)
         self.now = 100.0
         self.client = SessionAgent("initiator", cfg, options)
         self.server = SessionAgent("responder", cfg, options)
+        if fast:
+            self.client.fast_connect()
         self.wire: list[tuple[str, bytes]] = []  # (who wrote, octets)
         self.events: dict[str, list[ev.Event]] = {"client": [], "server": []}
         self.client.connection_made(self.now)
@@ -47,8 +50,10 @@ class AgentPair:
             moved = False
             for name, src, dst in (("client", self.client, self.server),
                                    ("server", self.server, self.client)):  # fmt: skip
-                for data in src.data_to_send():
+                out = src.data_to_send()
+                if out:  # (one write, as the binding does: one read here)
                     moved = True
+                    data = b"".join(out)
                     self.wire.append((name, data))
                     dst.heard(self.now)
                     dst.receive_data(data, self.now)
@@ -275,3 +280,86 @@ def test_a_malformed_tpkt_fails_the_connection() -> None:
     assert agent.aborting
     (event,) = agent.events()
     assert isinstance(event, ev.ProviderAbortIndication) and "TPKT" in event.message
+
+
+# ------------------------------------------------------------------ fast connect
+
+
+def _tpkts(data: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        out.append(data[pos : pos + size])
+        pos += size
+    return out
+
+
+def _tpdu_codes(data: bytes) -> list[int]:
+    """The TPDU codes (high nibble) of the TPKTs in ``data``."""
+    return [tpkt[5] & 0xF0 for tpkt in _tpkts(data)]
+
+
+def test_fast_connect_takes_one_round_trip() -> None:
+    """The CR waits for the CN and goes with it; the responder reads the CN once it took
+    the CR and answers CC and AC together, once the S-CONNECT response is made."""
+    pair = AgentPair(fast=True)
+    assert pair.client.data_to_send() == []  # the CR waits for the S-CONNECT request
+    assert pair.client.cn_ready
+    pair.client.connect(None, ConnectionId(common_ref=b"c" * 16), Hello(data=b"d" * 300))
+    out = pair.client.data_to_send()
+    codes = _tpdu_codes(b"".join(out))
+    assert codes[0] == 0xE0 and set(codes[1:]) == {0xF0} and len(codes) >= 4  # CR, DTs
+    # 128-octet DTs (with their TPKT headers, 132)
+    assert all(len(tpkt) <= 132 for tpkt in _tpkts(b"".join(out))[1:])
+    pair.server.receive_data(b"".join(out), pair.now)  # (one write, one read)
+    [indication] = pair.server.events()
+    assert isinstance(indication, ev.ConnectIndication)
+    assert pair.server.data_to_send() == []  # the CC waits for the answer
+    hello = pair.server.indication(indication)
+    assert hello is not None and hello.data == b"d" * 300
+    pair.server.accept(chosen={}, session_id="ab" * 16)
+    answer = pair.server.data_to_send()
+    assert [_tpdu_codes(a)[0] for a in answer] == [0xD0, 0xF0]  # CC, then the AC's DT
+    for chunk in answer:
+        pair.client.receive_data(chunk, pair.now)
+    [confirm] = pair.client.events()
+    welcome = pair.client.confirmed(confirm)
+    assert welcome is not None and welcome.fast and welcome.session_id == "ab" * 16
+    assert pair.client.machine.is_open and pair.server.machine.is_open
+    assert pair.client.tpdu_size == pair.server.tpdu_size == 8192  # (the CC's, as always)
+
+
+def test_a_refusal_or_an_abort_releases_the_held_cc() -> None:
+    for answer in ("refuse", "abort"):
+        pair = AgentPair(fast=True)
+        pair.client.connect(None, ConnectionId(common_ref=b"c" * 16), HELLO)
+        pair.pump()
+        assert pair.kinds("server") == ["ConnectIndication"]
+        assert {who for who, _ in pair.wire} == {"client"}  # nothing answered yet
+        sent = len(pair.wire)
+        if answer == "refuse":
+            pair.server.machine.refuse(now=pair.now)
+        else:
+            pair.server.fail("given up", AbortReason.NO_REASON, reflect=b"")
+        pair.pump()
+        assert pair.wire[sent][0] == "server", answer
+        assert _tpdu_codes(pair.wire[sent][1])[0] == 0xD0, answer  # the CC went first
+        kinds = pair.kinds("client")
+        assert kinds and kinds[-1] in ("RefuseConfirm", "ProviderAbortIndication",
+                                       "UserAbortIndication"), (answer, kinds)  # fmt: skip
+
+
+def test_fast_connect_only_before_the_cr() -> None:
+    pair = AgentPair()
+    with pytest.raises(LocalError):
+        pair.client.fast_connect()  # its CR is queued already
+    with pytest.raises(LocalError):
+        SessionAgent("responder").fast_connect()
+
+
+def test_a_server_says_whether_it_takes_a_fast_connect() -> None:
+    for fast in (True, False):
+        pair = AgentPair(options=Options(fast_connect=fast))
+        pair.open()
+        ac = [data for who, data in pair.wire if who == "server"][-1]  # (the welcome's DT)
+        assert (b'"fc":true' in ac) is fast

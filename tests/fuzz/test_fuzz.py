@@ -260,8 +260,8 @@ _BIG_DT = encode_tpkt(encode_tpdu(Data(b"\x01\x00\x01\x00" + b"x" * 400)))
 @pytest.mark.parametrize(
     ("data", "split", "role", "opened"),
     [
-        # A DT before the CR was accepted is a protocol error; fed at once, the bad TPKT
-        # header after it is reported instead.
+        # What comes behind a CR (a DT, a bad TPKT header) is not read before the CR is
+        # answered (fast connect), whether it came in the CR's read or in a later one.
         (_CR + _DT + _BAD_TPKT, len(_CR) + len(_DT), "responder", False),
         # After a DR nothing is read; fed at once, the bad header after it still raises.
         (_DR + _BAD_TPKT, len(_DR), "responder", True),
@@ -269,7 +269,7 @@ _BIG_DT = encode_tpkt(encode_tpdu(Data(b"\x01\x00\x01\x00" + b"x" * 400)))
         # protocol error (0x05) when a bad header follows in the same read.
         (_BIG_DT + _BAD_TPKT, len(_BIG_DT), "responder", True),
     ],
-    ids=["dt-before-accept", "after-dr", "abort-reason"],
+    ids=["behind-the-cr", "after-dr", "abort-reason"],
 )
 def test_rfc1006_error_does_not_depend_on_the_cut(
     data: bytes, split: int, role: str, opened: bool

@@ -2,7 +2,8 @@
 the CN with the resume token and the AC with the welcome): the try fails and the next one
 resumes the session, with nothing lost or repeated.  The proxy forwards exactly the drawn
 number of octets of the try's connection (both directions together, in the order they
-flow: CR, CC, CN, AC)."""
+flow: CR, CC, CN, AC; with fast connect, the default toward a sessionlayer server seen
+before, CR and CN, then CC and AC)."""
 
 from __future__ import annotations
 
@@ -24,20 +25,26 @@ OPTIONS = dataclasses.replace(
     FAST, connect_timeout=5.0, handshake_timeout=5.0,
     backoff=Backoff(first=0, cap=0.05, give_up=30.0),
 )  # fmt: skip
+PLAIN = dataclasses.replace(OPTIONS, fast_connect=False)  #: the CN waits for the CC
 RESUME_BOUND = 1.0  #: seconds a resume may take after its try was cut (a few ms when right)
 
-CR_CC = 34  #: COTP CR (17 octets) and CC (17)
+CR = CC = 17  #: COTP CR and CC octets
+CR_CC = CR + CC
 
 
 async def handshake_sizes(client: sessionlayer.Session, proxy: FaultProxy,
-                          trace: list[tuple[str, int]]) -> tuple[int, int]:  # fmt: skip
-    """(CN, AC) octets of a resume: one resume, uncut, read from the client's trace."""
+                          trace: list[tuple[str, int]], fast: bool) -> tuple[int, int]:  # fmt: skip
+    """(CN, AC) octets of a resume: one resume, uncut, read from the client's trace (a
+    fast connect's CC and AC may come in one read)."""
     trace.clear()
     proxy.cut("reset")
     await next_resumed(client)
-    sizes = [n for _, n in trace]
-    assert sizes[:2] == [17, 17], trace  # CR, CC
-    return sizes[2], sizes[3]
+    if not fast:
+        assert [n for _, n in trace[:2]] == [CR, CC], trace
+        return trace[2][1], trace[3][1]
+    assert [d for d, _ in trace[:3]] == ["out", "out", "in"] and trace[0][1] == CR, trace
+    answer = trace[2][1] if trace[2][1] > CC else CC + trace[3][1]
+    return trace[1][1], answer - CC
 
 
 async def next_resumed(client: sessionlayer.Session) -> Resumed:
@@ -55,7 +62,7 @@ def spread(start: int, stop: int, edge: int = 16, step: int = 7) -> list[int]:
     return sorted({*range(start, start + edge), *middle, *range(stop - edge, stop)})
 
 
-async def sweep(region: str) -> dict[str, Any]:
+async def sweep(region: str, fast: bool) -> dict[str, Any]:
     """Cut a resume try after offsets of ``region`` ("cr-cc": every octet of COTP CR and
     CC; "cn", "ac": ``spread`` over the CN, the AC).  Each time the session's connection is
     reset, the next connection (the first try) is cut after that many octets (reset or FIN,
@@ -73,15 +80,18 @@ async def sweep(region: str) -> dict[str, Any]:
     async with await sessionlayer.serve(handler, options=OPTIONS) as server:
         async with FaultProxy("127.0.0.1", server.port, seed=0) as proxy:
             client = await sessionlayer.connect(
-                "127.0.0.1", proxy.port, options=OPTIONS,
+                "127.0.0.1", proxy.port, options=OPTIONS if fast else PLAIN,
                 trace=lambda direction, data: trace.append((direction, len(data))),
             )  # fmt: skip
             async with owned(client):
-                cn, ac = await handshake_sizes(client, proxy, trace)
+                cn, ac = await handshake_sizes(client, proxy, trace, fast)
                 offsets = {
                     "cr-cc": list(range(CR_CC)),
                     "cn": spread(CR_CC, CR_CC + cn),
                     "ac": spread(CR_CC + cn, CR_CC + cn + ac),
+                    # fast connect: CR and CN flow first, then CC and AC
+                    "cr-cn": [*range(CR), *spread(CR, CR + cn)],
+                    "cc-ac": [*range(CR + cn, CR_CC + cn), *spread(CR_CC + cn, CR_CC + cn + ac)],
                 }[region]
                 got_down: list[bytes] = []
                 for k in offsets:
@@ -112,7 +122,15 @@ async def sweep(region: str) -> dict[str, Any]:
     "ac",
 ])  # fmt: skip
 def test_a_resume_try_cut_anywhere_in_its_handshake(region: str) -> None:
-    print(run(sweep(region)))
+    print(run(sweep(region, fast=False)))
+
+
+@pytest.mark.parametrize("region", ["cr-cn", "cc-ac"])
+def test_a_fast_resume_try_cut_anywhere_in_its_handshake(region: str) -> None:
+    """The same with fast connect (CR and CN in one write, CC and AC in one answer): a
+    try cut before its CC came makes the next one plain, and the welcome of that one
+    makes the one after fast again."""
+    print(run(sweep(region, fast=True)))
 
 
 def test_a_try_cut_after_its_cn_fails_at_once() -> None:
@@ -164,7 +182,7 @@ def test_a_resume_whose_ac_is_lost_is_resumed_by_the_next_try(lost: int) -> None
                     trace=lambda direction, data: trace.append((direction, len(data))),
                 )  # fmt: skip
                 async with owned(client):
-                    cn, ac = await handshake_sizes(client, proxy, trace)
+                    cn, ac = await handshake_sizes(client, proxy, trace, fast=True)
                     await client.send(b"before")
                     assert await asyncio.wait_for(client.receive(), RESUME_BOUND) == b"before"
                     middle = CR_CC + cn + ac // 2

@@ -1,7 +1,8 @@
 """Every SPDU of a resume decodes in Debian's tshark with nothing malformed: the first
 connection (CN with the recovery hello and symmetric synchronize, AC with the token, DTs,
 acknowledgement MIP/MIA), the resumed one (CN with the resume token and count, AC with the
-outcome, the replayed DTs), a checkpoint (MAP/MAA) and the release.  The client's trace is
+outcome, the replayed DTs; a fast connect: the CN in 128-octet DTs right behind the CR),
+a checkpoint (MAP/MAA) and the release.  The client's trace is
 split into its TCP connections (each begins with the client's COTP CR), written as pcaps,
 and dissected; with CI set a missing tshark fails."""
 
@@ -71,6 +72,10 @@ def test_tshark_reads_every_spdu_of_a_resume(tmp_path: Path) -> None:
     tshark = require_tshark()
     links, port = asyncio.run(asyncio.wait_for(conversation(), 30))
     assert len(links) == 2
+    # The resume is a fast connect (the first connection's welcome offered it): the CN in
+    # 128-octet DTs right behind the CR, before the server's CC.
+    assert [d for d, _ in links[1][:2]] == ["C->S", "C->S"], links[1][:3]
+    assert links[1][1][1][5] == 0xF0 and len(links[1][1][1]) > 132
     for number, (chunks, expected) in enumerate(zip(links, (FIRST, RESUMED), strict=True)):
         path = tmp_path / f"link{number}.pcap"
         write_pcap(path, chunks, client=("127.0.0.1", 40000 + number), server=("127.0.0.1", port))

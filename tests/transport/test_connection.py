@@ -294,3 +294,62 @@ def test_impossible_tpdu_sizes_are_refused(size: int) -> None:
 
     with pytest.raises(LocalError):
         Rfc1006Connection("initiator", max_tpdu_size=size)
+
+
+# ------------------------------------------------------------------ fast connect
+
+
+@pytest.mark.parametrize("cut", ["one read", "two reads", "octet by octet"])
+def test_what_comes_behind_the_cr_is_read_once_it_is_accepted(cut: str) -> None:
+    """A CN sent right behind the CR (fast connect) waits for accept(), whether it came in
+    the CR's read or later, and is then read as on an open connection."""
+    initiator, responder = _pair()
+    cr = initiator.connect()
+    early = initiator.send_early(b"the CN" * 50)  # 300 octets: three 128-octet DTs
+    assert early.count(b"\x03\x00\x00\x84") == 2  # (TPKT headers of the two full DTs)
+    wire = cr + early
+    chunks = {
+        "one read": [wire],
+        "two reads": [cr + early[:5], early[5:]],
+        "octet by octet": [wire[i : i + 1] for i in range(len(wire))],
+    }[cut]
+    events: list[TransportEvent] = []
+    for chunk in chunks:
+        events += responder.receive_data(chunk)
+    assert [type(e) for e in events] == [ConnectRequested]
+    assert not responder.idle  # (what came behind the CR is held)
+    cc = responder.accept()
+    assert responder.receive_data(b"") == [TsduReceived(b"the CN" * 50)]
+    assert responder.idle
+    [connected] = initiator.receive_data(cc)
+    assert isinstance(connected, TransportConnected)
+    assert connected.tpdu_size == responder.tpdu_size == 8192
+
+
+def test_a_peer_may_not_send_much_behind_its_cr() -> None:
+    from sessionlayer.transport.connection import EARLY_DATA_MAX
+
+    initiator, responder = _pair()
+    wire = initiator.connect() + initiator.send_early(b"x" * EARLY_DATA_MAX)
+    with pytest.raises(DecodeError, match="behind the CR"):
+        responder.receive_data(wire)
+    assert responder.state is ConnectionState.FAILED
+
+
+def test_a_refused_cr_drops_what_came_behind_it() -> None:
+    initiator, responder = _pair()
+    responder.receive_data(initiator.connect() + initiator.send_early(b"CN"))
+    responder.refuse()
+    assert responder.receive_data(b"") == []
+    assert responder.state is ConnectionState.CLOSED
+
+
+def test_early_data_only_between_the_cr_and_the_cc() -> None:
+    initiator, responder = _pair()
+    with pytest.raises(LocalError):
+        initiator.send_early(b"before the CR")
+    with pytest.raises(LocalError):
+        responder.send_early(b"a responder")
+    _establish(initiator, responder)
+    with pytest.raises(LocalError):
+        initiator.send_early(b"after the CC")

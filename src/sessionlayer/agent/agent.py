@@ -163,6 +163,7 @@ class SessionAgent:
     """One end of one session connection: the machine, RFC 1006 and the policy."""
 
     __slots__ = (
+        "_corked",
         "_deadline_handshake",
         "_events",
         "_last_heard",
@@ -208,6 +209,7 @@ class SessionAgent:
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
         self._probe_sent = False
+        self._corked = False  # (fast connect) what is queued waits: see _held
         self.keepalive = False  #: the peer answers probes (said so in its hello or welcome)
         self.aborting = False  #: the transport must go now, without writing (see fail)
         self.released = False  #: the session ended in an orderly release
@@ -265,9 +267,23 @@ class SessionAgent:
 
     def data_to_send(self) -> list[bytes]:
         """Octets for TCP, in order (drains)."""
+        if self._corked:  # (fast connect) see _held
+            if self._held():
+                return _NOTHING
+            self._corked = False
         self._collect()
         out, self._out = self._out, None
         return out or _NOTHING
+
+    def _held(self) -> bool:
+        """(Fast connect) What is queued waits: the initiator's CR for the CN (state STA01:
+        not requested yet), the responder's CC for the answer to the CN that came behind
+        the CR (STA08: the S-CONNECT response is still to come)."""
+        if self.aborting:
+            return False
+        if self.machine.role == "initiator":
+            return self.machine.state == "STA01" and self.rfc.state is ConnectionState.AWAITING_CC
+        return self.machine.state == "STA08"
 
     def events(self) -> list[ev.Event]:
         """Indications and confirms for the application, in order (drains).  Those the
@@ -332,6 +348,8 @@ class SessionAgent:
             self._send(
                 self.rfc.connect(calling_tsel, called_tsel, tpdu_size=self.options.tpdu_size)
             )
+            if self._corked:  # (fast connect) the CN may go now, behind the CR
+                self.machine.transport_connected(expedited=False)
         else:
             self._deadline_handshake = now + self.options.handshake_timeout
 
@@ -351,6 +369,9 @@ class SessionAgent:
                 if self.rfc.state is ConnectionState.AWAITING_ACCEPT:
                     self._send(self.rfc.accept())
                     self._transport_ready()
+                    if not self.rfc.idle:  # the CN came right behind the CR (fast connect)
+                        self._corked = True  # the CC waits to go out with the answer
+                        self.receive_data(b"", now)  # (ConnectRequested is the last event)
             elif isinstance(tev, TransportConnected):
                 self._transport_ready()
             elif isinstance(tev, ExpeditedReceived):
@@ -358,6 +379,25 @@ class SessionAgent:
                 self._answer()
             elif isinstance(tev, TransportDisconnected):
                 self.connection_lost()  # a COTP DR or ER: the session is over, and so is TCP
+
+    def fast_connect(self) -> None:
+        """(Initiator, before :meth:`connection_made`) Send the CN right behind the CR, in
+        one write, without waiting for the CC: to a responder known to read it (a
+        sessionlayer server said so in an earlier welcome; ISO 8073 itself waits for the
+        CC).  The CR is held until the S-CONNECT request is made; the CN goes in DTs of
+        128 octets, the size every class 0 responder takes; the CC completes the transport
+        connection as usual.  One round trip less for a session's setup."""
+        if self.machine.role != "initiator" or self.rfc.state is not ConnectionState.IDLE:
+            raise LocalError("fast connect: only an initiator, before its CR")
+        self._corked = True
+
+    @property
+    def cn_ready(self) -> bool:
+        """(Initiator) The S-CONNECT request may be made now: the CC came, or the CR waits
+        for it (fast connect)."""
+        return self.rfc.tpdu_size is not None or (
+            self._corked and self.rfc.state is ConnectionState.AWAITING_CC
+        )
 
     def connection_lost(self) -> None:
         """TCP (or the transport connection) is gone."""
@@ -406,6 +446,9 @@ class SessionAgent:
         machine, rfc = self.machine, self.rfc
         expedited, normal = machine.expedited_to_send(), machine.data_to_send()
         if rfc.state is not ConnectionState.OPEN:
+            if rfc.state is ConnectionState.AWAITING_CC:  # (fast connect) the CN
+                for tsdu in normal:
+                    self._send(rfc.send_early(tsdu))
             return
         for tsdu in expedited:
             self._send(rfc.send_expedited(tsdu) if rfc.expedited else rfc.send_tsdu(tsdu))
@@ -490,7 +533,8 @@ class SessionAgent:
         hello = self.hello
         if hello is not None:
             if welcome is None:
-                welcome = Welcome(chosen=chosen, session_id=session_id)
+                welcome = Welcome(chosen=chosen, session_id=session_id,
+                                  fast=self.options.fast_connect)  # fmt: skip
             user_data = welcome.encode()
         self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)

@@ -225,10 +225,13 @@ class Welcome:
     recv: int | None = None  #: (a resume) messages the responder received so far
     checkpoint: tuple[int, bytes | None] | None = None  #: (serial, user data)
     act: str | None = None  #: (a resume) the activity in progress at the responder (hex id)
+    #: The responder reads a CN sent right behind the CR (fast connect, see
+    #: ``Options.fast_connect``): the initiator may send it so next time.
+    fast: bool = False
 
     def encode(self) -> bytes:
         sid, token = self.session_id, self.token
-        key: tuple[tuple[Any, ...], bool, bytes, bool] | None = None
+        key: tuple[tuple[Any, ...], bool, bytes, bool, bool] | None = None
         if (
             type(sid) is str
             and _is_id(sid)
@@ -239,11 +242,13 @@ class Welcome:
             and self.act is None
             and type(self.data) is bytes
             and type(self.keepalive) is bool
+            and type(self.fast) is bool
             and type(self.chosen) is dict
             and all(type(k) is str and type(v) is str for k, v in self.chosen.items())
         ):
             # Plain strings only: equal values of other types (1 and True) encode apart.
-            key = (tuple(self.chosen.items()), self.keepalive, self.data, token is not None)
+            key = (tuple(self.chosen.items()), self.keepalive, self.data, token is not None,
+                   self.fast)  # fmt: skip
             known = _WELCOMES.get(key)
             if known is not None:  # the octets around the id (and the token)
                 parts = known
@@ -253,6 +258,8 @@ class Welcome:
         obj: dict[str, Any] = {"v": _VERSION, "chosen": self.chosen, "ka": self.keepalive}
         if self.data:
             obj["data"] = self.data.hex()
+        if self.fast:
+            obj["fc"] = True
         if sid is not None:
             obj["id"] = sid
         if token is not None:
@@ -268,7 +275,7 @@ class Welcome:
             obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
         out = _dump(WELCOME_MAGIC, obj)
         if key is not None and sid is not None and len(out) <= _HELLO_CACHE_OCTETS:
-            # sort_keys puts "id" after "chosen" and "data" and before "ka", "tk" and "v";
+            # sort_keys puts "id" after "chosen", "data" and "fc" and before "ka", "tk" and "v";
             # the last occurrences of the id and the token are theirs (neither needs
             # escaping: hex digits and dots).
             head, found, tail = out.rpartition(b',"id":"' + sid.encode() + b'"')
@@ -320,6 +327,7 @@ class Welcome:
             recv=_count(obj.get("recv"), "welcome"),
             checkpoint=checkpoint,
             act=_activity(obj.get("act"), "welcome"),
+            fast=obj.get("fc") is True,
         )
 
 
@@ -340,8 +348,8 @@ class Rejection:
 
 
 #: Welcome octets around the session id (and the token), by (choices, keepalive, data,
-#: whether a token is in it).
-_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool], tuple[bytes, ...]] = {}
+#: whether a token is in it, fast connect).
+_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool, bool], tuple[bytes, ...]] = {}
 
 
 def _count(value: Any, what: str) -> int | None:

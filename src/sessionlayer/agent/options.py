@@ -67,6 +67,15 @@ class Options:
     too; a peer that does not know it (libiec61850) ignores it and 8192 applies.  Between
     sessionlayer peers, 65408 carries a 64 KiB message in two TPDUs instead of eight."""
 
+    fast_connect: bool = True
+    """Between sessionlayer peers, the CN goes right behind the COTP CR, in the same write,
+    instead of after the CC: a session's setup (and a resume) takes one round trip instead
+    of two.  A client does so only toward an address whose server said in an earlier
+    welcome that it reads such a CN (every sessionlayer server does; the first connection
+    to an address is plain ISO 8073); the CN then travels in 128-octet DTs.  Never toward
+    peers that speak only X.225.  False: the client waits for the CC, and the server does
+    not say it reads such a CN (it still does)."""
+
     # ------------------------------------------------------------ recovery (docs/recovery.md)
 
     resume: bool = True

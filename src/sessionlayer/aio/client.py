@@ -25,6 +25,7 @@ from ..machine import events as ev
 from ..recovery import Journal
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
+from . import fast_connect
 from .connection import Connection
 from .deadline import Deadline
 from .endpoint import Endpoint
@@ -106,6 +107,10 @@ async def connect(
     recovery = recovery and config.functional_units & FunctionalUnit.SYMMETRIC_SYNC != 0
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)
+    secure = tls is not None
+    fast = options.fast_connect and user_data is None and fast_connect.is_known(host, port, secure)
+    if fast:
+        agent.fast_connect()  # the CN goes right behind the CR: one round trip
     sid = new_session_id()
 
     endpoint = _endpoint(loop, options, (calling_tsel, called_tsel), trace, tls is not None)
@@ -143,6 +148,8 @@ async def connect(
                 confirm = await protocol.open(lambda m: agent.connect(user_data, cid, hello))
             except BaseException as exc:
                 deadline.ended(exc)  # TimeoutError, if the time ran out
+                if fast and agent.rfc.tpdu_size is None:  # (no CC came) plain from now on
+                    fast_connect.forget(host, port, secure)
                 if isinstance(exc, ConnectionError):
                     raise SessionAborted(
                         "the responder closed the connection without answering the COTP CR"
@@ -153,6 +160,8 @@ async def connect(
                 protocol.close()
                 raise _refused(confirm)
             welcome = _welcome(session, protocol, confirm)
+            if options.fast_connect and user_data is None:
+                fast_connect.learn(host, port, secure, welcome is not None and welcome.fast)
             if recovery and welcome is not None and welcome.token is not None:
                 reconnector = Reconnector(
                     protocol, [(host, port), *addresses], tls=tls,
@@ -166,6 +175,10 @@ async def connect(
         except SessionAborted as exc:
             protocol.abort()
             if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
+                if agent.rfc.tpdu_size is None:  # (a fast connect: the CN went before a CC)
+                    raise SessionAborted(
+                        "the responder closed the connection without answering the COTP CR"
+                    ) from None
                 raise SessionAborted(
                     "the responder closed the connection without answering the CN (it may"
                     " not accept the connect parameters: versions, functional units,"

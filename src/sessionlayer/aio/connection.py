@@ -546,10 +546,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if agent.link_lost is not None and self.transport is not None:
             self.transport.abort()  # (recovery) given up: no AB, no waiting for the peer
             return
-        if x is not None and x.connecting is not None and agent.rfc.tpdu_size is not None:
+        if x is not None and x.connecting is not None and agent.cn_ready:
             self._connect_now(x)  # (initiator) the CC came: the CN goes out with this flush
-        for data in agent.data_to_send():
-            self._write(data)
+        out = agent.data_to_send()
+        if len(out) == 1:
+            self._write(out[0])
+        elif out:  # (a CR and the CN behind it, a CC and the AC: one write, one segment)
+            self._write_all(out)
         wants_close = agent.wants_close
         closing = wants_close and self.transport is not None
         if closing:
@@ -940,7 +943,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         future: asyncio.Future[Any] = self._ep.new_future()
         x = self._more()
         x.connecting = (request, future)
-        if self.agent.rfc.tpdu_size is not None:  # the CC came already
+        if self.agent.cn_ready:  # the CC came already (or the CR waits: fast connect)
             self._connect_now(x)
             self.flush()
         elif self.is_closed:
@@ -1138,13 +1141,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 tap("out", data)
             self.bytes_out += len(data)
             self.transport.write(data)
-            if self.write_paused and not self._paused & _WRITING and (
-                self.transport.get_write_buffer_size() > 2 * self._ep.options.write_buffer_high
-            ):
-                # A peer that does not read must not make us queue answers (to its PT+MIP,
-                # CD, ...) without limit: read no more of what it sends until it has read
-                # what we wrote.
-                self._pause(_WRITING)
+            self._check_written()
+
+    def _write_all(self, out: list[bytes]) -> None:
+        """:meth:`_write` of each of ``out``, in one transport write."""
+        if self._held:
+            self.flush_out()
+        if self.transport is not None and not self.transport.is_closing():
+            tap = self._ep.tap
+            for data in out:
+                if tap is not None:
+                    tap("out", data)
+                self.bytes_out += len(data)
+            self.transport.writelines(out)
+            self._check_written()
+
+    def _check_written(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.write_paused and not self._paused & _WRITING and (
+            transport.get_write_buffer_size() > 2 * self._ep.options.write_buffer_high
+        ):
+            # A peer that does not read must not make us queue answers (to its PT+MIP,
+            # CD, ...) without limit: read no more of what it sends until it has read
+            # what we wrote.
+            self._pause(_WRITING)
 
     def close(self) -> None:
         """Close the TCP connection (after what was written)."""

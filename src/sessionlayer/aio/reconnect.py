@@ -28,6 +28,7 @@ from ..machine import SessionConfig
 from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.types import ConnectionId
+from . import fast_connect
 from .connection import Connection
 from .deadline import Deadline
 
@@ -123,6 +124,10 @@ class Reconnector:
         loop = asyncio.get_running_loop()
         opts = self.options
         agent = SessionAgent("initiator", self.config, opts)
+        secure = self.tls is not None
+        fast = opts.fast_connect and fast_connect.is_known(host, port, secure)
+        if fast:
+            agent.fast_connect()  # the CN (the resume) goes right behind the CR
         conn.prepare_link(agent)
         # (No closures, no asyncio.timeout: thousands of tries wait at once in a reconnect
         # storm, and every object one holds is walked by the garbage collector.)
@@ -145,6 +150,8 @@ class Reconnector:
                 confirm = await conn.open(partial(_connect, agent, self.connection_id, hello))
             except BaseException as exc:
                 deadline.ended(exc)
+                if fast and agent.rfc.tpdu_size is None:  # (no CC came) plain from now on
+                    fast_connect.forget(host, port, secure)
                 raise
             deadline.ended(None)
         finally:
@@ -155,6 +162,8 @@ class Reconnector:
             welcome = agent.confirmed(confirm)
         except DecodeError as exc:
             raise ResumeRefused(f"malformed accept from the responder: {exc}") from None
+        if opts.fast_connect:
+            fast_connect.learn(host, port, secure, welcome is not None and welcome.fast)
         if welcome is None or welcome.resumed is None or welcome.token is None:
             raise ResumeRefused("the responder accepted a new session instead of resuming")
         link.token = welcome.token

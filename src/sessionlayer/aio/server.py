@@ -356,7 +356,8 @@ class Server:
         if self._resumable(hello, event):
             identity = identity_of(hello.credentials if hello else None, _peer_der(protocol))
             token = issue(self._secret, sid, 0, identity)
-            welcome = Welcome(chosen=chosen, session_id=sid, token=token)
+            welcome = Welcome(chosen=chosen, session_id=sid, token=token,
+                              fast=self.options.fast_connect)  # fmt: skip
         protocol.agent.accept(
             chosen=chosen, session_id=sid, user_data=user_data, connection_id=reply_cid,
             welcome=welcome,
@@ -605,7 +606,7 @@ class Server:
             chosen=chosen, session_id=sid, token=issue(self._secret, sid, link.generation,
                                                        link.identity),
             resumed="resumed", recv=journal.received,
-            act=mine[0].hex() if mine is not None else None,
+            act=mine[0].hex() if mine is not None else None, fast=self.options.fast_connect,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
@@ -666,6 +667,7 @@ class Server:
             token=issue(self._secret, sid, new.generation, record.identity),
             resumed="checkpoint", recv=0,
             checkpoint=(checkpoint.serial, checkpoint.user_data) if checkpoint else None,
+            fast=self.options.fast_connect,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         protocol.agent.accept(chosen=dict(record.chosen), session_id=sid,

@@ -40,6 +40,7 @@ from sessionlayer.transport.tpkt import TPKT_HEADER_SIZE, TpktParser, encode_tpk
 
 __all__ = [
     "DEFAULT_TPDU_SIZE",
+    "EARLY_DATA_MAX",
     "ConnectRequested",
     "ConnectionState",
     "ExpeditedReceived",
@@ -55,6 +56,10 @@ CLASSIC_MAX_TPDU_SIZE = 8192  #: the largest the TPDU size parameter can say
 #: The largest TPDU the preferred maximum TPDU size parameter can give that a TPKT holds.
 MAX_TPDU_SIZE = (65535 - 4) // 128 * 128
 CLASS0_DEFAULT_TPDU_SIZE = 128  #: ISO 8073 13.3.4 b: the size when none is given
+#: (Responder) Octets a peer may send behind its CR before the CR is answered (a CN sent
+#: right behind it, fast connect: 10,240 octets of connect data in 128-octet DTs fit);
+#: more is a protocol error.  They are read once accept() answered the CR.
+EARLY_DATA_MAX = 16384
 _EXPEDITED_OPTION = 0x01  #: Additional Option Selection bit for expedited data
 _EXPEDITED_PARAM = Parameter(ParameterCode.ADDITIONAL_OPTION_SELECTION, bytes([_EXPEDITED_OPTION]))
 
@@ -285,6 +290,14 @@ class Rfc1006Connection:
             return _TPKT_HEAD.pack(3, 0, len(tsdu) + _ONE_DT_OVERHEAD) + DT_EOT_HEADER + tsdu
         return b"".join(encode_tpkt(dt) for dt in segment_tsdu(tsdu, self.tpdu_size))
 
+    def send_early(self, tsdu: bytes) -> bytes:
+        """(Initiator, CR sent, CC not yet come) Return *tsdu* as TPKT-framed DT TPDUs of at
+        most 128 octets, the size every class 0 responder takes: a CN sent right behind
+        the CR, to a responder known to read it once it accepted the CR (fast connect,
+        between sessionlayer peers; ISO 8073 itself waits for the CC)."""
+        self._require("initiator", ConnectionState.AWAITING_CC, "send a TSDU before the CC")
+        return b"".join(encode_tpkt(dt) for dt in segment_tsdu(tsdu, CLASS0_DEFAULT_TPDU_SIZE))
+
     def send_expedited(self, data: bytes) -> bytes:
         """Return *data* (1..16 octets) as one TPKT-framed ED TPDU."""
         self._require(self.role, ConnectionState.OPEN, "send expedited data")
@@ -301,17 +314,38 @@ class Rfc1006Connection:
         events: list[TransportEvent] = []
         if self.state is ConnectionState.CLOSED:
             return events
+        parser = self._parser
         try:
-            for payload in self._parser.feed(data):
+            if self.state is ConnectionState.AWAITING_ACCEPT:
+                parser.hold(data)  # (read once the CR was answered)
+                self._check_early()
+                return events
+            payloads = parser.feed(data)
+            for i, payload in enumerate(payloads):
                 events.extend(self._handle(decode_tpdu(payload)))
-                if events and isinstance(events[-1], TransportDisconnected):
+                if not events:
+                    continue
+                last = events[-1]
+                if isinstance(last, TransportDisconnected):
                     return events  # what follows a DR or ER is not read
+                if isinstance(last, ConnectRequested):
+                    # What came behind the CR (a sessionlayer initiator's CN: fast
+                    # connect) waits for accept(): the next receive_data reads it.
+                    parser.unread(payloads[i + 1 :])
+                    self._check_early()
+                    return events
             if self._parser.error is not None:  # a bad TPKT header after those payloads
                 raise self._parser.error
         except DecodeError as exc:
             self._error, self.state = exc, ConnectionState.FAILED
             raise
         return events
+
+    def _check_early(self) -> None:
+        if self._parser.buffered > EARLY_DATA_MAX:
+            raise DecodeError(
+                f"more than {EARLY_DATA_MAX} octets behind the CR before it was answered"
+            )
 
     def connection_lost(self) -> list[TransportEvent]:
         """TCP closed: return the disconnect event, if the connection was not over."""

@@ -92,6 +92,20 @@ class TpktParser:
         self._buffer = buf[pos:]
         return payloads
 
+    def unread(self, payloads: list[bytes]) -> None:
+        """Put whole TPKTs back, ahead of what is held: the next :meth:`feed` returns
+        *payloads* first (a reader that must act before it reads on)."""
+        if payloads:
+            octets = b"".join(_HEADER.pack(TPKT_VERSION, 0, len(p) + TPKT_HEADER_SIZE) + p
+                              for p in payloads)  # fmt: skip
+            self._buffer = octets + self._buffer
+            self._consumed -= len(octets)
+
+    def hold(self, data: bytes) -> None:
+        """Keep *data* unread: the next :meth:`feed` frames it (with what it is given)."""
+        if data:
+            self._buffer += bytes(data)
+
     def take(self) -> bytes:
         """Give up the octets of the partial TPKT held (another reader continues the
         stream from here); the parser is empty after."""
