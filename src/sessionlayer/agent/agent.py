@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Generic, Literal, TypeVar, cast, overload
+from typing import Literal, TypeVar
 
 from ..errors import AbortReason, DecodeError, LocalError, TokenError
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
+from ..machine.rare import Rarely
 from ..machine.sync import MAX_SERIAL
 from ..recovery.journal import ACK_MARK, Journal
 from ..spdu import Abort, decode_tsdu, encode
@@ -58,7 +59,6 @@ __all__ = ["SessionAgent", "TokensMissing", "PING", "PONG", "NEEDS", "EVERY"]
 RENEW_SERIAL = MAX_SERIAL - 999
 
 T = TypeVar("T")
-V = TypeVar("V")
 
 #: Keepalive probe and answer: PT and GT with empty parameter fields.
 PING = b"\x02\x00"
@@ -100,11 +100,14 @@ _ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm)
 class _Rare:
     """What only some agents need, made on first use (an idle server session has none)."""
 
-    __slots__ = ("asked", "auto_answer", "last_sync", "on_capability_data", "on_release",
-                 "owed", "session_id", "warnings")  # fmt: skip
+    __slots__ = ("asked", "auto_answer", "defer_checkpoints", "last_sync", "link_lost",
+                 "on_capability_data", "on_release", "owed", "session_id",
+                 "warnings")  # fmt: skip
 
     def __init__(self) -> None:
         self.auto_answer = True
+        self.defer_checkpoints = False
+        self.link_lost: str | None = None
         self.asked = _NO_TOKENS
         self.owed = _NO_TOKENS
         self.warnings: list[str] | None = None
@@ -114,35 +117,6 @@ class _Rare:
         self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
             None
         )
-
-
-class _Rarely(Generic[V]):
-    """A field of :class:`SessionAgent` kept in its ``_Rare`` part (made when the field is
-    first set to something other than its default): reads of an agent without one give the
-    default."""
-
-    __slots__ = ("default", "name")
-
-    def __init__(self, default: V) -> None:
-        self.default = default
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name.lstrip("_")
-
-    @overload
-    def __get__(self, agent: None, owner: type) -> _Rarely[V]: ...
-    @overload
-    def __get__(self, agent: SessionAgent, owner: type) -> V: ...
-    def __get__(self, agent: SessionAgent | None, owner: type) -> V | _Rarely[V]:
-        if agent is None:
-            return self
-        rare = agent.rare
-        return self.default if rare is None else cast(V, getattr(rare, self.name))
-
-    def __set__(self, agent: SessionAgent, value: V) -> None:
-        if value != self.default or agent.rare is not None:
-            setattr(agent.more(), self.name, value)
 
 
 def _is_token_item(spdu: object) -> bool:
@@ -172,11 +146,9 @@ class SessionAgent:
         "_probe_sent",
         "aborting",
         "chosen",
-        "defer_checkpoints",
         "hello",
         "journal",
         "keepalive",
-        "link_lost",
         "machine",
         "options",
         "peer_data",
@@ -204,7 +176,7 @@ class SessionAgent:
         self._now = 0.0
         #: What few sessions use (tokens asked for and owed, sync serials, callbacks, the
         #: initiator's session id, warnings): made on first use (see the properties below).
-        #: The fields few agents need (see ``_Rarely``), made when one is first set.
+        #: The fields few agents need (see ``Rarely``), made when one is first set.
         self.rare: _Rare | None = None
         self._deadline_handshake: float | None = None
         self._last_heard = 0.0
@@ -225,10 +197,6 @@ class SessionAgent:
         #: sets acknowledgement points, answers the peer's, and a dead link is *lost*
         #: (``link_lost``, no AB sent: the session waits to be resumed) instead of aborted.
         self.journal: Journal | None = None
-        self.link_lost: str | None = None  #: why the link was given up (recovery), if it was
-        #: Leave S-SYNC-MAJOR indications unanswered: the application (or the server's
-        #: store) makes its state durable first, then answers (``machine.major_sync_response``).
-        self.defer_checkpoints = False
 
     # ------------------------------------------------------------ what few sessions use
 
@@ -239,24 +207,29 @@ class SessionAgent:
             rare = self.rare = _Rare()
         return rare
 
-    _asked: _Rarely[Token] = _Rarely(_NO_TOKENS)
+    _asked: Rarely[Token] = Rarely(_NO_TOKENS)
     """Tokens we asked the peer for and have not used yet."""
-    _owed: _Rarely[Token] = _Rarely(_NO_TOKENS)
+    _owed: Rarely[Token] = Rarely(_NO_TOKENS)
     """Tokens the peer asked us for."""
-    session_id: _Rarely[str | None] = _Rarely(None)
+    session_id: Rarely[str | None] = Rarely(None)
     """(Initiator) The id the responder gave the session."""
-    last_sync: _Rarely[int | None] = _Rarely(None)
+    last_sync: Rarely[int | None] = Rarely(None)
     """The serial of the last sync point seen."""
-    on_release: _Rarely[Callable[[ev.ReleaseIndication], bool | bytes | None] | None] = (
-        _Rarely(None)
+    on_release: Rarely[Callable[[ev.ReleaseIndication], bool | bytes | None] | None] = (
+        Rarely(None)
     )
     """Called with each S-RELEASE indication: False refuses (NF), bytes accept with that DN
     user data, True or None accept."""
-    on_capability_data: _Rarely[Callable[[ev.CapabilityDataIndication], bytes | None] | None] = (
-        _Rarely(None)
+    on_capability_data: Rarely[Callable[[ev.CapabilityDataIndication], bytes | None] | None] = (
+        Rarely(None)
     )
     """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
-    auto_answer: _Rarely[bool] = _Rarely(True)
+    link_lost: Rarely[str | None] = Rarely(None)
+    """Why the link was given up (recovery), if it was."""
+    defer_checkpoints: Rarely[bool] = Rarely(False)
+    """Leave S-SYNC-MAJOR indications unanswered: the application (or the server's store)
+    makes its state durable first, then answers (``machine.major_sync_response``)."""
+    auto_answer: Rarely[bool] = Rarely(True)
     """False: the agent answers nothing on its own.  Sync points, activity ends, interrupts
     and discards, resyncs, capability data, releases and requests for tokens are left to the
     agent's user, who answers them through the machine (a relay answers each with the other

@@ -1466,6 +1466,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         stack: an empty PT is not valid X.225 in every state) TCP keepalive watches the
         connection instead.  ``flush``: and what the agent queued is written (the
         responder's AC; :meth:`flush` re-arms the timer itself)."""
+        # The fast path reads an open session's stream: RFC 1006 keeps no readers meanwhile
+        # (the next read that needs it makes them again).
+        self.agent.rfc.compact()
         interval = self._ep.options.keepalive_interval
         if interval is not None and not self.agent.keepalive and self.transport is not None:
             sock = self.transport.get_extra_info("socket")

@@ -41,6 +41,7 @@ from ._make import make
 from .config import SessionConfig, token_bits, token_flag
 from .events import Event, ProviderAbortIndication, ProviderExceptionReportIndication
 from .negotiation import Negotiated
+from .rare import Rarely
 from .table import ER_INPUTS, ER_STATES, PREDICATE_KINDS, SAME, TABLE, Row
 
 __all__ = ["Role", "Ctx", "Resync", "_Core", "PROTOCOL_ERROR", "RESTRICTION"]
@@ -105,28 +106,45 @@ def _checks(row: Row) -> tuple[Row, tuple[tuple[str, bool, str], ...]]:
     return entry
 
 
+class _Rare:
+    """The machine's fields few sessions use (an idle server session has none)."""
+
+    __slots__ = (
+        "activity_id", "adi", "ado", "assembler", "collision", "end_pending",
+        "kept_fn", "overflow_in", "overflow_rest", "overflow_size", "resync",
+        "second_initial_serial", "tsdu_recv", "tsdu_send", "vact",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.second_initial_serial: int | None = None
+        self.ado: int = -1
+        self.adi: int = -1
+        self.vact: bool = False
+        self.activity_id: bytes | None = None
+        self.resync: Resync | None = None
+        self.end_pending: bool = False
+        self.collision: bool = False
+        self.kept_fn: Finish | None = None
+        self.assembler: SegmentAssembler | None = None
+        self.overflow_rest: bytes = b""
+        self.overflow_in: list[bytes] | None = None
+        self.overflow_size: int = 0
+        self.tsdu_send: int = 0
+        self.tsdu_recv: int = 0
+
+
 class _Core:
     """State, variables and the table walk shared by the machine's parts."""
 
     # Slots: a server holds one machine per live session, and a dict per machine
     # would be the largest part of an idle session's memory.
     __slots__ = (
-        "_activity_id",
-        "_adi",
-        "_ado",
-        "_assembler",
         "_available_tokens",
         "_cn_bytes",
-        "_collision",
-        "_end_pending",
         "_ended",
         "_fu",
         "_initial_serial",
-        "_kept_fn",
         "_now",
-        "_overflow_in",
-        "_overflow_rest",
-        "_overflow_size",
         "_owned",
         "_peer_cn",
         "_peer_connection_id",
@@ -137,17 +155,12 @@ class _Core:
         "_pending_out",
         "_plain_act",
         "_plain_units",
-        "_resync",
-        "_second_initial_serial",
         "_state",
         "_tc_up",
         "_tdis",
         "_tex",
         "_tim",
-        "_tsdu_recv",
-        "_tsdu_send",
         "_va",
-        "_vact",
         "_var",
         "_version",
         "_vm",
@@ -156,6 +169,7 @@ class _Core:
         "_vrr",
         "_vsc",
         "config",
+        "rare",
         "role",
     )
 
@@ -163,6 +177,9 @@ class _Core:
         if role not in ("initiator", "responder"):
             raise ValueError(f"role must be 'initiator' or 'responder', not {role!r}")
         self.role: Role = role
+        #: The fields few sessions use (activities, resynchronization, data separation,
+        #: connect data overflow, TSDU maximum sizes, collisions): see ``machine/rare.py``.
+        self.rare: _Rare | None = None
         self.config = config if config is not None else SessionConfig()
         self._state = "STA01"
         self._ended = False
@@ -172,6 +189,7 @@ class _Core:
         self._pending_events: list[Event] | None = None
         self._pending_out: list[bytes] | None = None
         self._pending_exp: list[bytes] | None = None
+        self._cn_bytes = b""  # (initiator) the CN, until the transport is up to send it
         self._tdis = False
         self._tex = self.config.transport_expedited  # see transport_connected
         self._now = 0.0
@@ -182,8 +200,6 @@ class _Core:
         self._plain_units = False  # see SessionMachine.plain_data
         self._plain_act = False
         self._version = 2 if int(self.config.versions) & 2 else 1
-        self._tsdu_send = 0
-        self._tsdu_recv = 0
         self._peer_extended = False
         self._initial_serial: int | None = None
         # Tokens and synchronization point variables (X.225 5.8, Table A-4).
@@ -194,26 +210,35 @@ class _Core:
         self._var = 0  # V(Ar): symmetric synchronize, receiving flow
         self._vmr = 0  # V(Mr)
         self._vrr = 0  # V(Rr)
-        self._ado = -1  # V(Ado): last data-separation point sent
-        self._adi = -1  # V(Adi): last data-separation point received
-        self._second_initial_serial: int | None = None
         self._vsc = False
-        self._vact = False
-        self._activity_id: bytes | None = None
-        self._resync: Resync | None = None
-        self._end_pending = False  # STA15A came from STA04B: SI 42 is AEA
         # Connection establishment and release.
-        self._cn_bytes = b""
         self._peer_cn: Connect | None = None
         self._peer_connection_id: ConnectionId | None = None
         self._peer_user_data: bytes | None = None
-        self._collision = False
-        self._kept_fn: Finish | None = None
-        self._assembler: SegmentAssembler | None = None  # made by the first segment
         # Connect data overflow (7.2, 7.3).
-        self._overflow_rest = b""  # initiator: CN user data still to send in CDOs
-        self._overflow_in: list[bytes] | None = None  # responder: CDO user data so far
-        self._overflow_size = 0
+
+    def more(self) -> _Rare:
+        """The machine's rare part, made now if it has none."""
+        rare = self.rare
+        if rare is None:
+            rare = self.rare = _Rare()
+        return rare
+
+    _second_initial_serial: Rarely[int | None] = Rarely(None)
+    _ado: Rarely[int] = Rarely(-1)
+    _adi: Rarely[int] = Rarely(-1)
+    _vact: Rarely[bool] = Rarely(False)
+    _activity_id: Rarely[bytes | None] = Rarely(None)
+    _resync: Rarely[Resync | None] = Rarely(None)
+    _end_pending: Rarely[bool] = Rarely(False)
+    _collision: Rarely[bool] = Rarely(False)
+    _kept_fn: Rarely[Finish | None] = Rarely(None)
+    _assembler: Rarely[SegmentAssembler | None] = Rarely(None)
+    _overflow_rest: Rarely[bytes] = Rarely(b"")
+    _overflow_in: Rarely[list[bytes] | None] = Rarely(None)
+    _overflow_size: Rarely[int] = Rarely(0)
+    _tsdu_send: Rarely[int] = Rarely(0)
+    _tsdu_recv: Rarely[int] = Rarely(0)
 
     # ------------------------------------------------------------ output queues
 

@@ -206,7 +206,8 @@ class _Rules(_Sync):
 
     def _a_send(self, ctx: Ctx) -> None:
         self._out.extend(ctx.out)
-        self._out_exp.extend(ctx.exp)
+        if ctx.exp:  # (rare: the expedited queue is made only for what goes on it)
+            self._out_exp.extend(ctx.exp)
 
     def _a_start_tim(self, ctx: Ctx) -> None:
         self._start_tim()

@@ -132,6 +132,7 @@ class Rfc1006Connection:
     __slots__ = (
         "_assembler",
         "_error",
+        "_max_tsdu",
         "_parser",
         "_request",
         "allow_expedited",
@@ -167,8 +168,10 @@ class Rfc1006Connection:
         self.calling_tsap: bytes | None = None
         self.called_tsap: bytes | None = None
         self._request: ConnectionRequest | None = None
-        self._parser = TpktParser()
-        self._assembler = TsduAssembler(max_tsdu_size)
+        self._max_tsdu = max_tsdu_size
+        # The readers of the stream: None after compact(), made again by the next read.
+        self._parser: TpktParser | None = TpktParser()
+        self._assembler: TsduAssembler | None = TsduAssembler(max_tsdu_size)
         self._error: DecodeError | None = None
 
     # ------------------------------------------------------------ sending
@@ -268,19 +271,29 @@ class Rfc1006Connection:
         boundary and between TSDUs (a binding may then parse DTs itself)."""
         return (
             self.state is ConnectionState.OPEN
-            and not self._parser.buffered
-            and not self._assembler.pending
+            and (self._parser is None or not self._parser.buffered)
+            and (self._assembler is None or not self._assembler.pending)
         )
+
+    def compact(self) -> None:
+        """Open and :attr:`idle`: drop the stream's readers (a binding whose own DT parser
+        reads an idle session's stream keeps none of them); the next :meth:`receive_data`
+        makes them again."""
+        if self.idle and (self._parser is None or self._parser.error is None):
+            self._parser = self._assembler = None
 
     def hand_over(self) -> bytes | None:
         """Between TSDUs (none partly reassembled), give up the octets of the partial TPDU
         held, so that a binding's own DT parser continues the stream from here; None when
         a TSDU is partly reassembled (then wait for its end)."""
-        if self.state is not ConnectionState.OPEN or self._assembler.pending:
+        if self.state is not ConnectionState.OPEN:
             return None
-        if self._parser.error is not None:
+        parser, assembler = self._parser, self._assembler
+        if parser is None or assembler is None:
+            return b""  # (compacted: nothing is held)
+        if assembler.pending or parser.error is not None:
             return None
-        return self._parser.take()
+        return parser.take()
 
     def send_tsdu(self, tsdu: bytes) -> bytes:
         """Return *tsdu* as TPKT-framed DT TPDUs of at most the negotiated size."""
@@ -315,6 +328,9 @@ class Rfc1006Connection:
         if self.state is ConnectionState.CLOSED:
             return events
         parser = self._parser
+        if parser is None:  # (compacted)
+            parser = self._parser = TpktParser()
+            self._assembler = TsduAssembler(self._max_tsdu)
         try:
             if self.state is ConnectionState.AWAITING_ACCEPT:
                 parser.hold(data)  # (read once the CR was answered)
@@ -334,15 +350,15 @@ class Rfc1006Connection:
                     parser.unread(payloads[i + 1 :])
                     self._check_early()
                     return events
-            if self._parser.error is not None:  # a bad TPKT header after those payloads
-                raise self._parser.error
+            if parser.error is not None:  # a bad TPKT header after those payloads
+                raise parser.error
         except DecodeError as exc:
             self._error, self.state = exc, ConnectionState.FAILED
             raise
         return events
 
     def _check_early(self) -> None:
-        if self._parser.buffered > EARLY_DATA_MAX:
+        if self._parser is not None and self._parser.buffered > EARLY_DATA_MAX:
             raise DecodeError(
                 f"more than {EARLY_DATA_MAX} octets behind the CR before it was answered"
             )
@@ -351,9 +367,7 @@ class Rfc1006Connection:
         """TCP closed: return the disconnect event, if the connection was not over."""
         if self.state in (ConnectionState.CLOSED, ConnectionState.FAILED):
             return []
-        clean = self.state is ConnectionState.OPEN and not (
-            self._parser.buffered or self._assembler.pending
-        )
+        clean = self.idle
         self.state = ConnectionState.CLOSED
         reason = DisconnectReason.NORMAL if clean else DisconnectReason.NOT_SPECIFIED
         return [TransportDisconnected(reason)]
@@ -363,6 +377,7 @@ class Rfc1006Connection:
             return self._disconnected(tpdu)
         state = self.state
         if state is ConnectionState.OPEN and isinstance(tpdu, Data):
+            assert self._assembler is not None  # (receive_data made it)
             tsdu = self._assembler.feed(tpdu)
             return [] if tsdu is None else [TsduReceived(tsdu)]
         if state is ConnectionState.OPEN and isinstance(tpdu, ExpeditedData):
