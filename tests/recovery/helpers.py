@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import sessionlayer
@@ -70,6 +70,17 @@ async def next_of(session: sessionlayer.Session, kind: type) -> Any:
             if isinstance(event, kind):
                 return event
     raise AssertionError(f"the session ended before a {kind.__name__}")
+
+
+def echo_into(got: list[bytes]) -> Callable[[sessionlayer.Session], Awaitable[None]]:
+    """A server handler that keeps each message in ``got`` and echoes it."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        async for data in session:
+            got.append(data)
+            await session.send(data)
+
+    return handler
 
 
 def messages(n: int, seed: int, tag: bytes) -> list[bytes]:

@@ -17,7 +17,7 @@ from tests.faults.proxy import FaultProxy
 import sessionlayer
 from sessionlayer.recovery import Backoff, Resumed
 
-from .helpers import FAST, owned, run
+from .helpers import FAST, echo_into, owned, run
 
 #: Long handshake timeouts (a try that is cut must fail because it was cut, not time
 #: out) and a bound on each resume well below them.
@@ -168,13 +168,8 @@ def test_a_resume_whose_ac_is_lost_is_resumed_by_the_next_try(lost: int) -> None
     async def main() -> None:
         got: list[bytes] = []
 
-        async def handler(session: sessionlayer.Session) -> None:
-            async for data in session:
-                got.append(data)
-                await session.send(data)
-
         short = dataclasses.replace(OPTIONS, connect_timeout=0.3, handshake_timeout=0.3)
-        async with await sessionlayer.serve(handler, options=OPTIONS) as server:
+        async with await sessionlayer.serve(echo_into(got), options=OPTIONS) as server:
             async with FaultProxy("127.0.0.1", server.port, seed=0) as proxy:
                 trace: list[tuple[str, int]] = []
                 client = await sessionlayer.connect(

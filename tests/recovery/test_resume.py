@@ -17,7 +17,7 @@ from sessionlayer import Options, SessionAborted
 from sessionlayer.errors import StateError
 from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
-from .helpers import FAST, LIMIT, cut, messages, next_of, owned, run
+from .helpers import FAST, LIMIT, cut, echo_into, messages, next_of, owned, run
 
 RESUMABLE_UNITS = sessionlayer.aio.client.RESUMABLE_CONFIG.functional_units
 
@@ -379,13 +379,8 @@ def test_serial_numbers_near_their_end_renew_the_connection_both_ways() -> None:
     async def main() -> None:
         got_up: list[bytes] = []
 
-        async def handler(session: sessionlayer.Session) -> None:
-            async for data in session:
-                got_up.append(data)
-                await session.send(data)
-
         opts = dataclasses.replace(FAST, ack_bytes=1, ack_interval=0.01)
-        async with await sessionlayer.serve(handler, options=opts) as server:
+        async with await sessionlayer.serve(echo_into(got_up), options=opts) as server:
             client = await sessionlayer.connect("127.0.0.1", server.port, options=opts,
                                                 config=config)  # fmt: skip
             async with owned(client), asyncio.timeout(LIMIT * 3):
