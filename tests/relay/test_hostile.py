@@ -177,9 +177,14 @@ def battery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Battery]:
         relay.wait_listening()
         thread.start()
         deadline = time.monotonic() + 15
-        while streams.clients < STREAMERS and time.monotonic() < deadline:
+        # Both ends: a streamer counts once it has the relay's AC, the upstream once its
+        # handler runs, which may be a little later (the attacks compare upstream counts).
+        while (streams.clients < STREAMERS or upstream.sessions < STREAMERS) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.05)  # (waiting for the streamers' handshakes; bounded)
         assert streams.clients == STREAMERS, streams.errors
+        assert upstream.sessions == STREAMERS, upstream
         yield Battery(relay, upstream, status, streams, stop)
     finally:
         stop.set()
