@@ -417,3 +417,33 @@ def test_close_ends_the_connections_waiting_for_a_slot() -> None:
         await silent.wait_closed()
 
     run(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_peer_is_the_other_sides_address_while_open_and_after_the_end(loop: str) -> None:
+    """``session.peer`` (asked of the transport, not kept: uvloop makes it on demand) is the
+    client's address at the server and the server's at the client, in ``info()`` too, and
+    still after the session ended and its connection closed."""
+
+    async def main() -> None:
+        got: asyncio.Future[sessionlayer.Session] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            got.set_result(session)
+            async for _ in session:
+                pass
+
+        opts = Options(keepalive_interval=None, resume=False)
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0, options=opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            at_server = await got
+            assert tuple(client.peer) == ("127.0.0.1", server.port)
+            assert tuple(at_server.peer)[1] != server.port
+            assert at_server.peer == at_server.info().peer
+            await client.release()
+            await client.wait_closed()
+            await at_server.wait_closed()
+            assert tuple(client.peer) == ("127.0.0.1", server.port)
+            assert at_server.info().peer == at_server.peer and at_server.peer is not None
+
+    _on_loop(loop, main())

@@ -152,7 +152,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         "journal",
         "messages_in",
         "messages_out",
-        "peer",
         "plain",
         "rolling_back",
         "transport",
@@ -164,7 +163,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._ep = endpoint
         self.id = ""  #: the session's id (set by connect() / the server), for the logs
         self.transport: asyncio.Transport | None = None
-        self.peer: Any = None
         self._x: Extra | None = None
         self._flags = 0  # (a server's connection takes a slot in connection_made)
         self._timer: asyncio.TimerHandle | None = None  # the one timer (see _rearm)
@@ -285,6 +283,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return self.agent.machine
 
     @property
+    def peer(self) -> Any:
+        """The peer's address (``peername`` of the transport connection, the latest one of
+        a resumed session; None before there is one).  Asked of the transport each time,
+        not kept: asyncio's transport holds it anyway, uvloop's makes it on demand (an
+        address kept per idle session would be 145 octets there)."""
+        transport = self.transport
+        return transport.get_extra_info("peername") if transport is not None else None
+
+    @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """The ``sessionlayer`` logger with this session's id on every record."""
         x = self._more()
@@ -340,7 +347,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         ep = self._ep
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
-        self.peer = transport.get_extra_info("peername")
         # (low as asyncio would make it, but one int for all: not one per transport)
         transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
         agent = self.agent
@@ -1304,7 +1310,6 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._new_link()
         self.agent = other.agent
         self.transport = transport
-        self.peer = other.peer
         transport.set_protocol(self)
 
     def enable_recovery(self, journal: Journal) -> LinkState:
