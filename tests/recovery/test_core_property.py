@@ -2,8 +2,9 @@
 Hypothesis.  Octets move between them in chunks of any size and the connection is lost at
 any byte position (mid-SPDU, mid-handshake, mid-resume); each new connection resumes the
 session as the binding does (hello with the count received, welcome with the responder's,
-both replay what the other lacks).  Every message arrives exactly once and in order, and
-once the link is healthy and the time has passed, the journals hold nothing."""
+both replay what the other lacks).  Every message (S-DATA and S-TYPED-DATA, mixed: one
+count) arrives exactly once and in order, and once the link is healthy and the time has
+passed, the journals hold nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sessionlayer.agent import Hello, Options, SessionAgent, Welcome
 from sessionlayer.aio.client import RESUMABLE_CONFIG
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import Journal
+from sessionlayer.recovery.journal import Typed
 from sessionlayer.spdu.types import ConnectionId
 
 SID = "5" * 32
@@ -27,7 +29,7 @@ CID = ConnectionId(common_ref=b"prop")
 class End:
     role: str
     journal: Journal = field(default_factory=lambda: Journal(1 << 30))
-    got: list[bytes] = field(default_factory=list)
+    got: list[bytes] = field(default_factory=list)  # (a typed message as Typed)
     sent: list[bytes] = field(default_factory=list)
     agent: SessionAgent | None = None
     open: bool = False  # the session is established on the current connection
@@ -101,6 +103,9 @@ class Link:
             elif isinstance(event, ev.DataIndication):
                 end.got.append(event.data)
                 end.journal.received += 1
+            elif isinstance(event, ev.TypedDataIndication):
+                end.got.append(Typed(event.data))
+                end.journal.received += 1
             else:
                 assert not isinstance(
                     event, ev.ProviderAbortIndication | ev.UserAbortIndication
@@ -111,14 +116,20 @@ class Link:
     def replay(self, end: End, items: list[bytes]) -> None:
         assert end.agent is not None
         for item in items:
-            end.agent.machine.send_data(item)
+            if type(item) is Typed:
+                end.agent.machine.send_typed_data(bytes(item))
+            else:
+                end.agent.machine.send_data(item)
             end.journal.queued -= 1
 
     def send(self, end: End, data: bytes) -> None:
         end.sent.append(data)
         agent = end.agent
         if end.open and agent is not None and agent.machine.is_open:
-            agent.machine.send_data(data)
+            if type(data) is Typed:
+                agent.machine.send_typed_data(bytes(data))
+            else:
+                agent.machine.send_data(data)
             end.journal.append(data)
             if end.journal.since is None:
                 end.journal.since = self.now
@@ -162,7 +173,10 @@ class Link:
         raise AssertionError("the link did not settle")
 
 
-payload = st.binary(min_size=0, max_size=3000)
+payload = st.builds(
+    lambda data, typed: Typed(data) if typed else data,
+    st.binary(min_size=0, max_size=3000), st.booleans(),
+)  # fmt: skip
 step = st.one_of(
     st.tuples(st.just("send_a"), payload),
     st.tuples(st.just("send_b"), payload),
@@ -200,7 +214,8 @@ def test_exactly_once_in_order_whatever_is_lost(steps: list[tuple[str, object]])
             assert end.journal.held <= len(end.sent) - end.journal.acked
     link.cut()  # a last resume, then a healthy link
     link.settle()
-    assert link.b.got == link.a.sent
-    assert link.a.got == link.b.sent
+    for got, sent in ((link.b.got, link.a.sent), (link.a.got, link.b.sent)):
+        assert got == sent
+        assert [type(m) for m in got] == [type(m) for m in sent]  # each of its kind
     assert link.a.journal.held == link.b.journal.held == 0
     assert link.a.journal.size == link.b.journal.size == 0

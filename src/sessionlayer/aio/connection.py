@@ -39,6 +39,7 @@ from ..errors import (
 from ..machine import SessionMachine
 from ..machine import events as ev
 from ..recovery import OVERHEAD, Checkpoint, Interrupted, Journal, Resumed
+from ..recovery.journal import Typed
 from ..spdu.codes import Token
 from ..transport.fastpath import (
     SINGLE_HEAD,
@@ -625,8 +626,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.activity = None
             self._pump_replay()
         else:
-            if isinstance(event, _ACTIVITY_ENDS) and self.journal is not None:
-                self._link().activity = None
+            if self.journal is not None:
+                if isinstance(event, ev.TypedDataIndication):
+                    self.journal.received += 1  # (counted with S-DATA: see Typed)
+                elif isinstance(event, _ACTIVITY_ENDS):
+                    self._link().activity = None
             if isinstance(event, _CHECKPOINTS):
                 checkpoint = Checkpoint(int(event.serial), event.user_data)
                 if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
@@ -861,8 +865,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.check_open()
         self.check_rollback()
         if self._flags & _DETACHED:
-            raise StateError("the session is interrupted (waiting to be resumed): only"
-                             " send(), sync() and release() wait for the resume")  # fmt: skip
+            raise StateError("the session is interrupted (waiting to be resumed): only send(),"
+                             " send_typed(), sync() and release() wait for the resume")  # fmt: skip
         try:
             return request(self.agent.machine)
         finally:
@@ -1022,19 +1026,41 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def send_general(self, payload: bytes) -> None:
         """S-DATA off the fast path: through the machine, or (detached) into the journal
         only, to be replayed when the session resumes."""
-        journal = self.journal
-        if journal is not None and (self._flags & _DETACHED or self.replaying):
-            self.check_open()
-            journal.append(payload)
-            x = self._x
-            if x is not None and x.replay is not None and not self._flags & _DETACHED:
-                x.replay.append(payload)  # behind what is replayed
-                journal.queued += 1
-                self._pump_replay()
+        if self._queued(payload):
             return
         await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
+        self._kept(payload)
+
+    def send_typed(self, payload: bytes) -> None:
+        """S-TYPED-DATA (no token needed); a resumable session keeps it in its journal like
+        S-DATA, in the same count and order (while detached: only there, until resumed)."""
+        item = Typed(payload) if self.journal is not None else payload
+        if self._queued(item):
+            return
+        self.call(lambda m: m.send_typed_data(payload))
+        self._kept(item)
+
+    def _queued(self, item: bytes) -> bool:
+        """(Recovery) Detached, or replaying: ``item`` goes into the journal only (and behind
+        what is replayed), not through the machine now.  False: send it now."""
+        journal = self.journal
+        if journal is None or not (self._flags & _DETACHED or self.replaying):
+            return False
+        self.check_open()
+        self.check_rollback()
+        journal.append(item)
+        x = self._x
+        if x is not None and x.replay is not None and not self._flags & _DETACHED:
+            x.replay.append(item)  # behind what is replayed
+            journal.queued += 1
+            self._pump_replay()
+        return True
+
+    def _kept(self, item: bytes) -> None:
+        """(Recovery) ``item`` went out through the machine: kept until the peer confirms it."""
+        journal = self.journal
         if journal is not None:
-            journal.append(payload)
+            journal.append(item)
             if journal.since is None or journal.unmarked >= self._ep.ack_bytes:
                 self._ack_soon(journal)
 
@@ -1408,7 +1434,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         while replay and not self.write_paused:
             item = replay.popleft()
             journal.queued -= 1
-            if agent.plain:
+            if type(item) is Typed:
+                agent.machine.send_typed_data(bytes(item))
+                self.flush()
+            elif agent.plain:
                 self.write_data(item, keep=False)
             else:
                 agent.machine.send_data(item)

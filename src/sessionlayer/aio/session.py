@@ -288,10 +288,16 @@ class Session:
             raise error
 
     async def send_typed(self, data: bytes) -> None:
-        """S-TYPED-DATA: data that may be sent without the data token."""
-        payload = bytes(data)
-        self._conn.call(lambda m: m.send_typed_data(payload))
-        await self._conn.drain()
+        """S-TYPED-DATA: data that may be sent without the data token.  A resumable session
+        keeps it until the peer confirmed it, as :meth:`send` does (in the same order: while
+        the connection is down it waits for the resume in the journal)."""
+        conn = self._conn
+        conn.send_typed(bytes(data))
+        if conn.write_paused:
+            await conn.drain()
+        journal = conn.journal
+        if journal is not None and journal.sent_bytes - journal.acked_bytes >= journal.limit:
+            await conn.retained()
 
     async def send_expedited(self, data: bytes) -> None:
         """S-EXPEDITED-DATA: up to 14 octets, on the transport expedited flow when the

@@ -1,7 +1,8 @@
 """``Journal``: what one side of a resumable session keeps across transport connections.
 
-Every S-DATA message this side sends is kept until the peer has confirmed it; the count
-of messages received is kept too.  When a new transport connection resumes the session,
+Every S-DATA and S-TYPED-DATA message this side sends is kept until the peer has confirmed
+it (a typed one as :class:`Typed`); the count of messages received (both kinds) is kept
+too.  When a new transport connection resumes the session,
 each side says how many messages it has received (the hello's and the welcome's ``recv``)
 and the other replays the rest, in order: every message reaches the peer's application
 exactly once.
@@ -24,7 +25,7 @@ import collections
 
 from ..errors import RemoteError
 
-__all__ = ["Journal", "ACK_MARK", "OVERHEAD"]
+__all__ = ["Journal", "Typed", "ACK_MARK", "OVERHEAD"]
 
 #: The user data of the minor sync points the agent sets to acknowledge data: the peer's
 #: agent answers them and neither application sees them.
@@ -32,6 +33,14 @@ ACK_MARK = b"SLK1"
 #: What one retained message costs beyond its octets (the bytes object and its deque slot),
 #: counted against the limit so that many small messages are bounded too.
 OVERHEAD = 64
+
+
+class Typed(bytes):
+    """An S-TYPED-DATA message in the journal (an S-DATA message is plain ``bytes``): replayed
+    as typed data.  Both kinds share one count, in the order they were sent: they travel on
+    the one normal flow, so the peer receives them in that order too."""
+
+    __slots__ = ()
 
 
 class Journal:
@@ -71,7 +80,8 @@ class Journal:
     # ------------------------------------------------------------ sending
 
     def append(self, data: bytes) -> None:
-        """One S-DATA message sent (or queued while the connection is down)."""
+        """One message sent (or queued while the connection is down): S-DATA, or
+        S-TYPED-DATA as :class:`Typed`."""
         self.items.append(data)
         self.sent += 1
         self.sent_bytes += len(data) + OVERHEAD
