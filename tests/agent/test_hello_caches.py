@@ -77,3 +77,31 @@ def test_cached_hello_octets_are_the_encoded_ones() -> None:
         expected = H.MAGIC + json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
         assert hello.encode() == expected
     assert all(b'"auth"' not in v for v in H._HELLO_OCTETS.values())
+
+
+def test_cached_welcome_decode_is_the_full_decode() -> None:
+    """Welcomes alike but for their id and token decode from the cache: each one gives what
+    the full decode gives, whatever its choices hold (a nested "id", quotes, a token key in
+    a value), and what the cache cannot tell apart is decoded in full."""
+    H._WELCOME_SHAPES.clear()
+    ids = ["0123456789abcdef" * 2, "fedcba9876543210" * 2, "00" * 16]
+    tokens = [None, "1.ab.cd", "2.ef01.99", "3." + "a" * 64]
+    chosens: list[dict[str, str]] = [
+        {}, {"codec": "json"}, {"id": "0123456789abcdef" * 2}, {"x": '","id":"'},
+        {"tk": "1.ab.cd"}, {"a": ',"tk":"9.9'},
+    ]  # fmt: skip
+    for chosen in chosens:
+        for fast in (False, True):
+            for token in tokens:
+                for sid in ids + ids:
+                    w = Welcome(chosen=chosen, session_id=sid, token=token, fast=fast)
+                    raw = w.encode()
+                    assert Welcome.decode(raw) == Welcome._decode(raw) == w
+    # Nested objects with the keys: their own shapes, never taken for the top level's.
+    raw = H.WELCOME_MAGIC + json.dumps(
+        {"chosen": {}, "id": ids[0], "ka": True, "v": 1, "x": {"a": "b", "id": ids[1]}},
+        separators=(",", ":"),
+    ).encode()
+    for _ in range(2):
+        assert Welcome.decode(raw).session_id == ids[0]
+    assert any(H._WELCOME_SHAPES)  # (the cache was used)

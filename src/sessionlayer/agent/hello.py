@@ -294,6 +294,28 @@ class Welcome:
 
     @classmethod
     def decode(cls, raw: bytes) -> Welcome:
+        # (a resume's welcome has counts of its own: never alike, not looked for)
+        shape = _welcome_shape(raw) if type(raw) is bytes and b'"recv":' not in raw else None
+        if shape is not None:
+            known = _WELCOME_SHAPES.get(shape[0])
+            if known is not None:  # the octets around the id (and token) seen before
+                chosen, keepalive, data, fast = known
+                return cls(chosen=dict(chosen), keepalive=keepalive, data=data,
+                           session_id=shape[1], token=shape[2], fast=fast)  # fmt: skip
+        welcome = cls._decode(raw)
+        if shape is not None and welcome.session_id == shape[1] and welcome.token == shape[2] and (
+            welcome.resumed is None and welcome.recv is None and welcome.checkpoint is None
+            and welcome.act is None and len(raw) <= _HELLO_CACHE_OCTETS
+        ):  # fmt: skip
+            # Every welcome of a server says the same but for its id and token.
+            if len(_WELCOME_SHAPES) >= _HELLO_CACHE_MAX:
+                _WELCOME_SHAPES.clear()
+            _WELCOME_SHAPES[shape[0]] = (tuple(welcome.chosen.items()), welcome.keepalive,
+                                         welcome.data, welcome.fast)  # fmt: skip
+        return welcome
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> Welcome:
         obj = _load(WELCOME_MAGIC, raw, "welcome")
         chosen = obj.get("chosen", {})
         if not isinstance(chosen, dict) or not all(isinstance(v, str) for v in chosen.values()):
@@ -350,6 +372,38 @@ class Rejection:
 #: Welcome octets around the session id (and the token), by (choices, keepalive, data,
 #: whether a token is in it, fast connect).
 _WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool, bool], tuple[bytes, ...]] = {}
+#: What a welcome decoded to, by its octets around the id and the token (see
+#: ``_welcome_shape``): (choices, keepalive, data, fast connect).
+_WELCOME_SHAPES: dict[tuple[bytes, bytes, bytes], tuple[tuple[Any, ...], bool, bytes, bool]] = {}
+_ID_KEY = b',"id":"'
+_TOKEN_KEY = b',"tk":"'
+
+
+def _welcome_shape(raw: bytes) -> tuple[tuple[bytes, bytes, bytes], str, str | None] | None:
+    """A welcome's octets around its session id and token, the id and the token; None when
+    it has no id.  Two welcomes alike around them decode alike: the id (32 hex digits) and
+    the token (hex digits and dots) hold no quote, so JSON reads the rest the same.  Each key
+    must appear once (a nested ``"id"`` would be another place)."""
+    at = raw.find(_ID_KEY)
+    if at < 0 or raw.count(_ID_KEY) != 1 or raw.count(_TOKEN_KEY) > 1:
+        return None
+    start = at + len(_ID_KEY)
+    end = start + 32
+    if raw[end : end + 1] != b'"':
+        return None
+    sid = raw[start:end].decode("latin-1")
+    if not _is_id(sid):
+        return None
+    tail = raw[end:]
+    at = tail.find(_TOKEN_KEY)
+    if at < 0:
+        return (raw[:start], tail, b""), sid, None
+    begin = at + len(_TOKEN_KEY)
+    stop = tail.find(b'"', begin)
+    token = tail[begin:stop].decode("latin-1") if stop > 0 else ""
+    if not token or not _is_token(token):
+        return None
+    return (raw[:start], tail[:begin], tail[stop:]), sid, token
 
 
 def _count(value: Any, what: str) -> int | None:
