@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import string
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70  #: a bug of ours (sysexits' EX_SOFTWARE)
 
 
 class UsageError(Exception):
@@ -195,6 +197,12 @@ def main(
     except KeyboardInterrupt:
         err.write("sessionlayer: interrupted\n")
         return 130
+    except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
+        if os.environ.get("SESSIONLAYER_DEBUG"):
+            raise
+        err.write(f"sessionlayer {ns.command}: internal error: {type(exc).__name__}: {exc}"
+                  " (SESSIONLAYER_DEBUG=1 shows the traceback; please report it)\n")  # fmt: skip
+        return EXIT_INTERNAL
 
 
 def run() -> None:

@@ -3,10 +3,13 @@ timeouts and liveness, the binding the limits on what it buffers)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import LocalError
 from ..recovery.backoff import Backoff
+from ..transport.connection import check_tpdu_size
 
 __all__ = ["Options"]
 
@@ -15,7 +18,9 @@ __all__ = ["Options"]
 class Options:
     """Timeouts (seconds), liveness and limits for one side of a session.
 
-    Every field has a safe default; pass your own to ``connect``/``serve``.
+    Every field has a safe default; pass your own to ``connect``/``serve``.  A value out of
+    range (a time that is not positive and finite, a size that is not positive, a TPDU size
+    COTP cannot carry) raises :class:`ValueError` naming the field.
     """
 
     connect_timeout: float = 10.0
@@ -102,3 +107,37 @@ class Options:
 
     ack_interval: float = 0.25
     """... or this many seconds after the first message not yet covered."""
+
+    def __post_init__(self) -> None:
+        times = ("connect_timeout", "handshake_timeout", "release_timeout", "resume_timeout",
+                 "ack_interval")  # fmt: skip
+        for name in times:
+            _positive_time(name, getattr(self, name))
+        for name in ("keepalive_interval", "idle_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_time(name, value)
+        sizes = ("max_tsdu_size", "max_buffered_bytes", "max_queued_events",
+                 "write_buffer_high", "retention", "ack_bytes")  # fmt: skip
+        for name in sizes:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"Options.{name} must be a positive int, not {value!r}")
+        if type(self.tpdu_size) is not int:
+            raise ValueError(f"Options.tpdu_size must be an int, not {self.tpdu_size!r}")
+        try:
+            check_tpdu_size(self.tpdu_size)
+        except LocalError as exc:
+            raise ValueError(f"Options.tpdu_size: {exc}") from None
+        if self.retention_overflow not in ("block", "fail"):
+            raise ValueError("Options.retention_overflow must be 'block' or 'fail', not"
+                             f" {self.retention_overflow!r}")  # fmt: skip
+        if not isinstance(self.backoff, Backoff):
+            raise ValueError(f"Options.backoff must be a Backoff, not {self.backoff!r}")
+
+
+def _positive_time(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        0 < value < math.inf
+    ):
+        raise ValueError(f"Options.{name} must be a positive number of seconds, not {value!r}")

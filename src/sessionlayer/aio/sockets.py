@@ -8,7 +8,8 @@ import contextlib
 import os
 import socket
 
-__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "tcp_keepalive"]
+__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "tcp_keepalive",
+           "unreachable"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -71,3 +72,15 @@ def tcp_keepalive(sock: socket.socket, interval: float) -> None:
             option = getattr(socket, name, None)
             if option is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def unreachable(exc: BaseException) -> str:
+    """Why a TCP connect failed, in a few words for one line ("timed out", "Connection
+    refused", "Name or service not known", or what asyncio said when every address of a
+    name failed): never a bare errno ("Unknown error -2" is what ``os.strerror`` makes of a
+    resolver's error code)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
+from ..aio.sockets import unreachable
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -728,8 +729,7 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
     except ssl.SSLError as exc:
         raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
-        what = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else "timed out"
-        raise TransferError(f"cannot reach {host}:{port}: {what}") from None
+        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc)}") from None
 
 
 def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
+from ..aio.sockets import unreachable
 from ..errors import CheckpointRestored, SessionAborted, SessionClosed, SessionLayerError
 from ..recovery import Interrupted, Resumed
 
@@ -549,8 +550,7 @@ class _Mux:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(lambda: stream, host, port)
         except (OSError, TimeoutError) as exc:
-            why = (f"cannot reach {stream.target}: "
-                   f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else 'timed out'}")
+            why = f"cannot reach {stream.target}: {unreachable(exc)}"
             self.stats.failed += 1
             self.session.log.info("session %s: %s", self.session.id, why)
             if not stream.gone:
@@ -810,8 +810,7 @@ class TunnelClient:
             message = getattr(exc, "message", "") or str(exc)
             raise TunnelError(f"the server refused the tunnel: {message}") from None
         except (OSError, TimeoutError) as exc:
-            what = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
-            raise TunnelError(f"cannot reach {self.host}:{self.port}: {what}") from None
+            raise TunnelError(f"cannot reach {self.host}:{self.port}: {unreachable(exc)}") from None
         mux = _Mux(session, "client", window=self.window, max_streams=self.max_streams)
         mux.target_text = self.target
         self._muxes.add(mux)

@@ -7,7 +7,10 @@ status (:class:`CommandError`), never a traceback.
 
 from __future__ import annotations
 
-__all__ = ["CommandError", "DEFAULT_PORT", "parse_address"]
+import argparse
+import math
+
+__all__ = ["CommandError", "DEFAULT_PORT", "parse_address", "port_number", "positive_seconds"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -16,6 +19,25 @@ DEFAULT_PORT = 10102
 
 class CommandError(Exception):
     """A user mistake or an outcome to report in one line (exit status 1)."""
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type``: a TCP port, 0 (a free one) to 65535; argparse reports anything
+    else in one line, with the usage."""
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0 to 65535)")
+    return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: a time in seconds, above 0 and finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",

@@ -24,7 +24,7 @@ from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
-from . import CommandError, parse_address
+from . import CommandError, parse_address, port_number, positive_seconds
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
 
@@ -48,7 +48,7 @@ def add(sub: Any) -> None:
         " a durable store, optional TLS, credentials and an admin endpoint.",
     )  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (10102; 0: a free one)")
+    p.add_argument("--port", type=port_number, default=None, help="port (10102; 0: a free one)")
     p.add_argument("--data-dir", type=Path, help="the server's directory (default:"
                    " $XDG_DATA_HOME/sessionlayer)")  # fmt: skip
     p.add_argument("--store", help="sqlite (the default, in the data directory), memory,"
@@ -60,7 +60,7 @@ def add(sub: Any) -> None:
     p.add_argument("--auth", type=Path, help="a JSON object of user names and passwords")
     p.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics and /sessions here")
     p.add_argument("--node", help="this server's name in a shared store")
-    p.add_argument("--resume-timeout", type=float, default=60.0, help="seconds a session"
+    p.add_argument("--resume-timeout", type=positive_seconds, default=60.0, help="seconds a session"
                    " whose connection was lost waits for its client (60)")  # fmt: skip
     p.add_argument("--allow-tunnel", action="append", metavar="HOST:PORT,...", help="host"
                    " the tunnel service: the targets a sessionlayer tunnel may reach")

@@ -8,6 +8,7 @@ first retry immediate.  ``give_up`` bounds the whole outage.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -28,6 +29,20 @@ class Backoff:
     give_up: float = 120.0
     """After this long without a resumed session, the session is over (``ResumeRefused``
     with code ``gave_up``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("first", "factor", "cap", "jitter", "give_up"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                0 <= value < math.inf
+            ):
+                raise ValueError(f"Backoff.{name} must be a finite number >= 0, not {value!r}")
+        if self.factor < 1:
+            raise ValueError(f"Backoff.factor must be at least 1, not {self.factor!r}")
+        if self.jitter > 1:
+            raise ValueError(f"Backoff.jitter must be from 0 to 1, not {self.jitter!r}")
+        if self.cap <= 0 or self.give_up <= 0:
+            raise ValueError("Backoff.cap and Backoff.give_up must be above 0")
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """How long to wait before try number ``attempt`` (0 is the first retry)."""

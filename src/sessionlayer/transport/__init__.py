@@ -15,6 +15,7 @@ from sessionlayer.transport.connection import (
     TransportDisconnected,
     TransportEvent,
     TsduReceived,
+    check_tpdu_size,
 )
 from sessionlayer.transport.cotp import (
     DT_EOT_HEADER,
@@ -83,6 +84,7 @@ __all__ = [
     "TransportEvent",
     "TsduAssembler",
     "TsduReceived",
+    "check_tpdu_size",
     "decode_tpdu",
     "encode_tpdu",
     "encode_tpkt",

@@ -49,6 +49,7 @@ __all__ = [
     "TransportDisconnected",
     "TransportEvent",
     "TsduReceived",
+    "check_tpdu_size",
 ]
 
 DEFAULT_TPDU_SIZE = 8192  #: what libiec61850 proposes (code 0x0d)
@@ -157,7 +158,7 @@ class Rfc1006Connection:
     ) -> None:
         if role not in ("initiator", "responder"):
             raise LocalError(f"role must be 'initiator' or 'responder', not {role!r}")
-        _check_size(max_tpdu_size)
+        check_tpdu_size(max_tpdu_size)
         self.role: Role = role
         self.max_tpdu_size = max_tpdu_size
         self.local_ref = local_ref
@@ -191,7 +192,7 @@ class Rfc1006Connection:
         if known is not None:  # the same CR as an earlier connection's (immutable)
             cr, out = known
         else:
-            _check_size(size)
+            check_tpdu_size(size)
             options = (_EXPEDITED_PARAM,)
             cr = ConnectionRequest(
                 src_ref=self.local_ref,
@@ -238,7 +239,7 @@ class Rfc1006Connection:
 
     def _confirm(self, cr: ConnectionRequest, ours: int) -> tuple[bytes, int, bool]:
         """The TPKT-framed CC answering *cr*, the TPDU size and whether expedited is agreed."""
-        _check_size(ours)
+        check_tpdu_size(ours)
         classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
         preferred = cr.preferred_max_tpdu_octets
         size = classic
@@ -452,7 +453,7 @@ _TPKT_HEAD = struct.Struct(">BBH")
 _ONE_DT_OVERHEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE
 
 
-def _check_size(octets: int) -> None:
+def check_tpdu_size(octets: int) -> None:
     """A TPDU size this side may use: 128..8192 as a power of 2 (the TPDU size
     parameter), or a multiple of 128 up to 65408 (the preferred maximum TPDU size
     parameter, ISO 8073 13.3.4; 65408 is the largest that fits a TPKT)."""
