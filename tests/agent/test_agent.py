@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from sessionlayer import FunctionalUnit as FU
-from sessionlayer.agent import NEEDS, PING, PONG, Hello, Options, SessionAgent, TokensMissing
+from sessionlayer.agent import (
+    NEEDS,
+    PING,
+    PONG,
+    Hello,
+    Options,
+    SessionAgent,
+    TokensMissing,
+    Welcome,
+)  # fmt: skip
 from sessionlayer.errors import AbortReason, LocalError
 from sessionlayer.machine import SessionConfig
 from sessionlayer.machine import events as ev
@@ -69,7 +78,7 @@ class AgentPair:
         self.events[side].remove(found[0])
         return found[0]
 
-    def open(self, hello: Hello | None = HELLO) -> None:
+    def open(self, hello: Hello | None = HELLO) -> Welcome | None:
         self.pump()  # CR / CC
         self.client.connect(None if hello else b"osi", ConnectionId(common_ref=b"c" * 16), hello)
         self.pump()
@@ -77,7 +86,7 @@ class AgentPair:
         self.server.indication(indication)
         self.server.accept(chosen={"codec": "json"}, session_id="ab" * 16)
         self.pump()
-        self.client.confirmed(self.take("client", ev.ConnectConfirm))
+        return self.client.confirmed(self.take("client", ev.ConnectConfirm))
 
 
 def tsdus(data: bytes) -> list[bytes]:
@@ -92,10 +101,10 @@ def tsdus(data: bytes) -> list[bytes]:
 
 def test_handshake_carries_the_hello_and_the_welcome() -> None:
     pair = AgentPair()
-    pair.open()
+    welcome = pair.open()
     assert pair.client.machine.state == pair.server.machine.state == "STA713"
     assert pair.client.chosen == {"codec": "json"}
-    assert pair.client.session_id == "ab" * 16
+    assert welcome is not None and welcome.session_id == "ab" * 16
     assert pair.client.keepalive and pair.server.keepalive
     assert pair.client.plain and pair.server.plain
 

@@ -101,8 +101,7 @@ class _Rare:
     """What only some agents need, made on first use (an idle server session has none)."""
 
     __slots__ = ("asked", "auto_answer", "defer_checkpoints", "last_sync", "link_lost",
-                 "on_capability_data", "on_release", "owed", "session_id",
-                 "warnings")  # fmt: skip
+                 "on_capability_data", "on_release", "owed", "warnings")  # fmt: skip
 
     def __init__(self) -> None:
         self.auto_answer = True
@@ -111,7 +110,6 @@ class _Rare:
         self.asked = _NO_TOKENS
         self.owed = _NO_TOKENS
         self.warnings: list[str] | None = None
-        self.session_id: str | None = None
         self.last_sync: int | None = None
         self.on_release: Callable[[ev.ReleaseIndication], bool | bytes | None] | None = None
         self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
@@ -211,7 +209,6 @@ class SessionAgent:
     """Tokens we asked the peer for and have not used yet."""
     _owed: Rarely[Token] = Rarely(_NO_TOKENS)
     """Tokens the peer asked us for."""
-    session_id: Rarely[str | None] = Rarely(None)
     """(Initiator) The id the responder gave the session."""
     last_sync: Rarely[int | None] = Rarely(None)
     """The serial of the last sync point seen."""
@@ -476,7 +473,6 @@ class SessionAgent:
         welcome = Welcome.decode(bytes(confirm.user_data or b""))
         self.chosen = dict(welcome.chosen)
         self.peer_data = welcome.data
-        self.session_id = welcome.session_id
         self.keepalive = welcome.keepalive and self.hello.keepalive
         self.hello = None  # answered
         return welcome

@@ -255,8 +255,8 @@ def _welcome(session: Session, protocol: Connection,
     except DecodeError as exc:
         session.abort()
         raise SessionAborted(f"malformed accept from the responder: {exc}") from None
-    if protocol.agent.session_id is not None:
-        protocol.id = protocol.agent.session_id  # the responder's name for it, as in its logs
+    if welcome is not None and welcome.session_id is not None:
+        protocol.id = welcome.session_id  # the responder's name for it, as in its logs
     protocol.start_liveness()
     return welcome
 

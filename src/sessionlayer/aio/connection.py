@@ -354,8 +354,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         agent.connection_made(ep.loop.time(), *ep.tsaps)
         if self._flags & _WAITING:  # (no _pause: nothing to look at every second)
             transport.pause_reading()
-        if agent.rfc.role == "responder":
-            self._rearm()  # (nothing to send before the CR: its deadline only)
+        if agent.rfc.role == "responder" or agent.cn_ready:
+            # (responder: nothing to send before the CR; a fast connect's CR waits for the
+            # CN, which open() makes: the deadline only)
+            self._rearm()
         else:
             self.flush()  # the CR goes out
 
@@ -550,7 +552,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return  # (server) the transport and the agent now belong to a resumed session
         agent = self.agent
         x = self._x
-        if agent.link_lost is not None and self.transport is not None:
+        if agent.rare is not None and agent.link_lost is not None and self.transport is not None:
             self.transport.abort()  # (recovery) given up: no AB, no waiting for the peer
             return
         if x is not None and x.connecting is not None and agent.cn_ready:

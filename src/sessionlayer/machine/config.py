@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -213,6 +213,17 @@ class SessionConfig:
     abort_timeout: float = 10.0
     """X.225 timer TIM in seconds: how long to wait for the peer to release the transport
     after this end sent AB, DN or RF before releasing it itself."""
+
+    def __hash__(self) -> int:
+        # The generated hash would hash every field on each call, and every setup looks its
+        # configuration up in the negotiation caches: kept once made (not a field, so that
+        # equality, repr and replace() know nothing of it).
+        known: int | None = self.__dict__.get("_hash")
+        if known is None:
+            known = hash(tuple(getattr(self, f.name) for f in fields(self)
+                               if (f.compare if f.hash is None else f.hash)))  # fmt: skip
+            object.__setattr__(self, "_hash", known)
+        return known
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token_setting", _frozen(self.token_setting))

@@ -419,12 +419,14 @@ class _Core:
         available = token_flag(bits)
         self._available_tokens = available
         self._version = result.version
-        self._tsdu_send = result.tsdu_send
-        self._tsdu_recv = result.tsdu_receive
+        send, receive = result.tsdu_send, result.tsdu_receive
+        if send or receive or self.rare is not None:  # (rare fields: a call each)
+            self._tsdu_send, self._tsdu_recv = send, receive
         self._peer_extended = result.peer_extended
         self._initial_serial = result.initial_serial
         self._owned = token_flag(int(result.owned) & bits)
-        self._second_initial_serial = result.second_initial_serial
+        if result.second_initial_serial is not None or self.rare is not None:
+            self._second_initial_serial = result.second_initial_serial
         first = result.initial_serial or 0
         second = result.second_initial_serial or 0
         ss = bool(int(units) & _SYMMETRIC_SYNC)
@@ -436,7 +438,7 @@ class _Core:
         self._vsc = False
         # S-DATA takes the plain STA713 rows (7.11) when no data token exists, nothing is
         # segmented and no activity rule applies: see SessionMachine.plain_data.
-        plain = not bits & _DATA_TOKEN and not self._tsdu_send and not self._tsdu_recv
+        plain = not bits & _DATA_TOKEN and not send and not receive
         self._plain_units = plain and not int(units) & _ACTIVITY
         # With activity management S-DATA is plain too while an activity is in progress
         # (the STA713 rows' only other condition, act_ok, is then Vact).

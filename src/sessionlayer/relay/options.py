@@ -3,6 +3,7 @@ they make of each leg's agent and machine configuration."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..agent import Options
@@ -84,9 +85,11 @@ class RelayOptions:
                 raise ValueError(f"{name} must be at least 1")
 
 
+@functools.lru_cache(maxsize=8)
 def agent_options(options: RelayOptions) -> Options:
     """What both legs' agents apply: the relay keeps liveness itself (idle on either leg),
-    recovery is only between sessionlayer peers."""
+    recovery is only between sessionlayer peers.  (One per relay configuration, not two per
+    session: an ``Options`` checks its fields when made.)"""
     return Options(
         handshake_timeout=options.handshake_timeout,
         keepalive_interval=None,
