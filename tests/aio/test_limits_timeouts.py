@@ -440,6 +440,9 @@ def test_peer_is_the_other_sides_address_while_open_and_after_the_end(loop: str)
             assert tuple(client.peer) == ("127.0.0.1", server.port)
             assert tuple(at_server.peer)[1] != server.port
             assert at_server.peer == at_server.info().peer
+            now = asyncio.get_running_loop().time()  # (started and age: the loop's clock)
+            for s in (client, at_server):
+                assert 0 < s.started <= now and 0 <= s.info().age < LIMIT
             await client.release()
             await client.wait_closed()
             await at_server.wait_closed()

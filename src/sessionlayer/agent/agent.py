@@ -734,6 +734,11 @@ class SessionAgent:
 
     # ------------------------------------------------------------ time
 
+    @property
+    def now(self) -> float:
+        """The ``now`` of the latest input (0.0 before the first)."""
+        return self._now
+
     def heard(self, now: float) -> None:
         """Octets arrived from the peer (any, the fast path's too)."""
         self._last_heard = now

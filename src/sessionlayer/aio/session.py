@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,7 +74,9 @@ class Session:
     def __init__(self, connection: Connection, session_id: str) -> None:
         self._conn = connection
         connection.id = session_id
-        self.started = time.monotonic()
+        # The loop's time when it opened: the very value the agent took with the input that
+        # opened it (an idle session keeps one float for both, not two).
+        self.started = connection.agent.now or connection.loop.time()
         self.peer_reference: bytes | None = None
         """(Server) The Common Reference of the initiator's CN: the initiator's name for the
         session.  ``id`` is the server's own, random and unguessable."""
@@ -215,7 +216,7 @@ class Session:
         conn = self._conn
         return SessionInfo(
             id=self.id, peer=conn.peer, state=self.state,
-            age=time.monotonic() - self.started, bytes_in=conn.bytes_in,
+            age=conn.loop.time() - self.started, bytes_in=conn.bytes_in,
             bytes_out=conn.bytes_out, messages_in=conn.messages_in,
             messages_out=conn.messages_out, tokens=self.tokens, last_sync=self.last_sync,
             interruptions=self.interruptions, resumes=self.resumes,
