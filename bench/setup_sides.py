@@ -38,22 +38,25 @@ SERVER_OPTIONS = sessionlayer.Options(keepalive_interval=None, idle_timeout=None
 
 
 class FakeTransport(asyncio.Transport):
-    """Takes what is written; ``answer`` (if any) is read back once, on the next turn."""
+    """Keeps what is written (``out``); ``answer`` (if any) is fed to ``protocol`` once, on
+    the loop's next turn after the first write.  Closing it is only noted.  (The tests'
+    transport too: tests/aio/test_connect_paths.py.)"""
 
-    def __init__(self, protocol: Any = None, answer: bytes = b"") -> None:
+    def __init__(self, protocol: Any = None, answer: bytes = b"",
+                 peer: tuple[str, int] = ("127.0.0.1", 40000)) -> None:  # fmt: skip
         super().__init__()
-        self.protocol, self.answer, self.closing = protocol, answer, False
+        self.protocol, self.answer, self.peer = protocol, answer, peer
+        self.out: list[bytes] = []
+        self.closing = False
 
     def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
         if self.answer:
             answer, self.answer = self.answer, b""
             asyncio.get_running_loop().call_soon(feed, self.protocol, answer)
 
-    def writelines(self, lines: Any) -> None:
-        self.write(b"")
-
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
+        return self.peer if name == "peername" else default
 
     def set_write_buffer_limits(self, high: Any = None, low: Any = None) -> None:
         pass

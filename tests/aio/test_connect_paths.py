@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from bench.setup_sides import FakeTransport, feed
 from tests.rawpeer import RawPeer, raw_server
 
 import sessionlayer
@@ -30,40 +31,11 @@ def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 9))  # type: ignore[arg-type]
 
 
-class Transport(asyncio.Transport):
-    """Keeps what is written; closing it is only noted."""
+class Transport(FakeTransport):
+    """Keeps what is written; closing it is only noted (bench/setup_sides.py's)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.out: list[bytes] = []
-        self.closing = False
-
-    def write(self, data: Any) -> None:
-        self.out.append(bytes(data))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-
-def feed(conn: Connection, data: bytes) -> None:
-    buf = conn.get_buffer(len(data))
-    buf[: len(data)] = data
-    conn.buffer_updated(len(data))
+        super().__init__(peer=("127.0.0.1", 1))
 
 
 def initiator() -> tuple[Connection, Transport, Rfc1006Connection]:
