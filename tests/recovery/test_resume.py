@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import sessionlayer
-from sessionlayer import Options, SessionAborted
-from sessionlayer.errors import StateError
+from sessionlayer import FunctionalUnit, Options, SessionAborted, SessionConfig
+from sessionlayer.aio.client import RESUMABLE_CONFIG
+from sessionlayer.errors import FunctionalUnitError, StateError
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
@@ -555,6 +556,31 @@ def test_typed_data_and_data_arrive_exactly_once_in_order_across_cuts() -> None:
             assert got == [b"d%d" % i for i in range(count)]
             assert typed == [b"t%d" % i for i in range(count)]
             assert client.resumes == cuts
+            await client.release()
+
+    run(main())
+
+
+def test_typed_data_without_its_unit_is_refused_even_while_detached() -> None:
+    """Without the typed data unit, ``send_typed()`` raises at once, connected or not: a
+    detached session keeps nothing it could not send once resumed."""
+
+    async def main() -> None:
+        units = (RESUMABLE_CONFIG.functional_units & ~FunctionalUnit.TYPED_DATA)
+        config = SessionConfig(functional_units=units)
+        slow = dataclasses.replace(FAST, backoff=Backoff(first=0.3, jitter=0, give_up=10))
+        async with await sessionlayer.serve(echo_into([]), options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=slow,
+                                                config=config)  # fmt: skip
+            assert client.resumable
+            with pytest.raises(FunctionalUnitError):
+                await client.send_typed(b"no unit")
+            cut(client)
+            await next_of(client, Interrupted)
+            with pytest.raises(FunctionalUnitError):
+                await client.send_typed(b"no unit, detached")
+            await next_of(client, Resumed)
+            assert client._conn.journal is not None and client._conn.journal.held == 0
             await client.release()
 
     run(main())

@@ -31,6 +31,7 @@ from ..errors import (
     AbortReason,
     CheckpointRestored,
     DecodeError,
+    FunctionalUnitError,
     SessionAborted,
     SessionClosed,
     SessionLayerError,
@@ -40,7 +41,7 @@ from ..machine import SessionMachine
 from ..machine import events as ev
 from ..recovery import OVERHEAD, Checkpoint, Interrupted, Journal, Resumed
 from ..recovery.journal import Typed
-from ..spdu.codes import Token
+from ..spdu.codes import FunctionalUnit, Token
 from ..transport.fastpath import (
     SINGLE_HEAD,
     SINGLE_PREFIX,
@@ -1037,6 +1038,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """S-TYPED-DATA (no token needed); a resumable session keeps it in its journal like
         S-DATA, in the same count and order (while detached: only there, until resumed)."""
         item = Typed(payload) if self.journal is not None else payload
+        if not self.agent.machine.functional_units & FunctionalUnit.TYPED_DATA:
+            # (what the machine says, before a detached session keeps what it cannot send)
+            raise FunctionalUnitError("S-TYPED-DATA needs the typed data functional unit")
         if self._queued(item):
             return
         self.call(lambda m: m.send_typed_data(payload))
