@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+import trustme
 from tests.rawpeer import RawPeer, accept_session, raw_server
 from tests.tools import unavailable
 
@@ -419,11 +421,23 @@ def test_close_ends_the_connections_waiting_for_a_slot() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_peer_is_the_other_sides_address_while_open_and_after_the_end(loop: str) -> None:
-    """``session.peer`` (asked of the transport, not kept: uvloop makes it on demand) is the
-    client's address at the server and the server's at the client, in ``info()`` too, and
-    still after the session ended and its connection closed."""
+def test_peer_is_the_other_sides_address_while_open_and_after_the_end(
+    loop: str, tls: bool
+) -> None:
+    """``session.peer`` (asked of the transport, not kept: uvloop makes it on demand; kept
+    for TLS, whose transport forgets it at the end) is the client's address at the server
+    and the server's at the client, in ``info()`` too, and still after the session ended and
+    its connection closed."""
+    contexts: dict[str, Any] = {}
+    if tls:
+        ca = trustme.CA()
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        contexts = {"server": {"tls": server_ctx}, "client": {"tls": client_ctx}}
 
     async def main() -> None:
         got: asyncio.Future[sessionlayer.Session] = asyncio.get_running_loop().create_future()
@@ -434,8 +448,10 @@ def test_peer_is_the_other_sides_address_while_open_and_after_the_end(loop: str)
                 pass
 
         opts = Options(keepalive_interval=None, resume=False)
-        async with await sessionlayer.serve(handler, "127.0.0.1", 0, options=opts) as server:
-            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0, options=opts,
+                                            **contexts.get("server", {})) as server:  # fmt: skip
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts,
+                                                **contexts.get("client", {}))  # fmt: skip
             at_server = await got
             assert tuple(client.peer) == ("127.0.0.1", server.port)
             assert tuple(at_server.peer)[1] != server.port

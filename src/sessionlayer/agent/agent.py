@@ -209,7 +209,6 @@ class SessionAgent:
     """Tokens we asked the peer for and have not used yet."""
     _owed: Rarely[Token] = Rarely(_NO_TOKENS)
     """Tokens the peer asked us for."""
-    """(Initiator) The id the responder gave the session."""
     last_sync: Rarely[int | None] = Rarely(None)
     """The serial of the last sync point seen."""
     on_release: Rarely[Callable[[ev.ReleaseIndication], bool | bytes | None] | None] = (

@@ -287,9 +287,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     @property
     def peer(self) -> Any:
         """The peer's address (``peername`` of the transport connection, the latest one of
-        a resumed session; None before there is one).  Asked of the transport each time,
-        not kept: asyncio's transport holds it anyway, uvloop's makes it on demand (an
-        address kept per idle session would be 145 octets there)."""
+        a resumed session; None before there is one).  Asked of the transport, not kept:
+        asyncio's transport holds it anyway, uvloop's makes it on demand (an address kept
+        per idle session would be 145 octets there), both until the end.  A TLS transport
+        forgets it when the connection is lost: a TLS connection keeps its own."""
+        x = self._x
+        if x is not None and x.peer is not None:
+            return x.peer
         transport = self.transport
         return transport.get_extra_info("peername") if transport is not None else None
 
@@ -346,6 +350,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return
         if self._flags & _CLOSED:  # (recovery) a new transport connection for this session
             self._new_link()
+        if transport.get_extra_info("sslcontext") is not None:  # (see peer)
+            self._more().peer = transport.get_extra_info("peername")
+        elif self._x is not None:
+            self._x.peer = None  # (a resumed session's new connection: no TLS this time)
         ep = self._ep
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
@@ -1342,6 +1350,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._new_link()
         self.agent = other.agent
         self.transport = transport
+        peer = other._x.peer if other._x is not None else None  # (TLS: see peer)
+        if peer is not None or self._x is not None:
+            self._more().peer = peer
         transport.set_protocol(self)
 
     def enable_recovery(self, journal: Journal) -> LinkState:

@@ -111,6 +111,7 @@ class Extra:
         "link",
         "log",
         "paused_check",
+        "peer",
         "replay",
         "tokens_changed",
         "waiters",
@@ -131,6 +132,9 @@ class Extra:
         self.link: LinkState | None = None  # (recovery) made when the session is resumable
         self.log: logging.LoggerAdapter[logging.Logger] | None = None
         self.paused_check = 0.0  # while paused: when to look whether the peer is still there
+        #: The peer's address, kept for a TLS connection only (its transport forgets it when
+        #: the connection is lost; a plain one keeps it: ``Connection.peer`` asks it then).
+        self.peer: Any = None
         #: (Recovery) What is being sent again after a resume, at the transport's pace.
         self.replay: collections.deque[bytes] | None = None
         self.tokens_changed: Signal | None = None  # set after each input from the peer
