@@ -200,7 +200,7 @@ async def connect(
     return session
 
 
-_last: tuple[Endpoint, bool] | None = None  #: the Endpoint of the last connect(), and TLS
+_last: Endpoint | None = None  #: the Endpoint of the last connect()
 
 
 def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
@@ -210,14 +210,14 @@ def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
     the same loop, options, selectors and kind of transport, without a tap (what a client
     opening many sessions does: one object for them all, not one per session)."""
     global _last
-    last = _last
-    if tap is None and last is not None:
-        ep, was_tls = last
-        if ep.loop is loop and ep.options is options and ep.tsaps == tsaps and was_tls is tls:
-            return ep
-    endpoint = Endpoint(options, tsaps=tsaps, tap=tap)
+    ep = _last
+    if tap is None and ep is not None and ep.loop is loop and ep.options is options and (
+        ep.tsaps == tsaps and ep.tls is tls
+    ):
+        return ep
+    endpoint = Endpoint(options, tsaps=tsaps, tap=tap, tls=tls)
     if tap is None:
-        _last = (endpoint, tls)
+        _last = endpoint
     return endpoint
 
 

@@ -350,11 +350,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return
         if self._flags & _CLOSED:  # (recovery) a new transport connection for this session
             self._new_link()
-        if transport.get_extra_info("sslcontext") is not None:  # (see peer)
-            self._more().peer = transport.get_extra_info("peername")
-        elif self._x is not None:
-            self._x.peer = None  # (a resumed session's new connection: no TLS this time)
         ep = self._ep
+        if ep.tls:  # (see peer)
+            self._more().peer = transport.get_extra_info("peername")
         joins = type(transport).writelines is asyncio.WriteTransport.writelines
         ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
         # (low as asyncio would make it, but one int for all: not one per transport)

@@ -43,6 +43,7 @@ class Endpoint:
         "on_wait_over",
         "options",
         "tap",
+        "tls",
         "tsaps",
         "watching",
         "write_low",
@@ -56,8 +57,10 @@ class Endpoint:
         on_handshake_over: Callable[[], None] | None = None,
         tsaps: tuple[bytes | None, bytes | None] = (None, None),
         tap: Callable[[str, bytes], None] | None = None,
+        tls: bool = False,
     ) -> None:
         self.loop = loop = asyncio.get_running_loop()
+        self.tls = tls  #: the connections run over TLS (see Connection.peer)
         self.options = options
         self.ack_bytes = options.ack_bytes  #: (recovery) read on every send: one lookup
         #: A new future on this loop.  asyncio's own loops make ``asyncio.Future(loop=loop)``

@@ -154,7 +154,7 @@ class Server:
             self._secret = await self.store.secret()
         self._endpoint = Endpoint(
             self.options, on_connect_indication=self._indication,
-            on_handshake_over=self._handshake_over,
+            on_handshake_over=self._handshake_over, tls=tls is not None,
         )  # fmt: skip
         self._endpoint.on_link_lost = self._link_lost
         self._endpoint.on_wait_over = self._wait_over
