@@ -1348,9 +1348,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._new_link()
         self.agent = other.agent
         self.transport = transport
-        peer = other._x.peer if other._x is not None else None  # (TLS: see peer)
-        if peer is not None or self._x is not None:
-            self._more().peer = peer
+        if self._ep.tls:  # (see peer: ``other`` kept it, its transport forgets it)
+            self._more().peer = other.peer
         transport.set_protocol(self)
 
     def enable_recovery(self, journal: Journal) -> LinkState:
