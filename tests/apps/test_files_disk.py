@@ -177,3 +177,21 @@ def test_a_checkpoint_is_confirmed_only_after_its_data_is_in_the_file_and_fsynce
         offset = int(files_app._json(log[i][1])["o"])
         want = hashlib.sha256(data[:offset]).hexdigest()
         assert ("fsync", want) in log[:i], f"checkpoint at {offset} confirmed before its fsync"
+
+
+def test_the_prefix_hash_reads_by_offset_and_leaves_the_file_where_it_was(
+    tmp_path: Path,
+) -> None:
+    """``_rehash`` (run in a thread when a transfer resumes) hashes exactly the prefix, reads
+    by offset (the read-ahead thread may use the file at once) and refuses a short file."""
+    data = random.Random(3).randbytes(3 << 20)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with open(path, "rb") as handle:
+        handle.seek(12345)
+        for offset in (0, 1, (1 << 20) - 1, 1 << 20, (2 << 20) + 7, len(data)):
+            digest, whole = files_app._rehash(handle, offset)
+            assert digest == hashlib.sha256(data[:offset]).digest() == whole.digest()
+            assert handle.tell() == 12345
+        with pytest.raises(files_app.TransferError, match="shorter"):
+            files_app._rehash(handle, len(data) + 1)

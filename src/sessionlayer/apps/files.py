@@ -233,7 +233,7 @@ class FileService:
             saved = None
             if resume is not None:
                 offset = int(resume.get("offset", 0))
-                chain, whole = _rehash(handle, offset, every)
+                chain, whole = await asyncio.to_thread(_rehash, handle, offset)
                 if chain.hex() != resume.get("chain"):
                     raise TransferError(f"{name!r} changed on the server since the"
                                         " interrupted transfer")  # fmt: skip
@@ -687,7 +687,7 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
             raise TransferError(f"{source} changed since the interrupted transfer (size or"
                                 " modification time): rerun with --restart to send it anew")
         offset = int(saved["offset"])
-        chain, whole = _rehash(handle, offset, checkpoint)
+        chain, whole = await asyncio.to_thread(_rehash, handle, offset)
         if chain.hex() != saved.get("chain"):
             handle.close()
             raise TransferError(f"{source} changed since the interrupted transfer (its"
@@ -732,18 +732,20 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
         raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc)}") from None
 
 
-def _rehash(handle: Any, offset: int, every: int) -> tuple[bytes, Any]:
-    """(the SHA-256 digest, and the running hash) of the first ``offset`` octets."""
+def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:
+    """(the SHA-256 digest, and the running hash) of the first ``offset`` octets of the open
+    file ``handle``.  A sender runs it in a thread (``asyncio.to_thread``): a long prefix
+    takes seconds, which the event loop and every other session would wait.  ``os.pread``:
+    the file's position is nobody's business here (the read-ahead thread uses the file)."""
     whole = hashlib.sha256()
-    handle.seek(0)
+    fd = handle.fileno()
     done = 0
     while done < offset:
-        block = handle.read(min(offset - done, 1 << 20))
+        block = os.pread(fd, min(offset - done, 1 << 20), done)
         if not block:
             raise TransferError("the file is shorter than its checkpoint")
         whole.update(block)
         done += len(block)
-    handle.seek(offset)
     return whole.digest(), whole
 
 
@@ -903,7 +905,7 @@ class _Sender:
                     back = _json(exc.user_data)
                     offset = int(back.get("o", 0))
                     reader.drop(offset)
-                    chain, whole = _rehash(self.handle, offset, every)
+                    chain, whole = await asyncio.to_thread(_rehash, self.handle, offset)
                     mark = offset
                     marker = json.dumps({"name": self.name, "size": self.size, "o": offset,
                                          "c": chain.hex()}).encode()  # fmt: skip
