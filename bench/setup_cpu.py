@@ -19,53 +19,11 @@ import time
 
 import sessionlayer
 from bench.aio import OPTIONS
+from bench.setup_sides import FakeTransport, feed
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 MODE = sys.argv[2] if len(sys.argv) > 2 else "time"
 LOOP = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
-
-
-class FakeTransport(asyncio.Transport):
-    def __init__(self):
-        super().__init__()
-        self.out = []
-        self.closing = False
-
-    def write(self, data):
-        self.out.append(bytes(data))
-
-    def writelines(self, lines):
-        self.out.append(b"".join(lines))
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        pass
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def is_closing(self):
-        return self.closing
-
-    def close(self):
-        self.closing = True
-
-    def abort(self):
-        self.closing = True
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
-
-
-def feed(proto, data):
-    buf = proto.get_buffer(len(data))
-    buf[: len(data)] = data
-    proto.buffer_updated(len(data))
 
 
 async def capture():

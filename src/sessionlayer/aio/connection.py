@@ -559,7 +559,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             return  # (server) the transport and the agent now belong to a resumed session
         agent = self.agent
         x = self._x
-        if agent.rare is not None and agent.link_lost is not None and self.transport is not None:
+        if agent.link_lost is not None and self.transport is not None:
             self.transport.abort()  # (recovery) given up: no AB, no waiting for the peer
             return
         if x is not None and x.connecting is not None and agent.cn_ready:

@@ -296,8 +296,7 @@ class Session:
         conn.send_typed(bytes(data))
         if conn.write_paused:
             await conn.drain()
-        journal = conn.journal
-        if journal is not None and journal.sent_bytes - journal.acked_bytes >= journal.limit:
+        if conn.journal is not None and conn.journal.full:
             await conn.retained()
 
     async def send_expedited(self, data: bytes) -> None:

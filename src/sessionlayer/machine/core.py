@@ -420,13 +420,11 @@ class _Core:
         self._available_tokens = available
         self._version = result.version
         send, receive = result.tsdu_send, result.tsdu_receive
-        if send or receive or self.rare is not None:  # (rare fields: a call each)
-            self._tsdu_send, self._tsdu_recv = send, receive
+        self._tsdu_send, self._tsdu_recv = send, receive
         self._peer_extended = result.peer_extended
         self._initial_serial = result.initial_serial
         self._owned = token_flag(int(result.owned) & bits)
-        if result.second_initial_serial is not None or self.rare is not None:
-            self._second_initial_serial = result.second_initial_serial
+        self._second_initial_serial = result.second_initial_serial
         first = result.initial_serial or 0
         second = result.second_initial_serial or 0
         ss = bool(int(units) & _SYMMETRIC_SYNC)
