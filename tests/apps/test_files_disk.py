@@ -131,6 +131,74 @@ def test_a_write_error_surfaces_at_the_next_put_or_settle(
     run(main())
 
 
+@pytest.mark.parametrize("spoiled", [False, True])
+def test_what_was_kept_is_checked_in_the_hash_thread_before_what_comes(
+    tmp_path: Path, spoiled: bool
+) -> None:
+    """A rerun's receiver hands the prefix check to the disk's hash thread (the loop goes
+    on); the first put waits for its verdict: the running hash then covers prefix + data,
+    or (a prefix that changed) put and settle raise TransferError, and nothing is written."""
+    kept = pattern(3, 3_000_123)
+    path = tmp_path / "f.part"
+    path.write_bytes(kept if not spoiled else b"\0" + kept[1:])
+    chain = hashlib.sha256(kept).digest()
+
+    async def main() -> None:
+        handle = open(path, "r+b", buffering=0)  # noqa: SIM115
+        disk = files_app._Disk(handle.fileno(), path, len(kept), hashlib.sha256(), chain)
+        try:
+            data = pattern(4, 100_000)
+            if spoiled:
+                for step in (disk.put(data), disk.settle()):
+                    with pytest.raises(files_app.TransferError, match="--restart"):
+                        await step
+                assert path.stat().st_size == len(kept)
+                return
+            await disk.put(data)
+            await disk.settle()
+            assert disk.whole.digest() == hashlib.sha256(kept + data).digest()
+            assert path.read_bytes() == kept + data
+        finally:
+            disk.close()
+            handle.close()
+
+    run(main())
+
+
+def test_a_failed_writeback_fails_the_next_write_and_the_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel reports a writeback error to a descriptor once: the fdatasync started
+    in the background got it, so the fsync of a checkpoint would succeed without it."""
+    monkeypatch.delattr(os, "O_DIRECT", raising=False)  # (the page cache path)
+    monkeypatch.setattr(files_app, "_FLUSH", 100_000)
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "writeback failed")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    path = tmp_path / "f.part"
+    path.write_bytes(b"")
+
+    async def main() -> None:
+        handle, disk = _disk(path, 0)
+        try:
+            await disk.put(pattern(5, 150_000))  # (starts a writeback)
+            await disk.settle()
+            with pytest.raises(OSError) as caught:
+                await disk.sync()
+            assert caught.value.errno == errno.EIO
+            with pytest.raises(OSError):
+                for _ in range(3):
+                    await disk.put(pattern(6, 10_000))
+                await disk.settle()
+        finally:
+            disk.close()
+            handle.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("every", [1 << 20, 1_000_003])  # (aligned and not: partial blocks)
 def test_a_checkpoint_is_confirmed_only_after_its_data_is_in_the_file_and_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int

@@ -142,6 +142,67 @@ def test_a_changed_source_is_refused_on_the_rerun(tmp_path: Path) -> None:
     run(main())
 
 
+def _spoil(part: Path) -> None:
+    """One octet of what a receiver kept changed (a disk's error, a hand that edited it)."""
+    with open(part, "r+b") as f:
+        f.seek(1000)
+        octet = f.read(1)
+        f.seek(1000)
+        f.write(bytes([octet[0] ^ 0xFF]))
+
+
+def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
+    tmp_path: Path,
+) -> None:
+    """What a receiver kept is hashed again (off its loop) before it takes more: a kept
+    prefix that no longer hashes to its checkpoint ends the rerun with one line that says
+    what to do, on both sides (the server receiving a send, the client receiving a get)."""
+    size = 40 * MIB
+    src = make_file(tmp_path / "p.bin", size)
+    files = tmp_path / "srv" / "files"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            status, _, _ = await send(str(src), f"127.0.0.1:{server.port}", *state,
+                                      kill_after=size // 2)  # fmt: skip
+            assert status == -9
+            (part,) = files.glob(".p.bin.*.part")
+            _spoil(part)
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", *state)
+            assert status == 1, err
+            assert "does not match its checkpoint" in err and "--restart" in err, err
+            assert err.count("\n") == 1, err
+            no_traceback(out, err)
+            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--restart",
+                                          *state)  # fmt: skip
+            assert status == 0, err
+            assert sha(files / "p.bin") == sha(src)
+
+            base = [f"127.0.0.1:{server.port}", "-o", str(out_dir), *state]
+            status, _, _ = await get("p.bin", *base, kill_after=size // 2)
+            assert status == -9
+            (part,) = out_dir.glob(".p.bin.*.part")
+            _spoil(part)
+            status, out, err = await get("p.bin", *base)
+            assert status == 1, err
+            assert "does not match its checkpoint" in err and "--restart" in err, err
+            assert err.count("\n") == 1, err
+            no_traceback(out, err)
+            status, out, err = await get("p.bin", *base, "--restart")
+            assert status == 0, err
+            assert sha(out_dir / "p.bin") == sha(src)
+        finally:
+            await server.stop()
+        no_traceback(server.err.decode())
+        assert "never retrieved" not in server.err.decode()
+
+    run(main())
+
+
 def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     size = 60 * MIB
     src = make_file(tmp_path / "r.bin", size)

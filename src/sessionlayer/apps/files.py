@@ -288,7 +288,8 @@ class _Disk:
     follows it.  Elsewhere (or after an EINVAL) ``fd`` takes it all, and the writeback is
     started every ``_FLUSH`` octets."""
 
-    def __init__(self, fd: int, path: Path, offset: int, whole: Any) -> None:
+    def __init__(self, fd: int, path: Path, offset: int, whole: Any,
+                 kept: bytes | None = None) -> None:  # fmt: skip
         self.fd = fd
         self.offset = offset  # where the next chunk goes
         self.whole = whole
@@ -296,6 +297,12 @@ class _Disk:
         self.hasher = ThreadPoolExecutor(1, "files-hash")
         self.flusher = ThreadPoolExecutor(1, "files-flush")
         self.pending: deque[tuple[Future[Any], Future[Any], int]] = deque()
+        self.closed = False
+        # ``kept``: the file's first ``offset`` octets hash to it (checked in the hash thread
+        # before anything that comes; the first ``put`` waits for the verdict)
+        self.checking: Future[Any] | None = None
+        if kept is not None and offset:
+            self.checking = self.hasher.submit(self._check_kept, offset, kept)
         self.size = 0  # octets in ``pending``
         self.error: BaseException | None = None  # a write's
         # the writer thread's:
@@ -317,10 +324,17 @@ class _Disk:
                     os.close(self.direct)
                     raise
 
+    def _check_kept(self, offset: int, kept: bytes) -> None:  # (the hash thread)
+        _hash_prefix(self.fd, offset, self.whole, lambda: self.closed)
+        if self.whole.digest() != kept:
+            raise TransferError("what is kept of the file does not match its checkpoint:"
+                                " start the transfer again with --restart")  # fmt: skip
+
     def _write(self, data: bytes, offset: int) -> None:  # (the writer thread)
         if self.direct < 0:
             _pwrite(self.fd, data, offset)
             self.unflushed += len(data)
+            self._flushed()
             if self.unflushed >= _FLUSH and (self.flushing is None or self.flushing.done()):
                 self.unflushed = 0
                 self.flushing = self.flusher.submit(os.fdatasync, self.fd)
@@ -336,6 +350,14 @@ class _Disk:
                 if self.direct < 0:  # (direct I/O was refused: the rest as it comes)
                     self._write(bytes(view), offset + len(data) - len(view))
                     return
+
+    def _flushed(self) -> None:
+        """Raise the error of the last writeback started, if it is over and failed (the
+        kernel reports a writeback error to a descriptor once: the fsync after it would
+        succeed, and a checkpoint be confirmed that the disk does not hold)."""
+        flushing = self.flushing
+        if flushing is not None and flushing.done() and flushing.exception() is not None:
+            raise flushing.exception()  # type: ignore[misc]
 
     def _blocks(self) -> None:
         """Write the whole blocks staged (direct I/O), keep the partial one."""
@@ -364,7 +386,20 @@ class _Disk:
         if self.direct >= 0 and self.fill:
             _pwrite(self.fd, memoryview(self.stage)[: self.fill], self.base)
 
+    async def _checked(self) -> None:
+        """What was kept hashes to its checkpoint (else TransferError, from then on)."""
+        if self.checking is not None:
+            try:
+                await asyncio.wrap_future(self.checking)
+            except TransferError as exc:
+                self.error = exc
+            self.checking = None
+        if self.error is not None:
+            raise self.error
+
     async def put(self, data: bytes) -> None:
+        if self.checking is not None:
+            await self._checked()
         self.pending.append((self.writer.submit(self._write, data, self.offset),
                              self.hasher.submit(self.whole.update, data), len(data)))  # fmt: skip
         self.offset += len(data)
@@ -374,6 +409,7 @@ class _Disk:
             await self._wait()
 
     async def settle(self) -> None:
+        await self._checked()
         self.pending.append((self.writer.submit(self._out), self.hasher.submit(int), 0))
         while self.pending:
             await self._wait()
@@ -401,13 +437,21 @@ class _Disk:
             raise self.error
 
     async def sync(self) -> None:
-        await asyncio.wrap_future(self.flusher.submit(os.fsync, self.fd))
+        """(``flusher`` runs one call at a time: the writeback started last is over before
+        the fsync starts, and its error is raised here.)"""
+        await asyncio.wrap_future(self.flusher.submit(self._fsync))
+
+    def _fsync(self) -> None:  # (the flush thread)
+        self._flushed()
+        os.fsync(self.fd)
 
     def close(self) -> None:
         """End the threads: what is queued is dropped (it follows the last checkpoint), as
         is what is staged.  Only a write already under way (one chunk at most) is waited
         for: the file may be opened again for a rerun, whose writes must not cross it.  An
-        fdatasync under way holds the file itself, so the descriptors can go meanwhile."""
+        fdatasync under way holds the file itself, so the descriptors can go meanwhile (a
+        check of what was kept stops at its next block)."""
+        self.closed = True
         self.writer.shutdown(wait=True, cancel_futures=True)
         self.hasher.shutdown(wait=False, cancel_futures=True)
         self.flusher.shutdown(wait=False, cancel_futures=True)
@@ -486,21 +530,12 @@ class _Receiver:
                          buffering=0)  # (written with os.pwrite only)
         self.file.truncate(offset)
         self.whole = hashlib.sha256()
-        self.file.seek(0)
-        left = offset
-        while left:  # the whole file's hash, from what is kept
-            block = self.file.read(min(left, 1 << 20))
-            if not block:
-                raise TransferError("the temporary file is shorter than its checkpoint")
-            self.whole.update(block)
-            left -= len(block)
-        self.file.seek(offset)
-        if self.whole.digest() != chain:
-            raise TransferError("what is kept of the file does not match its checkpoint")
         self.written = offset
         self.chain = chain
         self.confirmed = (offset, chain.hex())
-        self.disk = _Disk(self.file.fileno(), self.temp, offset, self.whole)
+        # (what is kept is hashed again in the disk's hash thread, ahead of what comes: a
+        # long prefix would hold up the loop and every other session for seconds)
+        self.disk = _Disk(self.file.fileno(), self.temp, offset, self.whole, chain)
         upload.save(self.service.state_path(activity))
         if self.on_open is not None:
             self.on_open(activity)
@@ -534,6 +569,10 @@ class _Receiver:
                     continue
                 except SessionClosed:
                     break
+                except SessionAborted:
+                    if events.done() and not events.cancelled() and events.exception():
+                        break  # (by _events, on an error: raised below)
+                    raise
                 disk = self.disk
                 if disk is None:
                     raise TransferError("data outside a transfer")
@@ -543,6 +582,9 @@ class _Receiver:
                 except OSError as exc:
                     await self._write_failed(exc)
                     return
+                except TransferError as exc:  # what was kept did not hash to its checkpoint
+                    await self._fail(str(exc))
+                    raise
                 if state.get("done") is None or state["name"] != self.request.get("name"):
                     state = {"name": self.request.get("name"), "size": self.size, "done": 0}
                     self.service.progress[session.id] = state
@@ -558,18 +600,27 @@ class _Receiver:
             upload = self.upload
             if upload is not None and self.service.holders.get(upload.activity) is session:
                 del self.service.holders[upload.activity]
+            failed = None if events.cancelled() or not events.done() else events.exception()
+        if failed is not None:  # (the session is aborted: the loop above ended)
+            raise failed
 
     async def _events(self) -> None:
-        async for event in self.session.events():
-            if isinstance(event, ev.ActivityStartIndication):
-                self._open(event.activity_id.hex(), 0, chain_start(), _json(event.user_data))
-            elif isinstance(event, ev.ActivityResumeIndication) and event.user_data:
-                # (a sender's resume says where: ours always carry the offset and chain)
-                marker = _json(event.user_data)
-                self._open(event.activity_id.hex(), int(marker.get("o", 0)),
-                           bytes.fromhex(str(marker.get("c", ""))), marker)  # fmt: skip
-            elif isinstance(event, ev.ActivityEndIndication):
-                self.done = True
+        try:
+            async for event in self.session.events():
+                if isinstance(event, ev.ActivityStartIndication):
+                    self._open(event.activity_id.hex(), 0, chain_start(),
+                               _json(event.user_data))  # fmt: skip
+                elif isinstance(event, ev.ActivityResumeIndication) and event.user_data:
+                    # (a sender's resume says where: ours always carry the offset and chain)
+                    marker = _json(event.user_data)
+                    self._open(event.activity_id.hex(), int(marker.get("o", 0)),
+                               bytes.fromhex(str(marker.get("c", ""))), marker)  # fmt: skip
+                elif isinstance(event, ev.ActivityEndIndication):
+                    self.done = True
+        except Exception as exc:  # (a marker we cannot use, a file we cannot open)
+            await self._fail(str(exc) if isinstance(exc, SessionLayerError) else
+                             f"cannot take the transfer: {exc}")  # fmt: skip
+            raise
 
     async def _checkpoint(self, checkpoint: Checkpoint) -> None:
         """Before the MAA: everything up to the offset written, fsynced, recorded."""
@@ -593,11 +644,18 @@ class _Receiver:
         except OSError as exc:
             await self._write_failed(exc)
             raise TransferError("the file could not be written") from None
+        except TransferError as exc:  # what was kept did not hash to its checkpoint
+            await self._fail(str(exc))
+            raise
         self.chain = self.whole.digest()
         if self.chain.hex() != cp.get("c"):
             await self._fail("the data does not match the sender's checkpoint hash")
             raise TransferError("checkpoint hash mismatch")
-        await disk.sync()
+        try:
+            await disk.sync()
+        except OSError as exc:  # (a writeback that failed: the disk does not hold it)
+            await self._write_failed(exc)
+            raise TransferError("the file could not be written") from None
         if cp.get("h") is not None:  # the last one: the whole file
             if self.whole.hexdigest() != cp["h"] or offset != self.size:
                 await self._fail("the file's SHA-256 does not match the sender's")
@@ -735,18 +793,26 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
 def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:
     """(the SHA-256 digest, and the running hash) of the first ``offset`` octets of the open
     file ``handle``.  A sender runs it in a thread (``asyncio.to_thread``): a long prefix
-    takes seconds, which the event loop and every other session would wait.  ``os.pread``:
-    the file's position is nobody's business here (the read-ahead thread uses the file)."""
+    takes seconds, which the event loop and every other session would wait."""
     whole = hashlib.sha256()
-    fd = handle.fileno()
+    _hash_prefix(handle.fileno(), offset, whole)
+    return whole.digest(), whole
+
+
+def _hash_prefix(fd: int, offset: int, whole: Any,
+                 stopped: Callable[[], bool] = bool) -> None:  # fmt: skip
+    """``whole`` updated with the first ``offset`` octets of the file ``fd`` (until
+    ``stopped()``: the file is being closed).  ``os.pread``: the file's position is nobody's
+    business here (a reader or writer thread uses it)."""
     done = 0
-    while done < offset:
+    while done < offset and not stopped():
         block = os.pread(fd, min(offset - done, 1 << 20), done)
         if not block:
             raise TransferError("the file is shorter than its checkpoint")
         whole.update(block)
         done += len(block)
-    return whole.digest(), whole
+
+
 
 
 #: How many chunks a sender reads (and hashes) ahead of what it sends.

@@ -398,6 +398,9 @@ _RELEASE: list[_R] = [
     ("STA09", "SRELrsp-", "fu_negrel !collision", "send", "STA713", "STA09; 7.8"),
     ("STA04A", "DT", "peer_data", "data_ind", SAME, "STA04A; 7.11 (duplex)"),
     ("STA04B", "DT", "peer_data", "data_ind", SAME, "STA04B; 7.11 (duplex)"),
+    # Typed data needs no token: the peer's TD may cross our MAP as its DT does.
+    ("STA04A", "TD", "fu_typed", "typed_ind", SAME, "STA04A; 7.13 (a TD that crossed our MAP)"),
+    ("STA04B", "TD", "fu_typed", "typed_ind", SAME, "STA04B; 7.13 (a TD that crossed our MAP)"),
 ]
 
 _PREPARE: list[_R] = [
