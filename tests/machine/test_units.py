@@ -289,6 +289,20 @@ def test_major_sync() -> None:
         assert (m.va, m.vm, m.vr, m.state) == (2, 2, 2, "STA713")
 
 
+def test_typed_data_that_crossed_a_major_sync_is_delivered() -> None:
+    """The responder's TD (no token needed), sent before our MAP reached it, arrives while
+    we wait for the MAA (STA04A): it is data, not a protocol error (as DT is)."""
+    p = pair(functional_units=FU.DUPLEX | FU.MAJOR_SYNC | FU.TYPED_DATA, initial_serial=1)
+    p.init.major_sync(b"M")
+    p.resp.send_typed_data(b"crossed")
+    assert p.init.state == "STA04A"
+    got = p.pump()
+    assert got["init"] == [TypedDataIndication(b"crossed")]
+    assert got["resp"] == [MajorSyncIndication(1, b"M")]
+    p.resp.major_sync_response()
+    assert p.pump()["init"] == [MajorSyncConfirm(1, None)]
+
+
 @pytest.mark.parametrize("kind", list(ResyncType))
 def test_resync_types(kind: ResyncType) -> None:
     p = pair(functional_units=FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.RESYNC, initial_serial=5)
