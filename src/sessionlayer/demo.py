@@ -199,8 +199,7 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
             elif not restart[0] and done >= RESTART_AT:
                 restart[0] = True
                 task = asyncio.ensure_future(kill_and_restart())
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                pending.add(task)  # (kept: its failure is raised below)
 
         def tap(direction: str, data: bytes) -> None:
             ladder.wire(direction, data, clock())  # (a COTP CR starts a new connection there)
@@ -219,10 +218,14 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
         finally:
             logger.removeHandler(notes)
             logger.setLevel(level)
-            await asyncio.gather(*pending, return_exceptions=True)
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
             cuts = cutter.cuts
             await cutter.close()
             await server.stop()
+            for failed in outcomes:  # (the send's own failure would be its consequence)
+                if isinstance(failed, Exception):
+                    raise RuntimeError(f"the demo's server could not be restarted: {failed}"
+                                       ) from failed  # fmt: skip
         received = root / "server" / "files" / "demo.bin"
         same = received.is_file() and (
             hashlib.sha256(received.read_bytes()).hexdigest()

@@ -84,3 +84,28 @@ def test_a_failing_authenticate_refuses_and_the_server_carries_on(asynchronous: 
             assert srv.stats.refused["user_data"] == 2
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_failing_accept_data_refuses_and_the_server_carries_on(asynchronous: bool) -> None:
+    """``accept_data`` (the AC user data for an OSI peer) that raises refuses that one
+    session, on the path without a task and after an async authenticate() alike."""
+
+    def broken(request: ConnectRequest) -> bytes:
+        raise RuntimeError("no answer")
+
+    async def allow(request: ConnectRequest) -> bool:
+        return True
+
+    async def main() -> None:
+        async with await sessionlayer.serve(
+            lambda s: asyncio.sleep(0), accept_data=broken,
+            authenticate=allow if asynchronous else None,
+        ) as srv:  # fmt: skip
+            for _ in range(2):
+                with pytest.raises(ConnectRefused, match="could not answer the connect"):
+                    await sessionlayer.connect("127.0.0.1", srv.port, user_data=b"osi")
+            session = await sessionlayer.connect("127.0.0.1", srv.port)  # (not an OSI peer)
+            session.abort()
+
+    asyncio.run(asyncio.wait_for(main(), 20))

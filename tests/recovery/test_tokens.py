@@ -5,6 +5,7 @@ ResumeRefused on the client."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import time
 from pathlib import Path
@@ -391,3 +392,38 @@ def test_under_mutual_tls_the_token_is_bound_to_the_client_certificate() -> None
             client.abort()
 
     run(main())
+
+
+def test_a_store_that_raises_what_it_should_not_is_logged_and_the_server_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store's bug (not StoreUnavailable) in a background write or in the sweep: logged
+    with its traceback, the session and the sweep go on (``run`` fails on anything that
+    reaches asyncio's exception handler, "Task exception was never retrieved" included)."""
+
+    class Broken(MemoryStore):
+        sweeps = 0
+        swept = asyncio.Event()
+
+        async def put(self, record: SessionRecord) -> None:
+            raise RuntimeError("put is broken")
+
+        async def expire(self, now: float) -> list[str]:
+            Broken.sweeps += 1
+            if Broken.sweeps >= 2:
+                Broken.swept.set()
+            raise RuntimeError("expire is broken")
+
+    async def main() -> None:
+        opts = Options(resume_timeout=0.2)
+        async with await sessionlayer.serve(_echo, options=opts, store=Broken()) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            await client.send(b"still here")
+            assert await client.receive() == b"still here"
+            await asyncio.wait_for(Broken.swept.wait(), LIMIT)  # (the sweep goes on)
+            client.abort()
+        gc.collect()  # (a task's lost exception is reported when the task is collected)
+
+    run(main())
+    failed = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert any("put failed" in m for m in failed) and any("expire failed" in m for m in failed)

@@ -495,14 +495,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.resume_writing()  # nobody waits in drain() for a connection that is gone
-        self._held = None
-        self.clear()  # a TSDU cut short will not be completed: its buffer can go
-        self._cancel_timer()
-        self._handshake_over()
-        self._flags |= _CLOSED
+        self._flags |= _CLOSED  # (first: nothing below writes, a replay included)
         self.plain = False
         try:
+            self.resume_writing()  # nobody waits in drain() for a connection that is gone
+            self._held = None
+            self.clear()  # a TSDU cut short will not be completed: its buffer can go
+            self._cancel_timer()
+            self._handshake_over()
             if self._flags & _DETACHED:
                 self._fail_connecting()  # (a resume try whose connection died)
             if self._resumable():

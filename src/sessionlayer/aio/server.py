@@ -317,7 +317,11 @@ class Server:
             return
         finally:
             self._pending -= 1
-        self._conclude(protocol, event, hello, request, chosen, outcome)
+        try:
+            self._conclude(protocol, event, hello, request, chosen, outcome)
+        except Exception as exc:  # (ours: as buffer_updated does on the path without a task)
+            log.error("%s: internal error, connection closed", protocol.peer, exc_info=exc)
+            protocol.abort()
 
     def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
                   hello: Hello | None, request: ConnectRequest | None, chosen: dict[str, str],
@@ -327,7 +331,19 @@ class Server:
             return
         if protocol.transport is None or protocol.transport.is_closing():
             return
-        session = self._accept(protocol, event, hello, request, chosen)
+        user_data = None
+        if hello is None and self._accept_data is not None:
+            assert request is not None
+            try:
+                user_data = self._accept_data(request)
+            except Refuse as exc:
+                self._refuse(protocol, exc)
+                return
+            except Exception as exc:  # (the application's callback: a refusal, logged)
+                log.error("accept_data() failed for %s; refusing", protocol.peer, exc_info=exc)
+                self._refuse(protocol, Refuse("the server could not answer the connect"))
+                return
+        session = self._accept(protocol, event, hello, chosen, user_data)
         self._start(session)
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -336,18 +352,14 @@ class Server:
         task.add_done_callback(self._tasks.discard)
 
     def _accept(self, protocol: Connection, event: ev.ConnectIndication,
-                hello: Hello | None, request: ConnectRequest | None,
-                chosen: dict[str, str]) -> Session:  # fmt: skip
+                hello: Hello | None, chosen: dict[str, str],
+                user_data: bytes | None) -> Session:  # fmt: skip
         cid = event.connection_id
         # The server names its sessions itself (random, unguessable, unique): the
         # initiator's Common Reference is kept beside it, and echoed in the AC (X.225 8.3.1.2).
         sid = secrets.token_bytes(16).hex()
         while sid in self._live:
             sid = secrets.token_bytes(16).hex()
-        user_data = None
-        if hello is None and self._accept_data is not None:
-            assert request is not None
-            user_data = self._accept_data(request)
         session = Session(protocol, sid)
         session.peer_reference = cid.common_ref if cid is not None else None
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
@@ -432,6 +444,11 @@ class Server:
             return await getattr(self.store, method)(*args, **kwargs)
         except SessionLayerError as exc:  # StoreUnavailable: logged, the session goes on
             log.warning("session store %s: %s", getattr(self.store, "name", "?"), exc)
+            return None
+        except Exception as exc:  # a store's bug: the same, with its traceback (the sweep
+            # and the session's later writes go on)
+            log.error("session store %s: %s failed", getattr(self.store, "name", "?"), method,
+                      exc_info=exc)  # fmt: skip
             return None
 
     async def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
@@ -836,7 +853,8 @@ async def serve(
     with an RF that reaches the initiator as :class:`ConnectRefused`.
     ``supported`` maps application parameters to the values this server
     supports; the initiator's offers are matched against it.  ``accept_data``
-    gives the AC user data for peers that are not sessionlayer (OSI stacks).
+    gives the AC user data for peers that are not sessionlayer (OSI stacks); what it
+    raises refuses the session as ``authenticate``'s does.
 
     Limits: ``max_sessions`` live sessions (a CN beyond it gets RF "SPM congestion",
     0x83); ``max_handshakes`` TCP connections that are not sessions yet: more wait, nothing

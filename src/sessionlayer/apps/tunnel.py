@@ -780,6 +780,11 @@ class TunnelClient:
         for stream in list(self._waiting):
             stream.reset_local()
         self._waiting.clear()
+        connecting = self._connecting
+        if connecting is not None:  # (a connect under way: it must not open a session now)
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TunnelError):
+                await connecting
         for mux in list(self._muxes):
             if not mux.session.closed:
                 with contextlib.suppress(SessionLayerError, TimeoutError):
@@ -834,6 +839,8 @@ class TunnelClient:
             return mux
         if self._connecting is None:
             self._connecting = asyncio.ensure_future(self._new_mux())
+            # (shielded from its waiters: if they all went, its failure is retrieved here)
+            self._connecting.add_done_callback(_retrieved)
         connecting = self._connecting
         try:
             mux = await asyncio.shield(connecting)
@@ -901,3 +908,8 @@ class TunnelClient:
         if not mux.session.closed:
             with contextlib.suppress(SessionLayerError, TimeoutError):
                 await mux.session.release()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -19,6 +19,7 @@ import signal
 import ssl
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -331,6 +332,16 @@ def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:
 
 
 async def _write_status(relay: Any, path: Path) -> None:
+    said = False
     while True:
-        _status_now(relay, path)
+        try:
+            _status_now(relay, path)
+        except Exception as exc:  # a bug of ours: said once, the relay goes on
+            if os.environ.get("SESSIONLAYER_DEBUG"):
+                traceback.print_exc()
+            elif not said:
+                sys.stderr.write(f"sessionlayer relay: --status {path}: internal error: {exc!r}"
+                                 " (SESSIONLAYER_DEBUG=1 shows the traceback; please report"
+                                 " it)\n")  # fmt: skip
+            said = True
         await asyncio.sleep(STATUS_PERIOD)
