@@ -123,6 +123,28 @@ def test_a_request_that_raises_fails_open() -> None:
     run(main())
 
 
+def test_a_bug_in_connection_made_is_logged_and_the_connection_dropped(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception of ours in ``connection_made`` does not reach asyncio's handler: it is
+    logged as an internal error and the transport is aborted."""
+
+    def broken(self: SessionAgent, now: float, *tsaps: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(SessionAgent, "connection_made", broken)
+
+    async def main() -> None:
+        agent = SessionAgent("initiator", options=Options(keepalive_interval=None))
+        conn = Connection(agent, Endpoint(agent.options))
+        transport = Transport()
+        conn.connection_made(transport)
+        assert transport.closing
+
+    run(main())
+    assert any("internal error" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
 def test_a_responder_that_closes_on_the_cr_gets_a_clear_error() -> None:
     async def main() -> None:
         async def closes(raw: RawPeer) -> None:

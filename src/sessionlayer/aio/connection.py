@@ -339,34 +339,37 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     # ------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses but behave as one.
-        self.transport = cast(asyncio.Transport, transport)
-        transport = self.transport
-        accept = self._ep.on_accept
-        if accept is not None:
-            accept(self)  # (server) a handshake slot, a place in the queue, or rejected
-        if self.rejected:  # the server has too many connections in handshake
-            transport.abort()
-            return
-        if self._flags & _CLOSED:  # (recovery) a new transport connection for this session
-            self._new_link()
-        ep = self._ep
-        if ep.tls:  # (see peer)
-            self._more().peer = transport.get_extra_info("peername")
-        joins = type(transport).writelines is asyncio.WriteTransport.writelines
-        ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
-        # (low as asyncio would make it, but one int for all: not one per transport)
-        transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
-        agent = self.agent
-        agent.connection_made(ep.loop.time(), *ep.tsaps)
-        if self._flags & _WAITING:  # (no _pause: nothing to look at every second)
-            transport.pause_reading()
-        if agent.rfc.role == "responder" or agent.cn_ready:
-            # (responder: nothing to send before the CR; a fast connect's CR waits for the
-            # CN, which open() makes: the deadline only)
-            self._rearm()
-        else:
-            self.flush()  # the CR goes out
+        try:  # (nothing of ours reaches asyncio's exception handler; the try is free)
+            # uvloop's transports are not asyncio.Transport subclasses but behave as one.
+            self.transport = cast(asyncio.Transport, transport)
+            transport = self.transport
+            accept = self._ep.on_accept
+            if accept is not None:
+                accept(self)  # (server) a handshake slot, a place in the queue, or rejected
+            if self.rejected:  # the server has too many connections in handshake
+                transport.abort()
+                return
+            if self._flags & _CLOSED:  # (recovery) a new transport connection for this session
+                self._new_link()
+            ep = self._ep
+            if ep.tls:  # (see peer)
+                self._more().peer = transport.get_extra_info("peername")
+            joins = type(transport).writelines is asyncio.WriteTransport.writelines
+            ep.hold_limit = HOLD_JOINED if joins else HOLD_PIECES  # (alike for a server's)
+            # (low as asyncio would make it, but one int for all: not one per transport)
+            transport.set_write_buffer_limits(high=ep.options.write_buffer_high, low=ep.write_low)
+            agent = self.agent
+            agent.connection_made(ep.loop.time(), *ep.tsaps)
+            if self._flags & _WAITING:  # (no _pause: nothing to look at every second)
+                transport.pause_reading()
+            if agent.rfc.role == "responder" or agent.cn_ready:
+                # (responder: nothing to send before the CR; a fast connect's CR waits for the
+                # CN, which open() makes: the deadline only)
+                self._rearm()
+            else:
+                self.flush()  # the CR goes out
+        except Exception as exc:
+            self._internal_error(exc)
 
     def buffer_updated(self, nbytes: int) -> None:
         try:  # (one frame: the try costs nothing, a call per read would)
