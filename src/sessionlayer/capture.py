@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Literal, NamedTuple, TypeAlias
 import dpkt
 
 from sessionlayer.errors import DecodeError
+from sessionlayer.rotation import RotatingFile
 
 __all__ = [
     "Direction",
@@ -321,41 +322,76 @@ class PcapWriter:
     follow each connection as a TCP stream.  Endpoints are IPv4 or IPv6 (a stream's two
     ends must be the same family).  Each packet is written through at once (the file's
     own buffer holds at most a few packets), so memory use does not grow with the file;
-    ``timestamp`` is the caller's wall clock (``time.time()``).
+    ``timestamp`` is the caller's wall clock (``time.time()``).  ``max_bytes`` and ``keep``
+    bound the file on disk (:class:`~sessionlayer.rotation.RotatingFile`): each new file
+    starts with the handshakes of the connections still open, and stands alone.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, mss: int = 65483,
-                 snaplen: int = 262144) -> None:  # fmt: skip
+                 snaplen: int = 262144, max_bytes: int | None = None,
+                 keep: int = 5) -> None:  # fmt: skip
         self.path = os.fspath(path)
         self.mss = mss
-        self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 (closed by close())
-        self._writer = dpkt.pcap.Writer(self._file, snaplen=snaplen,
-                                        linktype=dpkt.pcap.DLT_EN10MB)  # fmt: skip
+        self.snaplen = snaplen
+        self._file = RotatingFile(path, append=False, max_bytes=max_bytes, keep=keep)
+        self._writer = self._header()
+        self._file.on_new = self._new_file
+        self._open: dict[PcapStream, None] = {}  # (in the order they opened)
         self._streams = 0
+        self._now = 0.0  # the last packet's time (a new file's handshakes take it)
         self.packets = 0
+
+    def _header(self) -> Any:
+        return dpkt.pcap.Writer(self._file, snaplen=self.snaplen, linktype=dpkt.pcap.DLT_EN10MB)
+
+    def _new_file(self) -> None:
+        """A new file (``max_bytes`` reached, or :meth:`reopen`): its header, then each
+        connection still open starts again in it with a handshake at its sequence numbers,
+        so that every file stands alone in Wireshark."""
+        self._writer = self._header()
+        for stream in self._open:
+            stream.restart(self._now)
 
     @property
     def closed(self) -> bool:
-        return self._file is None
+        return self._file.closed
+
+    @property
+    def rotations(self) -> int:
+        return self._file.rotations
+
+    def reopen(self) -> None:
+        """The file again, after another program moved it (SIGHUP after logrotate)."""
+        self._file.reopen()
+
+    def forget(self, stream: PcapStream) -> None:
+        """(PcapStream.close) Not open any more: a new file does not start it again."""
+        self._open.pop(stream, None)
 
     def open_stream(self, client: Endpoint, server: Endpoint, timestamp: float) -> PcapStream:
         """A new TCP connection from *client* to *server* (SYN, SYN-ACK, ACK written now)."""
+        self.boundary()
         self._streams += 1
         stream = PcapStream(self, client, server, isn=(self._streams * 7919 << 12) % _SEQ_MOD)
         stream.handshake(timestamp)
+        self._open[stream] = None
         return stream
 
     def packet(self, frame: Any, timestamp: float) -> None:
-        if self._file is None:
+        if self._file.closed:
             return
+        self._now = timestamp
         self._writer.writepkt(bytes(frame), ts=timestamp)
         self._file.flush()
         self.packets += 1
 
+    def boundary(self) -> None:
+        """Between two packet sequences (a handshake, a write, the FINs): where a full file
+        is rotated, so that no sequence is split between two files."""
+        self._file.rotate_if_full("--pcap")
+
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._file.close()
 
     def __enter__(self) -> PcapWriter:
         return self
@@ -391,10 +427,18 @@ class PcapStream:
         self._emit("S->C", _TCP_SYN | _TCP_ACK, b"", timestamp)
         self._emit("C->S", _TCP_ACK, b"", timestamp)
 
+    def restart(self, timestamp: float) -> None:
+        """(A new file) The connection's handshake again, numbered so that what follows
+        goes on at its current sequence numbers."""
+        for direction in ("C->S", "S->C"):
+            self.seq[direction] = (self.seq[direction] - 1) % _SEQ_MOD
+        self.handshake(timestamp)
+
     def write(self, direction: Direction, payload: bytes, timestamp: float) -> None:
         """Octets sent one way, as one or more segments."""
         if self.finished or not payload:
             return
+        self.writer.boundary()
         mss = self.writer.mss
         for start in range(0, len(payload), mss):
             self._emit(direction, _TCP_PSH | _TCP_ACK, bytes(payload[start : start + mss]),
@@ -405,6 +449,8 @@ class PcapStream:
         if self.finished:
             return
         self.finished = True
+        self.writer.boundary()
+        self.writer.forget(self)
         self._emit("C->S", _TCP_FIN | _TCP_ACK, b"", timestamp)
         self._emit("S->C", _TCP_FIN | _TCP_ACK, b"", timestamp)
         self._emit("C->S", _TCP_ACK, b"", timestamp)

@@ -6,7 +6,9 @@ the log has one JSON line per SPDU each way on each leg, with the session id."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
@@ -76,3 +78,43 @@ def test_tshark_decodes_both_legs_and_the_log_has_every_spdu(
         assert (leg, direction, kind) in seen, (leg, direction, kind)
     data: Any = [r for r in last if r.get("spdu") == "DT" and r["leg"] == "upstream"]
     assert max(r["user_data"] for r in data) > 40_000  # the data set's response
+
+
+def test_log_and_pcap_rotate_by_size_and_start_again_on_sighup(
+    mms_server: MmsServer, tmp_path: Path
+) -> None:
+    """``--rotate-size`` bounds both files (``--rotate-keep`` old ones each, every pcap
+    file decodes on its own); SIGHUP after logrotate moved them starts new ones."""
+    tshark = require_tshark()
+    capture, log = tmp_path / "relay.pcap", tmp_path / "relay.jsonl"
+    with RelayProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{mms_server.port}",
+                      "--pcap", str(capture), "--log", str(log), "--rotate-size", "4k",
+                      "--rotate-keep", "3") as relay:  # fmt: skip
+        result = run_mms_client(relay.port, "read,dataset,write,release")
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "relay.jsonl.1").exists() and (tmp_path / "relay.pcap.1").exists()
+        assert not (tmp_path / "relay.jsonl.4").exists()
+        log.rename(tmp_path / "moved.jsonl")
+        capture.rename(tmp_path / "moved.pcap")
+        relay.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while not (log.exists() and capture.exists()):  # (polling files; bounded)
+            assert time.monotonic() < deadline, relay.stderr()
+            time.sleep(0.02)
+        result = run_mms_client(relay.port, "read,release")
+        assert result.returncode == 0, result.stderr
+        code, _, stderr = relay.stop()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    records: dict[str, list[Any]] = {}
+    for path in tmp_path.glob("*.jsonl*"):
+        assert path.stat().st_size < 4 * 1024 + 2048, path  # (rotated after one record)
+        records[path.name] = [json.loads(line) for line in path.read_text().splitlines()]
+    before = {r["session"] for r in records.pop("moved.jsonl")}
+    after = [r for rs in records.values() for r in rs if r["session"] not in before]
+    assert any(r.get("spdu") == "CN" for r in after)  # the second client's, in new files
+    for path in [*tmp_path.glob("relay.pcap*"), tmp_path / "moved.pcap"]:
+        root = pdml(tshark, path, [relay.port, mms_server.port])
+        for packet in root.iter("packet"):
+            protos = [p.get("name") for p in packet.iter("proto")]
+            assert "_ws.malformed" not in protos, (path.name, protos)

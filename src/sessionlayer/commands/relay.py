@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
+from ..rotation import RotatingFile, parse_size
 from . import DEFAULT_PORT, CommandError, parse_address
 
 __all__ = ["add", "run"]
@@ -73,6 +74,12 @@ def add(sub: Any) -> None:
                    help="one JSON line per SPDU each way on each leg ('-': standard output)")
     p.add_argument("--pcap", metavar="FILE",
                    help="both legs as seen on the wire (before TLS), as a pcap file")
+    p.add_argument("--rotate-size", type=_size, metavar="SIZE",
+                   help="start a new --log or --pcap file when it reaches SIZE (octets, or "
+                        "with k, M, G: 100M); the old one becomes FILE.1, and so on (default: "
+                        "never; SIGHUP starts a new file too, after logrotate moved it)")
+    p.add_argument("--rotate-keep", type=_count, default=5, metavar="N",
+                   help="old files kept by --rotate-size (default: 5)")
     p.add_argument("--status", metavar="FILE",
                    help=f"rewrite FILE every {STATUS_PERIOD:g} s with the sessions, as JSON")
     p.add_argument("--admin", metavar="HOST:PORT",
@@ -99,6 +106,19 @@ def add(sub: Any) -> None:
                    help="allow peer=NET,calling=HEX,called=HEX (first match decides)")
     p.add_argument("--deny", action=_RuleAction, metavar="RULE", help="deny (same syntax)")
     p.set_defaults(rules=[])
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (0 or more)")
+    return int(text)
 
 
 def _address(text: str, what: str, default_port: int) -> tuple[str, int]:
@@ -182,21 +202,35 @@ def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 class _JsonLines:
-    """``--log``: one JSON object per line, flushed at once."""
+    """``--log``: one JSON object per line, flushed at once (into a file: rotated at
+    ``max_bytes``, and started again by :meth:`reopen`)."""
 
-    def __init__(self, target: str, stdout: TextIO) -> None:
-        self.own = target != "-"
-        try:
-            self.file: TextIO = open(target, "a", encoding="utf-8") if self.own else stdout  # noqa: SIM115
-        except OSError as exc:
-            raise CommandError(f"--log {target}: {exc.strerror or exc}") from None
+    def __init__(self, target: str, stdout: TextIO, max_bytes: int | None = None,
+                 keep: int = 5) -> None:  # fmt: skip
+        self.stdout = stdout
+        self.file: RotatingFile | None = None
+        if target != "-":
+            try:
+                self.file = RotatingFile(target, max_bytes=max_bytes, keep=keep)
+            except OSError as exc:
+                raise CommandError(f"--log {target}: {exc.strerror or exc}") from None
 
     def __call__(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self.file is None:
+            self.stdout.write(line)
+            self.stdout.flush()
+            return
+        self.file.write(line.encode())
         self.file.flush()
+        self.file.rotate_if_full("--log")
+
+    def reopen(self) -> None:
+        if self.file is not None:
+            self.file.reopen()
 
     def close(self) -> None:
-        if self.own:
+        if self.file is not None:
             self.file.close()
 
 
@@ -218,14 +252,15 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CommandError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
-    spdu_log = _JsonLines(ns.log, out) if ns.log else None
+    rotation = {"max_bytes": ns.rotate_size, "keep": ns.rotate_keep}
+    spdu_log = _JsonLines(ns.log, out, **rotation) if ns.log else None
     pcap = None
     try:
         if ns.pcap:
             from ..capture import PcapWriter
 
             try:
-                pcap = PcapWriter(ns.pcap)
+                pcap = PcapWriter(ns.pcap, **rotation)
             except OSError as exc:
                 raise CommandError(f"--pcap {ns.pcap}: {exc.strerror or exc}") from None
         relay_args: dict[str, Any] = dict(options=options, policy=policy, upstream_tls=upstream_tls,
@@ -263,6 +298,7 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # (before the banner: a stop may follow it)
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)
     addresses = ", ".join(f"{_show(h)}:{p}" for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
               f"relaying to {_show(upstream[0])}:{upstream[1]}"
@@ -295,8 +331,21 @@ async def _until_stopped(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
     try:
         await stop.wait()
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+
+
+def _reopen(relay_args: dict[str, Any], err: TextIO) -> None:
+    """SIGHUP: the --log and --pcap files again (a new one each if logrotate moved it)."""
+    for option, target in (("--log", relay_args["on_spdu"]), ("--pcap", relay_args["pcap"])):
+        if target is None:
+            continue
+        try:
+            target.reopen()
+        except OSError as exc:
+            err.write(f"sessionlayer relay: {option}: cannot open it again: "
+                      f"{exc.strerror or exc}; not written from now on\n")  # fmt: skip
+            err.flush()
 
 
 async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:

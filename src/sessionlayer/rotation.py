@@ -1,0 +1,124 @@
+"""A file that a long-running process appends to, bounded on disk: at ``max_bytes`` it is
+renamed ``FILE.1`` (``FILE.1`` to ``FILE.2``, and so on: ``keep`` old files at most, the
+oldest removed) and a new ``FILE`` is started; :meth:`RotatingFile.reopen` starts a new
+one under the same name after another program (logrotate) moved it away.
+
+``sessionlayer relay --log`` and ``--pcap`` write through it (``--rotate-size``,
+``--rotate-keep``; SIGHUP reopens).  The writer says what a new file must begin with
+(``on_new``: a pcap file's header, and a handshake for each connection still open).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from typing import BinaryIO
+
+__all__ = ["RotatingFile", "parse_size"]
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"4096"``, ``"64k"``, ``"100M"``, ``"1g"``: octets (ValueError if not one)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", text)
+    if found is None or int(found[1]) == 0:
+        raise ValueError(f"not a size: {text!r} (octets, or with k, M or G)")
+    return int(found[1]) * _UNITS[found[2].lower()]
+
+
+class RotatingFile:
+    """Binary appends to ``path``; at ``max_bytes`` (None: never) the file is rotated after
+    the write that reached it (a write is never split between two files)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, append: bool = True,
+                 max_bytes: int | None = None, keep: int = 5) -> None:  # fmt: skip
+        if keep < 0:
+            raise ValueError("keep must be 0 or more")
+        self.path = os.fspath(path)
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.rotations = 0
+        self.on_new: Callable[[], None] | None = None  # (called with the new file open)
+        self._file: BinaryIO | None = None
+        self.size = 0
+        self._open(append)
+
+    def _open(self, append: bool) -> None:
+        self._file = open(self.path, "ab" if append else "wb")  # noqa: SIM115 (close())
+        self.size = self._file.tell()
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def write(self, data: bytes) -> int:
+        if self._file is None:
+            return 0
+        n = self._file.write(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    @property
+    def full(self) -> bool:
+        return self.max_bytes is not None and self.size >= self.max_bytes
+
+    def rotate_if_full(self, what: str) -> None:
+        """:meth:`rotate` if full; a rotation that fails (the directory is read-only) is
+        said once, as a warning of ``what``, and not tried again: the file grows."""
+        if not self.full:
+            return
+        try:
+            self.rotate()
+        except OSError as exc:
+            self.max_bytes = None
+            logging.getLogger("sessionlayer").warning(
+                "%s %s: cannot rotate: %s; it grows from now on", what, self.path,
+                exc.strerror or exc)  # fmt: skip
+
+    def rotate(self) -> None:
+        """``FILE`` becomes ``FILE.1`` (the older ones move up, past ``keep`` they go); a new
+        ``FILE`` starts."""
+        self.close()
+        try:
+            self._shift()
+        except OSError:
+            self._open(append=True)  # (the same file goes on: the caller says why)
+            raise
+        self.rotations += 1
+        self._started(append=False)
+
+    def _shift(self) -> None:
+        if self.keep == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{self.path}.{self.keep}")
+        for n in range(self.keep - 1, 0, -1):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}.{n}", f"{self.path}.{n + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def reopen(self) -> None:
+        """``FILE`` again (another program may have moved it: a new one is started then)."""
+        self.close()
+        self._started(append=True)
+
+    def _started(self, append: bool) -> None:
+        self._open(append)
+        if self.size == 0 and self.on_new is not None:
+            self.on_new()
+            self.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
