@@ -5,6 +5,7 @@ checkpoint is confirmed only once the data before it is in the file and fsynced.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -182,7 +183,7 @@ def test_a_failed_writeback_fails_the_next_write_and_the_sync(
 
     async def main() -> None:
         handle, disk = _disk(path, 0)
-        try:
+        with contextlib.closing(handle), contextlib.closing(disk):
             await disk.put(pattern(5, 150_000))  # (starts a writeback)
             await disk.settle()
             with pytest.raises(OSError) as caught:
@@ -192,9 +193,6 @@ def test_a_failed_writeback_fails_the_next_write_and_the_sync(
                 for _ in range(3):
                     await disk.put(pattern(6, 10_000))
                 await disk.settle()
-        finally:
-            disk.close()
-            handle.close()
 
     run(main())
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.faults.proxy import FaultProxy
@@ -163,38 +164,29 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
 
+    async def spoiled_rerun(command: Any, args: list[str], parts: Path, done: Path) -> None:
+        """Killed halfway, what was kept spoiled, rerun (refused in one line), --restart."""
+        status, _, _ = await command(*args, kill_after=size // 2)
+        assert status == -9
+        (part,) = parts.glob(".p.bin.*.part")
+        _spoil(part)
+        status, out, err = await command(*args)
+        assert status == 1, err
+        assert "does not match its checkpoint" in err and "--restart" in err, err
+        assert err.count("\n") == 1, err
+        no_traceback(out, err)
+        status, out, err = await command(*args, "--restart")
+        assert status == 0, err
+        assert sha(done) == sha(src)
+
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
             state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
-            status, _, _ = await send(str(src), f"127.0.0.1:{server.port}", *state,
-                                      kill_after=size // 2)  # fmt: skip
-            assert status == -9
-            (part,) = files.glob(".p.bin.*.part")
-            _spoil(part)
-            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", *state)
-            assert status == 1, err
-            assert "does not match its checkpoint" in err and "--restart" in err, err
-            assert err.count("\n") == 1, err
-            no_traceback(out, err)
-            status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--restart",
-                                          *state)  # fmt: skip
-            assert status == 0, err
-            assert sha(files / "p.bin") == sha(src)
-
-            base = [f"127.0.0.1:{server.port}", "-o", str(out_dir), *state]
-            status, _, _ = await get("p.bin", *base, kill_after=size // 2)
-            assert status == -9
-            (part,) = out_dir.glob(".p.bin.*.part")
-            _spoil(part)
-            status, out, err = await get("p.bin", *base)
-            assert status == 1, err
-            assert "does not match its checkpoint" in err and "--restart" in err, err
-            assert err.count("\n") == 1, err
-            no_traceback(out, err)
-            status, out, err = await get("p.bin", *base, "--restart")
-            assert status == 0, err
-            assert sha(out_dir / "p.bin") == sha(src)
+            where = f"127.0.0.1:{server.port}"
+            await spoiled_rerun(send, [str(src), where, *state], files, files / "p.bin")
+            await spoiled_rerun(get, ["p.bin", where, "-o", str(out_dir), *state], out_dir,
+                                out_dir / "p.bin")  # fmt: skip
         finally:
             await server.stop()
         no_traceback(server.err.decode())
