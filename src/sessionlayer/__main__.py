@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sessionlayer.cli import main
+import sys
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        from sessionlayer.cli import exit_with, main
+    except KeyboardInterrupt:  # (Ctrl-C while the modules load: no traceback either)
+        sys.stderr.write("sessionlayer: interrupted\n")
+        raise SystemExit(130) from None
+    exit_with(main())

@@ -11,10 +11,11 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import string
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .commands import CommandError
@@ -26,6 +27,7 @@ __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70  #: a bug of ours (sysexits' EX_SOFTWARE)
 
 
@@ -191,12 +193,18 @@ def main(
     except CommandError as exc:
         err.write(f"sessionlayer {ns.command}: {exc}\n")
         return 1
-    except (UsageError, SessionLayerError, OSError, TimeoutError) as exc:
+    except UsageError as exc:
         err.write(f"sessionlayer: {exc}\n")
         return EXIT_BAD_INPUT
+    except (SessionLayerError, OSError, TimeoutError) as exc:
+        if ns.command == "decode":  # (what it was given does not decode)
+            err.write(f"sessionlayer: {_said(exc)}\n")
+            return EXIT_BAD_INPUT
+        err.write(f"sessionlayer {ns.command}: {_said(exc)}\n")
+        return 1
     except KeyboardInterrupt:
         err.write("sessionlayer: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
         if os.environ.get("SESSIONLAYER_DEBUG"):
             raise
@@ -205,6 +213,23 @@ def main(
         return EXIT_INTERNAL
 
 
+def _said(exc: BaseException) -> str:
+    """One line for an error of the environment: an OSError names its file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def exit_with(status: int) -> NoReturn:
+    """Exit the process with ``status``; after an interrupt, a second Ctrl-C does not
+    interrupt the joins of the threads still finishing (a traceback at exit)."""
+    if status == EXIT_INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)
+
+
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    exit_with(main())

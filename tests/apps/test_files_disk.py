@@ -261,3 +261,28 @@ def test_the_prefix_hash_reads_by_offset_and_leaves_the_file_where_it_was(
             assert handle.tell() == 12345
         with pytest.raises(files_app.TransferError, match="shorter"):
             files_app._rehash(handle, len(data) + 1)
+
+
+@pytest.mark.parametrize("every", [-5, 0, 4095, "64", 1.5])
+def test_a_get_with_a_checkpoint_interval_it_cannot_use_is_refused(
+    tmp_path: Path, every: Any
+) -> None:
+    """A peer's request (not only our CLI's) is checked before the accept: a checkpoint
+    interval under MIN_CHECKPOINT, or not an integer, is an RF with the reason."""
+    service = FileService(tmp_path / "files", tmp_path / "transfers")
+    (tmp_path / "files" / "f.bin").write_bytes(b"x" * 10_000)
+
+    async def main() -> None:
+        server = await serve(service.handle, "127.0.0.1", 0, authenticate=lambda r: (
+            service.check(r), True)[1], supported={"service": ["files"]},
+            config=SERVER_CONFIG)  # fmt: skip
+        try:
+            request = {"op": "get", "name": "f.bin", "checkpoint": every}
+            with pytest.raises(files_app.TransferError, match="checkpoint interval"):
+                await files_app._connect("127.0.0.1", server.port, request, None, None, None,
+                                         None)  # fmt: skip
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    run(main())

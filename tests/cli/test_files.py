@@ -427,3 +427,39 @@ def test_tls_a_failed_handshake_and_status_once(tmp_path: Path) -> None:
             await server.stop()
 
     run(main())
+
+
+def test_an_empty_file_goes_both_ways_and_odd_sources_are_refused(tmp_path: Path) -> None:
+    """An empty file is stored under its name (its last checkpoint is where it started);
+    a name that is a directory on the server is refused at connect; a file whose size is
+    not what it holds (/proc) is refused, never sent as 0 octets."""
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            where = f"127.0.0.1:{server.port}"
+            state = ["--state-dir", str(tmp_path / "state")]
+            status, out, err = await send(str(empty), where, *state)
+            assert status == 0, err
+            stored = tmp_path / "srv" / "files" / "empty.bin"
+            assert stored.is_file() and stored.stat().st_size == 0
+            assert not list(stored.parent.glob(".*part"))
+            status, out, err = await get("empty.bin", where, "-o", str(out_dir), *state)
+            assert status == 0, err
+            assert (out_dir / "empty.bin").read_bytes() == b""
+            assert not list(out_dir.glob(".*part"))
+            (tmp_path / "srv" / "files" / "sub").mkdir()
+            status, out, err = await send(str(empty), where, "--name", "sub", *state)
+            assert status == 1 and "'sub' cannot be written on the server" in err, err
+            status, out, err = await send("/proc/self/status", where, *state)
+            assert status == 1 and "grew while it was sent" in err, err
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+        no_traceback(server.err.decode())
+
+    run(main())

@@ -4,19 +4,34 @@ and times are refused by argparse with the usage, a name that does not resolve s
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
+import json
+import os
 import socket
+import threading
+from pathlib import Path
 
 import pytest
 
 from sessionlayer import cli
 from sessionlayer.aio.sockets import unreachable
+from sessionlayer.commands import CommandError, parse_address
 
 
 @pytest.mark.parametrize(
     "argv",
     [["serve", "--port", "99999"], ["serve", "--port", "-1"], ["serve", "--port", "x"],
-     ["serve", "--resume-timeout", "-5"], ["serve", "--resume-timeout", "inf"]],
+     ["serve", "--resume-timeout", "-5"], ["serve", "--resume-timeout", "inf"],
+     ["send", "f", "--checkpoint", "nan"], ["send", "f", "--checkpoint", "inf"],
+     ["send", "f", "--checkpoint", "1e-9"], ["get", "f", "--checkpoint", "-5"],
+     ["tunnel", "--listen", "1", "--to", "h:1", "--keepalive", "nan"],
+     ["tunnel", "--listen", "1", "--to", "h:1", "--keepalive", "1e-9"],
+     ["tunnel", "--listen", "1", "--to", "h:1", "--give-up", "inf"],
+     ["serve", "--port", "\u0663"],
+     ["relay", "--listen", "x", "--upstream", "y", "--rotate-size", "10T"],
+     ["relay", "--listen", "x", "--upstream", "y", "--rotate-keep", "-1"]],
 )  # fmt: skip
 def test_out_of_range_arguments_are_a_usage_error(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -25,7 +40,8 @@ def test_out_of_range_arguments_are_a_usage_error(
         cli.main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument {argv[1]}" in err and "Traceback" not in err
+    option = [a for a in argv if a.startswith("--")][-1]  # (the bad one is the last)
+    assert f"argument {option}" in err and "Traceback" not in err
 
 
 def test_why_a_connect_failed_is_words() -> None:
@@ -54,3 +70,47 @@ def test_a_bug_is_one_line_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("SESSIONLAYER_DEBUG", "1")
     with pytest.raises(RuntimeError):
         cli.main(["status"], stdout=out, stderr=err)
+
+
+@pytest.mark.parametrize("text", ["[::1", "[::1]x", "127.0.0.1:\u0663", "h:65536"])
+def test_a_malformed_address_is_one_line(text: str) -> None:
+    with pytest.raises(CommandError, match="not a"):
+        parse_address(text)
+
+
+def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO would hang the read (a TLS file, --auth) or the transfer; a directory fail
+    obscurely: one line naming the option, exit status 1."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for argv, needle in [
+        (["serve", "--auth", str(fifo), "--data-dir", str(tmp_path)], "--auth"),
+        (["serve", "--tls-cert", str(fifo), "--tls-key", str(fifo)], "--tls-cert"),
+        (["send", str(tmp_path / "x"), "127.0.0.1:1", "--ca", str(tmp_path)], "--ca"),
+        (["send", str(fifo), "127.0.0.1:1", "--state-dir", str(tmp_path)], "not a regular"),
+        (["relay", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--status",
+          str(tmp_path)], "--status"),
+    ]:  # fmt: skip
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(argv, stdout=out, stderr=err) == 1, (argv, err.getvalue())
+        assert needle in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()
+
+
+def test_an_answer_that_is_not_a_sessionlayer_admin_endpoint_is_one_line(
+    tmp_path: Path,
+) -> None:
+    """``status`` against some other HTTP server: exit 1, never "internal error"."""
+    (tmp_path / "sessions").write_text(json.dumps({"sessions": [{"id": 1}]}))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for argv in (["status", f"127.0.0.1:{httpd.server_address[1]}", "--once"],
+                     ["status", "--admin", "http://127.0.0.1:x", "--json"]):  # fmt: skip
+            out, err = io.StringIO(), io.StringIO()
+            assert cli.main(argv, stdout=out, stderr=err) == 1, err.getvalue()
+            assert "admin endpoint" in err.getvalue() and "internal" not in err.getvalue()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

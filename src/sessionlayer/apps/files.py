@@ -39,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
@@ -56,8 +57,8 @@ from ..recovery import Checkpoint
 from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
 
-__all__ = ["FILES_CONFIG", "FileService", "TransferError", "send_file", "get_file",
-           "SendResult", "chain_start"]  # fmt: skip
+__all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "FileService", "TransferError", "send_file",
+           "get_file", "SendResult", "chain_start"]  # fmt: skip
 
 #: What a file transfer session proposes: duplex data inside activities, major sync points
 #: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
@@ -70,6 +71,11 @@ FILES_CONFIG = SessionConfig(
 #: it is whole 4 KiB blocks (the receiver's direct I/O).
 CHUNK = 1020 * 1024
 SERVICE = "files"  #: the application parameter ``service`` that selects this service
+
+
+#: The smallest checkpoint interval a transfer takes, in octets (a request for less is
+#: refused: a checkpoint is a confirmed round trip and an fsync).
+MIN_CHECKPOINT = 4096
 
 
 class TransferError(SessionLayerError):
@@ -169,10 +175,21 @@ class FileService:
             source = self.target(obj.get("name"))
             if not source.is_file():
                 raise Refuse(f"no file {obj.get('name')!r} here")
+            every = obj.get("checkpoint")
+            if every is not None and (type(every) is not int or every < MIN_CHECKPOINT):
+                raise Refuse(f"the checkpoint interval must be at least {MIN_CHECKPOINT}"
+                             " octets")  # fmt: skip
             return
         if obj.get("op") != "put":
             raise Refuse("unknown file operation (expected 'put' or 'get')")
         path = self.target(obj.get("name"))
+        for place in (path, *path.parents):  # (what is there must be directories, and
+            if place == self.root.resolve():  # the file itself a file, or nothing yet)
+                break
+            if place.exists() and not (place.is_file() if place == path else place.is_dir()):
+                raise Refuse(f"{obj.get('name')!r} cannot be written on the server: "
+                             f"{place.relative_to(self.root.resolve())} is "
+                             f"{'a directory' if place.is_dir() else 'not a directory'}")
         size = obj.get("size")
         if type(size) is not int or size < 0:
             raise Refuse("the file size is missing")
@@ -630,8 +647,9 @@ class _Receiver:
     async def _durable(self, checkpoint: Checkpoint) -> None:
         cp = _json(checkpoint.user_data)
         offset = int(cp.get("o", -1))
-        if (offset, cp.get("c")) == self.confirmed:
-            return  # made again after a lost connection: it is durable already
+        if (offset, cp.get("c")) == self.confirmed and (cp.get("h") is None or self.finished):
+            return  # made again after a lost connection: it is durable already (an empty
+            # file's last checkpoint is where it started: that one still has work to do)
         async with asyncio.timeout(60):
             while self.written < offset:  # (the data before the MAP is read first)
                 self.advanced.clear()
@@ -704,6 +722,16 @@ def state_file(state_dir: Path | None = None) -> Path:
     return Path(base) / "sessionlayer" / "transfers.json"
 
 
+def _state_dir(path: Path) -> None:
+    """The directory of the state file ``path`` made now, before a session is opened (a
+    transfer that could not record its checkpoints could not resume)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TransferError(f"cannot keep the transfer's state in {path.parent}:"
+                            f" {os.strerror(exc.errno or errno.EIO)} (--state-dir)") from None
+
+
 def _load_states(path: Path) -> dict[str, Any]:
     try:
         obj = json.loads(path.read_text())
@@ -724,8 +752,12 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     loop = asyncio.get_running_loop()
     started = loop.time()
     source = Path(path)
+    if checkpoint < MIN_CHECKPOINT:
+        raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
     try:
         stat = source.stat()
+        if not S_ISREG(stat.st_mode):  # (a FIFO would hang, a device never end)
+            raise TransferError(f"cannot read {source}: not a regular file")
         handle = open(source, "rb")  # noqa: SIM115
     except OSError as exc:
         why = os.strerror(exc.errno or errno.EIO)
@@ -733,6 +765,7 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     name = name or source.name
     size, mtime = stat.st_size, stat.st_mtime
     states_path = state_file(state_dir)
+    _state_dir(states_path)
     key = f"{host}:{port}|{name}|{source.resolve()}"
     states = _load_states(states_path)
     saved = states.get(key)
@@ -944,6 +977,9 @@ class _Sender:
             while True:
                 try:
                     if offset >= self.size:
+                        if os.pread(self.handle.fileno(), 1, offset):  # (/proc's say 0)
+                            raise TransferError(f"{self.name}: the file grew while it was"
+                                                " sent (or its size is not known)")  # fmt: skip
                         return await self._finish(activity, offset, whole)
                     end = min(self.size, mark + every)  # (reads stop at the checkpoint)
                     reader.fill(end, whole)
@@ -1008,7 +1044,10 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     output = Path(output)
     if output.is_dir():
         output = output / Path(name).name
+    if checkpoint < MIN_CHECKPOINT:
+        raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
     downloads = state_file(state_dir).with_name("downloads")
+    _state_dir(downloads / "index.json")
     try:
         local = FileService(output.parent, downloads)
     except OSError as exc:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
-__all__ = ["CommandError", "DEFAULT_PORT", "parse_address", "port_number", "positive_seconds"]
+__all__ = ["CommandError", "DEFAULT_PORT", "finite", "keepalive_seconds", "parse_address",
+           "port_number", "positive_seconds", "readable_file"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -24,20 +26,56 @@ class CommandError(Exception):
 def port_number(text: str) -> int:
     """An argparse ``type``: a TCP port, 0 (a free one) to 65535; argparse reports anything
     else in one line, with the usage."""
-    if not text.isdigit() or not 0 <= int(text) < 65536:
+    if not _digits(text) or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port: {text!r} (0 to 65535)")
     return int(text)
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # (not "٣": str.isdigit takes any script's)
+
+
+def finite(text: str) -> float:
+    """``float(text)``, NaN for what is not a number (the types below refuse it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def positive_seconds(text: str) -> float:
     """An argparse ``type``: a time in seconds, above 0 and finite."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = finite(text)
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
+
+
+#: The shortest keepalive interval the command line takes (a shorter one probes a link
+#: thousands of times a second and gives it up as often).
+MIN_KEEPALIVE = 0.1
+
+
+def keepalive_seconds(text: str) -> float:
+    """An argparse ``type``: a keepalive interval, at least :data:`MIN_KEEPALIVE` s."""
+    value = finite(text)
+    if not MIN_KEEPALIVE <= value < math.inf:
+        raise argparse.ArgumentTypeError(
+            f"not a keepalive interval: {text!r} (seconds, at least {MIN_KEEPALIVE:g})")
+    return value
+
+
+def readable_file(path: str | os.PathLike[str], what: str) -> str:
+    """``path`` if it is a regular file this process may read, else CommandError naming
+    the option ``what`` (a FIFO would hang the read, a directory fail it obscurely)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CommandError(f"{what} {path}: no such file")
+    if not os.path.isfile(path):
+        raise CommandError(f"{what} {path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise CommandError(f"{what} {path}: not readable")
+    return path
 
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",
@@ -47,13 +85,15 @@ def parse_address(text: str | None, default_host: str = "127.0.0.1",
         return default_host, default_port
     host, port = text, ""
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise CommandError(f"not an address: {text!r} (an IPv6 one is [ADDRESS]:PORT)")
         port = rest.removeprefix(":")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     host = host or default_host
     if not port:
         return host, default_port
-    if not port.isdigit() or not 0 <= int(port) < 65536:
+    if not _digits(port) or not 0 <= int(port) < 65536:
         raise CommandError(f"not a port: {port!r} (in {text!r})")
     return host, int(port)

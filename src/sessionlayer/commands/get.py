@@ -35,7 +35,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     result, _ = transfer(ns, out, progress, lambda: get_file(
         ns.name, host, port, output=ns.output, credentials=credentials,
         tls=client_tls(ns), server_hostname=host, state_dir=ns.state_dir,
-        restart=ns.restart, checkpoint=int(ns.checkpoint * (1 << 20)), progress=progress,
+        restart=ns.restart, checkpoint=ns.checkpoint, progress=progress,
     ))  # fmt: skip
     if result is not None:
         out.write(f"got {result.name}: {result.size} octets (this run {result.sent}, from"

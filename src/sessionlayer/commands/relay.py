@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
 from ..rotation import RotatingFile, parse_size
-from . import DEFAULT_PORT, CommandError, parse_address
+from . import DEFAULT_PORT, CommandError, parse_address, readable_file
 
 __all__ = ["add", "run"]
 
@@ -160,14 +160,6 @@ def _policy(ns: argparse.Namespace) -> Policy:
     return Policy.from_rules(rules)
 
 
-def _readable(path: str, what: str) -> str:
-    if not os.path.isfile(path):
-        raise CommandError(f"{what} {path}: no such file")
-    if not os.access(path, os.R_OK):
-        raise CommandError(f"{what} {path}: not readable")
-    return path
-
-
 def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.tls_cert and not ns.tls_key:
         if ns.client_ca:
@@ -177,10 +169,10 @@ def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
         raise CommandError("--tls-cert and --tls-key go together")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(_readable(ns.tls_cert, "--tls-cert"),
-                                _readable(ns.tls_key, "--tls-key"))  # fmt: skip
+        context.load_cert_chain(readable_file(ns.tls_cert, "--tls-cert"),
+                                readable_file(ns.tls_key, "--tls-key"))  # fmt: skip
         if ns.client_ca:
-            context.load_verify_locations(_readable(ns.client_ca, "--client-ca"))
+            context.load_verify_locations(readable_file(ns.client_ca, "--client-ca"))
             context.verify_mode = ssl.CERT_REQUIRED
     except ssl.SSLError as exc:
         raise CommandError(f"TLS certificate or key: {exc.reason or exc}") from None
@@ -195,7 +187,7 @@ def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ns.upstream_ca:
         try:
-            context.load_verify_locations(_readable(ns.upstream_ca, "--upstream-ca"))
+            context.load_verify_locations(readable_file(ns.upstream_ca, "--upstream-ca"))
         except ssl.SSLError as exc:
             raise CommandError(f"--upstream-ca: {exc.reason or exc}") from None
     return context
@@ -252,6 +244,8 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CommandError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
+    if ns.status:
+        _check_status(Path(ns.status))
     rotation = {"max_bytes": ns.rotate_size, "keep": ns.rotate_keep}
     spdu_log = _JsonLines(ns.log, out, **rotation) if ns.log else None
     pcap = None
@@ -365,6 +359,18 @@ async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
 
 def _show(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+def _check_status(path: Path) -> None:
+    """``--status``: writable where it is to be written (said at start, not every second)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        tmp.write_text("", encoding="utf-8")
+        tmp.unlink()
+    except OSError as exc:
+        raise CommandError(f"--status {path}: {exc.strerror or exc}") from None
 
 
 def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:

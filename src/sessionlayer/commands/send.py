@@ -17,9 +17,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..apps.files import SendResult, TransferError, send_file
+from ..apps.files import MIN_CHECKPOINT, SendResult, TransferError, send_file
 from ..errors import SessionLayerError
-from . import CommandError, parse_address
+from . import CommandError, finite, parse_address, readable_file
 
 __all__ = ["add", "run"]
 
@@ -37,9 +37,18 @@ def add(sub: Any) -> None:
     transfer_arguments(p)
 
 
+def checkpoint_mib(text: str) -> int:
+    """An argparse ``type``: a checkpoint interval in MiB (a fraction is fine); octets."""
+    value = finite(text)
+    if not 0 < value < 1 << 30 or int(value * (1 << 20)) < MIN_CHECKPOINT:
+        raise argparse.ArgumentTypeError(f"not a checkpoint interval: {text!r} (MiB, at"
+                                         f" least {MIN_CHECKPOINT / (1 << 20):g})")  # fmt: skip
+    return int(value * (1 << 20))
+
+
 def transfer_arguments(p: Any) -> None:
     """The options ``send`` and ``get`` share."""
-    p.add_argument("--checkpoint", type=float, default=64.0, metavar="MIB",
+    p.add_argument("--checkpoint", type=checkpoint_mib, default=64 << 20, metavar="MIB",
                    help="a checkpoint every this many MiB (64)")  # fmt: skip
     p.add_argument("--user", help="user name (the password from $SESSIONLAYER_PASSWORD)")
     p.add_argument("--tls", action="store_true", help="connect over TLS")
@@ -60,13 +69,22 @@ def credentials_of(ns: argparse.Namespace) -> dict[str, str] | None:
 
 def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not (ns.tls or ns.ca or ns.cert):
+        if ns.key:
+            raise CommandError("--key goes with --cert")
         return None
+    ca = readable_file(ns.ca, "--ca") if ns.ca else None
     try:
-        ctx = ssl.create_default_context(cafile=ns.ca)
-        if ns.cert:
-            ctx.load_cert_chain(ns.cert, ns.key)
-    except (OSError, ssl.SSLError) as exc:
-        raise CommandError(f"cannot load the TLS files: {exc}") from None
+        ctx = ssl.create_default_context(cafile=ca)
+    except ssl.SSLError as exc:
+        raise CommandError(f"--ca {ns.ca}: {exc.reason or exc}") from None
+    if ns.cert:
+        cert = readable_file(ns.cert, "--cert")
+        key = readable_file(ns.key, "--key") if ns.key else None
+        try:
+            ctx.load_cert_chain(cert, key)
+        except ssl.SSLError as exc:
+            raise CommandError(f"--cert {ns.cert}{f' / --key {ns.key}' if key else ''}:"
+                               f" {exc.reason or exc}") from None  # fmt: skip
     return ctx
 
 
@@ -142,11 +160,9 @@ def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
     credentials = credentials_of(ns)
-    if ns.checkpoint <= 0:
-        raise CommandError("--checkpoint must be positive")
     progress = Progress(out, ns.json)
     result, seconds = transfer(ns, out, progress, lambda: send_file(
-        ns.file, host, port, name=ns.name, checkpoint=int(ns.checkpoint * (1 << 20)),
+        ns.file, host, port, name=ns.name, checkpoint=ns.checkpoint,
         credentials=credentials, tls=client_tls(ns), server_hostname=host,
         state_dir=ns.state_dir, restart=ns.restart, progress=progress,
     ))  # fmt: skip

@@ -24,7 +24,7 @@ from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
-from . import CommandError, parse_address, port_number, positive_seconds
+from . import CommandError, parse_address, port_number, positive_seconds, readable_file
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
 
@@ -84,19 +84,24 @@ def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.tls_cert or not ns.tls_key:
         raise CommandError("--tls-cert and --tls-key go together")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert, key = readable_file(ns.tls_cert, "--tls-cert"), readable_file(ns.tls_key, "--tls-key")
     try:
-        ctx.load_cert_chain(ns.tls_cert, ns.tls_key)
-        if ns.client_ca:
-            ctx.load_verify_locations(ns.client_ca)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise CommandError(f"cannot load the TLS files: {exc}") from None
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise CommandError(f"--tls-cert {cert} / --tls-key {key}: {exc.reason or exc}") from None
+    if ns.client_ca:
+        try:
+            ctx.load_verify_locations(readable_file(ns.client_ca, "--client-ca"))
+        except ssl.SSLError as exc:
+            raise CommandError(f"--client-ca {ns.client_ca}: {exc.reason or exc}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 
 def _users(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
+    readable_file(path, "--auth")
     try:
         users = json.loads(path.read_text())
     except OSError as exc:
@@ -130,8 +135,8 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         files = FileService(ns.files or data_dir / "files", data_dir / "transfers")
-    except OSError as exc:
-        raise CommandError(f"cannot use {data_dir}: {exc.strerror}") from None
+    except OSError as exc:  # (the directory it names: --data-dir's, or --files)
+        raise CommandError(f"cannot use {exc.filename or data_dir}: {exc.strerror}") from None
     services = _services(ns, files)
     tls = _tls(ns)
     users = _users(ns.auth)

@@ -6,6 +6,7 @@ once with ``--once`` (or when not a terminal), JSON with ``--json``."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import time
 import urllib.error
@@ -35,11 +36,17 @@ def add(sub: Any) -> None:
 def fetch(url: str) -> Any:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/sessions", timeout=5) as answer:
-            return json.loads(answer.read())
+            data = json.loads(answer.read())
     except urllib.error.URLError as exc:
         raise CommandError(f"cannot reach the admin endpoint {url}: {exc.reason}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
+    try:  # (the answer's shape, before anything is shown of it)
+        _table(data)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError):
+        raise CommandError(f"{url} is not a sessionlayer admin endpoint (its /sessions"
+                           " is not a list of sessions)") from None  # fmt: skip
+    return data
 
 
 def _octets(n: int) -> str:

@@ -22,7 +22,7 @@ from ..apps.tunnel import (
     parse_target,
 )
 from ..recovery import Backoff
-from . import CommandError, parse_address
+from . import CommandError, keepalive_seconds, parse_address, positive_seconds
 from .logs import setup_logging
 from .send import client_tls
 
@@ -55,10 +55,10 @@ def add(sub: Any) -> None:
                    f" application ({WINDOW // 1024} KiB; at least {INITIAL_WINDOW // 1024})")
     p.add_argument("--max-streams", type=int, default=MAX_STREAMS,
                    help=f"tunnelled connections at once ({MAX_STREAMS})")
-    p.add_argument("--keepalive", type=float, default=15.0, metavar="S",
+    p.add_argument("--keepalive", type=keepalive_seconds, default=15.0, metavar="S",
                    help="probe the server after S seconds of silence; a link silent for"
                    " 3*S is given up and the session resumed on a new one (15)")
-    p.add_argument("--give-up", type=float, default=120.0, metavar="S",
+    p.add_argument("--give-up", type=positive_seconds, default=120.0, metavar="S",
                    help="end the session (and reset its connections) after S seconds"
                    " without a working link (120)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -69,8 +69,6 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _options(ns: argparse.Namespace) -> Options:
-    if ns.keepalive <= 0 or ns.give_up <= 0:
-        raise CommandError("--keepalive and --give-up must be positive")
     return Options(tpdu_size=65408, keepalive_interval=ns.keepalive,
                    idle_timeout=3 * ns.keepalive,
                    backoff=Backoff(first=0, give_up=ns.give_up))  # fmt: skip
