@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import signal
 import string
 import sys
@@ -18,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .commands import CommandError
+from .commands import CommandError, debugging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
@@ -206,7 +205,7 @@ def main(
         err.write("sessionlayer: interrupted\n")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
-        if os.environ.get("SESSIONLAYER_DEBUG"):
+        if debugging():
             raise
         err.write(f"sessionlayer {ns.command}: internal error: {type(exc).__name__}: {exc}"
                   " (SESSIONLAYER_DEBUG=1 shows the traceback; please report it)\n")  # fmt: skip

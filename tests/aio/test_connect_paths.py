@@ -6,6 +6,7 @@ of callbacks matters, over TCP otherwise."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -143,6 +144,30 @@ def test_a_bug_in_connection_made_is_logged_and_the_connection_dropped(
 
     run(main())
     assert any("internal error" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_a_responder_that_is_not_rfc_1006_gets_one_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An HTTP server (or a TLS one) answering the COTP CR: connect() says what came and
+    what it may mean, and nothing else is logged beside it."""
+
+    async def main() -> None:
+        async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(100)
+            writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            await reader.read(100)  # (until the client closes)
+            writer.close()
+
+        server = await asyncio.start_server(http, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            with pytest.raises(SessionAborted, match=r"not RFC 1006 / COTP \(transport "
+                               r"protocol error: TPKT version 72.*does it expect TLS"):
+                await sessionlayer.connect("127.0.0.1", port)
+
+    run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_a_responder_that_closes_on_the_cr_gets_a_clear_error() -> None:

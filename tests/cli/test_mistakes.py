@@ -8,9 +8,11 @@ import functools
 import http.server
 import io
 import json
+import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,10 @@ def test_why_a_connect_failed_is_words() -> None:
         "Connection refused"
     )
     assert unreachable(TimeoutError()) == "timed out"
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    assert unreachable(reset) == "Connection reset by peer"
+    assert "does the server use TLS" in unreachable(reset, tls=True)
+    assert "does the server use TLS" in unreachable(ConnectionResetError(), tls=True)
     several = OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 1, 0, 0)")
     assert unreachable(several).startswith("Multiple exceptions")  # (not "timed out")
 
@@ -78,6 +84,17 @@ def test_a_malformed_address_is_one_line(text: str) -> None:
         parse_address(text)
 
 
+@pytest.fixture
+def logger_kept() -> Iterator[None]:
+    """``serve`` sets the ``sessionlayer`` logger up (in this process: put back after)."""
+    logger = logging.getLogger("sessionlayer")
+    kept = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.propagate = kept[0], kept[2]
+    logger.setLevel(kept[1])
+
+
+@pytest.mark.usefixtures("logger_kept")
 def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) -> None:
     """A FIFO would hang the read (a TLS file, --auth) or the transfer; a directory fail
     obscurely: one line naming the option, exit status 1."""

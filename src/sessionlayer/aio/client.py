@@ -51,6 +51,9 @@ def new_session_id() -> bytes:
     return secrets.token_bytes(16)
 
 
+_PROTOCOL_ERROR = AbortReason.PROTOCOL_ERROR
+
+
 async def connect(
     host: str,
     port: int,
@@ -151,6 +154,13 @@ async def connect(
                 if fast and agent.rfc.tpdu_size is None:  # (no CC came) plain from now on
                     fast_connect.forget(host, port, secure)
                 if isinstance(exc, ConnectionError):
+                    failed = protocol.failure
+                    if isinstance(failed, SessionAborted) and failed.reason & _PROTOCOL_ERROR:
+                        why = str(failed).removeprefix("session aborted: ")
+                        raise SessionAborted(  # (an HTTP server, a TLS one, a broken stack)
+                            f"the responder's answer is not RFC 1006 / COTP ({why}): is it an"
+                            " OSI or sessionlayer server, does it expect TLS?", failed.reason,
+                        ) from None  # fmt: skip
                     raise SessionAborted(
                         "the responder closed the connection without answering the COTP CR"
                     ) from None

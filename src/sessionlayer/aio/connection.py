@@ -627,7 +627,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._session_over(SessionAborted("aborted by the peer", AbortReason.USER_ABORT,
                                      by_peer=True, user_data=event.user_data))  # fmt: skip
         elif isinstance(event, ev.ProviderAbortIndication):
-            if event.local:  # we found the error (or a limit, a timeout) and ended it
+            x = self._x
+            if event.local and (x is None or x.connecting is None):  # we found the error (or
+                # a limit, a timeout) and ended it; (a connect waiting for COTP CC is told)
                 what = "protocol error, aborted" if event.reason & AbortReason.PROTOCOL_ERROR else (
                     "aborted")  # fmt: skip
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)

@@ -31,6 +31,7 @@ from ..spdu.types import ConnectionId
 from . import fast_connect
 from .connection import Connection
 from .deadline import Deadline
+from .sockets import unreachable
 
 __all__ = ["Reconnector", "RESUME_CODE_PREFIX"]
 
@@ -99,7 +100,7 @@ class Reconnector:
                 except ResumeRefused:
                     raise
                 except (OSError, TimeoutError, SessionLayerError) as exc:
-                    last = f"{host}:{port}: {exc or type(exc).__name__}"
+                    last = f"{host}:{port}: {unreachable(exc, self.tls is not None)}"
                     log.debug("session %s: resume try %d failed: %s", conn.id, attempt, last)
                     if conn.transport is not None and not conn.is_closed:
                         conn.abort()

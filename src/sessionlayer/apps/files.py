@@ -820,7 +820,8 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
     except ssl.SSLError as exc:
         raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
-        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc)}") from None
+        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc, tls is not None)}"
+                            ) from None  # fmt: skip
 
 
 def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:

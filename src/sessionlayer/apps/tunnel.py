@@ -815,7 +815,8 @@ class TunnelClient:
             message = getattr(exc, "message", "") or str(exc)
             raise TunnelError(f"the server refused the tunnel: {message}") from None
         except (OSError, TimeoutError) as exc:
-            raise TunnelError(f"cannot reach {self.host}:{self.port}: {unreachable(exc)}") from None
+            raise TunnelError(f"cannot reach {self.host}:{self.port}:"
+                             f" {unreachable(exc, self.tls is not None)}") from None
         mux = _Mux(session, "client", window=self.window, max_streams=self.max_streams)
         mux.target_text = self.target
         self._muxes.add(mux)

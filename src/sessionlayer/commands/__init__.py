@@ -11,8 +11,8 @@ import argparse
 import math
 import os
 
-__all__ = ["CommandError", "DEFAULT_PORT", "finite", "keepalive_seconds", "parse_address",
-           "port_number", "positive_seconds", "readable_file"]
+__all__ = ["CommandError", "DEFAULT_PORT", "debugging", "finite", "keepalive_seconds",
+           "parse_address", "port_number", "positive_seconds", "readable_file", "url_host"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -21,6 +21,12 @@ DEFAULT_PORT = 10102
 
 class CommandError(Exception):
     """A user mistake or an outcome to report in one line (exit status 1)."""
+
+
+def debugging() -> bool:
+    """``SESSIONLAYER_DEBUG`` is set to something other than 0: a bug of ours shows its
+    traceback."""
+    return os.environ.get("SESSIONLAYER_DEBUG", "0").strip() not in ("", "0")
 
 
 def port_number(text: str) -> int:
@@ -76,6 +82,11 @@ def readable_file(path: str | os.PathLike[str], what: str) -> str:
     if not os.access(path, os.R_OK):
         raise CommandError(f"{what} {path}: not readable")
     return path
+
+
+def url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",

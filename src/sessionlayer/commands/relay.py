@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
 from ..rotation import RotatingFile, parse_size
-from . import DEFAULT_PORT, CommandError, parse_address, readable_file
+from . import DEFAULT_PORT, CommandError, debugging, parse_address, readable_file, url_host
 
 __all__ = ["add", "run"]
 
@@ -353,7 +353,7 @@ async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
         await relay.wait_closed()
         raise
     bound = runner.addresses[0]
-    err.write(f"sessionlayer relay: admin on http://{bound[0]}:{bound[1]}\n")
+    err.write(f"sessionlayer relay: admin on http://{url_host(bound[0])}:{bound[1]}\n")
     return runner
 
 
@@ -392,7 +392,7 @@ async def _write_status(relay: Any, path: Path) -> None:
         try:
             _status_now(relay, path)
         except Exception as exc:  # a bug of ours: said once, the relay goes on
-            if os.environ.get("SESSIONLAYER_DEBUG"):
+            if debugging():
                 traceback.print_exc()
             elif not said:
                 sys.stderr.write(f"sessionlayer relay: --status {path}: internal error: {exc!r}"

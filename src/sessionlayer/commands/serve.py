@@ -24,7 +24,14 @@ from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
-from . import CommandError, parse_address, port_number, positive_seconds, readable_file
+from . import (
+    CommandError,
+    parse_address,
+    port_number,
+    positive_seconds,
+    readable_file,
+    url_host,
+)
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
 
@@ -183,7 +190,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             await store.close()
             raise
         bound = admin.addresses[0]
-        out.write(f"sessionlayer serve: admin on http://{bound[0]}:{bound[1]}\n")
+        out.write(f"sessionlayer serve: admin on http://{url_host(bound[0])}:{bound[1]}\n")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # (before it says where: a stop may follow)
