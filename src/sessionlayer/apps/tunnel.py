@@ -52,7 +52,13 @@ from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
 from ..aio.sockets import unreachable
-from ..errors import CheckpointRestored, SessionAborted, SessionClosed, SessionLayerError
+from ..errors import (
+    CheckpointRestored,
+    ConnectRefused,
+    SessionAborted,
+    SessionClosed,
+    SessionLayerError,
+)
 from ..recovery import Interrupted, Resumed
 
 __all__ = [
@@ -811,9 +817,10 @@ class TunnelClient:
                 credentials=self.credentials, offers={"service": [SERVICE]},
                 options=self.options, addresses=self.addresses,
             )  # fmt: skip
-        except SessionLayerError as exc:
-            message = getattr(exc, "message", "") or str(exc)
-            raise TunnelError(f"the server refused the tunnel: {message}") from None
+        except ConnectRefused as exc:
+            raise TunnelError(f"the server refused the tunnel: {exc.message}") from None
+        except SessionLayerError as exc:  # (no session: the peer is not one of ours...)
+            raise TunnelError(f"no session with {self.host}:{self.port}: {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise TunnelError(f"cannot reach {self.host}:{self.port}:"
                              f" {unreachable(exc, self.tls is not None)}") from None
