@@ -22,6 +22,7 @@ from .errors import (
     ResyncCollisionLost,
     SessionLayerError,
     StoreUnavailable,
+    SyncPurged,
 )
 from .recovery import Backoff, Checkpoint, Interrupted, Resumed
 from .spdu.codes import ExceptionReason, FunctionalUnit, ResyncType, Token, TokenSetting
@@ -90,6 +91,7 @@ __all__ = [
     "RemoteError",
     "DecodeError",
     "ResyncCollisionLost",
+    "SyncPurged",
     "AbortReason",
     "RefuseReason",
     "ConnectRefused",

@@ -18,6 +18,7 @@ The whole hierarchy (this module imports nothing from the rest of the package)::
     +-- SessionClosed                 released in order: no more data will come
     +-- ReleaseRefused                the peer answered FN with NF (negotiated release)
     +-- ResyncCollisionLost           our resync lost a collision; the session goes on
+    +-- SyncPurged                    a resync or activity end purged our unconfirmed sync
     +-- CheckpointRestored            (recovery) the peer went back to a checkpoint: .serial
     +-- StoreUnavailable              a session store cannot answer: .store, .why
 
@@ -48,6 +49,7 @@ __all__ = [
     "SessionClosed",
     "ReleaseRefused",
     "ResyncCollisionLost",
+    "SyncPurged",
     "CheckpointRestored",
     "StoreUnavailable",
 ]
@@ -172,6 +174,13 @@ class ResyncCollisionLost(SessionLayerError):
         self.user_data = user_data
 
 
+class SyncPurged(SessionLayerError):
+    """Our synchronization point was never confirmed: a resynchronization (either side's),
+    or the interruption or discard of the activity, purged it first (X.215: the sync
+    points not yet confirmed are abandoned).  Raised by the ``sync()`` that set it; the
+    session goes on."""
+
+
 class ConnectRefused(SessionLayerError):
     """The responder refused the session (an RF SPDU).
 
@@ -217,14 +226,15 @@ class ResumeRefused(SessionAborted):
     (it waited for its client longer than allowed), ``token_invalid`` (forged or
     malformed), ``token_replayed`` (an older token of a resumed session), ``wrong_identity``
     (another identity presented it), ``retention_overflow`` (more was left unconfirmed than
-    the limit), ``no_store`` (the server holds no such session and has no store that
+    the limit), ``ended`` (the server ended it while its client was away: the message
+    says why), ``no_store`` (the server holds no such session and has no store that
     could), ``store_unavailable`` (the store did not answer), ``gave_up`` (no server could
     be reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
     """
 
     CODES = (
         "unknown", "expired", "token_invalid", "token_replayed", "wrong_identity",
-        "retention_overflow", "no_store", "store_unavailable", "gave_up", "refused",
+        "retention_overflow", "ended", "no_store", "store_unavailable", "gave_up", "refused",
     )  # fmt: skip
 
     def __init__(self, message: str, code: str = "refused") -> None:

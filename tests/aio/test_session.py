@@ -419,3 +419,75 @@ def test_data_for_a_cancelled_reader_is_kept() -> None:
                 assert await session.receive() == b"kept"
 
     run(main())
+
+
+def test_data_handed_to_a_reader_cancelled_before_it_ran_is_kept() -> None:
+    """The message reached the reader's future, then its task was cancelled before it
+    ran (a timeout, a TaskGroup): the message is not lost, the next receive() gets it."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                reader = asyncio.ensure_future(session.receive())
+                await asyncio.sleep(0)  # (it waits on the data future)
+                await session.send(b"kept")
+                async with asyncio.timeout(10):
+                    while session.messages_in == 0:  # (the echo has come: future resolved)
+                        await asyncio.sleep(0)
+                assert not reader.done()
+                reader.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reader
+                assert await asyncio.wait_for(session.receive(), 10) == b"kept"
+
+    run(main())
+
+
+def test_a_second_reader_at_once_is_an_error_not_a_hang() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                first = asyncio.ensure_future(session.receive())
+                await asyncio.sleep(0)
+                with pytest.raises(RuntimeError, match="another task is already waiting"):
+                    await session.receive()
+                with pytest.raises(RuntimeError):
+                    await anext(aiter(session))
+                await session.send(b"to the first")
+                assert await asyncio.wait_for(first, 10) == b"to the first"
+
+    run(main())
+
+
+def test_a_resync_ends_the_syncs_it_purged() -> None:
+    """A sync() whose point a resynchronization purged raises SyncPurged (it waited for
+    ever, and the next sync() got its confirm); later ones get their own."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                purged = asyncio.ensure_future(session.sync())
+                await asyncio.sleep(0)  # (the MIP is out)
+                serial = await asyncio.wait_for(session.resync(), 10)
+                with pytest.raises(sessionlayer.SyncPurged):
+                    await asyncio.wait_for(purged, 10)
+                assert await asyncio.wait_for(session.sync(), 10) == serial
+                assert await asyncio.wait_for(session.sync(), 10) == serial + 1
+
+    run(main())
+
+
+def test_abort_with_user_data_it_cannot_send_raises_and_aborts_nothing() -> None:
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            for bad in ("text", 5, b"x" * 100_000):
+                with pytest.raises(sessionlayer.LocalError):
+                    session.abort(bad)  # type: ignore[arg-type]
+            assert not session.closed
+            await session.send(b"still open")
+            assert await asyncio.wait_for(session.receive(), 10) == b"still open"
+            session.abort(b"bye")
+            assert session.closed
+
+    run(main())

@@ -27,7 +27,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
-from ..errors import AbortReason, DecodeError, LocalError, TokenError
+from ..errors import (
+    AbortReason,
+    DecodeError,
+    EncodeError,
+    LocalError,
+    ParameterError,
+    TokenError,
+)
 from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..machine.rare import Rarely
@@ -624,6 +631,8 @@ class SessionAgent:
         if not self.machine.is_closed:
             try:
                 self.machine.abort(user_data=user_data, now=now)
+            except (ParameterError, EncodeError):
+                raise  # (the caller's user data: said, nothing done)
             except LocalError:
                 self.aborting = True
 

@@ -36,6 +36,7 @@ from ..errors import (
     SessionClosed,
     SessionLayerError,
     StateError,
+    SyncPurged,
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
@@ -81,6 +82,11 @@ _CHECKPOINTS = (ev.MajorSyncIndication, ev.MajorSyncConfirm)
 _ACTIVITY_ENDS = (ev.ActivityEndIndication, ev.ActivityEndConfirm, ev.ActivityDiscardIndication,
                   ev.ActivityDiscardConfirm, ev.ActivityInterruptIndication,
                   ev.ActivityInterruptConfirm)  # fmt: skip
+#: The events that abandon the sync points not yet confirmed (X.215), and those confirms.
+_PURGING = (ev.ResyncConfirm, ev.ResyncIndication, ev.ActivityDiscardIndication,
+            ev.ActivityDiscardConfirm, ev.ActivityInterruptIndication,
+            ev.ActivityInterruptConfirm)  # fmt: skip
+_SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm)
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 
@@ -653,8 +659,23 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     self._link().checkpoint = checkpoint
                     if isinstance(event, ev.MajorSyncConfirm) and self._ep.on_checkpoint:
                         _spawn(self._ep.loop, self._ep.on_checkpoint(self, checkpoint))
+            if isinstance(event, _PURGING):
+                self._purge_syncs()
             if not self._resolve(event):
                 self._put_event(event)
+
+    def _purge_syncs(self) -> None:
+        """A resynchronization or an activity's interruption or discard abandoned the sync
+        points not yet confirmed (X.215): the ``sync()`` calls waiting for them end."""
+        waiters = self._x.waiters if self._x is not None else None
+        for kind in _SYNC_CONFIRMS:
+            queue = waiters.get(kind) if waiters else None
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_exception(SyncPurged(
+                        "the synchronization point was purged before it was confirmed (a"
+                        " resynchronization, or the activity interrupted or discarded)"))
 
     def note_activity(self, user_data: bytes | None) -> None:
         """(Recovery) This side started or resumed an activity with ``user_data``: kept, to
@@ -766,6 +787,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._data_waiter = None
         return None if waiter.done() else waiter  # (done: its task was cancelled)
 
+    def put_back(self, item: bytes) -> None:
+        """An S-DATA indication handed to a reader that was cancelled before it took it:
+        first in line again."""
+        if self.inbox is _NO_DATA:
+            self.inbox = collections.deque()
+        self.inbox.appendleft(item)
+        self._buffered += len(item)
+
     def pop_data(self) -> bytes:
         """The oldest S-DATA indication held (``inbox`` must not be empty)."""
         item = self.inbox.popleft()
@@ -781,6 +810,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             raise copy_to_raise(self._failure)
         if self._flags & _RELEASED:
             raise StopAsyncIteration
+        if self._data_waiter is not None and not self._data_waiter.done():
+            raise RuntimeError("receive() called while another task is already waiting for"
+                               " this session's data")  # fmt: skip
         if self._wrote:  # (nothing is held unless something was written since)
             if self._held is None:
                 self._wrote = False  # (flush_out, inline)

@@ -18,7 +18,6 @@ from typing import Any
 
 from ..agent import Hello, Options, Rejection, SessionAgent, Welcome, negotiate
 from ..errors import (
-    AbortReason,
     DecodeError,
     Refuse,
     RefuseReason,
@@ -139,6 +138,10 @@ class Server:
         #: Resumable sessions' connections by id; the detached ones, oldest first.
         self._links: dict[str, Connection] = {}
         self._detached: OrderedDict[str, Connection] = OrderedDict()  # oldest first
+        # Resumable sessions that ended here, newest last: (why, the ResumeRefused code,
+        # token generation, identity), so that a client that missed the end (its AB lost
+        # with a reset) is told why instead of "unknown"; at most _OVER_KEPT.
+        self._over: OrderedDict[str, tuple[str, str, int, str]] = OrderedDict()
         self._expiry: asyncio.TimerHandle | None = None  # the oldest detached session's end
         self._recovery = options.resume and bool(int(config.functional_units) & _SS)
         # What every connection of this server shares (made on the loop, in listen()).
@@ -517,7 +520,7 @@ class Server:
             f"the client did not resume the session within {timeout:g} s" if timeout is not None
             else f"more than {self.max_detached} sessions were waiting to be resumed"
         )  # fmt: skip
-        protocol.end(SessionAborted(why, AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON))
+        protocol.end(ResumeRefused(why, "expired"))  # (a SessionAborted, as any end of it)
 
     async def _resume(self, protocol: Connection, event: ev.ConnectIndication,
                       hello: Hello) -> None:  # fmt: skip
@@ -580,6 +583,12 @@ class Server:
         if old is not None and not old.closed:
             self._resume_checked_live(old, protocol, event, hello)
             return
+        over = self._over.get(sid)
+        if over is not None:  # (the token is checked first: nothing said to a stranger)
+            why, code, generation, identity = over
+            verify(self._secret, token, generation=generation, identity=identity,
+                   presenter=presenter, previous=True)  # fmt: skip
+            raise ResumeRefused(f"session {sid} is over: {why}", code)
         if self.store is None:
             raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
                                 "no_store")  # fmt: skip
@@ -774,12 +783,24 @@ class Server:
         finally:
             self._ended(session)
 
+    def _keep_over(self, sid: str, conn: Connection) -> None:
+        link = conn.link
+        if link is None or self._detaching:  # (a stop that leaves it to another node)
+            return
+        failure = conn.failure
+        why = str(failure) if failure is not None else "it was released"
+        code = failure.code if isinstance(failure, ResumeRefused) else "ended"
+        self._over[sid] = (why, code, link.generation, link.identity)
+        while len(self._over) > _OVER_KEPT:
+            self._over.popitem(last=False)
+
     def _ended(self, session: Session) -> None:
         sid = session.id
         if self._live.get(sid) is session:
             self._live.pop(sid, None)
-            if self._links.pop(sid, None) is not None:
+            if (link := self._links.pop(sid, None)) is not None:
                 self._detached.pop(sid, None)
+                self._keep_over(sid, link)
                 if self.store is not None and self._detaching:  # resumed elsewhere, later
                     expires = time.time() + self.options.resume_timeout
                     self._store_write("update", sid, expires_at=expires)
@@ -788,6 +809,9 @@ class Server:
         session.abort()
         self.stats.session_ended(session.info())
 
+
+#: How many ended resumable sessions a server remembers the end of (for a late resume).
+_OVER_KEPT = 1024
 
 _EMPTY_CONTEXT = contextvars.Context()
 _SS = int(FunctionalUnit.SYMMETRIC_SYNC)

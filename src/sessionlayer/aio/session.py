@@ -258,9 +258,17 @@ class Session:
         if conn.inbox:
             return conn.pop_data()
         try:
-            return await conn.data_waiter()
+            waiter = conn.data_waiter()
         except StopAsyncIteration:
             raise SessionClosed("the session was released") from None
+        try:
+            return await waiter
+        except StopAsyncIteration:
+            raise SessionClosed("the session was released") from None
+        except asyncio.CancelledError:  # (cancelled after the message came, before it was
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                conn.put_back(waiter.result())  # taken: the next reader gets it)
+            raise
 
     def __aiter__(self) -> Session:
         return self
