@@ -39,7 +39,7 @@ SERVER_OPTIONS = sessionlayer.Options(keepalive_interval=None, idle_timeout=None
 
 class FakeTransport(asyncio.Transport):
     """Keeps what is written (``out``); ``answer`` (if any) is fed to ``protocol`` once, on
-    the loop's next turn after the first write.  Closing it is only noted.  (The tests'
+    the loop's next turn after the first write.  Closing it calls ``connection_lost``.  (The tests'
     transport too: tests/aio/test_connect_paths.py.)"""
 
     def __init__(self, protocol: Any = None, answer: bytes = b"",
@@ -68,9 +68,15 @@ class FakeTransport(asyncio.Transport):
         return self.closing
 
     def close(self) -> None:
-        self.closing = True
+        self._closed()
 
     def abort(self) -> None:
+        self._closed()
+
+    def _closed(self) -> None:
+        """As a real transport does: connection_lost on the loop's next turn, once."""
+        if not self.closing and self.protocol is not None:
+            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
         self.closing = True
 
     def pause_reading(self) -> None:
@@ -143,7 +149,7 @@ async def server_side(n: int, sent: bytes, servers: list[Any]) -> Callable[[], A
     async def run() -> None:
         for i in range(n):
             protocol = server._protocol()  # (bench only: a protocol as the loop makes one)
-            protocol.connection_made(FakeTransport())
+            protocol.connection_made(FakeTransport(protocol))
             feed(protocol, sent)
             kept.append(protocol)
             if i % 64 == 63:

@@ -491,3 +491,108 @@ def test_abort_with_user_data_it_cannot_send_raises_and_aborts_nothing() -> None
             assert session.closed
 
     run(main())
+
+
+def test_arguments_of_the_wrong_kind_are_refused_before_any_socket() -> None:
+    """A TypeError (ValueError for a port) at the call: nothing opened, nothing left to
+    leak, the server sees no connection."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            port = server.port
+            for kwargs in ({"offers": ["a"]}, {"offers": {"codec": "json"}},
+                           {"credentials": "abc"}, {"options": {}}, {"config": {}},
+                           {"data": "hello"}, {"calling_tsel": "01"}):  # fmt: skip
+                with pytest.raises(TypeError):
+                    await sessionlayer.connect("127.0.0.1", port, **kwargs)
+            for bad_port in (-1, 0, 70000, "102"):
+                with pytest.raises(ValueError, match="port"):
+                    await sessionlayer.connect("127.0.0.1", bad_port)  # type: ignore[arg-type]
+            assert server.handshakes == 0 and server.stats.accepted == 0
+            for bad in ({"handler": None}, {"handler": "h"}, {"max_handshakes": 0},
+                        {"max_sessions": -1}, {"options": {}}):  # fmt: skip
+                args = {"handler": echo, **bad}
+                with pytest.raises((TypeError, ValueError)):
+                    await sessionlayer.serve(args.pop("handler"), **args)
+            session = await sessionlayer.connect("127.0.0.1", port)
+            for message in (5, "text", [1, 2]):
+                with pytest.raises(TypeError, match="a message is bytes"):
+                    await session.send(message)  # type: ignore[arg-type]
+            await session.send(bytearray(b"ok"))
+            assert await asyncio.wait_for(session.receive(), 10) == b"ok"
+            await session.release()
+
+    run(main())
+
+
+def test_a_handler_that_is_not_async_ends_its_session_with_an_abort() -> None:
+    def not_async(session: sessionlayer.Session) -> None:
+        pass
+
+    async def main() -> None:
+        async with await sessionlayer.serve(not_async) as server:  # type: ignore[arg-type]
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            with pytest.raises(SessionAborted, match="aborted by the peer"):
+                await asyncio.wait_for(session.receive(), 10)
+            assert server.stats.ended == {"aborted": 1} and server.sessions == []
+
+    run(main())
+
+
+@pytest.mark.parametrize("answer", ["raises", "a str", "too long"])
+def test_a_callback_that_fails_ends_its_session_with_an_abort(answer: str) -> None:
+    """``on_release`` that raises or answers what cannot be sent: an AB (the peer is told
+    the session was aborted, not that TCP vanished) and the reason on this side."""
+    ended: list[BaseException] = []
+
+    def on_release(event: Any) -> Any:
+        if answer == "raises":
+            raise ValueError("the application's mistake")
+        return "yes" if answer == "a str" else b"x" * 70_000
+
+    async def handler(session: sessionlayer.Session) -> None:
+        session.on_release = on_release
+        try:
+            async for _ in session:
+                pass
+        except SessionAborted as exc:
+            ended.append(exc)
+
+    async def main() -> None:
+        async with await sessionlayer.serve(handler) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            with pytest.raises(SessionAborted, match="aborted by the peer"):
+                await asyncio.wait_for(session.release(), 10)
+        assert ended and "on_release failed" in str(ended[0])
+
+    run(main())
+
+
+def test_close_ends_connections_in_handshake_and_waits_for_them() -> None:
+    async def main() -> None:
+        server = await sessionlayer.serve(echo)
+        port = server.port
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # (no CR)
+        async with asyncio.timeout(10):
+            while server.handshakes == 0:
+                await asyncio.sleep(0)
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # dropped
+        assert server.port == port  # (still known once closed)
+        writer.close()
+        await writer.wait_closed()
+
+    run(main())
+
+
+def test_tls_toward_a_plain_server_says_so(tls_pair: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    _, client_ctx = tls_pair
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            with pytest.raises(ConnectionResetError, match="does the server use TLS"):
+                await sessionlayer.connect("127.0.0.1", server.port, tls=client_ctx,
+                                           server_hostname="localhost")  # fmt: skip
+
+    run(main())

@@ -697,8 +697,11 @@ class SessionAgent:
         elif isinstance(event, ev.ResyncIndication):
             machine.resync_response()
         elif isinstance(event, ev.CapabilityDataIndication):
-            reply = self.on_capability_data(event) if self.on_capability_data else None
-            machine.capability_data_response(user_data=reply)
+            try:
+                reply = self.on_capability_data(event) if self.on_capability_data else None
+                machine.capability_data_response(user_data=reply)
+            except Exception as exc:  # (it raised, or gave what cannot be sent)
+                self._callback_failed("on_capability_data", exc)
 
     def _release(self, event: ev.ReleaseIndication) -> None:
         """S-RELEASE indication: DN, or NF when ``on_release`` says no (negotiated release
@@ -707,7 +710,14 @@ class SessionAgent:
         machine = self.machine
         answer = None
         if self.on_release is not None and not self.released:
-            answer = self.on_release(event)
+            try:
+                answer = self.on_release(event)
+                if not isinstance(answer, bool | bytes | bytearray | None):
+                    raise TypeError(f"it returned a {type(answer).__name__} (True, False,"
+                                    " bytes or None are answers)")  # fmt: skip
+            except Exception as exc:
+                self._callback_failed("on_release", exc)
+                return
         if answer is False and not self.released:
             try:
                 machine.release_response(accept=False, now=self._now)
@@ -715,8 +725,18 @@ class SessionAgent:
             except LocalError as exc:
                 self._warn(f"cannot refuse this release ({exc})")
         data = bytes(answer) if isinstance(answer, bytes | bytearray) else None
-        machine.release_response(accept=True, user_data=data, now=self._now)
+        try:
+            machine.release_response(accept=True, user_data=data, now=self._now)
+        except (ParameterError, EncodeError) as exc:  # (its user data)
+            self._callback_failed("on_release", exc)
+            return
         self.released = True
+
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        """The application's callback raised, or gave what cannot be sent: its session
+        ends (AB, a user abort), and the binding says why."""
+        self.fail(f"{name} failed: {exc!r}", AbortReason.TRANSPORT_RELEASED
+                  | AbortReason.USER_ABORT, reflect=b"")  # fmt: skip
 
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..agent import Hello, Options, Rejection, SessionAgent, Welcome
 from ..agent.hello import is_rejection
@@ -52,6 +54,30 @@ def new_session_id() -> bytes:
 
 
 _PROTOCOL_ERROR = AbortReason.PROTOCOL_ERROR
+_OCTETS = (bytes, bytearray, memoryview)
+
+
+def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credentials: Any,
+                     data: Any, user_data: Any, *tsels: Any) -> None:  # fmt: skip
+    """connect()'s arguments of the wrong kind, said before anything is opened (TypeError,
+    ValueError for a port out of range)."""
+    if type(port) is not int or not 0 < port < 65536:
+        raise ValueError(f"port must be 1..65535, not {port!r}")
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be an Options, not {type(options).__name__}")
+    if config is not None and not isinstance(config, SessionConfig):
+        raise TypeError(f"config must be a SessionConfig, not {type(config).__name__}")
+    if offers is not None and not (isinstance(offers, Mapping) and all(
+            isinstance(k, str) and not isinstance(v, str | bytes) and isinstance(v, Sequence)
+            and all(isinstance(x, str) for x in v) for k, v in offers.items())):  # fmt: skip
+        raise TypeError("offers must map each parameter name to a list of strings")
+    if credentials is not None and not (isinstance(credentials, Mapping) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in credentials.items())):
+        raise TypeError("credentials must map names to strings")
+    for name, value in (("data", data), ("user_data", user_data), ("calling_tsel", tsels[0]),
+                        ("called_tsel", tsels[1])):  # fmt: skip
+        if value is not None and not isinstance(value, _OCTETS):
+            raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
 
 
 async def connect(
@@ -100,6 +126,8 @@ async def connect(
             f"credentials would cross the network to {host} in clear text: pass tls=..."
             " (or insecure_credentials=True)"
         )
+    _check_arguments(port, options, config, offers, credentials, data, user_data,
+                     calling_tsel, called_tsel)  # fmt: skip
     if options is None:
         options = _OPTIONS
     recovery = options.resume and user_data is None
@@ -108,6 +136,14 @@ async def connect(
         # adds symmetric synchronize (a configuration given is taken as it is).
         config = RESUMABLE_CONFIG if recovery else _CONFIG
     recovery = recovery and config.functional_units & FunctionalUnit.SYMMETRIC_SYNC != 0
+    hello = None  # (made before any socket: a mistake in it leaves nothing open)
+    if user_data is None:
+        hello = Hello(
+            offers={k: list(v) for k, v in (offers or {}).items()},
+            credentials=dict(credentials) if credentials is not None else None,
+            data=data,
+            recovery=recovery,
+        )
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)
     secure = tls is not None
@@ -133,16 +169,12 @@ async def connect(
             )
         except BaseException as exc:
             deadline.ended(exc)  # TimeoutError, if the time ran out
+            if tls is not None and type(exc) in (ConnectionResetError, ConnectionAbortedError):
+                raise ConnectionResetError(errno.ECONNRESET, "the connection was closed in"
+                                           " the TLS handshake (does the server use TLS?)"
+                                           ) from exc  # fmt: skip
             raise
         deadline.ended(None)
-        hello = None
-        if user_data is None:
-            hello = Hello(
-                offers={k: list(v) for k, v in (offers or {}).items()},
-                credentials=dict(credentials) if credentials is not None else None,
-                data=data,
-                recovery=recovery,
-            )
         session = Session(protocol, sid.hex())
         try:
             cid = ConnectionId(common_ref=sid)

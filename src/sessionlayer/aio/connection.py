@@ -1543,7 +1543,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._flags &= ~_HANDSHAKE
             callback = self._ep.on_handshake_over
             if callback is not None:
-                callback()
+                callback(self)
 
     def start_liveness(self, *, flush: bool = False) -> None:
         """The session is open: the timer is re-armed for what the peers agreed (keepalive

@@ -54,7 +54,7 @@ class Endpoint:
         options: Options,
         *,
         on_connect_indication: Callable[[Any, ev.ConnectIndication], None] | None = None,
-        on_handshake_over: Callable[[], None] | None = None,
+        on_handshake_over: Callable[[Any], None] | None = None,
         tsaps: tuple[bytes | None, bytes | None] = (None, None),
         tap: Callable[[str, bytes], None] | None = None,
         tls: bool = False,

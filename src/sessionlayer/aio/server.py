@@ -116,6 +116,9 @@ class Server:
         #: A full queue of waiting connections looks for peers gone at most this often (s).
         self.sweep_interval = 1.0
         self._waiting: collections.deque[Connection] = collections.deque()
+        self._handshaking: set[Connection] = set()  # (holding a slot)
+        #: (close()) What wait_closed() waits for: their TCP connections gone.
+        self._stopping: list[Connection | Session] = []
         self._server: asyncio.Server | None = None
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,6 +149,7 @@ class Server:
         self._recovery = options.resume and bool(int(config.functional_units) & _SS)
         # What every connection of this server shares (made on the loop, in listen()).
         self._endpoint: Endpoint | None = None
+        self._port = 0
 
     # ------------------------------------------------------------ public
 
@@ -171,11 +175,12 @@ class Server:
         self._server = await loop.create_server(self._protocol, host, port, ssl=tls,
                                                 backlog=backlog,
                                                 ssl_handshake_timeout=tls_limit)  # fmt: skip
+        self._port = int(self._server.sockets[0].getsockname()[1])
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port it listens on (or listened on, once closed)."""
+        return self._port
 
     @property
     def sessions(self) -> list[SessionInfo]:
@@ -194,6 +199,9 @@ class Server:
             if queued.waiting:
                 queued.abort()
         self._waiting.clear()
+        for handshaking in list(self._handshaking):  # (not sessions yet: dropped)
+            handshaking.abort()
+        self._stopping = [*self._handshaking, *self._live.values()]
         self._detaching = detach and self.store is not None
         for sid, session in list(self._live.items()):
             link = self._links.get(sid)
@@ -212,6 +220,9 @@ class Server:
         while self._tasks or self._handlers or self._writes:
             await asyncio.gather(*self._tasks, *self._handlers, *self._writes,
                                  return_exceptions=True)  # fmt: skip
+        stopping, self._stopping = self._stopping, []
+        for each in stopping:  # (an AB's TIM bounds each)
+            await each.wait_closed()
 
     async def __aenter__(self) -> Server:
         return self
@@ -235,6 +246,7 @@ class Server:
             return
         if self.handshakes < self.max_handshakes:
             self.handshakes += 1
+            self._handshaking.add(protocol)  # (close() ends it)
             protocol.take_slot()
             return
         now = time.monotonic()
@@ -253,8 +265,9 @@ class Server:
         waiting.append(protocol)
         self.queued += 1
 
-    def _handshake_over(self) -> None:
+    def _handshake_over(self, protocol: Connection) -> None:
         self.handshakes -= 1
+        self._handshaking.discard(protocol)
         waiting = self._waiting
         while waiting and self.handshakes < self.max_handshakes:
             protocol = waiting.popleft()
@@ -751,11 +764,19 @@ class Server:
 
         No wrapper coroutine: an idle session holds only the handler's own frames.
         """
-        running = self._handler(session)
-        if inspect.iscoroutine(running):  # named after the session: its id, not a new "Task-N"
-            task = asyncio.get_running_loop().create_task(running, name=session.id)
-        else:
-            task = asyncio.ensure_future(running)
+        try:
+            running = self._handler(session)
+            if inspect.iscoroutine(running):  # named after the session: its id, not "Task-N"
+                task = asyncio.get_running_loop().create_task(running, name=session.id)
+            else:
+                task = asyncio.ensure_future(running)
+        except Exception as exc:  # (raised at once, or not awaitable: not an async def?)
+            session.log.error("handler of session %s failed to start (an async function of"
+                              " the session is expected); aborting it", session.id,
+                              exc_info=exc)  # fmt: skip
+            session.abort()
+            self._ended(session)
+            return
         self._handlers[task] = session
         # One bound method and one empty context for every handler: nothing per session.
         task.add_done_callback(self._on_handler_done, context=_EMPTY_CONTEXT)
@@ -893,6 +914,16 @@ async def serve(
     restarted server, or another node sharing the store, resumes them from their last
     checkpoint; ``node`` names this server in it.
     """
+    if not callable(handler):
+        raise TypeError(f"handler must be an async function of the session, not {handler!r}")
+    for name, value in (("max_sessions", max_sessions), ("max_handshakes", max_handshakes),
+                        ("max_detached", max_detached), ("max_waiting", max_waiting)):  # fmt: skip
+        if value is not None and (type(value) is not int or value < 1):
+            raise ValueError(f"{name} must be 1 or more, not {value!r}")
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be an Options, not {type(options).__name__}")
+    if config is not None and not isinstance(config, SessionConfig):
+        raise TypeError(f"config must be a SessionConfig, not {type(config).__name__}")
     options = options or Options()
     if config is None:  # (see connect(): a resumable session's default adds symmetric sync)
         config = RESUMABLE_CONFIG if options.resume else SessionConfig()

@@ -238,10 +238,10 @@ class Session:
         conn = self._conn
         if conn.plain:  # (only while the session is open: see Connection.flush)
             # Fast path: GT+DT framed by the connection (see sessionlayer.transport.fastpath).
-            conn.write_data(data if type(data) is bytes else bytes(data))
+            conn.write_data(data if type(data) is bytes else _octets(data))
         else:
             conn.check_rollback()
-            await conn.send_general(bytes(data))
+            await conn.send_general(data if type(data) is bytes else _octets(data))
         conn.messages_out += 1
         if conn.write_paused:
             await conn.drain()
@@ -301,7 +301,7 @@ class Session:
         keeps it until the peer confirmed it, as :meth:`send` does (in the same order: while
         the connection is down it waits for the resume in the journal)."""
         conn = self._conn
-        conn.send_typed(bytes(data))
+        conn.send_typed(data if type(data) is bytes else _octets(data))
         if conn.write_paused:
             await conn.drain()
         if conn.journal is not None and conn.journal.full:
@@ -544,6 +544,15 @@ class Session:
             await self.release()
         else:
             self.abort()
+
+
+def _octets(data: Any) -> bytes:
+    """A message that is not ``bytes``: a copy of a bytes-like one (``bytes(5)`` would be
+    five zero octets: an int is refused, as is a str)."""
+    if not isinstance(data, bytearray | memoryview):
+        raise TypeError(f"a message is bytes (or bytearray, memoryview), not"
+                        f" {type(data).__name__}")  # fmt: skip
+    return bytes(data)
 
 
 def _activity(machine: SessionMachine) -> str | None:
