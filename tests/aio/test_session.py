@@ -596,3 +596,24 @@ def test_tls_toward_a_plain_server_says_so(tls_pair: tuple[ssl.SSLContext, ssl.S
                                            server_hostname="localhost")  # fmt: skip
 
     run(main())
+
+
+def test_a_resync_that_crosses_the_peers_major_sync_ack_goes_through() -> None:
+    """sync(major=True), then resync() at once: the peer answered the MAP first (its MAA,
+    and PR-MAA, cross our RS): it takes the restart to the V(R) of before, this side
+    discards the MAA and its PREPARE; the major sync raises SyncPurged and the session
+    goes on (both sides aborted each other for a protocol error)."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo) as server:
+            async with await sessionlayer.connect("127.0.0.1", server.port) as session:
+                major = asyncio.ensure_future(session.sync(major=True))
+                await asyncio.sleep(0)  # (the MAP is out)
+                serial = await asyncio.wait_for(session.resync(), 10)
+                with pytest.raises(sessionlayer.SyncPurged):
+                    await asyncio.wait_for(major, 10)
+                await session.send(b"after")
+                assert await asyncio.wait_for(session.receive(), 10) == b"after"
+                assert await asyncio.wait_for(session.sync(major=True), 10) == serial
+
+    run(main())

@@ -303,6 +303,26 @@ def test_typed_data_that_crossed_a_major_sync_is_delivered() -> None:
     assert p.pump()["init"] == [MajorSyncConfirm(1, None)]
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_a_resync_restart_that_crossed_the_peers_major_sync_ack(symmetric: bool) -> None:
+    """The responder answered the MAP (V(R) moved on) while the initiator's RS restart to
+    the V(R) of before was on its way: the responder takes it, the initiator discards the
+    MAA, and both end at the restart point."""
+    fu = FU.DUPLEX | FU.MAJOR_SYNC | FU.MINOR_SYNC | FU.RESYNC
+    p = pair(functional_units=fu | FU.SYMMETRIC_SYNC if symmetric else fu, initial_serial=1)
+    p.init.major_sync(b"M")
+    old = p.init.vr
+    assert isinstance(p.pump()["resp"][0], MajorSyncIndication)
+    p.resp.major_sync_response()  # the MAA is out ...
+    p.init.resync(ResyncType.RESTART, serial=old)  # ... and so is the RS, crossing it
+    got = p.pump()
+    assert [type(e) for e in got["resp"]] == [ResyncIndication]
+    p.resp.resync_response()
+    (confirm,) = p.pump()["init"]
+    assert isinstance(confirm, ResyncConfirm) and confirm.serial == old
+    assert p.init.state == p.resp.state == "STA713" and p.init.vm == p.resp.vm == old
+
+
 @pytest.mark.parametrize("kind", list(ResyncType))
 def test_resync_types(kind: ResyncType) -> None:
     p = pair(functional_units=FU.HALF_DUPLEX | FU.MINOR_SYNC | FU.RESYNC, initial_serial=5)

@@ -110,7 +110,7 @@ class _Rare:
     """The machine's fields few sessions use (an idle server session has none)."""
 
     __slots__ = (
-        "activity_id", "adi", "ado", "assembler", "collision", "end_pending",
+        "activity_id", "adi", "ado", "assembler", "collision", "crossed", "end_pending",
         "kept_fn", "overflow_in", "overflow_rest", "overflow_size", "resync",
         "second_initial_serial", "tsdu_recv", "tsdu_send", "vact",
     )  # fmt: skip
@@ -131,6 +131,7 @@ class _Rare:
         self.overflow_size: int = 0
         self.tsdu_send: int = 0
         self.tsdu_recv: int = 0
+        self.crossed: tuple[int, int] | None = None
 
 
 class _Core:
@@ -239,6 +240,9 @@ class _Core:
     _overflow_size: Rarely[int] = Rarely(0)
     _tsdu_send: Rarely[int] = Rarely(0)
     _tsdu_recv: Rarely[int] = Rarely(0)
+    #: (V(R), V(Rr)) before the MAA we sent last: a resync restart that crossed it
+    #: may go back to them (see _p_rs_ok).
+    _crossed: Rarely[tuple[int, int] | None] = Rarely(None)
 
     # ------------------------------------------------------------ output queues
 

@@ -143,14 +143,20 @@ class _Sync(_Core):
         spdu = ctx.spdu
         if spdu.resync_type not in (0, 1, 2):
             return False
+        # A restart sent before our last MAA reached the peer (it crossed: a resync takes
+        # precedence over a major sync, 7.24) names the V(R) of before it.
+        vr, vrr = self._vr, self._vrr
+        crossed = self._crossed
+        if crossed is not None:
+            vr, vrr = min(vr, crossed[0]), min(vrr, crossed[1])
         if not self._ss:
-            return _restart_ok(spdu.resync_type, spdu.serial_number, self._vm, self._vr)
+            return _restart_ok(spdu.resync_type, spdu.serial_number, self._vm, vr)
         second = spdu.resync_type if spdu.second_resync_type is None else spdu.second_resync_type
         if second not in (0, 1, 2) or (spdu.second_serial_number is None and second != ABANDON):
             return False
-        if not _restart_ok(spdu.resync_type, spdu.serial_number, self._vmr, self._vrr):
+        if not _restart_ok(spdu.resync_type, spdu.serial_number, self._vmr, vrr):
             return False
-        return _restart_ok(second, spdu.second_serial_number, self._vm, self._vr)
+        return _restart_ok(second, spdu.second_serial_number, self._vm, vr)
 
     def _p_rs_wins(self, ctx: Ctx) -> bool:
         """Collision: does the peer's RS beat ours? (X.225 7.24, see docs/machine.md)."""
@@ -260,6 +266,7 @@ class _Sync(_Core):
         return serial
 
     def _a_map_ind(self, ctx: Ctx) -> None:
+        self._crossed = None  # (the peer went on from our MAA)
         serial = self._major_point_received()
         self._events.append(ev.MajorSyncIndication(serial, ctx.spdu.user_data))
 
@@ -270,6 +277,7 @@ class _Sync(_Core):
             self._var = self._vrr = self._vmr
 
     def _a_maa_sent(self, ctx: Ctx) -> None:
+        self._crossed = (self._vr, self._vrr)  # (until the peer's next major point or RS)
         self._major_acked()
 
     def _a_maa_cnf(self, ctx: Ctx) -> None:
@@ -329,6 +337,7 @@ class _Sync(_Core):
         )
 
     def _a_rs_ind(self, ctx: Ctx) -> None:
+        self._crossed = None
         spdu = ctx.spdu
         resync = self._incoming_resync(spdu)
         # 7.24: the peer's RS beat our own; our request will get no RA.

@@ -407,6 +407,9 @@ _PREPARE: list[_R] = [
     ("STA04A", "PR", "pr_maa", "", "STA15A", "STA04A; 7.26"),
     ("STA04B", "PR", "pr_maa", "", "STA15A", "STA04B; 7.26"),
     ("STA05A", "PR", "pr_ra", "", "STA15C", "STA05A; 7.26"),
+    # Our RS crossed the peer's MAA (it answered our MAP first): the MAA is discarded in
+    # STA05A, and so is its PREPARE (the resync takes precedence, 7.24).
+    ("STA05A", "PR", "pr_maa", "discard", SAME, "STA05A; 7.26 (a PR-MAA that crossed our RS)"),
     # Resynchronize collision (7.24) over a transport expedited flow: the peer's PR-RS ahead
     # of its RS changes nothing here; its RS, next, meets the collision rules of STA05A.
     ("STA05A", "PR", "pr_rs", "", SAME, "STA05A; 7.26 (resync collision)"),
