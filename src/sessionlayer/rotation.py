@@ -17,17 +17,23 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO
 
-__all__ = ["RotatingFile", "parse_size"]
+__all__ = ["MIN_SIZE", "RotatingFile", "parse_size"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+#: The smallest rotation size (a smaller one would rotate on every record or so).
+MIN_SIZE = 4 << 10
 
 
 def parse_size(text: str) -> int:
-    """``"4096"``, ``"64k"``, ``"100M"``, ``"1g"``: octets (ValueError if not one)."""
+    """``"4096"``, ``"64k"``, ``"100M"``, ``"1g"``: octets, at least :data:`MIN_SIZE`
+    (ValueError if not one)."""
     found = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", text)
-    if found is None or int(found[1]) == 0:
+    if found is None or not found[1].isascii():
         raise ValueError(f"not a size: {text!r} (octets, or with k, M or G)")
-    return int(found[1]) * _UNITS[found[2].lower()]
+    size = int(found[1]) * _UNITS[found[2].lower()]
+    if size < MIN_SIZE:
+        raise ValueError(f"not a size: {text!r} (at least {MIN_SIZE >> 10}k)")
+    return size
 
 
 class RotatingFile:
@@ -45,6 +51,7 @@ class RotatingFile:
         self.on_new: Callable[[], None] | None = None  # (called with the new file open)
         self._file: BinaryIO | None = None
         self.size = 0
+        self.preamble = 0  # what ``on_new`` wrote at the head (not counted toward max_bytes)
         self._open(append)
 
     def _open(self, append: bool) -> None:
@@ -68,7 +75,7 @@ class RotatingFile:
 
     @property
     def full(self) -> bool:
-        return self.max_bytes is not None and self.size >= self.max_bytes
+        return self.max_bytes is not None and self.size - self.preamble >= self.max_bytes
 
     def rotate_if_full(self, what: str) -> None:
         """:meth:`rotate` if full; a rotation that fails (the directory is read-only) is
@@ -79,9 +86,9 @@ class RotatingFile:
             self.rotate()
         except OSError as exc:
             self.max_bytes = None
+            fate = "it grows from now on" if not self.closed else "not written from now on"
             logging.getLogger("sessionlayer").warning(
-                "%s %s: cannot rotate: %s; it grows from now on", what, self.path,
-                exc.strerror or exc)  # fmt: skip
+                "%s %s: cannot rotate: %s; %s", what, self.path, exc.strerror or exc, fate)
 
     def rotate(self) -> None:
         """``FILE`` becomes ``FILE.1`` (the older ones move up, past ``keep`` they go); a new
@@ -114,9 +121,11 @@ class RotatingFile:
 
     def _started(self, append: bool) -> None:
         self._open(append)
+        self.preamble = 0
         if self.size == 0 and self.on_new is not None:
             self.on_new()
             self.flush()
+            self.preamble = self.size  # (a pcap header, a handshake per open connection)
 
     def close(self) -> None:
         if self._file is not None:

@@ -54,7 +54,6 @@ def new_session_id() -> bytes:
 
 
 _PROTOCOL_ERROR = AbortReason.PROTOCOL_ERROR
-_OCTETS = (bytes, bytearray, memoryview)
 
 
 def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credentials: Any,
@@ -76,8 +75,11 @@ def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credenti
         raise TypeError("credentials must map names to strings")
     for name, value in (("data", data), ("user_data", user_data), ("calling_tsel", tsels[0]),
                         ("called_tsel", tsels[1])):  # fmt: skip
-        if value is not None and not isinstance(value, _OCTETS):
-            raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+        if value is not None:
+            try:
+                memoryview(value)  # (a buffer: bytes, bytearray, ...; not a str, not an int)
+            except TypeError:
+                raise TypeError(f"{name} must be bytes, not {type(value).__name__}") from None
 
 
 async def connect(

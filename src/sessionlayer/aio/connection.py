@@ -86,7 +86,7 @@ _ACTIVITY_ENDS = (ev.ActivityEndIndication, ev.ActivityEndConfirm, ev.ActivityDi
 _PURGING = (ev.ResyncConfirm, ev.ResyncIndication, ev.ActivityDiscardIndication,
             ev.ActivityDiscardConfirm, ev.ActivityInterruptIndication,
             ev.ActivityInterruptConfirm)  # fmt: skip
-_SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm)
+_SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm, ev.ActivityEndConfirm)
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 
@@ -666,16 +666,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _purge_syncs(self) -> None:
         """A resynchronization or an activity's interruption or discard abandoned the sync
-        points not yet confirmed (X.215): the ``sync()`` calls waiting for them end."""
-        waiters = self._x.waiters if self._x is not None else None
-        for kind in _SYNC_CONFIRMS:
-            queue = waiters.get(kind) if waiters else None
-            while queue:
-                future = queue.popleft()
-                if not future.done():
-                    future.set_exception(SyncPurged(
-                        "the synchronization point was purged before it was confirmed (a"
-                        " resynchronization, or the activity interrupted or discarded)"))
+        points not yet confirmed (X.215): the ``sync()`` and ``end_activity()`` calls
+        waiting for them end."""
+        self._fail_waiters(_SYNC_CONFIRMS, lambda: SyncPurged(
+            "the synchronization point was purged before it was confirmed (a"
+            " resynchronization, or the activity interrupted or discarded)"))
 
     def note_activity(self, user_data: bytes | None) -> None:
         """(Recovery) This side started or resumed an activity with ``user_data``: kept, to
@@ -1331,16 +1326,19 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def _fail_connecting(self) -> None:
         """(Recovery) The connection of a resume try is gone: its S-CONNECT will have no
         confirm (the try fails now, not at its timeout)."""
-        x = self._x
-        waiters = x.waiters if x is not None else None
-        if not waiters:
-            return
-        for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
-            queue = waiters.get(kind)
+        self._fail_waiters((ev.ConnectConfirm, ev.RefuseConfirm),
+                           lambda: ConnectionError("connection closed during the resume"))
+
+    def _fail_waiters(self, kinds: tuple[type, ...], error: Callable[[], BaseException]) -> None:
+        """The requests waiting for a confirm of ``kinds`` will have none: each fails with
+        a new ``error()``."""
+        waiters = self._x.waiters if self._x is not None else None
+        for kind in kinds:
+            queue = waiters.get(kind) if waiters else None
             while queue:
                 future = queue.popleft()
                 if not future.done():
-                    future.set_exception(ConnectionError("connection closed during the resume"))
+                    future.set_exception(error())
 
     def drop_link(self, reason: str) -> None:
         """(Recovery) Give up the current transport connection now (a newer one takes the

@@ -100,7 +100,7 @@ class Reconnector:
                 except ResumeRefused:
                     raise
                 except (OSError, TimeoutError, SessionLayerError) as exc:
-                    last = f"{host}:{port}: {unreachable(exc, self.tls is not None)}"
+                    last = f"{host}:{port}: {unreachable(exc)}"
                     log.debug("session %s: resume try %d failed: %s", conn.id, attempt, last)
                     if conn.transport is not None and not conn.is_closed:
                         conn.abort()

@@ -201,7 +201,7 @@ class Server:
         self._waiting.clear()
         for handshaking in list(self._handshaking):  # (not sessions yet: dropped)
             handshaking.abort()
-        self._stopping = [*self._handshaking, *self._live.values()]
+        self._stopping += [*self._handshaking, *self._live.values()]
         self._detaching = detach and self.store is not None
         for sid, session in list(self._live.items()):
             link = self._links.get(sid)
@@ -274,6 +274,7 @@ class Server:
             if protocol.waiting:  # (not timed out or reset meanwhile)
                 self.queued -= 1
                 self.handshakes += 1
+                self._handshaking.add(protocol)
                 protocol.admit()
 
     def _wait_over(self) -> None:
@@ -917,9 +918,11 @@ async def serve(
     if not callable(handler):
         raise TypeError(f"handler must be an async function of the session, not {handler!r}")
     for name, value in (("max_sessions", max_sessions), ("max_handshakes", max_handshakes),
-                        ("max_detached", max_detached), ("max_waiting", max_waiting)):  # fmt: skip
-        if value is not None and (type(value) is not int or value < 1):
+                        ("max_detached", max_detached)):  # fmt: skip
+        if type(value) is not int or value < 1:
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
+    if max_waiting is not None and (type(max_waiting) is not int or max_waiting < 0):
+        raise ValueError(f"max_waiting must be 0 or more, not {max_waiting!r}")
     if options is not None and not isinstance(options, Options):
         raise TypeError(f"options must be an Options, not {type(options).__name__}")
     if config is not None and not isinstance(config, SessionConfig):

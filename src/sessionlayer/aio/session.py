@@ -547,12 +547,13 @@ class Session:
 
 
 def _octets(data: Any) -> bytes:
-    """A message that is not ``bytes``: a copy of a bytes-like one (``bytes(5)`` would be
-    five zero octets: an int is refused, as is a str)."""
-    if not isinstance(data, bytearray | memoryview):
-        raise TypeError(f"a message is bytes (or bytearray, memoryview), not"
-                        f" {type(data).__name__}")  # fmt: skip
-    return bytes(data)
+    """A message that is not ``bytes``: a copy of a bytes-like one (any buffer; not an
+    int, which ``bytes(5)`` would make five zero octets, nor a str)."""
+    try:
+        return bytes(memoryview(data))
+    except TypeError:
+        raise TypeError(f"a message is bytes (or another buffer: bytearray, memoryview,"
+                        f" ...), not {type(data).__name__}") from None
 
 
 def _activity(machine: SessionMachine) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import socket
 
@@ -75,18 +74,13 @@ def tcp_keepalive(sock: socket.socket, interval: float) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
-def unreachable(exc: BaseException, tls: bool = False) -> str:
+def unreachable(exc: BaseException) -> str:
     """Why a TCP connect failed, in a few words for one line ("timed out", "Connection
     refused", "Name or service not known", or what asyncio said when every address of a
     name failed): never a bare errno ("Unknown error -2" is what ``os.strerror`` makes of a
-    resolver's error code).  ``tls``: the connect was to do TLS (a server that closes
-    the connection on the ClientHello likely does not)."""
+    resolver's error code; a reset in the TLS handshake says so: see connect())."""
     if isinstance(exc, TimeoutError):
         return "timed out"
-    if isinstance(exc, OSError) and exc.strerror and exc.errno != errno.ECONNRESET:
-        return exc.strerror
-    if tls and isinstance(exc, ConnectionError):
-        return "the connection was closed in the TLS handshake (does the server use TLS?)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

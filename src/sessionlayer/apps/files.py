@@ -183,13 +183,15 @@ class FileService:
         if obj.get("op") != "put":
             raise Refuse("unknown file operation (expected 'put' or 'get')")
         path = self.target(obj.get("name"))
+        root = self.root.resolve()
         for place in (path, *path.parents):  # (what is there must be directories, and
-            if place == self.root.resolve():  # the file itself a file, or nothing yet)
+            if place == root:  # the file itself a file, or nothing yet)
                 break
             if place.exists() and not (place.is_file() if place == path else place.is_dir()):
-                raise Refuse(f"{obj.get('name')!r} cannot be written on the server: "
-                             f"{place.relative_to(self.root.resolve())} is "
-                             f"{'a directory' if place.is_dir() else 'not a directory'}")
+                what = ("a directory" if place.is_dir() else "not a regular file") if (
+                    place == path) else "not a directory"  # fmt: skip
+                raise Refuse(f"{obj.get('name')!r} cannot be written on the server:"
+                             f" {place.relative_to(root)} is {what}")  # fmt: skip
         size = obj.get("size")
         if type(size) is not int or size < 0:
             raise Refuse("the file size is missing")
@@ -820,8 +822,7 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
     except ssl.SSLError as exc:
         raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
-        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc, tls is not None)}"
-                            ) from None  # fmt: skip
+        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc)}") from None
 
 
 def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:

@@ -789,8 +789,7 @@ class TunnelClient:
         connecting = self._connecting
         if connecting is not None:  # (a connect under way: it must not open a session now)
             connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TunnelError):
-                await connecting
+            await asyncio.wait([connecting])  # (a cancel of close() itself still cancels it)
         for mux in list(self._muxes):
             if not mux.session.closed:
                 with contextlib.suppress(SessionLayerError, TimeoutError):
@@ -822,8 +821,7 @@ class TunnelClient:
         except SessionLayerError as exc:  # (no session: the peer is not one of ours...)
             raise TunnelError(f"no session with {self.host}:{self.port}: {exc}") from None
         except (OSError, TimeoutError) as exc:
-            raise TunnelError(f"cannot reach {self.host}:{self.port}:"
-                             f" {unreachable(exc, self.tls is not None)}") from None
+            raise TunnelError(f"cannot reach {self.host}:{self.port}: {unreachable(exc)}") from None
         mux = _Mux(session, "client", window=self.window, max_streams=self.max_streams)
         mux.target_text = self.target
         self._muxes.add(mux)

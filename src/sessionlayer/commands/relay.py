@@ -116,7 +116,7 @@ def _size(text: str) -> int:
 
 
 def _count(text: str) -> int:
-    if not text.strip().isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"not a count: {text!r} (0 or more)")
     return int(text)
 
@@ -292,10 +292,11 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # (before the banner: a stop may follow it)
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)
-    addresses = ", ".join(f"{_show(h)}:{p}" for h, p in relay.addresses)
+    if relay_args["on_spdu"] is not None or relay_args["pcap"] is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)  # (else: a stop)
+    addresses = ", ".join(f"{url_host(h)}:{p}" for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
-              f"relaying to {_show(upstream[0])}:{upstream[1]}"
+              f"relaying to {url_host(upstream[0])}:{upstream[1]}"
               f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
     runner = await _admin(relay, admin, err) if admin is not None else None
     err.flush()
@@ -326,7 +327,7 @@ async def _until_stopped(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -
         await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
+            loop.remove_signal_handler(signum)  # (False for one never added)
 
 
 def _reopen(relay_args: dict[str, Any], err: TextIO) -> None:
@@ -336,9 +337,10 @@ def _reopen(relay_args: dict[str, Any], err: TextIO) -> None:
             continue
         try:
             target.reopen()
-        except OSError as exc:
-            err.write(f"sessionlayer relay: {option}: cannot open it again: "
-                      f"{exc.strerror or exc}; not written from now on\n")  # fmt: skip
+        except Exception as exc:  # (OSError; anything else: said, never the loop's)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc)
+            err.write(f"sessionlayer relay: {option}: cannot open it again: {why};"
+                      " not written from now on\n")  # fmt: skip
             err.flush()
 
 
@@ -355,10 +357,6 @@ async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
     bound = runner.addresses[0]
     err.write(f"sessionlayer relay: admin on http://{url_host(bound[0])}:{bound[1]}\n")
     return runner
-
-
-def _show(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _check_status(path: Path) -> None:

@@ -256,6 +256,8 @@ class _Sync(_Core):
 
     def _major_point_received(self) -> int:
         """Table A-4, MIP / MAP / AE SPDU (V(Mr) + 1 with symmetric synchronize)."""
+        if self.rare is not None:  # (the peer went on from our MAA: no crossing now)
+            self._crossed = None
         serial = self._recv_next()
         if self._ss:
             self._vmr += 1
@@ -266,7 +268,6 @@ class _Sync(_Core):
         return serial
 
     def _a_map_ind(self, ctx: Ctx) -> None:
-        self._crossed = None  # (the peer went on from our MAA)
         serial = self._major_point_received()
         self._events.append(ev.MajorSyncIndication(serial, ctx.spdu.user_data))
 
@@ -277,7 +278,7 @@ class _Sync(_Core):
             self._var = self._vrr = self._vmr
 
     def _a_maa_sent(self, ctx: Ctx) -> None:
-        self._crossed = (self._vr, self._vrr)  # (until the peer's next major point or RS)
+        self._crossed = (self._vr, self._vrr)  # (until the peer's next sync point, RS or RA)
         self._major_acked()
 
     def _a_maa_cnf(self, ctx: Ctx) -> None:
@@ -391,6 +392,7 @@ class _Sync(_Core):
 
     def _a_ra_cnf(self, ctx: Ctx) -> None:
         assert self._resync is not None
+        self._crossed = None
         spdu = ctx.spdu
         chosen = Token(0)
         if spdu.token_setting is not None:
