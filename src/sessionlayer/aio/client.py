@@ -30,7 +30,7 @@ from ..spdu.types import ConnectionId
 from . import fast_connect
 from .connection import Connection
 from .deadline import Deadline
-from .endpoint import Endpoint
+from .endpoint import Endpoint, check_kinds
 from .reconnect import Reconnector
 from .session import Session
 
@@ -62,10 +62,7 @@ def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credenti
     ValueError for a port out of range)."""
     if type(port) is not int or not 0 < port < 65536:
         raise ValueError(f"port must be 1..65535, not {port!r}")
-    if options is not None and not isinstance(options, Options):
-        raise TypeError(f"options must be an Options, not {type(options).__name__}")
-    if config is not None and not isinstance(config, SessionConfig):
-        raise TypeError(f"config must be a SessionConfig, not {type(config).__name__}")
+    check_kinds(options, config)
     if offers is not None and not (isinstance(offers, Mapping) and all(
             isinstance(k, str) and not isinstance(v, str | bytes) and isinstance(v, Sequence)
             and all(isinstance(x, str) for x in v) for k, v in offers.items())):  # fmt: skip

@@ -261,7 +261,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self._general = not self.agent.transport_idle
                 self.flush()
             except Exception as exc:  # a bug of ours: end this connection, not the server
-                self._internal_error(exc)
+                self.internal_error(exc)
 
     @property
     def waiting(self) -> bool:
@@ -375,7 +375,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             else:
                 self.flush()  # the CR goes out
         except Exception as exc:
-            self._internal_error(exc)
+            self.internal_error(exc)
 
     def buffer_updated(self, nbytes: int) -> None:
         try:  # (one frame: the try costs nothing, a call per read would)
@@ -430,7 +430,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     if rest:
                         self._resume_fast(rest)
         except Exception as exc:  # a bug of ours: end this connection, not the server
-            self._internal_error(exc)
+            self.internal_error(exc)
 
     def _keep_early(self, data: bytes) -> None:
         """(Server) Queued for a handshake slot, yet read from: kept for :meth:`admit`, and
@@ -520,7 +520,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.agent.connection_lost()
                 self._dispatch()
         except Exception as exc2:  # a bug of ours: logged, the connection is gone anyway
-            self._internal_error(exc2)
+            self.internal_error(exc2)
         x = self._x
         if x is not None:
             if x.closed is not None:
@@ -1602,7 +1602,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.agent.handle_timer(now)
             self.flush()
         except Exception as exc:
-            self._internal_error(exc)
+            self.internal_error(exc)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -1651,7 +1651,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             warnings.suppressed = 0
         logger.warning(message, *args)
 
-    def _internal_error(self, exc: Exception) -> None:
+    def internal_error(self, exc: Exception) -> None:
         """An exception of ours while handling this connection: log it, end the connection."""
         log.error("%s: internal error, connection closed", self.peer, exc_info=exc)
         self._cancel_timer()

@@ -11,10 +11,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..agent import Options
+from ..machine import SessionConfig
 from ..machine import events as ev
 from .signal import Signal
 
-__all__ = ["Endpoint", "Extra", "HOLD_PIECES", "HOLD_JOINED"]
+__all__ = ["Endpoint", "Extra", "HOLD_PIECES", "HOLD_JOINED", "check_kinds"]
 
 #: write_data holds frames back up to this many octets before writing them in one go: more
 #: where ``transport.writelines`` hands the pieces to the kernel as they are (uvloop; asyncio
@@ -22,6 +23,15 @@ __all__ = ["Endpoint", "Extra", "HOLD_PIECES", "HOLD_JOINED"]
 #: 128 KiB is a fresh mmap'ed allocation (glibc) every time.
 HOLD_PIECES = 256 * 1024
 HOLD_JOINED = 64 * 1024
+
+
+def check_kinds(options: Any, config: Any) -> None:
+    """``options`` and ``config`` as connect() and serve() take them (None: the defaults);
+    TypeError before anything is opened."""
+    if options is not None and not isinstance(options, Options):
+        raise TypeError(f"options must be an Options, not {type(options).__name__}")
+    if config is not None and not isinstance(config, SessionConfig):
+        raise TypeError(f"config must be a SessionConfig, not {type(config).__name__}")
 
 
 class Endpoint:

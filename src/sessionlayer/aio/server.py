@@ -35,7 +35,7 @@ from ..spdu.types import ConnectionId
 from ..stores import SessionRecord
 from .client import RESUMABLE_CONFIG
 from .connection import Connection
-from .endpoint import Endpoint
+from .endpoint import Endpoint, check_kinds
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
 
@@ -337,8 +337,7 @@ class Server:
         try:
             self._conclude(protocol, event, hello, request, chosen, outcome)
         except Exception as exc:  # (ours: as buffer_updated does on the path without a task)
-            log.error("%s: internal error, connection closed", protocol.peer, exc_info=exc)
-            protocol.abort()
+            protocol.internal_error(exc)
 
     def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
                   hello: Hello | None, request: ConnectRequest | None, chosen: dict[str, str],
@@ -923,10 +922,7 @@ async def serve(
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
     if max_waiting is not None and (type(max_waiting) is not int or max_waiting < 0):
         raise ValueError(f"max_waiting must be 0 or more, not {max_waiting!r}")
-    if options is not None and not isinstance(options, Options):
-        raise TypeError(f"options must be an Options, not {type(options).__name__}")
-    if config is not None and not isinstance(config, SessionConfig):
-        raise TypeError(f"config must be a SessionConfig, not {type(config).__name__}")
+    check_kinds(options, config)
     options = options or Options()
     if config is None:  # (see connect(): a resumable session's default adds symmetric sync)
         config = RESUMABLE_CONFIG if options.resume else SessionConfig()

@@ -259,9 +259,6 @@ class Session:
             return conn.pop_data()
         try:
             waiter = conn.data_waiter()
-        except StopAsyncIteration:
-            raise SessionClosed("the session was released") from None
-        try:
             return await waiter
         except StopAsyncIteration:
             raise SessionClosed("the session was released") from None

@@ -11,7 +11,7 @@ import argparse
 import math
 import os
 
-__all__ = ["CommandError", "DEFAULT_PORT", "debugging", "finite", "keepalive_seconds",
+__all__ = ["CommandError", "DEFAULT_PORT", "count", "debugging", "finite", "keepalive_seconds",
            "parse_address", "port_number", "positive_seconds", "readable_file", "url_host"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
@@ -39,6 +39,13 @@ def port_number(text: str) -> int:
 
 def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()  # (not "٣": str.isdigit takes any script's)
+
+
+def count(text: str) -> int:
+    """An argparse ``type``: 0 or more, in ASCII digits."""
+    if not _digits(text):
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (0 or more)")
+    return int(text)
 
 
 def finite(text: str) -> float:

@@ -26,7 +26,15 @@ from typing import Any, TextIO
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
 from ..rotation import RotatingFile, parse_size
-from . import DEFAULT_PORT, CommandError, debugging, parse_address, readable_file, url_host
+from . import (
+    DEFAULT_PORT,
+    CommandError,
+    count,
+    debugging,
+    parse_address,
+    readable_file,
+    url_host,
+)
 
 __all__ = ["add", "run"]
 
@@ -78,7 +86,7 @@ def add(sub: Any) -> None:
                    help="start a new --log or --pcap file when it reaches SIZE (octets, or "
                         "with k, M, G: 100M); the old one becomes FILE.1, and so on (default: "
                         "never; SIGHUP starts a new file too, after logrotate moved it)")
-    p.add_argument("--rotate-keep", type=_count, default=5, metavar="N",
+    p.add_argument("--rotate-keep", type=count, default=5, metavar="N",
                    help="old files kept by --rotate-size (default: 5)")
     p.add_argument("--status", metavar="FILE",
                    help=f"rewrite FILE every {STATUS_PERIOD:g} s with the sessions, as JSON")
@@ -113,12 +121,6 @@ def _size(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _count(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"not a count: {text!r} (0 or more)")
-    return int(text)
 
 
 def _address(text: str, what: str, default_port: int) -> tuple[str, int]:
