@@ -392,6 +392,41 @@ def test_activity_interrupt_then_resume_with_linking(tls: Any) -> None:
     run(main())
 
 
+@pytest.mark.parametrize("then", ["resync", "interrupt"])
+def test_end_activity_then_at_once_a_resync_or_an_interrupt(then: str) -> None:
+    """end_activity(), then at once resync() or interrupt_activity(): the peer's AEA crosses
+    the request, which takes precedence (X.225 7.24): the end raises SyncPurged, the request
+    goes through, and the session goes on (both sides aborted for a protocol error)."""
+
+    async def main() -> None:
+        async with pair(ACTIVITIES, None) as (client, peer):
+            await client.start_activity(b"act")
+            await client.send(b"in it")
+            serial = await client.sync(major=True)
+            end = asyncio.ensure_future(client.end_activity())
+            await asyncio.sleep(0)  # (the AE is out)
+            assert not end.done()
+            if then == "resync":
+                assert await asyncio.wait_for(client.resync(), 10) == serial + 1
+            else:
+                await asyncio.wait_for(client.interrupt_activity(), 10)
+            with pytest.raises(sessionlayer.SyncPurged):
+                await asyncio.wait_for(end, 10)
+            assert await peer.receive() == b"in it"
+            await skip_to(peer, ev.ActivityEndIndication)
+            kind = ev.ResyncIndication if then == "resync" else ev.ActivityInterruptIndication
+            await skip_to(peer, kind)
+            assert peer.machine.activity_in_progress == (then == "resync")
+            if then == "resync":
+                await client.send(b"again")
+                assert await asyncio.wait_for(peer.receive(), 10) == b"again"
+                assert await asyncio.wait_for(client.end_activity(), 10) == serial + 1
+            assert not client.machine.activity_in_progress
+            await client.release()
+
+    run(main())
+
+
 def test_activity_discard_on_error_and_by_request(tls: Any) -> None:
     async def main() -> None:
         async with pair(ACTIVITIES, tls) as (client, peer):

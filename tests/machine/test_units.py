@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sessionlayer.errors import AbortReason
 from sessionlayer.machine import (
     ALL_FUNCTIONAL_UNITS,
     DEFAULT_FUNCTIONAL_UNITS,
@@ -51,6 +52,7 @@ from sessionlayer.spdu import (
     decode_tsdu,
     encode_tsdu,
 )
+from sessionlayer.spdu.types import Resynchronize
 
 from .helpers import SessionPair, kinds
 
@@ -321,6 +323,86 @@ def test_a_resync_restart_that_crossed_the_peers_major_sync_ack(symmetric: bool)
     (confirm,) = p.pump()["init"]
     assert isinstance(confirm, ResyncConfirm) and confirm.serial == old
     assert p.init.state == p.resp.state == "STA713" and p.init.vm == p.resp.vm == old
+
+
+ACTIVITY_UNITS = FU.DUPLEX | FU.MAJOR_SYNC | FU.MINOR_SYNC | FU.RESYNC | FU.ACTIVITY
+
+
+@pytest.mark.parametrize("request_", ["resync", "interrupt", "discard"])
+def test_a_request_that_crossed_the_peers_activity_end_ack(request_: str) -> None:
+    """The responder answered the AE (its activity is over) while the initiator's RS, AI
+    or AD, sent from STA04B, was on its way: the request takes precedence (7.24), so the
+    responder takes the activity up again and meets it, the initiator discards the AEA."""
+    p = pair(functional_units=ACTIVITY_UNITS)
+    p.init.activity_start(b"act")
+    p.pump()
+    p.init.major_sync(b"M")
+    p.pump()
+    p.resp.major_sync_response()
+    p.pump()
+    old = p.init.vr
+    p.init.activity_end(b"E")
+    assert isinstance(p.pump()["resp"][0], ActivityEndIndication)
+    p.resp.activity_end_response()  # the AEA is out: no activity here ...
+    assert not p.resp.activity_in_progress
+    if request_ == "resync":  # ... and the request too, crossing it
+        p.init.resync(ResyncType.RESTART, serial=old)
+        expected: type = ResyncIndication
+    elif request_ == "interrupt":
+        p.init.activity_interrupt()
+        expected = ActivityInterruptIndication
+    else:
+        p.init.activity_discard()
+        expected = ActivityDiscardIndication
+    got = p.pump()
+    assert [type(e) for e in got["resp"]] == [expected] and got["init"] == []
+    assert p.resp.activity_in_progress
+    if request_ == "resync":
+        p.resp.resync_response()
+        (confirm,) = p.pump()["init"]
+        assert isinstance(confirm, ResyncConfirm) and confirm.serial == old
+        for m in (p.init, p.resp):  # the activity goes on from the restart point
+            assert (m.state, m.vm, m.activity_in_progress) == ("STA713", old, True)
+        p.init.activity_end()  # and ends as any other
+        p.pump()
+        p.resp.activity_end_response()
+        assert [type(e) for e in p.pump()["init"]] == [ActivityEndConfirm]
+    else:
+        if request_ == "interrupt":
+            p.resp.activity_interrupt_response()
+        else:
+            p.resp.activity_discard_response()
+        (confirm,) = p.pump()["init"]
+        assert isinstance(confirm, ActivityInterruptConfirm | ActivityDiscardConfirm)
+    assert p.init.state == p.resp.state == "STA713"
+    assert not p.init.activity_in_progress and not p.resp.activity_in_progress
+
+
+def test_an_rs_outside_an_activity_is_still_an_error_once_the_peer_went_on() -> None:
+    """Only a request that crossed our AEA takes the activity up again: an activity that
+    ended otherwise (here interrupted, after our MAA) leaves an RS outside one an error."""
+    p = pair(functional_units=ACTIVITY_UNITS)
+    p.init.activity_start(b"one")
+    p.pump()
+    p.init.activity_end()
+    p.pump()
+    p.resp.activity_end_response()
+    assert [type(e) for e in p.pump()["init"]] == [ActivityEndConfirm]
+    p.init.activity_start(b"two")
+    p.pump()
+    p.init.major_sync()
+    p.pump()
+    p.resp.major_sync_response()
+    p.pump()
+    p.init.activity_interrupt()
+    p.pump()
+    p.resp.activity_interrupt_response()
+    p.pump()
+    assert not p.resp.activity_in_progress
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), Resynchronize(resync_type=1, serial_number=9)),
+                        now=1.0)  # fmt: skip
+    (abort,) = p.resp.events()
+    assert abort.reason & AbortReason.PROTOCOL_ERROR and "STA713" in abort.message
 
 
 @pytest.mark.parametrize("kind", list(ResyncType))

@@ -240,8 +240,9 @@ class _Core:
     _overflow_size: Rarely[int] = Rarely(0)
     _tsdu_send: Rarely[int] = Rarely(0)
     _tsdu_recv: Rarely[int] = Rarely(0)
-    #: (V(R), V(Rr)) before the MAA we sent last: a resync restart that crossed it
-    #: may go back to them (see _p_rs_ok).
+    #: (V(R), V(Rr)) before the MAA or AEA we sent last: a resync restart that crossed it
+    #: may go back to them (see _p_rs_ok); an RS, AI or AD that crossed our AEA takes the
+    #: activity up again (see _p_aea_crossed).
     _crossed: Rarely[tuple[int, int] | None] = Rarely(None)
 
     # ------------------------------------------------------------ output queues

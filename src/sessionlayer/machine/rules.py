@@ -146,6 +146,11 @@ class _Rules(_Sync):
     def _p_in_act(self, ctx: Ctx) -> bool:
         return self._vact
 
+    def _p_aea_crossed(self, ctx: Ctx) -> bool:
+        """No activity now, and the AEA that ended it was ours and the last the peer may
+        not have seen (see _crossed)."""
+        return not self._vact and self.rare is not None and self._crossed is not None
+
     def _p_no_act(self, ctx: Ctx) -> bool:
         return not self._vact
 
@@ -414,11 +419,17 @@ class _Rules(_Sync):
             )
         )
 
+    def _a_reopen(self, ctx: Ctx) -> None:
+        """The activity our AEA ended goes on: the peer's request that crossed it wins."""
+        self._vact = True
+
     def _a_ai_ind(self, ctx: Ctx) -> None:
+        self._uncross()
         self._resync = None
         self._events.append(ev.ActivityInterruptIndication(ctx.spdu.reason, ctx.spdu.user_data))
 
     def _a_ad_ind(self, ctx: Ctx) -> None:
+        self._uncross()
         self._resync = None
         self._events.append(ev.ActivityDiscardIndication(ctx.spdu.reason, ctx.spdu.user_data))
 
@@ -428,6 +439,7 @@ class _Rules(_Sync):
         self._activity_id = None
         self._owned = Token(0)
         self._end_pending = False
+        self._uncross()
 
     def _act_over_mine(self) -> None:
         self._vact = False
@@ -435,6 +447,7 @@ class _Rules(_Sync):
         self._owned = self._available
         self._end_pending = False
         self._resync = None
+        self._uncross()
 
     def _a_aia_cnf(self, ctx: Ctx) -> None:
         self._act_over_mine()

@@ -118,7 +118,7 @@ PREDICATE_KINDS: Final[dict[str, str]] = {
         "gt_ok", "pt_ok", "mip_ok", "mia_ok", "map_ok", "maa_ok", "ae_ok", "rs_ok", "rs_wins",
         "ar_ok",
         "ra_ok", "pr_maa", "pr_rs", "pr_ra", "pr_ab", "gt_data", "no_release_token",
-        "cn_overflow", "cdo_room", "cdo_end", "oa_ok", "ds_clear", "ds_keep",
+        "cn_overflow", "cdo_room", "cdo_end", "oa_ok", "ds_clear", "ds_keep", "aea_crossed",
     )},
 }  # fmt: skip
 
@@ -375,6 +375,15 @@ _ACTIVITY: list[_R] = [
         (st, "AD", "fu_activity in_act", "ad_ind", "STA11C", f"{st}; 7.33")
         for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
+    # The peer resynchronized, interrupted or discarded the activity while our AEA was on its
+    # way (it may, from STA04B; it discards the AEA): its request takes precedence over the
+    # activity end (7.24), so the activity is taken up again here and the request met.
+    ("STA713", "RS", "fu_resync aea_crossed rs_ok", "reopen rs_ind", "STA11A",
+     "STA713; 7.24 (an RS that crossed our AEA)"),
+    ("STA713", "AI", "aea_crossed", "reopen ai_ind", "STA11B",
+     "STA713; 7.31 (an AI that crossed our AEA)"),
+    ("STA713", "AD", "aea_crossed", "reopen ad_ind", "STA11C",
+     "STA713; 7.33 (an AD that crossed our AEA)"),
     ("STA11B", "SACTIrsp", "", "send act_over_peer", "STA713", "STA11B; 7.32"),
     ("STA05B", "AIA", "", "aia_cnf", "STA713", "STA05B; 7.32"),
     ("STA11C", "SACTDrsp", "", "send act_over_peer", "STA713", "STA11C; 7.34"),
