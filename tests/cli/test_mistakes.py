@@ -82,6 +82,25 @@ def test_a_malformed_address_is_one_line(text: str) -> None:
         parse_address(text)
 
 
+@pytest.mark.parametrize("argv", [
+    ["send", "/etc/hostname", "127.0.0.1:99999"],
+    ["get", "x", "127.0.0.1:0"],  # (port 0 only to listen on: it was a bug's exit 70)
+    ["status", "127.0.0.1:abc"],
+    ["tunnel", "--listen=-1", "--via", "127.0.0.1:1"],
+    ["tunnel", "--listen", "9000", "--via", "127.0.0.1:0"],
+    ["relay", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:0"],
+    ["relay", "--listen", "[::1", "--upstream", "127.0.0.1:102"],
+    ["serve", "--port", "0", "--admin", "127.0.0.1:70000"],
+])  # fmt: skip
+def test_a_malformed_address_is_a_usage_mistake(argv: list[str]) -> None:
+    """Exit status 2 and one line naming what is wrong, before anything is opened."""
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(argv, stdout=out, stderr=err) == cli.EXIT_BAD_INPUT, err.getvalue()
+    said = err.getvalue()
+    assert said.count("\n") == 1 and said.startswith(f"sessionlayer {argv[0]}: "), said
+    assert any(w in said for w in ("not a port", "not an address", "expected [HOST:]PORT")), said
+
+
 @pytest.fixture
 def logger_kept() -> Iterator[None]:
     """``serve`` sets the ``sessionlayer`` logger up (in this process: put back after)."""

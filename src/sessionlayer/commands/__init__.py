@@ -11,8 +11,9 @@ import argparse
 import math
 import os
 
-__all__ = ["CommandError", "DEFAULT_PORT", "count", "debugging", "finite", "keepalive_seconds",
-           "parse_address", "port_number", "positive_seconds", "readable_file", "url_host"]
+__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "count", "debugging", "finite",
+           "keepalive_seconds", "parse_address", "port_number", "positive_seconds",
+           "readable_file", "url_host"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -21,6 +22,11 @@ DEFAULT_PORT = 10102
 
 class CommandError(Exception):
     """A user mistake or an outcome to report in one line (exit status 1)."""
+
+
+class AddressError(CommandError):
+    """A malformed ``HOST:PORT``: a usage mistake, reported as argparse reports its own
+    (exit status 2)."""
 
 
 def debugging() -> bool:
@@ -97,21 +103,23 @@ def url_host(host: str) -> str:
 
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",
-                  default_port: int = DEFAULT_PORT) -> tuple[str, int]:  # fmt: skip
-    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[v6]:PORT`` -> (host, port)."""
+                  default_port: int = DEFAULT_PORT, *, listen: bool = False) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[v6]:PORT`` -> (host, port); port 0 (a free
+    one) only for an address to ``listen`` on.  :class:`AddressError` otherwise."""
     if not text:
         return default_host, default_port
     host, port = text, ""
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise CommandError(f"not an address: {text!r} (an IPv6 one is [ADDRESS]:PORT)")
+            raise AddressError(f"not an address: {text!r} (an IPv6 one is [ADDRESS]:PORT)")
         port = rest.removeprefix(":")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     host = host or default_host
     if not port:
         return host, default_port
-    if not _digits(port) or not 0 <= int(port) < 65536:
-        raise CommandError(f"not a port: {port!r} (in {text!r})")
+    low = 0 if listen else 1
+    if not _digits(port) or not low <= int(port) < 65536:
+        raise AddressError(f"not a port: {port!r} (in {text!r}; {low} to 65535)")
     return host, int(port)

@@ -28,6 +28,7 @@ from ..relay.policy import Policy, Rule
 from ..rotation import RotatingFile, parse_size
 from . import (
     DEFAULT_PORT,
+    AddressError,
     CommandError,
     count,
     debugging,
@@ -123,16 +124,17 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _address(text: str, what: str, default_port: int) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST``, ``[V6]:PORT``; CommandError naming the option otherwise."""
+def _address(text: str, what: str, default_port: int, *, listen: bool = False
+             ) -> tuple[str, int]:  # fmt: skip
+    """``HOST:PORT``, ``HOST``, ``[V6]:PORT``; AddressError naming the option otherwise."""
     try:
-        host, port = parse_address(text, default_port=default_port)
+        host, port = parse_address(text, default_port=default_port, listen=listen)
     except CommandError as exc:
-        raise CommandError(f"{what}: {exc}") from None
+        raise AddressError(f"{what}: {exc}") from None
     if ":" in host and not text.startswith("["):
-        raise CommandError(f"{what} {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+        raise AddressError(f"{what} {text!r}: write an IPv6 address as [ADDRESS]:PORT")
     if not host or any(c.isspace() for c in host):
-        raise CommandError(f"{what} {text!r}: expected HOST:PORT")
+        raise AddressError(f"{what} {text!r}: expected HOST:PORT")
     return host, port
 
 
@@ -240,7 +242,7 @@ def _logging(level: str, err: TextIO) -> logging.Handler:
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the relay until SIGINT/SIGTERM; the exit status."""
-    listen = _address(ns.listen, "--listen", DEFAULT_PORT)
+    listen = _address(ns.listen, "--listen", DEFAULT_PORT, listen=True)
     upstream = _address(ns.upstream, "--upstream", ISO_TSAP)
     if upstream[1] == 0:
         raise CommandError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
@@ -264,7 +266,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                           pcap=pcap)  # fmt: skip
         handler = _logging(ns.log_level, err)
         try:
-            watch = (ns.status, _address(ns.admin, "--admin", 0) if ns.admin else None)
+            watch = (ns.status, _address(ns.admin, "--admin", 0, listen=True) if ns.admin else None)
             return asyncio.run(_serve(listen, upstream, tls, relay_args, watch, err))
         finally:
             logging.getLogger("sessionlayer").removeHandler(handler)

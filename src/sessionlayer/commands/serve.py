@@ -138,6 +138,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     setup_logging(ns.log_format, err)
+    admin_at = parse_address(ns.admin, "127.0.0.1", 0, listen=True) if ns.admin else None
     data_dir: Path = ns.data_dir or default_data_dir()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -177,12 +178,11 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         await store.close()
         raise CommandError(str(exc)) from None
     admin = None
-    if ns.admin:
+    if admin_at is not None:
         from .admin import start_admin
 
-        admin_host, admin_port = parse_address(ns.admin, "127.0.0.1", 0)
         try:
-            admin = await start_admin(server, admin_host, admin_port, services.progress,
+            admin = await start_admin(server, *admin_at, services.progress,
                                       services.collectors())  # fmt: skip
         except CommandError:
             server.close()

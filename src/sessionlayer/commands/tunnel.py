@@ -22,7 +22,7 @@ from ..apps.tunnel import (
     parse_target,
 )
 from ..recovery import Backoff
-from . import CommandError, keepalive_seconds, parse_address, positive_seconds
+from . import AddressError, CommandError, keepalive_seconds, parse_address, positive_seconds
 from .logs import setup_logging
 from .send import client_tls
 
@@ -76,9 +76,12 @@ def _options(ns: argparse.Namespace) -> Options:
 
 async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     setup_logging(ns.log_format, err)
-    listen_host, listen_port = parse_address(
-        ns.listen if ":" in ns.listen or not ns.listen.isdigit() else f":{ns.listen}",
-        "127.0.0.1", 0)  # fmt: skip
+    try:  # ([HOST:]PORT: a PORT alone listens on 127.0.0.1)
+        listen_host, listen_port = parse_address(
+            ns.listen if ":" in ns.listen else f":{ns.listen}", "127.0.0.1", 0, listen=True)
+    except AddressError:
+        raise AddressError(f"--listen {ns.listen!r}: expected [HOST:]PORT, PORT 0 to 65535"
+                           ) from None  # fmt: skip
     host, port = parse_address(ns.via)
     if ns.to:
         try:
