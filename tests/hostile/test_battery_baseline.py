@@ -149,7 +149,7 @@ def test_spdu_with_oversized_li_after_ac(battery: Battery) -> None:
 def test_out_of_state_map_is_aborted_on_the_wire(battery: Battery) -> None:
     """MAJOR SYNC POINT on a session that did not negotiate the major sync unit."""
     config = SessionConfig(functional_units=FunctionalUnit.DUPLEX)
-    spdus = H.tsdu(GiveTokens(), MajorSyncPoint(serial_number=1, sync_type=0))
+    spdus = H.tsdu(GiveTokens(), MajorSyncPoint(serial_number=1, sync_type=1))
     out = run(H.attack(battery.server.port, H.dt(spdus), handshake="session", config=config))
     assert out.accepted and out.closed, out
     # On the wire: TPKT, DT with EOT, then AB (SI 25) whose PI 17 (Transport

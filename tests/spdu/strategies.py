@@ -351,7 +351,7 @@ activity_end_ack = _serial_enclosure_data(ActivityEndAck)
 def major_sync_point(version: int, small: bool = False) -> Strategy:
     return st.builds(
         MajorSyncPoint,
-        sync_type=u8,
+        sync_type=u8.map(lambda v: v | 0x01),  # (bit 1 clear: an AE)
         serial_number=serial,
         enclosure=v2_only(version, enclosure),
         user_data=user_data(version, 512, BIG, small=small),

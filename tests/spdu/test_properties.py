@@ -405,6 +405,9 @@ def test_segment_then_reassemble(data: st.DataObject) -> None:
         assert len(octets) <= max_size, f"segment {index} is {len(octets)} > {max_size}"
         # Through the wire: each segment in a TSDU of its own, decoded again.
         decoded = decode_tsdu(encode_tsdu(*leader_for(piece)))[-1]
+        for entry in type(whole).SPEC:  # (a later segment states no value of its own)
+            if getattr(entry, "required", False) and entry.name not in ("user_data",):
+                assert getattr(decoded, entry.name) == getattr(whole, entry.name), entry.name
         result = assembler.feed(decoded)
         if result is not None:
             out.append(result)

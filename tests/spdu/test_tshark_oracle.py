@@ -180,7 +180,8 @@ FRAMES: list[tuple[str, tuple[SPDU, ...]]] = [
     ("PT+AIA", (PleaseTokens(), ActivityInterruptAck(enclosure=3, user_data=b"aia"))),
     ("GT+AD", (GiveTokens(), ActivityDiscard(reason=5, enclosure=3, user_data=b"ad"))),
     ("PT+ADA", (PleaseTokens(), ActivityDiscardAck(enclosure=3, user_data=b"ada"))),
-    ("GT+AE", (GiveTokens(), ActivityEnd(serial_number=31, enclosure=3, user_data=b"ae"))),
+    ("GT+AE", (GiveTokens(), ActivityEnd(sync_type=0, serial_number=31, enclosure=3,
+                                         user_data=b"ae"))),
     ("PT+AEA", (PleaseTokens(), ActivityEndAck(serial_number=32, enclosure=3, user_data=b"aea"))),
 ]  # fmt: skip
 
@@ -459,8 +460,9 @@ def test_tshark_agrees(tshark_frames: list[Frame], index: int) -> None:
         }
         for name, attribute, text in expected_fields(spdu):
             assert (name, text) in present, f"{where}: {name} should be {text} ({attribute})"
-        if isinstance(spdu, ActivityEnd):
-            assert 15 not in {u.code for u in seen.units}  # no Sync Type Item: AE, not MAP
+        if isinstance(spdu, ActivityEnd):  # no Sync Type Item, or its bit 0x01 clear: AE
+            sync_type = [u for u in seen.units if u.code == 15]
+            assert not sync_type or not sync_type[0].raw[-1] & 0x01
         if isinstance(spdu, MajorSyncPoint):
             assert 15 in {u.code for u in seen.units}
     last = spdus[-1]

@@ -17,7 +17,15 @@ from ..errors import AbortReason, DecodeError, EncodeError
 from .concat import check_concatenation, resolve
 from .formats import U8, Octets
 from .spec import Entry, Group, Grouped, Param, UserData
-from .types import SPDU, Connect, ConnectAcceptItem, DataTransfer, GiveTokens, Refuse
+from .types import (
+    SPDU,
+    Connect,
+    ConnectAcceptItem,
+    DataTransfer,
+    GiveTokens,
+    MajorSyncPoint,
+    Refuse,
+)
 from .units import MAX_LI, encode_li, encode_unit, iter_units, read_li
 
 __all__ = ["encode", "encode_tsdu", "decode_tsdu", "V1_USER_DATA", "V2_CONNECT_USER_DATA"]
@@ -37,6 +45,9 @@ def encode(spdu: SPDU, *, version: int = 2) -> bytes:
     if not isinstance(spdu, SPDU):
         raise EncodeError(f"not an SPDU: {spdu!r}")
     version = _effective_version(spdu, version)
+    if type(spdu) is MajorSyncPoint and type(spdu.sync_type) is int and not spdu.sync_type & 1:
+        raise EncodeError("MAP: the Sync Type Item needs bit 0x01 (not the end of an"
+                          " activity): without it SI 41 is an AE")  # fmt: skip
     params: bytes | bytearray | None = None
     if type(spdu) is not Refuse:
         params = _encode_fast(spdu, _plan(spdu.SPEC), version)

@@ -145,12 +145,13 @@ def resolve(
 
 
 def _has_sync_type(buf: bytes, start: int, end: int) -> bool:
-    """MAP carries the Sync Type Item (PI 15, mandatory); AE carries none.
-
-    The presence of the PI tells them apart, whatever its value: a MAP whose
-    Sync Type octet lacks bit 1 is still a MAP (and re-encodes as one).
-    """
-    return any(code == 15 for code, _, _ in iter_units(buf, start, end))
+    """SI 41 is a MAP when its Sync Type Item (PI 15) says "not the end of an activity"
+    (bit 0x01); without the PI, or with that bit clear, it is an AE (as ISODE reads it:
+    the same octets must not mean S-SYNC-MAJOR here and S-ACTIVITY-END there)."""
+    for code, at, stop in iter_units(buf, start, end):
+        if code == 15:
+            return stop > at and bool(buf[at] & 0x01)
+    return False
 
 
 def check_concatenation(kinds: list[type[SPDU]], *, extended: bool = False) -> None:

@@ -4,8 +4,9 @@ When a non-zero TSDU maximum size was agreed at connect (X.225 7.37, v2),
 an SPDU that would be larger is sent as several SPDUs of the same kind.
 The Enclosure Item (PI 25) says where each one sits: 1 = first, 0 = middle,
 2 = last, 3 = the whole SSDU.  The first segment carries every parameter
-the unsegmented SPDU would have had; the others carry only the enclosure
-and their share of the user data.
+the unsegmented SPDU would have had; the others carry the enclosure, their
+share of the user data, and the parameters their kind requires, with the
+first segment's values (the codec refuses an SPDU without them).
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ def _replace(spdu: SPDU, **changes: Any) -> SPDU:
 
 
 def _empty_of(spdu: SPDU) -> SPDU:
-    """The same kind of SPDU with only the fields a later segment keeps."""
+    """The same kind of SPDU with only the fields a later segment keeps: the parameters its
+    kind cannot go without, with the first segment's values (a serial number, a resync
+    type, an activity id: a segment never states one that differs), the rest left out."""
+    required: set[str] = set()
+    for entry in type(spdu).SPEC:
+        if getattr(entry, "required", False):
+            names = entry.name if isinstance(entry.name, tuple) else (entry.name,)
+            required.update(names)
     keep: dict[str, object] = {}
     for f in dataclasses.fields(cast(Any, spdu)):
         if f.name in ("enclosure", "user_data"):
             continue
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            keep[f.name] = getattr(spdu, f.name)
-        else:
-            keep[f.name] = f.default
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        keep[f.name] = getattr(spdu, f.name) if no_default or f.name in required else f.default
     return _replace(spdu, **keep)
 
 

@@ -571,11 +571,15 @@ class ActivityDiscardAck(SPDU):
 
 @_spdu("AE", 41, 2, "ACTIVITY END")
 class ActivityEnd(SPDU):
+    """SI 41 without a Sync Type Item, or with its bit 0x01 clear (``sync_type``: what such
+    a peer sent, kept so that it re-encodes the same)."""
+
+    sync_type: int | None = None
     serial_number: int = 0
     enclosure: int | None = None
     user_data: bytes | None = None
 
-    SPEC = (_SERIAL, _ENCLOSURE, UserData())
+    SPEC = (Param("sync_type", 15, U8), _SERIAL, _ENCLOSURE, UserData())
 
 
 @_spdu("AEA", 42, 2, "ACTIVITY END ACK")
