@@ -109,12 +109,17 @@ def test_handshake_carries_the_hello_and_the_welcome() -> None:
     assert pair.client.plain and pair.server.plain
 
 
-def test_an_osi_peer_gets_no_hello_and_no_probes() -> None:
+def test_an_osi_peer_gets_no_hello_no_probes_and_no_idle_timeout() -> None:
+    """Silence from an OSI stack is normal (an IEC 61850 client waits minutes for reports):
+    no idle deadline either side (TCP keepalive finds a dead host), however long it lasts."""
     pair = AgentPair()
     pair.open(hello=None)
     assert pair.server.hello is None and pair.server.peer_data == b"osi"
     assert not pair.client.keepalive and not pair.server.keepalive
-    assert pair.client.next_deadline() == pair.now + OPTS.idle_timeout  # no probe deadline
+    assert pair.client.next_deadline() is None and pair.server.next_deadline() is None
+    for agent in (pair.client, pair.server):
+        agent.handle_timer(pair.now + 10 * OPTS.idle_timeout)
+        assert agent.machine.state == "STA713" and not b"".join(agent.data_to_send())
 
 
 # ------------------------------------------------------------------ tokens

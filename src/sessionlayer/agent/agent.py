@@ -796,7 +796,11 @@ class SessionAgent:
         if not self.watching or self.aborting or not self.machine.is_open:
             return None, None  # (the handshake and TIM have deadlines of their own)
         opts = self.options
-        idle = None if opts.idle_timeout is None else self._last_heard + opts.idle_timeout
+        idle = None
+        if opts.idle_timeout is not None and self.keepalive:
+            # (Only toward a peer that answers probes: silence from an OSI stack is normal,
+            # an IEC 61850 client waits minutes for reports; TCP keepalive finds a dead host.)
+            idle = self._last_heard + opts.idle_timeout
         probe = None
         if self.keepalive and opts.keepalive_interval is not None and not self._probe_sent:
             probe = self._last_heard + opts.keepalive_interval

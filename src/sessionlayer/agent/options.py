@@ -47,7 +47,10 @@ class Options:
 
     idle_timeout: float | None = 45.0
     """Abort the session (AB, "no reason") when nothing at all arrived for this long (None:
-    never).  Time while reading is paused for a slow local reader does not count."""
+    never).  Time while reading is paused for a slow local reader does not count.  Only
+    toward a peer that answers keepalive probes (a sessionlayer peer): from any other (an
+    OSI stack) silence is normal (an IEC 61850 client may wait minutes for a report), and
+    TCP keepalive finds a dead peer host instead."""
 
     max_tsdu_size: int = 1 << 20
     """Largest TSDU accepted from the peer (after COTP reassembly)."""
