@@ -104,6 +104,33 @@ def test_the_application_is_told_of_each_interruption_and_resume() -> None:
     run(main())
 
 
+def test_data_that_came_with_the_accept_is_not_read_twice_after_a_resume() -> None:
+    """A handler that greets at once: its messages may arrive in the read that brings the
+    AC, before connect() returns; they count as received, so a resume does not replay them
+    (the client read them twice)."""
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            await session.send(b"greeting")
+            await session.send(b"second")
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            for _ in range(5):  # (the greeting came with the AC in 10 of 10 tries before)
+                client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+                assert [await client.receive(), await client.receive()] == [b"greeting",
+                                                                            b"second"]  # fmt: skip
+                await client.sync()
+                cut(client)
+                await next_of(client, Resumed)
+                await client.send(b"ping")
+                assert await asyncio.wait_for(client.receive(), LIMIT) == b"ping"
+                await client.release()
+
+    run(main())
+
+
 def test_a_send_during_the_outage_waits_in_the_journal_and_arrives_once() -> None:
     """S-DATA and S-TYPED-DATA sent while detached wait in the journal and arrive once;
     expedited data is not kept (it may overtake: not in the count) and says so."""

@@ -1390,6 +1390,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def enable_recovery(self, journal: Journal) -> LinkState:
         """The session was agreed resumable: ``journal`` keeps what it sends and counts
         what it receives from now on."""
+        # What came in the read that brought the AC (a server's greeting) counts too: the
+        # application has not read it yet (connect() had not returned), the peer sent it.
+        x = self._x
+        typed = 0 if x is None or not x.events else sum(
+            isinstance(e, ev.TypedDataIndication) for e in x.events)  # fmt: skip
+        journal.received = self.messages_in + typed
         self.journal = journal
         self.agent.journal = journal
         return self._link()
