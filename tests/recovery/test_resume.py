@@ -131,6 +131,47 @@ def test_data_that_came_with_the_accept_is_not_read_twice_after_a_resume() -> No
     run(main())
 
 
+@pytest.mark.parametrize("request_", ["sync", "release"])
+def test_a_request_made_during_the_outage_waits_behind_the_replay(request_: str) -> None:
+    """More queued in the journal than the transport takes at once (a small write buffer):
+    a sync(major=True) or release() made while detached goes out after the whole replay,
+    not in the middle of it (the checkpoint covered 61 of 101 messages, the release lost the
+    rest, and the replay died on a StateError that reached asyncio's handler)."""
+    count = 100
+
+    async def main() -> None:
+        got: list[bytes] = []
+        at_checkpoint: list[int] = []
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, c: errors.append(c))
+
+        async def handler(session: sessionlayer.Session) -> None:
+            session.on_checkpoint = lambda _: at_checkpoint.append(len(got))
+            async for data in session:
+                got.append(data)
+
+        opts = dataclasses.replace(FAST, write_buffer_high=16 * 1024,
+                                   backoff=Backoff(first=0.2, jitter=0, cap=0.2, give_up=10))
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            await client.send(b"first")
+            await client.sync()
+            cut(client)
+            await next_of(client, Interrupted)
+            for i in range(count):
+                await client.send(b"%d:" % i + bytes(64 * 1024))
+            if request_ == "sync":
+                await asyncio.wait_for(client.sync(major=True, user_data=b"cp"), LIMIT)
+                assert at_checkpoint == [count + 1]  # (every message before it)
+                await client.release()
+            else:
+                await asyncio.wait_for(client.release(), LIMIT)
+        assert len(got) == count + 1 and got[-1].startswith(b"%d:" % (count - 1))
+        assert not errors, errors
+
+    run(main())
+
+
 def test_a_send_during_the_outage_waits_in_the_journal_and_arrives_once() -> None:
     """S-DATA and S-TYPED-DATA sent while detached wait in the journal and arrive once;
     expedited data is not kept (it may overtake: not in the count) and says so."""

@@ -100,6 +100,7 @@ _RELEASED = 16  # the session ended in an orderly release (``released``)
 _DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
+_PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 
 
@@ -611,8 +612,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             else:
                 self._handle(event)
         x = self._x
-        if x is not None and x.tokens_changed is not None:
-            x.tokens_changed.set()  # (some SPDUs change tokens without an event: GTA)
+        if x is not None:
+            if x.tokens_changed is not None:
+                x.tokens_changed.set()  # (some SPDUs change tokens without an event: GTA)
+            if x.replay is not None and not self._flags & _PUMPING:
+                self._pump_replay()  # (it may have waited for data transfer again)
 
     def _handle(self, event: ev.Event) -> None:
         """One indication or confirm, already answered by the agent where it answers."""
@@ -685,7 +689,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             try:
                 await self.call_with_tokens(
                     lambda m: m.activity_start(activity_id, user_data=user_data),
-                    NEEDS["activity"],
+                    NEEDS["activity"], behind_replay=False,
                 )  # fmt: skip
             except SessionLayerError:
                 return  # (the session ended meanwhile)
@@ -914,16 +918,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.flush()
 
     async def call_with_tokens(self, request: Callable[[SessionMachine], T],
-                               needs: Token = EVERY) -> T:  # fmt: skip
+                               needs: Token = EVERY, *, behind_replay: bool = True) -> T:
         """A machine request; when it needs tokens the peer holds, the agent asks for them
-        (PLEASE TOKENS) and this waits for the peer's next input, then tries again."""
+        (PLEASE TOKENS) and this waits for the peer's next input, then tries again.
+        (Recovery) Detached, or with a replay still going out, it waits for both to end
+        (``behind_replay=False``: a request the replay itself waits for)."""
         asked = Token(0)
         agent = self.agent
         try:
             while True:
                 self.check_open()
                 self.check_rollback()  # (back to a checkpoint: told before anything else)
-                if self._flags & _DETACHED:
+                if self._flags & _DETACHED or (behind_replay and self.replaying):
                     await self.wait_attached()
                     self.check_rollback()  # back to a checkpoint: the request is void
                     agent = self.agent
@@ -1467,12 +1473,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if log.isEnabledFor(logging.INFO):  # (self.log makes an adapter: only when needed)
             self.log.info("session %s: resumed (%s) after %.3f s, %d messages replayed",
                           self.id, outcome, downtime, replayed)  # fmt: skip
-        if link.attached is not None:
-            link.attached.set()
         if x.tokens_changed is not None:
             x.tokens_changed.set()
         self.start_liveness(flush=True)
         self._pump_replay()
+        if link.attached is not None and not self.replaying:
+            link.attached.set()  # (else once the replay is out: see _pump_replay)
 
     def _pump_replay(self) -> None:
         """(Recovery) Send what the peer lacks again, in order, as fast as the transport
@@ -1486,21 +1492,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         agent = self.agent
         journal = self.journal
         assert journal is not None
-        while replay and not self.write_paused:
-            item = replay.popleft()
-            journal.queued -= 1
-            if type(item) is Typed:
-                agent.machine.send_typed_data(bytes(item))
-                self.flush()
-            elif agent.plain:
-                self.write_data(item, keep=False)
-            else:
-                agent.machine.send_data(item)
-                self.flush()
+        machine = agent.machine
+        # (Not while the peer's checkpoint waits for our store, STA10A, say: once it is
+        # back in data transfer, the next dispatch pumps again.)
+        self._flags |= _PUMPING
+        try:
+            while replay and not self.write_paused and machine.may_send_data:
+                item = replay.popleft()
+                journal.queued -= 1
+                if type(item) is Typed:
+                    machine.send_typed_data(bytes(item))
+                    self.flush()
+                elif agent.plain:
+                    self.write_data(item, keep=False)
+                else:
+                    machine.send_data(item)
+                    self.flush()
+        finally:
+            self._flags &= ~_PUMPING
         if not replay:
             assert x is not None
             x.replay = None
             self.flush()  # the fast path may go on (see flush)
+            link = x.link
+            if link is not None and link.attached is not None:
+                link.attached.set()  # the requests that waited behind the replay go now
 
     @property
     def replaying(self) -> bool:
@@ -1508,8 +1524,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         return x is not None and x.replay is not None
 
     async def wait_attached(self) -> None:
-        """Wait until a detached session is resumed (or it ends)."""
-        while self._flags & _DETACHED and self._failure is None:
+        """Wait until a detached session is resumed and what it replays is out (or it ends):
+        a request made before then would overtake the replay (a MAP that confirms less than
+        it says, an FN before the data)."""
+        while (self._flags & _DETACHED or self.replaying) and self._failure is None:
             link = self._link()
             if link.attached is None:
                 link.attached = Signal()

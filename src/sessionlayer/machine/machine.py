@@ -208,6 +208,15 @@ class SessionMachine(_Requests):
         return self._state == "STA713" and (self._plain_units or (self._plain_act and self._vact))
 
     @property
+    def may_send_data(self) -> bool:
+        """An S-DATA request is allowed now (X.225 7.11): STA713, the data token ours where
+        it exists, and an activity in progress where activity management is selected."""
+        return (
+            self._state == "STA713" and not (self._available & ~self._owned & Token.DATA)
+            and (not self._fu & FunctionalUnit.ACTIVITY or self._vact)
+        )  # fmt: skip
+
+    @property
     def control_pending(self) -> bool:
         """S-CONTROL-GIVE was requested and the peer's GIVE TOKENS ACK has not come (STA18)."""
         return self._state == "STA18"
