@@ -160,3 +160,47 @@ def test_a_server_stopping_gracefully_hands_its_sessions_to_another_node() -> No
             await client.release()
 
     run(main())
+
+
+def test_a_request_pending_across_a_checkpoint_resume_and_the_sender_are_both_told() -> None:
+    """A sync(major=True) made while detached raises CheckpointRestored (what it was about
+    is gone), and the sender's next send() still does, once (the pending request used to
+    take the sender's notice); the client's checkpoint carries its MAP's user data (it took
+    the MAA's: None), as the server's does."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        restored: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            if session.restored is not None and not restored.done():
+                restored.set_result(session.restored)
+            async for _ in session:
+                pass
+
+        a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
+        b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
+        async with a, b:
+            opts = Options(backoff=Backoff(first=0.2, jitter=0, cap=0.2, give_up=10))
+            client = await sessionlayer.connect("127.0.0.1", a.port, options=opts,
+                                                addresses=[("127.0.0.1", b.port)])  # fmt: skip
+            serial = await client.sync(major=True, user_data=b"cp1")
+            assert client.checkpoint == Checkpoint(serial, b"cp1")
+            await client.send(b"after")
+            await client.sync()
+            a.close(detach=True)
+            await a.wait_closed()
+            async for event in client.events():
+                if isinstance(event, sessionlayer.recovery.Interrupted):
+                    break
+            pending = asyncio.ensure_future(client.sync(major=True, user_data=b"cp2"))
+            with pytest.raises(CheckpointRestored):
+                await asyncio.wait_for(pending, LIMIT)
+            assert await asyncio.wait_for(restored, LIMIT) == Checkpoint(serial, b"cp1")
+            assert client.checkpoint == Checkpoint(serial, b"cp1")
+            with pytest.raises(CheckpointRestored):
+                await client.send(b"again")  # the sender is told too, once
+            await client.send(b"again")
+            await client.release()
+
+    run(main())

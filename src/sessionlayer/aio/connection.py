@@ -656,7 +656,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 elif isinstance(event, _ACTIVITY_ENDS):
                     self._link().activity = None
             if isinstance(event, _CHECKPOINTS):
-                checkpoint = Checkpoint(int(event.serial), event.user_data)
+                # (Our own checkpoint's user data is our MAP's, not the peer's MAA's.)
+                data = event.user_data if isinstance(event, ev.MajorSyncIndication) else (
+                    self._link().proposed if self.journal is not None else None)  # fmt: skip
+                checkpoint = Checkpoint(int(event.serial), data)
                 if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
                     _spawn(self._ep.loop, self._confirm_checkpoint(checkpoint))
                 elif self.journal is not None:
@@ -675,6 +678,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._fail_waiters(_SYNC_CONFIRMS, lambda: SyncPurged(
             "the synchronization point was purged before it was confirmed (a"
             " resynchronization, or the activity interrupted or discarded)"))
+
+    def propose_checkpoint(self, user_data: bytes | None) -> None:
+        """(Recovery) This side's next MAP carries ``user_data``: the checkpoint once it is
+        confirmed (kept, stored, and told on a resume from it)."""
+        if self.journal is not None:
+            self._link().proposed = user_data
 
     def note_activity(self, user_data: bytes | None) -> None:
         """(Recovery) This side started or resumed an activity with ``user_data``: kept, to
@@ -930,8 +939,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.check_open()
                 self.check_rollback()  # (back to a checkpoint: told before anything else)
                 if self._flags & _DETACHED or (behind_replay and self.replaying):
+                    link = self._link()
+                    rollbacks = link.rollbacks
                     await self.wait_attached()
-                    self.check_rollback()  # back to a checkpoint: the request is void
+                    if link.rollbacks != rollbacks:  # back to a checkpoint: the request is
+                        raise self._void_request(link)  # void
                     agent = self.agent
                     continue
                 try:
@@ -968,8 +980,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 link = self.link
                 if link is not None and link.rollbacks != rollbacks:
                     # Back to a checkpoint: what the request was about is gone with it.
-                    self._flags &= ~_ROLLBACK_SEND
-                    raise _rollback_error(link.last_rollback) from None
+                    raise self._void_request(link) from None
 
     async def _confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                        needs: Token) -> Any:  # fmt: skip
@@ -1413,11 +1424,21 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.transport.abort()
 
     def check_rollback(self) -> None:
-        """(Sender) Raise the CheckpointRestored due to the sender, once."""
+        """(Sender) Raise the CheckpointRestored due to the sender, once (not to a task
+        that its pending request told already)."""
         if self._flags & _ROLLBACK_SEND:
             self._flags &= ~_ROLLBACK_SEND
             self.flush()  # (the fast path may go on)
-            raise _rollback_error(self._link().last_rollback)
+            link = self._link()
+            told, link.told = link.told, None
+            if told is None or told is not asyncio.current_task():
+                raise _rollback_error(link.last_rollback)
+
+    def _void_request(self, link: LinkState) -> CheckpointRestored:
+        """A request pending across a resume from a checkpoint: what it was about is gone.
+        Its task is told now; another task that sends is still told by check_rollback."""
+        link.told = asyncio.current_task()
+        return _rollback_error(link.last_rollback)
 
     def hand_over(self) -> asyncio.Transport:
         """(Server) This connection's transport (and agent) go to the session it resumes
@@ -1461,6 +1482,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if outcome == "checkpoint" and tell_reader:
             link.rollback = event
             link.rollbacks += 1
+            link.told = None
             link.rollback_at = self.messages_in  # raised after what came before the loss
             self.rolling_back = True
             self._flags |= _ROLLBACK_SEND

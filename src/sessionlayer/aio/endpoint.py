@@ -178,6 +178,7 @@ class LinkState:
         "on_lost",
         "on_over",
         "previous_ok",
+        "proposed",
         "reason",
         "resumes",
         "retained",
@@ -185,6 +186,7 @@ class LinkState:
         "rollback_at",
         "rollbacks",
         "token",
+        "told",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -200,6 +202,8 @@ class LinkState:
         self.rollbacks = 0  # resumes from a checkpoint so far
         self.last_rollback: Any = None  # the last of them (a Resumed)
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)
+        self.proposed: bytes | None = None  # the user data of our MAP waiting for its MAA
+        self.told: Any = None  # the task a void request told of the last rollback
         self.on_checkpoint: Callable[[Any], Any] | None = None  # the application's, see
         self.defer_checkpoints = False  # checkpoints are confirmed after on_checkpoint
         self.on_lost: Callable[[Any], None] | None = None  # (client) start reconnecting

@@ -341,6 +341,7 @@ class Session:
         """
         conn = self._conn
         if major:
+            conn.propose_checkpoint(user_data)
             event = await conn.confirm(
                 (ev.MajorSyncConfirm,), lambda m: m.major_sync(user_data=user_data),
                 NEEDS["major_sync"],
