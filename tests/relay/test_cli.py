@@ -47,10 +47,20 @@ UP = ("--upstream", "127.0.0.1:102")
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--listen", "no such host", *UP), "expected HOST:PORT"),
-    (("--listen", "nowhere.invalid:0", *UP), "cannot listen on nowhere.invalid:0"),
     (("--listen", "127.0.0.1:99999", *UP), "not a port: '99999'"),
     (("--listen", "::1:102", *UP), "[ADDRESS]:PORT"),
-    (("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:0"), "1..65535"),
+    (("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:0"), "not a port: '0'"),
+])  # fmt: skip
+def test_a_malformed_address_is_a_usage_mistake_exit_2(args: tuple[str, ...],
+                                                        message: str) -> None:  # fmt: skip
+    code, err = cli(*args)
+    assert code == 2, err
+    assert err.startswith("sessionlayer relay: "), err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--listen", "nowhere.invalid:0", *UP), "cannot listen on nowhere.invalid:0"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "/nowhere/cert.pem", "--tls-key",
       "/nowhere/key.pem"), "no such file"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "x.pem"), "go together"),

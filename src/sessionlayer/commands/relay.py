@@ -243,9 +243,7 @@ def _logging(level: str, err: TextIO) -> logging.Handler:
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Run the relay until SIGINT/SIGTERM; the exit status."""
     listen = _address(ns.listen, "--listen", DEFAULT_PORT, listen=True)
-    upstream = _address(ns.upstream, "--upstream", ISO_TSAP)
-    if upstream[1] == 0:
-        raise CommandError(f"--upstream {ns.upstream!r}: the port must be 1..65535")
+    upstream = _address(ns.upstream, "--upstream", ISO_TSAP)  # (port 0 refused there)
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
     if ns.status:
