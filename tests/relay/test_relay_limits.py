@@ -142,6 +142,18 @@ def test_stopping_the_relay_aborts_both_legs() -> None:
     run(main())
 
 
+def test_the_port_stays_known_once_closed() -> None:
+    async def main() -> None:
+        relay = await start(("127.0.0.1", 9))
+        port = relay.port
+        assert port > 0
+        relay.close()
+        await asyncio.wait_for(relay.wait_closed(), 5)
+        assert relay.port == port  # (as Server.port; the listener's sockets are gone)
+
+    run(main())
+
+
 def _has_ipv6() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:

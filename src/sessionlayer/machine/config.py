@@ -186,7 +186,16 @@ class SessionConfig:
 
     max_user_data: int | None = None
     """Cap on connect/accept user data; None = the version's limit (512 in v1, 10240 in v2).
-    The libiec61850 profile sets 232 so the CN's length indicator stays one octet."""
+    The libiec61850 profile sets 232: with its own parameters (no Connection Identifier)
+    that is what a CN with a one-octet length indicator holds (see ``one_octet_cn_li``)."""
+
+    one_octet_cn_li: bool = False
+    """Initiator: the CN's length indicator must be one octet, i.e. its parameter field at
+    most 254 octets (X.225 8.2.5), for responders that read no other form (libiec61850's
+    server drops the connection).  ``connect()`` checks the encoded CN, Connection
+    Identifier (PGI 1) included, and raises ParameterError when it is longer: the cap of
+    ``max_user_data`` alone does not count the other parameters.  The kernel_duplex and
+    libiec61850 profiles set it."""
 
     transport_expedited: bool = False
     """Take the transport expedited flow as given: EX SPDUs and PREPARE SPDUs go to
@@ -251,12 +260,16 @@ class SessionConfig:
         """The duplex-only kernel profile of the MMS stack (libiec61850 and its peers).
 
         Kernel + duplex, version 2 only, no tokens, no segmenting, user data capped at 232
-        octets so every length indicator is one octet.
+        octets and the CN kept within a one-octet length indicator (libiec61850's server
+        reads no other).  232 is what libiec61850's own CN holds; the Connection Identifier
+        that ``sessionlayer.connect()`` adds (20 octets, its 16-octet common reference)
+        leaves 212 with libiec61850's selectors.
         """
         base: dict[str, object] = {
             "functional_units": FunctionalUnit.DUPLEX,
             "versions": Version.V2,
             "max_user_data": 232,
+            "one_octet_cn_li": True,
         }
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]

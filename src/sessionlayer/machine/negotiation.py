@@ -7,7 +7,8 @@ exactly one of half-duplex/duplex remains and each unit's prerequisite is presen
 the CN's Token Setting Item places each available token on the initiator's side, the
 responder's, or leaves it to the called user's choice; the AC's Token Item names the tokens
 the responder took among those left to its choice.  TSDU maximum sizes: each direction uses
-the smaller non-zero value of sender's and receiver's proposal (0 = no limit), version 2 only.
+the smaller non-zero value of sender's and receiver's proposal (0 = no limit), version 2 only;
+a CN without them (PI 21 absent) means no segmenting in either direction.
 """
 
 from __future__ import annotations
@@ -292,11 +293,7 @@ def respond(
     available = token_bits(selected)
     item = cn.item or _EMPTY_ITEM
     owned, taken = _responder_tokens(item.token_setting or 0, available, config, choice)
-    i2r, r2i = item.tsdu_max_size or (0, 0)
-    if version == 2:
-        i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
-    else:
-        i2r = r2i = 0
+    i2r, r2i = _responder_sizes(item, config) if version == 2 else (0, 0)
     isn, isn2 = _initial_serials(item, config, selected)
     result = Negotiated(
         functional_units=unit_flag(selected),
@@ -319,6 +316,20 @@ def respond(
 
 
 _EMPTY_ITEM = ConnectAcceptItem()
+
+
+def _responder_sizes(item: ConnectAcceptItem, config: SessionConfig) -> tuple[int, int]:
+    """The TSDU maximum sizes (initiator->responder, responder->initiator) a responder agrees
+    to: each the smaller non-zero of the CN's proposal and its own.
+
+    A CN without PI 21 says that its sender does not segment (X.225 8.3.1, as ISODE reads
+    it; libiec61850's client takes no Enclosure Item): then the answer carries none either
+    and neither direction is segmented, whatever this end is configured with.
+    """
+    if item.tsdu_max_size is None:
+        return 0, 0
+    i2r, r2i = item.tsdu_max_size
+    return _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
 
 
 def _initial_serials(
@@ -387,7 +398,7 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
             setting == TokenSetting.CALLED_CHOICE and not theirs & mask
         ):
             owned |= mask
-    i2r, r2i = item.tsdu_max_size or (0, 0)
+    i2r, r2i = _initiator_sizes(item, config) if version == 2 else (0, 0)
     isn = item.initial_serial if item.initial_serial is not None else config.initial_serial
     isn2 = item.second_initial_serial
     if isn2 is None:
@@ -395,13 +406,22 @@ def read_accept(ac: Accept, config: SessionConfig) -> Negotiated | None:
     return Negotiated(
         functional_units=unit_flag(units),
         version=version,
-        tsdu_send=i2r if version == 2 else 0,
-        tsdu_receive=r2i if version == 2 else 0,
+        tsdu_send=i2r,
+        tsdu_receive=r2i,
         initial_serial=isn if units & _SYNC_UNITS else None,
         owned=token_flag(owned),
         peer_extended=bool((item.protocol_options or 0) & 1),
         second_initial_serial=isn2 if units & _SYMMETRIC_SYNC else None,
     )
+
+
+def _initiator_sizes(item: ConnectAcceptItem, config: SessionConfig) -> tuple[int, int]:
+    """The TSDU maximum sizes (initiator->responder, responder->initiator) an initiator takes
+    from the AC's PI 21: none when its CN proposed none (it then does not segment, and a
+    responder that names sizes anyway does not turn segmenting on)."""
+    if not (config.tsdu_max_send or config.tsdu_max_receive):
+        return 0, 0
+    return item.tsdu_max_size or (0, 0)
 
 
 # Every client of a server sends the same CN parameters (and a server answers each with the
@@ -463,8 +483,7 @@ def read_received_accept(ac: Accept, config: SessionConfig) -> Negotiated | None
 
 def overflow_accept(cn: Connect, config: SessionConfig) -> OverflowAccept:
     """The OA a responder sends for a CN with Data Overflow (X.225 7.2): version 2 and the
-    TSDU maximum sizes it will use (the smaller non-zero of the CN's and its own)."""
-    item = cn.item or _EMPTY_ITEM
-    i2r, r2i = item.tsdu_max_size or (0, 0)
-    i2r, r2i = _min0(i2r, config.tsdu_max_receive), _min0(r2i, config.tsdu_max_send)
+    TSDU maximum sizes it will use (the smaller non-zero of the CN's and its own; none when
+    the CN proposes none)."""
+    i2r, r2i = _responder_sizes(cn.item or _EMPTY_ITEM, config)
     return make(OverflowAccept, tsdu_max_size=(i2r, r2i) if i2r or r2i else None, version=2)

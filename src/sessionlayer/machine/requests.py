@@ -81,6 +81,24 @@ def _data(value: Any, name: str = "user data") -> bytes | None:
     return bytes(value)
 
 
+#: The longest parameter field a one-octet length indicator holds (X.225 8.2.5).
+_ONE_OCTET_LI = 254
+
+
+def _check_one_octet_li(spdu: bytes, user_data: int) -> None:
+    """ParameterError unless the encoded SPDU's LI is one octet: its other parameters
+    (a Connection Identifier above all) count too, not only its ``user_data`` octets."""
+    field = len(spdu) - (4 if spdu[1] == 0xFF else 2)
+    over = field - _ONE_OCTET_LI
+    if over > 0:
+        room = max(user_data - over, 0)
+        raise ParameterError(
+            f"the CN's parameter field is {field} octets, {over} over the {_ONE_OCTET_LI}"
+            f" a one-octet length indicator holds (one_octet_cn_li): at most {room} octets"
+            " of user data with these parameters"
+        )
+
+
 class _Requests(_Rules):
     """S-primitives from the user."""
 
@@ -129,6 +147,8 @@ class _Requests(_Rules):
             cn_bytes = encode_tsdu(cn)
         except EncodeError as exc:
             raise ParameterError(str(exc)) from None
+        if self.config.one_octet_cn_li:
+            _check_one_octet_li(cn_bytes, len(cn.user_data or b""))
         self._cn_bytes, self._overflow_rest = cn_bytes, rest
         ctx.out = [cn_bytes]
         self._apply(row, ctx)

@@ -593,6 +593,8 @@ class Relay:
         #: Every client connection being handled, by session id.
         self.live: dict[str, _Session] = {}
         self._server: asyncio.Server | None = None
+        #: The port bound, kept once closed (the server's sockets are gone then).
+        self._port: int | None = None
         self._tls: ssl.SSLContext | None = None
         self._idle: asyncio.Event | None = None
 
@@ -605,11 +607,13 @@ class Relay:
             ssl_handshake_timeout=self.options.handshake_timeout if tls else None,
             backlog=LISTEN_BACKLOG,
         )  # fmt: skip
+        self._port = int(self._server.sockets[0].getsockname()[1])
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port it listens on (or listened on, once closed), as ``Server.port``."""
+        assert self._port is not None
+        return self._port
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
