@@ -652,3 +652,35 @@ def test_typed_data_without_its_unit_is_refused_even_while_detached() -> None:
             await client.release()
 
     run(main())
+
+
+def test_give_control_across_a_cut_ends_with_the_tokens_at_the_peer() -> None:
+    """give_control(), and the connection is lost before the GIVE TOKENS ACK: it returns
+    only once the peer holds the tokens (it returned at once, and the resumed session
+    still had every token on this side)."""
+    units = RESUMABLE_UNITS | FunctionalUnit.ACTIVITY | FunctionalUnit.MAJOR_SYNC
+    config = SessionConfig(functional_units=units)
+
+    async def main() -> None:
+        accepted: asyncio.Future[sessionlayer.Session] = asyncio.get_running_loop(
+            ).create_future()  # fmt: skip
+
+        async def handler(session: sessionlayer.Session) -> None:
+            accepted.set_result(session)
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler, options=FAST, config=config) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST,
+                                                config=config)  # fmt: skip
+            peer = await accepted
+            assert client.tokens and not peer.tokens
+            give = asyncio.ensure_future(client.give_control())
+            await asyncio.sleep(0)  # (the GTC is out)
+            cut(client)
+            await asyncio.wait_for(give, LIMIT)
+            assert not client.tokens
+            assert peer.tokens  # (it took them before its GTA)
+            await client.release()  # (the tokens a release needs are fetched back)
+
+    run(main())

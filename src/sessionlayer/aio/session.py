@@ -403,10 +403,20 @@ class Session:
         Fetches the tokens it lacks first; returns once the peer acknowledged (GTA).
         """
         conn = self._conn
-        await conn.call_with_tokens(lambda m: m.give_control())
-        while conn.machine.control_pending:  # waiting for GIVE TOKENS ACK
+        while True:
+            await conn.call_with_tokens(lambda m: m.give_control())
+            agent = conn.agent
+            while conn.agent is agent and conn.machine.control_pending:  # (waiting for GTA)
+                conn.check_open()
+                await conn.next_peer_input()
+            if conn.agent is agent and not conn.detached:
+                return
+            # (Recovery) The connection was lost before the GTA: the resumed session holds
+            # this side's tokens, so they are given again (the peer may be told twice).
+            await conn.wait_attached()
             conn.check_open()
-            await conn.next_peer_input()
+            if not conn.machine.tokens_owned:
+                return
 
     def exception_report(self, reason: int, user_data: bytes | None = None) -> None:
         """S-U-EXCEPTION-REPORT."""
