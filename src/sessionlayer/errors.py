@@ -227,14 +227,17 @@ class ResumeRefused(SessionAborted):
     malformed), ``token_replayed`` (an older token of a resumed session), ``wrong_identity``
     (another identity presented it), ``retention_overflow`` (more was left unconfirmed than
     the limit), ``ended`` (the server ended it while its client was away: the message
-    says why), ``no_store`` (the server holds no such session and has no store that
+    says why), ``released`` (it ended in an orderly release whose last answer was lost with
+    the connection: the client ends the session as released, it raises nothing),
+    ``no_store`` (the server holds no such session and has no store that
     could), ``store_unavailable`` (the store did not answer), ``gave_up`` (no server could
     be reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
     """
 
     CODES = (
         "unknown", "expired", "token_invalid", "token_replayed", "wrong_identity",
-        "retention_overflow", "ended", "no_store", "store_unavailable", "gave_up", "refused",
+        "retention_overflow", "ended", "released", "no_store", "store_unavailable", "gave_up",
+        "refused",
     )  # fmt: skip
 
     def __init__(self, message: str, code: str = "refused") -> None:

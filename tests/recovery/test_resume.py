@@ -393,6 +393,38 @@ def test_retention_overflow_can_end_the_session_instead() -> None:
     run(main())
 
 
+def test_retention_overflow_while_detached_says_the_session_cannot_resume() -> None:
+    """retention_overflow='fail' reached during an outage, on the server's side: it ends
+    the session with ResumeRefused code retention_overflow (the code was never produced),
+    and the client coming back is told that code."""
+
+    async def main() -> None:
+        failures: list[BaseException] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            await next_of(session, Interrupted)
+            try:
+                for _ in range(100):
+                    await session.send(bytes(4096))
+            except SessionAborted as exc:
+                failures.append(exc)
+
+        server_opts = dataclasses.replace(FAST, retention=64 * 1024, retention_overflow="fail")
+        opts = dataclasses.replace(FAST, backoff=Backoff(first=0.3, jitter=0, cap=0.3,
+                                                         give_up=10))  # fmt: skip
+        async with await sessionlayer.serve(handler, options=server_opts) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=opts)
+            await client.sync()
+            cut(client)  # (the server sees the reset: detached, its handler sends on)
+            with pytest.raises(sessionlayer.ResumeRefused) as info:
+                await asyncio.wait_for(client.receive(), LIMIT)
+            assert info.value.code == "retention_overflow", info.value
+            assert len(failures) == 1 and isinstance(failures[0], sessionlayer.ResumeRefused)
+            assert failures[0].code == "retention_overflow"
+
+    run(main())
+
+
 def test_an_activity_in_progress_is_resumed_on_the_new_connection() -> None:
     """With activity management data flows only inside an activity: after a cut the client
     resumes it first (S-ACTIVITY-RESUME, linking information), then both sides replay."""

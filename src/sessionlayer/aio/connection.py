@@ -32,6 +32,7 @@ from ..errors import (
     CheckpointRestored,
     DecodeError,
     FunctionalUnitError,
+    ResumeRefused,
     SessionAborted,
     SessionClosed,
     SessionLayerError,
@@ -1132,11 +1133,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         while journal is not None and journal.full:
             self.check_open()
             if self._ep.options.retention_overflow == "fail":
-                failure = SessionAborted(
-                    f"more than {self._ep.options.retention} octets sent and not confirmed"
-                    " by the peer (retention limit; retention_overflow='fail')",
-                    AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
-                )
+                why = (f"more than {self._ep.options.retention} octets sent and not confirmed"
+                       " by the peer (retention limit; retention_overflow='fail')")  # fmt: skip
+                # (Detached: the session can no longer be resumed, and says so; the peer
+                # learns it at its resume, or when its wait for one expires.)
+                failure = ResumeRefused(why, "retention_overflow") if (
+                    self._flags & _DETACHED) else SessionAborted(
+                    why, AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON)  # fmt: skip
                 self.abort_session(failure)
                 raise copy_to_raise(failure)
             link = self._link()
@@ -1417,8 +1420,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.agent.journal = journal
         return self._link()
 
-    def end(self, failure: SessionLayerError) -> None:
-        """End the session now with ``failure`` (a detached session that will not resume)."""
+    def end(self, failure: SessionLayerError | None) -> None:
+        """End the session now with ``failure`` (a detached session that will not resume;
+        None: the peer said it was released, the DN lost with the connection)."""
         self._session_over(failure)
         if self.transport is not None and not self._flags & _CLOSED:
             self.transport.abort()

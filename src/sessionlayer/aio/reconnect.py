@@ -105,6 +105,11 @@ class Reconnector:
                     if conn.transport is not None and not conn.is_closed:
                         conn.abort()
         except ResumeRefused as exc:
+            if exc.code == "released":  # (the release went through: its DN was lost)
+                log.info("session %s: released (the answer was lost with the connection)",
+                         conn.id)  # fmt: skip
+                conn.end(None)
+                return
             log.info("session %s: cannot be resumed: %s", conn.id, exc)
             exc.__context__ = None  # (kept by the session: no frames of this task with it)
             conn.end(exc.with_traceback(None))
