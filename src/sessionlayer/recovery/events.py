@@ -44,7 +44,7 @@ class Resumed(Event):
     """
 
     outcome: str
-    downtime: float  #: seconds from the loss to the resume
+    downtime: float  #: seconds from when the loss was detected to the resume
     replayed_messages: int = 0
     replayed_bytes: int = 0
     attempts: int = 1  #: connections tried (the client's count)
