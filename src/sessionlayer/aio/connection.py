@@ -1553,7 +1553,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """Wait until a detached session is resumed and what it replays is out (or it ends):
         a request made before then would overtake the replay (a MAP that confirms less than
         it says, an FN before the data)."""
-        while (self._flags & _DETACHED or self.replaying) and self._failure is None:
+        while (self._flags & _DETACHED or self.replaying) and self._failure is None and (
+                not self._flags & _RELEASED):  # fmt: skip
             link = self._link()
             if link.attached is None:
                 link.attached = Signal()

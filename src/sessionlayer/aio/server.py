@@ -125,6 +125,9 @@ class Server:
         self._pending = 0
         self.stats = ServerStats()
         self._handlers: dict[asyncio.Task[None], Session] = {}
+        #: Sessions over for the server already (a detached one dropped or expired: its
+        #: late client is told why) whose handler has not returned yet; _ended forgets them.
+        self._finished: set[Session] = set()
         self._detaching = False  # close(detach=True): sessions stay in the store
         self._closing = False  # close() was called: no new connection is taken
         self._writes: set[asyncio.Future[Any]] = set()  # store writes in flight
@@ -534,6 +537,9 @@ class Server:
             else f"more than {self.max_detached} sessions were waiting to be resumed"
         )  # fmt: skip
         protocol.end(ResumeRefused(why, "expired"))  # (a SessionAborted, as any end of it)
+        session = self._live.get(protocol.id)
+        if session is not None and self._links.get(protocol.id) is protocol:
+            self._finish(session)  # (now, whatever its handler is waiting for)
 
     async def _resume(self, protocol: Connection, event: ev.ConnectIndication,
                       hello: Hello) -> None:  # fmt: skip
@@ -739,7 +745,11 @@ class Server:
         session = self._live.get(session_id)
         if session is None:
             return False
+        link = self._links.get(session_id)
+        detached = link is not None and link.detached
         session.abort()
+        if detached:  # (its client, back later, is told "ended" whatever the handler does)
+            self._finish(session)
         return True
 
     def _refuse(self, protocol: Connection, refusal: Refuse, code: str = "refused") -> None:
@@ -810,12 +820,32 @@ class Server:
             return
         failure = conn.failure
         why = str(failure) if failure is not None else "it was released"
-        code = failure.code if isinstance(failure, ResumeRefused) else "ended"
+        # (A release whose DN the client may have lost: "released" ends its session as
+        # released there, a pending release() returns.)
+        code = failure.code if isinstance(failure, ResumeRefused) else (
+            "ended" if failure is not None else "released")  # fmt: skip
         self._over[sid] = (why, code, link.generation, link.identity)
         while len(self._over) > _OVER_KEPT:
             self._over.popitem(last=False)
 
     def _ended(self, session: Session) -> None:
+        """The session's handler is done (or never started) and the session over."""
+        if session in self._finished:  # (_finish did it all when it ended)
+            self._finished.discard(session)
+            return
+        self._over_now(session)
+
+    def _finish(self, session: Session) -> None:
+        """A detached session that has just ended (dropped, expired) is over for the server
+        now, while its handler may still be waiting for something else: it is no longer
+        live, a late resume is told why it ended, its record goes; ``_ended`` does no more
+        when the handler returns."""
+        if session in self._finished or self._live.get(session.id) is not session:
+            return
+        self._over_now(session)
+        self._finished.add(session)  # (its handler, or its release, ends it later)
+
+    def _over_now(self, session: Session) -> None:
         sid = session.id
         if self._live.get(sid) is session:
             self._live.pop(sid, None)
