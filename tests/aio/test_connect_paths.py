@@ -18,6 +18,7 @@ from tests.rawpeer import RawPeer, raw_server
 import sessionlayer
 from sessionlayer import Options, SessionAborted
 from sessionlayer.agent import Hello, SessionAgent
+from sessionlayer.aio import fast_connect
 from sessionlayer.aio.client import _CONFIG, _OPTIONS, RESUMABLE_CONFIG
 from sessionlayer.aio.connection import Connection
 from sessionlayer.aio.endpoint import Endpoint
@@ -146,11 +147,14 @@ def test_a_bug_in_connection_made_is_logged_and_the_connection_dropped(
     assert any("internal error" in r.getMessage() and r.exc_info for r in caplog.records)
 
 
+@pytest.mark.parametrize("fast", [False, True])
 def test_a_responder_that_is_not_rfc_1006_gets_one_clear_error(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, fast: bool
 ) -> None:
     """An HTTP server (or a TLS one) answering the COTP CR: connect() says what came and
-    what it may mean, and nothing else is logged beside it."""
+    what it may mean, and nothing else is logged beside it; also where a sessionlayer
+    server took a fast connect on that port before (the CN went right behind the CR: the
+    suite met it when a port came round again, and a WARNING was logged)."""
 
     async def main() -> None:
         async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -161,6 +165,8 @@ def test_a_responder_that_is_not_rfc_1006_gets_one_clear_error(
 
         server = await asyncio.start_server(http, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
+        if fast:
+            fast_connect.learn("127.0.0.1", port, False, True)
         async with server:
             with pytest.raises(SessionAborted, match=r"not RFC 1006 / COTP \(transport "
                                r"protocol error: TPKT version 72.*does it expect TLS"):

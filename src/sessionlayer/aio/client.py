@@ -184,8 +184,11 @@ async def connect(
                 deadline.ended(exc)  # TimeoutError, if the time ran out
                 if fast and agent.rfc.tpdu_size is None:  # (no CC came) plain from now on
                     fast_connect.forget(host, port, secure)
-                if isinstance(exc, ConnectionError):
-                    failed = protocol.failure
+                if isinstance(exc, ConnectionError | SessionAborted):
+                    failed = protocol.failure if isinstance(exc, ConnectionError) else exc
+                    if isinstance(exc, SessionAborted) and (
+                            exc.by_peer or agent.rfc.tpdu_size is not None):  # fmt: skip
+                        raise  # (the COTP CC came: an RFC 1006 peer that aborted)
                     if isinstance(failed, SessionAborted) and failed.reason & _PROTOCOL_ERROR:
                         why = str(failed).removeprefix("session aborted: ")
                         raise SessionAborted(  # (an HTTP server, a TLS one, a broken stack)

@@ -639,8 +639,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                                      by_peer=True, user_data=event.user_data))  # fmt: skip
         elif isinstance(event, ev.ProviderAbortIndication):
             x = self._x
-            if event.local and (x is None or x.connecting is None):  # we found the error (or
-                # a limit, a timeout) and ended it; (a connect waiting for COTP CC is told)
+            connecting = x is not None and (x.connecting is not None or bool(
+                x.waiters and x.waiters.get(ev.ConnectConfirm)))  # fmt: skip
+            if event.local and not connecting:  # we found the error (or a limit, a timeout)
+                # and ended it; (a connect waiting for COTP CC, or for the AC, is told)
                 what = "protocol error, aborted" if event.reason & AbortReason.PROTOCOL_ERROR else (
                     "aborted")  # fmt: skip
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
