@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -312,6 +313,7 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
 
     async def main() -> None:
         server = await Serve(tmp_path / "srv", "--admin", "127.0.0.1:0").start()
+        proc = None
         try:
             proc = await asyncio.create_subprocess_exec(
                 *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
@@ -321,16 +323,22 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
             async with asyncio.timeout(LIMIT):
                 while b"(10 %)" not in await proc.stdout.readline():
                     pass
+            # The sender is stopped while status runs, so that the transfer is still under
+            # way then however fast this host moves 200 MiB (it had ended, on a quick run).
+            proc.send_signal(signal.SIGSTOP)
             rows: list[dict[str, object]] = []
-            async with asyncio.timeout(LIMIT):
-                while not rows:  # (the server's side of it may lag the client's progress)
-                    status = await asyncio.create_subprocess_exec(
-                        *cli("status", f"127.0.0.1:{server.admin_port}", "--json"), env=ENV,
-                        stdout=PIPE, stderr=PIPE)  # fmt: skip
-                    out, err = await status.communicate()
-                    assert status.returncode == 0, err
-                    data = json.loads(out)
-                    rows = [s for s in data["sessions"] if s["activity"] and s["progress"]]
+            try:
+                async with asyncio.timeout(LIMIT):
+                    while not rows:  # (the server's side may lag the client's progress)
+                        status = await asyncio.create_subprocess_exec(
+                            *cli("status", f"127.0.0.1:{server.admin_port}", "--json"),
+                            env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+                        out, err = await status.communicate()
+                        assert status.returncode == 0, err
+                        data = json.loads(out)
+                        rows = [s for s in data["sessions"] if s["activity"] and s["progress"]]
+            finally:
+                proc.send_signal(signal.SIGCONT)
             [row] = rows
             assert row["state"].startswith("STA") and row["bytes_in"] > 0
             assert row["progress"]["name"] == "st.bin" and row["progress"]["size"] == size
@@ -339,6 +347,9 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{server.admin_port}/metrics") as r:
                 assert b"sessionlayer_sessions_accepted_total" in r.read()
         finally:
+            if proc is not None and proc.returncode is None:  # (a failure: not left running)
+                proc.kill()
+                await proc.communicate()
             await server.stop()
 
     run(main())

@@ -48,13 +48,17 @@ RELEASE_REQUEST = _user_data("FN SPDU (carries ACSE RLRQ)")
 RELEASE_RESPONSE = _user_data("DN SPDU (carries ACSE RLRE)")
 
 
-async def _serve_mms(abort: bool, run_client: Any) -> tuple[Any, list[dict[str, Any]]]:
-    """Our server answering the captured MMS dialogue; the client's result and what each
-    session saw."""
+async def _serve_mms(abort: bool, run_client: Any, config: SessionConfig | None = None,
+                     options: sessionlayer.Options | None = None,
+                     ) -> tuple[Any, list[dict[str, Any]]]:  # fmt: skip
+    """Our server (the kernel_duplex profile unless ``config``) answering the captured MMS
+    dialogue; the client's result and what each session saw (with the TSDU sizes agreed)."""
     seen: list[dict[str, Any]] = []
 
     async def handler(session: sessionlayer.Session) -> None:
-        record: dict[str, Any] = {"requests": [], "outcome": None, "done": asyncio.Event()}
+        machine = session.machine
+        record: dict[str, Any] = {"requests": [], "outcome": None, "done": asyncio.Event(),
+                                  "sizes": (machine.tsdu_max_send, machine.tsdu_max_receive)}
         seen.append(record)
 
         def release(event: Any) -> bytes:  # the DN carries ACSE's release response
@@ -75,10 +79,10 @@ async def _serve_mms(abort: bool, run_client: Any) -> tuple[Any, list[dict[str, 
         finally:
             record["done"].set()
 
-    config = SessionConfig.kernel_duplex()
     async with await sessionlayer.serve(
-        handler, config=config, accept_data=lambda request: AC_DATA
-    ) as server:
+        handler, config=config or SessionConfig.kernel_duplex(), options=options,
+        accept_data=lambda request: AC_DATA,
+    ) as server:  # fmt: skip
         result = await asyncio.to_thread(run_client, server.port, abort, check=False)
         # The client is done; each handler ends as its session does (the release or abort
         # the client sent, or its TCP close).

@@ -101,8 +101,8 @@ _RELEASED = 16  # the session ended in an orderly release (``released``)
 _DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
-_PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
+_PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
 
 
 def copy_to_raise(exc: E) -> E:
