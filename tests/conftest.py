@@ -39,3 +39,13 @@ def vectors_dir() -> Path:
 @pytest.fixture(scope="session")
 def libiec61850(vectors_dir: Path) -> list[dict[str, Any]]:
     return load_libiec61850(vectors_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_fast_connect_memory() -> None:
+    """Each test starts with no address remembered as a fast-connect server's: ports come
+    round again across tests, and what one learned must not change how another connects
+    (a plain server on a port an earlier sessionlayer server held)."""
+    from sessionlayer.aio import fast_connect
+
+    fast_connect.forget_all()

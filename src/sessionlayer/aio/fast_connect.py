@@ -12,7 +12,7 @@ connection to it is plain again.
 
 from __future__ import annotations
 
-__all__ = ["LIMIT", "forget", "is_known", "learn"]
+__all__ = ["LIMIT", "forget", "forget_all", "is_known", "learn"]
 
 LIMIT = 1024  #: addresses remembered at most
 
@@ -39,3 +39,9 @@ def learn(host: str, port: int, tls: bool, fast: bool) -> None:
 def forget(host: str, port: int, tls: bool) -> None:
     """A fast connect to this address failed before the CC: plain ISO 8073 from now on."""
     _KNOWN.pop((host, port, tls), None)
+
+
+def forget_all() -> None:
+    """Forget every address (after a network change, or between tests: a port another
+    server held before may have come round again)."""
+    _KNOWN.clear()
