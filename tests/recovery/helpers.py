@@ -72,6 +72,18 @@ async def next_of(session: sessionlayer.Session, kind: type) -> Any:
     raise AssertionError(f"the session ended before a {kind.__name__}")
 
 
+def reads_until_end(ended: asyncio.Event) -> Callable[[sessionlayer.Session], Awaitable[None]]:
+    """A server handler that reads every message and sets ``ended`` when the session was
+    released (its ``async for`` ended)."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        async for _ in session:
+            pass
+        ended.set()
+
+    return handler
+
+
 def echo_into(got: list[bytes]) -> Callable[[sessionlayer.Session], Awaitable[None]]:
     """A server handler that keeps each message in ``got`` and echoes it."""
 

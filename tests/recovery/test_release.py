@@ -9,7 +9,7 @@ import pytest
 
 import sessionlayer
 
-from .helpers import FAST, LIMIT, cut, owned, run
+from .helpers import FAST, LIMIT, cut, owned, reads_until_end, run
 
 
 def test_a_release_right_after_an_acknowledgement_point_completes() -> None:
@@ -41,13 +41,7 @@ def test_a_release_whose_dn_was_lost_with_the_connection_returns() -> None:
 
     async def main() -> None:
         ended = asyncio.Event()
-
-        async def handler(session: sessionlayer.Session) -> None:
-            async for _ in session:
-                pass
-            ended.set()
-
-        async with await sessionlayer.serve(handler, options=FAST) as server:
+        async with await sessionlayer.serve(reads_until_end(ended), options=FAST) as server:
             client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
             await client.send(b"x")
             await client.sync()

@@ -11,16 +11,17 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import sessionlayer
 from sessionlayer import CheckpointRestored, Options
-from sessionlayer.recovery import Backoff, Checkpoint, Resumed
+from sessionlayer.recovery import Backoff, Checkpoint, Interrupted, Resumed
 from sessionlayer.stores import MemoryStore
 
-from .helpers import FAST, LIMIT, run
+from .helpers import FAST, LIMIT, next_of, run
 
 REPO = Path(__file__).resolve().parents[2]
 N = 3000
@@ -119,27 +120,38 @@ def test_sigkill_and_restart_resume_from_the_last_checkpoint(tmp_path: Path) -> 
     run(main())
 
 
+@contextlib.asynccontextmanager
+async def two_nodes(backoff: Backoff) -> AsyncIterator[
+        tuple[MemoryStore, asyncio.Future[object], sessionlayer.Session,
+              sessionlayer.Server]]:  # fmt: skip
+    """Two echo servers in one process sharing a store (nodes "a" and "b"), and a client
+    connected to "a" with "b" as its next address: (store, the first ``session.restored``
+    a handler saw, the client, server a)."""
+    store = MemoryStore()
+    restored: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    async def handler(session: sessionlayer.Session) -> None:
+        if session.restored is not None and not restored.done():
+            restored.set_result(session.restored)
+        async for data in session:
+            await session.send(data)
+
+    a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
+    b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
+    async with a, b:
+        client = await sessionlayer.connect("127.0.0.1", a.port, options=Options(
+            backoff=backoff), addresses=[("127.0.0.1", b.port)])  # fmt: skip
+        yield store, restored, client, a
+
+
 def test_a_server_stopping_gracefully_hands_its_sessions_to_another_node() -> None:
     """Two servers in one process share a store; the one holding the session stops with
     close(detach=True): no AB, the record stays; the client's next address resumes it
     from its checkpoint, and a new handler there sees session.restored."""
 
     async def main() -> None:
-        store = MemoryStore()
-        restored: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-
-        async def handler(session: sessionlayer.Session) -> None:
-            if session.restored is not None and not restored.done():
-                restored.set_result(session.restored)
-            async for data in session:
-                await session.send(data)
-
-        a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
-        b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
-        async with a, b:
-            opts = Options(backoff=Backoff(first=0, cap=0.05, give_up=10))
-            client = await sessionlayer.connect("127.0.0.1", a.port, options=opts,
-                                                addresses=[("127.0.0.1", b.port)])  # fmt: skip
+        async with two_nodes(Backoff(first=0, cap=0.05, give_up=10)) as (
+                store, restored, client, a):  # fmt: skip
             await client.send(b"one")
             assert await client.receive() == b"one"
             serial = await client.sync(major=True, user_data=b"after one")
@@ -169,30 +181,14 @@ def test_a_request_pending_across_a_checkpoint_resume_and_the_sender_are_both_to
     the MAA's: None), as the server's does."""
 
     async def main() -> None:
-        store = MemoryStore()
-        restored: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-
-        async def handler(session: sessionlayer.Session) -> None:
-            if session.restored is not None and not restored.done():
-                restored.set_result(session.restored)
-            async for _ in session:
-                pass
-
-        a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
-        b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
-        async with a, b:
-            opts = Options(backoff=Backoff(first=0.2, jitter=0, cap=0.2, give_up=10))
-            client = await sessionlayer.connect("127.0.0.1", a.port, options=opts,
-                                                addresses=[("127.0.0.1", b.port)])  # fmt: skip
+        async with two_nodes(Backoff(first=0.2, jitter=0, cap=0.2, give_up=10)) as (
+                _, restored, client, a):  # fmt: skip
             serial = await client.sync(major=True, user_data=b"cp1")
             assert client.checkpoint == Checkpoint(serial, b"cp1")
-            await client.send(b"after")
             await client.sync()
             a.close(detach=True)
             await a.wait_closed()
-            async for event in client.events():
-                if isinstance(event, sessionlayer.recovery.Interrupted):
-                    break
+            await next_of(client, Interrupted)
             pending = asyncio.ensure_future(client.sync(major=True, user_data=b"cp2"))
             with pytest.raises(CheckpointRestored):
                 await asyncio.wait_for(pending, LIMIT)

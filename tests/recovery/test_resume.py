@@ -19,7 +19,7 @@ from sessionlayer.errors import FunctionalUnitError, StateError
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
-from .helpers import FAST, LIMIT, cut, echo_into, messages, next_of, owned, run
+from .helpers import FAST, LIMIT, cut, echo_into, messages, next_of, owned, reads_until_end, run
 
 RESUMABLE_UNITS = sessionlayer.aio.client.RESUMABLE_CONFIG.functional_units
 
@@ -220,13 +220,7 @@ def test_a_send_during_the_outage_waits_in_the_journal_and_arrives_once() -> Non
 def test_a_pending_sync_and_release_complete_after_the_resume() -> None:
     async def main() -> None:
         ended = asyncio.Event()
-
-        async def handler(session: sessionlayer.Session) -> None:
-            async for _ in session:
-                pass
-            ended.set()
-
-        async with await sessionlayer.serve(handler, options=FAST) as server:
+        async with await sessionlayer.serve(reads_until_end(ended), options=FAST) as server:
             client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
             pending = asyncio.create_task(client.sync())
             await asyncio.sleep(0)  # (one turn of the loop: the MIP is on its way)

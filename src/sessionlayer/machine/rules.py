@@ -149,7 +149,7 @@ class _Rules(_Sync):
     def _p_aea_crossed(self, ctx: Ctx) -> bool:
         """No activity now, and the AEA that ended it was ours and the last the peer may
         not have seen (see _crossed)."""
-        return not self._vact and self.rare is not None and self._crossed is not None
+        return not self._vact and self._crossed is not None
 
     def _p_no_act(self, ctx: Ctx) -> bool:
         return not self._vact
@@ -424,12 +424,12 @@ class _Rules(_Sync):
         self._vact = True
 
     def _a_ai_ind(self, ctx: Ctx) -> None:
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
         self._resync = None
         self._events.append(ev.ActivityInterruptIndication(ctx.spdu.reason, ctx.spdu.user_data))
 
     def _a_ad_ind(self, ctx: Ctx) -> None:
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
         self._resync = None
         self._events.append(ev.ActivityDiscardIndication(ctx.spdu.reason, ctx.spdu.user_data))
 
@@ -439,7 +439,7 @@ class _Rules(_Sync):
         self._activity_id = None
         self._owned = Token(0)
         self._end_pending = False
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
 
     def _act_over_mine(self) -> None:
         self._vact = False
@@ -447,7 +447,7 @@ class _Rules(_Sync):
         self._owned = self._available
         self._end_pending = False
         self._resync = None
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
 
     def _a_aia_cnf(self, ctx: Ctx) -> None:
         self._act_over_mine()

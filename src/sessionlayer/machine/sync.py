@@ -256,7 +256,8 @@ class _Sync(_Core):
 
     def _major_point_received(self) -> int:
         """Table A-4, MIP / MAP / AE SPDU (V(Mr) + 1 with symmetric synchronize)."""
-        self._uncross()  # (the peer went on from our MAA or AEA)
+        if self.rare is not None:  # (the peer went on from our MAA or AEA; every ack
+            self._crossed = None  # of a resumable session comes here: no descriptor call)
         serial = self._recv_next()
         if self._ss:
             self._vmr += 1
@@ -275,12 +276,6 @@ class _Sync(_Core):
         self._va = self._vr = self._vm
         if self._ss:
             self._var = self._vrr = self._vmr
-
-    def _uncross(self) -> None:
-        """The peer showed it saw our last MAA or AEA, or the activity is over: nothing that
-        crossed them can come now (see _crossed)."""
-        if self.rare is not None:
-            self._crossed = None
 
     def _a_maa_sent(self, ctx: Ctx) -> None:
         self._crossed = (self._vr, self._vrr)  # (until the peer's next sync point, RS or RA)
@@ -307,7 +302,7 @@ class _Sync(_Core):
         self._major_acked()
         self._vact = False
         self._end_pending = False
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
         self._events.append(ev.ActivityEndConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
 
     def _set_serials(self, serial: int) -> None:
@@ -315,7 +310,7 @@ class _Sync(_Core):
         self._va = self._vm = self._var = self._vmr = serial
         self._vr = self._vrr = 1
         self._ado = self._adi = -1
-        self._uncross()  # (a new activity: nothing crossed it)
+        self._crossed = None  # (a new activity: nothing crossed it)
 
     # ------------------------------------------------------------ actions: resynchronize
 
@@ -346,7 +341,7 @@ class _Sync(_Core):
         )
 
     def _a_rs_ind(self, ctx: Ctx) -> None:
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
         spdu = ctx.spdu
         resync = self._incoming_resync(spdu)
         # 7.24: the peer's RS beat our own; our request will get no RA.
@@ -400,7 +395,7 @@ class _Sync(_Core):
 
     def _a_ra_cnf(self, ctx: Ctx) -> None:
         assert self._resync is not None
-        self._uncross()
+        self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
         spdu = ctx.spdu
         chosen = Token(0)
         if spdu.token_setting is not None:
