@@ -109,3 +109,33 @@ def test_a_failing_accept_data_refuses_and_the_server_carries_on(asynchronous: b
             session.abort()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+@pytest.mark.parametrize("answer", [bytes(300), "text"], ids=["over-one-octet-li", "not-bytes"])
+def test_accept_data_an_ac_cannot_carry_refuses_and_says_why(
+    answer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The libiec61850 profile keeps the AC within a one-octet LI (its client rejects any
+    other): ``accept_data`` that gives more, or not bytes, refuses that connect with a log
+    line that says why, instead of aborting it as a bug of ours; the next one is answered."""
+    profile = sessionlayer.SessionConfig.libiec61850_profile(max_user_data=None)
+
+    def accept_data(request: ConnectRequest) -> Any:
+        return b"AARE" if request.data == b"short" else answer
+
+    async def main() -> None:
+        async with await sessionlayer.serve(lambda s: asyncio.sleep(0), config=profile,
+                                            accept_data=accept_data) as srv:  # fmt: skip
+            with pytest.raises(ConnectRefused, match="could not answer the connect"):
+                await sessionlayer.connect("127.0.0.1", srv.port, user_data=b"long",
+                                           config=profile)  # fmt: skip
+            session = await sessionlayer.connect("127.0.0.1", srv.port, user_data=b"short",
+                                                 config=profile)  # fmt: skip
+            assert session.peer_data == b"AARE"
+            session.abort()
+
+    with caplog.at_level("ERROR", logger="sessionlayer"):
+        asyncio.run(asyncio.wait_for(main(), 20))
+    (record,) = [r for r in caplog.records if "accept_data()" in r.getMessage()]
+    assert "an AC cannot carry" in record.getMessage() and record.exc_info is None
+    assert ("one_octet_li" if isinstance(answer, bytes) else "must be bytes") in record.getMessage()

@@ -191,17 +191,48 @@ def test_kernel_duplex_without_selectors_fits_220_with_a_connection_identifier()
 
 @pytest.mark.parametrize(
     "config",
-    [SessionConfig.libiec61850_profile(one_octet_cn_li=False), SessionConfig()],
+    [SessionConfig.libiec61850_profile(one_octet_li=False), SessionConfig()],
     ids=["profile-without-the-check", "default"],
 )
-def test_without_one_octet_cn_li_a_long_cn_goes_out(config: SessionConfig) -> None:
+def test_without_one_octet_li_a_long_cn_goes_out(config: SessionConfig) -> None:
     m = SessionMachine("initiator", config)
     m.connect(user_data=bytes(230), connection_id=CID)
     cn = cn_of(m)
     assert cn[1] == 0xFF and int.from_bytes(cn[2:4], "big") == len(cn) - 4
 
 
-def test_the_profiles_ask_for_a_one_octet_cn_li() -> None:
-    assert SessionConfig.kernel_duplex().one_octet_cn_li
-    assert SessionConfig.libiec61850_profile().one_octet_cn_li
-    assert not SessionConfig().one_octet_cn_li
+def test_the_profiles_ask_for_a_one_octet_li() -> None:
+    assert SessionConfig.kernel_duplex().one_octet_li
+    assert SessionConfig.libiec61850_profile().one_octet_li
+    assert not SessionConfig().one_octet_li
+
+
+# ------------------------------------------------------------ responder: the AC's LI too
+
+
+def responder_with_cn(config: SessionConfig) -> SessionMachine:
+    m = SessionMachine("responder", config)
+    m.transport_connected()
+    m.receive_tsdu(encode_tsdu(IEC_CN), now=0.0)
+    assert isinstance(m.next_event(), ConnectIndication)
+    return m
+
+
+def test_the_profile_keeps_the_ac_within_a_one_octet_li() -> None:
+    # libiec61850's client rejects an AC with a three-octet LI: the responder refuses to
+    # send one, says how much fits, and can still answer (nothing was sent, no state moved).
+    m = responder_with_cn(SessionConfig.libiec61850_profile(max_user_data=None))
+    with pytest.raises(ParameterError, match=r"the AC's parameter field is 255 octets, 1 over"):
+        m.accept(user_data=bytes(217), connection_id=CID)
+    assert m.state == "STA08" and m.data_to_send() == []
+    m.accept(user_data=bytes(216), connection_id=CID)
+    (ac,) = m.data_to_send()
+    assert ac[1] == 254 and m.state == "STA713"
+
+
+def test_without_one_octet_li_a_long_ac_goes_out() -> None:
+    m = responder_with_cn(SessionConfig.libiec61850_profile(max_user_data=None,
+                                                            one_octet_li=False))  # fmt: skip
+    m.accept(user_data=bytes(217), connection_id=CID)
+    (ac,) = m.data_to_send()
+    assert ac[1] == 0xFF and int.from_bytes(ac[2:4], "big") == len(ac) - 4

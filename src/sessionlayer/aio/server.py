@@ -19,6 +19,7 @@ from typing import Any
 from ..agent import Hello, Options, Rejection, SessionAgent, Welcome, negotiate
 from ..errors import (
     DecodeError,
+    ParameterError,
     Refuse,
     RefuseReason,
     RemoteError,
@@ -362,7 +363,17 @@ class Server:
                 log.error("accept_data() failed for %s; refusing", protocol.peer, exc_info=exc)
                 self._refuse(protocol, Refuse("the server could not answer the connect"))
                 return
-        session = self._accept(protocol, event, hello, chosen, user_data)
+        try:
+            session = self._accept(protocol, event, hello, chosen, user_data)
+        except ParameterError as exc:
+            if user_data is None:
+                raise  # (not the application's data: ours)
+            # What accept_data() gave does not fit an AC (max_user_data, one_octet_li, not
+            # bytes): nothing was sent yet, so the connect is refused, and the log says why.
+            log.error("accept_data() for %s gave what an AC cannot carry (%s); refusing",
+                      protocol.peer, exc)  # fmt: skip
+            self._refuse(protocol, Refuse("the server could not answer the connect"))
+            return
         self._start(session)
 
     def _track(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -187,14 +187,15 @@ class SessionConfig:
     max_user_data: int | None = None
     """Cap on connect/accept user data; None = the version's limit (512 in v1, 10240 in v2).
     The libiec61850 profile sets 232: with its own parameters (no Connection Identifier)
-    that is what a CN with a one-octet length indicator holds (see ``one_octet_cn_li``)."""
+    that is what a CN with a one-octet length indicator holds (see ``one_octet_li``)."""
 
-    one_octet_cn_li: bool = False
-    """Initiator: the CN's length indicator must be one octet, i.e. its parameter field at
-    most 254 octets (X.225 8.2.5), for responders that read no other form (libiec61850's
-    server drops the connection).  ``connect()`` checks the encoded CN, Connection
-    Identifier (PGI 1) included, and raises ParameterError when it is longer: the cap of
-    ``max_user_data`` alone does not count the other parameters.  The kernel_duplex and
+    one_octet_li: bool = False
+    """The CN (initiator) and the AC (responder) keep a one-octet length indicator: a
+    parameter field of at most 254 octets (X.225 8.2.5), for peers that read no other
+    form (libiec61850's server drops the connection, its client rejects the AC).  The
+    encoded SPDU is checked, every parameter counted (the Connection Identifier, PGI 1,
+    too: the cap of ``max_user_data`` alone does not count them); ``connect()`` or the
+    accept raises ParameterError, saying how much user data fits.  The kernel_duplex and
     libiec61850 profiles set it."""
 
     transport_expedited: bool = False
@@ -260,16 +261,16 @@ class SessionConfig:
         """The duplex-only kernel profile of the MMS stack (libiec61850 and its peers).
 
         Kernel + duplex, version 2 only, no tokens, no segmenting, user data capped at 232
-        octets and the CN kept within a one-octet length indicator (libiec61850's server
-        reads no other).  232 is what libiec61850's own CN holds; the Connection Identifier
-        that ``sessionlayer.connect()`` adds (20 octets, its 16-octet common reference)
-        leaves 212 with libiec61850's selectors.
+        octets, the CN and the AC kept within a one-octet length indicator (libiec61850's
+        server reads no other CN, its client takes no other AC).  232 is what libiec61850's
+        own CN holds; the Connection Identifier that ``sessionlayer.connect()`` adds (20
+        octets, its 16-octet common reference) leaves 212 with libiec61850's selectors.
         """
         base: dict[str, object] = {
             "functional_units": FunctionalUnit.DUPLEX,
             "versions": Version.V2,
             "max_user_data": 232,
-            "one_octet_cn_li": True,
+            "one_octet_li": True,
         }
         base.update(changes)
         return cls(**base)  # type: ignore[arg-type]

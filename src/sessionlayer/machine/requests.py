@@ -85,7 +85,7 @@ def _data(value: Any, name: str = "user data") -> bytes | None:
 _ONE_OCTET_LI = 254
 
 
-def _check_one_octet_li(spdu: bytes, user_data: int) -> None:
+def _check_one_octet_li(spdu: bytes, user_data: int, name: str) -> None:
     """ParameterError unless the encoded SPDU's LI is one octet: its other parameters
     (a Connection Identifier above all) count too, not only its ``user_data`` octets."""
     field = len(spdu) - (4 if spdu[1] == 0xFF else 2)
@@ -93,8 +93,8 @@ def _check_one_octet_li(spdu: bytes, user_data: int) -> None:
     if over > 0:
         room = max(user_data - over, 0)
         raise ParameterError(
-            f"the CN's parameter field is {field} octets, {over} over the {_ONE_OCTET_LI}"
-            f" a one-octet length indicator holds (one_octet_cn_li): at most {room} octets"
+            f"the {name}'s parameter field is {field} octets, {over} over the {_ONE_OCTET_LI}"
+            f" a one-octet length indicator holds (one_octet_li): at most {room} octets"
             " of user data with these parameters"
         )
 
@@ -147,8 +147,8 @@ class _Requests(_Rules):
             cn_bytes = encode_tsdu(cn)
         except EncodeError as exc:
             raise ParameterError(str(exc)) from None
-        if self.config.one_octet_cn_li:
-            _check_one_octet_li(cn_bytes, len(cn.user_data or b""))
+        if self.config.one_octet_li:
+            _check_one_octet_li(cn_bytes, len(cn.user_data or b""), "CN")
         self._cn_bytes, self._overflow_rest = cn_bytes, rest
         ctx.out = [cn_bytes]
         self._apply(row, ctx)
@@ -185,9 +185,12 @@ class _Requests(_Rules):
             user_data=data,
         )
         try:
-            ctx.out = [encode_tsdu(ac, version=result.version)]
+            ac_bytes = encode_tsdu(ac, version=result.version)
         except EncodeError as exc:
             raise ParameterError(str(exc)) from None
+        if self.config.one_octet_li:
+            _check_one_octet_li(ac_bytes, len(data or b""), "AC")
+        ctx.out = [ac_bytes]
         ctx.args["negotiated"] = result
         self._apply(row, ctx)
         self._peer_cn = None  # negotiated: an idle session keeps no decoded CN
