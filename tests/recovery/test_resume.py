@@ -710,3 +710,35 @@ def test_give_control_across_a_cut_ends_with_the_tokens_at_the_peer() -> None:
             await client.release()  # (the tokens a release needs are fetched back)
 
     run(main())
+
+
+def test_wait_closed_waits_across_cuts_until_the_session_is_over() -> None:
+    """A handler that keeps its session with ``await session.wait_closed()`` keeps it
+    through every cut: ``wait_closed()`` ends with the session, not with each TCP
+    connection (it used to return at the first cut; the handler's return then ended the
+    session, and the client's resume was refused)."""
+
+    async def main() -> None:
+        ended: list[tuple[bool, bool]] = []
+        returned = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            await session.wait_closed()
+            ended.append((session.closed, session.resumes == 3))
+            returned.set()
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            async with owned(client):
+                for _ in range(3):
+                    cut(client)
+                    resumed = await next_of(client, Resumed)
+                    assert resumed.outcome == "resumed"
+                    await client.sync()  # the server's session answers: it is still there
+                assert not ended
+                await client.release()
+            await asyncio.wait_for(returned.wait(), LIMIT)
+        assert ended == [(True, True)]
+        assert server.stats.ended["released"] == 1
+
+    run(main())

@@ -1393,6 +1393,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         x = self._x
         if x is not None:
             x.connecting = None
+            if x.closed is not None:
+                x.closed.clear()  # (wait_closed waits for this one to go)
 
     def prepare_link(self, agent: SessionAgent) -> None:
         """(Client) The next transport connection of this detached session uses ``agent``."""

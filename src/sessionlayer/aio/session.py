@@ -540,7 +540,17 @@ class Session:
         )
 
     async def wait_closed(self) -> None:
-        await self._conn.wait_closed()
+        """Wait until the session is over and its TCP connection gone.  A resumable session
+        whose connection is lost is not over: this waits on for its resume (then for that
+        connection to go), or for its end."""
+        conn = self._conn
+        while True:
+            await conn.wait_closed()
+            if conn.is_closed and (conn.closed or not conn.detached):
+                return
+            # Detached (or already resumed on a new connection while this task waited to
+            # run): the session goes on.
+            await conn.wait_attached()
 
     async def __aenter__(self) -> Session:
         return self
