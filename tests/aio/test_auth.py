@@ -41,6 +41,11 @@ def test_credentials_refused_in_clear_text_off_loopback() -> None:
     async def main() -> None:
         with pytest.raises(LocalError, match="clear text"):
             await sessionlayer.connect("192.0.2.1", 102, credentials={"user": "a"})
+        # A resume tries every one of ``addresses`` with the credentials too: each is
+        # checked, before any socket is opened (nothing listens on port 9 here).
+        with pytest.raises(LocalError, match=r"to 192\.0\.2\.7 in clear text"):
+            await sessionlayer.connect("127.0.0.1", 9, credentials={"user": "a"},
+                                       addresses=[("::1", 9), ("192.0.2.7", 102)])  # fmt: skip
 
     asyncio.run(main())
 

@@ -108,8 +108,9 @@ async def connect(
     user data is in ``session.peer_data``.  ``calling_tsel``/``called_tsel``
     are the transport selectors of the COTP CR (libiec61850 uses ``00 01``).
     ``trace("in" | "out", data)`` sees every chunk read from or written to TCP.
-    ``credentials`` are only sent inside TLS or to a loopback address, unless
-    ``insecure_credentials=True`` says otherwise (a :class:`LocalError` if not).
+    ``credentials`` are only sent inside TLS or to loopback addresses (``host`` and each
+    of ``addresses``), unless ``insecure_credentials=True`` says otherwise (a
+    :class:`LocalError` if not).
 
     Between sessionlayer peers the session is resumable (``options.resume``, see
     docs/recovery.md): when its connection is lost it reconnects to ``host:port`` and then
@@ -120,11 +121,13 @@ async def connect(
     after ``options.connect_timeout`` / ``options.handshake_timeout``.
     """
     cleartext = credentials is not None and tls is None and not insecure_credentials
-    if cleartext and not _is_loopback(host):
-        raise LocalError(
-            f"credentials would cross the network to {host} in clear text: pass tls=..."
-            " (or insecure_credentials=True)"
-        )
+    if cleartext:  # (every address a resume may try too: each gets the credentials)
+        for name in [host, *(each[0] for each in addresses)]:
+            if not _is_loopback(name):
+                raise LocalError(
+                    f"credentials would cross the network to {name} in clear text: pass"
+                    " tls=... (or insecure_credentials=True)"
+                )
     _check_arguments(port, options, config, offers, credentials, data, user_data,
                      calling_tsel, called_tsel)  # fmt: skip
     if options is None:
