@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import os
 import queue
 import signal
@@ -60,16 +61,47 @@ def test_a_malformed_address_is_a_usage_mistake_exit_2(args: tuple[str, ...],
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    (("--allow", "peer=nowhere"), "--allow 'peer=nowhere': peer='nowhere': not an IP"),
+    (("--deny", "called=xyz"), "hex octets"),
+    (("--max-sessions", "0"), "--max-sessions: not a count of at least 1: '0'"),
+    (("--max-size", "-3"), "--max-size"),
+    (("--handshake-timeout", "0"), "--handshake-timeout"),
+    # inf used to pass, then fail every connection unseen (Options refused it at accept)
+    (("--handshake-timeout", "inf"), "--handshake-timeout: not a positive number"),
+    (("--release-timeout", "nan"), "--release-timeout"),
+    (("--idle-timeout", "-1"), "--idle-timeout"),
+])  # fmt: skip
+def test_a_bad_option_value_is_a_usage_mistake_exit_2(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:  # (argparse's own: the usage, then one line)
+        main(["relay", "--listen", "127.0.0.1:0", *UP, *args])
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    last = err.splitlines()[-1]
+    assert last.startswith("sessionlayer relay: error: "), err
+    assert message in last and "Traceback" not in err, err
+
+
+def test_relay_options_refuse_what_the_legs_agents_would() -> None:
+    """A value the agents' Options refuse is refused when the RelayOptions is made, not
+    by failing each connection as asyncio makes it (dropped without a word)."""
+    from sessionlayer.relay import RelayOptions
+
+    for bad in ({"handshake_timeout": math.inf}, {"idle_timeout": math.nan},
+                {"connect_timeout": -1.0}, {"tpdu_size": 100}):  # fmt: skip
+        with pytest.raises(ValueError):
+            RelayOptions(**bad)  # type: ignore[arg-type]
+    assert RelayOptions(idle_timeout=None).idle_timeout is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
     (("--listen", "nowhere.invalid:0", *UP), "cannot listen on nowhere.invalid:0"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "/nowhere/cert.pem", "--tls-key",
       "/nowhere/key.pem"), "no such file"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "x.pem"), "go together"),
     (("--listen", "127.0.0.1:0", *UP, "--client-ca", "ca.pem"), "--client-ca needs"),
     (("--listen", "127.0.0.1:0", *UP, "--upstream-ca", "ca.pem"), "need --upstream-tls"),
-    (("--listen", "127.0.0.1:0", *UP, "--allow", "peer=nowhere"), "not an IP address"),
-    (("--listen", "127.0.0.1:0", *UP, "--deny", "called=xyz"), "hex octets"),
-    (("--listen", "127.0.0.1:0", *UP, "--max-sessions", "0"), "max-sessions"),
-    (("--listen", "127.0.0.1:0", *UP, "--handshake-timeout", "0"), "handshake-timeout"),
     (("--listen", "127.0.0.1:0", *UP, "--log", "/nowhere/log"), "--log /nowhere/log"),
     (("--listen", "127.0.0.1:0", *UP, "--pcap", "/nowhere/x.pcap"), "--pcap"),
 ])  # fmt: skip

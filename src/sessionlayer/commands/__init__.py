@@ -11,9 +11,9 @@ import argparse
 import math
 import os
 
-__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "count", "debugging", "finite",
-           "keepalive_seconds", "parse_address", "port_number", "positive_seconds",
-           "readable_file", "url_host"]
+__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "at_least_one", "count",
+           "debugging", "finite", "keepalive_seconds", "parse_address", "port_number",
+           "positive_seconds", "readable_file", "seconds_or_never", "url_host"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -54,6 +54,13 @@ def count(text: str) -> int:
     return int(text)
 
 
+def at_least_one(text: str) -> int:
+    """An argparse ``type``: 1 or more, in ASCII digits."""
+    if not _digits(text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a count of at least 1: {text!r}")
+    return int(text)
+
+
 def finite(text: str) -> float:
     """``float(text)``, NaN for what is not a number (the types below refuse it)."""
     try:
@@ -67,6 +74,14 @@ def positive_seconds(text: str) -> float:
     value = finite(text)
     if not 0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
+
+
+def seconds_or_never(text: str) -> float:
+    """An argparse ``type``: a time in seconds, finite, and above 0 or 0 for never."""
+    value = finite(text)
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"not a number of seconds (0: never): {text!r}")
     return value
 
 

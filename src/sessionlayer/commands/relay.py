@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
@@ -30,10 +30,13 @@ from . import (
     DEFAULT_PORT,
     AddressError,
     CommandError,
+    at_least_one,
     count,
     debugging,
     parse_address,
+    positive_seconds,
     readable_file,
+    seconds_or_never,
     url_host,
 )
 
@@ -49,8 +52,13 @@ class _RuleAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:  # fmt: skip
+        action: Literal["allow", "deny"] = "allow" if option_string == "--allow" else "deny"
+        try:
+            Rule.parse(action, str(values))  # (a bad rule is a usage mistake: exit 2)
+        except ValueError as exc:
+            parser.error(f"{option_string} {str(values)!r}: {exc}")
         rules = list(getattr(namespace, "rules", None) or [])
-        rules.append(("allow" if option_string == "--allow" else "deny", str(values)))
+        rules.append((action, str(values)))
         namespace.rules = rules
 
 
@@ -97,19 +105,21 @@ def add(sub: Any) -> None:
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    default="info", help="what the relay says on stderr (default: info)")
     defaults = RelayOptions()
-    p.add_argument("--max-sessions", type=int, default=defaults.max_sessions, metavar="N")
-    p.add_argument("--max-handshakes", type=int, default=defaults.max_handshakes, metavar="N")
-    p.add_argument("--max-size", type=int, default=defaults.max_size, metavar="OCTETS",
-                   help="largest TSDU and SSDU on either leg")
-    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, metavar="S",
-                   help="abort a session silent on both legs this long (0: never)")
-    p.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout,
-                   metavar="S")
-    p.add_argument("--connect-timeout", type=float, default=defaults.connect_timeout,
-                   metavar="S")
-    p.add_argument("--release-timeout", type=float, default=defaults.release_timeout,
-                   metavar="S")
-    p.add_argument("--abort-timeout", type=float, default=defaults.abort_timeout,
+    p.add_argument("--max-sessions", type=at_least_one, default=defaults.max_sessions,
+                   metavar="N")
+    p.add_argument("--max-handshakes", type=at_least_one, default=defaults.max_handshakes,
+                   metavar="N")
+    p.add_argument("--max-size", type=at_least_one, default=defaults.max_size,
+                   metavar="OCTETS", help="largest TSDU and SSDU on either leg")
+    p.add_argument("--idle-timeout", type=seconds_or_never, default=defaults.idle_timeout,
+                   metavar="S", help="abort a session silent on both legs this long (0: never)")
+    p.add_argument("--handshake-timeout", type=positive_seconds,
+                   default=defaults.handshake_timeout, metavar="S")
+    p.add_argument("--connect-timeout", type=positive_seconds,
+                   default=defaults.connect_timeout, metavar="S")
+    p.add_argument("--release-timeout", type=positive_seconds,
+                   default=defaults.release_timeout, metavar="S")
+    p.add_argument("--abort-timeout", type=positive_seconds, default=defaults.abort_timeout,
                    metavar="S")
     p.add_argument("--allow", action=_RuleAction, metavar="RULE",
                    help="allow peer=NET,calling=HEX,called=HEX (first match decides)")

@@ -4,6 +4,7 @@ they make of each leg's agent and machine configuration."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 from ..agent import Options
@@ -75,14 +76,20 @@ class RelayOptions:
 
     def __post_init__(self) -> None:
         for name in ("handshake_timeout", "connect_timeout", "release_timeout",
-                     "abort_timeout"):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        if self.idle_timeout is not None and not self.idle_timeout > 0:
-            raise ValueError("idle_timeout must be positive (or None: never)")
+                     "abort_timeout", "idle_timeout"):  # fmt: skip
+            value = getattr(self, name)
+            if name == "idle_timeout" and value is None:
+                continue  # (never)
+            if type(value) not in (int, float) or not 0 < value < math.inf:  # (NaN too)
+                never = " (or None: never)" if name == "idle_timeout" else ""
+                raise ValueError(f"{name} must be a positive, finite number of seconds{never},"
+                                 f" not {value!r}")  # fmt: skip
         for name in ("max_sessions", "max_handshakes", "max_size", "write_buffer_high"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        # What both legs' agents apply, checked now: a value Options refuses would otherwise
+        # fail each connection as it is made (and asyncio drops it without a word).
+        agent_options(self)
 
 
 @functools.lru_cache(maxsize=8)
