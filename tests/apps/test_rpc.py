@@ -140,7 +140,7 @@ def test_remote_errors() -> None:
                 with pytest.raises(TypeError):  # not JSON: refused before anything is sent
                     await rpc.call("echo", {1, 2})
                 assert await rpc.call("echo", 1, "two", x=[3]) == [[1, "two"], {"x": [3]}]
-                assert (await rpc.call("in_thread")).startswith("asyncio")  # a worker thread
+                assert (await rpc.call("in_thread")).startswith("sessionlayer-rpc")  # its threads
         stats = rpc_server.stats
         assert stats.errors == 4 and stats.ok == 2 and stats.running == 0
 

@@ -25,7 +25,8 @@ type    body                                meaning
                                             (seconds) may be null
 ``R``   the result                          (server) the call returned
 ``E``   ``[type name, message]``            (server) the call raised (or was refused:
-                                            ``MethodNotFound``, ``BadRequest``, ``Timeout``)
+                                            ``MethodNotFound``, ``BadRequest``, ``Busy``,
+                                            ``Timeout``, ``TooLarge``)
 ``X``   --                                  (client) cancel the call
 ======  ==================================  ==========================================
 
@@ -45,12 +46,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
 import json
 import logging
+import math
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -83,6 +87,36 @@ CODEC = "rpc-codec"  #: the application parameter that picks the codec
 _HEAD = struct.Struct(">cQ")
 _HEAD_SIZE = _HEAD.size
 _CALL, _RESULT, _ERROR, _CANCEL = b"C", b"R", b"E", b"X"
+#: Room left in a TSDU for the SPDU headers around a frame (GT and DT take 4 octets; the
+#: rest is margin), so that a frame of ``max_tsdu_size - _SPDU_ROOM`` octets is taken whole.
+_SPDU_ROOM = 64
+#: The peer's ``Options.max_tsdu_size`` unless told otherwise (its default, 1 MiB).
+_DEFAULT_TSDU = Options().max_tsdu_size
+#: The smallest ``max_tsdu_size`` RPC takes: room for any error answer (its type name and
+#: message are cut to 256 and 4,096 characters, at most 6 octets each in JSON).
+_MIN_TSDU = 1 << 15
+
+
+def _max_frame(max_tsdu_size: int) -> int:
+    """The largest frame one S-DATA may carry to a peer whose ``Options.max_tsdu_size`` is
+    ``max_tsdu_size``: past it the peer would abort the whole session, and every call in
+    flight with it."""
+    if type(max_tsdu_size) is not int or max_tsdu_size < _MIN_TSDU:
+        raise ValueError(f"max_tsdu_size must be an int >= {_MIN_TSDU}, not {max_tsdu_size!r}")
+    return max_tsdu_size - _SPDU_ROOM
+
+
+def _valid_timeout(timeout: object) -> bool:
+    """None, or a finite number >= 0 (not a bool): a NaN given to ``asyncio.timeout``
+    corrupts the loop's timer heap for the whole process; inf is spelt None."""
+    if timeout is None:
+        return True
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        return False
+    try:
+        return math.isfinite(timeout) and timeout >= 0
+    except OverflowError:  # (an int too large for a float)
+        return False
 
 
 # ---------------------------------------------------------------------------- errors
@@ -95,7 +129,8 @@ class RpcError(SessionLayerError):
 class RemoteCallError(RpcError):
     """The remote method raised (or the server refused the call): ``.type`` is the
     remote exception's class name (``"ValueError"``; ``"MethodNotFound"``,
-    ``"BadRequest"``, ``"Timeout"`` from the server itself), ``.message`` its text."""
+    ``"BadRequest"``, ``"Busy"``, ``"Timeout"``, ``"TooLarge"`` from the server itself),
+    ``.message`` its text."""
 
     def __init__(self, type_name: str, message: str) -> None:
         super().__init__(f"{type_name}: {message}" if message else type_name)
@@ -179,8 +214,8 @@ class Registry:
 
     A coroutine function runs as a task of its own (it may be cancelled and time out); a
     plain function runs inline on the event loop (it must be quick and not block), or
-    with ``thread=True`` in a worker thread (a timeout or a cancel stops waiting for it,
-    not the thread).
+    with ``thread=True`` in a worker thread of the :class:`RpcServer` (a timeout or a
+    cancel stops waiting for it, not the thread).
     """
 
     def __init__(self) -> None:
@@ -228,6 +263,7 @@ class RpcStats:
     duplicates: int = 0  #: ids seen before (never run again)
     running: int = 0  #: running now
     sessions: int = 0
+    waiting: int = 0  #: waiting for a slot now (past ``max_running``)
 
     def add(self, other: RpcStats) -> None:
         for name in ("calls", "ok", "errors", "timeouts", "cancelled", "duplicates",
@@ -238,14 +274,32 @@ class RpcStats:
         return dict(self.__dict__)
 
 
+@dataclass(slots=True)
+class _Call:
+    """A call to a coroutine or thread method, decoded: running, or waiting for a slot."""
+
+    cid: int
+    method: _Method
+    args: list[Any]
+    kwargs: dict[str, Any] | None
+    timeout: float | None
+    size: int  #: the octets of its frame (what a waiting call counts against the limit)
+
+
 class _Served:
     """One session's calls on the server."""
 
-    def __init__(self, session: Session, codec: _Codec) -> None:
+    def __init__(self, session: Session, codec: _Codec, max_frame: int) -> None:
         self.session = session
         self.codec = codec
+        self.max_frame = max_frame
         self.stats = RpcStats(sessions=1)
         self.running: dict[int, asyncio.Task[None]] = {}
+        #: the calls past ``max_running``, oldest first: they wait here, not in the reader,
+        #: so that the frames behind them (a cancel of one of them, say) are read on
+        self.waiting: collections.OrderedDict[int, _Call] = collections.OrderedDict()
+        self.waiting_bytes = 0
+        self.over = False  #: the session ended: no waiting call starts any more
         #: every id up to it was seen (a client sends its ids in increasing order, and the
         #: session keeps the order)
         self.highest = 0
@@ -253,25 +307,47 @@ class _Served:
         self.answers: collections.OrderedDict[int, bytes] = collections.OrderedDict()
         self.answer_bytes = 0
         self.cancelled: set[int] = set()
-        self.slot = asyncio.Event()
 
 
 class RpcServer:
     """Serves a :class:`Registry` on sessions: ``serve(RpcServer(registry).handle, ...)``
     (or ``serve(rpc_handler(registry), ...)``).
 
-    ``max_running`` bounds the calls running at once per session (reading the session
-    pauses there, so the client's sends wait: backpressure).  ``remember`` is how many
-    answered call ids a session keeps with their answers (at most ``remember_bytes`` of
-    them) to answer a duplicate without running it again; older duplicates are dropped.
+    ``max_running`` bounds the calls running at once per session.  A call past it waits
+    for a slot in a queue of its session, while the session is read on (so a cancel
+    reaches a waiting call too): at most ``max_waiting`` calls, of at most
+    ``max_waiting_bytes`` octets of frames.  A call past that is refused at once, with a
+    ``Busy`` error (it did not run).  ``remember`` is how many answered call ids a session
+    keeps with their answers (at most ``remember_bytes`` of them) to answer a duplicate
+    without running it again; older duplicates are dropped.
+
+    ``thread=True`` methods run in ``max_threads`` worker threads of this server's own,
+    shared by its sessions (a stuck method holds one of them, never the loop's default
+    executor, which the rest of the process needs: ``getaddrinfo``, ``to_thread``).
+    :meth:`close` shuts them down.
+
+    ``max_tsdu_size`` is the clients' ``Options.max_tsdu_size`` (the default's, 1 MiB): a
+    result whose frame would not fit is answered ``TooLarge`` instead (the client would
+    abort the session on it).
     """
 
     def __init__(self, registry: Registry, *, max_running: int = 1000,
-                 remember: int = 1024, remember_bytes: int = 1 << 20) -> None:  # fmt: skip
+                 max_waiting: int = 1000, max_waiting_bytes: int = 16 << 20,
+                 remember: int = 1024, remember_bytes: int = 1 << 20,
+                 max_threads: int = 16,
+                 max_tsdu_size: int = _DEFAULT_TSDU) -> None:  # fmt: skip
+        if max_running < 1 or max_threads < 1 or max_waiting < 0 or max_waiting_bytes < 0:
+            raise ValueError("max_running and max_threads must be >= 1, max_waiting and"
+                             " max_waiting_bytes >= 0")  # fmt: skip
         self.registry = registry
+        self.max_frame = _max_frame(max_tsdu_size)  #: the largest answer frame that may go
         self.max_running = max_running
+        self.max_waiting = max_waiting
+        self.max_waiting_bytes = max_waiting_bytes
         self.remember = remember
         self.remember_bytes = remember_bytes
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_threads, thread_name_prefix="sessionlayer-rpc")
         self.ended = RpcStats()  #: of the sessions that have ended
         self.served: dict[str, _Served] = {}
 
@@ -282,6 +358,7 @@ class RpcServer:
         for served in self.served.values():
             total.add(served.stats)
             total.running += len(served.running)
+            total.waiting += len(served.waiting)
         return total
 
     def progress(self, session_id: str) -> dict[str, Any] | None:
@@ -291,15 +368,22 @@ class RpcServer:
             return None
         s = served.stats
         return {"service": SERVICE, "calls": s.calls, "running": len(served.running),
-                "errors": s.errors, "timeouts": s.timeouts, "cancelled": s.cancelled,
-                "codec": served.codec.name}  # fmt: skip
+                "waiting": len(served.waiting), "errors": s.errors, "timeouts": s.timeouts,
+                "cancelled": s.cancelled, "codec": served.codec.name}  # fmt: skip
 
     def check(self, request: ConnectRequest) -> None:
         """(Nothing to check at connect: every call is checked as it comes.)"""
 
+    def close(self) -> None:
+        """Shut the worker threads down, without waiting for them (for after the server
+        closed): a ``thread=True`` call still waiting for a thread never runs, one running
+        runs on to its end.  (A thread stuck for good still keeps the process from exiting,
+        as any Python thread does.)"""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
     async def handle(self, session: Session) -> None:
         """Serve one session's calls until it ends."""
-        served = _Served(session, _codec_of(session))
+        served = _Served(session, _codec_of(session), self.max_frame)
         self.served[session.id] = served
         events = asyncio.ensure_future(_drain_events(session))
         try:
@@ -307,6 +391,9 @@ class RpcServer:
         except (SessionClosed, SessionAborted):
             pass
         finally:  # (all of it before the await: the handler may be cancelled there)
+            served.over = True
+            served.waiting.clear()  # (never started: nothing to answer, or to cancel)
+            served.waiting_bytes = 0
             tasks = [events, *served.running.values()]
             for task in tasks:
                 task.cancel()
@@ -325,14 +412,13 @@ class RpcServer:
                 continue
 
     async def _frame(self, served: _Served, message: bytes) -> None:
+        """One frame from the client.  It never waits for a slot (a call past
+        ``max_running`` waits in the queue, or is refused): the frames behind it are read."""
         if len(message) < _HEAD_SIZE:
             return
         kind, cid = _HEAD.unpack_from(message)
         if kind == _CANCEL:
-            task = served.running.get(cid)
-            if task is not None:
-                served.cancelled.add(cid)
-                task.cancel()
+            await self._cancel(served, cid)
             return
         if kind != _CALL:
             return
@@ -342,11 +428,7 @@ class RpcServer:
         served.highest = cid
         served.stats.calls += 1
         try:
-            name, args, kwargs, timeout = served.codec.decode(message[_HEAD_SIZE:])
-            if not isinstance(name, str) or not isinstance(args, list) or not (
-                kwargs is None or isinstance(kwargs, dict)
-            ) or not (timeout is None or isinstance(timeout, int | float)):
-                raise ValueError("malformed call")
+            name, args, kwargs, timeout = _decode_call(served.codec, message[_HEAD_SIZE:])
         except Exception as exc:
             await self._answer(served, cid, self._error(served, "BadRequest",
                                                         f"cannot decode the call: {exc}"))
@@ -356,31 +438,65 @@ class RpcServer:
             await self._answer(served, cid, self._error(served, "MethodNotFound",
                                                         f"no method {name!r}"))
             return
-        if not method.is_async and not method.thread:  # inline: no task, no await
-            try:
-                result = method.fn(*args, **(kwargs or {}))
-            except Exception as exc:
-                answer = self._error(served, type(exc).__name__, str(exc))
-            else:
-                answer = self._result(served, result)
-            await self._answer(served, cid, answer)
+        if not method.is_async and not method.thread:
+            await self._answer(served, cid, self._inline(served, method, args, kwargs))
             return
-        while len(served.running) >= self.max_running:
-            served.slot.clear()
-            await served.slot.wait()  # (a running call ends; the session's end cancels us)
-        task = asyncio.ensure_future(self._run(served, cid, method, args, kwargs, timeout))
-        task.add_done_callback(functools.partial(_call_done, served.session))
-        served.running[cid] = task
+        call = _Call(cid, method, args, kwargs, timeout, len(message))
+        if not served.waiting and len(served.running) < self.max_running:
+            self._start(served, call)
+        elif (len(served.waiting) < self.max_waiting
+              and served.waiting_bytes + call.size <= self.max_waiting_bytes):  # fmt: skip
+            served.waiting[cid] = call
+            served.waiting_bytes += call.size
+        else:
+            await self._answer(served, cid, self._error(
+                served, "Busy", f"{len(served.running)} calls run and {len(served.waiting)}"
+                " wait on this session: this one did not run"))
 
-    async def _run(self, served: _Served, cid: int, method: _Method, args: list[Any],
-                   kwargs: dict[str, Any] | None, timeout: float | None) -> None:  # fmt: skip
+    def _inline(self, served: _Served, method: _Method, args: list[Any],
+                kwargs: dict[str, Any] | None) -> bytes:  # fmt: skip
+        """Run a plain method here, on the loop (no task, no await).  Nothing can cancel
+        it, so even a CancelledError it raises is its answer."""
+        try:
+            result = method.fn(*args, **(kwargs or {}))
+        except (Exception, asyncio.CancelledError) as exc:
+            return self._error(served, type(exc).__name__, str(exc))
+        return self._result(served, result)
+
+    def _start(self, served: _Served, call: _Call) -> None:
+        task = asyncio.ensure_future(self._run(served, call))
+        task.add_done_callback(functools.partial(_call_done, served.session))
+        served.running[call.cid] = task
+
+    def _start_next(self, served: _Served) -> None:
+        """A slot came free: the oldest waiting calls take it (none once the session ended:
+        its end cancels the running calls, whose ends must not start others)."""
+        while served.waiting and not served.over and len(served.running) < self.max_running:
+            _, call = served.waiting.popitem(last=False)
+            served.waiting_bytes -= call.size
+            self._start(served, call)
+
+    async def _cancel(self, served: _Served, cid: int) -> None:
+        """The client cancels call ``cid``: a running one's task is cancelled (and it
+        answers), a waiting one leaves the queue and is answered here; anything else (done,
+        unknown) is ignored."""
+        task = served.running.get(cid)
+        if task is not None:
+            served.cancelled.add(cid)
+            task.cancel()
+            return
+        call = served.waiting.pop(cid, None)
+        if call is not None:
+            served.waiting_bytes -= call.size
+            served.stats.cancelled += 1
+            await self._answer(served, cid, self._cancelled(served))
+
+    async def _run(self, served: _Served, call: _Call) -> None:
+        cid, timeout = call.cid, call.timeout
         try:
             try:
                 async with asyncio.timeout(timeout) as deadline:
-                    if method.thread:
-                        result = await asyncio.to_thread(method.fn, *args, **(kwargs or {}))
-                    else:
-                        result = await method.fn(*args, **(kwargs or {}))
+                    result = await self._invoke(call)
             except TimeoutError as exc:
                 if deadline.expired():
                     served.stats.timeouts += 1
@@ -389,12 +505,16 @@ class RpcServer:
                                          count=False)
                 else:
                     answer = self._error(served, type(exc).__name__, str(exc))
-            except asyncio.CancelledError:
-                if cid not in served.cancelled:
+            except asyncio.CancelledError as exc:
+                if cid in served.cancelled:
+                    served.stats.cancelled += 1
+                    answer = self._cancelled(served)
+                elif _cancelling():
                     raise  # (the session ended: nothing to answer)
-                served.stats.cancelled += 1
-                answer = self._error(served, "Cancelled", "cancelled by the client",
-                                     count=False)
+                else:  # (from what the method awaited, or a thread's: not a cancel of ours)
+                    answer = self._error(served, "CancelledError", str(exc) or
+                                         "the call ended in a CancelledError (it was not"
+                                         " cancelled by the client)")  # fmt: skip
             except Exception as exc:
                 answer = self._error(served, type(exc).__name__, str(exc))
             else:
@@ -402,9 +522,19 @@ class RpcServer:
         finally:
             served.running.pop(cid, None)
             served.cancelled.discard(cid)
-            served.slot.set()
+            self._start_next(served)
         with contextlib.suppress(SessionLayerError):  # (the session ended meanwhile)
             await self._answer(served, cid, answer)
+
+    def _invoke(self, call: _Call) -> Awaitable[Any]:
+        """The call's method at work: its coroutine, or its function in one of this
+        server's threads (with the caller's context, as ``asyncio.to_thread`` does)."""
+        fn, args, kwargs = call.method.fn, call.args, call.kwargs or {}
+        if not call.method.thread:
+            awaitable: Awaitable[Any] = fn(*args, **kwargs)
+            return awaitable
+        job = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return asyncio.get_running_loop().run_in_executor(self.executor, job)
 
     def _result(self, served: _Served, result: Any) -> bytes:
         try:
@@ -412,14 +542,21 @@ class RpcServer:
         except Exception as exc:
             return self._error(served, "TypeError",
                                f"the result cannot be encoded ({served.codec.name}): {exc}")
+        if _HEAD_SIZE + len(body) > served.max_frame:  # (it would abort the whole session)
+            return self._error(served, "TooLarge",
+                               f"the result is {len(body)} octets encoded ({served.codec.name});"
+                               f" one message carries at most {served.max_frame - _HEAD_SIZE}")
         served.stats.ok += 1
         return _RESULT + body
+
+    def _cancelled(self, served: _Served) -> bytes:
+        return self._error(served, "Cancelled", "cancelled by the client", count=False)
 
     def _error(self, served: _Served, type_name: str, message: str, *,
                count: bool = True) -> bytes:  # fmt: skip
         if count:
             served.stats.errors += 1
-        return _ERROR + served.codec.encode([type_name, message[:4096]])
+        return _ERROR + served.codec.encode([type_name[:256], message[:4096]])
 
     async def _answer(self, served: _Served, cid: int, answer: bytes) -> None:
         """Send the answer (its type and body; the id goes in here), and keep it for a
@@ -434,13 +571,37 @@ class RpcServer:
         await served.session.send(frame)
 
     async def _duplicate(self, served: _Served, cid: int) -> None:
-        """A call id seen before: never run again; its answer again when kept."""
+        """A call id seen before: never run again; its answer again when kept (one still
+        running or waiting gets its one answer when it ends)."""
         served.stats.duplicates += 1
         served.session.log.warning("session %s: RPC call %d arrived again; not run again",
                                    served.session.id, cid)  # fmt: skip
         answer = served.answers.get(cid)
         if answer is not None:
             await served.session.send(answer)
+
+
+def _decode_call(codec: _Codec, body: bytes) -> tuple[str, list[Any], dict[str, Any] | None,
+                                                      float | None]:  # fmt: skip
+    """A call's body, checked (an error here is answered ``BadRequest``)."""
+    decoded = codec.decode(body)
+    if not isinstance(decoded, list) or len(decoded) != 4:
+        raise ValueError("malformed call")
+    name, args, kwargs, timeout = decoded
+    if not isinstance(name, str) or not isinstance(args, list) or not (
+        kwargs is None or isinstance(kwargs, dict)
+    ):
+        raise ValueError("malformed call")
+    if not _valid_timeout(timeout):
+        raise ValueError(f"the timeout must be null or a finite number >= 0, not {timeout!r}")
+    return name, args, kwargs, timeout
+
+
+def _cancelling() -> bool:
+    """This task was cancelled (its session ended), rather than handed a CancelledError by
+    what it awaited (a cancelled task or future of someone else's, a thread's)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _call_done(session: Session, task: asyncio.Task[None]) -> None:
@@ -472,12 +633,19 @@ class RpcClient:
     :class:`CallTimeout`, or :class:`CallLost` (the session ended, or the server lost its
     state, with the call in flight; or the session was over before it was sent).
     Cancelling the awaiting task sends a cancel to the server.  Any number of calls may be
-    in flight; answers come in any order.
+    in flight; answers come in any order.  A call that cannot go (a bad ``timeout``, too
+    large encoded, arguments the codec cannot carry) raises at once, and nothing is sent.
+
+    ``max_tsdu_size`` is the server's ``Options.max_tsdu_size`` (the default's, 1 MiB): a
+    call whose frame would not fit raises ValueError (the server would abort the session
+    on it).
     """
 
-    def __init__(self, session: Session, *, owns_session: bool = False) -> None:
+    def __init__(self, session: Session, *, owns_session: bool = False,
+                 max_tsdu_size: int = _DEFAULT_TSDU) -> None:  # fmt: skip
         self.session = session
         self.codec = _codec_of(session)
+        self.max_frame = _max_frame(max_tsdu_size)  #: the largest call frame that may go
         self.owns_session = owns_session
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next = 1
@@ -496,17 +664,18 @@ class RpcClient:
         self._reader.add_done_callback(self._reader_done)
         self._events = asyncio.ensure_future(_drain_events(self.session))
 
-    async def call(self, name: str, *args: Any, timeout: float | None = None,
+    async def call(self, name: str, /, *args: Any, timeout: float | None = None,
                    **kwargs: Any) -> Any:  # fmt: skip
-        """Call ``name`` on the server; see the class docstring."""
+        """Call ``name`` on the server; see the class docstring.  (``name`` is
+        positional-only, so that the method may have a keyword argument ``name``.)"""
+        body = self._encode(name, args, kwargs, timeout)
         if self._reader is None:
             self._start()
         if self._over is not None:
             raise CallLost(f"the session is over: {self._over}")
         cid = self._next
         self._next = cid + 1
-        frame = _HEAD.pack(_CALL, cid) + self.codec.encode(
-            [name, list(args), kwargs or None, timeout])
+        frame = _HEAD.pack(_CALL, cid) + body
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         pending = self._pending
         pending[cid] = future
@@ -535,6 +704,19 @@ class RpcClient:
             raise
         finally:
             pending.pop(cid, None)
+
+    def _encode(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                timeout: float | None) -> bytes:  # fmt: skip
+        """A call's body, or ValueError (TypeError: the codec's) before anything is sent:
+        a timeout the server would refuse, or a frame the peer would abort the session on."""
+        if not _valid_timeout(timeout):
+            raise ValueError(f"timeout must be None or a finite number >= 0, not {timeout!r}")
+        body = self.codec.encode([name, list(args), kwargs or None, timeout])
+        if _HEAD_SIZE + len(body) > self.max_frame:
+            raise ValueError(f"the call to {name!r} is {len(body)} octets encoded"
+                             f" ({self.codec.name}); one message carries at most"
+                             f" {self.max_frame - _HEAD_SIZE}")  # fmt: skip
+        return body
 
     def _cancel(self, cid: int) -> None:
         """Tell the server to cancel call ``cid`` (in the background: never waits)."""
@@ -624,10 +806,14 @@ async def rpc_connect(host: str, port: int, *, codec: str | None = None,
                       options: Options | None = None, **kwargs: Any) -> RpcClient:  # fmt: skip
     """Open an RPC session to ``host:port`` (``kwargs``: :func:`sessionlayer.connect`'s)
     and return its :class:`RpcClient` (``async with``: released at the end).  ``codec``
-    picks one (``"json"``, ``"msgpack"``); by default the best both sides have."""
+    picks one (``"json"``, ``"msgpack"``); by default the best both sides have.  The
+    largest call is what ``options.max_tsdu_size`` allows: the server is taken to have the
+    same."""
     choice = [codec] if codec is not None else codecs()
     if codec is not None and codec not in _codecs():
         raise ValueError(f"codec {codec!r} is not available here (msgpack needs its extra)")
+    max_tsdu_size = (options or Options()).max_tsdu_size
+    _max_frame(max_tsdu_size)  # (its ValueError before a session is opened)
     wanted = {"service": [SERVICE], CODEC: choice, **(offers or {})}
     session = await connect(host, port, offers=wanted, options=options, **kwargs)
-    return RpcClient(session, owns_session=True)
+    return RpcClient(session, owns_session=True, max_tsdu_size=max_tsdu_size)
