@@ -66,6 +66,7 @@ __all__ = [
     "INITIAL_WINDOW",
     "WINDOW",
     "MAX_FRAME",
+    "MAX_WINDOW",
     "TunnelClient",
     "TunnelService",
     "TunnelStats",
@@ -79,10 +80,15 @@ log = logging.getLogger("sessionlayer")
 SERVICE = "tunnel"  #: the application parameter ``service`` that selects the tunnel
 INITIAL_WINDOW = 256 * 1024  #: each direction of a new stream starts with this credit
 WINDOW = 1 << 20  #: the credit a receiver gives each stream by default (granted at open)
+#: The largest window (``W`` carries a credit in 4 octets; what one grant may add is less
+#: than the window, so no grant can overflow it)
+MAX_WINDOW = (1 << 32) - 1
 MAX_FRAME = 64 * 1024  #: the largest payload of one data frame
 LOCAL_HIGH = 128 * 1024  #: read from a local socket and not yet sent: reading pauses here
 MAX_STREAMS = 256  #: streams at once per session (default)
 CONNECT_TIMEOUT = 10.0  #: (server) connecting to a target
+#: (client) connections reset because ``max_streams`` are open: logged at most this often
+REFUSALS_LOGGED_EVERY = 10.0
 
 _HEAD = struct.Struct(">cI")
 _HEAD_SIZE = _HEAD.size
@@ -113,6 +119,14 @@ def parse_targets(text: str) -> list[tuple[str, int]]:
     return [parse_target(part) for part in text.split(",") if part.strip()]
 
 
+def _check_window(window: int) -> int:
+    """``window`` if it is one (an int, at most :data:`MAX_WINDOW`), else ValueError."""
+    if type(window) is not int or window > MAX_WINDOW:
+        raise ValueError(f"window must be an int of at most {MAX_WINDOW} octets (its credit"
+                         f" is carried in 4 octets), not {window!r}")  # fmt: skip
+    return window
+
+
 def _show(target: tuple[str, int]) -> str:
     host, port = target
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -124,7 +138,9 @@ class TunnelStats:
 
     streams: int = 0  #: open now
     opened: int = 0  #: opened in all
-    failed: int = 0  #: refused, or the target could not be reached
+    #: refused (by the server, or by the client at ``max_streams``), or the target could
+    #: not be reached
+    failed: int = 0
     resets: int = 0  #: ended by a reset (either end) rather than by EOF both ways
     bytes_sent: int = 0  #: read from local sockets and carried to the peer
     bytes_received: int = 0  #: carried from the peer and handed to local sockets
@@ -171,6 +187,8 @@ class _Stream(asyncio.Protocol):
         self.gone = False  # reset, or closed: nothing more either way
         self.connect_task: asyncio.Task[None] | None = None
         self.target = ""
+        #: (client) its OPEN frame, while it may still wait in the control queue
+        self.open_frame: bytes | None = None
         #: (client) told of the stream's events while it has no session yet
         self.on_unattached: Callable[[_Stream], None] | None = None
 
@@ -263,7 +281,7 @@ class _Mux:
                  service: TunnelService | None = None) -> None:  # fmt: skip
         self.session = session
         self.role = role
-        self.window = max(window, INITIAL_WINDOW)
+        self.window = min(max(window, INITIAL_WINDOW), MAX_WINDOW)
         self.grant_step = self.window // 4  # credit goes back in steps of at least this
         self.max_streams = max_streams
         self.service = service
@@ -278,6 +296,8 @@ class _Mux:
         self._ready: collections.deque[_Stream] = collections.deque()
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: (server) the control frames a peer may make it queue (every one it queues
+        #: answers the peer's frames); the client's own are bounded otherwise (_reset)
         self._control_limit = 4 * max_streams + 64
         self.idle = asyncio.Event()  #: set while there is no stream
         self.idle.set()
@@ -361,7 +381,7 @@ class _Mux:
             self._wake.set()
 
     def _queue_control(self, frame: bytes) -> None:
-        if len(self._control) >= self._control_limit:
+        if self.role == "server" and len(self._control) >= self._control_limit:
             # (a peer that opens and resets streams faster than it reads our answers)
             self.why = "the peer floods the tunnel with control frames"
             self.session.abort()
@@ -498,7 +518,8 @@ class _Mux:
         self.idle.clear()
         self.stats.opened += 1
         self.stats.streams = len(self.streams)
-        self._queue_control(_HEAD.pack(_OPEN, stream.id) + self.target_text.encode())
+        stream.open_frame = _HEAD.pack(_OPEN, stream.id) + self.target_text.encode()
+        self._queue_control(stream.open_frame)
         self._opened(stream)
         if stream.outbytes or stream.local_eof:
             self.ready(stream)
@@ -601,10 +622,24 @@ class _Mux:
             stream.transport.close()  # connection_lost(None) drops the stream
 
     def _reset(self, stream: _Stream, why: str) -> None:
-        """Reset the stream: RST to the local socket, R to the peer."""
+        """Reset the stream: RST to the local socket, R to the peer.
+
+        (Client) A stream whose OPEN still waits in the control queue (the link is down,
+        the journal full) was never heard of by the peer: the OPEN is taken back and no R
+        is sent.  So the client's own control frames stay bounded whatever its local
+        applications do: OPENs of the streams open now, and an R for each stream whose
+        OPEN went out before the oldest R waiting (all of them open at once when it was
+        queued: at most ``max_streams``)."""
         if stream.gone:
             return
-        self._queue_control(_HEAD.pack(_RESET, stream.id) + why.encode()[:200])
+        opening, stream.open_frame = stream.open_frame, None
+        if opening is not None:
+            try:
+                self._control.remove(opening)
+            except ValueError:
+                opening = None  # (sent, or being sent: the peer knows the stream)
+        if opening is None:
+            self._queue_control(_HEAD.pack(_RESET, stream.id) + why.encode()[:200])
         self._drop(stream, reset=True)
 
     def _drop(self, stream: _Stream, *, reset: bool) -> None:
@@ -636,9 +671,10 @@ class TunnelService:
 
     ``allow`` lists the ``(host, port)`` targets a client may open (exact matches; the
     host as written here is what is connected to).  A stream that names no target goes to
-    the only one when there is exactly one.  ``window`` (at least ``INITIAL_WINDOW``) is
-    the credit each stream's direction toward the target gets; ``max_streams`` bounds the
-    streams of one session; ``connect_timeout`` bounds reaching a target.
+    the only one when there is exactly one.  ``window`` (at least ``INITIAL_WINDOW``, at
+    most ``MAX_WINDOW``: ValueError) is the credit each stream's direction toward the
+    target gets; ``max_streams`` bounds the streams of one session; ``connect_timeout``
+    bounds reaching a target.
     """
 
     def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = WINDOW,
@@ -646,7 +682,7 @@ class TunnelService:
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
         self.allow = [(host, int(port)) for host, port in allow]
         self._allowed = {(host.lower(), port): (host, port) for host, port in self.allow}
-        self.window = window
+        self.window = _check_window(window)
         self.max_streams = max_streams
         self.connect_timeout = connect_timeout
         self.ended = TunnelStats()  #: the sessions that have ended, added up
@@ -715,7 +751,10 @@ class TunnelClient:
 
     ``shared=True`` (the default) carries every connection over one session, opened at
     :meth:`start` and again when one ends for good (a server restart, or an outage past
-    ``options.backoff.give_up``); ``shared=False`` opens a session per connection.  The
+    ``options.backoff.give_up``); ``shared=False`` opens a session per connection.
+    ``window`` is as :class:`TunnelService`'s (ValueError past ``MAX_WINDOW``); a local
+    connection made while ``max_streams`` are open is reset, counted in ``failed`` and
+    logged (a WARNING at most every ``REFUSALS_LOGGED_EVERY`` seconds, with the count).  The
     other arguments are :func:`sessionlayer.connect`'s.
     """
 
@@ -727,6 +766,7 @@ class TunnelClient:
                  addresses: Sequence[tuple[str, int]] = ()) -> None:  # fmt: skip
         if target:
             parse_target(target)  # (ValueError early)
+        _check_window(window)
         self.host = host
         self.port = port
         self.target = target or ""
@@ -746,6 +786,11 @@ class TunnelClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._closed = False
+        self.refusals_logged_every = REFUSALS_LOGGED_EVERY
+        self._refused = 0  # local connections reset at max_streams (counted in failed)
+        self._unlogged = 0  # ... of which not logged yet
+        self._refusal_logged: float | None = None  # (loop time) the last line about them
+        self._refusal_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------ public
 
@@ -776,6 +821,7 @@ class TunnelClient:
             total.add(mux.stats)
             total.streams += len(mux.streams)
         total.streams += len(self._waiting)
+        total.failed += self._refused
         return total
 
     async def close(self) -> None:
@@ -783,6 +829,7 @@ class TunnelClient:
         self._closed = True
         if self._server is not None:
             self._server.close()
+        self._log_refusals()  # (what the rate limit held back)
         for stream in list(self._waiting):
             stream.reset_local()
         self._waiting.clear()
@@ -878,8 +925,11 @@ class TunnelClient:
         if stream.transport is None:  # (closed while it waited for a session)
             self._waiting.discard(stream)
             return
-        if self._closed or len(self._waiting) >= self.max_streams:
+        if self._closed:
             stream.reset_local()
+            return
+        if len(self._waiting) >= self.max_streams:
+            self._refuse(stream)
             return
         mux = self._mux
         if self.shared and mux is not None and not mux.over:
@@ -906,7 +956,38 @@ class TunnelClient:
         if stream.transport is None:
             return
         if not mux.add_local(stream):
-            stream.reset_local()
+            if mux.over:  # (the session ended meanwhile: that is logged already)
+                stream.reset_local()
+            else:
+                self._refuse(stream)
+
+    def _refuse(self, stream: _Stream) -> None:
+        """Reset a local connection made while ``max_streams`` are open; count and log it
+        (the first at once, then at most a line per ``refusals_logged_every`` seconds)."""
+        stream.reset_local()
+        self._refused += 1
+        self._unlogged += 1
+        if self._refusal_timer is not None:
+            return  # (a line is due: it will count this one)
+        now = asyncio.get_running_loop().time()
+        last = self._refusal_logged
+        if last is None or now - last >= self.refusals_logged_every:
+            self._log_refusals()
+        else:
+            self._refusal_timer = asyncio.get_running_loop().call_at(
+                last + self.refusals_logged_every, self._log_refusals)
+
+    def _log_refusals(self) -> None:
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+            self._refusal_timer = None
+        if not self._unlogged:
+            return
+        n, self._unlogged = self._unlogged, 0
+        self._refusal_logged = asyncio.get_running_loop().time()
+        log.warning("sessionlayer tunnel: %d local connection%s reset: %d tunnelled"
+                    " connections are open already (max_streams; %d reset in all)",
+                    n, "" if n == 1 else "s", self.max_streams, self._refused)  # fmt: skip
 
     async def _release_when_done(self, mux: _Mux) -> None:
         """(A session per connection) Release it once its one stream has ended."""

@@ -16,6 +16,7 @@ from ..aio import Options
 from ..apps.tunnel import (
     INITIAL_WINDOW,
     MAX_STREAMS,
+    MAX_WINDOW,
     WINDOW,
     TunnelClient,
     TunnelError,
@@ -27,6 +28,20 @@ from .logs import setup_logging
 from .send import client_tls
 
 __all__ = ["add", "run"]
+
+_MIN_KIB, _MAX_KIB = INITIAL_WINDOW // 1024, MAX_WINDOW // 1024
+
+
+def window_kib(text: str) -> int:
+    """An argparse ``type``: a ``--window`` in KiB, from INITIAL_WINDOW to MAX_WINDOW."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not _MIN_KIB <= value <= _MAX_KIB:
+        raise argparse.ArgumentTypeError(
+            f"not a window: {text!r} (KiB, {_MIN_KIB} to {_MAX_KIB})")
+    return value
 
 
 def add(sub: Any) -> None:
@@ -50,9 +65,9 @@ def add(sub: Any) -> None:
     p.add_argument("--key")
     p.add_argument("--per-connection", action="store_true",
                    help="a session per tunnelled connection (default: one for all)")
-    p.add_argument("--window", type=int, default=WINDOW // 1024, metavar="KIB",
+    p.add_argument("--window", type=window_kib, default=WINDOW // 1024, metavar="KIB",
                    help=f"flow-control window of each connection's data toward the"
-                   f" application ({WINDOW // 1024} KiB; at least {INITIAL_WINDOW // 1024})")
+                   f" application ({WINDOW // 1024} KiB; {_MIN_KIB} to {_MAX_KIB})")
     p.add_argument("--max-streams", type=int, default=MAX_STREAMS,
                    help=f"tunnelled connections at once ({MAX_STREAMS})")
     p.add_argument("--keepalive", type=keepalive_seconds, default=15.0, metavar="S",
@@ -88,9 +103,8 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             parse_target(ns.to)
         except ValueError as exc:
             raise CommandError(f"--to: {exc}") from None
-    if ns.window * 1024 < INITIAL_WINDOW or ns.max_streams < 1:
-        raise CommandError(f"--window is at least {INITIAL_WINDOW // 1024} KiB, --max-streams"
-                           " at least 1")  # fmt: skip
+    if ns.max_streams < 1:
+        raise CommandError("--max-streams is at least 1")
     credentials = None
     if ns.user:
         credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
