@@ -165,8 +165,10 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
     out_dir = tmp_path / "out"
     out_dir.mkdir()
 
-    async def spoiled_rerun(command: Any, args: list[str], parts: Path, done: Path) -> None:
-        """Killed halfway, what was kept spoiled, rerun (refused in one line), --restart."""
+    async def spoiled_rerun(command: Any, args: list[str], parts: Path, done: Path,
+                            states: Path) -> None:  # fmt: skip
+        """Killed halfway, what was kept spoiled, rerun (refused in one line), --restart
+        (which removes what it replaced: the partial file, and its state in ``states``)."""
         status, _, _ = await command(*args, kill_after=size // 2)
         assert status == -9
         (part,) = parts.glob(".p.bin.*.part")
@@ -179,22 +181,26 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
         status, out, err = await command(*args, "--restart")
         assert status == 0, err
         assert sha(done) == sha(src)
+        assert not list(parts.glob(".p.bin.*.part")), list(parts.iterdir())
+        left = [p.name for p in states.glob("*.json") if p.name != "index.json"]
+        assert not left, left
 
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
             state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
             where = f"127.0.0.1:{server.port}"
-            await spoiled_rerun(send, [str(src), where, *state], files, files / "p.bin")
+            await spoiled_rerun(send, [str(src), where, *state], files, files / "p.bin",
+                                tmp_path / "srv" / "transfers")  # fmt: skip
             await spoiled_rerun(get, ["p.bin", where, "-o", str(out_dir), *state], out_dir,
-                                out_dir / "p.bin")  # fmt: skip
+                                out_dir / "p.bin", tmp_path / "state" / "sessionlayer" /
+                                "downloads")  # fmt: skip
         finally:
             await server.stop()
         no_traceback(server.err.decode())
         assert "never retrieved" not in server.err.decode()
 
     run(main())
-
 
 def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     size = 60 * MIB
@@ -229,10 +235,56 @@ def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Pat
     run(main())
 
 
+def test_a_source_rewritten_during_the_send_fails_in_one_line(tmp_path: Path) -> None:
+    """Same size, new octets, in place: not reported 'verified by the server' (what was
+    sent mixes old and new, and its SHA-256 is of what was sent), but an error that says
+    what to do; the file never gets its name on the server."""
+    size = 200 * MIB  # (the sender is stopped at 10 %: the rest is still to come then)
+    src = make_file(tmp_path / "w.bin", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        proc = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
+                     "--state-dir", str(tmp_path / "state")),
+                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+            assert proc.stdout is not None
+            async with asyncio.timeout(LIMIT):
+                while b"(10 %)" not in await proc.stdout.readline():
+                    pass
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                before = src.stat()
+                make_file(src, size, seed=2)  # (rewritten in place: the same inode)
+                os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(LIMIT):
+                out, err = await proc.communicate()
+            assert proc.returncode == 1, (out, err)
+            text = err.decode()
+            assert "w.bin changed while it was sent" in text and "--restart" in text, text
+            assert text.count("\n") == 1 and b"verified" not in out, (out, err)
+            no_traceback(out.decode(), text)
+            assert not (tmp_path / "srv" / "files" / "w.bin").exists()
+        finally:
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.communicate()
+            await server.stop()
+        no_traceback(server.err.decode())
+
+    run(main())
+
+
 @pytest.mark.parametrize(("name", "why"), [
     ("../escape.bin", "outside the served directory"),
     ("/etc/escape.bin", "outside the served directory"),
     ("link/escape.bin", "outside the served directory"),
+    ("a/", "not a file name"),  # (it made the file 'a')
+    ("x" * 256, "too long"),
 ])
 def test_a_name_that_escapes_the_files_directory_is_refused(tmp_path: Path, name: str,
                                                             why: str) -> None:
@@ -247,7 +299,8 @@ def test_a_name_that_escapes_the_files_directory_is_refused(tmp_path: Path, name
             status, out, err = await send(str(src), f"127.0.0.1:{server.port}", "--name", name,
                                           "--state-dir", str(tmp_path))
             assert status == 1 and why in err and err.count("\n") == 1, err
-            assert not (tmp_path / "escape.bin").exists()
+            assert str(tmp_path) not in err  # (no server path)
+            assert not (tmp_path / "escape.bin").exists() and not (files / "a").exists()
             no_traceback(out, err)
         finally:
             await server.stop()

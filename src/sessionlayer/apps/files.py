@@ -19,7 +19,11 @@ lost the session (a restart) resumes it from the last checkpoint, and the sender
 from that offset.  A killed sender reruns the same command: its state file (under the
 user's state directory) names the activity and the last confirmed checkpoint, and the new
 session resumes the activity there.  The source file must not have changed (size, mtime
-and the checkpointed digest are checked).
+and the checkpointed digest are checked).  While it is sent, its stat (size, mtime, ctime,
+inode) is taken again before each checkpoint and the last one: the digests are of the
+octets sent, hashed as they are read, so only the stat shows a file rewritten meanwhile.
+A sender killed after the last confirm reruns without sending: the server remembers
+finished transfers (``FileService.remember_finished``) and answers at connect.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import secrets
 import shutil
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -116,6 +121,42 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+#: What a server answers a rerun of a transfer that ended here (its last confirm lost):
+#: ``'NAME' is already here, complete: SHA-256 <hex>`` (an RF: nothing is sent again).
+ALREADY = "is already here, complete: SHA-256 "
+_DONE = ".done"  #: a finished transfer's record, ``<activity>.done`` in the state directory
+_DONE_KEEP = 1000  #: finished transfers remembered at most
+_DONE_FOR = 7 * 86400.0  #: and for at most this many seconds
+
+#: The longest path the server takes (Linux's PATH_MAX, with its terminating NUL).
+_PATH_MAX = 4096
+_PART = ".part"  #: a partial file's suffix: ``.NAME.<activity>.part``
+
+
+def _name_max(directory: Path) -> int:
+    """The longest file name (octets) ``directory``'s file system takes (255 if unknown)."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _shown(name: str) -> str:
+    """``name`` as a reason shows it: repr, a long one cut short."""
+    return repr(name) if len(name) <= 64 else repr(name[:48]) + f"... ({len(name)} characters)"
+
+
+def _temp_path(path: Path, activity: str) -> Path:
+    """The partial file of ``path``'s transfer ``activity``: ``.NAME.<activity>.part``, NAME
+    cut short where the whole would be longer than the file system takes (every valid
+    final name has one; the activity keeps them apart)."""
+    room = _name_max(path.parent) - len(f"..{activity}{_PART}")
+    name = path.name
+    while len(os.fsencode(name)) > room:  # (at most len(name) rounds)
+        name = name[:-1]
+    return path.with_name(f".{name}.{activity}{_PART}")
+
+
 # ---------------------------------------------------------------------------- the server
 
 
@@ -152,20 +193,35 @@ class FileService:
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.holders: dict[str, Session] = {}  # activity -> the session receiving it
+        self.remember = True  # record finished transfers (``remember_finished``)
         self.progress: dict[str, dict[str, Any]] = {}  # session id -> what it transfers
 
     # ------------------------------------------------------------ checking the request
 
     def target(self, name: Any) -> Path:
-        """The path ``name`` stands for under ``root``; Refuse if it escapes it."""
+        """The path ``name`` stands for under ``root``; Refuse if it escapes it, or is not a
+        file name the server's file system takes (an empty part, a trailing ``/``, a part
+        of dots only, a part longer than NAME_MAX octets): at connect, before any data,
+        and without the server's own path in the reason."""
         if not isinstance(name, str) or not name or "\x00" in name:
             raise Refuse("a file name is required")
-        if name.startswith("/") or os.path.isabs(name) or ".." in Path(name).parts:
-            raise Refuse(f"the name {name!r} is outside the served directory")
+        if name.startswith("/") or os.path.isabs(name) or ".." in name.split("/"):
+            raise Refuse(f"the name {_shown(name)} is outside the served directory")
+        parts = name.split("/")
+        if "" in parts or any(not part.strip(".") for part in parts):
+            raise Refuse(f"the name {_shown(name)} is not a file name (an empty part, a"
+                         " trailing '/' or a part of dots only)")  # fmt: skip
         root = self.root.resolve()
+        most = _name_max(root)
+        if any(len(os.fsencode(part)) > most for part in parts):
+            raise Refuse(f"the name {_shown(name)} is too long: at most {most} octets"
+                         " between slashes")  # fmt: skip
+        if len(os.fsencode(root / name)) >= _PATH_MAX:
+            raise Refuse(f"the name {_shown(name)} is too long for the server")
         path = (root / name).resolve()
         if path == root or root not in path.parents:
-            raise Refuse(f"the name {name!r} is outside the served directory (a link out?)")
+            raise Refuse(f"the name {_shown(name)} is outside the served directory (a link"
+                         " out?)")  # fmt: skip
         return path
 
     def check(self, request: ConnectRequest) -> None:
@@ -198,14 +254,20 @@ class FileService:
         resume = obj.get("resume")
         have = 0
         if resume is not None:
-            state = self.state(str(resume.get("activity", "")))
-            offset = resume.get("offset")
+            resume = resume if isinstance(resume, dict) else {}
+            activity = str(resume.get("activity", ""))
+            state = self.state(activity)
+            offset: Any = resume.get("offset")
+            if state is None and self._finished(activity, obj.get("name"), size,
+                                                resume.get("sha256")):  # fmt: skip
+                # (its last checkpoint was confirmed, the sender did not hear it: done)
+                raise Refuse(f"{obj.get('name')!r} {ALREADY}{resume.get('sha256')}")
             if state is None or state.name != obj.get("name") or not any(
                 o == offset and c == resume.get("chain") for o, c in state.checkpoints
             ):
                 raise Refuse("no such interrupted transfer here (or its checkpoint is unknown):"
                              " start it again with --restart")  # fmt: skip
-            have = int(offset)
+            have = int(offset)  # (one of the checkpoints': an int)
         free = shutil.disk_usage(path.parent if path.parent.exists() else self.root).free
         if size - have > free:
             raise Refuse(f"not enough space on the server for {obj.get('name')!r}: needs"
@@ -213,6 +275,56 @@ class FileService:
 
     def state_path(self, activity: str) -> Path:
         return self.state_dir / f"{activity}.json"
+
+    def _finished(self, activity: str, name: Any, size: int, sha256: Any) -> bool:
+        """Whether the transfer ``activity`` of ``name`` ended here with that SHA-256, and
+        the file is still what it left (its size and modification time)."""
+        if not isinstance(sha256, str) or not activity or not all(
+                c in "0123456789abcdef" for c in activity):  # fmt: skip
+            return False
+        try:
+            done = json.loads((self.state_dir / f"{activity}{_DONE}").read_text())
+            st = self.target(name).stat()
+            return bool(done["name"] == name and done["size"] == size == st.st_size
+                        and done["sha256"] == sha256 and done["mtime_ns"] == st.st_mtime_ns)
+        except (OSError, ValueError, KeyError, TypeError, Refuse):
+            return False
+
+    def remember_finished(self, upload: _Upload, sha256: str, path: Path) -> None:
+        """Record that ``upload`` ended (a sender killed before it heard the last confirm
+        reruns without sending anything: ``check``); keep the newest ``_DONE_KEEP``
+        records, none older than ``_DONE_FOR`` seconds."""
+        if not self.remember:
+            return
+        with contextlib.suppress(OSError):
+            _write_json(self.state_dir / f"{upload.activity}{_DONE}", {
+                "name": upload.name, "size": upload.size, "sha256": sha256,
+                "mtime_ns": path.stat().st_mtime_ns})  # fmt: skip
+        records: list[tuple[float, Path]] = []
+        with contextlib.suppress(OSError):
+            for record in self.state_dir.glob(f"*{_DONE}"):
+                with contextlib.suppress(OSError):
+                    records.append((record.stat().st_mtime, record))
+        records.sort(reverse=True)
+        old = time.time() - _DONE_FOR
+        for i, (when, record) in enumerate(records):
+            if i >= _DONE_KEEP or when < old:
+                with contextlib.suppress(OSError):
+                    record.unlink()
+
+    def drop(self, activity: str, name: Any) -> None:
+        """Remove the interrupted transfer ``activity`` of ``name`` (its partial file and
+        state), if there is one: a ``--restart`` of the same file replaces it."""
+        state = self.state(activity)
+        if state is None or state.name != name:
+            return
+        holder = self.holders.pop(activity, None)
+        if holder is not None and not holder.closed:
+            holder.abort()  # (a sender still at it: the restart took over)
+        with contextlib.suppress(OSError, Refuse):
+            _temp_path(self.target(name), activity).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state_path(activity).unlink(missing_ok=True)
 
     def state(self, activity: str) -> _Upload | None:
         if not activity or not all(c in "0123456789abcdef" for c in activity):
@@ -259,7 +371,7 @@ class FileService:
                 saved = {"activity": resume["activity"], "session": resume.get("session") or
                          session.id, "serial": 0}  # fmt: skip
             sender = _Sender(session, handle, str(name), size, 0.0, every, None, "", None,
-                             release=False)  # fmt: skip
+                             release=False, path=path)  # fmt: skip
             sender.op = "get"
 
             def report(state: dict[str, Any]) -> None:
@@ -514,11 +626,12 @@ class _Receiver:
         self.confirmed: tuple[int, Any] = (-1, None)  # the last checkpoint made durable
         self.lock = asyncio.Lock()
         self.on_open: Callable[[str], None] | None = None  # told the activity's id
+        self.peer_error: str | None = None  # the reason the peer gave (typed data)
 
     @property
     def temp(self) -> Path:
         assert self.upload is not None and self.path is not None
-        return self.path.with_name(f".{self.path.name}.{self.upload.activity}.part")
+        return _temp_path(self.path, self.upload.activity)
 
     def _open(self, activity: str, offset: int, chain: bytes,
               marker: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -627,19 +740,41 @@ class _Receiver:
         try:
             async for event in self.session.events():
                 if isinstance(event, ev.ActivityStartIndication):
-                    self._open(event.activity_id.hex(), 0, chain_start(),
-                               _json(event.user_data))  # fmt: skip
+                    activity = event.activity_id.hex()
+                    replaces = self.request.get("replaces")  # (a --restart's)
+                    if isinstance(replaces, str) and replaces != activity:
+                        self.service.drop(replaces, self.request.get("name"))
+                    self._open(activity, 0, chain_start(), _json(event.user_data))
                 elif isinstance(event, ev.ActivityResumeIndication) and event.user_data:
                     # (a sender's resume says where: ours always carry the offset and chain)
                     marker = _json(event.user_data)
-                    self._open(event.activity_id.hex(), int(marker.get("o", 0)),
-                               bytes.fromhex(str(marker.get("c", ""))), marker)  # fmt: skip
+                    activity = event.activity_id.hex()
+                    offset, chain = self._resumable(activity, marker)
+                    self._open(activity, offset, chain, marker)
                 elif isinstance(event, ev.ActivityEndIndication):
                     self.done = True
+                elif isinstance(event, ev.TypedDataIndication):  # (the peer's reason)
+                    self.peer_error = _json(event.data).get("error") or self.peer_error
         except Exception as exc:  # (a marker we cannot use, a file we cannot open)
-            await self._fail(str(exc) if isinstance(exc, SessionLayerError) else
-                             f"cannot take the transfer: {exc}")  # fmt: skip
-            raise
+            why = str(exc) if isinstance(exc, SessionLayerError) else (
+                f"cannot take the transfer: {os.strerror(exc.errno or errno.EIO)}"
+                if isinstance(exc, OSError) else f"cannot take the transfer: {exc}")  # fmt: skip
+            await self._fail(why)  # (an OSError's text names the server's path: not sent)
+            raise TransferError(why) from None
+
+    def _resumable(self, activity: str, marker: dict[str, Any]) -> tuple[int, bytes]:
+        """The offset and chain a peer's S-ACTIVITY-RESUME may go on from: the start, or a
+        checkpoint this side confirmed (and recorded) of that transfer of that file; else
+        TransferError, before anything is opened or made."""
+        offset, chain = marker.get("o"), marker.get("c")
+        if offset == 0 and chain == chain_start().hex():
+            return 0, chain_start()
+        state = self.service.state(activity)
+        if (state is None or type(offset) is not int or state.name != self.request.get("name")
+                or not 0 < offset <= state.size or (offset, chain) not in state.checkpoints):
+            raise TransferError("the transfer was resumed at a checkpoint this side never"
+                                " confirmed: start it again with --restart")  # fmt: skip
+        return offset, bytes.fromhex(str(chain))
 
     async def _checkpoint(self, checkpoint: Checkpoint) -> None:
         """Before the MAA: everything up to the offset written, fsynced, recorded."""
@@ -683,6 +818,7 @@ class _Receiver:
             assert self.path is not None
             os.replace(self.temp, self.path)
             _fsync_dir(self.path.parent)
+            self.service.remember_finished(self.upload, cp["h"], self.path)
             with contextlib.suppress(OSError):
                 self.service.state_path(self.upload.activity).unlink()
             self.confirmed = (offset, cp.get("c"))
@@ -761,6 +897,7 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
         if not S_ISREG(stat.st_mode):  # (a FIFO would hang, a device never end)
             raise TransferError(f"cannot read {source}: not a regular file")
         handle = open(source, "rb")  # noqa: SIM115
+        stat = os.fstat(handle.fileno())  # (the file opened: ``_Sender._unchanged``)
     except OSError as exc:
         why = os.strerror(exc.errno or errno.EIO)
         raise TransferError(f"cannot read {source}: {why}") from None
@@ -771,32 +908,52 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     key = f"{host}:{port}|{name}|{source.resolve()}"
     states = _load_states(states_path)
     saved = states.get(key)
+    replaces = None  # (the interrupted transfer a --restart replaces: the server drops it)
     if saved is not None and restart:
-        saved = None
+        replaces, saved = saved.get("activity"), None
     offset, chain, whole = 0, chain_start(), hashlib.sha256()
+    finished = None  # the whole file's SHA-256, when its last checkpoint may have been had
     if saved is not None:
         if saved.get("size") != size or saved.get("mtime") != mtime:
             handle.close()
             raise TransferError(f"{source} changed since the interrupted transfer (size or"
                                 " modification time): rerun with --restart to send it anew")
         offset = int(saved["offset"])
-        chain, whole = await asyncio.to_thread(_rehash, handle, offset)
-        if chain.hex() != saved.get("chain"):
+        try:
+            chain, whole, full = await asyncio.to_thread(_rehash_all, handle, offset,
+                                                         size if saved.get("sha256") else None)
+        except BaseException:
+            handle.close()
+            raise
+        if chain.hex() != saved.get("chain") or full not in (None, saved.get("sha256")):
             handle.close()
             raise TransferError(f"{source} changed since the interrupted transfer (its"
                                 " checkpointed hash differs): rerun with --restart")
+        finished = full
     request: dict[str, Any] = {"op": "put", "name": name, "size": size, "mtime": mtime}
     if saved is not None:
         request["resume"] = {"activity": saved["activity"], "offset": offset,
                              "chain": chain.hex()}  # fmt: skip
+        if finished is not None:
+            request["resume"]["sha256"] = finished
+    if isinstance(replaces, str):
+        request["replaces"] = replaces
     try:
         session = await _connect(host, port, request, tls, server_hostname, credentials,
                                  options, trace)  # fmt: skip
-    except TransferError:
+    except TransferError as exc:
         handle.close()
+        if finished is not None and f"{ALREADY}{finished}" in str(exc):
+            # the server had the last checkpoint (this side was killed before it heard the
+            # confirm): the file is there, whole; nothing to send
+            states = _load_states(states_path)
+            if states.pop(key, None) is not None:
+                _write_json(states_path, states)
+            return SendResult(name, size, 0, size, 0, 0, 0, finished,
+                              loop.time() - started)  # fmt: skip
         raise
     sender = _Sender(session, handle, name, size, mtime, checkpoint, states_path, key,
-                     progress)  # fmt: skip
+                     progress, path=source, opened=stat)  # fmt: skip
     try:
         result = await sender.run(saved, offset, chain, whole)
     finally:
@@ -832,6 +989,23 @@ def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:
     whole = hashlib.sha256()
     _hash_prefix(handle.fileno(), offset, whole)
     return whole.digest(), whole
+
+
+def _rehash_all(handle: Any, offset: int,
+                size: int | None) -> tuple[bytes, Any, str | None]:  # fmt: skip
+    """``_rehash``, and with ``size`` the SHA-256 of the whole file too (one pass)."""
+    chain, whole = _rehash(handle, offset)
+    if size is None:
+        return chain, whole, None
+    rest = whole.copy()
+    done = offset
+    while done < size:  # (bounded: each round reads at least one octet, or raises)
+        block = os.pread(handle.fileno(), min(size - done, 1 << 20), done)
+        if not block:
+            raise TransferError("the file is shorter than its checkpoint")
+        rest.update(block)
+        done += len(block)
+    return chain, whole, rest.hexdigest()
 
 
 def _hash_prefix(fd: int, offset: int, whole: Any,
@@ -900,8 +1074,12 @@ class _Sender:
     def __init__(self, session: Session, handle: Any, name: str, size: int, mtime: float,
                  every: int, states_path: Path | None, key: str,
                  progress: Callable[[dict[str, Any]], None] | None,
-                 release: bool = True) -> None:  # fmt: skip
+                 release: bool = True, path: Path | None = None,
+                 opened: os.stat_result | None = None) -> None:  # fmt: skip
         self.release = release
+        # what the file was when it was opened (``_unchanged``), and where it is
+        self.opened = opened or os.fstat(handle.fileno())
+        self.path = path
         self.op = "put"
         self.session = session
         self.handle = handle
@@ -925,6 +1103,40 @@ class _Sender:
                             "session": self.session.id}  # fmt: skip
         self.states_path.parent.mkdir(parents=True, exist_ok=True)
         _write_json(self.states_path, states)
+
+    def _finishing(self, sha256: str) -> None:
+        """Record the whole file's SHA-256 before the last checkpoint is sent: a rerun after
+        a kill that came once the receiver had it asks whether the file ended there."""
+        if self.states_path is None:
+            return
+        states = _load_states(self.states_path)
+        if self.key in states:
+            states[self.key]["sha256"] = sha256
+            _write_json(self.states_path, states)
+
+    def _unchanged(self) -> None:
+        """TransferError if the file is not what it was when it was opened (its size,
+        modification or status change time, or another file under its name): what was
+        sent may mix its old and new octets.  Its SHA-256 is of the octets sent (hashed as
+        they are read), so the receiver's check of it cannot see such a change: this does
+        (before each checkpoint and the last one)."""
+        was = self.opened
+        now = os.fstat(self.handle.fileno())
+        what = ("size" if now.st_size != was.st_size or now.st_size != self.size else
+                "modification time"
+                if now.st_mtime_ns != was.st_mtime_ns else "status change time"
+                if now.st_ctime_ns != was.st_ctime_ns else None)  # fmt: skip
+        if what is None and self.path is not None:
+            try:
+                there = os.stat(self.path)
+                if (there.st_ino, there.st_dev) != (was.st_ino, was.st_dev):
+                    what = "file under its name"
+            except OSError:
+                what = "file under its name (it is gone)"
+        if what is not None:
+            again = "send it again" if self.op == "put" else "fetch it again"
+            raise TransferError(f"{self.name} changed while it was sent (its {what}): {again}"
+                                " once it no longer changes, with --restart")  # fmt: skip
 
     def _forget(self) -> None:
         if self.states_path is None:
@@ -962,6 +1174,11 @@ class _Sender:
                 await session.release()
         except SessionAborted as exc:
             raise TransferError(self._why(exc)) from None
+        except TransferError as exc:  # (the file changed, grew or shrank): the peer is told
+            with contextlib.suppress(SessionLayerError):
+                await session.send_typed(json.dumps({"error": str(exc)}).encode())
+            session.abort()
+            raise
         return SendResult(self.name, self.size, self.sent, start, self.checkpoints,
                           session.resumes, self.restores, whole.hexdigest(), 0.0)  # fmt: skip
 
@@ -996,6 +1213,7 @@ class _Sender:
                     offset += len(block)
                     self.sent += len(block)
                     if point:
+                        self._unchanged()
                         cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "op": self.op,
                               "n": self.name, "e": every}  # fmt: skip
                         serial = await session.sync(major=True,
@@ -1022,9 +1240,11 @@ class _Sender:
 
     async def _finish(self, activity: bytes, offset: int,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
+        self._unchanged()  # (all of it read: what was sent is the file as it is)
         chain = whole.digest()
         cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest(),
               "op": self.op, "n": self.name, "e": self.every}  # fmt: skip
+        self._finishing(whole.hexdigest())
         await self.session.sync(major=True, user_data=json.dumps(cp).encode())
         self.checkpoints += 1
         self._report(offset)
@@ -1054,6 +1274,7 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         local = FileService(output.parent, downloads)
     except OSError as exc:
         raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
+    local.remember = False  # (no rerun asks this side whether a download ended)
     index = downloads / "index.json"
     key = f"{host}:{port}|{name}|{output.resolve()}"
     known = _load_states(index).get(key)
@@ -1070,16 +1291,22 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
                          progress)  # fmt: skip
     start = int(request.get("resume", {}).get("offset", 0))
 
+    replaced = str(known.get("activity", "")) if known and restart else None
+
     def remember(event: Any) -> None:  # the activity's id, for a rerun
         entries[key] = {"activity": event, "session": previous.get("session", session.id)}
         index.parent.mkdir(parents=True, exist_ok=True)
         _write_json(index, entries)
+        if replaced and replaced != event:  # (what the --restart replaces: its partial file)
+            local.drop(replaced, output.name)
 
     receiver.on_open = remember
     try:
         await receiver.run()
     except SessionAborted as exc:
-        raise TransferError(_typed_error(session) or f"the transfer was aborted: {exc}") from None
+        why = receiver.peer_error and f"the server stopped the transfer: {receiver.peer_error}"
+        raise TransferError(why or _typed_error(session) or
+                            f"the transfer was aborted: {exc}") from None  # fmt: skip
     if not receiver.finished:
         raise TransferError(f"the transfer of {name!r} ended before the whole file came")
     entries = _load_states(index)
