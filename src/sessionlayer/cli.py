@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import string
 import sys
@@ -93,10 +94,13 @@ def _records_from_hex(data: bytes) -> list[Record]:
 def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
     from .capture import read_tcp_streams  # dpkt is only needed here
 
+    if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail it)
+        raise CommandError(f"--pcap {path}: " + (
+            "not a regular file" if os.path.exists(path) else "no such file"))
     try:
         streams = read_tcp_streams(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise CommandError(f"--pcap {path}: {exc.strerror or exc}") from None
     rows: list[tuple[float, int, str, Record]] = []
     for stream in streams:
         if not looks_like_tpkt(stream.data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +90,16 @@ def test_bad_input_is_one_line_and_status_2(args: list[str], stdin: str, needle:
     assert len(err.strip().splitlines()) == 1
 
 
-def test_missing_pcap_is_a_clear_error(tmp_path: Path) -> None:
-    code, _, err = run("decode", "--pcap", str(tmp_path / "nope.pcap"))
-    assert code == 2
-    assert "cannot read" in err
+def test_a_pcap_it_cannot_read_is_a_clear_error_exit_1(tmp_path: Path) -> None:
+    """A file the command cannot use is exit status 1 (docs/cli.md); a FIFO is refused at
+    once (reading it would wait for a writer)."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, needle in [(tmp_path / "nope.pcap", "no such file"),
+                         (fifo, "not a regular file"), (tmp_path, "not a regular file")]:
+        code, _, err = run("decode", "--pcap", str(path))
+        assert code == 1, err
+        assert f"--pcap {path}: {needle}" in err and err.count("\n") == 1, err
 
 
 def test_garbage_pcap_is_a_clear_error(tmp_path: Path) -> None:

@@ -124,10 +124,20 @@ def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) ->
         (["send", str(fifo), "127.0.0.1:1", "--state-dir", str(tmp_path)], "not a regular"),
         (["relay", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--status",
           str(tmp_path)], "--status"),
+        # a FIFO used to block the relay's start (--log, --pcap) or become a file (--status)
+        *([["relay", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", f"--{name}",
+            str(fifo)], f"--{name} {fifo}: not a regular file"]
+          for name in ("status", "log", "pcap")),
+        # -o DIR/ that does not exist used to become a file named DIR; -o in a directory
+        # that does not exist, to make it
+        (["get", "x", "127.0.0.1:1", "-o", str(tmp_path / "none") + "/"], "no such directory"),
+        (["get", "x", "127.0.0.1:1", "-o", str(tmp_path / "no" / "x")], "no such directory"),
     ]:  # fmt: skip
         out, err = io.StringIO(), io.StringIO()
         assert cli.main(argv, stdout=out, stderr=err) == 1, (argv, err.getvalue())
         assert needle in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()
+    assert fifo.exists() and not fifo.is_file()  # (still the FIFO)
+    assert not (tmp_path / "none").exists() and not (tmp_path / "no").exists()
 
 
 def test_an_answer_that_is_not_a_sessionlayer_admin_endpoint_is_one_line(

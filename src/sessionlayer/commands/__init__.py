@@ -13,7 +13,8 @@ import os
 
 __all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "at_least_one", "count",
            "debugging", "finite", "keepalive_seconds", "parse_address", "port_number",
-           "positive_seconds", "readable_file", "seconds_or_never", "url_host"]
+           "positive_seconds", "readable_file", "seconds_or_never", "url_host",
+           "writable_file"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -109,6 +110,16 @@ def readable_file(path: str | os.PathLike[str], what: str) -> str:
         raise CommandError(f"{what} {path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise CommandError(f"{what} {path}: not readable")
+    return path
+
+
+def writable_file(path: str | os.PathLike[str], what: str) -> str:
+    """``path`` if it is a regular file or none yet (to be written), else CommandError
+    naming the option ``what``: a FIFO would block the open (or be replaced by a file), a
+    directory fail obscurely.  ``-`` (standard output) passes."""
+    path = os.fspath(path)
+    if path != "-" and os.path.exists(path) and not os.path.isfile(path):
+        raise CommandError(f"{what} {path}: not a regular file")
     return path
 
 

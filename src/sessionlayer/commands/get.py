@@ -5,11 +5,12 @@ checkpoints; a rerun after a kill resumes from the last confirmed one."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..apps.files import get_file
-from . import parse_address
+from . import CommandError, parse_address
 from .send import Progress, client_tls, credentials_of, transfer, transfer_arguments
 
 __all__ = ["add", "run"]
@@ -24,12 +25,28 @@ def add(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("name")
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
-    p.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
+    p.add_argument("-o", "--output", default=".", metavar="PATH",
+                   help="a directory (the file keeps its name), or the file to write; its"
+                        " directory must exist (default: the current directory)")
     transfer_arguments(p)
+
+
+def output_path(text: str) -> Path:
+    """Where ``-o`` puts the file: into a directory that exists, or as the file named, in
+    a directory that exists.  ``DIR/`` names a directory: it is not made a file."""
+    path = Path(text)
+    if path.is_dir():
+        return path
+    if text.endswith(("/", os.sep)):
+        raise CommandError(f"-o {text}: no such directory")
+    if not path.parent.is_dir():
+        raise CommandError(f"-o {text}: no such directory {path.parent}")
+    return path
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
+    ns.output = output_path(ns.output)
     credentials = credentials_of(ns)
     progress = Progress(out, ns.json)
     result, _ = transfer(ns, out, progress, lambda: get_file(

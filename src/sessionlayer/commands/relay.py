@@ -38,6 +38,7 @@ from . import (
     readable_file,
     seconds_or_never,
     url_host,
+    writable_file,
 )
 
 __all__ = ["add", "run"]
@@ -256,6 +257,9 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     upstream = _address(ns.upstream, "--upstream", ISO_TSAP)  # (port 0 refused there)
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
+    for name in ("status", "log", "pcap"):  # (before any is opened: a FIFO blocks that)
+        if getattr(ns, name):
+            writable_file(getattr(ns, name), f"--{name}")
     if ns.status:
         _check_status(Path(ns.status))
     rotation = {"max_bytes": ns.rotate_size, "keep": ns.rotate_keep}
