@@ -13,7 +13,7 @@ import struct
 import pytest
 
 import sessionlayer
-from sessionlayer import Options
+from sessionlayer import ConnectRequest, Options
 from sessionlayer.apps.tunnel import (
     LOCAL_HIGH,
     WINDOW,
@@ -369,6 +369,32 @@ def test_parse_targets() -> None:
     with pytest.raises(sessionlayer.Refuse, match="several"):
         service.resolve("")
     assert TunnelService([("h", 1)]).resolve("") == ("h", 1)
+
+
+def test_a_target_the_server_does_not_serve_is_refused_at_connect() -> None:
+    """A TunnelClient names its target in the connect request, and the service's check
+    (what ``sessionlayer serve --allow-tunnel`` runs on every connect) refuses a target it
+    does not allow, or none where it allows several: one clear error at start, not a
+    listener whose every connection is reset (docs/tunnel.md, ``--to``)."""
+
+    def check(request: ConnectRequest) -> bool:
+        service.check(request)
+        return True
+
+    async def main() -> None:
+        async with await sessionlayer.serve(service.handle, supported={"service": ["tunnel"]},
+                                            authenticate=check, options=FAST) as server:
+            for to, why in ((None, "allows several"), ("127.0.0.1:1", "not an allowed")):
+                client = TunnelClient("127.0.0.1", server.port, to, options=FAST)
+                with pytest.raises(TunnelError, match=f"refused the tunnel: .*{why}"):
+                    await client.start()
+                await client.close()
+            client = TunnelClient("127.0.0.1", server.port, "127.0.0.1:2", options=FAST)
+            await client.start()  # (an allowed one: the session opens)
+            await client.close()
+
+    service = TunnelService([("127.0.0.1", 2), ("127.0.0.1", 3)])
+    run(main())
 
 
 async def raw_tunnel_session(port: int) -> sessionlayer.Session:

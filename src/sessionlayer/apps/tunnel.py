@@ -692,6 +692,13 @@ class TunnelService:
         """Refuse (an RF with the reason) a tunnel session this server cannot serve."""
         if not self.allow:
             raise Refuse("this server allows no tunnel (sessionlayer serve --allow-tunnel)")
+        # A TunnelClient names its target at connect (none: the only one), so that one this
+        # server does not serve is refused there, not at each connection it carries.
+        try:
+            target = (request.data or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refuse("the tunnel target named at connect is not UTF-8") from None
+        self.resolve(target)
 
     def resolve(self, target: str) -> tuple[str, int]:
         """The allowed target ``target`` names; :class:`Refuse` if none."""
@@ -862,6 +869,7 @@ class TunnelClient:
                 self.host, self.port, tls=self.tls, server_hostname=self.server_hostname,
                 credentials=self.credentials, offers={"service": [SERVICE]},
                 options=self.options, addresses=self.addresses,
+                data=self.target.encode(),  # (checked at connect: TunnelService.check)
             )  # fmt: skip
         except ConnectRefused as exc:
             raise TunnelError(f"the server refused the tunnel: {exc.message}") from None
