@@ -170,9 +170,11 @@ def test_serve_rpc_hosts_a_registry(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(main(), 110))
 
 
-def one_line_error(*args: str) -> str:
+def one_line_error(*args: str, code: int = 1) -> str:
+    """The one line a failing command writes; its exit status must be ``code`` (2: a usage
+    mistake, 1: a failure the command reports)."""
     done = subprocess.run(cli(*args), env=ENV, capture_output=True, text=True, timeout=LIMIT)
-    assert done.returncode != 0
+    assert done.returncode == code, (args, done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -181,11 +183,13 @@ def one_line_error(*args: str) -> str:
 
 def test_mistakes_are_one_line(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "srv"), "--port", "0"]
-    assert "--allow-tunnel" in one_line_error("serve", *data, "--allow-tunnel", "nohost")
+    assert "--allow-tunnel" in one_line_error("serve", *data, "--allow-tunnel", "nohost",
+                                              code=2)  # fmt: skip
+    assert "--allow-tunnel" in one_line_error("serve", *data, "--allow-tunnel", "h:0", code=2)
     assert "cannot import" in one_line_error("serve", *data, "--rpc", "no_such_mod:x")
-    assert "MODULE:NAME" in one_line_error("serve", *data, "--rpc", "justamodule")
+    assert "MODULE:NAME" in one_line_error("serve", *data, "--rpc", "justamodule", code=2)
     assert "not a sessionlayer" in one_line_error("serve", *data, "--rpc", "json:dumps")
     assert "cannot reach 127.0.0.1:1" in one_line_error("tunnel", "--listen", "0",
                                                         "--via", "127.0.0.1:1")
     assert "--to" in one_line_error("tunnel", "--listen", "0", "--via", "127.0.0.1:1",
-                                    "--to", "bad")
+                                    "--to", "bad", code=2)

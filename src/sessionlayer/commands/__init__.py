@@ -26,8 +26,8 @@ class CommandError(Exception):
 
 
 class AddressError(CommandError):
-    """A malformed ``HOST:PORT``: a usage mistake, reported as argparse reports its own
-    (exit status 2)."""
+    """A malformed ``HOST:PORT`` (or another argument that is not written as it must be,
+    ``MODULE:NAME``): a usage mistake, one line, exit status 2."""
 
 
 def debugging() -> bool:

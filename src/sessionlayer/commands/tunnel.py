@@ -23,7 +23,14 @@ from ..apps.tunnel import (
     parse_target,
 )
 from ..recovery import Backoff
-from . import AddressError, CommandError, keepalive_seconds, parse_address, positive_seconds
+from . import (
+    AddressError,
+    CommandError,
+    at_least_one,
+    keepalive_seconds,
+    parse_address,
+    positive_seconds,
+)
 from .logs import setup_logging
 from .send import client_tls
 
@@ -68,7 +75,7 @@ def add(sub: Any) -> None:
     p.add_argument("--window", type=window_kib, default=WINDOW // 1024, metavar="KIB",
                    help=f"flow-control window of each connection's data toward the"
                    f" application ({WINDOW // 1024} KiB; {_MIN_KIB} to {_MAX_KIB})")
-    p.add_argument("--max-streams", type=int, default=MAX_STREAMS,
+    p.add_argument("--max-streams", type=at_least_one, default=MAX_STREAMS,
                    help=f"tunnelled connections at once ({MAX_STREAMS})")
     p.add_argument("--keepalive", type=keepalive_seconds, default=15.0, metavar="S",
                    help="probe the server after S seconds of silence; a link silent for"
@@ -102,9 +109,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             parse_target(ns.to)
         except ValueError as exc:
-            raise CommandError(f"--to: {exc}") from None
-    if ns.max_streams < 1:
-        raise CommandError("--max-streams is at least 1")
+            raise AddressError(f"--to: {exc}") from None
     credentials = None
     if ns.user:
         credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
