@@ -249,6 +249,9 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
 
 
 def run_demo(out: TextIO, svg_path: Path | None = None) -> int:
-    path = svg_path or Path(tempfile.gettempdir()) / "sessionlayer-demo.svg"
-    asyncio.run(asyncio.wait_for(_demo(out, path), 120))
+    if svg_path is None:  # a file of this run's own (another run's is not overwritten)
+        handle, name = tempfile.mkstemp(prefix="sessionlayer-demo-", suffix=".svg")
+        os.close(handle)
+        svg_path = Path(name)
+    asyncio.run(asyncio.wait_for(_demo(out, svg_path), 120))
     return 0

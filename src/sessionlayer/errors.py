@@ -185,13 +185,14 @@ class ConnectRefused(SessionLayerError):
     """The responder refused the session (an RF SPDU).
 
     ``reason`` is the RF reason code (:class:`RefuseReason` value); ``message`` the
-    responder's text, when it gave one.
+    responder's text, when it gave one (``text``), else what the error says.
     """
 
-    def __init__(self, message: str, reason: int, user_data: bytes | None = None) -> None:
+    def __init__(self, message: str, reason: int, user_data: bytes | None = None, *,
+                 text: str | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.reason = reason
-        self.message = message
+        self.message = text if text else message
         self.user_data = user_data
 
 

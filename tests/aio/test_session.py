@@ -163,8 +163,12 @@ def test_async_authenticate_can_refuse_with_its_own_reason() -> None:
 
     async def main() -> None:
         async with await sessionlayer.serve(echo, authenticate=deny) as server:
-            with pytest.raises(ConnectRefused, match="account locked"):
+            with pytest.raises(ConnectRefused, match="account locked") as info:
                 await sessionlayer.connect("127.0.0.1", server.port)
+            # .message is the responder's own text; str() says what kind of refusal too
+            assert info.value.message == "account locked"
+            assert str(info.value) == "session refused (user data): account locked"
+            assert info.value.reason == sessionlayer.RefuseReason.USER_DATA
 
     run(main())
 

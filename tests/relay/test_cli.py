@@ -238,7 +238,10 @@ def test_the_command_in_this_process_with_log_pcap_and_status(tmp_path: Path) ->
     (info,) = seen[0]["sessions"]  # type: ignore[misc]
     assert info["phase"] == "open" and info["client"]["state"] == "STA713"
     assert info["upstream"]["peer"] == f"127.0.0.1:{up_port}"
-    assert json.loads(status.read_text())["stopped"] is True
+    last = json.loads(status.read_text())
+    assert last["stopped"] is True
+    octets = last["stats"]["octets"]  # (of the sessions over: the one relayed, both legs)
+    assert octets["client in"] > 0 and octets["upstream out"] > 0, octets
     kinds = {json.loads(line).get("spdu") for line in log.read_text().splitlines()}
     assert {"CN", "AC", "DT", "FN", "DN"} <= kinds
     assert len(read_tcp_streams(pcap)) == 4  # two legs, both directions

@@ -290,7 +290,8 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
     except ValueError:
         name = f"reason {event.reason}"
     return ConnectRefused(
-        f"session refused ({name}){': ' + text if text else ''}", reason, event.user_data
+        f"session refused ({name}){': ' + text if text else ''}", reason, event.user_data,
+        text=text,
     )
 
 

@@ -62,6 +62,8 @@ def relay_json(relay: Relay) -> Any:
             "connections": stats.connections, "relayed": stats.relayed,
             "rejected": dict(stats.rejected), "refused": dict(stats.refused),
             "ended": dict(stats.ended), "handshakes": relay.handshakes,
+            # (of the sessions that are over, by leg and direction: "client in", ...)
+            "octets": {f"{leg} {way}": n for (leg, way), n in sorted(stats.octets.items())},
         },
     }  # fmt: skip
 
