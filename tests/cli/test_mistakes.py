@@ -77,7 +77,8 @@ def test_a_bug_is_one_line_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> 
         cli.main(["status"], stdout=out, stderr=err)
 
 
-@pytest.mark.parametrize("text", ["[::1", "[::1]x", "127.0.0.1:\u0663", "h:65536"])
+@pytest.mark.parametrize("text", ["[::1", "[::1]x", "127.0.0.1:\u0663", "h:65536",
+                                  "::1:45300", "::1"])  # (unbracketed IPv6: ambiguous)
 def test_a_malformed_address_is_one_line(text: str) -> None:
     with pytest.raises(CommandError, match="not a"):
         parse_address(text)

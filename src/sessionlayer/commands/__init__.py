@@ -142,6 +142,9 @@ def parse_address(text: str | None, default_host: str = "127.0.0.1",
         port = rest.removeprefix(":")
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
+    elif ":" in text:  # ("::1:8080": the address ::1:8080, or ::1 and port 8080?)
+        raise AddressError(f"not an address: {text!r} (write an IPv6 one as"
+                           " [ADDRESS]:PORT, or [ADDRESS] for the default port)")
     host = host or default_host
     if not port:
         return host, default_port
