@@ -317,13 +317,17 @@ def test_bad_credentials_and_a_missing_server_and_file_get_one_line(tmp_path: Pa
         server = await Serve(tmp_path / "srv", "--auth", str(users)).start()
         try:
             base = [f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path)]
-            os.environ["SESSIONLAYER_PASSWORD"] = "wrong"
+            ENV["SESSIONLAYER_PASSWORD"] = "wrong"  # (what the command's process gets)
             try:
                 status, out, err = await send(str(src), *base, "--user", "ada")
             finally:
-                del os.environ["SESSIONLAYER_PASSWORD"]
+                del ENV["SESSIONLAYER_PASSWORD"]
             assert status == 1 and "refused" in err and "authentication" in err, err
             no_traceback(out, err)
+            # no password at all: said at start, not the server's "authentication failed"
+            status, out, err = await send(str(src), *base, "--user", "ada")
+            assert status == 1 and "$SESSIONLAYER_PASSWORD, which is not set" in err, err
+            assert err.count("\n") == 1
             status, out, err = await send(str(tmp_path / "missing.bin"), *base)
             assert status == 1 and "cannot read" in err and err.count("\n") == 1, err
         finally:

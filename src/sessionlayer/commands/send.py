@@ -64,7 +64,11 @@ def transfer_arguments(p: Any) -> None:
 def credentials_of(ns: argparse.Namespace) -> dict[str, str] | None:
     if not ns.user:
         return None
-    return {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    password = os.environ.get("SESSIONLAYER_PASSWORD")
+    if password is None:  # (else the server's answer is a bare "authentication failed")
+        raise CommandError(f"--user {ns.user}: the password comes from $SESSIONLAYER_PASSWORD,"
+                           " which is not set")  # fmt: skip
+    return {"user": ns.user, "password": password}
 
 
 def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
@@ -83,8 +87,9 @@ def client_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
         try:
             ctx.load_cert_chain(cert, key)
         except ssl.SSLError as exc:
+            hint = "" if key else " (no --key: the file must hold the private key too)"
             raise CommandError(f"--cert {ns.cert}{f' / --key {ns.key}' if key else ''}:"
-                               f" {exc.reason or exc}") from None  # fmt: skip
+                               f" {exc.reason or exc}{hint}") from None  # fmt: skip
     return ctx
 
 

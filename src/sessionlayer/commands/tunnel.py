@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 from typing import Any, TextIO
 
@@ -32,7 +31,7 @@ from . import (
     positive_seconds,
 )
 from .logs import setup_logging
-from .send import client_tls
+from .send import client_tls, credentials_of
 
 __all__ = ["add", "run"]
 
@@ -110,9 +109,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             parse_target(ns.to)
         except ValueError as exc:
             raise AddressError(f"--to: {exc}") from None
-    credentials = None
-    if ns.user:
-        credentials = {"user": ns.user, "password": os.environ.get("SESSIONLAYER_PASSWORD", "")}
+    credentials = credentials_of(ns)
     client = TunnelClient(
         host, port, ns.to, tls=client_tls(ns), server_hostname=host, credentials=credentials,
         options=_options(ns), window=ns.window * 1024, max_streams=ns.max_streams,
