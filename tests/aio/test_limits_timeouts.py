@@ -79,7 +79,9 @@ def test_server_that_never_answers_the_cr() -> None:
         async with raw_server(mute) as port:
             opts = Options(connect_timeout=LIMIT, handshake_timeout=0.3)
             started = time.monotonic()
-            with pytest.raises(TimeoutError):
+            # (which limit ran out, in words: a CLI says "cannot reach ...: " and this)
+            with pytest.raises(TimeoutError, match=r"^no answer to the connect request within"
+                               r" handshake_timeout \(0\.3 s\)"):  # fmt: skip
                 await sessionlayer.connect("127.0.0.1", port, options=opts)
             assert 0.3 <= time.monotonic() - started < 0.3 + 1.0
             assert await asyncio.wait_for(gone, LIMIT)  # the client hung up

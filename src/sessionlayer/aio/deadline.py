@@ -16,7 +16,8 @@ class Deadline:
     and a timer that fires before the deadline re-arms itself for the rest (a connect costs
     one timer, not two, and no Timeout)."""
 
-    __slots__ = ("_armed", "_cancelling", "_expired", "_handle", "_loop", "_task", "_when")
+    __slots__ = ("_armed", "_cancelling", "_delay", "_expired", "_handle", "_loop", "_task",
+                 "_when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         task = asyncio.current_task()
@@ -24,6 +25,7 @@ class Deadline:
         self._loop = loop
         self._task = task
         self._cancelling = task.cancelling()
+        self._delay = delay  # (its sign: the phase, for the TimeoutError's message)
         self._when = self._armed = loop.time() + delay
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._armed, self._fire)
         self._expired = False
@@ -31,6 +33,7 @@ class Deadline:
     def then(self, delay: float) -> None:
         """The next phase: its time runs out ``delay`` seconds from now."""
         self._cancelling = self._task.cancelling()
+        self._delay = -delay  # (negative: the handshake's)
         self._when = when = self._loop.time() + delay
         if self._handle is not None and self._armed > when:
             self._handle.cancel()
@@ -54,7 +57,12 @@ class Deadline:
             if self._task.uncancel() <= self._cancelling and isinstance(
                 exc, asyncio.CancelledError
             ):
-                raise TimeoutError from exc
+                delay = self._delay
+                raise TimeoutError(
+                    f"no TCP connection within connect_timeout ({delay:g} s)" if delay > 0 else
+                    f"no answer to the connect request within handshake_timeout ({-delay:g} s):"
+                    " is it a session server?"
+                ) from exc
 
     def cancel(self) -> None:
         if self._handle is not None:

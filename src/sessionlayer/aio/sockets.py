@@ -80,7 +80,7 @@ def unreachable(exc: BaseException) -> str:
     name failed): never a bare errno ("Unknown error -2" is what ``os.strerror`` makes of a
     resolver's error code; a reset in the TLS handshake says so: see connect())."""
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return str(exc) or "timed out"  # (connect()'s says which phase ran out)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
