@@ -621,3 +621,24 @@ def test_a_resync_that_crosses_the_peers_major_sync_ack_goes_through() -> None:
                 assert await asyncio.wait_for(session.sync(major=True), 10) == serial
 
     run(main())
+
+
+def test_a_clear_connect_to_a_tls_server_says_it_may_expect_tls(
+    tls_pair: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """The server reads a clear CR as a broken TLS hello and closes: the client's error
+    says what most often causes that (and, with TLS, what a mutual TLS server wants)."""
+    server_ctx, _ = tls_pair
+    no_cert = ssl.create_default_context()
+    no_cert.check_hostname, no_cert.verify_mode = False, ssl.CERT_NONE
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, tls=server_ctx) as server:
+            with pytest.raises(SessionAborted, match=r"COTP CR \(does it expect TLS\?\)"):
+                await sessionlayer.connect("127.0.0.1", server.port)
+            with pytest.raises((SessionAborted, ssl.SSLError)) as info:
+                await sessionlayer.connect("127.0.0.1", server.port, tls=no_cert)
+            if isinstance(info.value, SessionAborted):  # (TLS 1.3: the alert comes later)
+                assert "client certificate" in str(info.value), info.value
+
+    run(main())

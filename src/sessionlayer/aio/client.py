@@ -198,9 +198,7 @@ async def connect(
                             f"the responder's answer is not RFC 1006 / COTP ({why}): is it an"
                             " OSI or sessionlayer server, does it expect TLS?", failed.reason,
                         ) from None  # fmt: skip
-                    raise SessionAborted(
-                        "the responder closed the connection without answering the COTP CR"
-                    ) from None
+                    raise _closed_before_cc(tls) from None
                 raise
             deadline.ended(None)
             if isinstance(confirm, ev.RefuseConfirm):
@@ -223,9 +221,7 @@ async def connect(
             protocol.abort()
             if exc.reason == AbortReason.TRANSPORT_RELEASED and not exc.by_peer:  # TCP closed
                 if agent.rfc.tpdu_size is None:  # (a fast connect: the CN went before a CC)
-                    raise SessionAborted(
-                        "the responder closed the connection without answering the COTP CR"
-                    ) from None
+                    raise _closed_before_cc(tls) from None
                 raise SessionAborted(
                     "the responder closed the connection without answering the CN (it may"
                     " not accept the connect parameters: versions, functional units,"
@@ -275,6 +271,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _closed_before_cc(tls: ssl.SSLContext | None) -> SessionAborted:
+    """The responder closed the connection before any COTP CC: in words, with what most
+    often causes it (a TLS server read our clear CR as a broken TLS hello; a mutual TLS
+    server did not take our certificate, or our lack of one)."""
+    hint = ("does it expect TLS?" if tls is None else
+            "does it want a client certificate, or another one?")  # fmt: skip
+    return SessionAborted(
+        f"the responder closed the connection without answering the COTP CR ({hint})")
 
 
 def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
