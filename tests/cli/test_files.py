@@ -61,10 +61,18 @@ def test_a_file_arrives_whole_and_verified(tmp_path: Path) -> None:
             assert status == 0, err
             res = result(out)
             assert res["size"] == res["sent"] == src.stat().st_size
-            assert res["checkpoints"] >= 5
+            assert res["checkpoints"] == 6  # (one a MiB, then the whole file's)
             assert res["sha256"] == sha(src) == sha(tmp_path / "srv" / "files" / "a.bin")
             assert not list((tmp_path / "srv" / "files").glob(".*part"))  # no partial file
             no_traceback(out, err)
+            # The same file fetched back counts its checkpoints the same way.
+            (tmp_path / "back").mkdir()
+            status, out, err = await get("a.bin", f"127.0.0.1:{server.port}", "--json",
+                                         "--checkpoint", "1", "--state-dir", str(tmp_path),
+                                         "-o", str(tmp_path / "back"))  # fmt: skip
+            assert status == 0, err
+            assert result(out)["checkpoints"] == 6
+            assert sha(tmp_path / "back" / "a.bin") == sha(src)
         finally:
             await server.stop()
 

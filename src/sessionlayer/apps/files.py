@@ -1316,8 +1316,9 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     with open(output, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
+    # (checkpoints as the sender counts them: the last one, the whole file's, included)
     return SendResult(name, receiver.size, receiver.size - start, start,
-                      len(receiver.upload.checkpoints) if receiver.upload else 0,
+                      len(receiver.upload.checkpoints) + 1 if receiver.upload else 0,
                       session.resumes, 0, digest.hexdigest(), loop.time() - started)
 
 

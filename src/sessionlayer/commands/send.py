@@ -102,6 +102,7 @@ class Progress:
         self.bar: Any = None
         self.task: Any = None
         self.step = -1
+        self.extra = ""  # what the last line said after its octets
         if not quiet and out.isatty():
             from rich.progress import (
                 BarColumn,
@@ -130,8 +131,9 @@ class Progress:
             self.bar.update(self.task, completed=state["done"], extra=extra)
             return
         step = state["done"] * 10 // max(state["size"], 1)
-        if step != self.step:
-            self.step = step
+        last = step == 10 and extra != self.extra  # (100 %, then its last checkpoint)
+        if step != self.step or last:
+            self.step, self.extra = step, extra
             self.out.write(f"{state['name']}: {state['done']}/{state['size']} octets"
                            f" ({step * 10} %), {extra}\n")  # fmt: skip
             self.out.flush()
