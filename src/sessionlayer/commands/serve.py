@@ -213,5 +213,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if admin is not None:
             await admin.cleanup()
         await store.close()
-    out.write("sessionlayer serve: stopped (sessions kept in the store)\n")
+    kept = ("sessions kept in the store" if store.name != "memory" else
+            "the memory store keeps nothing: its sessions are over")  # fmt: skip
+    out.write(f"sessionlayer serve: stopped ({kept})\n")
     return 0
