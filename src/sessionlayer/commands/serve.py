@@ -210,6 +210,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             loop.remove_signal_handler(sig)
         server.close(detach=True)
         await server.wait_closed()
+        services.close()
         if admin is not None:
             await admin.cleanup()
         await store.close()

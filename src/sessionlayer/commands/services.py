@@ -101,6 +101,11 @@ class Services:
             found = self.rpc.progress(session_id)
         return found
 
+    def close(self) -> None:
+        """(Once the server is closed) The RPC service's worker threads go."""
+        if self.rpc is not None:
+            self.rpc.close()
+
     def collectors(self) -> list[Any]:
         """Prometheus collectors of the tunnel and RPC services (see metrics.py)."""
         from ..metrics import AppCollector
