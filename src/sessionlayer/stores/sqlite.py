@@ -2,14 +2,17 @@
 
 The file is in WAL mode with ``synchronous=NORMAL``: a commit is in the write-ahead log
 (the operating system's cache) when the call returns, so a record survives the writing
-process being killed (``kill -9``: tests/stores/test_sqlite_durability.py); after a power
+process being killed (``kill -9``: tests/stores/test_sqlite.py); after a power
 loss or an OS crash the last commits may be missing, never half there.
 ``synchronous="FULL"`` syncs the log to disk on every commit, which survives those too,
 at the cost of one fsync per write.
 
-Calls run the standard :mod:`sqlite3` right on the event loop: each is one short local
-transaction.  Two processes may use one file; a call waits up to ``timeout`` seconds for
-the other's write lock, then raises :class:`~sessionlayer.errors.StoreUnavailable`.
+Calls run the standard :mod:`sqlite3` off the event loop, on one worker thread of the
+store's own, one after the other in the order they were made: each is one short local
+transaction.  Two processes may use one file; a call waits up to ``timeout`` seconds
+(counted from the call, its wait behind the store's earlier calls included) for the
+other's write lock, then raises :class:`~sessionlayer.errors.StoreUnavailable`.  The loop
+goes on meanwhile (tests/stores/test_sqlite_loop.py).
 
 Two tables: ``meta`` (the server secret) and ``sessions`` (the id, the detach deadline
 for :meth:`SQLiteStore.expire`, and the record as JSON, :mod:`.records`).  The schema
@@ -18,13 +21,17 @@ version is the file's ``PRAGMA user_version``.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import TypeVar
 
 from ..errors import StoreUnavailable
 from . import records
@@ -42,6 +49,10 @@ _SCHEMA = [
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 ]
 
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+T = TypeVar("T")
+
 
 class SQLiteStore:
     """Records in the SQLite file at ``path`` (created with its tables if absent).
@@ -50,6 +61,10 @@ class SQLiteStore:
     ``"NORMAL"`` (survives the process being killed) or ``"FULL"`` (survives power loss
     too).  Opening raises :class:`~sessionlayer.errors.StoreUnavailable` when the file
     cannot be opened or was written by a newer schema.
+
+    Opening runs on the calling thread (it is not a coroutine): it waits for another
+    process's lock only to create the tables of a new file.  Every other call runs on the
+    store's worker thread, which :meth:`close` ends.
     """
 
     def __init__(
@@ -59,62 +74,71 @@ class SQLiteStore:
             raise ValueError(f"synchronous is 'NORMAL' or 'FULL', not {synchronous!r}")
         self.path = os.fspath(path)
         self.name = f"sqlite:{self.path}"
+        self._timeout = timeout
         self._secret: bytes | None = None
         self._db: sqlite3.Connection | None = None
+        self._closed = False
         with self._guard():
-            # timeout= is SQLite's busy timeout: how long a statement waits for a lock.
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            # timeout= is SQLite's busy timeout: how long a statement waits for a lock
+            # (each call sets it to what is left of its own timeout).  The connection is
+            # made here and then used by the worker thread only, one call at a time.
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
             try:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {synchronous}")
-                self._create()
+                self._create(self._db)
             except BaseException:
                 self._db.close()
                 self._db = None
                 raise
+        # One thread (started by the first call): the calls keep their order, and the
+        # connection is never used by two threads at once.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sessionlayer-sqlite")
 
-    def _create(self) -> None:
-        with self._transaction() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-            elif version != SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    self.name, f"schema version {version}, this code knows {SCHEMA_VERSION}"
-                )
+    def _create(self, db: sqlite3.Connection) -> None:
+        # A read first (WAL: not blocked by another process's write lock); the write lock
+        # only for a new file, whose version is read again under it.
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version == 0:
+            with self._transaction(db):
+                (version,) = db.execute("PRAGMA user_version").fetchone()
+                if version == 0:
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    version = SCHEMA_VERSION
+        if version != SCHEMA_VERSION:
+            raise StoreUnavailable(
+                self.name, f"schema version {version}, this code knows {SCHEMA_VERSION}"
+            )
 
     async def secret(self) -> bytes:
         if self._secret is None:
-            with self._guard(), self._transaction() as db:
-                db.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
-                    (secrets.token_bytes(32),),
-                )
-                (value,) = db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
-            if not (isinstance(value, bytes) and len(value) == 32):
-                raise StoreUnavailable(self.name, "the stored secret is not 32 octets")
-            self._secret = value
+            self._secret = await self._call(self._do_secret)
         return self._secret
 
     async def put(self, record: SessionRecord) -> None:
-        with self._guard():
-            self._write(self._connection(), record)
+        await self._call(self._write, record)
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        with self._guard():
-            return self._read(self._connection(), session_id)
+        return await self._call(self._read, session_id)
 
     async def advance(
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
-        with self._guard(), self._transaction() as db:
-            record = self._read(db, session_id)
-            if record is None or record.generation != generation:
-                return None
-            record = replace(record, generation=generation + 1, node=node, expires_at=expires_at)
-            self._write(db, record)
-            return record
+        def work(db: sqlite3.Connection) -> SessionRecord | None:
+            with self._transaction(db):
+                record = self._read(db, session_id)
+                if record is None or record.generation != generation:
+                    return None
+                record = replace(
+                    record, generation=generation + 1, node=node, expires_at=expires_at
+                )
+                self._write(db, record)
+                return record
+
+        return await self._call(work)
 
     async def update(
         self,
@@ -124,43 +148,98 @@ class SQLiteStore:
         checkpoint: Checkpoint | Keep | None = KEEP,
         node: str | Keep | None = KEEP,
     ) -> bool:
-        with self._guard(), self._transaction() as db:
-            record = self._read(db, session_id)
-            if record is None:
-                return False
-            if expires_at is not KEEP:
-                record = replace(record, expires_at=expires_at)
-            if checkpoint is not KEEP:
-                record = replace(record, checkpoint=checkpoint)
-            if node is not KEEP:
-                record = replace(record, node=node)
-            self._write(db, record)
-            return True
+        def work(db: sqlite3.Connection) -> bool:
+            with self._transaction(db):
+                record = self._read(db, session_id)
+                if record is None:
+                    return False
+                if expires_at is not KEEP:
+                    record = replace(record, expires_at=expires_at)
+                if checkpoint is not KEEP:
+                    record = replace(record, checkpoint=checkpoint)
+                if node is not KEEP:
+                    record = replace(record, node=node)
+                self._write(db, record)
+                return True
+
+        return await self._call(work)
 
     async def delete(self, session_id: str) -> bool:
-        with self._guard():
-            cursor = self._connection().execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        def work(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
             return cursor.rowcount > 0
 
+        return await self._call(work)
+
     async def list(self) -> builtins.list[SessionRecord]:
-        with self._guard():
-            rows = self._connection().execute("SELECT id, record FROM sessions").fetchall()
+        def work(db: sqlite3.Connection) -> builtins.list[SessionRecord]:
+            rows = db.execute("SELECT id, record FROM sessions").fetchall()
             found = [self._decode(session_id, text) for session_id, text in rows]
-        return sorted(found, key=lambda r: (r.created, r.id))
+            return sorted(found, key=lambda r: (r.created, r.id))
+
+        return await self._call(work)
 
     async def expire(self, now: float) -> builtins.list[str]:
         where = "FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?"
-        with self._guard(), self._transaction() as db:
-            gone = [session_id for (session_id,) in db.execute(f"SELECT id {where}", (now,))]
-            db.execute(f"DELETE {where}", (now,))
-        return gone
+
+        def work(db: sqlite3.Connection) -> builtins.list[str]:
+            with self._transaction(db):
+                gone = [session_id for (session_id,) in db.execute(f"SELECT id {where}", (now,))]
+                db.execute(f"DELETE {where}", (now,))
+            return gone
+
+        return await self._call(work)
 
     async def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            db.close()
+        """After the calls already made (each within its timeout): the connection is
+        closed and the worker thread has ended when this returns.  Cancelled, it still
+        happens, in the background."""
+        if self._closed:
+            return
+        self._closed = True  # (calls from now on raise StoreUnavailable)
+        loop = asyncio.get_running_loop()
+        closing = loop.run_in_executor(self._worker, self._close_connection)
+        try:
+            failure = await asyncio.shield(closing)
+        finally:
+            # Done: the worker is idle and ends at once (the join is immediate).  Cancelled:
+            # it ends after the close, which stays queued.
+            self._worker.shutdown(wait=closing.done())
+        if failure is not None:
+            raise StoreUnavailable(self.name, f"closing: {failure}") from failure
 
-    # -- helpers (synchronous)
+    # -- helpers (synchronous, on the worker thread but for opening)
+
+    async def _call(self, work: Callable[..., T], *args: object) -> T:
+        """``work(connection, *args)`` on the worker thread, within the store's timeout
+        from now."""
+        if self._closed:
+            raise StoreUnavailable(self.name, "the store was closed")
+        deadline = time.monotonic() + self._timeout
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._run, deadline, work, args)
+
+    def _run(self, deadline: float, work: Callable[..., T], args: tuple[object, ...]) -> T:
+        db = self._connection()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(
+                self.name,
+                f"the database is locked: {self._timeout:g}s passed while this call waited"
+                " behind the store's earlier calls",
+            )
+        with self._guard():
+            db.execute(f"PRAGMA busy_timeout = {max(1, round(left * 1000))}")
+            return work(db, *args)
+
+    def _close_connection(self) -> sqlite3.Error | None:
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error as exc:
+                return exc
+        return None
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -174,13 +253,15 @@ class SQLiteStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+            reason = f"{type(exc).__name__}: {exc}"
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+                reason = f"{reason}: another connection held it {self._timeout:g}s after the call"
+            raise StoreUnavailable(self.name, reason) from exc
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         """One write transaction: the write lock from its first statement, so that a
         read-then-write (advance, update, expire) is atomic across processes too."""
-        db = self._connection()
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -190,6 +271,17 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
             raise
+
+    def _do_secret(self, db: sqlite3.Connection) -> bytes:
+        with self._transaction(db):
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)",
+                (secrets.token_bytes(32),),
+            )
+            (value,) = db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+        if not (isinstance(value, bytes) and len(value) == 32):
+            raise StoreUnavailable(self.name, "the stored secret is not 32 octets")
+        return value
 
     def _read(self, db: sqlite3.Connection, session_id: str) -> SessionRecord | None:
         row = db.execute("SELECT record FROM sessions WHERE id = ?", (session_id,)).fetchone()
