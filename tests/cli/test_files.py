@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import urllib.request
@@ -243,6 +244,13 @@ def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Pat
     run(main())
 
 
+async def stopped(pid: int) -> None:
+    """Until process ``pid`` is stopped (SIGSTOP): its state in /proc is T."""
+    async with asyncio.timeout(LIMIT):
+        while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            await asyncio.sleep(0.001)
+
+
 def test_a_source_rewritten_during_the_send_fails_in_one_line(tmp_path: Path) -> None:
     """Same size, new octets, in place: not reported 'verified by the server' (what was
     sent mixes old and new, and its SHA-256 is of what was sent), but an error that says
@@ -264,8 +272,11 @@ def test_a_source_rewritten_during_the_send_fails_in_one_line(tmp_path: Path) ->
                     pass
             proc.send_signal(signal.SIGSTOP)
             try:
+                await stopped(proc.pid)  # (the signal is not taken at once on another core)
                 before = src.stat()
-                make_file(src, size, seed=2)  # (rewritten in place: the same inode)
+                new = make_file(tmp_path / "new.bin", size, seed=2)
+                with open(src, "r+b") as f, open(new, "rb") as g:  # in place: same inode,
+                    shutil.copyfileobj(g, f)  # never shorter
                 os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
             finally:
                 proc.send_signal(signal.SIGCONT)
