@@ -9,9 +9,11 @@ import pytest
 
 import sessionlayer
 from sessionlayer import ConnectRefused, LocalError
+from sessionlayer.agent import Rejection
 from sessionlayer.agent.hello import Hello
 from sessionlayer.aio.server import ConnectRequest
 from sessionlayer.machine import ConnectIndication
+from sessionlayer.machine import events as ev
 
 
 def request(credentials: dict[str, str] | None) -> ConnectRequest:
@@ -144,3 +146,137 @@ def test_accept_data_an_ac_cannot_carry_refuses_and_says_why(
     (record,) = [r for r in caplog.records if "accept_data()" in r.getMessage()]
     assert "an AC cannot carry" in record.getMessage() and record.exc_info is None
     assert ("one_octet_li" if isinstance(answer, bytes) else "must be bytes") in record.getMessage()
+
+
+# ---------------------------------------------------------------- failing closed
+
+
+async def _echo(session: sessionlayer.Session) -> None:
+    try:
+        async for data in session:
+            await session.send(data)
+    except sessionlayer.SessionLayerError:
+        pass
+
+
+class _Truthy:
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "<truthy>"
+
+
+NOT_A_VERDICT = [None, 0, 1, "", "no", "True", [], [True], _Truthy(), 1.0]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("answer", NOT_A_VERDICT, ids=[repr(v) for v in NOT_A_VERDICT])
+def test_authenticate_that_returns_neither_true_nor_false_refuses(
+    answer: Any, asynchronous: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only True accepts: anything else that authenticate() returns (falsy or truthy)
+    refuses, with one ERROR line naming what it returned; True still accepts."""
+
+    def check(request: ConnectRequest) -> Any:
+        return True if (request.credentials or {}).get("user") == "ok" else answer
+
+    async def check_async(request: ConnectRequest) -> Any:
+        return check(request)
+
+    async def main() -> None:
+        async with await sessionlayer.serve(
+            _echo, authenticate=check_async if asynchronous else check
+        ) as server:  # fmt: skip
+            with pytest.raises(ConnectRefused, match="authentication error"):
+                await sessionlayer.connect("127.0.0.1", server.port, credentials={"user": "x"})
+            session = await sessionlayer.connect("127.0.0.1", server.port,
+                                                 credentials={"user": "ok"})  # fmt: skip
+            await session.send(b"in")
+            assert await asyncio.wait_for(session.receive(), 10) == b"in"
+            session.abort()
+            assert server.stats.accepted == 1 and server.stats.refused["user_data"] == 1
+
+    with caplog.at_level("INFO", logger="sessionlayer"):
+        asyncio.run(asyncio.wait_for(main(), 20))
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, caplog.text
+    message = errors[0].getMessage()
+    assert f"authenticate() returned {answer!r}" in message and "refusing" in message
+    assert errors[0].exc_info is None
+
+
+def test_authenticate_that_returns_neither_refuses_a_resume_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a resume (authenticate() runs again) a verdict that is not True refuses it too,
+    finally: the session ends with ResumeRefused("refused")."""
+    from tests.recovery.helpers import raw_resume, token_of
+
+    def check(request: ConnectRequest) -> Any:
+        return None if request.resuming else True
+
+    async def main() -> None:
+        async with await sessionlayer.serve(_echo, authenticate=check) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port)
+            await client.send(b"x")
+            assert await asyncio.wait_for(client.receive(), 10) == b"x"
+            event, rejection = await raw_resume(server.port, token_of(client))
+            assert isinstance(event, ev.RefuseConfirm), (event, rejection)
+            assert isinstance(rejection, Rejection) and rejection.code == "resume:refused"
+            assert "authentication" in rejection.message
+            client.abort()
+
+    with caplog.at_level("ERROR", logger="sessionlayer"):
+        asyncio.run(asyncio.wait_for(main(), 20))
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "authenticate() returned None" in record.getMessage()
+
+
+def test_the_ready_made_callbacks_return_bools() -> None:
+    passwords = sessionlayer.check_passwords({"ada": "s3cret"})
+    token = sessionlayer.check_token("abc123")
+    for check, good, bad in (
+        (passwords, {"user": "ada", "password": "s3cret"}, {"user": "ada", "password": "x"}),
+        (token, {"token": "abc123"}, {"token": "x"}),
+    ):
+        assert check(request(good)) is True
+        for creds in (bad, {}, None):
+            assert check(request(creds)) is False
+
+
+# ---------------------------------------------------------------- credentials that do not encode
+
+SURROGATES = ["\ud800", "\udfff", "s3cret\ud800", "\ud83d\ude00"]
+
+
+@pytest.mark.parametrize("odd", SURROGATES, ids=[ascii(s) for s in SURROGATES])
+def test_lone_surrogates_in_credentials_are_a_plain_mismatch(odd: str) -> None:
+    """A lone surrogate (JSON "\\ud800" decodes to one) cannot be encoded as strict UTF-8:
+    it is one more wrong secret, not an exception."""
+    passwords = sessionlayer.check_passwords({"ada": "s3cret", odd: "p"})
+    assert passwords(request({"user": "ada", "password": odd})) is False
+    assert passwords(request({"user": odd, "password": "s3cret"})) is False
+    assert passwords(request({"user": odd, "password": "p"})) is True  # (a name like any)
+    assert passwords(request({"user": "\udfff\ud800", "password": "p"})) is False
+    token = sessionlayer.check_token("abc123")
+    assert token(request({"token": odd})) is False
+    assert sessionlayer.check_token(odd)(request({"token": odd})) is True
+    assert sessionlayer.check_token(odd)(request({"token": odd + "x"})) is False
+
+
+def test_lone_surrogates_over_the_wire_are_refused_without_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        for check in (sessionlayer.check_passwords({"ada": "s3cret"}),
+                      sessionlayer.check_token("abc123")):  # fmt: skip
+            async with await sessionlayer.serve(_echo, authenticate=check) as server:
+                for creds in ({"user": "ada", "password": "\ud800"}, {"user": "\udfff"},
+                              {"token": "\ud800"}):  # fmt: skip
+                    with pytest.raises(ConnectRefused, match="authentication failed"):
+                        await sessionlayer.connect("127.0.0.1", server.port, credentials=creds)
+
+    with caplog.at_level("INFO", logger="sessionlayer"):
+        asyncio.run(asyncio.wait_for(main(), 20))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -21,8 +21,11 @@ __all__ = ["check_passwords", "check_token"]
 
 def _digest(secret: str) -> bytes:
     # Comparing fixed-length digests keeps the comparison's time independent of the
-    # lengths of both secrets too.
-    return hashlib.sha256(secret.encode("utf-8")).digest()
+    # lengths of both secrets too.  "surrogatepass": a peer's credentials may hold lone
+    # surrogates (JSON "\ud800"), which strict UTF-8 cannot encode; this encoding of them is
+    # still one-to-one (no other string encodes to the same octets), so such a secret is
+    # just one more that does not match, in the same time.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
 def check_passwords(
@@ -38,9 +41,11 @@ def check_passwords(
 
     def authenticate(request: ConnectRequest) -> bool:
         creds = request.credentials or {}
-        expected = table.get(creds.get(user_key, ""), decoy)
+        user = creds.get(user_key, "")
+        expected = table.get(user, decoy)
         given = _digest(creds.get(password_key, ""))
-        return hmac.compare_digest(expected, given) and creds.get(user_key, "") in table
+        match = hmac.compare_digest(expected, given)  # (always made: no shortcut in time)
+        return match and user in table  # (a bool: True only for a user's own password)
 
     return authenticate
 

@@ -6,9 +6,12 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import errno
 import inspect
 import logging
+import reprlib
 import secrets
+import socket
 import ssl
 import time
 from collections import Counter, OrderedDict
@@ -39,6 +42,7 @@ from .connection import Connection
 from .endpoint import Endpoint, check_kinds
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
+from .sockets import peer_gone, warnings
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
@@ -116,14 +120,26 @@ class Server:
         self._swept = 0.0  # when the waiting connections were last looked at (monotonic)
         #: A full queue of waiting connections looks for peers gone at most this often (s).
         self.sweep_interval = 1.0
-        self._waiting: collections.deque[Connection] = collections.deque()
-        self._handshaking: set[Connection] = set()  # (holding a slot)
+        self._waiting: collections.deque[Connection | _TlsAccept] = collections.deque()
+        self._handshaking: set[Connection | _TlsAccept] = set()  # (holding a slot)
         #: (close()) What wait_closed() waits for: their TCP connections gone.
-        self._stopping: list[Connection | Session] = []
+        self._stopping: list[Connection | Session | _TlsAccept] = []
+        #: (TLS) The server's context: TCP is accepted here (``_accept_tls``), and each TLS
+        #: handshake is one of the handshakes counted, from its accept (``_TlsAccept``).
+        self._tls: ssl.SSLContext | None = None
+        #: (TLS) The connections whose TLS handshake is done or under way, and their accepts.
+        self._tls_conns: dict[Connection, _TlsAccept] = {}
         self._server: asyncio.Server | None = None
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending = 0
+        self._pending = 0  # connect requests in a task of ours (_pend): not sessions yet
+        #: Connections whose connect request waits in a task (an async authenticate(), a
+        #: resume), each counted in ``_pending`` until the task is done or the connection
+        #: goes (``_handshake_over``), whichever comes first.
+        self._awaiting: dict[Connection, asyncio.Task[None]] = {}
+        #: Those of them whose task awaits authenticate()'s verdict now: cancelled when the
+        #: connection goes (lost, or past its handshake deadline).
+        self._authenticating: set[Connection] = set()
         self.stats = ServerStats()
         self._handlers: dict[asyncio.Task[None], Session] = {}
         #: Sessions over for the server already (a detached one dropped or expired: its
@@ -173,13 +189,20 @@ class Server:
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
-        # (TLS: a connection counts once its TLS handshake is done, which has the session
-        # handshake's time limit of its own.)
-        tls_limit = self.options.handshake_timeout if tls is not None else None
-        self._server = await loop.create_server(self._protocol, host, port, ssl=tls,
-                                                backlog=backlog,
-                                                ssl_handshake_timeout=tls_limit)  # fmt: skip
-        self._port = int(self._server.sockets[0].getsockname()[1])
+        if tls is None:
+            self._server = await loop.create_server(self._protocol, host, port,
+                                                    backlog=backlog)  # fmt: skip
+            self._port = int(self._server.sockets[0].getsockname()[1])
+            return
+        # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
+        # handshake included (max_handshakes, max_waiting, its handshake deadline), as a
+        # plain one does; asyncio's own TLS server takes every connection into a TLS
+        # handshake of its own, uncounted.
+        self._tls = tls
+        listening = await _listen(host, port, backlog)
+        self._port = int(listening[0].getsockname()[1])
+        for sock in listening:
+            self._track(self._accept_tls(sock))
 
     @property
     def port(self) -> int:
@@ -204,7 +227,7 @@ class Server:
                 queued.abort()
         self._waiting.clear()
         for handshaking in list(self._handshaking):  # (not sessions yet: dropped)
-            handshaking.abort()
+            handshaking.abort()  # (one in its TLS handshake: its task, cancelled below)
         self._stopping += [*self._handshaking, *self._live.values()]
         self._detaching = detach and self.store is not None
         for sid, session in list(self._live.items()):
@@ -242,36 +265,195 @@ class Server:
         return Connection(SessionAgent("responder", self.config, self.options), self._endpoint)
 
     def _accepted(self, protocol: Connection) -> None:
-        """A new connection is up (TLS done, if any; one that fails its TLS handshake never
-        gets here, so it holds nothing): a handshake slot, or a place in the queue, or it
-        is closed at once."""
+        """A new connection is up: a handshake slot, or a place in the queue, or it is
+        closed at once.  (TLS: its TLS handshake is done, in the slot its accept took,
+        which is the connection's now.)"""
+        if self._tls is not None:
+            accept = self._tls_conns.get(protocol)
+            if self._closing or accept is None or accept not in self._handshaking:
+                protocol.rejected = True  # (the accept's task frees its slot)
+                return
+            self._handshaking.discard(accept)
+            accept.handed_over = True
+            self._handshaking.add(protocol)
+            protocol.take_slot()
+            return
         if self._closing:
             protocol.rejected = True
             return
+        taken = self._admission(protocol)
+        if taken is _SLOT:
+            protocol.take_slot()
+        elif taken is _QUEUED:
+            protocol.queue()  # (read from once a handshake ends: _handshake_over)
+        else:  # closed at once by connection_made
+            protocol.rejected = True
+
+    def _admission(self, new: Connection | _TlsAccept) -> object:
+        """A handshake slot for a new connection (_SLOT), or a place in the queue
+        (_QUEUED), or neither (_FULL: it is to be closed at once)."""
         if self.handshakes < self.max_handshakes:
             self.handshakes += 1
-            self._handshaking.add(protocol)  # (close() ends it)
-            protocol.take_slot()
-            return
+            self._handshaking.add(new)  # (close() ends it)
+            return _SLOT
         now = time.monotonic()
         if self.queued >= self.max_waiting and now >= self._swept + self.sweep_interval:
             self._swept = now  # (some may have left meanwhile: look, once a second)
             for queued in self._waiting:
                 queued.gone_while_waiting()
-        if self.queued >= self.max_waiting:  # closed at once by connection_made
-            protocol.rejected = True
+        if self.queued >= self.max_waiting:
             self.stats.refused["handshake_limit"] += 1
-            return
+            return _FULL
         waiting = self._waiting
         if len(waiting) >= 2 * self.max_waiting:  # (forget the ones gone: amortized)
             self._waiting = waiting = collections.deque(c for c in waiting if c.waiting)
-        protocol.queue()  # (read from once a handshake ends: _handshake_over)
-        waiting.append(protocol)
+        waiting.append(new)
         self.queued += 1
+        return _QUEUED
 
-    def _handshake_over(self, protocol: Connection) -> None:
+    # ------------------------------------------------------------ TLS
+
+    async def _accept_tls(self, sock: socket.socket) -> None:
+        """(TLS) Accept TCP connections on ``sock`` until close(): each is counted at once
+        (``_tls_accepted``).  Out of file descriptors, it waits a little and tries again,
+        with one WARNING for the run."""
+        loop = asyncio.get_running_loop()
+        short = False
+        try:
+            while not self._closing:
+                try:
+                    conn, address = await loop.sock_accept(sock)
+                except OSError as exc:
+                    if self._closing or sock.fileno() < 0:
+                        return
+                    if exc.errno in _OUT_OF_RESOURCES:
+                        if not short:
+                            log.warning("cannot accept connections on port %d: %s; trying"
+                                        " again every %g s", self._port, exc.strerror,
+                                        _ACCEPT_RETRY)  # fmt: skip
+                        short = True
+                        await asyncio.sleep(_ACCEPT_RETRY)
+                    continue  # (ECONNABORTED and the like: that one connection)
+                short = False
+                self._tls_accepted(conn, address, loop)
+        finally:
+            sock.close()
+
+    def _tls_accepted(self, conn: socket.socket, address: Any,
+                      loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        """(TLS) A TCP connection accepted: its TLS handshake starts in a handshake slot, or
+        it waits, unread, for one, or it is closed at once; its deadline starts now."""
+        conn.setblocking(False)
+        accept = _TlsAccept(conn, address, self._tls_start, self._tls_left_queue)
+        taken = _FULL if self._closing else self._admission(accept)
+        if taken is _FULL:
+            _close(conn)
+            return
+        accept.timer = loop.call_later(self.options.handshake_timeout, self._tls_expired,
+                                       accept)  # fmt: skip
+        if taken is _SLOT:
+            self._tls_start(accept)
+        else:
+            accept.waiting = True
+
+    def _tls_start(self, accept: _TlsAccept) -> None:
+        task = accept.task = self._track(self._tls_handshake(accept))
+        # (A callback, not a finally: it runs even for a task cancelled before it started.)
+        task.add_done_callback(lambda _: self._tls_done(accept))
+
+    async def _tls_handshake(self, accept: _TlsAccept) -> None:
+        """(TLS) The TLS handshake of an accepted connection, in its slot: done, its
+        Connection takes the slot over (``_accepted``, from its connection_made); failed,
+        or past the deadline, the slot is free again."""
+        assert self._tls is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: self._tls_protocol(accept), accept.sock, ssl=self._tls,
+                ssl_handshake_timeout=self.options.handshake_timeout,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            if not accept.expired:
+                raise  # close()
+        except Exception as exc:  # the peer's doing (no TLS, a bad certificate, a reset)
+            log.debug("TLS handshake with %s failed: %r", accept.peer, exc)
+
+    def _tls_done(self, accept: _TlsAccept) -> None:
+        """(TLS) The TLS handshake's task is over: not handed over to its Connection (failed,
+        timed out, close()), the connection is closed and its slot free."""
+        accept.task = None
+        if accept.handed_over:
+            return
+        _close(accept.sock)
+        if accept.conn is not None:
+            self._tls_conns.pop(accept.conn, None)
+        if accept in self._handshaking:
+            self._handshake_over(accept)
+        if accept.expired:
+            _peer_warning("%s: no TLS handshake within the handshake timeout (%g s);"
+                          " connection closed", accept.peer,
+                          self.options.handshake_timeout)  # fmt: skip
+
+    def _tls_protocol(self, accept: _TlsAccept) -> Connection:
+        protocol = self._protocol()
+        accept.conn = protocol
+        self._tls_conns[protocol] = accept
+        return protocol
+
+    def _tls_expired(self, accept: _TlsAccept) -> None:
+        """(TLS) The handshake deadline of an accepted connection: ``handshake_timeout``
+        from its accept, over the wait for a slot, the TLS handshake and the session's."""
+        accept.timer = None
+        accept.expired = True
+        if accept.waiting:
+            accept.waiting = False
+            self.queued -= 1
+            _close(accept.sock)
+            _peer_warning("%s: no handshake slot within the handshake timeout (%g s);"
+                          " connection closed", accept.peer,
+                          self.options.handshake_timeout)  # fmt: skip
+        elif accept.task is not None:
+            accept.task.cancel()  # (its TLS handshake is not done: _tls_handshake ends it)
+        elif accept.conn is not None and accept.conn in self._handshaking:
+            accept.conn.warn("no session within the handshake timeout (%g s, TLS"
+                             " included); connection closed", self.options.handshake_timeout)
+            accept.conn.abort()
+
+    def _tls_left_queue(self, accept: _TlsAccept) -> None:
+        """(TLS) A connection waiting for a slot is closed (its peer left, or close())."""
+        if accept.waiting:
+            accept.waiting = False
+            self.queued -= 1
+        if accept.timer is not None:
+            accept.timer.cancel()
+            accept.timer = None
+        _close(accept.sock)
+
+    def _handshake_over(self, protocol: Connection | _TlsAccept) -> None:
         self.handshakes -= 1
         self._handshaking.discard(protocol)
+        if not isinstance(protocol, Connection):
+            task = None  # (a TLS handshake that failed)
+            if protocol.timer is not None:
+                protocol.timer.cancel()
+                protocol.timer = None
+        else:
+            task = self._awaiting.get(protocol)
+            if self._tls_conns:
+                accept = self._tls_conns.pop(protocol, None)
+                if accept is not None and accept.timer is not None:
+                    accept.timer.cancel()  # (its deadline: met, or the connection is gone)
+                    accept.timer = None
+        if isinstance(protocol, Connection) and task is not None and (
+                task is not asyncio.current_task()):
+            # Gone (lost, timed out) while its connect request waits: it counts no more, and
+            # an authenticate() that has not returned is not waited for.
+            self._unpend(protocol, task)
+            if protocol in self._authenticating:
+                self._authenticating.discard(protocol)
+                task.cancel()
+                log.info("authenticate() for %s had not returned when its connection ended;"
+                         " cancelled", protocol.peer)  # fmt: skip
         waiting = self._waiting
         while waiting and self.handshakes < self.max_handshakes:
             protocol = waiting.popleft()
@@ -308,8 +490,7 @@ class Server:
                 if old is not None and self._authenticate is None:
                     self._resume_at_once(old, protocol, event, hello)
                     return  # (the live case: no task, no store to wait for)
-                self._pending += 1
-                self._track(self._resume(protocol, event, hello))
+                self._pend(protocol, self._resume(protocol, event, hello))
                 return
             request = None  # (made only for a callback that sees it)
             if self._authenticate is not None or self._accept_data is not None:
@@ -323,21 +504,22 @@ class Server:
             self._refuse(protocol, _refusal(protocol, exc))
             return
         if verdict is not True and inspect.isawaitable(verdict):
-            self._pending += 1
-            self._track(self._await_verdict(protocol, event, hello, request, chosen, verdict))
+            self._pend(protocol, self._await_verdict(protocol, event, hello, request, chosen,
+                                                     verdict))  # fmt: skip
             return
         self._conclude(protocol, event, hello, request, chosen, verdict)
 
     async def _await_verdict(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello | None, request: ConnectRequest | None,
                              chosen: dict[str, str], verdict: Awaitable[Any]) -> None:  # fmt: skip
+        task = asyncio.current_task()
         try:
-            outcome = await verdict
+            outcome = await self._verdict(protocol, verdict)
         except Exception as exc:
             self._refuse(protocol, _refusal(protocol, exc))
             return
         finally:
-            self._pending -= 1
+            self._unpend(protocol, task)
         try:
             self._conclude(protocol, event, hello, request, chosen, outcome)
         except Exception as exc:  # (ours: as buffer_updated does on the path without a task)
@@ -346,8 +528,9 @@ class Server:
     def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
                   hello: Hello | None, request: ConnectRequest | None, chosen: dict[str, str],
                   verdict: Any) -> None:  # fmt: skip
-        if verdict is False:
-            self._refuse(protocol, Refuse("authentication failed"))
+        refusal = _verdict_refusal(protocol, verdict)
+        if refusal is not None:
+            self._refuse(protocol, refusal)
             return
         if protocol.transport is None or protocol.transport.is_closing():
             return
@@ -376,10 +559,36 @@ class Server:
             return
         self._start(session)
 
-    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _pend(self, protocol: Connection, coro: Coroutine[Any, Any, None]) -> None:
+        """Decide on ``protocol``'s connect request in a task: it counts in ``_pending``
+        (against ``max_sessions``) until :meth:`_unpend`, at the latest when the task is
+        done (even one cancelled before it ran)."""
+        self._pending += 1
+        task = self._track(coro)
+        self._awaiting[protocol] = task
+        task.add_done_callback(lambda done: self._unpend(protocol, done))
+
+    def _unpend(self, protocol: Connection, task: asyncio.Task[Any] | None) -> None:
+        """``protocol``'s connect request counts no more in ``_pending`` (once)."""
+        if task is not None and self._awaiting.get(protocol) is task:
+            del self._awaiting[protocol]
+            self._pending -= 1
+
+    async def _verdict(self, protocol: Connection, verdict: Awaitable[Any]) -> Any:
+        """An async authenticate()'s verdict for ``protocol``, awaited only while the
+        connection is in handshake: its task is cancelled when it goes (``_handshake_over``:
+        lost, or its handshake deadline passed, which bounds the wait)."""
+        self._authenticating.add(protocol)
+        try:
+            return await verdict
+        finally:
+            self._authenticating.discard(protocol)
 
     def _accept(self, protocol: Connection, event: ev.ConnectIndication,
                 hello: Hello | None, chosen: dict[str, str],
@@ -561,7 +770,7 @@ class Server:
         except Exception as exc:
             self._resume_failed(protocol, exc)
         finally:
-            self._pending -= 1
+            self._unpend(protocol, asyncio.current_task())
 
     def _live_session(self, hello: Hello | None) -> Connection | None:
         """The session live on this server that the hello resumes, if any."""
@@ -604,9 +813,10 @@ class Server:
             request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
             verdict = self._authenticate(request)
             if inspect.isawaitable(verdict):
-                verdict = await verdict
-            if verdict is False:
-                raise Refuse("authentication failed")
+                verdict = await self._verdict(protocol, verdict)
+            refusal = _verdict_refusal(protocol, verdict)
+            if refusal is not None:
+                raise refusal
         if not self._recovery or not self._resumable(hello, event):
             raise ResumeRefused("this server does not resume sessions", "refused")
         old = self._links.get(sid)
@@ -879,6 +1089,104 @@ _EMPTY_CONTEXT = contextvars.Context()
 _SS = int(FunctionalUnit.SYMMETRIC_SYNC)
 
 
+_SLOT, _QUEUED, _FULL = object(), object(), object()  # what _admission gives a connection
+#: accept() errors that say the process (or the system) is out of something: wait, retry.
+_OUT_OF_RESOURCES = frozenset(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    if hasattr(errno, name)
+)  # fmt: skip
+_ACCEPT_RETRY = 0.25  # s
+
+
+class _TlsAccept:
+    """(TLS server) A TCP connection accepted, its TLS handshake not done yet: it waits,
+    unread, for a handshake slot, or holds one for its TLS handshake, as a plain
+    connection's Connection does; then its Connection holds the slot (``conn``).  One
+    deadline (``timer``) runs from the accept over all of it, up to the AC or RF."""
+
+    __slots__ = ("conn", "expired", "handed_over", "leave", "peer", "sock", "start", "task",
+                 "timer", "waiting")  # fmt: skip
+
+    def __init__(self, sock: socket.socket, peer: Any, start: Callable[[_TlsAccept], None],
+                 leave: Callable[[_TlsAccept], None]) -> None:  # fmt: skip
+        self.start = start  #: (the server's) its TLS handshake starts, in its slot
+        self.leave = leave  #: (the server's) it is closed while it waits for a slot
+        self.sock = sock
+        self.peer = peer
+        self.waiting = False  #: queued for a handshake slot
+        self.task: asyncio.Task[None] | None = None  #: its TLS handshake, under way
+        self.timer: asyncio.TimerHandle | None = None  #: its handshake deadline
+        self.conn: Connection | None = None  #: made for the TLS handshake
+        self.handed_over = False  #: TLS done: ``conn`` holds the slot now
+        self.expired = False  #: its deadline passed
+
+    # What the server's queue and close() ask of a connection (see Connection).
+
+    def admit(self) -> None:
+        """A handshake slot is this one's: its TLS handshake starts."""
+        if self.waiting:
+            self.waiting = False
+            self.start(self)
+
+    def gone_while_waiting(self) -> None:
+        if self.waiting and peer_gone(asyncio.BaseTransport({"socket": self.sock})):
+            self.leave(self)
+
+    def abort(self) -> None:
+        if self.task is not None:
+            self.task.cancel()  # (asyncio closes the connection; its task frees the slot)
+        else:
+            self.leave(self)
+
+    async def wait_closed(self) -> None:
+        task = self.task
+        if task is not None:
+            await asyncio.wait([task])
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+def _peer_warning(message: str, *args: Any) -> None:
+    """A WARNING a peer caused, under the limit every connection shares (else DEBUG)."""
+    if warnings.allow(asyncio.get_running_loop().time()):
+        log.warning(message, *args)
+    else:
+        log.debug(message, *args)
+
+
+async def _listen(host: str | None, port: int, backlog: int) -> list[socket.socket]:
+    """(TLS) Listening sockets for ``host:port``, one per address, as ``create_server``
+    makes them (SO_REUSEADDR; IPv6 only on an IPv6 socket); non-blocking."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)  # fmt: skip
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"error while attempting to bind on address"
+                                         f" {address!r}: {exc.strerror}") from None  # fmt: skip
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in made:
+            sock.close()
+        raise
+    if not made:
+        raise OSError(f"no address to listen on for {host!r}")
+    return made
+
+
 def _peer_der(protocol: Connection) -> bytes | None:
     """The peer's certificate (DER) under mutual TLS."""
     if protocol.transport is None:
@@ -895,6 +1203,20 @@ def _peer_text(peer: Any) -> str | None:
         return f"{peer[0]}:{peer[1]}"
     return None if peer is None else str(peer)
 _NO_OFFERS: dict[str, list[str]] = {}  # shared, never changed
+
+
+def _verdict_refusal(protocol: Connection, verdict: Any) -> Refuse | None:
+    """None for ``authenticate()``'s True; the refusal for anything else (it fails closed):
+    False is "authentication failed", any other value a bug of the callback's, logged."""
+    if verdict is True:
+        return None
+    if verdict is False:
+        return Refuse("authentication failed")
+    log.error("authenticate() returned %s for %s, not True or False; refusing",
+              reprlib.repr(verdict), protocol.peer)  # fmt: skip
+    if inspect.iscoroutine(verdict):  # (an async function's result, never awaited)
+        verdict.close()
+    return Refuse("authentication error")
 
 
 def _refusal(protocol: Connection, exc: Exception) -> Refuse:
@@ -935,8 +1257,10 @@ async def serve(
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
     ``authenticate(request)`` (sync or async) sees the credentials of each
-    connect request and returns False or raises :class:`Refuse` to refuse it
-    with an RF that reaches the initiator as :class:`ConnectRefused`.
+    connect request and returns True to accept it, False to refuse it; anything else
+    refuses and is logged; :class:`Refuse` raised refuses with its message.  A refusal is
+    an RF that reaches the initiator as :class:`ConnectRefused`.  An async one is
+    cancelled when its connection goes (the peer left, or the handshake deadline passed).
     ``supported`` maps application parameters to the values this server
     supports; the initiator's offers are matched against it.  ``accept_data``
     gives the AC user data for peers that are not sessionlayer (OSI stacks); what it
@@ -946,7 +1270,8 @@ async def serve(
     0x83); ``max_handshakes`` TCP connections that are not sessions yet: more wait, nothing
     read from them, until one of those ends (at most ``max_waiting`` wait, by default
     ``max_sessions`` or 16 x ``max_handshakes`` if more; one beyond is closed at once), and
-    each has ``options.handshake_timeout`` from its accept to become a session; ``backlog``
+    each has ``options.handshake_timeout`` from its accept to become a session (with
+    ``tls``, its TLS handshake counts as in handshake and within that deadline); ``backlog``
     the listen queue (what a storm of reconnects needs; the kernel caps it at somaxconn).
 
     Recovery (``options.resume``, docs/recovery.md): a session whose client loses its

@@ -50,11 +50,17 @@ def issue(secret: bytes, session_id: str, generation: int, identity: str) -> str
 
 def parse(token: str) -> tuple[str, int]:
     """(session id, generation) of a well-formed token; ResumeRefused (token_invalid)
-    otherwise.  Says nothing of whether it is genuine: see :func:`verify`."""
+    otherwise, and nothing else whatever ``token`` is (a peer's).  Says nothing of whether
+    it is genuine: see :func:`verify`.
+
+    Well-formed is what :func:`issue` makes, and only that (one spelling per token): 32
+    lowercase hex digits, the generation in ASCII decimal digits without leading zeros
+    (``str.isdigit`` alone takes "\\u00b2", which ``int`` does not, and "\\u0660", which it reads
+    as 0), and 32 lowercase hex digits."""
     parts = token.split(".") if isinstance(token, str) and len(token) <= 128 else []
     if len(parts) == 3:
         sid, gen, mac = parts
-        if (len(sid) == 32 and _is_hex(sid) and gen.isdigit() and len(gen) <= 9
+        if (len(sid) == 32 and _is_hex(sid) and _is_generation(gen)
                 and len(mac) == 2 * _MAC_OCTETS and _is_hex(mac)):  # fmt: skip
             return sid, int(gen)
     raise ResumeRefused("malformed resume token", "token_invalid")
@@ -86,3 +92,9 @@ _HEX = frozenset("0123456789abcdef")
 
 def _is_hex(text: str) -> bool:
     return _HEX.issuperset(text)
+
+
+def _is_generation(text: str) -> bool:
+    """ASCII decimal digits, at most 9, no leading zero (but "0" itself)."""
+    return (0 < len(text) <= 9 and text.isascii() and text.isdigit()
+            and (text[0] != "0" or text == "0"))  # fmt: skip
