@@ -13,7 +13,7 @@ import struct
 import pytest
 
 import sessionlayer
-from sessionlayer import ConnectRequest, Options
+from sessionlayer import Options
 from sessionlayer.apps.tunnel import (
     LOCAL_HIGH,
     WINDOW,
@@ -377,13 +377,10 @@ def test_a_target_the_server_does_not_serve_is_refused_at_connect() -> None:
     does not allow, or none where it allows several: one clear error at start, not a
     listener whose every connection is reset (docs/tunnel.md, ``--to``)."""
 
-    def check(request: ConnectRequest) -> bool:
-        service.check(request)
-        return True
-
     async def main() -> None:
         async with await sessionlayer.serve(service.handle, supported={"service": ["tunnel"]},
-                                            authenticate=check, options=FAST) as server:
+                                            authenticate=service.check,  # (as it is: True)
+                                            options=FAST) as server:  # fmt: skip
             for to, why in ((None, "allows several"), ("127.0.0.1:1", "not an allowed")):
                 client = TunnelClient("127.0.0.1", server.port, to, options=FAST)
                 with pytest.raises(TunnelError, match=f"refused the tunnel: .*{why}"):

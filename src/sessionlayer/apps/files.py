@@ -224,8 +224,9 @@ class FileService:
                          " out?)")  # fmt: skip
         return path
 
-    def check(self, request: ConnectRequest) -> None:
-        """Refuse (RF with the reason) what cannot be done: called before the accept."""
+    def check(self, request: ConnectRequest) -> bool:
+        """Refuse (RF with the reason) what cannot be done: called before the accept.  True
+        otherwise, so that it can be an ``authenticate`` callback as it is."""
         obj = _json(request.data)
         if obj.get("op") == "get":
             source = self.target(obj.get("name"))
@@ -235,7 +236,7 @@ class FileService:
             if every is not None and (type(every) is not int or every < MIN_CHECKPOINT):
                 raise Refuse(f"the checkpoint interval must be at least {MIN_CHECKPOINT}"
                              " octets")  # fmt: skip
-            return
+            return True
         if obj.get("op") != "put":
             raise Refuse("unknown file operation (expected 'put' or 'get')")
         path = self.target(obj.get("name"))
@@ -272,6 +273,7 @@ class FileService:
         if size - have > free:
             raise Refuse(f"not enough space on the server for {obj.get('name')!r}: needs"
                          f" {size - have} octets, {free} free")  # fmt: skip
+        return True
 
     def state_path(self, activity: str) -> Path:
         return self.state_dir / f"{activity}.json"

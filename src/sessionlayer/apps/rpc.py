@@ -284,6 +284,9 @@ class _Call:
     kwargs: dict[str, Any] | None
     timeout: float | None
     size: int  #: the octets of its frame (what a waiting call counts against the limit)
+    #: (waiting) its body as it came, decoded again when it starts: a waiting call holds
+    #: the octets it is counted by, not their decoded objects (many times as large)
+    body: bytes | None = None
 
 
 class _Served:
@@ -371,8 +374,10 @@ class RpcServer:
                 "waiting": len(served.waiting), "errors": s.errors, "timeouts": s.timeouts,
                 "cancelled": s.cancelled, "codec": served.codec.name}  # fmt: skip
 
-    def check(self, request: ConnectRequest) -> None:
-        """(Nothing to check at connect: every call is checked as it comes.)"""
+    def check(self, request: ConnectRequest) -> bool:
+        """True: nothing to check at connect (every call is checked as it comes); an
+        ``authenticate`` callback as it is, as the other services' ``check``."""
+        return True
 
     def close(self) -> None:
         """Shut the worker threads down, without waiting for them (for after the server
@@ -446,6 +451,7 @@ class RpcServer:
             self._start(served, call)
         elif (len(served.waiting) < self.max_waiting
               and served.waiting_bytes + call.size <= self.max_waiting_bytes):  # fmt: skip
+            call.args, call.kwargs, call.body = _NO_ARGS, None, message[_HEAD_SIZE:]
             served.waiting[cid] = call
             served.waiting_bytes += call.size
         else:
@@ -474,6 +480,9 @@ class RpcServer:
         while served.waiting and not served.over and len(served.running) < self.max_running:
             _, call = served.waiting.popitem(last=False)
             served.waiting_bytes -= call.size
+            if call.body is not None:  # (it decoded once: it does again)
+                _, call.args, call.kwargs, _ = _decode_call(served.codec, call.body)
+                call.body = None
             self._start(served, call)
 
     async def _cancel(self, served: _Served, cid: int) -> None:
@@ -579,6 +588,9 @@ class RpcServer:
         answer = served.answers.get(cid)
         if answer is not None:
             await served.session.send(answer)
+
+
+_NO_ARGS: list[Any] = []  # (a waiting call's, until it starts: never changed)
 
 
 def _decode_call(codec: _Codec, body: bytes) -> tuple[str, list[Any], dict[str, Any] | None,

@@ -688,8 +688,9 @@ class TunnelService:
         self.ended = TunnelStats()  #: the sessions that have ended, added up
         self.muxes: dict[str, _Mux] = {}
 
-    def check(self, request: ConnectRequest) -> None:
-        """Refuse (an RF with the reason) a tunnel session this server cannot serve."""
+    def check(self, request: ConnectRequest) -> bool:
+        """Refuse (an RF with the reason) a tunnel session this server cannot serve; True
+        otherwise (an ``authenticate`` callback as it is)."""
         if not self.allow:
             raise Refuse("this server allows no tunnel (sessionlayer serve --allow-tunnel)")
         # A TunnelClient names its target at connect (none: the only one), so that one this
@@ -699,6 +700,7 @@ class TunnelService:
         except UnicodeDecodeError:
             raise Refuse("the tunnel target named at connect is not UTF-8") from None
         self.resolve(target)
+        return True
 
     def resolve(self, target: str) -> tuple[str, int]:
         """The allowed target ``target`` names; :class:`Refuse` if none."""
