@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,19 @@ def _no_fast_connect_memory() -> None:
     from sessionlayer.aio import fast_connect
 
     fast_connect.forget_all()
+
+
+@pytest.fixture(autouse=True)
+def _loggers_kept() -> Iterator[None]:
+    """The library's loggers as each test found them: a command run in process (``serve``,
+    ``relay``) sets them up for its own output (a level, a handler), which must not leak
+    into the tests after it (their log lines, and the calls they cost, would change)."""
+    kept = []
+    for name in ("sessionlayer", "sessionlayer.relay"):
+        logger = logging.getLogger(name)
+        kept.append((logger, logger.level, logger.handlers[:], logger.propagate))
+    yield
+    for logger, level, handlers, propagate in kept:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate

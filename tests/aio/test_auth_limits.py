@@ -242,15 +242,10 @@ def test_connections_in_their_tls_handshake_count_as_in_handshake(
                 assert all(await asyncio.gather(*(_closed(r) for r, _ in excess)))
             for _, writer in silent:
                 writer.transport.abort()  # the counted ones leave: their slots free up
-            session = None
-            async with asyncio.timeout(LIMIT):
-                while session is None:  # (one that comes before the queue is empty again
-                    try:  # is closed at once: the client tries again)
-                        session = await sessionlayer.connect(
-                            "127.0.0.1", server.port, tls=client_tls,
-                            server_hostname="localhost", options=Options(resume=False))
-                    except ConnectionResetError:
-                        await asyncio.sleep(0.05)
+            await _until(lambda: server.handshakes == 0 and server.queued == 0)
+            session = await asyncio.wait_for(sessionlayer.connect(
+                "127.0.0.1", server.port, tls=client_tls, server_hostname="localhost",
+                options=Options(resume=False)), LIMIT)  # fmt: skip
             await session.send(b"ping")
             assert await asyncio.wait_for(session.receive(), LIMIT) == b"ping"
             await session.release()

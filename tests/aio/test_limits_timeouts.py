@@ -369,7 +369,7 @@ def test_an_aborted_session_is_freed_without_the_garbage_collector() -> None:
     assert run(main()) == []
 
 
-def test_tls_connections_that_never_finish_tls_hold_no_handshake_slot() -> None:
+def test_tls_connections_that_never_finish_tls_give_their_slot_back() -> None:
     """A TLS connection counts from its accept (its TLS handshake takes a handshake slot):
     TCP connections that close before their TLS handshake (a health check, a port scan)
     give their slot back as that handshake fails, and leave none held."""
