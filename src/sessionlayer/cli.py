@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .commands import AddressError, CommandError, debugging
+from .commands import CommandError, UsageMistake, debugging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
@@ -195,7 +195,7 @@ def main(
         return EXIT_OK
     except CommandError as exc:
         err.write(f"sessionlayer {ns.command}: {exc}\n")
-        return EXIT_BAD_INPUT if isinstance(exc, AddressError) else 1
+        return EXIT_BAD_INPUT if isinstance(exc, UsageMistake) else 1
     except UsageError as exc:
         err.write(f"sessionlayer: {exc}\n")
         return EXIT_BAD_INPUT

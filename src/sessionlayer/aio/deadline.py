@@ -16,8 +16,8 @@ class Deadline:
     and a timer that fires before the deadline re-arms itself for the rest (a connect costs
     one timer, not two, and no Timeout)."""
 
-    __slots__ = ("_armed", "_cancelling", "_delay", "_expired", "_handle", "_loop", "_task",
-                 "_when")
+    __slots__ = ("_armed", "_cancelling", "_delay", "_expired", "_handle", "_handshake",
+                 "_loop", "_task", "_when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
         task = asyncio.current_task()
@@ -25,7 +25,8 @@ class Deadline:
         self._loop = loop
         self._task = task
         self._cancelling = task.cancelling()
-        self._delay = delay  # (its sign: the phase, for the TimeoutError's message)
+        self._delay = delay  # (the phase's, and which phase: the TimeoutError says them)
+        self._handshake = False
         self._when = self._armed = loop.time() + delay
         self._handle: asyncio.TimerHandle | None = loop.call_at(self._armed, self._fire)
         self._expired = False
@@ -33,7 +34,7 @@ class Deadline:
     def then(self, delay: float) -> None:
         """The next phase: its time runs out ``delay`` seconds from now."""
         self._cancelling = self._task.cancelling()
-        self._delay = -delay  # (negative: the handshake's)
+        self._delay, self._handshake = delay, True
         self._when = when = self._loop.time() + delay
         if self._handle is not None and self._armed > when:
             self._handle.cancel()
@@ -57,11 +58,10 @@ class Deadline:
             if self._task.uncancel() <= self._cancelling and isinstance(
                 exc, asyncio.CancelledError
             ):
-                delay = self._delay
                 raise TimeoutError(
-                    f"no TCP connection within connect_timeout ({delay:g} s)" if delay > 0 else
-                    f"no answer to the connect request within handshake_timeout ({-delay:g} s):"
-                    " is it a session server?"
+                    f"no answer to the connect request within handshake_timeout"
+                    f" ({self._delay:g} s): is it a session server?" if self._handshake else
+                    f"no TCP connection within connect_timeout ({self._delay:g} s)"
                 ) from exc
 
     def cancel(self) -> None:

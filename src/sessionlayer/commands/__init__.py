@@ -11,7 +11,8 @@ import argparse
 import math
 import os
 
-__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "at_least_one", "count",
+__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "UsageMistake", "at_least_one",
+           "count",
            "debugging", "finite", "keepalive_seconds", "parse_address", "port_number",
            "positive_seconds", "readable_file", "seconds_or_never", "url_host",
            "writable_file"]
@@ -25,9 +26,13 @@ class CommandError(Exception):
     """A user mistake or an outcome to report in one line (exit status 1)."""
 
 
-class AddressError(CommandError):
-    """A malformed ``HOST:PORT`` (or another argument that is not written as it must be,
-    ``MODULE:NAME``): a usage mistake, one line, exit status 2."""
+class UsageMistake(CommandError):
+    """An argument not written as it must be (``MODULE:NAME``, a tunnel target): a usage
+    mistake, one line, exit status 2."""
+
+
+class AddressError(UsageMistake):
+    """A malformed ``HOST:PORT``."""
 
 
 def debugging() -> bool:

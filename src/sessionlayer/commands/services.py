@@ -13,7 +13,7 @@ from ..aio import ConnectRequest, Refuse, Session
 from ..apps import files as files_app
 from ..apps import rpc as rpc_app
 from ..apps import tunnel as tunnel_app
-from . import AddressError, CommandError
+from . import CommandError, UsageMistake
 
 __all__ = ["Services", "load_registry", "allowed_targets"]
 
@@ -23,7 +23,7 @@ def load_registry(spec: str) -> rpc_app.Registry:
     module is looked for on the import path, the current directory first)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise AddressError(f"--rpc {spec!r}: expected MODULE:NAME (a Registry)")
+        raise UsageMistake(f"--rpc {spec!r}: expected MODULE:NAME (a Registry)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -43,7 +43,7 @@ def allowed_targets(lists: list[str] | None) -> list[tuple[str, int]]:
         try:
             targets += tunnel_app.parse_targets(text)
         except ValueError as exc:
-            raise AddressError(f"--allow-tunnel: {exc}") from None
+            raise UsageMistake(f"--allow-tunnel: {exc}") from None
     return targets
 
 

@@ -25,6 +25,7 @@ from ..recovery import Backoff
 from . import (
     AddressError,
     CommandError,
+    UsageMistake,
     at_least_one,
     keepalive_seconds,
     parse_address,
@@ -108,7 +109,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             parse_target(ns.to)
         except ValueError as exc:
-            raise AddressError(f"--to: {exc}") from None
+            raise UsageMistake(f"--to: {exc}") from None
     credentials = credentials_of(ns)
     client = TunnelClient(
         host, port, ns.to, tls=client_tls(ns), server_hostname=host, credentials=credentials,
