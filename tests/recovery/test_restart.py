@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -164,7 +165,9 @@ def test_a_server_stopping_gracefully_hands_its_sessions_to_another_node() -> No
             checkpoint = await asyncio.wait_for(restored, LIMIT)
             assert checkpoint == Checkpoint(serial, b"after one")
             record = await store.get(client.id)
-            assert record is not None and record.node == "b" and record.expires_at is None
+            assert record is not None and record.node == "b" and record.expires_at is not None
+            # Attached on b: under b's lease (renewed while b runs), past a resume's wait.
+            assert record.expires_at > time.time() + FAST.resume_timeout
             with pytest.raises(CheckpointRestored):
                 await client.send(b"three")  # the sender is told too, once
             await client.send(b"three")

@@ -264,6 +264,9 @@ def test_a_closed_store_raises_store_unavailable(backend: Backend) -> None:
             lambda: store.delete(record.id),
             lambda: store.list(),
             lambda: store.expire(time.time()),
+            lambda: store.delete(record.id, if_generation=0, if_node="node-a"),
+            lambda: store.renew("node-a", [record.id], time.time()),
+            lambda: store.renew("node-a", [], time.time()),
         ]
         for call in calls:
             with pytest.raises(StoreUnavailable) as raised:
@@ -282,5 +285,81 @@ def test_names(backend: Backend) -> None:
             assert store.name.startswith(prefix[backend.kind])
         finally:
             await store.close()
+
+    run(main())
+
+
+def test_conditional_update_and_delete_touch_only_the_record_still_held(
+    backend: Backend,
+) -> None:
+    """A node changes or removes a record only while it is still the node's, at the
+    generation it knows: another node that resumed the session since keeps it."""
+
+    async def main() -> None:
+        node_a, node_b = backend.open(), backend.open()
+        try:
+            record = make_record(generation=2, node="node-a", expires_at=None)
+            await node_a.put(record)
+            point = Checkpoint(serial=3, user_data=b"cp")
+            assert await node_a.update(record.id, checkpoint=point, if_generation=2,
+                                       if_node="node-a")  # fmt: skip
+            record = replace(record, checkpoint=point)
+            assert await node_a.get(record.id) == record
+            # Node B resumes it: generation 3, held by B.
+            moved = await node_b.advance(record.id, 2, node="node-b", expires_at=None)
+            assert moved is not None
+            # Node A's stale copy: neither its update nor its delete touches B's record.
+            later = Checkpoint(serial=4, user_data=None)
+            assert not await node_a.update(record.id, checkpoint=later, expires_at=1.0,
+                                           if_generation=2, if_node="node-a")  # fmt: skip
+            assert not await node_a.update(record.id, checkpoint=later, if_generation=3,
+                                           if_node="node-a")  # fmt: skip
+            assert not await node_a.update(record.id, checkpoint=later, if_generation=2)
+            assert not await node_a.delete(record.id, if_generation=2, if_node="node-a")
+            assert not await node_a.delete(record.id, if_generation=3, if_node="node-a")
+            assert not await node_a.delete(record.id, if_node="node-a")
+            assert await node_a.get(record.id) == moved
+            assert await node_a.expire(time.time() + 10_000) == []
+            # Node B's own, at its generation, do.
+            assert await node_b.update(record.id, checkpoint=later, if_generation=3,
+                                       if_node="node-b")  # fmt: skip
+            assert await node_b.get(record.id) == replace(moved, checkpoint=later)
+            assert await node_b.delete(record.id, if_generation=3, if_node="node-b")
+            assert await node_b.get(record.id) is None
+            assert not await node_b.delete(record.id, if_generation=3, if_node="node-b")
+            assert not await node_b.update(record.id, node="x", if_node="node-b")
+        finally:
+            await _closing(node_a, node_b)
+
+    run(main())
+
+
+def test_renew_sets_the_deadline_of_the_records_the_node_holds(backend: Backend) -> None:
+    async def main() -> None:
+        node_a, node_b = backend.open(), backend.open()
+        try:
+            now = time.time()
+            mine = [make_record(node="node-a", expires_at=now + 1) for _ in range(3)]
+            theirs = make_record(node="node-b", expires_at=now + 1)
+            for record in (*mine, theirs):
+                await node_a.put(record)
+            absent = new_id()
+            lease = now + 500.25
+            ids = [mine[0].id, theirs.id, absent, mine[1].id, mine[2].id]
+            assert sorted(await node_a.renew("node-a", ids, lease)) == sorted(
+                r.id for r in mine
+            )
+            for record in mine:  # everything else as it was
+                assert await node_b.get(record.id) == replace(record, expires_at=lease)
+            assert await node_b.get(theirs.id) == theirs
+            assert await node_b.get(absent) is None
+            # Past the lease (the node died and renewed no more): expire removes them.
+            assert await node_b.expire(now + 2) == [theirs.id]
+            assert sorted(await node_b.expire(lease)) == sorted(r.id for r in mine)
+            assert await node_b.list() == []
+            assert await node_a.renew("node-a", [r.id for r in mine], lease + 1) == []
+            assert await node_a.renew("node-a", [], lease) == []
+        finally:
+            await _closing(node_a, node_b)
 
     run(main())

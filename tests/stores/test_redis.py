@@ -24,6 +24,8 @@ CALLS: dict[str, Call] = {
     "delete": lambda s: s.delete(new_id()),
     "list": lambda s: s.list(),
     "expire": lambda s: s.expire(time.time()),
+    "renew": lambda s: s.renew("x", [new_id()], time.time()),
+    "conditional delete": lambda s: s.delete(new_id(), if_generation=0, if_node="x"),
 }
 
 
@@ -33,6 +35,38 @@ async def _unavailable(store: SessionStore, call: Call, within: float) -> StoreU
         await call(store)
     assert time.monotonic() - started < within
     return raised.value
+
+
+def test_a_lease_gives_an_attached_record_a_score_and_a_ttl(redis_server: RedisServer) -> None:
+    """An attached record under its node's lease is in the deadline set and has a Redis
+    TTL, renewed with the lease: a node that dies leaves nothing for good."""
+
+    async def main() -> None:
+        raw = Redis.from_url(redis_server.url, decode_responses=True)
+        store = RedisStore(redis_server.url, prefix="lease:", grace=30.0)
+        try:
+            lease_end = time.time() + 20.25
+            record = make_record(expires_at=lease_end, node="node-a")
+            await store.put(record)
+            key = f"lease:session:{record.id}"
+            assert await raw.pexpiretime(key) == int((lease_end + 30.0) * 1000)
+            renewed = lease_end + 7.5
+            assert await store.renew("node-a", [record.id], renewed) == [record.id]
+            assert await raw.zscore("lease:detached", record.id) == renewed
+            assert await raw.pexpiretime(key) == int((renewed + 30.0) * 1000)
+            assert json.loads(await raw.hget(key, "expires_at")) == renewed
+            assert await store.renew("node-b", [record.id], renewed + 100) == []
+            assert await raw.pexpiretime(key) == int((renewed + 30.0) * 1000)
+            # Conditional delete: not node b's; node a's at generation 0.
+            assert not await store.delete(record.id, if_node="node-b")
+            assert await store.delete(record.id, if_generation=0, if_node="node-a")
+            assert await raw.exists(key) == 0
+            assert await raw.zscore("lease:detached", record.id) is None
+        finally:
+            await store.close()
+            await raw.aclose()
+
+    run(main())
 
 
 def test_keys_scores_and_ttl(redis_server: RedisServer) -> None:

@@ -100,7 +100,7 @@ class Server:
                  accept_data: Callable[[ConnectRequest], bytes | None] | None,
                  max_sessions: int, max_handshakes: int, store: Any = None,
                  max_detached: int = 1000, node: str | None = None,
-                 max_waiting: int | None = None) -> None:  # fmt: skip
+                 max_waiting: int | None = None, lease: float | None = None) -> None:  # fmt: skip
         self._handler = handler
         self.options = options
         self.config = config
@@ -157,6 +157,11 @@ class Server:
         :mod:`sessionlayer.stores` store), or None: resumes within this process only."""
         self.max_detached = max_detached
         self.node = node or secrets.token_hex(4)
+        #: (With a store) The lease of this node on the records of the sessions it holds
+        #: attached (s): their ``expires_at`` is ``resume_timeout`` + ``lease`` from its last
+        #: renewal, every ``lease / 3``; a node that died renews no more, and its records
+        #: go when that has passed (docs/recovery.md, "Leases").
+        self.lease = max(options.resume_timeout, _MIN_LEASE) if lease is None else lease
         self._secret = secrets.token_bytes(32)  # (the store's, when there is one: listen())
         #: Resumable sessions' connections by id; the detached ones, oldest first.
         self._links: dict[str, Connection] = {}
@@ -189,6 +194,7 @@ class Server:
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
+            self._track(self._renew_leases())
         if tls is None:
             self._server = await loop.create_server(self._protocol, host, port,
                                                     backlog=backlog)  # fmt: skip
@@ -648,30 +654,51 @@ class Server:
 
     def _record_new(self, session: Session, protocol: Connection, generation: int,
                     identity: str) -> None:  # fmt: skip
+        now = time.time()
         record = SessionRecord(
             id=session.id, generation=generation, identity=identity,
-            chosen=dict(protocol.agent.chosen), created=time.time(), expires_at=None,
+            chosen=dict(protocol.agent.chosen), created=now,
+            expires_at=now + self.options.resume_timeout + self.lease,
             checkpoint=session.restored, node=self.node, peer=_peer_text(protocol.peer),
         )  # fmt: skip
-        self._store_write("put", record)
+        self._in_order(session.id, self._put_new(record))
+
+    async def _put_new(self, record: SessionRecord) -> None:
+        """The record of a session just accepted (its AC is out).  If the store cannot take
+        it, the session goes on, not durable yet: its record is written whole at its next
+        write (a checkpoint, which is not confirmed before), or at this node's next lease
+        renewal, whichever comes first."""
+        try:
+            await self.store.put(record)
+        except SessionLayerError as exc:  # StoreUnavailable
+            log.warning("session %s is not durable yet: session store %s could not record"
+                        " it (%s); it is recorded at its next checkpoint or lease renewal",
+                        record.id, self.store.name, exc)  # fmt: skip
+        except Exception as exc:  # a store's bug: the same, with its traceback
+            log.error("session store %s: put failed; session %s is not durable yet",
+                      self.store.name, record.id, exc_info=exc)  # fmt: skip
 
     def _store_write(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        """A store write in the background, after the session's earlier ones (a session's
-        writes keep their order); not cancelled by close() (the store stays consistent),
-        awaited by wait_closed()."""
-        sid = args[0].id if method == "put" else args[0]
+        """A store write in the background, after the session's earlier ones; its errors
+        are logged (``_store_call``)."""
+        return self._in_order(args[0], self._store_call(method, *args, **kwargs))
+
+    def _in_order(self, sid: str, write: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """``write`` (a coroutine of store calls) in the background, after the session's
+        earlier ones (a session's writes keep their order); not cancelled by close() (the
+        store stays consistent), awaited by wait_closed()."""
         before = self._chains.get(sid)
-        task = asyncio.ensure_future(self._chained(before, method, *args, **kwargs))
+        task = asyncio.ensure_future(self._chained(before, write))
         self._chains[sid] = task
         self._writes.add(task)
         task.add_done_callback(lambda done: self._write_done(sid, done))
         return task
 
-    async def _chained(self, before: asyncio.Future[Any] | None, method: str, *args: Any,
-                       **kwargs: Any) -> Any:  # fmt: skip
+    async def _chained(self, before: asyncio.Future[Any] | None,
+                       write: Coroutine[Any, Any, Any]) -> Any:  # fmt: skip
         if before is not None and not before.done():
             await asyncio.wait([before])
-        return await self._store_call(method, *args, **kwargs)
+        return await write
 
     def _write_done(self, sid: str, task: asyncio.Future[Any]) -> None:
         self._writes.discard(task)
@@ -691,9 +718,145 @@ class Server:
             return None
 
     async def _on_checkpoint(self, protocol: Connection, checkpoint: Checkpoint) -> None:
-        """A checkpoint of a resumable session: in the store before it is confirmed."""
-        if self.store is not None and protocol.id in self._links:
-            await self._store_write("update", protocol.id, checkpoint=checkpoint)
+        """A checkpoint of a resumable session: in the store before it is confirmed.
+
+        The client's (its MAP, awaiting our MAA): if the store cannot keep it, it is not
+        confirmed: the session is aborted, the AB's user data saying why (the client's
+        pending ``sync()`` raises SessionAborted with it), and this raises, so the MAA
+        never goes.  Ours (the client's MAA came already): recorded as well as the store
+        can, its failure logged."""
+        sid = protocol.id
+        link = protocol.link
+        if self.store is None or self._links.get(sid) is not protocol or link is None:
+            return
+        if link.checkpoint is checkpoint:  # (ours, confirmed by the peer already)
+            self._in_order(sid, self._keep_checkpoint(protocol, checkpoint, confirmed=True))
+            return
+        failure = await self._in_order(sid, self._keep_checkpoint(protocol, checkpoint))
+        if failure is None:
+            return
+        why = f"the server's session store could not keep checkpoint {checkpoint.serial}"
+        log.error("session %s: %s, so it is not confirmed; aborting the session: %s", sid,
+                  why, failure)  # fmt: skip
+        session = self._live.get(sid)
+        if session is not None and not protocol.closed:
+            with contextlib.suppress(SessionLayerError):
+                session.abort(user_data=why.encode())
+        raise StoreUnavailable(getattr(self.store, "name", "?"), f"{why}: {failure}")
+
+    async def _keep_checkpoint(self, protocol: Connection, checkpoint: Checkpoint,
+                               confirmed: bool = False) -> str | None:  # fmt: skip
+        """Record ``checkpoint`` in the session's record, while this node holds it at its
+        generation; a record that is missing is written whole.  None when it is recorded,
+        else why not."""
+        sid = protocol.id
+        link = protocol.link
+        assert link is not None and self.store is not None
+        try:
+            if await self.store.update(sid, checkpoint=checkpoint, if_generation=link.generation,
+                                       if_node=self.node):  # fmt: skip
+                return None
+            expires = time.time() + self.options.resume_timeout + self.lease
+            return await self._put_again(protocol, checkpoint, expires)
+        except Exception as exc:  # StoreUnavailable; or a store's bug, with its traceback
+            if not isinstance(exc, SessionLayerError):
+                log.error("session store %s: recording a checkpoint failed", self.store.name,
+                          exc_info=exc)  # fmt: skip
+            if confirmed:
+                log.warning("session store %s: checkpoint %d of session %s is not recorded:"
+                            " %s", self.store.name, checkpoint.serial, sid, exc)  # fmt: skip
+            return str(exc)
+
+    async def _put_again(self, protocol: Connection, checkpoint: Checkpoint | None,
+                         expires_at: float) -> str | None:  # fmt: skip
+        """A write of the session found no record it could change: written whole (its
+        first put failed, or its lease lapsed and another node's sweep removed it), unless
+        another node holds it now (then why not).  Raises StoreUnavailable."""
+        sid = protocol.id
+        link = protocol.link
+        assert link is not None and self.store is not None
+        record = await self.store.get(sid)
+        if record is not None and (record.generation > link.generation or (
+                record.node is not None and record.node != self.node)):  # fmt: skip
+            return (f"the session is held by node {record.node} now (generation"
+                    f" {record.generation}; this node's copy is at {link.generation})")
+        if record is not None:
+            created = record.created
+        else:  # (from the session's age here)
+            session = self._live.get(sid)
+            created = time.time() - (session.info().age if session is not None else 0.0)
+        await self.store.put(SessionRecord(
+            id=sid, generation=link.generation, identity=link.identity,
+            chosen=dict(protocol.agent.chosen), created=created,
+            expires_at=expires_at, checkpoint=checkpoint, node=self.node,
+            peer=_peer_text(protocol.peer),
+        ))  # fmt: skip
+        if record is None:
+            log.info("session %s recorded again in session store %s (its record was"
+                     " missing)", sid, self.store.name)  # fmt: skip
+        return None
+
+    async def _write_again(self, protocol: Connection, expires_at: float,
+                           renewing: bool = False) -> None:  # fmt: skip
+        """(In the session's order) a write that found no record: written whole, else the
+        failure logged; a local copy that another node holds now is dropped (renewal)."""
+        if self._links.get(protocol.id) is not protocol or protocol.link is None:
+            return  # (over meanwhile)
+        try:
+            moved = await self._put_again(protocol, protocol.link.checkpoint, expires_at)
+        except Exception as exc:
+            log.warning("session store %s: session %s could not be recorded: %s",
+                        getattr(self.store, "name", "?"), protocol.id, exc)  # fmt: skip
+            return
+        if moved is not None and renewing and self._links.get(protocol.id) is protocol:
+            self._drop_moved(protocol, moved)
+
+    async def _renew_leases(self) -> None:
+        """Renew this node's lease on the records of the sessions it holds attached: one
+        store call per ``lease / 3``; those not renewed (missing) are written again."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(max(self.lease / 3, 0.05))
+            held = [sid for sid in self._links if sid not in self._detached]
+            if not held:
+                continue
+            until = time.time() + self.options.resume_timeout + self.lease
+            renewed = await self._store_call("renew", self.node, held, until)
+            if renewed is None:
+                continue  # (logged; the lease has room for two more tries)
+            for sid in set(held).difference(renewed):
+                conn = self._links.get(sid)
+                if conn is not None and sid not in self._detached:
+                    self._in_order(sid, self._write_again(conn, until, renewing=True))
+
+    async def _update_or_again(self, protocol: Connection, expires_at: float) -> None:
+        """(Detached) The record's deadline, while this node holds it; missing, the record
+        is written whole (a stale copy leaves another node's alone)."""
+        link = protocol.link
+        assert link is not None
+        done = await self._store_call("update", protocol.id, expires_at=expires_at,
+                                      if_generation=link.generation, if_node=self.node)  # fmt: skip
+        if done is False:
+            await self._write_again(protocol, expires_at)
+
+    async def _advance_live(self, protocol: Connection, generation: int) -> None:
+        """(A live resume) The record's next generation; missing (never recorded), it is
+        written whole."""
+        expires = time.time() + self.options.resume_timeout + self.lease
+        new = await self._store_call("advance", protocol.id, generation, node=self.node,
+                                     expires_at=expires)  # fmt: skip
+        if new is None:  # (missing; or the token before was used: the record is ahead)
+            await self._write_again(protocol, expires)
+
+    def _drop_moved(self, old: Connection, why: str) -> None:
+        """This node's copy of a session is stale: another node resumed it since.  It ends
+        here, without a word to the store (the record is the other node's) and without
+        being remembered as over (a resume of it goes to the store)."""
+        session = self._live.get(old.id)
+        old.end(SessionAborted(f"the session moved to another node: {why}"))
+        if session is not None and self._live.get(old.id) is session:
+            self._over_now(session, f"it moved to another node: {why}", moved=True)
+            self._finished.add(session)  # (its handler ends later)
 
     async def _sweep(self) -> None:
         """Remove from the store the sessions whose client did not come back in time,
@@ -727,8 +890,7 @@ class Server:
             loop = asyncio.get_running_loop()
             self._expiry = loop.call_at(link.lost_at + timeout, self._expire_due)
         if self.store is not None:
-            expires = time.time() + timeout
-            self._store_write("update", sid, expires_at=expires)
+            self._in_order(sid, self._update_or_again(protocol, time.time() + timeout))
 
     def _expire_due(self) -> None:
         """The oldest detached session's time is up: it ends, and so does every other
@@ -789,7 +951,9 @@ class Server:
         try:
             if not self._recovery or not self._resumable(hello, event):
                 raise ResumeRefused("this server does not resume sessions", "refused")
-            self._resume_checked_live(old, protocol, event, hello)
+            if not self._resume_checked_live(old, protocol, event, hello):
+                # (The copy here was stale and is gone: resumed from the store, case 2.)
+                self._pend(protocol, self._resume(protocol, event, hello))
         except Exception as exc:
             self._resume_failed(protocol, exc)
 
@@ -820,37 +984,56 @@ class Server:
         if not self._recovery or not self._resumable(hello, event):
             raise ResumeRefused("this server does not resume sessions", "refused")
         old = self._links.get(sid)
-        if old is not None and not old.closed:
-            self._resume_checked_live(old, protocol, event, hello)
+        if old is not None and not old.closed and self._resume_checked_live(
+                old, protocol, event, hello):  # fmt: skip
             return
         over = self._over.get(sid)
         if over is not None:  # (the token is checked first: nothing said to a stranger)
             why, code, generation, identity = over
-            verify(self._secret, token, generation=generation, identity=identity,
-                   presenter=presenter, previous=True)  # fmt: skip
-            raise ResumeRefused(f"session {sid} is over: {why}", code)
+            if not self._moved_on(token, generation, identity, presenter):
+                verify(self._secret, token, generation=generation, identity=identity,
+                       presenter=presenter, previous=True)  # fmt: skip
+                raise ResumeRefused(f"session {sid} is over: {why}", code)
+            del self._over[sid]  # (over here, but resumed on another node since)
         if self.store is None:
             raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
                                 "no_store")  # fmt: skip
         await self._resume_stored(protocol, event, hello, sid, token, presenter)
 
+    def _moved_on(self, token: str, generation: int, identity: str, presenter: str) -> bool:
+        """(With a store) ``token`` is newer than ``generation``, the one this node knows,
+        and genuine: another node sharing the store resumed the session since, so what
+        this node has of it is stale."""
+        if self.store is None or parse(token)[1] <= generation:
+            return False
+        verify(self._secret, token, generation=parse(token)[1], identity=identity,
+               presenter=presenter)  # fmt: skip
+        return True
+
     def _resume_checked_live(self, old: Connection, protocol: Connection,
-                             event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
+                             event: ev.ConnectIndication, hello: Hello) -> bool:  # fmt: skip
         """The token checked against the live session, which then takes ``protocol``
-        over (authentication, and whether this server resumes, are the caller's)."""
+        over (authentication, and whether this server resumes, are the caller's).  False:
+        the token is newer than this copy (another node resumed the session since): the
+        copy was stale and is dropped, the store left alone; the caller goes on as for a
+        session not held here."""
         token = hello.resume
         assert token is not None
         presenter = identity_of(hello.credentials, _peer_der(protocol))
         link = old.link
         assert link is not None
+        if self._moved_on(token, link.generation, link.identity, presenter):
+            self._drop_moved(old, f"a resume token of generation {parse(token)[1]} was"
+                                  f" presented; this node's copy is at {link.generation}")
+            return False
         # The token before is still good while the client was not heard on the
         # connection of its last resume (that accept may never have arrived).
         previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
         gen = verify(self._secret, token, generation=link.generation,
                      identity=link.identity, presenter=presenter, previous=previous)
-        if protocol.transport is None or protocol.transport.is_closing():
-            return
-        self._resume_live(old, protocol, hello, event, gen)
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            self._resume_live(old, protocol, hello, event, gen)
+        return True
 
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
                      event: ev.ConnectIndication, gen: int) -> None:  # fmt: skip
@@ -892,7 +1075,7 @@ class Server:
             link.activity = None
             old.restart_activity(mine[0], link.activity_data)
         if self.store is not None:
-            self._store_write("advance", sid, gen, node=self.node, expires_at=None)
+            self._in_order(sid, self._advance_live(old, gen))
 
     async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello, sid: str, token: str,
@@ -906,13 +1089,14 @@ class Server:
                 raise ResumeRefused(f"unknown session {sid} (never opened, or expired)",
                                     "unknown")  # fmt: skip
             if record.expires_at is not None and record.expires_at <= time.time():
-                await store.delete(sid)
+                await store.delete(sid, if_generation=record.generation)
                 raise ResumeRefused(f"session {sid} expired", "expired")
             # (The token before is taken too: the accept of the last resume, on the node
             # that died, may never have arrived.)
             verify(self._secret, token, generation=record.generation, identity=record.identity,
                    presenter=presenter, previous=True)  # fmt: skip
-            new = await store.advance(sid, record.generation, node=self.node, expires_at=None)
+            expires = time.time() + self.options.resume_timeout + self.lease
+            new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
         except StoreUnavailable as exc:
             raise ResumeRefused(f"the session store did not answer: {exc}",
                                 "store_unavailable") from None  # fmt: skip
@@ -1014,19 +1198,21 @@ class Server:
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         session = self._handlers.pop(task)
+        why: object = None
         if task.cancelled():
             session.abort()
+            why = "the server is stopping" if self._closing else "its handler was cancelled"
         elif (exc := task.exception()) is not None:
-            if isinstance(exc, SessionLayerError):
-                session.log.info("session %s ended: %s", session.id, exc)
-            else:
+            why = exc
+            if not isinstance(exc, SessionLayerError):
                 session.log.error("handler of session %s failed; aborting it", session.id,
                                   exc_info=exc)  # fmt: skip
+                why = f"its handler failed: {exc!r}"
                 session.abort()
         elif not session.closed:
             self._track(self._release(session))  # the handler returned: S-RELEASE
             return
-        self._ended(session)
+        self._ended(session, why)
 
     async def _release(self, session: Session) -> None:
         try:
@@ -1049,12 +1235,13 @@ class Server:
         while len(self._over) > _OVER_KEPT:
             self._over.popitem(last=False)
 
-    def _ended(self, session: Session) -> None:
-        """The session's handler is done (or never started) and the session over."""
+    def _ended(self, session: Session, why: object = None) -> None:
+        """The session's handler is done (or never started) and the session over
+        (``why``: what the handler raised, or else None)."""
         if session in self._finished:  # (_finish did it all when it ended)
             self._finished.discard(session)
             return
-        self._over_now(session)
+        self._over_now(session, why)
 
     def _finish(self, session: Session) -> None:
         """A detached session that has just ended (dropped, expired) is over for the server
@@ -1066,24 +1253,42 @@ class Server:
         self._over_now(session)
         self._finished.add(session)  # (its handler, or its release, ends it later)
 
-    def _over_now(self, session: Session) -> None:
+    def _over_now(self, session: Session, why: object = None, *, moved: bool = False) -> None:
+        """The session is over here: its record goes (kept with ``close(detach=True)``;
+        left alone when it ``moved`` to another node), and only while this node still holds
+        it at the generation it knows (a stale copy never touches another node's record)."""
         sid = session.id
         if self._live.get(sid) is session:
             self._live.pop(sid, None)
             if (link := self._links.pop(sid, None)) is not None:
                 self._detached.pop(sid, None)
-                self._keep_over(sid, link)
-                if self.store is not None and self._detaching:  # resumed elsewhere, later
-                    expires = time.time() + self.options.resume_timeout
-                    self._store_write("update", sid, expires_at=expires)
-                elif self.store is not None:
-                    self._store_write("delete", sid)
+                if why is None:
+                    why = link.failure
+                if moved:
+                    self._over.pop(sid, None)  # (a resume goes to the store, not told "over")
+                else:
+                    self._keep_over(sid, link)
+                state = link.link
+                if self.store is not None and state is not None and not moved:
+                    held = {"if_generation": state.generation, "if_node": self.node}
+                    if self._detaching:  # resumed elsewhere, later
+                        expires = time.time() + self.options.resume_timeout
+                        self._store_write("update", sid, expires_at=expires, **held)
+                    else:
+                        self._store_write("delete", sid, **held)
         session.abort()
-        self.stats.session_ended(session.info())
+        info = session.info()
+        self.stats.session_ended(info)
+        if log.isEnabledFor(logging.INFO):
+            if why is None:
+                why = "released" if info.state == "released" else "aborted"
+            session.log.info("session %s ended: %s", sid, why)
 
 
 #: How many ended resumable sessions a server remembers the end of (for a late resume).
 _OVER_KEPT = 1024
+#: (With a store) The shortest lease of a node on its attached sessions' records (s).
+_MIN_LEASE = 5.0
 
 _EMPTY_CONTEXT = contextvars.Context()
 _SS = int(FunctionalUnit.SYMMETRIC_SYNC)
@@ -1253,6 +1458,7 @@ async def serve(
     node: str | None = None,
     backlog: int = 4096,
     max_waiting: int | None = None,
+    lease: float | None = None,
 ) -> Server:
     """Listen on ``host:port`` (0: a free port) and run ``handler(session)`` per session.
 
@@ -1278,7 +1484,10 @@ async def serve(
     connection waits ``options.resume_timeout`` for it (at most ``max_detached`` wait at
     once).  ``store`` (a :mod:`sessionlayer.stores` store) records sessions so that a
     restarted server, or another node sharing the store, resumes them from their last
-    checkpoint; ``node`` names this server in it.
+    checkpoint; ``node`` names this server in it.  ``lease`` (seconds; by default
+    ``resume_timeout`` or 5 s if more): the records of the sessions this node holds
+    attached carry ``resume_timeout`` + ``lease`` from its last renewal (every
+    ``lease / 3``), so that those of a node that died are removed.
     """
     if not callable(handler):
         raise TypeError(f"handler must be an async function of the session, not {handler!r}")
@@ -1288,6 +1497,8 @@ async def serve(
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
     if max_waiting is not None and (type(max_waiting) is not int or max_waiting < 0):
         raise ValueError(f"max_waiting must be 0 or more, not {max_waiting!r}")
+    if lease is not None and not (isinstance(lease, int | float) and lease > 0):
+        raise ValueError(f"lease must be a number of seconds above 0, not {lease!r}")
     check_kinds(options, config)
     options = options or Options()
     if config is None:  # (see connect(): a resumable session's default adds symmetric sync)
@@ -1295,7 +1506,7 @@ async def serve(
     server = Server(
         handler, options, config, authenticate,
         supported or {}, accept_data, max_sessions, max_handshakes, store, max_detached, node,
-        max_waiting,
+        max_waiting, lease,
     )  # fmt: skip
     await server.listen(host, port, tls, backlog)
     return server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,8 +38,11 @@ class SessionRecord:
     """When it was accepted (wall clock, :func:`time.time`)."""
 
     expires_at: float | None
-    """While detached (its connection lost): the wall-clock deadline for a resume; None
-    while attached."""
+    """When the record may be removed (wall clock; :meth:`SessionStore.expire`).  While
+    detached (its connection lost): the deadline for a resume.  While attached: the end
+    of the lease of the node holding it, which that node renews (:meth:`SessionStore.renew`)
+    while it runs, so that the records of a node that died go too.  None: never (a record
+    written without a lease)."""
 
     checkpoint: Checkpoint | None = None
     """The last confirmed major sync point, if any."""
@@ -107,13 +111,32 @@ class SessionStore(Protocol):
         expires_at: float | Keep | None = KEEP,
         checkpoint: Checkpoint | Keep | None = KEEP,
         node: str | Keep | None = KEEP,
+        if_generation: int | None = None,
+        if_node: str | None = None,
     ) -> bool:
         """Change the fields given (the others are kept); False if there is no such
-        record."""
+        record.
+
+        ``if_generation``, ``if_node`` (when not None): only if the stored record's
+        generation and node are these (a node changes only a record it still holds, at
+        the generation it knows); else nothing changes and the result is False.  The check
+        and the change are one atomic step."""
         ...
 
-    async def delete(self, session_id: str) -> bool:
-        """Remove the record; False if there was none."""
+    async def delete(
+        self, session_id: str, *, if_generation: int | None = None, if_node: str | None = None
+    ) -> bool:
+        """Remove the record; False if there was none (or, with ``if_generation`` or
+        ``if_node``, if it is not at that generation or held by that node: then it
+        stays).  The check and the removal are one atomic step."""
+        ...
+
+    async def renew(
+        self, node: str, session_ids: Sequence[str], expires_at: float
+    ) -> builtins.list[str]:
+        """The lease of a live node: set ``expires_at`` of each of these records that
+        ``node`` holds (its ``node`` field), in one call; return the ids renewed (the others
+        are absent, or held by another node, and unchanged)."""
         ...
 
     async def list(self) -> builtins.list[SessionRecord]:
@@ -121,8 +144,9 @@ class SessionStore(Protocol):
         ...
 
     async def expire(self, now: float) -> builtins.list[str]:
-        """Remove every detached record whose deadline has passed (``expires_at <= now``)
-        and return their ids; attached records (``expires_at`` None) stay."""
+        """Remove every record whose deadline has passed (``expires_at <= now``: a detached
+        session's client did not come back, or an attached one's lease ran out) and return
+        their ids; records with ``expires_at`` None stay."""
         ...
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import StoreUnavailable
@@ -58,10 +59,12 @@ class MemoryStore:
         expires_at: float | Keep | None = KEEP,
         checkpoint: Checkpoint | Keep | None = KEEP,
         node: str | Keep | None = KEEP,
+        if_generation: int | None = None,
+        if_node: str | None = None,
     ) -> bool:
         self._check()
         record = self._records.get(session_id)
-        if record is None:
+        if record is None or not _matches(record, if_generation, if_node):
             return False
         if expires_at is not KEEP:
             record = replace(record, expires_at=expires_at)
@@ -72,9 +75,27 @@ class MemoryStore:
         self._records[session_id] = record
         return True
 
-    async def delete(self, session_id: str) -> bool:
+    async def delete(
+        self, session_id: str, *, if_generation: int | None = None, if_node: str | None = None
+    ) -> bool:
         self._check()
-        return self._records.pop(session_id, None) is not None
+        record = self._records.get(session_id)
+        if record is None or not _matches(record, if_generation, if_node):
+            return False
+        del self._records[session_id]
+        return True
+
+    async def renew(
+        self, node: str, session_ids: Sequence[str], expires_at: float
+    ) -> builtins.list[str]:
+        self._check()
+        renewed = []
+        for session_id in session_ids:
+            record = self._records.get(session_id)
+            if record is not None and record.node == node:
+                self._records[session_id] = replace(record, expires_at=expires_at)
+                renewed.append(session_id)
+        return renewed
 
     async def list(self) -> builtins.list[SessionRecord]:
         self._check()
@@ -96,6 +117,13 @@ class MemoryStore:
     def _check(self) -> None:
         if self._closed:
             raise StoreUnavailable(self.name, "the store was closed")
+
+
+def _matches(record: SessionRecord, generation: int | None, node: str | None) -> bool:
+    """The record is at ``generation`` and held by ``node`` (each when not None)."""
+    return (generation is None or record.generation == generation) and (
+        node is None or record.node == node
+    )
 
 
 def _copy(record: SessionRecord) -> SessionRecord:

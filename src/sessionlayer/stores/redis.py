@@ -5,13 +5,15 @@ The keys, under a configurable prefix (``sessionlayer:`` by default):
 
 - ``<prefix>session:<id>``: one hash per session, one field per record field, each
   JSON-encoded (:mod:`.records`);
-- ``<prefix>detached``: a sorted set of the detached sessions' ids by ``expires_at``,
+- ``<prefix>detached``: a sorted set of the ids of the records with a deadline (detached
+  sessions, and attached ones under their node's lease) by ``expires_at``,
   what :meth:`RedisStore.expire` reads;
 - ``<prefix>secret``: the server secret (hex), set once with ``SET NX``.
 
-A detached session's hash also gets a Redis TTL ``grace`` seconds after its deadline, so
-that Redis removes it even when no server runs :meth:`~RedisStore.expire`.  ``advance``,
-``update`` and ``expire`` are Lua scripts, so each is atomic whatever the other nodes do.
+A record with a deadline (a detached session's, or an attached one's lease) also gets a
+Redis TTL ``grace`` seconds after it, so that Redis removes it even when no server runs
+:meth:`~RedisStore.expire`.  ``advance``, ``update``, a conditional ``delete``, ``renew``
+and ``expire`` are Lua scripts, so each is atomic whatever the other nodes do.
 
 Every call is bounded: connecting and each reply wait at most ``timeout`` seconds (and
 are not retried), then raise :class:`~sessionlayer.errors.StoreUnavailable`.
@@ -39,27 +41,63 @@ from .base import KEEP, Checkpoint, Keep, SessionRecord
 
 __all__ = ["RedisStore"]
 
-# KEYS: the session's hash, the detached set.  ARGV: the id; the generation the hash must
-# hold ("" for any, but it must exist); the deadline ("keep", "none" or the score); the
-# TTL's end in ms since the epoch; then field, value pairs to set.  Returns the hash as
-# it was written (before its TTL, in case the TTL's end has already passed), or nil.
-_WRITE = """
-local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
-if ARGV[2] == '' then
-  if redis.call('EXISTS', key) == 0 then return false end
-elseif redis.call('HGET', key, 'generation') ~= ARGV[2] then
-  return false
+# What _WRITE and _DELETE check first.  KEYS[1]: the session's hash.  ARGV[2]: the
+# generation it must hold ("" for any, but it must exist); ARGV[3]: the node it must hold
+# (JSON-encoded, as the field is; "" for any).
+_CHECK = """
+local function holds(key)
+  if ARGV[2] == '' then
+    if redis.call('EXISTS', key) == 0 then return false end
+  elseif redis.call('HGET', key, 'generation') ~= ARGV[2] then
+    return false
+  end
+  return ARGV[3] == '' or redis.call('HGET', key, 'node') == ARGV[3]
 end
-if #ARGV > 4 then redis.call('HSET', key, unpack(ARGV, 5)) end
+"""
+
+# KEYS: the session's hash, the detached set.  ARGV: the id; the generation and the node
+# the hash must hold (_CHECK); the deadline ("keep", "none" or the score); the TTL's end in
+# ms since the epoch; then field, value pairs to set.  Returns the hash as it was written
+# (before its TTL, in case the TTL's end has already passed), or nil.
+_WRITE = _CHECK + """
+local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
+if not holds(key) then return false end
+if #ARGV > 5 then redis.call('HSET', key, unpack(ARGV, 6)) end
 local written = redis.call('HGETALL', key)
-if ARGV[3] == 'none' then
+if ARGV[4] == 'none' then
   redis.call('ZREM', detached, id)
   redis.call('PERSIST', key)
-elseif ARGV[3] ~= 'keep' then
-  redis.call('ZADD', detached, ARGV[3], id)
-  redis.call('PEXPIREAT', key, ARGV[4])
+elseif ARGV[4] ~= 'keep' then
+  redis.call('ZADD', detached, ARGV[4], id)
+  redis.call('PEXPIREAT', key, ARGV[5])
 end
 return written
+"""
+
+# KEYS: the session's hash, the detached set.  ARGV: the id, then as _CHECK.  Returns 1 if
+# the hash was removed, else 0.
+_DELETE = _CHECK + """
+if not holds(KEYS[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: the deadline set, then the hashes of the ids in ARGV[4:].  ARGV: the node (JSON),
+# the new deadline (the score and the field's JSON), the TTL's end (ms).  Renews those the
+# node holds; returns their ids.
+_RENEW = """
+local renewed = {}
+for i = 2, #KEYS do
+  local id = ARGV[i + 2]
+  if redis.call('HGET', KEYS[i], 'node') == ARGV[1] then
+    redis.call('HSET', KEYS[i], 'expires_at', ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('PEXPIREAT', KEYS[i], ARGV[3])
+    renewed[#renewed + 1] = id
+  end
+end
+return renewed
 """
 
 # KEYS: the detached set, then the hashes of the ids in ARGV[2:].  ARGV[1]: now.  Removes
@@ -110,6 +148,8 @@ class RedisStore:
         self._detached = f"{prefix}detached"
         self._write = self._client.register_script(_WRITE)
         self._expire = self._client.register_script(_EXPIRE)
+        self._delete = self._client.register_script(_DELETE)
+        self._renew = self._client.register_script(_RENEW)
         self._secret: bytes | None = None
         self._closed = False
 
@@ -156,7 +196,7 @@ class RedisStore:
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
         changes = {"generation": generation + 1, "node": node, "expires_at": expires_at}
-        written = await self._run_write(session_id, str(generation), expires_at, changes)
+        written = await self._run_write(session_id, str(generation), None, expires_at, changes)
         return None if written is None else self._decode(session_id, written)
 
     async def update(
@@ -166,6 +206,8 @@ class RedisStore:
         expires_at: float | Keep | None = KEEP,
         checkpoint: Checkpoint | Keep | None = KEEP,
         node: str | Keep | None = KEEP,
+        if_generation: int | None = None,
+        if_node: str | None = None,
     ) -> bool:
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -174,15 +216,40 @@ class RedisStore:
             changes["checkpoint"] = records.checkpoint_to_json(checkpoint)
         if node is not KEEP:
             changes["node"] = node
-        return await self._run_write(session_id, "", expires_at, changes) is not None
+        generation = "" if if_generation is None else str(if_generation)
+        written = await self._run_write(session_id, generation, if_node, expires_at, changes)
+        return written is not None
 
-    async def delete(self, session_id: str) -> bool:
+    async def delete(
+        self, session_id: str, *, if_generation: int | None = None, if_node: str | None = None
+    ) -> bool:
+        if if_generation is None and if_node is None:
+            with self._guard():
+                async with self._client.pipeline(transaction=True) as pipe:
+                    pipe.delete(self._key(session_id))
+                    pipe.zrem(self._detached, session_id)
+                    deleted, _ = await pipe.execute()
+            return bool(deleted)
+        args = [session_id, "" if if_generation is None else str(if_generation),
+                "" if if_node is None else json.dumps(if_node)]  # fmt: skip
         with self._guard():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key(session_id))
-                pipe.zrem(self._detached, session_id)
-                deleted, _ = await pipe.execute()
+            deleted = await self._delete(keys=[self._key(session_id), self._detached], args=args)
         return bool(deleted)
+
+    async def renew(
+        self, node: str, session_ids: Sequence[str], expires_at: float
+    ) -> builtins.list[str]:
+        ids = list(session_ids)
+        renewed: builtins.list[str] = []
+        with self._guard():
+            if not ids:
+                await self._client.ping()  # (closed or down: raises, as every call does)
+            for start in range(0, len(ids), _BATCH):
+                batch = ids[start : start + _BATCH]
+                keys = [self._detached, *(self._key(i) for i in batch)]
+                args = [json.dumps(node), repr(expires_at), str(self._ttl_end(expires_at))]
+                renewed += await self._renew(keys=keys, args=[*args, *batch])
+        return renewed
 
     async def list(self) -> builtins.list[SessionRecord]:
         pattern = _glob_escape(f"{self.prefix}session:") + "*"
@@ -229,6 +296,7 @@ class RedisStore:
         self,
         session_id: str,
         generation: str,
+        node: str | None,
         expires_at: float | Keep | None,
         changes: Mapping[str, Any],
     ) -> dict[str, str] | None:
@@ -238,7 +306,8 @@ class RedisStore:
             deadline, ttl_end = "none", ""
         else:
             deadline, ttl_end = repr(expires_at), str(self._ttl_end(expires_at))
-        args = [session_id, generation, deadline, ttl_end]
+        args = [session_id, generation, "" if node is None else json.dumps(node), deadline,
+                ttl_end]  # fmt: skip
         for field, value in changes.items():
             args += [field, json.dumps(value)]
         with self._guard():

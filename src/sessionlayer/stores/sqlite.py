@@ -14,8 +14,9 @@ transaction.  Two processes may use one file; a call waits up to ``timeout`` sec
 other's write lock, then raises :class:`~sessionlayer.errors.StoreUnavailable`.  The loop
 goes on meanwhile (tests/stores/test_sqlite_loop.py).
 
-Two tables: ``meta`` (the server secret) and ``sessions`` (the id, the detach deadline
-for :meth:`SQLiteStore.expire`, and the record as JSON, :mod:`.records`).  The schema
+Two tables: ``meta`` (the server secret) and ``sessions`` (the id, the deadline for
+:meth:`SQLiteStore.expire`: a detached session's, or an attached one's lease, and the
+record as JSON, :mod:`.records`).  The schema
 version is the file's ``PRAGMA user_version``.
 """
 
@@ -28,7 +29,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TypeVar
@@ -147,11 +148,13 @@ class SQLiteStore:
         expires_at: float | Keep | None = KEEP,
         checkpoint: Checkpoint | Keep | None = KEEP,
         node: str | Keep | None = KEEP,
+        if_generation: int | None = None,
+        if_node: str | None = None,
     ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with self._transaction(db):
                 record = self._read(db, session_id)
-                if record is None:
+                if record is None or not _matches(record, if_generation, if_node):
                     return False
                 if expires_at is not KEEP:
                     record = replace(record, expires_at=expires_at)
@@ -164,10 +167,36 @@ class SQLiteStore:
 
         return await self._call(work)
 
-    async def delete(self, session_id: str) -> bool:
+    async def delete(
+        self, session_id: str, *, if_generation: int | None = None, if_node: str | None = None
+    ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
-            cursor = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            return cursor.rowcount > 0
+            if if_generation is None and if_node is None:
+                cursor = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                return cursor.rowcount > 0
+            with self._transaction(db):  # (the check and the removal: one transaction)
+                record = self._read(db, session_id)
+                if record is None or not _matches(record, if_generation, if_node):
+                    return False
+                db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+                return True
+
+        return await self._call(work)
+
+    async def renew(
+        self, node: str, session_ids: Sequence[str], expires_at: float
+    ) -> builtins.list[str]:
+        ids = list(session_ids)
+
+        def work(db: sqlite3.Connection) -> builtins.list[str]:
+            renewed = []
+            with self._transaction(db):  # (one transaction for them all)
+                for session_id in ids:
+                    record = self._read(db, session_id)
+                    if record is not None and record.node == node:
+                        self._write(db, replace(record, expires_at=expires_at))
+                        renewed.append(session_id)
+            return renewed
 
         return await self._call(work)
 
@@ -299,3 +328,10 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO sessions (id, expires_at, record) VALUES (?, ?, ?)",
             (record.id, record.expires_at, records.encode(record)),
         )
+
+
+def _matches(record: SessionRecord, generation: int | None, node: str | None) -> bool:
+    """The record is at ``generation`` and held by ``node`` (each when not None)."""
+    return (generation is None or record.generation == generation) and (
+        node is None or record.node == node
+    )
