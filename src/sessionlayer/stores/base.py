@@ -6,8 +6,8 @@ import builtins
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from ..recovery.events import Checkpoint
 
@@ -56,6 +56,25 @@ class SessionRecord:
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
             raise ValueError(f"a session id is 32 lowercase hex digits, not {self.id!r}")
+
+    def held(self, generation: int | None, node: str | None) -> bool:
+        """At ``generation`` and held by ``node`` (each when not None): what a conditional
+        update or delete asks (``if_generation``, ``if_node``)."""
+        return (generation is None or self.generation == generation) and (
+            node is None or self.node == node
+        )
+
+    def changed(self, expires_at: float | Keep | None, checkpoint: Checkpoint | Keep | None,
+                node: str | Keep | None) -> SessionRecord:  # fmt: skip
+        """This record with the fields :meth:`SessionStore.update` was given changed."""
+        changes: dict[str, Any] = {}
+        if expires_at is not KEEP:
+            changes["expires_at"] = expires_at
+        if checkpoint is not KEEP:
+            changes["checkpoint"] = checkpoint
+        if node is not KEEP:
+            changes["node"] = node
+        return replace(self, **changes) if changes else self
 
 
 class Keep(enum.Enum):

@@ -64,15 +64,9 @@ class MemoryStore:
     ) -> bool:
         self._check()
         record = self._records.get(session_id)
-        if record is None or not _matches(record, if_generation, if_node):
+        if record is None or not record.held(if_generation, if_node):
             return False
-        if expires_at is not KEEP:
-            record = replace(record, expires_at=expires_at)
-        if checkpoint is not KEEP:
-            record = replace(record, checkpoint=checkpoint)
-        if node is not KEEP:
-            record = replace(record, node=node)
-        self._records[session_id] = record
+        self._records[session_id] = record.changed(expires_at, checkpoint, node)
         return True
 
     async def delete(
@@ -80,7 +74,7 @@ class MemoryStore:
     ) -> bool:
         self._check()
         record = self._records.get(session_id)
-        if record is None or not _matches(record, if_generation, if_node):
+        if record is None or not record.held(if_generation, if_node):
             return False
         del self._records[session_id]
         return True
@@ -117,13 +111,6 @@ class MemoryStore:
     def _check(self) -> None:
         if self._closed:
             raise StoreUnavailable(self.name, "the store was closed")
-
-
-def _matches(record: SessionRecord, generation: int | None, node: str | None) -> bool:
-    """The record is at ``generation`` and held by ``node`` (each when not None)."""
-    return (generation is None or record.generation == generation) and (
-        node is None or record.node == node
-    )
 
 
 def _copy(record: SessionRecord) -> SessionRecord:

@@ -154,15 +154,9 @@ class SQLiteStore:
         def work(db: sqlite3.Connection) -> bool:
             with self._transaction(db):
                 record = self._read(db, session_id)
-                if record is None or not _matches(record, if_generation, if_node):
+                if record is None or not record.held(if_generation, if_node):
                     return False
-                if expires_at is not KEEP:
-                    record = replace(record, expires_at=expires_at)
-                if checkpoint is not KEEP:
-                    record = replace(record, checkpoint=checkpoint)
-                if node is not KEEP:
-                    record = replace(record, node=node)
-                self._write(db, record)
+                self._write(db, record.changed(expires_at, checkpoint, node))
                 return True
 
         return await self._call(work)
@@ -176,7 +170,7 @@ class SQLiteStore:
                 return cursor.rowcount > 0
             with self._transaction(db):  # (the check and the removal: one transaction)
                 record = self._read(db, session_id)
-                if record is None or not _matches(record, if_generation, if_node):
+                if record is None or not record.held(if_generation, if_node):
                     return False
                 db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
                 return True
@@ -328,10 +322,3 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO sessions (id, expires_at, record) VALUES (?, ?, ?)",
             (record.id, record.expires_at, records.encode(record)),
         )
-
-
-def _matches(record: SessionRecord, generation: int | None, node: str | None) -> bool:
-    """The record is at ``generation`` and held by ``node`` (each when not None)."""
-    return (generation is None or record.generation == generation) and (
-        node is None or record.node == node
-    )
