@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 
@@ -21,3 +22,15 @@ def unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+async def echo(session: Any) -> None:
+    """A server handler that sends back each S-DATA until the session ends, however it ends
+    (a release, an abort, a refused resume: none of them is the handler's failure)."""
+    from sessionlayer import SessionLayerError
+
+    try:
+        async for data in session:
+            await session.send(data)
+    except SessionLayerError:
+        pass

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from tests.tools import echo as _echo
 
 import sessionlayer
 from sessionlayer import ConnectRefused, LocalError
@@ -149,14 +150,6 @@ def test_accept_data_an_ac_cannot_carry_refuses_and_says_why(
 
 
 # ---------------------------------------------------------------- failing closed
-
-
-async def _echo(session: sessionlayer.Session) -> None:
-    try:
-        async for data in session:
-            await session.send(data)
-    except sessionlayer.SessionLayerError:
-        pass
 
 
 class _Truthy:

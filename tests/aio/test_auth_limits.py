@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from tests.recovery.helpers import raw_resume
+from tests.tools import echo as _echo
 
 import sessionlayer
 from sessionlayer import Options
@@ -20,14 +21,6 @@ LIMIT = 20.0
 SERVER = Options(handshake_timeout=0.5)
 CLIENT = Options(handshake_timeout=LIMIT)  # (the server's deadline is the one that ends it)
 CANCELLED = "had not returned when its connection ended"
-
-
-async def _echo(session: sessionlayer.Session) -> None:
-    try:
-        async for data in session:
-            await session.send(data)
-    except sessionlayer.SessionLayerError:
-        pass
 
 
 class Hanging:

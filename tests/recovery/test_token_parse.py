@@ -10,6 +10,7 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.tools import echo as _echo
 
 import sessionlayer
 from sessionlayer.agent import Rejection
@@ -97,14 +98,6 @@ def test_parse_takes_one_spelling_per_token_and_raises_nothing_else(token: str) 
     # Accepted: exactly what issue() would have made (no alias of another spelling).
     assert token == f"{sid}.{generation}.{token.rsplit('.', 1)[1]}"
     assert 0 <= generation < 10**9 and token.isascii()
-
-
-async def _echo(session: sessionlayer.Session) -> None:
-    try:
-        async for data in session:
-            await session.send(data)
-    except sessionlayer.SessionLayerError:
-        pass
 
 
 def _code(answer: tuple[ev.Event, object]) -> str:
