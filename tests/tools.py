@@ -34,3 +34,18 @@ async def echo(session: Any) -> None:
             await session.send(data)
     except SessionLayerError:
         pass
+
+
+def tls_contexts() -> tuple[Any, Any]:
+    """(server, client) TLS contexts for loopback: a throwaway CA (trustme) whose
+    certificate names localhost and 127.0.0.1, which the client trusts."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import pytest
+from tests import tools
 from tests.recovery.helpers import raw_resume
 from tests.tools import echo as _echo
 
@@ -166,17 +167,7 @@ def test_authenticate_that_hangs_on_a_resume_frees_its_place(
 
 @pytest.fixture(scope="module")
 def tls_contexts() -> tuple[Any, Any]:
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_tls)
-    client_tls = ssl.create_default_context()
-    ca.configure_trust(client_tls)
-    return server_tls, client_tls
+    return tools.tls_contexts()
 
 
 def _run_on(loop: str, coro: Any) -> None:

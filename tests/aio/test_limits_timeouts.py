@@ -373,16 +373,9 @@ def test_tls_connections_that_never_finish_tls_give_their_slot_back() -> None:
     """A TLS connection counts from its accept (its TLS handshake takes a handshake slot):
     TCP connections that close before their TLS handshake (a health check, a port scan)
     give their slot back as that handshake fails, and leave none held."""
-    import ssl
+    from tests.tools import tls_contexts
 
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_tls)
-    client_tls = ssl.create_default_context()
-    ca.configure_trust(client_tls)
+    server_tls, client_tls = tls_contexts()
 
     async def main() -> None:
         opts = Options(handshake_timeout=LIMIT, keepalive_interval=None)

@@ -211,6 +211,19 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
 
     run(main())
 
+async def sending(src: Path, port: int, state: Path, percent: int) -> Any:
+    """``sessionlayer send SRC`` (checkpoints every 4 MiB) running, once its progress says
+    ``percent`` % (a multiple of 10): the process, its stdout and stderr piped."""
+    proc = await asyncio.create_subprocess_exec(
+        *cli("send", str(src), f"127.0.0.1:{port}", "--checkpoint", "4", "--state-dir",
+             str(state)), env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(LIMIT):
+        while f"({percent} %)".encode() not in await proc.stdout.readline():
+            pass
+    return proc
+
+
 def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     size = 60 * MIB
     src = make_file(tmp_path / "r.bin", size)
@@ -219,14 +232,7 @@ def test_a_killed_and_restarted_server_resumes_from_the_checkpoint(tmp_path: Pat
         server = await Serve(tmp_path / "srv").start()
         again = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
-                     "--state-dir", str(tmp_path / "state")),
-                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
-            assert proc.stdout is not None
-            async with asyncio.timeout(LIMIT):
-                while b"(30 %)" not in await proc.stdout.readline():
-                    pass
+            proc = await sending(src, server.port, tmp_path / "state", 30)
             server.kill()
             await server.proc.wait()  # type: ignore[union-attr]
             again = await Serve(tmp_path / "srv", port=server.port).start()
@@ -262,14 +268,7 @@ def test_a_source_rewritten_during_the_send_fails_in_one_line(tmp_path: Path) ->
         server = await Serve(tmp_path / "srv").start()
         proc = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *cli("send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "4",
-                     "--state-dir", str(tmp_path / "state")),
-                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
-            assert proc.stdout is not None
-            async with asyncio.timeout(LIMIT):
-                while b"(10 %)" not in await proc.stdout.readline():
-                    pass
+            proc = await sending(src, server.port, tmp_path / "state", 10)
             proc.send_signal(signal.SIGSTOP)
             try:
                 await stopped(proc.pid)  # (the signal is not taken at once on another core)
