@@ -273,3 +273,19 @@ def test_the_handshake_deadline_of_a_tls_connection_runs_from_its_accept(
         _run_on(loop, main())
     timeouts = [r for r in caplog.records if "within the handshake timeout" in r.getMessage()]
     assert len(timeouts) == 6, caplog.text
+
+
+def test_a_tls_server_closed_at_once_stops_listening(tls_contexts: tuple[Any, Any]) -> None:
+    """Its listening sockets go with close(), even when it comes before the accept loops
+    ran (they were closed only by those loops: a cancelled one never ran its cleanup)."""
+    server_tls, _ = tls_contexts
+
+    async def main() -> None:
+        server = await sessionlayer.serve(_echo, tls=server_tls)
+        port = server.port
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), LIMIT)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+    asyncio.run(main())

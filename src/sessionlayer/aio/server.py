@@ -7,6 +7,7 @@ import collections
 import contextlib
 import contextvars
 import errno
+import functools
 import inspect
 import logging
 import reprlib
@@ -42,7 +43,7 @@ from .connection import Connection
 from .endpoint import Endpoint, check_kinds
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
-from .sockets import peer_gone, warnings
+from .sockets import socket_gone, warnings
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
@@ -208,7 +209,9 @@ class Server:
         listening = await _listen(host, port, backlog)
         self._port = int(listening[0].getsockname()[1])
         for sock in listening:
-            self._track(self._accept_tls(sock))
+            # (closed when the task is done: also when close() cancelled it before it ran)
+            task = self._track(self._accept_tls(sock))
+            task.add_done_callback(functools.partial(_closed_with, sock))
 
     @property
     def port(self) -> int:
@@ -1334,7 +1337,7 @@ class _TlsAccept:
             self.start(self)
 
     def gone_while_waiting(self) -> None:
-        if self.waiting and peer_gone(asyncio.BaseTransport({"socket": self.sock})):
+        if self.waiting and socket_gone(self.sock):
             self.leave(self)
 
     def abort(self) -> None:
@@ -1347,6 +1350,11 @@ class _TlsAccept:
         task = self.task
         if task is not None:
             await asyncio.wait([task])
+
+
+def _closed_with(sock: socket.socket, _: object) -> None:
+    """(A task's done callback) ``sock`` goes with the task."""
+    _close(sock)
 
 
 def _close(sock: socket.socket) -> None:

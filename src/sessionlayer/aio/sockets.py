@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import os
 import socket
+from typing import Any
 
-__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "tcp_keepalive",
-           "unreachable"]
+__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "socket_gone",
+           "tcp_keepalive", "unreachable"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -46,8 +47,11 @@ warnings = WarningLimit()  #: the one every connection shares
 def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
     """While reading is paused asyncio does not see a FIN or a reset: look."""
     sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is None:
-        return False
+    return sock is not None and socket_gone(sock)
+
+
+def socket_gone(sock: Any) -> bool:
+    """The peer of this connected TCP socket closed or reset it (nothing read: a look)."""
     tcp_info = getattr(socket, "TCP_INFO", None)
     try:
         if tcp_info is not None:  # Linux: the connection's TCP state, unread data or not
