@@ -441,28 +441,29 @@ class Server:
     def _handshake_over(self, protocol: Connection | _TlsAccept) -> None:
         self.handshakes -= 1
         self._handshaking.discard(protocol)
-        if not isinstance(protocol, Connection):
-            task = None  # (a TLS handshake that failed)
-            if protocol.timer is not None:
-                protocol.timer.cancel()
-                protocol.timer = None
-        else:
-            task = self._awaiting.get(protocol)
+        # (What follows touches nothing on a plain server's setup path: the checks are on
+        # emptiness first, the calls come only with TLS or a connect request in a task.)
+        conn: Connection | None = None
+        if type(protocol) is Connection:
+            conn = protocol
             if self._tls_conns:
-                accept = self._tls_conns.pop(protocol, None)
+                accept = self._tls_conns.pop(conn, None)
                 if accept is not None and accept.timer is not None:
                     accept.timer.cancel()  # (its deadline: met, or the connection is gone)
                     accept.timer = None
-        if isinstance(protocol, Connection) and task is not None and (
-                task is not asyncio.current_task()):
+        elif isinstance(protocol, _TlsAccept) and protocol.timer is not None:  # (its TLS
+            protocol.timer.cancel()  # handshake failed)
+            protocol.timer = None
+        task = self._awaiting.get(conn) if conn is not None and self._awaiting else None
+        if conn is not None and task is not None and task is not asyncio.current_task():
             # Gone (lost, timed out) while its connect request waits: it counts no more, and
             # an authenticate() that has not returned is not waited for.
-            self._unpend(protocol, task)
-            if protocol in self._authenticating:
-                self._authenticating.discard(protocol)
+            self._unpend(conn, task)
+            if conn in self._authenticating:
+                self._authenticating.discard(conn)
                 task.cancel()
                 log.info("authenticate() for %s had not returned when its connection ended;"
-                         " cancelled", protocol.peer)  # fmt: skip
+                         " cancelled", conn.peer)  # fmt: skip
         waiting = self._waiting
         while waiting and self.handshakes < self.max_handshakes:
             protocol = waiting.popleft()
@@ -537,9 +538,8 @@ class Server:
     def _conclude(self, protocol: Connection, event: ev.ConnectIndication,
                   hello: Hello | None, request: ConnectRequest | None, chosen: dict[str, str],
                   verdict: Any) -> None:  # fmt: skip
-        refusal = _verdict_refusal(protocol, verdict)
-        if refusal is not None:
-            self._refuse(protocol, refusal)
+        if verdict is not True:  # (authenticate() fails closed)
+            self._refuse(protocol, _not_accepted(protocol, verdict))
             return
         if protocol.transport is None or protocol.transport.is_closing():
             return
@@ -981,9 +981,8 @@ class Server:
             verdict = self._authenticate(request)
             if inspect.isawaitable(verdict):
                 verdict = await self._verdict(protocol, verdict)
-            refusal = _verdict_refusal(protocol, verdict)
-            if refusal is not None:
-                raise refusal
+            if verdict is not True:
+                raise _not_accepted(protocol, verdict)
         if not self._recovery or not self._resumable(hello, event):
             raise ResumeRefused("this server does not resume sessions", "refused")
         old = self._links.get(sid)
@@ -1418,11 +1417,10 @@ def _peer_text(peer: Any) -> str | None:
 _NO_OFFERS: dict[str, list[str]] = {}  # shared, never changed
 
 
-def _verdict_refusal(protocol: Connection, verdict: Any) -> Refuse | None:
-    """None for ``authenticate()``'s True; the refusal for anything else (it fails closed):
-    False is "authentication failed", any other value a bug of the callback's, logged."""
-    if verdict is True:
-        return None
+def _not_accepted(protocol: Connection, verdict: Any) -> Refuse:
+    """The refusal for what ``authenticate()`` returned when it is not True (it fails
+    closed): False is "authentication failed", any other value a bug of the callback's,
+    logged."""
     if verdict is False:
         return Refuse("authentication failed")
     log.error("authenticate() returned %s for %s, not True or False; refusing",
