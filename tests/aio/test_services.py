@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import pytest
-import trustme
+from tests import tools
 
 import sessionlayer
 from sessionlayer import (
@@ -45,12 +45,7 @@ def run(coro: Awaitable[Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
+    return tools.tls_contexts()
 
 
 @pytest.fixture(params=["tcp", "tls"])
