@@ -42,6 +42,8 @@ async def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--node", default=None)
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--resume-timeout", type=float, default=60.0)
+    parser.add_argument("--lease", type=float, default=None)  # (None: serve()'s default)
     args = parser.parse_args()
     if os.environ.get("LEDGER_LOG"):
         import logging
@@ -69,9 +71,9 @@ async def main() -> None:
                 ledger.write(data + b"\n")
                 count += 1
 
-    options = Options(resume_timeout=60.0)
+    options = Options(resume_timeout=args.resume_timeout)
     server = await sessionlayer.serve(handler, "127.0.0.1", args.port, options=options,
-                                      store=store, node=args.node)  # fmt: skip
+                                      store=store, node=args.node, lease=args.lease)  # fmt: skip
     sys.stdout.write(json.dumps({"port": server.port, "node": server.node}) + "\n")
     sys.stdout.flush()
     await asyncio.Event().wait()

@@ -33,9 +33,11 @@ Server = tuple[asyncio.subprocess.Process, int]
 
 
 async def start_server(store: str, ledgers: Path, port: int = 0,
-                       node: str | None = None) -> Server:  # fmt: skip
+                       node: str | None = None, *more: str) -> Server:  # fmt: skip
+    """A ledger server (tests/recovery/ledger_server.py) in a process of its own; ``more``:
+    its other arguments (``--lease``, ``--resume-timeout``)."""
     argv = [sys.executable, "-m", "tests.recovery.ledger_server", "--store", store,
-            "--dir", str(ledgers), "--port", str(port)]  # fmt: skip
+            "--dir", str(ledgers), "--port", str(port), *more]  # fmt: skip
     if node is not None:
         argv += ["--node", node]
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{REPO}")

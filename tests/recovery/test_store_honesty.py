@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,8 +33,8 @@ from sessionlayer.stores import SessionRecord, SQLiteStore
 
 from .balancer import Balancer
 from .helpers import LIMIT, next_of, run
+from .test_restart import start_server
 
-REPO = Path(__file__).resolve().parents[2]
 #: The client: reconnects at once, a few times a second, gives up after ten seconds.
 CLIENT = Options(backoff=Backoff(first=0.02, cap=0.1, give_up=10.0))
 
@@ -337,33 +334,21 @@ def test_a_client_back_on_a_node_where_its_stale_copy_ended_resumes_from_the_sto
 # ---------------------------------------------------------------- 3. leases
 
 
-async def start_node(store: str, name: str, lease: float,
-                     resume_timeout: float) -> tuple[asyncio.subprocess.Process, int]:  # fmt: skip
-    argv = [sys.executable, "-m", "tests.recovery.lease_server", "--store", store, "--node",
-            name, "--lease", str(lease), "--resume-timeout", str(resume_timeout)]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{REPO}")
-    proc = await asyncio.create_subprocess_exec(*argv, cwd=REPO, env=env,
-                                                stdout=asyncio.subprocess.PIPE)  # fmt: skip
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), LIMIT)
-    if not line:
-        raise RuntimeError("the node's process ended before listening")
-    return proc, int(json.loads(line)["port"])
-
-
 def test_the_records_of_a_killed_node_expire_after_its_lease(tmp_path: Path) -> None:
     path = tmp_path / "sessions.db"
     lease, resume_timeout = 0.6, 0.4
 
     async def main() -> None:
-        proc, port = await start_node(f"sqlite:{path}", "dies", lease, resume_timeout)
+        proc, port = await start_server(f"sqlite:{path}", tmp_path, 0, "dies", "--lease",
+                                        str(lease), "--resume-timeout", str(resume_timeout))
         clients: list[sessionlayer.Session] = []
         try:
             gives_up = Options(backoff=Backoff(first=0.05, cap=0.2, give_up=2.0))
             for _ in range(5):
                 client = await sessionlayer.connect("127.0.0.1", port, options=gives_up)
                 clients.append(client)
-                await client.sync(major=True, user_data=b"cp")  # (recorded, attached)
+                # (recorded, attached; a ledger server's checkpoint says how many it has)
+                await client.sync(major=True, user_data=b"0")
             store = SQLiteStore(path)
             try:
                 held = await store.list()
