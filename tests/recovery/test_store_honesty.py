@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,15 @@ async def roundtrip(session: sessionlayer.Session, tag: bytes) -> list[Checkpoin
                     return told
             except CheckpointRestored as exc:
                 told.append(exc)
+
+
+async def unrecorded(port: int, path: Path, lines: Any) -> sessionlayer.Session:
+    """A session accepted while its server's SQLite file was write-locked past the store's
+    timeout: its record could not be written at accept (the server said so)."""
+    with write_locked(path):
+        client = await sessionlayer.connect("127.0.0.1", port, options=CLIENT)
+        await lines.wait_for(f"session {client.id} is not durable yet")
+    return client
 
 
 async def resumed_from(session: sessionlayer.Session, user_data: bytes) -> None:
@@ -195,10 +205,7 @@ def test_a_session_not_recorded_at_accept_is_recorded_whole_by_its_checkpoint(
             async with contextlib.AsyncExitStack() as stack:
                 a = await stack.enter_async_context(node(path, "a", timeout=0.3))
                 balancer = await stack.enter_async_context(Balancer(a.port))
-                with write_locked(path):
-                    client = await sessionlayer.connect("127.0.0.1", balancer.port,
-                                                        options=CLIENT)  # fmt: skip
-                    await lines.wait_for(f"session {client.id} is not durable yet")
+                client = await unrecorded(balancer.port, path, lines)
                 assert await record_of(path, client.id) is None
                 await roundtrip(client, b"on a")
                 await client.sync(major=True, user_data=b"cp1")
@@ -225,10 +232,7 @@ def test_a_session_not_recorded_at_accept_is_recorded_by_the_lease_renewal(
     async def main() -> None:
         with logged() as lines:
             async with node(path, "a", timeout=0.3, lease=0.3) as server:
-                with write_locked(path):
-                    client = await sessionlayer.connect("127.0.0.1", server.port,
-                                                        options=CLIENT)  # fmt: skip
-                    await lines.wait_for(f"session {client.id} is not durable yet")
+                client = await unrecorded(server.port, path, lines)
 
                 async def recorded() -> bool:
                     return await record_of(path, client.id) is not None
