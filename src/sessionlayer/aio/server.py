@@ -658,13 +658,18 @@ class Server:
     def _record_new(self, session: Session, protocol: Connection, generation: int,
                     identity: str) -> None:  # fmt: skip
         now = time.time()
-        record = SessionRecord(
-            id=session.id, generation=generation, identity=identity,
-            chosen=dict(protocol.agent.chosen), created=now,
-            expires_at=now + self.options.resume_timeout + self.lease,
-            checkpoint=session.restored, node=self.node, peer=_peer_text(protocol.peer),
-        )  # fmt: skip
+        record = self._record(protocol, generation, identity, now,
+                              now + self.options.resume_timeout + self.lease, session.restored)
         self._in_order(session.id, self._put_new(record))
+
+    def _record(self, protocol: Connection, generation: int, identity: str, created: float,
+                expires_at: float, checkpoint: Checkpoint | None) -> SessionRecord:  # fmt: skip
+        """The store's record of the session on ``protocol``, held by this node."""
+        return SessionRecord(
+            id=protocol.id, generation=generation, identity=identity,
+            chosen=dict(protocol.agent.chosen), created=created, expires_at=expires_at,
+            checkpoint=checkpoint, node=self.node, peer=_peer_text(protocol.peer),
+        )  # fmt: skip
 
     async def _put_new(self, record: SessionRecord) -> None:
         """The record of a session just accepted (its AC is out).  If the store cannot take
@@ -788,12 +793,8 @@ class Server:
         else:  # (from the session's age here)
             session = self._live.get(sid)
             created = time.time() - (session.info().age if session is not None else 0.0)
-        await self.store.put(SessionRecord(
-            id=sid, generation=link.generation, identity=link.identity,
-            chosen=dict(protocol.agent.chosen), created=created,
-            expires_at=expires_at, checkpoint=checkpoint, node=self.node,
-            peer=_peer_text(protocol.peer),
-        ))  # fmt: skip
+        await self.store.put(self._record(protocol, link.generation, link.identity, created,
+                                          expires_at, checkpoint))  # fmt: skip
         if record is None:
             log.info("session %s recorded again in session store %s (its record was"
                      " missing)", sid, self.store.name)  # fmt: skip
