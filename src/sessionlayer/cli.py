@@ -231,8 +231,3 @@ def exit_with(status: int) -> NoReturn:
     if status == EXIT_INTERRUPTED:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(status)
-
-
-def run() -> None:
-    """Console-script entry point."""
-    exit_with(main())

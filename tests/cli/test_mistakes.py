@@ -160,3 +160,34 @@ def test_an_answer_that_is_not_a_sessionlayer_admin_endpoint_is_one_line(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+_INTERRUPT_AT_IMPORT = '''
+import sys
+
+class _CtrlC:  # Ctrl-C arrives while {module} loads
+    def find_spec(self, name, path=None, target=None):
+        if name == "{module}":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, _CtrlC())
+'''
+
+
+@pytest.mark.parametrize("module", ["sessionlayer.cli", "sessionlayer.machine.table"])
+@pytest.mark.parametrize("how", ["script", "-m"])
+def test_ctrl_c_while_the_modules_load_is_one_line(module: str, how: str,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    """The console script (as installed) and ``python -m sessionlayer``: an interrupt before
+    the command line's modules are loaded ends as one at any later point does."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(_INTERRUPT_AT_IMPORT.format(module=module))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    script = Path(sys.executable).with_name("sessionlayer")
+    argv = [str(script)] if how == "script" else [sys.executable, "-m", "sessionlayer"]
+    done = subprocess.run([*argv, "status", "--help"], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (130, "sessionlayer: interrupted\n")
