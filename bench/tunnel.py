@@ -3,6 +3,7 @@
     python -m bench.tunnel            # 512 MiB per direction
     python -m bench.tunnel --quick    # 64 MiB
     python -m bench.tunnel --json
+    python -m bench.tunnel --delay 20 # a long link: 20 ms each way (growing windows)
 
 Four processes, as a user runs them, all on 127.0.0.1:
 
@@ -25,6 +26,14 @@ Measured, through the tunnel and directly to the target:
 
 The machine has 2 cores for the 4 processes of the tunnel (2 for the direct case): the
 ratios include that.
+
+``--delay MS`` measures a long link instead: a proxy (bench/delayproxy.py, a process of
+its own) delays every octet by MS milliseconds each way, between the tunnel's client and
+server, and in front of the target for the direct case.  One stream up and one down
+(``--quick``: 64 MiB, else 256 MiB), through the tunnel with its windows growing (the
+default), through the tunnel with the windows fixed at 1 MiB (``--max-window 1024`` and
+the server's ``--tunnel-max-window 1024``: as before windows grew), and directly (TCP,
+whose own windows grow).
 """
 
 from __future__ import annotations
@@ -109,10 +118,11 @@ class Procs:
         raise RuntimeError(f"{argv[:4]} did not start")
 
     def close(self) -> None:
-        for proc in self.procs:
+        """The last started first: a tunnel client releases its session while the proxy
+        and the server it goes through are still there."""
+        for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
-        for proc in self.procs:
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -252,11 +262,62 @@ def measure(ports: dict[str, int], size: int, quick: bool,
     return results
 
 
+def long_link(delay_ms: float, quick: bool, as_json: bool) -> int:
+    """``--delay``: one stream each way over a long link, growing windows, fixed, direct."""
+    size = (64 if quick else 256) * MIB
+    delay = str(delay_ms / 1e3)
+    procs = Procs()
+    results: dict[str, Any] = {"delay_ms": delay_ms, "size": size}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-tunnel-") as tmp:
+            _, target = procs.start([sys.executable, "-c", _TARGET], r"^(\d+)")
+            delaying = r"delaying on (\d+)"
+            proxy_cmd = [sys.executable, "-m", "bench.delayproxy"]
+            _, long_target = procs.start([*proxy_cmd, str(target), delay], delaying)
+            ports = {}
+            for name, window in (("growing", "16384"), ("fixed", "1024")):
+                _, server = procs.start(
+                    _cli("serve", "--port", "0", "--data-dir", f"{tmp}/{name}", "--store",
+                         "memory", "--allow-tunnel", f"127.0.0.1:{target}",
+                         "--tunnel-max-window", window),
+                    r"listening on tcp://[\d.]+:(\d+)")  # fmt: skip
+                _, long_server = procs.start([*proxy_cmd, str(server), delay], delaying)
+                _, ports[name] = procs.start(
+                    _cli("tunnel", "--listen", "0", "--via", f"127.0.0.1:{long_server}",
+                         "--max-window", window),
+                    r"listening on [\d.]+:(\d+),")  # fmt: skip
+            auto, fixed = ports["growing"], ports["fixed"]
+            for name, port in (("growing", auto), ("fixed", fixed), ("direct", long_target)):
+                up(port, MIB)  # (the session, and the windows, start afresh per stream)
+                results[name] = {"up_mbps": size / up(port, size) / 1e6,
+                                 "down_mbps": size / down(port, size) / 1e6}  # fmt: skip
+    finally:
+        procs.close()
+    if as_json:
+        print(json.dumps(results))
+        return 0
+    g, f, d = results["growing"], results["fixed"], results["direct"]
+    print(f"TCP tunnel over a long link: {delay_ms:g} ms each way (bench/delayproxy.py),"
+          f" {size // MIB} MiB per direction (python -m bench.tunnel --delay {delay_ms:g}"
+          f"{' --quick' if quick else ''})")
+    print(f"  {'one stream (MB/s)':20}{'growing':>10}{'fixed 1 MiB':>13}{'direct TCP':>12}"
+          f"{'growing/direct':>16}{'fixed/direct':>14}")
+    for key, label in (("up_mbps", "up"), ("down_mbps", "down")):
+        print(f"  {label:20}{g[key]:>10.1f}{f[key]:>13.1f}{d[key]:>12.1f}"
+              f"{g[key] / d[key]:>15.2f}x{f[key] / d[key]:>13.2f}x")
+    print("  (one run each)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tunnel")
     parser.add_argument("--quick", action="store_true", help="64 MiB instead of 512 MiB")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--delay", type=float, metavar="MS",
+                        help="a long link: MS milliseconds each way (see above)")
     args = parser.parse_args(argv)
+    if args.delay is not None:
+        return long_link(args.delay, args.quick, args.json)
     size = (64 if args.quick else 512) * MIB
     procs = Procs()
     try:

@@ -14,7 +14,7 @@ from tests.faults.proxy import FaultProxy
 
 import sessionlayer
 from sessionlayer import Options
-from sessionlayer.apps.tunnel import TunnelClient, TunnelService
+from sessionlayer.apps.tunnel import SUPPORTED, TunnelClient, TunnelService
 from sessionlayer.recovery import Backoff
 
 LIMIT = 60.0  #: the longest any one phase of these tests may take
@@ -163,7 +163,7 @@ async def tunnel(target_port: int, *, proxy_seed: int | None = None,
     ``proxy_seed`` a FaultProxy sits between the tunnel client and the server."""
     service = TunnelService([("127.0.0.1", target_port)], **(service_kwargs or {}))
     async with await sessionlayer.serve(
-        service.handle, supported={"service": ["tunnel"]}, options=options,
+        service.handle, supported=SUPPORTED, options=options,
         **(serve_kwargs or {}),
     ) as server:  # fmt: skip
         proxy = None

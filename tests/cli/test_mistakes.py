@@ -32,6 +32,8 @@ from sessionlayer.commands import CommandError, parse_address
      ["tunnel", "--listen", "1", "--to", "h:1", "--keepalive", "1e-9"],
      ["tunnel", "--listen", "1", "--to", "h:1", "--give-up", "inf"],
      ["tunnel", "--listen", "1", "--to", "h:1", "--max-streams", "0"],
+     ["tunnel", "--listen", "1", "--to", "h:1", "--max-window", "1"],
+     ["serve", "--tunnel-max-window", "4194304"], ["serve", "--tunnel-window", "x"],
      ["serve", "--port", "\u0663"],
      ["relay", "--listen", "x", "--upstream", "y", "--rotate-size", "10T"],
      ["relay", "--listen", "x", "--upstream", "y", "--rotate-keep", "-1"]],

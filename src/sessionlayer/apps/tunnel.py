@@ -23,6 +23,8 @@ type      payload                meaning
 ``W``     increment, 4 octets    the receiver grants this much more credit
 ``E``     --                     end of data this way (half-close: TCP FIN)
 ``R``     reason, UTF-8          reset: the stream is gone (TCP RST), both ways
+``B``     --                     the sender has data and no credit left (only when
+                                 both ends agreed ``tunnel_flow: auto`` at connect)
 ========  =====================  =================================================
 
 Flow control is per stream and credit based: each direction of a stream starts with
@@ -33,9 +35,18 @@ window grants the difference when the stream opens.  Frames of one stream keep t
 order (the session keeps every message's); the sender serves the streams with data and
 credit round robin, control frames first.
 
+Windows grow where the link needs it (``tunnel_flow: auto``, agreed at connect: a peer
+that does not know it gets fixed windows and never sees ``B``).  A stream moves at most one
+window per round trip, so a long link wants more than the default.  A sender that runs out
+of credit with data still to send says so once (``B``); the receiver then doubles that
+stream's window, up to ``max_window``, if its own local socket takes the data as fast as it
+comes (a slow local reader is the bottleneck then, not the window: no growth).  What the
+windows of one session grow by in all is bounded by ``window_budget``.
+
 Memory is bounded: per stream its window of received data not yet taken by the local
 socket, plus ``LOCAL_HIGH`` octets read from the local socket and not yet sent (reading
-from it pauses there); at most ``max_streams`` streams per session.
+from it pauses there); at most ``max_streams`` streams per session; the windows' growth,
+at most ``window_budget`` per session.
 """
 
 from __future__ import annotations
@@ -63,8 +74,13 @@ from ..recovery import Interrupted, Resumed
 
 __all__ = [
     "SERVICE",
+    "FLOW",
+    "AUTO",
+    "SUPPORTED",
     "INITIAL_WINDOW",
     "WINDOW",
+    "MAX_AUTO_WINDOW",
+    "WINDOW_BUDGET",
     "MAX_FRAME",
     "MAX_WINDOW",
     "TunnelClient",
@@ -83,6 +99,15 @@ WINDOW = 1 << 20  #: the credit a receiver gives each stream by default (granted
 #: The largest window (``W`` carries a credit in 4 octets; what one grant may add is less
 #: than the window, so no grant can overflow it)
 MAX_WINDOW = (1 << 32) - 1
+#: A stream's window may grow to this by default (``max_window``): 16 MiB moves about
+#: 160 MB/s over a 100 ms round trip
+MAX_AUTO_WINDOW = 16 << 20
+#: What the windows of one session may grow by, in all (``window_budget``)
+WINDOW_BUDGET = 64 << 20
+#: The application parameter that agrees on growing windows (the ``B`` frame); its value
+FLOW, AUTO = "tunnel_flow", "auto"
+#: ``serve(supported=...)`` for a server hosting :class:`TunnelService` alone
+SUPPORTED: dict[str, list[str]] = {"service": [SERVICE], FLOW: [AUTO]}
 MAX_FRAME = 64 * 1024  #: the largest payload of one data frame
 LOCAL_HIGH = 128 * 1024  #: read from a local socket and not yet sent: reading pauses here
 MAX_STREAMS = 256  #: streams at once per session (default)
@@ -94,6 +119,7 @@ _HEAD = struct.Struct(">cI")
 _HEAD_SIZE = _HEAD.size
 _U32 = struct.Struct(">I")
 _OPEN, _OPENED, _DATA, _WINDOW, _EOF, _RESET = b"O", b"K", b"D", b"W", b"E", b"R"
+_BLOCKED = b"B"
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
@@ -119,12 +145,19 @@ def parse_targets(text: str) -> list[tuple[str, int]]:
     return [parse_target(part) for part in text.split(",") if part.strip()]
 
 
-def _check_window(window: int) -> int:
+def _check_window(window: int, name: str = "window") -> int:
     """``window`` if it is one (an int, at most :data:`MAX_WINDOW`), else ValueError."""
     if type(window) is not int or window > MAX_WINDOW:
-        raise ValueError(f"window must be an int of at most {MAX_WINDOW} octets (its credit"
+        raise ValueError(f"{name} must be an int of at most {MAX_WINDOW} octets (its credit"
                          f" is carried in 4 octets), not {window!r}")  # fmt: skip
     return window
+
+
+def _check_budget(budget: int) -> int:
+    """``budget`` if it is one (an int, 0 or more: 0 is no growth), else ValueError."""
+    if type(budget) is not int or budget < 0:
+        raise ValueError(f"window_budget must be an int of 0 or more octets, not {budget!r}")
+    return budget
 
 
 def _show(target: tuple[str, int]) -> str:
@@ -146,11 +179,20 @@ class TunnelStats:
     bytes_received: int = 0  #: carried from the peer and handed to local sockets
     interruptions: int = 0  #: lost connections under the session(s), resumed or not
     sessions: int = 0  #: sessions opened (client) or served (service)
+    #: times a stream toward the peer ran out of credit with data left (a ``B`` sent)
+    blocked: int = 0
+    #: times the peer said a stream had data and no credit (``B``): its window was too
+    #: small for the link, or the local socket was slow to take what came
+    peer_blocked: int = 0
+    window_grows: int = 0  #: times a stream's window toward this end was made larger
+    largest_window: int = 0  #: the largest window a stream toward this end had
 
     def add(self, other: TunnelStats) -> None:
         for name in ("opened", "failed", "resets", "bytes_sent", "bytes_received",
-                     "interruptions", "sessions"):  # fmt: skip
+                     "interruptions", "sessions", "blocked", "peer_blocked",
+                     "window_grows"):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.largest_window = max(self.largest_window, other.largest_window)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -172,12 +214,14 @@ class _Stream(asyncio.Protocol):
         self.outbuf: collections.deque[bytes | memoryview] = collections.deque()
         self.outbytes = 0
         self.credit = INITIAL_WINDOW  # what we may still send
+        self.blocked = False  # a B went out since the last W (out of credit, data left)
         self.local_eof = False  # the local socket sent FIN
         self.eof_sent = False
         self.reading_paused = False
         self.queued = False  # in the mux's ready queue
         # peer -> local
         self.window = INITIAL_WINDOW  # what the peer may still send us
+        self.limit = INITIAL_WINDOW  # the window we give: granted back as data leaves
         self.ungranted = 0  # consumed by the local socket, not yet granted back
         self.unflushed = 0  # handed to the local transport, not yet taken by the kernel
         self.write_paused = False
@@ -277,12 +321,17 @@ class _Mux:
     tunnel ends can never wait on each other)."""
 
     def __init__(self, session: Session, role: str, *, window: int = WINDOW,
+                 max_window: int = MAX_AUTO_WINDOW, window_budget: int = WINDOW_BUDGET,
                  max_streams: int = MAX_STREAMS,
                  service: TunnelService | None = None) -> None:  # fmt: skip
         self.session = session
         self.role = role
         self.window = min(max(window, INITIAL_WINDOW), MAX_WINDOW)
-        self.grant_step = self.window // 4  # credit goes back in steps of at least this
+        self.max_window = min(max(max_window, self.window), MAX_WINDOW)
+        self.window_budget = window_budget
+        self.grown = 0  # what the windows of the streams open now grew by, in all
+        #: Windows grow (and ``B`` goes out) only when both ends agreed at connect
+        self.auto = session.chosen.get(FLOW) == AUTO
         self.max_streams = max_streams
         self.service = service
         self.streams: dict[int, _Stream] = {}
@@ -413,6 +462,10 @@ class _Mux:
                 n = len(payload)
                 stream.credit -= n
                 self.stats.bytes_sent += n
+                if not stream.credit and stream.outbytes and self.auto and not stream.blocked:
+                    stream.blocked = True  # (once until the next W: at most one per stream)
+                    self.stats.blocked += 1
+                    self._control.append(_HEAD.pack(_BLOCKED, stream.id))
                 if (stream.outbytes and stream.credit > 0) or (
                     not stream.outbytes and stream.local_eof
                 ):
@@ -459,8 +512,13 @@ class _Mux:
             if stream is None or len(message) != _HEAD_SIZE + 4:
                 return
             stream.credit += _U32.unpack_from(message, _HEAD_SIZE)[0]
+            stream.blocked = False
             if stream.outbytes or stream.local_eof:
                 self.ready(stream)
+        elif kind == _BLOCKED:
+            if stream is not None and len(message) == _HEAD_SIZE:
+                self.stats.peer_blocked += 1
+                self._blocked(stream)
         elif kind == _EOF:
             if stream is None or stream.peer_eof:
                 return
@@ -487,11 +545,29 @@ class _Mux:
             self._violation(f"an unknown tunnel frame type {kind!r}")
 
     def consumed(self, stream: _Stream, n: int) -> None:
-        """The local socket took ``n`` octets: grant them back (in steps)."""
+        """The local socket took ``n`` octets: grant them back (in steps of a quarter of
+        the stream's window)."""
         stream.ungranted += n
-        if stream.ungranted >= self.grant_step and not stream.peer_eof and not stream.gone:
+        if stream.ungranted >= stream.limit >> 2 and not stream.peer_eof and not stream.gone:
             self._grant(stream, stream.ungranted)
             stream.ungranted = 0
+
+    def _blocked(self, stream: _Stream) -> None:
+        """The peer has data for ``stream`` and no credit: double its window (within
+        ``max_window`` and what is left of ``window_budget``), unless the local socket is
+        what holds the data up (its kernel buffer full, or the target not connected yet)."""
+        if (not self.auto or stream.gone or stream.peer_eof or stream.transport is None
+                or stream.write_paused or stream.unflushed):  # fmt: skip
+            return
+        extra = min(stream.limit, self.max_window - stream.limit,
+                    self.window_budget - self.grown)  # fmt: skip
+        if extra <= 0:
+            return
+        stream.limit += extra
+        self.grown += extra
+        self.stats.window_grows += 1
+        self.stats.largest_window = max(self.stats.largest_window, stream.limit)
+        self._grant(stream, extra)
 
     def _grant(self, stream: _Stream, n: int) -> None:
         stream.window += n
@@ -528,6 +604,8 @@ class _Mux:
     target_text = ""  #: (client) what OPEN asks for
 
     def _opened(self, stream: _Stream) -> None:
+        stream.limit = self.window
+        self.stats.largest_window = max(self.stats.largest_window, self.window)
         if self.window > INITIAL_WINDOW:  # a larger window than the protocol's start
             self._grant(stream, self.window - INITIAL_WINDOW)
 
@@ -649,6 +727,7 @@ class _Mux:
         stream.outbuf.clear()
         stream.outbytes = 0
         stream.pending = None
+        self.grown -= max(0, stream.limit - self.window)  # (its growth, if any)
         self.streams.pop(stream.id, None)
         self._grants.pop(stream.id, None)
         self.stats.streams = len(self.streams)
@@ -673,16 +752,22 @@ class TunnelService:
     host as written here is what is connected to).  A stream that names no target goes to
     the only one when there is exactly one.  ``window`` (at least ``INITIAL_WINDOW``, at
     most ``MAX_WINDOW``: ValueError) is the credit each stream's direction toward the
-    target gets; ``max_streams`` bounds the streams of one session; ``connect_timeout``
-    bounds reaching a target.
+    target gets at first; with a client that agreed (``tunnel_flow: auto``: serve with
+    ``supported`` including :data:`SUPPORTED`) it grows up to ``max_window`` (no growth
+    when it is not above ``window``) while the session's windows grew by less than
+    ``window_budget`` in all.  ``max_streams`` bounds the streams of one session;
+    ``connect_timeout`` bounds reaching a target.
     """
 
     def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = WINDOW,
+                 max_window: int = MAX_AUTO_WINDOW, window_budget: int = WINDOW_BUDGET,
                  max_streams: int = MAX_STREAMS,
                  connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
         self.allow = [(host, int(port)) for host, port in allow]
         self._allowed = {(host.lower(), port): (host, port) for host, port in self.allow}
         self.window = _check_window(window)
+        self.max_window = _check_window(max_window, "max_window")
+        self.window_budget = _check_budget(window_budget)
         self.max_streams = max_streams
         self.connect_timeout = connect_timeout
         self.ended = TunnelStats()  #: the sessions that have ended, added up
@@ -719,7 +804,8 @@ class TunnelService:
 
     async def handle(self, session: Session) -> None:
         """Serve one tunnel session until it ends."""
-        mux = _Mux(session, "server", window=self.window, max_streams=self.max_streams,
+        mux = _Mux(session, "server", window=self.window, max_window=self.max_window,
+                   window_budget=self.window_budget, max_streams=self.max_streams,
                    service=self)  # fmt: skip
         self.muxes[session.id] = mux
         try:
@@ -761,7 +847,9 @@ class TunnelClient:
     ``shared=True`` (the default) carries every connection over one session, opened at
     :meth:`start` and again when one ends for good (a server restart, or an outage past
     ``options.backoff.give_up``); ``shared=False`` opens a session per connection.
-    ``window`` is as :class:`TunnelService`'s (ValueError past ``MAX_WINDOW``); a local
+    ``window``, ``max_window`` and ``window_budget`` are as :class:`TunnelService`'s, for
+    the streams' direction toward the local connections (ValueError past ``MAX_WINDOW``;
+    windows grow only with a server that agreed, ``tunnel_flow: auto``); a local
     connection made while ``max_streams`` are open is reset, counted in ``failed`` and
     logged (a WARNING at most every ``REFUSALS_LOGGED_EVERY`` seconds, with the count).  The
     other arguments are :func:`sessionlayer.connect`'s.
@@ -770,12 +858,15 @@ class TunnelClient:
     def __init__(self, host: str, port: int, target: str | None = None, *,
                  tls: Any = None, server_hostname: str | None = None,
                  credentials: dict[str, str] | None = None, options: Options | None = None,
-                 window: int = WINDOW, max_streams: int = MAX_STREAMS,
+                 window: int = WINDOW, max_window: int = MAX_AUTO_WINDOW,
+                 window_budget: int = WINDOW_BUDGET, max_streams: int = MAX_STREAMS,
                  shared: bool = True,
                  addresses: Sequence[tuple[str, int]] = ()) -> None:  # fmt: skip
         if target:
             parse_target(target)  # (ValueError early)
         _check_window(window)
+        self.max_window = _check_window(max_window, "max_window")
+        self.window_budget = _check_budget(window_budget)
         self.host = host
         self.port = port
         self.target = target or ""
@@ -869,7 +960,7 @@ class TunnelClient:
         try:
             session = await connect(
                 self.host, self.port, tls=self.tls, server_hostname=self.server_hostname,
-                credentials=self.credentials, offers={"service": [SERVICE]},
+                credentials=self.credentials, offers={"service": [SERVICE], FLOW: [AUTO]},
                 options=self.options, addresses=self.addresses,
                 data=self.target.encode(),  # (checked at connect: TunnelService.check)
             )  # fmt: skip
@@ -879,7 +970,8 @@ class TunnelClient:
             raise TunnelError(f"no session with {self.host}:{self.port}: {exc}") from None
         except (OSError, TimeoutError) as exc:
             raise TunnelError(f"cannot reach {self.host}:{self.port}: {unreachable(exc)}") from None
-        mux = _Mux(session, "client", window=self.window, max_streams=self.max_streams)
+        mux = _Mux(session, "client", window=self.window, max_window=self.max_window,
+                   window_budget=self.window_budget, max_streams=self.max_streams)
         mux.target_text = self.target
         self._muxes.add(mux)
         self._spawn(self._run_mux(mux))

@@ -34,6 +34,7 @@ from . import (
 )
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
+from .tunnel import window_kib
 
 __all__ = ["add", "run", "SERVER_CONFIG"]
 
@@ -71,6 +72,12 @@ def add(sub: Any) -> None:
                    " whose connection was lost waits for its client (60)")  # fmt: skip
     p.add_argument("--allow-tunnel", action="append", metavar="HOST:PORT,...", help="host"
                    " the tunnel service: the targets a sessionlayer tunnel may reach")
+    p.add_argument("--tunnel-window", type=window_kib, default=1024, metavar="KIB",
+                   help="the tunnel's window toward the targets, per connection, at first"
+                   " (1024)")  # fmt: skip
+    p.add_argument("--tunnel-max-window", type=window_kib, default=16384, metavar="KIB",
+                   help="how far it may grow where the link needs it (16384; not above"
+                   " --tunnel-window: no growth)")  # fmt: skip
     p.add_argument("--rpc", metavar="MODULE:NAME", help="host the RPC service: the"
                    " sessionlayer.apps.rpc.Registry MODULE.NAME")  # fmt: skip
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -81,7 +88,9 @@ def _services(ns: argparse.Namespace, files: FileService) -> Services:
     from ..apps.tunnel import TunnelService
 
     targets = allowed_targets(ns.allow_tunnel)
-    return Services(files, TunnelService(targets) if targets else None,
+    tunnel = TunnelService(targets, window=ns.tunnel_window * 1024,
+                           max_window=ns.tunnel_max_window * 1024) if targets else None
+    return Services(files, tunnel,
                     RpcServer(load_registry(ns.rpc)) if ns.rpc else None)  # fmt: skip
 
 

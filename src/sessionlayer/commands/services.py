@@ -65,8 +65,11 @@ class Services:
 
     @property
     def supported(self) -> dict[str, list[str]]:
-        """``serve(supported=...)``: the services, and the RPC codecs."""
+        """``serve(supported=...)``: the services, the tunnel's growing windows, and the
+        RPC codecs."""
         supported = {"service": list(self.names)}
+        if self.tunnel is not None:
+            supported[tunnel_app.FLOW] = [tunnel_app.AUTO]
         if self.rpc is not None:
             supported.update({rpc_app.CODEC: rpc_app.codecs()})
         return supported

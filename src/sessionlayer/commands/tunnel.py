@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from ..aio import Options
 from ..apps.tunnel import (
     INITIAL_WINDOW,
+    MAX_AUTO_WINDOW,
     MAX_STREAMS,
     MAX_WINDOW,
     WINDOW,
@@ -74,7 +75,10 @@ def add(sub: Any) -> None:
                    help="a session per tunnelled connection (default: one for all)")
     p.add_argument("--window", type=window_kib, default=WINDOW // 1024, metavar="KIB",
                    help=f"flow-control window of each connection's data toward the"
-                   f" application ({WINDOW // 1024} KiB; {_MIN_KIB} to {_MAX_KIB})")
+                   f" application, at first ({WINDOW // 1024} KiB; {_MIN_KIB} to {_MAX_KIB})")
+    p.add_argument("--max-window", type=window_kib, default=MAX_AUTO_WINDOW // 1024,
+                   metavar="KIB", help="how far a window may grow where the link needs it"
+                   f" ({MAX_AUTO_WINDOW // 1024} KiB; not above --window: no growth)")
     p.add_argument("--max-streams", type=at_least_one, default=MAX_STREAMS,
                    help=f"tunnelled connections at once ({MAX_STREAMS})")
     p.add_argument("--keepalive", type=keepalive_seconds, default=15.0, metavar="S",
@@ -113,7 +117,8 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     credentials = credentials_of(ns)
     client = TunnelClient(
         host, port, ns.to, tls=client_tls(ns), server_hostname=host, credentials=credentials,
-        options=_options(ns), window=ns.window * 1024, max_streams=ns.max_streams,
+        options=_options(ns), window=ns.window * 1024, max_window=ns.max_window * 1024,
+        max_streams=ns.max_streams,
         shared=not ns.per_connection,
     )  # fmt: skip
     try:
