@@ -27,8 +27,9 @@ ALLOWED: dict[str, set[str]] = {
     "dissect": {"spdu", "transport"},  # pure: bytes -> TPDUs and SPDUs
     # pure: SPDUs -> a ladder diagram (the hello's and acknowledgement points' markers)
     "ladder": {"spdu", "transport", "dissect", "agent", "recovery"},
-    # The relay: its bridge over two agents (sans-I/O), its asyncio binding and pcap writing.
-    "relay": {"spdu", "transport", "machine", "agent", "recovery", "capture"},
+    # The relay: its bridge over two agents (sans-I/O), its asyncio binding and pcap writing;
+    # the binding shares the server's TLS accept (aio/tls_accept.py).
+    "relay": {"spdu", "transport", "machine", "agent", "recovery", "capture", "aio"},
 }
 
 

@@ -34,9 +34,10 @@ class RelayOptions:
     """
 
     handshake_timeout: float = 10.0
-    """From the client's TCP (after TLS) up to the AC the relay sends it: COTP CR/CC, the CN,
-    and the upstream's connect and answer.  A client that has not sent its CN by then is
-    closed; one whose CN still waits for the upstream is refused (RF 0x82)."""
+    """From the accept of the client's TCP up to the AC the relay sends it: the wait for a
+    handshake slot, the TLS handshake, COTP CR/CC, the CN, and the upstream's connect and
+    answer.  A client that has not sent its CN by then is closed; one whose CN still waits
+    for the upstream is refused (RF 0x82)."""
 
     connect_timeout: float = 10.0
     """The upstream's TCP (and TLS) connection establishment; past it the client is refused
@@ -59,8 +60,9 @@ class RelayOptions:
     RF 0x83 (SPM congestion)."""
 
     max_handshakes: int = 256
-    """Client connections at once that are not relayed sessions yet; one more is closed as
-    soon as it is accepted."""
+    """Client connections at once that are not relayed sessions yet, counted from the TCP
+    accept (a TLS handshake under way counts); more wait, unread, for one to end (at most
+    16 times as many; one more is closed as soon as it is accepted)."""
 
     max_size: int = 1 << 20
     """The largest TSDU (after COTP reassembly) and the largest SSDU (after X.225

@@ -2,9 +2,13 @@
 
 :class:`Relay` listens (TCP, or TLS with ``tls=``); each accepted client connection gets a
 :class:`_Session` holding one sans-I/O :class:`~sessionlayer.relay.bridge.Bridge`, the two
-legs' transports and one timer.  Octets read from a leg go to the bridge; what the bridge
-queues for each leg is written; when it asks, the upstream connection is opened (TCP, or
-TLS with ``upstream_tls=``) or a leg closed; its next deadline is the one timer.
+legs' transports and one timer.  With TLS the relay accepts TCP itself
+(:mod:`sessionlayer.aio.tls_accept`, as ``serve()`` does): a connection counts against
+``max_handshakes`` from its accept, its TLS handshake included, waits unread for a slot
+as a plain one does, and has one handshake deadline from its accept.  Octets read from a
+leg go to the bridge; what the bridge queues for each leg is written; when it asks, the
+upstream connection is opened (TCP, or TLS with ``upstream_tls=``) or a leg closed; its
+next deadline is the one timer.
 
 Flow control: when one leg's transport buffers more than ``RelayOptions.write_buffer_high``
 octets, reading from the other leg pauses until it drains.  Every callback catches what it
@@ -22,10 +26,11 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
 from ..machine import events as ev
@@ -92,7 +97,10 @@ class RelayStats:
 
     connections: int = 0  #: client TCP connections accepted (after TLS)
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Connections closed at once: "denied" (by address), "handshake_limit"."""
+    """Connections closed before they were relayed sessions: "denied" (by address, at
+    accept), "handshake_limit" (closed at once with a full queue, or timed out while
+    waiting for a handshake slot), "tls" (its TLS handshake failed or did not end within
+    the handshake timeout)."""
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
     """CNs refused by the relay itself (RF), by reason name: "SSEL_UNKNOWN" (the rules),
     "SPM_CONGESTION" (max_sessions)."""
@@ -153,13 +161,15 @@ class _LegProtocol(asyncio.Protocol):
 class _Session:
     """One client connection of the relay: its bridge, both legs' transports, one timer."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: Relay, accept: TlsAccept[_LegProtocol] | None = None) -> None:
         self.relay = relay
         self.id = secrets.token_hex(16)
         self.log = logging.LoggerAdapter(log, {"session_id": self.id})
         self.bridge = Bridge(self.id, relay.options, admit=self._admit)
         self.loop = asyncio.get_running_loop()
-        self.started = self.loop.time()
+        #: (TLS) Its TCP accept, until its TLS handshake is done: it holds a handshake slot.
+        self.accept = accept
+        self.started = self.loop.time() if accept is None else accept.accepted
         self.transports: dict[Leg, asyncio.Transport | None] = {CLIENT: None, UPSTREAM: None}
         self.peers: dict[Leg, tuple[str, int] | None] = {CLIENT: None, UPSTREAM: None}
         self.bytes_in = {CLIENT: 0, UPSTREAM: 0}
@@ -194,6 +204,17 @@ class _Session:
         self.transports[CLIENT] = transport
         peer = _endpoint(transport.get_extra_info("peername"))
         self.peers[CLIENT] = peer
+        accept = self.accept
+        if accept is not None:  # (TLS) Its TLS handshake is done, in the slot its accept
+            self.accept = None  # took at accept (its address admitted then)
+            if relay.closing:
+                self.finished = True  # (the accept's task frees its slot)
+                transport.abort()
+                return
+            accept.handed_over = True  # the slot is this session's now
+            accept.stop_timer()  # (the bridge's handshake deadline: from the same accept)
+            self._begin(transport, self.started, counted=True)
+            return
         if not relay.policy.admits_peer(peer[0] if peer else None):
             relay.stats.rejected["denied"] += 1
             self.finished = True
@@ -251,10 +272,14 @@ class _Session:
         except Exception as exc:  # a bug of ours: this session ends, nothing else
             self._internal_error(exc)
 
-    def _begin(self, transport: asyncio.Transport, accepted: float) -> None:
+    def _begin(self, transport: asyncio.Transport, accepted: float, *,
+               counted: bool = False) -> None:  # fmt: skip
+        """A handshake slot is this connection's (``counted``: taken already, by its TLS
+        accept); its handshake deadline runs from ``accepted``."""
         relay = self.relay
         relay.stats.connections += 1
-        relay.handshakes += 1
+        if not counted:
+            relay.handshakes += 1
         self.in_handshake = True
         relay.live[self.id] = self
         high = relay.options.write_buffer_high
@@ -588,26 +613,44 @@ class Relay:
         self.handshakes = 0  #: client connections that are not relayed sessions yet
         #: Client connections over ``max_handshakes``, oldest first: each goes on once a
         #: handshake ends (at most ``max_waiting``: 16 x max_handshakes; one more is closed).
-        self.waiting: dict[str, _Session] = {}
+        #: (With TLS, each is its TCP accept, its TLS handshake not started.)
+        self.waiting: dict[object, _Session | TlsAccept[_LegProtocol]] = {}
         self.max_waiting = 16 * self.options.max_handshakes
         #: Every client connection being handled, by session id.
         self.live: dict[str, _Session] = {}
         self._server: asyncio.Server | None = None
         #: The port bound, kept once closed (the server's sockets are gone then).
         self._port: int | None = None
-        self._tls: ssl.SSLContext | None = None
+        #: (TLS) TCP is accepted here (aio/tls_accept.py): each TLS handshake holds a
+        #: handshake slot, or waits for one, from its accept.
+        self._tls: TlsListener[_LegProtocol] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # (TLS) accept loops, TLS handshakes
+        self.closing = False  #: close() was called: no new connection is taken
         self._idle: asyncio.Event | None = None
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Start listening (``start()`` does it); TLS with ``tls`` (a server context)."""
         loop = asyncio.get_running_loop()
-        self._tls = tls
-        self._server = await loop.create_server(
-            lambda: _LegProtocol(_Session(self), CLIENT), host, port, ssl=tls,
-            ssl_handshake_timeout=self.options.handshake_timeout if tls else None,
-            backlog=LISTEN_BACKLOG,
+        if tls is None:
+            self._server = await loop.create_server(
+                lambda: _LegProtocol(_Session(self), CLIENT), host, port,
+                backlog=LISTEN_BACKLOG,
+            )  # fmt: skip
+            self._port = int(self._server.sockets[0].getsockname()[1])
+            return
+        # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
+        # handshake included, as a plain one does (asyncio's own TLS server takes every
+        # connection into a TLS handshake of its own, uncounted).
+        # (A TLS handshake that fails or times out is a connection that never sent a CN:
+        # logged at DEBUG.  The deadline after the TLS handshake is the bridge's: late=None.)
+        self._tls = TlsListener(
+            tls, self.options.handshake_timeout, admission=self._tls_admission,
+            protocol=self._tls_protocol, failed=self._tls_failed,
+            dequeued=self._tls_dequeued, late=None, track=self._track,
+            closing=lambda: self.closing, log=log, peer_warnings=False,
         )  # fmt: skip
-        self._port = int(self._server.sockets[0].getsockname()[1])
+        await self._tls.listen(host, port, LISTEN_BACKLOG)
+        self._port = self._tls.port
 
     @property
     def port(self) -> int:
@@ -618,8 +661,12 @@ class Relay:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Where it listens."""
-        assert self._server is not None
-        return [_endpoint(s.getsockname()) or ("?", 0) for s in self._server.sockets]
+        if self._tls is not None:
+            sockets = [s for s in self._tls.sockets if s.fileno() >= 0]
+        else:
+            assert self._server is not None
+            sockets = list(self._server.sockets)
+        return [_endpoint(s.getsockname()) or ("?", 0) for s in sockets]
 
     @property
     def sessions(self) -> list[RelaySessionInfo]:
@@ -635,8 +682,59 @@ class Relay:
         """A connection's handshake ended: the oldest one waiting takes its slot."""
         self.handshakes -= 1
         while self.waiting and self.handshakes < self.options.max_handshakes:
-            sid = next(iter(self.waiting))
-            self.waiting.pop(sid).admit()
+            queued = self.waiting.pop(next(iter(self.waiting)))
+            if isinstance(queued, TlsAccept):
+                self.handshakes += 1  # (its slot, from now: its TLS handshake starts)
+            queued.admit()
+
+    # ------------------------------------------------------------ TLS
+
+    def _tls_admission(self, accept: TlsAccept[_LegProtocol]) -> object:
+        """(TLS) A TCP connection accepted: denied by address, or a handshake slot for its
+        TLS handshake, or a place in the queue, or closed at once (aio/tls_accept.py)."""
+        if self.closing:
+            return FULL
+        peer = _endpoint(accept.peer)
+        if not self.policy.admits_peer(peer[0] if peer else None):
+            self.stats.rejected["denied"] += 1
+            return FULL
+        if self.handshakes < self.options.max_handshakes:
+            self.handshakes += 1
+            return SLOT
+        if len(self.waiting) >= self.max_waiting:
+            self.stats.rejected["handshake_limit"] += 1
+            return FULL
+        self.waiting[accept] = accept  # (unread: its TLS handshake starts with its slot)
+        return QUEUED
+
+    def _tls_protocol(self, accept: TlsAccept[_LegProtocol]) -> _LegProtocol:
+        accept.conn = protocol = _LegProtocol(_Session(self, accept), CLIENT)
+        return protocol
+
+    def _tls_failed(self, accept: TlsAccept[_LegProtocol]) -> None:
+        """(TLS) Its TLS handshake is over, not handed over to its session (failed, timed
+        out, close()): its slot is free."""
+        if not self.closing:
+            self.stats.rejected["tls"] += 1
+        self.handshake_over()
+
+    def _tls_dequeued(self, accept: TlsAccept[_LegProtocol]) -> None:
+        """(TLS) A connection waiting for a slot is closed (its deadline, its peer left, or
+        close())."""
+        self.waiting.pop(accept, None)
+        if accept.expired:
+            self.stats.rejected["handshake_limit"] += 1
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relay: unexpected error in a TLS accept", exc_info=task.exception())
 
     def session_over(self, session: _Session) -> None:
         if not self.live and self._idle is not None:
@@ -644,10 +742,17 @@ class Relay:
 
     def close(self) -> None:
         """Stop listening; abort every session (AB 0x09 on both legs)."""
+        self.closing = True
         if self._server is not None:
             self._server.close()
-        for session in list(self.waiting.values()):  # (never admitted now)
-            session.drop_waiting()
+        for queued in list(self.waiting.values()):  # (never admitted now)
+            if isinstance(queued, TlsAccept):
+                queued.abort()
+            else:
+                queued.drop_waiting()
+        self.waiting.clear()
+        for task in list(self._tasks):  # (TLS: the accept loops and their sockets, the TLS
+            task.cancel()  # handshakes: each frees its slot)
         for session in list(self.live.values()):
             session.shutdown()
 
@@ -656,6 +761,8 @@ class Relay:
         reset at the latest ``abort_timeout`` after it was closed)."""
         if self._server is not None:
             await self._server.wait_closed()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         while self.live:
             self._idle = asyncio.Event()
             await self._idle.wait()
