@@ -182,9 +182,11 @@ def test_a_checkpoint_the_store_cannot_keep_is_not_confirmed(tmp_path: Path) -> 
                     with pytest.raises(SessionAborted) as raised:
                         async with asyncio.timeout(LIMIT):
                             await client.sync(major=True, user_data=b"cp2")
+                    # (read while the lock is held: the session is over, and once the store
+                    # can write again its record goes)
+                    record = await record_of(path, client.id)
                 assert b"store could not keep checkpoint" in (raised.value.user_data or b"")
                 assert client.closed
-                record = await record_of(path, client.id)
                 assert record is not None and record.checkpoint is not None
                 assert record.checkpoint.user_data == b"cp1"  # the one confirmed
                 await lines.wait_for("is not confirmed; aborting the session")

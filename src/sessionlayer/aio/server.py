@@ -6,19 +6,16 @@ import asyncio
 import collections
 import contextlib
 import contextvars
-import errno
-import functools
 import inspect
 import logging
 import reprlib
 import secrets
-import socket
 import ssl
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..agent import Hello, Options, Rejection, SessionAgent, Welcome, negotiate
 from ..errors import (
@@ -35,6 +32,7 @@ from ..errors import (
 from ..machine import SessionConfig
 from ..machine import events as ev
 from ..recovery import Checkpoint, Journal, identity_of, issue, parse, verify
+from ..recovery.tokens import presenter_of
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
 from ..stores import SessionRecord
@@ -43,7 +41,7 @@ from .connection import Connection
 from .endpoint import Endpoint, check_kinds
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
-from .sockets import socket_gone, warnings
+from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
@@ -125,9 +123,9 @@ class Server:
         self._handshaking: set[Connection | _TlsAccept] = set()  # (holding a slot)
         #: (close()) What wait_closed() waits for: their TCP connections gone.
         self._stopping: list[Connection | Session | _TlsAccept] = []
-        #: (TLS) The server's context: TCP is accepted here (``_accept_tls``), and each TLS
-        #: handshake is one of the handshakes counted, from its accept (``_TlsAccept``).
-        self._tls: ssl.SSLContext | None = None
+        #: (TLS) TCP is accepted here (aio/tls_accept.py), and each TLS handshake is one of
+        #: the handshakes counted, from its accept (``_TlsAccept``).
+        self._tls: TlsListener[Connection] | None = None
         #: (TLS) The connections whose TLS handshake is done or under way, and their accepts.
         self._tls_conns: dict[Connection, _TlsAccept] = {}
         self._server: asyncio.Server | None = None
@@ -164,6 +162,9 @@ class Server:
         #: go when that has passed (docs/recovery.md, "Leases").
         self.lease = max(options.resume_timeout, _MIN_LEASE) if lease is None else lease
         self._secret = secrets.token_bytes(32)  # (the store's, when there is one: listen())
+        #: What tokens are checked against: ``_secret`` first, then (with a store) the one
+        #: before it, still good for the tokens issued with it (``_refresh_secret``).
+        self._secrets: tuple[bytes, ...] = (self._secret,)
         #: Resumable sessions' connections by id; the detached ones, oldest first.
         self._links: dict[str, Connection] = {}
         self._detached: OrderedDict[str, Connection] = OrderedDict()  # oldest first
@@ -184,7 +185,9 @@ class Server:
         """Start listening (``serve()`` does it)."""
         loop = asyncio.get_running_loop()
         if self.store is not None:
-            self._secret = await self.store.secret()
+            refresh = getattr(self.store, "refresh_secret", None)  # (a store of its own may not)
+            self._use_secrets(await refresh() if refresh is not None else
+                              (await self.store.secret(),), first=True)  # fmt: skip
         self._endpoint = Endpoint(
             self.options, on_connect_indication=self._indication,
             on_handshake_over=self._handshake_over, tls=tls is not None,
@@ -196,6 +199,8 @@ class Server:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._track(self._sweep())
             self._track(self._renew_leases())
+            if refresh is not None:
+                self._track(self._refresh_secret())
         if tls is None:
             self._server = await loop.create_server(self._protocol, host, port,
                                                     backlog=backlog)  # fmt: skip
@@ -205,13 +210,16 @@ class Server:
         # handshake included (max_handshakes, max_waiting, its handshake deadline), as a
         # plain one does; asyncio's own TLS server takes every connection into a TLS
         # handshake of its own, uncounted.
-        self._tls = tls
-        listening = await _listen(host, port, backlog)
-        self._port = int(listening[0].getsockname()[1])
-        for sock in listening:
-            # (closed when the task is done: also when close() cancelled it before it ran)
-            task = self._track(self._accept_tls(sock))
-            task.add_done_callback(functools.partial(_closed_with, sock))
+        self._tls = TlsListener(
+            tls, self.options.handshake_timeout, admission=self._tls_admission,
+            protocol=self._tls_protocol, failed=self._tls_failed,
+            dequeued=self._tls_left_queue, late=self._tls_expired, track=self._track,
+            closing=lambda: self._closing, log=log,
+        )  # fmt: skip
+        # (its sockets are closed with their accept loops: also when close() cancelled one
+        # before it ran)
+        await self._tls.listen(host, port, backlog)
+        self._port = self._tls.port
 
     @property
     def port(self) -> int:
@@ -322,86 +330,11 @@ class Server:
 
     # ------------------------------------------------------------ TLS
 
-    async def _accept_tls(self, sock: socket.socket) -> None:
-        """(TLS) Accept TCP connections on ``sock`` until close(): each is counted at once
-        (``_tls_accepted``).  Out of file descriptors, it waits a little and tries again,
-        with one WARNING for the run."""
-        loop = asyncio.get_running_loop()
-        short = False
-        try:
-            while not self._closing:
-                try:
-                    conn, address = await loop.sock_accept(sock)
-                except OSError as exc:
-                    if self._closing or sock.fileno() < 0:
-                        return
-                    if exc.errno in _OUT_OF_RESOURCES:
-                        if not short:
-                            log.warning("cannot accept connections on port %d: %s; trying"
-                                        " again every %g s", self._port, exc.strerror,
-                                        _ACCEPT_RETRY)  # fmt: skip
-                        short = True
-                        await asyncio.sleep(_ACCEPT_RETRY)
-                    continue  # (ECONNABORTED and the like: that one connection)
-                short = False
-                self._tls_accepted(conn, address, loop)
-        finally:
-            sock.close()
-
-    def _tls_accepted(self, conn: socket.socket, address: Any,
-                      loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
-        """(TLS) A TCP connection accepted: its TLS handshake starts in a handshake slot, or
-        it waits, unread, for one, or it is closed at once; its deadline starts now."""
-        conn.setblocking(False)
-        accept = _TlsAccept(conn, address, self._tls_start, self._tls_left_queue)
-        taken = _FULL if self._closing else self._admission(accept)
-        if taken is _FULL:
-            _close(conn)
-            return
-        accept.timer = loop.call_later(self.options.handshake_timeout, self._tls_expired,
-                                       accept)  # fmt: skip
-        if taken is _SLOT:
-            self._tls_start(accept)
-        else:
-            accept.waiting = True
-
-    def _tls_start(self, accept: _TlsAccept) -> None:
-        task = accept.task = self._track(self._tls_handshake(accept))
-        # (A callback, not a finally: it runs even for a task cancelled before it started.)
-        task.add_done_callback(lambda _: self._tls_done(accept))
-
-    async def _tls_handshake(self, accept: _TlsAccept) -> None:
-        """(TLS) The TLS handshake of an accepted connection, in its slot: done, its
-        Connection takes the slot over (``_accepted``, from its connection_made); failed,
-        or past the deadline, the slot is free again."""
-        assert self._tls is not None
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.connect_accepted_socket(
-                lambda: self._tls_protocol(accept), accept.sock, ssl=self._tls,
-                ssl_handshake_timeout=self.options.handshake_timeout,
-            )  # fmt: skip
-        except asyncio.CancelledError:
-            if not accept.expired:
-                raise  # close()
-        except Exception as exc:  # the peer's doing (no TLS, a bad certificate, a reset)
-            log.debug("TLS handshake with %s failed: %r", accept.peer, exc)
-
-    def _tls_done(self, accept: _TlsAccept) -> None:
-        """(TLS) The TLS handshake's task is over: not handed over to its Connection (failed,
-        timed out, close()), the connection is closed and its slot free."""
-        accept.task = None
-        if accept.handed_over:
-            return
-        _close(accept.sock)
-        if accept.conn is not None:
-            self._tls_conns.pop(accept.conn, None)
-        if accept in self._handshaking:
-            self._handshake_over(accept)
-        if accept.expired:
-            _peer_warning("%s: no TLS handshake within the handshake timeout (%g s);"
-                          " connection closed", accept.peer,
-                          self.options.handshake_timeout)  # fmt: skip
+    def _tls_admission(self, accept: _TlsAccept) -> object:
+        """(TLS) A TCP connection accepted (aio/tls_accept.py): its TLS handshake starts in
+        a handshake slot, or it waits, unread, for one, or it is closed at once; its
+        deadline runs from now."""
+        return _FULL if self._closing else self._admission(accept)
 
     def _tls_protocol(self, accept: _TlsAccept) -> Connection:
         protocol = self._protocol()
@@ -409,34 +342,27 @@ class Server:
         self._tls_conns[protocol] = accept
         return protocol
 
+    def _tls_failed(self, accept: _TlsAccept) -> None:
+        """(TLS) The TLS handshake is over, not handed over to its Connection (failed, timed
+        out, close()): the connection is closed, its slot free."""
+        if accept.conn is not None:
+            self._tls_conns.pop(accept.conn, None)
+        if accept in self._handshaking:
+            self._handshake_over(accept)
+
     def _tls_expired(self, accept: _TlsAccept) -> None:
-        """(TLS) The handshake deadline of an accepted connection: ``handshake_timeout``
-        from its accept, over the wait for a slot, the TLS handshake and the session's."""
-        accept.timer = None
-        accept.expired = True
-        if accept.waiting:
-            accept.waiting = False
-            self.queued -= 1
-            _close(accept.sock)
-            _peer_warning("%s: no handshake slot within the handshake timeout (%g s);"
-                          " connection closed", accept.peer,
-                          self.options.handshake_timeout)  # fmt: skip
-        elif accept.task is not None:
-            accept.task.cancel()  # (its TLS handshake is not done: _tls_handshake ends it)
-        elif accept.conn is not None and accept.conn in self._handshaking:
+        """(TLS) The handshake deadline of a connection, ``handshake_timeout`` from its
+        accept (over the wait for a slot, the TLS handshake and the session's), passed after
+        its TLS handshake: not a session yet, it is aborted."""
+        if accept.conn is not None and accept.conn in self._handshaking:
             accept.conn.warn("no session within the handshake timeout (%g s, TLS"
                              " included); connection closed", self.options.handshake_timeout)
             accept.conn.abort()
 
     def _tls_left_queue(self, accept: _TlsAccept) -> None:
-        """(TLS) A connection waiting for a slot is closed (its peer left, or close())."""
-        if accept.waiting:
-            accept.waiting = False
-            self.queued -= 1
-        if accept.timer is not None:
-            accept.timer.cancel()
-            accept.timer = None
-        _close(accept.sock)
+        """(TLS) A connection waiting for a slot is closed (its deadline, its peer left, or
+        close())."""
+        self.queued -= 1
 
     def _handshake_over(self, protocol: Connection | _TlsAccept) -> None:
         self.handshakes -= 1
@@ -448,12 +374,10 @@ class Server:
             conn = protocol
             if self._tls_conns:
                 accept = self._tls_conns.pop(conn, None)
-                if accept is not None and accept.timer is not None:
-                    accept.timer.cancel()  # (its deadline: met, or the connection is gone)
-                    accept.timer = None
-        elif isinstance(protocol, _TlsAccept) and protocol.timer is not None:  # (its TLS
-            protocol.timer.cancel()  # handshake failed)
-            protocol.timer = None
+                if accept is not None:
+                    accept.stop_timer()  # (its deadline: met, or the connection is gone)
+        elif isinstance(protocol, TlsAccept):  # (its TLS handshake failed)
+            protocol.stop_timer()
         task = self._awaiting.get(conn) if conn is not None and self._awaiting else None
         if conn is not None and task is not None and task is not asyncio.current_task():
             # Gone (lost, timed out) while its connect request waits: it counts no more, and
@@ -614,7 +538,8 @@ class Server:
         welcome = None
         identity = ""
         if self._resumable(hello, event):
-            identity = identity_of(hello.credentials if hello else None, _peer_der(protocol))
+            identity = identity_of(hello.credentials if hello else None, _peer_der(protocol),
+                                   self._secret)  # fmt: skip
             token = issue(self._secret, sid, 0, identity)
             welcome = Welcome(chosen=chosen, session_id=sid, token=token,
                               fast=self.options.fast_connect)  # fmt: skip
@@ -664,11 +589,13 @@ class Server:
 
     def _record(self, protocol: Connection, generation: int, identity: str, created: float,
                 expires_at: float, checkpoint: Checkpoint | None) -> SessionRecord:  # fmt: skip
-        """The store's record of the session on ``protocol``, held by this node."""
+        """The store's record of the session on ``protocol``, held by this node (detached
+        while its connection is lost: then no renewal extends ``expires_at``)."""
         return SessionRecord(
             id=protocol.id, generation=generation, identity=identity,
             chosen=dict(protocol.agent.chosen), created=created, expires_at=expires_at,
             checkpoint=checkpoint, node=self.node, peer=_peer_text(protocol.peer),
+            detached=protocol.detached,
         )  # fmt: skip
 
     async def _put_new(self, record: SessionRecord) -> None:
@@ -806,6 +733,8 @@ class Server:
         failure logged; a local copy that another node holds now is dropped (renewal)."""
         if self._links.get(protocol.id) is not protocol or protocol.link is None:
             return  # (over meanwhile)
+        if renewing and protocol.detached:
+            return  # (detached since: its detach's write, after this one, records it)
         try:
             moved = await self._put_again(protocol, protocol.link.checkpoint, expires_at)
         except Exception as exc:
@@ -817,7 +746,11 @@ class Server:
 
     async def _renew_leases(self) -> None:
         """Renew this node's lease on the records of the sessions it holds attached: one
-        store call per ``lease / 3``; those not renewed (missing) are written again."""
+        store call per ``lease / 3``; those not renewed (missing) are written again.
+
+        A session may detach while the call is on its way: its detach's write (``detached``
+        set, its deadline) may then reach the store first, and the store's ``renew`` leaves
+        a detached record alone, so the deadline stays (docs/recovery.md, "Leases")."""
         assert self.store is not None
         while True:
             await asyncio.sleep(max(self.lease / 3, 0.05))
@@ -839,9 +772,31 @@ class Server:
         link = protocol.link
         assert link is not None
         done = await self._store_call("update", protocol.id, expires_at=expires_at,
-                                      if_generation=link.generation, if_node=self.node)  # fmt: skip
+                                      detached=True, if_generation=link.generation,
+                                      if_node=self.node)  # fmt: skip
         if done is False:
             await self._write_again(protocol, expires_at)
+
+    async def _refresh_secret(self) -> None:
+        """Every ``lease / 3`` (beside the renewal, not in its way): the store's secrets
+        again, this node's asserted there (docs/recovery.md, "Several nodes"), so that the
+        nodes sharing a store that lost its secret sign with one again."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(max(self.lease / 3, 0.05))
+            keys = await self._store_call("refresh_secret")
+            if keys:
+                self._use_secrets(keys)
+
+    def _use_secrets(self, keys: Sequence[bytes], first: bool = False) -> None:
+        """Sign with ``keys[0]`` from now on; check tokens (and identities) with each."""
+        if not first and keys[0] != self._secret:
+            log.warning("session store %s: the server secret changed (the store lost it and"
+                        " another node made one); tokens are signed with it from now on,"
+                        " and those signed with the one before are still taken",
+                        self.store.name)  # fmt: skip
+        self._secret = keys[0]
+        self._secrets = tuple(keys)
 
     async def _advance_live(self, protocol: Connection, generation: int) -> None:
         """(A live resume) The record's next generation; missing (never recorded), it is
@@ -976,7 +931,6 @@ class Server:
         token = hello.resume
         assert token is not None
         sid, _ = parse(token)
-        presenter = identity_of(hello.credentials, _peer_der(protocol))
         if self._authenticate is not None:
             request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
             verdict = self._authenticate(request)
@@ -993,15 +947,22 @@ class Server:
         over = self._over.get(sid)
         if over is not None:  # (the token is checked first: nothing said to a stranger)
             why, code, generation, identity = over
+            presenter = self._presenter(hello, protocol, identity)
             if not self._moved_on(token, generation, identity, presenter):
-                verify(self._secret, token, generation=generation, identity=identity,
+                verify(self._secrets, token, generation=generation, identity=identity,
                        presenter=presenter, previous=True)  # fmt: skip
                 raise ResumeRefused(f"session {sid} is over: {why}", code)
             del self._over[sid]  # (over here, but resumed on another node since)
         if self.store is None:
             raise ResumeRefused(f"no session {sid} here, and no store that could hold it",
                                 "no_store")  # fmt: skip
-        await self._resume_stored(protocol, event, hello, sid, token, presenter)
+        await self._resume_stored(protocol, event, hello, sid, token)
+
+    def _presenter(self, hello: Hello, protocol: Connection, identity: str) -> str:
+        """The identity of whoever presents ``hello``'s token, to compare with ``identity``
+        (the session's): keyed with the secret that made ``identity`` (the current one,
+        or the one before), or unkeyed for a record of an older version."""
+        return presenter_of(hello.credentials, _peer_der(protocol), identity, self._secrets)
 
     def _moved_on(self, token: str, generation: int, identity: str, presenter: str) -> bool:
         """(With a store) ``token`` is newer than ``generation``, the one this node knows,
@@ -1009,7 +970,7 @@ class Server:
         this node has of it is stale."""
         if self.store is None or parse(token)[1] <= generation:
             return False
-        verify(self._secret, token, generation=parse(token)[1], identity=identity,
+        verify(self._secrets, token, generation=parse(token)[1], identity=identity,
                presenter=presenter)  # fmt: skip
         return True
 
@@ -1022,9 +983,10 @@ class Server:
         session not held here."""
         token = hello.resume
         assert token is not None
-        presenter = identity_of(hello.credentials, _peer_der(protocol))
         link = old.link
         assert link is not None
+        presenter = presenter_of(hello.credentials, _peer_der(protocol), link.identity,
+                                 self._secrets)  # fmt: skip
         if self._moved_on(token, link.generation, link.identity, presenter):
             self._drop_moved(old, f"a resume token of generation {parse(token)[1]} was"
                                   f" presented; this node's copy is at {link.generation}")
@@ -1032,7 +994,7 @@ class Server:
         # The token before is still good while the client was not heard on the
         # connection of its last resume (that accept may never have arrived).
         previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
-        gen = verify(self._secret, token, generation=link.generation,
+        gen = verify(self._secrets, token, generation=link.generation,
                      identity=link.identity, presenter=presenter, previous=previous)
         if protocol.transport is not None and not protocol.transport.is_closing():
             self._resume_live(old, protocol, hello, event, gen)
@@ -1081,8 +1043,7 @@ class Server:
             self._in_order(sid, self._advance_live(old, gen))
 
     async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
-                             hello: Hello, sid: str, token: str,
-                             presenter: str) -> None:  # fmt: skip
+                             hello: Hello, sid: str, token: str) -> None:  # fmt: skip
         """Case 2: the session's live state is gone with the process (or node) that held
         it; its record says where it was last confirmed: resume from that checkpoint."""
         store = self.store
@@ -1096,8 +1057,9 @@ class Server:
                 raise ResumeRefused(f"session {sid} expired", "expired")
             # (The token before is taken too: the accept of the last resume, on the node
             # that died, may never have arrived.)
-            verify(self._secret, token, generation=record.generation, identity=record.identity,
-                   presenter=presenter, previous=True)  # fmt: skip
+            verify(self._secrets, token, generation=record.generation,
+                   identity=record.identity, previous=True,
+                   presenter=self._presenter(hello, protocol, record.identity))  # fmt: skip
             expires = time.time() + self.options.resume_timeout + self.lease
             new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
         except StoreUnavailable as exc:
@@ -1276,7 +1238,8 @@ class Server:
                     held = {"if_generation": state.generation, "if_node": self.node}
                     if self._detaching:  # resumed elsewhere, later
                         expires = time.time() + self.options.resume_timeout
-                        self._store_write("update", sid, expires_at=expires, **held)
+                        self._store_write("update", sid, expires_at=expires, detached=True,
+                                          **held)  # fmt: skip
                     else:
                         self._store_write("delete", sid, **held)
         session.abort()
@@ -1297,107 +1260,9 @@ _EMPTY_CONTEXT = contextvars.Context()
 _SS = int(FunctionalUnit.SYMMETRIC_SYNC)
 
 
-_SLOT, _QUEUED, _FULL = object(), object(), object()  # what _admission gives a connection
-#: accept() errors that say the process (or the system) is out of something: wait, retry.
-_OUT_OF_RESOURCES = frozenset(
-    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
-    if hasattr(errno, name)
-)  # fmt: skip
-_ACCEPT_RETRY = 0.25  # s
-
-
-class _TlsAccept:
-    """(TLS server) A TCP connection accepted, its TLS handshake not done yet: it waits,
-    unread, for a handshake slot, or holds one for its TLS handshake, as a plain
-    connection's Connection does; then its Connection holds the slot (``conn``).  One
-    deadline (``timer``) runs from the accept over all of it, up to the AC or RF."""
-
-    __slots__ = ("conn", "expired", "handed_over", "leave", "peer", "sock", "start", "task",
-                 "timer", "waiting")  # fmt: skip
-
-    def __init__(self, sock: socket.socket, peer: Any, start: Callable[[_TlsAccept], None],
-                 leave: Callable[[_TlsAccept], None]) -> None:  # fmt: skip
-        self.start = start  #: (the server's) its TLS handshake starts, in its slot
-        self.leave = leave  #: (the server's) it is closed while it waits for a slot
-        self.sock = sock
-        self.peer = peer
-        self.waiting = False  #: queued for a handshake slot
-        self.task: asyncio.Task[None] | None = None  #: its TLS handshake, under way
-        self.timer: asyncio.TimerHandle | None = None  #: its handshake deadline
-        self.conn: Connection | None = None  #: made for the TLS handshake
-        self.handed_over = False  #: TLS done: ``conn`` holds the slot now
-        self.expired = False  #: its deadline passed
-
-    # What the server's queue and close() ask of a connection (see Connection).
-
-    def admit(self) -> None:
-        """A handshake slot is this one's: its TLS handshake starts."""
-        if self.waiting:
-            self.waiting = False
-            self.start(self)
-
-    def gone_while_waiting(self) -> None:
-        if self.waiting and socket_gone(self.sock):
-            self.leave(self)
-
-    def abort(self) -> None:
-        if self.task is not None:
-            self.task.cancel()  # (asyncio closes the connection; its task frees the slot)
-        else:
-            self.leave(self)
-
-    async def wait_closed(self) -> None:
-        task = self.task
-        if task is not None:
-            await asyncio.wait([task])
-
-
-def _closed_with(sock: socket.socket, _: object) -> None:
-    """(A task's done callback) ``sock`` goes with the task."""
-    _close(sock)
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.close()
-
-
-def _peer_warning(message: str, *args: Any) -> None:
-    """A WARNING a peer caused, under the limit every connection shares (else DEBUG)."""
-    if warnings.allow(asyncio.get_running_loop().time()):
-        log.warning(message, *args)
-    else:
-        log.debug(message, *args)
-
-
-async def _listen(host: str | None, port: int, backlog: int) -> list[socket.socket]:
-    """(TLS) Listening sockets for ``host:port``, one per address, as ``create_server``
-    makes them (SO_REUSEADDR; IPv6 only on an IPv6 socket); non-blocking."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)  # fmt: skip
-    made: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            made.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                raise OSError(exc.errno, f"error while attempting to bind on address"
-                                         f" {address!r}: {exc.strerror}") from None  # fmt: skip
-            sock.listen(backlog)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in made:
-            sock.close()
-        raise
-    if not made:
-        raise OSError(f"no address to listen on for {host!r}")
-    return made
+_SLOT, _QUEUED, _FULL = SLOT, QUEUED, FULL  # what _admission gives a connection
+#: (TLS server) A TCP connection accepted, its TLS handshake not done yet (aio/tls_accept.py).
+_TlsAccept: TypeAlias = "TlsAccept[Connection]"
 
 
 def _peer_der(protocol: Connection) -> bytes | None:

@@ -9,6 +9,13 @@ the accept carrying the new one was lost): an older one is *replayed*, one whose
 not verify for the session's identity is *invalid*, a valid one presented by another
 identity is *wrong identity*.  MACs are compared in constant time
 (:func:`hmac.compare_digest`).  Sans I/O: the secret and the identities are passed in.
+
+Identities are keyed with the server's secret too (:func:`identity_of` with ``key``):
+what a store keeps of who opened a session gives someone who reads the store (a dump, the
+file) nothing to test a guessed password or a known certificate against.  A server checks
+tokens with more than one secret while the nodes sharing a store converge on one after
+the store lost it (the one it signs with first, then the one before: :func:`verify`,
+:func:`presenter_of`).
 """
 
 from __future__ import annotations
@@ -16,26 +23,62 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ..errors import ResumeRefused
 
-__all__ = ["issue", "parse", "verify", "identity_of", "ANONYMOUS"]
+__all__ = ["issue", "parse", "verify", "identity_of", "presenter_of", "ANONYMOUS"]
 
 ANONYMOUS = "anon"  #: the identity of a session opened with no credentials or certificate
 _MAC_OCTETS = 16
 
 
-def identity_of(credentials: Mapping[str, str] | None, certificate: bytes | None) -> str:
-    """Who opened a session: the SHA-256 of the client certificate (DER) under mutual TLS,
-    else of the credentials (canonical JSON), else :data:`ANONYMOUS`.  Neither is kept in
-    the clear."""
+def identity_of(credentials: Mapping[str, str] | None, certificate: bytes | None,
+                key: bytes | None = None) -> str:  # fmt: skip
+    """Who opened a session: the client certificate (DER) under mutual TLS, else the
+    credentials (canonical JSON), else :data:`ANONYMOUS`.  Neither is kept in the clear.
+
+    With ``key`` (the server's secret, the store's: what a server passes), HMAC-SHA256
+    keyed with it: ``"cert:hmac:<hex>"``, ``"cred:hmac:<hex>"``.  A store's records then
+    give nothing to test a guess against without the secret, and the same password gives
+    another value under another secret.  Without ``key``, the unkeyed SHA-256 that
+    versions before kept in their records (``"cert:<hex>"``, ``"cred:<hex>"``): only to
+    recognise those (:func:`presenter_of`)."""
     if certificate:
-        return "cert:" + hashlib.sha256(certificate).hexdigest()
+        if key is None:
+            return "cert:" + hashlib.sha256(certificate).hexdigest()
+        return "cert:hmac:" + hmac.digest(key, _CERT + certificate, "sha256").hex()
     if credentials is not None:
         canonical = json.dumps(dict(credentials), sort_keys=True, separators=(",", ":"))
-        return "cred:" + hashlib.sha256(canonical.encode()).hexdigest()
+        if key is None:
+            return "cred:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return "cred:hmac:" + hmac.digest(key, _CRED + canonical.encode(), "sha256").hex()
     return ANONYMOUS
+
+
+# What a keyed identity's HMAC covers first: never the start of a token's MAC input (32 hex
+# digits and a dot), so one secret serves both.
+_CERT = b"sessionlayer identity cert\0"
+_CRED = b"sessionlayer identity cred\0"
+
+
+def presenter_of(credentials: Mapping[str, str] | None, certificate: bytes | None,
+                 identity: str, keys: Sequence[bytes]) -> str:  # fmt: skip
+    """The identity of whoever presents a token, made to be compared with ``identity``,
+    the session's (its record's): keyed with the one of ``keys`` (the server's secrets, the
+    one it signs with first) that made ``identity`` if one did, unkeyed if ``identity`` is
+    the unkeyed form of an older version's record, else keyed with the first (and then it
+    is not ``identity``: :func:`verify` says *wrong identity*)."""
+    first = None
+    for key in keys:
+        mine = identity_of(credentials, certificate, key)
+        if mine in (identity, ANONYMOUS):
+            return mine
+        if first is None:
+            first = mine
+    if identity.startswith(("cred:", "cert:")) and identity[5:10] != "hmac:":
+        return identity_of(credentials, certificate)  # (a record of an older version)
+    return first if first is not None else identity_of(credentials, certificate)
 
 
 def _mac(secret: bytes, session_id: str, generation: int, identity: str) -> str:
@@ -66,15 +109,20 @@ def parse(token: str) -> tuple[str, int]:
     raise ResumeRefused("malformed resume token", "token_invalid")
 
 
-def verify(secret: bytes, token: str, *, generation: int, identity: str,
+def verify(secret: bytes | Sequence[bytes], token: str, *, generation: int, identity: str,
            presenter: str, previous: bool = False) -> int:  # fmt: skip
     """Check ``token`` against the stored ``generation`` and ``identity`` of its session,
     presented by ``presenter``; raise :class:`ResumeRefused` with the reason if it fails.
-    With ``previous`` the token of the generation before is good too (the accept that
-    carried the current one may never have arrived).  Returns the token's generation."""
+    ``secret``: the server's secret, or its secrets (the one it signs with first, then
+    the one before, still good for tokens issued with it).  With ``previous`` the token of
+    the generation before is good too (the accept that carried the current one may never
+    have arrived).  Returns the token's generation."""
     sid, gen = parse(token)
     mac = token.rsplit(".", 1)[1]
-    if not hmac.compare_digest(mac, _mac(secret, sid, gen, identity)):
+    for key in (secret,) if isinstance(secret, bytes) else secret:
+        if hmac.compare_digest(mac, _mac(key, sid, gen, identity)):
+            break
+    else:
         raise ResumeRefused("the resume token does not verify (forged or corrupted)",
                             "token_invalid")  # fmt: skip
     if not hmac.compare_digest(identity, presenter):

@@ -28,8 +28,10 @@ class SessionRecord:
     """The resume-token generation: 0 when accepted, one more on each resume."""
 
     identity: str
-    """Who authenticated it: ``"cred:<sha256 hex>"``, ``"cert:<sha256 hex>"`` or
-    ``"anon"``."""
+    """Who authenticated it: ``"cred:hmac:<hex>"`` (the credentials) or
+    ``"cert:hmac:<hex>"`` (the client certificate), HMAC-SHA256 keyed with the server
+    secret (:meth:`SessionStore.secret`), or ``"anon"``.  (Records of older versions hold
+    the unkeyed SHA-256, ``"cred:<hex>"``, ``"cert:<hex>"``, which are still honoured.)"""
 
     chosen: dict[str, str]
     """The application parameters agreed at connect."""
@@ -53,6 +55,12 @@ class SessionRecord:
     peer: str | None = None
     """Where the peer connected from, for listings (``"127.0.0.1:5555"``)."""
 
+    detached: bool = False
+    """Its connection is lost and ``expires_at`` is the deadline for a resume, not a lease:
+    :meth:`SessionStore.renew` leaves it alone (a renewal that was on its way when the
+    session detached never extends the deadline); :meth:`SessionStore.advance` (a resume)
+    makes it False again."""
+
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
             raise ValueError(f"a session id is 32 lowercase hex digits, not {self.id!r}")
@@ -65,7 +73,7 @@ class SessionRecord:
         )
 
     def changed(self, expires_at: float | Keep | None, checkpoint: Checkpoint | Keep | None,
-                node: str | Keep | None) -> SessionRecord:  # fmt: skip
+                node: str | Keep | None, detached: bool | Keep) -> SessionRecord:  # fmt: skip
         """This record with the fields :meth:`SessionStore.update` was given changed."""
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -74,7 +82,13 @@ class SessionRecord:
             changes["checkpoint"] = checkpoint
         if node is not KEEP:
             changes["node"] = node
+        if detached is not KEEP:
+            changes["detached"] = detached
         return replace(self, **changes) if changes else self
+
+    def renewable(self, node: str) -> bool:
+        """What :meth:`SessionStore.renew` renews: held by ``node``, and attached."""
+        return self.node == node and not self.detached
 
 
 class Keep(enum.Enum):
@@ -102,8 +116,20 @@ class SessionStore(Protocol):
     ``"redis://host:port/db"`` (never a password)."""
 
     async def secret(self) -> bytes:
-        """The 32-octet server secret (the HMAC key of resume tokens): created once, by
-        whichever node asks first, then the same for every node using the store."""
+        """The 32-octet server secret (the HMAC key of resume tokens and of identities):
+        created once, by whichever node asks first, then the same for every node using
+        the store.  Kept after the first call: the one :meth:`refresh_secret` last
+        agreed on."""
+        ...
+
+    async def refresh_secret(self) -> tuple[bytes, ...]:
+        """The secrets resume tokens are checked against: the one to sign with
+        (:meth:`secret`) first, then the one before it, if any (a token issued with it is
+        still good).  Asserted again in the backend on each call (a server calls it every
+        ``lease / 3``): a backend that lost its secret (a Redis restarted empty) gets it
+        back, and nodes that made different ones meanwhile converge on one (Redis: the one
+        made first) within a call each, the other one kept as the one before.  A backend
+        that cannot lose its secret (memory, a SQLite file) returns the one it has."""
         ...
 
     async def put(self, record: SessionRecord) -> None:
@@ -118,9 +144,9 @@ class SessionStore(Protocol):
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
         """Atomically: if the stored record's generation is ``generation``, store
-        ``generation + 1``, ``node`` and ``expires_at`` and return the new record; else
-        (absent, or another resume won, or a replayed token) change nothing and return
-        None."""
+        ``generation + 1``, ``node`` and ``expires_at``, attached (``detached`` False: a
+        resume), and return the new record; else (absent, or another resume won, or a
+        replayed token) change nothing and return None."""
         ...
 
     async def update(
@@ -132,9 +158,11 @@ class SessionStore(Protocol):
         node: str | Keep | None = KEEP,
         if_generation: int | None = None,
         if_node: str | None = None,
+        detached: bool | Keep = KEEP,
     ) -> bool:
         """Change the fields given (the others are kept); False if there is no such
-        record.
+        record.  (A server detaching a session sets ``expires_at`` to its deadline and
+        ``detached`` True in one call, so that no lease renewal extends it.)
 
         ``if_generation``, ``if_node`` (when not None): only if the stored record's
         generation and node are these (a node changes only a record it still holds, at
@@ -154,8 +182,10 @@ class SessionStore(Protocol):
         self, node: str, session_ids: Sequence[str], expires_at: float
     ) -> builtins.list[str]:
         """The lease of a live node: set ``expires_at`` of each of these records that
-        ``node`` holds (its ``node`` field), in one call; return the ids renewed (the others
-        are absent, or held by another node, and unchanged)."""
+        ``node`` holds attached (its ``node`` field, and ``detached`` False), in one call,
+        each checked and changed atomically; return the ids renewed (the others are
+        absent, held by another node, or detached, and unchanged: a renewal sent before a
+        session detached, and run after its deadline was written, leaves that deadline)."""
         ...
 
     async def list(self) -> builtins.list[SessionRecord]:

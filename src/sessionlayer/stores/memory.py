@@ -32,6 +32,10 @@ class MemoryStore:
         self._check()
         return self._secret
 
+    async def refresh_secret(self) -> tuple[bytes, ...]:
+        self._check()
+        return (self._secret,)  # (it lives as long as the records: nothing to assert again)
+
     async def put(self, record: SessionRecord) -> None:
         self._check()
         self._records[record.id] = _copy(record)
@@ -48,7 +52,8 @@ class MemoryStore:
         record = self._records.get(session_id)
         if record is None or record.generation != generation:
             return None
-        record = replace(record, generation=generation + 1, node=node, expires_at=expires_at)
+        record = replace(record, generation=generation + 1, node=node, expires_at=expires_at,
+                         detached=False)  # fmt: skip
         self._records[session_id] = record
         return _copy(record)
 
@@ -61,12 +66,13 @@ class MemoryStore:
         node: str | Keep | None = KEEP,
         if_generation: int | None = None,
         if_node: str | None = None,
+        detached: bool | Keep = KEEP,
     ) -> bool:
         self._check()
         record = self._records.get(session_id)
         if record is None or not record.held(if_generation, if_node):
             return False
-        self._records[session_id] = record.changed(expires_at, checkpoint, node)
+        self._records[session_id] = record.changed(expires_at, checkpoint, node, detached)
         return True
 
     async def delete(
@@ -86,7 +92,7 @@ class MemoryStore:
         renewed = []
         for session_id in session_ids:
             record = self._records.get(session_id)
-            if record is not None and record.node == node:
+            if record is not None and record.renewable(node):
                 self._records[session_id] = replace(record, expires_at=expires_at)
                 renewed.append(session_id)
         return renewed

@@ -6,6 +6,9 @@ A record is a JSON object with one member per field, user data in base64::
      "created": 1727200000.25, "expires_at": null,
      "checkpoint": {"serial": 3, "user_data": "AQI="}, "node": "a", "peer": "10.0.0.7:5100"}
 
+``"detached": true`` is there only while the session is detached: an attached record is
+encoded as versions before encoded it, and one without the member is attached.
+
 SQLite keeps the whole object as text (:func:`encode`, :func:`decode`); Redis keeps each
 member JSON-encoded in one field of the session's hash (:func:`to_json`,
 :func:`from_json`).  Floats round-trip exactly (JSON has their shortest repr).  Members
@@ -47,7 +50,11 @@ def to_json(record: SessionRecord) -> dict[str, Any]:
         "checkpoint": checkpoint_to_json(record.checkpoint),
         "node": record.node,
         "peer": record.peer,
+        **_DETACHED[record.detached],
     }
+
+
+_DETACHED: dict[bool, dict[str, Any]] = {False: {}, True: {"detached": True}}
 
 
 def encode(record: SessionRecord) -> str:
@@ -83,6 +90,7 @@ def from_json(obj: Mapping[str, Any]) -> SessionRecord:
             checkpoint=_checkpoint(obj.get("checkpoint")),
             node=_optional_str(obj.get("node"), "node"),
             peer=_optional_str(obj.get("peer"), "peer"),
+            detached=_bool(obj.get("detached", False), "detached"),
         )
     except KeyError as exc:
         raise ValueError(f"a session record without {exc.args[0]!r}") from None
@@ -113,6 +121,12 @@ def _str(value: Any, what: str) -> str:
 def _int(value: Any, what: str) -> int:
     if type(value) is not int:
         raise ValueError(f"{what} is not an integer")
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if type(value) is not bool:
+        raise ValueError(f"{what} is not true or false")
     return value
 
 

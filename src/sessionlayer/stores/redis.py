@@ -8,12 +8,22 @@ The keys, under a configurable prefix (``sessionlayer:`` by default):
 - ``<prefix>detached``: a sorted set of the ids of the records with a deadline (detached
   sessions, and attached ones under their node's lease) by ``expires_at``,
   what :meth:`RedisStore.expire` reads;
-- ``<prefix>secret``: the server secret (hex), set once with ``SET NX``.
+- ``<prefix>secret``: the server secret (hex), as versions before kept it;
+  ``<prefix>secret:born``: when the node that made it made it (its wall clock; absent: an
+  older version made it, which counts as first); ``<prefix>secret:previous``: the one
+  before it (hex), whose tokens are still good.
+
+The secret is created once, by the first node to ask, and asserted again by every node at
+each :meth:`RedisStore.refresh_secret` (a server calls it every ``lease / 3``), in one
+script: a Redis that lost its data (restarted without persistence) gets the nodes' secret
+back, and if a node started meanwhile made another, the one made first wins and the other
+becomes the one before.  So every node signs with one secret again within a renewal each,
+and still takes the tokens issued with the other.
 
 A record with a deadline (a detached session's, or an attached one's lease) also gets a
 Redis TTL ``grace`` seconds after it, so that Redis removes it even when no server runs
-:meth:`~RedisStore.expire`.  ``advance``, ``update``, a conditional ``delete``, ``renew``
-and ``expire`` are Lua scripts, so each is atomic whatever the other nodes do.
+:meth:`~RedisStore.expire`.  ``advance``, ``update``, a conditional ``delete``, ``renew``,
+``expire`` and the secret's are Lua scripts, so each is atomic whatever the other nodes do.
 
 Every call is bounded: connecting and each reply wait at most ``timeout`` seconds (and
 are not retried), then raise :class:`~sessionlayer.errors.StoreUnavailable`.
@@ -26,6 +36,7 @@ import contextlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -85,12 +96,13 @@ return 1
 
 # KEYS: the deadline set, then the hashes of the ids in ARGV[4:].  ARGV: the node (JSON),
 # the new deadline (the score and the field's JSON), the TTL's end (ms).  Renews those the
-# node holds; returns their ids.
+# node holds attached (not detached: their deadline is a resume's); returns their ids.
 _RENEW = """
 local renewed = {}
 for i = 2, #KEYS do
   local id = ARGV[i + 2]
-  if redis.call('HGET', KEYS[i], 'node') == ARGV[1] then
+  if redis.call('HGET', KEYS[i], 'node') == ARGV[1]
+      and redis.call('HGET', KEYS[i], 'detached') ~= 'true' then
     redis.call('HSET', KEYS[i], 'expires_at', ARGV[2])
     redis.call('ZADD', KEYS[1], ARGV[2], id)
     redis.call('PEXPIREAT', KEYS[i], ARGV[3])
@@ -113,6 +125,42 @@ for i = 2, #KEYS do
   end
 end
 return gone
+"""
+
+# KEYS: the secret, its birth time, the one before.  ARGV: this store's secret (hex; "" on
+# the first call), its birth time, the one before it knows (hex or ""), then a new secret
+# and its birth time (for the first call, if there is none yet).  The first call takes the
+# stored secret if there is one (SET NX's answer); later ones assert their own: absent, it
+# is set again (with the one before); another one there, the one born first (then the
+# lower) stays and the other becomes the one before.  Returns the secret, its birth time,
+# the one before ("" for none).
+_SECRET = """
+local cur, born, prev = redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]),
+  redis.call('GET', KEYS[3])
+local mine, mine_born, mine_prev, first = ARGV[1], ARGV[2], ARGV[3], ARGV[1] == ''
+if first then mine, mine_born = ARGV[4], ARGV[5] end
+if not cur then
+  cur, born = mine, mine_born
+  redis.call('SET', KEYS[1], cur)
+  redis.call('SET', KEYS[2], born)
+elseif cur ~= mine and not first then
+  local theirs, ours = tonumber(born or '0') or 0, tonumber(mine_born) or 0
+  local loser = mine
+  if ours < theirs or (ours == theirs and mine < cur) then
+    loser, cur, born = cur, mine, mine_born
+    redis.call('SET', KEYS[1], cur)
+    redis.call('SET', KEYS[2], born)
+  end
+  if loser ~= prev then
+    prev = loser
+    redis.call('SET', KEYS[3], prev)
+  end
+end
+if not prev and mine_prev ~= '' and mine_prev ~= cur then
+  prev = mine_prev
+  redis.call('SET', KEYS[3], prev)
+end
+return {cur, born or '0', prev or ''}
 """
 
 #: Ids handed to one run of the expire script.
@@ -150,26 +198,38 @@ class RedisStore:
         self._expire = self._client.register_script(_EXPIRE)
         self._delete = self._client.register_script(_DELETE)
         self._renew = self._client.register_script(_RENEW)
-        self._secret: bytes | None = None
+        self._assert_secret = self._client.register_script(_SECRET)
+        #: The secret to sign with, then the one before (if any); None before the first call.
+        self._secrets: tuple[bytes, ...] | None = None
+        self._born = ""  # (when the secret was made, as the store says)
         self._closed = False
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
 
     async def secret(self) -> bytes:
-        if self._secret is None:
-            key = f"{self.prefix}secret"
-            with self._guard():
-                await self._client.set(key, secrets.token_bytes(32).hex(), nx=True)
-                value = await self._client.get(key)
-            try:
-                secret = bytes.fromhex(value) if isinstance(value, str) else b""
-            except ValueError:
-                secret = b""
-            if len(secret) != 32:
-                raise StoreUnavailable(self.name, f"{key} is not 32 octets in hex")
-            self._secret = secret
-        return self._secret
+        if self._secrets is None:
+            await self.refresh_secret()
+            assert self._secrets is not None
+        return self._secrets[0]
+
+    async def refresh_secret(self) -> tuple[bytes, ...]:
+        key = f"{self.prefix}secret"
+        known = self._secrets or ()
+        args = [known[0].hex() if known else "", self._born,
+                known[1].hex() if len(known) > 1 else "",
+                secrets.token_bytes(32).hex(), repr(time.time())]  # fmt: skip
+        with self._guard():
+            value, born, before = await self._assert_secret(
+                keys=[key, f"{key}:born", f"{key}:previous"], args=args
+            )
+        secret = _secret_of(value)
+        if secret is None:
+            raise StoreUnavailable(self.name, f"{key} is not 32 octets in hex")
+        previous = _secret_of(before)  # (one that is not a secret is no secret of ours)
+        self._secrets = (secret,) if previous in (None, secret) else (secret, previous)
+        self._born = str(born)
+        return self._secrets
 
     async def put(self, record: SessionRecord) -> None:
         key = self._key(record.id)
@@ -195,7 +255,8 @@ class RedisStore:
     async def advance(
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
-        changes = {"generation": generation + 1, "node": node, "expires_at": expires_at}
+        changes = {"generation": generation + 1, "node": node, "expires_at": expires_at,
+                   "detached": False}  # fmt: skip
         written = await self._run_write(session_id, str(generation), None, expires_at, changes)
         return None if written is None else self._decode(session_id, written)
 
@@ -208,6 +269,7 @@ class RedisStore:
         node: str | Keep | None = KEEP,
         if_generation: int | None = None,
         if_node: str | None = None,
+        detached: bool | Keep = KEEP,
     ) -> bool:
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -216,6 +278,8 @@ class RedisStore:
             changes["checkpoint"] = records.checkpoint_to_json(checkpoint)
         if node is not KEEP:
             changes["node"] = node
+        if detached is not KEEP:
+            changes["detached"] = detached
         generation = "" if if_generation is None else str(if_generation)
         written = await self._run_write(session_id, generation, if_node, expires_at, changes)
         return written is not None
@@ -330,6 +394,15 @@ class RedisStore:
             yield
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _secret_of(value: Any) -> bytes | None:
+    """The 32 octets ``value`` spells in hex, or None."""
+    try:
+        secret = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        return None
+    return secret if len(secret) == 32 else None
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:

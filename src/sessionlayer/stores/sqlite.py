@@ -119,6 +119,10 @@ class SQLiteStore:
             self._secret = await self._call(self._do_secret)
         return self._secret
 
+    async def refresh_secret(self) -> tuple[bytes, ...]:
+        # The file keeps its secret as it keeps its records: nothing to assert again.
+        return (await self.secret(),)
+
     async def put(self, record: SessionRecord) -> None:
         await self._call(self._write, record)
 
@@ -134,8 +138,9 @@ class SQLiteStore:
                 if record is None or record.generation != generation:
                     return None
                 record = replace(
-                    record, generation=generation + 1, node=node, expires_at=expires_at
-                )
+                    record, generation=generation + 1, node=node, expires_at=expires_at,
+                    detached=False,
+                )  # fmt: skip
                 self._write(db, record)
                 return record
 
@@ -150,13 +155,14 @@ class SQLiteStore:
         node: str | Keep | None = KEEP,
         if_generation: int | None = None,
         if_node: str | None = None,
+        detached: bool | Keep = KEEP,
     ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with self._transaction(db):
                 record = self._read(db, session_id)
                 if record is None or not record.held(if_generation, if_node):
                     return False
-                self._write(db, record.changed(expires_at, checkpoint, node))
+                self._write(db, record.changed(expires_at, checkpoint, node, detached))
                 return True
 
         return await self._call(work)
@@ -187,7 +193,7 @@ class SQLiteStore:
             with self._transaction(db):  # (one transaction for them all)
                 for session_id in ids:
                     record = self._read(db, session_id)
-                    if record is not None and record.node == node:
+                    if record is not None and record.renewable(node):
                         self._write(db, replace(record, expires_at=expires_at))
                         renewed.append(session_id)
             return renewed
