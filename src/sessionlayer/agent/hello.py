@@ -21,12 +21,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import DecodeError, Refuse, RefuseReason
-
-if TYPE_CHECKING:
-    from ..recovery.journal import Counts
 
 __all__ = ["MAGIC", "WELCOME_MAGIC", "REJECTION_MAGIC", "Hello", "Welcome", "Rejection",
            "is_hello", "is_welcome", "is_rejection", "negotiate"]  # fmt: skip
@@ -112,10 +109,6 @@ class Hello:
     recovery: bool = False  #: this peer resumes sessions (asks for a resume token)
     recv: int | None = None  #: (resuming) messages received on the session so far
     act: str | None = None  #: (resuming) the activity in progress here (its id, hex)
-    #: (resuming) What this side has besides ``recv``: answers received to its confirmed
-    #: requests, the peer's confirmed requests it answered, expedited messages received
-    #: (``Journal.counts``).
-    counts: Counts | None = None
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -128,7 +121,6 @@ class Hello:
             and self.resume is None
             and self.recv is None
             and self.act is None
-            and self.counts is None
             and type(self.recovery) is bool
             and all(
                 type(k) is str and type(v) is list and all(type(i) is str for i in v)
@@ -152,8 +144,6 @@ class Hello:
             obj["recv"] = self.recv
         if self.act is not None:
             obj["act"] = self.act
-        if self.counts is not None:
-            obj["ct"] = list(self.counts)
         if self.data:
             obj["data"] = self.data.hex()
         out = _dump(MAGIC, obj)
@@ -176,7 +166,6 @@ class Hello:
             )
         hello = cls._decode(raw)
         plain = hello.credentials is None and hello.resume is None and hello.recv is None
-        plain = plain and hello.counts is None
         if plain and hello.act is None and type(raw) is bytes and (
             len(raw) <= _HELLO_CACHE_OCTETS
         ):
@@ -211,7 +200,6 @@ class Hello:
             recovery=obj.get("rc") is True,
             recv=_count(obj.get("recv"), "hello"),
             act=_activity(obj.get("act"), "hello"),
-            counts=_counts(obj.get("ct"), "hello"),
         )
 
 
@@ -240,13 +228,8 @@ class Welcome:
     #: The responder reads a CN sent right behind the CR (fast connect, see
     #: ``Options.fast_connect``): the initiator may send it so next time.
     fast: bool = False
-    #: (a resume) What the responder has besides ``recv`` (as the hello's ``counts``).
-    counts: Counts | None = None
 
-    def encode(self, counts: Counts | None = None) -> bytes:
-        """The welcome's octets (``counts``: in place of ``self.counts``)."""
-        if counts is None:
-            counts = self.counts
+    def encode(self) -> bytes:
         sid, token = self.session_id, self.token
         key: tuple[tuple[Any, ...], bool, bytes, bool, bool] | None = None
         if (
@@ -257,7 +240,6 @@ class Welcome:
             and self.recv is None
             and self.checkpoint is None
             and self.act is None
-            and counts is None
             and type(self.data) is bytes
             and type(self.keepalive) is bool
             and type(self.fast) is bool
@@ -288,8 +270,6 @@ class Welcome:
             obj["recv"] = self.recv
         if self.act is not None:
             obj["act"] = self.act
-        if counts is not None:
-            obj["ct"] = list(counts)
         if self.checkpoint is not None:
             serial, cp_data = self.checkpoint
             obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
@@ -325,8 +305,7 @@ class Welcome:
         welcome = cls._decode(raw)
         if shape is not None and welcome.session_id == shape[1] and welcome.token == shape[2] and (
             welcome.resumed is None and welcome.recv is None and welcome.checkpoint is None
-            and welcome.act is None and welcome.counts is None
-            and len(raw) <= _HELLO_CACHE_OCTETS
+            and welcome.act is None and len(raw) <= _HELLO_CACHE_OCTETS
         ):  # fmt: skip
             # Every welcome of a server says the same but for its id and token.
             if len(_WELCOME_SHAPES) >= _HELLO_CACHE_MAX:
@@ -371,7 +350,6 @@ class Welcome:
             checkpoint=checkpoint,
             act=_activity(obj.get("act"), "welcome"),
             fast=obj.get("fc") is True,
-            counts=_counts(obj.get("ct"), "welcome"),
         )
 
 
@@ -435,30 +413,6 @@ def _count(value: Any, what: str) -> int | None:
     if type(value) is not int or not 0 <= value <= 1 << 53:
         raise DecodeError(f"malformed sessionlayer {what}: count")
     return value
-
-
-def _counts(value: Any, what: str) -> Counts | None:
-    """A resume's counts from the peer (``ct``): None, or a list of three counts (each
-    as ``_count`` takes them; checked inline: every resume reads two), the first two
-    both null when the peer's request counts are skewed (``Journal.skewed``)."""
-    if value is None:
-        return None
-    if type(value) is list:
-        try:
-            first, second, third = value
-        except ValueError:
-            pass
-        else:
-            if type(third) is int and 0 <= third <= _MAX_COUNT:
-                if first is None and second is None:
-                    return None, None, third
-                if (type(first) is int and type(second) is int
-                        and 0 <= first <= _MAX_COUNT and 0 <= second <= _MAX_COUNT):  # fmt: skip
-                    return first, second, third
-    raise DecodeError(f"malformed sessionlayer {what}: counts")
-
-
-_MAX_COUNT = 1 << 53
 
 
 def _activity(value: Any, what: str) -> str | None:
