@@ -137,3 +137,14 @@ def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the whole test session (tests use their own key prefixes)."""
     with running_redis() as server:
         yield server
+
+
+async def flush(server: RedisServer) -> None:
+    """Empty ``server``, as a redis-server restarted without persistence comes back."""
+    from redis.asyncio import Redis
+
+    raw = Redis.from_url(server.url)
+    try:
+        await raw.flushall()
+    finally:
+        await raw.aclose()

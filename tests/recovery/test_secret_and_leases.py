@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-from tests.redisserver import RedisServer, redis_server, running_redis
+from tests.redisserver import RedisServer, flush, redis_server, running_redis
 
 import sessionlayer
 from sessionlayer import Options
@@ -207,14 +206,6 @@ def test_a_record_an_older_version_wrote_with_an_unkeyed_identity_still_resumes(
 # ---------------------------------------------------------------- one secret again
 
 
-async def _flush(server: RedisServer) -> None:
-    raw = Redis.from_url(server.url)
-    try:
-        await raw.flushall()  # (as a redis-server restarted without persistence)
-    finally:
-        await raw.aclose()
-
-
 def test_nodes_converge_on_one_secret_after_redis_lost_it_and_resume_each_others() -> None:
     """Node A runs; Redis loses its data; node B starts and makes a secret of its own
     (A's renewal of the secret is held until B has issued a token with it).  Then A's
@@ -238,7 +229,7 @@ def test_nodes_converge_on_one_secret_after_redis_lost_it_and_resume_each_others
                 clients.append(c1)
                 await store_a.until(lambda: _has(store_a.store, c1.id))
                 store_a.hold("refresh_secret")
-                await _flush(redis)
+                await flush(redis)
                 await store_a.until(lambda: _has(store_a.store, c1.id))  # (put back: renewal)
                 node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3,
                                                   authenticate=AUTH, node="b")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sessionlayer
 from sessionlayer import FunctionalUnit
 from sessionlayer.agent import Options, SessionAgent
 from sessionlayer.errors import DecodeError
@@ -154,3 +155,16 @@ def run(coro: Any, timeout: float = 30.0, loop: str = "asyncio") -> Any:
         result = asyncio.run(main())
     assert not reported, f"reached asyncio's exception handler: {reported}"
     return result
+
+
+#: An upstream's options and configuration for the relay's limit tests (plain sessions).
+PLAIN = sessionlayer.Options(keepalive_interval=None, idle_timeout=None, resume=False)
+CONFIG = SessionConfig.kernel_duplex()
+
+
+def upstream() -> Any:
+    """An echo upstream (``serve()``'s awaitable) that answers every connect with b"ok"."""
+    from tests.tools import echo
+
+    return sessionlayer.serve(echo, config=CONFIG, options=PLAIN,
+                              accept_data=lambda request: b"ok")  # fmt: skip

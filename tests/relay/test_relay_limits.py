@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from tests.hostile import harness as H
 from tests.rawpeer import RawPeer, raw_server
-from tests.relay.helpers import run
-from tests.tools import unavailable
+from tests.relay.helpers import CONFIG, PLAIN, run, upstream
+from tests.tools import echo, unavailable
 
 import sessionlayer
-from sessionlayer import ConnectRefused, Options, RefuseReason, SessionAborted, SessionConfig
+from sessionlayer import ConnectRefused, RefuseReason, SessionAborted
 from sessionlayer.capture import PcapWriter, read_tcp_streams
 from sessionlayer.errors import AbortReason
 from sessionlayer.relay import Policy, RelayOptions, Rule, start
@@ -24,19 +24,9 @@ from sessionlayer.relay.wirelog import WireTap
 from sessionlayer.transport import ConnectRequested, encode_tpdu, encode_tpkt
 from sessionlayer.transport.cotp import DisconnectRequest, ExpeditedData
 
-PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
-CONFIG = SessionConfig.kernel_duplex()
 NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 
 
-async def echo(session: sessionlayer.Session) -> None:
-    async for data in session:
-        await session.send(data)
-
-
-def upstream() -> object:
-    return sessionlayer.serve(echo, config=CONFIG, options=PLAIN,
-                              accept_data=lambda request: b"ok")  # fmt: skip
 
 
 async def client(port: int, host: str = "127.0.0.1") -> sessionlayer.Session:

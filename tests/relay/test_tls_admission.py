@@ -14,16 +14,14 @@ import ssl
 from collections.abc import Callable
 
 import pytest
-from tests.relay.helpers import run
+from tests.relay.helpers import CONFIG, run, upstream
 from tests.tools import tls_contexts
 
 import sessionlayer
-from sessionlayer import Options, SessionConfig
+from sessionlayer import Options
 from sessionlayer.relay import Policy, RelayOptions, Rule, start
 from sessionlayer.relay.server import Relay
 
-PLAIN = Options(keepalive_interval=None, idle_timeout=None, resume=False)
-CONFIG = SessionConfig.kernel_duplex()
 LIMIT = 10.0  # s: a bound on every wait of these tests (far above what each takes)
 
 
@@ -32,14 +30,6 @@ def contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return tls_contexts()
 
 
-async def echo(session: sessionlayer.Session) -> None:
-    async for data in session:
-        await session.send(data)
-
-
-def upstream() -> object:
-    return sessionlayer.serve(echo, config=CONFIG, options=PLAIN,
-                              accept_data=lambda request: b"ok")  # fmt: skip
 
 
 async def tls_client(relay: Relay, client_tls: ssl.SSLContext) -> sessionlayer.Session:

@@ -13,7 +13,7 @@ import time
 from dataclasses import replace
 
 from redis.asyncio import Redis
-from tests.redisserver import RedisServer, running_redis
+from tests.redisserver import RedisServer, flush, running_redis
 from tests.stores.helpers import Backend, make_record, new_id, run
 
 from sessionlayer.stores import RedisStore
@@ -85,14 +85,6 @@ async def _raw(server: RedisServer, prefix: str) -> tuple[str | None, str | None
         await raw.aclose()
 
 
-async def _flush(server: RedisServer) -> None:
-    raw = Redis.from_url(server.url)
-    try:
-        await raw.flushall()  # (as a redis-server restarted without persistence)
-    finally:
-        await raw.aclose()
-
-
 def test_a_redis_that_lost_its_data_gets_the_running_nodes_secret_back() -> None:
     with running_redis() as server:
 
@@ -103,7 +95,7 @@ def test_a_redis_that_lost_its_data_gets_the_running_nodes_secret_back() -> None
             try:
                 first = await node_a.secret()
                 assert await node_b.secret() == first
-                await _flush(server)
+                await flush(server)
                 # No node started meanwhile: the next renewal puts it back, as it was.
                 assert await node_b.refresh_secret() == (first,)
                 assert (await _raw(server, prefix))[0] == first.hex()
@@ -127,7 +119,7 @@ def test_nodes_that_made_two_secrets_converge_on_the_first_and_keep_the_other() 
             try:
                 first = await old_a.secret()
                 assert await old_b.secret() == first
-                await _flush(server)
+                await flush(server)
                 # A node started now finds no secret and makes one of its own.
                 new = RedisStore(server.url, prefix=prefix)
                 stores.append(new)
@@ -148,7 +140,7 @@ def test_nodes_that_made_two_secrets_converge_on_the_first_and_keep_the_other() 
                 assert await later.secret() == first
                 assert await later.refresh_secret() == (first, second)
                 # Lost again: the next node to renew puts both back.
-                await _flush(server)
+                await flush(server)
                 assert await new.refresh_secret() == (first, second)
                 value, _, before = await _raw(server, prefix)
                 assert (value, before) == (first.hex(), second.hex())
