@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     # pure: SPDUs -> a ladder diagram (the hello's and acknowledgement points' markers)
     "ladder": {"spdu", "transport", "dissect", "agent", "recovery"},
     # The relay: its bridge over two agents (sans-I/O), its asyncio binding and pcap writing;
-    # the binding shares the server's TLS accept (aio/tls_accept.py).
+    # the binding shares the server's listening sockets and TLS accept (aio/listening.py,
+    # aio/tls_accept.py).
     "relay": {"spdu", "transport", "machine", "agent", "recovery", "capture", "aio"},
 }
 

@@ -39,9 +39,10 @@ from ..stores import SessionRecord
 from .client import RESUMABLE_CONFIG
 from .connection import Connection
 from .endpoint import Endpoint, check_kinds
+from .listening import PlainServer, serve_plain
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
-from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
+from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener, peer_warning
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
@@ -77,6 +78,7 @@ class ServerStats:
     resumed: Counter[str] = field(default_factory=Counter)  #: "resumed" / "checkpoint"
     resume_refused: Counter[str] = field(default_factory=Counter)  #: by ResumeRefused code
     expired: int = 0  #: detached sessions whose client did not come back in time
+    shed: int = 0  #: (plain TCP) connections closed at their accept: out of descriptors
     bytes_in: int = 0  #: of sessions that have ended
     bytes_out: int = 0
     messages_in: int = 0
@@ -128,7 +130,7 @@ class Server:
         self._tls: TlsListener[Connection] | None = None
         #: (TLS) The connections whose TLS handshake is done or under way, and their accepts.
         self._tls_conns: dict[Connection, _TlsAccept] = {}
-        self._server: asyncio.Server | None = None
+        self._server: PlainServer | None = None
         self._live: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending = 0  # connect requests in a task of ours (_pend): not sessions yet
@@ -183,7 +185,6 @@ class Server:
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None,
                      backlog: int = 4096) -> None:  # fmt: skip
         """Start listening (``serve()`` does it)."""
-        loop = asyncio.get_running_loop()
         if self.store is not None:
             refresh = getattr(self.store, "refresh_secret", None)  # (a store of its own may not)
             self._use_secrets(await refresh() if refresh is not None else
@@ -202,8 +203,7 @@ class Server:
             if refresh is not None:
                 self._track(self._refresh_secret())
         if tls is None:
-            self._server = await loop.create_server(self._protocol, host, port,
-                                                    backlog=backlog)  # fmt: skip
+            self._server = await serve_plain(self._protocol, host, port, backlog, self._shed)
             self._port = int(self._server.sockets[0].getsockname()[1])
             return
         # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
@@ -220,6 +220,12 @@ class Server:
         # before it ran)
         await self._tls.listen(host, port, backlog)
         self._port = self._tls.port
+
+    def _shed(self, peer: Any) -> None:
+        """(aio/listening.py) A connection closed at its accept: out of descriptors."""
+        self.stats.shed += 1
+        peer_warning(log, "%s: out of file descriptors (RLIMIT_NOFILE): connection closed"
+                     " at once", peer)  # fmt: skip
 
     @property
     def port(self) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import logging
 import socket
@@ -27,9 +26,10 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+from .listening import OUT_OF_RESOURCES, listen
 from .sockets import socket_gone, warnings
 
-__all__ = ["SLOT", "QUEUED", "FULL", "TlsAccept", "TlsListener", "listen", "close",
+__all__ = ["SLOT", "QUEUED", "FULL", "TlsAccept", "TlsListener", "close",
            "peer_warning"]  # fmt: skip
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
@@ -37,11 +37,6 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 #: What an owner's admission gives a new connection: a handshake slot, a place in the
 #: queue, or neither (it is closed at once).
 SLOT, QUEUED, FULL = object(), object(), object()
-#: accept() errors that say the process (or the system) is out of something: wait, retry.
-OUT_OF_RESOURCES = frozenset(
-    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
-    if hasattr(errno, name)
-)  # fmt: skip
 ACCEPT_RETRY = 0.25  #: s
 
 
@@ -252,36 +247,6 @@ class TlsListener(Generic[P]):
             self.dequeued(accept)
         accept.stop_timer()
         close(accept.sock)
-
-
-async def listen(host: str | None, port: int, backlog: int) -> list[socket.socket]:
-    """Listening sockets for ``host:port``, one per address, as ``create_server`` makes
-    them (SO_REUSEADDR; IPv6 only on an IPv6 socket); non-blocking."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)  # fmt: skip
-    made: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            made.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                raise OSError(exc.errno, f"error while attempting to bind on address"
-                                         f" {address!r}: {exc.strerror}") from None  # fmt: skip
-            sock.listen(backlog)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in made:
-            sock.close()
-        raise
-    if not made:
-        raise OSError(f"no address to listen on for {host!r}")
-    return made
 
 
 def close(sock: socket.socket) -> None:

@@ -30,7 +30,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
+from ..aio.listening import PlainServer, serve_plain
+from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener, peer_warning
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
 from ..machine import events as ev
@@ -100,7 +101,8 @@ class RelayStats:
     """Connections closed before they were relayed sessions: "denied" (by address, at
     accept), "handshake_limit" (closed at once with a full queue, or timed out while
     waiting for a handshake slot), "tls" (its TLS handshake failed or did not end within
-    the handshake timeout)."""
+    the handshake timeout), "out_of_descriptors" (plain TCP: closed at the accept, the
+    process had no file descriptor for it)."""
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
     """CNs refused by the relay itself (RF), by reason name: "SSEL_UNKNOWN" (the rules),
     "SPM_CONGESTION" (max_sessions)."""
@@ -618,7 +620,7 @@ class Relay:
         self.max_waiting = 16 * self.options.max_handshakes
         #: Every client connection being handled, by session id.
         self.live: dict[str, _Session] = {}
-        self._server: asyncio.Server | None = None
+        self._server: PlainServer | None = None
         #: The port bound, kept once closed (the server's sockets are gone then).
         self._port: int | None = None
         #: (TLS) TCP is accepted here (aio/tls_accept.py): each TLS handshake holds a
@@ -630,12 +632,9 @@ class Relay:
 
     async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         """Start listening (``start()`` does it); TLS with ``tls`` (a server context)."""
-        loop = asyncio.get_running_loop()
         if tls is None:
-            self._server = await loop.create_server(
-                lambda: _LegProtocol(_Session(self), CLIENT), host, port,
-                backlog=LISTEN_BACKLOG,
-            )  # fmt: skip
+            self._server = await serve_plain(lambda: _LegProtocol(_Session(self), CLIENT),
+                                             host, port, LISTEN_BACKLOG, self._shed)
             self._port = int(self._server.sockets[0].getsockname()[1])
             return
         # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
@@ -686,6 +685,12 @@ class Relay:
             if isinstance(queued, TlsAccept):
                 self.handshakes += 1  # (its slot, from now: its TLS handshake starts)
             queued.admit()
+
+    def _shed(self, peer: Any) -> None:
+        """(aio/listening.py) A client connection closed at its accept: no descriptor."""
+        self.stats.rejected["out_of_descriptors"] += 1
+        peer_warning(log, "%s: out of file descriptors (RLIMIT_NOFILE): connection closed"
+                     " at once", peer)  # fmt: skip
 
     # ------------------------------------------------------------ TLS
 

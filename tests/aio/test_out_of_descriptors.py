@@ -1,0 +1,99 @@
+"""A plain TCP server out of file descriptors (aio/listening.py): ``serve()`` and the relay
+close each connection they have no descriptor for at its accept, count it, log a WARNING,
+and nothing reaches asyncio's exception handler.  Once descriptors are free again, a
+session opens as before.  On asyncio's own loop, its server reported every failed
+accept() to the exception handler: thousands of errors with tracebacks a second.
+
+The server runs in a process of its own (tests/aio/fd_limited.py), its descriptor limit a
+few above what it holds once it listens; the test opens many more connections than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+import pytest
+from tests.relay.helpers import CONFIG
+
+import sessionlayer
+
+LIMIT = 10.0  # s: a bound on every wait (far above what each takes)
+ROOM = 8  #: descriptors the server may open beyond those it holds once it listens
+FLOOD = 60  #: TCP connections opened at once
+
+
+class Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(LIMIT):
+            raw = await self.proc.stdout.readline()
+        assert raw, "the server process ended"
+        return dict(json.loads(raw))
+
+    async def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await self.line()
+
+
+async def gone(reader: asyncio.StreamReader) -> None:
+    """Until the server closed this connection (EOF, or a reset)."""
+    with contextlib.suppress(ConnectionError):
+        await reader.read()
+
+
+async def flood_then_session(kind: str, loop: str) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.aio.fd_limited", kind, loop, str(ROOM), cwd=root,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+    )  # fmt: skip
+    child = Child(proc)
+    try:
+        port = (await child.line())["port"]
+        flood = [await asyncio.open_connection("127.0.0.1", port) for _ in range(FLOOD)]
+        # The server holds at most ROOM of them: the others are closed at once (one more
+        # may take a descriptor of the server's for a moment).
+        closed = asyncio.as_completed([asyncio.ensure_future(gone(r)) for r, _ in flood])
+        async with asyncio.timeout(LIMIT):
+            for _ in range(FLOOD - ROOM - 1):
+                await next(closed)
+        for _, writer in flood:
+            writer.close()
+        assert await child.ask("settle") == {"settled": True}
+        options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None,
+                                       resume=False)  # fmt: skip
+        if kind == "serve":
+            session = await sessionlayer.connect("127.0.0.1", port, options=options)
+        else:  # (through the relay to its echo upstream)
+            session = await sessionlayer.connect("127.0.0.1", port, user_data=b"hi",
+                                                 config=CONFIG, options=options)  # fmt: skip
+        async with asyncio.timeout(LIMIT):
+            await session.send(b"after the flood")
+            assert await session.receive() == b"after the flood"
+            await session.release()
+        report = await child.ask("report")
+        assert report["reported"] == [], "reached asyncio's exception handler"
+        if loop == "asyncio":  # (uvloop's libuv sheds them itself, uncounted)
+            assert report["shed"] >= FLOOD - ROOM - 1, report
+            assert report["warnings"] >= 1, report
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("kind", ["serve", "relay"])
+def test_a_server_out_of_descriptors_sheds_connections_quietly(kind: str, loop: str) -> None:
+    asyncio.run(asyncio.wait_for(flood_then_session(kind, loop), 3 * LIMIT))
