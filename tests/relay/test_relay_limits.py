@@ -300,6 +300,43 @@ def test_over_max_handshakes_and_a_full_queue_one_more_is_closed_at_once() -> No
     run(main())
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_full_queue_looks_for_clients_that_left_before_it_refuses(loop: str) -> None:
+    """The queue is full, then every queued client leaves (unnoticed: nothing is read from
+    them).  A session's connection is not closed at once: the full queue looks first,
+    drops the ones gone, and the session waits in their place and is relayed once the
+    slot frees.  Before, it was refused until the gone ones' handshake timeouts passed."""
+
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            options = RelayOptions(max_handshakes=1, handshake_timeout=10.0)
+            async with await start(("127.0.0.1", up.port), options=options) as relay:
+                held = [await asyncio.open_connection("127.0.0.1", relay.port)
+                        for _ in range(1 + relay.max_waiting)]  # fmt: skip
+                async with asyncio.timeout(5):
+                    while len(relay.waiting) < relay.max_waiting:
+                        await asyncio.sleep(0.01)
+                for _, writer in held[1:]:  # the queued ones leave
+                    writer.transport.abort()  # (a reset: gone at once)
+                relay.sweep_interval = 0.0  # (look at once, not within the second)
+                later = asyncio.ensure_future(client(relay.port))
+                async with asyncio.timeout(5):
+                    while len(relay.waiting) != 1:  # (the gone ones dropped, this one queued)
+                        assert not later.done(), later
+                        await asyncio.sleep(0.01)
+                assert relay.stats.rejected["handshake_limit"] == 0
+                held[0][1].close()  # the slot frees: the session's turn
+                session = await asyncio.wait_for(later, 5)
+                await session.send(b"ping")
+                assert await session.receive() == b"ping"
+                await session.release()
+                assert relay.stats.rejected["handshake_limit"] == 0
+                for _, writer in held:
+                    writer.close()
+
+    run(main(), loop=loop)
+
+
 def test_a_denied_selector_gets_rf_0x81_and_no_upstream() -> None:
     async def main() -> None:
         async with await upstream() as up:  # type: ignore[attr-defined]

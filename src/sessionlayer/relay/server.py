@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aio.listening import PlainServer, serve_plain
+from ..aio.sockets import peer_gone
 from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener, peer_warning
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
@@ -223,7 +224,7 @@ class _Session:
             transport.abort()
             return
         if relay.handshakes >= relay.options.max_handshakes:
-            if len(relay.waiting) >= relay.max_waiting:
+            if not relay.room_to_wait():
                 relay.stats.rejected["handshake_limit"] += 1
                 self.finished = True
                 transport.abort()
@@ -242,6 +243,12 @@ class _Session:
         self.timer = None
         if self.early is not None:
             self.relay.stats.rejected["handshake_limit"] += 1
+            self.drop_waiting()
+
+    def gone_while_waiting(self) -> None:
+        """(Queued) Its client left while it waited, unread (asyncio does not see a FIN
+        or a reset then): out of the queue."""
+        if self.early is not None and peer_gone(self.transports[CLIENT]):
             self.drop_waiting()
 
     def drop_waiting(self) -> None:
@@ -618,6 +625,9 @@ class Relay:
         #: (With TLS, each is its TCP accept, its TLS handshake not started.)
         self.waiting: dict[object, _Session | TlsAccept[_LegProtocol]] = {}
         self.max_waiting = 16 * self.options.max_handshakes
+        #: A full queue looks for connections whose clients left at most this often (s).
+        self.sweep_interval = 1.0
+        self._swept = -self.sweep_interval
         #: Every client connection being handled, by session id.
         self.live: dict[str, _Session] = {}
         self._server: PlainServer | None = None
@@ -677,6 +687,18 @@ class Relay:
         """Client connections whose CN was admitted and that are not over."""
         return sum(1 for s in self.live.values() if s.admitted)
 
+    def room_to_wait(self) -> bool:
+        """The queue has room for one more connection.  Full, it first looks for the ones
+        whose clients left (at most every ``sweep_interval``)."""
+        if len(self.waiting) < self.max_waiting:
+            return True
+        now = time.monotonic()
+        if now >= self._swept + self.sweep_interval:
+            self._swept = now
+            for queued in list(self.waiting.values()):
+                queued.gone_while_waiting()
+        return len(self.waiting) < self.max_waiting
+
     def handshake_over(self) -> None:
         """A connection's handshake ended: the oldest one waiting takes its slot."""
         self.handshakes -= 1
@@ -706,7 +728,7 @@ class Relay:
         if self.handshakes < self.options.max_handshakes:
             self.handshakes += 1
             return SLOT
-        if len(self.waiting) >= self.max_waiting:
+        if not self.room_to_wait():
             self.stats.rejected["handshake_limit"] += 1
             return FULL
         self.waiting[accept] = accept  # (unread: its TLS handshake starts with its slot)
