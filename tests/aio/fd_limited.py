@@ -1,7 +1,8 @@
-"""A ``serve()`` server or a relay (in front of an echo upstream) in a process of its own
-whose file descriptors run out: started by tests/aio/test_out_of_descriptors.py.
+"""A ``serve()`` server, a relay (in front of an echo upstream) or a tunnel's client (to
+a tunnel server at ``PORT``) in a process of its own whose file descriptors run out:
+started by tests/aio/test_out_of_descriptors.py.
 
-    python -m tests.aio.fd_limited serve|relay asyncio|uvloop ROOM
+    python -m tests.aio.fd_limited serve|relay|tunnel asyncio|uvloop ROOM [PORT]
 
 Once it listens, its soft RLIMIT_NOFILE is set to the descriptors it holds plus ``ROOM``.
 It prints one JSON line on stdout when it listens (``{"port": N}``) and one for each line
@@ -24,6 +25,7 @@ from tests.relay.helpers import upstream
 from tests.tools import echo
 
 import sessionlayer
+from sessionlayer.apps.tunnel import TunnelClient
 from sessionlayer.relay import start
 
 LIMIT = 10.0  # s: a bound on every wait
@@ -51,20 +53,25 @@ class Warnings(logging.Handler):
             self.shed += 1
 
 
-async def main(kind: str, room: int) -> None:
+async def main(kind: str, room: int, server_port: int) -> None:
     loop = asyncio.get_running_loop()
     reported: list[str] = []
-    loop.set_exception_handler(lambda _, context: reported.append(str(context.get("message"))))
+    loop.set_exception_handler(lambda _, context: reported.append(
+        f"{context.get('message')}: {context.get('exception')!r}"))
     warnings = Warnings()
     logging.getLogger("sessionlayer").addHandler(warnings)
     if kind == "serve":
         server: Any = await sessionlayer.serve(echo, "127.0.0.1", 0, options=sessionlayer.Options(
             keepalive_interval=None, idle_timeout=None, resume=False))  # fmt: skip
         port, shed = server.port, lambda: server.stats.shed
-    else:
+    elif kind == "relay":
         up = await upstream()
         server = await start(("127.0.0.1", up.port))
         port, shed = server.port, lambda: server.stats.rejected["out_of_descriptors"]
+    else:
+        server = TunnelClient("127.0.0.1", server_port)
+        await server.start()
+        port, shed = server.listen_port, lambda: server.stats.failed
     baseline = held()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (baseline + room, hard))
@@ -83,10 +90,11 @@ async def main(kind: str, room: int) -> None:
 
 if __name__ == "__main__":
     kind, loop_name, room = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    server_port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     factory = None
     if loop_name == "uvloop":
         import uvloop
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main(kind, room))
+        runner.run(main(kind, room, server_port))

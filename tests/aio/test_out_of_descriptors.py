@@ -1,8 +1,9 @@
-"""A plain TCP server out of file descriptors (aio/listening.py): ``serve()`` and the relay
-close each connection they have no descriptor for at its accept, count it, log a WARNING,
-and nothing reaches asyncio's exception handler.  Once descriptors are free again, a
-session opens as before.  On asyncio's own loop, its server reported every failed
-accept() to the exception handler: thousands of errors with tracebacks a second.
+"""A plain TCP server out of file descriptors (aio/listening.py): ``serve()``, the relay and
+a tunnel's client (its local port) close each connection they have no descriptor for at
+its accept, count it, log a WARNING, and nothing reaches asyncio's exception handler.
+Once descriptors are free again, a session (a tunnelled connection) opens as before.  On
+asyncio's own loop, its server reported every failed accept() to the exception handler:
+thousands of errors with tracebacks a second.
 
 The server runs in a process of its own (tests/aio/fd_limited.py), its descriptor limit a
 few above what it holds once it listens; the test opens many more connections than that.
@@ -18,9 +19,11 @@ import sys
 from typing import Any
 
 import pytest
+from tests.apps.helpers import Target
 from tests.relay.helpers import CONFIG
 
 import sessionlayer
+from sessionlayer.apps.tunnel import SUPPORTED, TunnelService
 
 LIMIT = 10.0  # s: a bound on every wait (far above what each takes)
 ROOM = 8  #: descriptors the server may open beyond those it holds once it listens
@@ -52,9 +55,29 @@ async def gone(reader: asyncio.StreamReader) -> None:
 
 
 async def flood_then_session(kind: str, loop: str) -> None:
+    if kind != "tunnel":
+        await flood_then_use(kind, loop, [])
+        return
+    target = await Target(echo_lines).start()  # (the tunnel's server and target: here)
+    service = TunnelService([("127.0.0.1", target.port)])
+    try:
+        async with await sessionlayer.serve(service.handle, "127.0.0.1", 0,
+                                            supported=SUPPORTED) as server:  # fmt: skip
+            await flood_then_use(kind, loop, [str(server.port)], str(target.port))
+    finally:
+        await target.close()
+
+
+async def echo_lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while line := await reader.readline():
+        writer.write(line)
+    writer.close()
+
+
+async def flood_then_use(kind: str, loop: str, args: list[str], target: str = "") -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.aio.fd_limited", kind, loop, str(ROOM), cwd=root,
+        sys.executable, "-m", "tests.aio.fd_limited", kind, loop, str(ROOM), *args, cwd=root,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
     )  # fmt: skip
@@ -73,15 +96,21 @@ async def flood_then_session(kind: str, loop: str) -> None:
         assert await child.ask("settle") == {"settled": True}
         options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None,
                                        resume=False)  # fmt: skip
-        if kind == "serve":
-            session = await sessionlayer.connect("127.0.0.1", port, options=options)
-        else:  # (through the relay to its echo upstream)
-            session = await sessionlayer.connect("127.0.0.1", port, user_data=b"hi",
-                                                 config=CONFIG, options=options)  # fmt: skip
         async with asyncio.timeout(LIMIT):
-            await session.send(b"after the flood")
-            assert await session.receive() == b"after the flood"
-            await session.release()
+            if kind == "tunnel":  # (a TCP connection through it)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"after the flood\n")
+                assert await reader.readline() == b"after the flood\n"
+                writer.close()
+            else:
+                if kind == "serve":
+                    session = await sessionlayer.connect("127.0.0.1", port, options=options)
+                else:  # (through the relay to its echo upstream)
+                    session = await sessionlayer.connect("127.0.0.1", port, user_data=b"hi",
+                                                         config=CONFIG, options=options)
+                await session.send(b"after the flood")
+                assert await session.receive() == b"after the flood"
+                await session.release()
         report = await child.ask("report")
         assert report["reported"] == [], "reached asyncio's exception handler"
         if loop == "asyncio":  # (uvloop's libuv sheds them itself, uncounted)
@@ -94,6 +123,6 @@ async def flood_then_session(kind: str, loop: str) -> None:
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-@pytest.mark.parametrize("kind", ["serve", "relay"])
+@pytest.mark.parametrize("kind", ["serve", "relay", "tunnel"])
 def test_a_server_out_of_descriptors_sheds_connections_quietly(kind: str, loop: str) -> None:
     asyncio.run(asyncio.wait_for(flood_then_session(kind, loop), 3 * LIMIT))

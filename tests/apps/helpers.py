@@ -22,8 +22,10 @@ LIMIT = 60.0  #: the longest any one phase of these tests may take
 FAST = Options(backoff=Backoff(first=0, cap=0.05, give_up=20.0), tpdu_size=65408)
 
 
-def run(coro: Awaitable[Any], timeout: float = 110) -> Any:
-    """Run ``coro`` with a bound; fail if anything reached the loop's exception handler."""
+def run(coro: Awaitable[Any], timeout: float = 110, loop: str = "asyncio") -> Any:
+    """Run ``coro`` with a bound; fail if anything reached the loop's exception handler.
+    ``loop="uvloop"``: on uvloop (in the test extra: a test that asks for it fails in CI
+    without it)."""
 
     async def main() -> Any:
         errors: list[dict[str, Any]] = []
@@ -32,7 +34,17 @@ def run(coro: Awaitable[Any], timeout: float = 110) -> Any:
         assert not errors, errors
         return result
 
-    return asyncio.run(main())
+    factory = None
+    if loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            from tests.tools import unavailable
+
+            unavailable("uvloop is not installed (the test extra has it)")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
 
 
 async def until(condition: Callable[[], bool], timeout: float = LIMIT) -> None:

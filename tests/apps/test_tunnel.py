@@ -90,8 +90,10 @@ def test_a_line_echo_conversation_survives_cuts_with_no_line_lost_or_repeated() 
     run(main())
 
 
-def test_half_close_is_carried_both_ways() -> None:
-    """The application half-closes first and still reads the answer; then the target
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_half_close_is_carried_both_ways(loop: str) -> None:
+    """(On both loops: uvloop's transports are not asyncio.Transport subclasses.)  The
+    application half-closes first and still reads the answer; then the target
     half-closes first and still reads what the application sends after it."""
 
     async def answer_after_eof(reader: asyncio.StreamReader,
@@ -142,7 +144,7 @@ def test_half_close_is_carried_both_ways() -> None:
         await first.close()
         await second.close()
 
-    run(main())
+    run(main(), loop=loop)
 
 
 def test_a_stalled_stream_holds_up_no_other_and_its_buffers_stay_bounded() -> None:
@@ -253,7 +255,8 @@ def test_a_server_that_refuses_the_tunnel_is_one_clear_error() -> None:
     run(main())
 
 
-def test_at_most_max_streams_per_session() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_at_most_max_streams_per_session(loop: str) -> None:
     async def main() -> None:
         target = await Target(echo).start()
         async with tunnel(target.port, service_kwargs={"max_streams": 3},
@@ -273,10 +276,11 @@ def test_at_most_max_streams_per_session() -> None:
                 w.close()
         await target.close()
 
-    run(main())
+    run(main(), loop=loop)
 
 
-def test_a_session_per_connection_works_too() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_session_per_connection_works_too(loop: str) -> None:
     async def main() -> None:
         target = await Target(echo).start()
         async with tunnel(target.port, client_kwargs={"shared": False}) as (client, _, server, _):
@@ -291,7 +295,7 @@ def test_a_session_per_connection_works_too() -> None:
             assert server.stats.accepted == 3 and client.stats.sessions == 3
         await target.close()
 
-    run(main())
+    run(main(), loop=loop)
 
 
 def test_a_silent_network_death_is_survived() -> None:

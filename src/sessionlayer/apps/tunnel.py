@@ -59,10 +59,12 @@ import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
+from ..aio.listening import PlainServer, serve_plain
 from ..aio.sockets import unreachable
+from ..aio.tls_accept import peer_warning
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -171,8 +173,8 @@ class TunnelStats:
 
     streams: int = 0  #: open now
     opened: int = 0  #: opened in all
-    #: refused (by the server, or by the client at ``max_streams``), or the target could
-    #: not be reached
+    #: refused (by the server, or by the client at ``max_streams`` or out of file
+    #: descriptors), or the target could not be reached
     failed: int = 0
     resets: int = 0  #: ended by a reset (either end) rather than by EOF both ways
     bytes_sent: int = 0  #: read from local sockets and carried to the peer
@@ -239,8 +241,8 @@ class _Stream(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses: no isinstance here)
+        self.transport = transport = cast(asyncio.Transport, transport)
         # Told at once when anything waits in the buffer, and when it is empty again:
         # credit goes back to the peer as the kernel takes the data.
         transport.set_write_buffer_limits(high=0)
@@ -884,8 +886,9 @@ class TunnelClient:
         self._connecting: asyncio.Future[_Mux] | None = None
         self._waiting: set[_Stream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._server: asyncio.Server | None = None
+        self._server: PlainServer | None = None
         self._closed = False
+        self._shed = 0  # local connections closed at their accept: no descriptor (failed)
         self.refusals_logged_every = REFUSALS_LOGGED_EVERY
         self._refused = 0  # local connections reset at max_streams (counted in failed)
         self._unlogged = 0  # ... of which not logged yet
@@ -899,8 +902,14 @@ class TunnelClient:
         once: :class:`TunnelError`), then listen on ``listen_host:listen_port``."""
         if self.shared:
             await self._session()
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, listen_host, listen_port)
+        self._server = await serve_plain(self._accept, listen_host, listen_port, 100,
+                                         self._shed_one)  # fmt: skip
+
+    def _shed_one(self, peer: Any) -> None:
+        """(aio/listening.py) A local connection closed at its accept: no descriptor."""
+        self._shed += 1
+        peer_warning(log, "sessionlayer tunnel: out of file descriptors (RLIMIT_NOFILE):"
+                     " local connection from %s closed at once", peer)  # fmt: skip
 
     @property
     def listen_port(self) -> int:
@@ -921,7 +930,7 @@ class TunnelClient:
             total.add(mux.stats)
             total.streams += len(mux.streams)
         total.streams += len(self._waiting)
-        total.failed += self._refused
+        total.failed += self._refused + self._shed
         return total
 
     async def close(self) -> None:
