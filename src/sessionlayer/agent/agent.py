@@ -39,7 +39,20 @@ from ..machine import SessionConfig, SessionMachine
 from ..machine import events as ev
 from ..machine.rare import Rarely
 from ..machine.sync import MAX_SERIAL
-from ..recovery.journal import ACK_MARK, Journal
+from ..recovery.journal import (
+    ACK_MARK,
+    CAPABILITY,
+    CONTROL,
+    DISCARD,
+    END,
+    INTERRUPT,
+    MAJOR,
+    MINOR,
+    RESYNC,
+    Indicated,
+    Journal,
+    request_key,
+)
 from ..spdu import Abort, decode_tsdu, encode
 from ..spdu.codes import FunctionalUnit, Token
 from ..spdu.types import ConnectionId, GiveTokens, MinorSyncAck, MinorSyncPoint, PleaseTokens
@@ -102,17 +115,38 @@ _ANSWERED_KINDS = (
 _ANSWERED: dict[type, bool] = {}
 #: The events that may be acknowledgement points (see ``SessionAgent._ack_event``).
 _ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm)
+#: (Recovery) The peer's confirmed requests by their indication, and ours by their confirm:
+#: what is made exactly once across resumes (``Journal.requests``; the GIVE TOKENS ACK of
+#: S-CONTROL-GIVE has no event: see ``_answer``).
+_PEER_ASKS: dict[type, str] = {
+    ev.MajorSyncIndication: MAJOR, ev.MinorSyncIndication: MINOR,
+    ev.ActivityEndIndication: END, ev.ActivityInterruptIndication: INTERRUPT,
+    ev.ActivityDiscardIndication: DISCARD, ev.ResyncIndication: RESYNC,
+    ev.CapabilityDataIndication: CAPABILITY, ev.ControlGiveIndication: CONTROL,
+}  # fmt: skip
+_ANSWERS: dict[type, str] = {
+    ev.MajorSyncConfirm: MAJOR, ev.MinorSyncConfirm: MINOR, ev.ActivityEndConfirm: END,
+    ev.ActivityInterruptConfirm: INTERRUPT, ev.ActivityDiscardConfirm: DISCARD,
+    ev.ResyncConfirm: RESYNC, ev.CapabilityDataConfirm: CAPABILITY,
+}  # fmt: skip
+#: Requests that purge the sync points in flight (X.215), either way.
+_PURGING = frozenset({RESYNC, INTERRUPT, DISCARD})
 
 
 class _Rare:
     """What only some agents need, made on first use (an idle server session has none)."""
 
-    __slots__ = ("asked", "auto_answer", "defer_checkpoints", "last_sync", "link_lost",
-                 "on_capability_data", "on_release", "owed", "warnings")  # fmt: skip
+    __slots__ = ("asked", "auto_answer", "checkpoint_held", "defer_checkpoints", "last_sync",
+                 "link_lost", "on_capability_data", "on_release", "owed",
+                 "warnings")  # fmt: skip
 
     def __init__(self) -> None:
         self.auto_answer = True
         self.defer_checkpoints = False
+        #: A checkpoint (MAP) waits on this connection for the application's answer:
+        #: left to it (``defer_checkpoints``), or the peer's MAP made again after a resume
+        #: while its first one still waited (``answer_checkpoint`` answers it).
+        self.checkpoint_held = False
         self.link_lost: str | None = None
         self.asked = _NO_TOKENS
         self.owed = _NO_TOKENS
@@ -122,6 +156,19 @@ class _Rare:
         self.on_capability_data: Callable[[ev.CapabilityDataIndication], bytes | None] | None = (
             None
         )
+
+
+def _request_key(kind: str, event: ev.Event) -> tuple[str, bytes] | None:
+    """(Recovery) What identifies the peer's confirmed request ``event`` when it is made
+    again (kind and user data); None for what is not one (an acknowledgement point, a
+    minor sync point that asks for no confirm)."""
+    if isinstance(event, ev.MinorSyncIndication) and (
+        not event.confirm_required or event.user_data == ACK_MARK
+    ):
+        return None
+    if isinstance(event, ev.ResyncIndication):
+        return request_key(kind, event.user_data, int(event.type))
+    return request_key(kind, getattr(event, "user_data", None))
 
 
 def _is_token_item(spdu: object) -> bool:
@@ -229,6 +276,8 @@ class SessionAgent:
     """Called with each S-CAPABILITY-DATA indication: the reply's user data."""
     link_lost: Rarely[str | None] = Rarely(None)
     """Why the link was given up (recovery), if it was."""
+    _checkpoint_held: Rarely[bool] = Rarely(False)
+    """A checkpoint waits on this connection for the application's answer (see _Rare)."""
     defer_checkpoints: Rarely[bool] = Rarely(False)
     """Leave S-SYNC-MAJOR indications unanswered: the application (or the server's store)
     makes its state durable first, then answers (``machine.major_sync_response``)."""
@@ -502,7 +551,12 @@ class SessionAgent:
 
         ``config`` replaces the machine's configuration for this answer (functional units,
         versions, initial serial numbers, responding selector, called-choice tokens): a relay
-        answers with what its other leg agreed."""
+        answers with what its other leg agreed.
+
+        (Recovery) The welcome of a live resume (``resumed="resumed"``) by an agent that
+        carries the session's journal gets the journal's counts besides ``recv``
+        (``Journal.counts``: confirmed requests, expedited messages), and the journal takes
+        the hello's (``Journal.peer_counts``)."""
         if config is not None:
             self.machine.config = config
         hello = self.hello
@@ -510,7 +564,12 @@ class SessionAgent:
             if welcome is None:
                 welcome = Welcome(chosen=chosen, session_id=session_id,
                                   fast=self.options.fast_connect)  # fmt: skip
-            user_data = welcome.encode()
+            journal = self.journal
+            if journal is not None and welcome.resumed == "resumed":
+                user_data = welcome.encode(journal.counts())
+                journal.peer_counts(hello.counts)
+            else:
+                user_data = welcome.encode()
         self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)
         self.keepalive = hello is not None and hello.keepalive
@@ -643,11 +702,113 @@ class SessionAgent:
         them) for the application."""
         journal = self.journal
         for event in self.machine.events():
+            if journal is None:
+                self._answer_one(event)
+                self._event(event)
+                continue
+            kind = _PEER_ASKS.get(type(event))
+            if kind is not None:
+                told = self._peer_request(journal, kind, event)
+                if told:
+                    continue  # made again after a resume: answered again, told before
+                reply = self._answer_one(event)
+                if type(event) is ev.MinorSyncIndication and self._ack_event(event):
+                    continue  # the peer's acknowledgement point: no application news
+                if told is False:  # (a new one, recorded: answered, or left to the user)
+                    self._peer_request_answered(journal, kind, reply)
+                self._event(event)
+                continue
             self._answer_one(event)
-            if journal is not None and type(event) in _ACK_KINDS and self._ack_event(event):
+            kind = _ANSWERS.get(type(event))
+            if type(event) in _ACK_KINDS and self._ack_event(event):
                 continue  # an acknowledgement point (ours or the peer's): no application news
+            if kind is not None and journal.requests is not None:
+                journal.requests.got(kind)  # the answer to one of ours
+                if kind in _PURGING:
+                    journal.requests.purge()
+            elif type(event) is ev.ExpeditedDataIndication:
+                journal.more_expedited().received += 1
             self._event(event)
+        if journal is not None and journal.requests is not None and journal.requests.asked and (
+            not self.machine.control_pending and journal.requests.waiting(CONTROL)
+        ):
+            journal.requests.got(CONTROL)  # (the GIVE TOKENS ACK came: no event tells it)
         self._give_owed()
+
+    def _peer_request(self, journal: Journal, kind: str, event: ev.Event) -> bool | None:
+        """(Recovery) One of the peer's confirmed requests: True when it is one the
+        application was told of before, made again after a resume because its answer was
+        lost (or not given yet): it is answered here as it was (the application's
+        checkpoint answer once it comes), and not told again.  False: a new one, recorded
+        (``Journal.requests``).  None: not one the agent keeps."""
+        if not self.auto_answer:
+            return None  # (the agent's user answers: a relay passes each on)
+        key = _request_key(kind, event)
+        if key is None:
+            return None  # (an acknowledgement point, a minor sync point not confirmed)
+        requests = journal.more_requests()
+        if kind in _PURGING:
+            requests.purge()  # (ours in flight are purged; a colliding resync of ours lost)
+            if kind == RESYNC:
+                requests.purge(frozenset({RESYNC}))
+        again = requests.indicated(key)
+        if again is None:
+            return False
+        self._answer_again(event, again)
+        return True
+
+    def _answer_again(self, event: ev.Event, record: Indicated) -> None:
+        """Answer ``event`` (a request made again) as the first one was answered."""
+        machine = self.machine
+        if isinstance(event, ev.MajorSyncIndication):
+            self.last_sync = event.serial
+            if record.answered:
+                machine.major_sync_response()
+            else:  # the application is still at it: its answer goes out on this connection
+                self._checkpoint_held = True
+        elif isinstance(event, ev.MinorSyncIndication):
+            self.last_sync = event.serial
+            machine.minor_sync_response(event.serial)
+        elif isinstance(event, ev.CapabilityDataIndication):
+            machine.capability_data_response(user_data=record.reply)
+        elif isinstance(event, ev.ActivityEndIndication):
+            machine.activity_end_response()
+        elif isinstance(event, ev.ActivityInterruptIndication):
+            machine.activity_interrupt_response()
+        elif isinstance(event, ev.ActivityDiscardIndication):
+            machine.activity_discard_response()
+        elif isinstance(event, ev.ResyncIndication):
+            machine.resync_response()
+        # (ev.ControlGiveIndication: the machine sent its GIVE TOKENS ACK itself)
+
+    def _peer_request_answered(self, journal: Journal, kind: str,
+                               reply: bytes | None) -> None:  # fmt: skip
+        """After ``_answer_one``: the peer's new request was answered (or left to the
+        application: a checkpoint made durable first)."""
+        requests = journal.requests
+        if requests is None:
+            return
+        if kind == MAJOR and self.defer_checkpoints:
+            requests.defer()
+        elif not self.aborting:  # (a callback that failed answered nothing)
+            requests.answer(reply)
+
+    def answer_checkpoint(self, live: bool = True) -> None:
+        """The checkpoint the peer set (its MAP, left to the application by
+        ``defer_checkpoints``) is durable: confirm it (MAA).  (Recovery) It is counted
+        answered for the next resume; the MAA goes out on this connection if the MAP waits
+        on it (``live``: the binding's connection is up), else the peer's MAP made again
+        after the resume is answered when it comes."""
+        journal = self.journal
+        if journal is not None and journal.requests is not None:
+            journal.requests.answer_pending()
+        if journal is None:
+            self.machine.major_sync_response()
+            return
+        if self._checkpoint_held:
+            self._checkpoint_held = False
+            if live:
+                self.machine.major_sync_response()
 
     def _ack_event(self, event: ev.Event) -> bool:
         """Acknowledgement bookkeeping; True when ``event`` only concerned it."""
@@ -660,17 +821,19 @@ class SessionAgent:
         journal.confirmed(event.serial)
         return ours
 
-    def _answer_one(self, event: ev.Event) -> None:
+    def _answer_one(self, event: ev.Event) -> bytes | None:
+        """Answer ``event`` if the agent answers it; a capability data's reply is returned
+        (None otherwise)."""
         kind = type(event)
         answers = _ANSWERED.get(kind)
         if answers is None:  # the first event of its class: does the agent answer it?
             answers = _ANSWERED[kind] = isinstance(event, _ANSWERED_KINDS)
         if not answers:
-            return  # (most events: connect, data; no isinstance chain for them)
+            return None  # (most events: connect, data; no isinstance chain for them)
         if not self.auto_answer:
             if isinstance(event, ev.ReleaseConfirm):
                 self.released = event.accepted
-            return  # the agent's user answers (a relay: with the other leg's response)
+            return None  # the agent's user answers (a relay: with the other leg's response)
         machine = self.machine
         if isinstance(event, ev.ReleaseIndication):
             self._release(event)
@@ -682,6 +845,8 @@ class SessionAgent:
             self.last_sync = event.serial
             if not self.defer_checkpoints:
                 machine.major_sync_response()
+            else:
+                self._checkpoint_held = True  # answer_checkpoint answers it
         elif isinstance(event, ev.MinorSyncIndication):
             self.last_sync = event.serial
             if event.confirm_required:
@@ -702,6 +867,9 @@ class SessionAgent:
                 machine.capability_data_response(user_data=reply)
             except Exception as exc:  # (it raised, or gave what cannot be sent)
                 self._callback_failed("on_capability_data", exc)
+                return None
+            return bytes(reply) if reply is not None else None
+        return None
 
     def _release(self, event: ev.ReleaseIndication) -> None:
         """S-RELEASE indication: DN, or NF when ``on_release`` says no (negotiated release

@@ -109,6 +109,10 @@ class Hello:
     recovery: bool = False  #: this peer resumes sessions (asks for a resume token)
     recv: int | None = None  #: (resuming) messages received on the session so far
     act: str | None = None  #: (resuming) the activity in progress here (its id, hex)
+    #: (resuming) What this side has besides ``recv``: answers received to its confirmed
+    #: requests, the peer's confirmed requests it answered, expedited messages received
+    #: (``Journal.counts``).
+    counts: tuple[int, int, int] | None = None
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -121,6 +125,7 @@ class Hello:
             and self.resume is None
             and self.recv is None
             and self.act is None
+            and self.counts is None
             and type(self.recovery) is bool
             and all(
                 type(k) is str and type(v) is list and all(type(i) is str for i in v)
@@ -144,6 +149,8 @@ class Hello:
             obj["recv"] = self.recv
         if self.act is not None:
             obj["act"] = self.act
+        if self.counts is not None:
+            obj["ct"] = list(self.counts)
         if self.data:
             obj["data"] = self.data.hex()
         out = _dump(MAGIC, obj)
@@ -166,6 +173,7 @@ class Hello:
             )
         hello = cls._decode(raw)
         plain = hello.credentials is None and hello.resume is None and hello.recv is None
+        plain = plain and hello.counts is None
         if plain and hello.act is None and type(raw) is bytes and (
             len(raw) <= _HELLO_CACHE_OCTETS
         ):
@@ -200,6 +208,7 @@ class Hello:
             recovery=obj.get("rc") is True,
             recv=_count(obj.get("recv"), "hello"),
             act=_activity(obj.get("act"), "hello"),
+            counts=_counts(obj.get("ct"), "hello"),
         )
 
 
@@ -228,8 +237,13 @@ class Welcome:
     #: The responder reads a CN sent right behind the CR (fast connect, see
     #: ``Options.fast_connect``): the initiator may send it so next time.
     fast: bool = False
+    #: (a resume) What the responder has besides ``recv`` (as the hello's ``counts``).
+    counts: tuple[int, int, int] | None = None
 
-    def encode(self) -> bytes:
+    def encode(self, counts: tuple[int, int, int] | None = None) -> bytes:
+        """The welcome's octets (``counts``: in place of ``self.counts``)."""
+        if counts is None:
+            counts = self.counts
         sid, token = self.session_id, self.token
         key: tuple[tuple[Any, ...], bool, bytes, bool, bool] | None = None
         if (
@@ -240,6 +254,7 @@ class Welcome:
             and self.recv is None
             and self.checkpoint is None
             and self.act is None
+            and counts is None
             and type(self.data) is bytes
             and type(self.keepalive) is bool
             and type(self.fast) is bool
@@ -270,6 +285,8 @@ class Welcome:
             obj["recv"] = self.recv
         if self.act is not None:
             obj["act"] = self.act
+        if counts is not None:
+            obj["ct"] = list(counts)
         if self.checkpoint is not None:
             serial, cp_data = self.checkpoint
             obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
@@ -305,7 +322,8 @@ class Welcome:
         welcome = cls._decode(raw)
         if shape is not None and welcome.session_id == shape[1] and welcome.token == shape[2] and (
             welcome.resumed is None and welcome.recv is None and welcome.checkpoint is None
-            and welcome.act is None and len(raw) <= _HELLO_CACHE_OCTETS
+            and welcome.act is None and welcome.counts is None
+            and len(raw) <= _HELLO_CACHE_OCTETS
         ):  # fmt: skip
             # Every welcome of a server says the same but for its id and token.
             if len(_WELCOME_SHAPES) >= _HELLO_CACHE_MAX:
@@ -350,6 +368,7 @@ class Welcome:
             checkpoint=checkpoint,
             act=_activity(obj.get("act"), "welcome"),
             fast=obj.get("fc") is True,
+            counts=_counts(obj.get("ct"), "welcome"),
         )
 
 
@@ -413,6 +432,27 @@ def _count(value: Any, what: str) -> int | None:
     if type(value) is not int or not 0 <= value <= 1 << 53:
         raise DecodeError(f"malformed sessionlayer {what}: count")
     return value
+
+
+def _counts(value: Any, what: str) -> tuple[int, int, int] | None:
+    """A resume's counts from the peer (``ct``): None, or a list of three counts (each
+    as ``_count`` takes them; checked inline: every resume reads two)."""
+    if value is None:
+        return None
+    if type(value) is list:
+        try:
+            first, second, third = value
+        except ValueError:
+            pass
+        else:
+            if (type(first) is int and type(second) is int and type(third) is int
+                    and 0 <= first <= _MAX_COUNT and 0 <= second <= _MAX_COUNT
+                    and 0 <= third <= _MAX_COUNT):  # fmt: skip
+                return first, second, third
+    raise DecodeError(f"malformed sessionlayer {what}: counts")
+
+
+_MAX_COUNT = 1 << 53
 
 
 def _activity(value: Any, what: str) -> str | None:

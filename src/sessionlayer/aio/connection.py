@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
@@ -31,6 +32,7 @@ from ..errors import (
     AbortReason,
     CheckpointRestored,
     DecodeError,
+    EncodeError,
     FunctionalUnitError,
     ResumeRefused,
     SessionAborted,
@@ -42,7 +44,7 @@ from ..errors import (
 from ..machine import SessionMachine
 from ..machine import events as ev
 from ..recovery import OVERHEAD, Checkpoint, Interrupted, Journal, Resumed
-from ..recovery.journal import Typed
+from ..recovery.journal import Asked, Typed
 from ..spdu.codes import FunctionalUnit, Token
 from ..transport.fastpath import (
     SINGLE_HEAD,
@@ -88,6 +90,10 @@ _PURGING = (ev.ResyncConfirm, ev.ResyncIndication, ev.ActivityDiscardIndication,
             ev.ActivityDiscardConfirm, ev.ActivityInterruptIndication,
             ev.ActivityInterruptConfirm)  # fmt: skip
 _SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm, ev.ActivityEndConfirm)
+#: The events ``Connection._note`` looks at (checkpoints, activity ends, purges).
+_NOTED = frozenset((*_CHECKPOINTS, *_ACTIVITY_ENDS, *_PURGING))
+#: The most user data an S-EXPEDITED-DATA carries (X.225 8.3.15).
+_EXPEDITED_OCTETS = 14
 #: Shared, always empty: an idle session holds no deque of its own.
 _NO_DATA: collections.deque[bytes] = collections.deque(maxlen=0)
 
@@ -116,6 +122,12 @@ def copy_to_raise(exc: E) -> E:
     new.__cause__ = exc.__cause__
     new.__suppress_context__ = exc.__suppress_context__
     return new
+
+
+class _Expedited(bytes):
+    """(Recovery) An S-EXPEDITED-DATA message in a replay (sent again as such)."""
+
+    __slots__ = ()
 
 
 class Relink(Exception):
@@ -599,7 +611,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.warn("session %s: %s", self.id, warning)
         if x is not None and x.link is not None and x.link.retained is not None:
             journal = self.journal
-            if journal is None or not journal.full:
+            if journal is None or not journal.full or (
+                journal.expedited is not None and not journal.expedited.full
+            ):
                 x.link.retained.set()  # the peer confirmed enough: senders may go on
         self._rearm()
 
@@ -653,26 +667,31 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.activity = None
             self._pump_replay()
         else:
-            if self.journal is not None:
-                if isinstance(event, ev.TypedDataIndication):
-                    self.journal.received += 1  # (counted with S-DATA: see Typed)
-                elif isinstance(event, _ACTIVITY_ENDS):
-                    self._link().activity = None
-            if isinstance(event, _CHECKPOINTS):
-                # (Our own checkpoint's user data is our MAP's, not the peer's MAA's.)
-                data = event.user_data if isinstance(event, ev.MajorSyncIndication) else (
-                    self._link().proposed if self.journal is not None else None)  # fmt: skip
-                checkpoint = Checkpoint(int(event.serial), data)
-                if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
-                    _spawn(self._ep.loop, self._confirm_checkpoint(checkpoint))
-                elif self.journal is not None:
-                    self._link().checkpoint = checkpoint
-                    if isinstance(event, ev.MajorSyncConfirm) and self._ep.on_checkpoint:
-                        _spawn(self._ep.loop, self._ep.on_checkpoint(self, checkpoint))
-            if isinstance(event, _PURGING):
-                self._purge_syncs()
+            if self.journal is not None and isinstance(event, ev.TypedDataIndication):
+                self.journal.received += 1  # (counted with S-DATA: see Typed)
+            if type(event) in _NOTED:  # (a set: no call for the others, a connect confirm)
+                self._note(event)
             if not self._resolve(event):
                 self._put_event(event)
+
+    def _note(self, event: ev.Event) -> None:
+        """What an indication or confirm changes beyond its waiter: the activity, the
+        checkpoint, the sync points a resynchronization purged."""
+        if self.journal is not None and isinstance(event, _ACTIVITY_ENDS):
+            self._link().activity = None
+        if isinstance(event, _CHECKPOINTS):
+            # (Our own checkpoint's user data is our MAP's, not the peer's MAA's.)
+            data = event.user_data if isinstance(event, ev.MajorSyncIndication) else (
+                self._link().proposed if self.journal is not None else None)  # fmt: skip
+            checkpoint = Checkpoint(int(event.serial), data)
+            if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
+                _spawn(self._ep.loop, self._confirm_checkpoint(checkpoint))
+            elif self.journal is not None:
+                self._link().checkpoint = checkpoint
+                if isinstance(event, ev.MajorSyncConfirm) and self._ep.on_checkpoint:
+                    _spawn(self._ep.loop, self._ep.on_checkpoint(self, checkpoint))
+        if isinstance(event, _PURGING):
+            self._purge_syncs()
 
     def _purge_syncs(self) -> None:
         """A resynchronization or an activity's interruption or discard abandoned the sync
@@ -696,7 +715,17 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def restart_activity(self, activity_id: bytes, user_data: bytes | None) -> None:
         """(Recovery) The peer lost our S-ACTIVITY-START with the old connection: start the
-        activity again (its tokens fetched first), then let the replay go."""
+        activity again (its tokens fetched first), then let the replay go.  Not when the
+        resume showed that the peer ended it (our activity end was answered, the answer
+        lost: ``resumed`` made it up): it is over on both sides."""
+        requests = self.journal.requests if self.journal is not None else None
+        if requests is not None and requests.ended_activity:
+            link = self._link()
+            link.awaiting_resume = False
+            link.activity = None
+            self._pump_replay()
+            return
+
         async def again() -> None:
             try:
                 await self.call_with_tokens(
@@ -728,10 +757,16 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             callback = self._ep.on_checkpoint
             if callback is not None and self.journal is not None:
                 await callback(self, checkpoint)
-            if agent is not self.agent or self.closed:
-                return  # the connection was lost meanwhile: the peer sets it again
+            if self.closed:
+                return
+            if self.journal is None:  # (a plain session: answered on its one connection)
+                agent.answer_checkpoint()
+            else:
+                # (Recovery) The connection may have been lost meanwhile: the answer is
+                # counted, and goes out on the connection where the peer's MAP waits for
+                # it (the peer makes it again after the resume; it is answered once).
+                self.agent.answer_checkpoint(live=not self._flags & _DETACHED)
             link.checkpoint = checkpoint
-            agent.machine.major_sync_response()
             self.flush()
         except Exception as exc:  # the application could not keep it: the session ends
             if not self.closed:
@@ -923,30 +958,33 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.check_rollback()
         if self._flags & _DETACHED:
             raise StateError("the session is interrupted (waiting to be resumed): only send(),"
-                             " send_typed(), sync() and release() wait for the resume")  # fmt: skip
+                             " send_typed(), send_expedited(), sync(), release() and the other"
+                             " confirmed requests wait for the resume")  # fmt: skip
         try:
             return request(self.agent.machine)
         finally:
             self.flush()
 
     async def call_with_tokens(self, request: Callable[[SessionMachine], T],
-                               needs: Token = EVERY, *, behind_replay: bool = True) -> T:
+                               needs: Token = EVERY, *, behind_replay: bool = True,
+                               caller: Any = None) -> T:  # fmt: skip
         """A machine request; when it needs tokens the peer holds, the agent asks for them
         (PLEASE TOKENS) and this waits for the peer's next input, then tries again.
         (Recovery) Detached, or with a replay still going out, it waits for both to end
-        (``behind_replay=False``: a request the replay itself waits for)."""
+        (``behind_replay=False``: a request the replay itself waits for).  ``caller``: the
+        task the request is made for, when it is not the current one (seen_through)."""
         asked = Token(0)
         agent = self.agent
         try:
             while True:
                 self.check_open()
-                self.check_rollback()  # (back to a checkpoint: told before anything else)
+                self.check_rollback(caller)  # (back to a checkpoint: told before anything)
                 if self._flags & _DETACHED or (behind_replay and self.replaying):
                     link = self._link()
                     rollbacks = link.rollbacks
                     await self.wait_attached()
                     if link.rollbacks != rollbacks:  # back to a checkpoint: the request is
-                        raise self._void_request(link)  # void
+                        raise self._void_request(link, caller)  # void
                     agent = self.agent
                     continue
                 try:
@@ -971,22 +1009,86 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         await x.tokens_changed.wait()
 
     async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
-                      needs: Token = EVERY) -> Any:  # fmt: skip
+                      needs: Token = EVERY,
+                      asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
+                      ) -> Any:  # fmt: skip
         """Make a request and wait for the first event of one of ``kinds``; (recovery) if
-        the transport connection is lost before it came, make it again once resumed."""
-        while True:
-            rollbacks = self._x.link.rollbacks if self._x is not None and self._x.link else 0
-            try:
-                return await self._confirm(kinds, request, needs)
-            except Relink:
-                await self.wait_attached()
-                link = self.link
-                if link is not None and link.rollbacks != rollbacks:
-                    # Back to a checkpoint: what the request was about is gone with it.
-                    raise self._void_request(link) from None
+        the transport connection is lost before it came, make it again once resumed.
+
+        ``asks`` (recovery): the request is made exactly once (``Journal.requests``): its
+        kind, and what the peer's agent answers it (from what ``request`` returned; None
+        for the kinds only the peer can answer).  Once it went out it is seen through even
+        if the caller stops waiting (:meth:`seen_through`)."""
+        if asks is None or self.journal is None:
+            return await self._confirm_loop(kinds, request, needs, None, None, None)
+        return await self.seen_through(functools.partial(
+            self._confirm_loop, kinds, request, needs, asks))  # fmt: skip
+
+    async def seen_through(self, run: Callable[[list[Asked | None], Any],
+                                               Coroutine[Any, Any, T]]) -> T:  # fmt: skip
+        """(Recovery) ``run(holder, caller)``, a confirmed request made exactly once, in a
+        task of its own: once the request went out (``holder[0]`` is its ``Asked``) the
+        peer may have it, so it is seen through (made again after a resume, its answer
+        taken) even if the caller is cancelled; cancelled before, it is dropped."""
+        holder: list[Asked | None] = [None]
+        task = self._ep.loop.create_task(run(holder, asyncio.current_task()))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if holder[0] is None:
+                task.cancel()
+            raise  # (shield retrieves what the task ends with)
+
+    async def _confirm_loop(self, kinds: tuple[type, ...],
+                            request: Callable[[SessionMachine], Any], needs: Token,
+                            asks: tuple[str, Callable[[Any], ev.Event] | None] | None,
+                            holder: list[Asked | None] | None, caller: Any) -> Any:  # fmt: skip
+        try:
+            while True:
+                rollbacks = self._x.link.rollbacks if self._x is not None and self._x.link else 0
+                try:
+                    return await self._confirm(kinds, request, needs, asks, holder, caller)
+                except Relink:
+                    await self.wait_attached()
+                    link = self.link
+                    if link is not None and link.rollbacks != rollbacks:
+                        # Back to a checkpoint: what the request was about is gone with it.
+                        raise self._void_request(link, caller) from None
+                    asked = holder[0] if holder is not None else None
+                    if asked is not None and asked.settled is not None:
+                        return asked.settled  # the peer had answered: made up (resumed)
+        except BaseException:
+            asked = holder[0] if holder is not None else None
+            if asked is not None and not asked.out:
+                self.forget_request(holder)  # (it did not go out again: none will answer)
+            raise
+
+    def note_request(self, holder: list[Asked | None] | None, kind: str,
+                     answer: ev.Event | None = None) -> None:  # fmt: skip
+        """(Recovery) A confirmed request made exactly once went out (``holder[0]`` None:
+        the first time; else again, after a resume)."""
+        journal = self.journal
+        if holder is None or journal is None:
+            return
+        requests = journal.more_requests()
+        asked = holder[0]
+        if asked is None:
+            holder[0] = requests.ask(kind, answer)
+        else:
+            requests.again(asked)
+
+    def forget_request(self, holder: list[Asked | None] | None) -> None:
+        """(Recovery) The request in ``holder`` will not be made again."""
+        journal = self.journal
+        asked = holder[0] if holder is not None else None
+        if asked is not None and journal is not None and journal.requests is not None:
+            journal.requests.forget(asked)
 
     async def _confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
-                       needs: Token) -> Any:  # fmt: skip
+                       needs: Token,
+                       asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
+                       holder: list[Asked | None] | None = None,
+                       caller: Any = None) -> Any:  # fmt: skip
         future: asyncio.Future[Any] = self._ep.new_future()
         x = self._more()
         if x.waiters is None:
@@ -994,7 +1096,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         for kind in kinds:
             x.waiters.setdefault(kind, collections.deque()).append(future)
         try:
-            await self.call_with_tokens(request, needs)
+            result = await self.call_with_tokens(request, needs, caller=caller)
+            if asks is not None:
+                what, answer = asks
+                self.note_request(holder, what, answer(result) if answer is not None else None)
             return await future
         finally:
             for kind in kinds:  # (the session's end may have dropped every waiter)
@@ -1096,13 +1201,59 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """S-TYPED-DATA (no token needed); a resumable session keeps it in its journal like
         S-DATA, in the same count and order (while detached: only there, until resumed)."""
         item = Typed(payload) if self.journal is not None else payload
-        if not self.agent.machine.functional_units & FunctionalUnit.TYPED_DATA:
+        if not self._units() & FunctionalUnit.TYPED_DATA:
             # (what the machine says, before a detached session keeps what it cannot send)
             raise FunctionalUnitError("S-TYPED-DATA needs the typed data functional unit")
         if self._queued(item):
             return
         self.call(lambda m: m.send_typed_data(payload))
         self._kept(item)
+
+    async def send_expedited(self, payload: bytes) -> None:
+        """S-EXPEDITED-DATA.  A resumable session keeps it until the peer confirmed it (a
+        count and a journal of its own, at most ``MAX_EXPEDITED`` waiting: then this
+        waits), and while detached or replaying it waits for the resume there: each arrives
+        exactly once (docs/recovery.md)."""
+        journal = self.journal
+        if journal is None:
+            self.call(lambda m: m.send_expedited(payload))
+            return
+        ex = journal.more_expedited()
+        while True:
+            self.check_open()
+            self.check_rollback()
+            if not self._units() & FunctionalUnit.EXPEDITED:
+                raise FunctionalUnitError("S-EXPEDITED-DATA needs the expedited data unit")
+            if len(payload) > _EXPEDITED_OCTETS:  # (what encoding the EX would say)
+                raise EncodeError(f"EX: {len(payload)} octets of user data, at most"
+                                  f" {_EXPEDITED_OCTETS}")  # fmt: skip
+            if not ex.full:
+                break
+            link = self._link()
+            if link.retained is None:
+                link.retained = Signal()
+            link.retained.clear()
+            await link.retained.wait()
+        if self._flags & _DETACHED or self.replaying:
+            ex.append(payload)
+            ex.queued += 1
+            x = self._x
+            if x is not None and x.replay is not None and not self._flags & _DETACHED:
+                x.replay.append(_Expedited(payload))  # behind what is replayed
+                self._pump_replay()
+            return
+        self.call(lambda m: m.send_expedited(payload))
+        ex.append(payload)
+        if journal.since is None:
+            self._ack_soon(journal)  # (confirmed by the next acknowledgement point)
+
+    def _units(self) -> int:
+        """The session's functional units: (recovery) as agreed when it was opened, not
+        the machine's of a resume try still under way (none agreed yet)."""
+        journal = self.journal
+        if journal is not None:
+            return journal.units
+        return int(self.agent.machine.functional_units)
 
     def _queued(self, item: bytes) -> bool:
         """(Recovery) Detached, or replaying: ``item`` goes into the journal only (and behind
@@ -1398,6 +1549,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def prepare_link(self, agent: SessionAgent) -> None:
         """(Client) The next transport connection of this detached session uses ``agent``."""
+        _carry(self.agent, agent)
         self.agent = agent
 
     def adopt(self, other: Connection) -> None:
@@ -1405,7 +1557,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         on (its CN was just taken): its transport and agent are this session's from now."""
         transport = other.hand_over()
         self._new_link()
+        _carry(self.agent, other.agent)
         self.agent = other.agent
+        # (The session's journal goes with it at once: the resume's welcome, which the
+        # agent's accept makes, carries its counts, and takes the hello's.)
+        self.agent.journal = self.journal
         self.transport = transport
         if self._ep.tls:  # (see peer: ``other`` kept it, its transport forgets it)
             self._more().peer = other.peer
@@ -1420,6 +1576,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         typed = 0 if x is None or not x.events else sum(
             isinstance(e, ev.TypedDataIndication) for e in x.events)  # fmt: skip
         journal.received = self.messages_in + typed
+        journal.units = int(self.agent.machine.functional_units)
         self.journal = journal
         self.agent.journal = journal
         return self._link()
@@ -1431,21 +1588,23 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self.transport is not None and not self._flags & _CLOSED:
             self.transport.abort()
 
-    def check_rollback(self) -> None:
+    def check_rollback(self, caller: Any = None) -> None:
         """(Sender) Raise the CheckpointRestored due to the sender, once (not to a task
-        that its pending request told already)."""
+        that its pending request told already; ``caller``: the task a request is made for,
+        when it is not the current one, see seen_through)."""
         if self._flags & _ROLLBACK_SEND:
             self._flags &= ~_ROLLBACK_SEND
             self.flush()  # (the fast path may go on)
             link = self._link()
             told, link.told = link.told, None
-            if told is None or told is not asyncio.current_task():
+            if told is None or told is not (caller or asyncio.current_task()):
                 raise _rollback_error(link.last_rollback)
 
-    def _void_request(self, link: LinkState) -> CheckpointRestored:
+    def _void_request(self, link: LinkState, caller: Any = None) -> CheckpointRestored:
         """A request pending across a resume from a checkpoint: what it was about is gone.
-        Its task is told now; another task that sends is still told by check_rollback."""
-        link.told = asyncio.current_task()
+        Its task (``caller``, the one that made it) is told now; another task that sends is
+        still told by check_rollback."""
+        link.told = caller if caller is not None else asyncio.current_task()
         return _rollback_error(link.last_rollback)
 
     def hand_over(self) -> asyncio.Transport:
@@ -1475,6 +1634,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         replayed_bytes = journal.replayed_bytes if journal is not None and replayed else 0
         self.agent.journal = journal
         self.agent.defer_checkpoints = link.defer_checkpoints
+        if journal is not None and outcome == "resumed":
+            replay, hold = self._resumed_requests(journal, replay, hold)
         if replay or hold:
             self._more().replay = collections.deque(replay)
         link.awaiting_resume = hold
@@ -1510,6 +1671,43 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if link.attached is not None and not self.replaying:
             link.attached.set()  # (else once the replay is out: see _pump_replay)
 
+    def _resumed_requests(self, journal: Journal, replay: list[bytes], hold: bool,
+                          ) -> tuple[list[bytes], bool]:  # fmt: skip
+        """(Recovery, a live resume) Our requests the peer had answered, their answers lost
+        with the connection, get those answers now (made up as the peer's agent gave them:
+        ``Journal.requests``); the expedited messages the peer lacks go first in the replay
+        (expedited data may overtake).  An activity one of those answers ended is not
+        waited for (``hold``): it is over on both sides."""
+        requests = journal.requests
+        if requests is not None:
+            for asked in requests.take_settled():
+                self._settle(asked)
+            if requests.ended_activity:
+                hold = False
+                self._link().activity = None
+        ex = journal.expedited
+        if ex is not None:
+            again = ex.replay()
+            if again:
+                replay = [_Expedited(item) for item in again] + replay
+            if ex.items and journal.since is None:
+                journal.since = self._ep.loop.time()  # (they want a point of their own)
+        return replay, hold
+
+    def _settle(self, asked: Asked) -> None:
+        """(Recovery) ``asked`` was answered by the peer and the answer lost: take the one
+        made up for it (its waiter, in ``confirm``, returns it after the resume)."""
+        event = asked.settled
+        if isinstance(event, ev.ResyncConfirm):  # (the tokens this side holds now)
+            event = asked.settled = ev.ResyncConfirm(
+                serial=event.serial, tokens=self.agent.machine.tokens_owned,
+                user_data=event.user_data, second_serial=event.second_serial)  # fmt: skip
+        serial = getattr(event, "serial", None)
+        if serial is not None:
+            self.agent.last_sync = int(serial)
+        if event is not None:
+            self._note(event)
+
     def _pump_replay(self) -> None:
         """(Recovery) Send what the peer lacks again, in order, as fast as the transport
         takes it (what the application sends meanwhile waits behind it, in the journal)."""
@@ -1529,6 +1727,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         try:
             while replay and not self.write_paused and machine.may_send_data:
                 item = replay.popleft()
+                if type(item) is _Expedited:
+                    machine.send_expedited(bytes(item))
+                    journal.more_expedited().queued -= 1
+                    self.flush()
+                    continue
                 journal.queued -= 1
                 if type(item) is Typed:
                     machine.send_typed_data(bytes(item))
@@ -1715,6 +1918,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                                      AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON))
         if self.transport is not None:
             self.transport.abort()
+
+
+def _carry(old: SessionAgent, new: SessionAgent) -> None:
+    """(Recovery) What the application set on the session's agent goes on with the agent
+    of its next transport connection: its answers to releases and capability data (a
+    resumed session answered them with None before)."""
+    if old.rare is not None:  # (where they are kept: none, nothing was set)
+        new.on_release = old.on_release
+        new.on_capability_data = old.on_capability_data
 
 
 def _event_size(event: ev.Event) -> int:

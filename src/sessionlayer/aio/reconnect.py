@@ -151,7 +151,8 @@ class Reconnector:
             deadline.then(opts.handshake_timeout)
             mine = link.activity[0].hex() if link.activity is not None else None
             hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
-                          resume=link.token, recv=journal.received, act=mine)  # fmt: skip
+                          resume=link.token, recv=journal.received, act=mine,
+                          counts=journal.counts())  # fmt: skip
             try:
                 confirm = await conn.open(partial(_connect, agent, self.connection_id, hello))
             except BaseException as exc:
@@ -186,6 +187,12 @@ class Reconnector:
             replay = agent.replay(welcome.recv or 0)
         except RemoteError as exc:
             raise ResumeRefused(f"cannot resume: {exc}") from None
+        # Our requests the server answered (the answers lost with the connection), the
+        # server's it will make again, the expedited messages it lacks (Journal.requests).
+        journal.peer_counts(welcome.counts)
+        requests = journal.requests
+        if requests is not None and requests.ended_activity:
+            link.activity = None  # our activity end was answered: it is over on both sides
         if link.activity is not None:  # it goes on, here: before anything is replayed
             activity_id, serial = link.activity
             link.activity = None

@@ -26,6 +26,8 @@ from ..errors import (
 from ..machine import SessionMachine
 from ..machine import events as ev
 from ..recovery import Checkpoint
+from ..recovery import journal as rq
+from ..recovery.journal import Asked
 from ..spdu.codes import ResyncType, Token, TokenSetting
 from ..spdu.types import ConnectionId
 from .connection import Connection, copy_to_raise
@@ -306,9 +308,15 @@ class Session:
 
     async def send_expedited(self, data: bytes) -> None:
         """S-EXPEDITED-DATA: up to 14 octets, on the transport expedited flow when the
-        RFC 1006 expedited option was agreed (else in order on the normal flow)."""
+        RFC 1006 expedited option was agreed (else in order on the normal flow).
+
+        A resumable session keeps it until the peer confirmed it, in a count and a journal
+        of its own (expedited data may overtake data): while the connection is down it
+        waits there, and each arrives exactly once.  At most
+        :data:`~sessionlayer.recovery.journal.MAX_EXPEDITED` wait unconfirmed; past it this
+        waits for the peer to confirm them."""
         payload = bytes(data)
-        self._conn.call(lambda m: m.send_expedited(payload))
+        await self._conn.send_expedited(payload)
 
     # ------------------------------------------------------------ events
 
@@ -344,12 +352,13 @@ class Session:
             conn.propose_checkpoint(user_data)
             event = await conn.confirm(
                 (ev.MajorSyncConfirm,), lambda m: m.major_sync(user_data=user_data),
-                NEEDS["major_sync"],
+                NEEDS["major_sync"], (rq.MAJOR, _major_answer),
             )  # fmt: skip
         elif confirm:
             event = await conn.confirm(
                 (ev.MinorSyncConfirm,),
                 lambda m: m.minor_sync(confirm=True, user_data=user_data), NEEDS["minor_sync"],
+                (rq.MINOR, _minor_answer),
             )  # fmt: skip
         else:
             serial = await conn.call_with_tokens(
@@ -374,10 +383,15 @@ class Session:
         conn = self._conn
         if kind == ResyncType.RESTART and serial is None:
             serial = conn.machine.vr
+
+        def request(m: SessionMachine) -> int:
+            m.resync(ResyncType(kind), serial=serial, tokens=tokens, user_data=user_data)
+            # (the serial number the peer's agent answers with: the RS's, V(M) to abandon)
+            return int(m.vm) if kind == ResyncType.ABANDON or serial is None else serial
+
         # While our RS is outstanding the only ResyncIndication is a colliding RS that won.
         event = await conn.confirm(
-            (ev.ResyncConfirm, ev.ResyncIndication),
-            lambda m: m.resync(ResyncType(kind), serial=serial, tokens=tokens, user_data=user_data),
+            (ev.ResyncConfirm, ev.ResyncIndication), request, asks=(rq.RESYNC, _resync_answer)
         )
         if isinstance(event, ev.ResyncIndication):
             machine = conn.machine  # answered (RA) by the agent before this resumed
@@ -403,8 +417,16 @@ class Session:
         Fetches the tokens it lacks first; returns once the peer acknowledged (GTA).
         """
         conn = self._conn
+        if conn.journal is None:
+            await self._give_control(None, None)
+        else:  # (made exactly once: see Connection.seen_through)
+            await conn.seen_through(self._give_control)
+
+    async def _give_control(self, holder: list[Asked | None] | None, caller: Any) -> None:
+        conn = self._conn
         while True:
-            await conn.call_with_tokens(lambda m: m.give_control())
+            await conn.call_with_tokens(lambda m: m.give_control(), caller=caller)
+            conn.note_request(holder, rq.CONTROL)
             agent = conn.agent
             while conn.agent is agent and conn.machine.control_pending:  # (waiting for GTA)
                 conn.check_open()
@@ -412,10 +434,12 @@ class Session:
             if conn.agent is agent and not conn.detached:
                 return
             # (Recovery) The connection was lost before the GTA: the resumed session holds
-            # this side's tokens, so they are given again (the peer may be told twice).
+            # this side's tokens, so they are given again (a peer that had them answers
+            # again without telling its application: Journal.requests).
             await conn.wait_attached()
             conn.check_open()
             if not conn.machine.tokens_owned:
+                conn.forget_request(holder)
                 return
 
     def exception_report(self, reason: int, user_data: bytes | None = None) -> None:
@@ -425,7 +449,8 @@ class Session:
     async def capability_data(self, data: bytes | None = None) -> bytes | None:
         """S-CAPABILITY-DATA; returns the peer's reply data."""
         event = await self._conn.confirm(
-            (ev.CapabilityDataConfirm,), lambda m: m.send_capability_data(data)
+            (ev.CapabilityDataConfirm,), lambda m: m.send_capability_data(data),
+            asks=(rq.CAPABILITY, None),
         )
         return event.user_data  # type: ignore[no-any-return]
 
@@ -467,7 +492,7 @@ class Session:
     async def end_activity(self, user_data: bytes | None = None) -> int:
         event = await self._conn.confirm(
             (ev.ActivityEndConfirm,), lambda m: m.activity_end(user_data=user_data),
-            NEEDS["activity"],
+            NEEDS["activity"], (rq.END, _end_answer),
         )  # fmt: skip
         return int(event.serial)
 
@@ -475,14 +500,14 @@ class Session:
         await self._conn.confirm(
             (ev.ActivityInterruptConfirm,),
             lambda m: m.activity_interrupt(reason=reason, user_data=user_data),
-            NEEDS["activity_interrupt"],
+            NEEDS["activity_interrupt"], (rq.INTERRUPT, _interrupt_answer),
         )
 
     async def discard_activity(self, reason: int = 0, user_data: bytes | None = None) -> None:
         await self._conn.confirm(
             (ev.ActivityDiscardConfirm,),
             lambda m: m.activity_discard(reason=reason, user_data=user_data),
-            NEEDS["activity_interrupt"],
+            NEEDS["activity_interrupt"], (rq.DISCARD, _discard_answer),
         )
 
     async def resume_activity(self, activity_id: bytes, old_activity_id: bytes, serial: int,
@@ -562,6 +587,37 @@ class Session:
             await self.release()
         else:
             self.abort()
+
+
+# (Recovery) What the peer's agent answers each confirmed request, from what the machine's
+# request returned (its serial number): the answer made up when a resume shows that the
+# peer gave it and it was lost (Journal.requests).  It carries nothing the peer's
+# application chose: the agent answers with no user data, and a checkpoint the
+# application makes durable first is confirmed the same way.
+
+
+def _major_answer(serial: int) -> ev.Event:
+    return ev.MajorSyncConfirm(serial=serial, user_data=None)
+
+
+def _minor_answer(serial: int) -> ev.Event:
+    return ev.MinorSyncConfirm(serial=serial, user_data=None)
+
+
+def _end_answer(serial: int) -> ev.Event:
+    return ev.ActivityEndConfirm(serial=serial, user_data=None)
+
+
+def _interrupt_answer(_: object) -> ev.Event:
+    return ev.ActivityInterruptConfirm(user_data=None)
+
+
+def _discard_answer(_: object) -> ev.Event:
+    return ev.ActivityDiscardConfirm(user_data=None)
+
+
+def _resync_answer(serial: int) -> ev.Event:
+    return ev.ResyncConfirm(serial=serial, tokens=Token(0), user_data=None)
 
 
 def _octets(data: Any) -> bytes:
