@@ -28,6 +28,7 @@ from sessionlayer.machine import events as ev
 from sessionlayer.recovery import Journal
 from sessionlayer.recovery import journal as rq
 from sessionlayer.spdu.codes import FunctionalUnit as FU
+from sessionlayer.spdu.codes import ResyncType
 from sessionlayer.spdu.types import ConnectionId
 
 SID = "6" * 32
@@ -468,6 +469,54 @@ step = st.one_of(
     st.tuples(st.just("cut"), st.none(), st.none()),
     st.tuples(st.just("answer"), st.none(), st.none()),
 )
+
+
+def test_after_a_resync_a_lost_checkpoint_is_made_again_not_made_up() -> None:
+    """A resync throws away answers that cross it (STA05A), so the two sides' request
+    counts no longer match: from then on a resume makes no answer up.  Here A's MIA
+    crosses its RS; A's next checkpoint is lost with the connection, and must reach B
+    (made again), not be confirmed by a made-up answer B never gave."""
+    link = Link()
+    a, b = link.a, link.b
+    link.ask(a, rq.MINOR, ev.MinorSyncConfirm,
+             lambda m: m.minor_sync(confirm=True, user_data=b"m1"),
+             lambda s: ev.MinorSyncConfirm(serial=s, user_data=None))  # fmt: skip
+    link.deliver(a)  # the MIP reaches B, whose MIA waits on the wire ...
+
+    def resync(m: SessionMachine) -> int:
+        m.resync(ResyncType.ABANDON)
+        return int(m.vm)
+
+    link.ask(a, rq.RESYNC, ev.ResyncConfirm, resync,
+             lambda s: ev.ResyncConfirm(serial=s, tokens=0, user_data=None))  # fmt: skip
+    link.settle()  # ... and crosses A's RS: A throws it away
+    assert a.journal.counts()[:2] == b.journal.counts()[:2] == (None, None)
+    checkpoint = link.ask(a, *major(b"cp"))
+    a.wire.clear()  # the MAP is lost with the connection
+    link.cut()
+    link.again()
+    link.settle()
+    assert [e.user_data for e in told(b, ev.MajorSyncIndication)] == [b"cp"]
+    assert isinstance(checkpoint.answer, ev.MajorSyncConfirm)
+
+
+def test_expedited_data_sent_during_the_outage_reaches_a_peer_that_does_not_count() -> None:
+    """A peer that sends no counts (an earlier sessionlayer): what was on the wire before
+    the cut is dropped (what it has of it is unknown), what was sent during the outage
+    goes after the resume, and acknowledgement points cover it then."""
+    journal = Journal(1 << 20)
+    ex = journal.more_expedited()
+    ex.append(b"on the wire")
+    for data in (b"outage 1", b"outage 2"):
+        ex.append(data)
+        ex.queued += 1  # (send_expedited while detached: Connection does so)
+    journal.counts()
+    journal.peer_counts(None)
+    assert ex.replay() == [b"outage 1", b"outage 2"] and ex.queued == 2
+    ex.queued = 0  # (both written after the resume: Connection counts them out)
+    journal.mark(7)
+    journal.confirmed(7)
+    assert not ex.items
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -131,6 +131,11 @@ _ANSWERS: dict[type, str] = {
 }  # fmt: skip
 #: Requests that purge the sync points in flight (X.215), either way.
 _PURGING = frozenset({RESYNC, INTERRUPT, DISCARD})
+#: Either side's resync, activity interrupt or discard: the request counts skew.
+_SKEWING = frozenset({
+    ev.ResyncIndication, ev.ResyncConfirm, ev.ActivityInterruptIndication,
+    ev.ActivityInterruptConfirm, ev.ActivityDiscardIndication, ev.ActivityDiscardConfirm,
+})  # fmt: skip
 
 
 class _Rare:
@@ -706,6 +711,8 @@ class SessionAgent:
                 self._answer_one(event)
                 self._event(event)
                 continue
+            if type(event) in _SKEWING:
+                journal.skewed = True  # (see Journal.skewed)
             kind = _PEER_ASKS.get(type(event))
             if kind is not None:
                 told = self._peer_request(journal, kind, event)

@@ -21,9 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DecodeError, Refuse, RefuseReason
+
+if TYPE_CHECKING:
+    from ..recovery.journal import Counts
 
 __all__ = ["MAGIC", "WELCOME_MAGIC", "REJECTION_MAGIC", "Hello", "Welcome", "Rejection",
            "is_hello", "is_welcome", "is_rejection", "negotiate"]  # fmt: skip
@@ -112,7 +115,7 @@ class Hello:
     #: (resuming) What this side has besides ``recv``: answers received to its confirmed
     #: requests, the peer's confirmed requests it answered, expedited messages received
     #: (``Journal.counts``).
-    counts: tuple[int, int, int] | None = None
+    counts: Counts | None = None
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -238,9 +241,9 @@ class Welcome:
     #: ``Options.fast_connect``): the initiator may send it so next time.
     fast: bool = False
     #: (a resume) What the responder has besides ``recv`` (as the hello's ``counts``).
-    counts: tuple[int, int, int] | None = None
+    counts: Counts | None = None
 
-    def encode(self, counts: tuple[int, int, int] | None = None) -> bytes:
+    def encode(self, counts: Counts | None = None) -> bytes:
         """The welcome's octets (``counts``: in place of ``self.counts``)."""
         if counts is None:
             counts = self.counts
@@ -434,9 +437,10 @@ def _count(value: Any, what: str) -> int | None:
     return value
 
 
-def _counts(value: Any, what: str) -> tuple[int, int, int] | None:
+def _counts(value: Any, what: str) -> Counts | None:
     """A resume's counts from the peer (``ct``): None, or a list of three counts (each
-    as ``_count`` takes them; checked inline: every resume reads two)."""
+    as ``_count`` takes them; checked inline: every resume reads two), the first two
+    both null when the peer's request counts are skewed (``Journal.skewed``)."""
     if value is None:
         return None
     if type(value) is list:
@@ -445,10 +449,12 @@ def _counts(value: Any, what: str) -> tuple[int, int, int] | None:
         except ValueError:
             pass
         else:
-            if (type(first) is int and type(second) is int and type(third) is int
-                    and 0 <= first <= _MAX_COUNT and 0 <= second <= _MAX_COUNT
-                    and 0 <= third <= _MAX_COUNT):  # fmt: skip
-                return first, second, third
+            if type(third) is int and 0 <= third <= _MAX_COUNT:
+                if first is None and second is None:
+                    return None, None, third
+                if (type(first) is int and type(second) is int
+                        and 0 <= first <= _MAX_COUNT and 0 <= second <= _MAX_COUNT):  # fmt: skip
+                    return first, second, third
     raise DecodeError(f"malformed sessionlayer {what}: counts")
 
 

@@ -56,6 +56,10 @@ OVERHEAD = 64
 #: At most this many expedited messages (14 octets each at most) wait unconfirmed, per side:
 #: past it ``send_expedited()`` waits for the peer to confirm (or for the resume).
 MAX_EXPEDITED = 32
+#: A resume's counts besides ``recv`` (the ``ct`` of its hello or welcome): answers got to
+#: this side's confirmed requests, the peer's requests answered (both None once skewed),
+#: expedited messages received.
+Counts = tuple[int | None, int | None, int]
 
 #: The kinds of confirmed requests made exactly once across resumes (the release is not
 #: one: a release whose DN was lost is told by the resume's refusal, ``released``).
@@ -92,7 +96,7 @@ class Journal:
 
     __slots__ = ("_marks", "acked", "acked_bytes", "expedited", "items", "limit",
                  "marked_bytes", "queued", "received", "replayed_bytes", "replayed_messages",
-                 "requests", "sent", "sent_bytes", "since", "units")  # fmt: skip
+                 "requests", "sent", "sent_bytes", "since", "skewed", "units")  # fmt: skip
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  #: most octets held (user data + OVERHEAD per message)
@@ -119,6 +123,11 @@ class Journal:
         self.expedited: Expedited | None = None
         #: (Made on first use) Confirmed requests, exactly once across resumes.
         self.requests: Requests | None = None
+        #: A resynchronization, an activity interrupt or discard happened (either side's):
+        #: the machine throws away answers that cross one (X.225 STA05A-C), so the request
+        #: counts of the two sides no longer match; from then on a resume makes no answer
+        #: up, and the requests in flight are made again (the peer may see one twice).
+        self.skewed = False
         #: The session's functional units, as agreed when it was opened (set by the binding:
         #: what may be kept while a resume try has agreed none yet).
         self.units = 0
@@ -264,26 +273,35 @@ class Journal:
             requests = self.requests = Requests()
         return requests
 
-    def counts(self) -> tuple[int, int, int]:
+    def counts(self) -> Counts:
         """What a resume's hello (or welcome) says besides ``recv`` (its ``ct``): the
         answers this side got to its confirmed requests, the peer's it answered (see
-        :meth:`Requests.counts`), and the expedited messages it received."""
+        :meth:`Requests.counts`), and the expedited messages it received.  Once
+        :attr:`skewed`, the first two are None: they no longer tell anything."""
         ex = self.expedited
         requests = self.requests
+        received = 0 if ex is None else ex.received
+        if self.skewed:
+            return None, None, received
         confirmed, answered = (0, 0) if requests is None else requests.counts()
-        return confirmed, answered, 0 if ex is None else ex.received
+        return confirmed, answered, received
 
-    def peer_counts(self, counts: tuple[int, int, int] | None) -> None:
+    def peer_counts(self, counts: Counts | None) -> None:
         """(A resume) What the peer's hello (or welcome) said besides ``recv`` (None: a
         peer that does not say, an earlier sessionlayer: no answer is made up, and the
-        expedited messages held are dropped, since what it has of them is unknown)."""
+        expedited messages it may lack are sent again, those sent before the connection
+        was lost dropped, since what it has of them is unknown).  Request counts that are
+        None (the peer's are skewed), or ours skewed: no answer is made up either."""
         if self.requests is not None:  # (none: nothing asked, nothing answered)
-            self.requests.peer_counts(None if counts is None else counts[:2])
+            asked = None
+            if counts is not None and counts[0] is not None and counts[1] is not None:
+                asked = None if self.skewed else (counts[0], counts[1])
+            self.requests.peer_counts(asked)
         ex = self.expedited
         if ex is not None:
             ex.peer_received = None if counts is None else counts[2]
-            if counts is None:
-                ex.drop(ex.sent)
+            if counts is None:  # (those not on the wire yet go after the resume)
+                ex.drop(ex.sent - ex.queued)
 
 
 class Expedited:
@@ -326,9 +344,8 @@ class Expedited:
         ``Journal.replay``, is what tells a broken peer.)"""
         peer = self.peer_received
         self.peer_received = None
-        if peer is None:
-            return []
-        self.drop(min(peer, self.sent))
+        if peer is not None:
+            self.drop(min(peer, self.sent))
         out = list(self.items)
         self.queued = len(out)
         return out
