@@ -131,6 +131,13 @@ _ANSWERS: dict[type, str] = {
 }  # fmt: skip
 #: Requests that purge the sync points in flight (X.215), either way.
 _PURGING = frozenset({RESYNC, INTERRUPT, DISCARD})
+#: The indications the agent answers with a response that carries nothing.
+_PLAIN_RESPONSES: dict[type[ev.Event], Callable[[SessionMachine], None]] = {
+    ev.ActivityEndIndication: SessionMachine.activity_end_response,
+    ev.ActivityInterruptIndication: SessionMachine.activity_interrupt_response,
+    ev.ActivityDiscardIndication: SessionMachine.activity_discard_response,
+    ev.ResyncIndication: SessionMachine.resync_response,
+}
 #: Either side's resync, activity interrupt or discard: the request counts skew.
 _SKEWING = frozenset({
     ev.ResyncIndication, ev.ResyncConfirm, ev.ActivityInterruptIndication,
@@ -778,14 +785,8 @@ class SessionAgent:
             machine.minor_sync_response(event.serial)
         elif isinstance(event, ev.CapabilityDataIndication):
             machine.capability_data_response(user_data=record.reply)
-        elif isinstance(event, ev.ActivityEndIndication):
-            machine.activity_end_response()
-        elif isinstance(event, ev.ActivityInterruptIndication):
-            machine.activity_interrupt_response()
-        elif isinstance(event, ev.ActivityDiscardIndication):
-            machine.activity_discard_response()
-        elif isinstance(event, ev.ResyncIndication):
-            machine.resync_response()
+        elif (respond := _PLAIN_RESPONSES.get(type(event))) is not None:
+            respond(machine)
         # (ev.ControlGiveIndication: the machine sent its GIVE TOKENS ACK itself)
 
     def _peer_request_answered(self, journal: Journal, kind: str,
@@ -860,14 +861,8 @@ class SessionAgent:
                 machine.minor_sync_response(event.serial)
         elif isinstance(event, ev.MajorSyncConfirm | ev.MinorSyncConfirm):
             self.last_sync = event.serial
-        elif isinstance(event, ev.ActivityEndIndication):
-            machine.activity_end_response()
-        elif isinstance(event, ev.ActivityInterruptIndication):
-            machine.activity_interrupt_response()
-        elif isinstance(event, ev.ActivityDiscardIndication):
-            machine.activity_discard_response()
-        elif isinstance(event, ev.ResyncIndication):
-            machine.resync_response()
+        elif (respond := _PLAIN_RESPONSES.get(type(event))) is not None:
+            respond(machine)
         elif isinstance(event, ev.CapabilityDataIndication):
             try:
                 reply = self.on_capability_data(event) if self.on_capability_data else None
