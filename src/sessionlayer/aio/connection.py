@@ -1089,6 +1089,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                        asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
                        holder: list[Asked | None] | None = None,
                        caller: Any = None) -> Any:  # fmt: skip
+        """Make ``request`` once and wait for its confirm (the first event of ``kinds``).
+
+        The confirm is waited for from the moment the request went out, on the transport
+        connection it went out on, not before: a request still waiting to be made (for
+        the resume, behind the replay, for the peer's tokens) when a connection is lost
+        is not told to make itself again (``Relink``, :meth:`_detach`), it goes out once,
+        where it goes out.  (Nothing is read between the request and the wait: its
+        confirm cannot come first.)"""
+        result = await self.call_with_tokens(request, needs, caller=caller)
+        if asks is not None:
+            what, answer = asks
+            self.note_request(holder, what, answer(result) if answer is not None else None)
         future: asyncio.Future[Any] = self._ep.new_future()
         x = self._more()
         if x.waiters is None:
@@ -1096,10 +1108,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         for kind in kinds:
             x.waiters.setdefault(kind, collections.deque()).append(future)
         try:
-            result = await self.call_with_tokens(request, needs, caller=caller)
-            if asks is not None:
-                what, answer = asks
-                self.note_request(holder, what, answer(result) if answer is not None else None)
+            self.check_open()  # (the request's own flush may have ended the session)
             return await future
         finally:
             for kind in kinds:  # (the session's end may have dropped every waiter)
@@ -1109,7 +1118,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
-                future.exception()  # the request failed before its confirm was awaited
+                future.exception()  # (it failed while this wait was being cancelled)
 
     async def open(self, request: Callable[[SessionMachine], Any]) -> Any:
         """(Initiator) S-CONNECT: make ``request`` as soon as COTP CC has come (in the read
