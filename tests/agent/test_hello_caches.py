@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sessionlayer.agent import hello as H
 from sessionlayer.agent.hello import Hello, Welcome
+from sessionlayer.errors import DecodeError
 
 
 def test_cached_hello_is_the_decoded_one() -> None:
@@ -94,9 +97,11 @@ def test_cached_welcome_decode_is_the_full_decode() -> None:
         for fast in (False, True):
             for token in tokens:
                 for sid in ids + ids:
-                    w = Welcome(chosen=chosen, session_id=sid, token=token, fast=fast)
-                    raw = w.encode()
-                    assert Welcome.decode(raw) == Welcome._decode(raw) == w
+                    for max_tsdu in (None, 1 << 20, 4096):
+                        w = Welcome(chosen=chosen, session_id=sid, token=token, fast=fast,
+                                    max_tsdu=max_tsdu)  # fmt: skip
+                        raw = w.encode()
+                        assert Welcome.decode(raw) == Welcome._decode(raw) == w
     # Nested objects with the keys: their own shapes, never taken for the top level's.
     raw = H.WELCOME_MAGIC + json.dumps(
         {"chosen": {}, "id": ids[0], "ka": True, "v": 1, "x": {"a": "b", "id": ids[1]}},
@@ -105,3 +110,23 @@ def test_cached_welcome_decode_is_the_full_decode() -> None:
     for _ in range(2):
         assert Welcome.decode(raw).session_id == ids[0]
     assert any(H._WELCOME_SHAPES)  # (the cache was used)
+
+
+def test_the_largest_tsdu_a_peer_takes_is_in_its_hello_and_welcome() -> None:
+    """``max_tsdu`` ("mt") goes through each cache as through the plain coding; a hello or
+    welcome whose "mt" is not a positive int is malformed."""
+    H._HELLOS.clear()
+    H._HELLO_OCTETS.clear()
+    for max_tsdu in (None, 4096, 1 << 20, 4096):
+        hello = Hello(offers={"codec": ["a"]}, max_tsdu=max_tsdu)
+        raw = hello.encode()
+        assert (b'"mt":' in raw) is (max_tsdu is not None)
+        assert Hello.decode(raw) == Hello.decode(raw) == Hello._decode(raw) == hello
+    H._WELCOMES.clear()
+    sid = "0123456789abcdef" * 2
+    assert Welcome(session_id=sid, max_tsdu=4096).encode() != Welcome(session_id=sid).encode()
+    for bad in ("0", "-1", "1.5", '"4096"', "true", "[]"):
+        for magic, kind in ((H.MAGIC, Hello), (H.WELCOME_MAGIC, Welcome)):
+            raw = magic + b'{"v":1,"mt":' + bad.encode() + b"}"
+            with pytest.raises(DecodeError, match="size"):
+                kind.decode(raw)

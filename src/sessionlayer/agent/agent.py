@@ -216,6 +216,7 @@ class SessionAgent:
         "machine",
         "options",
         "peer_data",
+        "peer_max_tsdu",
         "rare",
         "released",
         "rfc",
@@ -256,6 +257,8 @@ class SessionAgent:
         #: Application parameters agreed at connect (read only; replaced, never changed).
         self.chosen: dict[str, str] = _NO_CHOICES
         self.peer_data: bytes | None = None  #: the peer's connect/accept data
+        #: The largest TSDU the peer takes, as its hello or welcome said (None: not said).
+        self.peer_max_tsdu: int | None = None
         #: The session's :class:`~sessionlayer.recovery.Journal` once recovery was agreed
         #: (the binding gives each connection's agent the session's one): set, the agent
         #: sets acknowledgement points, answers the peer's, and a dead link is *lost*
@@ -541,6 +544,7 @@ class SessionAgent:
         self.chosen = dict(welcome.chosen)
         self.peer_data = welcome.data
         self.keepalive = welcome.keepalive and self.hello.keepalive
+        self.peer_max_tsdu = welcome.max_tsdu
         self.hello = None  # answered
         return welcome
 
@@ -575,7 +579,8 @@ class SessionAgent:
         if hello is not None:
             if welcome is None:
                 welcome = Welcome(chosen=chosen, session_id=session_id,
-                                  fast=self.options.fast_connect)  # fmt: skip
+                                  fast=self.options.fast_connect,
+                                  max_tsdu=self.options.max_tsdu_size)  # fmt: skip
             journal = self.journal
             if journal is not None and welcome.resumed == "resumed":
                 user_data = welcome.encode(journal.counts())
@@ -585,6 +590,8 @@ class SessionAgent:
         self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)
         self.keepalive = hello is not None and hello.keepalive
+        if hello is not None:
+            self.peer_max_tsdu = hello.max_tsdu
         self._deadline_handshake = None
         self.hello = None  # answered: an idle session keeps no decoded hello
 

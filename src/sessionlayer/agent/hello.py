@@ -116,6 +116,9 @@ class Hello:
     #: requests, the peer's confirmed requests it answered, expedited messages received
     #: (``Journal.counts``).
     counts: Counts | None = None
+    #: The largest TSDU this peer takes (its ``Options.max_tsdu_size``): the other side
+    #: refuses a bigger message before it sends anything.
+    max_tsdu: int | None = None
 
     def encode(self) -> bytes:
         offers = self.offers
@@ -130,6 +133,7 @@ class Hello:
             and self.act is None
             and self.counts is None
             and type(self.recovery) is bool
+            and (self.max_tsdu is None or type(self.max_tsdu) is int)
             and all(
                 type(k) is str and type(v) is list and all(type(i) is str for i in v)
                 for k, v in offers.items()
@@ -137,7 +141,7 @@ class Hello:
         ):
             # Plain strings only (equal values of other types encode apart).
             key = (tuple((k, tuple(v)) for k, v in offers.items()), self.keepalive)
-            key += (self.recovery, self.data)
+            key += (self.recovery, self.data, self.max_tsdu)
             known = _HELLO_OCTETS.get(key)
             if known is not None:
                 return known
@@ -156,6 +160,8 @@ class Hello:
             obj["ct"] = list(self.counts)
         if self.data:
             obj["data"] = self.data.hex()
+        if self.max_tsdu is not None:
+            obj["mt"] = self.max_tsdu
         out = _dump(MAGIC, obj)
         if key is not None and len(out) <= _HELLO_CACHE_OCTETS:
             if len(_HELLO_OCTETS) >= _HELLO_CACHE_MAX:
@@ -167,12 +173,13 @@ class Hello:
     def decode(cls, raw: bytes) -> Hello:
         known = _HELLOS.get(raw) if type(raw) is bytes else None
         if known is not None:  # a hello seen before: the same values, in new containers
-            offers, recovery, keepalive, data = known
+            offers, recovery, keepalive, data, max_tsdu = known
             return cls(
                 offers={k: list(v) for k, v in offers},
                 recovery=recovery,
                 keepalive=keepalive,
                 data=data,
+                max_tsdu=max_tsdu,
             )
         hello = cls._decode(raw)
         plain = hello.credentials is None and hello.resume is None and hello.recv is None
@@ -184,7 +191,8 @@ class Hello:
             if len(_HELLOS) >= _HELLO_CACHE_MAX:
                 _HELLOS.clear()
             offered = tuple((k, tuple(v)) for k, v in hello.offers.items())
-            _HELLOS[raw] = (offered, hello.recovery, hello.keepalive, hello.data)
+            _HELLOS[raw] = (offered, hello.recovery, hello.keepalive, hello.data,
+                            hello.max_tsdu)  # fmt: skip
         return hello
 
     @classmethod
@@ -212,12 +220,16 @@ class Hello:
             recv=_count(obj.get("recv"), "hello"),
             act=_activity(obj.get("act"), "hello"),
             counts=_counts(obj.get("ct"), "hello"),
+            max_tsdu=_size(obj.get("mt"), "hello"),
         )
 
 
-#: Hellos without credentials or resume by their octets: (offers, recovery, keepalive, data).
-_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], bool, bool, bytes]] = {}
-#: Encoded hellos without credentials or resume, by (offers, keepalive, recovery, data).
+#: Hellos without credentials or resume by their octets: (offers, recovery, keepalive, data,
+#: max_tsdu).
+_HELLOS: dict[bytes, tuple[tuple[tuple[str, tuple[str, ...]], ...], bool, bool, bytes,
+                           int | None]] = {}  # fmt: skip
+#: Encoded hellos without credentials or resume, by (offers, keepalive, recovery, data,
+#: max_tsdu).
 _HELLO_OCTETS: dict[tuple[Any, ...], bytes] = {}
 _HELLO_CACHE_MAX = 64
 _HELLO_CACHE_OCTETS = 512
@@ -242,13 +254,15 @@ class Welcome:
     fast: bool = False
     #: (a resume) What the responder has besides ``recv`` (as the hello's ``counts``).
     counts: Counts | None = None
+    #: The largest TSDU the responder takes (as the hello's ``max_tsdu``).
+    max_tsdu: int | None = None
 
     def encode(self, counts: Counts | None = None) -> bytes:
         """The welcome's octets (``counts``: in place of ``self.counts``)."""
         if counts is None:
             counts = self.counts
         sid, token = self.session_id, self.token
-        key: tuple[tuple[Any, ...], bool, bytes, bool, bool] | None = None
+        key: tuple[tuple[Any, ...], bool, bytes, bool, bool, int | None] | None = None
         if (
             type(sid) is str
             and _is_id(sid)
@@ -261,12 +275,13 @@ class Welcome:
             and type(self.data) is bytes
             and type(self.keepalive) is bool
             and type(self.fast) is bool
+            and (self.max_tsdu is None or type(self.max_tsdu) is int)
             and type(self.chosen) is dict
             and all(type(k) is str and type(v) is str for k, v in self.chosen.items())
         ):
             # Plain strings only: equal values of other types (1 and True) encode apart.
             key = (tuple(self.chosen.items()), self.keepalive, self.data, token is not None,
-                   self.fast)  # fmt: skip
+                   self.fast, self.max_tsdu)  # fmt: skip
             known = _WELCOMES.get(key)
             if known is not None:  # the octets around the id (and the token)
                 parts = known
@@ -280,6 +295,8 @@ class Welcome:
             obj["fc"] = True
         if sid is not None:
             obj["id"] = sid
+        if self.max_tsdu is not None:
+            obj["mt"] = self.max_tsdu
         if token is not None:
             obj["tk"] = token
         if self.resumed is not None:
@@ -295,7 +312,8 @@ class Welcome:
             obj["cp"] = {"serial": serial, "data": cp_data.hex() if cp_data is not None else None}
         out = _dump(WELCOME_MAGIC, obj)
         if key is not None and sid is not None and len(out) <= _HELLO_CACHE_OCTETS:
-            # sort_keys puts "id" after "chosen", "data" and "fc" and before "ka", "tk" and "v";
+            # sort_keys puts "id" after "chosen", "data" and "fc" and before "ka", "mt", "tk"
+            # and "v";
             # the last occurrences of the id and the token are theirs (neither needs
             # escaping: hex digits and dots).
             head, found, tail = out.rpartition(b',"id":"' + sid.encode() + b'"')
@@ -319,9 +337,10 @@ class Welcome:
         if shape is not None:
             known = _WELCOME_SHAPES.get(shape[0])
             if known is not None:  # the octets around the id (and token) seen before
-                chosen, keepalive, data, fast = known
+                chosen, keepalive, data, fast, max_tsdu = known
                 return cls(chosen=dict(chosen), keepalive=keepalive, data=data,
-                           session_id=shape[1], token=shape[2], fast=fast)  # fmt: skip
+                           session_id=shape[1], token=shape[2], fast=fast,
+                           max_tsdu=max_tsdu)  # fmt: skip
         welcome = cls._decode(raw)
         if shape is not None and welcome.session_id == shape[1] and welcome.token == shape[2] and (
             welcome.resumed is None and welcome.recv is None and welcome.checkpoint is None
@@ -332,7 +351,8 @@ class Welcome:
             if len(_WELCOME_SHAPES) >= _HELLO_CACHE_MAX:
                 _WELCOME_SHAPES.clear()
             _WELCOME_SHAPES[shape[0]] = (tuple(welcome.chosen.items()), welcome.keepalive,
-                                         welcome.data, welcome.fast)  # fmt: skip
+                                         welcome.data, welcome.fast,
+                                         welcome.max_tsdu)  # fmt: skip
         return welcome
 
     @classmethod
@@ -372,6 +392,7 @@ class Welcome:
             act=_activity(obj.get("act"), "welcome"),
             fast=obj.get("fc") is True,
             counts=_counts(obj.get("ct"), "welcome"),
+            max_tsdu=_size(obj.get("mt"), "welcome"),
         )
 
 
@@ -392,11 +413,13 @@ class Rejection:
 
 
 #: Welcome octets around the session id (and the token), by (choices, keepalive, data,
-#: whether a token is in it, fast connect).
-_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool, bool], tuple[bytes, ...]] = {}
+#: whether a token is in it, fast connect, max_tsdu).
+_WELCOMES: dict[tuple[tuple[Any, ...], bool, bytes, bool, bool, int | None],
+                tuple[bytes, ...]] = {}  # fmt: skip
 #: What a welcome decoded to, by its octets around the id and the token (see
-#: ``_welcome_shape``): (choices, keepalive, data, fast connect).
-_WELCOME_SHAPES: dict[tuple[bytes, bytes, bytes], tuple[tuple[Any, ...], bool, bytes, bool]] = {}
+#: ``_welcome_shape``): (choices, keepalive, data, fast connect, max_tsdu).
+_WELCOME_SHAPES: dict[tuple[bytes, bytes, bytes],
+                      tuple[tuple[Any, ...], bool, bytes, bool, int | None]] = {}  # fmt: skip
 _ID_KEY = b',"id":"'
 _TOKEN_KEY = b',"tk":"'
 
@@ -434,6 +457,15 @@ def _count(value: Any, what: str) -> int | None:
         return None
     if type(value) is not int or not 0 <= value <= 1 << 53:
         raise DecodeError(f"malformed sessionlayer {what}: count")
+    return value
+
+
+def _size(value: Any, what: str) -> int | None:
+    """A size limit from the peer (``mt``): None, or an int of at least 1."""
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= 1 << 53:
+        raise DecodeError(f"malformed sessionlayer {what}: size")
     return value
 
 

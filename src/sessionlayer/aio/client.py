@@ -145,6 +145,7 @@ async def connect(
             credentials=dict(credentials) if credentials is not None else None,
             data=data,
             recovery=recovery,
+            max_tsdu=options.max_tsdu_size,
         )
     loop = asyncio.get_running_loop()
     agent = SessionAgent("initiator", config, options)

@@ -34,6 +34,7 @@ from ..errors import (
     DecodeError,
     EncodeError,
     FunctionalUnitError,
+    ParameterError,
     ResumeRefused,
     SessionAborted,
     SessionClosed,
@@ -70,6 +71,10 @@ E = TypeVar("E", bound=BaseException)
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
 _COPY_BELOW = 4096
+#: A message's TSDU beyond its octets: GT (2) and the DT's or TD's SI and long LI (4).
+_DATA_OVERHEAD = 6
+_NO_LIMIT = 1 << 62  #: the peer did not say how large a TSDU it takes
+_LIMITS: dict[int, int] = {}  #: data limits by the peer's max_tsdu: one int for them all
 #: Why reading from TCP is paused (bits of ``Connection._paused``): received data waits for
 #: a slow reader, our writes wait for a peer that does not read (the answers the agent
 #: gives on its own would otherwise queue without limit), or events wait unread.
@@ -154,6 +159,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     # Slots: a server holds one of these per live session (idle sessions' memory).
     __slots__ = (
         "_buffered",
+        "_data_max",
         "_data_waiter",
         "_ep",
         "_failure",
@@ -200,6 +206,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.plain = False
         self._general = False  # RFC 1006 holds part of a TPDU or TSDU (the agent reads)
         self._tpdu_size = 128  # negotiated in COTP CR/CC (kept here for the fast path)
+        #: The largest message the peer takes in one TSDU (its hello's or welcome's
+        #: ``max_tsdu``, set when the session opens): a bigger one is refused unsent.
+        self._data_max = _NO_LIMIT
         self.bytes_in = 0
         self.bytes_out = 0
         self.messages_in = 0
@@ -1201,14 +1210,25 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def send_general(self, payload: bytes) -> None:
         """S-DATA off the fast path: through the machine, or (detached) into the journal
         only, to be replayed when the session resumes."""
+        if len(payload) > self._data_max:
+            raise self.too_large(len(payload))
         if self._queued(payload):
             return
         await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
         self._kept(payload)
 
+    def too_large(self, n: int) -> ParameterError:
+        """A message the peer would abort the session for (AB 0x11): refused unsent."""
+        return ParameterError(
+            f"a message of {n} octets is more than the peer takes ({self._data_max} at most:"
+            f" its max_tsdu_size is {self.agent.peer_max_tsdu}); nothing was sent"
+        )
+
     def send_typed(self, payload: bytes) -> None:
         """S-TYPED-DATA (no token needed); a resumable session keeps it in its journal like
         S-DATA, in the same count and order (while detached: only there, until resumed)."""
+        if len(payload) > self._data_max:
+            raise self.too_large(len(payload))
         item = Typed(payload) if self.journal is not None else payload
         if not self._units() & FunctionalUnit.TYPED_DATA:
             # (what the machine says, before a detached session keeps what it cannot send)
@@ -1325,6 +1345,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """
         tpdu_size = self._tpdu_size
         n = len(data)
+        if n > self._data_max and keep:  # (a replayed message was checked when sent)
+            raise self.too_large(n)
         large = n >= _COPY_BELOW
         if large:  # the data is not copied here: its pieces go to transport.writelines
             pieces = frame_pieces(data, tpdu_size)
@@ -1818,7 +1840,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         responder's AC; :meth:`flush` re-arms the timer itself)."""
         # The fast path reads an open session's stream: RFC 1006 keeps no readers meanwhile
         # (the next read that needs it makes them again).
-        self.agent.rfc.compact()
+        agent = self.agent
+        agent.rfc.compact()
+        peer = agent.peer_max_tsdu
+        if peer is None or agent.machine.tsdu_max_send:  # (segmented: the SSDU limit)
+            self._data_max = _NO_LIMIT
+        else:
+            limit = _LIMITS.get(peer)
+            if limit is None:
+                if len(_LIMITS) >= 64:
+                    _LIMITS.clear()
+                limit = _LIMITS[peer] = max(peer - _DATA_OVERHEAD, 0)
+            self._data_max = limit
         interval = self._ep.options.keepalive_interval
         if interval is not None and not self.agent.keepalive and self.transport is not None:
             sock = self.transport.get_extra_info("socket")

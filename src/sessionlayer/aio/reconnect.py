@@ -152,7 +152,8 @@ class Reconnector:
             mine = link.activity[0].hex() if link.activity is not None else None
             hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
                           resume=link.token, recv=journal.received, act=mine,
-                          counts=journal.counts())  # fmt: skip
+                          counts=journal.counts(),
+                          max_tsdu=opts.max_tsdu_size)  # fmt: skip
             try:
                 confirm = await conn.open(partial(_connect, agent, self.connection_id, hello))
             except BaseException as exc:

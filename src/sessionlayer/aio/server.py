@@ -548,7 +548,8 @@ class Server:
                                    self._secret)  # fmt: skip
             token = issue(self._secret, sid, 0, identity)
             welcome = Welcome(chosen=chosen, session_id=sid, token=token,
-                              fast=self.options.fast_connect)  # fmt: skip
+                              fast=self.options.fast_connect,
+                              max_tsdu=self.options.max_tsdu_size)  # fmt: skip
         protocol.agent.accept(
             chosen=chosen, session_id=sid, user_data=user_data, connection_id=reply_cid,
             welcome=welcome,
@@ -1027,6 +1028,7 @@ class Server:
                                                        link.identity),
             resumed="resumed", recv=journal.received,
             act=mine[0].hex() if mine is not None else None, fast=self.options.fast_connect,
+            max_tsdu=self.options.max_tsdu_size,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         old.agent.accept(chosen=chosen, session_id=sid, connection_id=reply_cid, welcome=welcome)
@@ -1088,7 +1090,7 @@ class Server:
             token=issue(self._secret, sid, new.generation, record.identity),
             resumed="checkpoint", recv=0,
             checkpoint=(checkpoint.serial, checkpoint.user_data) if checkpoint else None,
-            fast=self.options.fast_connect,
+            fast=self.options.fast_connect, max_tsdu=self.options.max_tsdu_size,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
         protocol.agent.accept(chosen=dict(record.chosen), session_id=sid,

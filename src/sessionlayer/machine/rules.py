@@ -235,7 +235,7 @@ class _Rules(_Sync):
         if td is None or td & AbortReason.USER_ABORT:
             self._events.append(ev.UserAbortIndication(spdu.user_data))
         else:
-            self._events.append(ev.ProviderAbortIndication(AbortReason(td), "AB from the peer"))
+            self._events.append(ev.ProviderAbortIndication(AbortReason(td), _peer_abort(td)))
 
     # ------------------------------------------------------------ actions: connect
 
@@ -484,3 +484,17 @@ class _Rules(_Sync):
 
     def _a_nf_cnf(self, ctx: Ctx) -> None:
         self._events.append(ev.ReleaseConfirm(False, ctx.spdu.user_data))
+
+
+def _peer_abort(td: int) -> str:
+    """What an AB from the peer's session layer says, in words (its Transport Disconnect)."""
+    if td & AbortReason.PROTOCOL_ERROR:
+        why = "protocol error: it did not take what was sent"
+    elif td & AbortReason.IMPLEMENTATION_RESTRICTION:
+        why = "implementation restriction: something was over one of its limits, such as a"
+        why += " message larger than its largest TSDU"
+    elif td & AbortReason.NO_REASON:
+        why = "no reason given"
+    else:
+        return "AB from the peer"
+    return f"AB from the peer ({why}; Transport Disconnect 0x{td:02x})"

@@ -1,0 +1,96 @@
+"""A message larger than the peer takes in one TSDU (its ``Options.max_tsdu_size``, said in
+its hello or welcome as ``max_tsdu``) is refused before anything is sent: a ParameterError,
+and the session goes on.  Before, it went out and the peer aborted the session (AB 0x11),
+and the sender only heard "AB from the peer".  A peer that does not say (an OSI stack, or
+X.225 user data instead of a hello) is sent what the application sends, and its abort now
+says why in words."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import sessionlayer
+from sessionlayer import Options, SessionAborted
+from sessionlayer.errors import AbortReason, ParameterError
+from sessionlayer.machine import SessionConfig
+
+LIMIT = 10.0  # s: a bound on each test
+SMALL = 4096  #: the small side's max_tsdu_size
+MOST = SMALL - 6  #: the longest message in one TSDU of SMALL octets (GT 2, DT SI + LI 4)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, LIMIT))
+
+
+async def echo(session: sessionlayer.Session) -> None:
+    async for data in session:
+        await session.send(data)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_message_over_the_servers_limit_is_refused_unsent(resume: bool) -> None:
+    async def main() -> None:
+        small = Options(max_tsdu_size=SMALL)
+        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=small) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port,
+                                                 options=Options(resume=resume))  # fmt: skip
+            async with session:
+                with pytest.raises(ParameterError, match=r"4091 octets.*nothing was sent"):
+                    await session.send(b"x" * (MOST + 1))
+                await session.send(b"after")  # the session goes on; nothing else came
+                assert await session.receive() == b"after"
+                await session.send(b"y" * MOST)
+                assert await session.receive() == b"y" * MOST
+            assert server.stats.messages_in == 2
+
+    run(main())
+
+
+def test_a_handler_is_refused_a_message_over_the_clients_limit() -> None:
+    async def main() -> None:
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                await session.send(b"z" * (MOST + 1))
+            except ParameterError as exc:
+                refused.set_result(exc)
+            await session.send(b"z" * MOST)
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port,
+                                                 options=Options(max_tsdu_size=SMALL))  # fmt: skip
+            async with session:
+                assert isinstance(await refused, ParameterError)
+                assert await session.receive() == b"z" * MOST
+
+    run(main())
+
+
+def test_a_peer_that_did_not_say_is_sent_it_and_its_abort_says_why() -> None:
+    """X.225 user data instead of a hello: no limit is known, the message goes out, the
+    server aborts with 0x11 (implementation restriction) and the client's error says so."""
+
+    async def main() -> None:
+        small = Options(max_tsdu_size=SMALL, keepalive_interval=None, idle_timeout=None)
+        config = SessionConfig.kernel_duplex()
+        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=small,
+                                            config=config) as server:  # fmt: skip
+            session = await sessionlayer.connect(
+                "127.0.0.1", server.port, user_data=b"osi", config=config,
+                options=Options(resume=False, keepalive_interval=None, idle_timeout=None),
+            )  # fmt: skip
+            await session.send(b"x" * 2 * SMALL)
+            with pytest.raises(SessionAborted) as info:
+                await session.receive()
+            assert info.value.reason & AbortReason.IMPLEMENTATION_RESTRICTION
+            assert "implementation restriction" in str(info.value)
+            assert "Transport Disconnect 0x11" in str(info.value)
+
+    run(main())
