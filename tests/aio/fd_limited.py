@@ -2,7 +2,10 @@
 a tunnel server at ``PORT``) in a process of its own whose file descriptors run out:
 started by tests/aio/test_out_of_descriptors.py.
 
-    python -m tests.aio.fd_limited serve|relay|tunnel asyncio|uvloop ROOM [PORT]
+    python -m tests.aio.fd_limited serve|relay|tunnel|serve-nospare asyncio|uvloop ROOM [PORT]
+
+``serve-nospare``: a ``serve()`` server whose listening sockets lost their spare
+descriptors (as when none was free at the start, or another thread took one).
 
 Once it listens, its soft RLIMIT_NOFILE is set to the descriptors it holds plus ``ROOM``.
 It prints one JSON line on stdout when it listens (``{"port": N}``) and one for each line
@@ -14,6 +17,7 @@ connections shed and the WARNINGs about them logged.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -25,6 +29,7 @@ from tests.relay.helpers import upstream
 from tests.tools import echo
 
 import sessionlayer
+from sessionlayer.aio.listening import Shedding
 from sessionlayer.apps.tunnel import TunnelClient
 from sessionlayer.relay import start
 
@@ -60,7 +65,7 @@ async def main(kind: str, room: int, server_port: int) -> None:
         f"{context.get('message')}: {context.get('exception')!r}"))
     warnings = Warnings()
     logging.getLogger("sessionlayer").addHandler(warnings)
-    if kind == "serve":
+    if kind in ("serve", "serve-nospare"):
         server: Any = await sessionlayer.serve(echo, "127.0.0.1", 0, options=sessionlayer.Options(
             keepalive_interval=None, idle_timeout=None, resume=False))  # fmt: skip
         port, shed = server.port, lambda: server.stats.shed
@@ -72,7 +77,12 @@ async def main(kind: str, room: int, server_port: int) -> None:
         server = TunnelClient("127.0.0.1", server_port)
         await server.start()
         port, shed = server.listen_port, lambda: server.stats.failed
-    baseline = held()
+    baseline = held()  # (with the spares: the first accept takes them back)
+    if kind == "serve-nospare":
+        for obj in gc.get_objects():
+            if isinstance(obj, Shedding) and obj.spare is not None:
+                obj.spare.close()
+                obj.spare = None
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (baseline + room, hard))
     say(port=port)

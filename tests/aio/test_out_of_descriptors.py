@@ -74,6 +74,26 @@ async def echo_lines(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     writer.close()
 
 
+async def use(kind: str, port: int) -> None:
+    """A session (a tunnelled connection) that works: an echo and a release."""
+    options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None, resume=False)
+    async with asyncio.timeout(LIMIT):
+        if kind == "tunnel":  # (a TCP connection through it)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"after the flood\n")
+            assert await reader.readline() == b"after the flood\n"
+            writer.close()
+            return
+        if kind == "relay":  # (through the relay to its echo upstream)
+            session = await sessionlayer.connect("127.0.0.1", port, user_data=b"hi",
+                                                 config=CONFIG, options=options)  # fmt: skip
+        else:
+            session = await sessionlayer.connect("127.0.0.1", port, options=options)
+        await session.send(b"after the flood")
+        assert await session.receive() == b"after the flood"
+        await session.release()
+
+
 async def flood_then_use(kind: str, loop: str, args: list[str], target: str = "") -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = await asyncio.create_subprocess_exec(
@@ -84,6 +104,8 @@ async def flood_then_use(kind: str, loop: str, args: list[str], target: str = ""
     child = Child(proc)
     try:
         port = (await child.line())["port"]
+        if kind == "serve-nospare":  # (an accept with descriptors free takes a spare back)
+            await use(kind, port)
         flood = [await asyncio.open_connection("127.0.0.1", port) for _ in range(FLOOD)]
         # The server holds at most ROOM of them: the others are closed at once (one more
         # may take a descriptor of the server's for a moment).
@@ -94,23 +116,7 @@ async def flood_then_use(kind: str, loop: str, args: list[str], target: str = ""
         for _, writer in flood:
             writer.close()
         assert await child.ask("settle") == {"settled": True}
-        options = sessionlayer.Options(keepalive_interval=None, idle_timeout=None,
-                                       resume=False)  # fmt: skip
-        async with asyncio.timeout(LIMIT):
-            if kind == "tunnel":  # (a TCP connection through it)
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(b"after the flood\n")
-                assert await reader.readline() == b"after the flood\n"
-                writer.close()
-            else:
-                if kind == "serve":
-                    session = await sessionlayer.connect("127.0.0.1", port, options=options)
-                else:  # (through the relay to its echo upstream)
-                    session = await sessionlayer.connect("127.0.0.1", port, user_data=b"hi",
-                                                         config=CONFIG, options=options)
-                await session.send(b"after the flood")
-                assert await session.receive() == b"after the flood"
-                await session.release()
+        await use(kind, port)
         report = await child.ask("report")
         assert report["reported"] == [], "reached asyncio's exception handler"
         if loop == "asyncio":  # (uvloop's libuv sheds them itself, uncounted)
@@ -123,6 +129,35 @@ async def flood_then_use(kind: str, loop: str, args: list[str], target: str = ""
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-@pytest.mark.parametrize("kind", ["serve", "relay", "tunnel"])
+@pytest.mark.parametrize("kind", ["serve", "relay", "tunnel", "serve-nospare"])
 def test_a_server_out_of_descriptors_sheds_connections_quietly(kind: str, loop: str) -> None:
     asyncio.run(asyncio.wait_for(flood_then_session(kind, loop), 3 * LIMIT))
+
+
+def test_out_of_memory_a_listening_socket_leaves_it_to_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ENOBUFS or ENOMEM: a spare descriptor does not help, so nothing is shed and the
+    error goes to asyncio's own handling (which waits a second), never a BlockingIOError
+    that would have asyncio call accept() again at once, forever."""
+    import errno
+    import socket
+
+    from sessionlayer.aio.listening import Shedding
+
+    sock = Shedding(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        for code in (errno.ENOBUFS, errno.ENOMEM, errno.EMFILE):
+            def failing(self: socket.socket, code: int = code) -> Any:
+                raise OSError(code, os.strerror(code))
+
+            monkeypatch.setattr(socket.socket, "accept", failing)
+            with pytest.raises(OSError) as info:
+                sock.accept()
+            assert type(info.value) is OSError and info.value.errno == code
+            # (EMFILE with nothing shed, since every accept fails: asyncio's handling too)
+    finally:
+        monkeypatch.undo()
+        sock.close()

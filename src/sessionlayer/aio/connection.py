@@ -71,8 +71,11 @@ E = TypeVar("E", bound=BaseException)
 #: Messages from this size on are framed as pieces (headers and views of the data) that
 #: go to ``transport.writelines``: uvloop (and asyncio from 3.12) write them without a copy.
 _COPY_BELOW = 4096
-#: A message's TSDU beyond its octets: GT (2) and the DT's or TD's SI and long LI (4).
-_DATA_OVERHEAD = 6
+#: An S-DATA message's TSDU beyond its octets: GT and DT with empty parameter fields
+#: (``DATA_PREFIX``: the user data follows the DT's parameter field, outside its LI); an
+#: S-TYPED-DATA message's is its TD's 2 (so it may be 2 octets longer).
+_DATA_OVERHEAD = 4
+_TYPED_MORE = 2
 _NO_LIMIT = 1 << 62  #: the peer did not say how large a TSDU it takes
 _LIMITS: dict[int, int] = {}  #: data limits by the peer's max_tsdu: one int for them all
 #: Why reading from TCP is paused (bits of ``Connection._paused``): received data waits for
@@ -1217,18 +1220,18 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         await self.call_with_tokens(lambda m: m.send_data(payload), EVERY & Token.DATA)
         self._kept(payload)
 
-    def too_large(self, n: int) -> ParameterError:
+    def too_large(self, n: int, more: int = 0) -> ParameterError:
         """A message the peer would abort the session for (AB 0x11): refused unsent."""
         return ParameterError(
-            f"a message of {n} octets is more than the peer takes ({self._data_max} at most:"
-            f" its max_tsdu_size is {self.agent.peer_max_tsdu}); nothing was sent"
+            f"a message of {n} octets is more than the peer takes ({self._data_max + more} at"
+            f" most: its max_tsdu_size is {self.agent.peer_max_tsdu}); nothing was sent"
         )
 
     def send_typed(self, payload: bytes) -> None:
         """S-TYPED-DATA (no token needed); a resumable session keeps it in its journal like
         S-DATA, in the same count and order (while detached: only there, until resumed)."""
-        if len(payload) > self._data_max:
-            raise self.too_large(len(payload))
+        if len(payload) > self._data_max + _TYPED_MORE:
+            raise self.too_large(len(payload), _TYPED_MORE)
         item = Typed(payload) if self.journal is not None else payload
         if not self._units() & FunctionalUnit.TYPED_DATA:
             # (what the machine says, before a detached session keeps what it cannot send)

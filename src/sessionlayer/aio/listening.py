@@ -10,8 +10,11 @@ with a spare descriptor it keeps for that, closes it at once (its peer sees the
 connection closed, and can try again), and tells asyncio that nothing waits.  Nothing
 reaches the exception handler, and the backlog does not fill up with connections that
 would only time out.  The owner's ``shed`` callback counts and logs them.  (uvloop's
-libuv does the same by itself: there the sockets are plain ones.)  Each listening socket
-holds one descriptor more, its spare.
+libuv does the same by itself: there the sockets are plain ones, and what it sheds is
+neither counted nor logged.)  Each listening socket holds one descriptor more, its spare;
+one it could not keep (none was free, or another thread took it) it takes back at its next
+accept.  Out of memory (ENOBUFS, ENOMEM) a spare does not help: asyncio's own handling
+runs (reported, and a second's wait).
 
 A TLS server's listening sockets are accepted by aio/tls_accept.py's own loop, which
 waits and tries again instead.
@@ -25,13 +28,17 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["OUT_OF_RESOURCES", "PlainServer", "Shedding", "listen", "serve_plain"]
+__all__ = ["OUT_OF_DESCRIPTORS", "OUT_OF_RESOURCES", "PlainServer", "Shedding", "listen",
+           "serve_plain"]  # fmt: skip
 
 #: accept() errors that say the process (or the system) is out of something.
 OUT_OF_RESOURCES = frozenset(
     getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
     if hasattr(errno, name)
 )  # fmt: skip
+#: ... of file descriptors: what a spare descriptor helps with (out of memory it does not:
+#: asyncio's own handling waits a second then).
+OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 SHED_AT_ONCE = 64  #: connections shed in one accept() at most (the loop comes back)
 
 Shed = Callable[[Any], None]  #: told each connection shed (its peer's address)
@@ -51,28 +58,41 @@ class Shedding(socket.socket):
 
     def accept(self) -> tuple[socket.socket, Any]:
         try:
-            return super().accept()
+            got = super().accept()
         except OSError as exc:
-            if exc.errno not in OUT_OF_RESOURCES or self.spare is None:
-                raise  # (no spare: asyncio waits a second, as without this class)
-        self.shed_waiting()
-        raise BlockingIOError(errno.EAGAIN, "out of file descriptors: connections shed")
+            if exc.errno not in OUT_OF_DESCRIPTORS:
+                raise
+            if self.spare is None:  # (lost to another thread, or none at the start)
+                self.spare = _spare()
+            if self.spare is None or not self.shed_waiting():
+                raise  # (asyncio reports it and waits a second, as without this class)
+            raise BlockingIOError(errno.EAGAIN, "out of descriptors: connections shed") from None
+        if self.spare is None:  # (descriptors are free again: take a spare back)
+            self.spare = _spare()
+        return got
 
-    def shed_waiting(self) -> None:
+    def shed_waiting(self) -> bool:
+        """Shed what waits (at most ``SHED_AT_ONCE``); False if none could be."""
+        shed = False
         for _ in range(SHED_AT_ONCE):
             spare, self.spare = self.spare, None
             if spare is None:
-                return
+                break
             spare.close()  # (its descriptor is the one accept() takes now)
             try:
                 conn, address = super().accept()
-            except OSError:  # nothing waits any more (or it went meanwhile)
+            except BlockingIOError:  # nothing waits any more
                 self.spare = _spare()
-                return
+                return True
+            except OSError:  # (another thread took the descriptor: the next turn tries)
+                self.spare = _spare()
+                break
             conn.close()
+            shed = True
             self.spare = _spare()
             if self.shed is not None:
                 self.shed(address)
+        return shed
 
     def close(self) -> None:
         spare, self.spare = self.spare, None
