@@ -130,3 +130,16 @@ def test_the_largest_tsdu_a_peer_takes_is_in_its_hello_and_welcome() -> None:
             raw = magic + b'{"v":1,"mt":' + bad.encode() + b"}"
             with pytest.raises(DecodeError, match="size"):
                 kind.decode(raw)
+
+
+def test_a_relay_caps_the_largest_tsdu_and_keeps_every_other_key() -> None:
+    hello = H.MAGIC + b'{"future":{"x":[1]},"ka":true,"mt":1048576,"offers":{},"v":1}'
+    capped = H.cap_max_tsdu(hello, 4096)
+    assert json.loads(capped[4:]) == {"future": {"x": [1]}, "ka": True, "mt": 4096,
+                                      "offers": {}, "v": 1}  # fmt: skip
+    assert Hello.decode(capped).max_tsdu == 4096
+    assert H.cap_max_tsdu(capped, 8192) == capped  # (lower already: as it is)
+    older = H.WELCOME_MAGIC + b'{"chosen":{},"ka":true,"v":1}'  # (said nothing: put in)
+    assert Welcome.decode(H.cap_max_tsdu(older, 4096)).max_tsdu == 4096
+    for other in (b"", b"\x01\x02", H.MAGIC + b"{broken", H.REJECTION_MAGIC + b"{}"):
+        assert H.cap_max_tsdu(other, 4096) == other

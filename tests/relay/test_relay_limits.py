@@ -18,7 +18,7 @@ from tests.tools import echo, unavailable
 import sessionlayer
 from sessionlayer import ConnectRefused, RefuseReason, SessionAborted
 from sessionlayer.capture import PcapWriter, read_tcp_streams
-from sessionlayer.errors import AbortReason
+from sessionlayer.errors import AbortReason, ParameterError
 from sessionlayer.relay import Policy, RelayOptions, Rule, start
 from sessionlayer.relay.wirelog import WireTap
 from sessionlayer.transport import ConnectRequested, encode_tpdu, encode_tpkt
@@ -395,5 +395,36 @@ def test_sessions_show_an_upstream_still_connecting(slow_upstream: int) -> None:
             assert info.upstream.state == "connecting" and info.client.state == "STA08"
             assert info.to_dict()["upstream"]["peer"] is None
             writer.close()
+
+    run(main())
+
+
+def test_between_sessionlayer_peers_the_relay_says_its_own_size_limit() -> None:
+    """The hello and the welcome say the largest TSDU each end takes; the relay passes
+    them on with its own ``max_size`` where that is less, so neither end sends what the
+    relay would abort for: a message over it is a ParameterError, unsent, and the session
+    goes on (both ways)."""
+
+    small = 1 << 16
+
+    async def echo_but_too_large_first(session: sessionlayer.Session) -> None:
+        async for data in session:
+            try:
+                await session.send(b"z" * (small - 3))
+            except ParameterError:
+                await session.send(data)
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo_but_too_large_first,
+                                            options=PLAIN) as up:  # fmt: skip
+            options = RelayOptions(max_size=small)
+            async with await start(("127.0.0.1", up.port), options=options) as relay:
+                session = await sessionlayer.connect("127.0.0.1", relay.port, options=PLAIN)
+                async with session:
+                    with pytest.raises(ParameterError):
+                        await session.send(b"x" * (small - 3))
+                    await session.send(b"y" * (small - 4))  # the largest it takes
+                    assert await session.receive() == b"y" * (small - 4)  # (not the z's)
+                assert relay.stats.ended["released"] == 1
 
     run(main())

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..recovery.journal import Counts
 
 __all__ = ["MAGIC", "WELCOME_MAGIC", "REJECTION_MAGIC", "Hello", "Welcome", "Rejection",
-           "is_hello", "is_welcome", "is_rejection", "negotiate"]  # fmt: skip
+           "cap_max_tsdu", "is_hello", "is_welcome", "is_rejection", "negotiate"]  # fmt: skip
 
 MAGIC = b"SLH1"  #: a hello (CN)
 WELCOME_MAGIC = b"SLW1"  #: a welcome (AC)
@@ -394,6 +394,27 @@ class Welcome:
             counts=_counts(obj.get("ct"), "welcome"),
             max_tsdu=_size(obj.get("mt"), "welcome"),
         )
+
+
+def cap_max_tsdu(raw: bytes, limit: int) -> bytes:
+    """A hello or welcome as ``raw`` but for its ``max_tsdu`` ("mt"), at most ``limit`` (put
+    in when it had none): what a relay that takes TSDUs of at most ``limit`` octets passes
+    on.  Every other key stays, those this version does not know too.  What does not
+    decode as a hello or welcome is returned as it is."""
+    for magic in (MAGIC, WELCOME_MAGIC):
+        if raw.startswith(magic):
+            break
+    else:
+        return raw
+    try:
+        obj = _load(magic, raw, "hello")
+    except DecodeError:
+        return raw
+    said = obj.get("mt")
+    if type(said) is int and 1 <= said <= limit:
+        return raw
+    obj["mt"] = limit
+    return _dump(magic, obj)
 
 
 @dataclass(frozen=True)

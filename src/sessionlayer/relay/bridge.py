@@ -56,7 +56,7 @@ from collections.abc import Callable
 from typing import Literal, TypeAlias
 
 from ..agent import SessionAgent
-from ..agent.hello import Hello, Welcome, is_hello, is_welcome
+from ..agent.hello import Hello, Welcome, cap_max_tsdu, is_hello, is_welcome
 from ..errors import AbortReason, DecodeError, LocalError, RefuseReason
 from ..machine import SessionMachine, tokens_for
 from ..machine import events as ev
@@ -408,8 +408,11 @@ class Bridge:
         ):
             return
         self._cn_sent = True
+        data = cn.user_data
+        if data is not None and is_hello(data):  # (its legs take TSDUs of max_size at most)
+            data = cap_max_tsdu(bytes(data), self.options.max_size)
         try:
-            agent.connect(cn.user_data, cn.connection_id)
+            agent.connect(data, cn.connection_id)
         except LocalError as exc:
             self._refuse_client(RefuseReason.SPM_NO_REASON, f"cannot relay the CN: {exc}", now)
 
@@ -429,8 +432,11 @@ class Bridge:
             responding_ssel=event.responding_ssel,
             called_choice={t: TokenSetting.RESPONDER for t in Token if t & theirs},
         )
+        data = event.user_data
+        if data is not None and is_welcome(data):  # (as the CN's hello: _send_cn)
+            data = cap_max_tsdu(bytes(data), self.options.max_size)
         try:
-            self.client.accept(chosen={}, session_id=self.id, user_data=event.user_data,
+            self.client.accept(chosen={}, session_id=self.id, user_data=data,
                                connection_id=event.connection_id, config=config)  # fmt: skip
         except LocalError as exc:
             self._abort_both(f"cannot relay the AC to the client: {exc}", now)
