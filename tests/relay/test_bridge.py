@@ -12,10 +12,12 @@ import pytest
 from tests.relay.helpers import Through, spdus_in
 
 from sessionlayer import FunctionalUnit as FU
+from sessionlayer.agent import SessionAgent
 from sessionlayer.errors import AbortReason, RefuseReason
-from sessionlayer.machine import ALL_FUNCTIONAL_UNITS, SessionConfig
+from sessionlayer.machine import ALL_FUNCTIONAL_UNITS, SessionConfig, SessionMachine
 from sessionlayer.machine import events as ev
 from sessionlayer.relay import RelayOptions
+from sessionlayer.relay.bridge import CLIENT, UPSTREAM, Leg
 from sessionlayer.spdu import (
     Abort,
     Accept,
@@ -655,3 +657,156 @@ def test_fast_path_hands_a_tsdu_spanning_tpdus_to_the_agent_and_takes_over_after
     t.pump()
     assert t.events["upstream"][-1] == ev.DataIndication(b"four")
     assert t.bridge.plain_messages == before + 1
+
+
+# ------------------------------------------------------------------ what crosses a major sync
+
+SYMMETRIC = FU.DUPLEX | FU.SYMMETRIC_SYNC | FU.MAJOR_SYNC | FU.RESYNC | FU.TYPED_DATA
+MINOR_MAJOR = FU.DUPLEX | FU.MINOR_SYNC | FU.MAJOR_SYNC | FU.RESYNC
+
+
+def crossing(units: FU, setter: str, options: RelayOptions | None = None) -> Through:
+    """An open session through the relay whose ``setter`` end holds the tokens a major sync
+    point needs (the client gives them to the upstream first when it is the setter)."""
+    versions = Version.V2 if units & FU.SYMMETRIC_SYNC else Version.V1 | Version.V2
+    config = SessionConfig(functional_units=units, versions=versions, initial_serial=40,
+                           second_initial_serial=900 if units & FU.SYMMETRIC_SYNC else None)
+    t = Through(config, SessionConfig(functional_units=units, versions=versions), options)
+    t.open()
+    if setter == "upstream":
+        t.client.machine.give_tokens(t.client.machine.tokens_owned)
+        t.pump()
+    t.events = {"client": [], "upstream": []}
+    return t
+
+
+def ends(t: Through, setter: str) -> tuple[SessionAgent, SessionAgent, Leg]:
+    """(the near end: the setter's agent, the far end's agent, the far end's leg)."""
+    if setter == "client":
+        return t.client, t.upstream, "upstream"
+    return t.upstream, t.client, "client"
+
+
+def flows(m: SessionMachine, mine: bool = True, restart: bool = True) -> tuple[int, ...]:
+    """A machine's V(A), V(M) (and V(R)) of its sending flow, then of its receiving flow
+    (``mine=False``: the other way round, as its peer numbers them)."""
+    send = (m.vas, m.vms) + ((m.vrs,) if restart else ())
+    receive = (m.var, m.vmr) + ((m.vrr,) if restart else ())
+    return send + receive if mine else receive + send
+
+
+def assert_serials_agree(t: Through, restart: bool = True) -> None:
+    """Each end's flows as the relay's machine on its leg sees them (each end's sending
+    flow is that machine's receiving flow), and the two ends' numbering alike (V(R), the
+    lowest restart point, too unless ``restart`` is False)."""
+    upstream = t.bridge.upstream
+    assert upstream is not None
+    assert flows(t.client.machine) == flows(t.bridge.client.machine, False)
+    assert flows(t.upstream.machine) == flows(upstream.machine, False)
+    assert flows(t.client.machine, restart=restart) == flows(t.upstream.machine, False, restart)
+
+
+@pytest.mark.parametrize("setter", ["client", "upstream"])
+@pytest.mark.parametrize("units", [SYMMETRIC, MINOR_MAJOR], ids=["symmetric", "minor"])
+def test_a_minor_sync_ack_that_crossed_a_major_sync_is_confirmed_by_its_maa(
+    units: FU, setter: str
+) -> None:
+    """One end sets a minor sync point and then a major one (recovery's acknowledgement
+    point, then a checkpoint).  The far end answers the MIP before it sees the MAP; its
+    MIA reaches the relay while the relay's machine on the near leg waits to answer that
+    MAP (STA10A), where X.225 lets no S-SYNC-MINOR response be sent.  The relay does not
+    relay that MIA: the MAA right behind it confirms both points (Table A-4), as it does
+    at the near end, and the serial numbers stay the same everywhere.  (The old bridge
+    aborted both legs: "SSYNmrsp is not allowed in state STA10A".)"""
+    t = crossing(units, setter)
+    near, _, far_leg = ends(t, setter)
+    minor = near.machine.minor_sync(confirm=True, user_data=b"ack")
+    major = near.machine.major_sync(b"checkpoint")
+    t.pump()
+    assert t.bridge.phase == "open", t.bridge.ending
+    assert t.kinds(far_leg) == ["MinorSyncIndication", "MajorSyncIndication"]
+    assert t.take(far_leg, ev.MinorSyncIndication).serial == minor
+    assert t.take(far_leg, ev.MajorSyncIndication).serial == major
+    assert t.kinds(setter) == ["MajorSyncConfirm"]  # (its MIA never came: confirmed by it)
+    assert t.take(setter, ev.MajorSyncConfirm).serial == major
+    # The far end did answer the MIP, ahead of its MAA; only the MAA went on.
+    answers = [type(s).__name__ for s in spdus_in(t.received[far_leg])]
+    assert answers.count("MinorSyncAck") == 1 and answers.count("MajorSyncAck") == 1
+    relayed = [type(s).__name__ for s in spdus_in(t.wire[setter])]
+    assert "MinorSyncAck" not in relayed and relayed.count("MajorSyncAck") == 1
+    assert_serials_agree(t)
+    assert near.machine.vas == near.machine.vms == major + 1
+    # And on it goes: the next minor sync point is confirmed as usual.
+    again = near.machine.minor_sync(confirm=True)
+    t.pump()
+    assert again == major + 1
+    assert t.take(far_leg, ev.MinorSyncIndication).serial == again
+    assert t.take(setter, ev.MinorSyncConfirm).serial == again
+    assert_serials_agree(t)
+
+
+@pytest.mark.parametrize("setter", ["client", "upstream"])
+def test_what_crossed_a_major_sync_waits_for_its_maa_and_comes_right_after_it(
+    setter: str,
+) -> None:
+    """The far end sends data, typed data and a minor sync point of its own (symmetric
+    synchronize) before it sees the near end's MAP.  The relay's machine on the near leg
+    waits to answer that MAP (STA10A) and may send none of them: they wait, in order, for
+    the far end's MAA, and follow it to the near end.  The near end's MIA for that point
+    is not relayed back: the far end's MAA settled it there already ([64])."""
+    t = crossing(SYMMETRIC, setter)
+    near, far, far_leg = ends(t, setter)
+    major = near.machine.major_sync(b"checkpoint")
+    for data in near.data_to_send():
+        t.received[setter] += data  # the MAP reaches the relay first, then the far end's
+        t.bridge.receive(CLIENT if setter == "client" else UPSTREAM, data, t.now)
+    far.machine.send_data(b"one")
+    far.machine.send_typed_data(b"two")
+    theirs = far.machine.minor_sync(confirm=True, user_data=b"theirs")
+    far.machine.send_data(b"three")
+    t.pump()
+    assert t.bridge.phase == "open", t.bridge.ending
+    assert t.kinds(setter) == ["MajorSyncConfirm", "DataIndication", "TypedDataIndication",
+                               "MinorSyncIndication", "DataIndication"]  # fmt: skip
+    assert t.take(setter, ev.MajorSyncConfirm).serial == major
+    assert t.take(setter, ev.DataIndication).data == b"one"
+    assert t.take(setter, ev.TypedDataIndication).data == b"two"
+    mip = t.take(setter, ev.MinorSyncIndication)
+    assert (mip.serial, mip.user_data) == (theirs, b"theirs")
+    assert t.take(setter, ev.DataIndication).data == b"three"
+    assert t.kinds(far_leg) == ["MajorSyncIndication"]  # (no MIA: its MAA confirmed it)
+    # On the near leg the MAA went first, then what had waited for it.
+    order = [type(s).__name__ for s in spdus_in(t.wire[setter])
+             if type(s).__name__ in ("MajorSyncAck", "DataTransfer", "TypedData")]
+    assert order[-4:] == ["MajorSyncAck", "DataTransfer", "TypedData", "DataTransfer"]
+    assert "MinorSyncAck" not in [type(s).__name__ for s in spdus_in(t.wire[far_leg])]
+    assert t.bridge.held_octets_max == 4 * 64 + len(b"one" b"two" b"theirs" b"three")
+    # Every leg agrees with its end, and both ends on V(A) and V(M).  Only the far flow's
+    # lowest restart point differs: the far end's MAA settled its point (V(R) past it),
+    # which the near end received after its MAA (V(R) at it, as for any point after the
+    # major one): X.225 allows the relay no other order.  A resync restarting there would
+    # be refused on the far leg (both legs aborted, as any request the other leg refuses).
+    assert_serials_agree(t, restart=False)
+    assert (near.machine.vrr, far.machine.vrs) == (theirs, theirs + 1)
+    # Both ends go on: data both ways, and the far end's next point is confirmed.
+    far.machine.send_data(b"four")
+    near.machine.send_data(b"back")
+    nxt = far.machine.minor_sync(confirm=True)
+    t.pump()
+    assert t.take(setter, ev.DataIndication).data == b"four"
+    assert t.take(far_leg, ev.DataIndication).data == b"back"
+    assert t.take(far_leg, ev.MinorSyncConfirm).serial == nxt == theirs + 1
+    assert_serials_agree(t, restart=False)
+
+
+def test_more_than_max_held_while_a_major_sync_waits_aborts_both_legs() -> None:
+    t = crossing(SYMMETRIC, "client", RelayOptions(max_held=4096))
+    t.client.machine.major_sync(b"checkpoint")
+    t.upstream.machine.send_data(b"a" * 4000)
+    t.upstream.machine.send_data(b"b" * 4000)
+    t.pump()
+    assert t.bridge.outcome == "aborted"
+    assert "waited for the answer to its major sync point" in (t.bridge.ending or "")
+    assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
+    assert not any(isinstance(e, ev.DataIndication) for e in t.events["client"])

@@ -284,3 +284,42 @@ def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as answer:
         text: str = answer.read().decode()
         return text
+
+
+def test_a_file_sent_and_fetched_with_checkpoints_every_mib_through_the_relay(
+    tmp_path: Path,
+) -> None:
+    """``sessionlayer send FILE --checkpoint 1`` (and ``get``) through ``sessionlayer
+    relay``, all three as the user runs them.  A checkpoint every MiB puts a major sync
+    point right behind the client's acknowledgement point (every 8 MiB): the server's MIA
+    met the relay's machine waiting to answer the MAP, and the old relay aborted every such
+    transfer at its first acknowledgement point.  Now the file arrives whole, both ways."""
+    from tests.cli.files_helpers import Serve, result, send
+    from tests.cli.test_files import MIB, get, make_file, sha
+
+    src = make_file(tmp_path / "big.bin", 20 * MIB + 5)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            with RelayProcess("--listen", "127.0.0.1:0",
+                              "--upstream", f"127.0.0.1:{server.port}") as relay:  # fmt: skip
+                state = ["--json", "--checkpoint", "1", "--state-dir", str(tmp_path / "state")]
+                status, out, err = await send(str(src), f"127.0.0.1:{relay.port}", *state)
+                assert status == 0, err + relay.stderr()
+                res = result(out)
+                assert res["sent"] == src.stat().st_size and res["checkpoints"] == 21, res
+                assert sha(tmp_path / "srv" / "files" / "big.bin") == sha(src)
+                (tmp_path / "back").mkdir()
+                status, out, err = await get("big.bin", f"127.0.0.1:{relay.port}", *state,
+                                             "-o", str(tmp_path / "back"))  # fmt: skip
+                assert status == 0, err + relay.stderr()
+                assert result(out)["checkpoints"] == 21
+                assert sha(tmp_path / "back" / "big.bin") == sha(src)
+                code, _, log = await asyncio.to_thread(relay.stop)
+                assert code == 0, log
+                assert "aborted" not in log and log.count("released: released by") == 2, log
+        finally:
+            await server.stop()
+
+    run(main(), 120)

@@ -5,6 +5,7 @@ server, is lost resumes through the relay: every message once and in order, both
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from tests.recovery.helpers import FAST, cut, messages
@@ -12,6 +13,7 @@ from tests.relay.helpers import run
 
 import sessionlayer
 from sessionlayer.recovery import Resumed
+from sessionlayer.recovery.journal import OVERHEAD
 from sessionlayer.relay import start
 
 
@@ -74,3 +76,111 @@ async def _resumes(session: sessionlayer.Session, out: asyncio.Queue[Resumed]) -
 async def _send_all(session: sessionlayer.Session, items: list[bytes]) -> None:
     for m in items:
         await session.send(m)
+
+
+# ------------------------------------------------------------------ checkpoints (major syncs)
+
+
+def _numbered(n: int, size: int = 65536) -> list[bytes]:
+    return [b"%06d" % i + b"q" * (size - 6) for i in range(n)]
+
+
+@pytest.mark.parametrize("every", [1, 3, 8])
+def test_checkpoints_through_the_relay_every_message_once_and_retention_bounded(
+    every: int,
+) -> None:
+    """The tester's case: a major sync point every ``every`` messages of 64 KiB through the
+    relay.  At 8 MiB (``Options.ack_bytes``) the client's agent sets its acknowledgement
+    point, a minor sync point, right before a checkpoint; the server's MIA comes back
+    while the relay's machine toward the client waits to answer the MAP (STA10A), where
+    X.225 allows no MIA.  The old relay aborted both legs there (message 127); now the
+    MAA that follows confirms the point, and the client's journal lets go of what it
+    covered: every message arrives once and in order, and what the client keeps never
+    grows past one acknowledgement interval."""
+    n = 200
+    items = _numbered(n)
+
+    async def main() -> None:
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                got.append(data)
+                if len(got) == n:
+                    done.set()
+
+        async with await sessionlayer.serve(handler) as server:
+            async with await start(("127.0.0.1", server.port)) as relay:
+                client = await sessionlayer.connect("127.0.0.1", relay.port)
+                assert client.resumable
+                journal = client._conn.journal
+                assert journal is not None
+                bound = sessionlayer.Options().ack_bytes + 2 * (len(items[0]) + 64)
+                most = 0
+                async with asyncio.timeout(60):
+                    for i, item in enumerate(items):
+                        await client.send(item)
+                        if i % every == every - 1:
+                            await client.sync(major=True, user_data=b"%d" % i)
+                            most = max(most, journal.size)
+                    await done.wait()
+                assert got == items
+                assert most <= bound, (most, bound)
+                assert client.checkpoint is not None
+                assert client.checkpoint.user_data == b"%d" % (n - n % every - 1)
+                assert relay.stats.ended.get("aborted", 0) == 0
+                await client.release()
+
+    run(main())
+
+
+@pytest.mark.parametrize("where", ["client leg", "upstream leg"])
+def test_checkpoints_through_the_relay_resume_after_cuts(where: str) -> None:
+    """The same checkpointed stream (a major sync every 3 messages, the client's
+    acknowledgement point every 3 too, right before it) with the client's, or the
+    server's, connection to the relay cut six times, each time right before a checkpoint
+    (which waits for the resume and is made again): it resumes through the relay each
+    time, and the server gets every message once and in order."""
+    n = 360
+    items = _numbered(n)
+    opts = dataclasses.replace(FAST, ack_bytes=3 * (len(items[0]) + OVERHEAD))
+    cuts_at = set(range(n // 7, n, n // 7))  # (message counts: 6 cuts)
+
+    async def main() -> None:
+        got: list[bytes] = []
+        server_side: list[sessionlayer.Session] = []
+        done = asyncio.Event()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            server_side.append(session)
+            async for data in session:
+                got.append(data)
+                if len(got) == n:
+                    done.set()
+            await session.wait_closed()
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            async with await start(("127.0.0.1", server.port)) as relay:
+                client = await sessionlayer.connect("127.0.0.1", relay.port, options=opts)
+                resumed = asyncio.Queue[Resumed]()
+                watch = asyncio.create_task(_resumes(client, resumed))
+                async with asyncio.timeout(60):
+                    for i, item in enumerate(items):
+                        await client.send(item)
+                        if i + 1 in cuts_at:
+                            cut(client if where == "client leg" else server_side[-1])
+                        if i % 3 == 2:
+                            await client.sync(major=True)
+                        if i + 1 in cuts_at:
+                            await resumed.get()  # (each cut on a connection of its own)
+                    await done.wait()
+                watch.cancel()
+                assert got == items
+                assert client.resumes == client.interruptions == len(cuts_at)
+                assert server.stats.resumed["resumed"] == client.resumes
+                assert relay.stats.ended["interrupted"] == len(cuts_at)
+                assert relay.stats.ended.get("aborted", 0) == 0
+                await client.release()
+
+    run(main())

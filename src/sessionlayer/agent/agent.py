@@ -143,6 +143,9 @@ _SKEWING = frozenset({
     ev.ResyncIndication, ev.ResyncConfirm, ev.ActivityInterruptIndication,
     ev.ActivityInterruptConfirm, ev.ActivityDiscardIndication, ev.ActivityDiscardConfirm,
 })  # fmt: skip
+#: The confirms of a major sync point of ours (and of an activity end), which confirm every
+#: sync point before it (X.225 7.23, Table A-4 MAA: V(A) = V(M)), acknowledgement points too.
+_MAJOR_CONFIRMS = (ev.MajorSyncConfirm, ev.ActivityEndConfirm)
 
 
 class _Rare:
@@ -749,6 +752,12 @@ class SessionAgent:
                     journal.requests.purge()
             elif type(event) is ev.ExpeditedDataIndication:
                 journal.more_expedited().received += 1
+            if isinstance(event, _MAJOR_CONFIRMS):
+                # The peer confirmed our major sync point (activity end) only once it had
+                # everything before it: the acknowledgement points before it are confirmed
+                # with it, even if their MIA never comes (a relay between us cannot send it
+                # while it waits to answer our MAP: docs/relay.md).
+                journal.confirmed(event.serial)
             self._event(event)
         if journal is not None and journal.requests is not None and journal.requests.asked and (
             not self.machine.control_pending and journal.requests.waiting(CONTROL)

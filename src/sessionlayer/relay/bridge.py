@@ -18,7 +18,9 @@ DT, TD, EX                  the same service; a TSDU is reassembled and segmente
                             again to each leg's TSDU and TPDU sizes
 GT, PT, GTC                 give / please / give control
 MIP, MAP, RS, AS, AR, AI,   the same request; the other leg's confirm becomes the
-AD, AE, CD, ED              response (MIA, MAA, RA, AIA, ADA, AEA, CDA)
+AD, AE, CD, ED              response (MIA, MAA, RA, AIA, ADA, AEA, CDA); what crossed
+                            a MAP or AE waits for its MAA or AEA, and an MIA the MAA
+                            confirms is not relayed (``Bridge._crossed_major``)
 FN                          FN; the other leg's DN or NF answers it (a release
                             collision is answered at once with DN, as X.225 7.8)
 AB (user)                   AB with the same user data
@@ -51,6 +53,7 @@ and the next deadline come out.  No socket, no clock.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from typing import Literal, TypeAlias
@@ -76,6 +79,12 @@ UPSTREAM: Leg = "upstream"
 Phase: TypeAlias = Literal["handshake", "connecting", "open", "ended"]
 _NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 _OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
+#: A leg's machine waits for the relay's S-SYNC-MAJOR (STA10A) or S-ACTIVITY-END (STA10B)
+#: response: its peer's MAP or AE was relayed to the other leg, whose MAA or AEA answers it.
+_AWAITING_RESPONSE = frozenset({"STA10A", "STA10B"})
+#: What may cross a MAP or AE (duplex; MIP with symmetric synchronize) and is held for a
+#: leg whose machine waits so (``Bridge._crossed_major``).
+_HELD_KINDS = (ev.DataIndication, ev.TypedDataIndication, ev.MinorSyncIndication)
 #: What decides a CN: an RF reason code to refuse it, or None to relay it.
 Admit: TypeAlias = Callable[[ev.ConnectIndication], int | None]
 
@@ -90,6 +99,8 @@ class Bridge:
         "_deadline_handshake",
         "_deadline_release",
         "_general",
+        "_held",
+        "_held_octets",
         "_last_heard",
         "_notes",
         "_out",
@@ -99,6 +110,7 @@ class Bridge:
         "admit",
         "client",
         "ending",
+        "held_octets_max",
         "id",
         "options",
         "outcome",
@@ -142,6 +154,12 @@ class Bridge:
         self.resumable = False
         self._general: set[Leg] = set()
         self._out: dict[Leg, list[bytes]] = {CLIENT: [], UPSTREAM: []}
+        # What came from each leg while the other waited for the relay's S-SYNC-MAJOR or
+        # S-ACTIVITY-END response (``_crossed_major``), and its octets.
+        self._held: dict[Leg, collections.deque[ev.Event]] = {
+            CLIENT: collections.deque(), UPSTREAM: collections.deque()}  # fmt: skip
+        self._held_octets: dict[Leg, int] = {CLIENT: 0, UPSTREAM: 0}
+        self.held_octets_max = 0  #: the most octets held for one leg at once
 
     # ------------------------------------------------------------ inputs
 
@@ -209,6 +227,7 @@ class Bridge:
         return (
             self.phase == "open" and upstream is not None
             and self.client.plain and upstream.plain
+            and not (self._held[CLIENT] or self._held[UPSTREAM])
         )  # fmt: skip
 
     def _fast(self, leg: Leg, parse: Callable[[bytes, list[bytes]], bytes], data: bytes,
@@ -560,6 +579,9 @@ class Bridge:
         self.phase = "ended"
         self.outcome, self.ending = outcome, why
         self._deadline_release = None
+        for leg in (CLIENT, UPSTREAM):  # (what was held for a leg goes with the session)
+            self._held[leg].clear()
+            self._held_octets[leg] = 0
         self._note(level, f"{outcome}: {why}")
 
     def _note(self, level: str, message: str) -> None:
@@ -569,7 +591,70 @@ class Bridge:
     # ------------------------------------------------------------ data transfer
 
     def _forward(self, leg: Leg, event: ev.Event, now: float) -> None:
-        """An indication or confirm on ``leg`` becomes a request or response on the other."""
+        """An indication or confirm on ``leg`` becomes a request or response on the other
+        (or waits for it, or is confirmed already: see :meth:`_crossed_major`)."""
+        if self._crossed_major(leg, event, now):
+            return
+        self._relay(leg, event, now)
+        self._release_held(now)
+
+    def _crossed_major(self, leg: Leg, event: ev.Event, now: float) -> bool:
+        """What crossed a major sync point (or an activity end) the relay passed on the
+        other way: True when ``event`` is held or needs nothing on the other leg.
+
+        The other leg's peer sent MAP (or AE), which the relay relayed to this leg's peer;
+        the other leg's machine is in STA10A (STA10B) until the relay gives its S-SYNC-MAJOR
+        (S-ACTIVITY-END) response, which it does when this leg's MAA (AEA) comes.  Until
+        then X.225 lets the SS-user send nothing there, no S-DATA and no S-SYNC-MINOR
+        request or response, while this leg's peer, which had not seen the MAP yet, may
+        have sent data, a minor sync point of its own (symmetric synchronize) or the MIA to
+        one of the other peer's points ahead of its MAA.  So:
+
+        * S-DATA, S-TYPED-DATA and S-SYNC-MINOR indications are held, in order, and relayed
+          right after the response (:meth:`_release_held`), as the SS-user would do;
+        * an S-SYNC-MINOR confirm of a point the other leg's machine has settled already, or
+          will settle with that response, is not relayed: a major sync's (and an activity
+          end's) confirmation confirms every sync point before it (X.225 7.22/7.23, Table
+          A-4: V(A) = V(M) on SSYNMrsp and MAA, both flows with symmetric synchronize).
+          The other peer's MAA settles it there too (the recovery layer's acknowledgement
+          points included: the MAA releases what they kept).
+        """
+        other = self.agent(_OTHER[leg])
+        assert other is not None
+        machine = other.machine
+        waiting = machine.state in _AWAITING_RESPONSE
+        if isinstance(event, ev.MinorSyncConfirm):
+            # (A point of the other leg's receiving flow, between V(Ar) and V(Mr) until it
+            # is confirmed; below V(Ar) once a major sync settled it.)
+            serial = event.serial
+            return serial < machine.vmr and (waiting or serial < machine.var)
+        held = self._held[leg]
+        if not (waiting or held) or not isinstance(event, _HELD_KINDS):
+            return False
+        held.append(event)
+        size = _held_size(event)
+        self._held_octets[leg] += size
+        self.held_octets_max = max(self.held_octets_max, self._held_octets[leg])
+        if self._held_octets[leg] > self.options.max_held:
+            self._abort_both(f"the {leg} sent more than {self.options.max_held} octets while"
+                             f" the {_OTHER[leg]} leg waited for the answer to its major sync"
+                             " point (or activity end)", now)  # fmt: skip
+        return True
+
+    def _release_held(self, now: float) -> None:
+        """Relay what was held for a leg that no longer waits for the relay's S-SYNC-MAJOR
+        (S-ACTIVITY-END) response, in the order it came."""
+        for leg in (CLIENT, UPSTREAM):
+            held = self._held[leg]
+            other = self.agent(_OTHER[leg])
+            while held and self.phase == "open" and other is not None and (
+                other.machine.state not in _AWAITING_RESPONSE
+            ):  # fmt: skip
+                event = held.popleft()
+                self._held_octets[leg] -= _held_size(event)
+                self._relay(leg, event, now)  # (an abort there ends it: nothing held)
+
+    def _relay(self, leg: Leg, event: ev.Event, now: float) -> None:
         other = self.agent(_OTHER[leg])
         mine = self.agent(leg)
         assert other is not None and mine is not None
@@ -646,6 +731,15 @@ class Bridge:
             serial, second = second if second is not None else serial, serial
         other.resync_response(serial=serial, tokens=choice, user_data=event.user_data,
                               second_serial=second if mine.symmetric_sync else None)  # fmt: skip
+
+
+def _held_size(event: ev.Event) -> int:
+    """What a held indication counts against ``RelayOptions.max_held``: its user data and
+    64 octets (as the recovery journal counts a message)."""
+    if isinstance(event, ev.DataIndication | ev.TypedDataIndication):
+        return 64 + len(event.data)
+    assert isinstance(event, ev.MinorSyncIndication)
+    return 64 + len(event.user_data or b"")
 
 
 def _hex(value: bytes | None) -> str:

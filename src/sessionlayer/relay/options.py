@@ -76,6 +76,13 @@ class RelayOptions:
     tpdu_size: int = 8192
     """COTP TPDU size proposed (upstream) or accepted (client): see ``Options.tpdu_size``."""
 
+    max_held: int = 8 << 20
+    """Octets (S-DATA, S-TYPED-DATA and S-SYNC-MINOR user data, and 64 per indication)
+    held for one leg while its machine waits for the relay's answer to its peer's major
+    sync point or activity end (STA10A, STA10B: X.225 lets nothing else be sent there):
+    what the other leg's peer sent before it saw the MAP or AE, relayed once its MAA or
+    AEA came.  Past it both legs are aborted (AB 0x09)."""
+
     def __post_init__(self) -> None:
         for name in ("handshake_timeout", "connect_timeout", "release_timeout",
                      "abort_timeout", "idle_timeout"):  # fmt: skip
@@ -86,7 +93,8 @@ class RelayOptions:
                 never = " (or None: never)" if name == "idle_timeout" else ""
                 raise ValueError(f"{name} must be a positive, finite number of seconds{never},"
                                  f" not {value!r}")  # fmt: skip
-        for name in ("max_sessions", "max_handshakes", "max_size", "write_buffer_high"):
+        for name in ("max_sessions", "max_handshakes", "max_size", "write_buffer_high",
+                     "max_held"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         # What both legs' agents apply, checked now: a value Options refuses would otherwise
