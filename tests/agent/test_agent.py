@@ -377,3 +377,52 @@ def test_a_server_says_whether_it_takes_a_fast_connect() -> None:
         pair.open()
         ac = [data for who, data in pair.wire if who == "server"][-1]  # (the welcome's DT)
         assert (b'"fc":true' in ac) is fast
+
+
+def test_an_acknowledgement_point_that_crossed_a_checkpoint_is_settled_by_its_maa() -> None:
+    """Symmetric synchronize, with journals on both ends: the server sets an
+    acknowledgement point (MIP "SLK1") just as the client sets a checkpoint (MAP), neither
+    having heard the other.  The client gets the MIP in STA04A, where X.225 has no
+    S-SYNC-MINOR response: it does not answer it (it used to: the machine refused the MIA
+    and the session ended with an internal error), and the server's MAA settles both flows
+    ([64]).  The server's point is void then, its MIA never to come: what it covered stays
+    held until a new point, due ``ack_interval`` later, is confirmed."""
+    from sessionlayer.recovery import ACK_MARK, Journal
+    from sessionlayer.spdu.codes import Version
+    from sessionlayer.spdu.types import MinorSyncAck, MinorSyncPoint
+
+    units = FU.DUPLEX | FU.SYMMETRIC_SYNC | FU.MAJOR_SYNC | FU.RESYNC
+    opts = Options(keepalive_interval=None, idle_timeout=None, ack_interval=0.25)
+    pair = AgentPair(units, opts, versions=Version.V2)
+    pair.open()
+    client, server = pair.client, pair.server
+    client.journal, server.journal = Journal(1 << 20), Journal(1 << 20)
+    server.machine.send_data(b"m")
+    server.journal.append(b"m")
+    server.journal.since = pair.now
+    server.acknowledge(pair.now + 1.0)  # (due by time)
+    point = server.machine.vms - 1
+    assert server.journal.is_mark(point)
+    major = client.machine.major_sync(b"checkpoint")
+    sent = len(pair.wire)
+    pair.pump()  # the MAP reaches the server after its MIP went out: they crossed
+    assert pair.kinds("client") == ["DataIndication", "MajorSyncConfirm"]  # (the MIP: ours)
+    assert pair.take("client", ev.MajorSyncConfirm).serial == major
+    from_client = [s for who, data in pair.wire[sent:] if who == "client"
+                   for t in tsdus(data) for s in decode_tsdu(t)]  # fmt: skip
+    assert not any(isinstance(s, MinorSyncAck) for s in from_client)
+    assert (client.machine.var, client.machine.vmr) == (server.machine.vas, server.machine.vms)
+    assert server.machine.vas == server.machine.vms == point + 1
+    journal = server.journal
+    assert not journal.is_mark(point) and journal.held == 1  # (void, not confirmed)
+    assert journal.ack_deadline(opts.ack_interval) == pair.now + opts.ack_interval
+    pair.now += opts.ack_interval
+    server.acknowledge(pair.now)
+    sent = len(pair.wire)
+    pair.pump()
+    again = [s for who, data in pair.wire[sent:] if who == "server"
+             for t in tsdus(data) for s in decode_tsdu(t)]  # fmt: skip
+    mips = [s for s in again if isinstance(s, MinorSyncPoint)]
+    assert [(m.serial_number, m.user_data) for m in mips] == [(point + 1, ACK_MARK)]
+    assert journal.held == 0 and journal.size == 0  # the new point was confirmed
+    assert client.machine.state == server.machine.state == "STA713"

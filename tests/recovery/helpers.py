@@ -95,6 +95,51 @@ def echo_into(got: list[bytes]) -> Callable[[sessionlayer.Session], Awaitable[No
     return handler
 
 
+def echo_keeping(served: list[sessionlayer.Session]) -> Callable[[sessionlayer.Session],
+                                                                  Awaitable[None]]:  # fmt: skip
+    """A server handler that echoes every message and keeps its session in ``served``."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        served.append(session)
+        async for data in session:
+            await session.send(data)
+
+    return handler
+
+
+async def echo_with_checkpoints(port: int, every: int, served: list[sessionlayer.Session],
+                                n: int = 300) -> None:  # fmt: skip
+    """A client on ``port`` (an :func:`echo_keeping` server, directly or through a relay)
+    sends ``n`` messages of 64 KiB, a checkpoint (major sync point) every ``every`` of
+    them, while it reads the echoes: both flows carry data and acknowledgement points, so
+    the server's points cross the client's MAPs.  Every echo comes back once and in order,
+    and the server's journal ends with nothing held (each of its points was confirmed, or
+    replaced by one that was)."""
+    items = [b"%06d" % i + b"e" * 65530 for i in range(n)]
+    client = await sessionlayer.connect("127.0.0.1", port)
+    got: list[bytes] = []
+
+    async def read() -> None:
+        async for data in client:
+            got.append(data)
+            if len(got) == n:
+                return
+
+    async with owned(client), asyncio.timeout(LIMIT * 2):
+        reader = asyncio.create_task(read())
+        for i, item in enumerate(items):
+            await client.send(item)
+            if i % every == every - 1:
+                await client.sync(major=True)
+        await reader
+        assert got == items
+        journal = served[-1]._conn.journal
+        assert journal is not None
+        while journal.held:  # (its last point is set ack_interval after its last echo)
+            await asyncio.sleep(0.01)
+        await client.release()
+
+
 def messages(n: int, seed: int, tag: bytes) -> list[bytes]:
     """``n`` messages of mixed sizes (1 octet to 70 KiB), each naming its number."""
     rng = random.Random(seed)

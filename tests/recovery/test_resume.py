@@ -19,7 +19,19 @@ from sessionlayer.errors import FunctionalUnitError
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import ACK_MARK, Backoff, Interrupted, Resumed
 
-from .helpers import FAST, LIMIT, cut, echo_into, messages, next_of, owned, reads_until_end, run
+from .helpers import (
+    FAST,
+    LIMIT,
+    cut,
+    echo_into,
+    echo_keeping,
+    echo_with_checkpoints,
+    messages,
+    next_of,
+    owned,
+    reads_until_end,
+    run,
+)
 
 RESUMABLE_UNITS = sessionlayer.aio.client.RESUMABLE_CONFIG.functional_units
 
@@ -742,5 +754,22 @@ def test_wait_closed_waits_across_cuts_until_the_session_is_over() -> None:
             await asyncio.wait_for(returned.wait(), LIMIT)
         assert ended == [(True, True)]
         assert server.stats.ended["released"] == 1
+
+    run(main())
+
+
+@pytest.mark.parametrize("every", [4, 8, 16])
+def test_checkpoints_while_data_flows_both_ways(every: int) -> None:
+    """A checkpoint every ``every`` messages while the server echoes each one: the
+    server's acknowledgement points (MIP), set as it echoes the messages before a MAP,
+    cross that MAP.  The client does not
+    answer a MIP that reaches it in STA04A (X.225 has no S-SYNC-MINOR response there; it
+    used to, and the session ended with an internal error), the server's MAA settles it,
+    and the server sets a new point for what it covered."""
+
+    async def main() -> None:
+        served: list[sessionlayer.Session] = []
+        async with await sessionlayer.serve(echo_keeping(served)) as server:
+            await echo_with_checkpoints(server.port, every, served)
 
     run(main())

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 
 import pytest
-from tests.recovery.helpers import FAST, cut, messages
+from tests.recovery.helpers import FAST, cut, echo_keeping, echo_with_checkpoints, messages
 from tests.relay.helpers import run
 
 import sessionlayer
@@ -182,5 +182,22 @@ def test_checkpoints_through_the_relay_resume_after_cuts(where: str) -> None:
                 assert relay.stats.ended["interrupted"] == len(cuts_at)
                 assert relay.stats.ended.get("aborted", 0) == 0
                 await client.release()
+
+    run(main())
+
+
+@pytest.mark.parametrize("every", [1, 3, 8])
+def test_checkpoints_through_the_relay_while_data_flows_both_ways(every: int) -> None:
+    """As tests/recovery/test_resume.py's test of the same name, through the relay: the
+    server's data and acknowledgement points that crossed the client's MAP wait in the
+    relay for the server's MAA, the client's MIA for such a point is not relayed back (the
+    MAA settled it on that leg), and the server sets a new point for what it covered."""
+
+    async def main() -> None:
+        served: list[sessionlayer.Session] = []
+        async with await sessionlayer.serve(echo_keeping(served)) as server:
+            async with await start(("127.0.0.1", server.port)) as relay:
+                await echo_with_checkpoints(relay.port, every, served)
+                assert relay.stats.ended.get("aborted", 0) == 0
 
     run(main())

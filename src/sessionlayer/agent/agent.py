@@ -298,7 +298,7 @@ class SessionAgent:
     """A checkpoint waits on this connection for the application's answer (see _Rare)."""
     defer_checkpoints: Rarely[bool] = Rarely(False)
     """Leave S-SYNC-MAJOR indications unanswered: the application (or the server's store)
-    makes its state durable first, then answers (``machine.major_sync_response``)."""
+    makes its state durable first, then answers (:meth:`major_sync_response`)."""
     auto_answer: Rarely[bool] = Rarely(True)
     """False: the agent answers nothing on its own.  Sync points, activity ends, interrupts
     and discards, resyncs, capability data, releases and requests for tokens are left to the
@@ -832,7 +832,7 @@ class SessionAgent:
         if self._checkpoint_held:
             self._checkpoint_held = False
             if live:
-                self.machine.major_sync_response()
+                self.major_sync_response()
 
     def _ack_event(self, event: ev.Event) -> bool:
         """Acknowledgement bookkeeping; True when ``event`` only concerned it."""
@@ -868,17 +868,22 @@ class SessionAgent:
         elif isinstance(event, ev.MajorSyncIndication):
             self.last_sync = event.serial
             if not self.defer_checkpoints:
-                machine.major_sync_response()
+                self.major_sync_response()
             else:
                 self._checkpoint_held = True  # answer_checkpoint answers it
         elif isinstance(event, ev.MinorSyncIndication):
             self.last_sync = event.serial
-            if event.confirm_required:
+            # (A point that crossed our own MAP or AE, STA04A/STA04B with symmetric
+            # synchronize, gets no MIA: X.225 has no S-SYNC-MINOR response there, and the
+            # peer's MAA or AEA settles it, [64].  The peer knows: see major_sync_response.)
+            if event.confirm_required and machine.state == "STA713":
                 machine.minor_sync_response(event.serial)
         elif isinstance(event, ev.MajorSyncConfirm | ev.MinorSyncConfirm):
             self.last_sync = event.serial
         elif (respond := _PLAIN_RESPONSES.get(type(event))) is not None:
             respond(machine)
+            if type(event) is ev.ActivityEndIndication:
+                self._points_settled()
         elif isinstance(event, ev.CapabilityDataIndication):
             try:
                 reply = self.on_capability_data(event) if self.on_capability_data else None
@@ -888,6 +893,23 @@ class SessionAgent:
                 return None
             return bytes(reply) if reply is not None else None
         return None
+
+    def major_sync_response(self) -> None:
+        """S-SYNC-MAJOR response (MAA) to the peer's MAP, and (recovery) what it means for
+        our own acknowledgement points, as :meth:`_points_settled` says."""
+        self.machine.major_sync_response()
+        self._points_settled()
+
+    def _points_settled(self) -> None:
+        """(Recovery) We answered the peer's MAP or AE: that settles our own sending flow
+        too (X.225 [64]: V(As) = V(Ms)), so an acknowledgement point of ours whose MIA has
+        not come yet gets none (the peer, which had sent its MAP first, does not answer it,
+        and our machine would refuse the MIA now).  What those points covered has not been
+        confirmed: it wants a new point (``ack_interval`` later, or at the next send that
+        finds ``ack_bytes`` not covered)."""
+        journal = self.journal
+        if journal is not None:
+            journal.void_marks(self._now)
 
     def _release(self, event: ev.ReleaseIndication) -> None:
         """S-RELEASE indication: DN, or NF when ``on_release`` says no (negotiated release

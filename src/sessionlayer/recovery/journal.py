@@ -207,6 +207,18 @@ class Journal:
         if exp and self.expedited is not None:
             self.expedited.drop(exp)
 
+    def void_marks(self, now: float) -> None:
+        """The acknowledgement points in flight were settled without their MIA (this side
+        answered the peer's MAP or AE: X.225 [64] sets V(As) = V(Ms)): none of them will
+        be confirmed, and what they covered that is still held wants a point of its own
+        (``since``: ``now``)."""
+        if not self._marks:
+            return
+        self._marks.clear()
+        self.marked_bytes = self.acked_bytes
+        if self.sent_bytes > self.acked_bytes and self.since is None:
+            self.since = now
+
     def _drop(self, upto: int) -> None:
         items = self.items
         dropped = 0
