@@ -549,3 +549,69 @@ def test_an_empty_file_goes_both_ways_and_odd_sources_are_refused(tmp_path: Path
         no_traceback(server.err.decode())
 
     run(main())
+
+
+def test_get_refuses_a_path_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    """``get -o PATH`` onto a FIFO (PATH itself, or NAME in the directory PATH), a symbolic
+    link to one or to nothing: refused at start in one line, exit 1, before anything is
+    transferred or written (it used to replace the FIFO with the file and exit 0); and a
+    path that became a FIFO during the transfer is refused at its end, never replaced."""
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    make_file(files / "g.bin", MIB)
+    make_file(files / "big.bin", 64 * MIB)
+    out, other = tmp_path / "out", tmp_path / "other"
+    out.mkdir()
+    other.mkdir()
+    os.mkfifo(out / "fifo")
+    os.mkfifo(other / "g.bin")
+    (out / "link").symlink_to(out / "fifo")
+    (out / "dangling").symlink_to(out / "none")
+    before = {p: sorted(os.listdir(p)) for p in (out, other)}
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            base = [f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path)]
+            for target, needle in [(out / "fifo", "not a regular file"),
+                                   (other, f"{other / 'g.bin'}: not a regular file"),
+                                   (out / "link", "not a regular file"),
+                                   (out / "dangling", "a symbolic link to nothing")]:
+                status, text, err = await get("g.bin", *base, "-o", str(target))
+                assert status == 1 and needle in err and err.count("\n") == 1, (target, err)
+                no_traceback(text, err)
+            assert {p: sorted(os.listdir(p)) for p in (out, other)} == before
+            # made a FIFO while the transfer runs (its process stopped meanwhile): the end
+            # finds it and refuses, the FIFO stays
+            proc = await asyncio.create_subprocess_exec(
+                *cli("get", "big.bin", *base, "-o", str(out), "--checkpoint", "16"),
+                env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
+            assert proc.stdout is not None
+            try:
+                async with asyncio.timeout(LIMIT):
+                    while b"(10 %)" not in await proc.stdout.readline():
+                        pass
+                proc.send_signal(signal.SIGSTOP)
+                try:
+                    await stopped(proc.pid)
+                    os.mkfifo(out / "big.bin")
+                finally:
+                    proc.send_signal(signal.SIGCONT)
+                async with asyncio.timeout(LIMIT):
+                    text, err = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.communicate()
+            assert proc.returncode == 1, (text, err)
+            said = err.decode()
+            assert f"{out / 'big.bin'}: not a regular file now" in said, said
+            assert said.count("\n") == 1, said
+            no_traceback(text.decode(), said)
+        finally:
+            await server.stop()
+        assert (out / "fifo").is_fifo() and (other / "g.bin").is_fifo()
+        assert (out / "big.bin").is_fifo()
+        no_traceback(server.err.decode())
+
+    run(main())

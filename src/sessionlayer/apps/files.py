@@ -44,7 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
@@ -63,7 +63,7 @@ from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
 
 __all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "FileService", "TransferError", "send_file",
-           "get_file", "SendResult", "chain_start"]  # fmt: skip
+           "get_file", "SendResult", "chain_start", "not_replaceable"]  # fmt: skip
 
 #: What a file transfer session proposes: duplex data inside activities, major sync points
 #: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
@@ -144,6 +144,24 @@ def _name_max(directory: Path) -> int:
 def _shown(name: str) -> str:
     """``name`` as a reason shows it: repr, a long one cut short."""
     return repr(name) if len(name) <= 64 else repr(name[:48]) + f"... ({len(name)} characters)"
+
+
+def not_replaceable(path: str | os.PathLike[str]) -> str | None:
+    """Why a transfer's file may not take ``path``'s place (None: it may): a regular file is
+    replaced, and nothing is made; a FIFO, a device, a socket or a directory is never
+    replaced by a file, nor is a symbolic link to one of them or to nothing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if os.path.islink(path) else None
+    except OSError as exc:
+        return os.strerror(exc.errno or errno.EIO)
+    if S_ISDIR(st.st_mode):
+        return "a directory"
+    if not S_ISREG(st.st_mode):
+        return "not a regular file" + (" (a symbolic link to one)" if os.path.islink(path)
+                                       else "")  # fmt: skip
+    return None
 
 
 def _temp_path(path: Path, activity: str) -> Path:
@@ -629,6 +647,8 @@ class _Receiver:
         self.lock = asyncio.Lock()
         self.on_open: Callable[[str], None] | None = None  # told the activity's id
         self.peer_error: str | None = None  # the reason the peer gave (typed data)
+        self.failed: str | None = None  # the reason this side stopped it (``_fail``)
+        self.own = False  # its paths are this side's user's (a get): its reasons name them
 
     @property
     def temp(self) -> Path:
@@ -818,6 +838,11 @@ class _Receiver:
                 await self._fail("the file's SHA-256 does not match the sender's")
                 raise TransferError("SHA-256 mismatch")
             assert self.path is not None
+            why = not_replaceable(self.path)  # (checked at the start: changed meanwhile?)
+            if why is not None:
+                shown = str(self.path) if self.own else repr(self.request.get("name"))
+                await self._fail(f"{shown}: {why} now, not replaced by the file")
+                raise TransferError(f"{shown}: {why}")
             os.replace(self.temp, self.path)
             _fsync_dir(self.path.parent)
             self.service.remember_finished(self.upload, cp["h"], self.path)
@@ -836,6 +861,7 @@ class _Receiver:
 
     async def _fail(self, message: str) -> None:
         """Tell the sender why (typed data), then abort the session."""
+        self.failed = self.failed or message
         with contextlib.suppress(SessionLayerError):
             await self.session.send_typed(json.dumps({"error": message}).encode())
         self.session.abort()
@@ -1270,6 +1296,9 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         output = output / Path(name).name
     if checkpoint < MIN_CHECKPOINT:
         raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
+    why = not_replaceable(output)  # (before anything is made: a FIFO stays a FIFO)
+    if why is not None:
+        raise TransferError(f"cannot write {output}: {why}")
     downloads = state_file(state_dir).with_name("downloads")
     _state_dir(downloads / "index.json")
     try:
@@ -1303,10 +1332,12 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
             local.drop(replaced, output.name)
 
     receiver.on_open = remember
+    receiver.own = True
     try:
         await receiver.run()
     except SessionAborted as exc:
-        why = receiver.peer_error and f"the server stopped the transfer: {receiver.peer_error}"
+        why = receiver.failed or (receiver.peer_error and
+                                  f"the server stopped the transfer: {receiver.peer_error}")
         raise TransferError(why or _typed_error(session) or
                             f"the transfer was aborted: {exc}") from None  # fmt: skip
     if not receiver.finished:

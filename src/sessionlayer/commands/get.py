@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..apps.files import get_file
+from ..apps.files import get_file, not_replaceable
 from . import CommandError, parse_address
 from .send import Progress, client_tls, credentials_of, transfer, transfer_arguments
 
@@ -26,27 +26,40 @@ def add(sub: Any) -> None:
     p.add_argument("name")
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
     p.add_argument("-o", "--output", default=".", metavar="PATH",
-                   help="a directory (the file keeps its name), or the file to write; its"
-                        " directory must exist (default: the current directory)")
+                   help="a directory (the file keeps its name), or the file to write (a"
+                        " regular file there is replaced); its directory must exist"
+                        " (default: the current directory)")
     transfer_arguments(p)
 
 
-def output_path(text: str) -> Path:
-    """Where ``-o`` puts the file: into a directory that exists, or as the file named, in
-    a directory that exists.  ``DIR/`` names a directory: it is not made a file."""
+def output_path(text: str, name: str) -> Path:
+    """Where ``-o`` puts the file ``name``: into a directory that exists, or as the file
+    named, in a directory that exists.  ``DIR/`` names a directory: it is not made a file.
+    What is there already must be a regular file (replaced at the end) or nothing: a FIFO,
+    a device, a directory, a symbolic link to one or to nothing is refused here, before
+    anything is transferred or written."""
     path = Path(text)
     if path.is_dir():
+        final = path / Path(name).name
+        if Path(name).name in ("", ".", ".."):  # (not a file name: the server refuses it)
+            return path
+        why = not_replaceable(final)
+        if why is not None:
+            raise CommandError(f"-o {text}: {final}: {why}")
         return path
     if text.endswith(("/", os.sep)):
         raise CommandError(f"-o {text}: no such directory")
     if not path.parent.is_dir():
         raise CommandError(f"-o {text}: no such directory {path.parent}")
+    why = not_replaceable(path)
+    if why is not None:
+        raise CommandError(f"-o {text}: {why}")
     return path
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
-    ns.output = output_path(ns.output)
+    ns.output = output_path(ns.output, ns.name)
     credentials = credentials_of(ns)
     progress = Progress(out, ns.json)
     result, _ = transfer(ns, out, progress, lambda: get_file(
