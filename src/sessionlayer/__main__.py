@@ -18,7 +18,7 @@ def run() -> NoReturn:
     try:
         from sessionlayer.cli import exit_with, main
 
-        status = main()
+        status = main(exiting=True)
     except KeyboardInterrupt:  # (while the modules load, or argparse runs)
         sys.stderr.write("sessionlayer: interrupted\n")
         raise SystemExit(_INTERRUPTED) from None

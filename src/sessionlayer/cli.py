@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
-from .commands import CommandError, UsageMistake, debugging
+from .commands import STOP_SIGNALS, CommandError, UsageMistake, debugging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
@@ -172,8 +172,11 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     stdin: TextIO | None = None,
+    exiting: bool = False,
 ) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.  ``exiting``: the process exits right
+    after (the console script): once ``serve``, ``tunnel`` or ``relay`` stopped, SIGTERM and
+    SIGINT stay ignored up to the exit; otherwise the caller's handlers are put back."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = _parser()
@@ -187,7 +190,12 @@ def main(
             return run_demo(out)
         if ns.command in _COMMANDS:
             module = importlib.import_module(f".commands.{_COMMANDS[ns.command]}", __package__)
-            status: int = module.run(ns, out, err)
+            handlers = [(signum, signal.getsignal(signum)) for signum in STOP_SIGNALS]
+            try:
+                status: int = module.run(ns, out, err)
+            finally:
+                if not exiting:
+                    _put_back(handlers)
             return status
         parser.print_help(out)
         return EXIT_OK
@@ -214,6 +222,14 @@ def main(
         err.write(f"sessionlayer {ns.command}: internal error: {type(exc).__name__}: {exc}"
                   " (SESSIONLAYER_DEBUG=1 shows the traceback; please report it)\n")  # fmt: skip
         return EXIT_INTERNAL
+
+
+def _put_back(handlers: Sequence[tuple[signal.Signals, Any]]) -> None:
+    """The signal handlers a command changed (a serving one's :func:`~.commands.stopped`)
+    as they were before it ran."""
+    for signum, handler in handlers:
+        if handler is not None and signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
 
 
 def _said(exc: BaseException) -> str:

@@ -8,14 +8,16 @@ status (:class:`CommandError`), never a traceback.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import math
 import os
+import signal
 
-__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "UsageMistake", "at_least_one",
-           "count",
-           "debugging", "finite", "keepalive_seconds", "parse_address", "port_number",
-           "positive_seconds", "readable_file", "seconds_or_never", "url_host",
-           "writable_file"]
+__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "UsageMistake",
+           "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
+           "parse_address", "port_number", "positive_seconds", "readable_file",
+           "seconds_or_never", "stop_on_signals", "stopped", "url_host", "writable_file"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -157,3 +159,38 @@ def parse_address(text: str | None, default_host: str = "127.0.0.1",
     if not _digits(port) or not low <= int(port) < 65536:
         raise AddressError(f"not a port: {port!r} (in {text!r}; {low} to 65535)")
     return host, int(port)
+
+
+#: What stops a command that serves until stopped (``serve``, ``tunnel``, ``relay``).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, who: str) -> None:
+    """SIGTERM or SIGINT sets ``stop``: the command stops in order.  Those that come after
+    the first (a second Ctrl-C; ``timeout`` signals the process, then its group) are
+    ignored while it does (said once, at INFO): each step of the stop has its own bound.
+    :func:`stopped` once the stop is done."""
+    said = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal said
+        if not stop.is_set():
+            stop.set()
+        elif not said:
+            said = True
+            logging.getLogger("sessionlayer").info(
+                "sessionlayer %s: stopping already (%s ignored)", who,
+                signal.Signals(signum).name)  # fmt: skip
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def stopped(loop: asyncio.AbstractEventLoop) -> None:
+    """The stop is done: SIGTERM and SIGINT are ignored from now on, up to the exit (the
+    loop would put the default handlers back at its close, and a signal in the last
+    milliseconds would end the process with 143 or 130 after all).  ``cli.main`` puts the
+    caller's handlers back when it is not the program's last act."""
+    for signum in STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)

@@ -37,6 +37,8 @@ from . import (
     positive_seconds,
     readable_file,
     seconds_or_never,
+    stop_on_signals,
+    stopped,
     url_host,
     writable_file,
 )
@@ -306,8 +308,7 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
         raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # (before the banner: a stop may follow it)
-        loop.add_signal_handler(signum, stop.set)
+    stop_on_signals(loop, stop, "relay")  # (before the banner: a stop may follow it)
     if relay_args["on_spdu"] is not None or relay_args["pcap"] is not None:
         loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)  # (else: a stop)
     addresses = ", ".join(f"{url_host(h)}:{p}" for h, p in relay.addresses)
@@ -318,32 +319,29 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     err.flush()
     writer = loop.create_task(_write_status(relay, Path(status))) if status else None
     try:
-        await _until_stopped(loop, stop)
-    finally:
-        if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        relay.close()
-        limit = relay.options.abort_timeout + 1.0
+        await stop.wait()
+    finally:  # (the signals that come now are ignored: the stop goes on to its end)
         try:
-            await asyncio.wait_for(relay.wait_closed(), limit)
-        except TimeoutError:
-            err.write(f"sessionlayer relay: sessions still open after {limit} s, exiting\n")
-        if runner is not None:
-            await runner.cleanup()
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            relay.close()
+            limit = relay.options.abort_timeout + 1.0
+            try:
+                await asyncio.wait_for(relay.wait_closed(), limit)
+            except TimeoutError:
+                err.write(f"sessionlayer relay: sessions still open after {limit} s,"
+                          " exiting\n")  # fmt: skip
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            loop.remove_signal_handler(signal.SIGHUP)  # (False for one never added)
+            stopped(loop)
     if status:
         _status_now(relay, Path(status), stopped=True)
     err.write(f"sessionlayer relay: stopped ({relay.stats.relayed} sessions relayed)\n")
     return 0
-
-
-async def _until_stopped(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(signum)  # (False for one never added)
 
 
 def _reopen(relay_args: dict[str, Any], err: TextIO) -> None:

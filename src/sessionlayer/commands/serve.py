@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import ssl
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +29,8 @@ from . import (
     port_number,
     positive_seconds,
     readable_file,
+    stop_on_signals,
+    stopped,
     url_host,
 )
 from .logs import setup_logging
@@ -202,8 +203,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"sessionlayer serve: admin on http://{url_host(bound[0])}:{bound[1]}\n")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):  # (before it says where: a stop may follow)
-        loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(loop, stop, "serve")  # (before it says where: a stop may follow)
     where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
     out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
                           "files": str(files.root), "node": server.node,
@@ -214,15 +214,16 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.flush()
     try:
         await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        server.close(detach=True)
-        await server.wait_closed()
-        services.close()
-        if admin is not None:
-            await admin.cleanup()
-        await store.close()
+    finally:  # (the signals that come now are ignored: the stop goes on to its end)
+        try:
+            server.close(detach=True)
+            await server.wait_closed()
+            services.close()
+            if admin is not None:
+                await admin.cleanup()
+            await store.close()
+        finally:
+            stopped(loop)
     kept = ("sessions kept in the store" if store.name != "memory" else
             "the memory store keeps nothing: its sessions are over")  # fmt: skip
     out.write(f"sessionlayer serve: stopped ({kept})\n")

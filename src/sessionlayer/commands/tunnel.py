@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 from typing import Any, TextIO
 
 from ..aio import Options
@@ -31,6 +30,8 @@ from . import (
     keepalive_seconds,
     parse_address,
     positive_seconds,
+    stop_on_signals,
+    stopped,
 )
 from .logs import setup_logging
 from .send import client_tls, credentials_of
@@ -130,6 +131,9 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         await client.close()
         raise CommandError(f"cannot listen on {listen_host}:{listen_port}:"
                            f" {exc.strerror}") from None  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    stop_on_signals(loop, stop, "tunnel")  # (before it says where: a stop may follow)
     where = f"{listen_host}:{client.listen_port}"
     to = ns.to or "the server's target"
     if ns.log_format == "json":
@@ -138,17 +142,14 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write(f"sessionlayer tunnel: listening on {where}, via {host}:{port} to {to}\n")
     out.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    finally:  # (the signals that come now are ignored: the stop goes on to its end)
         stats = client.stats
-        await client.close()
+        try:
+            await client.close()
+        finally:
+            stopped(loop)
     out.write(f"sessionlayer tunnel: stopped ({stats.opened} connections carried,"
               f" {stats.bytes_sent} octets sent, {stats.bytes_received} received,"
               f" {stats.interruptions} interruptions)\n")  # fmt: skip
