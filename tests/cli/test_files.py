@@ -615,3 +615,50 @@ def test_get_refuses_a_path_that_is_not_a_regular_file(tmp_path: Path) -> None:
         no_traceback(server.err.decode())
 
     run(main())
+
+
+def test_a_get_through_a_server_restart_counts_its_restore_and_what_came_again(
+    tmp_path: Path,
+) -> None:
+    """The server killed (-9) mid-get and started again resumes the transfer from its last
+    checkpoint: ``get --json`` says so (``restores`` 1) and counts the octets that came
+    again in ``sent``, as ``send`` does (it said 0 restores and the file's size)."""
+    size = 60 * MIB
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file(files / "rg.bin", size)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        again = None
+        try:
+            async with FaultProxy("127.0.0.1", server.port, seed=3) as proxy:
+                # the link goes silent past the checkpoint at 16 MiB (not on one): the
+                # server is killed while it is, and started again before it heals
+                proxy.schedule(cut_after_bytes=(18 * MIB + 12345,) * 2, modes=("blackhole",),
+                               max_cuts=1)  # fmt: skip
+                getting = asyncio.ensure_future(get(
+                    "rg.bin", f"127.0.0.1:{proxy.port}", "-o", str(out_dir), "--json",
+                    "--checkpoint", "4", "--state-dir", str(tmp_path)))  # fmt: skip
+                await proxy.wait_cuts(1, LIMIT)
+                server.kill()
+                await server.proc.wait()  # type: ignore[union-attr]
+                again = await Serve(tmp_path / "srv", port=server.port).start()
+                proxy.heal()
+                status, out, err = await getting
+            assert status == 0, err
+            res = result(out)
+            assert res["restores"] == 1 and res["resumed_from"] == 0, res
+            # (what came after the checkpoint the server went back to came twice)
+            assert size < res["sent"] < size + 18 * MIB, res
+            assert sha(out_dir / "rg.bin") == sha(src) == res["sha256"]
+            no_traceback(out, err)
+        finally:
+            server.kill()
+            if again is not None:
+                await again.stop()
+        assert "resumed from checkpoint" in again.err.decode(), again.err
+
+    run(main())

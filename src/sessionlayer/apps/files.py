@@ -638,6 +638,8 @@ class _Receiver:
         self.file: Any = None
         self.disk: _Disk | None = None  # the writes and hash of what comes
         self.written = 0  # octets received (handed to ``disk``)
+        self.received = 0  # octets that came in this run (again after a restore)
+        self.restores = 0  # times the sender went back to a checkpoint (its server restarted)
         self.chain = chain_start()
         self.whole = hashlib.sha256()
         self.advanced = asyncio.Event()
@@ -717,6 +719,7 @@ class _Receiver:
                 try:
                     data = await session.receive()
                 except CheckpointRestored as exc:  # the sender's server went back (get)
+                    self.restores += 1
                     back = _json(exc.user_data)
                     self._open(str(back.get("a", "")), int(back.get("o", 0)),
                                bytes.fromhex(str(back.get("c", ""))), back)  # fmt: skip
@@ -731,6 +734,7 @@ class _Receiver:
                 if disk is None:
                     raise TransferError("data outside a transfer")
                 self.written += len(data)
+                self.received += len(data)
                 try:
                     await disk.put(data)
                 except OSError as exc:
@@ -744,9 +748,9 @@ class _Receiver:
                     self.service.progress[session.id] = state
                 state["done"] = self.written
                 if self.report is not None:
-                    self.report({**state, "sent": self.written, "checkpoints": len(
+                    self.report({**state, "sent": self.received, "checkpoints": len(
                         self.upload.checkpoints) if self.upload else 0,
-                        "reconnects": session.resumes, "restores": 0})  # fmt: skip
+                        "reconnects": session.resumes, "restores": self.restores})  # fmt: skip
                 self.advanced.set()
         finally:
             events.cancel()
@@ -1349,10 +1353,12 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     with open(output, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
-    # (checkpoints as the sender counts them: the last one, the whole file's, included)
-    return SendResult(name, receiver.size, receiver.size - start, start,
+    # (checkpoints as the sender counts them: the last one, the whole file's, included;
+    # the octets that came, as the sender counts those it sent: again after a restore)
+    return SendResult(name, receiver.size, receiver.received, start,
                       len(receiver.upload.checkpoints) + 1 if receiver.upload else 0,
-                      session.resumes, 0, digest.hexdigest(), loop.time() - started)
+                      session.resumes, receiver.restores, digest.hexdigest(),
+                      loop.time() - started)  # fmt: skip
 
 
 def _typed_error(session: Session) -> str | None:

@@ -70,5 +70,6 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if result is not None:
         out.write(f"got {result.name}: {result.size} octets (this run {result.sent}, from"
                   f" {result.resumed_from}), {result.checkpoints} checkpoints,"
-                  f" {result.reconnects} reconnects, SHA-256 {result.sha256}\n")  # fmt: skip
+                  f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
+                  f" {result.sha256}\n")  # fmt: skip
     return 0
