@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from pathlib import Path
@@ -18,17 +19,22 @@ from .files_helpers import ENV, LIMIT, Serve, cli
 PIPE = asyncio.subprocess.PIPE
 
 
-async def started(*argv: str, where: str = "stdout") -> asyncio.subprocess.Process:
+async def started(*argv: str, where: str = "stdout",
+                  lines: list[str] | None = None) -> asyncio.subprocess.Process:  # fmt: skip
     """``sessionlayer ARGV...`` in a process of its own, once it said it listens (on
-    ``where``)."""
+    ``where``; the lines read from it up to there appended to ``lines``)."""
     proc = await asyncio.create_subprocess_exec(*cli(*argv), env=ENV, stdout=PIPE, stderr=PIPE)
     stream = proc.stdout if where == "stdout" else proc.stderr
     assert stream is not None
     async with asyncio.timeout(LIMIT):
-        while b"listening" not in (line := await stream.readline()):
+        while True:
+            line = await stream.readline()
             if not line:
                 raise RuntimeError(f"{argv[0]} ended: {(await proc.communicate())!r}")
-    return proc
+            if lines is not None:
+                lines.append(line.decode())
+            if b"listening" in line:
+                return proc
 
 
 async def signalled(proc: asyncio.subprocess.Process, signum: int) -> tuple[int, str, str]:
@@ -81,5 +87,44 @@ def test_signals_during_the_stop_are_ignored_and_it_exits_0(tmp_path: Path, comm
         finally:
             if server is not None:
                 await server.stop()
+
+    asyncio.run(main())
+
+
+def test_with_log_format_json_every_line_on_stdout_is_json(tmp_path: Path) -> None:
+    """``serve --log-format json`` (with ``--admin``) and ``tunnel --log-format json``: every
+    line on stdout is a JSON object, the last one that it stopped (serve's admin and stop
+    lines and tunnel's stop line were text).  The relay says what it does on stderr: its
+    stdout is ``--log -``'s JSON lines only."""
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--allow-tunnel", "127.0.0.1:9").start()
+        try:
+            for argv, where, count in [
+                (["serve", "--port", "0", "--data-dir", str(tmp_path / "json"), "--admin",
+                  "127.0.0.1:0", "--log-format", "json"], "stdout", 3),
+                (["tunnel", "--listen", "0", "--via", f"127.0.0.1:{server.port}",
+                  "--log-format", "json"], "stdout", 2),
+                (["relay", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--log",
+                  "-"], "stderr", 0),
+            ]:  # fmt: skip
+                lines: list[str] = []
+                proc = await started(*argv, where=where, lines=lines)
+                proc.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(LIMIT):
+                    out, err = await proc.communicate()
+                assert proc.returncode == 0, (argv, out, err)
+                text = ("".join(lines) if where == "stdout" else "") + out.decode()
+                said = [json.loads(line) for line in text.splitlines()]
+                assert len(said) == count and all(isinstance(o, dict) for o in said), text
+                if count:
+                    assert "listening" in said[-2] and "stopped" in said[-1], said
+                if argv[0] == "serve":
+                    assert said[0]["admin"].startswith("http://127.0.0.1:"), said
+                    assert said[-1]["sessions_kept"] is True, said
+                if argv[0] == "relay":
+                    assert "sessionlayer relay: stopped (" in err.decode(), err
+        finally:
+            await server.stop()
 
     asyncio.run(main())

@@ -187,6 +187,9 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except SessionLayerError as exc:
         await store.close()
         raise CommandError(str(exc)) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    stop_on_signals(loop, stop, "serve")  # (before it says where: a stop may follow)
     admin = None
     if admin_at is not None:
         from .admin import start_admin
@@ -200,10 +203,9 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             await store.close()
             raise
         bound = admin.addresses[0]
-        out.write(f"sessionlayer serve: admin on http://{url_host(bound[0])}:{bound[1]}\n")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    stop_on_signals(loop, stop, "serve")  # (before it says where: a stop may follow)
+        url = f"http://{url_host(bound[0])}:{bound[1]}"
+        out.write(json.dumps({"admin": url, "port": bound[1]}) + "\n"
+                  if ns.log_format == "json" else f"sessionlayer serve: admin on {url}\n")
     where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
     out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
                           "files": str(files.root), "node": server.node,
@@ -226,5 +228,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             stopped(loop)
     kept = ("sessions kept in the store" if store.name != "memory" else
             "the memory store keeps nothing: its sessions are over")  # fmt: skip
-    out.write(f"sessionlayer serve: stopped ({kept})\n")
+    out.write(json.dumps({"stopped": where, "store": store.name,
+                          "sessions_kept": store.name != "memory"}) + "\n"
+              if ns.log_format == "json" else f"sessionlayer serve: stopped ({kept})\n")
     return 0

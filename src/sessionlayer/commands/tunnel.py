@@ -150,7 +150,12 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             await client.close()
         finally:
             stopped(loop)
-    out.write(f"sessionlayer tunnel: stopped ({stats.opened} connections carried,"
-              f" {stats.bytes_sent} octets sent, {stats.bytes_received} received,"
-              f" {stats.interruptions} interruptions)\n")  # fmt: skip
+    if ns.log_format == "json":
+        out.write(json.dumps({"stopped": where, "connections": stats.opened,
+                              "sent": stats.bytes_sent, "received": stats.bytes_received,
+                              "interruptions": stats.interruptions}) + "\n")  # fmt: skip
+    else:
+        out.write(f"sessionlayer tunnel: stopped ({stats.opened} connections carried,"
+                  f" {stats.bytes_sent} octets sent, {stats.bytes_received} received,"
+                  f" {stats.interruptions} interruptions)\n")  # fmt: skip
     return 0
