@@ -150,7 +150,7 @@ def test_serve_rpc_hosts_a_registry(tmp_path: Path) -> None:
                 admin_line = (await proc.stdout.readline()).decode()
                 info = json.loads((await proc.stdout.readline()).decode())
             assert info["services"] == ["files", "rpc"]
-            admin_port = int(admin_line.rsplit(":", 1)[1])
+            admin_port = json.loads(admin_line)["port"]  # (JSON too: --log-format json)
             async with await rpc_connect("127.0.0.1", info["port"]) as rpc:
                 results = await asyncio.wait_for(
                     asyncio.gather(*(rpc.call("add", 1) for _ in range(100))), LIMIT)
