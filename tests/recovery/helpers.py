@@ -158,35 +158,52 @@ async def raw_resume(port: int, token: str, *, recv: int = 0,
                      ) -> tuple[ev.Event, Rejection | Welcome | None]:  # fmt: skip
     """Present ``token`` in a CN over a fresh TCP (or TLS) connection: (the confirm, its
     decoded rejection or welcome)."""
+    async with raw_resumed(port, token, recv=recv, credentials=credentials, tls=tls) as answer:
+        return answer
+
+
+@contextlib.asynccontextmanager
+async def raw_resumed(port: int, token: str, *, recv: int = 0,
+                      credentials: dict[str, str] | None = None,
+                      tls: ssl.SSLContext | None = None,
+                      ) -> AsyncIterator[tuple[ev.Event, Rejection | Welcome | None]]:  # fmt: skip
+    """:func:`raw_resume` whose connection stays open for the block: a session it resumed
+    stays attached there (nothing is read from it meanwhile)."""
     agent = SessionAgent("initiator", RESUMABLE_CONFIG, Options())
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
     )
-    loop = asyncio.get_running_loop()
     try:
-        agent.connection_made(loop.time())
-        hello = Hello(recovery=True, resume=token, recv=recv, credentials=credentials)
-        sent_cn = False
-        async with asyncio.timeout(LIMIT):
-            while True:
-                for data in agent.data_to_send():
-                    writer.write(data)
-                await writer.drain()
-                if not sent_cn and agent.rfc.tpdu_size is not None:
-                    agent.connect(None, ConnectionId(common_ref=b"raw"), hello)
-                    sent_cn = True
-                    continue
-                for event in agent.events():
-                    if isinstance(event, ev.RefuseConfirm):
-                        return event, Rejection.decode(bytes(event.user_data or b""))
-                    if isinstance(event, ev.ConnectConfirm):
-                        return event, agent.confirmed(event)
-                    if isinstance(event, ev.ProviderAbortIndication | ev.UserAbortIndication):
-                        return event, None
-                data = await reader.read(65536)
-                if not data:
-                    agent.connection_lost()
-                    raise ConnectionError("closed without an answer")
-                agent.receive_data(data, loop.time())
+        yield await _answer(agent, reader, writer, Hello(
+            recovery=True, resume=token, recv=recv, credentials=credentials))  # fmt: skip
     finally:
         writer.close()
+
+
+async def _answer(agent: SessionAgent, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter,
+                  hello: Hello) -> tuple[ev.Event, Rejection | Welcome | None]:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    agent.connection_made(loop.time())
+    sent_cn = False
+    async with asyncio.timeout(LIMIT):
+        while True:
+            for data in agent.data_to_send():
+                writer.write(data)
+            await writer.drain()
+            if not sent_cn and agent.rfc.tpdu_size is not None:
+                agent.connect(None, ConnectionId(common_ref=b"raw"), hello)
+                sent_cn = True
+                continue
+            for event in agent.events():
+                if isinstance(event, ev.RefuseConfirm):
+                    return event, Rejection.decode(bytes(event.user_data or b""))
+                if isinstance(event, ev.ConnectConfirm):
+                    return event, agent.confirmed(event)
+                if isinstance(event, ev.ProviderAbortIndication | ev.UserAbortIndication):
+                    return event, None
+            data = await reader.read(65536)
+            if not data:
+                agent.connection_lost()
+                raise ConnectionError("closed without an answer")
+            agent.receive_data(data, loop.time())

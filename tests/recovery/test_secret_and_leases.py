@@ -9,7 +9,9 @@ SQLite files and real redis-server processes:
   a secret of its own, converge on one secret without a restart, and each takes the
   tokens issued with the other: a session resumes on another node either way;
 - a lease renewal on its way when a session detaches never extends the deadline its
-  detach wrote.
+  detach wrote;
+- a node writing again the record of a session it holds (found missing by its renewal)
+  never overwrites the record another node wrote meanwhile, at a newer generation.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sessionlayer.recovery import ANONYMOUS, Backoff, identity_of, issue, verify
 from sessionlayer.recovery.tokens import presenter_of
 from sessionlayer.stores import MemoryStore, RedisStore, SessionRecord, SessionStore, SQLiteStore
 
-from .helpers import LIMIT, cut, raw_resume, run, token_of
+from .helpers import LIMIT, cut, raw_resume, raw_resumed, run, token_of
 
 ALICE = {"user": "alice", "password": "hunter2"}
 BOB = {"user": "bob", "password": "b-pass"}
@@ -74,6 +76,11 @@ class Watched:
 
     def release(self, method: str) -> None:
         self._gates.pop(method).set()
+
+    def release_all(self) -> None:
+        """(A test's cleanup) Let every held call go on."""
+        for method in list(self._gates):
+            self.release(method)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
@@ -291,11 +298,19 @@ async def _true(value: bool) -> bool:
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
+def open_real_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionStore]:
+    """Opens a store on the same data each time (a SQLite file, a Redis and prefix)."""
     if request.param == "sqlite":
-        return SQLiteStore(tmp_path / "sessions.db")
+        path = tmp_path / "sessions.db"
+        return lambda: SQLiteStore(path)
     server: RedisServer = request.getfixturevalue("redis_server")
-    return RedisStore(server.url, prefix=f"race-{secrets.token_hex(4)}:")
+    prefix = f"race-{secrets.token_hex(4)}:"
+    return lambda: RedisStore(server.url, prefix=prefix)
+
+
+@pytest.fixture
+def real_store(open_real_store: Callable[[], SessionStore]) -> SessionStore:
+    return open_real_store()
 
 
 def test_a_renewal_on_its_way_when_the_session_detaches_leaves_its_deadline(
@@ -338,3 +353,83 @@ def test_a_renewal_on_its_way_when_the_session_detaches_leaves_its_deadline(
 
     run(main())
 
+
+# ---------------------------------------------------------------- a record written again
+
+
+def test_a_record_written_again_leaves_the_one_of_the_node_that_resumed_the_session(
+    open_real_store: Callable[[], SessionStore],
+) -> None:
+    """Node a holds the session live; a client sent to node b resumes it there (generation
+    1, b's).  Then its record goes (the sweep, as after the leases lapsed while the store
+    was out of reach), and both nodes' renewals find it missing and write it again.  Node
+    a's write is held until node b's is in: it is refused with b's record, which stays,
+    and node a drops its stale copy."""
+
+    async def main() -> None:
+        real_a, real_b = open_real_store(), open_real_store()
+        store_a, store_b = Watched(real_a), Watched(real_b)
+        opts = Options(resume_timeout=30.0)
+        node_a = await sessionlayer.serve(echo, options=opts, store=store_a, lease=0.3,
+                                          node="a")  # fmt: skip
+        node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3,
+                                          node="b")  # fmt: skip
+        client: sessionlayer.Session | None = None
+        try:
+            client = await sessionlayer.connect("127.0.0.1", node_a.port, options=AWAY)
+            sid = client.id
+            await store_a.until(lambda: _has(real_a, sid))
+            store_a.hold("renew")  # (node a's next renewal, with the session, waits)
+            store_b.hold("renew")
+            await asyncio.wait_for(store_a.entered["renew"].wait(), LIMIT)
+            async with raw_resumed(node_b.port, token_of(client)) as (event, welcome):
+                assert isinstance(event, ev.ConnectConfirm), welcome
+                theirs = await real_b.get(sid)
+                assert theirs is not None and (theirs.generation, theirs.node) == (1, "b")
+                await asyncio.wait_for(store_b.entered["renew"].wait(), LIMIT)
+                assert await real_b.expire(time.time() + 3600) == [sid]  # (the sweep)
+                # Node a's renewal finds the record missing; its write again waits ...
+                store_a.hold("put_unless_taken")
+                mark_a = len(store_a.calls)
+                store_a.release("renew")
+                await asyncio.wait_for(store_a.entered["put_unless_taken"].wait(), LIMIT)
+                # ... while node b's renewal finds it missing too and writes it again.
+                mark_b = len(store_b.calls)
+                store_b.release("renew")
+                await store_b.until(lambda: _true(bool(store_b.since(mark_b,
+                                                                     "put_unless_taken"))))
+                [(_, _, written)] = store_b.since(mark_b, "put_unless_taken")
+                theirs = await real_b.get(sid)
+                assert written is None and theirs is not None
+                assert (theirs.generation, theirs.node) == (1, "b")
+                # Node a's write goes on: b's record stays, and a's copy is dropped.
+                store_a.release("put_unless_taken")
+                await store_a.until(lambda: _true(bool(store_a.since(mark_a,
+                                                                     "put_unless_taken"))))
+                assert await real_a.get(sid) == theirs
+                [((sent,), _, refused)] = store_a.since(mark_a, "put_unless_taken")
+                assert (sent.generation, sent.node) == (0, "a") and refused == theirs
+                assert sid not in [s.id for s in node_a.sessions]
+                assert sid in [s.id for s in node_b.sessions]
+            await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
+        finally:
+            if client is not None:
+                client.abort()
+            await _closed(node_a, store_a)
+            await _closed(node_b, store_b)
+            await real_a.close()
+            await real_b.close()
+
+    run(main())
+
+
+async def _closed(node: sessionlayer.Server, store: Watched) -> None:
+    """Close ``node`` while its secret's loop waits at its next store call, not inside one:
+    redis-py (8.1) often lets a cancellation that lands inside a command go unraised, and
+    the loop would go on, so that ``wait_closed`` never returned.  (Its renewals call the
+    store only while it holds attached sessions: none here by then.)"""
+    store.release_all()  # (a failed test's held write: wait_closed awaits it)
+    store.hold("refresh_secret")
+    await asyncio.wait_for(store.entered["refresh_secret"].wait(), LIMIT)
+    node.close()
+    await node.wait_closed()

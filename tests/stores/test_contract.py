@@ -334,6 +334,55 @@ def test_conditional_update_and_delete_touch_only_the_record_still_held(
     run(main())
 
 
+def test_put_unless_taken_writes_whole_unless_a_newer_generation_or_another_node_holds_it(
+    backend: Backend,
+) -> None:
+    """A node writing again a record it holds: absent, or at its generation or an older
+    one and its own (or no node's), it is written whole, as put writes it; at a newer
+    generation, or another node's, it stays as it is and is returned."""
+
+    async def main() -> None:
+        node_a, node_b = backend.open(), backend.open()
+        try:
+            # Absent: written (its deadline too: expire finds it).
+            record = make_record(generation=2, node="node-a", detached=True)
+            assert await node_a.put_unless_taken(record) is None
+            assert await node_b.get(record.id) == record
+            # Its own, at an older or the same generation, or no node's: written whole.
+            point = Checkpoint(serial=9, user_data=b"again")
+            attached = replace(record, generation=3, expires_at=None, checkpoint=point,
+                               detached=False, chosen={"z": "1"})  # fmt: skip
+            assert await node_a.put_unless_taken(attached) is None
+            assert await node_b.get(record.id) == attached
+            assert await node_b.expire((record.expires_at or 0.0) + 1) == []  # no deadline
+            leased = replace(attached, expires_at=time.time() + 50.5, peer=None)
+            assert await node_a.put_unless_taken(leased) is None
+            assert await node_b.get(record.id) == leased
+            await node_b.put(replace(leased, node=None))
+            assert await node_a.put_unless_taken(leased) is None
+            assert await node_b.get(record.id) == leased
+            # Node B resumes it: generation 4, held by B.  Node A's copy (generation 3), and
+            # even one at a generation past B's, leave B's record as it is.
+            moved = await node_b.advance(record.id, 3, node="node-b", expires_at=None)
+            assert moved is not None
+            stale = replace(leased, checkpoint=None, expires_at=1.0)
+            for write in (stale, replace(stale, generation=7), replace(stale, node=None)):
+                assert await node_a.put_unless_taken(write) == moved
+                assert await node_a.get(record.id) == moved
+            # B's own write: at its generation, written; then A's at 3 with no node, and
+            # B's at 3, are older than B's 4.
+            newer = replace(moved, expires_at=time.time() + 100.25)
+            assert await node_b.put_unless_taken(newer) is None
+            for write in (replace(stale, node=None), replace(moved, generation=3)):
+                assert await node_a.put_unless_taken(write) == newer
+            assert await node_a.get(record.id) == newer
+            assert await node_a.expire(newer.expires_at or 0.0) == [record.id]  # (B's kept)
+        finally:
+            await _closing(node_a, node_b)
+
+    run(main())
+
+
 def test_renew_sets_the_deadline_of_the_records_the_node_holds(backend: Backend) -> None:
     async def main() -> None:
         node_a, node_b = backend.open(), backend.open()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
@@ -26,6 +27,7 @@ CALLS: dict[str, Call] = {
     "expire": lambda s: s.expire(time.time()),
     "renew": lambda s: s.renew("x", [new_id()], time.time()),
     "conditional delete": lambda s: s.delete(new_id(), if_generation=0, if_node="x"),
+    "put_unless_taken": lambda s: s.put_unless_taken(make_record()),
 }
 
 
@@ -96,6 +98,41 @@ def test_keys_scores_and_ttl(redis_server: RedisServer) -> None:
             assert len(bytes.fromhex(await raw.get("layout:secret"))) == 32
             assert await store.delete(record.id)
             assert await raw.exists(key, "layout:detached") == 0
+        finally:
+            await store.close()
+            await raw.aclose()
+
+    run(main())
+
+
+def test_put_unless_taken_writes_the_keys_put_writes(redis_server: RedisServer) -> None:
+    """The hash whole (no field of the record before stays), the deadline's score and the
+    TTL: the same as put leaves, from a detached record to an attached one and back."""
+
+    async def main() -> None:
+        raw = Redis.from_url(redis_server.url, decode_responses=True)
+        store = RedisStore(redis_server.url, prefix="cas:", grace=30.0)
+        try:
+            detached = make_record(detached=True, node="node-a")
+            attached = replace(detached, expires_at=None, detached=False, checkpoint=None)
+            leased = replace(attached, expires_at=time.time() + 9.5)
+            key = f"cas:session:{detached.id}"
+
+            async def layout() -> tuple[object, ...]:
+                return (await raw.hgetall(key), await raw.zscore("cas:detached", detached.id),
+                        await raw.pexpiretime(key))  # fmt: skip
+
+            for before, after in [(detached, attached), (attached, detached),
+                                  (detached, leased), (leased, attached)]:  # fmt: skip
+                await store.put(before)
+                await store.put(after)
+                by_put = await layout()
+                await store.put(before)
+                assert await store.put_unless_taken(after) is None
+                assert await layout() == by_put
+                assert await store.get(detached.id) == after
+            fields, score, ttl_end = await layout()  # (attached: no score, no TTL)
+            assert "detached" not in fields and score is None and ttl_end == -1
         finally:
             await store.close()
             await raw.aclose()

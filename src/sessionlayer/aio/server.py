@@ -713,22 +713,24 @@ class Server:
                          expires_at: float) -> str | None:  # fmt: skip
         """A write of the session found no record it could change: written whole (its
         first put failed, or its lease lapsed and another node's sweep removed it), unless
-        another node holds it now (then why not).  Raises StoreUnavailable."""
+        another node holds it now (then why not): checked and written in one atomic step
+        (``put_unless_taken``), so that a node that resumed it meanwhile keeps its record.
+        Raises StoreUnavailable."""
         sid = protocol.id
         link = protocol.link
         assert link is not None and self.store is not None
-        record = await self.store.get(sid)
-        if record is not None and (record.generation > link.generation or (
-                record.node is not None and record.node != self.node)):  # fmt: skip
-            return (f"the session is held by node {record.node} now (generation"
-                    f" {record.generation}; this node's copy is at {link.generation})")
+        record = await self.store.get(sid)  # (for its creation time, and the log line)
         if record is not None:
             created = record.created
         else:  # (from the session's age here)
             session = self._live.get(sid)
             created = time.time() - (session.info().age if session is not None else 0.0)
-        await self.store.put(self._record(protocol, link.generation, link.identity, created,
-                                          expires_at, checkpoint))  # fmt: skip
+        record_again = self._record(protocol, link.generation, link.identity, created,
+                                    expires_at, checkpoint)  # fmt: skip
+        taken = await self.store.put_unless_taken(record_again)
+        if taken is not None:
+            return (f"the session is held by node {taken.node} now (generation"
+                    f" {taken.generation}; this node's copy is at {link.generation})")
         if record is None:
             log.info("session %s recorded again in session store %s (its record was"
                      " missing)", sid, self.store.name)  # fmt: skip

@@ -86,6 +86,12 @@ class SessionRecord:
             changes["detached"] = detached
         return replace(self, **changes) if changes else self
 
+    def bars(self, record: SessionRecord) -> bool:
+        """What :meth:`SessionStore.put_unless_taken` asks of the stored record: does it
+        keep ``record`` from being written over it?  Yes if it is at a newer generation, or
+        held by another node (its ``node`` set, and not ``record.node``)."""
+        return self.generation > record.generation or self.node not in (None, record.node)
+
     def renewable(self, node: str) -> bool:
         """What :meth:`SessionStore.renew` renews: held by ``node``, and attached."""
         return self.node == node and not self.detached
@@ -108,7 +114,9 @@ class SessionStore(Protocol):
     :class:`~sessionlayer.errors.StoreUnavailable` when the backend cannot answer (down,
     unreachable, too slow, locked, or the store closed): within a bounded time, never
     hanging.  Several servers ("nodes") may share one store; :meth:`advance` is what keeps
-    two of them from both resuming one session.
+    two of them from both resuming one session, and :meth:`put_unless_taken` what keeps a
+    node writing a session's record again from overwriting the record of a node that
+    resumed it meanwhile.
     """
 
     name: str
@@ -134,6 +142,15 @@ class SessionStore(Protocol):
 
     async def put(self, record: SessionRecord) -> None:
         """Insert ``record``, or replace the one with its id."""
+        ...
+
+    async def put_unless_taken(self, record: SessionRecord) -> SessionRecord | None:
+        """Atomically: write ``record`` whole, as :meth:`put` does, unless the stored record
+        with its id is at a greater generation or held by another node (its ``node`` set,
+        and not ``record.node``: :meth:`SessionRecord.bars`).  None when written; else that
+        stored record, unchanged.  (A node writing again the record of a session it holds,
+        missing or not its own to update, never overwrites that of a node that resumed the
+        session or claimed it since.)"""
         ...
 
     async def get(self, session_id: str) -> SessionRecord | None:

@@ -40,6 +40,14 @@ class MemoryStore:
         self._check()
         self._records[record.id] = _copy(record)
 
+    async def put_unless_taken(self, record: SessionRecord) -> SessionRecord | None:
+        self._check()
+        stored = self._records.get(record.id)
+        if stored is not None and stored.bars(record):
+            return _copy(stored)
+        self._records[record.id] = _copy(record)
+        return None
+
     async def get(self, session_id: str) -> SessionRecord | None:
         self._check()
         record = self._records.get(session_id)

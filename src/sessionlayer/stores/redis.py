@@ -22,8 +22,9 @@ and still takes the tokens issued with the other.
 
 A record with a deadline (a detached session's, or an attached one's lease) also gets a
 Redis TTL ``grace`` seconds after it, so that Redis removes it even when no server runs
-:meth:`~RedisStore.expire`.  ``advance``, ``update``, a conditional ``delete``, ``renew``,
-``expire`` and the secret's are Lua scripts, so each is atomic whatever the other nodes do.
+:meth:`~RedisStore.expire`.  ``advance``, ``update``, ``put_unless_taken``, a conditional
+``delete``, ``renew``, ``expire`` and the secret's are Lua scripts, so each is atomic
+whatever the other nodes do.
 
 Every call is bounded: connecting and each reply wait at most ``timeout`` seconds (and
 are not retried), then raise :class:`~sessionlayer.errors.StoreUnavailable`.
@@ -83,6 +84,31 @@ elseif ARGV[4] ~= 'keep' then
   redis.call('PEXPIREAT', key, ARGV[5])
 end
 return written
+"""
+
+# KEYS: the session's hash, the detached set.  ARGV: the id; the record's generation and
+# node (JSON); its deadline ("none" or the score); the TTL's end in ms since the epoch; then
+# its field, value pairs.  Unless the stored hash is at a greater generation or holds
+# another node (SessionRecord.bars), writes the record whole as put does and returns nil;
+# else returns the stored hash.
+_PUT_UNLESS_TAKEN = """
+local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('EXISTS', key) == 1 then
+  local node = redis.call('HGET', key, 'node')
+  if (tonumber(redis.call('HGET', key, 'generation')) or -1) > tonumber(ARGV[2])
+      or (node and node ~= 'null' and node ~= ARGV[3]) then
+    return redis.call('HGETALL', key)
+  end
+end
+redis.call('DEL', key)
+redis.call('HSET', key, unpack(ARGV, 6))
+if ARGV[4] == 'none' then
+  redis.call('ZREM', detached, id)
+else
+  redis.call('ZADD', detached, ARGV[4], id)
+  redis.call('PEXPIREAT', key, ARGV[5])
+end
+return false
 """
 
 # KEYS: the session's hash, the detached set.  ARGV: the id, then as _CHECK.  Returns 1 if
@@ -195,6 +221,7 @@ class RedisStore:
         self.grace = grace
         self._detached = f"{prefix}detached"
         self._write = self._client.register_script(_WRITE)
+        self._put_unless_taken = self._client.register_script(_PUT_UNLESS_TAKEN)
         self._expire = self._client.register_script(_EXPIRE)
         self._delete = self._client.register_script(_DELETE)
         self._renew = self._client.register_script(_RENEW)
@@ -233,9 +260,7 @@ class RedisStore:
 
     async def put(self, record: SessionRecord) -> None:
         key = self._key(record.id)
-        fields: dict[FieldT, EncodableT] = {
-            k: json.dumps(v) for k, v in records.to_json(record).items()
-        }
+        fields: dict[FieldT, EncodableT] = {k: v for k, v in _fields(record)}
         with self._guard():
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
@@ -246,6 +271,17 @@ class RedisStore:
                     pipe.zadd(self._detached, {record.id: record.expires_at})
                     pipe.pexpireat(key, self._ttl_end(record.expires_at))
                 await pipe.execute()
+
+    async def put_unless_taken(self, record: SessionRecord) -> SessionRecord | None:
+        deadline, ttl_end = self._deadline(record.expires_at)
+        args = [record.id, str(record.generation), json.dumps(record.node), deadline, ttl_end]
+        for field, value in _fields(record):
+            args += [field, value]
+        with self._guard():
+            stored = await self._put_unless_taken(
+                keys=[self._key(record.id), self._detached], args=args
+            )
+        return None if stored is None else self._decode(record.id, _pairs(stored))
 
     async def get(self, session_id: str) -> SessionRecord | None:
         with self._guard():
@@ -356,6 +392,13 @@ class RedisStore:
         """When Redis drops a detached session's hash: ``grace`` after its deadline (ms)."""
         return int((expires_at + self.grace) * 1000)
 
+    def _deadline(self, expires_at: float | None) -> tuple[str, str]:
+        """The deadline and the TTL's end as the scripts take them ("none" and "" for
+        none)."""
+        if expires_at is None:
+            return "none", ""
+        return repr(expires_at), str(self._ttl_end(expires_at))
+
     async def _run_write(
         self,
         session_id: str,
@@ -364,12 +407,7 @@ class RedisStore:
         expires_at: float | Keep | None,
         changes: Mapping[str, Any],
     ) -> dict[str, str] | None:
-        if expires_at is KEEP:
-            deadline, ttl_end = "keep", ""
-        elif expires_at is None:
-            deadline, ttl_end = "none", ""
-        else:
-            deadline, ttl_end = repr(expires_at), str(self._ttl_end(expires_at))
+        deadline, ttl_end = ("keep", "") if expires_at is KEEP else self._deadline(expires_at)
         args = [session_id, generation, "" if node is None else json.dumps(node), deadline,
                 ttl_end]  # fmt: skip
         for field, value in changes.items():
@@ -403,6 +441,11 @@ def _secret_of(value: Any) -> bytes | None:
     except ValueError:
         return None
     return secret if len(secret) == 32 else None
+
+
+def _fields(record: SessionRecord) -> builtins.list[tuple[str, str]]:
+    """The record's hash: each field JSON-encoded (:mod:`.records`)."""
+    return [(k, json.dumps(v)) for k, v in records.to_json(record).items()]
 
 
 def _pairs(flat: Sequence[str]) -> dict[str, str]:

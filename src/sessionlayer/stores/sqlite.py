@@ -126,6 +126,17 @@ class SQLiteStore:
     async def put(self, record: SessionRecord) -> None:
         await self._call(self._write, record)
 
+    async def put_unless_taken(self, record: SessionRecord) -> SessionRecord | None:
+        def work(db: sqlite3.Connection) -> SessionRecord | None:
+            with self._transaction(db):  # (the check and the write: one transaction)
+                stored = self._read(db, record.id)
+                if stored is not None and stored.bars(record):
+                    return stored
+                self._write(db, record)
+                return None
+
+        return await self._call(work)
+
     async def get(self, session_id: str) -> SessionRecord | None:
         return await self._call(self._read, session_id)
 
@@ -290,7 +301,8 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         """One write transaction: the write lock from its first statement, so that a
-        read-then-write (advance, update, expire) is atomic across processes too."""
+        read-then-write (advance, update, put_unless_taken, expire) is atomic across
+        processes too."""
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
