@@ -433,3 +433,46 @@ async def _closed(node: sessionlayer.Server, store: Watched) -> None:
     await asyncio.wait_for(store.entered["refresh_secret"].wait(), LIMIT)
     node.close()
     await node.wait_closed()
+
+
+# ---------------------------------------------------------------- close() and its store
+
+
+class Swallowing(MemoryStore):
+    """A store whose renewal takes its time and, cancelled meanwhile, returns as if it had
+    not been (what redis-py does at times when a cancellation lands inside a command)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewing = asyncio.Event()
+        self.swallowed = 0
+
+    async def renew(self, node: str, session_ids: Any, expires_at: float) -> Any:
+        self.renewing.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.swallowed += 1
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        return await super().renew(node, session_ids, expires_at)
+
+
+def test_close_ends_the_store_loops_even_when_a_store_call_swallows_the_cancel() -> None:
+    """close() cancels the lease renewal while its store call is on its way; the store
+    swallows the cancellation and the call returns: the loop still ends (it looks at the
+    server's closing), and wait_closed() returns.  Before, the loop went on renewing and
+    wait_closed() never returned."""
+
+    async def main() -> None:
+        store = Swallowing()
+        server = await sessionlayer.serve(echo, store=store, lease=0.15)
+        client = await sessionlayer.connect("127.0.0.1", server.port, options=AWAY)
+        await asyncio.wait_for(store.renewing.wait(), LIMIT)
+        client.abort()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), LIMIT)
+        assert store.swallowed == 1
+
+    run(main())

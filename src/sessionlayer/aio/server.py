@@ -759,9 +759,13 @@ class Server:
 
         A session may detach while the call is on its way: its detach's write (``detached``
         set, its deadline) may then reach the store first, and the store's ``renew`` leaves
-        a detached record alone, so the deadline stays (docs/recovery.md, "Leases")."""
+        a detached record alone, so the deadline stays (docs/recovery.md, "Leases").
+
+        (It and the other store loops end at ``_closing`` too: a store client may swallow
+        the cancellation close() sends while one of its calls is on its way -- redis-py
+        does, at times -- and the loop would go on, and wait_closed() with it.)"""
         assert self.store is not None
-        while True:
+        while not self._closing:  # (close() cancels it, which a store call may swallow)
             await asyncio.sleep(max(self.lease / 3, 0.05))
             held = [sid for sid in self._links if sid not in self._detached]
             if not held:
@@ -791,7 +795,7 @@ class Server:
         again, this node's asserted there (docs/recovery.md, "Several nodes"), so that the
         nodes sharing a store that lost its secret sign with one again."""
         assert self.store is not None
-        while True:
+        while not self._closing:  # (close() cancels it, which a store call may swallow)
             await asyncio.sleep(max(self.lease / 3, 0.05))
             keys = await self._store_call("refresh_secret")
             if keys:
@@ -831,7 +835,7 @@ class Server:
         whichever node held them (a node that died cannot expire its own)."""
         assert self.store is not None
         interval = min(max(self.options.resume_timeout / 4, 0.05), 30.0)
-        while True:
+        while not self._closing:  # (close() cancels it, which a store call may swallow)
             await asyncio.sleep(interval)  # (the sweep's period)
             expired = await self._store_call("expire", time.time())
             if expired:
