@@ -42,6 +42,12 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def state_dir(tmp_path: Path) -> str:
+    """``--state-dir``: ``tmp_path/state``, made (it must exist)."""
+    (tmp_path / "state").mkdir(exist_ok=True)
+    return str(tmp_path / "state")
+
+
 def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(asyncio.wait_for(coro, 120))
 
@@ -111,7 +117,7 @@ def test_a_killed_client_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
-            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            state = ["--state-dir", state_dir(tmp_path), "--checkpoint", "4"]
             status, _, _ = await send(str(src), f"127.0.0.1:{server.port}", *state,
                                       kill_after=size // 2)  # fmt: skip
             assert status == -9
@@ -135,7 +141,7 @@ def test_a_changed_source_is_refused_on_the_rerun(tmp_path: Path) -> None:
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
-            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            state = ["--state-dir", state_dir(tmp_path), "--checkpoint", "4"]
             await send(str(src), f"127.0.0.1:{server.port}", *state, kill_after=size // 2)
             make_file(src, size, seed=2)  # same size, other content, new mtime
             status, out, err = await send(str(src), f"127.0.0.1:{server.port}", *state)
@@ -197,13 +203,12 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
-            state = ["--state-dir", str(tmp_path / "state"), "--checkpoint", "4"]
+            state = ["--state-dir", state_dir(tmp_path), "--checkpoint", "4"]
             where = f"127.0.0.1:{server.port}"
             await spoiled_rerun(send, [str(src), where, *state], files, files / "p.bin",
                                 tmp_path / "srv" / "transfers")  # fmt: skip
             await spoiled_rerun(get, ["p.bin", where, "-o", str(out_dir), *state], out_dir,
-                                out_dir / "p.bin", tmp_path / "state" / "sessionlayer" /
-                                "downloads")  # fmt: skip
+                                out_dir / "p.bin", tmp_path / "state" / "downloads")
         finally:
             await server.stop()
         no_traceback(server.err.decode())
@@ -214,6 +219,7 @@ def test_a_spoiled_partial_file_is_refused_in_one_line_and_restart_mends_it(
 async def sending(src: Path, port: int, state: Path, percent: int) -> Any:
     """``sessionlayer send SRC`` (checkpoints every 4 MiB) running, once its progress says
     ``percent`` % (a multiple of 10): the process, its stdout and stderr piped."""
+    state.mkdir(exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
         *cli("send", str(src), f"127.0.0.1:{port}", "--checkpoint", "4", "--state-dir",
              str(state)), env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
@@ -462,7 +468,7 @@ def test_get_fetches_resumes_after_a_kill_and_refuses_unknown_names(tmp_path: Pa
         server = await Serve(tmp_path / "srv").start()
         try:
             base = [f"127.0.0.1:{server.port}", "-o", str(out_dir), "--checkpoint", "4",
-                    "--state-dir", str(tmp_path / "state")]  # fmt: skip
+                    "--state-dir", state_dir(tmp_path)]  # fmt: skip
             status, _, _ = await get("g.bin", *base, kill_after=size // 2)
             assert status == -9
             assert not (out_dir / "g.bin").exists()  # never a partial file under its name
@@ -528,7 +534,7 @@ def test_an_empty_file_goes_both_ways_and_odd_sources_are_refused(tmp_path: Path
         server = await Serve(tmp_path / "srv").start()
         try:
             where = f"127.0.0.1:{server.port}"
-            state = ["--state-dir", str(tmp_path / "state")]
+            state = ["--state-dir", state_dir(tmp_path)]
             status, out, err = await send(str(empty), where, *state)
             assert status == 0, err
             stored = tmp_path / "srv" / "files" / "empty.bin"
@@ -660,5 +666,53 @@ def test_a_get_through_a_server_restart_counts_its_restore_and_what_came_again(
             if again is not None:
                 await again.stop()
         assert "resumed from checkpoint" in again.err.decode(), again.err
+
+    run(main())
+
+
+def test_the_state_is_kept_in_the_state_dir_itself_which_must_exist(tmp_path: Path) -> None:
+    """``--state-dir DIR`` keeps the state in DIR (DIR/transfers.json, DIR/downloads/), and
+    DIR must exist: one line, exit 1, nothing made (it used to make DIR/sessionlayer/ and
+    every missing parent).  A state an older version left in DIR/sessionlayer/ is still
+    read while DIR holds none: its interrupted transfer resumes."""
+    size = 40 * MIB
+    src = make_file(tmp_path / "sd.bin", size)
+    state, fresh = tmp_path / "st", tmp_path / "fresh"
+    state.mkdir()
+    fresh.mkdir()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    async def main() -> None:
+        for command, args in [(send, [str(src), "127.0.0.1:1"]),
+                              (get, ["sd.bin", "127.0.0.1:1", "-o", str(out_dir)])]:
+            for bad, why in [(tmp_path / "none" / "deep", "no such directory"),
+                             (src, "not a directory")]:
+                status, out, err = await command(*args, "--state-dir", str(bad))
+                assert status == 1 and f"--state-dir {bad}: {why}" in err, err
+                assert err.count("\n") == 1, err
+                no_traceback(out, err)
+        assert not (tmp_path / "none").exists()
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            where = f"127.0.0.1:{server.port}"
+            args = [str(src), where, "--checkpoint", "4", "--state-dir", str(state)]
+            status, _, _ = await send(*args, kill_after=size // 2)
+            assert status == -9
+            assert json.loads((state / "transfers.json").read_text())  # (its entry)
+            assert not (state / "sessionlayer").exists()
+            (state / "sessionlayer").mkdir()  # where an older version kept it
+            os.replace(state / "transfers.json", state / "sessionlayer" / "transfers.json")
+            status, out, err = await send(*args, "--json")
+            assert status == 0, err
+            assert result(out)["resumed_from"] > 0, out  # (it read the old place)
+            assert sha(tmp_path / "srv" / "files" / "sd.bin") == sha(src)
+            status, out, err = await get("sd.bin", where, "-o", str(out_dir), "--state-dir",
+                                         str(fresh))  # fmt: skip
+            assert status == 0, err
+            assert (fresh / "downloads").is_dir() and not (fresh / "sessionlayer").exists()
+            assert sha(out_dir / "sd.bin") == sha(src)
+        finally:
+            await server.stop()
 
     run(main())

@@ -888,17 +888,33 @@ class SendResult:
 
 
 def state_file(state_dir: Path | None = None) -> Path:
-    base = state_dir or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state")
-    return Path(base) / "sessionlayer" / "transfers.json"
+    """A client's state file: ``STATE-DIR/transfers.json`` (its downloads' state in
+    ``STATE-DIR/downloads/``), STATE-DIR ``state_dir`` or by default
+    ``$XDG_STATE_HOME/sessionlayer`` (``~/.local/state/sessionlayer``).  An explicit
+    ``state_dir`` used to hold a ``sessionlayer/`` of its own: while nothing is at the new
+    place and that one holds a state, it is still used (its interrupted transfers resume)."""
+    if state_dir is None:
+        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state"
+        return Path(base) / "sessionlayer" / "transfers.json"
+    here, old = Path(state_dir), Path(state_dir) / "sessionlayer"
+    if (not (here / "transfers.json").exists() and not (here / "downloads").exists()
+            and ((old / "transfers.json").is_file() or (old / "downloads").is_dir())):
+        return old / "transfers.json"
+    return here / "transfers.json"
 
 
-def _state_dir(path: Path) -> None:
+def _state_dir(path: Path, state_dir: Path | None) -> None:
     """The directory of the state file ``path`` made now, before a session is opened (a
-    transfer that could not record its checkpoints could not resume)."""
+    transfer that could not record its checkpoints could not resume): an explicit
+    ``state_dir`` is made if it is not there, never its parents; the default one with its
+    parents."""
     try:
+        if state_dir is not None:
+            Path(state_dir).mkdir(exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TransferError(f"cannot keep the transfer's state in {path.parent}:"
+        where = state_dir if state_dir is not None else path.parent
+        raise TransferError(f"cannot keep the transfer's state in {where}:"
                             f" {os.strerror(exc.errno or errno.EIO)} (--state-dir)") from None
 
 
@@ -936,7 +952,7 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     name = name or source.name
     size, mtime = stat.st_size, stat.st_mtime
     states_path = state_file(state_dir)
-    _state_dir(states_path)
+    _state_dir(states_path, state_dir)
     key = f"{host}:{port}|{name}|{source.resolve()}"
     states = _load_states(states_path)
     saved = states.get(key)
@@ -1304,7 +1320,7 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     if why is not None:
         raise TransferError(f"cannot write {output}: {why}")
     downloads = state_file(state_dir).with_name("downloads")
-    _state_dir(downloads / "index.json")
+    _state_dir(downloads / "index.json", state_dir)
     try:
         local = FileService(output.parent, downloads)
     except OSError as exc:

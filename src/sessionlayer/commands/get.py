@@ -11,7 +11,14 @@ from typing import Any, TextIO
 
 from ..apps.files import get_file, not_replaceable
 from . import CommandError, parse_address
-from .send import Progress, client_tls, credentials_of, transfer, transfer_arguments
+from .send import (
+    Progress,
+    client_tls,
+    credentials_of,
+    state_dir_of,
+    transfer,
+    transfer_arguments,
+)
 
 __all__ = ["add", "run"]
 
@@ -60,11 +67,12 @@ def output_path(text: str, name: str) -> Path:
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
     ns.output = output_path(ns.output, ns.name)
+    state_dir = state_dir_of(ns)
     credentials = credentials_of(ns)
     progress = Progress(out, ns.json)
     result, _ = transfer(ns, out, progress, lambda: get_file(
         ns.name, host, port, output=ns.output, credentials=credentials,
-        tls=client_tls(ns), server_hostname=host, state_dir=ns.state_dir,
+        tls=client_tls(ns), server_hostname=host, state_dir=state_dir,
         restart=ns.restart, checkpoint=ns.checkpoint, progress=progress,
     ))  # fmt: skip
     if result is not None:

@@ -57,8 +57,20 @@ def transfer_arguments(p: Any) -> None:
     p.add_argument("--key")
     p.add_argument("--restart", action="store_true",
                    help="start over, forgetting an interrupted transfer of this file")
-    p.add_argument("--state-dir", type=Path, help="where the transfer state is kept")
+    p.add_argument("--state-dir", type=Path, metavar="DIR", help="a directory that exists,"
+                   " where the transfer's state is kept (DIR/transfers.json, DIR/downloads/;"
+                   " default: $XDG_STATE_HOME/sessionlayer)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def state_dir_of(ns: argparse.Namespace) -> Path | None:
+    """``--state-dir``: a directory that exists (one line otherwise, before anything is
+    made: it used to make a tree where a mistyped path pointed)."""
+    where: Path | None = ns.state_dir
+    if where is not None and not where.is_dir():
+        raise CommandError(f"--state-dir {where}: "
+                           + ("not a directory" if where.exists() else "no such directory"))
+    return where
 
 
 def credentials_of(ns: argparse.Namespace) -> dict[str, str] | None:
@@ -166,12 +178,13 @@ def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     host, port = parse_address(ns.address)
+    state_dir = state_dir_of(ns)
     credentials = credentials_of(ns)
     progress = Progress(out, ns.json)
     result, seconds = transfer(ns, out, progress, lambda: send_file(
         ns.file, host, port, name=ns.name, checkpoint=ns.checkpoint,
         credentials=credentials, tls=client_tls(ns), server_hostname=host,
-        state_dir=ns.state_dir, restart=ns.restart, progress=progress,
+        state_dir=state_dir, restart=ns.restart, progress=progress,
     ))  # fmt: skip
     if result is None:
         return 0
