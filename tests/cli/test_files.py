@@ -716,3 +716,24 @@ def test_the_state_is_kept_in_the_state_dir_itself_which_must_exist(tmp_path: Pa
             await server.stop()
 
     run(main())
+
+
+def test_get_into_a_directory_it_cannot_write_names_the_path(tmp_path: Path) -> None:
+    """``get -o /proc/``: the file cannot be made there; the line names where (it was
+    "cannot take the transfer: No such file or directory")."""
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    make_file(files / "small.txt", 1000)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            status, out, err = await get("small.txt", f"127.0.0.1:{server.port}", "-o",
+                                         "/proc/", "--state-dir", str(tmp_path))  # fmt: skip
+            assert status == 1 and "cannot write /proc/.small.txt." in err, err
+            assert "No such file or directory" in err and err.count("\n") == 1, err
+            no_traceback(out, err)
+        finally:
+            await server.stop()
+
+    run(main())

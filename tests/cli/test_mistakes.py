@@ -144,6 +144,28 @@ def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) ->
     assert not (tmp_path / "none").exists() and not (tmp_path / "no").exists()
 
 
+@pytest.mark.usefixtures("logger_kept")
+@pytest.mark.parametrize(("argv", "said"), [
+    (["serve", "--files", "{file}", "--data-dir", "{tmp}/srv"], "--files {file}: not a directory"),
+    (["serve", "--data-dir", "{file}"], "--data-dir {file}: not a directory"),
+    (["serve", "--client-ca", "{file}"], "--client-ca needs --tls-cert and --tls-key"),
+    (["status", "--admin", "127.0.0.1:1"], "admin endpoint http://127.0.0.1:1: "),
+    (["status", "--admin", "ftp://127.0.0.1:1"], "not an http:// or https:// URL"),
+])  # fmt: skip
+def test_what_is_wrong_is_named(argv: list[str], said: str, tmp_path: Path) -> None:
+    """One line that says what is wrong with what: a regular file as a directory used to be
+    "cannot use ...: File exists", --client-ca alone "--tls-cert and --tls-key go together",
+    --admin HOST:PORT "unknown url type" (it is taken as http://HOST:PORT now)."""
+    (tmp_path / "small.txt").write_text("x")
+    fill = {"file": str(tmp_path / "small.txt"), "tmp": str(tmp_path)}
+    out, err = io.StringIO(), io.StringIO()
+    argv = [arg.format(**fill) for arg in argv] + (["--port", "0"] if argv[0] == "serve" else [])
+    assert cli.main(argv, stdout=out, stderr=err) == 1, err.getvalue()
+    assert said.format(**fill) in err.getvalue() and err.getvalue().count("\n") == 1, (
+        err.getvalue())
+    assert not (tmp_path / "srv").exists()
+
+
 def test_an_answer_that_is_not_a_sessionlayer_admin_endpoint_is_one_line(
     tmp_path: Path,
 ) -> None:
@@ -154,11 +176,17 @@ def test_an_answer_that_is_not_a_sessionlayer_admin_endpoint_is_one_line(
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        for argv in (["status", f"127.0.0.1:{httpd.server_address[1]}", "--once"],
-                     ["status", "--admin", "http://127.0.0.1:x", "--json"]):  # fmt: skip
+        port = httpd.server_address[1]
+        for argv, said in [
+            (["status", f"127.0.0.1:{port}", "--once"], "is not a sessionlayer admin endpoint"),
+            (["status", "--admin", "http://127.0.0.1:x", "--json"], "admin endpoint"),
+            # (--admin HOST:PORT is http://HOST:PORT: it was "unknown url type")
+            (["status", "--admin", f"127.0.0.1:{port}", "--json"],
+             f"http://127.0.0.1:{port} is not a sessionlayer admin endpoint"),
+        ]:  # fmt: skip
             out, err = io.StringIO(), io.StringIO()
             assert cli.main(argv, stdout=out, stderr=err) == 1, err.getvalue()
-            assert "admin endpoint" in err.getvalue() and "internal" not in err.getvalue()
+            assert said in err.getvalue() and "internal" not in err.getvalue(), err.getvalue()
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -786,6 +786,9 @@ class _Receiver:
                 f"cannot take the transfer: {os.strerror(exc.errno or errno.EIO)}"
                 if isinstance(exc, OSError) else f"cannot take the transfer: {exc}")  # fmt: skip
             await self._fail(why)  # (an OSError's text names the server's path: not sent)
+            if self.own and isinstance(exc, OSError):  # (a get: the path is this side's own)
+                raise TransferError(f"cannot write {exc.filename or self.path}:"
+                                    f" {os.strerror(exc.errno or errno.EIO)}") from None
             raise TransferError(why) from None
 
     def _resumable(self, activity: str, marker: dict[str, Any]) -> tuple[int, bytes]:

@@ -96,7 +96,9 @@ def _services(ns: argparse.Namespace, files: FileService) -> Services:
 
 
 def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
-    if not ns.tls_cert and not ns.tls_key and not ns.client_ca:
+    if not ns.tls_cert and not ns.tls_key:
+        if ns.client_ca:
+            raise CommandError("--client-ca needs --tls-cert and --tls-key")
         return None
     if not ns.tls_cert or not ns.tls_key:
         raise CommandError("--tls-cert and --tls-key go together")
@@ -150,6 +152,9 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     setup_logging(ns.log_format, err)
     admin_at = parse_address(ns.admin, "127.0.0.1", 0, listen=True) if ns.admin else None
     data_dir: Path = ns.data_dir or default_data_dir()
+    for option, where in (("--data-dir", data_dir), ("--files", ns.files)):
+        if where is not None and where.exists() and not where.is_dir():
+            raise CommandError(f"{option} {where}: not a directory")
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         files = FileService(ns.files or data_dir / "files", data_dir / "transfers")

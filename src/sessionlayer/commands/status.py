@@ -28,7 +28,8 @@ def add(sub: Any) -> None:
     p = sub.add_parser("status", help="show a server's live sessions (its --admin endpoint)")
     p.add_argument("address", nargs="?", metavar="HOST:PORT",
                    help="the server's admin address (127.0.0.1:10103)")  # fmt: skip
-    p.add_argument("--admin", metavar="URL", help="the admin endpoint's URL instead")
+    p.add_argument("--admin", metavar="URL", help="the admin endpoint's URL instead"
+                   " (http://HOST:PORT; HOST:PORT alone is taken as that)")
     p.add_argument("--once", action="store_true", help="print the table once")
     p.add_argument("--json", action="store_true", help="print the JSON once")
 
@@ -115,9 +116,19 @@ def _table(data: Any) -> Any:
     return table
 
 
+def admin_url(text: str) -> str:
+    """``--admin``: an http:// or https:// URL, or HOST:PORT for http://HOST:PORT."""
+    scheme, sep, _ = text.partition("://")
+    if not sep:
+        return f"http://{text}"
+    if scheme.lower() not in ("http", "https"):
+        raise CommandError(f"--admin {text}: not an http:// or https:// URL (or HOST:PORT)")
+    return text
+
+
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if ns.admin:
-        url = ns.admin
+        url = admin_url(ns.admin)
     else:
         host, port = parse_address(ns.address, default_port=10103)
         url = f"http://{host}:{port}"
