@@ -8,6 +8,8 @@ says why in words."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,6 +34,20 @@ def run(coro: Any) -> Any:
 async def echo(session: sessionlayer.Session) -> None:
     async for data in session:
         await session.send(data)
+
+
+@contextlib.asynccontextmanager
+async def osi_session() -> AsyncIterator[sessionlayer.Session]:
+    """A session to a server that takes TSDUs of SMALL octets at most, opened with X.225
+    user data instead of a hello: the client is not told the server's limit."""
+    small = Options(max_tsdu_size=SMALL, keepalive_interval=None, idle_timeout=None)
+    config = SessionConfig.kernel_duplex()
+    async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=small,
+                                        config=config) as server:  # fmt: skip
+        yield await sessionlayer.connect(
+            "127.0.0.1", server.port, user_data=b"osi", config=config,
+            options=Options(resume=False, keepalive_interval=None, idle_timeout=None),
+        )  # fmt: skip
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -80,14 +96,7 @@ def test_a_peer_that_did_not_say_is_sent_it_and_its_abort_says_why() -> None:
     server aborts with 0x11 (implementation restriction) and the client's error says so."""
 
     async def main() -> None:
-        small = Options(max_tsdu_size=SMALL, keepalive_interval=None, idle_timeout=None)
-        config = SessionConfig.kernel_duplex()
-        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=small,
-                                            config=config) as server:  # fmt: skip
-            session = await sessionlayer.connect(
-                "127.0.0.1", server.port, user_data=b"osi", config=config,
-                options=Options(resume=False, keepalive_interval=None, idle_timeout=None),
-            )  # fmt: skip
+        async with osi_session() as session:
             await session.send(b"x" * 2 * SMALL)
             with pytest.raises(SessionAborted) as info:
                 await session.receive()
@@ -146,14 +155,7 @@ def test_the_receiver_takes_what_the_check_allows_and_aborts_past_it(
     octets of S-DATA and aborts at one more, so the check's limit is the receiver's."""
 
     async def main() -> None:
-        small = Options(max_tsdu_size=SMALL, keepalive_interval=None, idle_timeout=None)
-        config = SessionConfig.kernel_duplex()
-        async with await sessionlayer.serve(echo, "127.0.0.1", 0, options=small,
-                                            config=config) as server:  # fmt: skip
-            session = await sessionlayer.connect(
-                "127.0.0.1", server.port, user_data=b"osi", config=config,
-                options=Options(resume=False, keepalive_interval=None, idle_timeout=None),
-            )  # fmt: skip
+        async with osi_session() as session:
             await session.send(b"x" * size)
             if aborted:
                 with pytest.raises(SessionAborted):
