@@ -304,6 +304,7 @@ def test_a_file_sent_and_fetched_with_checkpoints_every_mib_through_the_relay(
         try:
             with RelayProcess("--listen", "127.0.0.1:0",
                               "--upstream", f"127.0.0.1:{server.port}") as relay:  # fmt: skip
+                (tmp_path / "state").mkdir()  # (--state-dir must exist)
                 state = ["--json", "--checkpoint", "1", "--state-dir", str(tmp_path / "state")]
                 status, out, err = await send(str(src), f"127.0.0.1:{relay.port}", *state)
                 assert status == 0, err + relay.stderr()
