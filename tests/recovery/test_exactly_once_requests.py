@@ -606,3 +606,35 @@ def test_a_peer_that_does_not_count_gets_what_was_done_before() -> None:
     journal.peer_counts(None)
     assert asked.settled is None and not asked.out and list(requests.asked) == [asked]
     assert not ex.items and ex.replay() == []
+
+
+
+def test_a_checkpoint_answered_again_after_a_resume_voids_the_marks_it_crossed() -> None:
+    """B defers checkpoints; A's MAP is answered (counted) only after a cut, so it is made
+    again on the next connection and answered there, while B's acknowledgement point
+    crosses it (A, in STA04A, gives it no MIA).  The answer made again settles B's points
+    as the first answer would: the mark is voided and what it covered wants a new point.
+    Before, it stayed held with no deadline."""
+    link = Link()
+    link.b.defer = True
+    link.cut()
+    pending = link.ask(link.a, *major(b"durable"))
+    link.settle()
+    assert len(told(link.b, ev.MajorSyncIndication)) == 1 and pending.answer is None
+    link.cut()
+    link.b.agent.answer_checkpoint()  # counted; the MAP made again is answered as it comes
+    b = link.b
+    b.agent.machine.send_data(b"m")  # B sends, and sets an acknowledgement point ...
+    b.journal.append(b"m")
+    if b.journal.since is None:
+        b.journal.since = link.now
+    link.now += 1.0
+    b.agent.acknowledge(link.now)
+    link.flush()
+    mark = b.agent.machine.vms - 1
+    assert b.journal.is_mark(mark)
+    link.again()  # ... while A makes its MAP again: they cross
+    link.settle()
+    assert isinstance(pending.answer, ev.MajorSyncConfirm)
+    assert not b.journal.is_mark(mark)
+    assert b.journal.ack_deadline(0.5) is not None

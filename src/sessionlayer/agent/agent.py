@@ -793,16 +793,19 @@ class SessionAgent:
         if isinstance(event, ev.MajorSyncIndication):
             self.last_sync = event.serial
             if record.answered:
-                machine.major_sync_response()
+                self.major_sync_response()  # (our acknowledgement points settle too)
             else:  # the application is still at it: its answer goes out on this connection
                 self._checkpoint_held = True
         elif isinstance(event, ev.MinorSyncIndication):
             self.last_sync = event.serial
-            machine.minor_sync_response(event.serial)
+            if machine.state == "STA713":  # (as _answer_one: none after our MAP or AE)
+                machine.minor_sync_response(event.serial)
         elif isinstance(event, ev.CapabilityDataIndication):
             machine.capability_data_response(user_data=record.reply)
         elif (respond := _PLAIN_RESPONSES.get(type(event))) is not None:
             respond(machine)
+            if type(event) is ev.ActivityEndIndication:
+                self._points_settled()
         # (ev.ControlGiveIndication: the machine sent its GIVE TOKENS ACK itself)
 
     def _peer_request_answered(self, journal: Journal, kind: str,
