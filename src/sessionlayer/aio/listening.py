@@ -9,7 +9,8 @@ sockets on asyncio's own loop: out of descriptors, each takes the connection tha
 with a spare descriptor it keeps for that, closes it at once (its peer sees the
 connection closed, and can try again), and tells asyncio that nothing waits.  Nothing
 reaches the exception handler, and the backlog does not fill up with connections that
-would only time out.  The owner's ``shed`` callback counts and logs them.  (uvloop's
+would only time out.  Each is logged at WARNING (under the limit peers' warnings share)
+and the owner's ``shed`` callback counts it.  (uvloop's
 libuv does the same by itself: there the sockets are plain ones, and what it sheds is
 neither counted nor logged.)  Each listening socket holds one descriptor more, its spare;
 one it could not keep (none was free, or another thread took it) it takes back at its next
@@ -24,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 from collections.abc import Callable
 from typing import Any
+
+from .sockets import peer_warning
 
 __all__ = ["OUT_OF_DESCRIPTORS", "OUT_OF_RESOURCES", "PlainServer", "Shedding", "listen",
            "serve_plain"]  # fmt: skip
@@ -40,6 +44,7 @@ OUT_OF_RESOURCES = frozenset(
 #: asyncio's own handling waits a second then).
 OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 SHED_AT_ONCE = 64  #: connections shed in one accept() at most (the loop comes back)
+_log = logging.getLogger("sessionlayer")
 
 Shed = Callable[[Any], None]  #: told each connection shed (its peer's address)
 
@@ -49,11 +54,12 @@ class Shedding(socket.socket):
     that wait (each taken with the spare descriptor and closed at once) and then raises
     BlockingIOError, which asyncio's accept loop takes for "nothing waits"."""
 
-    __slots__ = ("shed", "spare")
+    __slots__ = ("log", "shed", "spare")
 
     def __init__(self, family: int, kind: int, proto: int = 0) -> None:
         super().__init__(family, kind, proto)
         self.shed: Shed | None = None
+        self.log = _log
         self.spare: socket.socket | None = _spare()
 
     def accept(self) -> tuple[socket.socket, Any]:
@@ -90,6 +96,8 @@ class Shedding(socket.socket):
             conn.close()
             shed = True
             self.spare = _spare()
+            peer_warning(self.log, "%s: out of file descriptors (RLIMIT_NOFILE): connection"
+                         " closed at once", address)  # fmt: skip
             if self.shed is not None:
                 self.shed(address)
         return shed
@@ -162,9 +170,11 @@ class PlainServer:
 
 
 async def serve_plain(factory: Callable[[], asyncio.BaseProtocol], host: str | None,
-                      port: int, backlog: int, shed: Shed) -> PlainServer:  # fmt: skip
+                      port: int, backlog: int, shed: Shed,
+                      log: logging.Logger = _log) -> PlainServer:  # fmt: skip
     """asyncio's own server for plain TCP on ``host:port``, on :class:`Shedding` sockets
-    where the loop is asyncio's (``shed`` is told each connection shed)."""
+    where the loop is asyncio's (each connection shed is logged to ``log`` and told to
+    ``shed``)."""
     loop = asyncio.get_running_loop()
     own = isinstance(loop, asyncio.SelectorEventLoop)
     listening = await listen(host, port, backlog, Shedding if own else socket.socket)
@@ -172,7 +182,7 @@ async def serve_plain(factory: Callable[[], asyncio.BaseProtocol], host: str | N
     try:
         for sock in listening:
             if isinstance(sock, Shedding):
-                sock.shed = shed
+                sock.shed, sock.log = shed, log
             servers.append(await loop.create_server(factory, sock=sock, backlog=backlog))
     except BaseException:
         for server in servers:

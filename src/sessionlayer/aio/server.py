@@ -42,7 +42,7 @@ from .endpoint import Endpoint, check_kinds
 from .listening import PlainServer, serve_plain
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
-from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener, peer_warning
+from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
 
@@ -203,7 +203,8 @@ class Server:
             if refresh is not None:
                 self._track(self._refresh_secret())
         if tls is None:
-            self._server = await serve_plain(self._protocol, host, port, backlog, self._shed)
+            self._server = await serve_plain(self._protocol, host, port, backlog, self._shed,
+                                             log)  # fmt: skip
             self._port = int(self._server.sockets[0].getsockname()[1])
             return
         # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
@@ -224,8 +225,6 @@ class Server:
     def _shed(self, peer: Any) -> None:
         """(aio/listening.py) A connection closed at its accept: out of descriptors."""
         self.stats.shed += 1
-        peer_warning(log, "%s: out of file descriptors (RLIMIT_NOFILE): connection closed"
-                     " at once", peer)  # fmt: skip
 
     @property
     def port(self) -> int:

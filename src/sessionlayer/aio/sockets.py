@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from typing import Any
 
-__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_gone", "socket_gone",
-           "tcp_keepalive", "unreachable"]
+__all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
+           "socket_gone", "tcp_keepalive", "unreachable"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -42,6 +43,14 @@ class WarningLimit:
 
 
 warnings = WarningLimit()  #: the one every connection shares
+
+
+def peer_warning(log: logging.Logger, message: str, *args: Any) -> None:
+    """A WARNING a peer caused, under the limit every connection shares (else DEBUG)."""
+    if warnings.allow(asyncio.get_running_loop().time()):
+        log.warning(message, *args)
+    else:
+        log.debug(message, *args)
 
 
 def peer_gone(transport: asyncio.BaseTransport | None) -> bool:

@@ -27,10 +27,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from .listening import OUT_OF_RESOURCES, listen
-from .sockets import socket_gone, warnings
+from .sockets import peer_warning, socket_gone
 
-__all__ = ["SLOT", "QUEUED", "FULL", "TlsAccept", "TlsListener", "close",
-           "peer_warning"]  # fmt: skip
+__all__ = ["SLOT", "QUEUED", "FULL", "TlsAccept", "TlsListener", "close"]
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
@@ -257,11 +256,3 @@ def close(sock: socket.socket) -> None:
 def _closed_with(sock: socket.socket, _: object) -> None:
     """(A task's done callback) ``sock`` goes with the task."""
     close(sock)
-
-
-def peer_warning(log: logging.Logger, message: str, *args: Any) -> None:
-    """A WARNING a peer caused, under the limit every connection shares (else DEBUG)."""
-    if warnings.allow(asyncio.get_running_loop().time()):
-        log.warning(message, *args)
-    else:
-        log.debug(message, *args)

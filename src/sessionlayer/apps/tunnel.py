@@ -64,7 +64,6 @@ from typing import Any, cast
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
 from ..aio.listening import PlainServer, serve_plain
 from ..aio.sockets import unreachable
-from ..aio.tls_accept import peer_warning
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -903,13 +902,11 @@ class TunnelClient:
         if self.shared:
             await self._session()
         self._server = await serve_plain(self._accept, listen_host, listen_port, 100,
-                                         self._shed_one)  # fmt: skip
+                                         self._shed_one, log)  # fmt: skip
 
     def _shed_one(self, peer: Any) -> None:
         """(aio/listening.py) A local connection closed at its accept: no descriptor."""
         self._shed += 1
-        peer_warning(log, "sessionlayer tunnel: out of file descriptors (RLIMIT_NOFILE):"
-                     " local connection from %s closed at once", peer)  # fmt: skip
 
     @property
     def listen_port(self) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..aio.listening import PlainServer, serve_plain
 from ..aio.sockets import peer_gone
-from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener, peer_warning
+from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
 from ..machine import events as ev
@@ -644,7 +644,7 @@ class Relay:
         """Start listening (``start()`` does it); TLS with ``tls`` (a server context)."""
         if tls is None:
             self._server = await serve_plain(lambda: _LegProtocol(_Session(self), CLIENT),
-                                             host, port, LISTEN_BACKLOG, self._shed)
+                                             host, port, LISTEN_BACKLOG, self._shed, log)
             self._port = int(self._server.sockets[0].getsockname()[1])
             return
         # TLS: TCP accepted here, so that a connection counts from its accept, its TLS
@@ -711,8 +711,6 @@ class Relay:
     def _shed(self, peer: Any) -> None:
         """(aio/listening.py) A client connection closed at its accept: no descriptor."""
         self.stats.rejected["out_of_descriptors"] += 1
-        peer_warning(log, "%s: out of file descriptors (RLIMIT_NOFILE): connection closed"
-                     " at once", peer)  # fmt: skip
 
     # ------------------------------------------------------------ TLS
 
