@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import pytest
 
@@ -17,7 +19,19 @@ def require_tshark() -> str:
     return path
 
 
-def unavailable(reason: str) -> None:
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``asyncio.Runner``'s loop factory for ``"asyncio"`` (None: its own) or ``"uvloop"``
+    (in the test extra: missing, a failure in CI, else a skip)."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        unavailable("uvloop is not installed (the test extra has it)")
+    return uvloop.new_event_loop
+
+
+def unavailable(reason: str) -> NoReturn:
     """Skip the calling test, or fail it in CI (CI set, as `.ci/run` does): never returns."""
     if os.environ.get("CI"):
         pytest.fail(f"required in CI: {reason}")

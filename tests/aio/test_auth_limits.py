@@ -12,6 +12,7 @@ import pytest
 from tests import tools
 from tests.recovery.helpers import raw_resume
 from tests.tools import echo as _echo
+from tests.tools import loop_factory
 
 import sessionlayer
 from sessionlayer import Options
@@ -179,12 +180,8 @@ def _run_on(loop: str, coro: Any) -> None:
         asyncio.get_running_loop().set_exception_handler(lambda _, c: errors.append(c))
         await asyncio.wait_for(coro, 60)
 
-    if loop == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(main())
-    else:
-        asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        runner.run(main())
     assert not errors, errors
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trustme
 from tests.rawpeer import RawPeer, accept_session, raw_server
-from tests.tools import unavailable
+from tests.tools import loop_factory
 
 import sessionlayer
 from sessionlayer import Options, SessionAborted, SessionConfig
@@ -117,11 +117,7 @@ def _on_loop(name: str, coro: Awaitable[Any]) -> Any:
     """Run ``coro`` (bounded) on asyncio's loop or on uvloop's."""
     if name == "asyncio":
         return run(coro)
-    try:
-        import uvloop
-    except ImportError:
-        unavailable("uvloop is not installed (the test extra has it)")
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
         return runner.run(asyncio.wait_for(coro, 9))  # type: ignore[arg-type]
 
 

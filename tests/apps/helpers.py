@@ -34,16 +34,9 @@ def run(coro: Awaitable[Any], timeout: float = 110, loop: str = "asyncio") -> An
         assert not errors, errors
         return result
 
-    factory = None
-    if loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            from tests.tools import unavailable
+    from tests.tools import loop_factory
 
-            unavailable("uvloop is not installed (the test extra has it)")
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         return runner.run(main())
 
 

@@ -142,17 +142,10 @@ def run(coro: Any, timeout: float = 30.0, loop: str = "asyncio") -> Any:
         asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: reported.append(ctx))
         return await asyncio.wait_for(coro, timeout)
 
-    if loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError:
-            from tests.tools import unavailable
+    from tests.tools import loop_factory
 
-            unavailable("uvloop is not installed (the test extra has it)")
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            result = runner.run(main())
-    else:
-        result = asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        result = runner.run(main())
     assert not reported, f"reached asyncio's exception handler: {reported}"
     return result
 
