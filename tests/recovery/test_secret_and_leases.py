@@ -11,7 +11,8 @@ SQLite files and real redis-server processes:
 - a lease renewal on its way when a session detaches never extends the deadline its
   detach wrote;
 - a node writing again the record of a session it holds (found missing by its renewal)
-  never overwrites the record another node wrote meanwhile, at a newer generation.
+  never overwrites the record another node wrote meanwhile, at a newer generation; and a
+  stale node that wrote its older copy first gives way to the node that resumed it.
 """
 
 from __future__ import annotations
@@ -410,6 +411,73 @@ def test_a_record_written_again_leaves_the_one_of_the_node_that_resumed_the_sess
                 [((sent,), _, refused)] = store_a.since(mark_a, "put_unless_taken")
                 assert (sent.generation, sent.node) == (0, "a") and refused == theirs
                 assert sid not in [s.id for s in node_a.sessions]
+                assert sid in [s.id for s in node_b.sessions]
+            await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
+        finally:
+            if client is not None:
+                client.abort()
+            await _closed(node_a, store_a)
+            await _closed(node_b, store_b)
+            await real_a.close()
+            await real_b.close()
+
+    run(main())
+
+
+def test_a_stale_copy_written_again_first_gives_way_to_the_node_that_resumed_the_session(
+    open_real_store: Callable[[], SessionStore],
+) -> None:
+    """As above, in the other order: the stale node a writes its copy (generation 0) into
+    the missing record first, and node b's write (generation 1) is held until it is in.
+    Node b's write replaces it (an older generation never bars a newer one), node b keeps
+    the session, and node a's next renewal finds it b's and drops its stale copy."""
+
+    async def main() -> None:
+        real_a, real_b = open_real_store(), open_real_store()
+        store_a, store_b = Watched(real_a), Watched(real_b)
+        opts = Options(resume_timeout=30.0)
+        node_a = await sessionlayer.serve(echo, options=opts, store=store_a, lease=0.3,
+                                          node="a")  # fmt: skip
+        node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3,
+                                          node="b")  # fmt: skip
+        client: sessionlayer.Session | None = None
+        try:
+            client = await sessionlayer.connect("127.0.0.1", node_a.port, options=AWAY)
+            sid = client.id
+            await store_a.until(lambda: _has(real_a, sid))
+            store_a.hold("renew")
+            store_b.hold("renew")
+            await asyncio.wait_for(store_a.entered["renew"].wait(), LIMIT)
+            async with raw_resumed(node_b.port, token_of(client)) as (event, welcome):
+                assert isinstance(event, ev.ConnectConfirm), welcome
+                await asyncio.wait_for(store_b.entered["renew"].wait(), LIMIT)
+                assert await real_b.expire(time.time() + 3600) == [sid]  # (the sweep)
+                # Node b's renewal finds the record missing; its write again waits ...
+                store_b.hold("put_unless_taken")
+                mark_b = len(store_b.calls)
+                store_b.release("renew")
+                await asyncio.wait_for(store_b.entered["put_unless_taken"].wait(), LIMIT)
+                # ... while node a's renewal finds it missing too and writes its copy.
+                mark_a = len(store_a.calls)
+                store_a.release("renew")
+                await store_a.until(lambda: _true(bool(store_a.since(mark_a,
+                                                                     "put_unless_taken"))))
+                [((stale,), _, written)] = store_a.since(mark_a, "put_unless_taken")
+                assert written is None and (stale.generation, stale.node) == (0, "a")
+                # Node b's write goes on: it replaces a's older copy, and b keeps the session.
+                store_b.release("put_unless_taken")
+                await store_b.until(lambda: _true(bool(store_b.since(mark_b,
+                                                                     "put_unless_taken"))))
+                [((sent,), _, refused)] = store_b.since(mark_b, "put_unless_taken")
+                assert (sent.generation, sent.node) == (1, "b") and refused is None
+                theirs = await real_b.get(sid)
+                assert theirs is not None and (theirs.generation, theirs.node) == (1, "b")
+                assert sid in [s.id for s in node_b.sessions]
+                # Node a's next renewal finds the record b's: its copy is dropped, the
+                # record stays b's (renewed by b meanwhile).
+                await store_a.until(lambda: _true(sid not in [s.id for s in node_a.sessions]))
+                now = await real_a.get(sid)
+                assert now is not None and (now.generation, now.node) == (1, "b")
                 assert sid in [s.id for s in node_b.sessions]
             await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
         finally:

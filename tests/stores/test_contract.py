@@ -334,12 +334,13 @@ def test_conditional_update_and_delete_touch_only_the_record_still_held(
     run(main())
 
 
-def test_put_unless_taken_writes_whole_unless_a_newer_generation_or_another_node_holds_it(
+def test_put_unless_taken_writes_whole_unless_newer_or_held_by_another_node_at_its_generation(
     backend: Backend,
 ) -> None:
-    """A node writing again a record it holds: absent, or at its generation or an older
-    one and its own (or no node's), it is written whole, as put writes it; at a newer
-    generation, or another node's, it stays as it is and is returned."""
+    """A node writing again a record it holds: absent, at an older generation (whoever
+    holds it), or at its generation and its own (or no node's), it is written whole, as put
+    writes it; at a newer generation, or at the same one and another node's, it stays as it
+    is and is returned."""
 
     async def main() -> None:
         node_a, node_b = backend.open(), backend.open()
@@ -361,12 +362,12 @@ def test_put_unless_taken_writes_whole_unless_a_newer_generation_or_another_node
             await node_b.put(replace(leased, node=None))
             assert await node_a.put_unless_taken(leased) is None
             assert await node_b.get(record.id) == leased
-            # Node B resumes it: generation 4, held by B.  Node A's copy (generation 3), and
-            # even one at a generation past B's, leave B's record as it is.
+            # Node B resumes it: generation 4, held by B.  Node A's copy (generation 3, its
+            # own or no node's), and one at B's generation held by A, leave B's record.
             moved = await node_b.advance(record.id, 3, node="node-b", expires_at=None)
             assert moved is not None
             stale = replace(leased, checkpoint=None, expires_at=1.0)
-            for write in (stale, replace(stale, generation=7), replace(stale, node=None)):
+            for write in (stale, replace(stale, generation=4), replace(stale, node=None)):
                 assert await node_a.put_unless_taken(write) == moved
                 assert await node_a.get(record.id) == moved
             # B's own write: at its generation, written; then A's at 3 with no node, and
@@ -375,6 +376,12 @@ def test_put_unless_taken_writes_whole_unless_a_newer_generation_or_another_node
             assert await node_b.put_unless_taken(newer) is None
             for write in (replace(stale, node=None), replace(moved, generation=3)):
                 assert await node_a.put_unless_taken(write) == newer
+            assert await node_a.get(record.id) == newer
+            # A stale copy written first (the record swept: A's at 3) gives way to the node
+            # that resumed the session (B's at 4): an older generation never bars a newer.
+            await node_a.delete(record.id)
+            assert await node_a.put_unless_taken(stale) is None
+            assert await node_b.put_unless_taken(newer) is None
             assert await node_a.get(record.id) == newer
             assert await node_a.expire(newer.expires_at or 0.0) == [record.id]  # (B's kept)
         finally:

@@ -89,8 +89,13 @@ class SessionRecord:
     def bars(self, record: SessionRecord) -> bool:
         """What :meth:`SessionStore.put_unless_taken` asks of the stored record: does it
         keep ``record`` from being written over it?  Yes if it is at a newer generation, or
-        held by another node (its ``node`` set, and not ``record.node``)."""
-        return self.generation > record.generation or self.node not in (None, record.node)
+        at the same one and held by another node (its ``node`` set, and not
+        ``record.node``).  A record at an older generation never bars a newer one: only a
+        resume advances a generation, so its node is the one the client's latest token
+        names, and a node that wrote its older copy (the record swept meanwhile) is stale."""
+        if self.generation != record.generation:
+            return self.generation > record.generation
+        return self.node not in (None, record.node)
 
     def renewable(self, node: str) -> bool:
         """What :meth:`SessionStore.renew` renews: held by ``node``, and attached."""
@@ -146,11 +151,12 @@ class SessionStore(Protocol):
 
     async def put_unless_taken(self, record: SessionRecord) -> SessionRecord | None:
         """Atomically: write ``record`` whole, as :meth:`put` does, unless the stored record
-        with its id is at a greater generation or held by another node (its ``node`` set,
-        and not ``record.node``: :meth:`SessionRecord.bars`).  None when written; else that
-        stored record, unchanged.  (A node writing again the record of a session it holds,
-        missing or not its own to update, never overwrites that of a node that resumed the
-        session or claimed it since.)"""
+        with its id is at a greater generation, or at the same one and held by another
+        node (its ``node`` set, and not ``record.node``: :meth:`SessionRecord.bars`).  None
+        when written; else that stored record, unchanged.  (A node writing again the record
+        of a session it holds, missing or not its own to update, never overwrites that of a
+        node that resumed the session since; and a stale node that wrote its older copy
+        first does not keep the node that holds the session from writing its own.)"""
         ...
 
     async def get(self, session_id: str) -> SessionRecord | None:

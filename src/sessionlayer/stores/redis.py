@@ -88,15 +88,16 @@ return written
 
 # KEYS: the session's hash, the detached set.  ARGV: the id; the record's generation and
 # node (JSON); its deadline ("none" or the score); the TTL's end in ms since the epoch; then
-# its field, value pairs.  Unless the stored hash is at a greater generation or holds
-# another node (SessionRecord.bars), writes the record whole as put does and returns nil;
-# else returns the stored hash.
+# its field, value pairs.  Unless the stored hash is at a greater generation, or at the same
+# one and holds another node (SessionRecord.bars), writes the record whole as put does and
+# returns nil; else returns the stored hash.
 _PUT_UNLESS_TAKEN = """
 local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('EXISTS', key) == 1 then
   local node = redis.call('HGET', key, 'node')
-  if (tonumber(redis.call('HGET', key, 'generation')) or -1) > tonumber(ARGV[2])
-      or (node and node ~= 'null' and node ~= ARGV[3]) then
+  local generation = tonumber(redis.call('HGET', key, 'generation')) or -1
+  if generation > tonumber(ARGV[2]) or (generation == tonumber(ARGV[2])
+      and node and node ~= 'null' and node ~= ARGV[3]) then
     return redis.call('HGETALL', key)
   end
 end
