@@ -1049,7 +1049,20 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         except asyncio.CancelledError:
             if holder[0] is None:
                 task.cancel()
-            raise  # (shield retrieves what the task ends with)
+            # (shield stops looking at the task once it is cancelled: what the task ends
+            # with is taken here, not left to asyncio's exception handler)
+            task.add_done_callback(self._seen_through_alone)
+            raise
+
+    def _seen_through_alone(self, task: asyncio.Task[Any]) -> None:
+        """A request seen through after its caller stopped waiting has ended: its confirm
+        goes on ``events()`` (as a plain session's confirm nobody awaits does); a failure
+        is the session's own (it ended: every other call says so)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, ev.Event) and self._failure is None:
+            self._put_event(result)
 
     async def _confirm_loop(self, kinds: tuple[type, ...],
                             request: Callable[[SessionMachine], Any], needs: Token,
