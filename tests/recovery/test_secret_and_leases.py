@@ -18,11 +18,13 @@ SQLite files and real redis-server processes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -358,68 +360,93 @@ def test_a_renewal_on_its_way_when_the_session_detaches_leaves_its_deadline(
 # ---------------------------------------------------------------- a record written again
 
 
+@dataclasses.dataclass
+class Race:
+    """Two nodes sharing one store, each through a Watched view of its own connection."""
+
+    node_a: sessionlayer.Server
+    node_b: sessionlayer.Server
+    store_a: Watched
+    store_b: Watched
+    real_a: SessionStore
+    real_b: SessionStore
+    sid: str = ""
+
+
+@contextlib.asynccontextmanager
+async def _resumed_on_b_and_swept(open_real_store: Callable[[], SessionStore],
+                                  ) -> AsyncIterator[Race]:  # fmt: skip
+    """Node a holds a client's session live; both nodes' next renewals are held (node a's
+    waits, with the session); a raw client resumes the session on node b (generation 1,
+    b's); then its record goes (the sweep, as after the leases lapsed while the store was
+    out of reach).  After the block, the raw client's connection is gone and node b holds
+    the session detached."""
+    real_a, real_b = open_real_store(), open_real_store()
+    store_a, store_b = Watched(real_a), Watched(real_b)
+    opts = Options(resume_timeout=30.0)
+    node_a = await sessionlayer.serve(echo, options=opts, store=store_a, lease=0.3, node="a")
+    node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3, node="b")
+    race = Race(node_a, node_b, store_a, store_b, real_a, real_b)
+    client: sessionlayer.Session | None = None
+    try:
+        client = await sessionlayer.connect("127.0.0.1", node_a.port, options=AWAY)
+        race.sid = sid = client.id
+        await store_a.until(lambda: _has(real_a, sid))
+        store_a.hold("renew")  # (node a's next renewal, with the session, waits)
+        store_b.hold("renew")
+        await asyncio.wait_for(store_a.entered["renew"].wait(), LIMIT)
+        async with raw_resumed(node_b.port, token_of(client)) as (event, welcome):
+            assert isinstance(event, ev.ConnectConfirm), welcome
+            theirs = await real_b.get(sid)
+            assert theirs is not None and (theirs.generation, theirs.node) == (1, "b")
+            await asyncio.wait_for(store_b.entered["renew"].wait(), LIMIT)
+            assert await real_b.expire(time.time() + 3600) == [sid]  # (the sweep)
+            yield race
+        await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
+    finally:
+        if client is not None:
+            client.abort()
+        await _closed(node_a, store_a)
+        await _closed(node_b, store_b)
+        await real_a.close()
+        await real_b.close()
+
+
+async def _written_again(store: Watched, mark: int) -> list[tuple[Any, ...]]:
+    """The writes again (``put_unless_taken``) ``store`` made after ``mark``, once there is
+    one."""
+    await store.until(lambda: _true(bool(store.since(mark, "put_unless_taken"))))
+    return store.since(mark, "put_unless_taken")
+
+
 def test_a_record_written_again_leaves_the_one_of_the_node_that_resumed_the_session(
     open_real_store: Callable[[], SessionStore],
 ) -> None:
-    """Node a holds the session live; a client sent to node b resumes it there (generation
-    1, b's).  Then its record goes (the sweep, as after the leases lapsed while the store
-    was out of reach), and both nodes' renewals find it missing and write it again.  Node
-    a's write is held until node b's is in: it is refused with b's record, which stays,
-    and node a drops its stale copy."""
+    """Node a's session resumed on node b and its record swept, both nodes' renewals find
+    it missing and write it again.  Node a's write is held until node b's is in: it is
+    refused with b's record, which stays, and node a drops its stale copy."""
 
     async def main() -> None:
-        real_a, real_b = open_real_store(), open_real_store()
-        store_a, store_b = Watched(real_a), Watched(real_b)
-        opts = Options(resume_timeout=30.0)
-        node_a = await sessionlayer.serve(echo, options=opts, store=store_a, lease=0.3,
-                                          node="a")  # fmt: skip
-        node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3,
-                                          node="b")  # fmt: skip
-        client: sessionlayer.Session | None = None
-        try:
-            client = await sessionlayer.connect("127.0.0.1", node_a.port, options=AWAY)
-            sid = client.id
-            await store_a.until(lambda: _has(real_a, sid))
-            store_a.hold("renew")  # (node a's next renewal, with the session, waits)
-            store_b.hold("renew")
-            await asyncio.wait_for(store_a.entered["renew"].wait(), LIMIT)
-            async with raw_resumed(node_b.port, token_of(client)) as (event, welcome):
-                assert isinstance(event, ev.ConnectConfirm), welcome
-                theirs = await real_b.get(sid)
-                assert theirs is not None and (theirs.generation, theirs.node) == (1, "b")
-                await asyncio.wait_for(store_b.entered["renew"].wait(), LIMIT)
-                assert await real_b.expire(time.time() + 3600) == [sid]  # (the sweep)
-                # Node a's renewal finds the record missing; its write again waits ...
-                store_a.hold("put_unless_taken")
-                mark_a = len(store_a.calls)
-                store_a.release("renew")
-                await asyncio.wait_for(store_a.entered["put_unless_taken"].wait(), LIMIT)
-                # ... while node b's renewal finds it missing too and writes it again.
-                mark_b = len(store_b.calls)
-                store_b.release("renew")
-                await store_b.until(lambda: _true(bool(store_b.since(mark_b,
-                                                                     "put_unless_taken"))))
-                [(_, _, written)] = store_b.since(mark_b, "put_unless_taken")
-                theirs = await real_b.get(sid)
-                assert written is None and theirs is not None
-                assert (theirs.generation, theirs.node) == (1, "b")
-                # Node a's write goes on: b's record stays, and a's copy is dropped.
-                store_a.release("put_unless_taken")
-                await store_a.until(lambda: _true(bool(store_a.since(mark_a,
-                                                                     "put_unless_taken"))))
-                assert await real_a.get(sid) == theirs
-                [((sent,), _, refused)] = store_a.since(mark_a, "put_unless_taken")
-                assert (sent.generation, sent.node) == (0, "a") and refused == theirs
-                assert sid not in [s.id for s in node_a.sessions]
-                assert sid in [s.id for s in node_b.sessions]
-            await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
-        finally:
-            if client is not None:
-                client.abort()
-            await _closed(node_a, store_a)
-            await _closed(node_b, store_b)
-            await real_a.close()
-            await real_b.close()
+        async with _resumed_on_b_and_swept(open_real_store) as r:
+            # Node a's renewal finds the record missing; its write again waits ...
+            r.store_a.hold("put_unless_taken")
+            mark_a = len(r.store_a.calls)
+            r.store_a.release("renew")
+            await asyncio.wait_for(r.store_a.entered["put_unless_taken"].wait(), LIMIT)
+            # ... while node b's renewal finds it missing too and writes it again.
+            mark_b = len(r.store_b.calls)
+            r.store_b.release("renew")
+            [(_, _, written)] = await _written_again(r.store_b, mark_b)
+            theirs = await r.real_b.get(r.sid)
+            assert written is None and theirs is not None
+            assert (theirs.generation, theirs.node) == (1, "b")
+            # Node a's write goes on: b's record stays, and a's copy is dropped.
+            r.store_a.release("put_unless_taken")
+            [((sent,), _, refused)] = await _written_again(r.store_a, mark_a)
+            assert await r.real_a.get(r.sid) == theirs
+            assert (sent.generation, sent.node) == (0, "a") and refused == theirs
+            assert r.sid not in [s.id for s in r.node_a.sessions]
+            assert r.sid in [s.id for s in r.node_b.sessions]
 
     run(main())
 
@@ -433,60 +460,29 @@ def test_a_stale_copy_written_again_first_gives_way_to_the_node_that_resumed_the
     the session, and node a's next renewal finds it b's and drops its stale copy."""
 
     async def main() -> None:
-        real_a, real_b = open_real_store(), open_real_store()
-        store_a, store_b = Watched(real_a), Watched(real_b)
-        opts = Options(resume_timeout=30.0)
-        node_a = await sessionlayer.serve(echo, options=opts, store=store_a, lease=0.3,
-                                          node="a")  # fmt: skip
-        node_b = await sessionlayer.serve(echo, options=opts, store=store_b, lease=0.3,
-                                          node="b")  # fmt: skip
-        client: sessionlayer.Session | None = None
-        try:
-            client = await sessionlayer.connect("127.0.0.1", node_a.port, options=AWAY)
-            sid = client.id
-            await store_a.until(lambda: _has(real_a, sid))
-            store_a.hold("renew")
-            store_b.hold("renew")
-            await asyncio.wait_for(store_a.entered["renew"].wait(), LIMIT)
-            async with raw_resumed(node_b.port, token_of(client)) as (event, welcome):
-                assert isinstance(event, ev.ConnectConfirm), welcome
-                await asyncio.wait_for(store_b.entered["renew"].wait(), LIMIT)
-                assert await real_b.expire(time.time() + 3600) == [sid]  # (the sweep)
-                # Node b's renewal finds the record missing; its write again waits ...
-                store_b.hold("put_unless_taken")
-                mark_b = len(store_b.calls)
-                store_b.release("renew")
-                await asyncio.wait_for(store_b.entered["put_unless_taken"].wait(), LIMIT)
-                # ... while node a's renewal finds it missing too and writes its copy.
-                mark_a = len(store_a.calls)
-                store_a.release("renew")
-                await store_a.until(lambda: _true(bool(store_a.since(mark_a,
-                                                                     "put_unless_taken"))))
-                [((stale,), _, written)] = store_a.since(mark_a, "put_unless_taken")
-                assert written is None and (stale.generation, stale.node) == (0, "a")
-                # Node b's write goes on: it replaces a's older copy, and b keeps the session.
-                store_b.release("put_unless_taken")
-                await store_b.until(lambda: _true(bool(store_b.since(mark_b,
-                                                                     "put_unless_taken"))))
-                [((sent,), _, refused)] = store_b.since(mark_b, "put_unless_taken")
-                assert (sent.generation, sent.node) == (1, "b") and refused is None
-                theirs = await real_b.get(sid)
-                assert theirs is not None and (theirs.generation, theirs.node) == (1, "b")
-                assert sid in [s.id for s in node_b.sessions]
-                # Node a's next renewal finds the record b's: its copy is dropped, the
-                # record stays b's (renewed by b meanwhile).
-                await store_a.until(lambda: _true(sid not in [s.id for s in node_a.sessions]))
-                now = await real_a.get(sid)
-                assert now is not None and (now.generation, now.node) == (1, "b")
-                assert sid in [s.id for s in node_b.sessions]
-            await store_b.until(lambda: _true(sid in [s.id for s in node_b.detached]))
-        finally:
-            if client is not None:
-                client.abort()
-            await _closed(node_a, store_a)
-            await _closed(node_b, store_b)
-            await real_a.close()
-            await real_b.close()
+        async with _resumed_on_b_and_swept(open_real_store) as r:
+            # Node b's renewal finds the record missing; its write again waits ...
+            r.store_b.hold("put_unless_taken")
+            mark_b = len(r.store_b.calls)
+            r.store_b.release("renew")
+            await asyncio.wait_for(r.store_b.entered["put_unless_taken"].wait(), LIMIT)
+            # ... while node a's renewal finds it missing too and writes its copy.
+            mark_a = len(r.store_a.calls)
+            r.store_a.release("renew")
+            [((stale,), _, written)] = await _written_again(r.store_a, mark_a)
+            assert written is None and (stale.generation, stale.node) == (0, "a")
+            # Node b's write goes on: it replaces a's older copy, and b keeps the session.
+            r.store_b.release("put_unless_taken")
+            [((sent,), _, refused)] = await _written_again(r.store_b, mark_b)
+            assert (sent.generation, sent.node) == (1, "b") and refused is None
+            assert r.sid in [s.id for s in r.node_b.sessions]
+            # Node a's next renewal finds the record b's: its copy is dropped, the record
+            # stays b's (renewed by b meanwhile).
+            await r.store_a.until(lambda: _true(r.sid not in [s.id for s in
+                                                              r.node_a.sessions]))  # fmt: skip
+            now = await r.real_a.get(r.sid)
+            assert now is not None and (now.generation, now.node) == (1, "b")
+            assert r.sid in [s.id for s in r.node_b.sessions]
 
     run(main())
 
