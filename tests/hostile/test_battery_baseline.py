@@ -291,17 +291,23 @@ def _minor_syncs(config: SessionConfig, count: int, size: int) -> list[bytes]:
 
 
 def test_sync_points_from_a_peer_that_never_reads(battery: Battery) -> None:
-    """GT+MIP with 400 octets of user data, never reading the MIA answers: the server
-    stops reading once its answers back up (before the fix: +47.5 MiB for 91,000 MIPs),
-    so the flooder's writes block, and the server's memory stays put."""
+    """GT+MIP with 400 octets of user data, never reading the MIA answers: the server's
+    memory stays put (before the fix: +47.5 MiB for 91,000 MIPs).  The echo handler never
+    reads events(), so the indications are dropped once past max_queued_events (and said
+    at WARNING) and the server may well read the whole flood: its 16 MiB go by at the
+    price of their answers, which its kernel holds here; past twice write_buffer_high
+    written and unread, reading pauses (tests/aio/test_unread_events.py shows that)."""
     config = SessionConfig(functional_units=FunctionalUnit.DUPLEX | FunctionalUnit.MINOR_SYNC)
     frames = b"".join(H.dt(t) for t in _minor_syncs(config, 40_000, 400))
-    _assert_held_back(battery, config, frames)
+    _assert_held_back(battery, config, frames, must_block=False)
 
 
-def _assert_held_back(battery: Battery, config: SessionConfig, frames: bytes) -> None:
+def _assert_held_back(
+    battery: Battery, config: SessionConfig, frames: bytes, must_block: bool = True
+) -> None:
     """A session that writes ``frames`` after its AC and never reads: the server must stop
-    reading (our writes block) and not grow by 16 MiB while more than that went out."""
+    reading (our writes block; unless not ``must_block``) and not grow by 16 MiB while more
+    than that went out."""
     server = battery.server
     before = server.fresh_status()["rss"]
 
@@ -331,7 +337,7 @@ def _assert_held_back(battery: Battery, config: SessionConfig, frames: bytes) ->
     sent, blocked = run(main())
     # Our writes blocked before the flood was out (what the kernel's buffers absorb varies,
     # a few MiB on loopback), and the server holds a bounded part of what it took in.
-    assert blocked and sent < len(frames), f"the server read all {sent} octets"
+    assert not must_block or (blocked and sent < len(frames)), f"the server read all {sent}"
     grown = server.fresh_status()["rss"] - before
     assert grown < 16 << 20, (grown, sent)
 

@@ -100,6 +100,10 @@ _PURGING = (ev.ResyncConfirm, ev.ResyncIndication, ev.ActivityDiscardIndication,
 _SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm, ev.ActivityEndConfirm)
 #: The events ``Connection._note`` looks at (checkpoints, activity ends, purges).
 _NOTED = frozenset((*_CHECKPOINTS, *_ACTIVITY_ENDS, *_PURGING))
+#: Events never dropped unread (data, and what the application must act on): past the limit
+#: they pause reading, whether or not events() was ever read.
+_KEPT_UNREAD = (ev.TypedDataIndication, ev.ExpeditedDataIndication, ev.CapabilityDataIndication,
+                ev.UserExceptionReportIndication, ev.ProviderExceptionReportIndication)
 #: The most user data an S-EXPEDITED-DATA carries (X.225 8.3.15).
 _EXPEDITED_OCTETS = 14
 #: Shared, always empty: an idle session holds no deque of its own.
@@ -117,6 +121,7 @@ _MOVED = 64  # (server) this connection's transport and agent went to a resumed 
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 _PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
+_EVENTS_READ = 2048  # the application has read (or waited for) events() at least once
 
 
 def copy_to_raise(exc: E) -> E:
@@ -889,15 +894,44 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             x.events = collections.deque()
         x.events.append(event)
         x.event_bytes += _event_size(event)
-        options = self._ep.options
-        if len(x.events) >= options.max_queued_events or (
-            x.event_bytes >= options.max_buffered_bytes
-        ):
-            self._pause(_EVENTS)
+        self._events_bounded(x)
         if x.has_events is not None:
             x.has_events.set()
 
+    def _events_bounded(self, x: Extra) -> None:
+        """Past the limits of unread events: reading pauses.  An application that never
+        read ``events()`` (a handler that only reads data) would stall its session there
+        for good: the oldest of the events the agent answered already are dropped instead,
+        counted and said once at WARNING; data and exception reports still pause."""
+        options = self._ep.options
+        events = x.events
+        assert events is not None
+        if len(events) < options.max_queued_events and (
+            x.event_bytes < options.max_buffered_bytes
+        ):
+            return
+        if not self._flags & _EVENTS_READ:
+            while len(events) >= options.max_queued_events // 2 or (
+                    x.event_bytes >= options.max_buffered_bytes // 2):  # fmt: skip
+                old = next((e for e in events if not isinstance(e, _KEPT_UNREAD)), None)
+                if old is None:
+                    break
+                events.remove(old)
+                x.event_bytes -= _event_size(old)
+                x.events_dropped += 1
+            if x.events_dropped:
+                self.warn("session %s (%s): the application reads no events(): %d events"
+                          " the session answered itself dropped unread so far"
+                          " (Options.max_queued_events %d; read session.events() to keep"
+                          " them)", self.id, self.peer, x.events_dropped,
+                          options.max_queued_events)  # fmt: skip
+            if len(events) < options.max_queued_events and (
+                    x.event_bytes < options.max_buffered_bytes):  # fmt: skip
+                return
+        self._pause(_EVENTS)
+
     def next_event_nowait(self) -> ev.Event | None:
+        self._flags |= _EVENTS_READ
         x = self._x
         if x is None or not x.events:
             return None
@@ -912,6 +946,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     async def wait_event(self) -> None:
         """Wait until an event is queued or the session ends."""
+        self._flags |= _EVENTS_READ
         x = self._more()
         if x.has_events is None:
             x.has_events = Signal()
@@ -1689,8 +1724,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if self._buffered >= self._ep.options.max_buffered_bytes:
             self._pause(_BUFFERED)
         x = self._more()
-        if x.events is not None and len(x.events) >= self._ep.options.max_queued_events:
-            self._pause(_EVENTS)
+        if x.events:
+            self._events_bounded(x)
         event = Resumed(outcome=outcome, downtime=downtime, replayed_messages=replayed,
                         replayed_bytes=replayed_bytes, attempts=attempts,
                         checkpoint=checkpoint)  # fmt: skip

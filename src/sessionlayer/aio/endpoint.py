@@ -120,6 +120,7 @@ class Extra:
         "early",
         "event_bytes",
         "events",
+        "events_dropped",
         "has_events",
         "link",
         "log",
@@ -141,6 +142,8 @@ class Extra:
         self.early: bytes | None = None
         self.events: collections.deque[ev.Event] | None = None  # made on the first event
         self.event_bytes = 0  # user data held in events (counts against the limits)
+        #: Events answered already and dropped unread: the application never read events().
+        self.events_dropped = 0
         self.has_events: Signal | None = None  # made when somebody waits for events
         self.link: LinkState | None = None  # (recovery) made when the session is resumable
         self.log: logging.LoggerAdapter[logging.Logger] | None = None
