@@ -189,6 +189,18 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "GT", "gt_ok", "gt_ind", SAME, "STA713; 7.16"),
     ("STA713", "SPTreq", "want_tokens", "send", SAME, "STA713; 7.17"),
     ("STA713", "PT", "pt_ok", "pt_ind", SAME, "STA713; 7.17"),
+    # A PT is indicated too while this end waits for the confirm of a major sync point,
+    # activity end, give control or capability data of its own (the user may give the
+    # tokens once the machine is back in STA713).  While our resync is outstanding it is
+    # discarded (p185), unless a data separation point of ours is unconfirmed (p81, as for
+    # DT); in STA05B, STA05C, STA19 and STA20 it is discarded as well.
+    *[
+        (st, "PT", "pt_ok", "pt_ind", SAME, f"{st}; 7.17")
+        for st in ("STA04A", "STA04B", "STA15A", "STA18", "STA21")
+    ],
+    ("STA05A", "PT", "pt_ok ds_keep", "pt_ind", SAME, "STA05A; 7.17 (data separation)"),
+    ("STA05A", "PT", "", "discard", SAME, "STA05A; 7.17, 7.24 (discarded)"),
+    ("STA19", "PT", "", "discard", SAME, "STA19; 7.17, 7.27 (discarded)"),
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
