@@ -379,12 +379,14 @@ _ACTIVITY: list[_R] = [
         (st, "SACTDreq", "fu_activity in_act own_major", "send", "STA05C", f"{st}; 7.33")
         for st in ("STA713", "STA04A", "STA04B", "STA19", "STA20")
     ],
+    # Only the holder of the major/activity token interrupts or discards (7.31, 7.33; p40,
+    # AA(ma)): from the other side, AI and AD are protocol errors.
     *[
-        (st, "AI", "fu_activity in_act", "ai_ind", "STA11B", f"{st}; 7.31")
+        (st, "AI", "fu_activity in_act peer_major", "ai_ind", "STA11B", f"{st}; 7.31")
         for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
     *[
-        (st, "AD", "fu_activity in_act", "ad_ind", "STA11C", f"{st}; 7.33")
+        (st, "AD", "fu_activity in_act peer_major", "ad_ind", "STA11C", f"{st}; 7.33")
         for st in ("STA713", "STA05A", "STA10A", "STA10B", "STA15B", "STA19", "STA20")
     ],
     # The peer resynchronized, interrupted or discarded the activity while our AEA was on its
@@ -392,9 +394,9 @@ _ACTIVITY: list[_R] = [
     # activity end (7.24), so the activity is taken up again here and the request met.
     ("STA713", "RS", "fu_resync aea_crossed rs_ok", "reopen rs_ind", "STA11A",
      "STA713; 7.24 (an RS that crossed our AEA)"),
-    ("STA713", "AI", "aea_crossed", "reopen ai_ind", "STA11B",
+    ("STA713", "AI", "aea_crossed peer_major", "reopen ai_ind", "STA11B",
      "STA713; 7.31 (an AI that crossed our AEA)"),
-    ("STA713", "AD", "aea_crossed", "reopen ad_ind", "STA11C",
+    ("STA713", "AD", "aea_crossed peer_major", "reopen ad_ind", "STA11C",
      "STA713; 7.33 (an AD that crossed our AEA)"),
     ("STA11B", "SACTIrsp", "", "send act_over_peer", "STA713", "STA11B; 7.32"),
     ("STA05B", "AIA", "", "aia_cnf", "STA713", "STA05B; 7.32"),
