@@ -26,7 +26,7 @@ from sessionlayer.errors import AbortReason, LocalError
 from sessionlayer.machine import SessionConfig
 from sessionlayer.machine import events as ev
 from sessionlayer.spdu import decode_tsdu
-from sessionlayer.spdu.codes import ResyncType, Token
+from sessionlayer.spdu.codes import ResyncType, Token, TokenSetting
 from sessionlayer.spdu.types import Abort, ConnectionId
 from sessionlayer.transport import Rfc1006Connection, TsduReceived
 
@@ -162,6 +162,81 @@ def test_tokens_asked_for_are_kept_until_the_request_went_out() -> None:
     pair.client.call(lambda m: m.send_data(b"2"), NEEDS["data"])
     pair.pump()
     assert pair.take("server", ev.DataIndication).data == b"2"
+
+
+def gives(pair: AgentPair, side: str) -> list[ev.TokenGiveIndication]:
+    return [e for e in pair.events[side] if isinstance(e, ev.TokenGiveIndication)]
+
+
+def test_a_debt_for_a_token_given_away_meanwhile_is_forgotten() -> None:
+    """The peer's PT crossed the GT our user sent: the peer has the token, so nothing is
+    owed.  The next time we get the token (we asked for it) we keep it: the peer did not
+    ask again."""
+    pair = AgentPair(HALF)
+    pair.open()
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"1"), NEEDS["data"])  # PT ...
+    pair.client.call(lambda m: m.give_tokens(Token.DATA))  # ... crossing our GT
+    pair.pump()
+    assert pair.take("client", ev.TokenPleaseIndication).tokens == Token.DATA
+    pair.server.call(lambda m: m.send_data(b"1"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)
+    pair.pump()
+    with pytest.raises(TokensMissing):  # now we want it back: the server gives it
+        pair.client.call(lambda m: m.send_data(b"2"), NEEDS["data"])
+    pair.pump()
+    pair.client.call(lambda m: m.send_data(b"2"), NEEDS["data"])
+    pair.client.done_asking(Token.DATA)
+    pair.events["server"].clear()
+    pair.pump()
+    assert pair.take("server", ev.DataIndication).data == b"2"
+    assert gives(pair, "server") == []  # no GT the server never asked for
+    assert pair.client.machine.tokens_owned & Token.DATA
+
+
+def test_a_pt_discarded_by_the_peers_resync_is_sent_again() -> None:
+    """Our PT crossed the peer's RS: the peer discards it (STA05A).  The request waiting
+    for the token asks again after the resync instead of waiting for ever."""
+    pair = AgentPair(HALF)
+    pair.open()
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.client.call(lambda m: m.resync(ResyncType.ABANDON))
+    pair.pump()
+    assert pair.take("server", ev.ResyncIndication)
+    assert pair.take("client", ev.ResyncConfirm)
+    assert "TokenPleaseIndication" not in pair.kinds("client")  # (discarded)
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.pump()
+    assert pair.take("client", ev.TokenPleaseIndication).tokens == Token.DATA
+    pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)
+    pair.pump()
+    assert pair.take("client", ev.DataIndication).data == b"x"
+
+
+def test_a_token_a_resync_took_back_is_asked_for_again() -> None:
+    """We got the token we asked for, then the peer's resync placed it with the peer
+    again before our request ran: the request asks again (and the peer, which owed
+    nothing, gives it)."""
+    pair = AgentPair(HALF)
+    pair.open()
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.pump()
+    assert pair.server.machine.tokens_owned & Token.DATA
+    taken = {Token.DATA: TokenSetting.INITIATOR}  # (the requestor's side)
+    pair.client.call(lambda m: m.resync(ResyncType.ABANDON, tokens=taken))
+    pair.pump()
+    assert pair.client.machine.tokens_owned & Token.DATA
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.pump()
+    pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)
+    pair.pump()
+    assert pair.take("client", ev.DataIndication).data == b"x"
 
 
 def test_a_request_the_peer_cannot_help_with_still_raises() -> None:

@@ -723,7 +723,8 @@ class SessionAgent:
         """Take the machine's events: answer what the agent answers, keep the rest (all of
         them) for the application."""
         journal = self.journal
-        for event in self.machine.events():
+        events = self.machine.events()
+        for event in events:
             if journal is None:
                 self._answer_one(event)
                 self._event(event)
@@ -763,6 +764,12 @@ class SessionAgent:
             not self.machine.control_pending and journal.requests.waiting(CONTROL)
         ):
             journal.requests.got(CONTROL)  # (the GIVE TOKENS ACK came: no event tells it)
+        rare = self.rare
+        if rare is not None and rare.asked and any(type(e) in _SKEWING for e in events):
+            # A resync, interrupt or discard placed the tokens anew: a PT of ours may have
+            # been discarded (STA05A-C), or a token we got went back.  Those we do not hold
+            # are asked for again by the next call().
+            self._asked &= self.machine.tokens_owned
         self._give_owed()
 
     def _peer_request(self, journal: Journal, kind: str, event: ev.Event) -> bool | None:
@@ -951,12 +958,17 @@ class SessionAgent:
 
     def _give_owed(self) -> None:
         """Give the tokens the peer asked for, once the machine allows it; tokens this side
-        asked for itself are kept until its request went out."""
+        asked for itself are kept until its request went out.  A debt for a token this side
+        no longer holds is forgotten: the peer got it (our GT crossed its PT, or a resync
+        placed it there), and it asks again if it still wants it."""
         rare = self.rare
         if rare is None or not rare.owed:
             return  # (nothing asked for: no Flag arithmetic)
         machine = self.machine
-        owed = Token(self._owed & machine.tokens_owned & ~self._asked)
+        held = machine.tokens_owned
+        if self._owed & ~held:  # given away since, or placed by a resync: the peer has it
+            self._owed &= held
+        owed = Token(self._owed & ~self._asked)
         if not owed or machine.is_closed:
             return
         try:
