@@ -16,6 +16,7 @@ from sessionlayer.machine import (
     MajorSyncIndication,
     MinorSyncConfirm,
     MinorSyncIndication,
+    MinorSyncSuperseded,
     ParameterError,
     ProviderAbortIndication,
     ProviderExceptionReportIndication,
@@ -167,7 +168,8 @@ def test_major_sync_confirms_both_flows_even_across_a_minor_sync() -> None:
     assert p.init.major_sync(b"M") == 5
     ev = p.pump()  # the MIP and the MAP crossed
     assert ev["init"] == [MinorSyncIndication(50, True, None)]
-    assert ev["resp"] == [MajorSyncIndication(5, b"M")]
+    # (the MAP settles the responder's point: no MIA will come for it)
+    assert ev["resp"] == [MinorSyncSuperseded(50, 5), MajorSyncIndication(5, b"M")]
     p.resp.major_sync_response()
     assert p.pump()["init"] == [MajorSyncConfirm(5, None)]
     assert flows(p.init) == (6, 6, 6, 51, 51, 51)

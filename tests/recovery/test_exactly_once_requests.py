@@ -28,7 +28,7 @@ from sessionlayer.machine import events as ev
 from sessionlayer.recovery import Journal
 from sessionlayer.recovery import journal as rq
 from sessionlayer.spdu.codes import FunctionalUnit as FU
-from sessionlayer.spdu.codes import ResyncType
+from sessionlayer.spdu.codes import ResyncType, Token
 from sessionlayer.spdu.types import ConnectionId
 
 SID = "6" * 32
@@ -300,6 +300,41 @@ def test_a_minor_sync_point_whose_answer_was_lost_is_told_once_from_either_side(
         link.again()
         link.settle()
         assert len(told(other, ev.MinorSyncIndication)) == 1
+
+
+def minor(data: bytes) -> tuple[str, type, Request, Callable[[Any], ev.Event]]:
+    return (rq.MINOR, ev.MinorSyncConfirm, lambda m: m.minor_sync(confirm=True, user_data=data),
+            lambda serial: ev.MinorSyncConfirm(serial=serial, user_data=None))  # fmt: skip
+
+
+def test_a_minor_sync_point_a_checkpoint_superseded_is_neither_made_up_nor_made_again() -> None:
+    """The responder's MAP and the initiator's confirmed MIP cross: the MIP gets no MIA
+    (the responder has none in STA04A, its MAA settles it) and is superseded.  Both sides
+    count it answered, so the next resume makes no answer up for it (which would go to the
+    next request of its kind) and does not make it again (told twice)."""
+    link = Link()
+    assert link.a.agent is not None
+    link.a.agent.machine.give_tokens(Token.MAJOR_ACTIVITY)
+    link.settle()
+    point = link.ask(link.a, *minor(b"mine"))
+    checkpoint = link.ask(link.b, *major(b"cp"))
+    link.settle()  # each reaches the other after its own went out
+    (superseded,) = told(link.a, ev.MinorSyncSuperseded)
+    assert superseded.major is not None and checkpoint.answer is not None
+    assert point.answer is None
+    link.a.pending.remove(point)  # (its sync() raised SyncSuperseded: nobody waits)
+    mine, theirs = link.a.requests(), link.b.requests()
+    assert not mine.asked and mine.confirmed == theirs.answered
+    link.cut()
+    assert not mine.asked and not mine.take_settled()
+    link.again()
+    link.settle()
+    assert [e.user_data for e in told(link.b, ev.MinorSyncIndication)] == [b"mine"]
+    after = link.ask(link.a, *minor(b"next"))  # the next one: its own answer, told once
+    link.settle()
+    assert isinstance(after.answer, ev.MinorSyncConfirm)
+    assert [e.user_data for e in told(link.b, ev.MinorSyncIndication)] == [b"mine", b"next"]
+    assert mine.confirmed == theirs.answered and not mine.asked
 
 
 # ------------------------------------------------------------ made again: only the peer answers

@@ -774,7 +774,9 @@ def test_what_crossed_a_major_sync_waits_for_its_maa_and_comes_right_after_it(
     mip = t.take(setter, ev.MinorSyncIndication)
     assert (mip.serial, mip.user_data) == (theirs, b"theirs")
     assert t.take(setter, ev.DataIndication).data == b"three"
-    assert t.kinds(far_leg) == ["MajorSyncIndication"]  # (no MIA: its MAA confirmed it)
+    # (No MIA: the near end's MAP, relayed, superseded it, and its MAA settles it.)
+    assert t.kinds(far_leg) == ["MinorSyncSuperseded", "MajorSyncIndication"]
+    assert t.take(far_leg, ev.MinorSyncSuperseded) == ev.MinorSyncSuperseded(theirs, major)
     # On the near leg the MAA went first, then what had waited for it.
     order = [type(s).__name__ for s in spdus_in(t.wire[setter])
              if type(s).__name__ in ("MajorSyncAck", "DataTransfer", "TypedData")]
@@ -797,6 +799,23 @@ def test_what_crossed_a_major_sync_waits_for_its_maa_and_comes_right_after_it(
     assert t.take(far_leg, ev.DataIndication).data == b"back"
     assert t.take(far_leg, ev.MinorSyncConfirm).serial == nxt == theirs + 1
     assert_serials_agree(t, restart=False)
+
+
+def test_a_minor_sync_point_the_far_ends_major_sync_crossed_is_superseded_at_both_ends() -> None:
+    """Symmetric synchronize: the client sets a confirmed minor sync point as the upstream
+    sets a major one.  The relay's point on the upstream leg (the client's, relayed) is
+    superseded by the MAP, and there is nothing to relay for that (it used to abort both
+    legs); the client sees the MAP relayed behind its own point, which is superseded there
+    too, and the upstream's MAA settles both."""
+    t = crossing(SYMMETRIC, "upstream")
+    minor = t.client.machine.minor_sync(confirm=True, user_data=b"mine")
+    major = t.upstream.machine.major_sync(b"checkpoint")
+    t.pump()
+    assert t.bridge.phase == "open", t.bridge.ending
+    assert t.events["client"] == [ev.MinorSyncSuperseded(minor, major),
+                                  ev.MajorSyncIndication(major, b"checkpoint")]  # fmt: skip
+    assert t.take("upstream", ev.MajorSyncConfirm).serial == major
+    assert_serials_agree(t)
 
 
 def test_more_than_max_held_while_a_major_sync_waits_aborts_both_legs() -> None:

@@ -114,7 +114,7 @@ _ANSWERED_KINDS = (
 )  # fmt: skip
 _ANSWERED: dict[type, bool] = {}
 #: The events that may be acknowledgement points (see ``SessionAgent._ack_event``).
-_ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm)
+_ACK_KINDS = (ev.MinorSyncIndication, ev.MinorSyncConfirm, ev.MinorSyncSuperseded)
 #: (Recovery) The peer's confirmed requests by their indication, and ours by their confirm:
 #: what is made exactly once across resumes (``Journal.requests``; the GIVE TOKENS ACK of
 #: S-CONTROL-GIVE has no event: see ``_answer``).
@@ -124,8 +124,11 @@ _PEER_ASKS: dict[type, str] = {
     ev.ActivityDiscardIndication: DISCARD, ev.ResyncIndication: RESYNC,
     ev.CapabilityDataIndication: CAPABILITY, ev.ControlGiveIndication: CONTROL,
 }  # fmt: skip
+#: (A minor sync point of ours the peer's MAP or AE superseded counts as answered: the
+#: peer, which got it while its own point waited, counted it so; see ``_peer_request``.)
 _ANSWERS: dict[type, str] = {
-    ev.MajorSyncConfirm: MAJOR, ev.MinorSyncConfirm: MINOR, ev.ActivityEndConfirm: END,
+    ev.MajorSyncConfirm: MAJOR, ev.MinorSyncConfirm: MINOR, ev.MinorSyncSuperseded: MINOR,
+    ev.ActivityEndConfirm: END,
     ev.ActivityInterruptConfirm: INTERRUPT, ev.ActivityDiscardConfirm: DISCARD,
     ev.ResyncConfirm: RESYNC, ev.CapabilityDataConfirm: CAPABILITY,
 }  # fmt: skip
@@ -850,6 +853,10 @@ class SessionAgent:
         assert journal is not None
         if isinstance(event, ev.MinorSyncIndication):
             return event.user_data == ACK_MARK
+        if isinstance(event, ev.MinorSyncSuperseded):
+            # (an acknowledgement point of ours: void once the MAP or AE is answered,
+            # _points_settled; what it covered wants a new one)
+            return journal.is_mark(event.serial)
         assert isinstance(event, ev.MinorSyncConfirm)
         ours = journal.is_mark(event.serial)
         journal.confirmed(event.serial)

@@ -112,7 +112,7 @@ class _Rare:
     __slots__ = (
         "activity_id", "adi", "ado", "assembler", "collision", "crossed", "end_pending",
         "kept_fn", "overflow_in", "overflow_rest", "overflow_size", "resync",
-        "second_initial_serial", "tsdu_recv", "tsdu_send", "vact",
+        "second_initial_serial", "tsdu_recv", "tsdu_send", "unconfirmed", "vact",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -132,6 +132,7 @@ class _Rare:
         self.tsdu_send: int = 0
         self.tsdu_recv: int = 0
         self.crossed: tuple[int, int] | None = None
+        self.unconfirmed: tuple[int, ...] = ()
 
 
 class _Core:
@@ -244,6 +245,10 @@ class _Core:
     #: may go back to them (see _p_rs_ok); an RS, AI or AD that crossed our AEA takes the
     #: activity up again (see _p_aea_crossed).
     _crossed: Rarely[tuple[int, int] | None] = Rarely(None)
+    #: The serial numbers of our minor sync points that asked for a confirmation and have
+    #: none yet, oldest first: those the peer's MAP or AE settles are told of
+    #: (MinorSyncSuperseded, see _Sync._superseded).
+    _unconfirmed: Rarely[tuple[int, ...]] = Rarely(())
 
     # ------------------------------------------------------------ output queues
 

@@ -23,6 +23,7 @@ __all__ = [
     "ControlGiveIndication",
     "MinorSyncIndication",
     "MinorSyncConfirm",
+    "MinorSyncSuperseded",
     "MajorSyncIndication",
     "MajorSyncConfirm",
     "ResyncIndication",
@@ -159,6 +160,20 @@ class MinorSyncConfirm(Event):
 
     serial: int
     user_data: bytes | None
+
+
+@dataclass(frozen=True)
+class MinorSyncSuperseded(Event):
+    """Not an X.215 primitive: our confirmed minor sync point ``serial`` will get no MIA.
+    The peer's major sync point or activity end (serial ``major``, ``activity_end``) came
+    before it answered ours, and settles it (X.225 Table A-4: V(A) = V(M); with symmetric
+    synchronize [64] once answered, and the peer has no S-SYNC-MINOR response while its
+    point waits).  Without symmetric synchronize the peer's own minor sync point does the
+    same (``major`` None).  Comes just before that indication."""
+
+    serial: int
+    major: int | None
+    activity_end: bool = False
 
 
 @dataclass(frozen=True)

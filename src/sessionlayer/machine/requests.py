@@ -319,7 +319,7 @@ class _Requests(_Rules):
             MinorSyncPoint, sync_type=sync_type or None, serial_number=serial, user_data=data
         )
         inp = "SSYNmdreq" if data_separation else "SSYNmreq"
-        self._request(inp, lambda ctx: self._set(ctx, self._gt(mip)))
+        self._request(inp, lambda ctx: self._set(ctx, self._gt(mip)), confirm=confirm)
         return serial
 
     def minor_sync_response(self, serial: int, user_data: bytes | None = None) -> None:

@@ -221,11 +221,16 @@ class _Sync(_Core):
         self._vsc = False
 
     def _a_mip_sent(self, ctx: Ctx) -> None:
+        if ctx.args.get("confirm"):
+            self._unconfirmed = (*self._unconfirmed, self._vm)
         self._sync_point_sent()
 
     def _a_mip_ind(self, ctx: Ctx) -> None:
-        """Table A-4, MIP SPDU; [62] with symmetric synchronize."""
+        """Table A-4, MIP SPDU; [62] with symmetric synchronize.  Without it the peer's
+        point settles ours (V(A) = V(M)): they get no MIA."""
         serial = self._major_point_received()
+        if not self._ss:
+            self._superseded(None)
         self._vsc = not self._ss
         sync_type = ctx.spdu.sync_type or 0
         confirm, separation = not sync_type & 1, bool(sync_type & 2)
@@ -241,6 +246,8 @@ class _Sync(_Core):
     def _a_mia_cnf(self, ctx: Ctx) -> None:
         """[25], or [65] (V(As) = serial + 1)."""
         self._va = ctx.spdu.serial_number + 1
+        if self.rare is not None and self._unconfirmed:
+            self._unconfirmed = tuple(s for s in self._unconfirmed if s >= self._va)
         self._events.append(ev.MinorSyncConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
 
     def _a_ds_sent(self, ctx: Ctx) -> None:
@@ -267,13 +274,27 @@ class _Sync(_Core):
         self._vm += 1
         return serial
 
+    def _superseded(self, major: int | None, activity_end: bool = False) -> None:
+        """The peer's sync point just received settles our confirmed minor sync points
+        still waiting for their MIA (Table A-4 MAP / AE / MIP SPDU: V(A) = V(M); with
+        symmetric synchronize the peer, whose MAP or AE was out first, has no SSYNmrsp
+        until our MAA or AEA, and [64] settles them then): no MIA comes for them."""
+        if self.rare is None or not self._unconfirmed:
+            return
+        pending, self._unconfirmed = self._unconfirmed, ()
+        for serial in pending:
+            self._events.append(ev.MinorSyncSuperseded(serial, major, activity_end))
+
     def _a_map_ind(self, ctx: Ctx) -> None:
         serial = self._major_point_received()
+        self._superseded(serial)
         self._events.append(ev.MajorSyncIndication(serial, ctx.spdu.user_data))
 
     def _major_acked(self) -> None:
         """Table A-4, SSYNMrsp / SACTErsp / MAA / AEA ([22]); [64] for both flows."""
         self._va = self._vr = self._vm
+        if self.rare is not None:
+            self._unconfirmed = ()  # (confirmed with our MAP or AE, or settled: [64])
         if self._ss:
             self._var = self._vrr = self._vmr
 
@@ -291,6 +312,7 @@ class _Sync(_Core):
 
     def _a_ae_ind(self, ctx: Ctx) -> None:
         serial = self._major_point_received()
+        self._superseded(serial, activity_end=True)
         self._events.append(ev.ActivityEndIndication(serial, ctx.spdu.user_data))
 
     def _a_aea_sent(self, ctx: Ctx) -> None:
@@ -311,11 +333,13 @@ class _Sync(_Core):
         self._vr = self._vrr = 1
         self._ado = self._adi = -1
         self._crossed = None  # (a new activity: nothing crossed it)
+        self._unconfirmed = ()
 
     # ------------------------------------------------------------ actions: resynchronize
 
     def _a_rs_sent(self, ctx: Ctx) -> None:
         args = ctx.args
+        self._unconfirmed = ()  # (purged: X.215)
         self._resync = Resync(
             True,
             args["type"],
@@ -342,6 +366,7 @@ class _Sync(_Core):
 
     def _a_rs_ind(self, ctx: Ctx) -> None:
         self._crossed = None  # (nothing that crossed our MAA or AEA can come now)
+        self._unconfirmed = ()  # (purged: X.215)
         spdu = ctx.spdu
         resync = self._incoming_resync(spdu)
         # 7.24: the peer's RS beat our own; our request will get no RA.
@@ -387,6 +412,7 @@ class _Sync(_Core):
                 self._vrr = 0
         self._owned = owned & self._available
         self._resync = None
+        self._unconfirmed = ()
         self._end_pending = False
         self._ado = self._adi = -1
 

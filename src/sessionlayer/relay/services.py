@@ -67,6 +67,13 @@ def _minor_confirm(event: ev.MinorSyncConfirm, mine: M, other: M) -> Checked:
     return None
 
 
+def _superseded(event: ev.MinorSyncSuperseded, mine: M, other: M) -> Checked:
+    """Nothing to relay: the minor sync point this leg's peer superseded (its MAP or AE
+    crossed it) was the other peer's, which sees the same MAP or AE relayed, behind its
+    own point, and ends that point itself."""
+    return None
+
+
 def _major(event: ev.MajorSyncIndication, mine: M, other: M) -> Checked:
     serial = other.major_sync(event.user_data)
     return "S-SYNC-MAJOR", event.serial, serial
@@ -150,6 +157,7 @@ SERVICES: dict[type, Service] = {
     ev.ControlGiveIndication: _control,
     ev.MinorSyncIndication: _minor,
     ev.MinorSyncConfirm: _minor_confirm,
+    ev.MinorSyncSuperseded: _superseded,
     ev.MajorSyncIndication: _major,
     ev.MajorSyncConfirm: _major_confirm,
     ev.UserExceptionReportIndication: _exception,
