@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         SessionLayerError,
         StoreUnavailable,
         SyncPurged,
+        SyncSuperseded,
     )
     from .machine import SessionConfig
     from .recovery import Backoff, Checkpoint, Interrupted, Resumed
@@ -68,7 +69,7 @@ _LAZY = {
     **dict.fromkeys(
         ("AbortReason", "CheckpointRestored", "DecodeError", "EncodeError", "LocalError",
          "RefuseReason", "RemoteError", "ResumeRefused", "ResyncCollisionLost",
-         "SessionLayerError", "StoreUnavailable", "SyncPurged"), "errors"),
+         "SessionLayerError", "StoreUnavailable", "SyncPurged", "SyncSuperseded"), "errors"),
     **dict.fromkeys(("Backoff", "Checkpoint", "Interrupted", "Resumed"), "recovery"),
     **dict.fromkeys(("ExceptionReason", "FunctionalUnit", "ResyncType", "Token",
                      "TokenSetting"), "spdu.codes"),
@@ -104,6 +105,7 @@ __all__ = [
     "DecodeError",
     "ResyncCollisionLost",
     "SyncPurged",
+    "SyncSuperseded",
     "AbortReason",
     "RefuseReason",
     "ConnectRefused",

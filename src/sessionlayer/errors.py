@@ -19,6 +19,7 @@ The whole hierarchy (this module imports nothing from the rest of the package)::
     +-- ReleaseRefused                the peer answered FN with NF (negotiated release)
     +-- ResyncCollisionLost           our resync lost a collision; the session goes on
     +-- SyncPurged                    a resync or activity end purged our unconfirmed sync
+    +-- SyncSuperseded                the peer's sync point settled our unconfirmed minor one
     +-- CheckpointRestored            (recovery) the peer went back to a checkpoint: .serial
     +-- StoreUnavailable              a session store cannot answer: .store, .why
 
@@ -50,6 +51,7 @@ __all__ = [
     "ReleaseRefused",
     "ResyncCollisionLost",
     "SyncPurged",
+    "SyncSuperseded",
     "CheckpointRestored",
     "StoreUnavailable",
 ]
@@ -179,6 +181,29 @@ class SyncPurged(SessionLayerError):
     or the interruption or discard of the activity, purged it first (X.215: the sync
     points not yet confirmed are abandoned).  Raised by the ``sync()`` that set it; the
     session goes on."""
+
+
+class SyncSuperseded(SessionLayerError):
+    """Our confirmed minor synchronization point will never be confirmed: the peer set a
+    major sync point (MAP) or ended the activity (AE) before it answered ours, and that
+    settles it (X.225 Table A-4: V(A) = V(M) on the MAP or AE, and [64] when it is
+    answered; the peer has no S-SYNC-MINOR response while its own major point waits).
+    Without symmetric synchronize the peer's own minor sync point does the same.  Unlike
+    :class:`SyncPurged` nothing was thrown away: the data before the point goes on as
+    sent, only its confirmation never comes.  Raised by the ``sync()`` that set it; the
+    session goes on.
+
+    ``serial`` is our minor sync point's serial number, ``major`` the serial number of the
+    peer's major sync point or activity end that superseded it (None: the peer's minor sync
+    point did), ``activity_end`` whether it was an activity end.
+    """
+
+    def __init__(self, message: str, *, serial: int, major: int | None,
+                 activity_end: bool = False) -> None:  # fmt: skip
+        super().__init__(message)
+        self.serial = serial
+        self.major = major
+        self.activity_end = activity_end
 
 
 class ConnectRefused(SessionLayerError):

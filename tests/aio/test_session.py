@@ -642,3 +642,100 @@ def test_a_clear_connect_to_a_tls_server_says_it_may_expect_tls(
                 assert "client certificate" in str(info.value), info.value
 
     run(main())
+
+
+async def _crossed(on_checkpoint: Any = None) -> tuple[Any, int, Any, Any]:
+    """A resumable session (symmetric synchronize) whose client sets a confirmed minor sync
+    point just as the server sets a checkpoint, neither having read the other's: the
+    client reads nothing until its MIP is out, so the server gets the MIP in STA04A.
+    Returns (the client's sync() outcome, its point's serial, the server's major sync, and
+    the server, the client's session and the server's)."""
+    ready, go = asyncio.Event(), asyncio.Event()
+    served: list[sessionlayer.Session] = []
+    major: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def handler(session: sessionlayer.Session) -> None:
+        served.append(session)
+        await session.sync(major=True)  # (fetches the major/activity token)
+        ready.set()
+        await go.wait()
+        task = asyncio.ensure_future(session.sync(major=True, user_data=b"cp"))
+        while session.machine.state != "STA04A":  # (until the MAP is out: a few steps)
+            await asyncio.sleep(0)
+        ready.set()
+        major.set_result(await task)
+        await echo(session)
+
+    server = await sessionlayer.serve(handler)
+    session = await sessionlayer.connect("127.0.0.1", server.port)
+    session.on_checkpoint = on_checkpoint
+    await asyncio.wait_for(ready.wait(), 10)
+    ready.clear()
+    transport = session._conn.transport
+    assert transport is not None and session.machine.symmetric_sync
+    transport.pause_reading()
+    go.set()
+    await asyncio.wait_for(ready.wait(), 10)
+    point = session.machine.vms  # (the serial its MIP gets: its own sending flow)
+    minor = asyncio.ensure_future(session.sync(user_data=b"mine"))
+    while session.machine.vms == point:  # (until the MIP is out; the MAP is not read)
+        await asyncio.sleep(0)
+    transport.resume_reading()
+    outcome: Any
+    try:
+        outcome = await asyncio.wait_for(minor, 10)
+    except Exception as exc:  # (what the test looks at)
+        outcome = exc
+    return outcome, point, major, (server, session, served[0])
+
+
+def test_a_minor_sync_crossed_by_the_peers_major_sync_raises_sync_superseded() -> None:
+    """The server's MAP supersedes the client's confirmed MIP (X.225 Table A-4): no MIA
+    comes, and sync() raises SyncSuperseded at once (it waited for ever; the next sync()
+    then got nothing either, its confirm taken by the first).  Both sides count the point
+    answered (the counts a resume exchanges agree), and the session goes on."""
+
+    async def main() -> None:
+        outcome, point, major, (server, session, served) = await _crossed()
+        async with server, session:
+            assert isinstance(outcome, sessionlayer.SyncSuperseded), outcome
+            serial = await asyncio.wait_for(major, 10)
+            assert (outcome.major, outcome.activity_end) == (serial, False)
+            assert outcome.serial == point
+            assert await asyncio.wait_for(session.sync(), 10) == outcome.serial + 1
+            await session.send(b"after")
+            assert await asyncio.wait_for(session.receive(), 10) == b"after"
+            mine, theirs = session._conn.journal, served._conn.journal
+            assert mine is not None and theirs is not None
+            assert mine.requests is not None and theirs.requests is not None
+            assert not mine.requests.asked
+            assert mine.requests.confirmed == theirs.requests.answered
+
+    run(main())
+
+
+def test_a_minor_sync_crossed_by_a_checkpoint_the_application_answers_ends_first() -> None:
+    """on_checkpoint answers the server's checkpoint itself (its MAA waits for it): the
+    client's superseded sync() raises while on_checkpoint still works, and the checkpoint
+    is confirmed once it returns."""
+
+    async def main() -> None:
+        release = asyncio.Event()
+        seen: list[int] = []
+
+        async def on_checkpoint(checkpoint: sessionlayer.Checkpoint) -> None:
+            seen.append(checkpoint.serial)
+            if checkpoint.user_data == b"cp":  # (the one that crosses the client's point)
+                await release.wait()
+
+        outcome, point, major, (server, session, _) = await _crossed(on_checkpoint)
+        async with server, session:
+            assert isinstance(outcome, sessionlayer.SyncSuperseded), outcome
+            assert not major.done() and session.machine.state == "STA10A"
+            release.set()
+            serial = await asyncio.wait_for(major, 10)
+            assert seen == [serial - 1, serial] and outcome.major == serial
+            assert outcome.serial == point
+            assert await asyncio.wait_for(session.sync(), 10) == outcome.serial + 1
+
+    run(main())

@@ -41,6 +41,7 @@ from ..errors import (
     SessionLayerError,
     StateError,
     SyncPurged,
+    SyncSuperseded,
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
@@ -678,6 +679,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                     "aborted")  # fmt: skip
                 self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
             self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
+        elif isinstance(event, ev.MinorSyncSuperseded):
+            self._superseded(event)
         elif isinstance(event, ev.ActivityResumeIndication) and self._awaiting_resume():
             link = self._link()
             link.awaiting_resume = False  # the activity goes on: so does the replay
@@ -717,6 +720,26 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._fail_waiters(_SYNC_CONFIRMS, lambda: SyncPurged(
             "the synchronization point was purged before it was confirmed (a"
             " resynchronization, or the activity interrupted or discarded)"))
+
+    def _superseded(self, event: ev.MinorSyncSuperseded) -> None:
+        """The peer's MAP or AE settled our confirmed minor sync point ``event.serial``
+        before its MIA came: the oldest ``sync()`` waiting for one (they wait in the order
+        their points went out) raises SyncSuperseded; with none waiting (its task was
+        cancelled) the event goes on ``events()``, as a confirm nobody awaits does."""
+        what = "activity end" if event.activity_end else "major sync point"
+        by = f"the peer's {what} {event.major}" if event.major is not None else (
+            "the peer's own minor sync point")  # fmt: skip
+        waiters = self._x.waiters if self._x is not None else None
+        queue = waiters.get(ev.MinorSyncConfirm) if waiters else None
+        while queue:
+            future = queue.popleft()
+            if not future.done():
+                future.set_exception(SyncSuperseded(
+                    f"minor sync point {event.serial} will not be confirmed: {by} came"
+                    " first and settled it", serial=event.serial, major=event.major,
+                    activity_end=event.activity_end))  # fmt: skip
+                return
+        self._put_event(event)
 
     def propose_checkpoint(self, user_data: bytes | None) -> None:
         """(Recovery) This side's next MAP carries ``user_data``: the checkpoint once it is

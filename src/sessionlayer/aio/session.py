@@ -345,7 +345,10 @@ class Session:
         """Set a synchronization point; return its serial number once the peer confirmed.
 
         ``major=True`` is S-SYNC-MAJOR (always confirmed); otherwise
-        S-SYNC-MINOR, confirmed unless ``confirm=False``.
+        S-SYNC-MINOR, confirmed unless ``confirm=False``.  Raises :class:`SyncPurged` when a
+        resynchronization or the activity's interruption or discard purged the point, and
+        (a confirmed minor point) :class:`SyncSuperseded` when the peer's major sync point
+        or activity end crossed it: its confirmation never comes (X.225 Table A-4).
         """
         conn = self._conn
         if major:
