@@ -644,31 +644,46 @@ def test_a_clear_connect_to_a_tls_server_says_it_may_expect_tls(
     run(main())
 
 
-async def _crossed(on_checkpoint: Any = None) -> tuple[Any, int, Any, Any]:
+#: Symmetric synchronize (a resumable session) with activity management.
+IN_ACTIVITIES = sessionlayer.SessionConfig(
+    functional_units=sessionlayer.FunctionalUnit.DUPLEX | sessionlayer.FunctionalUnit.ACTIVITY
+    | sessionlayer.FunctionalUnit.SYMMETRIC_SYNC | sessionlayer.FunctionalUnit.MAJOR_SYNC)
+
+
+async def _crossed(on_checkpoint: Any = None, *, end: bool = False) -> tuple[Any, int, Any, Any]:
     """A resumable session (symmetric synchronize) whose client sets a confirmed minor sync
-    point just as the server sets a checkpoint, neither having read the other's: the
-    client reads nothing until its MIP is out, so the server gets the MIP in STA04A.
-    Returns (the client's sync() outcome, its point's serial, the server's major sync, and
-    the server, the client's session and the server's)."""
+    point just as the server sets a checkpoint (``end``: ends the activity the client
+    started), neither having read the other's: the client reads nothing until its MIP is
+    out, so the server gets the MIP in STA04A (STA04B).  Returns the client's sync()
+    outcome, its point's serial, the server's request (a future of its serial), and (the
+    server, the client's session, the server's session)."""
     ready, go = asyncio.Event(), asyncio.Event()
     served: list[sessionlayer.Session] = []
     major: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def handler(session: sessionlayer.Session) -> None:
         served.append(session)
+        if end:
+            async for event in session.events():
+                if isinstance(event, sessionlayer.machine.ActivityStartIndication):
+                    break
         await session.sync(major=True)  # (fetches the major/activity token)
         ready.set()
         await go.wait()
-        task = asyncio.ensure_future(session.sync(major=True, user_data=b"cp"))
-        while session.machine.state != "STA04A":  # (until the MAP is out: a few steps)
+        task = asyncio.ensure_future(
+            session.end_activity(b"done") if end else session.sync(major=True, user_data=b"cp"))
+        while session.machine.state not in ("STA04A", "STA04B"):  # (the MAP or AE is out)
             await asyncio.sleep(0)
         ready.set()
         major.set_result(await task)
         await echo(session)
 
-    server = await sessionlayer.serve(handler)
-    session = await sessionlayer.connect("127.0.0.1", server.port)
+    config = IN_ACTIVITIES if end else None
+    server = await sessionlayer.serve(handler, config=config)
+    session = await sessionlayer.connect("127.0.0.1", server.port, config=config)
     session.on_checkpoint = on_checkpoint
+    if end:
+        await session.start_activity(b"a1")
     await asyncio.wait_for(ready.wait(), 10)
     ready.clear()
     transport = session._conn.transport
@@ -737,5 +752,20 @@ def test_a_minor_sync_crossed_by_a_checkpoint_the_application_answers_ends_first
             assert seen == [serial - 1, serial] and outcome.major == serial
             assert outcome.serial == point
             assert await asyncio.wait_for(session.sync(), 10) == outcome.serial + 1
+
+    run(main())
+
+
+def test_a_minor_sync_crossed_by_the_peers_activity_end_raises_sync_superseded() -> None:
+    async def main() -> None:
+        outcome, point, end, (server, session, _) = await _crossed(end=True)
+        async with server, session:
+            assert isinstance(outcome, sessionlayer.SyncSuperseded), outcome
+            serial = await asyncio.wait_for(end, 10)
+            assert (outcome.serial, outcome.major, outcome.activity_end) == (point, serial, True)
+            assert not session.machine.activity_in_progress
+            await session.start_activity(b"a2")  # the session goes on
+            assert await asyncio.wait_for(session.sync(), 10) == 1  # (a new activity: 1)
+            await asyncio.wait_for(session.end_activity(), 10)
 
     run(main())
