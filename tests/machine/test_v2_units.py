@@ -148,7 +148,9 @@ def test_each_side_sets_and_confirms_its_own_minor_sync_points() -> None:
     p.init.minor_sync_response(51, b"ok")
     p.resp.minor_sync_response(5)
     ev = p.pump()
-    assert ev == {"init": [MinorSyncConfirm(5, None)], "resp": [MinorSyncConfirm(51, b"ok")]}
+    # (The MIA for 51 confirms 50 too, which asked for it.)
+    assert ev == {"init": [MinorSyncConfirm(5, None)],
+                  "resp": [MinorSyncConfirm(50, None), MinorSyncConfirm(51, b"ok")]}  # fmt: skip
     assert flows(p.init) == (6, 6, 0, 52, 52, 0)
     assert_flows_agree(p)
 

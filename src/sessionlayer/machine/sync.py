@@ -244,11 +244,22 @@ class _Sync(_Core):
             self._va = ctx.args["serial"] + 1
 
     def _a_mia_cnf(self, ctx: Ctx) -> None:
-        """[25], or [65] (V(As) = serial + 1)."""
-        self._va = ctx.spdu.serial_number + 1
+        """[25], or [65] (V(As) = serial + 1).  One MIA confirms every minor point up to its
+        serial (X.215: a peer may answer only the last of several): each confirmed one that
+        waited gets its confirm, in order, the MIA's user data with its own."""
+        serial = ctx.spdu.serial_number
+        self._va = serial + 1
         if self.rare is not None and self._unconfirmed:
+            self._confirm_earlier(serial)
             self._unconfirmed = tuple(s for s in self._unconfirmed if s >= self._va)
-        self._events.append(ev.MinorSyncConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
+        self._events.append(ev.MinorSyncConfirm(serial, ctx.spdu.user_data))
+
+    def _confirm_earlier(self, serial: int) -> None:
+        """Our confirmed minor points before ``serial`` that got no MIA of their own: the
+        MIA, MAA or AEA for ``serial`` confirms them (V(A) moves past them)."""
+        for earlier in self._unconfirmed:
+            if earlier < serial:
+                self._events.append(ev.MinorSyncConfirm(earlier, None))
 
     def _a_ds_sent(self, ctx: Ctx) -> None:
         """[42]: V(Ado) = the data-separation point just sent."""
@@ -303,6 +314,8 @@ class _Sync(_Core):
         self._major_acked()
 
     def _a_maa_cnf(self, ctx: Ctx) -> None:
+        if self.rare is not None and self._unconfirmed:
+            self._confirm_earlier(ctx.spdu.serial_number)
         self._major_acked()
         self._events.append(ev.MajorSyncConfirm(ctx.spdu.serial_number, ctx.spdu.user_data))
 
@@ -321,6 +334,8 @@ class _Sync(_Core):
         self._vact = False
 
     def _a_aea_cnf(self, ctx: Ctx) -> None:
+        if self.rare is not None and self._unconfirmed:
+            self._confirm_earlier(ctx.spdu.serial_number)
         self._major_acked()
         self._vact = False
         self._end_pending = False
