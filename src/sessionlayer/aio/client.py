@@ -28,6 +28,7 @@ from ..recovery import Journal
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
 from . import fast_connect
+from .checks import check_addresses, check_choices, check_port, check_tls
 from .connection import Connection
 from .deadline import Deadline
 from .endpoint import Endpoint, check_kinds
@@ -59,14 +60,11 @@ _PROTOCOL_ERROR = AbortReason.PROTOCOL_ERROR
 def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credentials: Any,
                      data: Any, user_data: Any, *tsels: Any) -> None:  # fmt: skip
     """connect()'s arguments of the wrong kind, said before anything is opened (TypeError,
-    ValueError for a port out of range)."""
-    if type(port) is not int or not 0 < port < 65536:
-        raise ValueError(f"port must be 1..65535, not {port!r}")
+    ValueError for a port out of range or an empty name; aio/checks.py)."""
+    check_port(port)
     check_kinds(options, config)
-    if offers is not None and not (isinstance(offers, Mapping) and all(
-            isinstance(k, str) and not isinstance(v, str | bytes) and isinstance(v, Sequence)
-            and all(isinstance(x, str) for x in v) for k, v in offers.items())):  # fmt: skip
-        raise TypeError("offers must map each parameter name to a list of strings")
+    if offers is not None:
+        check_choices("offers", offers)
     if credentials is not None and not (isinstance(credentials, Mapping) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in credentials.items())):
         raise TypeError("credentials must map names to strings")
@@ -120,6 +118,12 @@ async def connect(
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
     after ``options.connect_timeout`` / ``options.handshake_timeout``.
     """
+    _check_arguments(port, options, config, offers, credentials, data, user_data,
+                     calling_tsel, called_tsel)  # fmt: skip
+    if tls is not None:
+        check_tls(tls, "client")
+    if addresses:
+        addresses = check_addresses(addresses)
     cleartext = credentials is not None and tls is None and not insecure_credentials
     if cleartext:  # (every address a resume may try too: each gets the credentials)
         for name in [host, *(each[0] for each in addresses)]:
@@ -128,8 +132,6 @@ async def connect(
                     f"credentials would cross the network to {name} in clear text: pass"
                     " tls=... (or insecure_credentials=True)"
                 )
-    _check_arguments(port, options, config, offers, credentials, data, user_data,
-                     calling_tsel, called_tsel)  # fmt: skip
     if options is None:
         options = _OPTIONS
     recovery = options.resume and user_data is None

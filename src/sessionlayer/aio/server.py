@@ -8,6 +8,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import math
 import reprlib
 import secrets
 import ssl
@@ -36,6 +37,7 @@ from ..recovery.tokens import presenter_of
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
 from ..stores import SessionRecord
+from .checks import check_choices, check_port, check_tls
 from .client import RESUMABLE_CONFIG
 from .connection import Connection
 from .endpoint import Endpoint, check_kinds
@@ -1382,8 +1384,12 @@ async def serve(
             raise ValueError(f"{name} must be 1 or more, not {value!r}")
     if max_waiting is not None and (type(max_waiting) is not int or max_waiting < 0):
         raise ValueError(f"max_waiting must be 0 or more, not {max_waiting!r}")
-    if lease is not None and not (isinstance(lease, int | float) and lease > 0):
-        raise ValueError(f"lease must be a number of seconds above 0, not {lease!r}")
+    if lease is not None and (isinstance(lease, bool) or not isinstance(lease, int | float)
+                              or not 0 < lease < math.inf):  # fmt: skip
+        raise ValueError(f"lease must be a finite number of seconds above 0, not {lease!r}")
+    check_port(port, lowest=0)
+    check_tls(tls, "server")
+    check_choices("supported", supported)
     check_kinds(options, config)
     options = options or Options()
     if config is None:  # (see connect(): a resumable session's default adds symmetric sync)

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 from .listening import OUT_OF_RESOURCES, listen
 from .sockets import peer_warning, socket_gone
 
-__all__ = ["SLOT", "QUEUED", "FULL", "TlsAccept", "TlsListener", "close"]
+__all__ = ["SLOT", "QUEUED", "FULL", "TLS_WARNING_INTERVAL", "TlsAccept", "TlsListener", "close"]
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
@@ -37,6 +37,8 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 #: queue, or neither (it is closed at once).
 SLOT, QUEUED, FULL = object(), object(), object()
 ACCEPT_RETRY = 0.25  #: s
+#: At most one WARNING for failed TLS handshakes this often (s); the rest are counted.
+TLS_WARNING_INTERVAL = 60.0
 
 
 class TlsAccept(Generic[P]):
@@ -128,6 +130,8 @@ class TlsListener(Generic[P]):
         self.peer_warnings = peer_warnings
         self.sockets: list[socket.socket] = []  #: listening (closed with their accept loops)
         self.port = 0
+        self.tls_warned: float | None = None  #: when a failed TLS handshake was last warned of
+        self.tls_failures = 0  #: failed TLS handshakes not warned of since
 
     async def listen(self, host: str | None, port: int, backlog: int) -> None:
         """Listen on ``host:port``: one accept loop per address, in a task of the owner's
@@ -202,7 +206,25 @@ class TlsListener(Generic[P]):
             if not accept.expired:
                 raise  # the owner's close()
         except Exception as exc:  # the peer's doing (no TLS, a bad certificate, a reset)
-            self.log.debug("TLS handshake with %s failed: %r", accept.peer, exc)
+            self.handshake_failed(accept, exc, loop.time())
+
+    def handshake_failed(self, accept: TlsAccept[P], exc: Exception, now: float) -> None:
+        """A TLS handshake failed.  A TLS error (the peer does not trust our certificate,
+        we do not trust its, it speaks no TLS) is a WARNING, at most one every
+        ``TLS_WARNING_INTERVAL`` seconds with the count of those held back since (a fleet
+        of clients with an expired certificate is one line a minute, not one per client);
+        a peer that left in the handshake (a reset, a health check) only DEBUG."""
+        self.log.debug("TLS handshake with %s failed: %r", accept.peer, exc)
+        if not self.peer_warnings or not isinstance(exc, ssl.SSLError):
+            return
+        if self.tls_warned is not None and now - self.tls_warned < TLS_WARNING_INTERVAL:
+            self.tls_failures += 1
+            return
+        held, self.tls_failures, self.tls_warned = self.tls_failures, 0, now
+        self.log.warning("TLS handshake with %s failed: %s%s", accept.peer,
+                         getattr(exc, "reason", None) or exc,
+                         f" ({held} more TLS handshakes failed since the last warning)"
+                         if held else "")  # fmt: skip
 
     def done(self, accept: TlsAccept[P]) -> None:
         """The TLS handshake's task is over: not handed over to its protocol (failed,
