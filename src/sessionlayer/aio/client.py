@@ -24,6 +24,7 @@ from ..errors import (
 )
 from ..machine import DEFAULT_FUNCTIONAL_UNITS, SessionConfig
 from ..machine import events as ev
+from ..machine.negotiation import CN_DATA_MAX
 from ..recovery import Journal
 from ..spdu.codes import FunctionalUnit
 from ..spdu.types import ConnectionId
@@ -55,6 +56,7 @@ def new_session_id() -> bytes:
 
 
 _PROTOCOL_ERROR = AbortReason.PROTOCOL_ERROR
+_DEFAULT_CONNECT_DATA = SessionConfig().max_connect_data
 
 
 def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credentials: Any,
@@ -206,7 +208,8 @@ async def connect(
             deadline.ended(None)
             if isinstance(confirm, ev.RefuseConfirm):
                 protocol.close()
-                raise _refused(confirm)
+                sent = hello.encode() if hello is not None else user_data
+                raise _refused(confirm, len(sent or b""))
             welcome = _welcome(session, protocol, confirm)
             if options.fast_connect and user_data is None:
                 fast_connect.learn(host, port, secure, welcome is not None and welcome.fast)
@@ -286,7 +289,9 @@ def _closed_before_cc(tls: ssl.SSLContext | None) -> SessionAborted:
         f"the responder closed the connection without answering the COTP CR ({hint})")
 
 
-def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
+def _refused(event: ev.RefuseConfirm, sent: int = 0) -> ConnectRefused:
+    """The RF as a ConnectRefused; ``sent``: octets of CN user data (the hello's, or the
+    raw user data), named when they may be why (0x86 after connect data overflow)."""
     text = ""
     if is_rejection(event.user_data):
         try:
@@ -298,8 +303,13 @@ def _refused(event: ev.RefuseConfirm) -> ConnectRefused:
         name = RefuseReason(reason).name.lower().replace("_", " ")
     except ValueError:
         name = f"reason {event.reason}"
+    more = ""
+    if reason == RefuseReason.IMPLEMENTATION_RESTRICTION and sent > CN_DATA_MAX:
+        more = (f": {sent} octets of connect user data may be more than the responder"
+                " collects (a sessionlayer server takes up to SessionConfig.max_connect_data,"
+                f" {_DEFAULT_CONNECT_DATA} by default)")  # fmt: skip
     return ConnectRefused(
-        f"session refused ({name}){': ' + text if text else ''}", reason, event.user_data,
+        f"session refused ({name}){': ' + text if text else more}", reason, event.user_data,
         text=text,
     )
 

@@ -55,11 +55,17 @@ def _empty_of(spdu: SPDU) -> SPDU:
 def segment(spdu: SPDU, max_size: int, *, version: int = 2) -> list[SPDU]:
     """Split ``spdu`` so that each encoded SPDU is at most ``max_size`` octets.
 
-    An SPDU that fits is returned unchanged (no Enclosure Item).
+    An SPDU that fits is returned unchanged (no Enclosure Item).  One whose user data is
+    more than a single SPDU's length indicator can carry (65,535 octets of parameters) is
+    segmented too: what a CONNECT DATA OVERFLOW of more than that needs (X.225 7.3).
     """
     if not hasattr(spdu, "enclosure") or not hasattr(spdu, "user_data"):
         raise EncodeError(f"{spdu.kind} cannot be segmented")
-    if len(encode(spdu, version=version)) <= max_size:
+    try:
+        whole: int | None = len(encode(spdu, version=version))
+    except EncodeError:  # (too long for one SPDU: the first segment says why, if not that)
+        whole = None
+    if whole is not None and whole <= max_size:
         return [spdu]
     data = spdu.user_data or b""
     head = _replace(spdu, enclosure=_BEGIN, user_data=b"")
