@@ -11,7 +11,7 @@ import socket
 from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
-           "socket_gone", "tcp_keepalive", "unreachable"]
+           "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -75,15 +75,22 @@ def socket_gone(sock: Any) -> bool:
         return True  # reset
 
 
+#: The longest TCP_KEEPIDLE / TCP_KEEPINTVL Linux takes (MAX_TCP_KEEPIDLE): seconds.
+TCP_KEEPALIVE_MAX = 32767
+
+
 def tcp_keepalive(sock: socket.socket, interval: float) -> None:
-    """TCP keepalive: probes after ``interval`` s of silence, three of them a third apart."""
-    seconds = max(1, int(interval))
+    """TCP keepalive: probes after ``interval`` s of silence (at most TCP_KEEPALIVE_MAX:
+    a longer one is refused by the kernel, which left its default of 2 hours and no probe
+    count), three of them a third apart."""
+    seconds = max(1, min(TCP_KEEPALIVE_MAX, int(interval)))
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
-                            ("TCP_KEEPCNT", 3)):  # fmt: skip
-            option = getattr(socket, name, None)
-            if option is not None:
+    for name, value in (("TCP_KEEPIDLE", seconds), ("TCP_KEEPINTVL", max(1, seconds // 3)),
+                        ("TCP_KEEPCNT", 3)):  # fmt: skip
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):  # (each alone: one refused leaves the others)
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 

@@ -49,5 +49,14 @@ class Backoff:
         if self.first <= 0 and attempt == 0:
             return 0.0
         first = self.first if self.first > 0 else 0.01
-        bound = min(self.cap, first * self.factor ** min(attempt, 64))
+        # first * factor**attempt, reaching cap after log(cap / first) / log(factor) tries:
+        # compared in logarithms (a large factor's power overflows a float), never above cap.
+        if first >= self.cap:
+            bound = self.cap
+        elif self.factor == 1:
+            bound = first
+        elif attempt >= math.log(self.cap / first) / math.log(self.factor):
+            bound = self.cap
+        else:
+            bound = min(self.cap, first * self.factor**attempt)
         return bound * (1.0 - self.jitter * rng.random())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import enum
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -64,6 +65,10 @@ class SessionRecord:
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
             raise ValueError(f"a session id is 32 lowercase hex digits, not {self.id!r}")
+        at = self.expires_at
+        if at is not None and (isinstance(at, bool) or not isinstance(at, int | float)
+                               or not -math.inf < at < math.inf):  # fmt: skip
+            raise ValueError(f"expires_at is a finite time or None, not {at!r}")
 
     def held(self, generation: int | None, node: str | None) -> bool:
         """At ``generation`` and held by ``node`` (each when not None): what a conditional

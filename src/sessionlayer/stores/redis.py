@@ -35,6 +35,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import re
 import secrets
 import time
@@ -51,7 +52,11 @@ from ..errors import StoreUnavailable
 from . import records
 from .base import KEEP, Checkpoint, Keep, SessionRecord
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "TTL_END_MAX"]
+
+#: The latest TTL end (Unix time, ms) given to Redis: 2**53 - 1, some 285,000 years from
+#: 1970, exact in the Lua scripts' doubles and well inside what PEXPIREAT takes.
+TTL_END_MAX = 2**53 - 1
 
 # What _WRITE and _DELETE check first.  KEYS[1]: the session's hash.  ARGV[2]: the
 # generation it must hold ("" for any, but it must exist); ARGV[3]: the node it must hold
@@ -217,6 +222,10 @@ class RedisStore:
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not (
+            0 <= grace < math.inf
+        ):
+            raise ValueError(f"grace must be a finite number of seconds >= 0, not {grace!r}")
         self.name = _name(url, self._client.connection_pool.connection_kwargs)
         self.prefix = prefix
         self.grace = grace
@@ -390,8 +399,10 @@ class RedisStore:
     # -- helpers
 
     def _ttl_end(self, expires_at: float) -> int:
-        """When Redis drops a detached session's hash: ``grace`` after its deadline (ms)."""
-        return int((expires_at + self.grace) * 1000)
+        """When Redis drops a detached session's hash: ``grace`` after its deadline (ms), at
+        most TTL_END_MAX (a later one is out of the range Redis takes: every write of the
+        record failed)."""
+        return int(min((expires_at + self.grace) * 1000, TTL_END_MAX))
 
     def _deadline(self, expires_at: float | None) -> tuple[str, str]:
         """The deadline and the TTL's end as the scripts take them ("none" and "" for
