@@ -123,12 +123,14 @@ _CR = encode_tpkt(
 
 
 def _transport(role: str, opened: bool, max_tsdu_size: int) -> Rfc1006Connection:
-    """A connection in one of :data:`TRANSPORT_MODES`."""
+    """A connection in one of :data:`TRANSPORT_MODES` (opened: with a session set up on
+    it, so that ``max_tsdu_size`` bounds every TSDU, as on the fast path)."""
     if role == "responder":
         rfc = Rfc1006Connection("responder", max_tsdu_size=max_tsdu_size)
         if opened:
             rfc.receive_data(_CR)
             rfc.accept()
+            rfc.session_open()
         return rfc
     rfc = Rfc1006Connection("initiator", max_tsdu_size=max_tsdu_size)
     cr = rfc.connect()
@@ -136,6 +138,7 @@ def _transport(role: str, opened: bool, max_tsdu_size: int) -> Rfc1006Connection
         peer = Rfc1006Connection("responder")
         peer.receive_data(cr)
         rfc.receive_data(peer.accept())
+        rfc.session_open()
     return rfc
 
 

@@ -248,10 +248,11 @@ def test_bad_or_out_of_state_spdus_before_the_cn_get_ab_0x05(battery: Battery,
 
 
 def test_a_tsdu_over_max_size_before_the_cn_gets_ab_0x11(battery: Battery) -> None:
-    """40 KiB in one TSDU (DTs of 8192), over the relay's 32 KiB limit: AB 0x11 as soon as
-    the limit is passed, never relayed."""
+    """70 KB in one TSDU (DTs of 8192), over what any connect-phase SPDU takes (65,539
+    octets: before the AC the relay's 32 KiB max_size does not bound a CN or CDO): AB 0x11
+    as soon as that is passed, never relayed."""
     before = battery.upstream.sessions
-    out = run(H.attack(battery.relay.port, H.dt(b"\x0d" + bytes(40_000)), handshake="cotp",
+    out = run(H.attack(battery.relay.port, H.dt(b"\x0d" + bytes(70_000)), handshake="cotp",
                        timeout=CLOSE_WITHIN + 1))  # fmt: skip
     assert out.closed and out.after is not None and out.after < CLOSE_WITHIN, out
     assert out.aborted and out.abort_reason == 0x11, out

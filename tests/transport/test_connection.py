@@ -24,6 +24,7 @@ from sessionlayer.transport import (
     encode_tpdu,
     encode_tpkt,
 )
+from sessionlayer.transport.connection import CONNECT_TSDU_MAX
 
 TSAP = b"\x00\x01"
 
@@ -203,8 +204,21 @@ def test_oversized_tsdu_is_refused() -> None:
     initiator = Rfc1006Connection()
     responder = Rfc1006Connection("responder", max_tsdu_size=1000)
     _establish(initiator, responder)
+    responder.session_open()
     with pytest.raises(DecodeError, match="exceeds"):
         responder.receive_data(initiator.send_tsdu(bytes(1001)))
+
+
+def test_the_connect_phase_takes_what_one_spdu_holds_whatever_the_limit() -> None:
+    """Until session_open() (the AC), a TSDU is bounded by CONNECT_TSDU_MAX, not the
+    smaller *max_tsdu_size*: a CN or CDO within X.225's limits is never refused for it."""
+    initiator = Rfc1006Connection()
+    responder = Rfc1006Connection("responder", max_tsdu_size=1000)
+    _establish(initiator, responder)
+    (got,) = responder.receive_data(initiator.send_tsdu(bytes(CONNECT_TSDU_MAX)))
+    assert isinstance(got, TsduReceived) and len(got.data) == CONNECT_TSDU_MAX
+    with pytest.raises(DecodeError, match="exceeds"):
+        responder.receive_data(initiator.send_tsdu(bytes(CONNECT_TSDU_MAX + 1)))
 
 
 CAPTURED_CR = bytes.fromhex("0300001611e00000000100c0010dc2020001c1020001")

@@ -539,6 +539,7 @@ class SessionAgent:
         """(Initiator) The AC arrived: take on what a sessionlayer responder said in its
         welcome, and return it (None: not a sessionlayer responder).  Raises DecodeError
         for a malformed welcome (the caller aborts)."""
+        self.rfc.session_open()  # (Options.max_tsdu_size bounds what comes from now on)
         self.peer_data = confirm.user_data
         if self.hello is None or not is_welcome(confirm.user_data):
             # Not a sessionlayer responder (an echoed hello is not a welcome): nothing was
@@ -595,6 +596,7 @@ class SessionAgent:
                 user_data = welcome.encode()
         self.chosen = dict(chosen) if chosen else _NO_CHOICES
         self.machine.accept(user_data=user_data, connection_id=connection_id)
+        self.rfc.session_open()  # (Options.max_tsdu_size bounds what comes from now on)
         self.keepalive = hello is not None and hello.keepalive
         if hello is not None:
             self.peer_max_tsdu = hello.max_tsdu

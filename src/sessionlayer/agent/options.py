@@ -11,7 +11,12 @@ from ..errors import LocalError
 from ..recovery.backoff import Backoff
 from ..transport.connection import check_tpdu_size
 
-__all__ = ["Options"]
+__all__ = ["Options", "MIN_TSDU_SIZE"]
+
+#: The smallest ``Options.max_tsdu_size``: below it the peer's answers on their own (a sync
+#: point's, a token's, a release's) would not fit (ISODE likewise takes no TSDU maximum
+#: size under 64 octets, DT_MINSIZE).
+MIN_TSDU_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ class Options:
     TCP keepalive finds a dead peer host instead."""
 
     max_tsdu_size: int = 1 << 20
-    """Largest TSDU accepted from the peer (after COTP reassembly)."""
+    """Largest TSDU accepted from the peer (after COTP reassembly), at least MIN_TSDU_SIZE
+    (64).  It bounds what comes once the session is set up: the connect phase's SPDUs (CN,
+    CDO, OA, AC, RF) are taken up to X.225's own limit (65,539 octets) whatever it is."""
 
     max_buffered_bytes: int = 1 << 20
     """Received data held for a slow reader before reading from TCP pauses (it resumes
@@ -126,6 +133,9 @@ class Options:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"Options.{name} must be a positive int, not {value!r}")
+        if self.max_tsdu_size < MIN_TSDU_SIZE:
+            raise ValueError(f"Options.max_tsdu_size must be at least {MIN_TSDU_SIZE} (a"
+                             f" TSDU of a few SPDUs), not {self.max_tsdu_size!r}")  # fmt: skip
         if type(self.tpdu_size) is not int:
             raise ValueError(f"Options.tpdu_size must be an int, not {self.tpdu_size!r}")
         try:

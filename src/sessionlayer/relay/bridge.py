@@ -439,6 +439,8 @@ class Bridge:
         """The upstream's AC: the client gets an AC with the same parameters."""
         if self.phase != "connecting":
             return
+        if self.upstream is not None:  # (max_size bounds its TSDUs from now on)
+            self.upstream.rfc.session_open()
         units = event.functional_units
         available = tokens_for(units)
         theirs = Token(available & ~event.tokens)  # what the upstream holds

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from ..agent import Options
+from ..agent.options import MIN_TSDU_SIZE
 from ..machine import ALL_FUNCTIONAL_UNITS, SessionConfig
 from ..machine import events as ev
 from ..spdu.codes import FunctionalUnit, Version
@@ -97,6 +98,8 @@ class RelayOptions:
                      "max_held"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_size < MIN_TSDU_SIZE:  # (what the legs' Options.max_tsdu_size takes)
+            raise ValueError(f"max_size must be at least {MIN_TSDU_SIZE}, not {self.max_size}")
         # What both legs' agents apply, checked now: a value Options refuses would otherwise
         # fail each connection as it is made (and asyncio drops it without a word).
         agent_options(self)

@@ -39,6 +39,7 @@ from sessionlayer.transport.reassembly import DEFAULT_MAX_TSDU_SIZE, TsduAssembl
 from sessionlayer.transport.tpkt import TPKT_HEADER_SIZE, TpktParser, encode_tpkt
 
 __all__ = [
+    "CONNECT_TSDU_MAX",
     "DEFAULT_TPDU_SIZE",
     "EARLY_DATA_MAX",
     "ConnectRequested",
@@ -61,6 +62,10 @@ CLASS0_DEFAULT_TPDU_SIZE = 128  #: ISO 8073 13.3.4 b: the size when none is give
 #: right behind it, fast connect: 10,240 octets of connect data in 128-octet DTs fit);
 #: more is a protocol error.  They are read once accept() answered the CR.
 EARLY_DATA_MAX = 16384
+#: The longest TSDU of the connect phase (CN, CDO, OA, AC, RF: each alone in its TSDU):
+#: one SPDU, SI, a 3-octet LI and 65,535 octets of parameters.  What a receiver takes
+#: until the session is set up, whatever its *max_tsdu_size*.
+CONNECT_TSDU_MAX = 1 + 3 + 65535
 _EXPEDITED_OPTION = 0x01  #: Additional Option Selection bit for expedited data
 _EXPEDITED_PARAM = Parameter(ParameterCode.ADDITIONAL_OPTION_SELECTION, bytes([_EXPEDITED_OPTION]))
 
@@ -125,7 +130,9 @@ class Rfc1006Connection:
     """One end of an RFC 1006 transport connection.
 
     *max_tpdu_size* (octets, a power of 2 from 128 to 8192) bounds what this
-    side proposes or accepts; *max_tsdu_size* bounds a received TSDU;
+    side proposes or accepts; *max_tsdu_size* bounds a received TSDU once the session
+    is set up (:meth:`session_open`; before, at least CONNECT_TSDU_MAX: a CN, CDO, OA, AC
+    or RF within X.225's limits is never refused for it);
     *local_ref* is this side's source reference; *expedited* allows the
     RFC 1006 expedited-data option (Additional Option Selection 0x01).
     """
@@ -133,6 +140,7 @@ class Rfc1006Connection:
     __slots__ = (
         "_assembler",
         "_error",
+        "_limit",
         "_max_tsdu",
         "_parser",
         "_request",
@@ -170,9 +178,10 @@ class Rfc1006Connection:
         self.called_tsap: bytes | None = None
         self._request: ConnectionRequest | None = None
         self._max_tsdu = max_tsdu_size
+        self._limit = max(max_tsdu_size, CONNECT_TSDU_MAX)  # (the connect phase's)
         # The readers of the stream: None after compact(), made again by the next read.
         self._parser: TpktParser | None = TpktParser()
-        self._assembler: TsduAssembler | None = TsduAssembler(max_tsdu_size)
+        self._assembler: TsduAssembler | None = TsduAssembler(self._limit)
         self._error: DecodeError | None = None
 
     # ------------------------------------------------------------ sending
@@ -276,6 +285,13 @@ class Rfc1006Connection:
             and (self._assembler is None or not self._assembler.pending)
         )
 
+    def session_open(self) -> None:
+        """The session is set up (AC sent or received): from now on a received TSDU is
+        bounded by *max_tsdu_size* alone."""
+        self._limit = self._max_tsdu
+        if self._assembler is not None:
+            self._assembler.max_tsdu_size = self._max_tsdu
+
     def compact(self) -> None:
         """Open and :attr:`idle`: drop the stream's readers (a binding whose own DT parser
         reads an idle session's stream keeps none of them); the next :meth:`receive_data`
@@ -331,7 +347,7 @@ class Rfc1006Connection:
         parser = self._parser
         if parser is None:  # (compacted)
             parser = self._parser = TpktParser()
-            self._assembler = TsduAssembler(self._max_tsdu)
+            self._assembler = TsduAssembler(self._limit)
         try:
             if self.state is ConnectionState.AWAITING_ACCEPT:
                 parser.hold(data)  # (read once the CR was answered)
