@@ -145,3 +145,23 @@ def test_failed_tls_handshakes_are_one_warning_a_minute_with_a_count(
     assert "(2 more TLS handshakes failed since the last warning)" in second
     assert not any(r.exc_info for r in caplog.records)
     assert handled == []
+
+
+def test_the_relay_checks_its_listener_and_upstream_alike() -> None:
+    from sessionlayer import relay
+
+    server_ctx, client_ctx = tls_contexts()
+
+    async def main() -> None:
+        for kwargs, error, match in (
+            ({"port": 70000}, ValueError, "port must be an int from 0 to 65535"),
+            ({"tls": client_ctx}, ValueError, "client-side context"),
+            ({"upstream_tls": server_ctx}, ValueError, "server-side context"),
+            ({"upstream": ("127.0.0.1", 0)}, ValueError, "the port of upstream must be"),
+            ({"upstream": "127.0.0.1:102"}, ValueError, r"upstream must be a \(host, port\)"),
+        ):
+            args: dict[str, Any] = {"upstream": ("127.0.0.1", 102), **kwargs}
+            with pytest.raises(error, match=match):
+                await relay.start(args.pop("upstream"), **args)
+
+    run(main())

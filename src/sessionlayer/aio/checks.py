@@ -9,7 +9,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["check_port", "check_addresses", "check_tls", "check_choices"]
+__all__ = ["check_port", "check_address", "check_addresses", "check_tls", "check_choices"]
 
 
 def check_port(value: Any, name: str = "port", *, lowest: int = 1) -> None:
@@ -22,14 +22,16 @@ def check_addresses(addresses: Any) -> list[tuple[str, int]]:
     """connect()'s further addresses: (host, port) pairs, each port 1..65535; as tuples."""
     if isinstance(addresses, str | bytes) or not isinstance(addresses, Sequence):
         raise TypeError(f"addresses must be a list of (host, port) pairs, not {addresses!r}")
-    out: list[tuple[str, int]] = []
-    for i, each in enumerate(addresses):
-        if not (isinstance(each, tuple | list) and len(each) == 2
-                and isinstance(each[0], str) and each[0]):  # fmt: skip
-            raise ValueError(f"addresses[{i}] must be a (host, port) pair, not {each!r}")
-        check_port(each[1], f"the port of addresses[{i}]")
-        out.append((each[0], each[1]))
-    return out
+    return [check_address(each, f"addresses[{i}]") for i, each in enumerate(addresses)]
+
+
+def check_address(address: Any, name: str) -> tuple[str, int]:
+    """A (host, port) pair: a non-empty host name, a port 1..65535; as a tuple."""
+    if not (isinstance(address, tuple | list) and len(address) == 2
+            and isinstance(address[0], str) and address[0]):  # fmt: skip
+        raise ValueError(f"{name} must be a (host, port) pair, not {address!r}")
+    check_port(address[1], f"the port of {name}")
+    return address[0], address[1]
 
 
 def check_tls(tls: Any, side: str) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio.checks import check_address, check_port, check_tls
 from ..aio.listening import PlainServer, serve_plain
 from ..aio.sockets import peer_gone
 from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
@@ -803,7 +804,13 @@ class Relay:
 async def start(upstream: tuple[str, int], host: str = "127.0.0.1", port: int = 0, *,
                 tls: ssl.SSLContext | None = None, **kwargs: Any) -> Relay:  # fmt: skip
     """Listen on ``host:port`` (0: a free port) and relay each session to ``upstream``;
-    the other keywords are :class:`Relay`'s."""
+    the other keywords are :class:`Relay`'s.  A port out of 0..65535, a TLS context for
+    the client side (or an ``upstream_tls`` for the server side), an ``upstream`` that is
+    not a (host, port) pair: ValueError or TypeError at the call, as serve()'s."""
+    check_port(port, lowest=0)
+    check_tls(tls, "server")
+    check_tls(kwargs.get("upstream_tls"), "client")
+    check_address(upstream, "upstream")
     relay = Relay(upstream, **kwargs)
     await relay.listen(host, port, tls)
     return relay
