@@ -239,6 +239,29 @@ def test_a_token_a_resync_took_back_is_asked_for_again() -> None:
     assert pair.take("client", ev.DataIndication).data == b"x"
 
 
+def test_a_token_asked_for_across_our_major_sync_is_given_before_the_maa() -> None:
+    """The peer's PT crossed our MAP, and its application holds the MAA back
+    (``defer_checkpoints``): the token goes at once (X.225 lets it be given from STA04A),
+    so the peer has it while it waits, not only after its MAA."""
+    pair = AgentPair(HALF)
+    pair.open()
+    pair.server.defer_checkpoints = True
+    with pytest.raises(TokensMissing):
+        pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])  # PT ...
+    pair.client.call(lambda m: m.major_sync())  # ... crossing our MAP
+    pair.pump()
+    assert (pair.client.machine.state, pair.server.machine.state) == ("STA04A", "STA10A")
+    assert gives(pair, "server") == [ev.TokenGiveIndication(Token.DATA)]
+    assert pair.server.machine.tokens_owned & Token.DATA
+    pair.server.answer_checkpoint()
+    pair.pump()
+    assert pair.take("client", ev.MajorSyncConfirm)
+    pair.server.call(lambda m: m.send_data(b"x"), NEEDS["data"])
+    pair.server.done_asking(Token.DATA)
+    pair.pump()
+    assert pair.take("client", ev.DataIndication).data == b"x"
+
+
 def test_a_request_the_peer_cannot_help_with_still_raises() -> None:
     pair = AgentPair(FU.DUPLEX)
     pair.open()

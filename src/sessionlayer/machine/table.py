@@ -201,6 +201,22 @@ _DATA_TRANSFER: list[_R] = [
     ("STA05A", "PT", "pt_ok ds_keep", "pt_ind", SAME, "STA05A; 7.17 (data separation)"),
     ("STA05A", "PT", "", "discard", SAME, "STA05A; 7.17, 7.24 (discarded)"),
     ("STA19", "PT", "", "discard", SAME, "STA19; 7.17, 7.27 (discarded)"),
+    # Tokens may be given while a major sync point or activity end is outstanding, by
+    # either side (the version-2 table's SGTreq row, p54: ALL(II, GT), and GT, p59:
+    # ALL(AA, GT)), and the side that answers may ask for tokens meanwhile, as from STA09
+    # and STA22 (SPTreq, p53); the PT is indicated in STA04A/04B/15A, STA03 and STA21 above.
+    *[
+        (st, "SGTreq", "own_given", "send give", SAME, f"{st}; 7.16")
+        for st in ("STA04A", "STA04B", "STA15A", "STA10A", "STA10B")
+    ],
+    *[
+        (st, "GT", "gt_ok", "gt_ind", SAME, f"{st}; 7.16 (a GT that crossed a MAP or AE)")
+        for st in ("STA04A", "STA04B", "STA15A", "STA10A", "STA10B")
+    ],
+    *[
+        (st, "SPTreq", "want_tokens", "send", SAME, f"{st}; 7.17")
+        for st in ("STA10A", "STA10B", "STA09", "STA22")
+    ],
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
@@ -424,6 +440,12 @@ _RELEASE: list[_R] = [
     # Typed data needs no token: the peer's TD may cross our MAP as its DT does.
     ("STA04A", "TD", "fu_typed", "typed_ind", SAME, "STA04A; 7.13 (a TD that crossed our MAP)"),
     ("STA04B", "TD", "fu_typed", "typed_ind", SAME, "STA04B; 7.13 (a TD that crossed our MAP)"),
+    # STA15A is STA04A/04B after the peer's PR-MAA (7.26), which overtook its MAA (AEA) on
+    # the expedited flow: what the normal flow brings before the MAA the peer sent before
+    # it, from STA10A/10B, so it is delivered as in STA04A/04B (the version-2 table's DT,
+    # p05; TD, p06; GT, p59, with the GT row above), not discarded.
+    ("STA15A", "DT", "peer_data", "data_ind", SAME, "STA15A; 7.11, 7.26 (sent before the MAA)"),
+    ("STA15A", "TD", "fu_typed", "typed_ind", SAME, "STA15A; 7.13, 7.26 (sent before the MAA)"),
 ]
 
 _PREPARE: list[_R] = [
