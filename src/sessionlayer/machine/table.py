@@ -191,15 +191,14 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "PT", "pt_ok", "pt_ind", SAME, "STA713; 7.17"),
     # A PT is indicated too while this end waits for the confirm of a major sync point,
     # activity end, give control or capability data of its own (the user may give the
-    # tokens once the machine is back in STA713).  While our resync is outstanding it is
-    # discarded (p185), unless a data separation point of ours is unconfirmed (p81, as for
-    # DT); in STA05B, STA05C, STA19 and STA20 it is discarded as well.
+    # tokens once the machine is back in STA713).  While a resync is under way (STA05A,
+    # STA15B, STA15C) it is discarded (p185), unless a data separation point of ours is
+    # unconfirmed (p81, as for DT: below); in STA05B, STA05C, STA19 and STA20 it is
+    # discarded as well.
     *[
         (st, "PT", "pt_ok", "pt_ind", SAME, f"{st}; 7.17")
         for st in ("STA04A", "STA04B", "STA15A", "STA18", "STA21")
     ],
-    ("STA05A", "PT", "pt_ok ds_keep", "pt_ind", SAME, "STA05A; 7.17 (data separation)"),
-    ("STA05A", "PT", "", "discard", SAME, "STA05A; 7.17, 7.24 (discarded)"),
     ("STA19", "PT", "", "discard", SAME, "STA19; 7.17, 7.27 (discarded)"),
     # Tokens may be given while a major sync point or activity end is outstanding, by
     # either side (the version-2 table's SGTreq row, p54: ALL(II, GT), and GT, p59:
@@ -466,12 +465,26 @@ _PREPARE: list[_R] = [
             (st, "PR", "pr_rs", "", SAME, f"{st}; 7.26 (data separation: nothing discarded)"),
         )
     ],
-    # Data separation: what arrives while our RS is outstanding is kept when a separation
-    # point we sent is still unconfirmed (p81/p185), else discarded as before.
-    ("STA05A", "DT", "peer_data ds_keep", "data_ind", SAME, "STA05A; 7.24 (data separation)"),
-    ("STA05A", "TD", "fu_typed ds_keep", "typed_ind", SAME, "STA05A; 7.24 (data separation)"),
-    ("STA05A", "DT", "", "discard", SAME, "STA05A; 7.24 (discarded)"),
-    ("STA05A", "TD", "", "discard", SAME, "STA05A; 7.24 (discarded)"),
+    # Data separation: what arrives while a resync is under way (ours outstanding, STA05A;
+    # the peer's, heralded by its PR-RS, STA15B; ours answered, the RA heralded by PR-RA,
+    # STA15C) is kept when a separation point we sent is still unconfirmed, else discarded:
+    # the version-2 table's p185 (Discard-rcv-flow and not p81).  Every resync here takes
+    # in both flows, so Discard-rcv-flow holds in all three states.  (Read literally the
+    # transcription delivers in STA15B whenever p185 is false, that is nearly always,
+    # since nothing sets Discard-rcv-flow before the RS arrives: that would undo the
+    # PREPARE's purpose, 7.26, which is to discard what the RS will purge anyway.)
+    *[
+        row
+        for st in ("STA05A", "STA15B", "STA15C")
+        for row in (
+            (st, "DT", "peer_data ds_keep", "data_ind", SAME, f"{st}; 7.24 (data separation)"),
+            (st, "TD", "fu_typed ds_keep", "typed_ind", SAME, f"{st}; 7.24 (data separation)"),
+            (st, "PT", "pt_ok ds_keep", "pt_ind", SAME, f"{st}; 7.17 (data separation)"),
+            (st, "DT", "", "discard", SAME, f"{st}; 7.24 (discarded)"),
+            (st, "TD", "", "discard", SAME, f"{st}; 7.24 (discarded)"),
+            (st, "PT", "", "discard", SAME, f"{st}; 7.17, 7.24 (discarded)"),
+        )
+    ],
 ]
 
 # States in which the connection exists (abort, expedited data, transport loss apply).
