@@ -199,7 +199,7 @@ _DATA_TRANSFER: list[_R] = [
         (st, "PT", "pt_ok", "pt_ind", SAME, f"{st}; 7.17")
         for st in ("STA04A", "STA04B", "STA15A", "STA18", "STA21")
     ],
-    ("STA19", "PT", "", "discard", SAME, "STA19; 7.17, 7.27 (discarded)"),
+    ("STA19", "PT", "pt_ok", "discard", SAME, "STA19; 7.17, 7.27 (discarded)"),
     # Tokens may be given while a major sync point or activity end is outstanding, by
     # either side (the version-2 table's SGTreq row, p54: ALL(II, GT), and GT, p59:
     # ALL(AA, GT)), and the side that answers may ask for tokens meanwhile, as from STA09
@@ -482,7 +482,7 @@ _PREPARE: list[_R] = [
             (st, "PT", "pt_ok ds_keep", "pt_ind", SAME, f"{st}; 7.17 (data separation)"),
             (st, "DT", "", "discard", SAME, f"{st}; 7.24 (discarded)"),
             (st, "TD", "", "discard", SAME, f"{st}; 7.24 (discarded)"),
-            (st, "PT", "", "discard", SAME, f"{st}; 7.17, 7.24 (discarded)"),
+            (st, "PT", "pt_ok", "discard", SAME, f"{st}; 7.17, 7.24 (discarded)"),
         )
     ],
 ]
@@ -538,7 +538,11 @@ def _discards(taken: set[tuple[str, str]]) -> list[_R]:
     for st in _DISCARDING:
         for inp in _DISCARDED:
             if (st, inp) not in taken:
-                rows.append((st, inp, "", "discard", SAME, f"{st}; 7.24, 7.26 (discarded)"))
+                # A PT is discarded only when it is valid (p53, ALL(AV, RT): it names
+                # available tokens); one that names a token no unit made available is a
+                # protocol error here as in STA713.  STA15D throws everything away.
+                when = "pt_ok" if inp == "PT" and st != "STA15D" else ""
+                rows.append((st, inp, when, "discard", SAME, f"{st}; 7.24, 7.26 (discarded)"))
     for inp in SPDU_INPUTS:
         if inp not in ("AA",):
             rows.append(("STA16", inp, "", "discard", SAME, "STA16; 7.9 (ignored)"))
