@@ -219,6 +219,11 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
+    # (The version-2 table also takes DT in STA18 and STA21 under FU(FD), p70.  Both states
+    # exist only with activity management and outside an activity (SCGreq and SCDreq need
+    # no_act; capability data needs the activity unit), where X.215 allows no S-DATA and
+    # STA713 refuses a DT (act_ok): a DT there is a protocol error as it is in STA713, so
+    # these states have no DT row.)
     # Minor synchronize (7.20, 7.21); with symmetric synchronize each direction has its own
     # serial numbers (the predicates and actions follow FU(SS), Table A-4 and [62]-[66]).
     (
