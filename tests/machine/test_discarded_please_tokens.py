@@ -1,4 +1,5 @@
-"""A PLEASE TOKENS in a state that discards it must still be valid (X.225 7.17, Annex A).
+"""A PLEASE TOKENS in a state that discards it must still be valid (X.225 7.17, Annex A);
+a GIVE TOKENS that crossed our exception report is taken (7.16).
 
 The version-2 table discards a PT in STA05A-C, STA15B, STA15C, STA19 and STA20 only under
 p53 (ALL(AV, RT): every token it names is available).  One naming a token no selected
@@ -102,3 +103,28 @@ def test_a_pt_naming_an_unavailable_token_is_a_protocol_error(entry: str, valid:
     (event,) = p.init.events()
     assert isinstance(event, ProviderAbortIndication) and event.local
     assert event.reason == AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+
+
+def test_a_gt_without_the_data_token_that_crossed_our_report_is_taken() -> None:
+    """STA20 (X.225 7.16, 7.27; p60: ALL(AA, GT) and dk not in GT): the peer gave a token
+    before our EXCEPTION REPORT reached it.  The GT is indicated and this end keeps
+    waiting for the data token (it was a protocol error: AB 0x05)."""
+    p = SessionPair(SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS))
+    p.connect()
+    p.init.give_tokens(Token.DATA | Token.RELEASE)
+    p.pump()
+    p.init.exception_report(3)
+    assert p.init.state == "STA20"
+    (er,) = p.init.data_to_send()
+    p.resp.give_tokens(Token.RELEASE)  # crossing our ER
+    (gt,) = p.resp.data_to_send()
+    p.init.receive_tsdu(gt, now=0.0)
+    assert p.init.state == "STA20" and p.init.data_to_send() == []  # (no AB)
+    assert [type(e).__name__ for e in p.init.events()] == ["TokenGiveIndication"]
+    p.resp.receive_tsdu(er, now=0.0)
+    assert p.resp.state == "STA19"
+    p.resp.give_tokens(Token.DATA)  # the recovery
+    p.pump()
+    assert p.init.state == p.resp.state == "STA713"
+    assert p.init.tokens_owned & Token.DATA and p.init.tokens_owned & Token.RELEASE
+    assert p.init.tokens_owned == p.resp.tokens_available & ~p.resp.tokens_owned

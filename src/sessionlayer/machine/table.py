@@ -303,6 +303,10 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "ER", "fu_exceptions", "er_ind", "STA19", "STA713; 7.27"),
     ("STA19", "SGTreq", "give_data", "send give", "STA713", "STA19; 7.16"),
     ("STA20", "GT", "gt_ok gt_data", "gt_ind", "STA713", "STA20; 7.16"),
+    # A GT without the data token (one that crossed our ER or ED: the peer gave the release
+    # token, say) is taken and indicated, and this end keeps waiting (p60), not a protocol
+    # error.
+    ("STA20", "GT", "gt_ok", "gt_ind", SAME, "STA20; 7.16 (a GT that crossed our ER or ED)"),
 ]
 
 _RESYNC: list[_R] = [
