@@ -12,7 +12,7 @@ import pytest
 from tests.relay.helpers import Through, spdus_in
 
 from sessionlayer import FunctionalUnit as FU
-from sessionlayer.agent import SessionAgent
+from sessionlayer.agent import SessionAgent, TokensMissing
 from sessionlayer.errors import AbortReason, RefuseReason
 from sessionlayer.machine import ALL_FUNCTIONAL_UNITS, SessionConfig, SessionMachine
 from sessionlayer.machine import events as ev
@@ -831,3 +831,29 @@ def test_more_than_max_held_while_a_major_sync_waits_aborts_both_legs() -> None:
     assert t.take("client", ev.ProviderAbortIndication).reason == NO_REASON
     assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
     assert not any(isinstance(e, ev.DataIndication) for e in t.events["client"])
+
+
+@pytest.mark.parametrize("setter", ["client", "upstream"])
+def test_a_token_asked_for_across_a_major_sync_is_relayed(setter: str) -> None:
+    """The far end asks for a token before it sees the near end's MAP.  The relay's
+    machine on the near leg waits to answer that MAP (STA10A), where X.225 (version 2)
+    lets it ask for tokens too: the PT is relayed, the near end (STA04A) gives the token at
+    once, and that GT is relayed back the same way, across the major sync (both legs were
+    aborted: please_tokens and give_tokens raised there)."""
+    t = crossing(MINOR_MAJOR, setter)
+    near, far, far_leg = ends(t, setter)
+    near.machine.major_sync(b"checkpoint")
+    for data in near.data_to_send():
+        t.received[setter] += data  # the MAP reaches the relay first, then the far end's
+        t.bridge.receive(CLIENT if setter == "client" else UPSTREAM, data, t.now)
+    with pytest.raises(TokensMissing):
+        far.call(lambda m: m.minor_sync(), Token.MINOR_SYNC)  # (a PT)
+    t.pump()
+    assert t.bridge.phase == "open", t.bridge.ending
+    assert t.take(setter, ev.TokenPleaseIndication).tokens == Token.MINOR_SYNC
+    assert t.take(setter, ev.MajorSyncConfirm)
+    assert t.take(far_leg, ev.MajorSyncIndication)
+    assert t.take(far_leg, ev.TokenGiveIndication).tokens == Token.MINOR_SYNC
+    assert far.machine.tokens_owned & Token.MINOR_SYNC
+    assert not near.machine.tokens_owned & Token.MINOR_SYNC
+    assert near.machine.state == far.machine.state == "STA713"
