@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
 from . import __version__
+from .aio.sockets import host_port
 from .commands import STOP_SIGNALS, CommandError, UsageMistake, debugging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
@@ -139,8 +140,7 @@ def _name_activity_end_acks(rows: list[tuple[str, Record]]) -> None:
 
 
 def _endpoint(endpoint: tuple[str, int]) -> str:
-    host, port = endpoint
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(*endpoint)
 
 
 def _decode(ns: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:

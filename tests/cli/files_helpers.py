@@ -13,6 +13,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 60.0
+#: The admin endpoint's port in serve's line (an IPv6 address in brackets).
+ADMIN = r"admin on http://(?:\[[^\]]*\]|[^:]+):(\d+)"
 ENV = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONUNBUFFERED="1")
 
 
@@ -41,14 +43,14 @@ class Serve:
                 line = (await self.proc.stdout.readline()).decode()
                 if not line:
                     raise RuntimeError("serve ended: " + (await self.proc.stderr.read()).decode())
-                if m := re.search(r"admin on http://[^:]+:(\d+)", line):
+                if m := re.search(ADMIN, line):
                     self.admin_port = int(m.group(1))
                 if m := re.search(r"listening on \w+://[^ ]+:(\d+)", line):
                     self.port = int(m.group(1))
                     if "--admin" not in self.extra or self.admin_port is not None:
                         break
                     line = (await self.proc.stdout.readline()).decode()
-                    m = re.search(r"admin on http://[^:]+:(\d+)", line)
+                    m = re.search(ADMIN, line)
                     assert m, line
                     self.admin_port = int(m.group(1))
                     break

@@ -31,7 +31,7 @@ from ..spdu.types import ConnectionId
 from . import fast_connect
 from .connection import Connection
 from .deadline import Deadline
-from .sockets import unreachable
+from .sockets import host_port, unreachable
 
 __all__ = ["Reconnector", "RESUME_CODE_PREFIX"]
 
@@ -100,7 +100,7 @@ class Reconnector:
                 except ResumeRefused:
                     raise
                 except (OSError, TimeoutError, SessionLayerError) as exc:
-                    last = f"{host}:{port}: {unreachable(exc)}"
+                    last = f"{host_port(host, port)}: {unreachable(exc)}"
                     log.debug("session %s: resume try %d failed: %s", conn.id, attempt, last)
                     if conn.transport is not None and not conn.is_closed:
                         conn.abort()

@@ -11,7 +11,7 @@ import socket
 from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
-           "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable"]
+           "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -94,6 +94,12 @@ def tcp_keepalive(sock: socket.socket, interval: float) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
+def host_port(host: str, port: int | str) -> str:
+    """``host:port`` as a user reads and writes it: an IPv6 literal in brackets
+    (``[::1]:10102``), so that the port cannot be taken for the address's last group."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def unreachable(exc: BaseException) -> str:
     """Why a TCP connect failed, in a few words for one line ("timed out", "Connection
     refused", "Name or service not known", or what asyncio said when every address of a
@@ -101,6 +107,11 @@ def unreachable(exc: BaseException) -> str:
     resolver's error code; a reset in the TLS handshake says so: see connect())."""
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"  # (connect()'s says which phase ran out)
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and (
+            isinstance(exc.errno, int) and exc.errno > 0):  # fmt: skip
+        # (asyncio's "Connect call failed ('::1', 1, 0, 0)": the address is shown already,
+        # as the user wrote it, and a socket address tuple is not how one writes it)
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -48,7 +48,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import Any
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
-from ..aio.sockets import unreachable
+from ..aio.sockets import host_port, unreachable
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -956,7 +956,7 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     size, mtime = stat.st_size, stat.st_mtime
     states_path = state_file(state_dir)
     _state_dir(states_path, state_dir)
-    key = f"{host}:{port}|{name}|{source.resolve()}"
+    key = f"{host_port(host, port)}|{name}|{source.resolve()}"
     states = _load_states(states_path)
     saved = states.get(key)
     replaces = None  # (the interrupted transfer a --restart replaces: the server drops it)
@@ -1028,9 +1028,11 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
     except ConnectRefused as exc:
         raise TransferError(f"the server refused: {exc.message}") from None
     except ssl.SSLError as exc:
-        raise TransferError(f"TLS with {host}:{port} failed: {exc.reason or exc}") from None
+        where = host_port(host, port)
+        raise TransferError(f"TLS with {where} failed: {exc.reason or exc}") from None
     except (OSError, TimeoutError) as exc:
-        raise TransferError(f"cannot reach {host}:{port}: {unreachable(exc)}") from None
+        where = host_port(host, port)
+        raise TransferError(f"cannot reach {where}: {unreachable(exc)}") from None
 
 
 def _rehash(handle: Any, offset: int) -> tuple[bytes, Any]:
@@ -1330,7 +1332,7 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
     local.remember = False  # (no rerun asks this side whether a download ended)
     index = downloads / "index.json"
-    key = f"{host}:{port}|{name}|{output.resolve()}"
+    key = f"{host_port(host, port)}|{name}|{output.resolve()}"
     known = _load_states(index).get(key)
     request: dict[str, Any] = {"op": "get", "name": name, "checkpoint": checkpoint}
     state = local.state(str(known.get("activity", ""))) if known and not restart else None

@@ -63,7 +63,7 @@ from typing import Any, cast
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
 from ..aio.listening import PlainServer, serve_plain
-from ..aio.sockets import unreachable
+from ..aio.sockets import host_port, unreachable
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -162,8 +162,7 @@ def _check_budget(budget: int) -> int:
 
 
 def _show(target: tuple[str, int]) -> str:
-    host, port = target
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(*target)
 
 
 @dataclass
@@ -973,9 +972,11 @@ class TunnelClient:
         except ConnectRefused as exc:
             raise TunnelError(f"the server refused the tunnel: {exc.message}") from None
         except SessionLayerError as exc:  # (no session: the peer is not one of ours...)
-            raise TunnelError(f"no session with {self.host}:{self.port}: {exc}") from None
+            where = host_port(self.host, self.port)
+            raise TunnelError(f"no session with {where}: {exc}") from None
         except (OSError, TimeoutError) as exc:
-            raise TunnelError(f"cannot reach {self.host}:{self.port}: {unreachable(exc)}") from None
+            where = host_port(self.host, self.port)
+            raise TunnelError(f"cannot reach {where}: {unreachable(exc)}") from None
         mux = _Mux(session, "client", window=self.window, max_window=self.max_window,
                    window_budget=self.window_budget, max_streams=self.max_streams)
         mux.target_text = self.target

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import Server
+from ..aio.sockets import host_port
 from . import CommandError
 
 if TYPE_CHECKING:
@@ -22,7 +23,8 @@ def sessions_json(server: Server, progress: Callable[[str], dict[str, Any] | Non
     rows = []
     for info in server.sessions:
         row = dataclasses.asdict(info)
-        row["peer"] = f"{info.peer[0]}:{info.peer[1]}" if isinstance(info.peer, tuple) else None
+        peer = info.peer
+        row["peer"] = host_port(peer[0], peer[1]) if isinstance(peer, tuple) else None
         row["progress"] = progress(info.id)
         rows.append(row)
     stats = server.stats
@@ -56,7 +58,7 @@ def relay_json(relay: Relay) -> Any:
     stats = relay.stats
     return {
         "kind": "relay",
-        "upstream": f"{relay.upstream[0]}:{relay.upstream[1]}",
+        "upstream": host_port(relay.upstream[0], relay.upstream[1]),
         "sessions": [info.to_dict() for info in relay.sessions],
         "stats": {
             "connections": stats.connections, "relayed": stats.relayed,
@@ -147,5 +149,6 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise CommandError(f"cannot serve --admin on {host}:{port}: {exc.strerror}") from None
+        where = host_port(host, port)
+        raise CommandError(f"cannot serve --admin on {where}: {exc.strerror}") from None
     return runner

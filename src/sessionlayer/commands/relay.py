@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from ..aio.sockets import host_port
 from ..relay.options import RelayOptions
 from ..relay.policy import Policy, Rule
 from ..rotation import RotatingFile, parse_size
@@ -39,7 +40,6 @@ from . import (
     seconds_or_never,
     stop_on_signals,
     stopped,
-    url_host,
     writable_file,
 )
 
@@ -302,7 +302,7 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     try:
         await relay.listen(listen[0], listen[1], tls)
     except OSError as exc:
-        where = f"{listen[0]}:{listen[1]}"
+        where = host_port(listen[0], listen[1])
         if exc.errno == errno.EADDRINUSE:
             raise CommandError(f"cannot listen on {where}: the port is in use") from None
         raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}") from None
@@ -311,9 +311,9 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     stop_on_signals(loop, stop, "relay")  # (before the banner: a stop may follow it)
     if relay_args["on_spdu"] is not None or relay_args["pcap"] is not None:
         loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)  # (else: a stop)
-    addresses = ", ".join(f"{url_host(h)}:{p}" for h, p in relay.addresses)
+    addresses = ", ".join(host_port(h, p) for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
-              f"relaying to {url_host(upstream[0])}:{upstream[1]}"
+              f"relaying to {host_port(upstream[0], upstream[1])}"
               f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
     runner = await _admin(relay, admin, err) if admin is not None else None
     err.flush()
@@ -369,7 +369,7 @@ async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
         await relay.wait_closed()
         raise
     bound = runner.addresses[0]
-    err.write(f"sessionlayer relay: admin on http://{url_host(bound[0])}:{bound[1]}\n")
+    err.write(f"sessionlayer relay: admin on http://{host_port(bound[0], bound[1])}\n")
     return runner
 
 

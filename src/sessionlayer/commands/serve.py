@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from ..aio import ConnectRequest, Options, Session, check_passwords, serve
 from ..aio.client import RESUMABLE_CONFIG
+from ..aio.sockets import host_port
 from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
@@ -31,7 +32,6 @@ from . import (
     readable_file,
     stop_on_signals,
     stopped,
-    url_host,
 )
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
@@ -188,7 +188,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )  # fmt: skip
     except OSError as exc:
         await store.close()
-        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise CommandError(f"cannot listen on {host_port(host, port)}: {exc.strerror}") from None
     except SessionLayerError as exc:
         await store.close()
         raise CommandError(str(exc)) from None
@@ -208,10 +208,10 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             await store.close()
             raise
         bound = admin.addresses[0]
-        url = f"http://{url_host(bound[0])}:{bound[1]}"
+        url = f"http://{host_port(bound[0], bound[1])}"
         out.write(json.dumps({"admin": url, "port": bound[1]}) + "\n"
                   if ns.log_format == "json" else f"sessionlayer serve: admin on {url}\n")
-    where = f"{'tls' if tls else 'tcp'}://{host}:{server.port}"
+    where = f"{'tls' if tls else 'tcp'}://{host_port(host, server.port)}"
     out.write(json.dumps({"listening": where, "port": server.port, "store": store.name,
                           "files": str(files.root), "node": server.node,
                           "services": services.names}) + "\n"

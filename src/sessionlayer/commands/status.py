@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from typing import Any, TextIO
 
+from ..aio.sockets import host_port
 from . import CommandError, parse_address
 
 __all__ = ["add", "run", "fetch"]
@@ -131,7 +132,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         url = admin_url(ns.admin)
     else:
         host, port = parse_address(ns.address, default_port=10103)
-        url = f"http://{host}:{port}"
+        url = f"http://{host_port(host, port)}"
     if ns.json:
         out.write(json.dumps(fetch(url)) + "\n")
         return 0

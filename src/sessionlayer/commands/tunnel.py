@@ -11,6 +11,7 @@ import json
 from typing import Any, TextIO
 
 from ..aio import Options
+from ..aio.sockets import host_port
 from ..apps.tunnel import (
     INITIAL_WINDOW,
     MAX_AUTO_WINDOW,
@@ -129,18 +130,19 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         await client.close()
-        raise CommandError(f"cannot listen on {listen_host}:{listen_port}:"
+        raise CommandError(f"cannot listen on {host_port(listen_host, listen_port)}:"
                            f" {exc.strerror}") from None  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     stop_on_signals(loop, stop, "tunnel")  # (before it says where: a stop may follow)
-    where = f"{listen_host}:{client.listen_port}"
+    where = host_port(listen_host, client.listen_port)
     to = ns.to or "the server's target"
     if ns.log_format == "json":
         out.write(json.dumps({"listening": where, "port": client.listen_port,
-                              "via": f"{host}:{port}", "to": ns.to}) + "\n")  # fmt: skip
+                              "via": host_port(host, port), "to": ns.to}) + "\n")  # fmt: skip
     else:
-        out.write(f"sessionlayer tunnel: listening on {where}, via {host}:{port} to {to}\n")
+        via = host_port(host, port)
+        out.write(f"sessionlayer tunnel: listening on {where}, via {via} to {to}\n")
     out.flush()
     try:
         await stop.wait()

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..aio.checks import check_address, check_port, check_tls
 from ..aio.listening import PlainServer, serve_plain
-from ..aio.sockets import peer_gone
+from ..aio.sockets import host_port, peer_gone
 from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
@@ -68,7 +68,7 @@ class LegInfo:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["peer"] = None if self.peer is None else f"{self.peer[0]}:{self.peer[1]}"
+        out["peer"] = None if self.peer is None else host_port(self.peer[0], self.peer[1])
         return out
 
 
