@@ -192,7 +192,7 @@ def test_a_rerun_after_the_last_confirm_was_had_sends_nothing(
                                      state_dir=tmp_path / "state")  # fmt: skip
             assert (result.sent, result.resumed_from) == (0, size)
             assert result.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
-            states = files_app._load_states(files_app.state_file(tmp_path / "state"))
+            states = files_app.load_states(files_app.state_file(tmp_path / "state"))
             assert states == {}  # (forgotten: a third run is a new transfer)
             result = await send_file(src, "127.0.0.1", port, checkpoint=MIB,
                                      state_dir=tmp_path / "state")  # fmt: skip

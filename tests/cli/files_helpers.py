@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 60.0
+MIB = 1 << 20
 #: The admin endpoint's port in serve's line (an IPv6 address in brackets).
 ADMIN = r"admin on http://(?:\[[^\]]*\]|[^:]+):(\d+)"
 ENV = dict(os.environ, PYTHONPATH=str(REPO / "src"), PYTHONUNBUFFERED="1")
@@ -74,16 +77,21 @@ async def send(*args: str, kill_after: int | None = None,
                ) -> tuple[int | None, str, str]:  # fmt: skip
     """Run ``sessionlayer send ...``; with ``kill_after`` SIGKILL it once its progress
     says that many octets were sent.  (exit status, stdout, stderr)"""
+    return await transfer("send", *args, kill_after=kill_after)
+
+
+async def transfer(command: str, *args: str, kill_after: int | None = None,
+                   preexec: Callable[[], None] | None = None,
+                   ) -> tuple[int | None, str, str]:  # fmt: skip
+    """``sessionlayer COMMAND ...`` (send or get) as ``send`` runs it; ``preexec`` runs in
+    the child before it starts (a resource limit)."""
     proc = await asyncio.create_subprocess_exec(
-        *cli("send", *args), env=ENV, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        *cli(command, *args), env=ENV, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, preexec_fn=preexec)  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     out: list[str] = []
     async with asyncio.timeout(LIMIT):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                break
+        while line := (await proc.stdout.readline()).decode():
             out.append(line)
             m = re.search(r": (\d+)/\d+ octets", line)
             if kill_after is not None and m and int(m.group(1)) >= kill_after:
@@ -99,3 +107,25 @@ def result(stdout: str) -> dict[str, Any]:
     assert lines, stdout
     obj: dict[str, Any] = json.loads(lines[-1])
     return obj
+
+
+async def get(*args: str, kill_after: int | None = None) -> tuple[int | None, str, str]:
+    """``sessionlayer get ...`` (the same runner as send)."""
+    return await transfer("get", *args, kill_after=kill_after)
+
+
+def make_file(path: Path, size: int, seed: int = 1) -> Path:
+    block = hashlib.sha256(b"%d" % seed).digest() * (MIB // 32)
+    with open(path, "wb") as f:
+        left = size
+        i = 0
+        while left:
+            chunk = hashlib.sha256(block[:64] + b"%d" % i).digest() + block
+            f.write(chunk[:left])
+            left -= min(left, len(chunk))
+            i += 1
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -5,7 +5,6 @@ its last checkpoint, a killed and restarted server, and every refusal in one cle
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -19,27 +18,9 @@ import pytest
 from tests.faults.proxy import FaultProxy
 from tests.tools import unavailable
 
-from .files_helpers import ENV, LIMIT, Serve, cli, result, send
+from .files_helpers import ENV, LIMIT, MIB, Serve, cli, get, make_file, result, send, sha
 
-MIB = 1 << 20
 PIPE = asyncio.subprocess.PIPE
-
-
-def make_file(path: Path, size: int, seed: int = 1) -> Path:
-    block = hashlib.sha256(b"%d" % seed).digest() * (MIB // 32)
-    with open(path, "wb") as f:
-        left = size
-        i = 0
-        while left:
-            chunk = hashlib.sha256(block[:64] + b"%d" % i).digest() + block
-            f.write(chunk[:left])
-            left -= min(left, len(chunk))
-            i += 1
-    return path
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def state_dir(tmp_path: Path) -> str:
@@ -434,26 +415,6 @@ def test_status_json_during_a_transfer(tmp_path: Path) -> None:
             await server.stop()
 
     run(main())
-
-
-async def get(*args: str, kill_after: int | None = None) -> tuple[int | None, str, str]:
-    """``sessionlayer get ...`` (the same runner as send)."""
-    from . import files_helpers
-
-    proc = await asyncio.create_subprocess_exec(
-        *cli("get", *args), env=ENV, stdout=PIPE, stderr=PIPE)  # fmt: skip
-    assert proc.stdout is not None and proc.stderr is not None
-    out: list[str] = []
-    async with asyncio.timeout(LIMIT):
-        while line := (await proc.stdout.readline()).decode():
-            out.append(line)
-            m = files_helpers.re.search(r": (\d+)/\d+ octets", line)
-            if kill_after is not None and m and int(m.group(1)) >= kill_after:
-                proc.kill()
-                break
-        err = (await proc.stderr.read()).decode()
-        status = await proc.wait()
-    return status, "".join(out), err
 
 
 def test_get_fetches_resumes_after_a_kill_and_refuses_unknown_names(tmp_path: Path) -> None:

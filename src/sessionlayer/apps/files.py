@@ -61,6 +61,18 @@ from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
+from .transfer_state import (
+    RunLock,
+    StateError,
+    TransferError,
+    checked_entry,
+    load_states,
+    make_state_dir,
+    state_file,
+    update_states,
+)
+from .transfer_state import fsync_dir as _fsync_dir
+from .transfer_state import write_json as _write_json
 
 __all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "FileService", "TransferError", "send_file",
            "get_file", "SendResult", "chain_start", "not_replaceable"]  # fmt: skip
@@ -83,10 +95,6 @@ SERVICE = "files"  #: the application parameter ``service`` that selects this se
 MIN_CHECKPOINT = 4096
 
 
-class TransferError(SessionLayerError):
-    """A transfer cannot go on; the message says why, in one line."""
-
-
 def chain_start() -> bytes:
     """The running SHA-256 digest of nothing yet (a checkpoint's ``c`` is the SHA-256 of
     the file up to its offset: one hash pass serves the checkpoints and the whole file)."""
@@ -99,26 +107,6 @@ def _json(data: bytes | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically and durably."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 #: What a server answers a rerun of a transfer that ended here (its last confirm lost):
@@ -640,6 +628,7 @@ class _Receiver:
         self.written = 0  # octets received (handed to ``disk``)
         self.received = 0  # octets that came in this run (again after a restore)
         self.restores = 0  # times the sender went back to a checkpoint (its server restarted)
+        self.checkpoints = 0  # made durable and confirmed in this run (the last one too)
         self.chain = chain_start()
         self.whole = hashlib.sha256()
         self.advanced = asyncio.Event()
@@ -857,20 +846,30 @@ class _Receiver:
                 self.service.state_path(self.upload.activity).unlink()
             self.confirmed = (offset, cp.get("c"))
             self.finished = True
+            self.checkpoints += 1
             return
         self.upload.checkpoints.append((offset, self.chain.hex()))
         self.upload.save(self.service.state_path(self.upload.activity))
         self.confirmed = (offset, cp.get("c"))
+        self.checkpoints += 1
 
     async def _write_failed(self, exc: OSError) -> None:
-        await self._fail(f"cannot write {self.request.get('name')!r} on the server:"
-                         f" {os.strerror(exc.errno or errno.EIO)}")  # fmt: skip
+        why = os.strerror(exc.errno or errno.EIO)
+        if not self.own:
+            await self._fail(f"cannot write {self.request.get('name')!r} on the server: {why}")
+            return
+        # (a get: this side's disk, not the server; the partial file and the last
+        # checkpoint's record are kept, so that a rerun goes on from there)
+        await self._fail(f"cannot write {self.temp}: {why} (a local write error: the partial"
+                         " file and its last checkpoint are kept, rerun to resume)",
+                         f"the client cannot write the file: {why}")  # fmt: skip
 
-    async def _fail(self, message: str) -> None:
-        """Tell the sender why (typed data), then abort the session."""
+    async def _fail(self, message: str, told: str | None = None) -> None:
+        """Tell the sender why (typed data: ``told``, else ``message``), then abort the
+        session."""
         self.failed = self.failed or message
         with contextlib.suppress(SessionLayerError):
-            await self.session.send_typed(json.dumps({"error": message}).encode())
+            await self.session.send_typed(json.dumps({"error": told or message}).encode())
         self.session.abort()
 
 
@@ -883,50 +882,11 @@ class SendResult:
     size: int
     sent: int  #: octets sent by this run (less than size when it resumed)
     resumed_from: int  #: the offset this run started at
-    checkpoints: int  #: confirmed by the receiver
+    checkpoints: int  #: confirmed by the receiver in this run (the last one included)
     reconnects: int
     restores: int  #: times the server went back to a checkpoint
     sha256: str
     seconds: float
-
-
-def state_file(state_dir: Path | None = None) -> Path:
-    """A client's state file: ``STATE-DIR/transfers.json`` (its downloads' state in
-    ``STATE-DIR/downloads/``), STATE-DIR ``state_dir`` or by default
-    ``$XDG_STATE_HOME/sessionlayer`` (``~/.local/state/sessionlayer``).  An explicit
-    ``state_dir`` used to hold a ``sessionlayer/`` of its own: while nothing is at the new
-    place and that one holds a state, it is still used (its interrupted transfers resume)."""
-    if state_dir is None:
-        base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state"
-        return Path(base) / "sessionlayer" / "transfers.json"
-    here, old = Path(state_dir), Path(state_dir) / "sessionlayer"
-    if (not (here / "transfers.json").exists() and not (here / "downloads").exists()
-            and ((old / "transfers.json").is_file() or (old / "downloads").is_dir())):
-        return old / "transfers.json"
-    return here / "transfers.json"
-
-
-def _state_dir(path: Path, state_dir: Path | None) -> None:
-    """The directory of the state file ``path`` made now, before a session is opened (a
-    transfer that could not record its checkpoints could not resume): an explicit
-    ``state_dir`` is made if it is not there, never its parents; the default one with its
-    parents."""
-    try:
-        if state_dir is not None:
-            Path(state_dir).mkdir(exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        where = state_dir if state_dir is not None else path.parent
-        raise TransferError(f"cannot keep the transfer's state in {where}:"
-                            f" {os.strerror(exc.errno or errno.EIO)} (--state-dir)") from None
-
-
-def _load_states(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(path.read_text())
-        return obj if isinstance(obj, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
@@ -953,31 +913,60 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
         why = os.strerror(exc.errno or errno.EIO)
         raise TransferError(f"cannot read {source}: {why}") from None
     name = name or source.name
-    size, mtime = stat.st_size, stat.st_mtime
     states_path = state_file(state_dir)
-    _state_dir(states_path, state_dir)
     key = f"{host_port(host, port)}|{name}|{source.resolve()}"
-    states = _load_states(states_path)
-    saved = states.get(key)
+    try:
+        make_state_dir(states_path, state_dir)
+        with RunLock(states_path.parent, f"send|{key}", f"sessionlayer send {source}"):
+            job = _Job(source, handle, stat, name, key, states_path, checkpoint, progress)
+            result = await _send(job, restart, (host, port, tls, server_hostname,
+                                                credentials, options, trace))  # fmt: skip
+    finally:
+        handle.close()
+    result.seconds = loop.time() - started
+    return result
+
+
+_SEND_FIELDS = ("activity", "offset", "chain", "size", "mtime", "session")
+
+
+@dataclass
+class _Job:
+    """What ``send_file`` sends, and where its state is kept."""
+
+    source: Path
+    handle: Any
+    stat: os.stat_result
+    name: str
+    key: str
+    states_path: Path
+    checkpoint: int
+    progress: Callable[[dict[str, Any]], None] | None
+
+
+async def _send(job: _Job, restart: bool, where: tuple[Any, ...]) -> SendResult:
+    """``send_file`` once the run lock is held: the rerun's state checked against the file,
+    the session opened (resuming the transfer), the file sent."""
+    states_path, key, source, name, handle = (job.states_path, job.key, job.source, job.name,
+                                              job.handle)  # fmt: skip
+    size, mtime = job.stat.st_size, job.stat.st_mtime
+    states = load_states(states_path)
     replaces = None  # (the interrupted transfer a --restart replaces: the server drops it)
-    if saved is not None and restart:
-        replaces, saved = saved.get("activity"), None
+    if restart:
+        old = states.get(key)
+        replaces, saved = (old.get("activity") if isinstance(old, dict) else None), None
+    else:
+        saved = checked_entry(states, key, states_path, _SEND_FIELDS)
     offset, chain, whole = 0, chain_start(), hashlib.sha256()
     finished = None  # the whole file's SHA-256, when its last checkpoint may have been had
     if saved is not None:
-        if saved.get("size") != size or saved.get("mtime") != mtime:
-            handle.close()
+        if saved["size"] != size or saved["mtime"] != mtime:
             raise TransferError(f"{source} changed since the interrupted transfer (size or"
                                 " modification time): rerun with --restart to send it anew")
-        offset = int(saved["offset"])
-        try:
-            chain, whole, full = await asyncio.to_thread(_rehash_all, handle, offset,
-                                                         size if saved.get("sha256") else None)
-        except BaseException:
-            handle.close()
-            raise
-        if chain.hex() != saved.get("chain") or full not in (None, saved.get("sha256")):
-            handle.close()
+        offset = saved["offset"]
+        chain, whole, full = await asyncio.to_thread(_rehash_all, handle, offset,
+                                                     size if saved.get("sha256") else None)
+        if chain.hex() != saved["chain"] or full not in (None, saved.get("sha256")):
             raise TransferError(f"{source} changed since the interrupted transfer (its"
                                 " checkpointed hash differs): rerun with --restart")
         finished = full
@@ -989,28 +978,20 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
             request["resume"]["sha256"] = finished
     if isinstance(replaces, str):
         request["replaces"] = replaces
+    host, port, tls, server_hostname, credentials, options, trace = where
     try:
         session = await _connect(host, port, request, tls, server_hostname, credentials,
                                  options, trace)  # fmt: skip
     except TransferError as exc:
-        handle.close()
         if finished is not None and f"{ALREADY}{finished}" in str(exc):
             # the server had the last checkpoint (this side was killed before it heard the
             # confirm): the file is there, whole; nothing to send
-            states = _load_states(states_path)
-            if states.pop(key, None) is not None:
-                _write_json(states_path, states)
-            return SendResult(name, size, 0, size, 0, 0, 0, finished,
-                              loop.time() - started)  # fmt: skip
+            update_states(states_path, lambda states: states.pop(key, None) is not None)
+            return SendResult(name, size, 0, size, 0, 0, 0, finished, 0.0)
         raise
-    sender = _Sender(session, handle, name, size, mtime, checkpoint, states_path, key,
-                     progress, path=source, opened=stat)  # fmt: skip
-    try:
-        result = await sender.run(saved, offset, chain, whole)
-    finally:
-        handle.close()
-    result.seconds = loop.time() - started
-    return result
+    sender = _Sender(session, handle, name, size, mtime, job.checkpoint, states_path, key,
+                     job.progress, path=source, opened=job.stat)  # fmt: skip
+    return await sender.run(saved, offset, chain, whole)
 
 
 async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
@@ -1148,24 +1129,28 @@ class _Sender:
         self.sent = 0
 
     def _save(self, activity: str, offset: int, chain: bytes, serial: int) -> None:
+        """Record the last confirmed checkpoint (StateError if it cannot be: ``run``
+        aborts the session then, the transfer could not resume from it)."""
         if self.states_path is None:
             return
-        states = _load_states(self.states_path)
-        states[self.key] = {"activity": activity, "offset": offset, "chain": chain.hex(),
-                            "size": self.size, "mtime": self.mtime, "serial": serial,
-                            "session": self.session.id}  # fmt: skip
-        self.states_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(self.states_path, states)
+        entry = {"activity": activity, "offset": offset, "chain": chain.hex(),
+                 "size": self.size, "mtime": self.mtime, "serial": serial,
+                 "session": self.session.id}  # fmt: skip
+        update_states(self.states_path, lambda states: states.update({self.key: entry}))
 
     def _finishing(self, sha256: str) -> None:
         """Record the whole file's SHA-256 before the last checkpoint is sent: a rerun after
         a kill that came once the receiver had it asks whether the file ended there."""
         if self.states_path is None:
             return
-        states = _load_states(self.states_path)
-        if self.key in states:
+
+        def change(states: dict[str, Any]) -> bool:
+            if not isinstance(states.get(self.key), dict):
+                return False
             states[self.key]["sha256"] = sha256
-            _write_json(self.states_path, states)
+            return True
+
+        update_states(self.states_path, change)
 
     def _unchanged(self) -> None:
         """TransferError if the file is not what it was when it was opened (its size,
@@ -1192,11 +1177,8 @@ class _Sender:
                                 " once it no longer changes, with --restart")  # fmt: skip
 
     def _forget(self) -> None:
-        if self.states_path is None:
-            return
-        states = _load_states(self.states_path)
-        if states.pop(self.key, None) is not None:
-            _write_json(self.states_path, states)
+        if self.states_path is not None:
+            update_states(self.states_path, lambda states: states.pop(self.key, None) is not None)
 
     def _report(self, offset: int) -> None:
         if self.progress is not None:
@@ -1209,17 +1191,19 @@ class _Sender:
         session = self.session
         start = offset
         info = {"name": self.name, "size": self.size}
-        if saved is None:
-            activity = secrets.token_bytes(6)
-            await session.start_activity(activity, json.dumps(info).encode())
-            self._save(activity.hex(), 0, chain, 0)
-        else:
-            activity = bytes.fromhex(saved["activity"])
-            old = ConnectionId(common_ref=bytes.fromhex(saved["session"]))
-            marker = json.dumps({**info, "o": offset, "c": chain.hex()}).encode()
-            await session.resume_activity(activity, activity, int(saved.get("serial") or 0),
-                                          old_connection_id=old, user_data=marker)  # fmt: skip
-        try:
+        try:  # (all of it: a state that cannot be kept aborts the session, as the rest)
+            if saved is None:
+                activity = secrets.token_bytes(6)
+                await session.start_activity(activity, json.dumps(info).encode())
+                self._save(activity.hex(), 0, chain, 0)
+            else:
+                activity = bytes.fromhex(saved["activity"])
+                old = ConnectionId(common_ref=bytes.fromhex(saved["session"]))
+                marker = json.dumps({**info, "o": offset, "c": chain.hex()}).encode()
+                await session.resume_activity(activity, activity,
+                                              int(saved.get("serial") or 0),
+                                              old_connection_id=old,
+                                              user_data=marker)  # fmt: skip
             offset, chain, whole = await self._stream(activity, offset, chain, whole)
             await session.end_activity()
             self._forget()
@@ -1227,9 +1211,13 @@ class _Sender:
                 await session.release()
         except SessionAborted as exc:
             raise TransferError(self._why(exc)) from None
-        except TransferError as exc:  # (the file changed, grew or shrank): the peer is told
+        except TransferError as exc:  # (the file changed, grew or shrank; this side's state
+            # cannot be kept): the peer is told, and the session is over (not left detached,
+            # waiting on the server for a rerun that would not find its checkpoint)
+            told = ("the sender cannot keep its state of the transfer" if isinstance(
+                exc, StateError) else str(exc))  # (not this side's paths)  # fmt: skip
             with contextlib.suppress(SessionLayerError):
-                await session.send_typed(json.dumps({"error": str(exc)}).encode())
+                await session.send_typed(json.dumps({"error": told}).encode())
             session.abort()
             raise
         return SendResult(self.name, self.size, self.sent, start, self.checkpoints,
@@ -1237,7 +1225,8 @@ class _Sender:
 
     def _why(self, exc: SessionAborted) -> str:
         """The receiver's reason (its typed data), else the abort's."""
-        return _typed_error(self.session) or f"the transfer was aborted: {exc}"
+        peer = "the server" if self.op == "put" else "the client"
+        return _typed_error(self.session, peer) or f"the transfer was aborted: {exc}"
 
     async def _stream(self, activity: bytes, offset: int, chain: bytes,
                       whole: Any) -> tuple[int, bytes, Any]:  # fmt: skip
@@ -1325,34 +1314,48 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     if why is not None:
         raise TransferError(f"cannot write {output}: {why}")
     downloads = state_file(state_dir).with_name("downloads")
-    _state_dir(downloads / "index.json", state_dir)
+    make_state_dir(downloads / "index.json", state_dir)
     try:
         local = FileService(output.parent, downloads)
     except OSError as exc:
         raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
     local.remember = False  # (no rerun asks this side whether a download ended)
-    index = downloads / "index.json"
     key = f"{host_port(host, port)}|{name}|{output.resolve()}"
-    known = _load_states(index).get(key)
+    with RunLock(downloads.parent, f"get|{key}", f"sessionlayer get {name} -o {output}"):
+        result = await _get(local, name, output, key, restart, checkpoint, progress,
+                            (host, port, tls, server_hostname, credentials, options))  # fmt: skip
+    result.seconds = loop.time() - started
+    return result
+
+
+async def _get(local: FileService, name: str, output: Path, key: str, restart: bool,
+               checkpoint: int, progress: Callable[[dict[str, Any]], None] | None,
+               where: tuple[Any, ...]) -> SendResult:  # fmt: skip
+    """``get_file`` once the run lock is held."""
+    index = local.state_dir / "index.json"
+    states = load_states(index)
+    known = None if restart else checked_entry(states, key, index, ("activity", "session"))
     request: dict[str, Any] = {"op": "get", "name": name, "checkpoint": checkpoint}
-    state = local.state(str(known.get("activity", ""))) if known and not restart else None
-    if state is not None and state.checkpoints:
+    state = local.state(known["activity"]) if known else None
+    if known and state is None and local.state_path(known["activity"]).exists():
+        raise StateError(f"the transfer state {local.state_path(known['activity'])} is"
+                         " damaged: rerun with --restart to start the transfer again")
+    if known and state is not None and state.checkpoints:
         offset, chain = state.checkpoints[-1]
         request["resume"] = {"activity": state.activity, "offset": offset, "chain": chain,
-                             "session": known["session"] if known else None}  # fmt: skip
+                             "session": known["session"]}  # fmt: skip
+    host, port, tls, server_hostname, credentials, options = where
     session = await _connect(host, port, request, tls, server_hostname, credentials, options)
-    entries = _load_states(index)
-    previous = entries.get(key) or {}
     receiver = _Receiver(local, session, {"op": "get", "name": output.name, "size": 0},
                          progress)  # fmt: skip
     start = int(request.get("resume", {}).get("offset", 0))
-
-    replaced = str(known.get("activity", "")) if known and restart else None
+    old = states.get(key) if restart else None
+    replaced = str(old.get("activity", "")) if isinstance(old, dict) else None
+    first = known["session"] if known else session.id  # (the session a resume names)
 
     def remember(event: Any) -> None:  # the activity's id, for a rerun
-        entries[key] = {"activity": event, "session": previous.get("session", session.id)}
-        index.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(index, entries)
+        entry = {"activity": event, "session": first}
+        update_states(index, lambda states: states.update({key: entry}))
         if replaced and replaced != event:  # (what the --restart replaces: its partial file)
             local.drop(replaced, output.name)
 
@@ -1365,27 +1368,26 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
                                   f"the server stopped the transfer: {receiver.peer_error}")
         raise TransferError(why or _typed_error(session) or
                             f"the transfer was aborted: {exc}") from None  # fmt: skip
+    if receiver.failed:  # (this side stopped it: a local write error)
+        raise TransferError(receiver.failed)
     if not receiver.finished:
         raise TransferError(f"the transfer of {name!r} ended before the whole file came")
-    entries = _load_states(index)
-    if entries.pop(key, None) is not None:
-        _write_json(index, entries)
+    update_states(index, lambda states: states.pop(key, None) is not None)
     digest = hashlib.sha256()
     with open(output, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
-    # (checkpoints as the sender counts them: the last one, the whole file's, included;
+    # (checkpoints as the sender counts them: those of this run, the last one included;
     # the octets that came, as the sender counts those it sent: again after a restore)
-    return SendResult(name, receiver.size, receiver.received, start,
-                      len(receiver.upload.checkpoints) + 1 if receiver.upload else 0,
-                      session.resumes, receiver.restores, digest.hexdigest(),
-                      loop.time() - started)  # fmt: skip
+    return SendResult(name, receiver.size, receiver.received, start, receiver.checkpoints,
+                      session.resumes, receiver.restores, digest.hexdigest(), 0.0)  # fmt: skip
 
 
-def _typed_error(session: Session) -> str | None:
+def _typed_error(session: Session, peer: str = "the server") -> str | None:
+    """The reason ``peer`` gave (its typed data) for stopping the transfer, if it gave one."""
     while (event := session.next_event_nowait()) is not None:
         if isinstance(event, ev.TypedDataIndication):
             error = _json(event.data).get("error")
             if error:
-                return f"the server stopped the transfer: {error}"
+                return f"{peer} stopped the transfer: {error}"
     return None
