@@ -615,11 +615,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         if closing:
             self._close_transport()
         # The fast path needs an open session on an open transport (write_data relies on it):
-        # ``agent.plain`` (the machine's plain data, no close wanted), not closed.
+        # ``agent.plain`` (the machine's plain data, no close wanted), not closed.  Not while
+        # detached either: a resume try's agent is in data transfer once its AC is in, and
+        # until ``resumed`` (the reconnect task's next step) puts the replay first, a message
+        # written straight out would overtake it (and come again with it).
         transport = self.transport
         self.plain = (
             not wants_close and agent.machine.plain_data
-            and self._failure is None and not self._flags & _RELEASED
+            and self._failure is None and not self._flags & (_RELEASED | _DETACHED)
             and (x is None or x.replay is None) and not self._flags & _ROLLBACK_SEND
             and transport is not None and not transport.is_closing()
         )  # fmt: skip
