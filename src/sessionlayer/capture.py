@@ -333,7 +333,8 @@ class PcapWriter:
         self.path = os.fspath(path)
         self.mss = mss
         self.snaplen = snaplen
-        self._file = RotatingFile(path, append=False, max_bytes=max_bytes, keep=keep)
+        self._file = RotatingFile(path, append=False, max_bytes=max_bytes, keep=keep,
+                                  what="--pcap")  # fmt: skip
         self._writer = self._header()
         self._file.on_new = self._new_file
         self._open: dict[PcapStream, None] = {}  # (in the order they opened)

@@ -41,10 +41,11 @@ class RotatingFile:
     the write that reached it (a write is never split between two files)."""
 
     def __init__(self, path: str | os.PathLike[str], *, append: bool = True,
-                 max_bytes: int | None = None, keep: int = 5) -> None:  # fmt: skip
+                 max_bytes: int | None = None, keep: int = 5, what: str = "") -> None:  # fmt: skip
         if keep < 0:
             raise ValueError("keep must be 0 or more")
         self.path = os.fspath(path)
+        self.what = what  #: the option that names it (``--log``), in what is said of it
         self.max_bytes = max_bytes
         self.keep = keep
         self.rotations = 0
@@ -65,13 +66,32 @@ class RotatingFile:
     def write(self, data: bytes) -> int:
         if self._file is None:
             return 0
-        n = self._file.write(data)
+        try:
+            n = self._file.write(data)
+        except OSError as exc:
+            self._cannot_write(exc)
+            return 0
         self.size += n
         return n
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._cannot_write(exc)
+
+    def _cannot_write(self, exc: OSError) -> None:
+        """A write that failed (the disk is full): said once, as a warning, and the file is
+        closed, not written from now on (:meth:`reopen`, SIGHUP, opens it again).  Its
+        writer goes on: a log must not take down what it logs."""
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):  # (what is still buffered is lost)
+                file.close()
+        logging.getLogger("sessionlayer").warning(
+            "%s: cannot write: %s; not written from now on (SIGHUP opens it again)",
+            f"{self.what} {self.path}".strip(), exc.strerror or exc)
 
     @property
     def full(self) -> bool:

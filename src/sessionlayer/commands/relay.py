@@ -217,22 +217,42 @@ class _JsonLines:
     def __init__(self, target: str, stdout: TextIO, max_bytes: int | None = None,
                  keep: int = 5) -> None:  # fmt: skip
         self.stdout = stdout
+        self.stdout_failed = False
         self.file: RotatingFile | None = None
         if target != "-":
             try:
-                self.file = RotatingFile(target, max_bytes=max_bytes, keep=keep)
+                self.file = RotatingFile(target, max_bytes=max_bytes, keep=keep, what="--log")
             except OSError as exc:
                 raise CommandError(f"--log {target}: {exc.strerror or exc}") from None
 
     def __call__(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         if self.file is None:
-            self.stdout.write(line)
-            self.stdout.flush()
+            if self.stdout_failed:
+                return
+            try:
+                self.stdout.write(line)
+                self.stdout.flush()
+            except OSError as exc:  # (its reader went away: EPIPE)
+                self._stdout_gone(exc)
             return
         self.file.write(line.encode())
         self.file.flush()
         self.file.rotate_if_full("--log")
+
+    def _stdout_gone(self, exc: OSError) -> None:
+        """``--log -`` and standard output cannot be written: said once, and the relay goes
+        on without the log.  Standard output then points at /dev/null, so that what is
+        still buffered does not fail again at the exit."""
+        self.stdout_failed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.stdout.fileno())
+            finally:
+                os.close(devnull)
+        logging.getLogger("sessionlayer").warning(
+            "--log -: cannot write: %s; not written from now on", exc.strerror or exc)
 
     def reopen(self) -> None:
         if self.file is not None:
