@@ -10,11 +10,12 @@ import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, TextIO
 
 from ..aio.sockets import host_port
-from . import CommandError, parse_address
+from . import AddressError, CommandError, UsageMistake, parse_address, url_host
 
 __all__ = ["add", "run", "fetch"]
 
@@ -118,16 +119,32 @@ def _table(data: Any) -> Any:
 
 
 def admin_url(text: str) -> str:
-    """``--admin``: an http:// or https:// URL, or HOST:PORT for http://HOST:PORT."""
+    """``--admin``: an http:// or https:// URL, or HOST:PORT for http://HOST:PORT; a usage
+    mistake (:class:`UsageMistake`, exit status 2) for anything else: another scheme, no
+    host, a port that is not one, an IPv6 address out of brackets."""
     scheme, sep, _ = text.partition("://")
     if not sep:
-        return f"http://{text}"
+        try:
+            host, port = parse_address(text, default_port=10103)
+        except AddressError as exc:
+            raise AddressError(f"--admin {exc}") from None
+        return f"http://{url_host(host)}:{port}"
     if scheme.lower() not in ("http", "https"):
-        raise CommandError(f"--admin {text}: not an http:// or https:// URL (or HOST:PORT)")
+        raise UsageMistake(f"--admin {text}: not an http:// or https:// URL (or HOST:PORT)")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        good = bool(parts.hostname) and parts.port != 0 and "@" not in parts.netloc
+    except ValueError:  # (a port that is not a number or past 65535; "[::1")
+        good = False
+    if not good:
+        raise UsageMistake(f"--admin {text}: expected {scheme}://HOST[:PORT], PORT 1 to"
+                           " 65535 (an IPv6 HOST in brackets)")
     return text
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if ns.admin and ns.address:
+        raise UsageMistake(f"give HOST:PORT ({ns.address}) or --admin, not both")
     if ns.admin:
         url = admin_url(ns.admin)
     else:
