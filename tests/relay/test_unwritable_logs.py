@@ -99,3 +99,44 @@ async def _listening(err: object) -> int:
             if "listening on 127.0.0.1:" in text:
                 return int(text.split("listening on 127.0.0.1:")[1].split(",")[0])
             await asyncio.sleep(0.02)  # (polling a file; bounded by the timeout)
+
+
+def test_a_status_file_that_cannot_be_written_is_said_once_not_every_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--status`` in a directory removed after the start: one line, not one a second
+    (86,400 a day), and one more when it is written again."""
+    from sessionlayer.commands import admin
+    from sessionlayer.commands import relay as command
+    from sessionlayer.relay.server import Relay
+
+    monkeypatch.setattr(command, "STATUS_PERIOD", 0.0)
+    writes = 0
+    reached: dict[int, asyncio.Event] = {}
+    real = admin.relay_json
+
+    def counted(relay: Relay) -> dict[str, object]:
+        nonlocal writes
+        writes += 1
+        if writes in reached:
+            reached[writes].set()
+        return real(relay)
+
+    monkeypatch.setattr(admin, "relay_json", counted)
+    path = tmp_path / "gone" / "status.json"
+
+    async def main() -> None:
+        reached[50], reached[60] = asyncio.Event(), asyncio.Event()
+        writer = asyncio.ensure_future(command._write_status(Relay(("127.0.0.1", 1)), path))
+        await reached[50].wait()  # (50 periods with the directory gone)
+        path.parent.mkdir()
+        await reached[60].wait()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+    run(main(), 30)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert f"--status {path}: No such file or directory" in lines[0], lines
+    assert lines[1].endswith(f"--status {path}: written again"), lines
+    assert path.exists()

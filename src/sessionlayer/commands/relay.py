@@ -359,7 +359,9 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
             loop.remove_signal_handler(signal.SIGHUP)  # (False for one never added)
             stopped(loop)
     if status:
-        _status_now(relay, Path(status), stopped=True)
+        why = _status_now(relay, Path(status), stopped=True)
+        if why is not None:
+            err.write(why + "\n")
     err.write(f"sessionlayer relay: stopped ({relay.stats.relayed} sessions relayed)\n")
     return 0
 
@@ -405,8 +407,9 @@ def _check_status(path: Path) -> None:
         raise CommandError(f"--status {path}: {exc.strerror or exc}") from None
 
 
-def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:
-    """``--status``: what ``--admin`` serves at /sessions, with the time, into ``path``."""
+def _status_now(relay: Any, path: Path, stopped: bool = False) -> str | None:
+    """``--status``: what ``--admin`` serves at /sessions, with the time, into ``path``;
+    why it could not be written, or None."""
     from .admin import relay_json
 
     document = {"time": time.time(), **relay_json(relay), "stopped": stopped}
@@ -415,14 +418,22 @@ def _status_now(relay: Any, path: Path, stopped: bool = False) -> None:
         tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         tmp.replace(path)
     except OSError as exc:
-        sys.stderr.write(f"sessionlayer relay: --status {path}: {exc.strerror or exc}\n")
+        return f"sessionlayer relay: --status {path}: {exc.strerror or exc}"
+    return None
 
 
 async def _write_status(relay: Any, path: Path) -> None:
-    said = False
+    """``--status`` every STATUS_PERIOD: a file that cannot be written is said once (not
+    every second), and again once it is written again."""
+    said = failing = False
     while True:
         try:
-            _status_now(relay, path)
+            why = _status_now(relay, path)
+            if why is not None and not failing:
+                sys.stderr.write(f"{why}; tried again every {STATUS_PERIOD:g} s, said once\n")
+            elif why is None and failing:
+                sys.stderr.write(f"sessionlayer relay: --status {path}: written again\n")
+            failing = why is not None
         except Exception as exc:  # a bug of ours: said once, the relay goes on
             if debugging():
                 traceback.print_exc()
