@@ -35,6 +35,7 @@ class Serve:
         self.admin_port: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self.err = b""
+        self.banner = ""  # (its "listening on" line)
 
     async def start(self) -> Serve:
         argv = cli("serve", "--port", str(self.port), "--data-dir", str(self.data), *self.extra)
@@ -50,6 +51,7 @@ class Serve:
                     self.admin_port = int(m.group(1))
                 if m := re.search(r"listening on \w+://[^ ]+:(\d+)", line):
                     self.port = int(m.group(1))
+                    self.banner = line
                     if "--admin" not in self.extra or self.admin_port is not None:
                         break
                     line = (await self.proc.stdout.readline()).decode()

@@ -29,6 +29,7 @@ class Tunnel:
         self.args = args
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
+        self.banner = ""
 
     async def start(self) -> Tunnel:
         self.proc = await asyncio.create_subprocess_exec(
@@ -36,6 +37,7 @@ class Tunnel:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         async with asyncio.timeout(LIMIT):
             line = (await self.proc.stdout.readline()).decode()
+        self.banner = line
         m = re.search(r"listening on [^ ]+:(\d+),", line)
         if not m:
             raise RuntimeError("tunnel: " + line + (await self.proc.stderr.read()).decode())
@@ -193,3 +195,39 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
                                                         "--via", "127.0.0.1:1")
     assert "--to" in one_line_error("tunnel", "--listen", "0", "--via", "127.0.0.1:1",
                                     "--to", "bad", code=2)
+
+
+def test_ipv6_addresses_are_said_as_the_options_take_them(tmp_path: Path) -> None:
+    """On ::1 the banners say [::1]:PORT (tcp://[::1]:PORT), what --via and --listen take
+    back: they said tcp://::1:PORT and ::1:PORT, which a user pasting them got refused
+    ("not an address")."""
+    from sessionlayer.commands import parse_address
+
+    async def main() -> None:
+        target = await Target(echo).start()
+        server = await Serve(tmp_path / "srv", "--host", "::1", "--allow-tunnel",
+                             f"127.0.0.1:{target.port}").start()  # fmt: skip
+        tunnel = None
+        try:
+            assert server.proc is not None and server.proc.stdout is not None
+            banner = re.search(r"listening on tcp://(\S+) ", server.banner)
+            assert banner, server.banner
+            assert parse_address(banner.group(1)) == ("::1", server.port)
+            tunnel = await Tunnel("--via", banner.group(1), "--listen", "[::1]:0").start()
+            said = re.search(r"listening on (\S+), via (\S+) ", tunnel.banner)
+            assert said, tunnel.banner
+            assert parse_address(said.group(2)) == ("::1", server.port)
+            assert parse_address(said.group(1), listen=True) == ("::1", tunnel.port)
+            reader, writer = await asyncio.open_connection("::1", tunnel.port)
+            writer.write(b"over ::1")
+            writer.write_eof()
+            async with asyncio.timeout(LIMIT):
+                assert await reader.read() == b"over ::1"
+            writer.close()
+        finally:
+            if tunnel is not None:
+                await tunnel.stop()
+            await server.stop()
+            await target.close()
+
+    asyncio.run(main())

@@ -17,7 +17,7 @@ import signal
 __all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "UsageMistake",
            "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
            "parse_address", "port_number", "positive_seconds", "readable_file",
-           "seconds_or_never", "stop_on_signals", "stopped", "url_host", "writable_file"]
+           "seconds_or_never", "stop_on_signals", "stopped", "writable_file"]
 
 #: Where ``sessionlayer serve`` listens, and ``send``/``status`` connect, by default (102,
 #: ISO-TSAP, needs root).
@@ -129,10 +129,6 @@ def writable_file(path: str | os.PathLike[str], what: str) -> str:
         raise CommandError(f"{what} {path}: not a regular file")
     return path
 
-
-def url_host(host: str) -> str:
-    """``host`` as a URL writes it: an IPv6 address in brackets."""
-    return f"[{host}]" if ":" in host else host
 
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",

@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any, TextIO
 
 from ..aio.sockets import host_port
-from . import AddressError, CommandError, UsageMistake, parse_address, url_host
+from . import AddressError, CommandError, UsageMistake, parse_address
 
 __all__ = ["add", "run", "fetch"]
 
@@ -128,7 +128,7 @@ def admin_url(text: str) -> str:
             host, port = parse_address(text, default_port=10103)
         except AddressError as exc:
             raise AddressError(f"--admin {exc}") from None
-        return f"http://{url_host(host)}:{port}"
+        return f"http://{host_port(host, port)}"
     if scheme.lower() not in ("http", "https"):
         raise UsageMistake(f"--admin {text}: not an http:// or https:// URL (or HOST:PORT)")
     try:
