@@ -117,6 +117,15 @@ def test_a_port_in_use(busy_port: int) -> None:
     assert code == 1 and "the port is in use" in err, err
 
 
+def test_an_admin_port_in_use_is_one_line_and_it_never_said_it_listens(busy_port: int) -> None:
+    """It said "listening on ..." first, then "cannot serve --admin" and exit 1: a script
+    waiting for that line took it for started."""
+    code, err = cli("--listen", "127.0.0.1:0", *UP, "--admin", f"127.0.0.1:{busy_port}")
+    assert code == 1, err
+    assert err.startswith("sessionlayer relay: cannot serve --admin on 127.0.0.1:"), err
+    assert err.count("\n") == 1 and "listening" not in err, err
+
+
 def test_a_key_that_is_not_a_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")

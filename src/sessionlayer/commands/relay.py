@@ -331,11 +331,12 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     stop_on_signals(loop, stop, "relay")  # (before the banner: a stop may follow it)
     if relay_args["on_spdu"] is not None or relay_args["pcap"] is not None:
         loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)  # (else: a stop)
+    # (--admin before the banner: once it says it listens, it has all it needs)
+    runner = await _admin(relay, admin, err) if admin is not None else None
     addresses = ", ".join(host_port(h, p) for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
               f"relaying to {host_port(upstream[0], upstream[1])}"
               f"{' (TLS)' if relay_args['upstream_tls'] else ''}\n")  # fmt: skip
-    runner = await _admin(relay, admin, err) if admin is not None else None
     err.flush()
     writer = loop.create_task(_write_status(relay, Path(status))) if status else None
     try:
