@@ -524,9 +524,7 @@ class _Mux:
                 return
             stream.peer_eof = True
             transport = stream.transport
-            if transport is not None:
-                if transport.can_write_eof():
-                    transport.write_eof()  # after what is still buffered
+            if transport is not None and self._write_eof(stream, transport):
                 self._maybe_finish(stream)
         elif kind == _RESET:
             if stream is not None:
@@ -680,10 +678,21 @@ class _Mux:
                 stream.unflushed += n
             else:
                 self.consumed(stream, n)
-        if stream.peer_eof:
-            if transport.can_write_eof():
-                transport.write_eof()
+        if stream.peer_eof and self._write_eof(stream, transport):
             self._maybe_finish(stream)
+
+    def _write_eof(self, stream: _Stream, transport: asyncio.Transport) -> bool:
+        """The peer's FIN to the local socket, after what it still buffers; False when the
+        socket was reset meanwhile (shutdown() fails with ENOTCONN or EPIPE where nothing
+        read it since its own EOF): that stream is reset, and only that one."""
+        if not transport.can_write_eof():
+            return True
+        try:
+            transport.write_eof()
+        except OSError:
+            self._reset(stream, "connection reset")
+            return False
+        return True
 
     def local_lost(self, stream: _Stream, exc: Exception | None) -> None:
         """The local socket is closed: clean when both ways ended, else a reset."""
