@@ -298,6 +298,23 @@ def test_a_session_per_connection_works_too(loop: str) -> None:
     run(main(), loop=loop)
 
 
+def test_a_session_per_connection_knows_at_start_a_server_that_is_not_there() -> None:
+    """``shared=False`` (``--per-connection``) opened no session at start: a server that is
+    not there, or refuses, was found out by every connection, each reset, the command
+    running on as if all were well."""
+
+    async def main() -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            closed = sock.getsockname()[1]  # (bound, not listening: refused)
+            client = TunnelClient("127.0.0.1", closed, shared=False, options=FAST)
+            with pytest.raises(TunnelError, match=f"cannot reach 127.0.0.1:{closed}"):
+                await client.start()
+            await client.close()
+
+    run(main())
+
+
 def test_a_silent_network_death_is_survived() -> None:
     """The proxy blackholes the session's connection (no FIN, no RST): the keepalive
     finds it dead, the session resumes on a new connection, the stream goes on."""

@@ -193,6 +193,9 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
     assert "not a sessionlayer" in one_line_error("serve", *data, "--rpc", "json:dumps")
     assert "cannot reach 127.0.0.1:1" in one_line_error("tunnel", "--listen", "0",
                                                         "--via", "127.0.0.1:1")
+    assert "cannot reach 127.0.0.1:1" in one_line_error("tunnel", "--listen", "0",
+                                                        "--via", "127.0.0.1:1",
+                                                        "--per-connection")  # fmt: skip
     assert "--to" in one_line_error("tunnel", "--listen", "0", "--via", "127.0.0.1:1",
                                     "--to", "bad", code=2)
 

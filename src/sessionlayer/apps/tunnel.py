@@ -891,6 +891,7 @@ class TunnelClient:
         self._mux: _Mux | None = None
         self._muxes: set[_Mux] = set()
         self._connecting: asyncio.Future[_Mux] | None = None
+        self._spare: _Mux | None = None  # (a session per connection) the one start() opened
         self._waiting: set[_Stream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: PlainServer | None = None
@@ -906,9 +907,12 @@ class TunnelClient:
 
     async def start(self, listen_host: str = "127.0.0.1", listen_port: int = 0) -> None:
         """Open the first session (so a server that refuses, or is not there, is known at
-        once: :class:`TunnelError`), then listen on ``listen_host:listen_port``."""
+        once: :class:`TunnelError`; with ``shared=False`` too, where it carries the first
+        connection), then listen on ``listen_host:listen_port``."""
         if self.shared:
             await self._session()
+        else:  # (kept for the first connection, as if it had come now)
+            self._spare = await self._new_mux()
         self._server = await serve_plain(self._accept, listen_host, listen_port, 100,
                                          self._shed_one, log)  # fmt: skip
 
@@ -1058,7 +1062,7 @@ class TunnelClient:
 
     async def _attach_later(self, stream: _Stream) -> None:
         try:
-            mux = await (self._session() if self.shared else self._new_mux())
+            mux = await (self._session() if self.shared else self._unshared())
         except TunnelError as exc:
             log.warning("sessionlayer tunnel: %s; connection reset", exc)
             self._waiting.discard(stream)
@@ -1106,6 +1110,13 @@ class TunnelClient:
         log.warning("sessionlayer tunnel: %d local connection%s reset: %d tunnelled"
                     " connections are open already (max_streams; %d reset in all)",
                     n, "" if n == 1 else "s", self.max_streams, self._refused)  # fmt: skip
+
+    async def _unshared(self) -> _Mux:
+        """(A session per connection) A new session: the one start() opened first."""
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare.over:
+            return spare
+        return await self._new_mux()
 
     async def _release_when_done(self, mux: _Mux) -> None:
         """(A session per connection) Release it once its one stream has ended."""
