@@ -130,7 +130,6 @@ def writable_file(path: str | os.PathLike[str], what: str) -> str:
     return path
 
 
-
 def parse_address(text: str | None, default_host: str = "127.0.0.1",
                   default_port: int = DEFAULT_PORT, *, listen: bool = False) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[v6]:PORT`` -> (host, port); port 0 (a free
