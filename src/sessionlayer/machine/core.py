@@ -111,7 +111,7 @@ class _Rare:
 
     __slots__ = (
         "activity_id", "adi", "ado", "assembler", "collision", "crossed", "end_pending",
-        "kept_fn", "overflow_in", "overflow_rest", "overflow_size", "resync",
+        "held_ex", "kept_fn", "overflow_in", "overflow_rest", "overflow_size", "resync",
         "second_initial_serial", "tsdu_recv", "tsdu_send", "unconfirmed", "vact",
     )  # fmt: skip
 
@@ -133,6 +133,7 @@ class _Rare:
         self.tsdu_recv: int = 0
         self.crossed: tuple[int, int] | None = None
         self.unconfirmed: tuple[int, ...] = ()
+        self.held_ex: tuple[bytes, ...] = ()
 
 
 class _Core:
@@ -249,6 +250,9 @@ class _Core:
     #: none yet, oldest first: those the peer's MAP or AE settles are told of
     #: (MinorSyncSuperseded, see _Sync._superseded).
     _unconfirmed: Rarely[tuple[int, ...]] = Rarely(())
+    #: The user data of the EXPEDITED DATA SPDUs that came after the peer's PREPARE (MAA)
+    #: in STA15A, indicated after the MAA or AEA it heralded (X.225 7.26, [10] and [6]).
+    _held_ex: Rarely[tuple[bytes, ...]] = Rarely(())
 
     # ------------------------------------------------------------ output queues
 
@@ -335,6 +339,7 @@ class _Core:
         self._ended = True
         self._tim = None
         self._resync = None
+        self._held_ex = ()
 
     def _receive_spdu(self, inp: str, spdu: SPDU) -> None:
         ctx = Ctx(spdu=spdu)
@@ -381,6 +386,7 @@ class _Core:
         self._events.append(ProviderAbortIndication(reason, message, local=True))
         self._state = "STA16"
         self._resync = None
+        self._held_ex = ()
         self._start_tim()
 
     def _start_tim(self) -> None:

@@ -26,7 +26,7 @@ from ..spdu.types import (
 from . import events as ev
 from ._make import make
 from .config import tokens_for, unit_flag
-from .core import Ctx
+from .core import RESTRICTION, Ctx
 from .negotiation import (
     check_connect,
     decode_token_setting,
@@ -41,6 +41,8 @@ __all__ = ["_Rules"]
 FU = FunctionalUnit
 #: A CDO's size when the OA named no TSDU maximum size (its LI must stay under 65536).
 CDO_CHUNK = 65000
+#: EXPEDITED DATA SPDUs held in STA15A until the MAA or AEA (X.225 7.26): past it, AB 0x11.
+EX_HELD_MAX = 16
 
 
 def _tokens(spdu: Any) -> Token:
@@ -363,6 +365,30 @@ class _Rules(_Sync):
 
     def _a_ex_ind(self, ctx: Ctx) -> None:
         self._events.append(ev.ExpeditedDataIndication(ctx.spdu.user_data))
+
+    def _p_ex_room(self, ctx: Ctx) -> bool:
+        return len(self._held_ex) < EX_HELD_MAX
+
+    def _a_hold_ex(self, ctx: Ctx) -> None:
+        """[10]: an EX after the peer's PREPARE (MAA) was sent after its MAA or AEA."""
+        self._held_ex = (*self._held_ex, ctx.spdu.user_data)
+
+    def _a_recall_ex(self, ctx: Ctx) -> None:
+        """[6]: the EXs held since the PREPARE, indicated after the MAA's (AEA's) confirm."""
+        held, self._held_ex = self._held_ex, ()
+        for data in held:
+            self._events.append(ev.ExpeditedDataIndication(data))
+
+    def _a_drop_ex(self, ctx: Ctx) -> None:
+        self._held_ex = ()
+
+    def _a_ex_over(self, ctx: Ctx) -> None:
+        self._protocol_error(
+            f"more than {EX_HELD_MAX} EXPEDITED DATA SPDUs after the PREPARE, ahead of its"
+            " MAJOR SYNC ACK or ACTIVITY END ACK",
+            encode_tsdu(ctx.spdu, version=self._version)[:9],
+            RESTRICTION,
+        )
 
     def _a_cd_ind(self, ctx: Ctx) -> None:
         self._events.append(ev.CapabilityDataIndication(ctx.spdu.user_data))

@@ -119,6 +119,7 @@ PREDICATE_KINDS: Final[dict[str, str]] = {
         "ar_ok",
         "ra_ok", "pr_maa", "pr_rs", "pr_ra", "pr_ab", "gt_data", "no_release_token",
         "cn_overflow", "cdo_room", "cdo_end", "oa_ok", "ds_clear", "ds_keep", "aea_crossed",
+        "ex_room",
     )},
 }  # fmt: skip
 
@@ -296,7 +297,7 @@ _DATA_TRANSFER: list[_R] = [
     ),
     ("STA10A", "SSYNMrsp", "", "send maa_sent", "STA713", "STA10A; 7.23, Table A-4 (SSYNMrsp)"),
     ("STA04A", "MAA", "maa_ok", "maa_cnf", "STA713", "STA04A; 7.23, Table A-4 (MAA)"),
-    ("STA15A", "MAA", "maa_ok", "maa_cnf", "STA713", "STA15A; 7.23, 7.26"),
+    ("STA15A", "MAA", "maa_ok", "maa_cnf recall_ex", "STA713", "STA15A; 7.23, 7.26, [6]"),
     # Exceptions (7.27, 7.28).
     ("STA713", "SUERreq", "fu_exceptions lack_data", "send", "STA20", "STA713; 7.28"),
     ("STA713", "ED", "fu_exceptions own_data", "ed_ind", "STA19", "STA713; 7.28"),
@@ -394,7 +395,7 @@ _ACTIVITY: list[_R] = [
     ),
     ("STA10B", "SACTErsp", "", "send aea_sent", "STA713", "STA10B; 7.36, Table A-4 (SACTErsp)"),
     ("STA04B", "AEA", "maa_ok", "aea_cnf", "STA713", "STA04B; 7.36, Table A-4 (AEA)"),
-    ("STA15A", "AEA", "maa_ok", "aea_cnf", "STA713", "STA15A; 7.36, 7.26"),
+    ("STA15A", "AEA", "maa_ok", "aea_cnf recall_ex", "STA713", "STA15A; 7.36, 7.26, [6]"),
     *[
         (st, "SACTIreq", "fu_activity in_act own_major", "send", "STA05B", f"{st}; 7.31")
         for st in ("STA713", "STA04A", "STA04B", "STA19", "STA20")
@@ -454,6 +455,11 @@ _RELEASE: list[_R] = [
     # p05; TD, p06; GT, p59, with the GT row above), not discarded.
     ("STA15A", "DT", "peer_data", "data_ind", SAME, "STA15A; 7.11, 7.26 (sent before the MAA)"),
     ("STA15A", "TD", "fu_typed", "typed_ind", SAME, "STA15A; 7.13, 7.26 (sent before the MAA)"),
+    # An EX, though, came behind the PREPARE on the expedited flow: the peer sent it after
+    # its MAA (AEA), so it is held ([10]) and indicated after the MAA's confirm ([6]), never
+    # ahead of it.  At most EX_HELD_MAX are held (more: AB 0x11); an abort drops them.
+    ("STA15A", "EX", "fu_expedited ex_room", "hold_ex", SAME, "STA15A; 7.12, 7.26, [10]"),
+    ("STA15A", "EX", "fu_expedited", "ex_over", SAME, "STA15A; 7.12 (over the bound)"),
 ]
 
 _PREPARE: list[_R] = [
@@ -525,14 +531,17 @@ ER_INPUTS: Final = (
 def _everywhere() -> list[_R]:
     rows: list[_R] = []
     for st in ("STA02A", "STA02B", "STA08", *CONNECTED):
-        rows.append((st, "SUABreq", "", "send start_tim", "STA16", f"{st}; 7.9"))
+        drop = " drop_ex" if st == "STA15A" else ""  # (what STA15A holds goes with an abort)
+        rows.append((st, "SUABreq", "", "send start_tim" + drop, "STA16", f"{st}; 7.9"))
         rows.append((st, "AB", "", "ab_ind tdisreq", "STA01", f"{st}; 7.9"))
         rows.append((st, "TDISind", "", "tdis_ind", "STA01", f"{st}; 6.6"))
     for st in CONNECTED:
         rows.append((st, "SEXreq", "fu_expedited", "send", SAME, f"{st}; 7.12"))
-        rows.append((st, "EX", "fu_expedited", "ex_ind", SAME, f"{st}; 7.12"))
+        if st != "STA15A":
+            rows.append((st, "EX", "fu_expedited", "ex_ind", SAME, f"{st}; 7.12"))
         if st not in ("STA15D",):
-            rows.append((st, "PR", "pr_ab", "", "STA15D", f"{st}; 7.26"))
+            drop = "drop_ex" if st == "STA15A" else ""
+            rows.append((st, "PR", "pr_ab", drop, "STA15D", f"{st}; 7.26"))
     rows += [
         ("STA16", "SUABreq", "", "", SAME, "STA16; 7.9 (already aborting)"),
         ("STA16", "AA", "", "tdisreq", "STA01", "STA16; 7.10"),
