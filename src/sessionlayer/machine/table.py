@@ -217,6 +217,18 @@ _DATA_TRANSFER: list[_R] = [
         (st, "SPTreq", "want_tokens", "send", SAME, f"{st}; 7.17")
         for st in ("STA10A", "STA10B", "STA09", "STA22")
     ],
+    # The side that has to answer a major sync point or activity end may send data and
+    # typed data before it answers (the version-2 table's SDTreq, p03, and STDreq, p06, in
+    # STA10A and STA10B): its dialogue unit ends with its own response, and the other side
+    # takes them before the MAA (AEA) in STA04A/04B, or STA15A after a PREPARE (DT, TD).
+    *[
+        row
+        for st in ("STA10A", "STA10B")
+        for row in (
+            (st, "SDTreq", "own_data act_ok", "send", SAME, f"{st}; 7.11 (before the answer)"),
+            (st, "STDreq", "fu_typed", "send", SAME, f"{st}; 7.13 (before the answer)"),
+        )
+    ],
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),

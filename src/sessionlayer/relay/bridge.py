@@ -82,8 +82,8 @@ _OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 #: A leg's machine waits for the relay's S-SYNC-MAJOR (STA10A) or S-ACTIVITY-END (STA10B)
 #: response: its peer's MAP or AE was relayed to the other leg, whose MAA or AEA answers it.
 _AWAITING_RESPONSE = frozenset({"STA10A", "STA10B"})
-#: What may cross a MAP or AE (duplex; MIP with symmetric synchronize) and is held for a
-#: leg whose machine waits so (``Bridge._crossed_major``).
+#: What may cross a MAP or AE (duplex; MIP with symmetric synchronize): an MIP is held for
+#: a leg whose machine waits so, and what comes behind it (``Bridge._crossed_major``).
 _HELD_KINDS = (ev.DataIndication, ev.TypedDataIndication, ev.MinorSyncIndication)
 #: What decides a CN: an RF reason code to refuse it, or None to relay it.
 Admit: TypeAlias = Callable[[ev.ConnectIndication], int | None]
@@ -607,13 +607,18 @@ class Bridge:
         The other leg's peer sent MAP (or AE), which the relay relayed to this leg's peer;
         the other leg's machine is in STA10A (STA10B) until the relay gives its S-SYNC-MAJOR
         (S-ACTIVITY-END) response, which it does when this leg's MAA (AEA) comes.  Until
-        then X.225 lets the SS-user send nothing there, no S-DATA and no S-SYNC-MINOR
-        request or response, while this leg's peer, which had not seen the MAP yet, may
-        have sent data, a minor sync point of its own (symmetric synchronize) or the MIA to
-        one of the other peer's points ahead of its MAA.  So:
+        then X.225 lets the SS-user send S-DATA and S-TYPED-DATA there (version 2: SDTreq
+        and STDreq in STA10A, STA10B), but no S-SYNC-MINOR request or response, while this
+        leg's peer, which had not seen the MAP yet, may have sent data, a minor sync point
+        of its own (symmetric synchronize) or the MIA to one of the other peer's points
+        ahead of its MAA.  So:
 
-        * S-DATA, S-TYPED-DATA and S-SYNC-MINOR indications are held, in order, and relayed
-          right after the response (:meth:`_release_held`), as the SS-user would do;
+        * S-DATA and S-TYPED-DATA indications are relayed at once: they reach the other
+          peer ahead of the MAA, in the dialogue unit they were sent in, as without the
+          relay;
+        * an S-SYNC-MINOR indication is held, and so is everything of those kinds behind
+          it, in order, relayed right after the response (:meth:`_release_held`), as the
+          SS-user would do;
         * an S-SYNC-MINOR confirm of a point the other leg's machine has settled already, or
           will settle with that response, is not relayed: a major sync's (and an activity
           end's) confirmation confirms every sync point before it (X.225 7.22/7.23, Table
@@ -631,8 +636,10 @@ class Bridge:
             serial = event.serial
             return serial < machine.vmr and (waiting or serial < machine.var)
         held = self._held[leg]
-        if not (waiting or held) or not isinstance(event, _HELD_KINDS):
+        if not isinstance(event, _HELD_KINDS):
             return False
+        if not held and not (waiting and isinstance(event, ev.MinorSyncIndication)):
+            return False  # (S-DATA and S-TYPED-DATA may be sent there: relayed at once)
         held.append(event)
         size = _held_size(event)
         self._held_octets[leg] += size

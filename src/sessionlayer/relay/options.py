@@ -80,9 +80,10 @@ class RelayOptions:
     max_held: int = 8 << 20
     """Octets (S-DATA, S-TYPED-DATA and S-SYNC-MINOR user data, and 64 per indication)
     held for one leg while its machine waits for the relay's answer to its peer's major
-    sync point or activity end (STA10A, STA10B: X.225 lets nothing else be sent there):
-    what the other leg's peer sent before it saw the MAP or AE, relayed once its MAA or
-    AEA came.  Past it both legs are aborted (AB 0x09)."""
+    sync point or activity end (STA10A, STA10B: X.225 lets no S-SYNC-MINOR be sent there):
+    a minor sync point the other leg's peer set before it saw the MAP or AE, and what it
+    sent behind that point, relayed once its MAA or AEA came.  Past it both legs are
+    aborted (AB 0x09)."""
 
     def __post_init__(self) -> None:
         for name in ("handshake_timeout", "connect_timeout", "release_timeout",
