@@ -63,7 +63,8 @@ def _check_arguments(port: Any, options: Any, config: Any, offers: Any, credenti
                      data: Any, user_data: Any, *tsels: Any) -> None:  # fmt: skip
     """connect()'s arguments of the wrong kind, said before anything is opened (TypeError,
     ValueError for a port out of range or an empty name; aio/checks.py)."""
-    check_port(port)
+    if type(port) is not int or not 0 < port < 65536:  # (inline: a setup's every call counts)
+        check_port(port)
     check_kinds(options, config)
     if offers is not None:
         check_choices("offers", offers)

@@ -178,7 +178,8 @@ class Rfc1006Connection:
         self.called_tsap: bytes | None = None
         self._request: ConnectionRequest | None = None
         self._max_tsdu = max_tsdu_size
-        self._limit = max(max_tsdu_size, CONNECT_TSDU_MAX)  # (the connect phase's)
+        # (the connect phase's; no max(): a call on every setup)
+        self._limit = max_tsdu_size if max_tsdu_size > CONNECT_TSDU_MAX else CONNECT_TSDU_MAX
         # The readers of the stream: None after compact(), made again by the next read.
         self._parser: TpktParser | None = TpktParser()
         self._assembler: TsduAssembler | None = TsduAssembler(self._limit)
