@@ -154,3 +154,18 @@ def test_a_new_files_handshakes_do_not_count_toward_its_size(tmp_path: Path) -> 
     handshakes = 24 + 20 * 3 * (16 + 54)  # (the file header; a record header and a frame)
     for n in range(1, writer.rotations - 2):  # (each full one once all 20 were open: news)
         assert (tmp_path / f"many.pcap.{n}").stat().st_size >= handshakes + 1500
+
+
+def test_a_file_closed_after_a_failed_write_is_not_rotated_open_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that reached max_bytes, then failed (the disk full): the file is closed, "not
+    written from now on"; rotate_if_full must not rotate (dropping the oldest kept file)
+    and open a new one, whose next write fails and warns again."""
+    path = tmp_path / "log"
+    rotating = RotatingFile(path, max_bytes=10, keep=2)
+    rotating.write(b"x" * 10)
+    rotating.close()  # (what the writer does when its write failed)
+    rotating.rotate_if_full("--log")
+    assert rotating.closed and sorted(p.name for p in tmp_path.iterdir()) == ["log"]
+    assert rotating.write(b"more") == 0

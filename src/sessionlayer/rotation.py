@@ -100,8 +100,8 @@ class RotatingFile:
     def rotate_if_full(self, what: str) -> None:
         """:meth:`rotate` if full; a rotation that fails (the directory is read-only) is
         said once, as a warning of ``what``, and not tried again: the file grows."""
-        if not self.full:
-            return
+        if self._file is None or not self.full:
+            return  # (closed after a failed write: not opened again until reopen())
         try:
             self.rotate()
         except OSError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.tools import echo, tls_contexts
 
 import sessionlayer
 from sessionlayer.aio import tls_accept
+from sessionlayer.aio.sockets import unreachable
 
 
 def run(coro: Any) -> Any:
@@ -165,3 +167,28 @@ def test_the_relay_checks_its_listener_and_upstream_alike() -> None:
                 await relay.start(args.pop("upstream"), **args)
 
     run(main())
+
+
+def test_a_tls_failure_is_said_in_its_own_words_and_addresses_in_brackets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An ssl.SSLError is an OSError with errno 1: unreachable() said "Operation not
+    permitted" for an untrusted certificate (``tunnel --tls``, a resume try); and the
+    server's TLS warning wrote an IPv6 peer as a socket tuple ('::1', 34308, 0, 0)."""
+    server_ctx, _ = tls_contexts()
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, "::1", tls=server_ctx) as server:
+            with pytest.raises(ssl.SSLCertVerificationError) as caught:
+                await sessionlayer.connect("::1", server.port, tls=ssl.create_default_context(),
+                                           server_hostname="localhost")  # fmt: skip
+            assert unreachable(caught.value).startswith("TLS: certificate verify failed: ")
+            with pytest.raises(sessionlayer.SessionAborted):  # (no TLS: no TLS hello)
+                await sessionlayer.connect("::1", server.port)
+            while server.handshakes:
+                await asyncio.sleep(0.01)
+
+    with caplog.at_level("WARNING", logger="sessionlayer"):
+        run(main())
+    warned = [r.getMessage() for r in caplog.records if "TLS handshake" in r.getMessage()]
+    assert warned and all("with [::1]:" in m for m in warned), warned

@@ -38,6 +38,7 @@ def test_tcp_keepalive_past_what_linux_takes_is_clamped() -> None:
 
 @pytest.mark.parametrize("backoff", [
     Backoff(), Backoff(factor=1e10), Backoff(factor=1e300, cap=1e300),
+    Backoff(first=1e-300, factor=1e10, cap=1e10),  # (cap / first overflows)
     Backoff(first=1e300, factor=1e300, cap=1e308, jitter=0), Backoff(factor=1.0),
     Backoff(first=0, factor=1e200, cap=1e200),
 ])  # fmt: skip

@@ -81,3 +81,21 @@ def test_an_activity_end_ack_confirms_the_minor_points_of_the_activity() -> None
     got = p.pump()["init"]
     assert got[0] == MinorSyncConfirm(serials[0], None)
     assert len(got) == 2 and isinstance(got[1], ev.ActivityEndConfirm) and got[1].serial == end
+
+
+def test_an_answer_to_a_point_that_asked_for_none_is_not_taken_for_a_later_ones() -> None:
+    """Point 0 without confirm, point 1 with; the peer answers 0: nothing confirms 1 yet
+    (a sync() waiting for 1 would have taken 0's confirm for its own), then 1's MIA does."""
+    p = _pair()
+    serials = _points(p, [False, True])
+    p.resp.minor_sync_response(serials[0])
+    assert p.pump()["init"] == []
+    p.resp.minor_sync_response(serials[1])
+    assert p.pump()["init"] == [MinorSyncConfirm(serials[1], None)]
+
+
+def test_an_answer_to_a_point_that_asked_for_none_is_told_when_nothing_waits() -> None:
+    p = _pair()
+    (serial,) = _points(p, [False])
+    p.resp.minor_sync_response(serial, user_data=b"anyway")
+    assert p.pump()["init"] == [MinorSyncConfirm(serial, b"anyway")]

@@ -428,3 +428,28 @@ def test_between_sessionlayer_peers_the_relay_says_its_own_size_limit() -> None:
                 assert relay.stats.ended["released"] == 1
 
     run(main())
+
+
+def test_the_wire_log_reads_a_connect_larger_than_max_size() -> None:
+    """The legs take a connect SPDU up to CONNECT_TSDU_MAX whatever ``max_size`` says; the
+    wire log's decoder did not: a 1,000-octet CN behind max_size=200 was relayed, but the
+    log said "exceeds the maximum 200" and showed nothing more of that leg.  (Here a
+    CN of 200 octets of user data behind max_size=64.)"""
+    log: list[dict[str, object]] = []
+
+    async def main() -> None:
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            options = RelayOptions(max_size=64)
+            async with await start(("127.0.0.1", up.port), options=options,
+                                   on_spdu=log.append) as relay:  # fmt: skip
+                session = await sessionlayer.connect(
+                    "127.0.0.1", relay.port, user_data=b"u" * 200, config=CONFIG,
+                    options=PLAIN)  # fmt: skip
+                await session.send(b"after")
+                assert await asyncio.wait_for(session.receive(), 5) == b"after"
+                await session.release()
+
+    run(main())
+    assert not [r for r in log if "error" in r], [r for r in log if "error" in r]
+    spdus = [r.get("spdu") for r in log]
+    assert spdus.count("CN") == 2 and "DT" in spdus, spdus  # (both legs' CN, then data)

@@ -61,7 +61,7 @@ from ..transport.fastpath import (
 )
 from .endpoint import HOLD_JOINED, HOLD_PIECES, Endpoint, Extra, LinkState
 from .signal import Signal
-from .sockets import peer_gone, tcp_keepalive, warnings
+from .sockets import peer_gone, peer_text, tcp_keepalive, warnings
 
 __all__ = ["Connection"]
 
@@ -680,7 +680,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 # and ended it; (a connect waiting for COTP CC, or for the AC, is told)
                 what = "protocol error, aborted" if event.reason & AbortReason.PROTOCOL_ERROR else (
                     "aborted")  # fmt: skip
-                self.warn("session %s (%s): %s: %s", self.id, self.peer, what, event.message)
+                self.warn("session %s (%s): %s: %s", self.id, peer_text(self.peer), what,
+                          event.message)  # fmt: skip
             self._session_over(SessionAborted(f"session aborted: {event.message}", event.reason))
         elif isinstance(event, ev.MinorSyncSuperseded):
             self._superseded(event)
@@ -949,7 +950,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.warn("session %s (%s): the application reads no events(): %d events"
                           " the session answered itself dropped unread so far"
                           " (Options.max_queued_events %d; read session.events() to keep"
-                          " them)", self.id, self.peer, x.events_dropped,
+                          " them)", self.id, peer_text(self.peer), x.events_dropped,
                           options.max_queued_events)  # fmt: skip
             if len(events) < options.max_queued_events and (
                     x.event_bytes < options.max_buffered_bytes):  # fmt: skip
@@ -2030,7 +2031,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def internal_error(self, exc: Exception) -> None:
         """An exception of ours while handling this connection: log it, end the connection."""
-        log.error("%s: internal error, connection closed", self.peer, exc_info=exc)
+        log.error("%s: internal error, connection closed", peer_text(self.peer), exc_info=exc)
         self._cancel_timer()
         with contextlib.suppress(Exception):
             self._session_over(SessionAborted(f"internal error: {exc!r}",

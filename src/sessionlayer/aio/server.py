@@ -44,7 +44,7 @@ from .endpoint import Endpoint, check_kinds
 from .listening import PlainServer, serve_plain
 from .reconnect import RESUME_CODE_PREFIX
 from .session import Session, SessionInfo
-from .sockets import host_port
+from .sockets import peer_text
 from .tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 
 __all__ = ["serve", "Server", "ServerStats", "Refuse", "ConnectRequest"]
@@ -563,7 +563,7 @@ class Server:
         self._live[session.id] = session
         self.stats.accepted += 1
         if log.isEnabledFor(logging.INFO):
-            session.log.info("session %s accepted from %s", session.id, _peer_text(protocol.peer))
+            session.log.info("session %s accepted from %s", session.id, peer_text(protocol.peer))
         return session
 
     # ------------------------------------------------------------ recovery
@@ -603,7 +603,7 @@ class Server:
         return SessionRecord(
             id=protocol.id, generation=generation, identity=identity,
             chosen=dict(protocol.agent.chosen), created=created, expires_at=expires_at,
-            checkpoint=checkpoint, node=self.node, peer=_peer_text(protocol.peer),
+            checkpoint=checkpoint, node=self.node, peer=peer_text(protocol.peer),
             detached=protocol.detached,
         )  # fmt: skip
 
@@ -1144,7 +1144,7 @@ class Server:
         except ValueError:
             name = str(refusal.reason)
         self.stats.refused[name] += 1
-        log.info("refusing session from %s: %s", _peer_text(protocol.peer), refusal.message)
+        log.info("refusing session from %s: %s", peer_text(protocol.peer), refusal.message)
         with contextlib.suppress(SessionLayerError):
             # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
             with_text = refusal.reason == RefuseReason.USER_DATA
@@ -1292,10 +1292,6 @@ def _peer_der(protocol: Connection) -> bytes | None:
     return der if isinstance(der, bytes) else None
 
 
-def _peer_text(peer: Any) -> str | None:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return host_port(peer[0], peer[1])
-    return None if peer is None else str(peer)
 _NO_OFFERS: dict[str, list[str]] = {}  # shared, never changed
 
 

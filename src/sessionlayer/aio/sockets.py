@@ -8,10 +8,12 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
-           "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port"]
+           "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port",
+           "peer_text"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -100,6 +102,14 @@ def host_port(host: str, port: int | str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def peer_text(peer: Any) -> str | None:
+    """A socket address (``getpeername()``'s tuple) as :func:`host_port` writes it; None
+    for None, anything else as it prints."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return host_port(peer[0], peer[1])
+    return None if peer is None else str(peer)
+
+
 def unreachable(exc: BaseException) -> str:
     """Why a TCP connect failed, in a few words for one line ("timed out", "Connection
     refused", "Name or service not known", or what asyncio said when every address of a
@@ -107,6 +117,10 @@ def unreachable(exc: BaseException) -> str:
     resolver's error code; a reset in the TLS handshake says so: see connect())."""
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"  # (connect()'s says which phase ran out)
+    if isinstance(exc, ssl.SSLCertVerificationError):  # (an OSError: errno 1 says nothing)
+        return f"TLS: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc.strerror or exc}"
     if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and (
             isinstance(exc.errno, int) and exc.errno > 0):  # fmt: skip
         # (asyncio's "Connect call failed ('::1', 1, 0, 0)": the address is shown already,

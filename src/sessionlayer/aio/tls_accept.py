@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from .listening import OUT_OF_RESOURCES, listen
-from .sockets import peer_warning, socket_gone
+from .sockets import peer_text, peer_warning, socket_gone
 
 __all__ = ["SLOT", "QUEUED", "FULL", "TLS_WARNING_INTERVAL", "TlsAccept", "TlsListener", "close"]
 
@@ -214,14 +214,14 @@ class TlsListener(Generic[P]):
         ``TLS_WARNING_INTERVAL`` seconds with the count of those held back since (a fleet
         of clients with an expired certificate is one line a minute, not one per client);
         a peer that left in the handshake (a reset, a health check) only DEBUG."""
-        self.log.debug("TLS handshake with %s failed: %r", accept.peer, exc)
+        self.log.debug("TLS handshake with %s failed: %r", peer_text(accept.peer), exc)
         if not self.peer_warnings or not isinstance(exc, ssl.SSLError):
             return
         if self.tls_warned is not None and now - self.tls_warned < TLS_WARNING_INTERVAL:
             self.tls_failures += 1
             return
         held, self.tls_failures, self.tls_warned = self.tls_failures, 0, now
-        self.log.warning("TLS handshake with %s failed: %s%s", accept.peer,
+        self.log.warning("TLS handshake with %s failed: %s%s", peer_text(accept.peer),
                          getattr(exc, "reason", None) or exc,
                          f" ({held} more TLS handshakes failed since the last warning)"
                          if held else "")  # fmt: skip
@@ -236,7 +236,7 @@ class TlsListener(Generic[P]):
         self.failed(accept)
         if accept.expired:
             self.peer_log("%s: no TLS handshake within the handshake timeout (%g s);"
-                          " connection closed", accept.peer, self.timeout)  # fmt: skip
+                          " connection closed", peer_text(accept.peer), self.timeout)  # fmt: skip
 
     def expire(self, accept: TlsAccept[P]) -> None:
         """The handshake deadline of an accepted connection: ``timeout`` from its accept,
@@ -248,7 +248,7 @@ class TlsListener(Generic[P]):
             self.dequeued(accept)
             close(accept.sock)
             self.peer_log("%s: no handshake slot within the handshake timeout (%g s);"
-                          " connection closed", accept.peer, self.timeout)  # fmt: skip
+                          " connection closed", peer_text(accept.peer), self.timeout)  # fmt: skip
         elif accept.task is not None:
             accept.task.cancel()  # (its TLS handshake is not done: ``handshake`` ends it)
         elif self.late is not None:

@@ -250,8 +250,14 @@ class _Sync(_Core):
         serial = ctx.spdu.serial_number
         self._va = serial + 1
         if self.rare is not None and self._unconfirmed:
+            pending = self._unconfirmed
             self._confirm_earlier(serial)
-            self._unconfirmed = tuple(s for s in self._unconfirmed if s >= self._va)
+            self._unconfirmed = tuple(s for s in pending if s > serial)
+            if serial not in pending and self._unconfirmed:
+                # An answer to a point that asked for none, while a later one that did
+                # waits: its confirm would be taken for the later one's (confirms are
+                # awaited in order), and it needs none.
+                return
         self._events.append(ev.MinorSyncConfirm(serial, ctx.spdu.user_data))
 
     def _confirm_earlier(self, serial: int) -> None:

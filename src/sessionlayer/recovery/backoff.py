@@ -55,7 +55,7 @@ class Backoff:
             bound = self.cap
         elif self.factor == 1:
             bound = first
-        elif attempt >= math.log(self.cap / first) / math.log(self.factor):
+        elif attempt >= (math.log(self.cap) - math.log(first)) / math.log(self.factor):
             bound = self.cap
         else:
             bound = min(self.cap, first * self.factor**attempt)

@@ -37,6 +37,7 @@ from ..aio.tls_accept import FULL, QUEUED, SLOT, TlsAccept, TlsListener
 from ..capture import Direction, PcapStream, PcapWriter
 from ..errors import RefuseReason
 from ..machine import events as ev
+from ..transport.connection import CONNECT_TSDU_MAX
 from .bridge import CLIENT, UPSTREAM, Bridge, Leg, Phase
 from .options import RelayOptions
 from .policy import Policy
@@ -511,8 +512,10 @@ class _Session:
                       peer: tuple[str, int] | None, *, server_side: bool) -> None:  # fmt: skip
         relay = self.relay
         if relay.on_spdu is not None:
-            self.taps[(leg, "in")] = WireTap(relay.options.max_size)
-            self.taps[(leg, "out")] = WireTap(relay.options.max_size)
+            # (a leg takes a connect SPDU up to CONNECT_TSDU_MAX whatever max_size says)
+            size = max(relay.options.max_size, CONNECT_TSDU_MAX)
+            self.taps[(leg, "in")] = WireTap(size)
+            self.taps[(leg, "out")] = WireTap(size)
         pcap = relay.pcap
         local = _endpoint(transport.get_extra_info("sockname"))
         if pcap is None or pcap.closed or peer is None or local is None:
