@@ -410,6 +410,31 @@ def test_data_before_the_ac_is_a_protocol_error_and_never_relayed() -> None:
     assert t.bridge.outcome == "aborted"
 
 
+def test_broken_framing_before_the_cc_is_closed_and_the_note_says_no_ab_was_sent() -> None:
+    """A TLS ClientHello to a plain relay: broken TPKT framing before the COTP CC closes
+    the connection with nothing sent, and the relay's note says so (it claimed an AB)."""
+    t = Through()
+    hello = bytes([0x16, 0x03, 0x01, 0x00, 0x40]) + bytes(0x40)  # a TLS handshake record
+    t.bridge.receive("client", hello, t.now)
+    assert t.bridge.data_to_send("client") == []
+    assert t.bridge.wants_close("client")
+    assert t.bridge.outcome == "closed"
+    assert "TPKT version 22" in (t.bridge.ending or "")
+    assert "no AB" in (t.bridge.ending or "") and "AB 0x" not in (t.bridge.ending or "")
+    assert any("no AB: the connection was closed before the COTP CC" in message
+               for _, message in t.bridge.notes())  # fmt: skip
+
+
+def test_a_tpkt_error_after_the_cc_is_noted_with_the_relays_ab() -> None:
+    t = Through()
+    t.open()
+    t.bridge.receive("client", bytes([0x16, 0x03, 0x01, 0x00, 0x40]), t.now)
+    ab = [s for s in spdus_in(b"".join(t.bridge.data_to_send("client")))
+          if isinstance(s, Abort)]  # fmt: skip
+    assert ab and ab[-1].transport_disconnect == PROTOCOL_ERROR
+    assert "(AB 0x05 from the relay)" in (t.bridge.ending or "")
+
+
 # ------------------------------------------------------------------ limits and timeouts
 
 

@@ -512,15 +512,17 @@ class SessionAgent:
             return
         self._collect()  # what the machine queued before goes first
         rfc = self.rfc
-        if reflect is not None and rfc.tpdu_size is not None and (
+        sent = reflect is not None and rfc.tpdu_size is not None and (
             rfc.state is not ConnectionState.CLOSED
-        ):
+        )
+        if sent:
             ab = encode(Abort(transport_disconnect=int(reason), reflect=reflect or None))
             self._send(encode_tpkt(encode_tpdu(Data(ab))))
         else:
             self._out = None
         self.aborting = True
-        self._event(ev.ProviderAbortIndication(reason=reason, message=message, local=True))
+        self._event(ev.ProviderAbortIndication(reason=reason, message=message, local=True,
+                                               silent=not sent))  # fmt: skip
 
     # ------------------------------------------------------------ connect
 

@@ -338,9 +338,13 @@ class ProviderAbortIndication(Event):
     ``reason`` is the Transport Disconnect value: received in the peer's AB, or the one this
     machine sent.  ``local`` is True when this machine detected the error and sent the AB;
     ``lost`` when no AB came at all: the transport connection went away (T-DISCONNECT).
+    ``silent`` (with ``local``) when this side found the error but sent no AB: the
+    transport connection was dropped as it was (broken TPKT framing before the COTP CC, or
+    no connection open to carry it).
     """
 
     reason: AbortReason
     message: str = ""
     local: bool = False
     lost: bool = False
+    silent: bool = False

@@ -548,9 +548,8 @@ class Bridge:
                                      " resumes on new connections)", now)  # fmt: skip
             other.lose_link(f"the {leg} leg's connection was lost")
             return
-        by = "the relay" if event.local else f"the {leg}"
-        self._end("aborted", f"{leg} leg: {event.message or 'aborted'} (AB "
-                             f"{int(event.reason):#04x} from {by})", now,
+        self._end("aborted", f"{leg} leg: {event.message or 'aborted'} "
+                             f"({self._how_ended(leg, event)})", now,
                   level="warning" if event.local else "info")  # fmt: skip
         if other is None or not self._alive(other):
             return
@@ -558,6 +557,16 @@ class Bridge:
         if not event.local and not lost:  # the peer's own reason, passed on
             reason = AbortReason(int(event.reason) | AbortReason.TRANSPORT_RELEASED)
         other.fail(f"the {leg} leg ended", reason, reflect=b"")
+
+    def _how_ended(self, leg: Leg, event: ev.ProviderAbortIndication) -> str:
+        """What went on the wire: the AB and whose it was, or none (``silent``)."""
+        if not event.silent:
+            by = "the relay" if event.local else f"the {leg}"
+            return f"AB {int(event.reason):#04x} from {by}"
+        agent = self.agent(leg)
+        if agent is not None and agent.rfc.tpdu_size is None:
+            return "no AB: the connection was closed before the COTP CC"
+        return "no AB: the relay closed the connection"
 
     def _abort_both(self, message: str, now: float) -> None:
         """AB 0x09 on both legs (the relay gives up the session)."""
