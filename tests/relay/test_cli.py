@@ -171,6 +171,25 @@ def test_rules_on_selectors_and_addresses(tmp_path: Path) -> None:
     run(_upstream_and(check), 60)
 
 
+def test_upstream_tls_toward_a_plain_upstream_says_why_and_counts_it_refused() -> None:
+    """It logged 'refused: upstream: ConnectionResetError (RF 0x82)', and then
+    'stopped (1 sessions relayed)' for the session that never was."""
+
+    async def check(upstream: int) -> None:
+        with RelayProcess("--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{upstream}",
+                          "--upstream-tls") as relay:
+            with pytest.raises(ConnectRefused) as info:
+                await _connect(relay.port, b"")  # type: ignore[misc]
+            assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
+            code, _, err = await asyncio.to_thread(relay.stop)
+        assert code == 0 and "Traceback" not in err, err
+        why = "refused: upstream: the TLS handshake failed: connection reset (is the upstream TLS?)"
+        assert f"{why} (RF 0x82)" in err, err
+        assert "stopped (0 sessions relayed, 1 refused)" in err, err
+
+    run(_upstream_and(check), 60)
+
+
 def test_sigterm_stops_it_and_the_banner_names_both_ends() -> None:
     with RelayProcess("--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:102") as relay:
         assert f"listening on 127.0.0.1:{relay.port}" in relay.banner

@@ -62,6 +62,7 @@ def relay_json(relay: Relay) -> Any:
         "sessions": [info.to_dict() for info in relay.sessions],
         "stats": {
             "connections": stats.connections, "relayed": stats.relayed,
+            "opened": stats.opened,
             "rejected": dict(stats.rejected), "refused": dict(stats.refused),
             "ended": dict(stats.ended), "handshakes": relay.handshakes,
             # (of the sessions that are over, by leg and direction: "client in", ...)

@@ -363,7 +363,9 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
         why = _status_now(relay, Path(status), stopped=True)
         if why is not None:
             err.write(why + "\n")
-    err.write(f"sessionlayer relay: stopped ({relay.stats.relayed} sessions relayed)\n")
+    stats = relay.stats  # (relayed: reached data transfer; a refused CN never did)
+    refused = f", {stats.ended['refused']} refused" if stats.ended["refused"] else ""
+    err.write(f"sessionlayer relay: stopped ({stats.opened} sessions relayed{refused})\n")
     return 0
 
 

@@ -112,6 +112,7 @@ class Bridge:
         "ending",
         "held_octets_max",
         "id",
+        "opened",
         "options",
         "outcome",
         "phase",
@@ -130,6 +131,7 @@ class Bridge:
         self.client.auto_answer = False
         self.upstream: SessionAgent | None = None  #: made once a CN is admitted
         self.phase: Phase = "handshake"
+        self.opened = False  #: the AC was relayed: the session reached data transfer
         #: How the session ended: "released", "refused", "aborted", or "closed" before any
         #: CN (None: not yet).
         self.outcome: str | None = None
@@ -466,6 +468,7 @@ class Bridge:
             self._abort_both("the legs disagree on the tokens after connect", now)
             return
         self.phase = "open"
+        self.opened = True
         self._last_heard = now
         self._between_peers()
         size = self.options.max_size

@@ -110,6 +110,7 @@ class RelayStats:
     """CNs refused by the relay itself (RF), by reason name: "SSEL_UNKNOWN" (the rules),
     "SPM_CONGESTION" (max_sessions)."""
     relayed: int = 0  #: CNs admitted, each an upstream connection
+    opened: int = 0  #: of those, the sessions that reached data transfer (the AC relayed)
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
     """Sessions over, by outcome: "released", "refused", "aborted", "interrupted",
     "closed" (no CN)."""
@@ -456,6 +457,7 @@ class _Session:
         relay.live.pop(self.id, None)
         stats = relay.stats
         stats.ended[self.bridge.outcome or "closed"] += 1
+        stats.opened += self.bridge.opened
         for leg in _LEGS:
             stats.octets[(leg, "in")] += self.bytes_in[leg]
             stats.octets[(leg, "out")] += self.bytes_out[leg]
@@ -483,8 +485,8 @@ class _Session:
             if self.finished:
                 return
             try:
-                self.bridge.upstream_failed(_describe(exc, opts.connect_timeout),
-                                            self.loop.time())  # fmt: skip
+                why = _describe(exc, opts.connect_timeout, tls=tls is not None)
+                self.bridge.upstream_failed(why, self.loop.time())
                 self._flush()
             except Exception as exc2:
                 self._internal_error(exc2)
@@ -829,11 +831,22 @@ def _hex(value: bytes | None) -> str | None:
     return None if value is None else bytes(value).hex()
 
 
-def _describe(exc: BaseException, timeout: float) -> str:
+def _describe(exc: BaseException, timeout: float, tls: bool = False) -> str:
     if isinstance(exc, TimeoutError):
         return f"no connection within {timeout} s"
+    handshake = "the TLS handshake failed"
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{handshake}: its certificate does not verify ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
+        # (a plain upstream that answers something: WRONG_VERSION_NUMBER and the like)
+        plain = exc.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
+                               "UNEXPECTED_EOF_WHILE_READING", "HTTP_REQUEST")  # fmt: skip
+        hint = " (is the upstream TLS?)" if plain or isinstance(exc, ssl.SSLEOFError) else ""
+        return f"{handshake}: {exc.reason or exc}{hint}"
+    if tls and isinstance(exc, (ConnectionResetError, ConnectionAbortedError)):
+        # TCP was connected (a connect that fails is refused or unreachable): the upstream
+        # closed it during the handshake, as a plain RFC 1006 peer does with a ClientHello.
+        return f"{handshake}: connection reset (is the upstream TLS?)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
