@@ -12,6 +12,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import pytest
 from tests.apps.helpers import Target, echo, pattern
 from tests.faults.proxy import FaultProxy
 
@@ -172,10 +173,11 @@ def test_serve_rpc_hosts_a_registry(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(main(), 110))
 
 
-def one_line_error(*args: str, code: int = 1) -> str:
+def one_line_error(*args: str, code: int = 1, cwd: Path | None = None) -> str:
     """The one line a failing command writes; its exit status must be ``code`` (2: a usage
     mistake, 1: a failure the command reports)."""
-    done = subprocess.run(cli(*args), env=ENV, capture_output=True, text=True, timeout=LIMIT)
+    done = subprocess.run(cli(*args), env=ENV, capture_output=True, text=True, timeout=LIMIT,
+                          cwd=cwd)  # fmt: skip
     assert done.returncode == code, (args, done.returncode, done.stderr)
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
@@ -198,6 +200,20 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
                                                         "--per-connection")  # fmt: skip
     assert "--to" in one_line_error("tunnel", "--listen", "0", "--via", "127.0.0.1:1",
                                     "--to", "bad", code=2)
+
+
+@pytest.mark.parametrize(("body", "raised"), [
+    ("import sys\nsys.exit(3)\n", "SystemExit(3)"),
+    ("raise GeneratorExit('at import')\n", "GeneratorExit('at import')"),
+])  # fmt: skip
+def test_an_rpc_module_that_exits_at_import_is_one_line_and_exit_1(
+    tmp_path: Path, body: str, raised: str,
+) -> None:
+    """A module calling sys.exit(3) at import made serve exit 3, silently."""
+    (tmp_path / "exitmod.py").write_text(body)
+    data = ["--data-dir", str(tmp_path / "srv"), "--port", "0"]
+    line = one_line_error("serve", *data, "--rpc", "exitmod:r", cwd=tmp_path)
+    assert line == f"sessionlayer serve: --rpc exitmod:r: importing exitmod raised {raised}"
 
 
 def test_ipv6_addresses_are_said_as_the_options_take_them(tmp_path: Path) -> None:

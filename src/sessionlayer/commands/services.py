@@ -28,8 +28,12 @@ def load_registry(spec: str) -> rpc_app.Registry:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        raise
     except Exception as exc:  # (an import error, or the module's own)
         raise CommandError(f"--rpc: cannot import {module_name}: {exc}") from None
+    except BaseException as exc:  # (sys.exit() at import: the exit status was the module's)
+        raise CommandError(f"--rpc {spec}: importing {module_name} raised {exc!r}") from None
     registry = getattr(module, attr, None)
     if not isinstance(registry, rpc_app.Registry):
         raise CommandError(f"--rpc: {spec} is not a sessionlayer.apps.rpc.Registry")
