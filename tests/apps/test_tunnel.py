@@ -385,6 +385,9 @@ def test_parse_targets() -> None:
     for bad in ("nohost", ":80", "h:0", "h:70000", "h:x"):
         with pytest.raises(ValueError):
             parse_target(bad)
+    for bad in ("[::1]:22,", ",h:1", "h:1,,h:2", "h:1, ", ""):  # (a list: entries are not optional)
+        with pytest.raises(ValueError, match="an empty entry"):
+            parse_targets(bad)
     service = TunnelService([("DB", 5432), ("h", 1)])
     assert service.resolve("db:5432") == ("DB", 5432)
     with pytest.raises(sessionlayer.Refuse, match="several"):

@@ -190,6 +190,10 @@ def test_mistakes_are_one_line(tmp_path: Path) -> None:
     assert "--allow-tunnel" in one_line_error("serve", *data, "--allow-tunnel", "nohost",
                                               code=2)  # fmt: skip
     assert "--allow-tunnel" in one_line_error("serve", *data, "--allow-tunnel", "h:0", code=2)
+    # (an empty entry was dropped silently: a comma too many, or a list that was not filled)
+    for empty in ("[::1]:22,", "", "h:1,,h:2"):
+        line = one_line_error("serve", *data, "--allow-tunnel", empty, code=2)
+        assert "--allow-tunnel" in line and "an empty entry" in line, line
     assert "cannot import" in one_line_error("serve", *data, "--rpc", "no_such_mod:x")
     assert "MODULE:NAME" in one_line_error("serve", *data, "--rpc", "justamodule", code=2)
     assert "not a sessionlayer" in one_line_error("serve", *data, "--rpc", "json:dumps")

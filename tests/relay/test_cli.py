@@ -70,6 +70,8 @@ def test_a_malformed_address_is_a_usage_mistake_exit_2(args: tuple[str, ...],
     (("--handshake-timeout", "inf"), "--handshake-timeout: not a positive number"),
     (("--release-timeout", "nan"), "--release-timeout"),
     (("--idle-timeout", "-1"), "--idle-timeout"),
+    (("--allow", "called=0001,"), "--allow 'called=0001,': an empty entry"),
+    (("--deny", "peer=10.0.0.0/8,,called=0001"), "--deny 'peer=10.0.0.0/8,,called=0001': an empty"),
 ])  # fmt: skip
 def test_a_bad_option_value_is_a_usage_mistake_exit_2(
     args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]

@@ -142,8 +142,12 @@ def parse_target(text: str) -> tuple[str, int]:
 
 
 def parse_targets(text: str) -> list[tuple[str, int]]:
-    """``HOST:PORT,HOST:PORT,...`` (an ``--allow-tunnel`` list)."""
-    return [parse_target(part) for part in text.split(",") if part.strip()]
+    """``HOST:PORT,HOST:PORT,...`` (an ``--allow-tunnel`` list); ValueError if an entry
+    is malformed or empty (``h:22,`` has a comma too many)."""
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise ValueError(f"an empty entry in {text!r}")
+    return [parse_target(part) for part in parts]
 
 
 def _check_window(window: int, name: str = "window") -> int:

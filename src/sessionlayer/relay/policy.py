@@ -70,6 +70,8 @@ class Rule:
         if not text.strip():
             raise ValueError("an empty rule: give peer=, calling= and/or called=")
         for part in text.split(","):
+            if not part.strip():
+                raise ValueError(f"an empty entry in {text!r}")
             key, sep, value = part.strip().partition("=")
             key, value = key.strip().lower(), value.strip()
             if not sep or key not in _KEYS:
