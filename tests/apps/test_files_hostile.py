@@ -159,6 +159,75 @@ def test_a_resume_at_a_checkpoint_never_confirmed_is_refused_and_leaves_nothing(
     assert list((tmp_path / "transfers").iterdir()) == []
 
 
+DAMAGED = [
+    pytest.param("{not json", "not JSON", id="not-json"),
+    pytest.param('{"activity": "ab"}', "no 'name' in it", id="a-key-missing"),
+    pytest.param('{"activity": "ab", "name": "f", "size": "big", "mtime": 0,'
+                 ' "checkpoints": []}', "not a transfer record", id="a-bad-size"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("record", "what"), DAMAGED)
+def test_a_resume_whose_record_is_damaged_is_refused_as_damaged_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, record: str, what: str
+) -> None:
+    """The server's transfers/<activity>.json does not load: the client is told the
+    server's record is damaged (it was told 'no such interrupted transfer here'), and the
+    server logs a WARNING naming the file and what is wrong (it logged nothing)."""
+    activity = "ab" * 6
+    (tmp_path / "transfers").mkdir()
+    damaged = tmp_path / "transfers" / f"{activity}.json"
+    damaged.write_text(record)
+
+    async def main() -> None:
+        async with file_server(tmp_path) as (service, port):
+            request = {"op": "put", "name": "f", "size": 10, "mtime": 0, "resume": {
+                "activity": activity, "offset": 4, "chain": "00" * 32}}  # fmt: skip
+            with pytest.raises(TransferError, match="the server refused") as info:
+                await files_app._connect("127.0.0.1", port, request, None, None, None, None)
+            assert "the server's record of this interrupted transfer is damaged" in str(
+                info.value) and what in str(info.value), info.value  # fmt: skip
+            assert "--restart" in str(info.value) and "no such" not in str(info.value)
+            service.drop(activity, "f")  # (what a --restart that replaces it does)
+            assert not damaged.exists()
+
+    with caplog.at_level("WARNING", logger="sessionlayer"):
+        run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(damaged) in m and "damaged" in m and what in m for m in warned), warned
+
+
+def test_an_activity_resume_whose_record_is_damaged_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same record met at an S-ACTIVITY-RESUME in the session: the reason the client
+    gets says the server's record is damaged (not a checkpoint 'never confirmed')."""
+    activity = os.urandom(6)
+    (tmp_path / "transfers").mkdir()
+    damaged = tmp_path / "transfers" / f"{activity.hex()}.json"
+    damaged.write_text("{not json")
+
+    async def main() -> None:
+        async with file_server(tmp_path) as (_, port):
+            request = {"op": "put", "name": "bomb", "size": 10, "mtime": 0}
+            session = await files_app._connect("127.0.0.1", port, request, None, None, None,
+                                               None)  # fmt: skip
+            await session.resume_activity(activity, activity, 0, user_data=json.dumps(
+                {"name": "bomb", "size": 10, "o": 5, "c": "00" * 32}).encode())  # fmt: skip
+            with pytest.raises(SessionAborted):
+                async with asyncio.timeout(30):
+                    await session.send(b"0123456789")
+                    await session.receive()
+            why = files_app._typed_error(session)
+            assert why is not None and "the server's record of the transfer is damaged" in why
+            assert "--restart" in why, why
+
+    with caplog.at_level("WARNING", logger="sessionlayer"):
+        run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(damaged) in m and "not JSON" in m for m in warned), warned
+
+
 class Killed(Exception):
     """The sender's process dies here (a kill, a crash)."""
 

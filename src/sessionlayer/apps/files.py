@@ -33,6 +33,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import mmap
 import os
 import secrets
@@ -73,6 +74,8 @@ from .transfer_state import (
 )
 from .transfer_state import fsync_dir as _fsync_dir
 from .transfer_state import write_json as _write_json
+
+log = logging.getLogger("sessionlayer")
 
 __all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "FileService", "TransferError", "send_file",
            "get_file", "SendResult", "chain_start", "not_replaceable"]  # fmt: skip
@@ -182,12 +185,35 @@ class _Upload:
 
     @classmethod
     def load(cls, path: Path) -> _Upload | None:
+        """The record at ``path``; None if there is none, or it does not load (see
+        :meth:`problem`)."""
         try:
-            obj = json.loads(path.read_text())
-            return cls(obj["activity"], obj["name"], int(obj["size"]), float(obj["mtime"]),
-                       [(int(o), str(c)) for o, c in obj["checkpoints"]])  # fmt: skip
+            return cls._read(path)
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    @classmethod
+    def problem(cls, path: Path) -> str | None:
+        """What is wrong with the record at ``path`` (None: there is none, or it loads)."""
+        try:
+            cls._read(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror or exc}"
+        except json.JSONDecodeError as exc:
+            return f"not JSON: {exc}"
+        except KeyError as exc:
+            return f"no {exc} in it"
+        except (ValueError, TypeError) as exc:
+            return f"not a transfer record: {exc}"
+        return None
+
+    @classmethod
+    def _read(cls, path: Path) -> _Upload:
+        obj = json.loads(path.read_text())
+        return cls(obj["activity"], obj["name"], int(obj["size"]), float(obj["mtime"]),
+                   [(int(o), str(c)) for o, c in obj["checkpoints"]])  # fmt: skip
 
 
 class FileService:
@@ -269,6 +295,9 @@ class FileService:
                                                 resume.get("sha256")):  # fmt: skip
                 # (its last checkpoint was confirmed, the sender did not hear it: done)
                 raise Refuse(f"{obj.get('name')!r} {ALREADY}{resume.get('sha256')}")
+            if state is None and (why := self.damaged(activity)) is not None:
+                raise Refuse(f"the server's record of this interrupted transfer is damaged"
+                             f" ({why}): start it again with --restart")  # fmt: skip
             if state is None or state.name != obj.get("name") or not any(
                 o == offset and c == resume.get("chain") for o, c in state.checkpoints
             ):
@@ -324,6 +353,8 @@ class FileService:
         """Remove the interrupted transfer ``activity`` of ``name`` (its partial file and
         state), if there is one: a ``--restart`` of the same file replaces it."""
         state = self.state(activity)
+        if state is None and self.damaged(activity) is not None:
+            state = _Upload(activity, str(name), 0, 0.0)  # (its name unknown: the request's)
         if state is None or state.name != name:
             return
         holder = self.holders.pop(activity, None)
@@ -338,6 +369,17 @@ class FileService:
         if not activity or not all(c in "0123456789abcdef" for c in activity):
             return None
         return _Upload.load(self.state_path(activity))
+
+    def damaged(self, activity: str) -> str | None:
+        """What is wrong with the record of the transfer ``activity``, when there is one
+        that does not load (logged at WARNING, naming the file); None otherwise."""
+        if not activity or not all(c in "0123456789abcdef" for c in activity):
+            return None
+        path = self.state_path(activity)
+        why = _Upload.problem(path)
+        if why is not None:
+            log.warning("the transfer record %s is damaged: %s", path, why)
+        return why
 
     # ------------------------------------------------------------ receiving
 
@@ -788,6 +830,10 @@ class _Receiver:
         if offset == 0 and chain == chain_start().hex():
             return 0, chain_start()
         state = self.service.state(activity)
+        if state is None and (why := self.service.damaged(activity)) is not None:
+            whose = "the local" if self.own else "the server's"
+            raise TransferError(f"{whose} record of the transfer is damaged ({why}): start"
+                                " it again with --restart")  # fmt: skip
         if (state is None or type(offset) is not int or state.name != self.request.get("name")
                 or not 0 < offset <= state.size or (offset, chain) not in state.checkpoints):
             raise TransferError("the transfer was resumed at a checkpoint this side never"
