@@ -169,6 +169,14 @@ class PlainServer:
             await server.wait_closed()
 
 
+class _Closed(asyncio.Protocol):
+    """A connection whose protocol could not be made: reset at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
 async def serve_plain(factory: Callable[[], asyncio.BaseProtocol], host: str | None,
                       port: int, backlog: int, shed: Shed,
                       log: logging.Logger = _log) -> PlainServer:  # fmt: skip
@@ -177,13 +185,25 @@ async def serve_plain(factory: Callable[[], asyncio.BaseProtocol], host: str | N
     ``shed``)."""
     loop = asyncio.get_running_loop()
     own = isinstance(loop, asyncio.SelectorEventLoop)
+
+    def guarded() -> asyncio.BaseProtocol:
+        # (asyncio drops what a protocol factory raises without a word outside its debug
+        # mode, and leaves the accepted socket open until the garbage collector finds it:
+        # a bug here would leave every connection hanging, unseen)
+        try:
+            return factory()
+        except Exception:
+            log.error("internal error: a new connection could not be set up (it is closed)",
+                      exc_info=True)  # fmt: skip
+            return _Closed()
+
     listening = await listen(host, port, backlog, Shedding if own else socket.socket)
     servers: list[asyncio.Server] = []
     try:
         for sock in listening:
             if isinstance(sock, Shedding):
                 sock.shed, sock.log = shed, log
-            servers.append(await loop.create_server(factory, sock=sock, backlog=backlog))
+            servers.append(await loop.create_server(guarded, sock=sock, backlog=backlog))
     except BaseException:
         for server in servers:
             server.close()
