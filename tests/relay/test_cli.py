@@ -302,6 +302,7 @@ def test_admin_serves_the_sessions_that_status_shows() -> None:
                 metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{admin}/metrics")
                 assert 'sessionlayer_relay_sessions{phase="open"} 1.0' in metrics
                 assert "sessionlayer_relay_relayed_total 1.0" in metrics
+                assert "sessionlayer_relay_opened_total 0.0" in metrics  # (counted at its end)
             code, _, err = await asyncio.to_thread(relay.stop)
             assert code == 0, err
 

@@ -91,6 +91,9 @@ class _RelayCollector:
                                   "Client connections accepted", value=stats.connections)
         yield CounterMetricFamily("sessionlayer_relay_relayed",
                                   "CNs relayed to the upstream", value=stats.relayed)
+        yield CounterMetricFamily("sessionlayer_relay_opened",
+                                  "Relayed sessions over that had reached data transfer"
+                                  " (their AC relayed)", value=stats.opened)  # fmt: skip
         for name, counter, label in (("rejected", stats.rejected, "why"),
                                      ("refused", stats.refused, "reason"),
                                      ("ended", stats.ended, "outcome")):  # fmt: skip
