@@ -9,7 +9,7 @@ from sessionlayer.machine import (
     SessionConfig,
     SessionMachine,
 )
-from sessionlayer.spdu import SPDU, decode_tsdu
+from sessionlayer.spdu import SPDU, Token, decode_tsdu
 
 
 class SessionPair:
@@ -61,3 +61,21 @@ def decode(tsdu: bytes) -> tuple[SPDU, ...]:
 
 def kinds(tsdu: bytes) -> list[str]:
     return [s.kind for s in decode_tsdu(tsdu)]
+
+
+# ---------------------------------------------------------------- states to reach
+
+
+def sta19(p: SessionPair) -> None:
+    """The initiator in STA19 (waiting for the recovery after the responder's EXCEPTION
+    REPORT): the responder lacks the data token and reports."""
+    p.resp.exception_report(3)
+    p.pump()
+
+
+def sta20(p: SessionPair) -> None:
+    """The initiator in STA20 (waiting for the recovery after its own EXCEPTION REPORT,
+    without the data token)."""
+    p.init.give_tokens(Token.DATA)
+    p.pump()
+    p.init.exception_report(3)

@@ -33,7 +33,7 @@ from sessionlayer.spdu import (
     encode_tsdu,
 )
 
-from .helpers import SessionPair
+from .helpers import SessionPair, sta19, sta20
 
 FU = FunctionalUnit
 MAJOR = Token.MAJOR_ACTIVITY
@@ -61,17 +61,6 @@ def sta15b(p: SessionPair) -> None:
     p.resp.resync(ResyncType.ABANDON)
     (pr,) = p.resp.expedited_to_send()
     p.init.receive_expedited(pr, now=0.0)  # (its RS not delivered: PREPARE came first)
-
-
-def sta19(p: SessionPair) -> None:
-    p.resp.exception_report(3)  # the responder lacks the data token
-    p.pump()
-
-
-def sta20(p: SessionPair) -> None:
-    p.init.give_tokens(Token.DATA)
-    p.pump()
-    p.init.exception_report(3)
 
 
 def after_our_aea(p: SessionPair) -> None:

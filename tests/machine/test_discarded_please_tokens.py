@@ -25,7 +25,7 @@ from sessionlayer.spdu import (
     encode_tsdu,
 )
 
-from .helpers import SessionPair
+from .helpers import SessionPair, sta19, sta20
 
 #: Every version-1 unit but negotiated release: the release token is not available.
 UNITS = ALL_FUNCTIONAL_UNITS & ~FunctionalUnit.NEGOTIATED_RELEASE
@@ -64,17 +64,6 @@ def sta15c(p: SessionPair) -> None:
     p.resp.resync_response()
     (pr,) = p.resp.expedited_to_send()
     p.init.receive_expedited(pr, now=0.0)  # (its RA not delivered)
-
-
-def sta19(p: SessionPair) -> None:
-    p.resp.exception_report(3)  # the responder lacks the data token
-    p.pump()
-
-
-def sta20(p: SessionPair) -> None:
-    p.init.give_tokens(Token.DATA)
-    p.pump()
-    p.init.exception_report(3)
 
 
 ENTRIES: dict[str, Callable[[SessionPair], None]] = {
