@@ -1,13 +1,23 @@
 """The client's transfer index under concurrent runs (apps/transfer_state.py): each change
 is read, made and written under the index's lock, so that transfers that save their
-checkpoints at once keep each other's entries."""
+checkpoints at once keep each other's entries; a change waits for another process's, but
+not for ever (a process stopped while it holds the lock, Ctrl-Z, would otherwise hold
+every other transfer's event loop as long as it is stopped: a real second process holds
+it here, no sleeps); a damaged field is told before it is used."""
 
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
-from sessionlayer.apps.transfer_state import load_states, update_states
+import pytest
+
+from sessionlayer.apps import transfer_state
+from sessionlayer.apps.transfer_state import StateError, checked_entry, load_states, update_states
 
 WRITERS = 4
 EACH = 40
@@ -33,3 +43,71 @@ def test_concurrent_updates_of_the_index_keep_every_entry(tmp_path: Path) -> Non
         assert worker.exitcode == 0
     states = load_states(index)
     assert len(states) == WRITERS * EACH, sorted(states)
+
+_HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()  # (until the test closes it: then the lock goes with the process)
+"""
+
+
+def _holder(lock: Path) -> subprocess.Popen[str]:
+    child = subprocess.Popen([sys.executable, "-c", _HOLD, str(lock)], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline() == "held\n"
+    return child
+
+
+def _add(states: dict[str, Any]) -> None:
+    states["k"] = {"n": len(states)}
+
+
+def test_a_lock_held_past_the_wait_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = tmp_path / "transfers.json"
+    monkeypatch.setattr(transfer_state, "INDEX_LOCK_WAIT", 0.2)
+    child = _holder(tmp_path / "transfers.json.lock")
+    try:
+        with pytest.raises(StateError, match=r"locked by another process for 0.2 s"):
+            update_states(index, _add)
+        assert not index.exists()
+    finally:
+        child.communicate("")
+    update_states(index, _add)  # (its holder gone: the change goes through)
+    assert index.exists()
+
+
+def test_a_lock_held_briefly_is_waited_for(tmp_path: Path) -> None:
+    index = tmp_path / "transfers.json"
+    child = _holder(tmp_path / "transfers.json.lock")
+    failed: list[BaseException] = []
+
+    def change() -> None:
+        try:
+            update_states(index, _add)
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=change)
+    thread.start()
+    child.communicate("")  # (lets go, whether or not the change waits already)
+    thread.join(10)
+    assert not thread.is_alive() and failed == [] and index.exists()
+
+
+@pytest.mark.parametrize("field, value", [("session", "abc"), ("serial", "x"),
+                                          ("chain", "0"), ("serial", -1)])  # fmt: skip
+def test_a_damaged_field_is_told_before_it_is_used(tmp_path: Path, field: str,
+                                                   value: Any) -> None:  # fmt: skip
+    """An odd-length hex field or a bad serial passed the check and raised later
+    (bytes.fromhex, int()), once the server had accepted the resume: "internal error"."""
+    entry = {"activity": "0011", "session": "ab" * 16, "chain": "00" * 32, "serial": 3}
+    entry[field] = value
+    with pytest.raises(StateError, match="is damaged"):
+        checked_entry({"k": entry}, "k", tmp_path / "transfers.json",
+                      ("activity", "session", "chain"))  # fmt: skip
+    entry[field] = {"session": "ab", "serial": None, "chain": "00"}[field]
+    assert checked_entry({"k": entry}, "k", tmp_path / "t.json", ("activity", "session"))

@@ -114,16 +114,37 @@ def load_states(path: Path) -> dict[str, Any]:
     return obj
 
 
+#: How long a change of an index waits for another process's change (they take a few
+#: milliseconds): past it, the holder is taken to be stopped (Ctrl-Z) and StateError says so.
+INDEX_LOCK_WAIT = 5.0
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """``path``'s index locked (``INDEX.lock``, exclusive, waited for: changes are short)."""
+    """``path``'s index locked (``INDEX.lock``, exclusive): waited for, up to
+    INDEX_LOCK_WAIT, in short steps (a blocking flock would hold the caller's event loop
+    for as long as another process holds it: a stopped one, for ever)."""
+    lock = path.with_name(path.name + ".lock")
     try:
-        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StateError(f"cannot keep the transfer state in {path.parent}:"
                          f" {_why(exc)}") from None  # fmt: skip
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + INDEX_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StateError(
+                        f"the transfer state {path} has been locked by another process for"
+                        f" {INDEX_LOCK_WAIT:g} s ({lock}): is a sessionlayer send or get"
+                        " stopped (Ctrl-Z)? Let it go on, or end it") from None  # fmt: skip
+                time.sleep(0.005)
+            except OSError as exc:
+                raise StateError(f"cannot lock {lock}: {_why(exc)}") from None
         yield
     finally:
         os.close(fd)  # (the lock goes with it)
@@ -156,18 +177,24 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 
 
 def _hex(text: str) -> bool:
-    return bool(text) and all(c in "0123456789abcdef" for c in text)
+    """Octets in hex as this program writes them (bytes.fromhex takes them back)."""
+    return bool(text) and not len(text) % 2 and all(c in "0123456789abcdef" for c in text)
+
+
+#: Fields checked when they are there (older versions did not write them all).
+_OPTIONAL = ("sha256", "serial")
 
 
 def checked_entry(states: dict[str, Any], key: str, path: Path,
                   fields: tuple[str, ...]) -> dict[str, Any] | None:  # fmt: skip
     """The entry ``key`` of the index at ``path`` (None if there is none), each of
-    ``fields`` of the shape this program writes (and ``sha256`` if it is there); StateError
-    naming the file otherwise."""
+    ``fields`` of the shape this program writes (and ``sha256`` and ``serial`` if they are
+    there); StateError naming the file otherwise."""
     entry = states.get(key)
     if entry is None:
         return None
-    wanted = fields + (("sha256",) if isinstance(entry, dict) and "sha256" in entry else ())
+    wanted = fields + (tuple(f for f in _OPTIONAL if f in entry and f not in fields)
+                       if isinstance(entry, dict) else ())  # fmt: skip
     if not isinstance(entry, dict) or not all(
             name in entry and _KINDS[name](entry[name]) for name in wanted):  # fmt: skip
         raise StateError(f"the transfer state {path} is damaged (this transfer's entry):"
