@@ -7,7 +7,9 @@ it here, no sleeps); a damaged field is told before it is used."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -17,7 +19,13 @@ from typing import Any
 import pytest
 
 from sessionlayer.apps import transfer_state
-from sessionlayer.apps.transfer_state import StateError, checked_entry, load_states, update_states
+from sessionlayer.apps.transfer_state import (
+    RunLock,
+    StateError,
+    checked_entry,
+    load_states,
+    update_states,
+)
 
 WRITERS = 4
 EACH = 40
@@ -111,3 +119,25 @@ def test_a_damaged_field_is_told_before_it_is_used(tmp_path: Path, field: str,
                       ("activity", "session", "chain"))  # fmt: skip
     entry[field] = {"session": "ab", "serial": None, "chain": "00"}[field]
     assert checked_entry({"k": entry}, "k", tmp_path / "t.json", ("activity", "session"))
+
+
+def test_a_run_lock_leaves_no_file_and_still_keeps_a_second_run_out(tmp_path: Path) -> None:
+    """One ``running/<digest>.lock`` per transfer ever run stayed for good; now the run
+    removes it, holding the lock, and a run that opened the removed file meanwhile locks
+    the one at the path instead (its lock on the old one would keep nobody out)."""
+    first = RunLock(tmp_path, "send|k", "sessionlayer send a")
+    first.acquire()
+    with pytest.raises(StateError, match=r"already running \(pid \d+: sessionlayer send a"):
+        RunLock(tmp_path, "send|k", "sessionlayer send b").acquire()
+    late = os.open(first.path, os.O_RDWR)  # (a run that opened the file, not locked yet)
+    try:
+        first.release()
+        assert list((tmp_path / "running").iterdir()) == []
+        fcntl.flock(late, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (the removed file: anybody's)
+        with RunLock(tmp_path, "send|k", "sessionlayer send c") as second:
+            assert os.fstat(second.fd).st_ino == os.stat(second.path).st_ino
+            with pytest.raises(StateError, match="sessionlayer send c"):
+                RunLock(tmp_path, "send|k", "sessionlayer send d").acquire()
+    finally:
+        os.close(late)
+    assert list((tmp_path / "running").iterdir()) == []

@@ -202,6 +202,10 @@ def checked_entry(states: dict[str, Any], key: str, path: Path,
     return entry
 
 
+#: How many times a run lock is tried when the file keeps being removed under it.
+_LOCK_TRIES = 10
+
+
 class RunLock:
     """One run of a transfer at a time: ``running/<digest>.lock`` under ``root`` (the state
     directory), an exclusive ``flock`` held while the transfer runs.  The kernel lets go of
@@ -216,22 +220,29 @@ class RunLock:
         self.fd = -1
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(f"cannot keep the transfer state in {self.path.parent}:"
-                             f" {_why(exc)}") from None  # fmt: skip
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
+        for _ in range(_LOCK_TRIES):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise StateError(f"this transfer is already running ({holder}): wait for it"
+                                 " to end, or stop it and rerun to take it over") from None
+            except OSError as exc:
+                os.close(fd)
+                raise StateError(f"cannot lock {self.path}: {_why(exc)}") from None
+            # The run before may have removed the file between our open and our lock (see
+            # release): a lock on a file no longer at the path locks nobody out.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except OSError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise StateError(f"this transfer is already running ({holder}): wait for it to"
-                             " end, or stop it and rerun to take it over") from None  # fmt: skip
-        except OSError as exc:
-            os.close(fd)
-            raise StateError(f"cannot lock {self.path}: {_why(exc)}") from None
+        else:
+            raise StateError(f"cannot lock {self.path}: it keeps being replaced")
         self.fd = fd
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
         with contextlib.suppress(OSError):  # (what the refusal of a second run shows)
@@ -239,9 +250,22 @@ class RunLock:
             os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": self.command,
                                       "started": started}).encode(), 0)  # fmt: skip
 
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot keep the transfer state in {self.path.parent}:"
+                             f" {_why(exc)}") from None  # fmt: skip
+
     def release(self) -> None:
+        """Remove the file while still holding its lock (a run that opened it meanwhile
+        sees, once it has the lock, that the path is no longer its file, and tries again),
+        then let go: no lock file stays per transfer ever run."""
         if self.fd >= 0:
-            os.close(self.fd)  # (the file stays: removing it would race the next run's lock)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(self.fd)
             self.fd = -1
 
     def __enter__(self) -> RunLock:
