@@ -226,7 +226,8 @@ class Registry:
             raise ValueError("a method needs a name and a callable")
         if name in self.methods:
             raise ValueError(f"method {name!r} registered twice")
-        is_async = inspect.iscoroutinefunction(fn)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            type(fn).__call__)  # (an object whose __call__ is a coroutine function)
         if thread and is_async:
             raise ValueError(f"method {name!r}: thread=True is for plain functions")
         self.methods[name] = _Method(fn, is_async, thread)
@@ -287,6 +288,8 @@ class _Call:
     #: (waiting) its body as it came, decoded again when it starts: a waiting call holds
     #: the octets it is counted by, not their decoded objects (many times as large)
     body: bytes | None = None
+    #: (a plain method's) the awaitable it returned inline, awaited as the call's task
+    started: Awaitable[Any] | None = None
 
 
 class _Served:
@@ -444,7 +447,12 @@ class RpcServer:
                                                         f"no method {name!r}"))
             return
         if not method.is_async and not method.thread:
-            await self._answer(served, cid, self._inline(served, method, args, kwargs))
+            answer = self._inline(served, method, args, kwargs)
+            if isinstance(answer, bytes):
+                await self._answer(served, cid, answer)
+            else:  # (it ran, and returned an awaitable: that is awaited now, past any limit)
+                self._start(served, _Call(cid, method, args, kwargs, timeout, len(message),
+                                          started=answer))  # fmt: skip
             return
         call = _Call(cid, method, args, kwargs, timeout, len(message))
         if not served.waiting and len(served.running) < self.max_running:
@@ -460,13 +468,17 @@ class RpcServer:
                 " wait on this session: this one did not run"))
 
     def _inline(self, served: _Served, method: _Method, args: list[Any],
-                kwargs: dict[str, Any] | None) -> bytes:  # fmt: skip
+                kwargs: dict[str, Any] | None) -> bytes | Awaitable[Any]:  # fmt: skip
         """Run a plain method here, on the loop (no task, no await).  Nothing can cancel
-        it, so even a CancelledError it raises is its answer."""
+        it, so even a CancelledError it raises is its answer.  An awaitable it returns (a
+        decorator's wrapper of a coroutine function) is returned, to run as a task."""
         try:
             result = method.fn(*args, **(kwargs or {}))
         except (Exception, asyncio.CancelledError) as exc:
             return self._error(served, type(exc).__name__, str(exc))
+        if inspect.isawaitable(result):
+            awaitable: Awaitable[Any] = result
+            return awaitable
         return self._result(served, result)
 
     def _start(self, served: _Served, call: _Call) -> None:
@@ -538,6 +550,8 @@ class RpcServer:
     def _invoke(self, call: _Call) -> Awaitable[Any]:
         """The call's method at work: its coroutine, or its function in one of this
         server's threads (with the caller's context, as ``asyncio.to_thread`` does)."""
+        if call.started is not None:
+            return call.started
         fn, args, kwargs = call.method.fn, call.args, call.kwargs or {}
         if not call.method.thread:
             awaitable: Awaitable[Any] = fn(*args, **kwargs)
