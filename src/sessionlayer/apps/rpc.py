@@ -721,7 +721,9 @@ class RpcClient:
                     return await future
             except TimeoutError:
                 if future.done() and not future.cancelled():
-                    raise  # (the remote method's own TimeoutError: not ours)
+                    # The answer came in the deadline's turn of the loop: it is the
+                    # call's (the server ran it), not a timeout.
+                    return future.result()
                 self._cancel(cid)
                 raise CallTimeout(f"no answer to {name!r} within {timeout:g} s") from None
         except asyncio.CancelledError:
