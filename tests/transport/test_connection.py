@@ -90,6 +90,18 @@ def test_cr_without_size_means_128() -> None:
     assert responder.tpdu_size == 128
 
 
+@pytest.mark.parametrize("ours", [8192, 65408])
+@pytest.mark.parametrize("code", [0x0E, 0x10])
+def test_a_cr_proposing_more_than_8192_gets_8192(code: int, ours: int) -> None:
+    # A CR with TPDU size code 0x0E (16384) or 0x10 (65531), as RFC 1006 stacks send: the
+    # CC says 0x0D, the most its TPDU size parameter can (no preferred size was offered).
+    responder = Rfc1006Connection("responder", max_tpdu_size=ours)
+    [requested] = responder.receive_data(bytes.fromhex(f"0300000e09e00000000100c001{code:02x}"))
+    assert isinstance(requested, ConnectRequested)
+    assert responder.accept().hex() == "0300000e09d00001000100c0010d"
+    assert responder.tpdu_size == 8192
+
+
 def test_cc_without_calling_tsap_keeps_ours() -> None:
     initiator = Rfc1006Connection()
     initiator.connect(b"\x00\x02", TSAP, 8192)

@@ -116,11 +116,24 @@ def test_tpdu_size_code() -> None:
 
 
 @pytest.mark.parametrize(
+    ("code", "octets"), [(0x0E, 16384), (0x0F, 32768), (0x10, 65531)]
+)
+def test_rfc1006_tpdu_size_codes_above_8192_decode(code: int, octets: int) -> None:
+    # RFC 1006 stacks (Tandem OSI/TS among them) propose 16384, 32768 and 65531 with
+    # codes 0x0E..0x10; libiec61850 takes any code.  Refusing the CR broke the connection.
+    wire = bytes.fromhex("09e00000000100c001") + bytes([code])
+    cr = decode_tpdu(wire)
+    assert isinstance(cr, ConnectionRequest)
+    assert cr.tpdu_size == code and cr.tpdu_size_octets == octets
+    assert encode_tpdu(cr) == wire
+
+
+@pytest.mark.parametrize(
     "tpdu",
     [
         ConnectionRequest(class_option=0x20),
         ConnectionConfirm(class_option=0x40),
-        ConnectionRequest(tpdu_size=14),
+        ConnectionRequest(tpdu_size=17),
         ConnectionRequest(tpdu_size=6),
         ConnectionRequest(src_ref=0x10000),
         ConnectionRequest(other_params=(Parameter(0xC0, b"\x0d"),)),
@@ -159,6 +172,8 @@ def test_encode_rejects_dt_over_tpdu_size() -> None:
         "0ae00000000100c0010dc001",  # parameter runs past the header
         "0de00000000100c0010dc0010d",  # duplicate TPDU size
         "0ae00000000100c00114",  # TPDU size code 0x14
+        "09e00000000100c00111",  # TPDU size code 0x11: past the 65531 of code 0x10
+        "09e00000000100c00106",  # TPDU size code 0x06: below class 0's 128 octets
         "0be00000000100c0020d0d",  # TPDU size of 2 octets
         "0ce00000000100f0050000000001",  # preferred size of 5 octets
         "03f08000",  # DT LI 3
@@ -190,7 +205,7 @@ def connect_tpdus(draw: st.DrawFn) -> TPDU:
     named: dict[str, Any] = {
         "calling_tsap": draw(st.none() | small),
         "called_tsap": draw(st.none() | small),
-        "tpdu_size": draw(st.none() | st.integers(7, 13)),
+        "tpdu_size": draw(st.none() | st.integers(7, 16)),
         "preferred_max_tpdu_size": draw(st.none() | st.integers(0, 0xFFFFFFFF)),
     }
     order = draw(st.none() | st.permutations([0xC0, 0xC1, 0xC2, 0xF0]).map(tuple))

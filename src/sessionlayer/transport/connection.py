@@ -250,7 +250,8 @@ class Rfc1006Connection:
     def _confirm(self, cr: ConnectionRequest, ours: int) -> tuple[bytes, int, bool]:
         """The TPKT-framed CC answering *cr*, the TPDU size and whether expedited is agreed."""
         check_tpdu_size(ours)
-        classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours)
+        # (a CR may propose more than the TPDU size parameter of our CC can say: 0x0E..0x10)
+        classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours, CLASSIC_MAX_TPDU_SIZE)
         preferred = cr.preferred_max_tpdu_octets
         size = classic
         if preferred is not None and ours > CLASSIC_MAX_TPDU_SIZE:

@@ -44,7 +44,13 @@ __all__ = [
 
 
 MIN_TPDU_SIZE_CODE = 0x07  #: 128 octets
-MAX_TPDU_SIZE_CODE = 0x0D  #: 8192 octets
+MAX_TPDU_SIZE_CODE = 0x0D  #: 8192 octets: the largest ISO 8073 defines, and what we propose
+#: The largest code a TPDU may carry: RFC 1006 stacks also use 0x0E (16384), 0x0F (32768)
+#: and 0x10 (65531, what a TPKT holds).  Taken as sizes like any other (libiec61850
+#: takes any code, capped at its own maximum); what this side agrees to stays its own.
+MAX_RFC1006_SIZE_CODE = 0x10
+_MAX_TPDU_OCTETS = 0xFFFF - 4  #: a TPKT's payload at most
+_SIZE_CODES = (MIN_TPDU_SIZE_CODE, MAX_RFC1006_SIZE_CODE)  #: the codes a TPDU may carry
 MAX_HEADER_LI = 254  #: LI 255 is reserved
 MAX_ED_DATA = 16  #: RFC 1006: 1..16 octets of expedited data
 _EOT = 0x80
@@ -86,7 +92,7 @@ class _ConnectTpdu:
     class_option: int = 0  #: class in the high 4 bits, options in the low 4
     calling_tsap: bytes | None = None
     called_tsap: bytes | None = None
-    tpdu_size: int | None = None  #: the code: 0x07 (128) .. 0x0D (8192)
+    tpdu_size: int | None = None  #: the code: 0x07 (128) .. 0x0D (8192), or up to 0x10
     preferred_max_tpdu_size: int | None = None  #: in multiples of 128 octets
     other_params: tuple[Parameter, ...] = ()  #: parameters not named above, in order
     user_data: bytes = b""
@@ -95,8 +101,11 @@ class _ConnectTpdu:
 
     @property
     def tpdu_size_octets(self) -> int | None:
-        """The proposed maximum TPDU size in octets (None when absent: 128 applies)."""
-        return None if self.tpdu_size is None else 1 << self.tpdu_size
+        """The proposed maximum TPDU size in octets (None when absent: 128 applies); code
+        0x10 says 65531, the most a TPKT holds."""
+        if self.tpdu_size is None:
+            return None
+        return min(1 << self.tpdu_size, _MAX_TPDU_OCTETS)
 
     @property
     def preferred_max_tpdu_octets(self) -> int | None:
@@ -205,8 +214,8 @@ def _encode_connect(tpdu: _ConnectTpdu) -> bytes:
 def _connect_params(tpdu: _ConnectTpdu) -> list[Parameter]:
     named: dict[int, bytes] = {}
     if tpdu.tpdu_size is not None:
-        if not MIN_TPDU_SIZE_CODE <= tpdu.tpdu_size <= MAX_TPDU_SIZE_CODE:
-            raise EncodeError(f"TPDU size code {tpdu.tpdu_size:#x} is not in 0x07..0x0d")
+        if not MIN_TPDU_SIZE_CODE <= tpdu.tpdu_size <= MAX_RFC1006_SIZE_CODE:
+            raise EncodeError(f"TPDU size code {tpdu.tpdu_size:#x} is not in 0x07..0x10")
         named[ParameterCode.TPDU_SIZE] = bytes([tpdu.tpdu_size])
     if tpdu.called_tsap is not None:
         named[ParameterCode.CALLED_TSAP] = tpdu.called_tsap
@@ -354,7 +363,7 @@ def _decode_connect(buf: bytes, li: int) -> TPDU:
             others.append(Parameter(code, value))
         pos = stop
     size = named.get(_TPDU_SIZE)
-    if size is not None and (len(size) != 1 or not 7 <= size[0] <= 13):
+    if size is not None and (len(size) != 1 or not _SIZE_CODES[0] <= size[0] <= _SIZE_CODES[1]):
         return _decode_connect_general(buf, li)
     preferred = named.get(_PREFERRED)
     if preferred is not None and not 1 <= len(preferred) <= 4:
@@ -380,7 +389,7 @@ def _decode_connect_general(buf: bytes, li: int) -> TPDU:
     dst_ref, src_ref, class_option = struct.unpack_from(">HHB", buf, 2)
     params = _decode_params(buf, 7, li + 1)
     size = _single(params, ParameterCode.TPDU_SIZE)
-    if size is not None and (len(size) != 1 or not 7 <= size[0] <= 13):
+    if size is not None and (len(size) != 1 or not _SIZE_CODES[0] <= size[0] <= _SIZE_CODES[1]):
         raise DecodeError(f"invalid TPDU size parameter {size.hex()}", offset=7, reflect=buf)
     preferred = _single(params, ParameterCode.PREFERRED_MAX_TPDU_SIZE)
     if preferred is not None and not 1 <= len(preferred) <= 4:
