@@ -205,6 +205,23 @@ def test_unexpected_input_raises_decode_error(role: Any, wire: str) -> None:
         connection.receive_data(b"")
 
 
+@pytest.mark.parametrize("class_option", [0x50, 0xF0, 0x52])
+def test_cr_with_an_undefined_class_is_a_protocol_error(class_option: int) -> None:
+    # ISO 8073 13.3.3 defines classes 0..4; this CR was answered with a class 0 CC.
+    responder = Rfc1006Connection("responder")
+    with pytest.raises(DecodeError, match="protocol class"):
+        responder.receive_data(bytes.fromhex(f"0300000b06e000000001{class_option:02x}"))
+    assert responder.state is ConnectionState.FAILED
+
+
+@pytest.mark.parametrize("class_option", [0x02, 0x20, 0x42])
+def test_cr_proposing_a_class_up_to_4_is_answered_in_class_0(class_option: int) -> None:
+    responder = Rfc1006Connection("responder")
+    [requested] = responder.receive_data(bytes.fromhex(f"0300000b06e000000001{class_option:02x}"))
+    assert isinstance(requested, ConnectRequested)
+    assert responder.accept().hex() == "0300000b06d00001000100"
+
+
 def test_cc_with_another_class_is_refused() -> None:
     initiator = Rfc1006Connection()
     initiator.connect()

@@ -408,6 +408,10 @@ class Rfc1006Connection:
             and self.role == "responder"
             and isinstance(tpdu, ConnectionRequest)
         ):
+            if tpdu.protocol_class > 4:
+                # ISO 8073 13.3.3: classes 0..4 only; another value in the class and option
+                # parameter is a protocol error (a CR proposing 2..4 is answered in class 0).
+                raise DecodeError(f"CR proposes protocol class {tpdu.protocol_class}, not 0..4")
             self._request, self.state = tpdu, ConnectionState.AWAITING_ACCEPT
             return [ConnectRequested(tpdu)]
         raise DecodeError(f"unexpected {type(tpdu).__name__} TPDU in state {state.value}")
