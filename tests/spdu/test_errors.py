@@ -37,7 +37,14 @@ CASES: list[tuple[str, bytes, dict[str, object], str]] = [
     ("PGI inside a PGI", h("0d050103050100"), {}, "parameter 5 is not allowed in CN PGI 1"),
     ("duplicate PI", h("0906110101110101"), {}, "parameter 17 appears twice in FN"),
     ("duplicate PI in a PGI", h("0d080506160102160102"), {}, "parameter 22 appears twice"),
-    ("PGI 193 and 194 together", h("0d04c100c100"), {}, "appears twice"),
+    ("PGI 193 twice", h("0d04c100c100"), {}, "parameter 193 appears twice in CN"),
+    ("PGI 193 and 194 together", h("0d05c100c20141"), {}, "parameters 193 and 194 both appear"),
+    (
+        "PGI 194 and 193 together",
+        h("0dff0207c2ff0201") + bytes(513) + h("c100"),
+        {},
+        "parameters 194 and 193 both appear",
+    ),
     # ---- mandatory parameters
     ("PR without Prepare Type", h("0700"), {}, "mandatory parameter 24 missing from PR"),
     ("MIP without Serial Number", h("01003100"), {}, "mandatory parameter 42 missing from MIP"),

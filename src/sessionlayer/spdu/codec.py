@@ -405,15 +405,18 @@ def _decode_entries(
 ) -> dict[str, Any]:
     by_code = _codes(spec)
     values: dict[str, Any] = {}
-    seen: set[int] = set()
+    seen: dict[int, int] = {}  #: the entry's code -> the code it came under
     for code, s, e in iter_units(buf, start, end):
         entry = by_code.get(code)
         if entry is None:
             raise DecodeError(f"parameter {code} is not allowed in {where}")
         key = entry.code
-        if key in seen:
+        first = seen.get(key)
+        if first is not None:
+            if first != code:  # the parameter's other code (PGI 193 and 194: user data)
+                raise DecodeError(f"parameters {first} and {code} both appear in {where}")
             raise DecodeError(f"parameter {code} appears twice in {where}")
-        seen.add(key)
+        seen[key] = code
         raw = buf[s:e]
         if isinstance(entry, UserData):
             values[entry.name] = _decode_user_data(entry, code, raw, version, where)
