@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -197,3 +199,24 @@ def test_a_corrupt_record_or_secret_raises_store_unavailable(tmp_path: Path) -> 
         await store.close()
 
     run(main())
+
+
+def test_a_new_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds the server secret, the key of every resume token: with umask 022 it was
+    0644, and any local user could read the secret and forge tokens."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "sessions.db"
+        store = SQLiteStore(path)
+        try:
+            run(store.secret())
+            run(store.put(make_record()))
+        finally:
+            run(store.close())
+    finally:
+        os.umask(old)
+    made = [p for p in tmp_path.iterdir() if p.name.startswith("sessions.db")]
+    assert path in made
+    for p in made:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p, oct(p.stat().st_mode))
+

@@ -79,6 +79,7 @@ class SQLiteStore:
         self._secret: bytes | None = None
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._create_private()
         with self._guard():
             # timeout= is SQLite's busy timeout: how long a statement waits for a lock
             # (each call sets it to what is left of its own timeout).  The connection is
@@ -97,6 +98,20 @@ class SQLiteStore:
         # One thread (started by the first call): the calls keep their order, and the
         # connection is never used by two threads at once.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sessionlayer-sqlite")
+
+    def _create_private(self) -> None:
+        """A new file is made readable by its owner only (0600, whatever the umask): it
+        holds the server secret, the key of every resume token.  SQLite makes its -wal and
+        -shm files with the main file's mode.  A file that exists keeps its mode."""
+        if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StoreUnavailable(self.name, os.strerror(exc.errno or 0)) from None
+        os.close(fd)
 
     def _create(self, db: sqlite3.Connection) -> None:
         # A read first (WAL: not blocked by another process's write lock); the write lock
