@@ -314,6 +314,11 @@ def test_a_rerun_after_a_kill_before_the_last_checkpoint_arrived_resumes(
     ("", "a file name is required"),
     ("x" * 256, "too long: at most 255 octets"),
     ("d/" + "é" * 128, "too long: at most 255 octets"),
+    ("a\nb", "has a control character (U+000A)"),
+    ("a\x1b[31mred", "has a control character (U+001B)"),
+    ("a\x00b", "has a control character (U+0000)"),
+    ("a\x85b", "has a control character (U+0085)"),
+    ("\ud800x", "not a name the server's file system takes"),
 ])  # fmt: skip
 def test_a_name_the_file_system_does_not_take_is_refused_at_connect(
     tmp_path: Path, name: str, why: str

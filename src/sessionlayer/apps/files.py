@@ -235,8 +235,20 @@ class FileService:
         file name the server's file system takes (an empty part, a trailing ``/``, a part
         of dots only, a part longer than NAME_MAX octets): at connect, before any data,
         and without the server's own path in the reason."""
-        if not isinstance(name, str) or not name or "\x00" in name:
+        if not isinstance(name, str) or not name:
             raise Refuse("a file name is required")
+        # A newline or an escape in a file name is a trap for the operator's terminal and
+        # scripts, NUL ends it in the kernel; a lone surrogate has no octets (it was an
+        # ERROR logged and "authentication error" for the peer).
+        control = next((ch for ch in name if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0), None)
+        if control is not None:
+            raise Refuse(f"the name {_shown(name)} has a control character"
+                         f" (U+{ord(control):04X})")  # fmt: skip
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:
+            raise Refuse(f"the name {_shown(name)} is not a name the server's file system"
+                         " takes (not Unicode text)") from None  # fmt: skip
         if name.startswith("/") or os.path.isabs(name) or ".." in name.split("/"):
             raise Refuse(f"the name {_shown(name)} is outside the served directory")
         parts = name.split("/")
