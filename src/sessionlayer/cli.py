@@ -19,7 +19,7 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .aio.sockets import host_port
-from .commands import STOP_SIGNALS, CommandError, UsageMistake, debugging
+from .commands import STOP_SIGNALS, CommandError, Terminated, UsageMistake, debugging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
@@ -29,6 +29,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  #: 128 + SIGTERM
 EXIT_INTERNAL = 70  #: a bug of ours (sysexits' EX_SOFTWARE)
 
 
@@ -203,6 +204,8 @@ def main(
         return EXIT_OK
     except CommandError as exc:
         err.write(f"sessionlayer {ns.command}: {exc}\n")
+        if isinstance(exc, Terminated):
+            return EXIT_TERMINATED
         return EXIT_BAD_INPUT if isinstance(exc, UsageMistake) else 1
     except UsageError as exc:
         err.write(f"sessionlayer: {exc}\n")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,9 +85,11 @@ async def send(*args: str, kill_after: int | None = None,
 
 async def transfer(command: str, *args: str, kill_after: int | None = None,
                    preexec: Callable[[], None] | None = None,
+                   signum: int = signal.SIGKILL,
                    ) -> tuple[int | None, str, str]:  # fmt: skip
     """``sessionlayer COMMAND ...`` (send or get) as ``send`` runs it; ``preexec`` runs in
-    the child before it starts (a resource limit)."""
+    the child before it starts (a resource limit); ``signum`` is what ``kill_after``
+    sends."""
     proc = await asyncio.create_subprocess_exec(
         *cli(command, *args), env=ENV, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, preexec_fn=preexec)  # fmt: skip
@@ -97,7 +100,7 @@ async def transfer(command: str, *args: str, kill_after: int | None = None,
             out.append(line)
             m = re.search(r": (\d+)/\d+ octets", line)
             if kill_after is not None and m and int(m.group(1)) >= kill_after:
-                proc.kill()
+                proc.send_signal(signum)
                 break
         err = (await proc.stderr.read()).decode()
         status = await proc.wait()

@@ -14,8 +14,8 @@ import math
 import os
 import signal
 
-__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "UsageMistake",
-           "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
+__all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "Terminated",
+           "UsageMistake", "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
            "parse_address", "port_number", "positive_seconds", "readable_file",
            "seconds_or_never", "stop_on_signals", "stopped", "writable_file"]
 
@@ -31,6 +31,11 @@ class CommandError(Exception):
 class UsageMistake(CommandError):
     """An argument not written as it must be (``MODULE:NAME``, a tunnel target): a usage
     mistake, one line, exit status 2."""
+
+
+class Terminated(CommandError):
+    """A command that does a job (``send``, ``get``) stopped by SIGTERM: one line, exit
+    status 143 (128 + SIGTERM)."""
 
 
 class AddressError(UsageMistake):

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import ssl
 import time
 from collections.abc import Callable, Coroutine
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 
 from ..apps.files import MIN_CHECKPOINT, SendResult, TransferError, send_file
 from ..errors import SessionLayerError
-from . import CommandError, finite, parse_address, readable_file
+from . import CommandError, Terminated, finite, parse_address, readable_file
 
 __all__ = ["add", "run"]
 
@@ -162,7 +163,7 @@ def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
     return (None, seconds), else (the result, seconds) for a line of the caller's."""
     started = time.monotonic()
     try:
-        result = asyncio.run(start())
+        result = asyncio.run(until_terminated(start))
     except (TransferError, SessionLayerError) as exc:
         raise CommandError(str(exc)) from None
     finally:
@@ -174,6 +175,33 @@ def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
     obj["seconds"] = round(seconds, 3)
     out.write(json.dumps(obj) + "\n")
     return None, seconds
+
+
+async def until_terminated(start: Callable[[], Coroutine[Any, Any, SendResult]],
+                           ) -> SendResult:  # fmt: skip
+    """``start()``, stopped by SIGTERM as Ctrl-C stops it (the transfer cancelled, its
+    state kept for a rerun) and then :class:`Terminated`: SIGTERM used to end the process
+    at once, status 143 and not a word."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await start()
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated("terminated (SIGTERM): run the same command again to resume"
+                             " the transfer") from None  # fmt: skip
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:

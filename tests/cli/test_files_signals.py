@@ -1,0 +1,48 @@
+"""SIGTERM in the middle of ``send`` or ``get``: one line and status 143, the state kept,
+so that the same command run again resumes the transfer (it used to end the process at
+once: 143 and not a word)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import pytest
+
+from .files_helpers import MIB, Serve, make_file, result, sha, transfer
+
+
+@pytest.mark.parametrize("command", ["send", "get"])
+def test_sigterm_mid_transfer_is_one_line_and_a_rerun_resumes(tmp_path: Path,
+                                                              command: str) -> None:  # fmt: skip
+    size = 24 * MIB
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file((files if command == "get" else tmp_path) / "t.bin", size)
+    state = tmp_path / "state"
+    state.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            where = f"127.0.0.1:{server.port}"
+            args = ([str(src), where] if command == "send" else
+                    ["t.bin", where, "-o", str(out)])  # fmt: skip
+            args += ["--checkpoint", "1", "--state-dir", str(state)]
+            status, _, err = await transfer(command, *args, kill_after=size // 3,
+                                            signum=signal.SIGTERM)  # fmt: skip
+            assert status == 143, err
+            assert err == (f"sessionlayer {command}: terminated (SIGTERM): run the same"
+                           " command again to resume the transfer\n"), err
+            status, stdout, err = await transfer(command, *args, "--json")
+            assert status == 0, err
+            done = result(stdout)
+            assert 0 < done["resumed_from"] < size and done["sent"] < size, done
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    assert sha(files / "t.bin" if command == "send" else out / "t.bin") == sha(src)
