@@ -694,6 +694,7 @@ class _Receiver:
         self.peer_error: str | None = None  # the reason the peer gave (typed data)
         self.failed: str | None = None  # the reason this side stopped it (``_fail``)
         self.own = False  # its paths are this side's user's (a get): its reasons name them
+        self.stopped = False  # it no longer receives (its file closed): nothing to confirm
 
     @property
     def temp(self) -> Path:
@@ -796,6 +797,7 @@ class _Receiver:
                         "reconnects": session.resumes, "restores": self.restores})  # fmt: skip
                 self.advanced.set()
         finally:
+            self.stopped = True
             events.cancel()
             self._close()
             upload = self.upload
@@ -855,7 +857,14 @@ class _Receiver:
     async def _checkpoint(self, checkpoint: Checkpoint) -> None:
         """Before the MAA: everything up to the offset written, fsynced, recorded."""
         async with self.lock:  # (one made again after a lost connection waits for the first)
-            await self._durable(checkpoint)
+            try:
+                await self._durable(checkpoint)
+            except Exception:
+                if self.stopped:  # (it stopped meanwhile, a get cancelled by Ctrl-C or
+                    # SIGTERM: its file closed under this checkpoint, which is not made,
+                    # and no error: it was "could not be made durable" and a traceback)
+                    raise asyncio.CancelledError from None
+                raise
 
     async def _durable(self, checkpoint: Checkpoint) -> None:
         cp = _json(checkpoint.user_data)
