@@ -1,16 +1,17 @@
-"""SIGTERM in the middle of ``send`` or ``get``: one line and status 143, the state kept,
-so that the same command run again resumes the transfer (it used to end the process at
-once: 143 and not a word)."""
+"""What may stop ``send`` or ``get`` halfway: SIGTERM is one line and status 143, the state
+kept, so that the same command run again resumes the transfer (it used to end the process
+at once: 143 and not a word); a reader of its output that goes does not stop it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
 import pytest
 
-from .files_helpers import MIB, Serve, make_file, result, sha, transfer
+from .files_helpers import ENV, LIMIT, MIB, Serve, cli, make_file, result, sha, transfer
 
 
 @pytest.mark.parametrize("command", ["send", "get"])
@@ -41,6 +42,46 @@ def test_sigterm_mid_transfer_is_one_line_and_a_rerun_resumes(tmp_path: Path,
             assert status == 0, err
             done = result(stdout)
             assert 0 < done["resumed_from"] < size and done["sent"] < size, done
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    assert sha(files / "t.bin" if command == "send" else out / "t.bin") == sha(src)
+
+
+@pytest.mark.parametrize("command", ["send", "get"])
+def test_a_reader_of_its_output_that_goes_does_not_stop_the_transfer(
+    tmp_path: Path, command: str
+) -> None:
+    """``sessionlayer send big.iso | head -1``: the transfer goes on to its end, without a
+    word on stderr (its progress line raised BrokenPipeError, which stopped it halfway
+    with exit status 0)."""
+    size = 24 * MIB
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file((files if command == "get" else tmp_path) / "t.bin", size)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            where = f"127.0.0.1:{server.port}"
+            args = ([str(src), where] if command == "send" else
+                    ["t.bin", where, "-o", str(out)])  # fmt: skip
+            reader, writer = os.pipe()
+            proc = await asyncio.create_subprocess_exec(
+                *cli(command, *args, "--checkpoint", "1", "--state-dir", str(tmp_path)),
+                env=ENV, stdout=writer, stderr=asyncio.subprocess.PIPE)
+            os.close(writer)
+            assert proc.stderr is not None
+            with open(reader, "rb") as stdout:
+                line = await asyncio.to_thread(stdout.readline)
+            assert b"octets (0 %)" in line, line  # (and the reader is gone)
+            async with asyncio.timeout(LIMIT):
+                err = (await proc.stderr.read()).decode()
+                assert await proc.wait() == 0, err
+            assert err == ""
         finally:
             await server.stop()
 

@@ -147,13 +147,29 @@ class Progress:
         last = step == 10 and extra != self.extra  # (100 %, then its last checkpoint)
         if step != self.step or last:
             self.step, self.extra = step, extra
-            self.out.write(f"{state['name']}: {state['done']}/{state['size']} octets"
-                           f" ({step * 10} %), {extra}\n")  # fmt: skip
-            self.out.flush()
+            try:
+                self.out.write(f"{state['name']}: {state['done']}/{state['size']} octets"
+                               f" ({step * 10} %), {extra}\n")  # fmt: skip
+                self.out.flush()
+            except BrokenPipeError:  # (a reader that went, `| head -1`: the transfer goes
+                self.quiet = True  # on; it was stopped halfway and the exit status was 0)
+                _drop_output(self.out)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _drop_output(out: TextIO) -> None:
+    """What is still written to ``out``, whose reader went, goes nowhere (and Python's own
+    flush at exit does not fail with "Exception ignored ... BrokenPipeError")."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def transfer(ns: argparse.Namespace, out: TextIO, progress: Progress,
