@@ -128,3 +128,21 @@ def test_with_log_format_json_every_line_on_stdout_is_json(tmp_path: Path) -> No
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_an_admin_port_alone_is_on_the_loopback(tmp_path: Path) -> None:
+    """``serve --admin 0`` (a free port, as ``--port 0``): it served the admin endpoint, an
+    unauthenticated list of sessions, on 0.0.0.0, every interface (``0`` was the host)."""
+
+    async def main() -> None:
+        lines: list[str] = []
+        proc = await started("serve", "--port", "0", "--data-dir", str(tmp_path), "--admin",
+                             "0", "--log-format", "json", lines=lines)  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(LIMIT):
+            _, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        admin = json.loads(lines[0])["admin"]
+        assert admin == f"http://127.0.0.1:{json.loads(lines[0])['port']}", lines
+
+    asyncio.run(main())

@@ -75,6 +75,7 @@ def test_resume_fields_round_trip_and_malformed_ones_are_refused() -> None:
 @pytest.mark.parametrize(("text", "address"), [
     (None, ("127.0.0.1", 10102)), ("host", ("host", 10102)), (":99", ("127.0.0.1", 99)),
     ("h:1", ("h", 1)), ("[::1]:5", ("::1", 5)), ("[::1]", ("::1", 10102)),
+    ("9000", ("127.0.0.1", 9000)),  # (digits alone: a port; as a host, 0.0.35.40)
 ])  # fmt: skip
 def test_addresses_on_the_command_line(text: str | None, address: tuple[str, int]) -> None:
     assert parse_address(text) == address

@@ -137,10 +137,14 @@ def writable_file(path: str | os.PathLike[str], what: str) -> str:
 
 def parse_address(text: str | None, default_host: str = "127.0.0.1",
                   default_port: int = DEFAULT_PORT, *, listen: bool = False) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``[v6]:PORT`` -> (host, port); port 0 (a free
-    one) only for an address to ``listen`` on.  :class:`AddressError` otherwise."""
+    """``HOST:PORT``, ``HOST``, ``:PORT``, ``PORT`` or ``[v6]:PORT`` -> (host, port); port 0
+    (a free one) only for an address to ``listen`` on.  :class:`AddressError` otherwise.
+    Digits alone are a port on ``default_host``: as a host, ``0`` was 0.0.0.0 (``serve
+    --admin 0`` served the admin endpoint on every interface) and ``9000`` 0.0.35.40."""
     if not text:
         return default_host, default_port
+    if _digits(text):
+        text = f":{text}"
     host, port = text, ""
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
