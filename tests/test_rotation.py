@@ -8,6 +8,8 @@ files carry exactly what was written."""
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from tests.tools import require_tshark
 
 from sessionlayer.capture import PcapWriter, read_tcp_streams
-from sessionlayer.rotation import RotatingFile, parse_size
+from sessionlayer.rotation import MIN_SIZE, RotatingFile, parse_size
 from sessionlayer.transport import Rfc1006Connection
 
 
@@ -169,3 +171,30 @@ def test_a_file_closed_after_a_failed_write_is_not_rotated_open_again(
     rotating.rotate_if_full("--log")
     assert rotating.closed and sorted(p.name for p in tmp_path.iterdir()) == ["log"]
     assert rotating.write(b"more") == 0
+
+
+@pytest.mark.parametrize("append", [True, False])
+def test_a_new_file_is_its_owners_only(tmp_path: Path, append: bool) -> None:
+    """A relay's ``--pcap`` and ``--log`` were made with the umask's mode (0644): any local
+    user could read the captured sessions, the credentials of their connect requests in
+    the clear where the relay ends TLS.  New files, rotated ones too, are 0600; a file
+    that exists keeps its mode."""
+    old = os.umask(0o022)
+    try:
+        f = RotatingFile(tmp_path / "cap", append=append, max_bytes=MIN_SIZE, keep=2)
+        f.write(b"x" * MIN_SIZE)
+        f.rotate_if_full("--pcap")
+        f.write(b"y" * 10)
+        f.close()
+        kept = tmp_path / "kept"
+        kept.write_bytes(b"before")
+        kept.chmod(0o640)
+        RotatingFile(kept, append=append).close()
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap", "cap.1", "kept"]
+    for name in ("cap", "cap.1"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    assert (tmp_path / "cap").read_bytes() == b"y" * 10
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    assert kept.read_bytes() == (b"before" if append else b"")

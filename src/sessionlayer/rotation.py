@@ -56,7 +56,12 @@ class RotatingFile:
         self._open(append)
 
     def _open(self, append: bool) -> None:
-        self._file = open(self.path, "ab" if append else "wb")  # noqa: SIM115 (close())
+        """A new file is its owner's only (0600, whatever the umask): a relay's capture
+        holds every octet of its sessions, the credentials in their connect requests too
+        (in the clear where the relay ends TLS).  One that exists keeps its mode."""
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        fd = os.open(self.path, flags, 0o600)
+        self._file = os.fdopen(fd, "ab" if append else "wb")
         self.size = self._file.tell()
 
     @property
