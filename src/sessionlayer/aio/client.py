@@ -35,6 +35,7 @@ from .deadline import Deadline
 from .endpoint import Endpoint, check_kinds
 from .reconnect import Reconnector
 from .session import Session
+from .sockets import TlsHandshakeReset
 
 __all__ = ["connect", "new_session_id", "RESUMABLE_CONFIG"]
 
@@ -178,9 +179,9 @@ async def connect(
         except BaseException as exc:
             deadline.ended(exc)  # TimeoutError, if the time ran out
             if tls is not None and type(exc) in (ConnectionResetError, ConnectionAbortedError):
-                raise ConnectionResetError(errno.ECONNRESET, "the connection was closed in"
-                                           " the TLS handshake (does the server use TLS?)"
-                                           ) from exc  # fmt: skip
+                raise TlsHandshakeReset(errno.ECONNRESET, "the connection was closed in"
+                                        " the TLS handshake (does the server use TLS?)"
+                                        ) from exc  # fmt: skip
             raise
         deadline.ended(None)
         session = Session(protocol, sid.hex())

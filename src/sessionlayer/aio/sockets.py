@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -13,7 +14,7 @@ from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
            "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port",
-           "peer_text"]
+           "peer_text", "TlsHandshakeReset"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -110,6 +111,11 @@ def peer_text(peer: Any) -> str | None:
     return None if peer is None else str(peer)
 
 
+class TlsHandshakeReset(ConnectionResetError):
+    """The connection was closed or reset in the TLS handshake (most often: the server
+    does not use TLS); its ``strerror`` says so."""
+
+
 def unreachable(exc: BaseException) -> str:
     """Why a TCP connect failed, in a few words for one line ("timed out", "Connection
     refused", "Name or service not known", or what asyncio said when every address of a
@@ -117,6 +123,8 @@ def unreachable(exc: BaseException) -> str:
     resolver's error code; a reset in the TLS handshake says so: see connect())."""
     if isinstance(exc, TimeoutError):
         return str(exc) or "timed out"  # (connect()'s says which phase ran out)
+    if isinstance(exc, TlsHandshakeReset):  # (it was "Connection reset by peer": its errno's)
+        return exc.strerror or os.strerror(errno.ECONNRESET)
     if isinstance(exc, ssl.SSLCertVerificationError):  # (an OSError: errno 1 says nothing)
         return f"TLS: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):

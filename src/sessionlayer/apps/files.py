@@ -1077,7 +1077,8 @@ async def _connect(host: str, port: int, request: dict[str, Any], tls: Any,
         raise TransferError(f"the server refused: {exc.message}") from None
     except ssl.SSLError as exc:
         where = host_port(host, port)
-        raise TransferError(f"TLS with {where} failed: {exc.reason or exc}") from None
+        why = unreachable(exc).removeprefix("TLS: ")  # (a wrong CA: why it did not verify)
+        raise TransferError(f"TLS with {where} failed: {why}") from None
     except (OSError, TimeoutError) as exc:
         where = host_port(host, port)
         raise TransferError(f"cannot reach {where}: {unreachable(exc)}") from None
