@@ -4,6 +4,7 @@ and times are refused by argparse with the usage, a name that does not resolve s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import io
@@ -242,3 +243,44 @@ def test_ctrl_c_while_the_modules_load_is_one_line(module: str, how: str,
     done = subprocess.run([*argv, "status", "--help"], env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (130, "sessionlayer: interrupted\n")
+
+
+def _answering(answer: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A TCP server on loopback that reads a request and sends ``answer``, then closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.recv(65536)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    # (it was "cannot reach the admin endpoint ...: Bad Request": it was reached)
+    (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+     "is not a sessionlayer admin endpoint (GET /sessions: HTTP 400 Bad Request)"),
+    # (it was the octets it sent, an escape to the terminal among them)
+    (b"\x1b[2J\x03\x00\x00\x0bgarbage\r\n", "not HTTP (BadStatusLine: '\\x1b[2J"),
+])  # fmt: skip
+def test_status_of_a_server_that_is_not_an_admin_endpoint_says_so(answer: bytes,
+                                                                   said: str) -> None:  # fmt: skip
+    server, thread = _answering(answer)
+    try:
+        port = server.getsockname()[1]
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(["status", f"127.0.0.1:{port}", "--json"], stdout=out,
+                        stderr=err) == 1, err.getvalue()  # fmt: skip
+        assert out.getvalue() == "" and err.getvalue().count("\n") == 1, err.getvalue()
+        assert said in err.getvalue() and "\x1b" not in err.getvalue(), err.getvalue()
+    finally:
+        server.close()
+        thread.join(5)

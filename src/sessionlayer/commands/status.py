@@ -40,9 +40,18 @@ def fetch(url: str) -> Any:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/sessions", timeout=5) as answer:
             data = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # (it was "cannot reach": it answered, no)
+        raise CommandError(f"{url} is not a sessionlayer admin endpoint (GET /sessions:"
+                           f" HTTP {exc.code} {exc.reason})") from None  # fmt: skip
     except urllib.error.URLError as exc:
         raise CommandError(f"cannot reach the admin endpoint {url}: {exc.reason}") from None
-    except (OSError, ValueError, http.client.HTTPException) as exc:
+    except OSError as exc:  # (it was "[Errno 104] Connection reset by peer")
+        raise CommandError(f"bad answer from the admin endpoint {url}:"
+                           f" {exc.strerror or exc} (is it an HTTP server?)") from None
+    except http.client.HTTPException as exc:  # (what it sent, repr'd: control characters)
+        raise CommandError(f"bad answer from the admin endpoint {url}: not HTTP"
+                           f" ({type(exc).__name__}: {ascii(str(exc))[:80]})") from None
+    except ValueError as exc:
         raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
     try:  # (the answer's shape, before anything is shown of it)
         _table(data)
