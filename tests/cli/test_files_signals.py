@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,32 @@ def test_a_reader_of_its_output_that_goes_does_not_stop_the_transfer(
 
     asyncio.run(main())
     assert sha(files / "t.bin" if command == "send" else out / "t.bin") == sha(src)
+
+
+def test_the_state_a_killed_transfer_keeps_is_its_owners_only(tmp_path: Path) -> None:
+    """The sender's ``transfers.json`` and the server's ``transfers/<activity>.json`` (the
+    activity, offsets and hash chain that resume it) were the umask's 0644."""
+    size = 24 * MIB
+    src = make_file(tmp_path / "t.bin", size)
+    state = tmp_path / "state"
+    state.mkdir()
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            status, _, err = await transfer(
+                "send", str(src), f"127.0.0.1:{server.port}", "--checkpoint", "1",
+                "--state-dir", str(state), kill_after=size // 3)  # fmt: skip
+            assert status == -signal.SIGKILL, err
+        finally:
+            await server.stop()
+
+    old = os.umask(0o022)
+    try:
+        asyncio.run(main())
+    finally:
+        os.umask(old)
+    kept = [state / "transfers.json", *(tmp_path / "srv" / "transfers").glob("*.json")]
+    assert len(kept) == 2, kept
+    for path in kept:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -45,9 +45,12 @@ def _why(exc: OSError) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically and durably."""
+    """Write ``obj`` to ``path`` atomically and durably, readable by its owner only (0600):
+    a transfer's state (its activity, offsets and hash chain) is what resumes it, and was
+    the umask's 0644 for any local user to read."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # (a .tmp left by a killed run keeps its mode)
         json.dump(obj, f)
         f.flush()
         os.fsync(f.fileno())
