@@ -284,3 +284,13 @@ def test_status_of_a_server_that_is_not_an_admin_endpoint_says_so(answer: bytes,
     finally:
         server.close()
         thread.join(5)
+
+
+def test_status_of_an_address_nobody_listens_on_says_it_in_words() -> None:
+    """It was "cannot reach the admin endpoint ...: [Errno 111] Connection refused"."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(["status", f"127.0.0.1:{port}", "--once"], stdout=out, stderr=err) == 1
+    assert err.getvalue() == (f"sessionlayer status: cannot reach the admin endpoint"
+                              f" http://127.0.0.1:{port}: Connection refused\n")  # fmt: skip

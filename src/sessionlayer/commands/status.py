@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, TextIO
 
-from ..aio.sockets import host_port
+from ..aio.sockets import host_port, unreachable
 from . import AddressError, CommandError, UsageMistake, parse_address
 
 __all__ = ["add", "run", "fetch"]
@@ -43,8 +43,9 @@ def fetch(url: str) -> Any:
     except urllib.error.HTTPError as exc:  # (it was "cannot reach": it answered, no)
         raise CommandError(f"{url} is not a sessionlayer admin endpoint (GET /sessions:"
                            f" HTTP {exc.code} {exc.reason})") from None  # fmt: skip
-    except urllib.error.URLError as exc:
-        raise CommandError(f"cannot reach the admin endpoint {url}: {exc.reason}") from None
+    except urllib.error.URLError as exc:  # (its reason: an OSError was "[Errno 111] ...")
+        why = unreachable(exc.reason) if isinstance(exc.reason, BaseException) else exc.reason
+        raise CommandError(f"cannot reach the admin endpoint {url}: {why}") from None
     except OSError as exc:  # (it was "[Errno 104] Connection reset by peer")
         raise CommandError(f"bad answer from the admin endpoint {url}:"
                            f" {exc.strerror or exc} (is it an HTTP server?)") from None
