@@ -294,3 +294,19 @@ def test_status_of_an_address_nobody_listens_on_says_it_in_words() -> None:
     assert cli.main(["status", f"127.0.0.1:{port}", "--once"], stdout=out, stderr=err) == 1
     assert err.getvalue() == (f"sessionlayer status: cannot reach the admin endpoint"
                               f" http://127.0.0.1:{port}: Connection refused\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("option", ["--port", "--admin"])
+def test_a_port_in_use_is_said_in_words(tmp_path: Path, option: str) -> None:
+    """It was "...: error while attempting to bind on address ('127.0.0.1', 1234): address
+    already in use", asyncio's words with a socket address tuple."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        argv = ["serve", "--data-dir", str(tmp_path), "--store", "memory"]
+        argv += ["--port", str(port)] if option == "--port" else [
+            "--port", "0", "--admin", f"127.0.0.1:{port}"]  # fmt: skip
+        out, err = io.StringIO(), io.StringIO()
+        assert cli.main(argv, stdout=out, stderr=err) == 1, err.getvalue()
+    what = "cannot listen on" if option == "--port" else "cannot serve --admin on"
+    assert err.getvalue() == (f"sessionlayer serve: {what} 127.0.0.1:{port}: Address already"
+                              " in use\n")  # fmt: skip

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import Server
-from ..aio.sockets import host_port
+from ..aio.sockets import host_port, unreachable
 from . import CommandError
 
 if TYPE_CHECKING:
@@ -154,5 +154,5 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
     except OSError as exc:
         await runner.cleanup()
         where = host_port(host, port)
-        raise CommandError(f"cannot serve --admin on {where}: {exc.strerror}") from None
+        raise CommandError(f"cannot serve --admin on {where}: {unreachable(exc)}") from None
     return runner

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from ..aio import ConnectRequest, Options, Session, check_passwords, serve
 from ..aio.client import RESUMABLE_CONFIG
-from ..aio.sockets import host_port
+from ..aio.sockets import host_port, unreachable
 from ..apps.files import FileService
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
@@ -188,7 +188,8 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )  # fmt: skip
     except OSError as exc:
         await store.close()
-        raise CommandError(f"cannot listen on {host_port(host, port)}: {exc.strerror}") from None
+        raise CommandError(f"cannot listen on {host_port(host, port)}: {unreachable(exc)}"
+                           ) from None  # fmt: skip
     except SessionLayerError as exc:
         await store.close()
         raise CommandError(str(exc)) from None

@@ -11,7 +11,7 @@ import json
 from typing import Any, TextIO
 
 from ..aio import Options
-from ..aio.sockets import host_port
+from ..aio.sockets import host_port, unreachable
 from ..apps.tunnel import (
     INITIAL_WINDOW,
     MAX_AUTO_WINDOW,
@@ -131,7 +131,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except OSError as exc:
         await client.close()
         raise CommandError(f"cannot listen on {host_port(listen_host, listen_port)}:"
-                           f" {exc.strerror}") from None  # fmt: skip
+                           f" {unreachable(exc)}") from None  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     stop_on_signals(loop, stop, "tunnel")  # (before it says where: a stop may follow)
