@@ -215,7 +215,7 @@ def test_mia_user_data_is_accepted_in_pi_46_and_pgi_193() -> None:
     for tsdu in (PT_MIA_46, PT_MIA_193):
         (_, mia) = decode(tsdu)
         assert isinstance(mia, MinorSyncAck) and mia.user_data == b"ack"
-    with pytest.raises(DecodeError, match="twice"):
+    with pytest.raises(DecodeError, match="46 and 193 both appear"):
         decode(bytes.fromhex("0200 3209 2a0130 2e01 61 c101 62"))
 
 
