@@ -15,24 +15,34 @@ import pytest
 from .files_helpers import ENV, LIMIT, MIB, Serve, cli, make_file, result, sha, transfer
 
 
+def layout(tmp_path: Path, command: str, size: int) -> tuple[Path, Path, Path]:
+    """The server's files directory, the file to transfer (there for a ``get``) and the
+    ``get``'s output directory."""
+    files = tmp_path / "srv" / "files"
+    files.mkdir(parents=True)
+    src = make_file((files if command == "get" else tmp_path) / "t.bin", size)
+    out = tmp_path / "out"
+    out.mkdir()
+    return files, src, out
+
+
+def arguments(command: str, src: Path, where: str, out: Path) -> list[str]:
+    return [str(src), where] if command == "send" else ["t.bin", where, "-o", str(out)]
+
+
 @pytest.mark.parametrize("command", ["send", "get"])
 def test_sigterm_mid_transfer_is_one_line_and_a_rerun_resumes(tmp_path: Path,
                                                               command: str) -> None:  # fmt: skip
     size = 24 * MIB
-    files = tmp_path / "srv" / "files"
-    files.mkdir(parents=True)
-    src = make_file((files if command == "get" else tmp_path) / "t.bin", size)
+    files, src, out = layout(tmp_path, command, size)
     state = tmp_path / "state"
     state.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
 
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
             where = f"127.0.0.1:{server.port}"
-            args = ([str(src), where] if command == "send" else
-                    ["t.bin", where, "-o", str(out)])  # fmt: skip
+            args = arguments(command, src, where, out)
             args += ["--checkpoint", "1", "--state-dir", str(state)]
             status, _, err = await transfer(command, *args, kill_after=size // 3,
                                             signum=signal.SIGTERM)  # fmt: skip
@@ -58,18 +68,13 @@ def test_a_reader_of_its_output_that_goes_does_not_stop_the_transfer(
     word on stderr (its progress line raised BrokenPipeError, which stopped it halfway
     with exit status 0)."""
     size = 24 * MIB
-    files = tmp_path / "srv" / "files"
-    files.mkdir(parents=True)
-    src = make_file((files if command == "get" else tmp_path) / "t.bin", size)
-    out = tmp_path / "out"
-    out.mkdir()
+    files, src, out = layout(tmp_path, command, size)
 
     async def main() -> None:
         server = await Serve(tmp_path / "srv").start()
         try:
             where = f"127.0.0.1:{server.port}"
-            args = ([str(src), where] if command == "send" else
-                    ["t.bin", where, "-o", str(out)])  # fmt: skip
+            args = arguments(command, src, where, out)
             reader, writer = os.pipe()
             proc = await asyncio.create_subprocess_exec(
                 *cli(command, *args, "--checkpoint", "1", "--state-dir", str(tmp_path)),
