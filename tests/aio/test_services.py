@@ -224,8 +224,9 @@ def test_token_give_please_and_control(tls: Any) -> None:
             everything = Token.DATA | Token.MINOR_SYNC | Token.MAJOR_ACTIVITY
             assert client.tokens == everything and peer.tokens == 0
             # S-TOKEN-GIVE
-            client.give_tokens(Token.DATA)
-            assert (await next_event(peer, ev.TokenGiveIndication)).tokens == Token.DATA
+            client.give_tokens(Token.DATA, user_data=b"yours")
+            given = await next_event(peer, ev.TokenGiveIndication)
+            assert (given.tokens, given.user_data) == (Token.DATA, b"yours")
             assert peer.tokens == Token.DATA
             # S-TOKEN-PLEASE: the peer's binding gives the token as soon as it may.
             peer.please_tokens(Token.MINOR_SYNC, user_data=b"may I")

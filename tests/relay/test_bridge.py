@@ -202,6 +202,16 @@ def test_half_duplex_tokens_travel_through_the_relay() -> None:
     assert t.take("client", ev.DataIndication).data == b"turn 2"
 
 
+def test_the_user_data_of_a_give_tokens_goes_through_the_relay() -> None:
+    """Before, the relay gave the tokens on and dropped the GT's user data."""
+    t = Through(SessionConfig(functional_units=HALF), SessionConfig(functional_units=HALF))
+    t.open()
+    t.client.machine.give_tokens(Token.DATA, user_data=b"your turn")
+    t.pump()
+    given = t.take("upstream", ev.TokenGiveIndication)
+    assert (given.tokens, given.user_data) == (Token.DATA, b"your turn")
+
+
 def test_sync_points_are_confirmed_by_the_far_end() -> None:
     t = Through(SessionConfig(functional_units=HALF), SessionConfig(functional_units=HALF))
     t.open()

@@ -406,9 +406,9 @@ class Session:
             )  # fmt: skip
         return int(event.serial)
 
-    def give_tokens(self, tokens: int) -> None:
-        """S-TOKEN-GIVE."""
-        self._conn.call(lambda m: m.give_tokens(Token(tokens)))
+    def give_tokens(self, tokens: int, user_data: bytes | None = None) -> None:
+        """S-TOKEN-GIVE (user data in version 2 only)."""
+        self._conn.call(lambda m: m.give_tokens(Token(tokens), user_data=user_data))
 
     def please_tokens(self, tokens: int, user_data: bytes | None = None) -> None:
         """S-TOKEN-PLEASE."""

@@ -125,9 +125,11 @@ class CapabilityDataConfirm(Event):
 
 @dataclass(frozen=True)
 class TokenGiveIndication(Event):
-    """S-TOKEN-GIVE indication: the peer gave these tokens (GT)."""
+    """S-TOKEN-GIVE indication: the peer gave these tokens (GT), with the GT's user data
+    (version 2 only)."""
 
     tokens: Token
+    user_data: bytes | None = None
 
 
 @dataclass(frozen=True)

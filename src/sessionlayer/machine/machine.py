@@ -90,11 +90,11 @@ class SessionMachine(_Requests):
                 data, version=self._version, extended=self.config.extended_concatenation
             )
         except DecodeError as exc:
-            self._protocol_error(str(exc), exc.reflect or bytes(data[:9]))
+            self._protocol_error(str(exc), exc.reflect or bytes(data[:9]), reason=exc.reason)
             return
         for spdu in spdus:
             aborting = self._state == "STA16"
-            self._receive_one(spdu, carrier=len(spdus) > 1)
+            self._receive_one(spdu)
             if self._ended or (self._state == "STA16" and not aborting):
                 return  # the rest of a TSDU that caused an abort is not looked at
 
@@ -102,10 +102,17 @@ class SessionMachine(_Requests):
         """T-EXPEDITED-DATA indication: PR or EX on the transport expedited flow."""
         self.receive_tsdu(data, now=now)
 
-    def _receive_one(self, spdu: SPDU, *, carrier: bool) -> None:
-        empty = isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens
-        if empty and (carrier or getattr(spdu, "user_data", None) is None):
-            return  # an empty GT/PT only carries the category-2 SPDU after it
+    def _receive_one(self, spdu: SPDU) -> None:
+        if isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens:
+            if spdu.user_data is None:
+                return  # an empty GT/PT only carries the category-2 SPDU after it
+            # The user data would belong to an S-TOKEN-GIVE/-PLEASE of no tokens, which
+            # X.215 has not: refused out loud rather than dropped.
+            self._protocol_error(
+                f"{spdu.kind} with user data but no Token Item",
+                encode(spdu, version=self._version)[:9],
+            )
+            return
         # CDO's Enclosure Item belongs to connect data overflow (7.3), not to segmenting.
         if getattr(spdu, "enclosure", None) is not None and not isinstance(
             spdu, ConnectDataOverflow

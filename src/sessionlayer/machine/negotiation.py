@@ -254,7 +254,7 @@ def offered_versions(cn: Connect) -> int:
 def check_connect(cn: Connect, config: SessionConfig) -> RefuseReason | None:
     """Why the SPM itself must refuse this CN, or None when the user may decide."""
     common = offered_versions(cn) & int(config.versions)
-    if not common or (cn.data_overflow and not common & 2):
+    if not common or ((cn.data_overflow or 0) & 1 and not common & 2):
         return RefuseReason.VERSION_NOT_SUPPORTED  # Data Overflow needs version 2 (7.1)
     units = _responder_bits(cn, config)
     if not units & (_HALF_DUPLEX | _DUPLEX):

@@ -273,12 +273,16 @@ class _Requests(_Rules):
 
     # ------------------------------------------------------------ tokens
 
-    def give_tokens(self, tokens: Token) -> None:
-        """S-TOKEN-GIVE request: GT with the tokens (all must be held)."""
+    def give_tokens(self, tokens: Token, user_data: bytes | None = None) -> None:
+        """S-TOKEN-GIVE request: GT with the tokens (all must be held) and, in version 2
+        only, user data."""
         wanted = Token(tokens)
+        data = _data(user_data)
         self._request(
             "SGTreq",
-            lambda ctx: self._set(ctx, [self._encode(make(GiveTokens, tokens=int(wanted)))]),
+            lambda ctx: self._set(
+                ctx, [self._encode(make(GiveTokens, tokens=int(wanted), user_data=data))]
+            ),
             tokens=wanted,
         )
 

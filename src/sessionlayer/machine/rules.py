@@ -178,7 +178,7 @@ class _Rules(_Sync):
 
     def _p_cn_overflow(self, ctx: Ctx) -> bool:
         """p204: the CN says more than 10240 octets of user data follow (Data Overflow)."""
-        return bool(ctx.spdu.data_overflow)
+        return bool((ctx.spdu.data_overflow or 0) & 1)  # bit 1; bits 2-8 reserved
 
     def _p_overflow(self, ctx: Ctx) -> bool:
         """p204 at the initiator: CN user data remains for CDOs."""
@@ -405,7 +405,7 @@ class _Rules(_Sync):
     def _a_gt_ind(self, ctx: Ctx) -> None:
         tokens = _tokens(ctx.spdu)
         self._owned |= tokens
-        self._events.append(ev.TokenGiveIndication(tokens))
+        self._events.append(ev.TokenGiveIndication(tokens, ctx.spdu.user_data))
 
     def _a_pt_ind(self, ctx: Ctx) -> None:
         self._events.append(ev.TokenPleaseIndication(_tokens(ctx.spdu), ctx.spdu.user_data))

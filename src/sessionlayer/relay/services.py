@@ -42,7 +42,7 @@ def _expedited(event: ev.ExpeditedDataIndication, mine: M, other: M) -> Checked:
 
 
 def _give(event: ev.TokenGiveIndication, mine: M, other: M) -> Checked:
-    other.give_tokens(event.tokens)
+    other.give_tokens(event.tokens, event.user_data)
     return None
 
 
