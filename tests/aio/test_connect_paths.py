@@ -6,6 +6,7 @@ of callbacks matters, over TCP otherwise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -187,6 +188,42 @@ def test_a_responder_that_closes_on_the_cr_gets_a_clear_error() -> None:
                 await sessionlayer.connect("127.0.0.1", port)
 
     run(main())
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_malformed_spdu_that_comes_with_the_cc_is_the_error_said(
+    caplog: pytest.LogCaptureFixture, fast: bool
+) -> None:
+    """CC and a DT TPDU with a broken SPDU in one read: connect() fails with the protocol
+    error found, and the responder gets an AB.  Before, without a fast connect, the
+    S-CONNECT request was made after the abort and the error was "SCONreq is not allowed
+    in state STA16"."""
+    got: list[bytes] = []
+
+    async def main() -> None:
+        read_all = asyncio.Event()
+
+        async def answers_garbage(raw: RawPeer) -> None:
+            assert isinstance(await raw.next(), ConnectRequested)
+            raw.writer.write(raw.rfc.accept() + raw.rfc.send_tsdu(b"\xff\xff\xff\xff"))
+            try:
+                with contextlib.suppress(EOFError, ConnectionError):
+                    while True:
+                        got.append(await raw.tsdu())
+            finally:
+                read_all.set()
+
+        async with raw_server(answers_garbage) as port:
+            if fast:
+                fast_connect.learn("127.0.0.1", port, False, True)
+            with pytest.raises(SessionAborted, match="SI 255 claims 65535") as caught:
+                await sessionlayer.connect("127.0.0.1", port)
+            assert caught.value.reason == 0x05 and not caught.value.by_peer
+            await read_all.wait()  # (the client closed the connection)
+
+    run(main())
+    assert got[-1][0] == 25  # SI 25: the AB (after the CN, with a fast connect)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_connect_without_options_or_config_uses_the_defaults() -> None:

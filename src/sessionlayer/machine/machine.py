@@ -245,6 +245,11 @@ class SessionMachine(_Requests):
         return self._ended
 
     @property
+    def is_ending(self) -> bool:
+        """Over, or aborting: an AB went out (STA16) and no request is taken any more."""
+        return self._ended or self._state == "STA16"
+
+    @property
     def tokens_owned(self) -> Token:
         return self._owned
 
