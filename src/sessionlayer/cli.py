@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TextIO
 from . import __version__
 from .aio.sockets import host_port
 from .commands import STOP_SIGNALS, CommandError, Terminated, UsageMistake, debugging
+from .commands.logs import client_logging
 from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 #: Subcommands that run sessions (sessionlayer/commands/<module>.py: add() and run()).
 _COMMANDS = {"serve": "serve", "send": "send", "get": "get", "status": "status",
              "relay": "relay", "tunnel": "tunnel"}  # fmt: skip
+#: The subcommands that log nothing of their own (serve, relay, tunnel set their logs up).
+_ONE_SESSION = frozenset({"send", "get", "status"})
 
 
 def _read_hex(args: Sequence[str], stdin: TextIO) -> bytes:
@@ -192,9 +195,12 @@ def main(
         if ns.command in _COMMANDS:
             module = importlib.import_module(f".commands.{_COMMANDS[ns.command]}", __package__)
             handlers = [(signum, signal.getsignal(signum)) for signum in STOP_SIGNALS]
+            put_back = client_logging(ns.command, err) if ns.command in _ONE_SESSION else None
             try:
                 status: int = module.run(ns, out, err)
             finally:
+                if put_back is not None:
+                    put_back()
                 if not exiting:
                     _put_back(handlers)
             return status

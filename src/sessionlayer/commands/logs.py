@@ -1,4 +1,6 @@
-"""One log line per session event for ``sessionlayer serve``: text or JSON."""
+"""Log lines on stderr: one per session event for ``serve`` and ``tunnel`` (text or
+JSON), and for the commands that run one session (``send``, ``get``, ``status``) the
+library's errors, one line each."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["setup_logging"]
+from . import debugging
+
+__all__ = ["ShortExceptions", "client_logging", "setup_logging"]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -43,3 +48,51 @@ def setup_logging(fmt: str, stream: TextIO | None = None, level: int = logging.I
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+
+
+class ShortExceptions(logging.Formatter):
+    """A formatter that keeps a record with an exception on one line: ``... (KeyError:
+    'x')``, the exception's last line; all of the traceback with ``SESSIONLAYER_DEBUG=1``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not record.exc_info or debugging():
+            return super().format(record)
+        kept = record.exc_info, record.exc_text
+        record.exc_info = record.exc_text = None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = kept
+        return f"{line} ({self.formatException(kept[0]).splitlines()[-1]})"
+
+
+class _ClientFormatter(ShortExceptions):
+    """``sessionlayer send: error: ...``."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"sessionlayer {command}: %(level)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
+        return super().format(record)
+
+
+def client_logging(command: str, stream: TextIO) -> Callable[[], None]:
+    """Errors of the ``sessionlayer`` loggers as one line each on ``stream`` while a
+    one-session command runs; returns what puts the logger back.  Without it Python's
+    last-resort handler printed an error logged with its traceback in full, and each
+    warning raw.  A client's warnings are about its one session (a peer's protocol error,
+    say), which the command's own last line reports: they are left out, not said twice."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_ClientFormatter(command))
+    logger = logging.getLogger("sessionlayer")
+    kept = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+
+    def put_back() -> None:
+        logger.handlers[:], logger.propagate = kept[0], kept[2]
+        logger.setLevel(kept[1])
+
+    return put_back

@@ -42,6 +42,7 @@ from . import (
     stopped,
     writable_file,
 )
+from .logs import ShortExceptions
 
 __all__ = ["add", "run"]
 
@@ -266,7 +267,7 @@ class _JsonLines:
 def _logging(level: str, err: TextIO) -> logging.Handler:
     """The relay's decisions (``sessionlayer`` loggers) as lines on stderr."""
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(ShortExceptions("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("sessionlayer")
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, level.upper()))
