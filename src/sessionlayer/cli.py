@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -209,28 +210,38 @@ def main(
     except BrokenPipeError:
         return EXIT_OK
     except CommandError as exc:
-        err.write(f"sessionlayer {ns.command}: {exc}\n")
         if isinstance(exc, Terminated):
-            return EXIT_TERMINATED
-        return EXIT_BAD_INPUT if isinstance(exc, UsageMistake) else 1
+            status = EXIT_TERMINATED
+        else:
+            status = EXIT_BAD_INPUT if isinstance(exc, UsageMistake) else 1
+        return _failed(ns, out, err, f"sessionlayer {ns.command}", str(exc), status)
     except UsageError as exc:
-        err.write(f"sessionlayer: {exc}\n")
-        return EXIT_BAD_INPUT
+        return _failed(ns, out, err, "sessionlayer", str(exc), EXIT_BAD_INPUT)
     except (SessionLayerError, OSError, TimeoutError) as exc:
         if ns.command == "decode":  # (what it was given does not decode)
-            err.write(f"sessionlayer: {_said(exc)}\n")
-            return EXIT_BAD_INPUT
-        err.write(f"sessionlayer {ns.command}: {_said(exc)}\n")
-        return 1
+            return _failed(ns, out, err, "sessionlayer", _said(exc), EXIT_BAD_INPUT)
+        return _failed(ns, out, err, f"sessionlayer {ns.command}", _said(exc), 1)
     except KeyboardInterrupt:
-        err.write("sessionlayer: interrupted\n")
-        return EXIT_INTERRUPTED
+        return _failed(ns, out, err, "sessionlayer", "interrupted", EXIT_INTERRUPTED)
     except Exception as exc:  # a bug of ours: one line, the traceback only when asked for
         if debugging():
             raise
-        err.write(f"sessionlayer {ns.command}: internal error: {type(exc).__name__}: {exc}"
-                  " (SESSIONLAYER_DEBUG=1 shows the traceback; please report it)\n")  # fmt: skip
-        return EXIT_INTERNAL
+        return _failed(ns, out, err, f"sessionlayer {ns.command}",
+                       f"internal error: {type(exc).__name__}: {exc} (SESSIONLAYER_DEBUG=1"
+                       " shows the traceback; please report it)", EXIT_INTERNAL)  # fmt: skip
+
+
+def _failed(ns: argparse.Namespace, out: TextIO, err: TextIO, who: str, message: str,
+            status: int) -> int:  # fmt: skip
+    """The one line on stderr that says why the command failed; with ``--json`` (send,
+    get, status) also ``{"error": ..., "exit": ...}`` on stdout, so that a script reading
+    stdout gets an answer either way; the exit status."""
+    err.write(f"{who}: {message}\n")
+    if getattr(ns, "json", False) and ns.command in _ONE_SESSION:
+        with contextlib.suppress(OSError, ValueError):  # (a reader that went)
+            out.write(json.dumps({"error": message, "exit": status}) + "\n")
+            out.flush()
+    return status
 
 
 def _put_back(handlers: Sequence[tuple[signal.Signals, Any]]) -> None:

@@ -279,8 +279,9 @@ def test_status_of_a_server_that_is_not_an_admin_endpoint_says_so(answer: bytes,
         out, err = io.StringIO(), io.StringIO()
         assert cli.main(["status", f"127.0.0.1:{port}", "--json"], stdout=out,
                         stderr=err) == 1, err.getvalue()  # fmt: skip
-        assert out.getvalue() == "" and err.getvalue().count("\n") == 1, err.getvalue()
+        assert err.getvalue().count("\n") == 1, err.getvalue()
         assert said in err.getvalue() and "\x1b" not in err.getvalue(), err.getvalue()
+        assert said in json.loads(out.getvalue())["error"] and "\x1b" not in out.getvalue()
     finally:
         server.close()
         thread.join(5)
@@ -310,3 +311,34 @@ def test_a_port_in_use_is_said_in_words(tmp_path: Path, option: str) -> None:
     what = "cannot listen on" if option == "--port" else "cannot serve --admin on"
     assert err.getvalue() == (f"sessionlayer serve: {what} 127.0.0.1:{port}: Address already"
                               " in use\n")  # fmt: skip
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", ["send", "get", "status"])
+def test_json_failures_answer_on_stdout_too(tmp_path: Path, command: str) -> None:
+    """``--json`` and the command fails: stdout has one JSON object saying why and the exit
+    status, stderr the usual line.  Before, stdout was empty: a script parsing it got
+    nothing to parse."""
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"x")
+    where = f"127.0.0.1:{closed_port()}"
+    argv = {"send": ["send", str(src), where, "--state-dir", str(tmp_path)],
+            "get": ["get", "f.bin", where, "-o", str(tmp_path / "out.bin"),
+                    "--state-dir", str(tmp_path)],
+            "status": ["status", "--admin", where]}[command]  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main([*argv, "--json"], stdout=out, stderr=err) == 1, err.getvalue()
+    said = err.getvalue()
+    assert said.startswith(f"sessionlayer {command}: ") and said.count("\n") == 1, said
+    assert "refused" in said
+    assert json.loads(out.getvalue()) == {"error": said.split(": ", 1)[1].rstrip("\n"),
+                                          "exit": 1}  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.main(argv, stdout=out, stderr=err) == 1
+    assert out.getvalue() == ""  # (without --json, as before)
