@@ -342,3 +342,26 @@ def test_json_failures_answer_on_stdout_too(tmp_path: Path, command: str) -> Non
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(argv, stdout=out, stderr=err) == 1
     assert out.getvalue() == ""  # (without --json, as before)
+
+
+@pytest.mark.usefixtures("logger_kept")
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+def test_a_secrets_file_others_may_read_is_warned_of(tmp_path: Path, mode: int,
+                                                     warned: bool) -> None:  # fmt: skip
+    """``--auth`` holds passwords in the clear (and ``--tls-key`` a private key): readable
+    by other users it is a WARNING, as ssh has for keys; before, nothing was said."""
+    users = tmp_path / "users.json"
+    users.write_text('{"ana": "secret"}')
+    users.chmod(mode)
+    err = io.StringIO()
+    # (a store URL it does not know stops serve right after it read --auth)
+    argv = ["serve", "--auth", str(users), "--data-dir", str(tmp_path), "--store", "nope:x"]
+    assert cli.main(argv, stdout=io.StringIO(), stderr=err) != 0
+    lines = err.getvalue().splitlines()
+    assert lines[-1].startswith("sessionlayer serve: "), lines
+    said = [line for line in lines if "can be read by other users" in line]
+    if warned:
+        assert len(said) == 1 and f"(mode {mode:04o}): chmod 600 it" in said[0], lines
+        assert f"--auth {users}" in said[0] and "warning" in said[0], lines
+    else:
+        assert said == [], lines

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import signal
+import stat
 
 __all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "Terminated",
            "UsageMistake", "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
@@ -122,6 +123,19 @@ def readable_file(path: str | os.PathLike[str], what: str) -> str:
         raise CommandError(f"{what} {path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise CommandError(f"{what} {path}: not readable")
+    return path
+
+
+def secret_file(path: str | os.PathLike[str], what: str) -> str:
+    """:func:`readable_file` for a file that holds secrets (passwords, a private key): a
+    WARNING when other users may read it too, as ``ssh`` has for keys (not refused: a
+    server that started before goes on starting)."""
+    path = readable_file(path, what)
+    mode = os.stat(path).st_mode
+    if mode & 0o044:
+        logging.getLogger("sessionlayer").warning(
+            "%s %s can be read by other users (mode %04o): chmod 600 it", what, path,
+            stat.S_IMODE(mode))  # fmt: skip
     return path
 
 

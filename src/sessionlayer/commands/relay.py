@@ -38,6 +38,7 @@ from . import (
     positive_seconds,
     readable_file,
     seconds_or_never,
+    secret_file,
     stop_on_signals,
     stopped,
     writable_file,
@@ -188,7 +189,7 @@ def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(readable_file(ns.tls_cert, "--tls-cert"),
-                                readable_file(ns.tls_key, "--tls-key"))  # fmt: skip
+                                secret_file(ns.tls_key, "--tls-key"))  # fmt: skip
         if ns.client_ca:
             context.load_verify_locations(readable_file(ns.client_ca, "--client-ca"))
             context.verify_mode = ssl.CERT_REQUIRED

@@ -30,6 +30,7 @@ from . import (
     port_number,
     positive_seconds,
     readable_file,
+    secret_file,
     stop_on_signals,
     stopped,
 )
@@ -103,7 +104,7 @@ def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
     if not ns.tls_cert or not ns.tls_key:
         raise CommandError("--tls-cert and --tls-key go together")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert, key = readable_file(ns.tls_cert, "--tls-cert"), readable_file(ns.tls_key, "--tls-key")
+    cert, key = readable_file(ns.tls_cert, "--tls-cert"), secret_file(ns.tls_key, "--tls-key")
     try:
         ctx.load_cert_chain(cert, key)
     except ssl.SSLError as exc:
@@ -120,7 +121,7 @@ def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
 def _users(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
-    readable_file(path, "--auth")
+    secret_file(path, "--auth")
     try:
         users = json.loads(path.read_text())
     except OSError as exc:
