@@ -123,7 +123,7 @@ class TpktParser:
         problem = None
         if version != TPKT_VERSION:
             problem = f"TPKT version {version}, expected {TPKT_VERSION}"
-        elif reserved != 0:
+        elif reserved != 0:  # (libiec61850 refuses it too: it reads version 3, then 0)
             problem = f"TPKT reserved octet is {reserved:#04x}, expected 0"
         elif length < MIN_TPKT_LENGTH:
             problem = f"TPKT length {length} is below the minimum {MIN_TPKT_LENGTH}"
