@@ -312,6 +312,45 @@ def test_the_smaller_preferred_size_wins() -> None:
     assert _negotiate(16384, 65408)[:2] == (16384, 16384)
 
 
+@pytest.mark.parametrize(("preferred", "size", "code", "said"), [
+    (2, 256, 0x08, None),  # 256: a power of 2, the TPDU size code says it alone
+    (3, 384, 0x08, 3),  # 384: code 256 for a classic reader, 3 x 128 for one that prefers
+])  # fmt: skip
+def test_a_preferred_size_below_the_size_code_is_the_size(
+    preferred: int, size: int, code: int, said: int | None
+) -> None:
+    """A CR with TPDU size 8192 and a preferred maximum of ``preferred`` x 128: the
+    initiator may read either, so the smaller is agreed, and the CC says it both ways.
+    Before, the responder agreed 8192 and sent TPDUs larger than the initiator asked for."""
+    from sessionlayer.transport import ConnectionConfirm, ConnectionRequest, decode_tpdu
+
+    cr = ConnectionRequest(src_ref=7, tpdu_size=0x0D, preferred_max_tpdu_size=preferred)
+    b = Rfc1006Connection("responder")
+    b.receive_data(encode_tpkt(encode_tpdu(cr)))
+    cc = decode_tpdu(b.accept()[4:])
+    assert isinstance(cc, ConnectionConfirm) and b.tpdu_size == size
+    assert (cc.tpdu_size, cc.preferred_max_tpdu_size) == (code, said)
+    wire, tpdus = b.send_tsdu(b"x" * 5000), []
+    while wire:
+        length = int.from_bytes(wire[2:4], "big")
+        tpdus.append(length - 4)  # (a TPDU's size leaves out the TPKT header)
+        wire = wire[length:]
+    assert max(tpdus) == size
+
+
+def test_a_cc_whose_preferred_size_is_below_its_size_code_is_taken_at_its_word() -> None:
+    """The initiator sends no TPDU larger than the CC's preferred maximum, when that is
+    the smaller (before: the TPDU size code's 8192)."""
+    from sessionlayer.transport import ConnectionConfirm
+
+    a = Rfc1006Connection("initiator")
+    a.connect()
+    cc = ConnectionConfirm(dst_ref=a.local_ref, src_ref=9, tpdu_size=0x0D,
+                           preferred_max_tpdu_size=4)  # fmt: skip
+    (event,) = a.receive_data(encode_tpkt(encode_tpdu(cc)))
+    assert isinstance(event, TransportConnected) and event.tpdu_size == a.tpdu_size == 512
+
+
 def test_a_classic_peer_gets_the_classic_size() -> None:
     assert _negotiate(65408, 8192)[:2] == (8192, 8192)
     assert _negotiate(8192, 65408)[:2] == (8192, 8192)

@@ -253,9 +253,14 @@ class Rfc1006Connection:
         # (a CR may propose more than the TPDU size parameter of our CC can say: 0x0E..0x10)
         classic = min(cr.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE, ours, CLASSIC_MAX_TPDU_SIZE)
         preferred = cr.preferred_max_tpdu_octets
-        size = classic
+        size = code_size = classic
         if preferred is not None and ours > CLASSIC_MAX_TPDU_SIZE:
             size = max(classic, min(preferred, ours) // 128 * 128)
+        if preferred is not None and 128 <= preferred < classic:
+            # A preferred maximum below the TPDU size code: the initiator takes no more
+            # than that, whichever of the two it reads first.  Our CC says it in both.
+            size = preferred
+            code_size = 1 << (size.bit_length() - 1)
         expedited = self.allow_expedited and _wants_expedited(cr)
         options = (_EXPEDITED_PARAM,)
         cc = ConnectionConfirm(
@@ -263,8 +268,8 @@ class Rfc1006Connection:
             src_ref=self.local_ref,
             calling_tsap=cr.calling_tsap,
             called_tsap=cr.called_tsap,
-            tpdu_size=None if cr.tpdu_size is None else tpdu_size_code(classic),
-            preferred_max_tpdu_size=size // 128 if size > classic else None,
+            tpdu_size=None if cr.tpdu_size is None else tpdu_size_code(code_size),
+            preferred_max_tpdu_size=size // 128 if size != code_size else None,
             other_params=options if expedited else (),
             param_order=cr.param_order,
         )
@@ -423,10 +428,12 @@ class Rfc1006Connection:
         proposed = self._request.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE
         size = min(proposed, cc.tpdu_size_octets or CLASS0_DEFAULT_TPDU_SIZE)
         offered, chosen = self._request.preferred_max_tpdu_octets, cc.preferred_max_tpdu_octets
-        if offered is not None and chosen is not None:
-            if chosen > offered:
-                raise DecodeError(f"CC chose a TPDU size of {chosen}, above the {offered} offered")
-            size = max(size, chosen)
+        if offered is not None and chosen is not None and chosen > offered:
+            raise DecodeError(f"CC chose a TPDU size of {chosen}, above the {offered} offered")
+        # A larger size than the code's where we offered one; a smaller one always (a
+        # preferred maximum below the TPDU size code: the responder takes no more).
+        if chosen is not None and chosen >= 128 and (chosen < size or offered is not None):
+            size = chosen
         self.tpdu_size = size
         self.expedited = _wants_expedited(self._request) and _wants_expedited(cc)
         if cc.calling_tsap is not None:
