@@ -269,7 +269,13 @@ def _answering(answer: bytes) -> tuple[socket.socket, threading.Thread]:
     (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
      "is not a sessionlayer admin endpoint (GET /sessions: HTTP 400 Bad Request)"),
     # (it was the octets it sent, an escape to the terminal among them)
-    (b"\x1b[2J\x03\x00\x00\x0bgarbage\r\n", "not HTTP (BadStatusLine: '\\x1b[2J"),
+    (b"\x1b[2J\x03\x00\x00\x0bgarbage\r\n", "not HTTP (BadStatusLine: \\x1b[2J\\x03"),
+    # (its reason phrase was printed as it came: a terminal title, a cleared screen)
+    (b"HTTP/1.0 404 \x1b]0;pwned\x07\x1b[2J\r\n\r\n",
+     "HTTP 404 \\x1b]0;pwned\\x07\\x1b[2J)"),
+    # (it was "not HTTP (IncompleteRead(2 bytes read, 3 more expected))")
+    (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n[]",
+     "cut short (2 octets of its answer came)"),
 ])  # fmt: skip
 def test_status_of_a_server_that_is_not_an_admin_endpoint_says_so(answer: bytes,
                                                                    said: str) -> None:  # fmt: skip
@@ -365,3 +371,26 @@ def test_a_secrets_file_others_may_read_is_warned_of(tmp_path: Path, mode: int,
         assert f"--auth {users}" in said[0] and "warning" in said[0], lines
     else:
         assert said == [], lines
+
+
+def test_status_shows_what_the_endpoint_sent_as_text(tmp_path: Path) -> None:
+    """Session fields are shown as they are, never as rich markup or terminal escapes: a
+    file named "[/x].bin" made rich raise MarkupError ("internal error", exit 70), and
+    "[bold]" vanished into a style."""
+    session = {"id": "a" * 32, "peer": "127.0.0.1:9 [bold]", "state": "open", "age": 1.0,
+               "bytes_in": 1, "bytes_out": 2, "tokens": 0, "activity": "\u202eevil",
+               "progress": {"name": "[/x]\x1b[2J.bin", "size": 10, "done": 5}}  # fmt: skip
+    body = json.dumps({"sessions": [session]}).encode()
+    server, thread = _answering(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(body), body))  # fmt: skip
+    try:
+        out, err = io.StringIO(), io.StringIO()
+        port = server.getsockname()[1]
+        assert cli.main(["status", f"127.0.0.1:{port}", "--once"], stdout=out,
+                        stderr=err) == 0, err.getvalue()  # fmt: skip
+    finally:
+        server.close()
+        thread.join(5)
+    text = out.getvalue()
+    assert "[/x]\\x1b[2J.bin 50 %" in text and "[bold]" in text, text
+    assert "\\u202eevil" in text and "\x1b" not in text and "\u202e" not in text, text

@@ -113,6 +113,15 @@ def keepalive_seconds(text: str) -> float:
     return value
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on or hide (C0 and C1 controls,
+    ESC, format characters such as U+202E, lone surrogates) written as its escape: what a
+    peer or a server sent, safe to print."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def readable_file(path: str | os.PathLike[str], what: str) -> str:
     """``path`` if it is a regular file this process may read, else CommandError naming
     the option ``what`` (a FIFO would hang the read, a directory fail it obscurely)."""

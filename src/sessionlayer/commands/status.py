@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any, TextIO
 
 from ..aio.sockets import host_port, unreachable
-from . import AddressError, CommandError, UsageMistake, parse_address
+from . import AddressError, CommandError, UsageMistake, parse_address, printable
 
 __all__ = ["add", "run", "fetch"]
 
@@ -42,16 +42,22 @@ def fetch(url: str) -> Any:
             data = json.loads(answer.read())
     except urllib.error.HTTPError as exc:  # (it was "cannot reach": it answered, no)
         raise CommandError(f"{url} is not a sessionlayer admin endpoint (GET /sessions:"
-                           f" HTTP {exc.code} {exc.reason})") from None  # fmt: skip
+                           f" HTTP {exc.code} {printable(str(exc.reason))[:80]})"
+                           ) from None  # fmt: skip
     except urllib.error.URLError as exc:  # (its reason: an OSError was "[Errno 111] ...")
         why = unreachable(exc.reason) if isinstance(exc.reason, BaseException) else exc.reason
         raise CommandError(f"cannot reach the admin endpoint {url}: {why}") from None
+    except TimeoutError:  # (after the connect: it was "bad answer ...: timed out")
+        raise CommandError(f"the admin endpoint {url} did not answer within 5 s") from None
+    except http.client.IncompleteRead as exc:
+        raise CommandError(f"bad answer from the admin endpoint {url}: cut short"
+                           f" ({len(exc.partial)} octets of its answer came)") from None
     except OSError as exc:  # (it was "[Errno 104] Connection reset by peer")
         raise CommandError(f"bad answer from the admin endpoint {url}:"
                            f" {exc.strerror or exc} (is it an HTTP server?)") from None
     except http.client.HTTPException as exc:  # (what it sent, repr'd: control characters)
         raise CommandError(f"bad answer from the admin endpoint {url}: not HTTP"
-                           f" ({type(exc).__name__}: {ascii(str(exc))[:80]})") from None
+                           f" ({type(exc).__name__}: {printable(str(exc))[:80]})") from None
     except ValueError as exc:
         raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
     try:  # (the answer's shape, before anything is shown of it)
@@ -112,6 +118,7 @@ def _relay_rows(data: Any) -> list[list[str]]:
 
 def _table(data: Any) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     count = len(data.get("sessions", []))
     columns: tuple[str, ...]
@@ -120,11 +127,13 @@ def _table(data: Any) -> Any:
         columns, rows = RELAY_COLUMNS, _relay_rows(data)
     else:
         title, columns, rows = f"{count} sessions", COLUMNS, _rows(data)
-    table = Table(title=title)
+    # Text, not str: no rich markup in what the endpoint sent ("[/x]" in a file name made
+    # rich raise MarkupError), and printable(): no terminal escapes either.
+    table = Table(title=Text(printable(title)))
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(printable(str(cell))) for cell in row))
     return table
 
 
