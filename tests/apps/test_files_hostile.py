@@ -319,6 +319,11 @@ def test_a_rerun_after_a_kill_before_the_last_checkpoint_arrived_resumes(
     ("a\x00b", "has a control character (U+0000)"),
     ("a\x85b", "has a control character (U+0085)"),
     ("\ud800x", "not a name the server's file system takes"),
+    # (U+DC80..U+DCFF passed: os.fsencode made them raw octets, "\udc9b" a CSI 0x9B)
+    ("a\udc9b[2Jb", "not a name the server's file system takes (not Unicode text: U+DC9B)"),
+    ("x\udc80", "not Unicode text: U+DC80"),
+    ("gpj\u202eexe", "has a control character (U+202E)"),  # shown as "exe.jpg"
+    ("a\u2028b", "has a control character (U+2028)"),  # a line separator
 ])  # fmt: skip
 def test_a_name_the_file_system_does_not_take_is_refused_at_connect(
     tmp_path: Path, name: str, why: str
@@ -337,7 +342,8 @@ def test_a_name_the_file_system_does_not_take_is_refused_at_connect(
     assert list((tmp_path / "files").iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["y" * 255, "é" * 127, "sub/" + "z" * 250])
+@pytest.mark.parametrize("name", ["y" * 255, "é" * 127, "sub/" + "z" * 250,
+                                  "family\U0001f468\u200d\U0001f469.txt"])  # (a ZWJ: allowed)
 def test_every_name_the_file_system_takes_arrives(tmp_path: Path, name: str) -> None:
     """The partial file's name (``.NAME.<activity>.part``) is cut short to fit: a final
     name of 237 to 255 octets is not refused halfway through with ENAMETOOLONG."""
@@ -352,3 +358,33 @@ def test_every_name_the_file_system_takes_arrives(tmp_path: Path, name: str) -> 
     run(main())
     assert (tmp_path / "files" / name).read_bytes() == src.read_bytes()
     assert not [p for p in (tmp_path / "files").rglob(".*") if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("local", ["report\t2024.csv", "line\nbreak.bin", "a\u202eb.bin"])
+def test_get_writes_to_the_local_name_the_user_gave(tmp_path: Path, local: str) -> None:
+    """The server's checks on names that come from peers are not for the user's own ``-o``:
+    a tab in a local name was refused ("has a control character (U+0009)"), and only once
+    the session was open, which it left so for the server to hold."""
+    served = tmp_path / "files" / "g.bin"
+    served.parent.mkdir()
+    served.write_bytes(pattern(9, MIB + 5))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def main() -> None:
+        async with file_server(tmp_path) as (_, port):
+            await get_file("g.bin", "127.0.0.1", port, output=out / local, checkpoint=MIB,
+                           state_dir=tmp_path / "state")  # fmt: skip
+
+    run(main())
+    assert (out / local).read_bytes() == served.read_bytes()
+
+
+def test_a_local_name_get_cannot_write_is_said_before_any_connection(tmp_path: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(TransferError, match=r"cannot write .*x{300}: File name too long"):
+            # (port 9, discard: nothing is asked of it, the check comes first)
+            await get_file("g.bin", "127.0.0.1", 9, output=tmp_path / ("x" * 300),
+                           checkpoint=MIB, state_dir=tmp_path)  # fmt: skip
+
+    run(main())

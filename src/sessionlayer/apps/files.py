@@ -40,6 +40,7 @@ import secrets
 import shutil
 import ssl
 import time
+import unicodedata
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -216,10 +217,27 @@ class _Upload:
                    [(int(o), str(c)) for o, c in obj["checkpoints"]])  # fmt: skip
 
 
-class FileService:
-    """The server side: receives files into ``root``; its state in ``state_dir``."""
+#: Bidirectional controls: U+202E shows "gpj.exe" as "exe.jpg" (format characters that
+#: join, such as U+200D in emoji, stay allowed).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Controls (C0, DEL, C1: 0x9B is a CSI), lone surrogates, line and paragraph separators.
+_TRAPS = frozenset(("Cc", "Cs", "Zl", "Zp"))
 
-    def __init__(self, root: Path, state_dir: Path) -> None:
+
+def _trap(name: str) -> str | None:
+    """The first character of ``name`` that is a trap in a file name, if any."""
+    return next((c for c in name if c in _BIDI or unicodedata.category(c) in _TRAPS), None)
+
+
+class FileService:
+    """The server side: receives files into ``root``; its state in ``state_dir``.
+
+    ``peer_names``: the names come from peers (the server), so a name with a character
+    that is a trap for a terminal or a script is refused; False for a client's own local
+    file (``get -o``), whose name is the user's."""
+
+    def __init__(self, root: Path, state_dir: Path, *, peer_names: bool = True) -> None:
+        self.peer_names = peer_names
         self.root = Path(root)
         self.state_dir = Path(state_dir)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -237,13 +255,16 @@ class FileService:
         and without the server's own path in the reason."""
         if not isinstance(name, str) or not name:
             raise Refuse("a file name is required")
-        # A newline or an escape in a file name is a trap for the operator's terminal and
-        # scripts, NUL ends it in the kernel; a lone surrogate has no octets (it was an
-        # ERROR logged and "authentication error" for the peer).
-        control = next((ch for ch in name if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0), None)
-        if control is not None:
+        # A newline, an escape or a bidi override in a file name is a trap for the
+        # operator's terminal and scripts, NUL ends it in the kernel; a lone surrogate is
+        # not text (U+DC80..U+DCFF passed as raw octets 0x80..0xFF, 0x9B a CSI among them).
+        trap = _trap(name) if self.peer_names else None
+        if trap is not None and unicodedata.category(trap) == "Cs":
+            raise Refuse(f"the name {_shown(name)} is not a name the server's file system"
+                         f" takes (not Unicode text: U+{ord(trap):04X})")  # fmt: skip
+        if trap is not None:
             raise Refuse(f"the name {_shown(name)} has a control character"
-                         f" (U+{ord(control):04X})")  # fmt: skip
+                         f" (U+{ord(trap):04X})")  # fmt: skip
         try:
             os.fsencode(name)
         except UnicodeEncodeError:
@@ -1374,19 +1395,26 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
     loop = asyncio.get_running_loop()
     started = loop.time()
     output = Path(output)
-    if output.is_dir():
-        output = output / Path(name).name
+    try:
+        if output.is_dir():
+            output = output / Path(name).name
+        why = not_replaceable(output)  # (before anything is made: a FIFO stays a FIFO)
+    except OSError as exc:  # (ENAMETOOLONG, EACCES: pathlib raises those)
+        raise TransferError(f"cannot write {output}: {exc.strerror}") from None
     if checkpoint < MIN_CHECKPOINT:
         raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
-    why = not_replaceable(output)  # (before anything is made: a FIFO stays a FIFO)
     if why is not None:
         raise TransferError(f"cannot write {output}: {why}")
     downloads = state_file(state_dir).with_name("downloads")
     make_state_dir(downloads / "index.json", state_dir)
     try:
-        local = FileService(output.parent, downloads)
+        local = FileService(output.parent, downloads, peer_names=False)
     except OSError as exc:
         raise TransferError(f"cannot write to {output.parent}: {exc.strerror}") from None
+    try:  # (before any connection: it was found once the session was open, and left so)
+        local.target(output.name)
+    except Refuse as exc:
+        raise TransferError(f"cannot write {output}: {exc}") from None
     local.remember = False  # (no rerun asks this side whether a download ended)
     key = f"{host_port(host, port)}|{name}|{output.resolve()}"
     with RunLock(downloads.parent, f"get|{key}", f"sessionlayer get {name} -o {output}"):
