@@ -5,12 +5,16 @@ at once: 143 and not a word); a reader of its output that goes does not stop it.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import stat
+import threading
 from pathlib import Path
 
 import pytest
+
+from sessionlayer import cli as cli_module
 
 from .files_helpers import ENV, LIMIT, MIB, Serve, cli, make_file, result, sha, transfer
 
@@ -122,3 +126,57 @@ def test_the_state_a_killed_transfer_keeps_is_its_owners_only(tmp_path: Path) ->
     assert len(kept) == 2, kept
     for path in kept:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def test_a_send_that_ignores_sigterm_goes_on_to_its_end(tmp_path: Path) -> None:
+    """Started with SIGTERM ignored (as ``nohup``-like callers do), a send is not stopped
+    by one: before, its own SIGTERM handler replaced SIG_IGN, and the transfer stopped."""
+    size = 24 * MIB
+    files, src, out = layout(tmp_path, "send", size)
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            where = f"127.0.0.1:{server.port}"
+            status, stdout, err = await transfer(
+                "send", *arguments("send", src, where, out), "--checkpoint", "1",
+                "--state-dir", str(tmp_path), kill_after=size // 3,
+                signum=signal.SIGTERM, preexec=ignore_sigterm)  # fmt: skip
+            assert "octets" in stdout  # (the SIGTERM went once a third was sent)
+            assert (status, err) == (0, ""), err
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    assert sha(files / "t.bin") == sha(src)
+
+
+def test_send_runs_outside_the_main_thread(tmp_path: Path) -> None:
+    """``cli.main`` called from a thread: asyncio takes no signal handler there, and the
+    send said "internal error: RuntimeError: set_wakeup_fd only works in main thread"."""
+    files, src, _ = layout(tmp_path, "send", MIB)
+    got: dict[str, object] = {}
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv").start()
+        try:
+            argv = ["send", str(src), f"127.0.0.1:{server.port}", "--state-dir", str(tmp_path)]
+
+            def run() -> None:
+                err = io.StringIO()
+                got["status"] = cli_module.main(argv, stdout=io.StringIO(), stderr=err)
+                got["err"] = err.getvalue()
+
+            thread = threading.Thread(target=run)
+            thread.start()
+            await asyncio.to_thread(thread.join, LIMIT)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    assert got == {"status": 0, "err": ""}
+    assert sha(files / "t.bin") == sha(src)

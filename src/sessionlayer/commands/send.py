@@ -208,7 +208,14 @@ async def until_terminated(start: Callable[[], Coroutine[Any, Any, SendResult]],
         terminated = True
         task.cancel()
 
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    # Not where SIGTERM is ignored (nohup-like callers: it stays ignored), nor outside the
+    # main thread (cli.main called from a thread: asyncio cannot take signals there).
+    watching = signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+    if watching:
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        except (RuntimeError, ValueError, NotImplementedError):
+            watching = False
     try:
         return await start()
     except asyncio.CancelledError:
@@ -217,7 +224,8 @@ async def until_terminated(start: Callable[[], Coroutine[Any, Any, SendResult]],
                              " the transfer") from None  # fmt: skip
         raise
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        if watching:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
