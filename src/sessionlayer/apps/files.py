@@ -954,7 +954,11 @@ class _Receiver:
 
     async def _fail(self, message: str, told: str | None = None) -> None:
         """Tell the sender why (typed data: ``told``, else ``message``), then abort the
-        session."""
+        session.  Not once it stopped (a get cancelled by Ctrl-C or SIGTERM closed its file
+        under a checkpoint being made, whose EBADF is no write error to tell the sender):
+        that checkpoint is cancelled, quietly, as in ``_checkpoint``."""
+        if self.stopped:
+            raise asyncio.CancelledError
         self.failed = self.failed or message
         with contextlib.suppress(SessionLayerError):
             await self.session.send_typed(json.dumps({"error": told or message}).encode())
