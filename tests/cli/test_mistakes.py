@@ -87,6 +87,16 @@ def test_a_malformed_address_is_one_line(text: str) -> None:
         parse_address(text)
 
 
+@pytest.mark.parametrize(("text", "said"), [("0", "not a port: '0' (1 to 65535)"),
+                                           ("99999", "not a port: '99999' (1 to 65535)")])
+def test_a_port_alone_is_quoted_as_typed(text: str, said: str) -> None:
+    """It was "not a port: '0' (in ':0'; ...)": a text the user never typed."""
+    with pytest.raises(CommandError) as info:
+        parse_address(text)
+    assert str(info.value) == said
+    assert parse_address("0", listen=True) == ("127.0.0.1", 0)
+
+
 @pytest.mark.parametrize("argv", [
     ["send", "/etc/hostname", "127.0.0.1:99999"],
     ["get", "x", "127.0.0.1:0"],  # (port 0 only to listen on: it was a bug's exit 70)

@@ -167,7 +167,10 @@ def parse_address(text: str | None, default_host: str = "127.0.0.1",
     if not text:
         return default_host, default_port
     if _digits(text):
-        text = f":{text}"
+        low = 0 if listen else 1
+        if not low <= int(text) < 65536:  # (said as typed: not "in ':0'")
+            raise AddressError(f"not a port: {text!r} ({low} to 65535)")
+        return default_host, int(text)
     host, port = text, ""
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
