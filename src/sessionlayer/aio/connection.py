@@ -1247,15 +1247,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             x.waiters = {}
         for kind in (ev.ConnectConfirm, ev.RefuseConfirm):
             x.waiters.setdefault(kind, collections.deque()).append(future)
-        if self.agent.machine.is_ending:
-            # What came with the CC was a protocol error (or a DR): the abort it caused,
-            # dispatched next, fails the future with its reason.  The request would have
-            # failed with "SCONreq is not allowed in state STA16".
-            return
         try:
             self.check_open()
             self.agent.call(request)
         except Exception as exc:  # (what confirm() would raise from the request)
+            if self.agent.machine.is_ending:
+                # What came with the CC was a protocol error (or a DR): the abort it caused,
+                # dispatched next, fails the future with its reason, not this "SCONreq is
+                # not allowed in state STA16".  (Checked here: no call on the way that works.)
+                return
             if not future.done():
                 future.set_exception(exc)
 
