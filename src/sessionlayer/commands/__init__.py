@@ -148,6 +148,28 @@ def secret_file(path: str | os.PathLike[str], what: str) -> str:
     return path
 
 
+#: The fewest characters an ``--admin-token`` file may hold (a guessable token is none).
+MIN_TOKEN = 16
+
+
+def token_file(path: str | os.PathLike[str], what: str) -> str:
+    """The token in ``path`` (its first line, without the blanks around it): a
+    :func:`secret_file`, CommandError naming ``what`` when it holds no usable token."""
+    path = secret_file(path, what)
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.readline(4096).strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"{what} {path}: not UTF-8 text") from None
+    if len(token) < MIN_TOKEN or not token.isprintable() or not token.isascii():
+        raise CommandError(f"{what} {path}: its first line must be a token of at least"
+                           f" {MIN_TOKEN} printable ASCII characters (python -c 'import"
+                           " secrets; print(secrets.token_urlsafe())' makes one)")  # fmt: skip
+    return token
+
+
 def writable_file(path: str | os.PathLike[str], what: str) -> str:
     """``path`` if it is a regular file or none yet (to be written), else CommandError
     naming the option ``what``: a FIFO would block the open (or be replaced by a file), a

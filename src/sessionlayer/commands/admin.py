@@ -1,10 +1,14 @@
 """``sessionlayer serve --admin`` and ``sessionlayer relay --admin``: Prometheus ``/metrics``
 and a JSON ``/sessions`` list, served by aiohttp (the ``admin`` extra) on an address of its
-own, loopback by default."""
+own, loopback by default; with ``--admin-token FILE`` each request must carry
+``Authorization: Bearer TOKEN`` (what Prometheus's ``authorization: {credentials_file:
+FILE}`` sends), else 401."""
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +44,11 @@ def sessions_json(server: Server, progress: Callable[[str], dict[str, Any] | Non
 
 async def start_admin(server: Server, host: str, port: int,
                       progress: Callable[[str], dict[str, Any] | None],
-                      collectors: Sequence[Any] = ()) -> Any:  # fmt: skip
+                      collectors: Sequence[Any] = (), token: str | None = None,
+                      ) -> Any:  # fmt: skip
     """Serve the admin endpoints; returns the aiohttp runner (``await runner.cleanup()``).
-    ``collectors``: more Prometheus collectors for ``/metrics`` (the services')."""
+    ``collectors``: more Prometheus collectors for ``/metrics`` (the services');
+    ``token``: the bearer token every request must carry (None: none asked for)."""
     from ..metrics import register
 
     def collector(registry: Any) -> None:
@@ -50,7 +56,7 @@ async def start_admin(server: Server, host: str, port: int,
         for extra in collectors:
             registry.register(extra)
 
-    return await _serve(lambda: sessions_json(server, progress), collector, host, port)
+    return await _serve(lambda: sessions_json(server, progress), collector, host, port, token)
 
 
 def relay_json(relay: Relay) -> Any:
@@ -113,18 +119,29 @@ class _RelayCollector:
         yield octets
 
 
-async def start_relay_admin(relay: Relay, host: str, port: int) -> Any:
+async def start_relay_admin(relay: Relay, host: str, port: int,
+                            token: str | None = None) -> Any:  # fmt: skip
     """``sessionlayer relay --admin``: the relay's ``/sessions`` and ``/metrics``."""
 
     def collector(registry: Any) -> None:
         registry.register(_RelayCollector(relay))
 
-    return await _serve(lambda: relay_json(relay), collector, host, port)
+    return await _serve(lambda: relay_json(relay), collector, host, port, token)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], None],
-                 host: str, port: int) -> Any:  # fmt: skip
-    """An aiohttp app with ``/metrics`` and ``/sessions``, listening on host:port."""
+                 host: str, port: int, token: str | None) -> Any:  # fmt: skip
+    """An aiohttp app with ``/metrics`` and ``/sessions``, listening on host:port; with
+    ``token``, a request without ``Authorization: Bearer <token>`` gets 401."""
     try:
         from aiohttp import web
         from prometheus_client import CollectorRegistry, generate_latest
@@ -143,7 +160,17 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
     async def sessions(_: web.Request) -> web.Response:
         return web.json_response(sessions_doc())
 
-    app = web.Application()
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    @web.middleware
+    async def bearer(request: web.Request, handler: Any) -> Any:
+        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+        if expected is not None and not hmac.compare_digest(given, expected):
+            return web.Response(status=401, text="a bearer token is needed\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="sessionlayer"'})
+        return await handler(request)
+
+    app = web.Application(middlewares=[bearer])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/sessions", sessions)
     runner = web.AppRunner(app, access_log=None)
@@ -155,4 +182,8 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
         await runner.cleanup()
         where = host_port(host, port)
         raise CommandError(f"cannot serve --admin on {where}: {unreachable(exc)}") from None
+    if token is None and not _loopback(host):
+        logging.getLogger("sessionlayer").warning(
+            "--admin %s has no --admin-token: whoever reaches it sees every session",
+            host_port(host, port))  # fmt: skip
     return runner

@@ -31,6 +31,7 @@ from . import (
     DEFAULT_PORT,
     AddressError,
     CommandError,
+    UsageMistake,
     at_least_one,
     count,
     debugging,
@@ -41,6 +42,7 @@ from . import (
     secret_file,
     stop_on_signals,
     stopped,
+    token_file,
     writable_file,
 )
 from .logs import ShortExceptions
@@ -107,6 +109,8 @@ def add(sub: Any) -> None:
     p.add_argument("--admin", metavar="HOST:PORT",
                    help="serve /sessions (JSON, both legs) and /metrics (Prometheus) here; "
                         "sessionlayer status HOST:PORT shows them")  # fmt: skip
+    p.add_argument("--admin-token", metavar="FILE", help="a file whose first line is the"
+                   " bearer token --admin asks of every request")  # fmt: skip
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    default="info", help="what the relay says on stderr (default: info)")
     defaults = RelayOptions()
@@ -281,6 +285,9 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     upstream = _address(ns.upstream, "--upstream", ISO_TSAP)  # (port 0 refused there)
     options, policy = _options(ns), _policy(ns)
     tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
+    if ns.admin_token and not ns.admin:
+        raise UsageMistake("--admin-token needs --admin")
+    token = token_file(ns.admin_token, "--admin-token") if ns.admin_token else None
     for name in ("status", "log", "pcap"):  # (before any is opened: a FIFO blocks that)
         if getattr(ns, name):
             writable_file(getattr(ns, name), f"--{name}")
@@ -302,7 +309,8 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                                           pcap=pcap)  # fmt: skip
         handler = _logging(ns.log_level, err)
         try:
-            watch = (ns.status, _address(ns.admin, "--admin", 0, listen=True) if ns.admin else None)
+            watch = (ns.status, _address(ns.admin, "--admin", 0, listen=True) if ns.admin else None,
+                     token)  # fmt: skip
             return asyncio.run(_serve(listen, upstream, tls, relay_args, watch, err))
         finally:
             logging.getLogger("sessionlayer").removeHandler(handler)
@@ -315,11 +323,13 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
                  tls: ssl.SSLContext | None, relay_args: dict[str, Any],
-                 watch: tuple[str | None, tuple[str, int] | None], err: TextIO) -> int:  # fmt: skip
-    """Relay until SIGINT/SIGTERM; ``watch`` is (--status FILE, --admin address)."""
+                 watch: tuple[str | None, tuple[str, int] | None, str | None],
+                 err: TextIO) -> int:  # fmt: skip
+    """Relay until SIGINT/SIGTERM; ``watch`` is (--status FILE, --admin address, its
+    token)."""
     from ..relay.server import Relay
 
-    status, admin = watch
+    status, admin, token = watch
     relay = Relay(upstream, **relay_args)
     try:
         await relay.listen(listen[0], listen[1], tls)
@@ -334,7 +344,7 @@ async def _serve(listen: tuple[str, int], upstream: tuple[str, int],
     if relay_args["on_spdu"] is not None or relay_args["pcap"] is not None:
         loop.add_signal_handler(signal.SIGHUP, _reopen, relay_args, err)  # (else: a stop)
     # (--admin before the banner: once it says it listens, it has all it needs)
-    runner = await _admin(relay, admin, err) if admin is not None else None
+    runner = await _admin(relay, admin, token, err) if admin is not None else None
     addresses = ", ".join(host_port(h, p) for h, p in relay.addresses)
     err.write(f"sessionlayer relay: listening on {addresses}{' (TLS)' if tls else ''}, "
               f"relaying to {host_port(upstream[0], upstream[1])}"
@@ -385,12 +395,13 @@ def _reopen(relay_args: dict[str, Any], err: TextIO) -> None:
             err.flush()
 
 
-async def _admin(relay: Any, address: tuple[str, int], err: TextIO) -> Any:
+async def _admin(relay: Any, address: tuple[str, int], token: str | None,
+                 err: TextIO) -> Any:  # fmt: skip
     """``--admin``: the relay's /sessions and /metrics (the admin extra)."""
     from .admin import start_relay_admin
 
     try:
-        runner = await start_relay_admin(relay, *address)
+        runner = await start_relay_admin(relay, *address, token)
     except CommandError:
         relay.close()
         await relay.wait_closed()

@@ -26,6 +26,7 @@ from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
 from . import (
     CommandError,
+    UsageMistake,
     parse_address,
     port_number,
     positive_seconds,
@@ -33,6 +34,7 @@ from . import (
     secret_file,
     stop_on_signals,
     stopped,
+    token_file,
 )
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
@@ -69,6 +71,8 @@ def add(sub: Any) -> None:
     p.add_argument("--client-ca", help="PEM CA file: require client certificates (mutual TLS)")
     p.add_argument("--auth", type=Path, help="a JSON object of user names and passwords")
     p.add_argument("--admin", metavar="HOST:PORT", help="serve /metrics and /sessions here")
+    p.add_argument("--admin-token", metavar="FILE", help="a file whose first line is the"
+                   " bearer token --admin asks of every request")  # fmt: skip
     p.add_argument("--node", help="this server's name in a shared store")
     p.add_argument("--resume-timeout", type=positive_seconds, default=60.0, help="seconds a session"
                    " whose connection was lost waits for its client (60)")  # fmt: skip
@@ -152,6 +156,9 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     setup_logging(ns.log_format, err)
     admin_at = parse_address(ns.admin, "127.0.0.1", 0, listen=True) if ns.admin else None
+    if ns.admin_token and not ns.admin:
+        raise UsageMistake("--admin-token needs --admin")
+    admin_token = token_file(ns.admin_token, "--admin-token") if ns.admin_token else None
     data_dir: Path = ns.data_dir or default_data_dir()
     for option, where in (("--data-dir", data_dir), ("--files", ns.files)):
         if where is not None and where.exists() and not where.is_dir():
@@ -203,7 +210,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         try:
             admin = await start_admin(server, *admin_at, services.progress,
-                                      services.collectors())  # fmt: skip
+                                      services.collectors(), admin_token)  # fmt: skip
         except CommandError:
             server.close()
             await server.wait_closed()

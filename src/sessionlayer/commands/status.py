@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any, TextIO
 
 from ..aio.sockets import host_port, unreachable
-from . import AddressError, CommandError, UsageMistake, parse_address, printable
+from . import AddressError, CommandError, UsageMistake, parse_address, printable, token_file
 
 __all__ = ["add", "run", "fetch"]
 
@@ -34,13 +34,23 @@ def add(sub: Any) -> None:
                    " (http://HOST:PORT; HOST:PORT alone is taken as that)")
     p.add_argument("--once", action="store_true", help="print the table once")
     p.add_argument("--json", action="store_true", help="print the JSON once")
+    p.add_argument("--admin-token", metavar="FILE", help="a file whose first line is the"
+                   " endpoint's bearer token (serve/relay --admin-token)")  # fmt: skip
 
 
-def fetch(url: str) -> Any:
+def fetch(url: str, token: str | None = None) -> Any:
+    request = urllib.request.Request(url.rstrip("/") + "/sessions")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/sessions", timeout=5) as answer:
+        with urllib.request.urlopen(request, timeout=5) as answer:
             data = json.loads(answer.read())
-    except urllib.error.HTTPError as exc:  # (it was "cannot reach": it answered, no)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401 and "bearer" in exc.headers.get("WWW-Authenticate", "").lower():
+            raise CommandError(f"the admin endpoint {url} refused the token of --admin-token"
+                               if token is not None else f"the admin endpoint {url} asks for"
+                               " a token: --admin-token FILE") from None  # fmt: skip
+        # (it was "cannot reach": it answered, no)
         raise CommandError(f"{url} is not a sessionlayer admin endpoint (GET /sessions:"
                            f" HTTP {exc.code} {printable(str(exc.reason))[:80]})"
                            ) from None  # fmt: skip
@@ -169,18 +179,19 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         host, port = parse_address(ns.address, default_port=10103)
         url = f"http://{host_port(host, port)}"
+    token = token_file(ns.admin_token, "--admin-token") if ns.admin_token else None
     if ns.json:
-        out.write(json.dumps(fetch(url)) + "\n")
+        out.write(json.dumps(fetch(url, token)) + "\n")
         return 0
     from rich.console import Console
 
     console = Console(file=out, width=None if out.isatty() else 160)
     if ns.once or not out.isatty():
-        console.print(_table(fetch(url)))
+        console.print(_table(fetch(url, token)))
         return 0
     from rich.live import Live
 
-    with Live(_table(fetch(url)), console=console, refresh_per_second=2) as live:
+    with Live(_table(fetch(url, token)), console=console, refresh_per_second=2) as live:
         while True:  # (until Ctrl-C: the CLI reports "interrupted")
             time.sleep(1.0)
-            live.update(_table(fetch(url)))
+            live.update(_table(fetch(url, token)))
