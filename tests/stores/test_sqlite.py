@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -220,3 +221,20 @@ def test_a_new_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     for p in made:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, (p, oct(p.stat().st_mode))
 
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)])
+def test_a_file_others_may_read_is_warned_of(tmp_path: Path, mode: int, warned: bool,
+                                             caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """A file made before new ones were 0600 keeps its mode; now it is said, once, at open."""
+    path = tmp_path / "sessions.db"
+    run(SQLiteStore(path).close())
+    path.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="sessionlayer.stores"):
+        store = SQLiteStore(path)
+        run(store.close())
+    said = [r.getMessage() for r in caplog.records if "can be read by other users" in
+            r.getMessage()]  # fmt: skip
+    assert said == ([f"session store {path} can be read by other users (mode 0644): it holds"
+                     " the secret that signs resume tokens; chmod 600 it"] if warned else [])
+    assert stat.S_IMODE(path.stat().st_mode) == mode  # (its mode is its owner's choice)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -102,12 +103,20 @@ class SQLiteStore:
     def _create_private(self) -> None:
         """A new file is made readable by its owner only (0600, whatever the umask): it
         holds the server secret, the key of every resume token.  SQLite makes its -wal and
-        -shm files with the main file's mode.  A file that exists keeps its mode."""
+        -shm files with the main file's mode.  A file that exists keeps its mode (its owner
+        chose it), but one that other users may read is a WARNING: they can forge tokens."""
         if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
             return
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            with contextlib.suppress(OSError):
+                mode = os.stat(self.path).st_mode
+                if mode & 0o044:
+                    logging.getLogger("sessionlayer.stores").warning(
+                        "session store %s can be read by other users (mode %04o): it holds"
+                        " the secret that signs resume tokens; chmod 600 it", self.path,
+                        mode & 0o7777)  # fmt: skip
             return
         except OSError as exc:
             raise StoreUnavailable(self.name, os.strerror(exc.errno or 0)) from None
