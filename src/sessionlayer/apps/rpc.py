@@ -474,8 +474,8 @@ class RpcServer:
         decorator's wrapper of a coroutine function) is returned, to run as a task."""
         try:
             result = method.fn(*args, **(kwargs or {}))
-        except (Exception, asyncio.CancelledError) as exc:
-            return self._error(served, type(exc).__name__, str(exc))
+        except BaseException as exc:  # (SystemExit too: argparse's, it ended the server)
+            return self._error(served, type(exc).__name__, _said(exc))
         if inspect.isawaitable(result):
             awaitable: Awaitable[Any] = result
             return awaitable
@@ -525,7 +525,7 @@ class RpcServer:
                                          f"the call ran past its timeout ({timeout:g} s)",
                                          count=False)
                 else:
-                    answer = self._error(served, type(exc).__name__, str(exc))
+                    answer = self._error(served, type(exc).__name__, _said(exc))
             except asyncio.CancelledError as exc:
                 if cid in served.cancelled:
                     served.stats.cancelled += 1
@@ -533,11 +533,13 @@ class RpcServer:
                 elif _cancelling():
                     raise  # (the session ended: nothing to answer)
                 else:  # (from what the method awaited, or a thread's: not a cancel of ours)
-                    answer = self._error(served, "CancelledError", str(exc) or
+                    answer = self._error(served, "CancelledError", _said(exc) or
                                          "the call ended in a CancelledError (it was not"
                                          " cancelled by the client)")  # fmt: skip
-            except Exception as exc:
-                answer = self._error(served, type(exc).__name__, str(exc))
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # (SystemExit: a method's argparse, say; caught here, it does not end the
+                # server; a KeyboardInterrupt from the loop's own Ctrl-C is not raised here)
+                answer = self._error(served, type(exc).__name__, _said(exc))
             else:
                 answer = self._result(served, result)
         finally:
@@ -579,7 +581,11 @@ class RpcServer:
                count: bool = True) -> bytes:  # fmt: skip
         if count:
             served.stats.errors += 1
-        return _ERROR + served.codec.encode([type_name[:256], message[:4096]])
+        # (surrogates escaped: a client's "\udc80" in Python's own words, "unexpected
+        # keyword argument '\udc80'", made the encoding of the answer fail)
+        text = [part.encode("utf-8", "backslashreplace").decode() for part in
+                (type_name[:256], message[:4096])]  # fmt: skip
+        return _ERROR + served.codec.encode(text)
 
     async def _answer(self, served: _Served, cid: int, answer: bytes) -> None:
         """Send the answer (its type and body; the id goes in here), and keep it for a
@@ -621,6 +627,14 @@ def _decode_call(codec: _Codec, body: bytes) -> tuple[str, list[Any], dict[str, 
     if not _valid_timeout(timeout):
         raise ValueError(f"the timeout must be null or a finite number >= 0, not {timeout!r}")
     return name, args, kwargs, timeout
+
+
+def _said(exc: BaseException) -> str:
+    """``str(exc)``, or words for it when its ``__str__`` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"(a {type(exc).__name__} whose text cannot be had)"
 
 
 def _cancelling() -> bool:
