@@ -99,3 +99,25 @@ def test_a_method_that_raises_system_exit_answers_it(method: str) -> None:
                 assert await rpc.call("ok", timeout=LIMIT) == "ok"  # the server goes on
 
     run(main())
+
+
+def test_a_flood_of_duplicates_is_a_few_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """Each of 1,000 copies of one call was a WARNING line (a 9-octet frame each)."""
+
+    async def main() -> None:
+        server = RpcServer(registry())
+        async with await sessionlayer.serve(server.handle, supported=RPC_SUPPORTED) as s:
+            async with await sessionlayer.connect(
+                "127.0.0.1", s.port, offers={"service": ["rpc"], "rpc-codec": ["json"]}
+            ) as raw:
+                for _ in range(1001):
+                    await raw.send(frame(1, '["ok",[],null,null]'))
+                for _ in range(1001):  # the answer, then each duplicate's copy of it
+                    answer = await asyncio.wait_for(raw.receive(), LIMIT)
+                    assert answer[:9] == b"R" + (1).to_bytes(8, "big")
+        assert server.stats.duplicates == 1000
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    said = [r for r in caplog.records if "arrived again" in r.getMessage()]
+    assert len(said) == 10 and "(512 duplicates on this session)" in said[-1].getMessage()

@@ -315,3 +315,35 @@ def test_the_method_name_is_positional_only() -> None:
                     "hi al", {"name_": "x"}]
 
     run(main())
+
+
+def test_the_frames_of_running_calls_are_bounded_in_octets() -> None:
+    """Running calls hold their decoded arguments (a frame of ``[[],[],...]`` is about 21
+    times its size decoded): past ``max_running_bytes`` of their frames a call waits for a
+    slot as past ``max_running`` (before, only their count was bounded: 1000 calls of a
+    MiB each, some 20 GiB).  One call runs alone whatever its size."""
+
+    async def main() -> None:
+        methods = Methods()
+        rpc_server = RpcServer(methods.registry, max_running_bytes=100_000)
+        async with await sessionlayer.serve(rpc_server.handle, supported=RPC_SUPPORTED) as s:
+            async with await rpc_connect("127.0.0.1", s.port) as rpc:
+                big = "x" * 60_000
+                a = asyncio.ensure_future(rpc.call("forever", big))
+                await until(lambda: len(methods.started) == 1)  # alone: it runs
+                b = asyncio.ensure_future(rpc.call("forever", big + "b"))
+                c = asyncio.ensure_future(rpc.call("tag", "c"))  # small: it waits behind b
+                await until(lambda: rpc_server.stats.calls == 3)
+                stats = rpc_server.stats
+                assert (stats.running, stats.waiting) == (1, 2) and len(methods.started) == 1
+                await cancelled(a)  # its octets free: b runs, and c (small) beside it
+                assert await asyncio.wait_for(c, LIMIT) == "c"
+                assert methods.started[1:] == [big + "b", "c"]
+                await cancelled(b)
+
+    run(main())
+
+
+def test_max_running_bytes_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_running_bytes"):
+        RpcServer(Registry(), max_running_bytes=-1)

@@ -305,6 +305,7 @@ class _Served:
         #: so that the frames behind them (a cancel of one of them, say) are read on
         self.waiting: collections.OrderedDict[int, _Call] = collections.OrderedDict()
         self.waiting_bytes = 0
+        self.running_bytes = 0  #: the frames of the running calls (their arguments decoded)
         self.over = False  #: the session ended: no waiting call starts any more
         #: every id up to it was seen (a client sends its ids in increasing order, and the
         #: session keeps the order)
@@ -319,7 +320,10 @@ class RpcServer:
     """Serves a :class:`Registry` on sessions: ``serve(RpcServer(registry).handle, ...)``
     (or ``serve(rpc_handler(registry), ...)``).
 
-    ``max_running`` bounds the calls running at once per session.  A call past it waits
+    ``max_running`` bounds the calls running at once per session, and
+    ``max_running_bytes`` the octets of their frames (whose decoded arguments the calls
+    hold: a frame of 1 MiB of ``[[],[],...]`` decodes to about 21 MiB; one call always
+    runs, whatever its size).  A call past either waits
     for a slot in a queue of its session, while the session is read on (so a cancel
     reaches a waiting call too): at most ``max_waiting`` calls, of at most
     ``max_waiting_bytes`` octets of frames.  A call past that is refused at once, with a
@@ -339,17 +343,20 @@ class RpcServer:
 
     def __init__(self, registry: Registry, *, max_running: int = 1000,
                  max_waiting: int = 1000, max_waiting_bytes: int = 16 << 20,
+                 max_running_bytes: int = 16 << 20,
                  remember: int = 1024, remember_bytes: int = 1 << 20,
                  max_threads: int = 16,
                  max_tsdu_size: int = _DEFAULT_TSDU) -> None:  # fmt: skip
-        if max_running < 1 or max_threads < 1 or max_waiting < 0 or max_waiting_bytes < 0:
-            raise ValueError("max_running and max_threads must be >= 1, max_waiting and"
-                             " max_waiting_bytes >= 0")  # fmt: skip
+        if (max_running < 1 or max_threads < 1 or max_waiting < 0 or max_waiting_bytes < 0
+                or max_running_bytes < 0):  # fmt: skip
+            raise ValueError("max_running and max_threads must be >= 1, max_waiting,"
+                             " max_waiting_bytes and max_running_bytes >= 0")  # fmt: skip
         self.registry = registry
         self.max_frame = _max_frame(max_tsdu_size)  #: the largest answer frame that may go
         self.max_running = max_running
         self.max_waiting = max_waiting
         self.max_waiting_bytes = max_waiting_bytes
+        self.max_running_bytes = max_running_bytes
         self.remember = remember
         self.remember_bytes = remember_bytes
         self.executor = concurrent.futures.ThreadPoolExecutor(
@@ -455,7 +462,7 @@ class RpcServer:
                                           started=answer))  # fmt: skip
             return
         call = _Call(cid, method, args, kwargs, timeout, len(message))
-        if not served.waiting and len(served.running) < self.max_running:
+        if not served.waiting and self._room(served, call.size):
             self._start(served, call)
         elif (len(served.waiting) < self.max_waiting
               and served.waiting_bytes + call.size <= self.max_waiting_bytes):  # fmt: skip
@@ -481,7 +488,14 @@ class RpcServer:
             return awaitable
         return self._result(served, result)
 
+    def _room(self, served: _Served, size: int) -> bool:
+        """A call of ``size`` octets of frame may start now (one always may, alone)."""
+        running = served.running
+        return not running or (len(running) < self.max_running
+                               and served.running_bytes + size <= self.max_running_bytes)
+
     def _start(self, served: _Served, call: _Call) -> None:
+        served.running_bytes += call.size
         task = asyncio.ensure_future(self._run(served, call))
         task.add_done_callback(functools.partial(_call_done, served.session))
         served.running[call.cid] = task
@@ -489,7 +503,9 @@ class RpcServer:
     def _start_next(self, served: _Served) -> None:
         """A slot came free: the oldest waiting calls take it (none once the session ended:
         its end cancels the running calls, whose ends must not start others)."""
-        while served.waiting and not served.over and len(served.running) < self.max_running:
+        while served.waiting and not served.over and self._room(
+            served, next(iter(served.waiting.values())).size
+        ):
             _, call = served.waiting.popitem(last=False)
             served.waiting_bytes -= call.size
             if call.body is not None:  # (it decoded once: it does again)
@@ -544,6 +560,7 @@ class RpcServer:
                 answer = self._result(served, result)
         finally:
             served.running.pop(cid, None)
+            served.running_bytes -= call.size
             served.cancelled.discard(cid)
             self._start_next(served)
         with contextlib.suppress(SessionLayerError):  # (the session ended meanwhile)
@@ -603,8 +620,11 @@ class RpcServer:
         """A call id seen before: never run again; its answer again when kept (one still
         running or waiting gets its one answer when it ends)."""
         served.stats.duplicates += 1
-        served.session.log.warning("session %s: RPC call %d arrived again; not run again",
-                                   served.session.id, cid)  # fmt: skip
+        count = served.stats.duplicates
+        if count & (count - 1) == 0:  # (the 1st, 2nd, 4th, 8th...: a flood is a few lines)
+            served.session.log.warning(
+                "session %s: RPC call %d arrived again; not run again (%d duplicates on this"
+                " session)", served.session.id, cid, count)  # fmt: skip
         answer = served.answers.get(cid)
         if answer is not None:
             await served.session.send(answer)
