@@ -98,6 +98,19 @@ def test_relay_options_refuse_what_the_legs_agents_would() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    (("--max-size", "10"), "argument --max-size: at least 64 octets, not 10"),
+    (("--deny", "peer=10.0.0.0/8,peer=::1"), "peer= twice"),
+])  # fmt: skip
+def test_a_bad_limit_or_rule_is_a_usage_mistake(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-size 10 was exit status 1 and "max-size must be at least 64, not 10"."""
+    with pytest.raises(SystemExit) as info:
+        main(["relay", "--listen", "127.0.0.1:0", *UP, *args])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
     (("--listen", "nowhere.invalid:0", *UP), "cannot listen on nowhere.invalid:0"),
     (("--listen", "127.0.0.1:0", *UP, "--tls-cert", "/nowhere/cert.pem", "--tls-key",
       "/nowhere/key.pem"), "no such file"),

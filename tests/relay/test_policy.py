@@ -57,3 +57,11 @@ def test_addresses_closed_at_accept() -> None:
     assert not p.admits_peer("192.0.2.1") and not p.admits_peer("::1")
     v6 = policy(("deny", "peer=::1"))
     assert not v6.admits_peer("::1") and v6.admits_peer("127.0.0.1")
+
+
+@pytest.mark.parametrize("text", ["peer=10.0.0.0/8,peer=192.168.0.0/16",
+                                  "called=0001,called=0002", "calling=0001,CALLING=*"])
+def test_a_key_given_twice_in_a_rule_is_refused(text: str) -> None:
+    """It kept the last value: "--deny peer=A,peer=B" denied B only, without a word."""
+    with pytest.raises(ValueError, match="twice: a rule matches all of its entries"):
+        Rule.parse("deny", text)

@@ -169,3 +169,26 @@ def test_an_upstream_certificate_that_does_not_verify_refuses_the_client(
                 assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
 
     run(main())
+
+
+def test_upstream_ca_is_the_only_ca_trusted(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--upstream-ca FILE`` trusts that file's CAs only: it was loaded beside the system's
+    CAs, so an upstream with a certificate of any public CA verified too."""
+    import argparse
+
+    from sessionlayer.commands.relay import _upstream_tls
+
+    pinned, system = trustme.CA(), trustme.CA()
+    pinned.cert_pem.write_to_path(str(tmp_path / "pinned.pem"))
+    system.cert_pem.write_to_path(str(tmp_path / "system.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system.pem"))  # (the "system" store)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    ns = argparse.Namespace(upstream_tls=True, upstream_ca=str(tmp_path / "pinned.pem"),
+                            upstream_name=None)  # fmt: skip
+    context = _upstream_tls(ns)
+    assert context is not None and context.cert_store_stats()["x509_ca"] == 1
+    (only,) = context.get_ca_certs()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    without = _upstream_tls(argparse.Namespace(upstream_tls=True, upstream_ca=None,
+                                               upstream_name=None))  # fmt: skip
+    assert without is not None and only not in without.get_ca_certs()  # (the system's only)

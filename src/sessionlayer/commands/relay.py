@@ -118,7 +118,7 @@ def add(sub: Any) -> None:
                    metavar="N")
     p.add_argument("--max-handshakes", type=at_least_one, default=defaults.max_handshakes,
                    metavar="N")
-    p.add_argument("--max-size", type=at_least_one, default=defaults.max_size,
+    p.add_argument("--max-size", type=_tsdu_size, default=defaults.max_size,
                    metavar="OCTETS", help="largest TSDU and SSDU on either leg")
     p.add_argument("--idle-timeout", type=seconds_or_never, default=defaults.idle_timeout,
                    metavar="S", help="abort a session silent on both legs this long (0: never)")
@@ -157,6 +157,17 @@ def _address(text: str, what: str, default_port: int, *, listen: bool = False
     return host, port
 
 
+def _tsdu_size(text: str) -> int:
+    """``--max-size``: octets, at least what a leg's ``Options.max_tsdu_size`` takes (it was
+    exit status 1 and "max-size must be at least 64", the option without its dashes)."""
+    from ..agent.options import MIN_TSDU_SIZE
+
+    size = at_least_one(text)
+    if size < MIN_TSDU_SIZE:
+        raise argparse.ArgumentTypeError(f"at least {MIN_TSDU_SIZE} octets, not {size}")
+    return size
+
+
 def _options(ns: argparse.Namespace) -> RelayOptions:
     try:
         return RelayOptions(
@@ -169,8 +180,12 @@ def _options(ns: argparse.Namespace) -> RelayOptions:
             max_handshakes=ns.max_handshakes,
             max_size=ns.max_size,
         )
-    except ValueError as exc:
-        raise CommandError(str(exc).replace("_", "-")) from None
+    except ValueError as exc:  # (the option's name for a field's: not every "_" replaced)
+        said = str(exc)
+        for name in ("handshake_timeout", "connect_timeout", "idle_timeout", "release_timeout",
+                     "abort_timeout", "max_sessions", "max_handshakes", "max_size"):  # fmt: skip
+            said = said.replace(name, "--" + name.replace("_", "-"))
+        raise UsageMistake(said) from None
 
 
 def _policy(ns: argparse.Namespace) -> Policy:
@@ -207,13 +222,13 @@ def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
         if ns.upstream_ca or ns.upstream_name:
             raise CommandError("--upstream-ca and --upstream-name need --upstream-tls")
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if ns.upstream_ca:
-        try:
-            context.load_verify_locations(readable_file(ns.upstream_ca, "--upstream-ca"))
-        except ssl.SSLError as exc:
-            raise CommandError(f"--upstream-ca: {exc.reason or exc}") from None
-    return context
+    if not ns.upstream_ca:
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    cafile = readable_file(ns.upstream_ca, "--upstream-ca")
+    try:  # (cafile=: that file only; load_verify_locations added it to the system's CAs)
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    except ssl.SSLError as exc:
+        raise CommandError(f"--upstream-ca: {exc.reason or exc}") from None
 
 
 class _JsonLines:

@@ -69,6 +69,7 @@ class Rule:
         selectors: dict[str, bytes | None] = {"calling": None, "called": None}
         if not text.strip():
             raise ValueError("an empty rule: give peer=, calling= and/or called=")
+        seen: set[str] = set()
         for part in text.split(","):
             if not part.strip():
                 raise ValueError(f"an empty entry in {text!r}")
@@ -76,6 +77,10 @@ class Rule:
             key, value = key.strip().lower(), value.strip()
             if not sep or key not in _KEYS:
                 raise ValueError(f"{part.strip()!r}: expected peer=, calling= or called=")
+            if key in seen:  # (the last one counted: "--deny peer=A,peer=B" denied B only)
+                raise ValueError(f"{key}= twice: a rule matches all of its entries at once;"
+                                 f" give one rule each (--allow/--deny again)")  # fmt: skip
+            seen.add(key)
             if key == "peer":
                 if value == "*":
                     continue
