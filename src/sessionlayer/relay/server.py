@@ -221,6 +221,10 @@ class _Session:
             accept.stop_timer()  # (the bridge's handshake deadline: from the same accept)
             self._begin(transport, self.started, counted=True)
             return
+        if relay.closing:  # (accepted in the loop turn of close(): it was relayed after it)
+            self.finished = True
+            transport.abort()
+            return
         if not relay.policy.admits_peer(peer[0] if peer else None):
             relay.stats.rejected["denied"] += 1
             self.finished = True
