@@ -74,6 +74,9 @@ def test_no_upstream_refuses_with_user_not_attached() -> None:
                 await client(relay.port)
             assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
             assert relay.stats.ended["refused"] == 1
+            # (the relay's own RF is counted by its reason: it was not, so an alert on
+            # refused_total{reason="USER_NOT_ATTACHED"}, the upstream down, never fired)
+            assert relay.stats.refused == {"USER_NOT_ATTACHED": 1}
 
     run(main())
 
@@ -101,6 +104,7 @@ def test_an_upstream_that_does_not_accept(behaviour: str) -> None:
                     await client(relay.port)
                 assert info.value.reason == RefuseReason.USER_NOT_ATTACHED
                 await asyncio.wait_for(done.wait(), 5)  # the relay closed its upstream
+                assert relay.stats.refused == {"USER_NOT_ATTACHED": 1}
 
     run(main())
 

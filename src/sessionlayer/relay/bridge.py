@@ -115,6 +115,7 @@ class Bridge:
         "opened",
         "options",
         "outcome",
+        "own_refusal",
         "phase",
         "plain_messages",
         "resumable",
@@ -136,6 +137,9 @@ class Bridge:
         #: CN (None: not yet).
         self.outcome: str | None = None
         self.ending: str | None = None  #: why, in a few words
+        #: The reason of the RF the relay sent the client of its own (the upstream not
+        #: there, say), once it did; not one the upstream sent, nor the rules' (counted).
+        self.own_refusal: int | None = None
         self._cn: ev.ConnectIndication | None = None
         self._cn_sent = False
         self._connect_wanted = False
@@ -411,7 +415,8 @@ class Bridge:
         self._cn = event
         reason = self.admit(event) if self.admit is not None else None
         if reason is not None:
-            self._refuse_client(reason, "refused by the relay's rules or limits", now)
+            self._refuse_client(reason, "refused by the relay's rules or limits", now,
+                                own=False)  # (``admit`` counted it)
             return
         self.phase = "connecting"
         self.upstream = SessionAgent("initiator", upstream_config(event, self.options),
@@ -501,13 +506,15 @@ class Bridge:
         if self.phase != "connecting":
             return
         self._refuse_client(event.reason or 0, "refused by the upstream", now,
-                            user_data=event.user_data)  # fmt: skip
+                            user_data=event.user_data, own=False)  # fmt: skip
 
     def _refuse_client(self, reason: int, why: str, now: float,
-                       user_data: bytes | None = None) -> None:  # fmt: skip
+                       user_data: bytes | None = None, *, own: bool = True) -> None:  # fmt: skip
         """RF to the client (the upstream, if any, is given up)."""
         if self.phase not in ("handshake", "connecting"):
             return
+        if own:  # (the relay's own RF, not the upstream's relayed: for its stats)
+            self.own_refusal = reason
         # X.225 8.3.5: RF user data only with reason 2; any other reason goes alone.
         data = user_data if reason == RefuseReason.USER_DATA else None
         self.client.refuse(reason, data)

@@ -95,6 +95,13 @@ class RelaySessionInfo:
         return out
 
 
+def _reason_name(reason: int) -> str:
+    try:
+        return RefuseReason(reason).name
+    except ValueError:
+        return f"{reason:#04x}"
+
+
 @dataclass
 class RelayStats:
     """Running totals of a relay."""
@@ -108,7 +115,9 @@ class RelayStats:
     process had no file descriptor for it)."""
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
     """CNs refused by the relay itself (RF), by reason name: "SSEL_UNKNOWN" (the rules),
-    "SPM_CONGESTION" (max_sessions)."""
+    "SPM_CONGESTION" (max_sessions), "USER_NOT_ATTACHED" (the upstream could not be
+    reached, its TLS failed or it did not answer in time), "SPM_NO_REASON" (a CN that
+    could not be relayed); not those of the upstream, which are relayed."""
     relayed: int = 0  #: CNs admitted, each an upstream connection
     opened: int = 0  #: of those, the sessions that reached data transfer (the AC relayed)
     ended: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -461,6 +470,8 @@ class _Session:
         relay.live.pop(self.id, None)
         stats = relay.stats
         stats.ended[self.bridge.outcome or "closed"] += 1
+        if self.bridge.own_refusal is not None:  # (the upstream not there, say: RF 0x82)
+            stats.refused[_reason_name(self.bridge.own_refusal)] += 1
         stats.opened += self.bridge.opened
         for leg in _LEGS:
             stats.octets[(leg, "in")] += self.bytes_in[leg]
