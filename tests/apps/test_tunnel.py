@@ -382,8 +382,10 @@ def test_parse_targets() -> None:
     assert parse_targets("127.0.0.1:22, db:5432,[::1]:80") == [
         ("127.0.0.1", 22), ("db", 5432), ("::1", 80)]
     assert parse_target("[::1]:8080") == ("::1", 8080)
-    for bad in ("nohost", ":80", "h:0", "h:70000", "h:x"):
-        with pytest.raises(ValueError):
+    # ("[::1]22" was port 22; "h:²" Python's "invalid literal for int()"; "h:\u0663" 3)
+    for bad in ("nohost", ":80", "h:0", "h:70000", "h:x", "[::1]22", "[::1", "h:\u00b2",
+                "h:\u0663"):  # fmt: skip
+        with pytest.raises(ValueError, match="not HOST:PORT"):
             parse_target(bad)
     for bad in ("[::1]:22,", ",h:1", "h:1,,h:2", "h:1, ", ""):  # (a list: entries are not optional)
         with pytest.raises(ValueError, match="an empty entry"):

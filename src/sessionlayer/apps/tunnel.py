@@ -132,11 +132,12 @@ def parse_target(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[v6]:PORT`` -> (host, port); ValueError if malformed."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":")
+        host, bracket, rest = text[1:].partition("]")
+        port = rest[1:] if bracket and rest.startswith(":") else ""  # ("[::1]22": no colon)
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    # (ASCII digits: "²" and "٣" are str.isdigit() too, and int() took the second)
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"not HOST:PORT: {text!r}")
     return host, int(port)
 
