@@ -536,8 +536,8 @@ class _Mux:
                 reason = bytes(message[_HEAD_SIZE:]).decode("utf-8", "replace")
                 if not stream.opened and self.role == "client":
                     self.stats.failed += 1
-                    self.session.log.info("session %s: stream %d refused: %s",
-                                          self.session.id, sid, reason)  # fmt: skip
+                    self.session.log.info("session %s: stream %d refused: %r",  # (repr: the
+                                          self.session.id, sid, reason[:200])  # peer's words)
                 self._drop(stream, reset=True)
         elif kind == _OPENED:
             if stream is not None:
@@ -625,7 +625,7 @@ class _Mux:
         except Refuse as exc:
             self.stats.failed += 1
             self.session.log.info("session %s: tunnel to %r refused: %s", self.session.id,
-                                  target, exc.message)  # fmt: skip
+                                  target[:200], exc.message[:400])  # (a target may be 1 MiB)
             self._queue_control(_HEAD.pack(_RESET, sid) + exc.message.encode()[:200])
             return
         if len(self.streams) >= self.max_streams:
