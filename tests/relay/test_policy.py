@@ -4,8 +4,11 @@ decided from the address alone (at TCP accept)."""
 from __future__ import annotations
 
 import pytest
+from tests.relay.helpers import CONFIG, PLAIN, run, upstream
 
-from sessionlayer.relay import Policy, Rule
+import sessionlayer
+from sessionlayer import ConnectRefused, RefuseReason
+from sessionlayer.relay import Policy, Rule, start
 
 
 def policy(*rules: tuple[str, str]) -> Policy:
@@ -65,3 +68,33 @@ def test_a_key_given_twice_in_a_rule_is_refused(text: str) -> None:
     """It kept the last value: "--deny peer=A,peer=B" denied B only, without a word."""
     with pytest.raises(ValueError, match="twice: a rule matches all of its entries"):
         Rule.parse("deny", text)
+
+
+def test_transport_selectors_are_rule_keys() -> None:
+    """The client's TSAPs went to the upstream unlooked at: an SSEL rule did not limit
+    which service an upstream that routes by TSAP reached."""
+    rule = Rule.parse("allow", "called_tsap=0001,calling_tsap=-")
+    assert not rule.peer_only and str(rule) == "allow calling_tsap=-,called_tsap=0001"
+    assert rule.matches(None, None, None, called_tsap=b"\x00\x01")
+    assert not rule.matches(None, None, None, called_tsap=b"ADMIN")
+    assert not rule.matches(None, None, None, calling_tsap=b"\x00\x02", called_tsap=b"\x00\x01")
+    with pytest.raises(ValueError, match="a transport selector has at most 32 octets"):
+        Rule.parse("allow", "called_tsap=" + "00" * 33)
+
+
+def test_a_called_tsap_the_rules_deny_is_refused_through_the_relay() -> None:
+    async def main() -> None:
+        policy = Policy.from_rules([Rule.parse("allow", "called_tsap=0001")])
+        async with await upstream() as up:  # type: ignore[attr-defined]
+            async with await start(("127.0.0.1", up.port), policy=policy) as relay:
+                async def connect(tsap: bytes) -> sessionlayer.Session:
+                    return await sessionlayer.connect(
+                        "127.0.0.1", relay.port, user_data=b"hi", config=CONFIG,
+                        options=PLAIN, called_tsel=tsap)  # fmt: skip
+                with pytest.raises(ConnectRefused) as info:
+                    await connect(b"ADMIN")
+                assert info.value.reason == RefuseReason.SSEL_UNKNOWN
+                async with await connect(b"\x00\x01") as session:
+                    assert session.peer_data == b"ok"
+
+    run(main())

@@ -6,7 +6,11 @@ A rule is ``key=value`` pairs joined by commas; every key given must match:
 * ``peer=ADDRESS`` or ``peer=NETWORK/BITS``: the client's IP address (IPv4-mapped IPv6
   addresses count as IPv4);
 * ``calling=HEX`` / ``called=HEX``: the CN's Calling / Called Session Selector (PI 51 / 52),
-  as hex octets; ``-`` matches a CN without that selector, ``*`` any.
+  as hex octets; ``-`` matches a CN without that selector, ``*`` any;
+* ``calling_tsap=HEX`` / ``called_tsap=HEX``: the COTP CR's Calling / Called Transport
+  Selector, the same way (an upstream that routes by TSAP is reached through it).
+
+A key appears once in a rule.
 
 Rules are tried in the order given; the first that matches decides.  When none matches the
 connection is denied if any ``allow`` rule was given, else allowed.  A client that no rule
@@ -28,7 +32,9 @@ Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 Action: TypeAlias = Literal["allow", "deny"]
 #: A selector condition: the octets, ``NONE`` (the CN has no such selector) or None (any).
 _ABSENT = b"\x00absent"  # (never a real selector value: selectors are compared as bytes)
-_KEYS = ("peer", "calling", "called")
+_KEYS = ("peer", "calling", "called", "calling_tsap", "called_tsap")
+#: The most octets of a selector: a session selector 16 (X.225), a TSAP 32 (ISO 8073).
+_LONGEST = {"calling": 16, "called": 16, "calling_tsap": 32, "called_tsap": 32}
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -47,8 +53,9 @@ def _selector(key: str, text: str) -> bytes | None:
     if not cleaned or len(cleaned) % 2 or any(c not in string.hexdigits for c in cleaned):
         raise ValueError(f"{key}={text!r}: a selector is hex octets (e.g. 0001), '-' or '*'")
     value = bytes.fromhex(cleaned)
-    if len(value) > 16:
-        raise ValueError(f"{key}={text!r}: a session selector has at most 16 octets")
+    if len(value) > _LONGEST[key]:
+        what = "a transport" if key.endswith("_tsap") else "a session"
+        raise ValueError(f"{key}={text!r}: {what} selector has at most {_LONGEST[key]} octets")
     return value
 
 
@@ -60,15 +67,18 @@ class Rule:
     peer: Network | None = None
     calling: bytes | None = None
     called: bytes | None = None
+    calling_tsap: bytes | None = None
+    called_tsap: bytes | None = None
 
     @classmethod
     def parse(cls, action: Action, text: str) -> Rule:
         """``Rule.parse("allow", "peer=10.0.0.0/8,called=0001")``; ValueError names what is
         wrong."""
         peer: Network | None = None
-        selectors: dict[str, bytes | None] = {"calling": None, "called": None}
+        selectors: dict[str, bytes | None] = dict.fromkeys(_LONGEST)
         if not text.strip():
-            raise ValueError("an empty rule: give peer=, calling= and/or called=")
+            raise ValueError("an empty rule: give peer=, calling=, called=, calling_tsap="
+                             " and/or called_tsap=")  # fmt: skip
         seen: set[str] = set()
         for part in text.split(","):
             if not part.strip():
@@ -76,7 +86,8 @@ class Rule:
             key, sep, value = part.strip().partition("=")
             key, value = key.strip().lower(), value.strip()
             if not sep or key not in _KEYS:
-                raise ValueError(f"{part.strip()!r}: expected peer=, calling= or called=")
+                raise ValueError(f"{part.strip()!r}: expected peer=, calling=, called=,"
+                                 " calling_tsap= or called_tsap=")  # fmt: skip
             if key in seen:  # (the last one counted: "--deny peer=A,peer=B" denied B only)
                 raise ValueError(f"{key}= twice: a rule matches all of its entries at once;"
                                  f" give one rule each (--allow/--deny again)")  # fmt: skip
@@ -95,12 +106,13 @@ class Rule:
                     peer = ipaddress.ip_network(f"{mapped}/{peer.prefixlen - 96}")
             else:
                 selectors[key] = _selector(key, value)
-        return cls(action, peer, selectors["calling"], selectors["called"])
+        return cls(action, peer, **selectors)
 
     @property
     def peer_only(self) -> bool:
         """The rule looks at the peer's address only (it decides at TCP accept)."""
-        return self.calling is None and self.called is None
+        return (self.calling is None and self.called is None and self.calling_tsap is None
+                and self.called_tsap is None)  # fmt: skip
 
     def matches_peer(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
         if self.peer is None:
@@ -108,18 +120,24 @@ class Rule:
         return address is not None and address in self.peer
 
     def matches(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-                calling: bytes | None, called: bytes | None) -> bool:  # fmt: skip
+                calling: bytes | None, called: bytes | None, *,
+                calling_tsap: bytes | None = None,
+                called_tsap: bytes | None = None) -> bool:  # fmt: skip
         return (
             self.matches_peer(address)
             and _selector_matches(self.calling, calling)
             and _selector_matches(self.called, called)
+            and _selector_matches(self.calling_tsap, calling_tsap)
+            and _selector_matches(self.called_tsap, called_tsap)
         )
 
     def __str__(self) -> str:
         parts = []
         if self.peer is not None:
             parts.append(f"peer={self.peer}")
-        for key, value in (("calling", self.calling), ("called", self.called)):
+        for key, value in (("calling", self.calling), ("called", self.called),
+                           ("calling_tsap", self.calling_tsap),
+                           ("called_tsap", self.called_tsap)):  # fmt: skip
             if value is not None:
                 parts.append(f"{key}={'-' if value == _ABSENT else value.hex()}")
         return f"{self.action} {','.join(parts) or 'everything'}"
@@ -159,12 +177,14 @@ class Policy:
             return rule.action == "allow"
         return self.default_allows
 
-    def decide(self, peer: str | None, calling: bytes | None,
-               called: bytes | None) -> tuple[bool, Rule | None]:  # fmt: skip
+    def decide(self, peer: str | None, calling: bytes | None, called: bytes | None, *,
+               calling_tsap: bytes | None = None,
+               called_tsap: bytes | None = None) -> tuple[bool, Rule | None]:  # fmt: skip
         """(allowed, the rule that decided it, or None for the default)."""
         address = _parse(peer)
         for rule in self.rules:
-            if rule.matches(address, calling, called):
+            if rule.matches(address, calling, called, calling_tsap=calling_tsap,
+                            called_tsap=called_tsap):  # fmt: skip
                 return rule.action == "allow", rule
         return self.default_allows, None
 

@@ -510,8 +510,10 @@ class _Session:
         """The rules and limits, for the CN (called by the bridge)."""
         relay = self.relay
         peer = self.peers[CLIENT]
+        rfc = self.bridge.client.rfc  # (its CR's TSAPs)
         allowed, rule = relay.policy.decide(peer[0] if peer else None, event.calling_ssel,
-                                            event.called_ssel)  # fmt: skip
+                                            event.called_ssel, calling_tsap=rfc.calling_tsap,
+                                            called_tsap=rfc.called_tsap)  # fmt: skip
         if not allowed:
             relay.stats.refused["SSEL_UNKNOWN"] += 1
             self.log.info("session %s: CN denied by the rule %s", self.id, rule or "default")
