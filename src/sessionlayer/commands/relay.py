@@ -131,7 +131,8 @@ def add(sub: Any) -> None:
     p.add_argument("--abort-timeout", type=positive_seconds, default=defaults.abort_timeout,
                    metavar="S")
     p.add_argument("--allow", action=_RuleAction, metavar="RULE",
-                   help="allow peer=NET,calling=HEX,called=HEX (first match decides)")
+                   help="allow peer=NET,calling=HEX,called=HEX,calling_tsap=HEX,called_tsap=HEX"
+                        " (first match decides)")
     p.add_argument("--deny", action=_RuleAction, metavar="RULE", help="deny (same syntax)")
     p.set_defaults(rules=[])
 
