@@ -60,6 +60,12 @@ def frame(cid: int, text: str) -> bytes:
     return b"C" + cid.to_bytes(8, "big") + text.encode()
 
 
+async def raw_session(port: int) -> sessionlayer.Session:
+    """A session to the RPC service whose frames the test writes itself (docs/rpc.md)."""
+    return await sessionlayer.connect("127.0.0.1", port,
+                                      offers={"service": ["rpc"], "rpc-codec": ["json"]})
+
+
 @pytest.mark.parametrize("method", ["ok", "later"])
 def test_a_lone_surrogate_in_a_call_is_an_error_answer(
     method: str, caplog: pytest.LogCaptureFixture
@@ -67,9 +73,7 @@ def test_a_lone_surrogate_in_a_call_is_an_error_answer(
     async def main() -> None:
         server = RpcServer(registry())
         async with await sessionlayer.serve(server.handle, supported=RPC_SUPPORTED) as s:
-            async with await sessionlayer.connect(
-                "127.0.0.1", s.port, offers={"service": ["rpc"], "rpc-codec": ["json"]}
-            ) as raw:
+            async with await raw_session(s.port) as raw:
                 # (the six characters \udc80 in the JSON text: a lone surrogate once decoded)
                 await raw.send(frame(1, '["' + method + '",[],{"\\udc80":1},null]'))
                 answer = await asyncio.wait_for(raw.receive(), LIMIT)
@@ -107,9 +111,7 @@ def test_a_flood_of_duplicates_is_a_few_log_lines(caplog: pytest.LogCaptureFixtu
     async def main() -> None:
         server = RpcServer(registry())
         async with await sessionlayer.serve(server.handle, supported=RPC_SUPPORTED) as s:
-            async with await sessionlayer.connect(
-                "127.0.0.1", s.port, offers={"service": ["rpc"], "rpc-codec": ["json"]}
-            ) as raw:
+            async with await raw_session(s.port) as raw:
                 for _ in range(1001):
                     await raw.send(frame(1, '["ok",[],null,null]'))
                 for _ in range(1001):  # the answer, then each duplicate's copy of it

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +21,6 @@ from sessionlayer.commands import admin
 from .files_helpers import Serve
 
 TOKEN = "k3Q7vYw0yZ-token-for-the-tests"
-
-
-@pytest.fixture
-def logger_kept() -> Iterator[None]:
-    """``serve`` run in this process sets the ``sessionlayer`` logger up: put back after."""
-    logger = logging.getLogger("sessionlayer")
-    kept = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.propagate = kept[0], kept[2]
-    logger.setLevel(kept[1])
 
 
 def token_file(tmp_path: Path, text: str = TOKEN, name: str = "admin.token") -> Path:

@@ -9,11 +9,9 @@ import functools
 import http.server
 import io
 import json
-import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,16 +135,6 @@ def test_an_admin_url_that_is_not_one_is_a_usage_mistake(argv: list[str], said: 
         err.getvalue())
     assert said in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()
     assert err.getvalue().startswith("sessionlayer status: "), err.getvalue()
-
-
-@pytest.fixture
-def logger_kept() -> Iterator[None]:
-    """``serve`` sets the ``sessionlayer`` logger up (in this process: put back after)."""
-    logger = logging.getLogger("sessionlayer")
-    kept = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers[:], logger.propagate = kept[0], kept[2]
-    logger.setLevel(kept[1])
 
 
 @pytest.mark.usefixtures("logger_kept")
