@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from sessionlayer.machine import (
+    ALL_FUNCTIONAL_UNITS,
     ConnectConfirm,
     ConnectIndication,
     Event,
     SessionConfig,
     SessionMachine,
 )
-from sessionlayer.spdu import SPDU, Token, decode_tsdu
+from sessionlayer.spdu import SPDU, FunctionalUnit, Token, decode_tsdu
+
+#: Half-duplex and everything but activity management (with it, data flows only inside an
+#: activity) and capability data.
+BASIC = ALL_FUNCTIONAL_UNITS & ~FunctionalUnit.ACTIVITY & ~FunctionalUnit.CAPABILITY_DATA
 
 
 class SessionPair:
@@ -79,3 +84,11 @@ def sta20(p: SessionPair) -> None:
     p.init.give_tokens(Token.DATA)
     p.pump()
     p.init.exception_report(3)
+
+
+def pair(**kw: object) -> SessionPair:
+    """Two machines in data transfer (STA713), with ``BASIC`` units unless told."""
+    kw.setdefault("functional_units", BASIC)
+    p = SessionPair(SessionConfig(**kw))  # type: ignore[arg-type]
+    p.connect()
+    return p

@@ -54,22 +54,10 @@ from sessionlayer.spdu import (
 )
 from sessionlayer.spdu.types import Resynchronize
 
-from .helpers import SessionPair, kinds
+from .helpers import BASIC, SessionPair, kinds, pair
 
 FU = FunctionalUnit
 ALL_TOKENS = Token.DATA | Token.MINOR_SYNC | Token.MAJOR_ACTIVITY | Token.RELEASE
-
-
-#: Half-duplex and everything but activity management (with it, data flows only inside an
-#: activity).
-BASIC = ALL_FUNCTIONAL_UNITS & ~FU.ACTIVITY & ~FU.CAPABILITY_DATA
-
-
-def pair(**kw: object) -> SessionPair:
-    kw.setdefault("functional_units", BASIC)
-    p = SessionPair(SessionConfig(**kw))  # type: ignore[arg-type]
-    p.connect()
-    return p
 
 
 # ---------------------------------------------------------------- kernel

@@ -10,7 +10,6 @@ import pytest
 
 from sessionlayer.errors import DecodeError
 from sessionlayer.machine import (
-    ALL_FUNCTIONAL_UNITS,
     ConnectIndication,
     DataIndication,
     ParameterError,
@@ -25,23 +24,13 @@ from sessionlayer.spdu import (
     Abort,
     Connect,
     DataTransfer,
-    FunctionalUnit,
     GiveTokens,
     Token,
     Version,
     encode_tsdu,
 )
 
-from .helpers import SessionPair, decode
-
-HALF = ALL_FUNCTIONAL_UNITS & ~FunctionalUnit.ACTIVITY & ~FunctionalUnit.CAPABILITY_DATA
-
-
-def pair(**kw: object) -> SessionPair:
-    kw.setdefault("functional_units", HALF)
-    p = SessionPair(SessionConfig(**kw))  # type: ignore[arg-type]
-    p.connect()
-    return p
+from .helpers import decode, pair
 
 
 def test_give_tokens_carries_user_data_in_version_2() -> None:
