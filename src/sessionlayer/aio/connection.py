@@ -691,6 +691,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.activity = None
             self._pump_replay()
         else:
+            if type(event) is ev.ExpeditedDataIndication and self._flags & _DETACHED:
+                self._link().held_events.append(event)  # (with a resume's AC: resumed())
+                return
             if self.journal is not None and isinstance(event, ev.TypedDataIndication):
                 self.journal.received += 1  # (counted with S-DATA: see Typed)
             if type(event) in _NOTED:  # (a set: no call for the others, a connect confirm)
@@ -848,6 +851,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _deliver_one(self, message: bytes) -> None:
         """One S-DATA indication (a read that held just that, or the general path's)."""
+        if self._flags & _DETACHED:  # (a resume try's, in the read of its AC: resumed())
+            self._hold_for_resume(message)
+            return
         self.messages_in += 1
         if self.journal is not None:
             self.journal.received += 1
@@ -856,6 +862,39 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             waiter.set_result(message)
             return
         self._hold(message)
+
+    def _hold_for_resume(self, message: bytes) -> None:
+        """(Recovery) S-DATA that came with a resume's AC, before ``resumed()``: not
+        counted nor read until the resume's outcome is applied (a checkpoint's rollback is
+        the reader's first news; the restored handler's first message came before it, and
+        was counted in the journal the restart then emptied).  Dropped if the try fails:
+        the next one has it again."""
+        self._link().held_data.append(message)
+        self._buffered += len(message)
+        self._check_buffered()
+
+    def _deliver_held(self, link: LinkState) -> None:
+        """What came with the AC, now that the resume's outcome is applied: counted in the
+        journal as it is told (an expedited message the try's agent, which has no journal
+        yet, delivered uncounted came again at the next loss)."""
+        held, link.held_data = link.held_data, []
+        for message in held:
+            self._buffered -= len(message)
+            self._deliver_one(message)
+        events, link.held_events = link.held_events, []
+        journal = self.journal
+        for event in events:
+            if journal is not None:
+                journal.more_expedited().received += 1
+            self._put_event(event)
+
+    def drop_held(self) -> None:
+        """(Recovery) A new resume try: what came in an earlier one's before its outcome
+        was applied is not kept (never counted: the peer sends it again)."""
+        link = self.link
+        if link is not None and (link.held_data or link.held_events):
+            self._buffered -= sum(map(len, link.held_data))
+            link.held_data, link.held_events = [], []
 
     def _hold(self, message: bytes) -> None:
         """Keep an S-DATA indication nobody waits for in ``inbox``."""
@@ -1581,8 +1620,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._x.replay = None  # (still in the journal: the next resume replays it)
         link = self._link()
         machine = self.agent.machine
-        if machine.activity_in_progress and link.activity is None:
-            # The next connection resumes it (S-ACTIVITY-RESUME) before anything is replayed.
+        if machine.activity_in_progress:
+            # The next connection resumes it (S-ACTIVITY-RESUME) before anything is replayed:
+            # the machine's, whatever an earlier loss noted (a checkpoint resume's act1 stayed
+            # while the application had started act2).
             link.activity = (machine.activity_id or b"", max(machine.vms - 1, 0))
         link.lost_at = self._ep.loop.time()
         link.reason = reason
@@ -1665,11 +1706,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """(Client) The next transport connection of this detached session uses ``agent``."""
         _carry(self.agent, agent)
         self.agent = agent
+        self.drop_held()  # (an earlier try's)
 
     def adopt(self, other: Connection) -> None:
         """(Server) ``other`` is the new transport connection this detached session resumes
         on (its CN was just taken): its transport and agent are this session's from now."""
         transport = other.hand_over()
+        self.drop_held()  # (an earlier try's, never counted: the client sends it again)
         self._new_link()
         _carry(self.agent, other.agent)
         self.agent = other.agent
@@ -1775,6 +1818,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 link.rollback = None
                 waiter.set_exception(_rollback_error(event))
         self._put_event(event)
+        if link.held_data or link.held_events:  # (what came with the AC: after the rollback)
+            self._deliver_held(link)
         if log.isEnabledFor(logging.INFO):  # (self.log makes an adapter: only when needed)
             self.log.info("session %s: resumed (%s) after %.3f s, %d messages replayed",
                           self.id, outcome, downtime, replayed)  # fmt: skip

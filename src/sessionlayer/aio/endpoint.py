@@ -173,6 +173,8 @@ class LinkState:
         "checkpoint",
         "defer_checkpoints",
         "generation",
+        "held_data",
+        "held_events",
         "identity",
         "interruptions",
         "last_rollback",
@@ -202,6 +204,9 @@ class LinkState:
         self.retained: Signal | None = None  # set when the journal has room again
         self.rollback: Any = None  # a Resumed("checkpoint") not yet raised to the reader
         self.rollback_at = 0  # ... once the reader has read this many messages
+        #: (Client) S-DATA that came with a resume's AC, before its outcome was applied.
+        self.held_data: list[bytes] = []
+        self.held_events: list[Any] = []  #: ... and its expedited data
         self.rollbacks = 0  # resumes from a checkpoint so far
         self.last_rollback: Any = None  # the last of them (a Resumed)
         self.checkpoint: Any = None  # the last confirmed major sync point (a Checkpoint)

@@ -179,6 +179,8 @@ class Reconnector:
         if welcome.resumed == "checkpoint":
             journal.restart()
             journal.new_connection()
+            # The activity of before is void with everything after the checkpoint.
+            link.activity, link.activity_data, link.awaiting_resume = None, None, False
             cp = welcome.checkpoint
             checkpoint = Checkpoint(cp[0], cp[1]) if cp is not None else None
             conn.resumed("checkpoint", [], attempt, checkpoint)

@@ -268,6 +268,7 @@ class Journal:
         self.since = None
         self.expedited = None
         self.requests = None
+        self.skewed = False  # (the request counts start again with everything else)
 
     # ------------------------------------------------------------ the smaller parts
 
