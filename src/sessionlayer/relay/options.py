@@ -71,8 +71,9 @@ class RelayOptions:
     (implementation restriction) and the other with AB 0x09."""
 
     write_buffer_high: int = 256 * 1024
-    """Octets waiting to be written to one leg before reading from the other leg pauses
-    (it resumes below a quarter)."""
+    """Octets waiting to be written to one leg before reading from both legs pauses: the
+    other leg, whose octets go to it, and that leg itself, whose peer the relay answers on
+    it (a keepalive probe's answer).  It resumes below a quarter."""
 
     tpdu_size: int = 8192
     """COTP TPDU size proposed (upstream) or accepted (client): see ``Options.tpdu_size``."""

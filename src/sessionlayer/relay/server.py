@@ -11,7 +11,10 @@ upstream connection is opened (TCP, or TLS with ``upstream_tls=``) or a leg clos
 next deadline is the one timer.
 
 Flow control: when one leg's transport buffers more than ``RelayOptions.write_buffer_high``
-octets, reading from the other leg pauses until it drains.  Every callback catches what it
+octets, reading from both legs pauses until it drains: from the other leg, whose octets are
+relayed to it, and from that leg itself, whose peer the relay answers on it (a keepalive
+probe's answer, an AB): what the relay writes to a leg is bounded by that leg's own flow
+control, whatever its peer sends without reading.  Every callback catches what it
 raises (a bug of ours ends that session, logged once): nothing reaches asyncio's exception
 handler.  ``--log`` and ``--pcap`` see each leg's octets as they are read and written,
 before TLS.
@@ -47,7 +50,6 @@ __all__ = ["Relay", "RelaySessionInfo", "LegInfo", "RelayStats", "start"]
 
 log = logging.getLogger("sessionlayer.relay")
 _LEGS: tuple[Leg, Leg] = (CLIENT, UPSTREAM)
-_OTHER: dict[Leg, Leg] = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 #: WARNING lines a second across sessions; the rest go out at DEBUG.
 WARNINGS_PER_SECOND = 20
 #: Connections the kernel may queue for accepting (asyncio's default, 100, leaves a burst
@@ -190,7 +192,8 @@ class _Session:
         self.bytes_in = {CLIENT: 0, UPSTREAM: 0}
         self.bytes_out = {CLIENT: 0, UPSTREAM: 0}
         self.gone: set[Leg] = set()  # legs whose TCP connection has ended
-        self.paused: set[Leg] = set()  # legs whose reading we paused (the other is full)
+        self.full: set[Leg] = set()  # legs whose transport is over its high-water mark
+        self.paused: set[Leg] = set()  # legs whose reading we paused (a leg is full)
         self.timer: asyncio.TimerHandle | None = None
         self.kill: dict[Leg, asyncio.TimerHandle] = {}
         self.connecting: asyncio.Task[None] | None = None
@@ -322,6 +325,8 @@ class _Session:
         self.peers[UPSTREAM] = peer
         high = self.relay.options.write_buffer_high
         transport.set_write_buffer_limits(high=high, low=high // 4)
+        if UPSTREAM in self.paused:  # (the client leg is full: nothing read until it drains)
+            transport.pause_reading()
         self._open_capture(UPSTREAM, transport, peer, server_side=False)
         self.bridge.upstream_connected(self.loop.time())
         self._flush()
@@ -365,18 +370,25 @@ class _Session:
             self._internal_error(exc)
 
     def write_paused(self, leg: Leg, paused: bool) -> None:
-        """``leg``'s transport is above (below) its high-water mark: pause (resume) reading
-        from the other leg."""
-        other = _OTHER[leg]
-        transport = self.transports[other]
+        """``leg``'s transport is above (below) its high-water mark: pause reading from both
+        legs (resume once no leg is full).  From the other leg, whose octets would be
+        written to it; and from ``leg`` itself, whose peer the relay answers on it (a
+        keepalive probe's answer, an AB), so that a peer that sends without reading cannot
+        make the relay queue answers without limit."""
         if paused:
-            self.paused.add(other)
-            if transport is not None and not transport.is_closing():
-                transport.pause_reading()
-        elif other in self.paused:
-            self.paused.discard(other)
-            if transport is not None and not transport.is_closing():
-                transport.resume_reading()
+            self.full.add(leg)
+        else:
+            self.full.discard(leg)
+        for each in _LEGS:
+            transport = self.transports[each]
+            if self.full and each not in self.paused:
+                self.paused.add(each)
+                if transport is not None and not transport.is_closing():
+                    transport.pause_reading()
+            elif not self.full and each in self.paused:
+                self.paused.discard(each)
+                if transport is not None and not transport.is_closing():
+                    transport.resume_reading()
 
     # ------------------------------------------------------------ driving the bridge
 
