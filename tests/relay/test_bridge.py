@@ -508,6 +508,61 @@ def test_keepalive_probes_of_sessionlayer_peers_are_answered_per_leg() -> None:
     assert len(t.wire["upstream"]) == before  # nothing relayed
 
 
+class _Silent:
+    """A client end that takes nothing in and sends nothing (a dead host, no FIN)."""
+
+    def data_to_send(self) -> list[bytes]:
+        return []
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        pass
+
+    def events(self) -> list[ev.Event]:
+        return []
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+
+def test_between_sessionlayer_peers_each_leg_is_probed_and_watched_on_its_own() -> None:
+    from sessionlayer.agent import PING, Hello, Welcome
+
+    t = Through(accept_data=Welcome(keepalive=True).encode(),
+                options=RelayOptions(idle_timeout=10.0))  # fmt: skip
+    t.open(Hello(keepalive=True).encode())
+    t.client.keepalive = t.upstream.keepalive = True  # (the ends answer probes)
+    for _ in range(3):  # each leg probed after 5 s of silence, answered: open
+        t.later(6.0)
+        assert t.bridge.phase == "open"
+    assert [s.kind for s in spdus_in(t.wire["client"])].count("PT") == 3
+    assert [s.kind for s in spdus_in(t.wire["upstream"])].count("PT") == 3
+    # The upstream alone goes on (its probe answered by the relay); the client is silent.
+    t.client = _Silent()  # type: ignore[assignment]
+    inject(t, "upstream", PING)
+    t.later(6.0)
+    assert t.bridge.phase == "open"
+    inject(t, "upstream", PING)
+    t.later(4.5)  # 10.5 s since the client's last answer
+    assert t.bridge.outcome == "aborted" and "from the client" in (t.bridge.ending or "")
+    assert t.take("upstream", ev.ProviderAbortIndication).reason == NO_REASON
+
+
+def test_a_resumable_session_whose_client_goes_silent_closes_both_legs_with_no_ab() -> None:
+    from sessionlayer.agent import Hello, Welcome
+
+    t = Through(accept_data=Welcome(keepalive=True, token="ab" * 16).encode(),
+                options=RelayOptions(idle_timeout=10.0))  # fmt: skip
+    t.open(Hello(keepalive=True, recovery=True).encode())
+    assert t.bridge.resumable
+    sent = {leg: len(t.wire[leg]) for leg in ("client", "upstream")}
+    t.bridge.handle_timer(t.now + 10.5)  # (nobody answered the probes)
+    assert t.bridge.outcome == "interrupted"
+    for leg in (CLIENT, UPSTREAM):
+        assert t.bridge.wants_close(leg)
+        assert not [s for s in spdus_in(b"".join(t.bridge.data_to_send(leg))) if s.kind == "AB"]
+    assert all(len(t.wire[leg]) == sent[leg] for leg in sent)
+
+
 def test_all_units_negotiate_through_the_relay() -> None:
     t = Through(SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS),
                 SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS))  # fmt: skip

@@ -1,6 +1,6 @@
 """The relay between sessionlayer peers that negotiated keepalive (the hello and the
 welcome say so), in the test's event loop over real TCP: the probes it answers on a leg
-are bounded by that leg's flow control."""
+are bounded by that leg's flow control, and a client that dies silently is found."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ import socket
 from collections.abc import Callable
 
 from tests.rawpeer import RawPeer
-from tests.relay.helpers import run
+from tests.relay.helpers import run, spdus_in
 from tests.tools import echo
 
 import sessionlayer
+from sessionlayer import SessionAborted
+from sessionlayer.errors import AbortReason
 from sessionlayer.relay import RelayOptions, start
 
+NO_REASON = AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON
 #: A keepalive probe as a sessionlayer peer sends it: an empty PLEASE TOKENS in one TPKT.
 PING = bytes.fromhex("0300000902f0800200")
 
@@ -77,3 +80,44 @@ def test_a_client_flooding_probes_without_reading_is_held_back_on_its_own_leg() 
 
     run(main(), timeout=120)
 
+
+def test_a_client_that_goes_silent_is_aborted_after_the_idle_timeout() -> None:
+    """The upstream probes its leg every half second and the relay answers: that kept the
+    relay's idle clock from ever running out (a client that died with no FIN held its
+    session open for good).  The relay probes the client itself; no answer within its idle
+    timeout: AB 0x09 to both, counted as aborted."""
+    idle = 2.0
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[BaseException] = loop.create_future()
+
+        async def upstream_handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+            except SessionAborted as exc:
+                ended.set_result(exc)
+
+        up_options = sessionlayer.Options(keepalive_interval=0.5, idle_timeout=1.5)
+        async with await sessionlayer.serve(upstream_handler, options=up_options) as up:
+            options = RelayOptions(idle_timeout=idle, abort_timeout=1.0)
+            async with await start(("127.0.0.1", up.port), options=options) as relay:
+                raw, _ = await RawPeer.client(relay.port)  # then nothing: no read, no FIN
+                opened = loop.time()
+                (session,) = relay.sessions
+                assert session.phase == "open"
+                upstream_saw = await asyncio.wait_for(ended, idle + 3.0)
+                assert loop.time() - opened >= idle - 0.1
+                assert isinstance(upstream_saw, SessionAborted)
+                assert upstream_saw.reason == NO_REASON  # (an AB from the relay)
+                # The client was probed (the relay's PT), then got AB 0x09 and was closed.
+                octets = await asyncio.wait_for(raw.reader.read(), 5)
+                spdus = spdus_in(octets)
+                assert [s.kind for s in spdus] == ["PT", "AB"], spdus
+                assert spdus[-1].transport_disconnect == NO_REASON
+                await until(lambda: not relay.live)
+                assert relay.stats.ended["aborted"] == 1
+                raw.writer.close()
+
+    run(main(), timeout=30)

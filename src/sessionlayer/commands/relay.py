@@ -121,7 +121,8 @@ def add(sub: Any) -> None:
     p.add_argument("--max-size", type=_tsdu_size, default=defaults.max_size,
                    metavar="OCTETS", help="largest TSDU and SSDU on either leg")
     p.add_argument("--idle-timeout", type=seconds_or_never, default=defaults.idle_timeout,
-                   metavar="S", help="abort a session silent on both legs this long (0: never)")
+                   metavar="S", help="abort a session silent on both legs this long (between"
+                   " sessionlayer peers: on one leg, probed after half of it; 0: never)")
     p.add_argument("--handshake-timeout", type=positive_seconds,
                    default=defaults.handshake_timeout, metavar="S")
     p.add_argument("--connect-timeout", type=positive_seconds,

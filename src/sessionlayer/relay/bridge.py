@@ -43,7 +43,11 @@ other leg's TPDU size) without the two machines; anything else in the stream goe
 leg's agent, which owns the stream until it is idle again.
 
 A request the other leg's machine refuses (the legs crossed, e.g. a resync collision)
-aborts both legs with 0x09; so do the idle and release timeouts.
+aborts both legs with 0x09; so do the idle and release timeouts.  Between sessionlayer
+peers (keepalive in the hello and the welcome) the idle timeout is per leg: the relay
+answers each peer's keepalive probes itself, so one peer's probes keep nothing alive for
+the other; each leg's agent probes its own peer after half the idle timeout, and a leg
+whose peer sent nothing for the whole of it ends the session (:meth:`_leg_silent`).
 
 Bytes and the time go in (:meth:`receive`, :meth:`lost`, :meth:`handle_timer`, and
 :meth:`upstream_connected` / :meth:`upstream_failed` for the binding's connect); bytes per
@@ -99,6 +103,7 @@ class Bridge:
         "_deadline_handshake",
         "_deadline_release",
         "_general",
+        "_heard",
         "_held",
         "_held_octets",
         "_last_heard",
@@ -146,6 +151,9 @@ class Bridge:
         self._deadline_handshake: float | None = None
         self._deadline_release: float | None = None
         self._last_heard = 0.0
+        #: (Between sessionlayer peers, once open) When each leg's peer was last heard from;
+        #: None: the legs are not watched apart (``_last_heard`` is the idle clock).
+        self._heard: dict[Leg, float] | None = None
         self._notes: list[tuple[str, str]] = []
         self._release_from: Leg | None = None  # whose peer asked to release
         self._resync: dict[Token, TokenSetting] | None = None  # the pending RS's tokens
@@ -198,6 +206,10 @@ class Bridge:
         agent = self.agent(leg)
         if agent is None:
             return
+        heard = self._heard
+        if heard is not None:  # (its peer is alive: no probe due, its idle clock restarts)
+            heard[leg] = now
+            agent.heard(now)
         readers = self._readers
         if readers is None or leg in self._general or not self._plain():
             self._general_path(leg, agent, data, now)
@@ -343,7 +355,7 @@ class Bridge:
         if self.phase == "open":
             deadlines.append(self._deadline_release)
             if self.options.idle_timeout is not None:
-                deadlines.append(self._last_heard + self.options.idle_timeout)
+                deadlines.append(self._idle_since() + self.options.idle_timeout)
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -362,14 +374,46 @@ class Bridge:
             if release is not None and now >= release:
                 self._abort_both(f"no answer to the release within {opts.release_timeout} s",
                                  now)  # fmt: skip
-            elif opts.idle_timeout is not None and now >= self._last_heard + opts.idle_timeout:
-                self._abort_both(f"nothing from either leg for {now - self._last_heard:.1f} s"
-                                 " (idle timeout)", now)  # fmt: skip
+            elif opts.idle_timeout is not None and now >= self._idle_since() + opts.idle_timeout:
+                self._idle(now)
         for leg in (CLIENT, UPSTREAM):
             agent = self.agent(leg)
             if agent is not None:
                 agent.handle_timer(now)
         self._pump(now)
+
+    def _idle_since(self) -> float:
+        """Since when the session counts as idle: nothing from either leg, or (legs watched
+        apart) nothing from the leg heard from least recently."""
+        heard = self._heard
+        return self._last_heard if heard is None else min(heard.values())
+
+    def _idle(self, now: float) -> None:
+        """The idle timeout passed (``_idle_since``)."""
+        heard = self._heard
+        if heard is None:
+            self._abort_both(f"nothing from either leg for {now - self._last_heard:.1f} s"
+                             " (idle timeout)", now)  # fmt: skip
+            return
+        leg = min(heard, key=heard.__getitem__)
+        self._leg_silent(leg, now - heard[leg], now)
+
+    def _leg_silent(self, leg: Leg, silent: float, now: float) -> None:
+        """(Between sessionlayer peers) ``leg``'s peer sent nothing for the idle timeout,
+        not even the answer to the relay's probe: it is gone (a dead host, a cable pulled;
+        no FIN came).  Both legs are aborted (AB 0x09); a resumable session loses both
+        connections with no AB instead, as when one is lost, so that it may resume."""
+        why = (f"nothing from the {leg} for {silent:.1f} s, not even the answer to a"
+               " keepalive probe (idle timeout)")  # fmt: skip
+        if not self.resumable:
+            self._abort_both(why, now)
+            return
+        self._end("interrupted", f"{why}: both connections closed (the session resumes on"
+                                 " new connections)", now, level="warning")  # fmt: skip
+        for each in (CLIENT, UPSTREAM):
+            agent = self.agent(each)
+            if agent is not None and self._alive(agent):
+                agent.lose_link(f"the {leg} leg went silent")
 
     # ------------------------------------------------------------ the event loop
 
@@ -475,17 +519,19 @@ class Bridge:
         self.phase = "open"
         self.opened = True
         self._last_heard = now
-        self._between_peers()
+        self._between_peers(now)
         size = self.options.max_size
         self._readers = {CLIENT: PlainReader(size), UPSTREAM: PlainReader(size)}
         self._note("info", f"accepted by the upstream: units {int(units):#06x}, "
                            f"version {event.version}")  # fmt: skip
 
-    def _between_peers(self) -> None:
+    def _between_peers(self, now: float) -> None:
         """Between sessionlayer peers (a hello in the CN, a welcome in the AC, both saying
         so) each leg answers the other peer's keepalive probes itself: they are not X.225
-        services and are not relayed.  And a resumable session (the hello asks for
-        recovery, the welcome has a token) is :attr:`resumable`."""
+        services and are not relayed, so each leg is watched on its own from then on (its
+        agent probes its peer, :meth:`_leg_silent` ends a silent one).  And a resumable
+        session (the hello asks for recovery, the welcome has a token) is
+        :attr:`resumable`."""
         cn = self._cn
         upstream = self.upstream
         if cn is None or upstream is None or not is_hello(cn.user_data):
@@ -501,6 +547,10 @@ class Bridge:
         both = hello.keepalive and welcome.keepalive
         self.client.keepalive = upstream.keepalive = both
         self.resumable = hello.recovery and welcome.token is not None
+        if both:  # each leg watched apart from now (``_leg_silent``), its agent probing
+            self._heard = {CLIENT: now, UPSTREAM: now}
+            self.client.heard(now)
+            upstream.heard(now)
 
     def _refused(self, event: ev.RefuseConfirm, now: float) -> None:
         if self.phase != "connecting":

@@ -46,7 +46,12 @@ class RelayOptions:
 
     idle_timeout: float | None = 300.0
     """Abort both legs (AB 0x09) when nothing at all arrived on either leg for this long
-    (None: never)."""
+    (None: never).  Between sessionlayer peers (keepalive said in the hello and in the
+    welcome) each leg is watched on its own instead: the relay sends a keepalive probe to a
+    peer it has heard nothing from for half of this, and aborts both legs when one leg's
+    peer sent nothing, not even the probe's answer, for this long (a resumable session:
+    both connections closed with no AB, as when one is lost).  The relay answers each
+    peer's probes itself, so the other leg's probes say nothing about this leg's peer."""
 
     release_timeout: float = 10.0
     """How long a relayed release (FN) waits for the other leg's DN or NF before both legs
@@ -109,12 +114,15 @@ class RelayOptions:
 
 @functools.lru_cache(maxsize=8)
 def agent_options(options: RelayOptions) -> Options:
-    """What both legs' agents apply: the relay keeps liveness itself (idle on either leg),
-    recovery is only between sessionlayer peers.  (One per relay configuration, not two per
-    session: an ``Options`` checks its fields when made.)"""
+    """What both legs' agents apply: the relay keeps liveness itself (the bridge's idle
+    timeout; each leg's agent only sends the probes, after half of it, and only to a
+    sessionlayer peer that answers them), recovery is only between sessionlayer peers.
+    (One per relay configuration, not two per session: an ``Options`` checks its fields
+    when made.)"""
+    idle = options.idle_timeout
     return Options(
         handshake_timeout=options.handshake_timeout,
-        keepalive_interval=None,
+        keepalive_interval=None if idle is None else idle / 2,
         idle_timeout=None,
         max_tsdu_size=options.max_size,
         write_buffer_high=options.write_buffer_high,
