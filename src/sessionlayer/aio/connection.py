@@ -149,6 +149,29 @@ class Relink(Exception):
     it again once the session is resumed."""
 
 
+class _AttachedTimer:
+    """(Recovery) A confirmed request's time limit that counts only while the session is
+    attached: stopped while it waits for a resume, started over (the whole ``delay``) once
+    resumed, when the request goes out again on the new connection.  (While detached the
+    wait is the reconnect's: its give-up, or the resume's outcome, ends it.)"""
+
+    __slots__ = ("_delay", "_loop", "_timeout")
+
+    def __init__(self, timeout: asyncio.Timeout, delay: float,
+                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        self._timeout = timeout
+        self._delay = delay
+        self._loop = loop
+
+    def stop(self) -> None:
+        if not self._timeout.expired():
+            self._timeout.reschedule(None)
+
+    def start(self) -> None:
+        if not self._timeout.expired():
+            self._timeout.reschedule(self._loop.time() + self._delay)
+
+
 class _Sink(asyncio.Protocol):
     """Takes the callbacks of a transport given up for a newer one (they mean nothing)."""
 
@@ -1080,12 +1103,14 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     async def call_with_tokens(self, request: Callable[[SessionMachine], T],
                                needs: Token = EVERY, *, behind_replay: bool = True,
-                               caller: Any = None) -> T:  # fmt: skip
+                               caller: Any = None,
+                               timer: _AttachedTimer | None = None) -> T:  # fmt: skip
         """A machine request; when it needs tokens the peer holds, the agent asks for them
         (PLEASE TOKENS) and this waits for the peer's next input, then tries again.
         (Recovery) Detached, or with a replay still going out, it waits for both to end
         (``behind_replay=False``: a request the replay itself waits for).  ``caller``: the
-        task the request is made for, when it is not the current one (seen_through)."""
+        task the request is made for, when it is not the current one (seen_through).
+        ``timer`` (a confirm's time limit) is stopped while it waits for the resume."""
         asked = Token(0)
         agent = self.agent
         try:
@@ -1095,7 +1120,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 if self._flags & _DETACHED or (behind_replay and self.replaying):
                     link = self._link()
                     rollbacks = link.rollbacks
+                    if timer is not None:
+                        timer.stop()
                     await self.wait_attached()
+                    if timer is not None:
+                        timer.start()
                     if link.rollbacks != rollbacks:  # back to a checkpoint: the request is
                         raise self._void_request(link, caller)  # void
                     agent = self.agent
@@ -1124,18 +1153,24 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                       needs: Token = EVERY,
                       asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
-                      ) -> Any:  # fmt: skip
+                      timeout: float | None = None) -> Any:  # fmt: skip
         """Make a request and wait for the first event of one of ``kinds``; (recovery) if
         the transport connection is lost before it came, make it again once resumed.
 
         ``asks`` (recovery): the request is made exactly once (``Journal.requests``): its
         kind, and what the peer's agent answers it (from what ``request`` returned; None
         for the kinds only the peer can answer).  Once it went out it is seen through even
-        if the caller stops waiting (:meth:`seen_through`)."""
+        if the caller stops waiting (:meth:`seen_through`).
+
+        ``timeout``: TimeoutError when the confirm has not come that many seconds after
+        the request was made (its tokens asked for, then the request sent).  (Recovery) It
+        counts only while the session is attached: not while it waits for a resume, and it
+        starts over on the connection the request is made again on."""
         if asks is None or self.journal is None:
-            return await self._confirm_loop(kinds, request, needs, None, None, None)
+            return await self._confirm_loop(kinds, request, needs, None, None, None,
+                                            timeout=timeout)  # fmt: skip
         return await self.seen_through(functools.partial(
-            self._confirm_loop, kinds, request, needs, asks))  # fmt: skip
+            self._confirm_loop, kinds, request, needs, asks, timeout=timeout))  # fmt: skip
 
     async def seen_through(self, run: Callable[[list[Asked | None], Any],
                                                Coroutine[Any, Any, T]]) -> T:  # fmt: skip
@@ -1168,14 +1203,34 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def _confirm_loop(self, kinds: tuple[type, ...],
                             request: Callable[[SessionMachine], Any], needs: Token,
                             asks: tuple[str, Callable[[Any], ev.Event] | None] | None,
-                            holder: list[Asked | None] | None, caller: Any) -> Any:  # fmt: skip
+                            holder: list[Asked | None] | None, caller: Any, *,
+                            timeout: float | None = None) -> Any:  # fmt: skip
+        if timeout is None:
+            return await self._confirm_again(kinds, request, needs, asks, holder, caller, None)
+        loop = self._ep.loop
+        attached = not self._flags & _DETACHED and not self.replaying
+        async with asyncio.timeout_at(loop.time() + timeout if attached else None) as limit:
+            timer = _AttachedTimer(limit, timeout, loop)
+            return await self._confirm_again(kinds, request, needs, asks, holder, caller, timer)
+
+    async def _confirm_again(self, kinds: tuple[type, ...],
+                             request: Callable[[SessionMachine], Any], needs: Token,
+                             asks: tuple[str, Callable[[Any], ev.Event] | None] | None,
+                             holder: list[Asked | None] | None, caller: Any,
+                             timer: _AttachedTimer | None) -> Any:  # fmt: skip
+        """The request, made again after each resume until its confirm comes (see confirm)."""
         try:
             while True:
                 rollbacks = self._x.link.rollbacks if self._x is not None and self._x.link else 0
                 try:
-                    return await self._confirm(kinds, request, needs, asks, holder, caller)
+                    return await self._confirm(kinds, request, needs, asks, holder, caller,
+                                               timer)  # fmt: skip
                 except Relink:
+                    if timer is not None:
+                        timer.stop()  # (the time of the outage is the reconnect's)
                     await self.wait_attached()
+                    if timer is not None:
+                        timer.start()
                     link = self.link
                     if link is not None and link.rollbacks != rollbacks:
                         # Back to a checkpoint: what the request was about is gone with it.
@@ -1214,7 +1269,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                        needs: Token,
                        asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
                        holder: list[Asked | None] | None = None,
-                       caller: Any = None) -> Any:  # fmt: skip
+                       caller: Any = None, timer: _AttachedTimer | None = None,
+                       ) -> Any:  # fmt: skip
         """Make ``request`` once and wait for its confirm (the first event of ``kinds``).
 
         The confirm is waited for from the moment the request went out, on the transport
@@ -1223,7 +1279,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         is not told to make itself again (``Relink``, :meth:`_detach`), it goes out once,
         where it goes out.  (Nothing is read between the request and the wait: its
         confirm cannot come first.)"""
-        result = await self.call_with_tokens(request, needs, caller=caller)
+        result = await self.call_with_tokens(request, needs, caller=caller, timer=timer)
         if asks is not None:
             what, answer = asks
             self.note_request(holder, what, answer(result) if answer is not None else None)

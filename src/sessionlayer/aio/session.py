@@ -537,16 +537,19 @@ class Session:
         """S-RELEASE: orderly release (FN, answered by DN); returns the DN's user data.
 
         Raises :class:`ReleaseRefused` when the peer answered NF; aborts the
-        session when no answer comes within the release timeout.
+        session when no answer comes within the release timeout.  (Recovery) That time
+        counts only while the session is attached: during an outage release() waits for
+        the resume (the FN goes out again then, and the time starts over), and a resume
+        that fails ends it with that error (ResumeRefused).
         """
         conn = self._conn
         if conn.released:
             return None
         try:
-            async with asyncio.timeout(conn.options.release_timeout):
-                event = await conn.confirm(
-                    (ev.ReleaseConfirm,), lambda m: m.release(user_data=user_data)
-                )
+            event = await conn.confirm(
+                (ev.ReleaseConfirm,), lambda m: m.release(user_data=user_data),
+                timeout=conn.options.release_timeout,
+            )
         except TimeoutError:
             failure = SessionAborted(
                 "no answer to the release request (release timeout)",
