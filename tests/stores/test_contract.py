@@ -77,7 +77,9 @@ def test_advance_is_a_compare_and_set(backend: Backend) -> None:
             record = make_record(generation=3)
             await store.put(record)
             won = await store.advance(record.id, 3, node="node-b", expires_at=None)
-            expected = replace(record, generation=4, node="node-b", expires_at=None)
+            # (A resume: the token before is taken too, until the node clears it.)
+            expected = replace(record, generation=4, node="node-b", expires_at=None,
+                               previous_ok=True)  # fmt: skip
             assert won == expected
             assert await store.get(record.id) == expected
             # The same token again (a replay, or the loser of a race): nothing changes.
@@ -89,6 +91,50 @@ def test_advance_is_a_compare_and_set(backend: Backend) -> None:
             again = await store.advance(record.id, 4, node=None, expires_at=deadline)
             assert again == replace(expected, generation=5, node=None, expires_at=deadline)
             assert await store.advance(new_id(), 0, node="x", expires_at=None) is None
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_the_token_before_is_taken_from_a_resume_until_its_node_clears_it(
+    backend: Backend,
+) -> None:
+    """``advance`` sets ``previous_ok``; the node holding the record clears it with a
+    conditional update (a stale node's, or one at another generation, changes nothing); a
+    whole write keeps what it is given; the next resume sets it again."""
+
+    async def main() -> None:
+        store = backend.open()
+        try:
+            record = make_record(generation=2, previous_ok=True)
+            await store.put(record)
+            assert await store.get(record.id) == record  # (round trip, set)
+            assert await store.update(record.id, previous_ok=False, if_generation=2,
+                                      if_node="node-a")  # fmt: skip
+            cleared = replace(record, previous_ok=False)
+            assert await store.get(record.id) == cleared
+            resumed = await store.advance(record.id, 2, node="node-b", expires_at=None)
+            assert resumed == replace(cleared, generation=3, node="node-b", expires_at=None,
+                                      previous_ok=True)  # fmt: skip
+            # Not the holder, or not at its generation: nothing changes.
+            assert not await store.update(record.id, previous_ok=False, if_generation=3,
+                                          if_node="node-a")  # fmt: skip
+            assert not await store.update(record.id, previous_ok=False, if_generation=2,
+                                          if_node="node-b")  # fmt: skip
+            assert await store.get(record.id) == resumed
+            # The other fields are kept, and it is kept by the others' updates.
+            assert await store.update(record.id, detached=True, if_node="node-b")
+            assert await store.get(record.id) == replace(resumed, detached=True)
+            assert await store.update(record.id, previous_ok=False, if_generation=3,
+                                      if_node="node-b")  # fmt: skip
+            assert await store.get(record.id) == replace(resumed, detached=True,
+                                                         previous_ok=False)  # fmt: skip
+            # Another node (the same data) sees it.
+            other = backend.open()
+            got = await other.get(record.id)
+            await other.close()
+            assert got is not None and not got.previous_ok
         finally:
             await store.close()
 

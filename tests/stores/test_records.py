@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from tests.stores.helpers import make_record
@@ -19,6 +20,8 @@ from sessionlayer.stores.records import decode, encode, from_json, to_json
         make_record(checkpoint=Checkpoint(serial=0, user_data=b"")),
         make_record(checkpoint=Checkpoint(serial=3, user_data=None), created=1.0),
         make_record(created=1727200000.123456789, expires_at=0.1 + 0.2),
+        make_record(previous_ok=True),
+        make_record(previous_ok=True, detached=True, generation=4),
     ],
 )
 def test_round_trip(record: SessionRecord) -> None:
@@ -34,6 +37,19 @@ def test_the_encoding_is_plain_json_with_base64_user_data() -> None:
     assert obj["generation"] == 0 and obj["id"] == record.id
     assert set(obj) == {"id", "generation", "identity", "chosen", "created", "expires_at",
                         "checkpoint", "node", "peer"}  # fmt: skip
+
+
+def test_previous_ok_is_there_only_while_set_and_absent_means_not() -> None:
+    """A record an older version wrote (no ``previous_ok`` member) takes only its current
+    token; one with it set says so, and nothing else changes in the encoding."""
+    record = make_record(generation=3)
+    assert "previous_ok" not in json.loads(encode(record))
+    marked = json.loads(encode(replace(record, previous_ok=True)))
+    assert marked.pop("previous_ok") is True
+    assert marked == json.loads(encode(record))
+    assert decode(encode(record)).previous_ok is False
+    with pytest.raises(ValueError, match="previous_ok is not true or false"):
+        from_json({**to_json(record), "previous_ok": "yes"})
 
 
 def test_members_it_does_not_know_are_ignored() -> None:

@@ -119,6 +119,7 @@ _CLOSED = 8  # the TCP connection is gone (``is_closed``)
 _RELEASED = 16  # the session ended in an orderly release (``released``)
 _DETACHED = 32  # (recovery) the transport connection was lost; the session waits to resume
 _MOVED = 64  # (server) this connection's transport and agent went to a resumed session's
+_UNHEARD = 128  # (server, recovery) resumed, nothing read since: the endpoint's on_heard
 _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 _PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
@@ -437,6 +438,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if self._ep.observe:  # traced, or liveness watched
                 self._observe(nbytes)
             self.bytes_in += nbytes
+            if self._flags & _UNHEARD:
+                self._heard()
             # ``plain`` holds only while a session is open on this connection (see flush).
             if self.plain and not self._general:
                 # A read of one whole message in one TPDU, nothing held (PlainReader.single,
@@ -541,6 +544,17 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._deliver(messages)
         if data:  # (cannot be: rest holds no whole TPDU) back to the general path
             self._general_then_fast(data)
+
+    def watch_heard(self) -> None:
+        """(Server) This connection just resumed its session: the endpoint's ``on_heard`` is
+        called at its next read (the client was heard on it)."""
+        self._flags |= _UNHEARD
+
+    def _heard(self) -> None:
+        self._flags &= ~_UNHEARD
+        callback = self._ep.on_heard
+        if callback is not None:
+            callback(self)
 
     def _observe(self, nbytes: int) -> None:
         """The ``nbytes`` just read go to the tap; the peer was heard (liveness)."""

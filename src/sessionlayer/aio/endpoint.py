@@ -49,6 +49,7 @@ class Endpoint:
         "on_checkpoint",
         "on_connect_indication",
         "on_handshake_over",
+        "on_heard",
         "on_link_lost",
         "on_wait_over",
         "options",
@@ -88,6 +89,9 @@ class Endpoint:
         #: (Recovery) Awaited with a connection and the checkpoint (major sync point) its
         #: peer set, before it is confirmed: the server records it in its store.
         self.on_checkpoint: Callable[[Any, Any], Coroutine[Any, Any, Any]] | None = None
+        #: (Recovery, server) Called with a resumed connection at its first read after the
+        #: resume (``Connection.watch_heard``): the client was heard there.
+        self.on_heard: Callable[[Any], None] | None = None
         #: (Server) Called once per connection that took a handshake slot, when its
         #: handshake is over: accepted, refused or gone.
         self.on_handshake_over = on_handshake_over

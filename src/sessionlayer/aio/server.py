@@ -152,6 +152,9 @@ class Server:
         self._detaching = False  # close(detach=True): sessions stay in the store
         self._closing = False  # close() was called: no new connection is taken
         self._writes: set[asyncio.Future[Any]] = set()  # store writes in flight
+        #: Sessions whose record still says the token before is taken, their client heard
+        #: since its resume: the store did not answer; tried again at each lease renewal.
+        self._heard_unrecorded: set[str] = set()
         self._chains: dict[str, asyncio.Future[Any]] = {}  # each session's last write
         # Bound once: every protocol and handler task shares them (nothing per session).
         self._on_handler_done = self._handler_done
@@ -201,6 +204,7 @@ class Server:
         self._endpoint.on_accept = self._accepted
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
+            self._endpoint.on_heard = self._heard
             self._track(self._sweep())
             self._track(self._renew_leases())
             if refresh is not None:
@@ -599,12 +603,16 @@ class Server:
     def _record(self, protocol: Connection, generation: int, identity: str, created: float,
                 expires_at: float, checkpoint: Checkpoint | None) -> SessionRecord:  # fmt: skip
         """The store's record of the session on ``protocol``, held by this node (detached
-        while its connection is lost: then no renewal extends ``expires_at``)."""
+        while its connection is lost: then no renewal extends ``expires_at``; the token
+        before still taken while the client was not heard since its resume)."""
+        link = protocol.link
         return SessionRecord(
             id=protocol.id, generation=generation, identity=identity,
             chosen=dict(protocol.agent.chosen), created=created, expires_at=expires_at,
             checkpoint=checkpoint, node=self.node, peer=peer_text(protocol.peer),
             detached=protocol.detached,
+            previous_ok=link is not None and link.previous_ok
+            and protocol.bytes_in == link.bytes_at_resume,
         )  # fmt: skip
 
     async def _put_new(self, record: SessionRecord) -> None:
@@ -776,6 +784,11 @@ class Server:
             renewed = await self._store_call("renew", self.node, held, until)
             if renewed is None:
                 continue  # (logged; the lease has room for two more tries)
+            for sid in list(self._heard_unrecorded):
+                conn = self._links.get(sid)
+                self._heard_unrecorded.discard(sid)
+                if conn is not None and conn.link is not None and sid not in self._detached:
+                    self._in_order(sid, self._forget_previous(conn, conn.link.generation))
             for sid in set(held).difference(renewed):
                 conn = self._links.get(sid)
                 if conn is not None and sid not in self._detached:
@@ -821,6 +834,25 @@ class Server:
                                      expires_at=expires)  # fmt: skip
         if new is None:  # (missing; or the token before was used: the record is ahead)
             await self._write_again(protocol, expires)
+
+    def _heard(self, protocol: Connection) -> None:
+        """(With a store) The client was heard on the connection it resumed: the token
+        before is good no more, here or on another node (the record's ``previous_ok``,
+        cleared while this node holds the record at this generation)."""
+        link = protocol.link
+        if link is None or self._links.get(protocol.id) is not protocol or not link.previous_ok:
+            return
+        link.previous_ok = False
+        self._in_order(protocol.id, self._forget_previous(protocol, link.generation))
+
+    async def _forget_previous(self, protocol: Connection, generation: int) -> None:
+        """The record's ``previous_ok`` cleared; the store did not answer: again at the next
+        lease renewal.  (Not held here at ``generation`` any more: nothing to clear; a
+        record missing is written whole, without it, by the renewal.)"""
+        done = await self._store_call("update", protocol.id, previous_ok=False,
+                                      if_generation=generation, if_node=self.node)  # fmt: skip
+        if done is None and self._links.get(protocol.id) is protocol:
+            self._heard_unrecorded.add(protocol.id)
 
     def _drop_moved(self, old: Connection, why: str) -> None:
         """This node's copy of a session is stale: another node resumed it since.  It ends
@@ -1029,6 +1061,8 @@ class Server:
         chosen = old.agent.chosen
         old.adopt(protocol)
         link.bytes_at_resume = old.bytes_in
+        if self.store is not None:
+            old.watch_heard()  # (then the record's previous_ok is cleared: _heard)
         cid = event.connection_id
         mine = link.activity
         welcome = Welcome(
@@ -1071,10 +1105,11 @@ class Server:
             if record.expires_at is not None and record.expires_at <= time.time():
                 await store.delete(sid, if_generation=record.generation)
                 raise ResumeRefused(f"session {sid} expired", "expired")
-            # (The token before is taken too: the accept of the last resume, on the node
-            # that died, may never have arrived.)
+            # (The token before is taken too while the record says so: the accept of the
+            # last resume, on the node that died, may never have arrived.  Once that node
+            # heard the client on the connection it resumed, it is not.)
             verify(self._secrets, token, generation=record.generation,
-                   identity=record.identity, previous=True,
+                   identity=record.identity, previous=record.previous_ok,
                    presenter=self._presenter(hello, protocol, record.identity))  # fmt: skip
             expires = time.time() + self.options.resume_timeout + self.lease
             new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
@@ -1107,6 +1142,10 @@ class Server:
         link.generation = new.generation
         link.identity = record.identity
         link.checkpoint = checkpoint
+        # The token before stays good, here too, until the client is heard here.
+        link.previous_ok = True
+        link.bytes_at_resume = protocol.bytes_in
+        protocol.watch_heard()
         self._links[sid] = protocol
         protocol.defer_checkpoints(None)
         protocol.handshake_over()

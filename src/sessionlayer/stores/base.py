@@ -62,6 +62,13 @@ class SessionRecord:
     session detached never extends the deadline); :meth:`SessionStore.advance` (a resume)
     makes it False again."""
 
+    previous_ok: bool = False
+    """The token of the generation before is taken too: the accept of the last resume,
+    which carried the current token, may have been lost on the way.  Set by
+    :meth:`SessionStore.advance` (a resume); the node holding the record clears it
+    (:meth:`SessionStore.update`, conditional on its generation and node) once it hears
+    the client on the connection it resumed.  False in records of older versions."""
+
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
             raise ValueError(f"a session id is 32 lowercase hex digits, not {self.id!r}")
@@ -78,7 +85,8 @@ class SessionRecord:
         )
 
     def changed(self, expires_at: float | Keep | None, checkpoint: Checkpoint | Keep | None,
-                node: str | Keep | None, detached: bool | Keep) -> SessionRecord:  # fmt: skip
+                node: str | Keep | None, detached: bool | Keep,
+                previous_ok: bool | Keep) -> SessionRecord:  # fmt: skip
         """This record with the fields :meth:`SessionStore.update` was given changed."""
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -89,6 +97,8 @@ class SessionRecord:
             changes["node"] = node
         if detached is not KEEP:
             changes["detached"] = detached
+        if previous_ok is not KEEP:
+            changes["previous_ok"] = previous_ok
         return replace(self, **changes) if changes else self
 
     def bars(self, record: SessionRecord) -> bool:
@@ -173,7 +183,8 @@ class SessionStore(Protocol):
     ) -> SessionRecord | None:
         """Atomically: if the stored record's generation is ``generation``, store
         ``generation + 1``, ``node`` and ``expires_at``, attached (``detached`` False: a
-        resume), and return the new record; else (absent, or another resume won, or a
+        resume) with the token before still taken (``previous_ok`` True, until the node
+        clears it), and return the new record; else (absent, or another resume won, or a
         replayed token) change nothing and return None."""
         ...
 
@@ -187,6 +198,7 @@ class SessionStore(Protocol):
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
+        previous_ok: bool | Keep = KEEP,
     ) -> bool:
         """Change the fields given (the others are kept); False if there is no such
         record.  (A server detaching a session sets ``expires_at`` to its deadline and

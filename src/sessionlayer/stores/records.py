@@ -7,7 +7,10 @@ A record is a JSON object with one member per field, user data in base64::
      "checkpoint": {"serial": 3, "user_data": "AQI="}, "node": "a", "peer": "10.0.0.7:5100"}
 
 ``"detached": true`` is there only while the session is detached: an attached record is
-encoded as versions before encoded it, and one without the member is attached.
+encoded as versions before encoded it, and one without the member is attached.  So is
+``"previous_ok": true``, only while the token before is still taken (after a resume,
+until the client is heard): one without it (an older version's too) takes only its
+current token.
 
 SQLite keeps the whole object as text (:func:`encode`, :func:`decode`); Redis keeps each
 member JSON-encoded in one field of the session's hash (:func:`to_json`,
@@ -51,10 +54,12 @@ def to_json(record: SessionRecord) -> dict[str, Any]:
         "node": record.node,
         "peer": record.peer,
         **_DETACHED[record.detached],
+        **_PREVIOUS_OK[record.previous_ok],
     }
 
 
 _DETACHED: dict[bool, dict[str, Any]] = {False: {}, True: {"detached": True}}
+_PREVIOUS_OK: dict[bool, dict[str, Any]] = {False: {}, True: {"previous_ok": True}}
 
 
 def encode(record: SessionRecord) -> str:
@@ -91,6 +96,7 @@ def from_json(obj: Mapping[str, Any]) -> SessionRecord:
             node=_optional_str(obj.get("node"), "node"),
             peer=_optional_str(obj.get("peer"), "peer"),
             detached=_bool(obj.get("detached", False), "detached"),
+            previous_ok=_bool(obj.get("previous_ok", False), "previous_ok"),
         )
     except KeyError as exc:
         raise ValueError(f"a session record without {exc.args[0]!r}") from None

@@ -302,7 +302,7 @@ class RedisStore:
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
         changes = {"generation": generation + 1, "node": node, "expires_at": expires_at,
-                   "detached": False}  # fmt: skip
+                   "detached": False, "previous_ok": True}  # fmt: skip
         written = await self._run_write(session_id, str(generation), None, expires_at, changes)
         return None if written is None else self._decode(session_id, written)
 
@@ -316,6 +316,7 @@ class RedisStore:
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
+        previous_ok: bool | Keep = KEEP,
     ) -> bool:
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -326,6 +327,8 @@ class RedisStore:
             changes["node"] = node
         if detached is not KEEP:
             changes["detached"] = detached
+        if previous_ok is not KEEP:
+            changes["previous_ok"] = previous_ok
         generation = "" if if_generation is None else str(if_generation)
         written = await self._run_write(session_id, generation, if_node, expires_at, changes)
         return written is not None

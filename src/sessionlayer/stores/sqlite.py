@@ -174,7 +174,7 @@ class SQLiteStore:
                     return None
                 record = replace(
                     record, generation=generation + 1, node=node, expires_at=expires_at,
-                    detached=False,
+                    detached=False, previous_ok=True,
                 )  # fmt: skip
                 self._write(db, record)
                 return record
@@ -191,13 +191,14 @@ class SQLiteStore:
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
+        previous_ok: bool | Keep = KEEP,
     ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with self._transaction(db):
                 record = self._read(db, session_id)
                 if record is None or not record.held(if_generation, if_node):
                     return False
-                self._write(db, record.changed(expires_at, checkpoint, node, detached))
+                self._write(db, record.changed(expires_at, checkpoint, node, detached, previous_ok))
                 return True
 
         return await self._call(work)
