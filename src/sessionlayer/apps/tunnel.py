@@ -113,6 +113,11 @@ MAX_FRAME = 64 * 1024  #: the largest payload of one data frame
 LOCAL_HIGH = 128 * 1024  #: read from a local socket and not yet sent: reading pauses here
 MAX_STREAMS = 256  #: streams at once per session (default)
 CONNECT_TIMEOUT = 10.0  #: (server) connecting to a target
+#: After a session's release, a stream that had ended both ways has this long for its local
+#: socket to write what it still holds (then it is reset)
+DRAIN_TIMEOUT = 60.0
+#: (client) ``close()``: a half-closed connection has this long to end before it is reset
+CLOSE_GRACE = 5.0
 #: (client) connections reset because ``max_streams`` are open: logged at most this often
 REFUSALS_LOGGED_EVERY = 10.0
 
@@ -306,12 +311,13 @@ class _Stream(asyncio.Protocol):
         return first
 
     def reset_local(self) -> None:
-        """RST the local socket (SO_LINGER 0, then abort)."""
+        """RST the local socket (SO_LINGER 0, then abort): also one that is closing after
+        its EOF, so that a stream cut short never looks like one that ended."""
         transport = self.transport
         if transport is None:
             return
         sock = transport.get_extra_info("socket")
-        if sock is not None and not transport.is_closing():
+        if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
         transport.abort()
@@ -327,9 +333,10 @@ class _Mux:
 
     def __init__(self, session: Session, role: str, *, window: int = WINDOW,
                  max_window: int = MAX_AUTO_WINDOW, window_budget: int = WINDOW_BUDGET,
-                 max_streams: int = MAX_STREAMS,
+                 max_streams: int = MAX_STREAMS, drain_timeout: float = DRAIN_TIMEOUT,
                  service: TunnelService | None = None) -> None:  # fmt: skip
         self.session = session
+        self.drain_timeout = drain_timeout
         self.role = role
         self.window = min(max(window, INITIAL_WINDOW), MAX_WINDOW)
         self.max_window = min(max(max_window, self.window), MAX_WINDOW)
@@ -355,17 +362,23 @@ class _Mux:
         self._control_limit = 4 * max_streams + 64
         self.idle = asyncio.Event()  #: set while there is no stream
         self.idle.set()
+        self._release: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ lifetime
 
     async def run(self) -> None:
-        """Serve the session until it ends; then every stream still open is reset."""
+        """Serve the session until it ends; then every stream still open is reset.  After
+        a release, a stream that had ended both ways is not: its local socket writes what
+        it still holds, then closes (within ``drain_timeout``, else it is reset)."""
         sender = asyncio.ensure_future(self._send_loop())
         events = asyncio.ensure_future(self._events())
         sender.add_done_callback(self._sender_done)
+        released = False
         try:
-            await self._read_loop()
+            await self._read_loop()  # (it ends at the release)
+            released = True
         except SessionClosed:
+            released = True
             self.why = self.why or "the tunnel session was released"
         except CheckpointRestored:
             self.why = ("the server lost the tunnel's state (it was restarted): its"
@@ -380,9 +393,29 @@ class _Mux:
             tasks = [sender, events, *self._tasks]
             for task in tasks:
                 task.cancel()
-            self._end_all()
-            self.idle.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self._end_all(self.why or "the session ended", drain=released)
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if self.streams:  # (ended both ways: connection_lost drops each)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.drain_timeout):
+                            await self.idle.wait()
+            finally:  # (also when cancelled meanwhile: a server stopping)
+                self._end_all("released before their local sockets wrote all they held"
+                              if released else self.why or "the session ended")  # fmt: skip
+                self.idle.set()
+
+    async def release(self) -> None:
+        """Release the session (once, whoever asks: the callers share one release).  Its
+        end, and why, is what ``run()`` sees."""
+        if self._release is None:
+            self._release = asyncio.ensure_future(self._released())
+        await asyncio.shield(self._release)
+
+    async def _released(self) -> None:
+        if not self.session.closed:
+            with contextlib.suppress(SessionLayerError, TimeoutError):
+                await self.session.release()
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -395,13 +428,18 @@ class _Mux:
         self.why = f"internal error: {exc!r}"
         self.session.abort()
 
-    def _end_all(self) -> None:
-        n = len(self.streams)
-        for stream in list(self.streams.values()):
+    def _end_all(self, why: str, *, drain: bool = False) -> None:
+        """The session is over: reset every stream, but (``drain``: at its release) those
+        that ended both ways: their local sockets close once they wrote what they hold,
+        so that every octet the peer sent, and the session acknowledged, is delivered."""
+        ending = [stream for stream in self.streams.values()
+                  if not (drain and stream.eof_sent and stream.peer_eof
+                          and stream.transport is not None)]  # fmt: skip
+        for stream in ending:
             self._drop(stream, reset=True)
-        if n:
+        if ending:
             self.session.log.info("session %s: %s; %d tunnelled connections reset",
-                                  self.session.id, self.why or "the session ended", n)
+                                  self.session.id, why, len(ending))  # fmt: skip
 
     async def _events(self) -> None:
         """Read ``events()`` (so they never pile up), counting the interruptions."""
@@ -713,6 +751,10 @@ class _Mux:
         if stream.eof_sent and stream.peer_eof and stream.transport is not None:
             stream.transport.close()  # connection_lost(None) drops the stream
 
+    def reset(self, stream: _Stream, why: str) -> None:
+        """Reset ``stream`` (an R to the peer, an RST to its local socket)."""
+        self._reset(stream, why)
+
     def _reset(self, stream: _Stream, why: str) -> None:
         """Reset the stream: RST to the local socket, R to the peer.
 
@@ -770,13 +812,16 @@ class TunnelService:
     ``supported`` including :data:`SUPPORTED`) it grows up to ``max_window`` (no growth
     when it is not above ``window``) while the session's windows grew by less than
     ``window_budget`` in all.  ``max_streams`` bounds the streams of one session;
-    ``connect_timeout`` bounds reaching a target.
+    ``connect_timeout`` bounds reaching a target.  When a session is released, a stream
+    that had ended both ways keeps its target connection until it has written everything
+    the client sent (the session acknowledged it), at most ``drain_timeout`` seconds: then
+    that connection is reset (RST), never closed as if it were complete.
     """
 
     def __init__(self, allow: Iterable[tuple[str, int]], *, window: int = WINDOW,
                  max_window: int = MAX_AUTO_WINDOW, window_budget: int = WINDOW_BUDGET,
-                 max_streams: int = MAX_STREAMS,
-                 connect_timeout: float = CONNECT_TIMEOUT) -> None:  # fmt: skip
+                 max_streams: int = MAX_STREAMS, connect_timeout: float = CONNECT_TIMEOUT,
+                 drain_timeout: float = DRAIN_TIMEOUT) -> None:  # fmt: skip
         self.allow = [(host, int(port)) for host, port in allow]
         self._allowed = {(host.lower(), port): (host, port) for host, port in self.allow}
         self.window = _check_window(window)
@@ -784,6 +829,7 @@ class TunnelService:
         self.window_budget = _check_budget(window_budget)
         self.max_streams = max_streams
         self.connect_timeout = connect_timeout
+        self.drain_timeout = drain_timeout
         self.ended = TunnelStats()  #: the sessions that have ended, added up
         self.muxes: dict[str, _Mux] = {}
 
@@ -820,7 +866,7 @@ class TunnelService:
         """Serve one tunnel session until it ends."""
         mux = _Mux(session, "server", window=self.window, max_window=self.max_window,
                    window_budget=self.window_budget, max_streams=self.max_streams,
-                   service=self)  # fmt: skip
+                   drain_timeout=self.drain_timeout, service=self)  # fmt: skip
         self.muxes[session.id] = mux
         try:
             await mux.run()
@@ -947,8 +993,14 @@ class TunnelClient:
         total.failed += self._refused + self._shed
         return total
 
-    async def close(self) -> None:
-        """Stop listening, end every tunnelled connection, release the sessions."""
+    async def close(self, grace: float = CLOSE_GRACE) -> None:
+        """Stop listening, end every tunnelled connection, release the sessions.
+
+        A connection still open both ways is reset at once.  One that has half-closed
+        (either way) has up to ``grace`` seconds to end: its last octets carried both
+        ways, and delivered to the local application.  The sessions are released then,
+        and what has not ended by then is reset.  (A stream that ended both ways reaches
+        its target whole: the server writes it all after the release.)"""
         self._closed = True
         if self._server is not None:
             self._server.close()
@@ -960,10 +1012,17 @@ class TunnelClient:
         if connecting is not None:  # (a connect under way: it must not open a session now)
             connecting.cancel()
             await asyncio.wait([connecting])  # (a cancel of close() itself still cancels it)
-        for mux in list(self._muxes):
-            if not mux.session.closed:
-                with contextlib.suppress(SessionLayerError, TimeoutError):
-                    await mux.session.release()
+        muxes = [mux for mux in self._muxes if not mux.over]
+        for mux in muxes:
+            for stream in list(mux.streams.values()):
+                if not (stream.local_eof or stream.peer_eof):
+                    mux.reset(stream, "the tunnel client is stopping")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                for mux in muxes:  # (half-closed ones: each dropped once it ended)
+                    await mux.idle.wait()
+        for mux in muxes:
+            await mux.release()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -1126,9 +1185,7 @@ class TunnelClient:
     async def _release_when_done(self, mux: _Mux) -> None:
         """(A session per connection) Release it once its one stream has ended."""
         await mux.idle.wait()
-        if not mux.session.closed:
-            with contextlib.suppress(SessionLayerError, TimeoutError):
-                await mux.session.release()
+        await mux.release()
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
