@@ -6,6 +6,7 @@ give the limits the code has."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -205,3 +206,47 @@ def test_the_docs_give_the_retention_the_options_have() -> None:
     text = (Path(__file__).parents[2] / "docs" / "tunnel.md").read_text()
     figures = re.findall(r"`Options\.retention` \((\d+) MiB\)", text)
     assert figures and {int(n) for n in figures} == {Options().retention // MIB}
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_session_per_connection_keeps_to_max_streams_too(loop: str) -> None:
+    """``shared=False``: ``max_streams`` bounds the connections carried at once (it
+    counted only those waiting for their session: 6 of 6 were carried with 2).  Past it a
+    connection is reset and counted, as with one shared session; once one ends, a new one
+    is carried."""
+
+    async def main() -> None:
+        target = await Target(echo).start()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(target.close)
+            client, service, server, _ = await stack.enter_async_context(
+                tunnel(target.port, client_kwargs={"shared": False, "max_streams": 2}))
+            held = []
+            for i in range(2):
+                reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+                writer.write(b"%d\n" % i)
+                assert await asyncio.wait_for(reader.readline(), LIMIT) == b"%d\n" % i
+                held.append((reader, writer))
+            for _ in range(4):
+                reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+                writer.write(b"one too many\n")
+                with pytest.raises(ConnectionResetError):  # (carried: its echo comes)
+                    await asyncio.wait_for(reader.readline(), LIMIT)
+                writer.close()
+            stats = client.stats
+            assert stats.failed == 4 and stats.streams == 2 and stats.opened == 2, stats
+            assert service.stats.opened == 2 and len(server.sessions) == 2
+            reader, writer = held.pop()
+            writer.write_eof()  # one ends: its session is released
+            assert await asyncio.wait_for(reader.read(), LIMIT) == b""
+            writer.close()
+            await until(lambda: client.stats.streams == 1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", client.listen_port)
+            writer.write(b"now\n")
+            assert await asyncio.wait_for(reader.readline(), LIMIT) == b"now\n"
+            held.append((reader, writer))
+            assert client.stats.failed == 4 and service.stats.opened == 3
+            for _, writer in held:
+                writer.close()
+
+    run(main(), loop=loop)

@@ -910,9 +910,10 @@ class TunnelClient:
     ``window``, ``max_window`` and ``window_budget`` are as :class:`TunnelService`'s, for
     the streams' direction toward the local connections (ValueError past ``MAX_WINDOW``;
     windows grow only with a server that agreed, ``tunnel_flow: auto``); a local
-    connection made while ``max_streams`` are open is reset, counted in ``failed`` and
-    logged (a WARNING at most every ``REFUSALS_LOGGED_EVERY`` seconds, with the count).  The
-    other arguments are :func:`sessionlayer.connect`'s.
+    connection made while ``max_streams`` are open (in either mode: with ``shared=False``
+    that many sessions) is reset, counted in ``failed`` and logged (a WARNING at most every
+    ``REFUSALS_LOGGED_EVERY`` seconds, with the count).  The other arguments are
+    :func:`sessionlayer.connect`'s.
     """
 
     def __init__(self, host: str, port: int, target: str | None = None, *,
@@ -1114,7 +1115,7 @@ class TunnelClient:
         if self._closed:
             stream.reset_local()
             return
-        if len(self._waiting) >= self.max_streams:
+        if self._open_now() >= self.max_streams:
             self._refuse(stream)
             return
         mux = self._mux
@@ -1123,6 +1124,15 @@ class TunnelClient:
             return
         self._waiting.add(stream)  # (its data is kept meanwhile, up to LOCAL_HIGH)
         self._spawn(self._attach_later(stream))
+
+    def _open_now(self) -> int:
+        """The local connections open now, as ``max_streams`` counts them: those waiting
+        for a session, and (a session per connection) those the sessions carry (with one
+        shared session, ``add_local`` counts those)."""
+        n = len(self._waiting)
+        if not self.shared:
+            n += sum(len(mux.streams) for mux in self._muxes)
+        return n
 
     async def _attach_later(self, stream: _Stream) -> None:
         try:
