@@ -11,7 +11,9 @@ and the next plain resume started it again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -77,10 +79,23 @@ def test_an_expedited_message_replayed_with_the_accept_comes_once() -> None:
     run(main())
 
 
+@contextlib.asynccontextmanager
+async def two_nodes(handler_of: Callable[[str], Any],
+                    **kw: Any) -> AsyncIterator[tuple[sessionlayer.Server, sessionlayer.Server]]:
+    """Nodes A and B sharing one store, each serving ``handler_of(its name)``."""
+    store = MemoryStore()
+    a = await sessionlayer.serve(handler_of("A"), options=FAST, store=store, node="A", **kw)
+    b = await sessionlayer.serve(handler_of("B"), options=FAST, store=store, node="B", **kw)
+    try:
+        yield a, b
+    finally:
+        for server in (a, b):
+            server.close()
+            await server.wait_closed()
+
+
 def test_a_restored_handlers_first_message_comes_after_the_rollback() -> None:
     async def main() -> None:
-        store = MemoryStore()
-
         def greeter(node: bytes) -> Any:
             async def handler(session: sessionlayer.Session) -> None:
                 await session.send(b"greeting from " + node)
@@ -89,9 +104,7 @@ def test_a_restored_handlers_first_message_comes_after_the_rollback() -> None:
 
             return handler
 
-        a = await sessionlayer.serve(greeter(b"A"), options=FAST, store=store, node="A")
-        b = await sessionlayer.serve(greeter(b"B"), options=FAST, store=store, node="B")
-        try:
+        async with two_nodes(lambda node: greeter(node.encode())) as (a, b):
             client = await sessionlayer.connect(
                 "127.0.0.1", a.port, options=FAST,
                 addresses=[("127.0.0.1", a.port), ("127.0.0.1", b.port)])  # fmt: skip
@@ -125,10 +138,6 @@ def test_a_restored_handlers_first_message_comes_after_the_rollback() -> None:
             assert read.empty()
             reading.cancel()
             client.abort()
-        finally:
-            for server in (a, b):
-                server.close()
-                await server.wait_closed()
 
     run(main())
 
@@ -139,7 +148,6 @@ ACTIVITIES = SessionConfig(functional_units=FU.DUPLEX | FU.ACTIVITY | FU.MAJOR_S
 
 def test_an_activity_of_before_a_checkpoint_resume_is_not_started_again() -> None:
     async def main() -> None:
-        store = MemoryStore()
         seen: dict[str, asyncio.Queue[str]] = {"A": asyncio.Queue(), "B": asyncio.Queue()}
 
         def watched(node: str) -> Any:
@@ -157,11 +165,7 @@ def test_an_activity_of_before_a_checkpoint_resume_is_not_started_again() -> Non
 
             return handler
 
-        a = await sessionlayer.serve(watched("A"), options=FAST, store=store, node="A",
-                                     config=ACTIVITIES)  # fmt: skip
-        b = await sessionlayer.serve(watched("B"), options=FAST, store=store, node="B",
-                                     config=ACTIVITIES)  # fmt: skip
-        try:
+        async with two_nodes(watched, config=ACTIVITIES) as (a, b):
             client = await sessionlayer.connect(
                 "127.0.0.1", a.port, options=FAST, config=ACTIVITIES,
                 addresses=[("127.0.0.1", a.port), ("127.0.0.1", b.port)])  # fmt: skip
@@ -190,9 +194,5 @@ def test_an_activity_of_before_a_checkpoint_resume_is_not_started_again() -> Non
                 names)
             assert seen["B"].empty(), names
             client.abort()
-        finally:
-            for server in (a, b):
-                server.close()
-                await server.wait_closed()
 
     run(main())
