@@ -440,3 +440,35 @@ def test_a_store_that_raises_what_it_should_not_is_logged_and_the_server_goes_on
     run(main())
     failed = [r.getMessage() for r in caplog.records if r.exc_info]
     assert any("put failed" in m for m in failed) and any("expire failed" in m for m in failed)
+
+
+def test_a_try_under_way_at_the_give_up_time_ends_by_it() -> None:
+    """A server that takes the connection and never answers: the try under way ends at the
+    give-up time, not a handshake timeout later (it could end 20 s after give_up)."""
+
+    async def main() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # (reads nothing, answers nothing, closes nothing)
+
+        opts = Options(backoff=sessionlayer.recovery.Backoff(first=0, cap=0.05, give_up=1.0),
+                       connect_timeout=30.0, handshake_timeout=30.0)  # fmt: skip
+        quiet = await asyncio.start_server(silent, "127.0.0.1", 0)
+        async with quiet, await sessionlayer.serve(_echo, options=FAST) as server, \
+                FaultProxy("127.0.0.1", server.port, seed=1) as proxy:  # fmt: skip
+            client = await sessionlayer.connect(
+                "127.0.0.1", proxy.port, options=opts,
+                addresses=[("127.0.0.1", quiet.sockets[0].getsockname()[1])])  # fmt: skip
+            proxy.refuse(True)  # (its tries are reset at once; the quiet one is tried next)
+            proxy.cut("reset")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(ResumeRefused) as info:
+                await asyncio.wait_for(client.receive(), LIMIT)
+            assert info.value.code == "gave_up", info.value
+            assert loop.time() - started < 1.0 + 5.0  # (not 30 s: the handshake's timeout)
+            for writer in held:
+                writer.close()
+
+    run(main())

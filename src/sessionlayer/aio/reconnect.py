@@ -95,7 +95,7 @@ class Reconnector:
                 host, port = self.addresses[attempt % len(self.addresses)]
                 attempt += 1
                 try:
-                    await self._try(host, port, attempt)
+                    await self._try(host, port, attempt, give_up)
                     return
                 except ResumeRefused:
                     raise
@@ -122,7 +122,9 @@ class Reconnector:
     def _protocol(self) -> Connection:
         return self.conn  # (each try's transport connection goes to the same Connection)
 
-    async def _try(self, host: str, port: int, attempt: int) -> None:
+    async def _try(self, host: str, port: int, attempt: int, give_up: float) -> None:
+        """One resume try, whose connect and handshake end by ``give_up`` at the latest (a
+        try begun just before it could run on for connect_timeout + handshake_timeout)."""
         conn = self.conn
         link = conn.link
         journal = conn.journal
@@ -137,7 +139,7 @@ class Reconnector:
         conn.prepare_link(agent)
         # (No closures, no asyncio.timeout: thousands of tries wait at once in a reconnect
         # storm, and every object one holds is walked by the garbage collector.)
-        deadline = Deadline(loop, opts.connect_timeout)
+        deadline = Deadline(loop, max(min(opts.connect_timeout, give_up - loop.time()), 0.0))
         try:
             try:
                 await loop.create_connection(
@@ -148,7 +150,7 @@ class Reconnector:
                 deadline.ended(exc)  # TimeoutError, if the time ran out
                 raise
             deadline.ended(None)
-            deadline.then(opts.handshake_timeout)
+            deadline.then(max(min(opts.handshake_timeout, give_up - loop.time()), 0.0))
             mine = link.activity[0].hex() if link.activity is not None else None
             hello = Hello(offers=self.offers, credentials=self.credentials, recovery=True,
                           resume=link.token, recv=journal.received, act=mine,
