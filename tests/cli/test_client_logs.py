@@ -14,6 +14,7 @@ import pytest
 from tests.rawpeer import RawPeer, accept_session, raw_server
 
 from sessionlayer.commands.logs import ShortExceptions, client_logging
+from sessionlayer.commands.serve import SERVER_CONFIG
 
 from .files_helpers import make_file, transfer
 
@@ -23,7 +24,10 @@ def test_a_peer_that_breaks_the_protocol_is_said_once(tmp_path: Path) -> None:
 
     async def main() -> tuple[int | None, str, str]:
         async def breaks(raw: RawPeer) -> None:
-            await accept_session(raw)
+            # (the units a file transfer asks for: it starts an activity, then the peer
+            # breaks the protocol; with fewer, send failed first on the activity at times)
+            await accept_session(raw, SERVER_CONFIG)
+            await raw.tsdu()  # (the transfer's first request)
             raw.send_tsdu(b"\xff\xff\xff\xff")  # no SPDU
             await raw.closed()
 
