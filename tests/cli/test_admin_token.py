@@ -16,7 +16,7 @@ import pytest
 from tests.relay.cliproc import RelayProcess
 
 from sessionlayer import cli
-from sessionlayer.commands import admin
+from sessionlayer.aio.sockets import is_loopback
 
 from .files_helpers import Serve
 
@@ -114,4 +114,4 @@ def test_admin_token_without_admin_is_a_usage_mistake(tmp_path: Path) -> None:
                                                 ("192.0.2.1", False)])  # fmt: skip
 def test_which_admin_addresses_are_loopback(host: str, loopback: bool) -> None:
     """An admin endpoint off loopback without ``--admin-token`` is a WARNING at start."""
-    assert admin._loopback(host) is loopback
+    assert is_loopback(host) is loopback

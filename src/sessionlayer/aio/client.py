@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import secrets
 import ssl
@@ -35,7 +34,7 @@ from .deadline import Deadline
 from .endpoint import Endpoint, check_kinds
 from .reconnect import Reconnector
 from .session import Session
-from .sockets import TlsHandshakeReset
+from .sockets import TlsHandshakeReset, is_loopback
 
 __all__ = ["connect", "new_session_id", "RESUMABLE_CONFIG"]
 
@@ -131,7 +130,7 @@ async def connect(
     cleartext = credentials is not None and tls is None and not insecure_credentials
     if cleartext:  # (every address a resume may try too: each gets the credentials)
         for name in [host, *(each[0] for each in addresses)]:
-            if not _is_loopback(name):
+            if not is_loopback(name):
                 raise LocalError(
                     f"credentials would cross the network to {name} in clear text: pass"
                     " tls=... (or insecure_credentials=True)"
@@ -270,15 +269,6 @@ def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
     if tap is None:
         _last = endpoint
     return endpoint
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _closed_before_cc(tls: ssl.SSLContext | None) -> SessionAborted:

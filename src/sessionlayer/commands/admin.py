@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..aio import Server
-from ..aio.sockets import host_port, unreachable
+from ..aio.sockets import host_port, is_loopback, unreachable
 from . import CommandError
 
 if TYPE_CHECKING:
@@ -129,15 +129,6 @@ async def start_relay_admin(relay: Relay, host: str, port: int,
     return await _serve(lambda: relay_json(relay), collector, host, port, token)
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], None],
                  host: str, port: int, token: str | None) -> Any:  # fmt: skip
     """An aiohttp app with ``/metrics`` and ``/sessions``, listening on host:port; with
@@ -182,7 +173,7 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
         await runner.cleanup()
         where = host_port(host, port)
         raise CommandError(f"cannot serve --admin on {where}: {unreachable(exc)}") from None
-    if token is None and not _loopback(host):
+    if token is None and not is_loopback(host):
         logging.getLogger("sessionlayer").warning(
             "--admin %s has no --admin-token: whoever reaches it sees every session",
             host_port(host, port))  # fmt: skip
