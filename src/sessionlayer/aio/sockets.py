@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
            "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port",
-           "peer_text", "TlsHandshakeReset"]
+           "peer_text", "TlsHandshakeReset", "is_loopback"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
