@@ -196,3 +196,70 @@ def test_an_activity_of_before_a_checkpoint_resume_is_not_started_again() -> Non
             client.abort()
 
     run(main())
+
+
+def test_typed_data_from_a_restored_handler_comes_after_the_rollback() -> None:
+    """Typed data (counted with S-DATA in the journal) that comes with the AC waits too:
+    counted before the restart emptied the journal, the next plain resume was refused."""
+
+    async def main() -> None:
+        def greeter(node: bytes) -> Any:
+            async def handler(session: sessionlayer.Session) -> None:
+                await session.send_typed(b"typed from " + node)
+                async for data in session:
+                    await session.send(b"echo " + data)
+
+            return handler
+
+        async with two_nodes(lambda node: greeter(node.encode())) as (a, b):
+            client = await sessionlayer.connect(
+                "127.0.0.1", a.port, options=FAST,
+                addresses=[("127.0.0.1", a.port), ("127.0.0.1", b.port)])  # fmt: skip
+            got: asyncio.Queue[Any] = asyncio.Queue()
+
+            async def watch() -> None:
+                async for event in client.events():
+                    await got.put(event)
+
+            async def next_event(kind: type[Any]) -> Any:  # (events() has one reader)
+                while True:
+                    event = await asyncio.wait_for(got.get(), LIMIT)
+                    if isinstance(event, kind):
+                        return event
+
+            async def next_typed() -> bytes:
+                return bytes((await next_event(ev.TypedDataIndication)).data)
+
+            watching = asyncio.ensure_future(watch())
+            assert await next_typed() == b"typed from A"
+            read: asyncio.Queue[Any] = asyncio.Queue()
+
+            async def reader() -> None:
+                while True:
+                    try:
+                        await read.put(await client.receive())
+                    except sessionlayer.CheckpointRestored as exc:
+                        await read.put(("restored", exc.serial))
+                    except sessionlayer.SessionLayerError as exc:
+                        await read.put(exc)
+                        return
+
+            reading = asyncio.ensure_future(reader())
+            a.close(detach=True)
+            await a.wait_closed()
+            assert await asyncio.wait_for(read.get(), LIMIT) == ("restored", None)
+            assert await next_typed() == b"typed from B"
+            with pytest.raises(sessionlayer.CheckpointRestored):
+                await client.send(b"m1")
+            await client.send(b"m1")
+            assert await asyncio.wait_for(read.get(), LIMIT) == b"echo m1"
+            cut(client)  # a plain loss: the counts agree, typed data included
+            assert (await next_event(Resumed)).outcome == "resumed"
+            await client.send(b"m2")
+            assert await asyncio.wait_for(read.get(), LIMIT) == b"echo m2"
+            assert read.empty()
+            reading.cancel()
+            watching.cancel()
+            client.abort()
+
+    run(main())

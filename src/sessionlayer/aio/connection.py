@@ -101,6 +101,8 @@ _PURGING = (ev.ResyncConfirm, ev.ResyncIndication, ev.ActivityDiscardIndication,
 _SYNC_CONFIRMS = (ev.MinorSyncConfirm, ev.MajorSyncConfirm, ev.ActivityEndConfirm)
 #: The events ``Connection._note`` looks at (checkpoints, activity ends, purges).
 _NOTED = frozenset((*_CHECKPOINTS, *_ACTIVITY_ENDS, *_PURGING))
+#: What waits, in the read that brings a resume's AC, until the outcome is applied.
+_HELD = frozenset((ev.ExpeditedDataIndication, ev.TypedDataIndication))
 #: Events never dropped unread (data, and what the application must act on): past the limit
 #: they pause reading, whether or not events() was ever read.
 _KEPT_UNREAD = (ev.TypedDataIndication, ev.ExpeditedDataIndication, ev.CapabilityDataIndication,
@@ -728,8 +730,10 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.activity = None
             self._pump_replay()
         else:
-            if type(event) is ev.ExpeditedDataIndication and self._flags & _DETACHED:
+            if type(event) in _HELD and self._flags & _DETACHED:
                 self._link().held_events.append(event)  # (with a resume's AC: resumed())
+                self._buffered += _event_size(event)  # (typed data may be large)
+                self._check_buffered()
                 return
             if self.journal is not None and isinstance(event, ev.TypedDataIndication):
                 self.journal.received += 1  # (counted with S-DATA: see Typed)
@@ -921,9 +925,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         events, link.held_events = link.held_events, []
         journal = self.journal
         for event in events:
-            if journal is not None:
+            self._buffered -= _event_size(event)
+            if journal is None:
+                pass
+            elif type(event) is ev.TypedDataIndication:
+                journal.received += 1  # (counted with S-DATA)
+            else:
                 journal.more_expedited().received += 1
-            self._put_event(event)
+            self._put_event(event)  # (its own limits on unread events from here on)
+        self._buffered_less()
 
     def drop_held(self) -> None:
         """(Recovery) A new resume try: what came in an earlier one's before its outcome
@@ -931,7 +941,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         link = self.link
         if link is not None and (link.held_data or link.held_events):
             self._buffered -= sum(map(len, link.held_data))
+            self._buffered -= sum(map(_event_size, link.held_events))
             link.held_data, link.held_events = [], []
+            self._buffered_less()
 
     def _hold(self, message: bytes) -> None:
         """Keep an S-DATA indication nobody waits for in ``inbox``."""
@@ -965,9 +977,13 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """The oldest S-DATA indication held (``inbox`` must not be empty)."""
         item = self.inbox.popleft()
         self._buffered -= len(item)
-        if self._paused and self._buffered < self._ep.options.max_buffered_bytes // 2:
-            self._unpause(_BUFFERED)
+        if self._paused:
+            self._buffered_less()
         return item
+
+    def _buffered_less(self) -> None:
+        if self._buffered < self._ep.options.max_buffered_bytes // 2:
+            self._unpause(_BUFFERED)
 
     def data_waiter(self) -> asyncio.Future[bytes]:
         """The future the next S-DATA indication resolves, or the end of the session fails
