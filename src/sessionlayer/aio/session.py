@@ -143,8 +143,16 @@ class Session:
 
     @property
     def resumes(self) -> int:
+        """How often the session was resumed on a new connection (recovery)."""
         link = self._conn.link
         return link.resumes if link is not None else 0
+
+    @property
+    def restores(self) -> int:
+        """Of those, the resumes from a checkpoint (the peer had lost the live state): what
+        was sent before one of them and is not covered by the checkpoint was dropped."""
+        link = self._conn.link
+        return link.rollbacks if link is not None else 0
 
     @property
     def checkpoint(self) -> Checkpoint | None:

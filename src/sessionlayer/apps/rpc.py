@@ -708,6 +708,7 @@ class RpcClient:
         self.max_frame = _max_frame(max_tsdu_size)  #: the largest call frame that may go
         self.owns_session = owns_session
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._sent_at: dict[int, int] = {}  # a call's id: session.restores when it went
         self._next = 1
         self._reader: asyncio.Task[None] | None = None
         self._events: asyncio.Task[None] | None = None
@@ -744,8 +745,9 @@ class RpcClient:
                 try:
                     await self.session.send(frame)
                 except CheckpointRestored:  # (this call was not sent: it may go now)
-                    self._restored(keep=cid)
+                    self._restored()
                     await self.session.send(frame)
+                self._sent_at[cid] = self.session.restores
             except (SessionClosed, SessionAborted) as exc:
                 raise CallLost(f"the session is over (the call was not sent): {exc}") from None
             if timeout is None:
@@ -766,6 +768,7 @@ class RpcClient:
             raise
         finally:
             pending.pop(cid, None)
+            self._sent_at.pop(cid, None)
 
     def _encode(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                 timeout: float | None) -> bytes:  # fmt: skip
@@ -820,13 +823,17 @@ class RpcClient:
             except CheckpointRestored:
                 self._restored()
 
-    def _restored(self, keep: int | None = None) -> None:
-        """The server lost its state: the calls in flight (but ``keep``) are lost."""
-        self.restores += 1
+    def _restored(self) -> None:
+        """The server lost its state: the calls sent before (each task that calls or reads
+        is told once, of the same restore) are lost."""
+        restores = self.session.restores
+        self.restores = restores
         lost = CallLost("the server lost its state (it was restarted): whether the call"
                         " ran is unknown")  # fmt: skip
-        for cid, future in list(self._pending.items()):
-            if cid != keep and not future.done():
+        pending = self._pending
+        for cid, sent_at in list(self._sent_at.items()):
+            future = pending.get(cid)
+            if sent_at < restores and future is not None and not future.done():
                 future.set_exception(lost)
 
     def _reader_done(self, task: asyncio.Task[None]) -> None:
