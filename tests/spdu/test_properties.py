@@ -439,6 +439,21 @@ def test_assembler_bounds_what_it_holds() -> None:
         assembler.feed(DataTransfer(enclosure=2, user_data=b"x" * 8))
 
 
+
+def test_empty_segments_count_against_the_bound() -> None:
+    """Empty middle segments count as one octet each (before: none counted, and a peer
+    could send them without end, each held); an empty last one does not."""
+    assembler = SegmentAssembler(max_size=10)
+    assert assembler.feed(DataTransfer(enclosure=1, user_data=b"x" * 5)) is None
+    for _ in range(5):
+        assert assembler.feed(DataTransfer(enclosure=0, user_data=b"")) is None
+    assert assembler.feed(DataTransfer(enclosure=2, user_data=b"")) == DataTransfer(
+        user_data=b"x" * 5)  # fmt: skip
+    assembler.feed(DataTransfer(enclosure=1, user_data=b"x" * 5))
+    with pytest.raises(DecodeError, match="exceeds the limit of 10"):
+        for _ in range(6):
+            assembler.feed(DataTransfer(enclosure=0, user_data=b""))
+
 @pytest.mark.parametrize(
     "pieces",
     [

@@ -173,6 +173,37 @@ def test_tsdu_over_the_limit_any_size(limit: int, over: int, tpdu_size: int, cut
     assert fast == general
 
 
+#: Plain data's first DT without EOT (GT+DT prefix, one octet), an empty DT without EOT,
+#: and an empty DT with EOT.
+FIRST_MORE = bytes.fromhex("0300000c 02f000 01000100 78")
+EMPTY_MORE = bytes.fromhex("03000007 02f000")
+EMPTY_EOT = bytes.fromhex("03000007 02f080")
+
+
+@pytest.mark.parametrize("cut", [0, 12, 12 + 7 * 500, 12 + 7 * 1500])
+def test_empty_dts_without_eot_count_against_the_limit_on_both_paths(cut: int) -> None:
+    """A peer sending DTs with no user data and no EOT, without end: each counts as one
+    octet (before: nothing counted, and both paths held every one, 2 million in 17 MiB)."""
+    stream = FIRST_MORE + EMPTY_MORE * 2000
+    fast, general = over_limit_errors(stream, 1000, cut)
+    assert fast == general, (fast, general)
+    assert fast is not None and "exceeds the maximum 1000" in fast[0]
+
+
+def test_an_empty_last_dt_is_not_counted() -> None:
+    """The TSDU's last DT may be empty (EOT alone): a TSDU of exactly the limit passes,
+    on both paths."""
+    limit = len(FIRST_MORE) - 7 + 20  # the first DT's 5 octets and 20 empty DTs
+    stream = FIRST_MORE + EMPTY_MORE * 20 + EMPTY_EOT
+    got: list[bytes] = []
+    assert PlainReader(limit).feed(stream, got) == b"" and got == [b"x"]
+    assembler = TsduAssembler(limit)
+    assert [assembler.feed(Data(b"", eot=False)) for _ in range(limit)] == [None] * limit
+    assert assembler.feed(Data(b"", eot=True)) == b""
+    with pytest.raises(DecodeError):
+        PlainReader(limit - 1).feed(stream, [])
+
+
 def test_one_helper_makes_both_errors() -> None:
     expected = tsdu_too_large(5004, 4096)
     for raise_it in (

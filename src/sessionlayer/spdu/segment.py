@@ -145,7 +145,7 @@ class SegmentAssembler:
             raise DecodeError(f"{spdu.kind} arrived inside a segmented {self._first.kind}")
         if flag not in (0, _END):
             raise DecodeError(f"{spdu.kind} segment with enclosure {flag} inside an SSDU")
-        self._size += len(data)
+        self._size += len(data) or flag != _END  # (an empty segment counts as 1)
         self._check_size()
         self._parts.append(data)
         if flag != _END:

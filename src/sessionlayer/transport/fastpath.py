@@ -404,7 +404,7 @@ def _spanning(buf: bytes | memoryview, pos: int, stop: int, end: int, out: list[
     while end - pos >= _HEAD:
         tpkt, length, dt = unpack(buf, pos)
         stop = pos + length
-        size += length - _HEAD
+        size += length - _HEAD or dt == DT_MORE_HEADER  # (an empty DT counts as 1)
         if tpkt != _TPKT_V3 or stop > end or length < _HEAD or size > limit:
             return -1
         parts.append(view[pos + _HEAD : stop])
@@ -439,7 +439,7 @@ def _scan(buf: bytearray, start: int, nxt: int, end: int, size: int, out: list[b
             or (dt != DT_EOT_HEADER and dt != DT_MORE_HEADER)
         ):
             return _OTHER, 0, 0
-        total = size + length - _HEAD
+        total = size + (length - _HEAD or dt == DT_MORE_HEADER)  # (an empty DT: 1)
         if total > limit:
             raise tsdu_too_large(total, limit)
         if end - pos < length:

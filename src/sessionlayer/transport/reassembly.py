@@ -53,7 +53,8 @@ class TsduAssembler:
 
     A TSDU larger than *max_tsdu_size* raises :class:`DecodeError` with the
     implementation-restriction reason (the peer did nothing wrong, but this
-    side will not hold it).
+    side will not hold it).  An empty DT without EOT counts as one octet, as on the
+    fast path.
     """
 
     __slots__ = ("_parts", "_size", "max_tsdu_size")
@@ -71,8 +72,10 @@ class TsduAssembler:
         return self._size
 
     def feed(self, tpdu: Data) -> bytes | None:
-        """Add one DT; return the whole TSDU if it carried EOT, else None."""
-        self._size += len(tpdu.user_data)
+        """Add one DT; return the whole TSDU if it carried EOT, else None.  An empty DT
+        without EOT counts as one octet (else a peer could send them without end, each
+        held, none counted)."""
+        self._size += len(tpdu.user_data) or not tpdu.eot
         if self._size > self.max_tsdu_size:
             size, self._parts, self._size = self._size, None, 0
             raise tsdu_too_large(size, self.max_tsdu_size)
