@@ -15,6 +15,7 @@ from sessionlayer.transport import (
     DisconnectReason,
     DisconnectRequest,
     Error,
+    ExpeditedData,
     ExpeditedReceived,
     Rfc1006Connection,
     TransportConnected,
@@ -149,6 +150,9 @@ def test_expedited_data_needs_both_sides() -> None:
     assert not _establish(initiator, responder).expedited
     with pytest.raises(LocalError):
         initiator.send_expedited(b"x")
+    ed = encode_tpkt(encode_tpdu(ExpeditedData(b"x")))  # (a peer that sends it anyway)
+    with pytest.raises(DecodeError, match="expedited data was not agreed"):
+        responder.receive_data(ed)
 
 
 def test_error_tpdu_ends_the_connection() -> None:

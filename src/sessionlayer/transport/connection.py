@@ -405,6 +405,8 @@ class Rfc1006Connection:
             tsdu = self._assembler.feed(tpdu)
             return [] if tsdu is None else [TsduReceived(tsdu)]
         if state is ConnectionState.OPEN and isinstance(tpdu, ExpeditedData):
+            if not self.expedited:  # (RFC 1006 5: only where the CR and CC agreed it)
+                raise DecodeError("ED TPDU, but expedited data was not agreed")
             return [ExpeditedReceived(tpdu.user_data)]
         if state is ConnectionState.AWAITING_CC and isinstance(tpdu, ConnectionConfirm):
             return [self._confirmed(tpdu)]
