@@ -218,6 +218,14 @@ def test_cr_with_an_undefined_class_is_a_protocol_error(class_option: int) -> No
     assert responder.state is ConnectionState.FAILED
 
 
+def test_a_class_0_cr_with_user_data_is_a_protocol_error() -> None:
+    """ISO 8073 13.3.2: no user data in a class 0 CR (before: taken, and ignored)."""
+    responder = Rfc1006Connection("responder")
+    with pytest.raises(DecodeError, match="user data"):
+        responder.receive_data(bytes.fromhex("0300000e06e00000000100") + b"abc")
+    assert responder.state is ConnectionState.FAILED
+
+
 @pytest.mark.parametrize("class_option", [0x02, 0x20, 0x42])
 def test_cr_proposing_a_class_up_to_4_is_answered_in_class_0(class_option: int) -> None:
     responder = Rfc1006Connection("responder")

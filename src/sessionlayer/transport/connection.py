@@ -419,6 +419,8 @@ class Rfc1006Connection:
                 # ISO 8073 13.3.3: classes 0..4 only; another value in the class and option
                 # parameter is a protocol error (a CR proposing 2..4 is answered in class 0).
                 raise DecodeError(f"CR proposes protocol class {tpdu.protocol_class}, not 0..4")
+            if tpdu.user_data and tpdu.protocol_class == 0:  # (ISO 8073 13.3.2)
+                raise DecodeError("CR of class 0 with user data (class 0 has none)")
             self._request, self.state = tpdu, ConnectionState.AWAITING_ACCEPT
             return [ConnectRequested(tpdu)]
         raise DecodeError(f"unexpected {type(tpdu).__name__} TPDU in state {state.value}")
