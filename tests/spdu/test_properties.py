@@ -327,6 +327,12 @@ def test_encoder_refuses_invalid_values(data: st.DataObject) -> None:
     assert str(info.value)
 
 
+@pytest.mark.parametrize(("enclosure", "version"), [(1, 1), (4, 2), (0xFF, 2)])
+def test_encoder_refuses_an_enclosure_item_a_peer_aborts_on(enclosure: int, version: int) -> None:
+    with pytest.raises(EncodeError, match="Enclosure Item"):
+        encode(Finish(enclosure=enclosure), version=version)
+
+
 def test_encoder_refuses_rf_user_data_without_reason() -> None:
     with pytest.raises(EncodeError, match="needs reason"):
         encode(Refuse(user_data=b"why"))

@@ -37,6 +37,17 @@ _GT_DT_HEAD = b"\x01\x00\x01\x00"  #: GT (LI 0) + DT (LI 0): the MMS data TSDU
 _GIVE_TOKENS = GiveTokens()  #: immutable, so one instance serves every fast-path decode
 
 
+def _check_enclosure(value: int, version: int) -> None:
+    """The Enclosure Item (PI 25): segmenting, version 2 only; bits 1 and 2 only."""
+    if version == 1:
+        raise DecodeError("Enclosure Item (segmenting) in version 1")
+    if value & ~_ENCLOSURE_BITS:
+        raise DecodeError(f"Enclosure Item {value:#04x}: only bits 0x01 and 0x02 are defined")
+
+
+_ENCLOSURE_BITS = 0x03  #: beginning (0x01), end (0x02) of an SSDU
+
+
 # ------------------------------------------------------------------ encoding
 
 
@@ -45,6 +56,12 @@ def encode(spdu: SPDU, *, version: int = 2) -> bytes:
     if not isinstance(spdu, SPDU):
         raise EncodeError(f"not an SPDU: {spdu!r}")
     version = _effective_version(spdu, version)
+    enclosure = getattr(spdu, "enclosure", None)
+    if type(enclosure) is int:  # (anything else: refused with the other values)
+        try:
+            _check_enclosure(enclosure, version)
+        except DecodeError as exc:
+            raise EncodeError(f"{spdu.kind}: {exc.message}") from None
     if type(spdu) is MajorSyncPoint and type(spdu.sync_type) is int and not spdu.sync_type & 1:
         raise EncodeError("MAP: the Sync Type Item needs bit 0x01 (not the end of an"
                           " activity): without it SI 41 is an AE")  # fmt: skip
@@ -350,6 +367,8 @@ def _decode_spdu(
         values = _decode_fast(buf, start, end, _compiled(cls.SPEC), version)
         if values is None:
             values = _decode_entries(buf, start, end, cls.SPEC, version, cls.kind)
+        if "enclosure" in values:
+            _check_enclosure(values["enclosure"], version)
         if cls.user_info:
             data = buf[end:stop]
             limit = cls.user_info_limit
