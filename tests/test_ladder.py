@@ -765,7 +765,7 @@ def test_a_real_resume_is_found_by_its_cotp_cr() -> None:
     ac = [a for a in arrows(ladder) if a.kind == "AC"]
     assert len(cn) == len(ac) == 2
     assert "resume token" in cn[1].detail and "recv=0" in cn[1].detail
-    assert "resumed, nothing lost" in ac[1].detail and "recv=" in ac[1].detail
+    assert "resumed in place" in ac[1].detail and "recv=" in ac[1].detail
     text = ladder.render_text(width=200)
     assert text.index("connection cut") < text.index("TCP connection 2") < text.index("resumed:")
     fed = sum(

@@ -134,21 +134,36 @@ class _Notes(logging.Handler):
     """The client's recovery log lines, as notes on the ladder."""
 
     def __init__(self, ladder: Any, clock: Any) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.DEBUG)  # (a failed resume try is a DEBUG line)
         self.ladder = ladder
         self.clock = clock
         self.resumes = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if ": interrupted" in message:
+        message, args = record.msg, record.args
+        if not isinstance(message, str) or not isinstance(args, tuple):
+            return
+        if message.endswith(": interrupted") or ": interrupted " in message:
             self.ladder.note("the connection is lost: the session waits, the client"
                              " reconnects (S-CONNECT with the resume token)", self.clock(),
                              kind="recovery")  # fmt: skip
-        elif ": resumed" in message:
+        elif message.startswith("session %s: resume try %d failed") and len(args) == 3:
+            what = (f"try {args[1]} to resume found no server (it is down): the client waits a"
+                    " little longer each time (backoff) and tries again" if args[1] == 1 else
+                    f"try {args[1]}: still no server")  # fmt: skip
+            self.ladder.note(what, self.clock(), kind="recovery")
+        elif message.startswith("session %s: resumed (%s)") and len(args) == 4:
             self.resumes += 1
-            what = message.split(": resumed", 1)[1].strip()
-            self.ladder.note(f"the session is resumed {what}", self.clock(), kind="recovery")
+            _, outcome, downtime, replayed = args
+            if outcome == "checkpoint":
+                what = (f"the session is resumed from its last checkpoint after {downtime:.3f}"
+                        " s: the restarted server had only its store, so both sides go"
+                        " back to the checkpoint and the data after it is sent again")
+            else:
+                what = (f"the session is resumed in place after {downtime:.3f} s (the server"
+                        f" kept its state): {replayed} unacknowledged messages replayed,"
+                        " none lost, none twice")
+            self.ladder.note(what, self.clock(), kind="recovery")
 
 
 async def _demo(out: TextIO, svg_path: Path) -> None:
@@ -208,7 +223,7 @@ async def _demo(out: TextIO, svg_path: Path) -> None:
         logger = logging.getLogger("sessionlayer")
         logger.addHandler(notes)
         level = logger.level
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.DEBUG)
         try:
             result = await send_file(
                 source, "127.0.0.1", relay_port, checkpoint=CHECKPOINT,

@@ -750,7 +750,7 @@ def _welcome(user_data: bytes | None) -> list[str]:
     if welcome.token is not None:
         parts.append("resume token")
     if welcome.resumed == "resumed":
-        parts.append("resumed, nothing lost")
+        parts.append("resumed in place (the server kept its state)")
     elif welcome.resumed == "checkpoint":
         if welcome.checkpoint is not None:
             serial, cp_data = welcome.checkpoint
@@ -759,7 +759,7 @@ def _welcome(user_data: bytes | None) -> list[str]:
         else:
             parts.append("resumed from the start (no checkpoint)")
     if welcome.recv is not None:
-        parts.append(f"recv={welcome.recv}")
+        parts.append(f"recv={welcome.recv} (messages it has received)")
     if welcome.data:
         parts.append(f"data {_octets(len(welcome.data))}")
     return ["welcome: " + (", ".join(parts) or "nothing chosen")]

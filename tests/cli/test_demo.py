@@ -21,9 +21,12 @@ SHOWN_IN_ORDER = [
     "S-SYNC-MAJOR request",  # checkpoints
     "the fault injector resets the TCP connection",  # an interruption ...
     "resume token",
-    "the session is resumed (resumed)",  # ... and its resume, in place
+    "the session is resumed in place",  # ... and its resume, in place
+    "none lost, none twice",
     "killed (SIGKILL)",  # the server restart ...
+    "found no server (it is down)",  # (tries while it is down)
     "resumed from checkpoint",  # ... and the resume from the checkpoint
+    "resumed from its last checkpoint",
     "S-ACTIVITY-RESUME",
     "AE  S-ACTIVITY-END request",
     "AEA  S-ACTIVITY-END response",

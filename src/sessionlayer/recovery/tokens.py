@@ -11,8 +11,10 @@ identity is *wrong identity*.  MACs are compared in constant time
 (:func:`hmac.compare_digest`).  Sans I/O: the secret and the identities are passed in.
 
 Identities are keyed with the server's secret too (:func:`identity_of` with ``key``):
-what a store keeps of who opened a session gives someone who reads the store (a dump, the
-file) nothing to test a guessed password or a known certificate against.  A server checks
+what a record keeps of who opened a session gives someone who reads the records nothing
+to test a guessed password or a known certificate against.  (The secret itself is kept in
+the store, for the nodes sharing it: whoever reads the whole store can test guesses and
+make tokens.  docs/recovery.md says how to protect it.)  A server checks
 tokens with more than one secret while the nodes sharing a store converge on one after
 the store lost it (the one it signs with first, then the one before: :func:`verify`,
 :func:`presenter_of`).
@@ -39,8 +41,8 @@ def identity_of(credentials: Mapping[str, str] | None, certificate: bytes | None
     credentials (canonical JSON), else :data:`ANONYMOUS`.  Neither is kept in the clear.
 
     With ``key`` (the server's secret, the store's: what a server passes), HMAC-SHA256
-    keyed with it: ``"cert:hmac:<hex>"``, ``"cred:hmac:<hex>"``.  A store's records then
-    give nothing to test a guess against without the secret, and the same password gives
+    keyed with it: ``"cert:hmac:<hex>"``, ``"cred:hmac:<hex>"``.  The records then give
+    nothing to test a guess against without the secret, and the same password gives
     another value under another secret.  Without ``key``, the unkeyed SHA-256 that
     versions before kept in their records (``"cert:<hex>"``, ``"cred:<hex>"``): only to
     recognise those (:func:`presenter_of`)."""
