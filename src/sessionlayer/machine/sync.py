@@ -42,19 +42,23 @@ def _flow_ok(kind: Any, serial: Any, vm: int, vr: int) -> bool:
     return 0 <= serial <= MAX_SERIAL
 
 
-def _restart_ok(kind: Any, serial: Any, vm: int, vr: int) -> bool:
-    """A received RS's point for one flow: a restart goes back to a sync point that exists,
-    V(R) <= serial <= V(M) (X.225 7.24 and Table A-4, SRSYNreq r:; the table's RS row
-    writes only sn >= V(R), but a point past V(M) was never set)."""
-    return kind != RESTART or (isinstance(serial, int) and vr <= serial <= vm)
+def _restart_ok(kind: Any, serial: Any, vr: int) -> bool:
+    """A received RS's point for one flow: a restart needs only sn >= V(R) (Table A-4, RS
+    SPDU r:; p32).  It may lie past this end's V(M): the peer's sync points this end
+    discarded (a resync collision, STA05A; after a PREPARE(RS), STA15B) numbered it."""
+    return kind != RESTART or (isinstance(serial, int) and vr <= serial <= MAX_SERIAL)
 
 
-def _answer_ok(kind: Any, proposed: Any, serial: Any) -> bool:
-    """The serial number a resync responder picks for one flow (restart: the proposed one)."""
+def _answer_ok(kind: Any, proposed: Any, serial: Any, vm: int) -> bool:
+    """The serial number a resync responder picks for one flow (Table A-4, SRSYNrsp):
+    restart, the proposed one; abandon, V(M) (already raised to the RS's serial, [19]);
+    set, any serial number."""
     if not isinstance(serial, int):
         return False
     if kind == RESTART:
         return bool(serial == proposed)
+    if kind == ABANDON:
+        return serial == vm
     return 0 <= serial <= MAX_SERIAL
 
 
@@ -150,13 +154,13 @@ class _Sync(_Core):
         if crossed is not None:
             vr, vrr = min(vr, crossed[0]), min(vrr, crossed[1])
         if not self._ss:
-            return _restart_ok(spdu.resync_type, spdu.serial_number, self._vm, vr)
+            return _restart_ok(spdu.resync_type, spdu.serial_number, vr)
         second = spdu.resync_type if spdu.second_resync_type is None else spdu.second_resync_type
         if second not in (0, 1, 2) or (spdu.second_serial_number is None and second != ABANDON):
             return False
-        if not _restart_ok(spdu.resync_type, spdu.serial_number, self._vmr, vrr):
+        if not _restart_ok(spdu.resync_type, spdu.serial_number, vrr):
             return False
-        return _restart_ok(second, spdu.second_serial_number, self._vm, vr)
+        return _restart_ok(second, spdu.second_serial_number, vr)
 
     def _p_rs_wins(self, ctx: Ctx) -> bool:
         """Collision: does the peer's RS beat ours? (X.225 7.24, see docs/machine.md)."""
@@ -179,12 +183,13 @@ class _Sync(_Core):
         for token, value in pending.tokens.items():
             if value == TokenSetting.CALLED_CHOICE:
                 free |= token
-        if choice & ~free or not _answer_ok(pending.type, pending.serial, ctx.args["serial"]):
+        serial = ctx.args["serial"]
+        if choice & ~free or not _answer_ok(pending.type, pending.serial, serial, self._vm):
             return False
         if not self._ss:
             return True
         second = ctx.args.get("second_serial")
-        return _answer_ok(pending.second_type, pending.second_serial, second)
+        return _answer_ok(pending.second_type, pending.second_serial, second, self._vmr)
 
     def _p_ra_ok(self, ctx: Ctx) -> bool:
         """RA: p49, per flow with FU(SS) (PI 54 is our sending flow, PI 42 our receiving)."""
