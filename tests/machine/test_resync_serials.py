@@ -6,13 +6,16 @@
   requestor's: a MIP it discarded (ours outstanding in STA05A, a collision; or after the
   peer's PREPARE(RS), STA15B) numbered the point the restart names.  An extra sn <= V(M)
   check aborted those valid resyncs.
+* SRSYNreq with activity management selected needs an activity in progress ([¬FU(ACT) OR
+  Vact], p29) in every state, as in STA713: from STA19 or STA20 an RS went out that the peer
+  (in STA713 by then) refused.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from sessionlayer.errors import ParameterError
+from sessionlayer.errors import ParameterError, StateError
 from sessionlayer.machine import (
     ALL_FUNCTIONAL_UNITS,
     ProviderAbortIndication,
@@ -22,7 +25,7 @@ from sessionlayer.machine import (
 )
 from sessionlayer.spdu import FunctionalUnit, ResyncType
 from sessionlayer.spdu.codec import encode_tsdu
-from sessionlayer.spdu.types import GiveTokens, Resynchronize
+from sessionlayer.spdu.types import DataTransfer, GiveTokens, Resynchronize
 
 from .helpers import BASIC, SessionPair, pair
 
@@ -115,6 +118,31 @@ def test_restart_below_vr_is_still_refused() -> None:
     p.resp.receive_tsdu(rs, now=0)
     (ab,) = p.resp.events()
     assert isinstance(ab, ProviderAbortIndication) and ab.reason == 0x05
+
+
+def exception_reported() -> SessionPair:
+    """Outside an activity: the responder reports the initiator's DT (not allowed there) with
+    PT + ER and waits in STA20; the initiator, holding the data token, is in STA19."""
+    config = SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS)
+    p = SessionPair(
+        config, SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS, exception_reports=True)
+    )
+    p.connect()
+    p.resp.receive_tsdu(encode_tsdu(GiveTokens(), DataTransfer(user_data=b"x")), now=0)
+    p.pump()
+    assert (p.init.state, p.resp.state) == ("STA19", "STA20")
+    assert not p.init.activity_in_progress and not p.resp.activity_in_progress
+    return p
+
+
+@pytest.mark.parametrize("side", ["init", "resp"])
+def test_resync_needs_an_activity(side: str) -> None:
+    p = exception_reported()
+    m = getattr(p, side)
+    state = m.state
+    with pytest.raises(StateError):
+        m.resync(ResyncType.ABANDON)
+    assert m.data_to_send() == [] and m.state == state
 
 
 def test_resync_in_activity_from_sta19() -> None:

@@ -347,7 +347,7 @@ _RESYNC: list[_R] = [
     ("STA05A", "RS", "rs_ok", "discard", SAME, "STA05A; 7.24 (collision, ours wins)"),
     # Resync and activity interrupt/discard take precedence over major sync / activity end.
     *[
-        (st, "SRSYNreq", "fu_resync rs_args", "send rs_sent", "STA05A", f"{st}; 7.24")
+        (st, "SRSYNreq", "fu_resync act_ok rs_args", "send rs_sent", "STA05A", f"{st}; 7.24")
         for st in ("STA04A", "STA04B", "STA10A", "STA10B", "STA19", "STA20")
     ],
     *[
