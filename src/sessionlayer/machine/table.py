@@ -486,11 +486,19 @@ _PREPARE: list[_R] = [
     ("STA05A", "PR", "pr_rs", "", SAME, "STA05A; 7.26 (resync collision)"),
     *[
         row
-        for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA20")
+        for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA19", "STA20")
         for row in (
             (st, "PR", "pr_rs ds_clear", "", "STA15B", f"{st}; 7.26"),
             (st, "PR", "pr_rs", "", SAME, f"{st}; 7.26 (data separation: nothing discarded)"),
         )
+    ],
+    # Where the RS that follows a PREPARE(RS) is discarded (our AI or AD outstanding, STA05B,
+    # STA05C; our RS answered, STA15C; the peer's MAA on its way behind its PR-MAA, STA15A:
+    # its RS comes after the MAA), the PREPARE is discarded too (7.26; the version-2 table
+    # keeps STA05B and STA05C, and queues it in STA15C).
+    *[
+        (st, "PR", "pr_rs", "discard", SAME, f"{st}; 7.26 (its RS is discarded, or comes later)")
+        for st in ("STA05B", "STA05C", "STA15A", "STA15C")
     ],
     # Data separation: what arrives while a resync is under way (ours outstanding, STA05A;
     # the peer's, heralded by its PR-RS, STA15B; ours answered, the RA heralded by PR-RA,
