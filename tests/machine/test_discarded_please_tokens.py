@@ -100,6 +100,8 @@ def test_a_gt_without_the_data_token_that_crossed_our_report_is_taken() -> None:
     waiting for the data token (it was a protocol error: AB 0x05)."""
     p = SessionPair(SessionConfig(functional_units=ALL_FUNCTIONAL_UNITS))
     p.connect()
+    p.init.activity_start(b"A1")  # (an exception report is an activity's, p50/p51)
+    p.pump()
     p.init.give_tokens(Token.DATA | Token.RELEASE)
     p.pump()
     p.init.exception_report(3)

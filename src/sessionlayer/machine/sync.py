@@ -241,6 +241,17 @@ class _Sync(_Core):
         confirm, separation = not sync_type & 1, bool(sync_type & 2)
         self._events.append(ev.MinorSyncIndication(serial, confirm, ctx.spdu.user_data, separation))
 
+    def _a_mip_taken(self, ctx: Ctx) -> None:
+        """A MIP that waits for our recovery (STA20) is not indicated, but it numbers the
+        dialogue as on the peer's side (the version-2 table's MIP row in STA20: [23])."""
+        self._major_point_received()
+        self._vsc = not self._ss
+
+    def _a_map_taken(self, ctx: Ctx) -> None:
+        """A MAP or AE that waits for our recovery (STA20): not indicated nor answered, but
+        numbered (the version-2 table's MAP and AE rows in STA20: [31])."""
+        self._major_point_received()
+
     def _a_mia_sent(self, ctx: Ctx) -> None:
         """[25], or [66] (V(Ar) = serial + 1)."""
         if self._ss:

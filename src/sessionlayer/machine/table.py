@@ -232,6 +232,12 @@ _DATA_TRANSFER: list[_R] = [
     ("STA713", "SCGreq", "fu_activity no_act own_all", "send give_all", "STA18", "STA713; 7.18"),
     ("STA713", "GTC", "fu_activity no_act peer_all", "gtc_ind", SAME, "STA713; 7.18, 7.19"),
     ("STA18", "GTA", "", "", "STA713", "STA18; 7.19"),
+    # Typed data needs no token: the peer's TD may cross our GTC or CD (the version-2
+    # table's TD rows in STA18 and STA21, p06).
+    *[
+        (st, "TD", "fu_typed", "typed_ind", SAME, f"{st}; 7.13 (a TD that crossed our {spdu})")
+        for st, spdu in (("STA18", "GTC"), ("STA21", "CD"))
+    ],
     # (The version-2 table also takes DT in STA18 and STA21 under FU(FD), p70.  Both states
     # exist only with activity management and outside an activity (SCGreq and SCDreq need
     # no_act; capability data needs the activity unit), where X.215 allows no S-DATA and
@@ -311,8 +317,23 @@ _DATA_TRANSFER: list[_R] = [
     ("STA04A", "MAA", "maa_ok", "maa_cnf", "STA713", "STA04A; 7.23, Table A-4 (MAA)"),
     ("STA15A", "MAA", "maa_ok", "maa_cnf recall_ex", "STA713", "STA15A; 7.23, 7.26, [6]"),
     # Exceptions (7.27, 7.28).
-    ("STA713", "SUERreq", "fu_exceptions lack_data", "send", "STA20", "STA713; 7.28"),
-    ("STA713", "ED", "fu_exceptions own_data", "ed_ind", "STA19", "STA713; 7.28"),
+    # With activity management, only inside an activity ([not FU(ACT) or Vact], p50/p51).
+    ("STA713", "SUERreq", "fu_exceptions act_ok lack_data", "send", "STA20", "STA713; 7.28"),
+    ("STA713", "ED", "fu_exceptions act_ok own_data", "ed_ind", "STA19", "STA713; 7.28"),
+    # The side without the data token sends ED; one that crossed a request of ours comes
+    # while we wait for its answer (our MAP or AE, STA04A/04B; our FN, STA03), or after we
+    # gave the data token away (the peer then takes our GT as its recovery): indicated,
+    # and, while we hold the data token, this end recovers (STA19) as from STA713 (the
+    # version-2 table's ED rows in STA03, STA04A and STA04B).
+    *[
+        row
+        for st in ("STA04A", "STA04B", "STA03")
+        for row in (
+            (st, "ED", "fu_exceptions act_ok own_data", "ed_ind", "STA19", f"{st}; 7.28"),
+            (st, "ED", "fu_exceptions act_ok", "ed_ind", SAME, f"{st}; 7.28 (data token given)"),
+        )
+    ],
+    ("STA713", "ED", "fu_exceptions act_ok", "ed_ind", SAME, "STA713; 7.28 (data token given)"),
     ("STA713", "ER", "fu_exceptions", "er_ind", "STA19", "STA713; 7.27"),
     ("STA19", "SGTreq", "give_data", "send give", "STA713", "STA19; 7.16"),
     ("STA20", "GT", "gt_ok gt_data", "gt_ind", "STA713", "STA20; 7.16"),
@@ -320,6 +341,20 @@ _DATA_TRANSFER: list[_R] = [
     # token, say) is taken and indicated, and this end keeps waiting (p60), not a protocol
     # error.
     ("STA20", "GT", "gt_ok", "gt_ind", SAME, "STA20; 7.16 (a GT that crossed our ER or ED)"),
+    # A sync point that crossed our ED or ER is not indicated, but numbers the dialogue as
+    # it does on the peer's side, so that both agree on V(M) after the recovery (the
+    # version-2 table's MIP, MAP and AE rows in STA20: [23], [31]); one that fails the
+    # checks is discarded as before.
+    ("STA20", "MIP", "fu_sync peer_minor peer_data act_ok mip_ok", "mip_taken", SAME,
+     "STA20; 7.20, [23] (not indicated)"),
+    ("STA20", "MAP", "fu_major peer_major act_ok map_ok", "map_taken", SAME,
+     "STA20; 7.22, [31] (not indicated)"),
+    ("STA20", "AE", "fu_activity in_act peer_major ae_ok", "map_taken", SAME,
+     "STA20; 7.35, [31] (not indicated)"),
+    *[
+        ("STA20", inp, "", "discard", SAME, "STA20; 7.27 (discarded)")
+        for inp in ("MIP", "MAP", "AE")
+    ],
 ]
 
 _RESYNC: list[_R] = [
@@ -453,6 +488,12 @@ _RELEASE: list[_R] = [
     ("STA03", "DT", "peer_data", "data_ind", SAME, "STA03; 7.11"),
     ("STA03", "TD", "fu_typed", "typed_ind", SAME, "STA03; 7.13"),
     ("STA03", "PT", "pt_ok", "pt_ind", SAME, "STA03; 7.17 (a PT that crossed our FN)"),
+    # An RS that crossed our FN (possible only without activity management: with it, RS
+    # needs an activity and FN none) takes precedence: the peer discards the FN (STA05A)
+    # and the release is over (the version-2 table's RS rows in STA03: not Vcoll, not
+    # FU(ACT), FU(RESYN); PR-RS below).
+    ("STA03", "RS", "fu_resync !fu_activity !collision rs_ok", "rs_ind", "STA11A",
+     "STA03; 7.24 (an RS that crossed our FN)"),
     ("STA09", "SRELrsp+", "collision", "send", "STA03", "STA09; 7.7 (collision)"),
     ("STA09", "SRELrsp+", "", "send start_tim", "STA16", "STA09; 7.7"),
     ("STA09", "SRELrsp-", "fu_negrel !collision", "send", "STA713", "STA09; 7.8"),
@@ -486,7 +527,7 @@ _PREPARE: list[_R] = [
     ("STA05A", "PR", "pr_rs", "", SAME, "STA05A; 7.26 (resync collision)"),
     *[
         row
-        for st in ("STA713", "STA04A", "STA04B", "STA10A", "STA10B", "STA19", "STA20")
+        for st in ("STA713", "STA03", "STA04A", "STA04B", "STA10A", "STA10B", "STA19", "STA20")
         for row in (
             (st, "PR", "pr_rs ds_clear", "", "STA15B", f"{st}; 7.26"),
             (st, "PR", "pr_rs", "", SAME, f"{st}; 7.26 (data separation: nothing discarded)"),
