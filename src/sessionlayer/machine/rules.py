@@ -422,10 +422,14 @@ class _Rules(_Sync):
         self._activity_id = ctx.args["activity_id"]
         self._set_serials(1)
 
-    def _a_as_ind(self, ctx: Ctx) -> None:
+    def _a_as_taken(self, ctx: Ctx) -> None:
+        """AS: Vact and the serial numbers ([12], [26]), also where it is not indicated."""
         self._vact = True
         self._activity_id = ctx.spdu.activity_id
         self._set_serials(1)
+
+    def _a_as_ind(self, ctx: Ctx) -> None:
+        self._a_as_taken(ctx)
         self._events.append(ev.ActivityStartIndication(ctx.spdu.activity_id, ctx.spdu.user_data))
 
     def _a_ar_sent(self, ctx: Ctx) -> None:
@@ -433,12 +437,16 @@ class _Rules(_Sync):
         self._activity_id = ctx.args["activity_id"]
         self._set_serials(ctx.args["serial"] + 1)
 
+    def _a_ar_taken(self, ctx: Ctx) -> None:
+        """AR: Vact and the serial numbers ([12], [27]), also where it is not indicated."""
+        self._vact = True
+        self._activity_id = ctx.spdu.activity_id
+        self._set_serials(ctx.spdu.linking.serial_number + 1)
+
     def _a_ar_ind(self, ctx: Ctx) -> None:
         spdu = ctx.spdu
         link = spdu.linking
-        self._vact = True
-        self._activity_id = spdu.activity_id
-        self._set_serials(link.serial_number + 1)
+        self._a_ar_taken(ctx)
         self._events.append(
             ev.ActivityResumeIndication(
                 spdu.activity_id, link.old_activity_id, link.serial_number, link, spdu.user_data

@@ -470,6 +470,21 @@ _ACTIVITY: list[_R] = [
      "STA713; 7.31 (an AI that crossed our AEA)"),
     ("STA713", "AD", "aea_crossed peer_major", "reopen ad_ind", "STA11C",
      "STA713; 7.33 (an AD that crossed our AEA)"),
+    # An AS or AR that crossed our ED or ER (STA20) is not indicated, but the activity is
+    # under way on both sides, with its serial numbers ([12], [26], [27]), so that the
+    # recovery (the peer's AI, AD or RS) finds it; after a PREPARE(RS) the version-2 table
+    # indicates them (STA15B) before the RS that follows.
+    *[
+        row
+        for st, ind in (("STA20", "taken"), ("STA15B", "ind"))
+        for row in (
+            (st, "AS", "fu_activity no_act peer_major", f"as_{ind}", SAME, f"{st}; 7.29, [26]"),
+            (st, "AR", "fu_activity no_act peer_major ar_ok", f"ar_{ind}", SAME,
+             f"{st}; 7.30, [27]"),
+            (st, "AS", "", "discard", SAME, f"{st}; 7.29 (discarded)"),
+            (st, "AR", "", "discard", SAME, f"{st}; 7.30 (discarded)"),
+        )
+    ],
     ("STA11B", "SACTIrsp", "", "send act_over_peer", "STA713", "STA11B; 7.32"),
     ("STA05B", "AIA", "", "aia_cnf", "STA713", "STA05B; 7.32"),
     ("STA11C", "SACTDrsp", "", "send act_over_peer", "STA713", "STA11C; 7.34"),
