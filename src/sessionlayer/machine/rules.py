@@ -41,6 +41,8 @@ __all__ = ["_Rules"]
 FU = FunctionalUnit
 #: A CDO's size when the OA named no TSDU maximum size (its LI must stay under 65536).
 CDO_CHUNK = 65000
+#: The most user data an SPDU carries in protocol version 1 (X.225 8.3; the AC's, 8.3.2).
+V1_USER_DATA_MAX = 512
 #: EXPEDITED DATA SPDUs held in STA15A until the MAA or AEA (X.225 7.26): past it, AB 0x11.
 EX_HELD_MAX = 16
 
@@ -174,7 +176,13 @@ class _Rules(_Sync):
         return check_connect(ctx.spdu, self.config) is None
 
     def _p_ac_ok(self, ctx: Ctx) -> bool:
-        return read_received_accept(ctx.spdu, self.config) is not None
+        """The AC is acceptable; one that selects version 1 carries at most 512 octets of
+        user data (the TSDU was decoded under the version-2 limits, before the version was
+        known)."""
+        result = read_received_accept(ctx.spdu, self.config)
+        if result is None:
+            return False
+        return result.version != 1 or len(ctx.spdu.user_data or b"") <= V1_USER_DATA_MAX
 
     def _p_cn_overflow(self, ctx: Ctx) -> bool:
         """p204: the CN says more than 10240 octets of user data follow (Data Overflow)."""
