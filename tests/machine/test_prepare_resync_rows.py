@@ -5,10 +5,12 @@ Over a transport expedited flow a resync requestor sends PR-RS ahead of its RS. 
 leads to STA15B as elsewhere; where the RS itself is discarded (our AI or AD outstanding,
 STA05B and STA05C; our RS answered, STA15C) the PREPARE is discarded too.  Each had no PR-RS
 row, so the PREPARE alone aborted (AB 0x05) a crossing that is fine without the expedited
-flow.
+flow.  A PREPARE(MAA) that crossed our AI or AD is discarded too, as its MAA (AEA) is.
 """
 
 from __future__ import annotations
+
+import pytest
 
 from sessionlayer.machine import (
     ActivityInterruptConfirm,
@@ -91,3 +93,20 @@ def test_prepare_resync_after_our_answered_resync() -> None:
     ev = p.init.events()
     no_abort(ev)
     assert isinstance(ev[-1], ResyncIndication) and p.init.state == "STA11A"
+
+
+@pytest.mark.parametrize("request_", ["activity_interrupt", "activity_discard"])
+def test_prepare_major_ack_crossing_our_interrupt_or_discard(request_: str) -> None:
+    """STA05B, STA05C: the peer answered our AE with PR-MAA and AEA while our AI (AD) was on
+    its way; both are discarded (the AI or AD wins, 7.24), and the answer to it follows."""
+    p = tex_pair(ACTIVITY)
+    p.init.activity_start(b"a")
+    p.pump()
+    p.init.activity_end()
+    p.pump()
+    getattr(p.init, request_)()
+    p.resp.activity_end_response()
+    for tsdu in p.resp.expedited_to_send() + p.resp.data_to_send():
+        p.init.receive_tsdu(tsdu, now=0)
+    no_abort(p.init.events())
+    assert p.init.state in ("STA05B", "STA05C")

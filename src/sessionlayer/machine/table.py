@@ -556,6 +556,12 @@ _PREPARE: list[_R] = [
         (st, "PR", "pr_rs", "discard", SAME, f"{st}; 7.26 (its RS is discarded, or comes later)")
         for st in ("STA05B", "STA05C", "STA15A", "STA15C")
     ],
+    # Our AI or AD crossed the peer's MAA (AEA) to our MAP (AE): the MAA is discarded in
+    # STA05B and STA05C, and so is its PREPARE (the version-2 table's PR-MAA rows there).
+    *[
+        (st, "PR", "pr_maa", "discard", SAME, f"{st}; 7.26 (a PR-MAA that crossed our {spdu})")
+        for st, spdu in (("STA05B", "AI"), ("STA05C", "AD"))
+    ],
     # Data separation: what arrives while a resync is under way (ours outstanding, STA05A;
     # the peer's, heralded by its PR-RS, STA15B; ours answered, the RA heralded by PR-RA,
     # STA15C) is kept when a separation point we sent is still unconfirmed, else discarded:
