@@ -46,6 +46,7 @@ def _check_enclosure(value: int, version: int) -> None:
 
 
 _ENCLOSURE_BITS = 0x03  #: beginning (0x01), end (0x02) of an SSDU
+_ENCLOSURE_PI = 25
 
 
 # ------------------------------------------------------------------ encoding
@@ -56,12 +57,6 @@ def encode(spdu: SPDU, *, version: int = 2) -> bytes:
     if not isinstance(spdu, SPDU):
         raise EncodeError(f"not an SPDU: {spdu!r}")
     version = _effective_version(spdu, version)
-    enclosure = getattr(spdu, "enclosure", None)
-    if type(enclosure) is int:  # (anything else: refused with the other values)
-        try:
-            _check_enclosure(enclosure, version)
-        except DecodeError as exc:
-            raise EncodeError(f"{spdu.kind}: {exc.message}") from None
     if type(spdu) is MajorSyncPoint and type(spdu.sync_type) is int and not spdu.sync_type & 1:
         raise EncodeError("MAP: the Sync Type Item needs bit 0x01 (not the end of an"
                           " activity): without it SI 41 is an AE")  # fmt: skip
@@ -142,6 +137,11 @@ def _encode_entries(obj: Any, spec: tuple[Entry, ...], version: int, where: str)
             problem = entry.fmt.check(value)
             if problem is not None:
                 raise EncodeError(f"{where}: {entry.name}: {problem}")
+            if entry.code == _ENCLOSURE_PI:
+                try:
+                    _check_enclosure(value, version)
+                except DecodeError as exc:
+                    raise EncodeError(f"{where}: {exc.message}") from None
             raw = entry.fmt.encode(value)
             if isinstance(obj, Refuse) and version == 1 and len(raw) > V1_USER_DATA + 1:
                 raise EncodeError(f"{where}: more than 512 octets of user data in version 1")
@@ -234,6 +234,8 @@ def _encode_fast(obj: Any, plan: _Plan, version: int) -> bytearray | None:
         if tag == _BYTE:
             if type(value) is not int or not 0 <= value <= 255:
                 return None
+            if code == _ENCLOSURE_PI and (version == 1 or value & ~_ENCLOSURE_BITS):
+                return None  # (the general path says why)
             out += bytes((code, 1, value))
             continue
         if tag == _GROUP:
