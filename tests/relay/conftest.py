@@ -91,12 +91,13 @@ def _records(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def run_mms_client(port: int, steps: str, timeout_ms: int = 5000) -> ClientRun:
+def run_mms_client(port: int, steps: str, timeout_ms: int = 5000,
+                   tls_ca: str | None = None) -> ClientRun:  # fmt: skip
     """mms_client.py once against 127.0.0.1:port (blocking; run it in a thread from async
-    code)."""
+    code); over TLS trusting ``tls_ca`` (a PEM file) when given."""
     require_pyiec61850()
     cmd = [sys.executable, str(CLIENT), "--port", str(port), "--steps", steps,
-           "--timeout-ms", str(timeout_ms)]  # fmt: skip
+           "--timeout-ms", str(timeout_ms), *(["--tls-ca", tls_ca] if tls_ca else [])]
     done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=CLIENT_TIMEOUT, check=False)  # fmt: skip
     return ClientRun(done.returncode, _records(done.stdout), done.stderr)

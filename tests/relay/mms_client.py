@@ -118,10 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="read,release")
     ap.add_argument("--timeout-ms", type=int, default=5000)
     ap.add_argument("--attempts", type=int, default=5)
+    ap.add_argument("--tls-ca", metavar="FILE", help="connect over TLS (libiec61850's"
+                    " mbedtls), trusting this CA's certificate")
     args = ap.parse_args(argv)
     iec = base.load_iec()
+    tls = None
+    if args.tls_ca:
+        tls = iec.TLSConfiguration_create()
+        iec.TLSConfiguration_setClientMode(tls)
+        if not iec.TLSConfiguration_addCACertificateFromFile(tls, args.tls_ca):
+            base._err(f"cannot load {args.tls_ca}")
+            return base.EXIT_CONNECT
     for attempt in range(1, args.attempts + 1):
-        con = iec.IedConnection_create()
+        con = iec.IedConnection_create() if tls is None else (
+            iec.IedConnection_createWithTlsSupport(tls))  # fmt: skip
         try:
             iec.IedConnection_setConnectTimeout(con, args.timeout_ms)
             iec.IedConnection_setRequestTimeout(con, args.timeout_ms)

@@ -5,13 +5,14 @@ and an upstream whose certificate does not verify (the client is refused, RF 0x8
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trustme
-from tests.relay.conftest import MmsServer
+from tests.relay.conftest import MmsServer, run_mms_client
 from tests.relay.helpers import run
 
 import sessionlayer
@@ -176,7 +177,7 @@ def test_upstream_ca_is_the_only_ca_trusted(tmp_path: Any, monkeypatch: pytest.M
     CAs, so an upstream with a certificate of any public CA verified too."""
     import argparse
 
-    from sessionlayer.commands.relay import _upstream_tls
+    from sessionlayer.commands.tls import upstream_context
 
     pinned, system = trustme.CA(), trustme.CA()
     pinned.cert_pem.write_to_path(str(tmp_path / "pinned.pem"))
@@ -184,11 +185,95 @@ def test_upstream_ca_is_the_only_ca_trusted(tmp_path: Any, monkeypatch: pytest.M
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "system.pem"))  # (the "system" store)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     ns = argparse.Namespace(upstream_tls=True, upstream_ca=str(tmp_path / "pinned.pem"),
-                            upstream_name=None)  # fmt: skip
-    context = _upstream_tls(ns)
+                            upstream_name=None, upstream_cert=None, upstream_key=None)
+    context = upstream_context(ns)
     assert context is not None and context.cert_store_stats()["x509_ca"] == 1
     (only,) = context.get_ca_certs()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-    without = _upstream_tls(argparse.Namespace(upstream_tls=True, upstream_ca=None,
-                                               upstream_name=None))  # fmt: skip
+    without = upstream_context(argparse.Namespace(upstream_tls=True, upstream_ca=None,
+                                                  upstream_name=None, upstream_cert=None,
+                                                  upstream_key=None))  # fmt: skip
     assert without is not None and only not in without.get_ca_certs()  # (the system's only)
+
+
+def cli_namespace(**given: Any) -> Any:
+    """The options of ``sessionlayer relay`` that make its TLS contexts (commands/tls.py)."""
+    import argparse
+
+    names = ("tls_cert", "tls_key", "client_ca", "upstream_tls", "upstream_ca", "upstream_name",
+             "upstream_cert", "upstream_key")  # fmt: skip
+    return argparse.Namespace(**{name: given.get(name) for name in names})
+
+
+def test_libiec61850s_tls_client_through_the_relay(mms_server: MmsServer, ca: trustme.CA,
+                                                   tmp_path: Any) -> None:  # fmt: skip
+    """The context ``relay --tls-cert --tls-key`` (and ``serve``) makes takes libiec61850's
+    TLS client (mbedtls): before, the TLS 1.3 session ticket sent after the handshake was a
+    failed read there (-0x7B00) and the connect failed."""
+    from sessionlayer.commands.tls import server_context
+
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    (tmp_path / "key.pem").chmod(0o600)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    context = server_context(cli_namespace(tls_cert=str(tmp_path / "cert.pem"),
+                                           tls_key=str(tmp_path / "key.pem")))  # fmt: skip
+    assert context is not None and context.num_tickets == 0
+
+    async def main() -> None:
+        async with await start(("127.0.0.1", mms_server.port), tls=context) as relay:
+            result = await asyncio.to_thread(run_mms_client, relay.port, "read,release",
+                                             tls_ca=str(tmp_path / "ca.pem"))  # fmt: skip
+            assert result.returncode == 0, result
+            assert result.get("read") == 42.5
+            assert relay.stats.relayed == 1
+
+    run(main())
+
+
+def test_a_client_certificate_toward_an_upstream_that_asks_for_one(
+    ca: trustme.CA, client_cert: trustme.LeafCert, tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """``--upstream-cert`` / ``--upstream-key``: an IEC 62351-3 upstream asks for the
+    relay's certificate (mutual TLS); without them the client is refused."""
+    from sessionlayer.commands.tls import upstream_context
+
+    caplog.set_level(logging.INFO, "sessionlayer")
+    upstream_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(upstream_side)
+    ca.configure_trust(upstream_side)
+    upstream_side.verify_mode = ssl.CERT_REQUIRED
+    client_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.pem"))
+    client_cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
+    (tmp_path / "relay.key").chmod(0o600)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    common = {"upstream_tls": True, "upstream_ca": str(tmp_path / "ca.pem")}
+    with_cert = upstream_context(cli_namespace(**common, upstream_cert=str(tmp_path / "relay.pem"),
+                                               upstream_key=str(tmp_path / "relay.key")))
+    without = upstream_context(cli_namespace(**common))
+
+    async def echo(session: sessionlayer.Session) -> None:
+        async for data in session:
+            await session.send(data)
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, tls=upstream_side, options=PLAIN,
+                                            config=SessionConfig.kernel_duplex()) as upstream:
+            for context, works in ((without, False), (with_cert, True)):
+                async with await start(("127.0.0.1", upstream.port),
+                                       upstream_tls=context) as relay:  # fmt: skip
+                    connecting = sessionlayer.connect("127.0.0.1", relay.port, options=PLAIN,
+                                                      config=SessionConfig.kernel_duplex())
+                    if not works:
+                        with pytest.raises(ConnectRefused):
+                            await connecting
+                        # (the relay says why: before, "the upstream closed the connection")
+                        assert "ask for a client certificate" in caplog.text, caplog.text
+                        continue
+                    async with await connecting as session:
+                        await session.send(b"mutual")
+                        assert await asyncio.wait_for(session.receive(), 10) == b"mutual"
+
+    run(main())

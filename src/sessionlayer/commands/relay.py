@@ -37,15 +37,14 @@ from . import (
     debugging,
     parse_address,
     positive_seconds,
-    readable_file,
     seconds_or_never,
-    secret_file,
     stop_on_signals,
     stopped,
     token_file,
     writable_file,
 )
 from .logs import ShortExceptions
+from .tls import server_context, upstream_context
 
 __all__ = ["add", "run"]
 
@@ -94,6 +93,9 @@ def add(sub: Any) -> None:
                    help="CAs that sign the upstream's certificate (default: the system's)")
     p.add_argument("--upstream-name", metavar="NAME",
                    help="the name the upstream's certificate must carry (default: its host)")
+    p.add_argument("--upstream-cert", metavar="FILE", help="a client certificate toward the"
+                   " upstream, for one that asks for it (mutual TLS, IEC 62351-3)")
+    p.add_argument("--upstream-key", metavar="FILE", help="... and its private key")
     p.add_argument("--log", metavar="FILE",
                    help="one JSON line per SPDU each way on each leg ('-': standard output)")
     p.add_argument("--pcap", metavar="FILE",
@@ -200,39 +202,6 @@ def _policy(ns: argparse.Namespace) -> Policy:
     return Policy.from_rules(rules)
 
 
-def _server_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
-    if not ns.tls_cert and not ns.tls_key:
-        if ns.client_ca:
-            raise CommandError("--client-ca needs --tls-cert and --tls-key")
-        return None
-    if not ns.tls_cert or not ns.tls_key:
-        raise CommandError("--tls-cert and --tls-key go together")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(readable_file(ns.tls_cert, "--tls-cert"),
-                                secret_file(ns.tls_key, "--tls-key"))  # fmt: skip
-        if ns.client_ca:
-            context.load_verify_locations(readable_file(ns.client_ca, "--client-ca"))
-            context.verify_mode = ssl.CERT_REQUIRED
-    except ssl.SSLError as exc:
-        raise CommandError(f"TLS certificate or key: {exc.reason or exc}") from None
-    return context
-
-
-def _upstream_tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
-    if not ns.upstream_tls:
-        if ns.upstream_ca or ns.upstream_name:
-            raise CommandError("--upstream-ca and --upstream-name need --upstream-tls")
-        return None
-    if not ns.upstream_ca:
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    cafile = readable_file(ns.upstream_ca, "--upstream-ca")
-    try:  # (cafile=: that file only; load_verify_locations added it to the system's CAs)
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
-    except ssl.SSLError as exc:
-        raise CommandError(f"--upstream-ca: {exc.reason or exc}") from None
-
-
 class _JsonLines:
     """``--log``: one JSON object per line, flushed at once (into a file: rotated at
     ``max_bytes``, and started again by :meth:`reopen`)."""
@@ -301,7 +270,7 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     listen = _address(ns.listen, "--listen", DEFAULT_PORT, listen=True)
     upstream = _address(ns.upstream, "--upstream", ISO_TSAP)  # (port 0 refused there)
     options, policy = _options(ns), _policy(ns)
-    tls, upstream_tls = _server_tls(ns), _upstream_tls(ns)
+    tls, upstream_tls = server_context(ns), upstream_context(ns)
     if ns.admin_token and not ns.admin:
         raise UsageMistake("--admin-token needs --admin")
     token = token_file(ns.admin_token, "--admin-token") if ns.admin_token else None

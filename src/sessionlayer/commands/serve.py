@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import ssl
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,7 +29,6 @@ from . import (
     parse_address,
     port_number,
     positive_seconds,
-    readable_file,
     secret_file,
     stop_on_signals,
     stopped,
@@ -38,6 +36,7 @@ from . import (
 )
 from .logs import setup_logging
 from .services import Services, allowed_targets, load_registry
+from .tls import server_context
 from .tunnel import window_kib
 
 __all__ = ["add", "run", "SERVER_CONFIG"]
@@ -100,28 +99,6 @@ def _services(ns: argparse.Namespace, files: FileService) -> Services:
                     RpcServer(load_registry(ns.rpc)) if ns.rpc else None)  # fmt: skip
 
 
-def _tls(ns: argparse.Namespace) -> ssl.SSLContext | None:
-    if not ns.tls_cert and not ns.tls_key:
-        if ns.client_ca:
-            raise CommandError("--client-ca needs --tls-cert and --tls-key")
-        return None
-    if not ns.tls_cert or not ns.tls_key:
-        raise CommandError("--tls-cert and --tls-key go together")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert, key = readable_file(ns.tls_cert, "--tls-cert"), secret_file(ns.tls_key, "--tls-key")
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
-        raise CommandError(f"--tls-cert {cert} / --tls-key {key}: {exc.reason or exc}") from None
-    if ns.client_ca:
-        try:
-            ctx.load_verify_locations(readable_file(ns.client_ca, "--client-ca"))
-        except ssl.SSLError as exc:
-            raise CommandError(f"--client-ca {ns.client_ca}: {exc.reason or exc}") from None
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
-
-
 def _users(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
@@ -169,7 +146,7 @@ async def _run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except OSError as exc:  # (the directory it names: --data-dir's, or --files)
         raise CommandError(f"cannot use {exc.filename or data_dir}: {exc.strerror}") from None
     services = _services(ns, files)
-    tls = _tls(ns)
+    tls = server_context(ns)
     users = _users(ns.auth)
     password_check = check_passwords(users) if users is not None else None
     store = _store(ns, data_dir)

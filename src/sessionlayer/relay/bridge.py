@@ -278,8 +278,8 @@ class Bridge:
         out += [frame_data(message, size) for message in messages]
         self.plain_messages += len(messages)
 
-    def lost(self, leg: Leg, now: float) -> None:
-        """One leg's TCP connection is gone."""
+    def lost(self, leg: Leg, now: float, why: str | None = None) -> None:
+        """One leg's TCP connection is gone (``why``: what to say of it, if known)."""
         agent = self.agent(leg)
         if agent is None:
             return
@@ -287,7 +287,7 @@ class Bridge:
         self._pump(now)
         if leg == UPSTREAM and self.phase == "connecting":  # (lost before the CN went out)
             self._refuse_client(RefuseReason.USER_NOT_ATTACHED,
-                                "the upstream closed the connection", now)  # fmt: skip
+                                why or "the upstream closed the connection", now)  # fmt: skip
             self._pump(now)
 
     def shutdown(self, message: str, now: float) -> None:

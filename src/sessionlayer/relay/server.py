@@ -166,7 +166,7 @@ class _LegProtocol(asyncio.Protocol):
         return None  # the peer is done: close (connection_lost follows)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.session.lost(self.leg)
+        self.session.lost(self.leg, exc)
 
     def pause_writing(self) -> None:
         self.session.write_paused(self.leg, True)
@@ -346,7 +346,7 @@ class _Session:
         except Exception as exc:
             self._internal_error(exc)
 
-    def lost(self, leg: Leg) -> None:
+    def lost(self, leg: Leg, exc: Exception | None = None) -> None:
         try:
             if leg in self.gone:
                 return
@@ -364,10 +364,20 @@ class _Session:
                 stream.close(time.time())
             self.write_paused(leg, False)  # nobody is held back for a leg that is gone
             if not self.finished:
-                self.bridge.lost(leg, self.loop.time())
+                self.bridge.lost(leg, self.loop.time(), self._why_lost(leg, exc))
                 self._flush()
         except Exception as exc:
             self._internal_error(exc)
+
+    def _why_lost(self, leg: Leg, exc: Exception | None) -> str | None:
+        """What to say of an upstream lost before its session was set up, under TLS (a
+        server that wanted a client certificate closes once the handshake is over)."""
+        if leg != UPSTREAM or self.relay.upstream_tls is None:
+            return None
+        if isinstance(exc, ssl.SSLError):
+            return f"the upstream ended TLS: {exc.reason or exc}"
+        return ("the upstream closed the connection after the TLS handshake (does it ask"
+                " for a client certificate?)")
 
     def write_paused(self, leg: Leg, paused: bool) -> None:
         """``leg``'s transport is above (below) its high-water mark: pause reading from both
