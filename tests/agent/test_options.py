@@ -24,6 +24,7 @@ from sessionlayer.recovery import Backoff
         ("write_buffer_high", 0), ("retention", 0), ("ack_bytes", -8),
         ("tpdu_size", 100), ("tpdu_size", 65536), ("tpdu_size", 8200), ("tpdu_size", 8192.0),
         ("retention_overflow", "drop"), ("backoff", 0.05),
+        ("resume", "no"), ("resume", 0), ("fast_connect", None), ("fast_connect", 1),
     ],
 )  # fmt: skip
 def test_options_refuse_what_cannot_work(field: str, value: Any) -> None:
@@ -38,6 +39,7 @@ def test_options_take_what_can_work() -> None:
     Options(keepalive_interval=None, idle_timeout=None, tpdu_size=128, connect_timeout=0.001)
     Options(tpdu_size=65408, retention_overflow="fail", ack_bytes=1, max_queued_events=1)
     Options(tpdu_size=1024, backoff=Backoff(first=0, jitter=0))
+    Options(resume=False, fast_connect=False)
 
 
 @pytest.mark.parametrize(

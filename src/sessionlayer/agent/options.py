@@ -25,7 +25,8 @@ class Options:
 
     Every field has a safe default; pass your own to ``connect``/``serve``.  A value out of
     range (a time that is not positive and finite, a size that is not positive, a TPDU size
-    COTP cannot carry) raises :class:`ValueError` naming the field.
+    COTP cannot carry, a switch that is not a bool) raises :class:`ValueError` naming the
+    field.
     """
 
     connect_timeout: float = 10.0
@@ -142,6 +143,10 @@ class Options:
             check_tpdu_size(self.tpdu_size)
         except LocalError as exc:
             raise ValueError(f"Options.tpdu_size: {exc}") from None
+        for name in ("fast_connect", "resume"):
+            value = getattr(self, name)
+            if type(value) is not bool:  # ("no" or 0 would be taken as what they are not)
+                raise ValueError(f"Options.{name} must be True or False, not {value!r}")
         if self.retention_overflow not in ("block", "fail"):
             raise ValueError("Options.retention_overflow must be 'block' or 'fail', not"
                              f" {self.retention_overflow!r}")  # fmt: skip
