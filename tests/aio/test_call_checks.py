@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import typing
 from typing import Any
 
 import pytest
@@ -192,3 +193,12 @@ def test_a_tls_failure_is_said_in_its_own_words_and_addresses_in_brackets(
         run(main())
     warned = [r.getMessage() for r in caplog.records if "TLS handshake" in r.getMessage()]
     assert warned and all("with [::1]:" in m for m in warned), warned
+
+
+def test_the_send_calls_say_in_their_types_that_they_take_any_octets() -> None:
+    """send(), send_typed() and send_expedited() take bytes, bytearray or memoryview (the
+    docs say so, and the code copies any buffer): their hints say so too, or a caller under
+    mypy --strict gets an error for a bytearray."""
+    for name in ("send", "send_typed", "send_expedited"):
+        hint = typing.get_type_hints(getattr(sessionlayer.Session, name))["data"]
+        assert set(typing.get_args(hint)) == {bytes, bytearray, memoryview}, (name, hint)

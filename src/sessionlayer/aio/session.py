@@ -236,7 +236,7 @@ class Session:
 
     # ------------------------------------------------------------ data
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
         """S-DATA request; waits while the transport is congested (backpressure).
 
         A resumable session keeps the message until the peer confirmed it: while the
@@ -303,7 +303,7 @@ class Session:
         if error is not None:
             raise error
 
-    async def send_typed(self, data: bytes) -> None:
+    async def send_typed(self, data: bytes | bytearray | memoryview) -> None:
         """S-TYPED-DATA: data that may be sent without the data token.  A resumable session
         keeps it until the peer confirmed it, as :meth:`send` does (in the same order: while
         the connection is down it waits for the resume in the journal)."""
@@ -314,7 +314,7 @@ class Session:
         if conn.journal is not None and conn.journal.full:
             await conn.retained()
 
-    async def send_expedited(self, data: bytes) -> None:
+    async def send_expedited(self, data: bytes | bytearray | memoryview) -> None:
         """S-EXPEDITED-DATA: up to 14 octets, on the transport expedited flow when the
         RFC 1006 expedited option was agreed (else in order on the normal flow).
 
