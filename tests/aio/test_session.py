@@ -11,8 +11,10 @@ import pytest
 import trustme
 
 import sessionlayer
-from sessionlayer import ConnectRefused, Options, SessionAborted
+from sessionlayer import ConnectRefused, FunctionalUnit, Options, SessionAborted
 from sessionlayer.errors import AbortReason, RefuseReason
+from sessionlayer.machine import DEFAULT_FUNCTIONAL_UNITS
+from sessionlayer.machine import events as ev
 
 
 def run(coro: Awaitable[Any]) -> Any:
@@ -358,6 +360,42 @@ def test_backpressure_with_a_non_reading_peer() -> None:
             assert info.bytes_in < 8 * 1024 * 1024
             release.set()
             session.abort()
+
+    run(main())
+
+
+def test_send_expedited_takes_octets_only_and_waits_for_the_write_buffer() -> None:
+    """An int is no message (bytes(5) would be five zero octets), a bytearray is; and while
+    the transport is above its high-water mark send_expedited() waits, as send() does (a
+    flood toward a peer that stopped reading queued without limit)."""
+    config = sessionlayer.SessionConfig(
+        functional_units=DEFAULT_FUNCTIONAL_UNITS | FunctionalUnit.EXPEDITED)
+
+    async def main() -> None:
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            async for event in session.events():
+                if isinstance(event, ev.ExpeditedDataIndication):
+                    got.put_nowait(bytes(event.data))
+
+        options = Options(resume=False)
+        async with await sessionlayer.serve(handler, config=config, options=options) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port, config=config,
+                                                 options=options)  # fmt: skip
+            for message in (5, "text"):
+                with pytest.raises(TypeError, match="a message is bytes"):
+                    await session.send_expedited(message)  # type: ignore[arg-type]
+            await session.send_expedited(bytearray(b"ok"))
+            assert await asyncio.wait_for(got.get(), 10) == b"ok"
+            conn = session._conn
+            conn.pause_writing()  # (what the transport says above write_buffer_high)
+            sending = asyncio.ensure_future(session.send_expedited(b"later"))
+            assert await asyncio.wait_for(got.get(), 10) == b"later"  # written, ...
+            assert not sending.done()  # ... and it waits for the buffer to drain
+            conn.resume_writing()
+            await asyncio.wait_for(sending, 10)
+            await session.release()
 
     run(main())
 

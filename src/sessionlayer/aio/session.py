@@ -322,9 +322,12 @@ class Session:
         of its own (expedited data may overtake data): while the connection is down it
         waits there, and each arrives exactly once.  At most
         :data:`~sessionlayer.recovery.journal.MAX_EXPEDITED` wait unconfirmed; past it this
-        waits for the peer to confirm them."""
-        payload = bytes(data)
-        await self._conn.send_expedited(payload)
+        waits for the peer to confirm them.  Like :meth:`send`, it waits while the
+        transport's write buffer is above ``Options.write_buffer_high``."""
+        conn = self._conn
+        await conn.send_expedited(data if type(data) is bytes else _octets(data))
+        if conn.write_paused:
+            await conn.drain()
 
     # ------------------------------------------------------------ events
 
