@@ -807,3 +807,37 @@ def test_a_minor_sync_crossed_by_the_peers_activity_end_raises_sync_superseded()
             await asyncio.wait_for(session.end_activity(), 10)
 
     run(main())
+
+
+def test_an_on_checkpoint_still_running_when_the_session_ends_is_cancelled() -> None:
+    """The client aborts while the server's on_checkpoint still makes its checkpoint
+    durable: that task is the session's, and is cancelled with it (it was left pending
+    after server.wait_closed())."""
+
+    async def main() -> None:
+        entered = asyncio.Event()
+        cancelled = asyncio.Event()
+
+        async def on_checkpoint(checkpoint: sessionlayer.Checkpoint) -> None:
+            entered.set()
+            try:
+                await asyncio.Event().wait()  # (a write to storage that hangs)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        async def handler(session: sessionlayer.Session) -> None:
+            session.on_checkpoint = on_checkpoint
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port)
+            sync = asyncio.ensure_future(session.sync(major=True))
+            await asyncio.wait_for(entered.wait(), 10)
+            session.abort()
+            with pytest.raises(SessionAborted):
+                await sync
+        await asyncio.wait_for(cancelled.wait(), 10)  # (server.wait_closed() returned)
+
+    run(main())

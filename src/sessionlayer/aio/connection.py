@@ -753,7 +753,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self._link().proposed if self.journal is not None else None)  # fmt: skip
             checkpoint = Checkpoint(int(event.serial), data)
             if isinstance(event, ev.MajorSyncIndication) and self.agent.defer_checkpoints:
-                _spawn(self._ep.loop, self._confirm_checkpoint(checkpoint))
+                self.spawn(self._confirm_checkpoint(checkpoint))
             elif self.journal is not None:
                 self._link().checkpoint = checkpoint
                 if isinstance(event, ev.MajorSyncConfirm) and self._ep.on_checkpoint:
@@ -1109,6 +1109,12 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 x.tokens_changed.set()
             if x.has_events is not None:
                 x.has_events.set()
+            if x.tasks:  # (an on_checkpoint still writing: nothing will confirm it now)
+                tasks, x.tasks = x.tasks, None
+                current = asyncio.current_task()
+                for task in tasks:
+                    if task is not current:
+                        task.cancel()
             link = x.link
             if link is not None:
                 for signal in (link.attached, link.retained):
@@ -1117,6 +1123,17 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 link.session_over()
 
     # ------------------------------------------------------------ requests
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` as a task of this session's: it is cancelled when the session is
+        over (an ``on_checkpoint`` still running when the peer aborts, say), and what it
+        ends with is logged, never left to asyncio's exception handler."""
+        x = self._more()
+        if x.tasks is None:
+            x.tasks = set()
+        task = self._ep.loop.create_task(coro)
+        x.tasks.add(task)
+        task.add_done_callback(functools.partial(_task_over, x))
 
     def call(self, request: Callable[[SessionMachine], T]) -> T:
         """A machine request that needs no token fetching; what it queued is written."""
@@ -2198,6 +2215,13 @@ def _spawn(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> N
     task = loop.create_task(coro)
     _TASKS.add(task)
     task.add_done_callback(_task_done)
+
+
+def _task_over(x: Extra, task: asyncio.Task[Any]) -> None:
+    """A task of a session's (``Connection.spawn``) ended."""
+    if x.tasks is not None:
+        x.tasks.discard(task)
+    _task_done(task)
 
 
 def _task_done(task: asyncio.Task[Any]) -> None:

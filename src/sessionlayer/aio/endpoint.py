@@ -131,6 +131,7 @@ class Extra:
         "paused_check",
         "peer",
         "replay",
+        "tasks",
         "tokens_changed",
         "waiters",
     )  # fmt: skip
@@ -157,6 +158,8 @@ class Extra:
         self.peer: Any = None
         #: (Recovery) What is being sent again after a resume, at the transport's pace.
         self.replay: collections.deque[bytes] | None = None
+        #: Tasks of this session's (``Connection.spawn``), cancelled when it is over.
+        self.tasks: set[asyncio.Task[Any]] | None = None
         self.tokens_changed: Signal | None = None  # set after each input from the peer
         #: Futures of requests waiting for their confirm, by event class.
         self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None

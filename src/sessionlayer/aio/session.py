@@ -213,7 +213,8 @@ class Session:
         """Called with each checkpoint the peer sets (S-SYNC-MAJOR indication) *before* it
         is confirmed (MAA): make what the checkpoint covers durable here (write, fsync);
         the peer's ``sync(major=True)`` returns only after it.  May be async.  If it raises,
-        the session is aborted.  None (the default): confirmed at once."""
+        the session is aborted; still running when the session ends, it is cancelled.
+        None (the default): confirmed at once."""
         link = self._conn.link
         return link.on_checkpoint if link is not None else None
 
