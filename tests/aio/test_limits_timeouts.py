@@ -221,6 +221,80 @@ def test_release_timeout_aborts_the_session() -> None:
     run(main())
 
 
+def test_a_release_cancelled_after_its_fn_still_ends_at_the_release_timeout() -> None:
+    """release() cancelled once its FN is out (toward a peer that speaks only X.225 and
+    never answers): the release timeout is the connection's, so the session is aborted
+    then all the same (it stayed in STA03, open for good); a release() made again meanwhile
+    waits for that FN's outcome (it raised StateError "SRELreq is not allowed in STA03")."""
+
+    async def main() -> None:
+        got_fn = asyncio.Event()
+        received: list[Any] = []
+
+        async def deaf_to_fn(raw: RawPeer) -> None:
+            await accept_session(raw, user_data=b"osi")
+            with contextlib.suppress(EOFError):
+                while True:
+                    spdus = decode_tsdu(await raw.tsdu())
+                    received.extend(spdus)
+                    if any(isinstance(s, Finish) for s in spdus):
+                        got_fn.set()
+
+        async with raw_server(deaf_to_fn) as port:
+            opts = Options(release_timeout=0.5)
+            session = await sessionlayer.connect("127.0.0.1", port, options=opts,
+                                                 user_data=b"osi")  # fmt: skip
+            started = time.monotonic()
+            first = asyncio.ensure_future(session.release())
+            await asyncio.wait_for(got_fn.wait(), LIMIT)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            assert session.state == "STA03"
+            with pytest.raises(SessionAborted, match="release timeout"):
+                await asyncio.wait_for(session.release(), LIMIT)
+            assert 0.5 <= time.monotonic() - started < 0.5 + 1.0  # (one timeout, not two)
+            assert session.state == "aborted"
+            await asyncio.wait_for(session.wait_closed(), LIMIT)
+        assert [type(s) for s in received] == [Finish, Abort]  # (one FN)
+
+    run(main())
+
+
+def test_a_release_made_again_after_a_cancelled_one_returns_the_dn() -> None:
+    """The FN of a cancelled release() is answered (DN) while a second release() waits:
+    that one returns the DN's user data, and the session ends released."""
+
+    async def main() -> None:
+        got_fn = asyncio.Event()
+        answer = asyncio.Event()
+
+        async def slow_dn(raw: RawPeer) -> None:
+            machine = await accept_session(raw)
+            machine.receive_tsdu(await raw.tsdu(), now=0.0)
+            got_fn.set()
+            await answer.wait()
+            machine.release_response(accept=True, user_data=b"bye", now=0.0)
+            for tsdu in machine.data_to_send():
+                raw.send_tsdu(tsdu)
+            await raw.closed()
+
+        async with raw_server(slow_dn) as port:
+            session = await sessionlayer.connect("127.0.0.1", port,
+                                                 options=Options(release_timeout=LIMIT))
+            first = asyncio.ensure_future(session.release())
+            await asyncio.wait_for(got_fn.wait(), LIMIT)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            second = asyncio.ensure_future(session.release())
+            answer.set()  # (the DN comes after the second release() waits for it)
+            assert await asyncio.wait_for(second, LIMIT) == b"bye"
+            assert session.state == "released"
+
+    run(main())
+
+
 # ---------------------------------------------------------------- limits and bad peers
 
 

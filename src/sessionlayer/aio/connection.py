@@ -153,26 +153,35 @@ class Relink(Exception):
 
 
 class _AttachedTimer:
-    """(Recovery) A confirmed request's time limit that counts only while the session is
-    attached: stopped while it waits for a resume, started over (the whole ``delay``) once
-    resumed, when the request goes out again on the new connection.  (While detached the
-    wait is the reconnect's: its give-up, or the resume's outcome, ends it.)"""
+    """A confirmed request's time limit (a release's), kept by its connection: armed on the
+    connection's one timer, it aborts the session when no answer came in time, whether or
+    not the caller still waits (a release() cancelled after its FN went out leaves the FN
+    outstanding: that deadline still holds).  An answer of ``kinds`` stops it.
 
-    __slots__ = ("_delay", "_loop", "_timeout")
+    (Recovery) It counts only while the session is attached: stopped while the request
+    waits for a resume, started over (the whole ``delay``) once resumed, when the request
+    goes out again on the new connection; a detach drops the deadlines of requests nobody
+    makes again.  (While detached the wait is the reconnect's: its give-up, or the
+    resume's outcome, ends it.)"""
 
-    def __init__(self, timeout: asyncio.Timeout, delay: float,
-                 loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
-        self._timeout = timeout
+    __slots__ = ("_conn", "_delay", "at", "kinds", "out", "what")
+
+    def __init__(self, conn: Connection, delay: float, kinds: tuple[type, ...],
+                 what: str) -> None:  # fmt: skip
+        self._conn = conn
         self._delay = delay
-        self._loop = loop
+        self.kinds = kinds
+        self.what = what  #: what the abort says when it fires (SessionAborted's message)
+        self.at: float | None = None  #: when it fires (None: stopped)
+        self.out = False  #: the request went out on the current connection
 
     def stop(self) -> None:
-        if not self._timeout.expired():
-            self._timeout.reschedule(None)
+        self.at = None
+        self.out = False
+        self._conn.stop_timer(self)
 
     def start(self) -> None:
-        if not self._timeout.expired():
-            self._timeout.reschedule(self._loop.time() + self._delay)
+        self._conn.start_timer(self, self._delay)
 
 
 class _Sink(asyncio.Protocol):
@@ -705,6 +714,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             if self.agent.released:
                 self._session_over(None)
         elif isinstance(event, ev.ReleaseConfirm):
+            self._answered(event)
             self._resolve(event)
             if event.accepted:
                 self._session_over(None)
@@ -739,8 +749,19 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.journal.received += 1  # (counted with S-DATA: see Typed)
             if type(event) in _NOTED:  # (a set: no call for the others, a connect confirm)
                 self._note(event)
+            if self._x is not None and self._x.timers:
+                self._answered(event)
             if not self._resolve(event):
                 self._put_event(event)
+
+    def _answered(self, event: ev.Event) -> None:
+        """An answer came: the deadlines of the requests it answers stop (whether or not
+        their callers still wait)."""
+        x = self._x
+        if x is not None and x.timers:
+            for timer in list(x.timers):
+                if isinstance(event, timer.kinds):
+                    timer.stop()
 
     def _note(self, event: ev.Event) -> None:
         """What an indication or confirm changes beyond its waiter: the activity, the
@@ -1109,6 +1130,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 x.tokens_changed.set()
             if x.has_events is not None:
                 x.has_events.set()
+            x.timers = None  # (nothing is waited for any more)
             if x.tasks:  # (an on_checkpoint still writing: nothing will confirm it now)
                 tasks, x.tasks = x.tasks, None
                 current = asyncio.current_task()
@@ -1200,7 +1222,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     async def confirm(self, kinds: tuple[type, ...], request: Callable[[SessionMachine], Any],
                       needs: Token = EVERY,
                       asks: tuple[str, Callable[[Any], ev.Event] | None] | None = None,
-                      timeout: float | None = None) -> Any:  # fmt: skip
+                      timeout: float | None = None,
+                      what: str = "no answer to the request") -> Any:  # fmt: skip
         """Make a request and wait for the first event of one of ``kinds``; (recovery) if
         the transport connection is lost before it came, make it again once resumed.
 
@@ -1209,15 +1232,51 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         for the kinds only the peer can answer).  Once it went out it is seen through even
         if the caller stops waiting (:meth:`seen_through`).
 
-        ``timeout``: TimeoutError when the confirm has not come that many seconds after
-        the request was made (its tokens asked for, then the request sent).  (Recovery) It
+        ``timeout``: when the confirm has not come that many seconds after the request was
+        made (its tokens asked for, then the request sent), the session is aborted, saying
+        ``what``: the connection's deadline, which holds even if the caller
+        stops waiting once the request went out (:class:`_AttachedTimer`).  (Recovery) It
         counts only while the session is attached: not while it waits for a resume, and it
         starts over on the connection the request is made again on."""
         if asks is None or self.journal is None:
             return await self._confirm_loop(kinds, request, needs, None, None, None,
-                                            timeout=timeout)  # fmt: skip
+                                            timeout=timeout, what=what)  # fmt: skip
         return await self.seen_through(functools.partial(
-            self._confirm_loop, kinds, request, needs, asks, timeout=timeout))  # fmt: skip
+            self._confirm_loop, kinds, request, needs, asks, timeout=timeout,
+            what=what))  # fmt: skip
+
+    @property
+    def release_outstanding(self) -> bool:
+        """Our FN is out on this connection and its answer has not come (STA03)."""
+        return not self._flags & _DETACHED and self.agent.machine.state == "STA03"
+
+    async def outcome(self, kinds: tuple[type, ...]) -> Any:
+        """The answer to a request an earlier call made and stopped waiting for (its task
+        was cancelled): the first event of ``kinds``.  None when the connection was lost
+        first: the request went with it, make it again."""
+        self.check_open()
+        future: asyncio.Future[Any] = self._ep.new_future()
+        x = self._more()
+        if x.waiters is None:
+            x.waiters = {}
+        for kind in kinds:
+            x.waiters.setdefault(kind, collections.deque()).append(future)
+        try:
+            return await future
+        except Relink:
+            return None
+        finally:
+            self._unwait(x, kinds, future)
+
+    def _unwait(self, x: Extra, kinds: tuple[type, ...], future: asyncio.Future[Any]) -> None:
+        for kind in kinds:  # (the session's end may have dropped every waiter)
+            queue = x.waiters.get(kind) if x.waiters else None
+            if queue is not None and future in queue:
+                queue.remove(future)
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()  # (it failed while this wait was being cancelled)
 
     async def seen_through(self, run: Callable[[list[Asked | None], Any],
                                                Coroutine[Any, Any, T]]) -> T:  # fmt: skip
@@ -1251,14 +1310,25 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                             request: Callable[[SessionMachine], Any], needs: Token,
                             asks: tuple[str, Callable[[Any], ev.Event] | None] | None,
                             holder: list[Asked | None] | None, caller: Any, *,
-                            timeout: float | None = None) -> Any:  # fmt: skip
+                            timeout: float | None = None,
+                            what: str = "no answer to the request") -> Any:  # fmt: skip
         if timeout is None:
             return await self._confirm_again(kinds, request, needs, asks, holder, caller, None)
-        loop = self._ep.loop
-        attached = not self._flags & _DETACHED and not self.replaying
-        async with asyncio.timeout_at(loop.time() + timeout if attached else None) as limit:
-            timer = _AttachedTimer(limit, timeout, loop)
-            return await self._confirm_again(kinds, request, needs, asks, holder, caller, timer)
+        timer = _AttachedTimer(self, timeout, kinds, what)
+        if not self._flags & _DETACHED and not self.replaying:
+            timer.start()
+        try:
+            result = await self._confirm_again(kinds, request, needs, asks, holder, caller,
+                                               timer)  # fmt: skip
+        except asyncio.CancelledError:
+            if not timer.out:  # (nothing outstanding: no deadline left behind)
+                timer.stop()
+            raise
+        except BaseException:
+            timer.stop()
+            raise
+        timer.stop()
+        return result
 
     async def _confirm_again(self, kinds: tuple[type, ...],
                              request: Callable[[SessionMachine], Any], needs: Token,
@@ -1327,6 +1397,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         where it goes out.  (Nothing is read between the request and the wait: its
         confirm cannot come first.)"""
         result = await self.call_with_tokens(request, needs, caller=caller, timer=timer)
+        if timer is not None:
+            timer.out = True  # (its deadline holds from here, even for a cancelled caller)
         if asks is not None:
             what, answer = asks
             self.note_request(holder, what, answer(result) if answer is not None else None)
@@ -1340,14 +1412,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.check_open()  # (the request's own flush may have ended the session)
             return await future
         finally:
-            for kind in kinds:  # (the session's end may have dropped every waiter)
-                queue = x.waiters.get(kind) if x.waiters else None
-                if queue is not None and future in queue:
-                    queue.remove(future)
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled():
-                future.exception()  # (it failed while this wait was being cancelled)
+            self._unwait(x, kinds, future)
 
     async def open(self, request: Callable[[SessionMachine], Any]) -> Any:
         """(Initiator) S-CONNECT: make ``request`` as soon as COTP CC has come (in the read
@@ -1735,6 +1800,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             link.attached = Signal()
         link.attached.clear()
         x = self._more()
+        x.timers = None  # (the requests whose callers wait start theirs again: Relink)
         if x.waiters:
             for queue in x.waiters.values():
                 while queue:
@@ -2097,6 +2163,11 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def _next_deadline(self) -> float | None:
         deadline = self.agent.next_deadline()
+        x = self._x
+        if x is not None and x.timers:  # (a release waiting for its answer)
+            for timer in x.timers:
+                if timer.at is not None and (deadline is None or timer.at < deadline):
+                    deadline = timer.at
         if self._paused:
             check = self._more().paused_check
             if deadline is None or check < deadline:
@@ -2130,10 +2201,42 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self._more().paused_check = now + _PAUSED_CHECK
             if self._paused & _LOCAL:
                 self.agent.heard(now)  # our reader is slow: the peer's silence is no fault
+            x = self._x
+            if x is not None and x.timers and self._timed_out(x.timers, now):
+                return
             self.agent.handle_timer(now)
             self.flush()
         except Exception as exc:
             self.internal_error(exc)
+
+    def start_timer(self, timer: _AttachedTimer, delay: float) -> None:
+        """A request's deadline (:class:`_AttachedTimer`) runs from now, on the one timer."""
+        if self.closed:
+            return
+        timer.at = self._ep.loop.time() + delay
+        x = self._more()
+        if x.timers is None:
+            x.timers = []
+        if timer not in x.timers:
+            x.timers.append(timer)
+        self._rearm()
+
+    def stop_timer(self, timer: _AttachedTimer) -> None:
+        x = self._x
+        if x is not None and x.timers is not None and timer in x.timers:
+            x.timers.remove(timer)
+
+    def _timed_out(self, timers: list[_AttachedTimer], now: float) -> bool:
+        """A request's deadline passed with no answer: the session is aborted (the waiting
+        caller, if any, raises that)."""
+        for timer in timers:
+            if timer.at is not None and now >= timer.at:
+                failure = SessionAborted(
+                    timer.what, AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON)
+                self.warn("session %s: %s", self.id, failure)
+                self.abort_session(failure)
+                return True
+        return False
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

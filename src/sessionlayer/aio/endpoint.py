@@ -132,6 +132,7 @@ class Extra:
         "peer",
         "replay",
         "tasks",
+        "timers",
         "tokens_changed",
         "waiters",
     )  # fmt: skip
@@ -160,6 +161,8 @@ class Extra:
         self.replay: collections.deque[bytes] | None = None
         #: Tasks of this session's (``Connection.spawn``), cancelled when it is over.
         self.tasks: set[asyncio.Task[Any]] | None = None
+        #: Deadlines of requests waiting for their answer (``connection._AttachedTimer``).
+        self.timers: list[Any] | None = None
         self.tokens_changed: Signal | None = None  # set after each input from the peer
         #: Futures of requests waiting for their confirm, by event class.
         self.waiters: dict[type, collections.deque[asyncio.Future[Any]]] | None = None

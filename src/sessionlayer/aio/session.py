@@ -30,7 +30,7 @@ from ..recovery import journal as rq
 from ..recovery.journal import Asked
 from ..spdu.codes import ResyncType, Token, TokenSetting
 from ..spdu.types import ConnectionId
-from .connection import Connection, copy_to_raise
+from .connection import Connection
 
 __all__ = [
     "Session",
@@ -549,7 +549,9 @@ class Session:
         """S-RELEASE: orderly release (FN, answered by DN); returns the DN's user data.
 
         Raises :class:`ReleaseRefused` when the peer answered NF; aborts the
-        session when no answer comes within the release timeout.  (Recovery) That time
+        session when no answer comes within the release timeout (the connection's
+        deadline: it holds when this call is cancelled after the FN went out, and a
+        release() made again then waits for that FN's answer).  (Recovery) That time
         counts only while the session is attached: during an outage release() waits for
         the resume (the FN goes out again then, and the time starts over), and a resume
         that fails ends it with that error (ResumeRefused).
@@ -557,19 +559,16 @@ class Session:
         conn = self._conn
         if conn.released:
             return None
+        event = None
+        if conn.release_outstanding:  # an earlier release() was cancelled after its FN
+            event = await conn.outcome((ev.ReleaseConfirm,))  # (its deadline holds)
         try:
-            event = await conn.confirm(
-                (ev.ReleaseConfirm,), lambda m: m.release(user_data=user_data),
-                timeout=conn.options.release_timeout,
-            )
-        except TimeoutError:
-            failure = SessionAborted(
-                "no answer to the release request (release timeout)",
-                AbortReason.TRANSPORT_RELEASED | AbortReason.NO_REASON,
-            )
-            conn.warn("session %s: %s", self.id, failure)
-            conn.abort_session(failure)
-            raise copy_to_raise(failure) from None
+            if event is None:
+                event = await conn.confirm(
+                    (ev.ReleaseConfirm,), lambda m: m.release(user_data=user_data),
+                    timeout=conn.options.release_timeout,
+                    what="no answer to the release request (release timeout)",
+                )  # fmt: skip
         except SessionClosed:
             return None  # the peer released first (while we waited for the tokens)
         if not event.accepted:
