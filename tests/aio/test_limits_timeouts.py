@@ -24,10 +24,11 @@ from tests.rawpeer import RawPeer, accept_session, raw_server
 from tests.tools import loop_factory
 
 import sessionlayer
-from sessionlayer import Options, SessionAborted, SessionConfig
+from sessionlayer import FunctionalUnit, Options, SessionAborted, SessionConfig
 from sessionlayer.errors import AbortReason
+from sessionlayer.machine import DEFAULT_FUNCTIONAL_UNITS
 from sessionlayer.spdu import decode_tsdu
-from sessionlayer.spdu.types import Abort, Finish
+from sessionlayer.spdu.types import Abort, ActivityDiscard, Finish
 from sessionlayer.transport import ConnectRequested
 
 LIMIT = 4.0  # every wait in this file is bounded well under the 10 s a test may take
@@ -291,6 +292,89 @@ def test_a_release_made_again_after_a_cancelled_one_returns_the_dn() -> None:
             answer.set()  # (the DN comes after the second release() waits for it)
             assert await asyncio.wait_for(second, LIMIT) == b"bye"
             assert session.state == "released"
+
+    run(main())
+
+
+ACTIVITIES = SessionConfig(functional_units=DEFAULT_FUNCTIONAL_UNITS | FunctionalUnit.ACTIVITY)
+
+
+def test_a_task_cancelled_inside_an_activity_ends_at_once_and_the_discard_is_bounded() -> None:
+    """A task cancelled inside ``async with session.activity()`` toward a peer that never
+    answers: the cancellation is prompt (it waited for the ADA with no limit), the AD goes
+    out all the same, and with no answer within the release timeout the session is
+    aborted (the connection's deadline)."""
+
+    async def main() -> None:
+        got_ad = asyncio.Event()
+
+        async def deaf_to_ad(raw: RawPeer) -> None:
+            await accept_session(raw, ACTIVITIES)
+            with contextlib.suppress(EOFError):
+                while True:
+                    if any(isinstance(s, ActivityDiscard) for s in decode_tsdu(await raw.tsdu())):
+                        got_ad.set()
+
+        async with raw_server(deaf_to_ad) as port:
+            session = await sessionlayer.connect("127.0.0.1", port, config=ACTIVITIES,
+                                                 options=Options(release_timeout=0.5))
+            inside = asyncio.Event()
+
+            async def work() -> None:
+                async with session.activity(b"a1"):
+                    await session.send(b"chunk")
+                    inside.set()
+                    await asyncio.Event().wait()  # (long work, to be cancelled)
+
+            task = asyncio.ensure_future(work())
+            await asyncio.wait_for(inside.wait(), LIMIT)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 0.5 * LIMIT)
+            assert session.state == "STA05C"  # at once: the AD out, its answer not awaited
+            await asyncio.wait_for(got_ad.wait(), LIMIT)
+            await asyncio.wait_for(session.wait_closed(), LIMIT)
+            assert session.state == "aborted"
+            with pytest.raises(SessionAborted, match="discard of an activity"):
+                await session.receive()
+
+    run(main())
+
+
+def test_a_task_cancelled_inside_an_activity_leaves_the_session_going_on() -> None:
+    """Toward a peer that answers, the discard of a cancelled task's activity completes on
+    its own: the session goes on, and the next activity starts and ends."""
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        options = Options(resume=False)
+        async with await sessionlayer.serve(handler, config=ACTIVITIES,
+                                            options=options) as server:  # fmt: skip
+            session = await sessionlayer.connect("127.0.0.1", server.port, config=ACTIVITIES,
+                                                 options=options)  # fmt: skip
+            inside = asyncio.Event()
+
+            async def work() -> None:
+                async with session.activity(b"a1"):
+                    await session.send(b"chunk")
+                    inside.set()
+                    await asyncio.Event().wait()
+
+            task = asyncio.ensure_future(work())
+            await asyncio.wait_for(inside.wait(), LIMIT)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            x = session._conn._x
+            assert x is not None and x.tasks  # (the discard, waiting for its ADA)
+            await asyncio.wait_for(asyncio.wait(set(x.tasks)), LIMIT)
+            assert session.state == "STA713" and not session.machine.activity_in_progress
+            async with session.activity(b"a2"):
+                await session.send(b"again")
+            await session.release()
 
     run(main())
 

@@ -22,6 +22,7 @@ from ..errors import (
     ResyncCollisionLost,
     SessionAborted,
     SessionClosed,
+    SessionLayerError,
 )
 from ..machine import SessionMachine
 from ..machine import events as ev
@@ -476,14 +477,20 @@ class Session:
                        ) -> AsyncIterator[Session]:  # fmt: skip
         """``async with session.activity(b"id"):`` -- S-ACTIVITY-START ... S-ACTIVITY-END.
 
-        An exception inside the block discards the activity instead of ending it.
+        An exception inside the block discards the activity instead of ending it.  A
+        cancellation (any BaseException that is not an Exception) does not wait for the
+        discard's answer: the discard goes on in a task of the session's, and the session
+        is aborted if no answer comes within ``Options.release_timeout``.
         """
         await self.start_activity(activity_id, user_data)
         try:
             yield self
-        except BaseException:
+        except BaseException as exc:
             if self._in_activity(activity_id):
-                await self.discard_activity()
+                if isinstance(exc, Exception):
+                    await self.discard_activity()
+                else:  # (cancelled: promptly, whatever the peer does)
+                    self._conn.spawn(self._discard_alone())
             raise
         if self._in_activity(activity_id):  # not interrupted or discarded in the block
             await self.end_activity()
@@ -524,6 +531,20 @@ class Session:
             lambda m: m.activity_discard(reason=reason, user_data=user_data),
             NEEDS["activity_interrupt"], (rq.DISCARD, _discard_answer),
         )
+
+    async def _discard_alone(self) -> None:
+        """The discard of an activity whose block a cancellation left, in a task of the
+        session's (cancelled when it is over): no answer within the release timeout aborts
+        the session (the connection's deadline); a session that ended meanwhile is left."""
+        conn = self._conn
+        with contextlib.suppress(SessionLayerError):
+            await conn.confirm(
+                (ev.ActivityDiscardConfirm,), lambda m: m.activity_discard(),
+                NEEDS["activity_interrupt"], (rq.DISCARD, _discard_answer),
+                timeout=conn.options.release_timeout,
+                what="no answer to the discard of an activity whose task was cancelled"
+                     " (release timeout)",
+            )  # fmt: skip
 
     async def resume_activity(self, activity_id: bytes, old_activity_id: bytes, serial: int,
                               old_connection_id: ConnectionId | None = None,
