@@ -282,13 +282,15 @@ class ReleaseRefused(SessionLayerError):
 class CheckpointRestored(SessionLayerError):
     """(Recovery) The server lost the session's live state (a restart, the loss of its
     node) and the session was resumed from its last checkpoint: raised once by
-    ``receive()`` (and ``async for``) after the data that came before the loss, so the
+    ``receive()`` (and ``async for``) after the data that came before the loss, and once
+    by the next request of any kind (``send()``, ``sync()``, ``release()``, ...), so the
     application cannot miss it.  The session goes on.
 
     ``serial`` is the checkpoint's serial number (the last confirmed major sync point)
     and ``user_data`` its user data; None for both when no checkpoint was confirmed (back
-    to the session's start).  What either side sent after it was dropped: send it again
-    from the state the checkpoint records.
+    to the session's start).  What either side sent after it was dropped, the messages
+    ``send()`` kept while the session was detached included (it returned for them): send
+    it again from the state the checkpoint records.
     """
 
     def __init__(self, message: str, *, serial: int | None, user_data: bytes | None) -> None:

@@ -205,3 +205,78 @@ def test_a_request_pending_across_a_checkpoint_resume_and_the_sender_are_both_to
             await client.release()
 
     run(main())
+
+
+@contextlib.asynccontextmanager
+async def handed_over() -> AsyncIterator[tuple[sessionlayer.Session, sessionlayer.Server,
+                                               asyncio.Queue[str]]]:  # fmt: skip
+    """Two echo nodes sharing a store, a client on "a" (then "b", after 0.2 s: a window
+    while detached), each handler's end put in the queue ("released" / "aborted")."""
+    store = MemoryStore()
+    ends: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handler(session: sessionlayer.Session) -> None:
+        try:
+            async for data in session:
+                await session.send(data)
+            ends.put_nowait("released")
+        except sessionlayer.SessionAborted:
+            ends.put_nowait("aborted")
+
+    a = await sessionlayer.serve(handler, options=FAST, store=store, node="a")
+    b = await sessionlayer.serve(handler, options=FAST, store=store, node="b")
+    async with a, b:
+        client = await sessionlayer.connect(
+            "127.0.0.1", a.port, addresses=[("127.0.0.1", b.port)],
+            options=Options(backoff=Backoff(first=0.2, jitter=0, cap=0.2, give_up=10)))
+        yield client, a, ends
+
+
+def test_messages_sent_while_detached_and_dropped_by_a_restore_are_told() -> None:
+    """send() returns for the messages it keeps while the session is detached; the resume
+    from the checkpoint drops them: the next receive() and the next send() raise
+    CheckpointRestored (nothing is dropped silently), and they never reach the peer."""
+
+    async def main() -> None:
+        async with handed_over() as (client, a, _):
+            await client.send(b"one")
+            assert await client.receive() == b"one"
+            await client.sync(major=True)
+            a.close(detach=True)
+            await next_of(client, Interrupted)
+            await client.send(b"two")  # (kept for the replay: it returns)
+            await client.send(b"three")
+            with pytest.raises(CheckpointRestored):
+                await asyncio.wait_for(client.receive(), LIMIT)
+            with pytest.raises(CheckpointRestored):
+                await client.send(b"four")  # the sender is told too, once
+            await client.send(b"four")
+            assert await asyncio.wait_for(client.receive(), LIMIT) == b"four"  # (not "two")
+            await client.release()
+
+    run(main())
+
+
+def test_leaving_async_with_after_a_restore_releases_and_says_so() -> None:
+    """The block ends normally after a resume from a checkpoint that nothing told yet:
+    __aexit__'s release() raised CheckpointRestored and left the session open (STA713,
+    live on the server); now the session is released on both sides, and the error is
+    raised after (what the block sent after the checkpoint was dropped)."""
+
+    async def main() -> None:
+        async with handed_over() as (client, a, ends):
+            with pytest.raises(CheckpointRestored):
+                async with client:
+                    await client.send(b"one")
+                    assert await client.receive() == b"one"
+                    await client.sync(major=True)
+                    await client.send(b"after the checkpoint")
+                    assert await client.receive() == b"after the checkpoint"
+                    a.close(detach=True)
+                    await next_of(client, Resumed)
+            assert client.state == "released"
+            await asyncio.wait_for(client.wait_closed(), LIMIT)
+            # The first node's handler was cancelled with its close; the restored one's:
+            assert await asyncio.wait_for(ends.get(), LIMIT) == "released"
+
+    run(main())

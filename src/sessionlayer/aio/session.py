@@ -17,6 +17,7 @@ from typing import Any
 from ..agent import NEEDS
 from ..errors import (
     AbortReason,
+    CheckpointRestored,
     ConnectRefused,
     ReleaseRefused,
     ResyncCollisionLost,
@@ -619,10 +620,24 @@ class Session:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Release the session (abort it if the block raised); it ends either way.  A
+        resume from a checkpoint not told yet is raised after the release (what the block
+        sent after the checkpoint was dropped: CheckpointRestored)."""
         if self.closed:
             return
         if exc_type is None or issubclass(exc_type, SessionClosed | GeneratorExit):
-            await self.release()
+            restored = None
+            try:
+                try:
+                    await self.release()
+                except CheckpointRestored as told:  # (the release itself did not go out)
+                    restored = told
+                    await self.release()
+            except BaseException:
+                self.abort()  # (NF, a cancellation, ...: the session ends all the same)
+                raise
+            if restored is not None and exc_type is None:
+                raise restored
         else:
             self.abort()
 
