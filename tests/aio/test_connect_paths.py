@@ -334,3 +334,38 @@ def test_client_connections_share_an_endpoint_and_keep_no_waiters() -> None:
                 s.abort()
 
     run(main())
+
+
+def test_a_connect_cancelled_once_its_cn_is_answered_aborts_the_servers_session() -> None:
+    """connect() cancelled in the read that brings the AC (the server's session is live,
+    the client never took its token): the client sends an AB before it closes, and the
+    server's session ends at once (a reset left it detached, waiting resume_timeout for a
+    resume nobody can make)."""
+
+    async def main() -> None:
+        ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            try:
+                async for _ in session:
+                    pass
+                ended.set_result(None)
+            except SessionAborted as exc:
+                ended.set_result(exc)
+
+        async with await sessionlayer.serve(handler) as server:
+            task: asyncio.Task[sessionlayer.Session] | None = None
+
+            def trace(direction: str, data: bytes) -> None:
+                if direction == "in" and server.stats.accepted and task is not None:
+                    task.cancel()  # (the AC is in this read: cancelled before it is taken)
+
+            task = asyncio.ensure_future(
+                sessionlayer.connect("127.0.0.1", server.port, trace=trace))
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            outcome = await asyncio.wait_for(ended, LIMIT)
+            assert isinstance(outcome, SessionAborted) and outcome.by_peer, outcome
+            assert server.detached == [] and server.sessions == []
+
+    run(main())

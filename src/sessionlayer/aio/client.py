@@ -235,13 +235,17 @@ async def connect(
                     " selectors, user data size)"
                 ) from None
             raise
-        except (SessionLayerError, TimeoutError, ConnectionError):
+        except TimeoutError:
+            _give_up(protocol)
+            raise
+        except (SessionLayerError, ConnectionError):
             protocol.abort()
             raise
         except BaseException as exc:  # not a documented outcome: a bug, or a cancellation
-            protocol.abort()
             if isinstance(exc, Exception):
+                protocol.abort()
                 raise SessionAborted(f"connect failed: {exc!r}") from exc
+            _give_up(protocol)
             raise
     finally:
         deadline.cancel()
@@ -269,6 +273,16 @@ def _endpoint(loop: asyncio.AbstractEventLoop, options: Options,
     if tap is None:
         _last = endpoint
     return endpoint
+
+
+def _give_up(protocol: Connection) -> None:
+    """connect() gives up (cancelled, or out of time) once its CN may have reached the
+    responder, its AC even: an AB goes out first, then the connection closes, so that the
+    server does not keep the session (waiting for a resume nobody can make: the client
+    never took its token) until its resume_timeout.  A reset would look like a lost
+    connection.  (Before the CN: no AB, the machine has nothing to abort.)"""
+    protocol.abort_session(SessionAborted("the connect was given up", AbortReason.USER_ABORT))
+    protocol.close()
 
 
 def _closed_before_cc(tls: ssl.SSLContext | None) -> SessionAborted:
