@@ -382,6 +382,36 @@ def test_a_task_cancelled_inside_an_activity_leaves_the_session_going_on() -> No
 # ---------------------------------------------------------------- limits and bad peers
 
 
+def test_malformed_tpkt_bytes_get_an_ab_once_cotp_is_up_and_a_drop_before() -> None:
+    """As docs/api.md says: a bad TPKT on an open session is answered with AB 0x05 (the
+    peer's SessionAborted says so), then the connection closes; before COTP CC there is no
+    TPDU size to carry an AB: the connection is dropped, nothing written.  And a TCP
+    connection that cannot be made is the OSError connect() documents."""
+
+    async def main() -> None:
+        async with await sessionlayer.serve(echo, options=Options(resume=False)) as server:
+            session = await sessionlayer.connect("127.0.0.1", server.port,
+                                                 options=Options(resume=False))
+            transport = session._conn.transport
+            assert transport is not None
+            transport.write(b"\x07\x00\x00\x08abcd")  # (TPKT version 7)
+            with pytest.raises(SessionAborted) as info:
+                await asyncio.wait_for(session.receive(), LIMIT)
+            assert info.value.reason == AbortReason.TRANSPORT_RELEASED | AbortReason.PROTOCOL_ERROR
+            assert not info.value.by_peer and "AB from the peer" in str(info.value)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"\x07\x00\x00\x08abcd")
+            got = b""
+            with contextlib.suppress(ConnectionError):  # (a FIN, or a reset: no AB either way)
+                got = await asyncio.wait_for(reader.read(), LIMIT)
+            assert got == b""
+            writer.close()
+        with pytest.raises(ConnectionRefusedError):
+            await sessionlayer.connect("127.0.0.1", server.port)  # (closed now)
+
+    run(main())
+
+
 def test_tsdu_above_the_limit_aborts_only_that_session(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

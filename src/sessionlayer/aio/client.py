@@ -119,7 +119,9 @@ async def connect(
 
     Raises :class:`ConnectRefused` (with the RF reason) when refused,
     :class:`SessionAborted` when the peer aborts, :class:`TimeoutError`
-    after ``options.connect_timeout`` / ``options.handshake_timeout``.
+    after ``options.connect_timeout`` / ``options.handshake_timeout``, :class:`ssl.SSLError`,
+    and the :class:`OSError` of a TCP connection that cannot be made
+    (:class:`ConnectionRefusedError`, :class:`socket.gaierror`, ...).
     """
     _check_arguments(port, options, config, offers, credentials, data, user_data,
                      calling_tsel, called_tsel)  # fmt: skip
