@@ -1123,24 +1123,27 @@ class Server:
             return
         if len(self._live) + self._pending > self.max_sessions:
             raise Refuse("too many sessions", RefuseReason.SPM_CONGESTION)
-        checkpoint = record.checkpoint
+        # What the resume goes on from is the record advance wrote (``new``), not the one
+        # read before it: a checkpoint the node that held the session recorded meanwhile
+        # (at the same generation) is in it, and the client is told that one.
+        checkpoint = new.checkpoint
         cid = event.connection_id
         session = Session(protocol, sid)
         session.peer_reference = cid.common_ref if cid is not None else None
         session.restored = checkpoint if checkpoint is not None else Checkpoint(0, None)
         welcome = Welcome(
-            chosen=dict(record.chosen), session_id=sid,
-            token=issue(self._secret, sid, new.generation, record.identity),
+            chosen=dict(new.chosen), session_id=sid,
+            token=issue(self._secret, sid, new.generation, new.identity),
             resumed="checkpoint", recv=0,
             checkpoint=(checkpoint.serial, checkpoint.user_data) if checkpoint else None,
             fast=self.options.fast_connect, max_tsdu=self.options.max_tsdu_size,
         )  # fmt: skip
         reply_cid = ConnectionId(common_ref=cid.common_ref) if cid is not None else None
-        protocol.agent.accept(chosen=dict(record.chosen), session_id=sid,
+        protocol.agent.accept(chosen=dict(new.chosen), session_id=sid,
                               connection_id=reply_cid, welcome=welcome)  # fmt: skip
         link = protocol.enable_recovery(Journal(self.options.retention))
         link.generation = new.generation
-        link.identity = record.identity
+        link.identity = new.identity
         link.checkpoint = checkpoint
         # The token before stays good, here too, until the client is heard here.
         link.previous_ok = True

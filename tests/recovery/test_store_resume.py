@@ -1,0 +1,86 @@
+"""Resumes from the store racing the node that held the session, and refusals of a resume
+from the store (docs/recovery.md, "Several nodes", "Tokens", "Reasons").  Real stores
+(memory, a SQLite file), real servers over TCP on loopback; a store wrapper (Watched)
+holds chosen calls to force a race window."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import sessionlayer
+from sessionlayer.agent import Welcome
+from sessionlayer.machine import events as ev
+from sessionlayer.recovery import ANONYMOUS, Checkpoint, issue
+from sessionlayer.stores import MemoryStore, SessionRecord, SessionStore, SQLiteStore
+
+from .helpers import LIMIT, raw_resume, run
+from .test_secret_and_leases import Watched
+
+SID = "0123456789abcdef" * 2
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionStore]:
+    if request.param == "memory":
+        return MemoryStore
+    return lambda: SQLiteStore(tmp_path / "sessions.db")
+
+
+def _record(**changes: object) -> SessionRecord:
+    fields: dict[str, object] = dict(
+        id=SID, generation=0, identity=ANONYMOUS, chosen={}, created=time.time(),
+        expires_at=time.time() + 60, checkpoint=Checkpoint(0, b"c1"), node="a",
+        detached=True,
+    )  # fmt: skip
+    fields.update(changes)
+    return SessionRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_a_resume_goes_on_from_the_checkpoint_recorded_while_it_advanced(
+    new_store: Callable[[], SessionStore],
+) -> None:
+    """Node a records checkpoint c2 (a conditional update at generation 0, as it does
+    before confirming it) between node b's read of the record and its advance: b resumes
+    the client from c2, the record it now holds, and says so (before: from c1, the record
+    it read first, while the store said c2; a third node then restored the client to c2,
+    which it had been told was dropped)."""
+
+    async def main() -> None:
+        store = new_store()
+        restored: list[Checkpoint | None] = []
+
+        async def handler(session: sessionlayer.Session) -> None:
+            restored.append(session.restored)
+            await session.wait_closed()
+
+        watched = Watched(store)
+        b = await sessionlayer.serve(handler, store=watched, node="b")
+        try:
+            await store.put(_record())
+            token = issue(await store.secret(), SID, 0, ANONYMOUS)
+            watched.hold("advance")
+            answer = asyncio.ensure_future(raw_resume(b.port, token))
+            async with asyncio.timeout(LIMIT):
+                await watched.entered["advance"].wait()
+            assert await store.update(SID, checkpoint=Checkpoint(1, b"c2"), if_generation=0,
+                                      if_node="a")  # fmt: skip
+            watched.release("advance")
+            event, welcome = await answer
+            assert isinstance(event, ev.ConnectConfirm) and isinstance(welcome, Welcome)
+            assert welcome.checkpoint == (1, b"c2")
+            record = await store.get(SID)
+            assert record is not None and record.checkpoint == Checkpoint(1, b"c2")
+            assert (record.generation, record.node) == (1, "b")
+            assert restored == [Checkpoint(1, b"c2")]
+        finally:
+            watched.release_all()
+            b.close()
+            await b.wait_closed()
+            await store.close()
+
+    run(main())
