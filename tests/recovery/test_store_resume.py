@@ -6,6 +6,7 @@ holds chosen calls to force a race window."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +14,12 @@ from pathlib import Path
 import pytest
 
 import sessionlayer
-from sessionlayer.agent import Welcome
+from sessionlayer.agent import Rejection, Welcome
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import ANONYMOUS, Checkpoint, issue
 from sessionlayer.stores import MemoryStore, SessionRecord, SessionStore, SQLiteStore
 
-from .helpers import LIMIT, raw_resume, run
+from .helpers import LIMIT, raw_resume, raw_resumed, run
 from .test_secret_and_leases import Watched
 
 SID = "0123456789abcdef" * 2
@@ -84,3 +85,52 @@ def test_a_resume_goes_on_from_the_checkpoint_recorded_while_it_advanced(
             await store.close()
 
     run(main())
+
+
+def test_two_lost_accepts_in_a_row_on_two_nodes_leave_the_clients_token_good(
+    new_store: Callable[[], SessionStore],
+) -> None:
+    """The client has T0; node b resumes the session from the store and its accept (T1) is
+    lost, then node c takes T0 again and its accept (T2) is lost too: node d still takes
+    T0, the token the client was last heard with (before: refused as token_replayed, the
+    record taking only the token just before its own, and the session was lost)."""
+
+    async def main() -> None:
+        store = new_store()
+        servers = [await sessionlayer.serve(_waits, store=store, node=n) for n in "bcd"]
+        b, c, d = servers
+        try:
+            await store.put(_record())
+            t0 = issue(await store.secret(), SID, 0, ANONYMOUS)
+            for node, generation in ((b, 1), (c, 2)):
+                async with raw_resumed(node.port, t0) as (event, welcome):
+                    assert isinstance(event, ev.ConnectConfirm), (event, welcome)
+                record = await store.get(SID)
+                assert record is not None and (record.generation, record.oldest) == (
+                    generation, 0)  # fmt: skip
+            event, welcome = await raw_resume(d.port, t0)
+            assert isinstance(event, ev.ConnectConfirm), (event, welcome)
+            assert isinstance(welcome, Welcome) and welcome.resumed == "checkpoint"
+            record = await store.get(SID)
+            assert record is not None and (record.generation, record.node) == (3, "d")
+            # Once d heard the client, T0 is refused from the store (on a node holding no
+            # copy of the session's).
+            await store.update(SID, heard_at=None, if_generation=3, if_node="d")
+            e = await sessionlayer.serve(_waits, store=store, node="e")
+            servers.append(e)
+            _, rejection = await raw_resume(e.port, t0)
+            assert isinstance(rejection, Rejection), rejection
+            assert rejection.code == "resume:token_replayed"
+        finally:
+            for server in servers:
+                server.close()
+            for server in servers:
+                await server.wait_closed()
+            await store.close()
+
+    run(main())
+
+
+async def _waits(session: sessionlayer.Session) -> None:
+    with contextlib.suppress(sessionlayer.SessionLayerError):
+        await session.wait_closed()

@@ -79,7 +79,7 @@ def test_advance_is_a_compare_and_set(backend: Backend) -> None:
             won = await store.advance(record.id, 3, node="node-b", expires_at=None)
             # (A resume: the token before is taken too, until the node clears it.)
             expected = replace(record, generation=4, node="node-b", expires_at=None,
-                               previous_ok=True)  # fmt: skip
+                               heard_at=3)  # fmt: skip
             assert won == expected
             assert await store.get(record.id) == expected
             # The same token again (a replay, or the loser of a race): nothing changes.
@@ -97,39 +97,69 @@ def test_advance_is_a_compare_and_set(backend: Backend) -> None:
     run(main())
 
 
-def test_the_token_before_is_taken_from_a_resume_until_its_node_clears_it(
+def test_resumes_whose_client_was_not_heard_keep_the_oldest_token_taken(
     backend: Backend,
 ) -> None:
-    """``advance`` sets ``previous_ok``; the node holding the record clears it with a
-    conditional update (a stale node's, or one at another generation, changes nothing); a
-    whole write keeps what it is given; the next resume sets it again."""
+    """Two resumes in a row whose client was never heard (both accepts lost, on two
+    nodes): the second keeps ``heard_at`` where the first set it, so the token the client
+    still has is taken by a third node (before: each advance said only "the token before",
+    and the client's token was refused as replayed)."""
 
     async def main() -> None:
         store = backend.open()
         try:
-            record = make_record(generation=2, previous_ok=True)
+            record = make_record(generation=0)
+            await store.put(record)
+            first = await store.advance(record.id, 0, node="b", expires_at=None)
+            assert first is not None and (first.generation, first.heard_at) == (1, 0)
+            second = await store.advance(record.id, 1, node="c", expires_at=None)
+            assert second is not None and (second.generation, second.heard_at) == (2, 0)
+            assert second.oldest == 0 and await store.get(record.id) == second
+            # The CAS is still on the generation: a second presenter of one token loses.
+            assert await store.advance(record.id, 1, node="d", expires_at=None) is None
+            assert await store.update(record.id, heard_at=None, if_generation=2, if_node="c")
+            third = await store.advance(record.id, 2, node="d", expires_at=None)
+            assert third is not None and (third.generation, third.heard_at) == (3, 2)
+        finally:
+            await store.close()
+
+    run(main())
+
+
+def test_the_token_before_is_taken_from_a_resume_until_its_node_clears_it(
+    backend: Backend,
+) -> None:
+    """``advance`` sets ``heard_at`` (the generation it advanced from); the node holding the
+    record clears it with a conditional update (a stale node's, or one at another
+    generation, changes nothing); a whole write keeps what it is given; the next resume
+    sets it again."""
+
+    async def main() -> None:
+        store = backend.open()
+        try:
+            record = make_record(generation=2, heard_at=1)
             await store.put(record)
             assert await store.get(record.id) == record  # (round trip, set)
-            assert await store.update(record.id, previous_ok=False, if_generation=2,
+            assert await store.update(record.id, heard_at=None, if_generation=2,
                                       if_node="node-a")  # fmt: skip
-            cleared = replace(record, previous_ok=False)
+            cleared = replace(record, heard_at=None)
             assert await store.get(record.id) == cleared
             resumed = await store.advance(record.id, 2, node="node-b", expires_at=None)
             assert resumed == replace(cleared, generation=3, node="node-b", expires_at=None,
-                                      previous_ok=True)  # fmt: skip
+                                      heard_at=2)  # fmt: skip
             # Not the holder, or not at its generation: nothing changes.
-            assert not await store.update(record.id, previous_ok=False, if_generation=3,
+            assert not await store.update(record.id, heard_at=None, if_generation=3,
                                           if_node="node-a")  # fmt: skip
-            assert not await store.update(record.id, previous_ok=False, if_generation=2,
+            assert not await store.update(record.id, heard_at=None, if_generation=2,
                                           if_node="node-b")  # fmt: skip
             assert await store.get(record.id) == resumed
             # The other fields are kept, and it is kept by the others' updates.
             assert await store.update(record.id, detached=True, if_node="node-b")
             assert await store.get(record.id) == replace(resumed, detached=True)
-            assert await store.update(record.id, previous_ok=False, if_generation=3,
+            assert await store.update(record.id, heard_at=None, if_generation=3,
                                       if_node="node-b")  # fmt: skip
             assert await store.get(record.id) == replace(resumed, detached=True,
-                                                         previous_ok=False)  # fmt: skip
+                                                         heard_at=None)  # fmt: skip
             # Another node (the same data) sees it.
             other = backend.open()
             got = await other.get(record.id)
@@ -420,7 +450,7 @@ def test_put_unless_taken_writes_whole_unless_newer_or_held_by_another_node_at_i
             # B's at 3, are older than B's 4.
             newer = replace(moved, expires_at=time.time() + 100.25)
             assert await node_b.put_unless_taken(newer) is None
-            for write in (replace(stale, node=None), replace(moved, generation=3)):
+            for write in (replace(stale, node=None), replace(moved, generation=3, heard_at=None)):
                 assert await node_a.put_unless_taken(write) == newer
             assert await node_a.get(record.id) == newer
             # A stale copy written first (the record swept: A's at 3) gives way to the node

@@ -20,8 +20,9 @@ from sessionlayer.stores.records import decode, encode, from_json, to_json
         make_record(checkpoint=Checkpoint(serial=0, user_data=b"")),
         make_record(checkpoint=Checkpoint(serial=3, user_data=None), created=1.0),
         make_record(created=1727200000.123456789, expires_at=0.1 + 0.2),
-        make_record(previous_ok=True),
-        make_record(previous_ok=True, detached=True, generation=4),
+        make_record(heard_at=0, generation=1),
+        make_record(heard_at=3, detached=True, generation=4),
+        make_record(heard_at=1, generation=4),
     ],
 )
 def test_round_trip(record: SessionRecord) -> None:
@@ -39,17 +40,37 @@ def test_the_encoding_is_plain_json_with_base64_user_data() -> None:
                         "checkpoint", "node", "peer"}  # fmt: skip
 
 
-def test_previous_ok_is_there_only_while_set_and_absent_means_not() -> None:
+def test_heard_at_is_there_only_while_set_and_absent_means_not() -> None:
     """A record an older version wrote (no ``previous_ok`` member) takes only its current
-    token; one with it set says so, and nothing else changes in the encoding."""
+    token; one with ``heard_at`` set says so (with ``previous_ok``, which an older version
+    reads), and nothing else changes in the encoding."""
     record = make_record(generation=3)
     assert "previous_ok" not in json.loads(encode(record))
-    marked = json.loads(encode(replace(record, previous_ok=True)))
-    assert marked.pop("previous_ok") is True
+    assert "heard_at" not in json.loads(encode(record))
+    marked = json.loads(encode(replace(record, heard_at=1)))
+    assert marked.pop("previous_ok") is True and marked.pop("heard_at") == 1
     assert marked == json.loads(encode(record))
-    assert decode(encode(record)).previous_ok is False
+    assert decode(encode(record)).heard_at is None
     with pytest.raises(ValueError, match="previous_ok is not true or false"):
         from_json({**to_json(record), "previous_ok": "yes"})
+
+
+def test_an_older_versions_previous_ok_reads_as_heard_at_the_generation_before() -> None:
+    """``previous_ok`` alone (an older version's record): the token before is taken; an
+    older version that cleared it (``false``) cleared ``heard_at`` with it; ``heard_at``
+    out of its range is not a record."""
+    record = make_record(generation=3)
+    assert from_json({**to_json(record), "previous_ok": True}).heard_at == 2
+    assert from_json({**to_json(record), "previous_ok": True}).oldest == 2
+    assert from_json({**to_json(record), "previous_ok": False, "heard_at": 0}).heard_at is None
+    assert from_json({**to_json(record), "heard_at": 0}).heard_at is None
+    zero = make_record(generation=0)
+    assert from_json({**to_json(zero), "previous_ok": True}).heard_at is None
+    for bad in (3, 4, -1, "1", True, 1.0):
+        with pytest.raises(ValueError, match="heard_at"):
+            from_json({**to_json(record), "previous_ok": True, "heard_at": bad})
+    with pytest.raises(ValueError, match="heard_at"):
+        replace(record, heard_at=3)
 
 
 def test_members_it_does_not_know_are_ignored() -> None:

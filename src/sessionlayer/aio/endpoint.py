@@ -183,6 +183,7 @@ class LinkState:
         "checkpoint",
         "defer_checkpoints",
         "generation",
+        "heard_at",
         "held_data",
         "held_events",
         "identity",
@@ -192,7 +193,6 @@ class LinkState:
         "on_checkpoint",
         "on_lost",
         "on_over",
-        "previous_ok",
         "proposed",
         "reason",
         "resumes",
@@ -237,7 +237,8 @@ class LinkState:
         #: progress: sent again if the peer turns out never to have had it.
         self.activity_data: bytes | None = None
         self.awaiting_resume = False
-        self.previous_ok = False  # (server) the token before the current one is good too...
+        #: (server) Not None: the tokens from this generation on are good too ...
+        self.heard_at: int | None = None
         self.bytes_at_resume = 0  # ... until more than this was read (the client was heard)
 
     def session_over(self) -> None:

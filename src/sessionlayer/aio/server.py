@@ -611,8 +611,8 @@ class Server:
             chosen=dict(protocol.agent.chosen), created=created, expires_at=expires_at,
             checkpoint=checkpoint, node=self.node, peer=peer_text(protocol.peer),
             detached=protocol.detached,
-            previous_ok=link is not None and link.previous_ok
-            and protocol.bytes_in == link.bytes_at_resume,
+            heard_at=link.heard_at if link is not None
+            and protocol.bytes_in == link.bytes_at_resume else None,
         )  # fmt: skip
 
     async def _put_new(self, record: SessionRecord) -> None:
@@ -837,19 +837,20 @@ class Server:
 
     def _heard(self, protocol: Connection) -> None:
         """(With a store) The client was heard on the connection it resumed: the token
-        before is good no more, here or on another node (the record's ``previous_ok``,
+        before is good no more, here or on another node (the record's ``heard_at``,
         cleared while this node holds the record at this generation)."""
         link = protocol.link
-        if link is None or self._links.get(protocol.id) is not protocol or not link.previous_ok:
+        if (link is None or self._links.get(protocol.id) is not protocol
+                or link.heard_at is None):  # fmt: skip
             return
-        link.previous_ok = False
+        link.heard_at = None
         self._in_order(protocol.id, self._forget_previous(protocol, link.generation))
 
     async def _forget_previous(self, protocol: Connection, generation: int) -> None:
-        """The record's ``previous_ok`` cleared; the store did not answer: again at the next
+        """The record's ``heard_at`` cleared; the store did not answer: again at the next
         lease renewal.  (Not held here at ``generation`` any more: nothing to clear; a
         record missing is written whole, without it, by the renewal.)"""
-        done = await self._store_call("update", protocol.id, previous_ok=False,
+        done = await self._store_call("update", protocol.id, heard_at=None,
                                       if_generation=generation, if_node=self.node)  # fmt: skip
         if done is None and self._links.get(protocol.id) is protocol:
             self._heard_unrecorded.add(protocol.id)
@@ -1038,17 +1039,20 @@ class Server:
             self._drop_moved(old, f"a resume token of generation {parse(token)[1]} was"
                                   f" presented; this node's copy is at {link.generation}")
             return False
-        # The token before is still good while the client was not heard on the
-        # connection of its last resume (that accept may never have arrived).
-        previous = link.previous_ok and old.bytes_in == link.bytes_at_resume
+        # The tokens before are still good while the client was not heard on the
+        # connection of its last resume (that accept, and those of the resumes before it
+        # if it was not heard since, may never have arrived).
+        oldest = link.generation
+        if link.heard_at is not None and old.bytes_in == link.bytes_at_resume:
+            oldest = link.heard_at
         gen = verify(self._secrets, token, generation=link.generation,
-                     identity=link.identity, presenter=presenter, previous=previous)
+                     identity=link.identity, presenter=presenter, oldest=oldest)
         if protocol.transport is not None and not protocol.transport.is_closing():
-            self._resume_live(old, protocol, hello, event, gen)
+            self._resume_live(old, protocol, hello, event, gen, oldest)
         return True
 
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
-                     event: ev.ConnectIndication, gen: int) -> None:  # fmt: skip
+                     event: ev.ConnectIndication, gen: int, oldest: int) -> None:  # fmt: skip
         sid = old.id
         link = old.link
         journal = old.journal
@@ -1056,13 +1060,14 @@ class Server:
         if not old.detached:  # the old connection is dead but nobody noticed yet
             old.drop_link("a new connection resumed the session")
         self._detached.pop(sid, None)
-        link.generation = gen + 1
-        link.previous_ok = True
+        # (An older token than the current one: the current one again, never one before.)
+        link.generation = max(gen + 1, link.generation)
+        link.heard_at = min(oldest, link.generation - 1)
         chosen = old.agent.chosen
         old.adopt(protocol)
         link.bytes_at_resume = old.bytes_in
         if self.store is not None:
-            old.watch_heard()  # (then the record's previous_ok is cleared: _heard)
+            old.watch_heard()  # (then the record's heard_at is cleared: _heard)
         cid = event.connection_id
         mine = link.activity
         welcome = Welcome(
@@ -1105,11 +1110,11 @@ class Server:
             if record.expires_at is not None and record.expires_at <= time.time():
                 await store.delete(sid, if_generation=record.generation)
                 raise ResumeRefused(f"session {sid} expired", "expired")
-            # (The token before is taken too while the record says so: the accept of the
-            # last resume, on the node that died, may never have arrived.  Once that node
-            # heard the client on the connection it resumed, it is not.)
+            # (The tokens before are taken too while the record says so: the accepts of the
+            # last resumes, on nodes that died, may never have arrived.  Once the node
+            # holding it heard the client on the connection it resumed, they are not.)
             verify(self._secrets, token, generation=record.generation,
-                   identity=record.identity, previous=record.previous_ok,
+                   identity=record.identity, oldest=record.oldest,
                    presenter=self._presenter(hello, protocol, record.identity))  # fmt: skip
             expires = time.time() + self.options.resume_timeout + self.lease
             new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
@@ -1145,8 +1150,8 @@ class Server:
         link.generation = new.generation
         link.identity = new.identity
         link.checkpoint = checkpoint
-        # The token before stays good, here too, until the client is heard here.
-        link.previous_ok = True
+        # The tokens before stay good, here too, until the client is heard here.
+        link.heard_at = new.heard_at
         link.bytes_at_resume = protocol.bytes_in
         protocol.watch_heard()
         self._links[sid] = protocol

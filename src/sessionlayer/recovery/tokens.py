@@ -112,13 +112,16 @@ def parse(token: str) -> tuple[str, int]:
 
 
 def verify(secret: bytes | Sequence[bytes], token: str, *, generation: int, identity: str,
-           presenter: str, previous: bool = False) -> int:  # fmt: skip
+           presenter: str, previous: bool = False, oldest: int | None = None,
+           ) -> int:  # fmt: skip
     """Check ``token`` against the stored ``generation`` and ``identity`` of its session,
     presented by ``presenter``; raise :class:`ResumeRefused` with the reason if it fails.
     ``secret``: the server's secret, or its secrets (the one it signs with first, then
     the one before, still good for tokens issued with it).  With ``previous`` the token of
     the generation before is good too (the accept that carried the current one may never
-    have arrived).  Returns the token's generation."""
+    have arrived); with ``oldest``, those of every generation from ``oldest`` on (the
+    accepts of several resumes in a row may have been lost).  Returns the token's
+    generation."""
     sid, gen = parse(token)
     mac = token.rsplit(".", 1)[1]
     for key in (secret,) if isinstance(secret, bytes) else secret:
@@ -129,7 +132,9 @@ def verify(secret: bytes | Sequence[bytes], token: str, *, generation: int, iden
                             "token_invalid")  # fmt: skip
     if not hmac.compare_digest(identity, presenter):
         raise ResumeRefused("the resume token belongs to another identity", "wrong_identity")
-    if gen < generation and not (previous and gen == generation - 1):
+    if oldest is None:
+        oldest = generation - 1 if previous else generation
+    if gen < min(oldest, generation):
         raise ResumeRefused("the resume token was used before (each resumes once)",
                             "token_replayed")  # fmt: skip
     if gen > generation:

@@ -62,12 +62,27 @@ class SessionRecord:
     session detached never extends the deadline); :meth:`SessionStore.advance` (a resume)
     makes it False again."""
 
-    previous_ok: bool = False
-    """The token of the generation before is taken too: the accept of the last resume,
-    which carried the current token, may have been lost on the way.  Set by
-    :meth:`SessionStore.advance` (a resume); the node holding the record clears it
-    (:meth:`SessionStore.update`, conditional on its generation and node) once it hears
-    the client on the connection it resumed.  False in records of older versions."""
+    heard_at: int | None = None
+    """The generation the client was last heard at, when it was not heard since the last
+    resume: the tokens from that generation up to the current one are all taken (the
+    accepts of the resumes since, each carrying the next token, may all have been lost on
+    the way, on as many nodes).  None: only the current token is taken (the client was
+    heard at this generation).  :meth:`SessionStore.advance` (a resume) keeps it, or sets
+    it to the generation it advances from; the node holding the record sets it to None
+    (:meth:`SessionStore.update`, conditional on its generation and node) once it hears the
+    client on the connection it resumed.  Records of older versions said only
+    ``previous_ok`` (the token before is taken too): read as the generation before."""
+
+    @property
+    def previous_ok(self) -> bool:
+        """Is a token older than the current one taken (:attr:`heard_at` is set)?"""
+        return self.heard_at is not None
+
+    @property
+    def oldest(self) -> int:
+        """The oldest generation whose token is taken: :attr:`heard_at`, else the current
+        one."""
+        return self.generation if self.heard_at is None else self.heard_at
 
     def __post_init__(self) -> None:
         if not (isinstance(self.id, str) and _ID.fullmatch(self.id)):
@@ -76,6 +91,12 @@ class SessionRecord:
         if at is not None and (isinstance(at, bool) or not isinstance(at, int | float)
                                or not -math.inf < at < math.inf):  # fmt: skip
             raise ValueError(f"expires_at is a finite time or None, not {at!r}")
+        generation, heard = self.generation, self.heard_at
+        if type(generation) is not int or generation < 0:
+            raise ValueError(f"generation is an integer 0 or more, not {generation!r}")
+        if heard is not None and (type(heard) is not int or not 0 <= heard < generation):
+            raise ValueError(f"heard_at is None or a generation below {generation}, not"
+                             f" {heard!r}")  # fmt: skip
 
     def held(self, generation: int | None, node: str | None) -> bool:
         """At ``generation`` and held by ``node`` (each when not None): what a conditional
@@ -86,7 +107,7 @@ class SessionRecord:
 
     def changed(self, expires_at: float | Keep | None, checkpoint: Checkpoint | Keep | None,
                 node: str | Keep | None, detached: bool | Keep,
-                previous_ok: bool | Keep) -> SessionRecord:  # fmt: skip
+                heard_at: int | Keep | None) -> SessionRecord:  # fmt: skip
         """This record with the fields :meth:`SessionStore.update` was given changed."""
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -97,9 +118,16 @@ class SessionRecord:
             changes["node"] = node
         if detached is not KEEP:
             changes["detached"] = detached
-        if previous_ok is not KEEP:
-            changes["previous_ok"] = previous_ok
+        if heard_at is not KEEP:
+            changes["heard_at"] = heard_at
         return replace(self, **changes) if changes else self
+
+    def advanced(self, node: str | None, expires_at: float | None) -> SessionRecord:
+        """This record as :meth:`SessionStore.advance` writes it: the next generation, held
+        by ``node`` until ``expires_at``, attached, and the tokens from :attr:`oldest` on
+        still taken."""
+        return replace(self, generation=self.generation + 1, node=node, expires_at=expires_at,
+                       detached=False, heard_at=self.oldest)  # fmt: skip
 
     def bars(self, record: SessionRecord) -> bool:
         """What :meth:`SessionStore.put_unless_taken` asks of the stored record: does it
@@ -183,9 +211,10 @@ class SessionStore(Protocol):
     ) -> SessionRecord | None:
         """Atomically: if the stored record's generation is ``generation``, store
         ``generation + 1``, ``node`` and ``expires_at``, attached (``detached`` False: a
-        resume) with the token before still taken (``previous_ok`` True, until the node
-        clears it), and return the new record; else (absent, or another resume won, or a
-        replayed token) change nothing and return None."""
+        resume) with the tokens from its :attr:`~SessionRecord.oldest` generation on still
+        taken (``heard_at`` that one, until the node clears it), and return the new record
+        (what was written, checked and changed in one atomic step); else (absent, or
+        another resume won, or a replayed token) change nothing and return None."""
         ...
 
     async def update(
@@ -198,7 +227,7 @@ class SessionStore(Protocol):
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
-        previous_ok: bool | Keep = KEEP,
+        heard_at: int | Keep | None = KEEP,
     ) -> bool:
         """Change the fields given (the others are kept); False if there is no such
         record.  (A server detaching a session sets ``expires_at`` to its deadline and

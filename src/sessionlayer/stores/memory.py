@@ -60,8 +60,7 @@ class MemoryStore:
         record = self._records.get(session_id)
         if record is None or record.generation != generation:
             return None
-        record = replace(record, generation=generation + 1, node=node, expires_at=expires_at,
-                         detached=False, previous_ok=True)  # fmt: skip
+        record = record.advanced(node, expires_at)
         self._records[session_id] = record
         return _copy(record)
 
@@ -75,14 +74,14 @@ class MemoryStore:
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
-        previous_ok: bool | Keep = KEEP,
+        heard_at: int | Keep | None = KEEP,
     ) -> bool:
         self._check()
         record = self._records.get(session_id)
         if record is None or not record.held(if_generation, if_node):
             return False
         self._records[session_id] = record.changed(expires_at, checkpoint, node, detached,
-                                                   previous_ok)  # fmt: skip
+                                                   heard_at)  # fmt: skip
         return True
 
     async def delete(

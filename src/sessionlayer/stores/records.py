@@ -7,10 +7,14 @@ A record is a JSON object with one member per field, user data in base64::
      "checkpoint": {"serial": 3, "user_data": "AQI="}, "node": "a", "peer": "10.0.0.7:5100"}
 
 ``"detached": true`` is there only while the session is detached: an attached record is
-encoded as versions before encoded it, and one without the member is attached.  So is
-``"previous_ok": true``, only while the token before is still taken (after a resume,
-until the client is heard): one without it (an older version's too) takes only its
-current token.
+encoded as versions before encoded it, and one without the member is attached.  So are
+``"previous_ok": true`` and ``"heard_at": <generation>``, only while tokens older than
+the current one are still taken (after a resume, until the client is heard): those from
+``heard_at`` on.  A record without them (an older version's too) takes only its current
+token; one with ``"previous_ok": true`` alone (an older version's) the one before too.
+``previous_ok`` is written with ``heard_at`` so that an older version reading the record
+still takes the token before, and read first: an older version clearing it (its update
+writes ``"previous_ok": false``) clears ``heard_at`` too.
 
 SQLite keeps the whole object as text (:func:`encode`, :func:`decode`); Redis keeps each
 member JSON-encoded in one field of the session's hash (:func:`to_json`,
@@ -28,7 +32,7 @@ from typing import Any
 
 from .base import Checkpoint, SessionRecord
 
-__all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json"]
+__all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json", "heard_to_json"]
 
 
 def checkpoint_to_json(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -54,12 +58,16 @@ def to_json(record: SessionRecord) -> dict[str, Any]:
         "node": record.node,
         "peer": record.peer,
         **_DETACHED[record.detached],
-        **_PREVIOUS_OK[record.previous_ok],
+        **heard_to_json(record.heard_at),
     }
 
 
 _DETACHED: dict[bool, dict[str, Any]] = {False: {}, True: {"detached": True}}
-_PREVIOUS_OK: dict[bool, dict[str, Any]] = {False: {}, True: {"previous_ok": True}}
+
+
+def heard_to_json(heard_at: int | None) -> dict[str, Any]:
+    """The members that say ``heard_at`` (none for None)."""
+    return {} if heard_at is None else {"previous_ok": True, "heard_at": heard_at}
 
 
 def encode(record: SessionRecord) -> str:
@@ -96,10 +104,23 @@ def from_json(obj: Mapping[str, Any]) -> SessionRecord:
             node=_optional_str(obj.get("node"), "node"),
             peer=_optional_str(obj.get("peer"), "peer"),
             detached=_bool(obj.get("detached", False), "detached"),
-            previous_ok=_bool(obj.get("previous_ok", False), "previous_ok"),
+            heard_at=_heard_at(obj),
         )
     except KeyError as exc:
         raise ValueError(f"a session record without {exc.args[0]!r}") from None
+
+
+def _heard_at(obj: Mapping[str, Any]) -> int | None:
+    if not _bool(obj.get("previous_ok", False), "previous_ok"):
+        return None
+    generation = obj["generation"]
+    heard = obj.get("heard_at")
+    if heard is None:  # (an older version's: the token before is taken too)
+        return generation - 1 if generation > 0 else None
+    heard = _int(heard, "heard_at")
+    if not 0 <= heard < generation:
+        raise ValueError(f"heard_at {heard} is not a generation before {generation}")
+    return heard
 
 
 def _checkpoint(value: Any) -> Checkpoint | None:

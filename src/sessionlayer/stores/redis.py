@@ -91,6 +91,36 @@ end
 return written
 """
 
+# KEYS: the session's hash, the detached set.  ARGV: the id; the generation it must hold;
+# the node (JSON); the deadline ("none" or the score); the TTL's end in ms since the epoch;
+# the deadline's field (JSON).  At that generation: the next one, held by the node, attached,
+# the tokens from the oldest one taken so far on still taken (heard_at: the one it had, or
+# the one before for an older version's previous_ok alone, or this generation); returns the
+# hash as it was written.  Else nil.
+_ADVANCE = """
+local key, detached, id = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('HGET', key, 'generation') ~= ARGV[2] then return false end
+local generation = tonumber(ARGV[2])
+local heard = ARGV[2]
+if redis.call('HGET', key, 'previous_ok') == 'true' then
+  heard = redis.call('HGET', key, 'heard_at')
+  if not heard or heard == 'null' then
+    heard = tostring(math.max(generation - 1, 0))
+  end
+end
+redis.call('HSET', key, 'generation', tostring(generation + 1), 'node', ARGV[3],
+  'expires_at', ARGV[6], 'detached', 'false', 'previous_ok', 'true', 'heard_at', heard)
+local written = redis.call('HGETALL', key)
+if ARGV[4] == 'none' then
+  redis.call('ZREM', detached, id)
+  redis.call('PERSIST', key)
+else
+  redis.call('ZADD', detached, ARGV[4], id)
+  redis.call('PEXPIREAT', key, ARGV[5])
+end
+return written
+"""
+
 # KEYS: the session's hash, the detached set.  ARGV: the id; the record's generation and
 # node (JSON); its deadline ("none" or the score); the TTL's end in ms since the epoch; then
 # its field, value pairs.  Unless the stored hash is at a greater generation, or at the same
@@ -231,6 +261,7 @@ class RedisStore:
         self.grace = grace
         self._detached = f"{prefix}detached"
         self._write = self._client.register_script(_WRITE)
+        self._advance = self._client.register_script(_ADVANCE)
         self._put_unless_taken = self._client.register_script(_PUT_UNLESS_TAKEN)
         self._expire = self._client.register_script(_EXPIRE)
         self._delete = self._client.register_script(_DELETE)
@@ -301,10 +332,13 @@ class RedisStore:
     async def advance(
         self, session_id: str, generation: int, *, node: str | None, expires_at: float | None
     ) -> SessionRecord | None:
-        changes = {"generation": generation + 1, "node": node, "expires_at": expires_at,
-                   "detached": False, "previous_ok": True}  # fmt: skip
-        written = await self._run_write(session_id, str(generation), None, expires_at, changes)
-        return None if written is None else self._decode(session_id, written)
+        deadline, ttl_end = self._deadline(expires_at)
+        args = [session_id, str(generation), json.dumps(node), deadline, ttl_end,
+                json.dumps(expires_at)]  # fmt: skip
+        with self._guard():
+            written = await self._advance(keys=[self._key(session_id), self._detached],
+                                          args=args)  # fmt: skip
+        return None if written is None else self._decode(session_id, _pairs(written))
 
     async def update(
         self,
@@ -316,7 +350,7 @@ class RedisStore:
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
-        previous_ok: bool | Keep = KEEP,
+        heard_at: int | Keep | None = KEEP,
     ) -> bool:
         changes: dict[str, Any] = {}
         if expires_at is not KEEP:
@@ -327,8 +361,9 @@ class RedisStore:
             changes["node"] = node
         if detached is not KEEP:
             changes["detached"] = detached
-        if previous_ok is not KEEP:
-            changes["previous_ok"] = previous_ok
+        if heard_at is not KEEP:  # (both members: an older version reads previous_ok)
+            changes.update({"previous_ok": False, "heard_at": None})
+            changes.update(records.heard_to_json(heard_at))
         generation = "" if if_generation is None else str(if_generation)
         written = await self._run_write(session_id, generation, if_node, expires_at, changes)
         return written is not None

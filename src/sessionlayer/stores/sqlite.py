@@ -172,10 +172,7 @@ class SQLiteStore:
                 record = self._read(db, session_id)
                 if record is None or record.generation != generation:
                     return None
-                record = replace(
-                    record, generation=generation + 1, node=node, expires_at=expires_at,
-                    detached=False, previous_ok=True,
-                )  # fmt: skip
+                record = record.advanced(node, expires_at)
                 self._write(db, record)
                 return record
 
@@ -191,14 +188,14 @@ class SQLiteStore:
         if_generation: int | None = None,
         if_node: str | None = None,
         detached: bool | Keep = KEEP,
-        previous_ok: bool | Keep = KEEP,
+        heard_at: int | Keep | None = KEEP,
     ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             with self._transaction(db):
                 record = self._read(db, session_id)
                 if record is None or not record.held(if_generation, if_node):
                     return False
-                self._write(db, record.changed(expires_at, checkpoint, node, detached, previous_ok))
+                self._write(db, record.changed(expires_at, checkpoint, node, detached, heard_at))
                 return True
 
         return await self._call(work)
