@@ -255,9 +255,10 @@ class ResumeRefused(SessionAborted):
     the limit), ``ended`` (the server ended it while its client was away: the message
     says why), ``released`` (it ended in an orderly release whose last answer was lost with
     the connection: the client ends the session as released, it raises nothing),
-    ``no_store`` (the server holds no such session and has no store that
-    could), ``store_unavailable`` (the store did not answer), ``gave_up`` (no server could
-    be reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
+    ``no_store`` (the server holds no such session and has no store that could),
+    ``store_unavailable`` (the store did not answer: a server's refusal saying so is not
+    final, the client tries again until it gives up), ``gave_up`` (no server could be
+    reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
     """
 
     CODES = (

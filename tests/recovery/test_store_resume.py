@@ -10,16 +10,18 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import sessionlayer
 from sessionlayer.agent import Rejection, Welcome
+from sessionlayer.errors import StoreUnavailable
 from sessionlayer.machine import events as ev
-from sessionlayer.recovery import ANONYMOUS, Checkpoint, issue
+from sessionlayer.recovery import ANONYMOUS, Checkpoint, Resumed, issue
 from sessionlayer.stores import MemoryStore, SessionRecord, SessionStore, SQLiteStore
 
-from .helpers import LIMIT, raw_resume, raw_resumed, run
+from .helpers import FAST, LIMIT, next_of, raw_resume, raw_resumed, run
 from .test_secret_and_leases import Watched
 
 SID = "0123456789abcdef" * 2
@@ -134,3 +136,78 @@ def test_two_lost_accepts_in_a_row_on_two_nodes_leave_the_clients_token_good(
 async def _waits(session: sessionlayer.Session) -> None:
     with contextlib.suppress(sessionlayer.SessionLayerError):
         await session.wait_closed()
+
+
+class _Down:
+    """A real store whose ``get`` fails (StoreUnavailable) while ``down``; ``failed`` is
+    set once it failed ``times`` times."""
+
+    def __init__(self, store: SessionStore, times: int) -> None:
+        self.store = store
+        self.name = store.name
+        self.down = True
+        self.failures = 0
+        self.times = times
+        self.failed = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        if self.down:
+            self.failures += 1
+            if self.failures >= self.times:
+                self.failed.set()
+            raise StoreUnavailable(self.name, "down for the test")
+        return await self.store.get(session_id)
+
+
+def test_a_store_that_did_not_answer_for_a_while_does_not_end_the_session() -> None:
+    """Node b's store does not answer the first resume tries (b refuses them as
+    store_unavailable); the client keeps trying, and resumes once it is back (before: the
+    first such refusal was final, and the session ended with give_up far off)."""
+
+    async def main() -> None:
+        store = MemoryStore()
+        down = _Down(store, times=3)
+        watched = Watched(store)
+        a = await sessionlayer.serve(_echo, store=watched, node="a")
+        b = await sessionlayer.serve(_echo, store=down, node="b")
+        try:
+            client = await sessionlayer.connect("127.0.0.1", a.port, options=FAST,
+                                                addresses=[("127.0.0.1", b.port)])  # fmt: skip
+            await client.send(b"one")
+            assert await client.receive() == b"one"
+
+            async def written() -> bool:  # (a's write, in the background)
+                return await store.get(client.id) is not None
+
+            await watched.until(written)
+            a.close(detach=True)
+            await a.wait_closed()
+            async with asyncio.timeout(LIMIT):
+                await down.failed.wait()
+            down.down = False
+            resumed = await next_of(client, Resumed)
+            assert resumed.outcome == "checkpoint"
+            assert b.stats.resume_refused["store_unavailable"] >= 3
+            with pytest.raises(sessionlayer.CheckpointRestored):
+                await client.send(b"two")
+            await client.send(b"two")
+            with pytest.raises(sessionlayer.CheckpointRestored):
+                await client.receive()
+            assert await client.receive() == b"two"
+            await client.release()
+        finally:
+            a.close()
+            b.close()
+            await a.wait_closed()
+            await b.wait_closed()
+
+    run(main())
+
+
+async def _echo(session: sessionlayer.Session) -> None:
+    with contextlib.suppress(sessionlayer.SessionLayerError):
+        async for data in session:
+            await session.send(data)

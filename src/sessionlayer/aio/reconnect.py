@@ -9,7 +9,8 @@ received.  The welcome says how many of ours the server has; the rest is replaye
 (:meth:`SessionAgent.replay`) and the session goes on.  A refusal with a resume code
 (unknown, expired, token ...) ends the session with :class:`ResumeRefused`; so does
 ``Backoff.give_up``.  Anything else (refused connection, timeout, reset during the
-handshake, a busy server) is one failed try.
+handshake, a busy server, a server whose session store did not answer) is one failed
+try.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def _connect(agent: SessionAgent, cid: ConnectionId, hello: Hello, _: object) ->
 
 def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
     """A refused resume: final (ResumeRefused) when the server said why in resume terms,
-    else one failed try (a busy server, say)."""
+    but for ``store_unavailable`` (its store did not answer: it may in a moment); else, and
+    then, one failed try (a busy server, say): the client tries again until ``give_up``."""
     code, text = "", ""
     if is_rejection(event.user_data):
         try:
@@ -223,6 +225,8 @@ def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
             code, text = rejection.code, rejection.message
         except DecodeError:
             pass
+    if code == RESUME_CODE_PREFIX + "store_unavailable":  # (the store may be back soon)
+        return _Busy(f"the server's session store did not answer: {text}")
     if code.startswith(RESUME_CODE_PREFIX):
         return ResumeRefused(f"the server refused to resume the session: {text}",
                              code[len(RESUME_CODE_PREFIX):])  # fmt: skip
