@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -211,3 +213,75 @@ async def _echo(session: sessionlayer.Session) -> None:
     with contextlib.suppress(sessionlayer.SessionLayerError):
         async for data in session:
             await session.send(data)
+
+
+class _Broken:
+    """A real store whose ``get`` has a bug (raises RuntimeError)."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.name = store.name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        raise RuntimeError("a bug of the store's")
+
+
+def test_a_corrupt_record_or_a_failure_in_a_resume_is_not_an_authentication_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record nested too deep (SQLite): the resume is refused as the store's failure,
+    saying the record is corrupt; a store's bug: refused once and for all, logged once with
+    its cause (before: both were logged as "authenticate() failed" with a traceback and
+    refused as "authentication error", which the client took for one failed try, again
+    and again until it gave up).  authenticate() raising is still an authentication
+    error."""
+    path = tmp_path / "sessions.db"
+
+    async def main() -> None:
+        store = SQLiteStore(path)
+        await store.put(_record())
+        token = issue(await store.secret(), SID, 0, ANONYMOUS)
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("UPDATE sessions SET record = ?", ("[" * 100_000 + "]" * 100_000,))
+        db.close()
+
+        def authenticate(request: sessionlayer.ConnectRequest) -> bool:
+            if (request.credentials or {}).get("boom"):
+                raise KeyError("the callback's bug")
+            return True
+
+        servers = [
+            await sessionlayer.serve(_waits, store=store, node="b", authenticate=authenticate),
+            await sessionlayer.serve(_waits, store=_Broken(store), node="c"),
+        ]
+        b, c = servers
+        try:
+            _, rejection = await raw_resume(b.port, token)
+            assert isinstance(rejection, Rejection), rejection
+            assert rejection.code == "resume:store_unavailable"
+            assert f"record {SID} is corrupt" in rejection.message
+            _, rejection = await raw_resume(c.port, token)
+            assert isinstance(rejection, Rejection), rejection
+            assert rejection.code == "resume:refused"
+            assert "server error" in rejection.message
+            assert c.stats.resume_refused == {"refused": 1}
+            _, rejection = await raw_resume(b.port, token, credentials={"boom": "1"})
+            assert isinstance(rejection, Rejection), rejection
+            assert rejection.message == "authentication error"
+            assert not rejection.code.startswith("resume:")
+        finally:
+            for server in servers:
+                server.close()
+            for server in servers:
+                await server.wait_closed()
+            await store.close()
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage().startswith("authenticate() failed") for r in errors] == [
+        False, True]  # fmt: skip
+    assert "RuntimeError: a bug of the store's" in errors[0].getMessage()

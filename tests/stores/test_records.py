@@ -9,7 +9,7 @@ import pytest
 from tests.stores.helpers import make_record
 
 from sessionlayer.stores import Checkpoint, SessionRecord
-from sessionlayer.stores.records import decode, encode, from_json, to_json
+from sessionlayer.stores.records import decode, encode, from_fields, from_json, to_json
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,48 @@ def test_an_older_versions_previous_ok_reads_as_heard_at_the_generation_before()
             from_json({**to_json(record), "previous_ok": True, "heard_at": bad})
     with pytest.raises(ValueError, match="heard_at"):
         replace(record, heard_at=3)
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,
+    '{"chosen": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"id": ' + "1" * 5000 + "}",
+])  # fmt: skip
+def test_anything_that_is_not_a_record_is_a_value_error(text: str) -> None:
+    """(Before: a deep one raised RecursionError, which the stores did not take for a
+    corrupt record, and a server refused the resume as an authentication error.)"""
+    with pytest.raises(ValueError):
+        decode(text)
+    with pytest.raises(ValueError):
+        from_fields({"id": text})
+
+
+@pytest.mark.parametrize("change", [
+    {"checkpoint": {"serial": 1_000_000, "user_data": None}},
+    {"checkpoint": {"serial": -1, "user_data": None}},
+    {"checkpoint": {"serial": 1, "user_data": 5}},
+    {"checkpoint": []},
+    {"generation": 1_000_000_000},
+    {"generation": -1},
+    {"generation": 1.5},
+    {"chosen": {"a": 1}},
+    {"chosen": None},
+    {"created": float("inf")},
+    {"expires_at": "1"},
+    {"id": "X" * 32},
+    {"node": 3},
+])  # fmt: skip
+def test_members_of_the_wrong_type_or_out_of_range_are_a_value_error(
+    change: dict[str, object],
+) -> None:
+    """A serial over 999999 (six digits, ISO 8327) or a generation over what a token
+    spells (nine) is not a record's (before: taken, and the session resumed at a
+    checkpoint its peer could not be told)."""
+    obj = {**to_json(make_record()), **change}
+    with pytest.raises(ValueError):
+        from_json(obj)
+    with pytest.raises(ValueError):
+        decode(json.dumps(obj))
 
 
 def test_members_it_does_not_know_are_ignored() -> None:

@@ -193,6 +193,14 @@ def test_a_corrupt_record_raises_store_unavailable(redis_server: RedisServer) ->
             await raw.hset(f"{prefix}session:{record.id}", "generation", "not json")
             with pytest.raises(StoreUnavailable, match="corrupt"):
                 await store.get(record.id)
+            # Nested too deep (before: RecursionError, not StoreUnavailable); list() skips
+            # it, and lists the others (before: it raised for them all).
+            await raw.hset(f"{prefix}session:{record.id}", "chosen", "[" * 100_000)
+            with pytest.raises(StoreUnavailable, match="corrupt"):
+                await store.get(record.id)
+            good = make_record()
+            await store.put(good)
+            assert await store.list() == [good]
             await raw.set(f"{prefix}secret", "short")
             with pytest.raises(StoreUnavailable, match="32 octets"):
                 await store.secret()

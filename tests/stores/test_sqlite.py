@@ -190,8 +190,7 @@ def test_a_corrupt_record_or_secret_raises_store_unavailable(tmp_path: Path) -> 
         db.close()
         with pytest.raises(StoreUnavailable, match="corrupt"):
             await store.get(record.id)
-        with pytest.raises(StoreUnavailable, match="corrupt"):
-            await store.list()
+        assert await store.list() == []  # (skipped: test_a_corrupt_record_is_skipped...)
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("INSERT INTO meta (key, value) VALUES ('secret', x'00')")
         db.close()
@@ -200,6 +199,45 @@ def test_a_corrupt_record_or_secret_raises_store_unavailable(tmp_path: Path) -> 
         await store.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000 + "]" * 100_000,  # (RecursionError in json)
+    '{"id": 1}',
+    "not json",
+])  # fmt: skip
+def test_a_corrupt_record_is_skipped_by_list_and_renew_and_logged_once(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One record that is not one (nested too deep, the wrong types) does not fail a whole
+    listing or a node's whole renewal (one transaction): it is skipped, with one WARNING
+    however often it is met; ``get`` of it says it is corrupt (before: list() and renew()
+    raised for them all, and a deep one raised RecursionError, not StoreUnavailable)."""
+    path = tmp_path / "sessions.db"
+
+    async def main() -> None:
+        store = SQLiteStore(path)
+        try:
+            good = make_record(node="a", expires_at=1.0)
+            bad = make_record(node="a", expires_at=1.0)
+            await store.put(good)
+            await store.put(bad)
+            db = sqlite3.connect(path, isolation_level=None)
+            db.execute("UPDATE sessions SET record = ? WHERE id = ?", (text, bad.id))
+            db.close()
+            with pytest.raises(StoreUnavailable, match=f"record {bad.id} is corrupt"):
+                await store.get(bad.id)
+            for _ in range(3):
+                assert [r.id for r in await store.list()] == [good.id]
+                assert await store.renew("a", [good.id, bad.id], 2.0) == [good.id]
+            assert await store.get(good.id) == replace(good, expires_at=2.0)
+        finally:
+            await store.close()
+
+    with caplog.at_level(logging.WARNING, logger="sessionlayer.stores"):
+        run(main())
+    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "is corrupt" in skipped[0].getMessage()
 
 
 def test_a_new_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:

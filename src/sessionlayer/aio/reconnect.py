@@ -226,7 +226,7 @@ def _refusal(event: ev.RefuseConfirm) -> SessionLayerError:
         except DecodeError:
             pass
     if code == RESUME_CODE_PREFIX + "store_unavailable":  # (the store may be back soon)
-        return _Busy(f"the server's session store did not answer: {text}")
+        return _Busy(f"the server could not resume the session for now: {text}")
     if code.startswith(RESUME_CODE_PREFIX):
         return ResumeRefused(f"the server refused to resume the session: {text}",
                              code[len(RESUME_CODE_PREFIX):])  # fmt: skip

@@ -971,8 +971,15 @@ class Server:
         elif isinstance(exc, Refuse):  # (authentication: final, the client stops trying)
             self.stats.resume_refused["refused"] += 1
             self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
-        else:
-            self._refuse(protocol, _refusal(protocol, exc))
+        elif isinstance(exc, _AuthenticateFailed | DecodeError):
+            self._refuse(protocol, _refusal(protocol, exc.__cause__ or exc))
+        else:  # a bug (ours, a store's): final, said once, with its cause
+            log.error("resuming a session for %s failed; refusing: %s: %s", protocol.peer,
+                      type(exc).__name__, exc, exc_info=exc)  # fmt: skip
+            self.stats.resume_refused["refused"] += 1
+            self._refuse(protocol, Refuse("the server failed resuming the session (a server"
+                                          " error, in its log)"),
+                         code=RESUME_CODE_PREFIX + "refused")  # fmt: skip
 
     async def _resume_checked(self, protocol: Connection, event: ev.ConnectIndication,
                               hello: Hello) -> None:  # fmt: skip
@@ -981,9 +988,14 @@ class Server:
         sid, _ = parse(token)
         if self._authenticate is not None:
             request = ConnectRequest(protocol.peer, hello, event, _peer_cert(protocol))
-            verdict = self._authenticate(request)
-            if inspect.isawaitable(verdict):
-                verdict = await self._verdict(protocol, verdict)
+            try:
+                verdict = self._authenticate(request)
+                if inspect.isawaitable(verdict):
+                    verdict = await self._verdict(protocol, verdict)
+            except Refuse:
+                raise
+            except Exception as exc:  # (the callback's: "authentication error")
+                raise _AuthenticateFailed() from exc
             if verdict is not True:
                 raise _not_accepted(protocol, verdict)
         if not self._recovery or not self._resumable(hello, event):
@@ -1119,7 +1131,7 @@ class Server:
             expires = time.time() + self.options.resume_timeout + self.lease
             new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
         except StoreUnavailable as exc:
-            raise ResumeRefused(f"the session store did not answer: {exc}",
+            raise ResumeRefused(f"the session store failed: {exc}",
                                 "store_unavailable") from None  # fmt: skip
         if new is None:
             raise ResumeRefused("the resume token was used before (each resumes once)",
@@ -1355,7 +1367,11 @@ def _not_accepted(protocol: Connection, verdict: Any) -> Refuse:
     return Refuse("authentication error")
 
 
-def _refusal(protocol: Connection, exc: Exception) -> Refuse:
+class _AuthenticateFailed(Exception):
+    """(A resume) ``authenticate()`` raised its ``__cause__``."""
+
+
+def _refusal(protocol: Connection, exc: BaseException) -> Refuse:
     """The RF for a connect request whose checks raised ``exc``."""
     if isinstance(exc, Refuse):
         return exc

@@ -27,12 +27,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from .base import Checkpoint, SessionRecord
 
-__all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json", "heard_to_json"]
+__all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json", "heard_to_json",
+           "from_fields", "Skipped"]
 
 
 def checkpoint_to_json(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -75,18 +78,70 @@ def encode(record: SessionRecord) -> str:
 
 
 def decode(text: str | bytes) -> SessionRecord:
-    """The record in ``text``; ValueError if it is not one."""
+    """The record in ``text``; ValueError if it is not one (whatever ``text`` is: nested
+    too deep, members of the wrong types or out of range)."""
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"a session record is a JSON object: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # (JSONDecodeError, UnicodeDecodeError)
+        raise ValueError(f"a session record is a JSON object: {_why(exc)}") from None
     if not isinstance(obj, dict):
         raise ValueError("a session record is a JSON object")
     return from_json(obj)
 
 
+def from_fields(fields: Mapping[Any, Any]) -> SessionRecord:
+    """The record whose members are JSON-encoded one each in ``fields`` (a Redis hash);
+    ValueError if it is not one, as :func:`decode`."""
+    try:
+        obj = {k: json.loads(v) for k, v in fields.items()}
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ValueError(f"a member is not JSON: {_why(exc)}") from None
+    return from_json(obj)
+
+
+class Skipped:
+    """The corrupt records a store's listing or renewal went past: each logged once (a
+    WARNING), at most ``limit`` remembered."""
+
+    def __init__(self, store: str, limit: int = 1024) -> None:
+        self.store = store
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def skip(self, session_id: str, why: object) -> None:
+        if session_id in self.seen:
+            return
+        if len(self.seen) >= self.limit:
+            self.seen.clear()
+        self.seen.add(session_id)
+        logging.getLogger("sessionlayer.stores").warning(
+            "session store %s: %s (skipped; the record is left as it is)", self.store, why)
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+
+
 def from_json(obj: Mapping[str, Any]) -> SessionRecord:
-    """The record a :func:`to_json` dict describes; ValueError if it is not one."""
+    """The record a :func:`to_json` dict describes; ValueError if it is not one (and
+    nothing else, whatever ``obj`` holds)."""
+    try:
+        return _from_json(obj)
+    except ValueError:
+        raise
+    except KeyError as exc:
+        raise ValueError(f"a session record without {exc.args[0]!r}") from None
+    except Exception as exc:  # (any other shape: not a record)
+        raise ValueError(f"not a session record: {type(exc).__name__}: {_why(exc)}") from None
+
+
+#: The largest serial number (ISO 8327: six decimal digits) and generation (a token's
+#: nine) a record may hold.
+_SERIAL_MAX = 999_999
+_GENERATION_MAX = 999_999_999
+
+
+def _from_json(obj: Mapping[str, Any]) -> SessionRecord:
     try:
         chosen = obj["chosen"]
         if not (isinstance(chosen, dict) and all(
@@ -95,7 +150,7 @@ def from_json(obj: Mapping[str, Any]) -> SessionRecord:
             raise ValueError("chosen is not an object of strings")
         return SessionRecord(
             id=_str(obj["id"], "id"),
-            generation=_int(obj["generation"], "generation"),
+            generation=_int(obj["generation"], "generation", _GENERATION_MAX),
             identity=_str(obj["identity"], "identity"),
             chosen=dict(chosen),
             created=_float(obj["created"], "created"),
@@ -136,7 +191,8 @@ def _checkpoint(value: Any) -> Checkpoint | None:
             data = base64.b64decode(data, validate=True)
         except binascii.Error:
             raise ValueError("checkpoint user_data is not base64") from None
-    return Checkpoint(serial=_int(value.get("serial"), "checkpoint serial"), user_data=data)
+    serial = _int(value.get("serial"), "checkpoint serial", _SERIAL_MAX)
+    return Checkpoint(serial=serial, user_data=data)
 
 
 def _str(value: Any, what: str) -> str:
@@ -145,9 +201,11 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
-def _int(value: Any, what: str) -> int:
+def _int(value: Any, what: str, top: int | None = None) -> int:
     if type(value) is not int:
         raise ValueError(f"{what} is not an integer")
+    if top is not None and not 0 <= value <= top:
+        raise ValueError(f"{what} {value} is not from 0 to {top}")
     return value
 
 
@@ -160,6 +218,8 @@ def _bool(value: Any, what: str) -> bool:
 def _float(value: Any, what: str) -> float:
     if type(value) not in (int, float):
         raise ValueError(f"{what} is not a number")
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is not a finite number")
     return float(value)
 
 

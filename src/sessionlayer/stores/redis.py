@@ -225,6 +225,10 @@ end
 return {cur, born or '0', prev or ''}
 """
 
+class _Corrupt(StoreUnavailable):
+    """(What the store raises for a record it cannot read: a StoreUnavailable.)"""
+
+
 #: Ids handed to one run of the expire script.
 _BATCH = 500
 
@@ -271,6 +275,7 @@ class RedisStore:
         self._secrets: tuple[bytes, ...] | None = None
         self._born = ""  # (when the secret was made, as the store says)
         self._closed = False
+        self._skipped = records.Skipped(self.name)
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}session:{session_id}"
@@ -409,7 +414,13 @@ class RedisStore:
                     pipe.hgetall(key)
                 found = await pipe.execute()
         # A hash may have gone (deleted, or its TTL ran out) between the scan and the read.
-        out = [self._decode(k[start:], f) for k, f in zip(keys, found, strict=True) if f]
+        out = []
+        for key, fields in zip(keys, found, strict=True):
+            if fields:
+                try:
+                    out.append(self._decode(key[start:], fields))
+                except _Corrupt as exc:  # (one record does not hide the others)
+                    self._skipped.skip(key[start:], exc.why)
         return sorted(out, key=lambda r: (r.created, r.id))
 
     async def expire(self, now: float) -> builtins.list[str]:
@@ -468,9 +479,9 @@ class RedisStore:
 
     def _decode(self, session_id: str, fields: Mapping[Any, Any]) -> SessionRecord:
         try:
-            return records.from_json({k: json.loads(v) for k, v in fields.items()})
-        except ValueError as exc:  # json.JSONDecodeError is one
-            raise StoreUnavailable(self.name, f"record {session_id} is corrupt: {exc}") from None
+            return records.from_fields(fields)
+        except ValueError as exc:  # (whatever the hash holds)
+            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}") from None
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

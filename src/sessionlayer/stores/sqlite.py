@@ -56,6 +56,10 @@ _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 T = TypeVar("T")
 
 
+class _Corrupt(StoreUnavailable):
+    """(What the store raises for a record it cannot read: a StoreUnavailable.)"""
+
+
 class SQLiteStore:
     """Records in the SQLite file at ``path`` (created with its tables if absent).
 
@@ -80,6 +84,7 @@ class SQLiteStore:
         self._secret: bytes | None = None
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._skipped = records.Skipped(self.name)
         self._create_private()
         with self._guard():
             # timeout= is SQLite's busy timeout: how long a statement waits for a lock
@@ -225,7 +230,11 @@ class SQLiteStore:
             renewed = []
             with self._transaction(db):  # (one transaction for them all)
                 for session_id in ids:
-                    record = self._read(db, session_id)
+                    try:
+                        record = self._read(db, session_id)
+                    except _Corrupt as exc:  # (the others are renewed all the same)
+                        self._skipped.skip(session_id, exc.why)
+                        continue
                     if record is not None and record.renewable(node):
                         self._write(db, replace(record, expires_at=expires_at))
                         renewed.append(session_id)
@@ -236,7 +245,12 @@ class SQLiteStore:
     async def list(self) -> builtins.list[SessionRecord]:
         def work(db: sqlite3.Connection) -> builtins.list[SessionRecord]:
             rows = db.execute("SELECT id, record FROM sessions").fetchall()
-            found = [self._decode(session_id, text) for session_id, text in rows]
+            found = []
+            for session_id, text in rows:
+                try:
+                    found.append(self._decode(session_id, text))
+                except _Corrupt as exc:  # (one record does not hide the others)
+                    self._skipped.skip(session_id, exc.why)
             return sorted(found, key=lambda r: (r.created, r.id))
 
         return await self._call(work)
@@ -350,11 +364,13 @@ class SQLiteStore:
         row = db.execute("SELECT record FROM sessions WHERE id = ?", (session_id,)).fetchone()
         return None if row is None else self._decode(session_id, row[0])
 
-    def _decode(self, session_id: str, text: str) -> SessionRecord:
+    def _decode(self, session_id: str, text: object) -> SessionRecord:
         try:
+            if not isinstance(text, str | bytes):
+                raise ValueError(f"a record is text, not {type(text).__name__}")
             return records.decode(text)
         except ValueError as exc:
-            raise StoreUnavailable(self.name, f"record {session_id} is corrupt: {exc}") from None
+            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}") from None
 
     @staticmethod
     def _write(db: sqlite3.Connection, record: SessionRecord) -> None:
