@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -14,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.stores.helpers import TIMEOUT, make_record, run
@@ -276,3 +278,56 @@ def test_a_file_others_may_read_is_warned_of(tmp_path: Path, mode: int, warned: 
     assert said == ([f"session store {path} can be read by other users (mode 0644): it holds"
                      " the secret that signs resume tokens; chmod 600 it"] if warned else [])
     assert stat.S_IMODE(path.stat().st_mode) == mode  # (its mode is its owner's choice)
+
+
+def _open_at_once(path: str, barrier: Any, results: Any) -> None:
+    """(A child process) Open ``path`` when every child is ready; put what happened."""
+    try:
+        barrier.wait(TIMEOUT)
+        store = SQLiteStore(path)
+        secret = asyncio.run(store.secret())
+        asyncio.run(store.close())
+        results.put(("ok", secret.hex()))
+    except BaseException as exc:  # (whatever it is, the parent says it)
+        results.put(("fail", f"{type(exc).__name__}: {exc}"))
+
+
+def test_processes_opening_one_new_file_at_once_all_open_it(tmp_path: Path) -> None:
+    """Four processes open one file that does not exist yet, at the same moment, over
+    bounded trials: every one opens it and they share one secret (before: now and then
+    one failed at once with "database is locked", its change to WAL mode answered
+    SQLITE_BUSY without the busy handler while another process set the file up)."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(25):
+        path = str(tmp_path / f"{trial}.db")
+        barrier = context.Barrier(4)
+        results = context.Queue()
+        children = [context.Process(target=_open_at_once, args=(path, barrier, results))
+                    for _ in range(4)]  # fmt: skip
+        for child in children:
+            child.start()
+        got = [results.get(timeout=TIMEOUT * 4) for _ in children]
+        for child in children:
+            child.join(TIMEOUT)
+        assert all(kind == "ok" for kind, _ in got), (trial, got)
+        assert len({secret for _, secret in got}) == 1, (trial, got)
+
+
+def test_a_file_set_up_by_another_past_the_timeout_says_how_long_it_waited(
+    tmp_path: Path,
+) -> None:
+    """A new file another connection holds locked while it is being set up: the open tries
+    again until its timeout, then says how long it waited (its own time, not a call's)."""
+    path = tmp_path / "sessions.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"held it 0\.[2-9]\d*s after the call"):
+            SQLiteStore(path, timeout=0.25)
+        assert time.monotonic() - started >= 0.25
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    store = SQLiteStore(path)
+    run(store.close())

@@ -52,6 +52,11 @@ _SCHEMA = [
 ]
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_PAUSE = 0.005  #: seconds between two tries to set a file up while another process does
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY
 
 T = TypeVar("T")
 
@@ -69,7 +74,8 @@ class SQLiteStore:
     cannot be opened or was written by a newer schema.
 
     Opening runs on the calling thread (it is not a coroutine): it waits for another
-    process's lock only to create the tables of a new file.  Every other call runs on the
+    process (up to ``timeout`` from the call, trying again while that one sets the file
+    up) only to set up a new file: WAL mode and the tables.  Every other call runs on the
     store's worker thread, which :meth:`close` ends.
     """
 
@@ -86,7 +92,8 @@ class SQLiteStore:
         self._closed = False
         self._skipped = records.Skipped(self.name)
         self._create_private()
-        with self._guard():
+        started = time.monotonic()
+        with self._guard(started):
             # timeout= is SQLite's busy timeout: how long a statement waits for a lock
             # (each call sets it to what is left of its own timeout).  The connection is
             # made here and then used by the worker thread only, one call at a time.
@@ -94,9 +101,7 @@ class SQLiteStore:
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute(f"PRAGMA synchronous = {synchronous}")
-                self._create(self._db)
+                self._set_up(self._db, synchronous, started + timeout)
             except BaseException:
                 self._db.close()
                 self._db = None
@@ -126,6 +131,24 @@ class SQLiteStore:
         except OSError as exc:
             raise StoreUnavailable(self.name, os.strerror(exc.errno or 0)) from None
         os.close(fd)
+
+    def _set_up(self, db: sqlite3.Connection, synchronous: str, deadline: float) -> None:
+        """WAL mode and the tables, tried again while another connection is busy with the
+        file (until ``deadline``): a process opening a new file at the same time as this
+        one may be setting it up, and SQLite answers a change of journal mode then with
+        SQLITE_BUSY at once, without its busy handler."""
+        while True:
+            left = deadline - time.monotonic()
+            db.execute(f"PRAGMA busy_timeout = {max(1, round(left * 1000))}")
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA synchronous = {synchronous}")
+                self._create(db)
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + _PAUSE >= deadline:
+                    raise
+            time.sleep(_PAUSE)  # (what SQLite's own busy handler would have waited)
 
     def _create(self, db: sqlite3.Connection) -> None:
         # A read first (WAL: not blocked by another process's write lock); the write lock
@@ -323,15 +346,17 @@ class SQLiteStore:
         return self._db
 
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, started: float | None = None) -> Iterator[None]:
         """SQLite's errors (locked past the timeout, I/O, a corrupt file) as
-        StoreUnavailable."""
+        StoreUnavailable; one locked says how long was waited (from ``started``, if
+        given, else the timeout, what a call waits)."""
         try:
             yield
         except sqlite3.Error as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
-                reason = f"{reason}: another connection held it {self._timeout:g}s after the call"
+            if _is_busy(exc):
+                waited = self._timeout if started is None else time.monotonic() - started
+                reason = f"{reason}: another connection held it {waited:.3g}s after the call"
             raise StoreUnavailable(self.name, reason) from exc
 
     @contextlib.contextmanager
