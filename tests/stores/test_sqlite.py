@@ -331,3 +331,29 @@ def test_a_file_set_up_by_another_past_the_timeout_says_how_long_it_waited(
         holder.close()
     store = SQLiteStore(path)
     run(store.close())
+
+
+@pytest.mark.parametrize("form", ["file:{}", "file://{}", "file://localhost{}?cache=shared",
+                                  "file:{}?mode=rwc"])  # fmt: skip
+def test_a_new_file_named_by_a_file_uri_is_readable_by_its_owner_only(
+    tmp_path: Path, form: str
+) -> None:
+    """A ``file:`` URI (``sqlite:file:...``) names the same file as a plain path, percent
+    escapes decoded: it is created 0600 too (before: left to SQLite, 0644 with umask
+    022, the server secret readable by every local user)."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "my sessions.db"
+        store = SQLiteStore(form.format(str(path).replace(" ", "%20")))
+        try:
+            run(store.secret())
+            run(store.put(make_record()))
+        finally:
+            run(store.close())
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "my sessions.db"
+    for file in tmp_path.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+    with pytest.raises(StoreUnavailable, match="local file"):
+        SQLiteStore(f"file://elsewhere{path}")

@@ -30,6 +30,7 @@ import os
 import secrets
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -115,13 +116,16 @@ class SQLiteStore:
         holds the server secret, the key of every resume token.  SQLite makes its -wal and
         -shm files with the main file's mode.  A file that exists keeps its mode (its owner
         chose it), but one that other users may read is a WARNING: they can forge tokens."""
-        if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
+        path, create = self._file()
+        if path is None:
             return
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if not create:
+                raise FileExistsError  # (mode=ro or rw: SQLite creates nothing)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             with contextlib.suppress(OSError):
-                mode = os.stat(self.path).st_mode
+                mode = os.stat(path).st_mode
                 if mode & 0o044:
                     logging.getLogger("sessionlayer.stores").warning(
                         "session store %s can be read by other users (mode %04o): it holds"
@@ -149,6 +153,25 @@ class SQLiteStore:
                 if not _is_busy(exc) or time.monotonic() + _PAUSE >= deadline:
                     raise
             time.sleep(_PAUSE)  # (what SQLite's own busy handler would have waited)
+
+    def _file(self) -> tuple[str | None, bool]:
+        """The file SQLite opens at ``path`` (None: none, a database in memory) and whether
+        it may create it.  A ``file:`` URI names its file in its path (percent-decoded),
+        created unless its ``mode`` is ``ro`` or ``rw``; one naming another host is
+        refused (SQLite refuses it too)."""
+        if self.path in ("", ":memory:"):
+            return None, False
+        if not self.path.startswith("file:"):
+            return self.path, True
+        uri = urllib.parse.urlsplit(self.path)
+        mode = urllib.parse.parse_qs(uri.query).get("mode", ["rwc"])[-1]
+        path = urllib.parse.unquote(uri.path)
+        if uri.netloc not in ("", "localhost"):
+            raise StoreUnavailable(self.name, f"a file: URI names a local file, not one on"
+                                              f" {uri.netloc!r}")  # fmt: skip
+        if mode == "memory" or path in ("", ":memory:"):
+            return None, False
+        return path, mode == "rwc"
 
     def _create(self, db: sqlite3.Connection) -> None:
         # A read first (WAL: not blocked by another process's write lock); the write lock
