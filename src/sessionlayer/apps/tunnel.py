@@ -859,7 +859,7 @@ class TunnelService:
             raise Refuse(str(exc)) from None
         found = self._allowed.get((host.lower(), port))
         if found is None:
-            raise Refuse(f"{target} is not an allowed tunnel target")
+            raise Refuse(f"{target!r} is not an allowed tunnel target")
         return found
 
     async def handle(self, session: Session) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from . import debugging
+from . import debugging, printable
 
 __all__ = ["ShortExceptions", "client_logging", "setup_logging"]
 
@@ -38,7 +38,7 @@ class _TextFormatter(logging.Formatter):
         line = f"{stamp} {record.levelname.lower()}: {record.getMessage()}"
         if record.exc_info:
             line += f" ({self.formatException(record.exc_info).splitlines()[-1]})"
-        return line
+        return printable(line)  # (a peer's text: no second line, no terminal escape)
 
 
 def setup_logging(fmt: str, stream: TextIO | None = None, level: int = logging.INFO) -> None:
