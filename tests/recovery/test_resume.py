@@ -773,3 +773,31 @@ def test_checkpoints_while_data_flows_both_ways(every: int) -> None:
             await echo_with_checkpoints(server.port, every, served)
 
     run(main())
+
+
+def test_the_servers_octet_count_takes_in_the_resumes_connect() -> None:
+    """A resume's CR and CN count in the session's octets in (sessionlayer_bytes_total):
+    before, they stayed counted on the connection the session took over, and were lost."""
+
+    async def main() -> None:
+        served: asyncio.Queue[sessionlayer.Session] = asyncio.Queue()
+
+        async def handler(session: sessionlayer.Session) -> None:
+            await served.put(session)
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler, options=FAST) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port, options=FAST)
+            peer = await asyncio.wait_for(served.get(), LIMIT)
+            await client.send(b"x")
+            assert await client.receive() == b"x"
+            before = peer.info().bytes_in
+            cut(client)
+            await next_of(client, Resumed)
+            await next_of(peer, Resumed)
+            # (nothing sent since: what came in is the resume's CR and CN, 100 octets or so)
+            assert peer.info().bytes_in - before >= 50, (before, peer.info().bytes_in)
+            await client.release()
+
+    run(main())

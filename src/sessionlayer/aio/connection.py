@@ -1881,6 +1881,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """(Server) ``other`` is the new transport connection this detached session resumes
         on (its CN was just taken): its transport and agent are this session's from now."""
         transport = other.hand_over()
+        self.bytes_in += other.bytes_in  # (its CR and CN: on TCP, for this session)
+        self.bytes_out += other.bytes_out
         self.drop_held()  # (an earlier try's, never counted: the client sends it again)
         self._new_link()
         _carry(self.agent, other.agent)
