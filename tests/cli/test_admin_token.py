@@ -36,10 +36,10 @@ def status(port: int, *extra: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def get(port: int, path: str, token: str | None) -> int:
+def get(port: int, path: str, token: str | None, scheme: str = "Bearer") -> int:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
     if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Authorization", f"{scheme} {token}")
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
             return int(answer.status)
@@ -53,6 +53,8 @@ def check_endpoint(port: int, tmp_path: Path) -> None:
     for path in ("/sessions", "/metrics"):
         assert get(port, path, None) == get(port, path, "x" * 20) == 401
         assert get(port, path, TOKEN) == 200
+        assert get(port, path, TOKEN, "bearer") == 200  # (RFC 7235: the scheme in any case)
+        assert get(port, path, TOKEN, "Basic") == 401
     code, out, err = status(port)
     assert code == 1 and "asks for a token: --admin-token FILE" in err, err
     assert json.loads(out)["exit"] == 1

@@ -274,6 +274,8 @@ def _answering(answer: bytes) -> tuple[socket.socket, threading.Thread]:
     # (it was "not HTTP (IncompleteRead(2 bytes read, 3 more expected))")
     (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n[]",
      "cut short (2 octets of its answer came)"),
+    # (it was exit 70, "internal error: RecursionError")
+    (b"HTTP/1.0 200 OK\r\n\r\n" + b"[" * 200_000 + b"]" * 200_000, "nested too deep"),
 ])  # fmt: skip
 def test_status_of_a_server_that_is_not_an_admin_endpoint_says_so(answer: bytes,
                                                                    said: str) -> None:  # fmt: skip

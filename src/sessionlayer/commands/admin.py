@@ -151,12 +151,13 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
     async def sessions(_: web.Request) -> web.Response:
         return web.json_response(sessions_doc())
 
-    expected = None if token is None else f"Bearer {token}".encode()
+    expected = None if token is None else token.encode()
 
     @web.middleware
     async def bearer(request: web.Request, handler: Any) -> Any:
-        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
-        if expected is not None and not hmac.compare_digest(given, expected):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if expected is not None and not (scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode("utf-8", "replace"), expected)):  # (RFC 7235: any case)
             return web.Response(status=401, text="a bearer token is needed\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="sessionlayer"'})
         return await handler(request)

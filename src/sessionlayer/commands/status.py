@@ -38,13 +38,23 @@ def add(sub: Any) -> None:
                    " endpoint's bearer token (serve/relay --admin-token)")  # fmt: skip
 
 
+#: The largest answer to GET /sessions read (about 4 KiB per session: 16,000 sessions).
+MAX_ANSWER = 64 << 20
+
+
 def fetch(url: str, token: str | None = None) -> Any:
     request = urllib.request.Request(url.rstrip("/") + "/sessions")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=5) as answer:
-            data = json.loads(answer.read())
+            length = answer.length  # (Content-Length: read() then checks it came whole)
+            if length is not None and length > MAX_ANSWER:
+                raise ValueError(f"over {MAX_ANSWER >> 20} MiB")
+            raw = answer.read() if length is not None else answer.read(MAX_ANSWER + 1)
+            if len(raw) > MAX_ANSWER:
+                raise ValueError(f"over {MAX_ANSWER >> 20} MiB")
+            data = json.loads(raw)
     except urllib.error.HTTPError as exc:
         if exc.code == 401 and "bearer" in exc.headers.get("WWW-Authenticate", "").lower():
             raise CommandError(f"the admin endpoint {url} refused the token of --admin-token"
@@ -68,8 +78,9 @@ def fetch(url: str, token: str | None = None) -> Any:
     except http.client.HTTPException as exc:  # (what it sent, repr'd: control characters)
         raise CommandError(f"bad answer from the admin endpoint {url}: not HTTP"
                            f" ({type(exc).__name__}: {printable(str(exc))[:80]})") from None
-    except ValueError as exc:
-        raise CommandError(f"bad answer from the admin endpoint {url}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # (JSON nested too deep: RecursionError)
+        why = "nested too deep" if isinstance(exc, RecursionError) else printable(str(exc))[:80]
+        raise CommandError(f"bad answer from the admin endpoint {url}: {why}") from None
     try:  # (the answer's shape, before anything is shown of it)
         _table(data)
     except (AttributeError, TypeError, KeyError, ValueError, IndexError):
