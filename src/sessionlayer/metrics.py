@@ -41,9 +41,12 @@ class ServerCollector:
         gauge = GaugeMetricFamily(
             "sessionlayer_sessions", "Live sessions by X.225 state", labels=["state"]
         )
+        by_state.setdefault("STA713", 0)  # (the series stays, at 0, when none is live)
         for state, count in sorted(by_state.items()):
             gauge.add_metric([state], count)
         yield gauge
+        yield GaugeMetricFamily("sessionlayer_sessions_live", "Live sessions, in all",
+                                value=len(live))  # fmt: skip
         yield CounterMetricFamily(
             "sessionlayer_sessions_accepted", "Sessions accepted", value=stats.accepted
         )

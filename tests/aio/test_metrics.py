@@ -25,12 +25,16 @@ def test_metrics_count_sessions_refusals_and_bytes() -> None:
             assert await session.receive() == b"ping"
             live = generate_latest(registry).decode()
             assert "sessionlayer_sessions{state=" in live
+            assert "sessionlayer_sessions_live 1.0" in live
             assert "sessionlayer_messages_total{direction=\"in\"} 1.0" in live
             await session.release()
             with pytest.raises(sessionlayer.ConnectRefused):
                 await sessionlayer.connect("127.0.0.1", server.port, offers={"codec": ["xml"]})
         # Leaving the block waited for every handler: the totals are final.
         text = generate_latest(registry).decode()
+        # (the gauge goes back to 0: before, it vanished, and a sum of it was no data)
+        assert 'sessionlayer_sessions{state="STA713"} 0.0' in text
+        assert "sessionlayer_sessions_live 0.0" in text
         assert "sessionlayer_sessions_accepted_total 1.0" in text
         assert 'sessionlayer_sessions_refused_total{reason="user_data"} 1.0' in text
         assert 'sessionlayer_sessions_ended_total{outcome="released"} 1.0' in text
