@@ -6,6 +6,7 @@ FILE}`` sends), else 401."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import logging
@@ -165,17 +166,110 @@ async def _serve(sessions_doc: Callable[[], Any], collector: Callable[[Any], Non
     app = web.Application(middlewares=[bearer])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/sessions", sessions)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    factory = runner.server
+    assert factory is not None
+    guarded = _Guarded(factory)
     try:
-        await site.start()
+        listener = await asyncio.get_running_loop().create_server(guarded.protocol, host, port)
     except OSError as exc:
         await runner.cleanup()
         where = host_port(host, port)
         raise CommandError(f"cannot serve --admin on {where}: {unreachable(exc)}") from None
+    admin = _Admin(runner, listener, guarded)
     if token is None and not is_loopback(host):
         logging.getLogger("sessionlayer").warning(
             "--admin %s has no --admin-token: whoever reaches it sees every session",
             host_port(host, port))  # fmt: skip
-    return runner
+    return admin
+
+
+#: Connections to the admin endpoint at once: past it, a new one is closed at once (it
+#: holds a descriptor the session listener needs).
+MAX_CONNECTIONS = 64
+#: The longest an admin connection lives, whatever it does (a slow client sending one
+#: header line every few seconds included); a scraper connects again.
+LIFETIME = 30.0
+#: Idle time between two requests on one connection (aiohttp's keep-alive).
+KEEPALIVE = 5.0
+
+
+class _Admin:
+    """What ``_serve`` returns: ``addresses`` and ``cleanup()``, as aiohttp's runner had."""
+
+    def __init__(self, runner: Any, listener: asyncio.Server, guarded: _Guarded) -> None:
+        self.runner, self.listener, self.guarded = runner, listener, guarded
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [sock.getsockname() for sock in self.listener.sockets]
+
+    async def cleanup(self) -> None:
+        self.listener.close()
+        for transport in list(self.guarded.open):
+            transport.abort()
+        await self.runner.cleanup()
+
+
+class _Guarded:
+    """aiohttp's protocol factory behind two bounds: ``MAX_CONNECTIONS`` at once, and
+    ``LIFETIME`` per connection (aiohttp itself has no deadline for a request's head)."""
+
+    def __init__(self, factory: Callable[[], Any], max_connections: int = MAX_CONNECTIONS,
+                 lifetime: float = LIFETIME) -> None:  # fmt: skip
+        self.factory = factory
+        self.max_connections = max_connections
+        self.lifetime = lifetime
+        self.open: set[asyncio.Transport] = set()
+        self.refused = 0  #: connections closed at once: too many open
+
+    def protocol(self) -> asyncio.Protocol:
+        return _GuardedProtocol(self, self.factory())
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """One admin connection: aiohttp's handler inside, our limits around it."""
+
+    def __init__(self, guard: _Guarded, inner: Any) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # (a TCP server's)
+        guard = self.guard
+        if len(guard.open) >= guard.max_connections:
+            guard.refused += 1
+            transport.abort()
+            return
+        self.transport = transport
+        guard.open.add(transport)
+        self.timer = asyncio.get_running_loop().call_later(guard.lifetime, transport.abort)
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.transport is not None:
+            return bool(self.inner.eof_received())
+        return None
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return
+        self.guard.open.discard(self.transport)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.inner.connection_lost(exc)

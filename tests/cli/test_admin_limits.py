@@ -1,0 +1,75 @@
+"""The admin endpoint's own bounds: at most MAX_CONNECTIONS connections at once (past it a
+new one is closed at once) and LIFETIME per connection.  Before there were none: 371 idle
+connections took every descriptor of a server run with 256, its session port stopped
+answering, and a client sending one header line every 5 s stayed for good."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import sessionlayer
+from sessionlayer.commands import admin
+
+
+def idle_connections(port: int, n: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(n)]
+
+
+def closed_by_the_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def get_metrics(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_connections_are_bounded_in_number_and_in_time() -> None:
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler) as server:
+            endpoint = await admin.start_admin(server, "127.0.0.1", 0, lambda _: None)
+            try:
+                port = endpoint.addresses[0][1]
+                endpoint.guarded.lifetime = 1.0
+
+                def check() -> None:
+                    socks = idle_connections(port, admin.MAX_CONNECTIONS)
+                    try:
+                        (extra,) = idle_connections(port, 1)
+                        assert closed_by_the_server(extra, 5)  # one too many: at once
+                        extra.close()
+                        started = time.monotonic()
+                        # the idle ones end at their lifetime (a slow client's too)
+                        socks[0].sendall(b"GET /metrics HTTP/1.1\r\n")
+                        assert all(closed_by_the_server(s, 10) for s in socks)
+                        assert time.monotonic() - started < 10
+                    finally:
+                        for sock in socks:
+                            sock.close()
+
+                await asyncio.to_thread(check)
+                assert endpoint.guarded.refused == 1
+                endpoint.guarded.lifetime = 30.0
+                answer = await asyncio.to_thread(get_metrics, port)
+                assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200")
+                assert b"sessionlayer_sessions_live" in answer
+            finally:
+                await endpoint.cleanup()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
