@@ -73,3 +73,61 @@ def test_connections_are_bounded_in_number_and_in_time() -> None:
                 await endpoint.cleanup()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_live_status_stopped_by_sigterm_shows_the_cursor_again() -> None:
+    """Live ``status`` on a terminal, SIGTERM: exit 143 and the cursor shown again (before:
+    no line, and the terminal was left with its cursor hidden)."""
+    import os
+    import pty
+    import selectors
+    import signal
+    import subprocess
+    import sys
+
+    async def main() -> None:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for _ in session:
+                pass
+
+        async with await sessionlayer.serve(handler) as server:
+            endpoint = await admin.start_admin(server, "127.0.0.1", 0, lambda _: None)
+            try:
+                port = endpoint.addresses[0][1]
+                await asyncio.to_thread(run_status, port)
+            finally:
+                await endpoint.cleanup()
+
+    def run_status(port: int) -> None:
+        primary, secondary = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "sessionlayer", "status",
+                                 f"127.0.0.1:{port}"], stdin=secondary, stdout=secondary,
+                                stderr=secondary)  # fmt: skip
+        os.close(secondary)
+        seen = b""
+        try:
+            with selectors.DefaultSelector() as sel:
+                sel.register(primary, selectors.EVENT_READ)
+                deadline = time.monotonic() + 20
+                while b"\x1b[?25l" not in seen and time.monotonic() < deadline:
+                    if sel.select(1):
+                        seen += os.read(primary, 65536)
+                assert b"\x1b[?25l" in seen, seen  # the live view hid the cursor
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(20) == 143
+                while sel.select(0.5):
+                    try:
+                        chunk = os.read(primary, 65536)
+                    except OSError:  # (EIO: the other side is closed)
+                        break
+                    if not chunk:
+                        break
+                    seen += chunk
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(primary)
+        assert seen.rfind(b"\x1b[?25h") > seen.rfind(b"\x1b[?25l"), seen[-300:]
+        assert b"terminated" in seen and b"Traceback" not in seen
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import signal
 import time
 import urllib.error
 import urllib.parse
@@ -15,7 +16,15 @@ import urllib.request
 from typing import Any, TextIO
 
 from ..aio.sockets import host_port, unreachable
-from . import AddressError, CommandError, UsageMistake, parse_address, printable, token_file
+from . import (
+    AddressError,
+    CommandError,
+    Terminated,
+    UsageMistake,
+    parse_address,
+    printable,
+    token_file,
+)
 
 __all__ = ["add", "run", "fetch"]
 
@@ -202,7 +211,14 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     from rich.live import Live
 
-    with Live(_table(fetch(url, token)), console=console, refresh_per_second=2) as live:
-        while True:  # (until Ctrl-C: the CLI reports "interrupted")
-            time.sleep(1.0)
-            live.update(_table(fetch(url, token)))
+    def terminated(signum: int, frame: Any) -> None:  # (raised in the Live block: the
+        raise Terminated("terminated (SIGTERM)")  # cursor it hid is shown again)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        with Live(_table(fetch(url, token)), console=console, refresh_per_second=2) as live:
+            while True:  # (until Ctrl-C: the CLI reports "interrupted")
+                time.sleep(1.0)
+                live.update(_table(fetch(url, token)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
