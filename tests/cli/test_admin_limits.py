@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from typing import Any
 
 import sessionlayer
 from sessionlayer.commands import admin
@@ -131,3 +132,31 @@ def test_live_status_stopped_by_sigterm_shows_the_cursor_again() -> None:
         assert b"terminated" in seen and b"Traceback" not in seen
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_narrow_terminal_folds_the_table_never_cuts_a_number() -> None:
+    """At 60 columns the octet counts showed as "1…" and "2…" (read as other numbers)."""
+    import io
+
+    from rich.console import Console
+
+    from sessionlayer.commands import status
+
+    async def main() -> Any:
+        async def handler(session: sessionlayer.Session) -> None:
+            async for data in session:
+                await session.send(data)
+
+        async with await sessionlayer.serve(handler) as server:
+            client = await sessionlayer.connect("127.0.0.1", server.port)
+            await client.send(b"x" * 1000)
+            await client.receive()
+            doc = admin.sessions_json(server, lambda _: None)
+            await client.release()
+            return doc
+
+    doc = asyncio.run(asyncio.wait_for(main(), 30))
+    out = io.StringIO()
+    Console(file=out, width=60).print(status._table(doc))
+    text = out.getvalue()
+    assert "…" not in text, text

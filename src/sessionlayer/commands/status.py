@@ -160,8 +160,8 @@ def _table(data: Any) -> Any:
     # Text, not str: no rich markup in what the endpoint sent ("[/x]" in a file name made
     # rich raise MarkupError), and printable(): no terminal escapes either.
     table = Table(title=Text(printable(title)))
-    for column in columns:
-        table.add_column(column)
+    for column in columns:  # (folded, never cut: "1…" for 1,234 read as another number)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(Text(printable(str(cell))) for cell in row))
     return table
