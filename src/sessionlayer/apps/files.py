@@ -224,6 +224,16 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 _TRAPS = frozenset(("Cc", "Cs", "Zl", "Zp"))
 
 
+def _text(name: str) -> bool:
+    """Whether ``name`` is Unicode text (UTF-8 encodes it): a local path's stray octets
+    are lone surrogates (os.fsdecode's), which no server's name can be."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _trap(name: str) -> str | None:
     """The first character of ``name`` that is a trap in a file name, if any."""
     return next((c for c in name if c in _BIDI or unicodedata.category(c) in _TRAPS), None)
@@ -1004,7 +1014,12 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     except OSError as exc:
         why = os.strerror(exc.errno or errno.EIO)
         raise TransferError(f"cannot read {source}: {why}") from None
+    if not name and not _text(source.name):
+        raise TransferError(f"the file name {_shown(source.name)} is not UTF-8 text, which"
+                            " the server's names are: give it one with --name")  # fmt: skip
     name = name or source.name
+    if not _text(name):
+        raise ValueError(f"name: not UTF-8 text: {_shown(name)}")
     states_path = state_file(state_dir)
     key = f"{host_port(host, port)}|{name}|{source.resolve()}"
     try:
@@ -1407,6 +1422,8 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         raise TransferError(f"cannot write {output}: {exc.strerror}") from None
     if checkpoint < MIN_CHECKPOINT:
         raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
+    if not _text(name):
+        raise ValueError(f"name: not UTF-8 text: {_shown(name)}")
     if why is not None:
         raise TransferError(f"cannot write {output}: {why}")
     downloads = state_file(state_dir).with_name("downloads")

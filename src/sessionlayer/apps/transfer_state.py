@@ -217,7 +217,9 @@ class RunLock:
     and start, which it wrote into the file)."""
 
     def __init__(self, root: Path, key: str, command: str) -> None:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        # ("surrogatepass": a key names local paths, which need not be UTF-8: a name
+        # from the file system holds its stray octets as lone surrogates, os.fsdecode's)
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         self.path = Path(root) / "running" / f"{digest}.lock"
         self.command = command
         self.fd = -1

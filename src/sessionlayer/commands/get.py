@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..apps.files import get_file, not_replaceable
-from . import CommandError, parse_address
+from . import CommandError, parse_address, printable
 from .send import (
     Progress,
     client_tls,
     credentials_of,
+    remote_name,
     state_dir_of,
     transfer,
     transfer_arguments,
@@ -30,7 +31,7 @@ def add(sub: Any) -> None:
         " (default: the current directory). Survives cuts and server restarts; rerun the"
         " same command after it was killed and it resumes from its last checkpoint.",
     )  # fmt: skip
-    p.add_argument("name")
+    p.add_argument("name", type=remote_name)
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
     p.add_argument("-o", "--output", default=".", metavar="PATH",
                    help="a directory (the file keeps its name), or the file to write (a"
@@ -76,8 +77,8 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         restart=ns.restart, checkpoint=ns.checkpoint, progress=progress,
     ))  # fmt: skip
     if result is not None:
-        out.write(f"got {result.name}: {result.size} octets (this run {result.sent}, from"
-                  f" {result.resumed_from}), {result.checkpoints} checkpoints,"
+        out.write(f"got {printable(result.name)}: {result.size} octets (this run"
+                  f" {result.sent}, from {result.resumed_from}), {result.checkpoints} checkpoints,"
                   f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
                   f" {result.sha256}\n")  # fmt: skip
     return 0

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from ..apps.files import MIN_CHECKPOINT, SendResult, TransferError, send_file
 from ..errors import SessionLayerError
-from . import CommandError, Terminated, finite, parse_address, readable_file
+from . import CommandError, Terminated, finite, parse_address, printable, readable_file
 
 __all__ = ["add", "run"]
 
@@ -34,8 +34,20 @@ def add(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("file", type=Path)
     p.add_argument("address", nargs="?", metavar="HOST:PORT", help="(127.0.0.1:10102)")
-    p.add_argument("--name", help="the name on the server (the file's own name)")
+    p.add_argument("--name", type=remote_name,
+                   help="the name on the server (the file's own name)")
     transfer_arguments(p)
+
+
+def remote_name(text: str) -> str:
+    """An argparse ``type``: a name on the server, which is Unicode text (an argument's
+    octets that are not UTF-8 come as lone surrogates, which no server name can hold)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"not UTF-8 text: '{printable(text)}' (a name on"
+                                         " the server is Unicode text)") from None
+    return text
 
 
 def checkpoint_mib(text: str) -> int:
@@ -140,7 +152,8 @@ class Progress:
                  f"{'  restores ' + str(state['restores']) if state['restores'] else ''}")
         if self.bar is not None:
             if self.task is None:
-                self.task = self.bar.add_task(state["name"], total=state["size"], extra="")
+                self.task = self.bar.add_task(printable(state["name"]), total=state["size"],
+                                              extra="")
             self.bar.update(self.task, completed=state["done"], extra=extra)
             return
         step = state["done"] * 10 // max(state["size"], 1)
@@ -148,7 +161,7 @@ class Progress:
         if step != self.step or last:
             self.step, self.extra = step, extra
             try:
-                self.out.write(f"{state['name']}: {state['done']}/{state['size']} octets"
+                self.out.write(f"{printable(state['name'])}: {state['done']}/{state['size']} octets"
                                f" ({step * 10} %), {extra}\n")  # fmt: skip
                 self.out.flush()
             except BrokenPipeError:  # (a reader that went, `| head -1`: the transfer goes
@@ -241,8 +254,9 @@ def run(ns: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if result is None:
         return 0
     rate = result.sent / seconds / 1e6 if seconds else 0.0
-    out.write(f"sent {result.name}: {result.size} octets (this run {result.sent}, from"
-              f" {result.resumed_from}), {rate:.1f} MB/s, {result.checkpoints} checkpoints,"
+    out.write(f"sent {printable(result.name)}: {result.size} octets (this run"
+              f" {result.sent}, from {result.resumed_from}), {rate:.1f} MB/s,"
+              f" {result.checkpoints} checkpoints,"
               f" {result.reconnects} reconnects, {result.restores} restores, SHA-256"
               f" {result.sha256} verified by the server\n")  # fmt: skip
     return 0
