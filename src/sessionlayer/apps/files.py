@@ -359,16 +359,25 @@ class FileService:
     def _finished(self, activity: str, name: Any, size: int, sha256: Any) -> bool:
         """Whether the transfer ``activity`` of ``name`` ended here with that SHA-256, and
         the file is still what it left (its size and modification time)."""
-        if not isinstance(sha256, str) or not activity or not all(
-                c in "0123456789abcdef" for c in activity):  # fmt: skip
-            return False
+        done = self.finished(activity)
+        return done is not None and (done["name"], done["size"], done["sha256"]) == (
+            name, size, sha256)
+
+    def finished(self, activity: str) -> dict[str, Any] | None:
+        """The record of the transfer ``activity`` that ended here (its ``name``, ``size``
+        and ``sha256``), while its file is still what it left (its size and modification
+        time); None otherwise."""
+        if not activity or not all(c in "0123456789abcdef" for c in activity):
+            return None
         try:
             done = json.loads((self.state_dir / f"{activity}{_DONE}").read_text())
-            st = self.target(name).stat()
-            return bool(done["name"] == name and done["size"] == size == st.st_size
-                        and done["sha256"] == sha256 and done["mtime_ns"] == st.st_mtime_ns)
+            st = self.target(done["name"]).stat()
+            if (isinstance(done["sha256"], str) and type(done["size"]) is int
+                    and done["size"] == st.st_size and done["mtime_ns"] == st.st_mtime_ns):
+                return {k: done[k] for k in ("name", "size", "sha256")}
         except (OSError, ValueError, KeyError, TypeError, Refuse):
-            return False
+            pass
+        return None
 
     def remember_finished(self, upload: _Upload, sha256: str, path: Path) -> None:
         """Record that ``upload`` ended (a sender killed before it heard the last confirm
@@ -698,10 +707,18 @@ class _Receiver:
         self.report = progress
         self.request = request if request is not None else _json(session.peer_data)
         restored = session.restored
+        self.back = _json(restored.user_data) if restored is not None else {}
+        #: the record of the restored transfer when it ended here (``_ended_here``)
+        self.ended: dict[str, Any] | None = None
         if restored is not None:  # (another process's session: the request is in its state)
-            state = service.state(str(_json(restored.user_data).get("a", "")))
+            activity = str(self.back.get("a", ""))
+            state = service.state(activity)
+            self.ended = service.finished(activity) if state is None else None
             self.request = {} if state is None else {
                 "op": "put", "name": state.name, "size": state.size, "mtime": state.mtime}
+            if self.ended is not None:
+                self.request = {"op": "put", "name": self.ended["name"],
+                                "size": self.ended["size"]}  # fmt: skip
         self.path: Path | None = None
         self.size = 0
         if self.request.get("name") is not None:
@@ -784,7 +801,8 @@ class _Receiver:
         session = self.session
         session.on_checkpoint = self._checkpoint
         restored = session.restored
-        if restored is not None and restored.user_data and self.path is not None:
+        if (restored is not None and restored.user_data and self.path is not None
+                and self.ended is None):  # fmt: skip
             cp = _json(restored.user_data)  # back to a checkpoint (a restart, another node)
             self._open(str(cp.get("a", "")), int(cp.get("o", 0)), bytes.fromhex(cp.get("c", "")))
         events = asyncio.ensure_future(self._events())
@@ -851,6 +869,8 @@ class _Receiver:
                     # (a sender's resume says where: ours always carry the offset and chain)
                     marker = _json(event.user_data)
                     activity = event.activity_id.hex()
+                    if self._ended_here(activity, marker):
+                        continue  # (nothing to receive: its last point is confirmed again)
                     offset, chain = self._resumable(activity, marker)
                     self._open(activity, offset, chain, marker)
                 elif isinstance(event, ev.ActivityEndIndication):
@@ -866,6 +886,23 @@ class _Receiver:
                 raise TransferError(f"cannot write {exc.filename or self.path}:"
                                     f" {os.strerror(exc.errno or errno.EIO)}") from None
             raise TransferError(why) from None
+
+    def _ended_here(self, activity: str, marker: dict[str, Any]) -> bool:
+        """Whether the restored transfer ``activity`` ended here already: the server was
+        stopped once the whole file had its name (and its ``.done`` record), before the
+        sender heard the last confirm.  Resumed at that last point (the store had it), there
+        is nothing to receive: the sender makes the point again and ``_durable`` confirms
+        it again.  Resumed at an earlier one (the stop came before the store had the last),
+        TransferError: the file is here, complete (the sender knows its SHA-256)."""
+        done, back = self.ended, self.back
+        if done is None or back.get("a") != activity:
+            return False
+        if (marker.get("o") == back.get("o") == done["size"] and back.get("h") == done["sha256"]
+                and marker.get("c") == back.get("c")):  # fmt: skip
+            self.finished = True
+            self.confirmed = (done["size"], back.get("c"))
+            return True
+        raise TransferError(f"{done['name']!r} {ALREADY}{done['sha256']}")
 
     def _resumable(self, activity: str, marker: dict[str, Any]) -> tuple[int, bytes]:
         """The offset and chain a peer's S-ACTIVITY-RESUME may go on from: the start, or a
@@ -1235,6 +1272,7 @@ class _Sender:
         self.checkpoints = 0
         self.restores = 0
         self.sent = 0
+        self.sha256: str | None = None  # the whole file's, once it was all read (``_finish``)
 
     def _save(self, activity: str, offset: int, chain: bytes, serial: int) -> None:
         """Record the last confirmed checkpoint (StateError if it cannot be: ``run``
@@ -1318,7 +1356,12 @@ class _Sender:
             if self.release:
                 await session.release()
         except SessionAborted as exc:
-            raise TransferError(self._why(exc)) from None
+            why = self._why(exc)
+            if self.sha256 is None or not why.endswith(f"{ALREADY}{self.sha256}"):
+                raise TransferError(why) from None
+            # (the server was stopped once it had the whole file, before this side heard
+            # the last confirm, and went back to a checkpoint before it: the file is there)
+            self._forget()
         except TransferError as exc:  # (the file changed, grew or shrank; this side's state
             # cannot be kept): the peer is told, and the session is over (not left detached,
             # waiting on the server for a rerun that would not find its checkpoint)
@@ -1329,7 +1372,8 @@ class _Sender:
             session.abort()
             raise
         return SendResult(self.name, self.size, self.sent, start, self.checkpoints,
-                          session.resumes, self.restores, whole.hexdigest(), 0.0)  # fmt: skip
+                          session.resumes, self.restores, self.sha256 or whole.hexdigest(),
+                          0.0)  # fmt: skip
 
     def _why(self, exc: SessionAborted) -> str:
         """The receiver's reason (its typed data), else the abort's."""
@@ -1394,7 +1438,8 @@ class _Sender:
         chain = whole.digest()
         cp = {"a": activity.hex(), "o": offset, "c": chain.hex(), "h": whole.hexdigest(),
               "op": self.op, "n": self.name, "e": self.every}  # fmt: skip
-        self._finishing(whole.hexdigest())
+        self.sha256 = whole.hexdigest()
+        self._finishing(self.sha256)
         await self.session.sync(major=True, user_data=json.dumps(cp).encode())
         self.checkpoints += 1
         self._report(offset)
