@@ -63,6 +63,7 @@ from ..machine import events as ev
 from ..recovery import Checkpoint
 from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
+from .transfer_again import SessionLost, lost, run_again
 from .transfer_state import (
     RunLock,
     StateError,
@@ -341,9 +342,10 @@ class FileService:
             if state is None and (why := self.damaged(activity)) is not None:
                 raise Refuse(f"the server's record of this interrupted transfer is damaged"
                              f" ({why}): start it again with --restart")  # fmt: skip
-            if state is None or state.name != obj.get("name") or not any(
+            start = offset == 0 and resume.get("chain") == chain_start().hex()
+            if not start and (state is None or state.name != obj.get("name") or not any(
                 o == offset and c == resume.get("chain") for o, c in state.checkpoints
-            ):
+            )):  # (at 0: a send killed before its first checkpoint was confirmed)
                 raise Refuse("no such interrupted transfer here (or its checkpoint is unknown):"
                              " start it again with --restart")  # fmt: skip
             have = int(offset)  # (one of the checkpoints': an int)
@@ -1063,8 +1065,9 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
         make_state_dir(states_path, state_dir)
         with RunLock(states_path.parent, f"send|{key}", f"sessionlayer send {source}"):
             job = _Job(source, handle, stat, name, key, states_path, checkpoint, progress)
-            result = await _send(job, restart, (host, port, tls, server_hostname,
-                                                credentials, options, trace))  # fmt: skip
+            where = (host, port, tls, server_hostname, credentials, options, trace)
+            result = await run_again(lambda again: _send(job, again, where), restart,
+                                     (options or Options()).backoff.give_up)  # fmt: skip
     finally:
         handle.close()
     result.seconds = loop.time() - started
@@ -1357,6 +1360,10 @@ class _Sender:
                 await session.release()
         except SessionAborted as exc:
             why = self._why(exc)
+            if lost(exc):  # (a new session goes on from the last checkpoint: run_again)
+                raise SessionLost(why, SendResult(
+                    self.name, self.size, self.sent, start, self.checkpoints, session.resumes,
+                    self.restores, "", 0.0)) from None  # fmt: skip
             if self.sha256 is None or not why.endswith(f"{ALREADY}{self.sha256}"):
                 raise TransferError(why) from None
             # (the server was stopped once it had the whole file, before this side heard
@@ -1483,9 +1490,11 @@ async def get_file(name: str, host: str, port: int, *, output: Path,
         raise TransferError(f"cannot write {output}: {exc}") from None
     local.remember = False  # (no rerun asks this side whether a download ended)
     key = f"{host_port(host, port)}|{name}|{output.resolve()}"
+    where = (host, port, tls, server_hostname, credentials, options)
     with RunLock(downloads.parent, f"get|{key}", f"sessionlayer get {name} -o {output}"):
-        result = await _get(local, name, output, key, restart, checkpoint, progress,
-                            (host, port, tls, server_hostname, credentials, options))  # fmt: skip
+        result = await run_again(lambda again: _get(
+            local, name, output, key, again, checkpoint, progress, where), restart,
+            (options or Options()).backoff.give_up)  # fmt: skip
     result.seconds = loop.time() - started
     return result
 
@@ -1528,8 +1537,12 @@ async def _get(local: FileService, name: str, output: Path, key: str, restart: b
     except SessionAborted as exc:
         why = receiver.failed or (receiver.peer_error and
                                   f"the server stopped the transfer: {receiver.peer_error}")
-        raise TransferError(why or _typed_error(session) or
-                            f"the transfer was aborted: {exc}") from None  # fmt: skip
+        why = why or _typed_error(session) or f"the transfer was aborted: {exc}"
+        if lost(exc) and not receiver.failed:  # (a new session goes on: run_again)
+            raise SessionLost(why, SendResult(
+                name, receiver.size, receiver.received, start, receiver.checkpoints,
+                session.resumes, receiver.restores, "", 0.0)) from None  # fmt: skip
+        raise TransferError(why) from None
     if receiver.failed:  # (this side stopped it: a local write error)
         raise TransferError(receiver.failed)
     if not receiver.finished:
