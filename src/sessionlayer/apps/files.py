@@ -302,8 +302,20 @@ class FileService:
 
     def check(self, request: ConnectRequest) -> bool:
         """Refuse (RF with the reason) what cannot be done: called before the accept.  True
-        otherwise, so that it can be an ``authenticate`` callback as it is."""
+        otherwise, so that it can be an ``authenticate`` callback as it is.  What the file
+        system answers (a symbolic link loop, a directory it may not search, a served
+        directory gone) is a refusal that says so, without the server's path (it was an
+        "authentication error", and an ERROR with a traceback's words in the log)."""
         obj = _json(request.data)
+        try:
+            return self._check(obj)
+        except RuntimeError:  # (pathlib's resolve() of a symbolic link loop)
+            why = os.strerror(errno.ELOOP)
+        except OSError as exc:
+            why = os.strerror(exc.errno or errno.EIO)
+        raise Refuse(f"cannot use {_shown(str(obj.get('name')))} on the server: {why}")
+
+    def _check(self, obj: dict[str, Any]) -> bool:
         if obj.get("op") == "get":
             source = self.target(obj.get("name"))
             if not source.is_file():
