@@ -47,7 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import Any
+from typing import Any, NoReturn
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
 from ..aio.sockets import host_port, unreachable
@@ -470,7 +470,7 @@ class FileService:
         try:
             handle = open(path, "rb")  # noqa: SIM115
         except OSError as exc:
-            raise TransferError(f"cannot read {name!r}: {exc.strerror}") from None
+            await _stop(session, f"cannot read {name!r} on the server: {exc.strerror}")
         with handle:
             size = os.fstat(handle.fileno()).st_size
             resume = request.get("resume") or (
@@ -482,8 +482,8 @@ class FileService:
                 offset = int(resume.get("offset", 0))
                 chain, whole = await asyncio.to_thread(_rehash, handle, offset)
                 if chain.hex() != resume.get("chain"):
-                    raise TransferError(f"{name!r} changed on the server since the"
-                                        " interrupted transfer")  # fmt: skip
+                    await _stop(session, f"{name!r} changed on the server since the"
+                                " interrupted transfer: fetch it again with --restart")
                 saved = {"activity": resume["activity"], "session": resume.get("session") or
                          session.id, "serial": 0}  # fmt: skip
             sender = _Sender(session, handle, str(name), size, 0.0, every, None, "", None,
@@ -495,6 +495,15 @@ class FileService:
 
             sender.progress = report
             await sender.run(saved, offset, chain, whole)
+
+
+async def _stop(session: Session, why: str) -> NoReturn:
+    """Tell the peer ``why`` (typed data: its one line), abort the session, raise
+    TransferError: an abort alone reached it as "aborted by the peer"."""
+    with contextlib.suppress(SessionLayerError):
+        await session.send_typed(json.dumps({"error": why}).encode())
+    session.abort()
+    raise TransferError(why)
 
 
 #: Octets handed to a receiver's writer and hasher and not yet written and hashed: beyond
