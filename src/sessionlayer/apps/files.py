@@ -60,6 +60,7 @@ from ..errors import (
 )
 from ..machine import SessionConfig
 from ..machine import events as ev
+from ..machine.sync import MAX_SERIAL
 from ..recovery import Checkpoint
 from ..spdu.codes import FunctionalUnit as FU
 from ..spdu.types import ConnectionId
@@ -79,8 +80,9 @@ from .transfer_state import write_json as _write_json
 
 log = logging.getLogger("sessionlayer")
 
-__all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "FileService", "TransferError", "send_file",
-           "get_file", "SendResult", "chain_start", "not_replaceable"]  # fmt: skip
+__all__ = ["FILES_CONFIG", "MIN_CHECKPOINT", "MAX_CHECKPOINTS", "too_many_checkpoints",
+           "FileService", "TransferError", "send_file", "get_file", "SendResult",
+           "chain_start", "not_replaceable"]  # fmt: skip
 
 #: What a file transfer session proposes: duplex data inside activities, major sync points
 #: (the checkpoints), symmetric synchronize (recovery's acknowledgements), typed data (the
@@ -98,6 +100,36 @@ SERVICE = "files"  #: the application parameter ``service`` that selects this se
 #: The smallest checkpoint interval a transfer takes, in octets (a request for less is
 #: refused: a checkpoint is a confirmed round trip and an fsync).
 MIN_CHECKPOINT = 4096
+
+
+#: The most checkpoints one transfer makes: sync serial numbers end at 999999 (X.225
+#: 8.3.20) for the whole activity, and the session's acknowledgement points take theirs
+#: from the same count: half is left to them.
+MAX_CHECKPOINTS = MAX_SERIAL // 2
+
+
+def too_many_checkpoints(size: int, every: int) -> str | None:
+    """Why a transfer of ``size`` octets cannot have a checkpoint every ``every`` (None: it
+    can): more than :data:`MAX_CHECKPOINTS`, which it would find out near its end, and
+    every rerun again ("condition 'sn_room' does not hold")."""
+    if size // every + 1 <= MAX_CHECKPOINTS:
+        return None
+    least = -(-size * 1000 // ((MAX_CHECKPOINTS - 1) << 20)) / 1000  # (MiB, rounded up)
+    return (f"a checkpoint every {every / (1 << 20):g} MiB makes {size // every + 1}"
+            f" checkpoints of {size} octets, more than a transfer can have"
+            f" ({MAX_CHECKPOINTS}): use --checkpoint {least:g} or more")
+
+
+def _interval(every: int, left: int, serial: int) -> int:
+    """The checkpoint interval for the ``left`` octets of a transfer resumed at sync serial
+    number ``serial``: ``every``, or more where the serial numbers left would not last
+    (half of them for the acknowledgement points, as in MAX_CHECKPOINTS); TransferError
+    when too few are left for any."""
+    room = (MAX_SERIAL - serial) // 2
+    if room < 2:
+        raise TransferError(f"this transfer has used up its sync serial numbers (at {serial}"
+                            f" of {MAX_SERIAL}): start it again with --restart")
+    return max(every, -(-left // (room - 1)))
 
 
 def chain_start() -> bytes:
@@ -324,6 +356,9 @@ class FileService:
             if every is not None and (type(every) is not int or every < MIN_CHECKPOINT):
                 raise Refuse(f"the checkpoint interval must be at least {MIN_CHECKPOINT}"
                              " octets")  # fmt: skip
+            why = too_many_checkpoints(source.stat().st_size, every or (64 << 20))
+            if why is not None:
+                raise Refuse(why)
             return True
         if obj.get("op") != "put":
             raise Refuse("unknown file operation (expected 'put' or 'get')")
@@ -1065,6 +1100,12 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     source = Path(path)
     if checkpoint < MIN_CHECKPOINT:
         raise ValueError(f"checkpoint: at least {MIN_CHECKPOINT} octets")
+    if not name and not _text(source.name):
+        raise TransferError(f"the file name {_shown(source.name)} is not UTF-8 text, which"
+                            " the server's names are: give it one with --name")  # fmt: skip
+    name = name or source.name
+    if not _text(name):
+        raise ValueError(f"name: not UTF-8 text: {_shown(name)}")
     try:
         stat = source.stat()
         if not S_ISREG(stat.st_mode):  # (a FIFO would hang, a device never end)
@@ -1074,12 +1115,9 @@ async def send_file(path: str | os.PathLike[str], host: str, port: int, *,
     except OSError as exc:
         why = os.strerror(exc.errno or errno.EIO)
         raise TransferError(f"cannot read {source}: {why}") from None
-    if not name and not _text(source.name):
-        raise TransferError(f"the file name {_shown(source.name)} is not UTF-8 text, which"
-                            " the server's names are: give it one with --name")  # fmt: skip
-    name = name or source.name
-    if not _text(name):
-        raise ValueError(f"name: not UTF-8 text: {_shown(name)}")
+    if (many := too_many_checkpoints(stat.st_size, checkpoint)) is not None:
+        handle.close()
+        raise TransferError(many)
     states_path = state_file(state_dir)
     key = f"{host_port(host, port)}|{name}|{source.resolve()}"
     try:
@@ -1368,6 +1406,8 @@ class _Sender:
                 self._save(activity.hex(), 0, chain, 0)
             else:
                 activity = bytes.fromhex(saved["activity"])
+                self.every = _interval(self.every, self.size - offset,
+                                       int(saved.get("serial") or 0))  # fmt: skip
                 old = ConnectionId(common_ref=bytes.fromhex(saved["session"]))
                 marker = json.dumps({**info, "o": offset, "c": chain.hex()}).encode()
                 await session.resume_activity(activity, activity,
