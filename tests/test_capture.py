@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlayer.capture import Direction, Segment, Stream, read_tcp_streams, write_pcap
+from sessionlayer.capture import Direction, Gap, Segment, Stream, read_tcp_streams, write_pcap
 from sessionlayer.errors import DecodeError
 from sessionlayer.transport import (
     ConnectRequested,
@@ -171,6 +171,7 @@ def test_gap_and_no_handshake(tmp_path: Path) -> None:
     [stream] = read_tcp_streams(_write(tmp_path / "g.pcap", [_ether(_ipv4(t)) for t in frames]))
     assert stream.data == b"xyzabcghi"
     assert stream.missing == 3
+    assert stream.gaps == (Gap(offset=6, octets=3, frame=2),)  # before "ghi", in frame 2
 
 
 def test_new_syn_starts_a_new_stream(tmp_path: Path) -> None:

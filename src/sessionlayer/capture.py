@@ -28,6 +28,7 @@ from sessionlayer.rotation import RotatingFile
 __all__ = [
     "Direction",
     "Endpoint",
+    "Gap",
     "PcapStream",
     "PcapWriter",
     "Segment",
@@ -50,6 +51,15 @@ _TCP_SYN, _TCP_FIN, _TCP_ACK, _TCP_PSH = 0x02, 0x01, 0x10, 0x08
 _SEQ_MOD = 1 << 32
 
 
+class Gap(NamedTuple):
+    """Octets of a stream that the capture does not hold (a segment not captured, or
+    cut by the snapshot length): :attr:`Stream.data` goes on without them."""
+
+    offset: int  #: position in the stream data of the first octet after the gap
+    octets: int  #: how many are missing
+    frame: int  #: the frame whose segment comes right after the gap
+
+
 class Segment(NamedTuple):
     """Where a piece of :attr:`Stream.data` came from."""
 
@@ -68,6 +78,7 @@ class Stream:
     data: bytes
     segments: tuple[Segment, ...] = ()  #: in stream order, one per segment that added data
     missing: int = 0  #: octets never captured (sequence gaps), skipped over
+    gaps: tuple[Gap, ...] = ()  #: where they were, in stream order (``missing`` is their sum)
 
     def locate(self, offset: int) -> Segment:
         """The segment that carried the octet at *offset* of :attr:`data`."""
@@ -207,19 +218,21 @@ def _assemble(builder: _Builder) -> Stream:
         rel = [(r - low, f, p) for r, f, p in rel]
     data = bytearray()
     segments: list[Segment] = []
+    gaps: list[Gap] = []
     missing = 0
     for start, _, piece in sorted(rel, key=lambda item: (item[0], item[1])):
         end = start + len(piece.payload)
         position = len(data) + missing
         if end <= position:
             continue  # retransmission of data already held
-        if start > position:
-            missing += start - position  # a gap in the capture
+        if start > position:  # a gap in the capture
+            gaps.append(Gap(len(data), start - position, piece.frame))
+            missing += start - position
             position = start
         new = piece.payload[position - start :]
         segments.append(Segment(piece.frame, piece.timestamp, len(data), len(new)))
         data += new
-    return Stream(builder.src, builder.dst, bytes(data), tuple(segments), missing)
+    return Stream(builder.src, builder.dst, bytes(data), tuple(segments), missing, tuple(gaps))
 
 
 def _seq_diff(seq: int, base: int) -> int:

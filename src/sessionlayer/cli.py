@@ -99,6 +99,7 @@ def _records_from_hex(data: bytes) -> list[Record]:
 
 def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
     from .capture import read_tcp_streams  # dpkt is only needed here
+    from .dissect import dissect_stream
 
     if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail it)
         raise CommandError(f"--pcap {path}: " + (
@@ -112,8 +113,8 @@ def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
         if not looks_like_tpkt(stream.data):
             continue
         label = f"{_endpoint(stream.src)} > {_endpoint(stream.dst)}"
-        dissector = StreamDissector()
-        for record in dissector.feed(stream.data) + dissector.finish():
+        starts = [segment.offset for segment in stream.segments]
+        for record in dissect_stream(stream.data, starts, stream.gaps):
             offset = min(record.offset, len(stream.data) - 1)
             segment = stream.locate(offset)
             frame, ts = segment.frame, segment.timestamp

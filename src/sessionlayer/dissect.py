@@ -2,11 +2,15 @@
 
 Pure: no files, no sockets.  One :class:`StreamDissector` per direction of a
 TCP connection (or per hex dump).  A broken TPKT header ends the stream (its
-framing is lost); a malformed TSDU is reported and the next one decoded.
+framing is lost); a malformed TSDU is reported and the next one decoded.  Octets
+a capture does not hold (:meth:`StreamDissector.gap`) are reported, and decoding
+resumes at the first segment after them that starts with a TPKT header, as
+Wireshark's does (:func:`dissect_stream`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +31,8 @@ from .transport import (
 )
 from .transport.cotp import TPDU
 
-__all__ = ["Record", "StreamDissector", "dissect_spdus", "tpdu_summary", "looks_like_tpkt"]
+__all__ = ["Record", "StreamDissector", "dissect_spdus", "dissect_stream", "tpdu_summary",
+           "looks_like_tpkt"]  # fmt: skip
 
 
 @dataclass
@@ -56,6 +61,12 @@ def looks_like_tpkt(data: bytes) -> bool:
     return len(data) >= 4 and data[0] == 3 and data[1] == 0
 
 
+def _starts_tpkt(data: bytes) -> bool:
+    """*data* may start with a TPKT header: 03 00 and a length that holds a COTP header
+    (where decoding resumes after a gap)."""
+    return looks_like_tpkt(data) and int.from_bytes(data[2:4], "big") >= 7
+
+
 def dissect_spdus(tsdu: bytes, index: int = 0, offset: int = 0) -> list[Record]:
     """Decode one TSDU (bare SPDUs); a malformed one becomes an error record."""
     try:
@@ -69,9 +80,13 @@ class StreamDissector:
     """Feed one direction's bytes; collect :class:`Record` objects."""
 
     def __init__(self, max_tsdu_size: int = DEFAULT_MAX_TSDU_SIZE) -> None:
+        self._max_tsdu_size = max_tsdu_size
         self._tpkt = TpktParser()
         self._tsdu = TsduAssembler(max_tsdu_size)
         self._tsdus = 0
+        self._base = 0  # stream offset where self._tpkt started
+        self._fed = 0  # octets fed so far
+        self._lost = False  # after a gap: looking for a TPKT header
         self.failed: str | None = None
 
     @property
@@ -80,24 +95,43 @@ class StreamDissector:
         return self._tpkt.buffered
 
     def feed(self, data: bytes) -> list[Record]:
+        at, self._fed = self._fed, self._fed + len(data)
+        if self._lost:
+            if not _starts_tpkt(data):
+                return []  # (in the TPKT the gap cut)
+            self._lost = False
+            self._tpkt, self._base = TpktParser(), at
         if self.failed is not None:
             return []
         try:
-            start = self._tpkt.offset
+            start = self._base + self._tpkt.offset
             payloads = self._tpkt.feed(data)
         except DecodeError as exc:
-            self.failed = f"bad TPKT framing at offset {exc.offset}: {exc}"
-            return [Record(self._tpkt.offset, error=self.failed)]
+            offset = self._base + (self._tpkt.offset if exc.offset is None else exc.offset)
+            self.failed = f"bad TPKT framing at offset {offset}: {exc}"
+            return [Record(self._base + self._tpkt.offset, error=self.failed)]
         records: list[Record] = []
         for payload in payloads:
             records += self._payload(payload, start)
             start += 4 + len(payload)
         return records
 
+    def gap(self, octets: int, frame: int | None = None) -> list[Record]:
+        """*octets* of the stream, between the last :meth:`feed` and the next, are not in
+        the capture (a segment not captured, or cut by the snapshot length; the one after
+        them in *frame*).  What they cut (a TPKT, a TSDU) is dropped, and decoding resumes
+        at the first later feed that starts with a TPKT header (03 00, a length of at least
+        7): feed one segment at a time after a gap, as :func:`dissect_stream` does."""
+        self._lost = True
+        self.failed = None
+        self._tsdu = TsduAssembler(self._max_tsdu_size)
+        where = "" if frame is None else f" before frame {frame}"
+        return [Record(self._fed, error=f"{octets} octets not captured{where}")]
+
     def finish(self) -> list[Record]:
         """Report what the stream left unfinished."""
-        if self.failed is None and self._tpkt.buffered:
-            return [Record(self._tpkt.offset, error="stream ends inside a TPKT")]
+        if self.failed is None and not self._lost and self._tpkt.buffered:
+            return [Record(self._base + self._tpkt.offset, error="stream ends inside a TPKT")]
         return []
 
     def _payload(self, payload: bytes, offset: int) -> list[Record]:
@@ -118,6 +152,26 @@ class StreamDissector:
             records += dissect_spdus(tpdu.user_data, self._tsdus, offset)
             self._tsdus += 1
         return records
+
+
+def dissect_stream(data: bytes, starts: Sequence[int] = (),
+                   gaps: Iterable[tuple[int, int, int]] = (),
+                   max_tsdu_size: int = DEFAULT_MAX_TSDU_SIZE) -> list[Record]:  # fmt: skip
+    """The records of one direction of a captured TCP connection (a
+    :class:`~sessionlayer.capture.Stream`: its ``data``, the offset in it where each
+    segment starts, its ``gaps`` as (offset, octets, frame)).  Each gap is an error record
+    ("N octets not captured before frame F"), then decoding resumes at the first segment
+    after it that starts a TPKT."""
+    dissector = StreamDissector(max_tsdu_size)
+    missing = {offset: (octets, frame) for offset, octets, frame in gaps}
+    if not missing:
+        return dissector.feed(data) + dissector.finish()
+    records: list[Record] = []
+    for start, end in zip(starts, [*starts[1:], len(data)], strict=True):
+        if start in missing:
+            records += dissector.gap(*missing[start])
+        records += dissector.feed(data[start:end])
+    return records + dissector.finish()
 
 
 def _tsap(value: bytes | None) -> str:
