@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlayer.capture import Direction, Gap, Segment, Stream, read_tcp_streams, write_pcap
+from sessionlayer.capture import (
+    Direction,
+    Gap,
+    Segment,
+    Stream,
+    read_capture,
+    read_tcp_streams,
+    write_pcap,
+)
 from sessionlayer.errors import DecodeError
 from sessionlayer.transport import (
     ConnectRequested,
@@ -225,16 +233,101 @@ def test_invalid_files_raise_decode_error(tmp_path: Path, content: bytes) -> Non
         read_tcp_streams(path)
 
 
-def test_truncated_capture_raises_decode_error(tmp_path: Path, vectors_dir: Path) -> None:
-    data = (vectors_dir / "libiec61850-read.pcapng").read_bytes()
-    for cut in (50, len(data) // 2, len(data) - 3):
-        path = tmp_path / f"cut{cut}.pcapng"
+@pytest.mark.parametrize("ng", [False, True])
+def test_a_capture_cut_short_keeps_the_frames_before(tmp_path: Path, ng: bool) -> None:
+    """Cut in a packet's header or in its data: read_capture has the frames before it
+    and says where; read_tcp_streams raises (before: both raised, "got 8, 16 needed")."""
+    frames = [_ether(_ipv4(_tcp(1 + 4 * i, b"%04d" % i))) for i in range(5)]
+    data = _write(tmp_path / "whole.cap", frames, ng=ng).read_bytes()
+    whole = read_capture(tmp_path / "whole.cap")
+    assert (whole.frames, whole.problem) == (5, None)
+    assert whole.streams[0].data == b"00000001000200030004"
+    start = len(_write(tmp_path / "four.cap", frames[:4], ng=ng).read_bytes())  # of frame 5
+    for cut in (start + 8, start + 30, len(data) - 1):  # in its header, its data, its end
+        path = tmp_path / f"cut{cut}.cap"
         path.write_bytes(data[:cut])
-        try:
-            streams = read_tcp_streams(path)
-        except DecodeError:
-            continue
-        assert all(isinstance(s, Stream) for s in streams)
+        capture = read_capture(path)
+        assert capture.problem == ("capture cut short after frame 4 (the file ends partway"
+                                   " through frame 5)"), cut  # fmt: skip
+        assert capture.frames == 4 and capture.streams[0].data == b"0000000100020003"
+        with pytest.raises(DecodeError, match="cut short after frame 4"):
+            read_tcp_streams(path)
+
+
+def test_a_broken_block_keeps_the_frames_before(tmp_path: Path) -> None:
+    frames = [_ether(_ipv4(_tcp(1, b"ok")))]
+    path = _write(tmp_path / "b.pcapng", frames, ng=True)
+    path.write_bytes(path.read_bytes() + struct.pack("<II", 6, 13) + bytes(8))
+    capture = read_capture(path)
+    assert capture.problem == "capture unreadable after frame 1: pcapng block of 13 octets"
+    assert capture.streams[0].data == b"ok"
+
+
+def _idb(linktype: int, tsresol: int | None = None, order: str = "<") -> bytes:
+    options = b"" if tsresol is None else struct.pack(order + "HHB3x", 9, 1, tsresol)
+    return _block(1, struct.pack(order + "HHI", linktype, 0, 65535) + options, order)
+
+
+def _epb(interface: int, units: int, frame: bytes, order: str = "<") -> bytes:
+    body = struct.pack(order + "IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(frame),
+                       len(frame)) + frame + bytes(-len(frame) % 4)  # fmt: skip
+    return _block(6, body, order)
+
+
+def _block(kind: int, body: bytes, order: str) -> bytes:
+    """A pcapng block (its body a multiple of 4 octets long)."""
+    return (
+        struct.pack(order + "II", kind, 12 + len(body))
+        + body
+        + struct.pack(order + "I", 12 + len(body))
+    )
+
+
+def _shb(order: str = "<") -> bytes:
+    return struct.pack(order + "IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+
+
+def test_pcapng_interfaces_each_with_their_link_type_and_resolution(tmp_path: Path) -> None:
+    """Each packet is read as its interface says: interface 0 Ethernet in microseconds,
+    interface 1 raw IP in nanoseconds, interface 2 (described after packets of the others)
+    Linux cooked in 1/1024 s; then a big-endian section whose interface 0 is raw IP (before:
+    every packet was taken as one of the first interface, in its resolution)."""
+    t = 1_700_000_000
+    ip = [_ipv4(_tcp(1 + 2 * i, b"%02d" % i, sport=7)) for i in range(6)]
+    sll = bytes(14) + b"\x08\x00"
+    data = (
+        _shb()
+        + _idb(1)
+        + _idb(101, tsresol=9)
+        + _epb(1, t * 10**9 + 500_000_000, ip[1])  # t + 0.5 s
+        + _epb(0, t * 10**6, _ether(ip[0]))  # t
+        + _idb(113, tsresol=0x8A)
+        + _epb(2, (t + 1) * 1024, sll + ip[2])
+        + _epb(1, (t + 2) * 10**9, ip[3])
+        + _shb(">")
+        + _idb(101, order=">")
+        + _epb(0, (t + 3) * 10**6, ip[4], ">")
+        + _epb(0, (t + 4) * 10**6, ip[5], ">")
+    )
+    path = tmp_path / "m.pcapng"
+    path.write_bytes(data)
+    [stream] = read_tcp_streams(path)
+    assert stream.data == b"000102030405"
+    assert [(s.frame, s.timestamp - t) for s in stream.segments] == [
+        (2, 0.0), (1, 0.5), (3, 1.0), (4, 2.0), (5, 3.0), (6, 4.0)]  # fmt: skip
+    path.write_bytes(data + _epb(1, 0, ip[0], ">"))  # an interface its section lacks
+    capture = read_capture(path)
+    assert capture.problem == ("capture unreadable after frame 6: a packet of interface 1,"
+                               " which no interface block describes")  # fmt: skip
+
+
+def test_an_interface_of_another_link_type_is_skipped(tmp_path: Path) -> None:
+    data = (_shb() + _idb(105) + _idb(101) + _epb(0, 0, bytes(40))
+            + _epb(1, 0, _ipv4(_tcp(1, b"ok"))))  # fmt: skip
+    path = tmp_path / "o.pcapng"
+    path.write_bytes(data)
+    [stream] = read_tcp_streams(path)
+    assert stream.data == b"ok"
 
 
 def test_unsupported_link_type(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ segment started (frame number, time).  :func:`write_pcap` does the reverse
 for one made-up connection, so bytes from our encoders can be shown to
 Wireshark/tshark; :class:`PcapWriter` writes live TCP connections as they
 happen (the relay's ``--pcap``: one stream per connection, IPv4 and IPv6).
-dpkt does the file formats; any problem with a file is raised as
-:class:`~sessionlayer.errors.DecodeError`.
+dpkt does the file formats but for reading pcapng, whose blocks are read here (dpkt's
+reader takes every packet as one of the first interface); any problem with a file is
+raised as :class:`~sessionlayer.errors.DecodeError`, but :func:`read_capture` keeps
+the packets before a file's end cut short or a broken block.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sessionlayer.errors import DecodeError
 from sessionlayer.rotation import RotatingFile
 
 __all__ = [
+    "Capture",
     "Direction",
     "Endpoint",
     "Gap",
@@ -33,6 +36,7 @@ __all__ = [
     "PcapWriter",
     "Segment",
     "Stream",
+    "read_capture",
     "read_tcp_streams",
     "write_pcap",
 ]
@@ -108,57 +112,236 @@ class _Builder:
     pieces: list[_Piece] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Capture:
+    """What :func:`read_capture` read: the TCP streams, and why it stopped early if it did."""
+
+    streams: list[Stream]
+    frames: int  #: packets read
+    #: Set when the file stops being readable after its header (then ``streams`` hold the
+    #: packets before): "capture cut short after frame N ..." or "capture unreadable ...".
+    problem: str | None = None
+
+
 def read_tcp_streams(path: str | os.PathLike[str]) -> list[Stream]:
     """Read a pcap or pcapng file; return its TCP streams that carried data.
 
     Streams come in the order of their first packet; a new SYN on the same
-    addresses with another initial sequence number starts a new stream.
+    addresses with another initial sequence number starts a new stream.  A file
+    that is not whole raises :class:`DecodeError` (:func:`read_capture` keeps
+    what comes before the break).
+    """
+    capture = read_capture(path)
+    if capture.problem is not None:
+        raise DecodeError(f"{os.fspath(path)}: {capture.problem}")
+    return capture.streams
+
+
+def read_capture(path: str | os.PathLike[str]) -> Capture:
+    """As :func:`read_tcp_streams`, but a file cut short (or unreadable) after its header
+    gives the streams of the packets before the break, and the break in ``problem``.
+
+    In a pcapng file each packet is read with the link type and timestamp resolution of
+    its own interface (every section and interface block is followed).
     """
     with open(path, "rb") as fileobj:
         try:
-            builders = _collect(_packets(fileobj))
+            packets = _packets(fileobj)
         except DecodeError:
             raise
+        except _CutShort:
+            raise DecodeError(f"{os.fspath(path)}: the file ends inside its header") from None
         except Exception as exc:  # dpkt raises many kinds; translate them here
             raise DecodeError(f"{os.fspath(path)}: unreadable capture: {exc}") from exc
-    streams = (_assemble(b) for b in sorted(builders, key=lambda b: b.first_frame))
-    return [s for s in streams if s.data]
+        collector = _Collector()
+        problem = None
+        try:
+            for packet in packets:
+                collector.add(*packet)
+        except _CutShort:
+            problem = (f"capture cut short after frame {collector.frames} (the file ends"
+                       f" partway through frame {collector.frames + 1})")  # fmt: skip
+        except (DecodeError, dpkt.dpkt.Error, struct.error, ValueError) as exc:
+            problem = f"capture unreadable after frame {collector.frames}: {exc}"
+    streams = (_assemble(b) for b in sorted(collector.builders, key=lambda b: b.first_frame))
+    found = [s for s in streams if s.data]
+    if not found and collector.unsupported and problem is None:
+        raise DecodeError(f"unsupported link type {min(collector.unsupported)}")
+    return Capture(found, collector.frames, problem)
+
+
+class _CutShort(Exception):
+    """The file ends partway through a block or packet."""
+
+
+class _Reads:
+    """A file whose last read came back short (``short``), for dpkt's pcap reader."""
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._fileobj = fileobj
+        self.short = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fileobj.read(size)
+        self.short = 0 <= len(data) < size
+        return data
 
 
 def _packets(fileobj: BinaryIO) -> Iterator[tuple[int, float, bytes]]:
-    """Yield (link type, time, frame bytes) for each packet of the file."""
+    """(link type, time, frame bytes) of each packet of the file: the file header is read
+    (and checked) now, the packets as they are asked for."""
     magic = fileobj.read(4)
     fileobj.seek(0)
-    reader: Any
     if magic == _PCAPNG_MAGIC:
-        reader = dpkt.pcapng.Reader(fileobj)
-    elif magic in _PCAP_MAGICS:
-        reader = dpkt.pcap.Reader(fileobj)
-    else:
-        raise DecodeError(f"not a pcap or pcapng file (starts {magic.hex() or 'empty'})")
+        order = _pcapng_section(fileobj, fileobj.read(8))
+        return _pcapng_packets(fileobj, order)
+    if magic in _PCAP_MAGICS:
+        reads = _Reads(fileobj)
+        return _pcap_packets(dpkt.pcap.Reader(reads), reads)
+    raise DecodeError(f"not a pcap or pcapng file (starts {magic.hex() or 'empty'})")
+
+
+def _pcap_packets(reader: Any, reads: _Reads) -> Iterator[tuple[int, float, bytes]]:
     linktype = int(reader.datalink())
-    for timestamp, frame in reader:
-        yield linktype, float(timestamp), bytes(frame)
+    try:
+        for timestamp, frame in reader:
+            if reads.short:  # (the packet's data: its last read)
+                raise _CutShort
+            yield linktype, float(timestamp), bytes(frame)
+    except dpkt.NeedData:  # a packet header cut short
+        raise _CutShort from None
 
 
-def _collect(packets: Iterator[tuple[int, float, bytes]]) -> list[_Builder]:
-    current: dict[tuple[Endpoint, Endpoint], _Builder] = {}
-    builders: list[_Builder] = []
-    for number, (linktype, timestamp, frame) in enumerate(packets, start=1):
-        parsed = _tcp(linktype, frame)
-        if parsed is None:
+# pcapng (https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcapng/): dpkt's reader
+# takes every packet as one of the first interface, so the blocks are read here.
+_BT_IDB, _BT_PB, _BT_SPB, _BT_EPB = 1, 2, 3, 6
+_OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
+_BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+
+
+class _Interface(NamedTuple):
+    linktype: int
+    snaplen: int
+    units: int  #: timestamp units per second (if_tsresol)
+    offset: int  #: seconds added to each timestamp (if_tsoffset)
+
+
+def _read(fileobj: BinaryIO, size: int) -> bytes:
+    data = fileobj.read(size)
+    if len(data) < size:
+        raise _CutShort
+    return data
+
+
+def _pcapng_section(fileobj: BinaryIO, head: bytes) -> str:
+    """Read the section header block that starts with *head* (its type and length);
+    return the section's byte order ("<" or ">")."""
+    if len(head) < 8:
+        raise _CutShort
+    order = _BYTE_ORDERS.get(_read(fileobj, 4))
+    if order is None:
+        raise DecodeError("pcapng section header with an unknown byte-order magic")
+    (length,) = struct.unpack(order + "I", head[4:])
+    if length < 28 or length % 4:
+        raise DecodeError(f"pcapng section header of {length} octets")
+    (major,) = struct.unpack(order + "H", _read(fileobj, length - 12)[:2])
+    if major != 1:
+        raise DecodeError(f"pcapng version {major}, not 1")
+    return order
+
+
+def _pcapng_packets(fileobj: BinaryIO, order: str) -> Iterator[tuple[int, float, bytes]]:
+    interfaces: list[_Interface] = []  # (of the current section)
+    timestamp = 0.0  # (a simple packet block has none: the one before's)
+    while head := fileobj.read(8):
+        if head[:4] == _PCAPNG_MAGIC:  # a new section: its own byte order and interfaces
+            order, interfaces = _pcapng_section(fileobj, head), []
             continue
+        if len(head) < 8:
+            raise _CutShort
+        kind, length = struct.unpack(order + "II", head)
+        if length < 12 or length % 4:
+            raise DecodeError(f"pcapng block of {length} octets")
+        body = _read(fileobj, length - 8)[:-4]
+        if kind == _BT_IDB:
+            interfaces.append(_interface(body, order))
+            continue
+        if kind == _BT_SPB:
+            interface, (size,) = _described(interfaces, 0), struct.unpack(order + "I", body[:4])
+            yield interface.linktype, timestamp, body[4 : 4 + min(size, interface.snaplen or size)]
+            continue
+        if kind not in (_BT_EPB, _BT_PB) or len(body) < 20:
+            continue  # (other blocks: statistics, name resolution, comments)
+        if kind == _BT_EPB:
+            number, high, low, caplen = struct.unpack(order + "IIII", body[:16])
+        else:
+            number, _drops, high, low, caplen = struct.unpack(order + "HHIII", body[:16])
+        interface = _described(interfaces, number)
+        if 20 + caplen > len(body):
+            raise DecodeError(f"pcapng packet of {caplen} octets in a {length}-octet block")
+        timestamp = interface.offset + ((high << 32) | low) / interface.units
+        yield interface.linktype, timestamp, body[20 : 20 + caplen]
+
+
+def _described(interfaces: list[_Interface], number: int) -> _Interface:
+    if number >= len(interfaces):
+        raise DecodeError(f"a packet of interface {number}, which no interface block describes")
+    return interfaces[number]
+
+
+def _interface(body: bytes, order: str) -> _Interface:
+    """An interface description block (its body): link type, snapshot length, and the
+    timestamps' resolution and offset from its options."""
+    if len(body) < 8:
+        raise DecodeError("pcapng interface block too short")
+    linktype, _reserved, snaplen = struct.unpack(order + "HHI", body[:8])
+    units, offset, position = 10**6, 0, 8
+    while position + 4 <= len(body):
+        code, size = struct.unpack(order + "HH", body[position : position + 4])
+        value = body[position + 4 : position + 4 + size]
+        if code == 0:
+            break
+        if code == _OPT_TSRESOL and len(value) == 1:
+            units = 2 ** (value[0] & 0x7F) if value[0] & 0x80 else 10 ** value[0]
+        elif code == _OPT_TSOFFSET and len(value) == 8:
+            (offset,) = struct.unpack(order + "q", value)
+        position += 4 + size + (-size % 4)
+    return _Interface(linktype, snaplen, units, offset)
+
+
+class _Collector:
+    """The packets' TCP segments, sorted into streams as they are read."""
+
+    def __init__(self) -> None:
+        self.current: dict[tuple[Endpoint, Endpoint], _Builder] = {}
+        self.builders: list[_Builder] = []
+        self.frames = 0
+        self.unsupported: set[int] = set()  # link types of packets that were skipped
+
+    def add(self, linktype: int, timestamp: float, frame: bytes) -> None:
+        self.frames += 1
+        number = self.frames
+        try:
+            parsed = _tcp(linktype, frame)
+        except _UnsupportedLink:
+            self.unsupported.add(linktype)
+            return
+        if parsed is None:
+            return
         src, dst, tcp = parsed
-        builder = current.get((src, dst))
+        builder = self.current.get((src, dst))
         syn = bool(tcp.flags & _TCP_SYN)
         if builder is None or (syn and builder.isn not in (None, tcp.seq)):
-            builder = current[(src, dst)] = _Builder(src, dst, number)
-            builders.append(builder)
+            builder = self.current[(src, dst)] = _Builder(src, dst, number)
+            self.builders.append(builder)
         if syn:
             builder.isn = int(tcp.seq)
         elif tcp.data:
             builder.pieces.append(_Piece(int(tcp.seq), bytes(tcp.data), number, timestamp))
-    return builders
+
+
+class _UnsupportedLink(Exception):
+    """A packet of a link type we do not read (skipped, as another interface's may be)."""
 
 
 def _tcp(linktype: int, frame: bytes) -> tuple[Endpoint, Endpoint, Any] | None:
@@ -199,7 +382,7 @@ def _network_layer(linktype: int, frame: bytes) -> bytes | None:
         return frame[16:] if frame[14:16] in (b"\x08\x00", b"\x86\xdd") else None
     if linktype == _LINK_SLL2:
         return frame[20:] if frame[0:2] in (b"\x08\x00", b"\x86\xdd") else None
-    raise DecodeError(f"unsupported link type {linktype}")
+    raise _UnsupportedLink
 
 
 def _assemble(builder: _Builder) -> Stream:

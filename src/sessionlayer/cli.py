@@ -98,18 +98,20 @@ def _records_from_hex(data: bytes) -> list[Record]:
 
 
 def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
-    from .capture import read_tcp_streams  # dpkt is only needed here
+    from .capture import read_capture  # dpkt is only needed here
     from .dissect import dissect_stream
 
     if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail it)
         raise CommandError(f"--pcap {path}: " + (
             "not a regular file" if os.path.exists(path) else "no such file"))
     try:
-        streams = read_tcp_streams(path)
+        capture = read_capture(path)
     except OSError as exc:
         raise CommandError(f"--pcap {path}: {exc.strerror or exc}") from None
     rows: list[tuple[float, int, str, Record]] = []
-    for stream in streams:
+    if capture.problem is not None:  # (after the records of the frames before it)
+        rows.append((float("inf"), capture.frames, "", Record(0, error=capture.problem)))
+    for stream in capture.streams:
         if not looks_like_tpkt(stream.data):
             continue
         label = f"{_endpoint(stream.src)} > {_endpoint(stream.dst)}"

@@ -144,3 +144,46 @@ def test_dissector_resynchronises_after_a_gap() -> None:
     assert [r.offset for r in records] == [16 + 8 + 5] * 3
     assert records[1].tsdu_index == 1
     assert dissector.finish() == []
+
+
+def test_a_capture_cut_short_decodes_up_to_the_cut(tmp_path: Path, vectors_dir: Path) -> None:
+    """The file ends partway through a packet: every frame before it decodes, as in
+    tshark, then one error line, exit status 2 (before: "unreadable capture: got 8, 16
+    needed at least" and nothing decoded)."""
+    frames = frames_of(conversation(vectors_dir))
+    data = write(tmp_path / "whole.pcap", frames).read_bytes()
+    dn = len(frames) - 3  # the DN, before the FINs
+    start = len(write(tmp_path / "before.pcap", frames[: dn - 1]).read_bytes())
+    for cut in (start + 8, start + 16 + 40):  # in its record header, in its data
+        path = tmp_path / "cut.pcap"
+        path.write_bytes(data[:cut])
+        code, ours, errors = decode_ses(path)
+        assert ours == tshark_ses(path) and max(ours) == dn - 1  # the FN, and all before
+        assert errors == [f"sessionlayer decode: capture cut short after frame {dn - 1} (the"
+                          f" file ends partway through frame {dn})"]  # fmt: skip
+        assert code == 2
+
+
+def test_pcapng_interfaces_each_with_their_link_type(tmp_path: Path, vectors_dir: Path) -> None:
+    """Interface 0 Ethernet (HTTP), interface 1 raw IP in nanoseconds (the OSI
+    association), their packets interleaved: decode shows what tshark shows, in time order
+    (before: every packet was read as Ethernet in microseconds, "no TPKT stream found")."""
+    from tests.test_capture import _epb, _idb, _shb
+
+    web = [("C->S", b"GET / HTTP/1.0\r\n\r\n"), ("S->C", b"HTTP/1.0 200 OK\r\n\r\n")]
+    http = [bytes(p) for p in _connection_packets(("10.0.0.1", 5555), ("10.0.0.2", 80), web,
+                                                  1460)]  # fmt: skip
+    osi = [bytes(dpkt.ethernet.Ethernet(f).data) for f in frames_of(conversation(vectors_dir))]
+    t = 1_700_000_000
+    blocks = [_shb(), _idb(1), _idb(101, tsresol=9)]
+    blocks += [_epb(0, t * 10**6 + 2 * i * 1000, frame) for i, frame in enumerate(http)]
+    blocks += [_epb(1, t * 10**9 + (2 * i + 1) * 10**6, ip) for i, ip in enumerate(osi)]
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(b"".join(blocks))
+    code, out, err = run("decode", "--pcap", str(path))
+    assert (code, err) == (0, "")
+    shown = [int(line.split()[0][1:]) for line in out.splitlines()]
+    assert shown == sorted(shown)
+    assert shown[0] == len(http) + 4 and shown[-1] == len(http) + len(osi) - 3  # CR ... DN
+    _, ours, _ = decode_ses(path)
+    assert ours == tshark_ses(path) and len(ours) == 12
