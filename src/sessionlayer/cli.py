@@ -39,13 +39,52 @@ class UsageError(Exception):
     """A user mistake reported as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's options may come between its positionals (``send FILE --state-dir
+    DIR HOST:PORT``: argparse took FILE and HOST:PORT as one run of positionals and
+    refused HOST:PORT); a usage mistake's message is kept for ``--json``
+    (:func:`_usage_json`)."""
+
+    mistake: str | None = None  #: the last usage mistake's message (the process has one)
+    _mixing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._mixing or not self._intermixable():
+            return super().parse_known_args(args, namespace)
+        self._mixing = True  # (parse_known_intermixed_args calls this, twice)
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
+
+    def _intermixable(self) -> bool:
+        """What parse_known_intermixed_args takes: no subcommands or REMAINDER of its own
+        (nor a mutually exclusive group with a positional, which no command has)."""
+        return not any(action.nargs in (argparse.PARSER, argparse.REMAINDER)
+                       for action in self._actions)  # fmt: skip
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.mistake = message
+        super().error(message)
+
+
+def _usage_json(argv: Sequence[str], out: TextIO) -> None:
+    """After a usage mistake of ``send``, ``get`` or ``status`` with ``--json``: the
+    documented ``{"error": ..., "exit": 2}`` on stdout, as for any other failure."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in _ONE_SESSION and "--json" in argv and _Parser.mistake is not None:
+        with contextlib.suppress(OSError, ValueError):
+            out.write(json.dumps({"error": _Parser.mistake, "exit": EXIT_BAD_INPUT}) + "\n")
+            out.flush()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sessionlayer",
         description="The OSI session layer (ISO 8327-1 / X.225) over RFC 1006.",
     )
     parser.add_argument("--version", action="version", version=f"sessionlayer {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     dec = sub.add_parser(
         "decode",
         help="decode TPKT/COTP/SPDU bytes from hex or a capture",
@@ -188,7 +227,13 @@ def main(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = _parser()
-    ns = parser.parse_args(argv)
+    _Parser.mistake = None
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == EXIT_BAD_INPUT:
+            _usage_json(list(sys.argv[1:] if argv is None else argv), out)
+        raise
     try:
         if ns.command == "decode":
             return _decode(ns, out, err, stdin or sys.stdin)
