@@ -842,7 +842,10 @@ class _Receiver:
         # (what is kept is hashed again in the disk's hash thread, ahead of what comes: a
         # long prefix would hold up the loop and every other session for seconds)
         self.disk = _Disk(self.file.fileno(), self.temp, offset, self.whole, chain)
-        upload.save(self.service.state_path(activity))
+        try:
+            upload.save(self.service.state_path(activity))
+        except OSError as exc:
+            raise TransferError(self._unkept(exc)) from None
         if self.on_open is not None:
             self.on_open(activity)
 
@@ -1042,9 +1045,23 @@ class _Receiver:
             self.checkpoints += 1
             return
         self.upload.checkpoints.append((offset, self.chain.hex()))
-        self.upload.save(self.service.state_path(self.upload.activity))
+        try:
+            self.upload.save(self.service.state_path(self.upload.activity))
+        except OSError as exc:  # (not confirmed: the point is not one a rerun can resume)
+            why = self._unkept(exc)
+            await self._fail(why, "the client cannot keep the transfer's state: "
+                             + os.strerror(exc.errno or errno.EIO) if self.own else None)
+            raise TransferError(why) from None
         self.confirmed = (offset, cp.get("c"))
         self.checkpoints += 1
+
+    def _unkept(self, exc: OSError) -> str:
+        """Why the transfer's state could not be recorded: on the server (its path not
+        said), or for a get in this side's state directory, named (not the file's)."""
+        why = os.strerror(exc.errno or errno.EIO)
+        if self.own:
+            return f"cannot keep the transfer's state in {self.service.state_dir}: {why}"
+        return f"cannot keep the transfer's state on the server: {why}"
 
     async def _write_failed(self, exc: OSError) -> None:
         why = os.strerror(exc.errno or errno.EIO)
