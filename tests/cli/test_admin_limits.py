@@ -6,12 +6,30 @@ answering, and a client sending one header line every 5 s stayed for good."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sessionlayer
 from sessionlayer.commands import admin
+
+
+@contextlib.asynccontextmanager
+async def admin_endpoint() -> AsyncIterator[Any]:
+    """A session server (its handler reads until the end) and its admin endpoint."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        async for _ in session:
+            pass
+
+    async with await sessionlayer.serve(handler) as server:
+        endpoint = await admin.start_admin(server, "127.0.0.1", 0, lambda _: None)
+        try:
+            yield endpoint
+        finally:
+            await endpoint.cleanup()
 
 
 def idle_connections(port: int, n: int) -> list[socket.socket]:
@@ -39,39 +57,31 @@ def get_metrics(port: int) -> bytes:
 
 def test_connections_are_bounded_in_number_and_in_time() -> None:
     async def main() -> None:
-        async def handler(session: sessionlayer.Session) -> None:
-            async for _ in session:
-                pass
+        async with admin_endpoint() as endpoint:
+            port = endpoint.addresses[0][1]
+            endpoint.guarded.lifetime = 1.0
 
-        async with await sessionlayer.serve(handler) as server:
-            endpoint = await admin.start_admin(server, "127.0.0.1", 0, lambda _: None)
-            try:
-                port = endpoint.addresses[0][1]
-                endpoint.guarded.lifetime = 1.0
+            def check() -> None:
+                socks = idle_connections(port, admin.MAX_CONNECTIONS)
+                try:
+                    (extra,) = idle_connections(port, 1)
+                    assert closed_by_the_server(extra, 5)  # one too many: at once
+                    extra.close()
+                    started = time.monotonic()
+                    # the idle ones end at their lifetime (a slow client's too)
+                    socks[0].sendall(b"GET /metrics HTTP/1.1\r\n")
+                    assert all(closed_by_the_server(s, 10) for s in socks)
+                    assert time.monotonic() - started < 10
+                finally:
+                    for sock in socks:
+                        sock.close()
 
-                def check() -> None:
-                    socks = idle_connections(port, admin.MAX_CONNECTIONS)
-                    try:
-                        (extra,) = idle_connections(port, 1)
-                        assert closed_by_the_server(extra, 5)  # one too many: at once
-                        extra.close()
-                        started = time.monotonic()
-                        # the idle ones end at their lifetime (a slow client's too)
-                        socks[0].sendall(b"GET /metrics HTTP/1.1\r\n")
-                        assert all(closed_by_the_server(s, 10) for s in socks)
-                        assert time.monotonic() - started < 10
-                    finally:
-                        for sock in socks:
-                            sock.close()
-
-                await asyncio.to_thread(check)
-                assert endpoint.guarded.refused == 1
-                endpoint.guarded.lifetime = 30.0
-                answer = await asyncio.to_thread(get_metrics, port)
-                assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200")
-                assert b"sessionlayer_sessions_live" in answer
-            finally:
-                await endpoint.cleanup()
+            await asyncio.to_thread(check)
+            assert endpoint.guarded.refused == 1
+            endpoint.guarded.lifetime = 30.0
+            answer = await asyncio.to_thread(get_metrics, port)
+            assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200")
+            assert b"sessionlayer_sessions_live" in answer
 
     asyncio.run(asyncio.wait_for(main(), 60))
 
@@ -87,17 +97,8 @@ def test_live_status_stopped_by_sigterm_shows_the_cursor_again() -> None:
     import sys
 
     async def main() -> None:
-        async def handler(session: sessionlayer.Session) -> None:
-            async for _ in session:
-                pass
-
-        async with await sessionlayer.serve(handler) as server:
-            endpoint = await admin.start_admin(server, "127.0.0.1", 0, lambda _: None)
-            try:
-                port = endpoint.addresses[0][1]
-                await asyncio.to_thread(run_status, port)
-            finally:
-                await endpoint.cleanup()
+        async with admin_endpoint() as endpoint:
+            await asyncio.to_thread(run_status, endpoint.addresses[0][1])
 
     def run_status(port: int) -> None:
         primary, secondary = pty.openpty()

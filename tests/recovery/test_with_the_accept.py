@@ -33,6 +33,33 @@ from .helpers import FAST, LIMIT, cut, next_of, run
 SLOW_ACKS = dataclasses.replace(FAST, ack_interval=60.0)
 
 
+def greeter(node: str, *, typed: bool) -> Any:
+    """A handler that greets (S-DATA, or typed data) with its node's name, then echoes."""
+
+    async def handler(session: sessionlayer.Session) -> None:
+        if typed:
+            await session.send_typed(b"typed from " + node.encode())
+        else:
+            await session.send(b"greeting from " + node.encode())
+        async for data in session:
+            await session.send(b"echo " + data)
+
+    return handler
+
+
+async def reads_into(client: sessionlayer.Session, read: asyncio.Queue[Any]) -> None:
+    """Wait in receive() all through the outages: each message, each rollback (its serial),
+    and the error that ended the session, in order."""
+    while True:
+        try:
+            await read.put(await client.receive())
+        except sessionlayer.CheckpointRestored as exc:
+            await read.put(("restored", exc.serial))
+        except sessionlayer.SessionLayerError as exc:
+            await read.put(exc)
+            return
+
+
 def test_an_expedited_message_replayed_with_the_accept_comes_once() -> None:
     async def main() -> None:
         served: asyncio.Queue[sessionlayer.Session] = asyncio.Queue()
@@ -96,32 +123,14 @@ async def two_nodes(handler_of: Callable[[str], Any],
 
 def test_a_restored_handlers_first_message_comes_after_the_rollback() -> None:
     async def main() -> None:
-        def greeter(node: bytes) -> Any:
-            async def handler(session: sessionlayer.Session) -> None:
-                await session.send(b"greeting from " + node)
-                async for data in session:
-                    await session.send(b"echo " + data)
-
-            return handler
-
-        async with two_nodes(lambda node: greeter(node.encode())) as (a, b):
+        async with two_nodes(lambda node: greeter(node, typed=False)) as (a, b):
             client = await sessionlayer.connect(
                 "127.0.0.1", a.port, options=FAST,
                 addresses=[("127.0.0.1", a.port), ("127.0.0.1", b.port)])  # fmt: skip
             assert await client.receive() == b"greeting from A"
             read: asyncio.Queue[Any] = asyncio.Queue()
 
-            async def reader() -> None:  # (waiting in receive() all through the outage)
-                while True:
-                    try:
-                        await read.put(await client.receive())
-                    except sessionlayer.CheckpointRestored as exc:
-                        await read.put(("restored", exc.serial))
-                    except sessionlayer.SessionLayerError as exc:
-                        await read.put(exc)
-                        return
-
-            reading = asyncio.ensure_future(reader())
+            reading = asyncio.ensure_future(reads_into(client, read))
             a.close(detach=True)  # node A is gone: B restores the session from the store
             await a.wait_closed()
             first = await asyncio.wait_for(read.get(), LIMIT)
@@ -203,15 +212,7 @@ def test_typed_data_from_a_restored_handler_comes_after_the_rollback() -> None:
     counted before the restart emptied the journal, the next plain resume was refused."""
 
     async def main() -> None:
-        def greeter(node: bytes) -> Any:
-            async def handler(session: sessionlayer.Session) -> None:
-                await session.send_typed(b"typed from " + node)
-                async for data in session:
-                    await session.send(b"echo " + data)
-
-            return handler
-
-        async with two_nodes(lambda node: greeter(node.encode())) as (a, b):
+        async with two_nodes(lambda node: greeter(node, typed=True)) as (a, b):
             client = await sessionlayer.connect(
                 "127.0.0.1", a.port, options=FAST,
                 addresses=[("127.0.0.1", a.port), ("127.0.0.1", b.port)])  # fmt: skip
@@ -234,17 +235,7 @@ def test_typed_data_from_a_restored_handler_comes_after_the_rollback() -> None:
             assert await next_typed() == b"typed from A"
             read: asyncio.Queue[Any] = asyncio.Queue()
 
-            async def reader() -> None:
-                while True:
-                    try:
-                        await read.put(await client.receive())
-                    except sessionlayer.CheckpointRestored as exc:
-                        await read.put(("restored", exc.serial))
-                    except sessionlayer.SessionLayerError as exc:
-                        await read.put(exc)
-                        return
-
-            reading = asyncio.ensure_future(reader())
+            reading = asyncio.ensure_future(reads_into(client, read))
             a.close(detach=True)
             await a.wait_closed()
             assert await asyncio.wait_for(read.get(), LIMIT) == ("restored", None)
