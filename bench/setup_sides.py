@@ -73,6 +73,12 @@ class FakeTransport(asyncio.Transport):
     def abort(self) -> None:
         self._closed()
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:  # (after an AB: a peer that closes when it reads the FIN)
+        self._closed()
+
     def _closed(self) -> None:
         """As a real transport does: connection_lost on the loop's next turn, once."""
         if not self.closing and self.protocol is not None:
@@ -108,9 +114,11 @@ async def capture() -> tuple[bytes, bytes, int]:
         session = await sessionlayer.connect(
             "127.0.0.1", port, options=OPTIONS, trace=lambda d, b: got.append((d, bytes(b)))
         )
+        setup = len(got)  # (what comes after the abort, a server's AB, is not the setup's)
         session.abort()
     server.close()
     await server.wait_closed()
+    del got[setup:]
     first_in = next(i for i, (d, _) in enumerate(got) if d == "in")
     sent = b"".join(b for d, b in got[:first_in] if d == "out")
     answer = b"".join(b for d, b in got if d == "in")

@@ -126,6 +126,7 @@ _ROLLBACK_SEND = 256  # (recovery) ... and to the sender
 _WAITING = 512  # (server) waits for a handshake slot (``queue()``, ``admit()``)
 _PUMPING = 1024  # (recovery) _pump_replay is under way (its flushes do not start another)
 _EVENTS_READ = 2048  # the application has read (or waited for) events() at least once
+_EOF_SENT = 4096  # our AB went out with a FIN behind it: nothing more is written (_linger)
 
 
 def copy_to_raise(exc: E) -> E:
@@ -1467,13 +1468,45 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 future.set_exception(exc)
 
     def abort_session(self, failure: SessionAborted, user_data: bytes | None = None) -> None:
-        """S-U-ABORT (or a local decision to end it): AB, then the connection closes."""
+        """S-U-ABORT (or a local decision to end it): AB, then the connection closes, when
+        the peer closes it or at TIM (X.225 7.9: the AB's sender waits for the transport
+        disconnect, ``abort_timeout``).  Closing at once would reset a connection the peer
+        is still sending on: its TCP would then drop the AB unread, and the reason with it."""
         if self.closed:
             return
-        self.agent.abort(user_data, self._ep.loop.time())
+        agent = self.agent
+        agent.abort(user_data, self._ep.loop.time())
         self._session_over(failure)
-        self.flush()
-        self._close_transport()
+        self.flush()  # (arms the timer at TIM)
+        if not agent.machine.is_ending or agent.wants_close or agent.machine.get_timer() is None:
+            self._close_transport()  # (no AB went out)
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Our AB went out: a FIN behind it, then what the peer still sends is read and
+        dropped (the machine's STA16) until it closes, or TIM closes.  TLS has no half
+        close (asyncio cannot send close_notify and read on): it closes at once, and a
+        peer still sending may miss the AB."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._flags & _EOF_SENT:
+            return
+        try:
+            eof = transport.can_write_eof()
+        except NotImplementedError:
+            eof = False
+        if not eof:
+            self._close_transport()
+            return
+        self.plain = False
+        self.flush_out()
+        self._flags |= _EOF_SENT
+        try:
+            transport.write_eof()
+        except OSError:  # (the peer reset it already: nothing to wait for)
+            transport.abort()
+            return
+        self._unpause(_BUFFERED | _WRITING | _EVENTS)  # (to see the peer's FIN)
 
     # ------------------------------------------------------------ sending
 
@@ -1684,10 +1717,7 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self._wrote = False
         transport = self.transport
         if transport is not None and transport.is_closing():
-            # (a write failed: asyncio gave the transport up and connection_lost is on its
-            # way) no more straight writes into it: S-DATA takes the general path, which
-            # looks before it writes, and a resumable session keeps it in its journal.
-            self.plain = False
+            self._gone()
         if self._held is not None:
             if self._held:
                 self._write_held()
@@ -1699,12 +1729,28 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         self.bytes_out += self._held_size
         self._held_size = 0
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(held)  # (it takes the pieces, not the list)
+            if not self._flags & _EOF_SENT:
+                self.transport.writelines(held)  # (it takes the pieces, not the list)
+        else:
+            self._gone()
         held.clear()
+
+    def _gone(self) -> None:
+        """A write found the transport closing while the session thought it open (a write
+        failed: asyncio gave the transport up and connection_lost is on its way).  No more
+        straight writes into it: S-DATA takes the general path, which looks before it
+        writes (a resumable session keeps it in its journal).  And a sender waits in
+        ``drain()`` until connection_lost has run: a loop of sends that each returned at
+        once would never let it run (it spun, the peer's AB unread, for good)."""
+        self.plain = False
+        if self.transport is not None and not self._flags & _CLOSED and not self.write_paused:
+            self.pause_writing()  # (connection_lost resumes writing)
 
     def _write(self, data: bytes) -> None:
         if self._held:
             self.flush_out()  # keep the order of what was sent
+        if self._flags & _EOF_SENT:
+            return  # (lingering after our AB: nothing more goes out)
         if self.transport is not None and not self.transport.is_closing():
             tap = self._ep.tap
             if tap is not None:
@@ -1712,11 +1758,15 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self.bytes_out += len(data)
             self.transport.write(data)
             self._check_written()
+        else:
+            self._gone()
 
     def _write_all(self, out: list[bytes]) -> None:
         """:meth:`_write` of each of ``out``, in one transport write."""
         if self._held:
             self.flush_out()
+        if self._flags & _EOF_SENT:
+            return
         if self.transport is not None and not self.transport.is_closing():
             tap = self._ep.tap
             for data in out:
@@ -1725,6 +1775,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
                 self.bytes_out += len(data)
             self.transport.writelines(out)
             self._check_written()
+        else:
+            self._gone()
 
     def _check_written(self) -> None:
         transport = self.transport
