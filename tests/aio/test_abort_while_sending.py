@@ -1,6 +1,6 @@
-"""An abort reaches a peer that is still sending, with its user data: the aborting side
-sends a FIN behind its AB and reads on (dropping what comes) until the peer closes, or TIM
-(X.225 7.9: the AB's sender waits for the transport disconnect).  Before, it closed at
+"""A server's abort reaches a client that is still sending, with its user data: the server
+sends a FIN behind its AB and reads on (dropping what comes) until the client closes, or
+TIM (X.225 7.9: the AB's sender waits for the transport disconnect).  Before, it closed at
 once: the peer's next segments met a closed socket, whose RST made the peer's TCP drop the
 AB unread ("the transport connection was lost"), and a sender whose every ``send()``
 returned at once spun on the dead transport without yielding, for good."""

@@ -586,6 +586,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._flags |= _CLOSED  # (first: nothing below writes, a replay included)
+        if self._flags & _EOF_SENT and self._ep.lingering is not None:
+            self._ep.lingering.discard(self)
         self.plain = False
         try:
             self.resume_writing()  # nobody waits in drain() for a connection that is gone
@@ -1484,20 +1486,24 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
             self._linger()
 
     def _linger(self) -> None:
-        """Our AB went out: a FIN behind it, then what the peer still sends is read and
-        dropped (the machine's STA16) until it closes, or TIM closes.  TLS has no half
-        close (asyncio cannot send close_notify and read on): it closes at once, and a
-        peer still sending may miss the AB."""
+        """(Server) Our AB went out: a FIN behind it, then what the peer still sends is
+        read and dropped (the machine's STA16) until it closes, or TIM closes.  TLS has no
+        half close (asyncio cannot send close_notify and read on): it closes at once, and
+        a peer still sending may miss the AB.  A client's abort closes at once too: an
+        application may end its event loop right after it, which would leave the
+        transport unclosed (its server reads the AB unless it was sending itself)."""
         transport = self.transport
         if transport is None or transport.is_closing() or self._flags & _EOF_SENT:
             return
+        lingering = self._ep.lingering
         try:
-            eof = transport.can_write_eof()
+            eof = lingering is not None and transport.can_write_eof()
         except NotImplementedError:
             eof = False
-        if not eof:
+        if not eof or lingering is None:
             self._close_transport()
             return
+        lingering.add(self)
         self.plain = False
         self.flush_out()
         self._flags |= _EOF_SENT

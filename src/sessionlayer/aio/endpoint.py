@@ -42,6 +42,7 @@ class Endpoint:
     __slots__ = (
         "ack_bytes",
         "hold_limit",
+        "lingering",
         "loop",
         "new_future",
         "observe",
@@ -100,6 +101,10 @@ class Endpoint:
         self.on_accept: Callable[[Any], None] | None = None
         #: (Server) Called when a connection queued for a handshake slot closes unadmitted.
         self.on_wait_over: Callable[[], None] | None = None
+        #: (Server) The connections that sent an AB and read on until the peer closes or
+        #: TIM (``Connection._linger``): ``Server.wait_closed`` waits for them.  None on a
+        #: client's endpoint, whose aborts close at once.
+        self.lingering: set[Any] | None = None
         self.tsaps = tsaps
         #: Called with ("in" | "out", bytes) for every chunk read or written (for tracing).
         self.tap = tap

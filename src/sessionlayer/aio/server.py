@@ -202,6 +202,7 @@ class Server:
         self._endpoint.on_link_lost = self._link_lost
         self._endpoint.on_wait_over = self._wait_over
         self._endpoint.on_accept = self._accepted
+        self._endpoint.lingering = set()
         if self.store is not None:
             self._endpoint.on_checkpoint = self._on_checkpoint
             self._endpoint.on_heard = self._heard
@@ -277,7 +278,8 @@ class Server:
             await asyncio.gather(*self._tasks, *self._handlers, *self._writes,
                                  return_exceptions=True)  # fmt: skip
         stopping, self._stopping = self._stopping, []
-        for each in stopping:  # (an AB's TIM bounds each)
+        lingering = self._endpoint.lingering if self._endpoint is not None else None
+        for each in [*stopping, *(lingering or ())]:  # (an AB's TIM bounds each)
             await each.wait_closed()
 
     async def __aenter__(self) -> Server:
