@@ -16,15 +16,26 @@ import signal
 import string
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from . import __version__
 from .aio.sockets import host_port
 from .commands import STOP_SIGNALS, CommandError, Terminated, UsageMistake, debugging
 from .commands.logs import client_logging
-from .dissect import Record, StreamDissector, dissect_spdus, looks_like_tpkt, record_line
+from .dissect import (
+    Record,
+    StreamDissector,
+    dissect_spdus,
+    dissect_stream,
+    looks_like_tpkt,
+    record_line,
+    starts_tpkt,
+)
 from .errors import SessionLayerError
 from .spdu.types import ActivityEnd, ActivityEndAck, MajorSyncAck
+
+if TYPE_CHECKING:
+    from .capture import Stream
 
 __all__ = ["main"]
 
@@ -138,7 +149,6 @@ def _records_from_hex(data: bytes) -> list[Record]:
 
 def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
     from .capture import read_capture  # dpkt is only needed here
-    from .dissect import dissect_stream
 
     if not os.path.isfile(path):  # (a FIFO would block the read, a directory fail it)
         raise CommandError(f"--pcap {path}: " + (
@@ -151,11 +161,21 @@ def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
     if capture.problem is not None:  # (after the records of the frames before it)
         rows.append((float("inf"), capture.frames, "", Record(0, error=capture.problem)))
     for stream in capture.streams:
-        if not looks_like_tpkt(stream.data):
-            continue
         label = f"{_endpoint(stream.src)} > {_endpoint(stream.dst)}"
-        starts = [segment.offset for segment in stream.segments]
-        for record in dissect_stream(stream.data, starts, stream.gaps):
+        base = 0 if looks_like_tpkt(stream.data) else _first_tpkt(stream)
+        if base is None:
+            continue  # (not OSI traffic)
+        records: list[Record] = []
+        if base:  # the capture began inside this connection, in a TPKT
+            frame = stream.locate(base).frame
+            records.append(Record(0, error=f"{base} octets before frame {frame} not decoded"
+                                  " (the capture starts inside the connection)"))  # fmt: skip
+        starts = [segment.offset - base for segment in stream.segments if segment.offset >= base]
+        gaps = [(at - base, n, frame) for at, n, frame in stream.gaps if at > base]
+        for record in dissect_stream(stream.data[base:], starts, gaps):
+            record.offset += base
+            records.append(record)
+        for record in records:
             offset = min(record.offset, len(stream.data) - 1)
             segment = stream.locate(offset)
             frame, ts = segment.frame, segment.timestamp
@@ -164,6 +184,19 @@ def _records_from_pcap(path: str) -> list[tuple[str, Record]]:
     rows.sort(key=lambda row: (row[0], row[1]))
     _name_activity_end_acks([(label, record) for _, _, label, record in rows])
     return [(f"#{frame} {label}", record) for _, frame, label, record in rows]
+
+
+def _first_tpkt(stream: Stream) -> int | None:
+    """Where the first segment of ``stream`` that starts a TPKT holding a valid TPDU
+    begins (a capture begun mid-connection: what comes before it is the end of a TPKT
+    whose start was not captured), or None: not a TPKT stream."""
+    for segment in stream.segments[1:]:
+        data = stream.data[segment.offset :]
+        if starts_tpkt(data):
+            first = data[: int.from_bytes(data[2:4], "big")]
+            if all(record.error is None for record in dissect_stream(first)):
+                return segment.offset
+    return None
 
 
 def _name_activity_end_acks(rows: list[tuple[str, Record]]) -> None:

@@ -32,7 +32,7 @@ from .transport import (
 from .transport.cotp import TPDU
 
 __all__ = ["Record", "StreamDissector", "dissect_spdus", "dissect_stream", "tpdu_summary",
-           "looks_like_tpkt"]  # fmt: skip
+           "looks_like_tpkt", "starts_tpkt"]  # fmt: skip
 
 
 @dataclass
@@ -61,9 +61,9 @@ def looks_like_tpkt(data: bytes) -> bool:
     return len(data) >= 4 and data[0] == 3 and data[1] == 0
 
 
-def _starts_tpkt(data: bytes) -> bool:
+def starts_tpkt(data: bytes) -> bool:
     """*data* may start with a TPKT header: 03 00 and a length that holds a COTP header
-    (where decoding resumes after a gap)."""
+    (where decoding resumes after a gap, or starts in a capture begun mid-connection)."""
     return looks_like_tpkt(data) and int.from_bytes(data[2:4], "big") >= 7
 
 
@@ -97,7 +97,7 @@ class StreamDissector:
     def feed(self, data: bytes) -> list[Record]:
         at, self._fed = self._fed, self._fed + len(data)
         if self._lost:
-            if not _starts_tpkt(data):
+            if not starts_tpkt(data):
                 return []  # (in the TPKT the gap cut)
             self._lost = False
             self._tpkt, self._base = TpktParser(), at

@@ -187,3 +187,25 @@ def test_pcapng_interfaces_each_with_their_link_type(tmp_path: Path, vectors_dir
     assert shown[0] == len(http) + 4 and shown[-1] == len(http) + len(osi) - 3  # CR ... DN
     _, ours, _ = decode_ses(path)
     assert ours == tshark_ses(path) and len(ours) == 12
+
+
+def test_a_capture_begun_inside_a_tpkt_decodes_from_the_next_one(
+    tmp_path: Path, vectors_dir: Path
+) -> None:
+    """Capture started in the middle of the CN (no SYN, the CN's first segment not
+    captured): that direction decodes from its first segment that starts a TPKT, after one
+    line saying what came before it, as in tshark (before: the whole direction was skipped,
+    its stream not taken for a TPKT stream)."""
+    segments = conversation(vectors_dir)
+    cn = segments[2][1]
+    assert segments[2][0] == "C->S" and cn[7:8] == b"\x0d" and len(cn) > 120  # the CN
+    segments[2:3] = [("C->S", cn[:60]), ("C->S", cn[60:120]), ("C->S", cn[120:])]
+    path = write(tmp_path / "late.pcap", frames_of(segments)[6:])  # from the CN's 2nd piece
+    code, ours, errors = decode_ses(path)
+    assert ours == tshark_ses(path)
+    assert 1 not in ours and 2 not in ours and ours[3] == 1  # the CN's end; the AC
+    assert sum(ours.values()) == whole(tmp_path, vectors_dir) - 1  # all but the CN
+    skipped = len(cn) - 60
+    assert errors == [f"sessionlayer decode: {skipped} octets before frame 4 not decoded"
+                      " (the capture starts inside the connection)"]  # fmt: skip
+    assert code == 2
