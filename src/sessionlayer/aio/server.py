@@ -435,7 +435,7 @@ class Server:
             return
         try:
             if hello is not None and hello.resume is not None:
-                if old is not None and self._authenticate is None:
+                if old is not None and self._authenticate is None and self.store is None:
                     self._resume_at_once(old, protocol, event, hello)
                     return  # (the live case: no task, no store to wait for)
                 self._pend(protocol, self._resume(protocol, event, hello))
@@ -828,15 +828,6 @@ class Server:
         self._secret = keys[0]
         self._secrets = tuple(keys)
 
-    async def _advance_live(self, protocol: Connection, generation: int) -> None:
-        """(A live resume) The record's next generation; missing (never recorded), it is
-        written whole."""
-        expires = time.time() + self.options.resume_timeout + self.lease
-        new = await self._store_call("advance", protocol.id, generation, node=self.node,
-                                     expires_at=expires)  # fmt: skip
-        if new is None:  # (missing; or the token before was used: the record is ahead)
-            await self._write_again(protocol, expires)
-
     def _heard(self, protocol: Connection) -> None:
         """(With a store) The client was heard on the connection it resumed: the token
         before is good no more, here or on another node (the record's ``heard_at``,
@@ -956,13 +947,12 @@ class Server:
 
     def _resume_at_once(self, old: Connection, protocol: Connection,
                         event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
-        """The resume of a session live here, with no callback to await: done at once."""
+        """The resume of a session live here, with no callback and no store to await: done
+        at once."""
         try:
             if not self._recovery or not self._resumable(hello, event):
                 raise ResumeRefused("this server does not resume sessions", "refused")
-            if not self._resume_checked_live(old, protocol, event, hello):
-                # (The copy here was stale and is gone: resumed from the store, case 2.)
-                self._pend(protocol, self._resume(protocol, event, hello))
+            self._resume_checked_live(old, protocol, event, hello)
         except Exception as exc:
             self._resume_failed(protocol, exc)
 
@@ -1003,9 +993,12 @@ class Server:
         if not self._recovery or not self._resumable(hello, event):
             raise ResumeRefused("this server does not resume sessions", "refused")
         old = self._links.get(sid)
-        if old is not None and not old.closed and self._resume_checked_live(
-                old, protocol, event, hello):  # fmt: skip
-            return
+        if old is not None and not old.closed:
+            if self.store is None:
+                self._resume_checked_live(old, protocol, event, hello)
+                return
+            if await self._in_order(sid, self._resume_confirmed(sid, protocol, event, hello)):
+                return
         over = self._over.get(sid)
         if over is not None:  # (the token is checked first: nothing said to a stranger)
             why, code, generation, identity = over
@@ -1037,12 +1030,25 @@ class Server:
         return True
 
     def _resume_checked_live(self, old: Connection, protocol: Connection,
-                             event: ev.ConnectIndication, hello: Hello) -> bool:  # fmt: skip
-        """The token checked against the live session, which then takes ``protocol``
-        over (authentication, and whether this server resumes, are the caller's).  False:
-        the token is newer than this copy (another node resumed the session since): the
-        copy was stale and is dropped, the store left alone; the caller goes on as for a
-        session not held here."""
+                             event: ev.ConnectIndication, hello: Hello) -> None:  # fmt: skip
+        """(No store) The token checked against the live session, which then takes
+        ``protocol`` over (authentication, and whether this server resumes, are the
+        caller's)."""
+        gen, oldest = self._live_token(old, protocol, hello)
+        if protocol.transport is not None and not protocol.transport.is_closing():
+            link = old.link
+            assert link is not None
+            # (An older token than the current one: the current one again, never one before.)
+            self._resume_live(old, protocol, hello, event, max(gen + 1, link.generation),
+                              oldest)  # fmt: skip
+
+    def _live_token(self, old: Connection, protocol: Connection,
+                    hello: Hello) -> tuple[int, int]:  # fmt: skip
+        """The hello's token checked against the live copy ``old`` of its session: the
+        token's generation and the oldest one taken; ResumeRefused if it is not one of
+        them.  (With a store) _Moved if the token is newer than this copy (another node
+        resumed the session since): the copy was stale and is dropped, the store left
+        alone."""
         token = hello.resume
         assert token is not None
         link = old.link
@@ -1052,7 +1058,7 @@ class Server:
         if self._moved_on(token, link.generation, link.identity, presenter):
             self._drop_moved(old, f"a resume token of generation {parse(token)[1]} was"
                                   f" presented; this node's copy is at {link.generation}")
-            return False
+            raise _Moved()
         # The tokens before are still good while the client was not heard on the
         # connection of its last resume (that accept, and those of the resumes before it
         # if it was not heard since, may never have arrived).
@@ -1061,12 +1067,104 @@ class Server:
             oldest = link.heard_at
         gen = verify(self._secrets, token, generation=link.generation,
                      identity=link.identity, presenter=presenter, oldest=oldest)
-        if protocol.transport is not None and not protocol.transport.is_closing():
-            self._resume_live(old, protocol, hello, event, gen, oldest)
+        return gen, oldest
+
+    async def _resume_confirmed(self, sid: str, protocol: Connection,
+                                event: ev.ConnectIndication, hello: Hello) -> bool:  # fmt: skip
+        """(With a store; in the order of the session's store writes, after its detach's)
+        The resume of the session's live copy here, confirmed by the store first: another
+        node sharing it may have resumed the session since (its client sent there), and
+        this copy, stale then, would still take a token of its own generation or one
+        before it.  So the record is advanced from this copy's generation, a
+        compare-and-set as a resume from the store makes (missing, or behind this copy: it
+        is written whole unless another node's stands in the way, in one atomic step),
+        and only then does the copy take ``protocol`` over, with the next token.  False:
+        the copy is stale (the store says another node resumed the session since) and is
+        dropped, or it is over; the caller goes on as for a session not held here (from
+        the store: resumed from its record, or refused as that says).  ResumeRefused
+        (``store_unavailable``) if the store cannot say."""
+        old = self._links.get(sid)
+        if old is None or old.closed:
+            return False  # (over while the session's earlier writes were done)
+        try:
+            _, oldest = self._live_token(old, protocol, hello)
+        except _Moved:
+            return False
+        if protocol.transport is None or protocol.transport.is_closing():
+            return True  # (gone already: nothing to resume, the copy as it was)
+        link = old.link
+        assert link is not None
+        generation = link.generation + 1  # (the store's, whichever token: the CAS is on it)
+        try:
+            moved = await self._confirm_live(old, protocol, generation, oldest)
+        except StoreUnavailable as exc:
+            raise ResumeRefused(f"the session store failed: {exc}",
+                                "store_unavailable") from None  # fmt: skip
+        if moved is not None:
+            self._drop_moved(old, moved)
+            return False
+        if self._links.get(sid) is not old or old.closed:
+            return False  # (over meanwhile, expired say: told by _over; its record's lease
+            # runs out)
+        if protocol.transport is None or protocol.transport.is_closing():
+            # Gone while the store confirmed: the copy stays as it was, at the generation
+            # its record is at now, the client's token still taken (it was not heard).
+            link.generation = generation
+            link.heard_at = min(oldest, generation - 1)
+            link.bytes_at_resume = old.bytes_in
+            if old.detached:  # (its deadline again, which the advance made a lease)
+                loop = asyncio.get_running_loop()
+                left = link.lost_at + self.options.resume_timeout - loop.time()
+                self._store_write("update", sid, expires_at=time.time() + max(left, 0.0),
+                                  detached=True, if_generation=generation,
+                                  if_node=self.node)  # fmt: skip
+            return True
+        self._resume_live(old, protocol, hello, event, generation, oldest)
         return True
 
+    async def _confirm_live(self, old: Connection, protocol: Connection, generation: int,
+                            oldest: int) -> str | None:  # fmt: skip
+        """(A live resume, before it is accepted) The store's record advanced to
+        ``generation`` from this copy's, held by this node (a compare-and-set); missing or
+        behind, written whole unless another node's record stands in the way
+        (``put_unless_taken``).  None when it is done, else why this copy is stale.
+        Raises StoreUnavailable."""
+        store = self.store
+        link = old.link
+        assert store is not None and link is not None
+        sid = old.id
+        expires = time.time() + self.options.resume_timeout + self.lease
+        if await store.advance(sid, link.generation, node=self.node,
+                               expires_at=expires) is not None:  # fmt: skip
+            return None
+        record = await store.get(sid)
+        if record is not None:
+            created = record.created
+        else:  # (never recorded, or swept: from the session's age here)
+            session = self._live.get(sid)
+            created = time.time() - (session.info().age if session is not None else 0.0)
+        mine = SessionRecord(
+            id=sid, generation=generation, identity=link.identity,
+            chosen=dict(old.agent.chosen), created=created, expires_at=expires,
+            checkpoint=link.checkpoint, node=self.node, peer=peer_text(protocol.peer),
+            heard_at=min(oldest, generation - 1),
+        )  # fmt: skip
+        taken = record if record is not None and record.bars(mine) else None
+        if taken is None:
+            taken = await store.put_unless_taken(mine)
+        if taken is None:
+            log.info("session %s recorded again in session store %s (its record was %s)",
+                     sid, store.name, "missing" if record is None else
+                     f"at generation {record.generation}")  # fmt: skip
+            return None
+        return (f"the store says node {taken.node} resumed it (its record is at generation"
+                f" {taken.generation}; this node's copy is at {link.generation})")
+
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
-                     event: ev.ConnectIndication, gen: int, oldest: int) -> None:  # fmt: skip
+                     event: ev.ConnectIndication, generation: int,
+                     oldest: int) -> None:  # fmt: skip
+        """The live copy ``old`` takes ``protocol`` over, at ``generation`` (the token it
+        gives), the tokens from ``oldest`` on still taken until the client is heard."""
         sid = old.id
         link = old.link
         journal = old.journal
@@ -1074,8 +1172,7 @@ class Server:
         if not old.detached:  # the old connection is dead but nobody noticed yet
             old.drop_link("a new connection resumed the session")
         self._detached.pop(sid, None)
-        # (An older token than the current one: the current one again, never one before.)
-        link.generation = max(gen + 1, link.generation)
+        link.generation = generation
         link.heard_at = min(oldest, link.generation - 1)
         chosen = old.agent.chosen
         old.adopt(protocol)
@@ -1108,8 +1205,6 @@ class Server:
         if mine is not None and not both:
             link.activity = None
             old.restart_activity(mine[0], link.activity_data)
-        if self.store is not None:
-            self._in_order(sid, self._advance_live(old, gen))
 
     async def _resume_stored(self, protocol: Connection, event: ev.ConnectIndication,
                              hello: Hello, sid: str, token: str) -> None:  # fmt: skip
@@ -1371,6 +1466,10 @@ def _not_accepted(protocol: Connection, verdict: Any) -> Refuse:
 
 class _AuthenticateFailed(Exception):
     """(A resume) ``authenticate()`` raised its ``__cause__``."""
+
+
+class _Moved(Exception):
+    """(A resume) The live copy of the session was stale, and is dropped (_live_token)."""
 
 
 def _refusal(protocol: Connection, exc: BaseException) -> Refuse:
