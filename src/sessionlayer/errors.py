@@ -21,7 +21,7 @@ The whole hierarchy (this module imports nothing from the rest of the package)::
     +-- SyncPurged                    a resync or activity end purged our unconfirmed sync
     +-- SyncSuperseded                the peer's sync point settled our unconfirmed minor one
     +-- CheckpointRestored            (recovery) the peer went back to a checkpoint: .serial
-    +-- StoreUnavailable              a session store cannot answer: .store, .why
+    +-- StoreUnavailable              a session store cannot answer: .store, .why, .corrupt
 
 Local errors are raised at once and change nothing; remote errors never reach a session
 user (the binding turns them into an abort with their reason code, X.225 7.9).
@@ -257,14 +257,16 @@ class ResumeRefused(SessionAborted):
     the connection: the client ends the session as released, it raises nothing),
     ``no_store`` (the server holds no such session and has no store that could),
     ``store_unavailable`` (the store did not answer: a server's refusal saying so is not
-    final, the client tries again until it gives up), ``gave_up`` (no server could be
-    reached before ``Options.resume_give_up``), ``refused`` (the server refused it).
+    final, the client tries again until it gives up), ``corrupt`` (the store holds the
+    session's record but cannot read it: it will not heal, so this is final; the message
+    names the record), ``gave_up`` (no server could be reached before
+    ``Options.resume_give_up``), ``refused`` (the server refused it).
     """
 
     CODES = (
         "unknown", "expired", "token_invalid", "token_replayed", "wrong_identity",
-        "retention_overflow", "ended", "released", "no_store", "store_unavailable", "gave_up",
-        "refused",
+        "retention_overflow", "ended", "released", "no_store", "store_unavailable", "corrupt",
+        "gave_up", "refused",
     )  # fmt: skip
 
     def __init__(self, message: str, code: str = "refused") -> None:
@@ -298,16 +300,22 @@ class CheckpointRestored(SessionLayerError):
         super().__init__(message)
         self.serial = serial
         self.user_data = user_data
+
+
 class StoreUnavailable(SessionLayerError):
     """A session store (:mod:`sessionlayer.stores`) cannot answer: its backend is down,
-    unreachable, too slow, locked by another process, or the store was closed.
+    unreachable, too slow, locked by another process, or the store was closed; or a
+    record it holds cannot be read (corrupt).
 
     ``store`` is the store's name (``"sqlite:/var/lib/app/sessions.db"``,
-    ``"redis://10.0.0.5:6379/0"``), ``why`` what went wrong.  Nothing can be said about
-    whether a write that raised it took effect.
+    ``"redis://10.0.0.5:6379/0"``), ``why`` what went wrong.  ``corrupt`` is the id of
+    the session whose record is corrupt when that is what went wrong (it will not heal:
+    asking again gives the same), else None.  Nothing can be said about whether a write
+    that raised it took effect.
     """
 
-    def __init__(self, store: str, why: str) -> None:
+    def __init__(self, store: str, why: str, *, corrupt: str | None = None) -> None:
         super().__init__(f"session store {store} unavailable: {why}")
         self.store = store
         self.why = why
+        self.corrupt = corrupt

@@ -232,12 +232,13 @@ class _Broken:
 def test_a_corrupt_record_or_a_failure_in_a_resume_is_not_an_authentication_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A record nested too deep (SQLite): the resume is refused as the store's failure,
-    saying the record is corrupt; a store's bug: refused once and for all, logged once with
-    its cause (before: both were logged as "authenticate() failed" with a traceback and
+    """A record nested too deep (SQLite): the resume is refused as corrupt (final), saying
+    the record is corrupt; a store's bug: refused once and for all, logged once with its
+    cause (before: both were logged as "authenticate() failed" with a traceback and
     refused as "authentication error", which the client took for one failed try, again
-    and again until it gave up).  authenticate() raising is still an authentication
-    error."""
+    and again until it gave up; then the corrupt record was store_unavailable, tried again
+    until give_up too: tests/recovery/test_corrupt_record.py).  authenticate() raising is
+    still an authentication error."""
     path = tmp_path / "sessions.db"
 
     async def main() -> None:
@@ -261,8 +262,9 @@ def test_a_corrupt_record_or_a_failure_in_a_resume_is_not_an_authentication_erro
         try:
             _, rejection = await raw_resume(b.port, token)
             assert isinstance(rejection, Rejection), rejection
-            assert rejection.code == "resume:store_unavailable"
+            assert rejection.code == "resume:corrupt"
             assert f"record {SID} is corrupt" in rejection.message
+            assert b.stats.resume_refused == {"corrupt": 1}
             _, rejection = await raw_resume(c.port, token)
             assert isinstance(rejection, Rejection), rejection
             assert rejection.code == "resume:refused"

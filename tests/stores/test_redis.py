@@ -191,8 +191,9 @@ def test_a_corrupt_record_raises_store_unavailable(redis_server: RedisServer) ->
             record = make_record()
             await store.put(record)
             await raw.hset(f"{prefix}session:{record.id}", "generation", "not json")
-            with pytest.raises(StoreUnavailable, match="corrupt"):
+            with pytest.raises(StoreUnavailable, match="corrupt") as raised:
                 await store.get(record.id)
+            assert raised.value.corrupt == record.id  # (it will not heal: a final refusal)
             # Nested too deep (before: RecursionError, not StoreUnavailable); list() skips
             # it, and lists the others (before: it raised for them all).
             await raw.hset(f"{prefix}session:{record.id}", "chosen", "[" * 100_000)

@@ -190,14 +190,19 @@ def test_a_corrupt_record_or_secret_raises_store_unavailable(tmp_path: Path) -> 
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("UPDATE sessions SET record = '{\"id\": 1}'")
         db.close()
-        with pytest.raises(StoreUnavailable, match="corrupt"):
+        with pytest.raises(StoreUnavailable, match="corrupt") as raised:
             await store.get(record.id)
+        assert raised.value.corrupt == record.id  # (it will not heal: a final refusal)
+        with pytest.raises(StoreUnavailable, match="corrupt") as raised:
+            await store.advance(record.id, record.generation, node="b", expires_at=None)
+        assert raised.value.corrupt == record.id
         assert await store.list() == []  # (skipped: test_a_corrupt_record_is_skipped...)
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("INSERT INTO meta (key, value) VALUES ('secret', x'00')")
         db.close()
-        with pytest.raises(StoreUnavailable, match="32 octets"):
+        with pytest.raises(StoreUnavailable, match="32 octets") as raised:
             await store.secret()
+        assert raised.value.corrupt is None
         await store.close()
 
     run(main())

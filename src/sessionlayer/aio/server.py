@@ -959,7 +959,10 @@ class Server:
     def _resume_failed(self, protocol: Connection, exc: Exception) -> None:
         if isinstance(exc, ResumeRefused):
             self.stats.resume_refused[exc.code] += 1
-            self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code)
+            # (A corrupt record is the operator's to look at: the one line says which.)
+            level = logging.WARNING if exc.code == "corrupt" else logging.INFO
+            self._refuse(protocol, Refuse(str(exc)), code=RESUME_CODE_PREFIX + exc.code,
+                         level=level)  # fmt: skip
         elif isinstance(exc, Refuse):  # (authentication: final, the client stops trying)
             self.stats.resume_refused["refused"] += 1
             self._refuse(protocol, exc, code=RESUME_CODE_PREFIX + "refused")
@@ -1082,7 +1085,7 @@ class Server:
         the copy is stale (the store says another node resumed the session since) and is
         dropped, or it is over; the caller goes on as for a session not held here (from
         the store: resumed from its record, or refused as that says).  ResumeRefused
-        (``store_unavailable``) if the store cannot say."""
+        (``store_unavailable``, ``corrupt``) if the store cannot say."""
         old = self._links.get(sid)
         if old is None or old.closed:
             return False  # (over while the session's earlier writes were done)
@@ -1098,8 +1101,7 @@ class Server:
         try:
             moved = await self._confirm_live(old, protocol, generation, oldest)
         except StoreUnavailable as exc:
-            raise ResumeRefused(f"the session store failed: {exc}",
-                                "store_unavailable") from None  # fmt: skip
+            raise self._store_refusal(exc) from None
         if moved is not None:
             self._drop_moved(old, moved)
             return False
@@ -1159,6 +1161,17 @@ class Server:
             return None
         return (f"the store says node {taken.node} resumed it (its record is at generation"
                 f" {taken.generation}; this node's copy is at {link.generation})")
+
+    @staticmethod
+    def _store_refusal(exc: StoreUnavailable) -> ResumeRefused:
+        """What a resume is refused with when the store raised ``exc``: not final
+        (``store_unavailable``: it may answer in a moment), but for a record it cannot read
+        (``corrupt``: it will not heal; the message names it, and the refusal is logged as
+        a WARNING)."""
+        if exc.corrupt is None:
+            return ResumeRefused(f"the session store failed: {exc}", "store_unavailable")
+        return ResumeRefused(f"session store {exc.store}: {exc.why} (it will not heal)",
+                             "corrupt")  # fmt: skip
 
     def _resume_live(self, old: Connection, protocol: Connection, hello: Hello,
                      event: ev.ConnectIndication, generation: int,
@@ -1228,8 +1241,7 @@ class Server:
             expires = time.time() + self.options.resume_timeout + self.lease
             new = await store.advance(sid, record.generation, node=self.node, expires_at=expires)
         except StoreUnavailable as exc:
-            raise ResumeRefused(f"the session store failed: {exc}",
-                                "store_unavailable") from None  # fmt: skip
+            raise self._store_refusal(exc) from None
         if new is None:
             raise ResumeRefused("the resume token was used before (each resumes once)",
                                 "token_replayed")  # fmt: skip
@@ -1294,13 +1306,15 @@ class Server:
             self._finish(session)
         return True
 
-    def _refuse(self, protocol: Connection, refusal: Refuse, code: str = "refused") -> None:
+    def _refuse(self, protocol: Connection, refusal: Refuse, code: str = "refused",
+                level: int = logging.INFO) -> None:  # fmt: skip
         try:
             name = RefuseReason(refusal.reason).name.lower()
         except ValueError:
             name = str(refusal.reason)
         self.stats.refused[name] += 1
-        log.info("refusing session from %s: %s", peer_text(protocol.peer), refusal.message)
+        log.log(level, "refusing session from %s: %s", peer_text(protocol.peer),
+                refusal.message)  # fmt: skip
         with contextlib.suppress(SessionLayerError):
             # X.225 8.3.5: only reason 2 carries user data; the others speak for themselves.
             with_text = refusal.reason == RefuseReason.USER_DATA

@@ -161,10 +161,12 @@ class SessionStore(Protocol):
     Every method is a coroutine and raises
     :class:`~sessionlayer.errors.StoreUnavailable` when the backend cannot answer (down,
     unreachable, too slow, locked, or the store closed): within a bounded time, never
-    hanging.  Several servers ("nodes") may share one store; :meth:`advance` is what keeps
-    two of them from both resuming one session, and :meth:`put_unless_taken` what keeps a
-    node writing a session's record again from overwriting the record of a node that
-    resumed it meanwhile.
+    hanging; and when a record it holds cannot be read (corrupt), with ``corrupt`` set to
+    its session's id (asking again gives the same: a server refuses its resume for good).
+    Several servers ("nodes") may share one store; :meth:`advance` is what keeps two of
+    them from both resuming one session, and :meth:`put_unless_taken` what keeps a node
+    writing a session's record again from overwriting the record of a node that resumed
+    it meanwhile.
     """
 
     name: str

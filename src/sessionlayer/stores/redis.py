@@ -481,7 +481,8 @@ class RedisStore:
         try:
             return records.from_fields(fields)
         except ValueError as exc:  # (whatever the hash holds)
-            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}") from None
+            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}",
+                           corrupt=session_id) from None
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

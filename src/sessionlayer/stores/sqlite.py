@@ -418,7 +418,8 @@ class SQLiteStore:
                 raise ValueError(f"a record is text, not {type(text).__name__}")
             return records.decode(text)
         except ValueError as exc:
-            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}") from None
+            raise _Corrupt(self.name, f"record {session_id} is corrupt: {exc}",
+                           corrupt=session_id) from None
 
     @staticmethod
     def _write(db: sqlite3.Connection, record: SessionRecord) -> None:
