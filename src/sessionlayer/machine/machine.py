@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from ..errors import DecodeError
 from ..spdu.codec import decode_tsdu, encode
-from ..spdu.codes import FunctionalUnit, Token
+from ..spdu.codes import Enclosure, FunctionalUnit, Token
 from ..spdu.segment import SegmentAssembler
 from ..spdu.types import (
     SPDU,
+    Abort,
     ConnectDataOverflow,
     ConnectionId,
     DataTransfer,
@@ -29,6 +30,7 @@ __all__ = ["SessionMachine", "DATA_PREFIX"]
 #: data of every S-DATA when :attr:`SessionMachine.plain_data` holds (measured on the wire
 #: of every libiec61850 peer too).
 DATA_PREFIX = b"\x01\x00\x01\x00"
+_BEGIN = int(Enclosure.BEGIN)
 
 
 class SessionMachine(_Requests):
@@ -103,7 +105,11 @@ class SessionMachine(_Requests):
         self.receive_tsdu(data, now=now)
 
     def _receive_one(self, spdu: SPDU) -> None:
-        if isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens:
+        # (A later segment of a GT or PT states no tokens: the first one does, and the whole
+        # SSDU is looked at once reassembled.)
+        if isinstance(spdu, GiveTokens | PleaseTokens) and not spdu.tokens and (
+            spdu.enclosure is None
+        ):
             if spdu.user_data is None:
                 return  # an empty GT/PT only carries the category-2 SPDU after it
             # The user data would belong to an S-TOKEN-GIVE/-PLEASE of no tokens, which
@@ -118,9 +124,9 @@ class SessionMachine(_Requests):
             spdu, ConnectDataOverflow
         ):
             whole = self._reassemble(spdu)
-            if whole is None:
-                return
-            spdu = whole
+            if whole is not None:
+                self._receive_one(whole)  # (its enclosure is None now)
+            return
         self._receive_spdu(self._input_name(spdu), spdu)
 
     def _reassemble(self, spdu: SPDU) -> SPDU | None:
@@ -134,7 +140,10 @@ class SessionMachine(_Requests):
                 encode(spdu, version=self._version)[:9],
             )
             return None
-        if self._assembler is None:
+        if self._assembler is None or (
+            isinstance(spdu, Abort) and (spdu.enclosure or 0) & _BEGIN
+        ):
+            # (An ABORT may cut an SSDU short: its first segment drops what was under way.)
             self._assembler = SegmentAssembler(self.config.max_ssdu_size)
         try:
             return self._assembler.feed(spdu)

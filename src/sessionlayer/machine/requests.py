@@ -275,25 +275,26 @@ class _Requests(_Rules):
 
     def give_tokens(self, tokens: Token, user_data: bytes | None = None) -> None:
         """S-TOKEN-GIVE request: GT with the tokens (all must be held) and, in version 2
-        only, user data."""
+        only, user data (segmented when it does not fit an agreed TSDU maximum size)."""
         wanted = Token(tokens)
         data = _data(user_data)
         self._request(
             "SGTreq",
             lambda ctx: self._set(
-                ctx, [self._encode(make(GiveTokens, tokens=int(wanted), user_data=data))]
+                ctx, self._tsdus(make(GiveTokens, tokens=int(wanted), user_data=data))
             ),
             tokens=wanted,
         )
 
     def please_tokens(self, tokens: Token, user_data: bytes | None = None) -> None:
-        """S-TOKEN-PLEASE request: PT asking for tokens this user does not hold."""
+        """S-TOKEN-PLEASE request: PT asking for tokens this user does not hold (segmented
+        when its user data does not fit an agreed TSDU maximum size)."""
         wanted = Token(tokens)
         data = _data(user_data)
         self._request(
             "SPTreq",
             lambda ctx: self._set(
-                ctx, [self._encode(make(PleaseTokens, tokens=int(wanted), user_data=data))]
+                ctx, self._tsdus(make(PleaseTokens, tokens=int(wanted), user_data=data))
             ),
             tokens=wanted,
         )
@@ -582,16 +583,18 @@ class _Requests(_Rules):
     # ------------------------------------------------------------ release and abort
 
     def release(self, user_data: bytes | None = None) -> None:
-        """S-RELEASE request: FN (all available tokens must be held, no activity open)."""
+        """S-RELEASE request: FN (all available tokens must be held, no activity open),
+        segmented when its user data does not fit an agreed TSDU maximum size."""
         data = _data(user_data)
         self._request(
-            "SRELreq", lambda ctx: self._set(ctx, [self._encode(make(Finish, user_data=data))])
+            "SRELreq", lambda ctx: self._set(ctx, self._tsdus(make(Finish, user_data=data)))
         )
 
     def release_response(
         self, accept: bool = True, user_data: bytes | None = None, *, now: float
     ) -> None:
-        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only).
+        """S-RELEASE response: DN (accept) or NF (refuse; negotiated release only),
+        segmented when its user data does not fit an agreed TSDU maximum size.
 
         A DN starts TIM at ``now`` (the caller's clock) + ``abort_timeout``.
         """
@@ -602,11 +605,12 @@ class _Requests(_Rules):
         )
         self._request(
             "SRELrsp+" if accept else "SRELrsp-",
-            lambda ctx: self._set(ctx, [self._encode(spdu)]),
+            lambda ctx: self._set(ctx, self._tsdus(spdu)),
         )
 
     def abort(self, user_data: bytes | None = None, *, now: float) -> None:
-        """S-U-ABORT request: AB (Transport Disconnect = released | user abort).
+        """S-U-ABORT request: AB (Transport Disconnect = released | user abort), segmented
+        when its user data does not fit an agreed TSDU maximum size.
 
         ``now`` (the caller's clock) starts TIM: the transport goes at ``now + abort_timeout``
         unless the peer releases it first.
@@ -620,6 +624,6 @@ class _Requests(_Rules):
             # the connection to be answered, STA02A/STA02B/STA08.)
             if self._state not in ("STA02A", "STA02B", "STA08"):
                 self._prepare(ctx, PrepareType.AB)
-            ctx.out = [self._encode(make(Abort, transport_disconnect=int(reason), user_data=data))]
+            ctx.out = self._tsdus(make(Abort, transport_disconnect=int(reason), user_data=data))
 
         self._request("SUABreq", build)
