@@ -37,6 +37,7 @@ from sessionlayer.spdu import (
     Token,
     TokenSetting,
     TypedData,
+    Version,
     encode_tsdu,
 )
 from sessionlayer.spdu import FunctionalUnit as FU
@@ -315,10 +316,21 @@ def test_capability_data_is_answered_with_user_data() -> None:
     assert tsdu.find(b"\xc1\xff\x02\x00") > 0  # PGI 193, LI 512
     p.init.receive_tsdu(tsdu, now=0.0)
     assert p.init.events() == [CapabilityDataConfirm(reply)]
-    p.init.send_capability_data()
-    p.pump()
-    with pytest.raises(ParameterError):
-        p.resp.capability_data_response(user_data=bytes(513))
+    # Version 2: more than 512 (ISODE's SX_CDASIZE applies below version 2 only); version 1
+    # keeps 512.
+    p.init.send_capability_data(bytes(600))
+    assert p.pump()["resp"] == [CapabilityDataIndication(bytes(600))]
+    p.resp.capability_data_response(user_data=bytes(2000))
+    assert p.pump()["init"] == [CapabilityDataConfirm(bytes(2000))]
+    v1 = SessionPair(SessionConfig(functional_units=units, versions=Version.V1))
+    v1.connect()
+    assert v1.init.version == 1
+    with pytest.raises(ParameterError, match="at most 512 in version 1"):
+        v1.init.send_capability_data(bytes(513))
+    v1.init.send_capability_data(b"q")
+    v1.pump()
+    with pytest.raises(ParameterError, match="at most 512 in version 1"):
+        v1.resp.capability_data_response(user_data=bytes(513))
 
 
 # ------------------------------------------------------------ 6. AC without OA

@@ -257,8 +257,8 @@ def _enclosure_and_data(cls: type[SPDU], v1: int, v2: int) -> Callable[..., Stra
 
 disconnect = _enclosure_and_data(Disconnect, 512, BIG)
 not_finished = _enclosure_and_data(NotFinished, 512, BIG)
-capability_data = _enclosure_and_data(CapabilityData, 512, 512)
-capability_data_ack = _enclosure_and_data(CapabilityDataAck, 512, 512)
+capability_data = _enclosure_and_data(CapabilityData, 512, BIG)
+capability_data_ack = _enclosure_and_data(CapabilityDataAck, 512, BIG)
 activity_interrupt_ack = _enclosure_and_data(ActivityInterruptAck, 0, BIG)
 activity_discard_ack = _enclosure_and_data(ActivityDiscardAck, 0, BIG)
 

@@ -93,7 +93,12 @@ CASES: list[tuple[str, bytes, dict[str, object], str]] = [
     ("PGI 194 outside CN", h("0eff025dc2ff0259") + bytes(601), {}, "parameter 194"),
     ("PGI 193 over 512 in CN", h("0dff0205c1ff0201") + bytes(513), {}, "more than 512 need"),
     ("CN over 10240", h("0dff2805c2ff2801") + bytes(10241), {}, "at most 10240"),
-    ("CD over 512 in version 2", h("0100 3dff0205c1ff0201") + bytes(513), {}, "at most 512"),
+    (
+        "CD over 512 in version 1",
+        h("0100 3dff0205c1ff0201") + bytes(513),
+        {"version": 1},
+        "CD: 513 octets of user data, at most 512 in version 1",
+    ),
     # ---- Enclosure Item (PI 25): segmenting is version 2's, two bits defined
     ("enclosure in version 1", h("0903190101"), {"version": 1}, "Enclosure Item .* version 1"),
     ("enclosure with undefined bits", h("09031901ff"), {}, "0xff: only bits 0x01 and 0x02"),

@@ -32,6 +32,7 @@ from sessionlayer.spdu import (
     Accept,
     ActivityEndAck,
     CapabilityData,
+    CapabilityDataAck,
     Connect,
     ConnectAcceptItem,
     ConnectDataOverflow,
@@ -271,8 +272,6 @@ def _user_data_limit(spdu: SPDU, version: int) -> int | None:
         return 14
     if kind in ("DT", "TD", "CDO"):
         return None
-    if kind in ("CD", "CDA"):
-        return 512
     if kind == "CN":
         item = spdu.item  # type: ignore[attr-defined]
         proposed = item.version if item is not None else None
@@ -579,10 +578,14 @@ def test_v1_limits_other_spdus(spdu: SPDU) -> None:
     assert roundtrip(leader_for(spdu), 2) == tuple(leader_for(spdu))
 
 
-def test_capability_data_is_512_in_both_versions() -> None:
-    with pytest.raises(EncodeError):
-        encode(CapabilityData(user_data=b"c" * 513), version=2)
-    assert encode(CapabilityData(user_data=b"c" * 512), version=2)
+@pytest.mark.parametrize(
+    "spdu", [CapabilityData(user_data=b"c" * 10240), CapabilityDataAck(user_data=b"c" * 10240)]
+)
+def test_capability_data_is_512_in_version_1_only(spdu: SPDU) -> None:
+    with pytest.raises(EncodeError, match="at most 512 in version 1"):
+        encode(spdu, version=1)
+    # Version 2: as much as any SPDU's PGI 193 holds (ISODE: 512 below version 2 only).
+    assert roundtrip(leader_for(spdu), 2) == tuple(leader_for(spdu))
 
 
 @pytest.mark.parametrize("size", [0, 1, 254, 255, 512])

@@ -200,8 +200,8 @@ class Session:
     @property
     def on_capability_data(self) -> Callable[[ev.CapabilityDataIndication], bytes | None] | None:
         """Called with each S-CAPABILITY-DATA indication; what it returns is the user data of
-        the S-CAPABILITY-DATA response (CDA, at most 512 octets).  None (the default, or a
-        callback returning None) answers with no user data."""
+        the S-CAPABILITY-DATA response (CDA, at most 512 octets in version 1).  None (the
+        default, or a callback returning None) answers with no user data."""
         return self._conn.agent.on_capability_data
 
     @on_capability_data.setter

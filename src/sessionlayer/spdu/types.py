@@ -347,18 +347,24 @@ class TypedData(SPDU):
 
 @_spdu("CD", 61, 2, "CAPABILITY DATA")
 class CapabilityData(SPDU):
+    """CD.  512 octets of user data in version 1; in version 2 as much as any other SPDU's
+    (ISODE applies its SX_CDSIZE of 512 below version 2 only, and a version-2 PICS proforma
+    lists CD and CDA with the same size as every other SPDU's user data)."""
+
     enclosure: int | None = None
     user_data: bytes | None = None
 
-    SPEC = (_ENCLOSURE, UserData(limit_v2=512))
+    SPEC = (_ENCLOSURE, UserData())
 
 
 @_spdu("CDA", 62, 2, "CAPABILITY DATA ACK")
 class CapabilityDataAck(SPDU):
+    """CDA: user data as CD's (512 octets in version 1)."""
+
     enclosure: int | None = None
     user_data: bytes | None = None
 
-    SPEC = (_ENCLOSURE, UserData(limit_v2=512))
+    SPEC = (_ENCLOSURE, UserData())
 
 
 # ---------------------------------------------------------------- tokens
