@@ -271,3 +271,42 @@ def test_a_frozen_redis_times_out_then_recovers() -> None:
 
     with running_redis() as server:
         run(main(server))
+
+
+def test_a_key_that_holds_no_hash_is_a_corrupt_record(redis_server: RedisServer) -> None:
+    """A session's key overwritten with a string: its record is corrupt (a final refusal,
+    ``corrupt`` set) for every call about it, and list() and renew() pass over it (before:
+    WRONGTYPE was 'unavailable', which a client retries until it gives up, and it failed a
+    whole listing and a node's whole renewal)."""
+
+    async def main() -> None:
+        prefix = f"type-{new_id()[:8]}:"
+        raw = Redis.from_url(redis_server.url, decode_responses=True)
+        store = RedisStore(redis_server.url, prefix=prefix)
+        try:
+            good = make_record(node="a", expires_at=time.time() + 60)
+            bad = make_record(node="a", expires_at=time.time() + 60)
+            await store.put(good)
+            await store.put(bad)
+            await raw.set(f"{prefix}session:{bad.id}", "junk")
+            calls: dict[str, Call] = {
+                "get": lambda s: s.get(bad.id),
+                "advance": lambda s: s.advance(bad.id, bad.generation, node="b",
+                                               expires_at=None),
+                "update": lambda s: s.update(bad.id, node="b"),
+                "conditional delete": lambda s: s.delete(bad.id, if_generation=0, if_node="a"),
+                "put_unless_taken": lambda s: s.put_unless_taken(replace(bad, node="b")),
+            }
+            for name, call in calls.items():
+                with pytest.raises(StoreUnavailable, match="corrupt") as raised:
+                    await call(store)
+                assert raised.value.corrupt == bad.id, name
+            assert [r.id for r in await store.list()] == [good.id]
+            later = time.time() + 120
+            assert await store.renew("a", [good.id, bad.id], later) == [good.id]
+            assert await store.delete(bad.id)  # (a plain delete clears it)
+        finally:
+            await store.close()
+            await raw.aclose()
+
+    run(main())

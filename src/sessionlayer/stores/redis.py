@@ -45,7 +45,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from ..errors import StoreUnavailable
@@ -158,12 +158,14 @@ return 1
 
 # KEYS: the deadline set, then the hashes of the ids in ARGV[4:].  ARGV: the node (JSON),
 # the new deadline (the score and the field's JSON), the TTL's end (ms).  Renews those the
-# node holds attached (not detached: their deadline is a resume's); returns their ids.
+# node holds attached (not detached: their deadline is a resume's); returns their ids.  A
+# key that holds no hash (not a record) is passed over: one does not fail the batch.
 _RENEW = """
 local renewed = {}
 for i = 2, #KEYS do
   local id = ARGV[i + 2]
-  if redis.call('HGET', KEYS[i], 'node') == ARGV[1]
+  if redis.call('TYPE', KEYS[i]).ok == 'hash'
+      and redis.call('HGET', KEYS[i], 'node') == ARGV[1]
       and redis.call('HGET', KEYS[i], 'detached') ~= 'true' then
     redis.call('HSET', KEYS[i], 'expires_at', ARGV[2])
     redis.call('ZADD', KEYS[1], ARGV[2], id)
@@ -323,14 +325,14 @@ class RedisStore:
         args = [record.id, str(record.generation), json.dumps(record.node), deadline, ttl_end]
         for field, value in _fields(record):
             args += [field, value]
-        with self._guard():
+        with self._guard(record.id):
             stored = await self._put_unless_taken(
                 keys=[self._key(record.id), self._detached], args=args
             )
         return None if stored is None else self._decode(record.id, _pairs(stored))
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        with self._guard():
+        with self._guard(session_id):
             fields = await self._client.hgetall(self._key(session_id))
         return self._decode(session_id, fields) if fields else None
 
@@ -340,7 +342,7 @@ class RedisStore:
         deadline, ttl_end = self._deadline(expires_at)
         args = [session_id, str(generation), json.dumps(node), deadline, ttl_end,
                 json.dumps(expires_at)]  # fmt: skip
-        with self._guard():
+        with self._guard(session_id):
             written = await self._advance(keys=[self._key(session_id), self._detached],
                                           args=args)  # fmt: skip
         return None if written is None else self._decode(session_id, _pairs(written))
@@ -385,7 +387,7 @@ class RedisStore:
             return bool(deleted)
         args = [session_id, "" if if_generation is None else str(if_generation),
                 "" if if_node is None else json.dumps(if_node)]  # fmt: skip
-        with self._guard():
+        with self._guard(session_id):
             deleted = await self._delete(keys=[self._key(session_id), self._detached], args=args)
         return bool(deleted)
 
@@ -412,11 +414,16 @@ class RedisStore:
             async with self._client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.hgetall(key)
-                found = await pipe.execute()
+                found = await pipe.execute(raise_on_error=False)
         # A hash may have gone (deleted, or its TTL ran out) between the scan and the read.
         out = []
         for key, fields in zip(keys, found, strict=True):
-            if fields:
+            if isinstance(fields, BaseException):
+                if not _wrong_type(fields):
+                    with self._guard():
+                        raise fields
+                self._skipped.skip(key[start:], "its key holds no hash")  # (not a record)
+            elif fields:
                 try:
                     out.append(self._decode(key[start:], fields))
                 except _Corrupt as exc:  # (one record does not hide the others)
@@ -473,7 +480,7 @@ class RedisStore:
                 ttl_end]  # fmt: skip
         for field, value in changes.items():
             args += [field, json.dumps(value)]
-        with self._guard():
+        with self._guard(session_id):
             written = await self._write(keys=[self._key(session_id), self._detached], args=args)
         return None if written is None else _pairs(written)
 
@@ -485,15 +492,27 @@ class RedisStore:
                            corrupt=session_id) from None
 
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, session_id: str | None = None) -> Iterator[None]:
         """Redis's and the socket's errors (refused, timed out, reset, an error reply)
-        as StoreUnavailable."""
+        as StoreUnavailable; a WRONGTYPE reply about ``session_id``'s key (it holds
+        something other than a hash) as that record being corrupt."""
         if self._closed:
             raise StoreUnavailable(self.name, "the store was closed")
         try:
             yield
+        except ResponseError as exc:
+            if session_id is not None and _wrong_type(exc):
+                raise _Corrupt(self.name, f"record {session_id} is corrupt: its key holds"
+                               " no hash", corrupt=session_id) from None  # fmt: skip
+            raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _wrong_type(exc: BaseException) -> bool:
+    """A Redis error reply saying a key holds a value of another type (a command's or a
+    script's: ``WRONGTYPE Operation against a key holding the wrong kind of value``)."""
+    return "WRONGTYPE" in str(exc)
 
 
 def _secret_of(value: Any) -> bytes | None:
