@@ -627,7 +627,7 @@ class Server:
         except SessionLayerError as exc:  # StoreUnavailable
             log.warning("session %s is not durable yet: session store %s could not record"
                         " it (%s); it is recorded at its next checkpoint or lease renewal",
-                        record.id, self.store.name, exc)  # fmt: skip
+                        record.id, self.store.name, _why(exc))  # fmt: skip
         except Exception as exc:  # a store's bug: the same, with its traceback
             log.error("session store %s: put failed; session %s is not durable yet",
                       self.store.name, record.id, exc_info=exc)  # fmt: skip
@@ -663,7 +663,8 @@ class Server:
         try:
             return await getattr(self.store, method)(*args, **kwargs)
         except SessionLayerError as exc:  # StoreUnavailable: logged, the session goes on
-            log.warning("session store %s: %s", getattr(self.store, "name", "?"), exc)
+            log.warning("session store %s: %s: %s", getattr(self.store, "name", "?"), method,
+                        _why(exc))  # fmt: skip
             return None
         except Exception as exc:  # a store's bug: the same, with its traceback (the sweep
             # and the session's later writes go on)
@@ -718,7 +719,7 @@ class Server:
                           exc_info=exc)  # fmt: skip
             if confirmed:
                 log.warning("session store %s: checkpoint %d of session %s is not recorded:"
-                            " %s", self.store.name, checkpoint.serial, sid, exc)  # fmt: skip
+                            " %s", self.store.name, checkpoint.serial, sid, _why(exc))  # fmt: skip
             return str(exc)
 
     async def _put_again(self, protocol: Connection, checkpoint: Checkpoint | None,
@@ -760,7 +761,7 @@ class Server:
             moved = await self._put_again(protocol, protocol.link.checkpoint, expires_at)
         except Exception as exc:
             log.warning("session store %s: session %s could not be recorded: %s",
-                        getattr(self.store, "name", "?"), protocol.id, exc)  # fmt: skip
+                        getattr(self.store, "name", "?"), protocol.id, _why(exc))  # fmt: skip
             return
         if moved is not None and renewing and self._links.get(protocol.id) is protocol:
             self._drop_moved(protocol, moved)
@@ -1576,3 +1577,9 @@ async def serve(
     )  # fmt: skip
     await server.listen(host, port, tls, backlog)
     return server
+
+
+def _why(exc: BaseException) -> object:
+    """What a store's error says without the store's name, which the log line gives
+    (StoreUnavailable's message starts "session store NAME unavailable: ...")."""
+    return exc.why if isinstance(exc, StoreUnavailable) else exc
