@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from tests.rawpeer import RawPeer
+from tests.tools import tls_contexts
 
 import sessionlayer
 from sessionlayer import Options, SessionAborted, SessionConfig
@@ -33,7 +35,10 @@ async def stream_until_aborted(session: sessionlayer.Session) -> SessionAborted 
     return None
 
 
-def test_a_peer_streaming_when_the_server_aborts_hears_the_abort_and_its_user_data() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_a_peer_streaming_when_the_server_aborts_hears_the_abort_and_its_user_data(
+    tls: bool,
+) -> None:
     async def handler(session: sessionlayer.Session) -> None:
         got = 0
         async for data in session:
@@ -43,11 +48,13 @@ def test_a_peer_streaming_when_the_server_aborts_hears_the_abort_and_its_user_da
                 return
 
     async def main() -> None:
-        async with await sessionlayer.serve(handler, "127.0.0.1", 0) as server:
+        server_tls, client_tls = tls_contexts() if tls else (None, None)
+        async with await sessionlayer.serve(handler, "127.0.0.1", 0, tls=server_tls) as server:
             for _ in range(5):  # (the RST lost the AB in most runs)
                 session = await sessionlayer.connect(
-                    "127.0.0.1", server.port, options=Options(resume=False)
-                )
+                    "127.0.0.1", server.port, options=Options(resume=False), tls=client_tls,
+                    server_hostname="localhost" if tls else None,
+                )  # fmt: skip
                 failure = await stream_until_aborted(session)
                 assert failure is not None, "every send() returned: the abort never came"
                 assert failure.by_peer and failure.user_data == b"disk full", failure

@@ -1488,8 +1488,8 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
     def _linger(self) -> None:
         """(Server) Our AB went out: a FIN behind it, then what the peer still sends is
         read and dropped (the machine's STA16) until it closes, or TIM closes.  TLS has no
-        half close (asyncio cannot send close_notify and read on): it closes at once, and
-        a peer still sending may miss the AB.  A client's abort closes at once too: an
+        half close in asyncio; it closes at once, and its shutdown reads on until the
+        peer's close_notify (the peer reads the AB, as over TCP).  A client's abort closes at once too: an
         application may end its event loop right after it, which would leave the
         transport unclosed (its server reads the AB unless it was sending itself)."""
         transport = self.transport
