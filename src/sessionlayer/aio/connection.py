@@ -1489,9 +1489,9 @@ class Connection(PlainReader, asyncio.BufferedProtocol):
         """(Server) Our AB went out: a FIN behind it, then what the peer still sends is
         read and dropped (the machine's STA16) until it closes, or TIM closes.  TLS has no
         half close in asyncio; it closes at once, and its shutdown reads on until the
-        peer's close_notify (the peer reads the AB, as over TCP).  A client's abort closes at once too: an
-        application may end its event loop right after it, which would leave the
-        transport unclosed (its server reads the AB unless it was sending itself)."""
+        peer's close_notify (the peer reads the AB, as over TCP).  A client's abort closes
+        at once too: an application may end its event loop right after it, which would
+        leave the transport unclosed (its server reads the AB unless it was sending)."""
         transport = self.transport
         if transport is None or transport.is_closing() or self._flags & _EOF_SENT:
             return
