@@ -18,37 +18,24 @@ node that holds no copy:
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
-import pytest
-from tests.redisserver import RedisServer, free_port, redis_server
+from tests.redisserver import free_port, redis_server
 
 import sessionlayer
 from sessionlayer import Options
 from sessionlayer.agent import Rejection
 from sessionlayer.machine import events as ev
 from sessionlayer.recovery import Resumed
-from sessionlayer.stores import RedisStore, SessionStore, SQLiteStore
+from sessionlayer.stores import SessionStore
 
 from .balancer import Balancer
 from .helpers import next_of, raw_resume, raw_resumed, run, token_of
 from .test_secret_and_leases import Watched, _closed
 from .test_store_honesty import CLIENT, echo, resumed_from, roundtrip
+from .test_token_before import open_store
 
-__all__ = ["redis_server"]  # (the fixture, for the Redis case)
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], SessionStore]:
-    """Opens a store on the same data each time (a SQLite file; a Redis and a prefix)."""
-    if request.param == "sqlite":
-        path = tmp_path / "sessions.db"
-        return lambda: SQLiteStore(path)
-    server: RedisServer = request.getfixturevalue("redis_server")
-    prefix = f"stale-{secrets.token_hex(4)}:"
-    return lambda: RedisStore(server.url, prefix=prefix)
+__all__ = ["open_store", "redis_server"]  # (the fixtures)
 
 
 class Nodes:
