@@ -121,6 +121,41 @@ def test_a_damaged_state_is_one_line_naming_the_file(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+#: JSON nested deeper than the decoder goes (its RecursionError was "internal error", 70).
+DEEP = "[" * 100_000
+
+
+def test_a_state_nested_too_deep_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """An index (send's, get's) or a download's record nested deeper than the decoder goes
+    is damaged like any other that is not JSON: one line naming the file, exit 1."""
+    src = make_file(tmp_path / "d.bin", 1000)
+    state = tmp_path / "state"
+    (state / "downloads").mkdir(parents=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    where = "127.0.0.1:1"
+    base = ["--state-dir", str(state)]
+
+    async def main() -> None:
+        index = state / "transfers.json"
+        index.write_text(DEEP)
+        err = one_line(*await send(str(src), where, *base))
+        assert f"the transfer state {index} is damaged" in err, err
+        downloads = state / "downloads" / "index.json"
+        downloads.write_text('{"a":' * 100_000)
+        err = one_line(*await get("d.bin", where, "-o", str(out), *base))
+        assert f"the transfer state {downloads} is damaged" in err, err
+        activity = "00112233aabb"
+        key = f"{where}|d.bin|{(out / 'd.bin').resolve()}"
+        downloads.write_text(json.dumps({key: {"activity": activity, "session": "ab" * 16}}))
+        record = state / "downloads" / f"{activity}.json"
+        record.write_text(DEEP)
+        err = one_line(*await get("d.bin", where, "-o", str(out), *base))
+        assert f"the transfer state {record} is damaged" in err and "--restart" in err, err
+
+    asyncio.run(main())
+
+
 def _file_size_limit() -> None:  # (in the child: writes beyond 10 MiB fail with EFBIG)
     resource.setrlimit(resource.RLIMIT_FSIZE, (10 * MIB, resource.RLIM_INFINITY))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -373,6 +373,23 @@ def test_a_secrets_file_others_may_read_is_warned_of(tmp_path: Path, mode: int,
         assert said == [], lines
 
 
+@pytest.mark.usefixtures("logger_kept")
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"ana": "x"', '["ana"]'])
+def test_an_auth_file_that_is_not_users_is_one_line_naming_it(tmp_path: Path,
+                                                                text: str) -> None:  # fmt: skip
+    """``--auth`` that is not a JSON object of names and passwords is exit 1, one line that
+    names the file; nested deeper than the decoder goes, it was "internal error:
+    RecursionError", exit 70."""
+    users = tmp_path / "users.json"
+    users.write_text(text)
+    users.chmod(0o600)
+    err = io.StringIO()
+    argv = ["serve", "--auth", str(users), "--data-dir", str(tmp_path), "--port", "0"]
+    assert cli.main(argv, stdout=io.StringIO(), stderr=err) == 1, err.getvalue()
+    assert err.getvalue() == (f"sessionlayer serve: --auth {users}: not a JSON object of"
+                              " user names and passwords\n")  # fmt: skip
+
+
 def test_status_shows_what_the_endpoint_sent_as_text(tmp_path: Path) -> None:
     """Session fields are shown as they are, never as rich markup or terminal escapes: a
     file named "[/x].bin" made rich raise MarkupError ("internal error", exit 70), and

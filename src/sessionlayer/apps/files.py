@@ -72,6 +72,7 @@ from .transfer_state import (
     checked_entry,
     load_states,
     make_state_dir,
+    read_json,
     state_file,
     update_states,
 )
@@ -140,7 +141,7 @@ def chain_start() -> bytes:
 
 def _json(data: bytes | None) -> dict[str, Any]:
     try:
-        obj = json.loads(bytes(data or b"{}"))
+        obj = read_json(bytes(data or b"{}"))
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
@@ -245,7 +246,7 @@ class _Upload:
 
     @classmethod
     def _read(cls, path: Path) -> _Upload:
-        obj = json.loads(path.read_text())
+        obj = read_json(path.read_text())
         return cls(obj["activity"], obj["name"], int(obj["size"]), float(obj["mtime"]),
                    [(int(o), str(c)) for o, c in obj["checkpoints"]])  # fmt: skip
 
@@ -341,6 +342,8 @@ class FileService:
         obj = _json(request.data)
         try:
             return self._check(obj)
+        except RecursionError:  # (a bug, not a link loop: JSON nested too deep is read_json's
+            raise  # ValueError)
         except RuntimeError:  # (pathlib's resolve() of a symbolic link loop)
             why = os.strerror(errno.ELOOP)
         except OSError as exc:
@@ -419,7 +422,7 @@ class FileService:
         if not activity or not all(c in "0123456789abcdef" for c in activity):
             return None
         try:
-            done = json.loads((self.state_dir / f"{activity}{_DONE}").read_text())
+            done = read_json((self.state_dir / f"{activity}{_DONE}").read_text())
             st = self.target(done["name"]).stat()
             if (isinstance(done["sha256"], str) and type(done["size"]) is int
                     and done["size"] == st.st_size and done["mtime_ns"] == st.st_mtime_ns):

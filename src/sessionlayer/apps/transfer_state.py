@@ -29,7 +29,8 @@ from typing import Any
 from ..errors import SessionLayerError
 
 __all__ = ["TransferError", "StateError", "RunLock", "state_file", "make_state_dir",
-           "load_states", "update_states", "checked_entry", "write_json", "fsync_dir"]  # fmt: skip
+           "load_states", "update_states", "checked_entry", "write_json", "fsync_dir",
+           "read_json"]  # fmt: skip
 
 
 class TransferError(SessionLayerError):
@@ -42,6 +43,17 @@ class StateError(TransferError):
 
 def _why(exc: OSError) -> str:
     return os.strerror(exc.errno or errno.EIO)
+
+
+def read_json(text: str | bytes) -> Any:
+    """``json.loads(text)``, with a text nested deeper than the decoder goes a ValueError
+    ("JSON nested too deep") as any other text that is not JSON: the decoder's
+    RecursionError is a RuntimeError, which a caller that catches ValueError let through
+    (an internal error, exit 70, or "Too many levels of symbolic links" on the server)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -108,7 +120,7 @@ def load_states(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise StateError(f"cannot read the transfer state {path}: {_why(exc)}") from None
     try:
-        obj = json.loads(text)
+        obj = read_json(text)
     except ValueError:
         obj = None
     if not isinstance(obj, dict):
@@ -285,7 +297,7 @@ def _holder(fd: int) -> str:
     """Who holds a run lock, from what it wrote: ``pid 123, sessionlayer send ..., since
     ...`` (or less, if it had not written it yet)."""
     try:
-        obj = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        obj = read_json(os.pread(fd, 4096, 0) or b"{}")
     except (OSError, ValueError):
         obj = {}
     if not isinstance(obj, dict) or "pid" not in obj:

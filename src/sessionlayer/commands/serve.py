@@ -20,6 +20,7 @@ from ..aio import ConnectRequest, Options, Session, check_passwords, serve
 from ..aio.client import RESUMABLE_CONFIG
 from ..aio.sockets import host_port, unreachable
 from ..apps.files import FileService
+from ..apps.transfer_state import read_json
 from ..errors import SessionLayerError
 from ..machine import SessionConfig
 from ..spdu.codes import FunctionalUnit as FU
@@ -104,7 +105,7 @@ def _users(path: Path | None) -> dict[str, str] | None:
         return None
     secret_file(path, "--auth")
     try:
-        users = json.loads(path.read_text())
+        users = read_json(path.read_text())
     except OSError as exc:
         raise CommandError(f"cannot read --auth {path}: {exc.strerror}") from None
     except ValueError:
