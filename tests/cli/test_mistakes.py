@@ -172,6 +172,8 @@ def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path: Path) ->
     (["serve", "--data-dir", "{file}"], "--data-dir {file}: not a directory"),
     (["serve", "--client-ca", "{file}"], "--client-ca needs --tls-cert and --tls-key"),
     (["status", "--admin", "127.0.0.1:1"], "admin endpoint http://127.0.0.1:1: "),
+    (["serve", "--store", "redis://127.0.0.1:1/abc", "--data-dir", "{tmp}/data"],
+     "the Redis URL 'redis://127.0.0.1:1/abc' names no database: redis://"),
 ])  # fmt: skip
 def test_what_is_wrong_is_named(argv: list[str], said: str, tmp_path: Path) -> None:
     """One line that says what is wrong with what: a regular file as a directory used to be

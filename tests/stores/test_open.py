@@ -41,6 +41,33 @@ def test_unknown_schemes_raise_value_error(url: str) -> None:
         open_store(url)
 
 
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6399/abc", "redis://127.0.0.1:6399/5/extra",
+                                 "redis://127.0.0.1:6399/1/2", "redis://127.0.0.1:6399/-1",
+                                 "rediss://127.0.0.1/5/", "redis://:pw@127.0.0.1:6399/x",
+                                 "redis://127.0.0.1:6399/0?db=abc"])  # fmt: skip
+def test_a_redis_url_whose_database_is_not_a_number_raises_value_error(url: str) -> None:
+    """redis-py took ``/abc`` and ``/5/extra`` for database 0 and ``/1/2`` for 12: the
+    store's records went, unsaid, into another database than the one meant."""
+    with pytest.raises(ValueError, match="names no database: redis://") as info:
+        open_store(url)
+    assert "[/DB]" in str(info.value) and "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize(("url", "name"), [
+    ("redis://127.0.0.1:6399", "redis://127.0.0.1:6399/0"),
+    ("redis://127.0.0.1:6399/", "redis://127.0.0.1:6399/0"),
+    ("redis://127.0.0.1:6399/15", "redis://127.0.0.1:6399/15"),
+    ("redis://127.0.0.1:6399?db=4", "redis://127.0.0.1:6399/4"),
+])  # fmt: skip
+def test_a_redis_url_names_its_database_or_none(url: str, name: str) -> None:
+    assert open_store(url).name == name
+
+
+def test_a_redis_url_whose_port_is_not_a_number_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="has no port number after the host"):
+        open_store("redis://127.0.0.1:redis/0")
+
+
 def test_unknown_names_raise_attribute_error() -> None:
     import sessionlayer.stores
 

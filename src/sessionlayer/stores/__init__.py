@@ -50,7 +50,8 @@ def open_store(
     prefix: str = "sessionlayer:",
 ) -> SessionStore:
     """The store ``url`` names: ``"memory"``, ``"sqlite:PATH"`` (or a plain path ending in
-    ``.db``, ``.sqlite`` or ``.sqlite3``), ``"redis://host:port/db"`` or ``"rediss://..."``.
+    ``.db``, ``.sqlite`` or ``.sqlite3``), ``"redis://[user:password@]host[:port][/db]"`` or
+    ``"rediss://..."`` (``db`` a database number, 0 or more; 0 without it).
 
     ``timeout`` bounds how long a call waits for the backend (SQLite: another process's
     lock; Redis: connecting and each reply); ``synchronous`` is SQLite's (``"NORMAL"`` or

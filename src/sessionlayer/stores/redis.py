@@ -39,6 +39,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -251,6 +252,7 @@ class RedisStore:
         timeout: float = 2.0,
         grace: float = 60.0,
     ) -> None:
+        _check_url(url)
         self._client: Redis = Redis.from_url(
             url,
             decode_responses=True,
@@ -536,6 +538,30 @@ def _pairs(flat: Sequence[str]) -> dict[str, str]:
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+#: What a Redis URL is, as the store takes it (a ValueError's hint).
+URL_FORM = ("redis://[USER:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), DB a database"
+            " number, 0 or more (0 without it)")  # fmt: skip
+
+
+def _check_url(url: str) -> None:
+    """ValueError if ``url`` (``redis://``, ``rediss://``) is not :data:`URL_FORM`:
+    redis-py took a database that is not a number (``/abc``) or has more after it
+    (``/5/extra``) for database 0, and read ``/1/2`` as 12 (it removes the slashes)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return  # (unix://PATH?db=N: redis-py's own)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"  # (no password)
+    try:
+        parts.port  # noqa: B018  (a ValueError if it is not a port number)
+    except ValueError:
+        raise ValueError(f"the Redis URL {shown!r} has no port number after the host:"
+                         f" {URL_FORM}") from None  # fmt: skip
+    dbs = urllib.parse.parse_qs(parts.query).get("db", [])
+    if re.fullmatch(r"(/[0-9]*)?", parts.path) is None or not all(
+            re.fullmatch(r"[0-9]+", db) for db in dbs):  # fmt: skip
+        raise ValueError(f"the Redis URL {shown!r} names no database: {URL_FORM}")
 
 
 def _name(url: str, kwargs: Mapping[str, Any]) -> str:
