@@ -387,6 +387,10 @@ def test_parse_targets() -> None:
                 "h:\u0663"):  # fmt: skip
         with pytest.raises(ValueError, match="not HOST:PORT"):
             parse_target(bad)
+    # (an IPv6 address not in brackets: "2001:db8::22" was the target ("2001:db8:", 22))
+    for bad in ("2001:db8::22", "fe80::1", "::1:8080", "::1"):
+        with pytest.raises(ValueError, match=r"not HOST:PORT: .* \(write an IPv6 one as"):
+            parse_target(bad)
     for bad in ("[::1]:22,", ",h:1", "h:1,,h:2", "h:1, ", ""):  # (a list: entries are not optional)
         with pytest.raises(ValueError, match="an empty entry"):
             parse_targets(bad)

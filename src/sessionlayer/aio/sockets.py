@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["WARNINGS_PER_SECOND", "WarningLimit", "warnings", "peer_warning", "peer_gone",
            "socket_gone", "tcp_keepalive", "TCP_KEEPALIVE_MAX", "unreachable", "host_port",
-           "peer_text", "TlsHandshakeReset", "is_loopback"]
+           "split_host_port", "peer_text", "TlsHandshakeReset", "is_loopback"]
 
 #: Across all connections: WARNING records a peer can cause, per second.
 WARNINGS_PER_SECOND = 20
@@ -102,6 +102,26 @@ def host_port(host: str, port: int | str) -> str:
     """``host:port`` as a user reads and writes it: an IPv6 literal in brackets
     (``[::1]:10102``), so that the port cannot be taken for the address's last group."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(text: str, *, what: str = "an address",
+                    port_optional: bool = True) -> tuple[str, str]:  # fmt: skip
+    """``HOST:PORT``, ``HOST``, ``[v6]:PORT`` or ``[v6]`` -> (host, the port as typed, ""
+    if none): what :func:`host_port` writes, read back.  ValueError ("not ``what``: ...")
+    for an IPv6 address not in brackets (``::1:8080``: the address ::1:8080, or ::1 and
+    port 8080?) and for a bracket not closed or followed by anything but ``:PORT``.  The
+    one reading of every HOST:PORT a command or a service takes (``send``'s, ``--admin``,
+    ``--allow-tunnel``, ``--to``), so that none splits ``2001:db8::22`` at its last colon."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"not {what}: {text!r} (an IPv6 one is [ADDRESS]:PORT)")
+        return host, rest.removeprefix(":")
+    if text.count(":") > 1:
+        also = ", or [ADDRESS] for the default port" if port_optional else ""
+        raise ValueError(f"not {what}: {text!r} (write an IPv6 one as [ADDRESS]:PORT{also})")
+    host, _, port = text.partition(":")
+    return host, port
 
 
 def peer_text(peer: Any) -> str | None:

@@ -63,7 +63,7 @@ from typing import Any, cast
 
 from ..aio import ConnectRequest, Options, Refuse, Session, connect
 from ..aio.listening import PlainServer, serve_plain
-from ..aio.sockets import host_port, unreachable
+from ..aio.sockets import host_port, split_host_port, unreachable
 from ..errors import (
     CheckpointRestored,
     ConnectRefused,
@@ -134,13 +134,12 @@ class TunnelError(SessionLayerError):
 
 
 def parse_target(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[v6]:PORT`` -> (host, port); ValueError if malformed."""
+    """``HOST:PORT`` or ``[v6]:PORT`` -> (host, port); ValueError if malformed (an IPv6
+    address not in brackets too)."""
     text = text.strip()
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        port = rest[1:] if bracket and rest.startswith(":") else ""  # ("[::1]22": no colon)
-    else:
-        host, _, port = text.rpartition(":")
+    # (an IPv6 address not in brackets is refused: "2001:db8::22" split at its last colon
+    # was the target ("2001:db8:", 22), and "::1:8080" either address)
+    host, port = split_host_port(text, what="HOST:PORT", port_optional=False)
     # (ASCII digits: "²" and "٣" are str.isdigit() too, and int() took the second)
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"not HOST:PORT: {text!r}")

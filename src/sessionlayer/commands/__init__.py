@@ -15,6 +15,8 @@ import os
 import signal
 import stat
 
+from ..aio.sockets import split_host_port
+
 __all__ = ["AddressError", "CommandError", "DEFAULT_PORT", "STOP_SIGNALS", "Terminated",
            "UsageMistake", "at_least_one", "count", "debugging", "finite", "keepalive_seconds",
            "parse_address", "port_number", "positive_seconds", "readable_file",
@@ -193,17 +195,10 @@ def parse_address(text: str | None, default_host: str = "127.0.0.1",
         if not low <= int(text) < 65536:  # (said as typed: not "in ':0'")
             raise AddressError(f"not a port: {text!r} ({low} to 65535)")
         return default_host, int(text)
-    host, port = text, ""
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise AddressError(f"not an address: {text!r} (an IPv6 one is [ADDRESS]:PORT)")
-        port = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    elif ":" in text:  # ("::1:8080": the address ::1:8080, or ::1 and port 8080?)
-        raise AddressError(f"not an address: {text!r} (write an IPv6 one as"
-                           " [ADDRESS]:PORT, or [ADDRESS] for the default port)")
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise AddressError(str(exc)) from None
     host = host or default_host
     if not port:
         return host, default_port
