@@ -128,3 +128,25 @@ def test_no_private_member_of_another_object() -> None:
                     continue  # library and module-level names
                 offenders.append(f"{path.relative_to(SRC)}:{number}: {match.group(0)}")
     assert not offenders, offenders
+
+
+def test_the_architecture_doc_says_these_rules() -> None:
+    """docs/architecture.md's table of the folders says what ``ALLOWED`` says, for every
+    layer (it said agent/ and stores/ import no recovery, relay/ no more of aio than two
+    files, and had no row for recovery/)."""
+    doc = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    names = {p.stem for p in SRC.iterdir() if p.suffix == ".py" or p.is_dir()}
+    said: dict[str, set[str]] = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        layers = {n.removesuffix("/").removesuffix(".py") for n in re.findall(r"`([^`]+)`",
+                                                                               cells[0])}
+        imports = set(re.findall(r"`([^`]+)`", cells[2])) & names
+        for layer in layers:
+            said[layer] = set() if cells[2].startswith("not checked") else imports
+            if cells[2].startswith("not checked"):
+                assert layer not in ALLOWED, f"{layer} is a layer in ALLOWED"
+    for layer, allowed in ALLOWED.items():
+        assert said.get(layer) == allowed, (layer, said.get(layer), allowed)

@@ -12,7 +12,8 @@ resumed.  Three stores implement the one interface:
   (the ``redis`` extra; imported only when used).
 
 Stores do I/O, so they sit beside the asyncio binding, not in the sans-I/O core; they
-import nothing of sessionlayer but :mod:`sessionlayer.errors`.
+import nothing of sessionlayer but :mod:`sessionlayer.errors` and
+:mod:`sessionlayer.recovery.events` (a record's ``Checkpoint``).
 """
 
 from __future__ import annotations
