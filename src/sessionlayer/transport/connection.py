@@ -487,9 +487,10 @@ _ONE_DT_OVERHEAD = TPKT_HEADER_SIZE + DT_HEADER_SIZE
 
 
 def check_tpdu_size(octets: int) -> None:
-    """A TPDU size this side may use: 128..8192 as a power of 2 (the TPDU size
-    parameter), or a multiple of 128 up to 65408 (the preferred maximum TPDU size
-    parameter, ISO 8073 13.3.4; 65408 is the largest that fits a TPKT)."""
+    """A TPDU size this side may use: up to 8192 a power of 2 from 128 (the TPDU size
+    parameter says only those; it is all that is sent); above 8192 a multiple of 128 up
+    to 65408 (the preferred maximum TPDU size parameter, ISO 8073 13.3.4, sent beside a
+    TPDU size of 8192; 65408 is the largest that fits a TPKT)."""
     if octets <= CLASSIC_MAX_TPDU_SIZE:
         tpdu_size_code(octets)
     elif octets % 128 or octets > MAX_TPDU_SIZE:
