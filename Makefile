@@ -50,7 +50,7 @@ $(VENV)/.installed-bench: $(STAMP)
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench
 
-# ruff, then mypy --strict on src/ (make test runs this first).
+# ruff on src/ and tests/, then mypy --strict on src/ (make test runs this first).
 lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy

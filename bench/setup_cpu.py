@@ -10,6 +10,7 @@ task), the handler's first step.  No kernel, no client: what the Python code cos
 environment disables the garbage collector.
 """
 
+import argparse
 import asyncio
 import cProfile
 import gc
@@ -21,9 +22,33 @@ import sessionlayer
 from bench.aio import OPTIONS
 from bench.setup_sides import FakeTransport, feed
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-MODE = sys.argv[2] if len(sys.argv) > 2 else "time"
-LOOP = sys.argv[3] if len(sys.argv) > 3 else "asyncio"
+
+
+def _count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a number of sessions: {text!r} (1 or more)")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``[N] [time|cprofile|pyinstrument] [asyncio|uvloop]``, as the docstring says
+    (``--help`` prints it; a mistake is argparse's usage line, exit 2: it was a
+    ValueError's traceback)."""
+    p = argparse.ArgumentParser(
+        prog="python -m bench.setup_cpu",
+        description="The server side of session setup in one process, without sockets,"
+        " phase by phase.")  # fmt: skip
+    p.add_argument("n", nargs="?", type=_count, default=5000, metavar="N",
+                   help="sessions to set up (5000)")  # fmt: skip
+    p.add_argument("mode", nargs="?", choices=("time", "cprofile", "pyinstrument"),
+                   default="time", help="time them (the default), or profile them into"
+                   " /tmp/setup-cpu-LOOP.prof / .txt")  # fmt: skip
+    p.add_argument("loop", nargs="?", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="the event loop (asyncio)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+N, MODE, LOOP = 5000, "time", "asyncio"  # (parse_args() sets them when run)
 
 
 async def capture():
@@ -129,10 +154,13 @@ async def main():
     os._exit(0)  # no teardown of N sessions
 
 
-factory = None
-if LOOP == "uvloop":
-    import uvloop
+if __name__ == "__main__":
+    _ns = parse_args()
+    N, MODE, LOOP = _ns.n, _ns.mode, _ns.loop
+    factory = None
+    if LOOP == "uvloop":
+        import uvloop
 
-    factory = uvloop.new_event_loop
-with asyncio.Runner(loop_factory=factory) as r:
-    r.run(main())
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as r:
+        r.run(main())
