@@ -88,3 +88,20 @@ def test_redis_py_is_imported_only_for_a_redis_url(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60, env={"PYTHONPATH": str(src)})  # fmt: skip
     assert done.stdout.split() == ["False", "False", "True"]
+
+
+@pytest.mark.parametrize("timeout", [-1, 0, 0.0, float("nan"), float("inf"), True, "2", None])
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_timeout_that_is_not_one_raises_value_error(tmp_path: Path, kind: str,
+                                                      timeout: object) -> None:  # fmt: skip
+    """In the constructor, before any file is made: SQLiteStore(timeout=-1) or 0 was
+    taken and then every call failed ("the database is locked: -1s passed"), nan and
+    inf raised sqlite3's ValueError and OverflowError, "2" a TypeError."""
+    url = f"sqlite:{tmp_path}/t.db" if kind == "sqlite" else "redis://127.0.0.1:6399/0"
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds"
+                                         " above 0"):  # fmt: skip
+        open_store(url, timeout=timeout)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be"):
+        (SQLiteStore(tmp_path / "t.db", timeout=timeout) if kind == "sqlite"  # type: ignore[arg-type]
+         else RedisStore(url, timeout=timeout))  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []

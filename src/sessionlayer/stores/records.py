@@ -35,7 +35,7 @@ from typing import Any
 from .base import Checkpoint, SessionRecord
 
 __all__ = ["to_json", "from_json", "encode", "decode", "checkpoint_to_json", "heard_to_json",
-           "from_fields", "Skipped"]
+           "from_fields", "Skipped", "check_timeout"]
 
 
 def checkpoint_to_json(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -97,6 +97,17 @@ def from_fields(fields: Mapping[Any, Any]) -> SessionRecord:
     except (ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"a member is not JSON: {_why(exc)}") from None
     return from_json(obj)
+
+
+def check_timeout(timeout: Any) -> float:
+    """``timeout`` if it is a store's ``timeout``, a finite number of seconds above 0;
+    ValueError otherwise (SQLite's -1 and 0 made every call fail, "the database is
+    locked", and nan or inf raised the sqlite3 module's OverflowError or ValueError)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+            0 < timeout < math.inf):  # fmt: skip
+        raise ValueError(f"timeout must be a finite number of seconds above 0, not"
+                         f" {timeout!r}")  # fmt: skip
+    return timeout
 
 
 class Skipped:

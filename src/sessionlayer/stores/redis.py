@@ -253,6 +253,7 @@ class RedisStore:
         grace: float = 60.0,
     ) -> None:
         _check_url(url)
+        records.check_timeout(timeout)
         self._client: Redis = Redis.from_url(
             url,
             decode_responses=True,

@@ -85,6 +85,7 @@ class SQLiteStore:
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous is 'NORMAL' or 'FULL', not {synchronous!r}")
+        records.check_timeout(timeout)  # (before the file is made)
         self.path = os.fspath(path)
         self.name = f"sqlite:{self.path}"
         self._timeout = timeout
