@@ -117,3 +117,24 @@ def test_admin_token_without_admin_is_a_usage_mistake(tmp_path: Path) -> None:
 def test_which_admin_addresses_are_loopback(host: str, loopback: bool) -> None:
     """An admin endpoint off loopback without ``--admin-token`` is a WARNING at start."""
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("page", ["/sessions", "/sessions/"])
+def test_status_takes_the_admin_endpoints_sessions_page_as_its_url(tmp_path: Path,
+                                                                    page: str) -> None:  # fmt: skip
+    """``--admin http://HOST:PORT/sessions`` is the endpoint whose page it names: it was
+    asked for /sessions/sessions, a 404 ("is not a sessionlayer admin endpoint")."""
+
+    async def main() -> None:
+        server = await Serve(tmp_path / "srv", "--admin", "127.0.0.1:0").start()
+        try:
+            out, err = io.StringIO(), io.StringIO()
+            url = f"http://127.0.0.1:{server.admin_port}{page}"
+            code = await asyncio.to_thread(cli.main, ["status", "--admin", url, "--json"],
+                                           stdout=out, stderr=err)  # fmt: skip
+            assert code == 0 and err.getvalue() == "", err.getvalue()
+            assert json.loads(out.getvalue())["sessions"] == []
+        finally:
+            await server.stop()
+
+    asyncio.run(main())

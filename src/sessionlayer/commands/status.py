@@ -168,7 +168,8 @@ def _table(data: Any) -> Any:
 
 
 def admin_url(text: str) -> str:
-    """``--admin``: an http:// or https:// URL, or HOST:PORT for http://HOST:PORT; a usage
+    """``--admin``: an http:// or https:// URL (its ``/sessions`` page too, which is what
+    is asked of it), or HOST:PORT for http://HOST:PORT; a usage
     mistake (:class:`UsageMistake`, exit status 2) for anything else: another scheme, no
     host, a port that is not one, an IPv6 address out of brackets."""
     scheme, sep, _ = text.partition("://")
@@ -188,6 +189,12 @@ def admin_url(text: str) -> str:
     if not good:
         raise UsageMistake(f"--admin {text}: expected {scheme}://HOST[:PORT], PORT 1 to"
                            " 65535 (an IPv6 HOST in brackets)")
+    path = parts.path.rstrip("/")
+    if path.endswith("/sessions"):  # (the endpoint's page itself: its base is what is
+        # asked, /sessions added; it was asked for .../sessions/sessions, a 404)
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc,
+                                        path.removesuffix("/sessions"), parts.query,
+                                        parts.fragment))  # fmt: skip
     return text
 
 
