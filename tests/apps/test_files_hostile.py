@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import sessionlayer
 from sessionlayer import Options
 from sessionlayer.aio import Session, serve
 from sessionlayer.apps import files as files_app
@@ -391,3 +392,21 @@ def test_a_local_name_get_cannot_write_is_said_before_any_connection(tmp_path: P
                            checkpoint=MIB, state_dir=tmp_path)  # fmt: skip
 
     run(main())
+
+
+def test_a_request_nested_too_deep_is_refused_as_an_unknown_operation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer's connect data nested deeper than the decoder goes is no request: refused
+    as one (it was the decoder's RecursionError out of the check, an ERROR with its
+    traceback in the server's log and "authentication error" to the peer)."""
+
+    async def main() -> None:
+        async with file_server(tmp_path) as (_, port):
+            with pytest.raises(sessionlayer.ConnectRefused, match="unknown file operation"):
+                await sessionlayer.connect("127.0.0.1", port, offers={"service": ["files"]},
+                                           data=b"[" * 5000)  # fmt: skip
+
+    with caplog.at_level("WARNING", logger="sessionlayer"):
+        run(main())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.records
