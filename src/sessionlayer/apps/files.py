@@ -804,6 +804,9 @@ class _Receiver:
         self.failed: str | None = None  # the reason this side stopped it (``_fail``)
         self.own = False  # its paths are this side's user's (a get): its reasons name them
         self.stopped = False  # it no longer receives (its file closed): nothing to confirm
+        #: _events could not take the transfer (its file, its marker) and is telling the
+        #: sender why: data that comes meanwhile waits for that error, not its own
+        self.refusing = False
 
     @property
     def temp(self) -> Path:
@@ -889,6 +892,9 @@ class _Receiver:
                     raise
                 disk = self.disk
                 if disk is None:
+                    if self.refusing:  # (the error _events raises, once the sender is told)
+                        await asyncio.wait([events])
+                        break
                     raise TransferError("data outside a transfer")
                 self.written += len(data)
                 self.received += len(data)
@@ -942,6 +948,7 @@ class _Receiver:
                 elif isinstance(event, ev.TypedDataIndication):  # (the peer's reason)
                     self.peer_error = _json(event.data).get("error") or self.peer_error
         except Exception as exc:  # (a marker we cannot use, a file we cannot open)
+            self.refusing = True
             why = str(exc) if isinstance(exc, SessionLayerError) else (
                 f"cannot take the transfer: {os.strerror(exc.errno or errno.EIO)}"
                 if isinstance(exc, OSError) else f"cannot take the transfer: {exc}")  # fmt: skip
